@@ -1,0 +1,73 @@
+import { AccessDenied, AuthFailed } from "../domain/security/events.ts";
+import { eventMetadata, PLATFORM_TENANT, type Actor, type RequestMeta } from "../auth/actor.ts";
+import type { Logger } from "../logger.ts";
+import { withTenant, type Db } from "../store/db.ts";
+import { appendEvents } from "../store/events/appendEvents.ts";
+
+export interface SecurityIncident {
+  type: "auth.failed" | "access.denied";
+  /** The tenant whose log gets the event; null when no tenant is known (the platform log). */
+  tenantId: string | null;
+  actor: Actor | null;
+  level: "info" | "warning" | "critical";
+  status: "denied" | "failed";
+  reason: string;
+  resource?: string;
+  action?: string;
+  details?: Record<string, unknown>;
+  request: RequestMeta;
+}
+
+export interface SecurityRecorder {
+  record(incident: SecurityIncident): Promise<void>;
+}
+
+const WINDOW_MS = 60_000;
+
+/**
+ * Security events go into the tenant's own log. Floods are sampled: one event per tenant, type,
+ * reason and principal (or source ip) per minute; the next one recorded says how many were folded.
+ * Recording never fails the request that triggered it.
+ */
+export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () => Date }): SecurityRecorder {
+  const windows = new Map<string, { until: number; suppressed: number }>();
+  return {
+    async record(incident) {
+      const tenantId = incident.tenantId ?? PLATFORM_TENANT;
+      const principal = incident.actor?.subject ?? incident.request.sourceIp ?? "unknown";
+      const key = `${tenantId}|${incident.type}|${incident.reason}|${principal}`;
+      const now = deps.now().getTime();
+      const window = windows.get(key);
+      if (window && window.until > now) {
+        window.suppressed++;
+        return;
+      }
+      if (windows.size > 10_000) for (const [k, w] of windows) if (w.until <= now) windows.delete(k);
+      windows.set(key, { until: now + WINDOW_MS, suppressed: 0 });
+      const define = incident.type === "auth.failed" ? AuthFailed : AccessDenied;
+      const event = define({
+        level: incident.level,
+        status: incident.status,
+        reason: incident.reason,
+        resource: incident.resource,
+        action: incident.action,
+        details: incident.details,
+        ...(window?.suppressed ? { suppressed: window.suppressed } : {}),
+      });
+      try {
+        await withTenant(deps.db, tenantId, (trx) =>
+          appendEvents(trx, {
+            tenantId,
+            streamType: "security",
+            streamId: incident.type,
+            expectedVersion: "any",
+            events: [event],
+            metadata: eventMetadata(incident.actor, incident.request),
+          }),
+        );
+      } catch (error) {
+        deps.logger.error({ err: error, tenantId, type: incident.type }, "could not record security event");
+      }
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import type { Role } from "../domain/eventDefinition.ts";
+
+// Permissions as data: every action is `resource:verb`, granted to roles here and nowhere else.
+export const PERMISSIONS = {
+  "tenant:read": "read the caller's own tenant",
+  "tenant:create": "create tenants (platform operators)",
+  "tenant:list": "list every tenant (platform operators)",
+  "audit:read": "read and export the tenant's audit log",
+  "token:issue": "issue service tokens for the tenant",
+  "token:revoke": "revoke any access token of the tenant",
+} as const;
+
+export type Permission = keyof typeof PERMISSIONS;
+
+const VIEWER: Permission[] = ["tenant:read"];
+const EDITOR: Permission[] = [...VIEWER];
+const ADMIN: Permission[] = [...EDITOR, "audit:read", "token:issue", "token:revoke"];
+
+export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
+  viewer: VIEWER,
+  editor: EDITOR,
+  admin: ADMIN,
+  service: ["tenant:read"],
+  platform: ["tenant:create", "tenant:list"],
+};
+
+/** Scopes that grant their permission on their own: an auditor's token is `viewer` + `audit:read`. */
+const GRANTING_SCOPES: ReadonlySet<Permission> = new Set(["audit:read"]);
+
+/**
+ * What a token may do: the union of its roles' permissions; when the token carries scopes, only the
+ * permissions among them (scopes narrow), plus the scopes that grant on their own.
+ */
+export function effectivePermissions(roles: readonly Role[], scopes: readonly string[]): Set<Permission> {
+  const fromRoles = new Set<Permission>(roles.flatMap((r) => ROLE_PERMISSIONS[r] ?? []));
+  if (scopes.length === 0) return fromRoles;
+  const narrowed = new Set<Permission>();
+  for (const scope of scopes) {
+    if (fromRoles.has(scope as Permission) || GRANTING_SCOPES.has(scope as Permission)) narrowed.add(scope as Permission);
+  }
+  return narrowed;
+}

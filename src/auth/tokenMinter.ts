@@ -1,0 +1,49 @@
+import { randomUUID } from "node:crypto";
+import { SignJWT } from "jose";
+import type { Role, TokenKind } from "../domain/eventDefinition.ts";
+import { SIGNING_ALG, type SigningKeys } from "./signingKeys.ts";
+
+export const ACCESS_TOKEN_TYPE = "at+jwt"; // RFC 9068
+export const REFRESH_TOKEN_TYPE = "kp-refresh+jwt";
+
+export interface AccessTokenClaims {
+  tenantId: string;
+  subject: string;
+  kind: TokenKind;
+  roles: Role[];
+  scopes: string[];
+  tokenId?: string;
+  sessionId?: string;
+  expiresAt: Date;
+}
+
+export interface TokenMinter {
+  mintAccessToken(claims: AccessTokenClaims): Promise<{ token: string; tokenId: string; expiresAt: Date }>;
+  mintRefreshToken(claims: { tenantId: string; subject: string; familyId: string; tokenId: string; expiresAt: Date }): Promise<string>;
+}
+
+export function createTokenMinter(keys: SigningKeys, issuer: string, audience: string): TokenMinter {
+  const sign = (payload: Record<string, unknown>, typ: string, subject: string, tokenId: string, expiresAt: Date) =>
+    new SignJWT(payload)
+      .setProtectedHeader({ alg: SIGNING_ALG, kid: keys.current.kid, typ })
+      .setIssuer(issuer)
+      .setAudience(audience)
+      .setSubject(subject)
+      .setJti(tokenId)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+      .sign(keys.current.privateKey);
+
+  return {
+    async mintAccessToken(c) {
+      const tokenId = c.tokenId ?? randomUUID();
+      const payload: Record<string, unknown> = { tenant_id: c.tenantId, roles: c.roles, kind: c.kind };
+      if (c.scopes.length) payload.scope = c.scopes.join(" ");
+      if (c.sessionId) payload.sid = c.sessionId;
+      return { token: await sign(payload, ACCESS_TOKEN_TYPE, c.subject, tokenId, c.expiresAt), tokenId, expiresAt: c.expiresAt };
+    },
+    mintRefreshToken(c) {
+      return sign({ tenant_id: c.tenantId, fam: c.familyId }, REFRESH_TOKEN_TYPE, c.subject, c.tokenId, c.expiresAt);
+    },
+  };
+}

@@ -1,0 +1,143 @@
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { z } from "zod";
+import { roleSchema, tokenKindSchema } from "../domain/eventDefinition.ts";
+import { makeActor, type Actor } from "./actor.ts";
+import { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from "./tokenMinter.ts";
+import { SIGNING_ALG, type SigningKeys } from "./signingKeys.ts";
+
+/** Why a token was refused: stable strings that go into auth.failed events, never to the caller. */
+export type AuthFailureReason =
+  | "missing"
+  | "malformed"
+  | "unsupported-algorithm"
+  | "unknown-key"
+  | "bad-signature"
+  | "expired"
+  | "not-yet-valid"
+  | "wrong-issuer"
+  | "wrong-audience"
+  | "wrong-token-type"
+  | "invalid-claims"
+  | "revoked"
+  | "unknown-tenant";
+
+export class AuthFailure extends Error {
+  constructor(
+    readonly reason: AuthFailureReason,
+    /** Set only when the token's signature was verified, so the claim can be trusted. */
+    readonly verified?: { tenantId?: string; subject?: string; tokenId?: string },
+  ) {
+    super(`token refused: ${reason}`);
+  }
+}
+
+const ClaimsSchema = z.object({
+  sub: z.string().min(1),
+  tenant_id: z.string().min(1),
+  roles: z.array(roleSchema).min(1),
+  scope: z.string().optional(),
+  kind: tokenKindSchema.optional(),
+  jti: z.string().min(1),
+  exp: z.number(),
+  sid: z.string().optional(),
+});
+
+const EXTERNAL_ALGS = ["RS256", "PS256", "ES256", "EdDSA"];
+
+export interface TokenVerifier {
+  verifyAccessToken(token: string): Promise<Actor>;
+  verifyRefreshToken(token: string): Promise<{ tenantId: string; subject: string; familyId: string; tokenId: string }>;
+  jwks: SigningKeys["jwks"];
+}
+
+export function createTokenVerifier(options: {
+  keys: SigningKeys;
+  issuer: string;
+  audience: string;
+  external?: { jwksUrl: string; issuer: string; audience: string };
+  clockToleranceSeconds?: number;
+}): TokenVerifier {
+  const localKeys = createLocalJWKSet(options.keys.jwks);
+  const external = options.external
+    ? { ...options.external, keys: createRemoteJWKSet(new URL(options.external.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 600_000 }) }
+    : undefined;
+  const tolerance = options.clockToleranceSeconds ?? 5;
+
+  async function verify(token: string, key: JWTVerifyGetKey, issuer: string, audience: string, algorithms: string[], typ: string | undefined) {
+    try {
+      return await jwtVerify(token, key, { issuer, audience, algorithms, clockTolerance: tolerance, ...(typ ? { typ } : {}) });
+    } catch (error) {
+      throw classify(error);
+    }
+  }
+
+  return {
+    jwks: options.keys.jwks,
+    async verifyAccessToken(token) {
+      const iss = unverifiedIssuer(token);
+      let payload: JWTPayload;
+      if (iss === options.issuer) {
+        ({ payload } = await verify(token, localKeys, options.issuer, options.audience, [SIGNING_ALG], ACCESS_TOKEN_TYPE));
+      } else if (external && iss === external.issuer) {
+        ({ payload } = await verify(token, external.keys, external.issuer, external.audience, EXTERNAL_ALGS, undefined));
+      } else {
+        throw new AuthFailure("wrong-issuer");
+      }
+      const parsed = ClaimsSchema.safeParse(payload);
+      if (!parsed.success) throw new AuthFailure("invalid-claims", { subject: payload.sub, tokenId: payload.jti });
+      const c = parsed.data;
+      const kind = c.kind ?? (c.roles.includes("platform") ? "platform" : c.roles.includes("service") ? "service" : "user");
+      return makeActor({
+        kind,
+        subject: c.sub,
+        tenantId: c.tenant_id,
+        roles: c.roles,
+        scopes: c.scope ? c.scope.split(" ").filter(Boolean) : [],
+        tokenId: c.jti,
+        sessionId: c.sid,
+        issuer: iss,
+        expiresAt: new Date(c.exp * 1000),
+      });
+    },
+    async verifyRefreshToken(token) {
+      const { payload } = await verify(token, localKeys, options.issuer, options.audience, [SIGNING_ALG], REFRESH_TOKEN_TYPE);
+      const { sub, tenant_id, fam, jti } = payload as Record<string, unknown>;
+      if (typeof sub !== "string" || typeof tenant_id !== "string" || typeof fam !== "string" || typeof jti !== "string") {
+        throw new AuthFailure("invalid-claims");
+      }
+      return { tenantId: tenant_id, subject: sub, familyId: fam, tokenId: jti };
+    },
+  };
+}
+
+function unverifiedIssuer(token: string): string | undefined {
+  try {
+    const iss = decodeJwt(token).iss;
+    return typeof iss === "string" ? iss : undefined;
+  } catch {
+    throw new AuthFailure("malformed");
+  }
+}
+
+function verifiedClaims(payload: JWTPayload | undefined) {
+  if (!payload) return undefined;
+  const tenantId = typeof payload.tenant_id === "string" ? payload.tenant_id : undefined;
+  return { tenantId, subject: payload.sub, tokenId: payload.jti };
+}
+
+function classify(error: unknown): AuthFailure {
+  if (error instanceof AuthFailure) return error;
+  if (error instanceof errors.JWTExpired) return new AuthFailure("expired", verifiedClaims(error.payload));
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    const verified = verifiedClaims(error.payload);
+    if (error.claim === "nbf" || error.claim === "iat") return new AuthFailure("not-yet-valid", verified);
+    if (error.claim === "iss") return new AuthFailure("wrong-issuer", verified);
+    if (error.claim === "aud") return new AuthFailure("wrong-audience", verified);
+    if (error.claim === "typ") return new AuthFailure("wrong-token-type", verified);
+    return new AuthFailure("invalid-claims", verified);
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return new AuthFailure("unsupported-algorithm");
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return new AuthFailure("unknown-key");
+  if (error instanceof errors.JWSSignatureVerificationFailed) return new AuthFailure("bad-signature");
+  return new AuthFailure("malformed");
+}

@@ -1,0 +1,23 @@
+import { BadInputError } from "../errors.ts";
+import type { EventDefinition } from "./eventDefinition.ts";
+import { securityEvents } from "./security/events.ts";
+import { sessionEvents } from "./session/events.ts";
+import { tenantEvents } from "./tenant/events.ts";
+
+// Every event type Keyplane may append. The store validates each event against it on the way in.
+const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents];
+
+const byType = new Map(definitions.map((d) => [d.type, d]));
+
+export function eventDefinition(type: string): EventDefinition<string, any> {
+  const def = byType.get(type);
+  if (!def) throw new BadInputError(`unknown event type ${type}`);
+  return def;
+}
+
+export function validateEventData(type: string, data: unknown): { schemaVersion: number; data: Record<string, unknown> } {
+  const def = eventDefinition(type);
+  return { schemaVersion: def.schemaVersion, data: def.schema.parse(data) };
+}
+
+export const knownEventTypes = (): string[] => [...byType.keys()];

@@ -1,0 +1,27 @@
+import { z } from "zod";
+import { ConflictError } from "../../errors.ts";
+import { parseInput } from "../validation.ts";
+import { TenantCreated, tierSchema, type TenantEvent } from "./events.ts";
+import type { TenantState } from "./evolve.ts";
+
+/** Tenant ids are slugs: they appear in URLs, logs and token claims. */
+export const tenantIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, "must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit");
+
+export const CreateTenantInput = z.object({
+  id: tenantIdSchema,
+  name: z.string().trim().min(1, "must not be empty").max(200),
+  tier: tierSchema.default("free"),
+});
+export type CreateTenantCommand = { type: "CreateTenant"; input: z.input<typeof CreateTenantInput> };
+
+export function decideTenant(command: CreateTenantCommand, state: TenantState): TenantEvent[] {
+  switch (command.type) {
+    case "CreateTenant": {
+      const input = parseInput(CreateTenantInput, command.input);
+      if (state.exists) throw new ConflictError(`tenant ${input.id} already exists`);
+      return [TenantCreated({ tenantId: input.id, name: input.name, tier: input.tier })];
+    }
+  }
+}

@@ -1,0 +1,51 @@
+// Expected failures carry a stable code that reaches the caller as extensions.code.
+// Anything that is not a DomainError is unexpected and gets masked.
+export type ErrorCode =
+  | "UNAUTHENTICATED"
+  | "FORBIDDEN"
+  | "NOT_FOUND"
+  | "CONFLICT"
+  | "BAD_USER_INPUT"
+  | "RATE_LIMITED";
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly extensions: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class UnauthenticatedError extends DomainError {
+  constructor(message = "authentication required") {
+    super("UNAUTHENTICATED", message);
+  }
+}
+export class ForbiddenError extends DomainError {
+  constructor(message = "not allowed") {
+    super("FORBIDDEN", message);
+  }
+}
+export class NotFoundError extends DomainError {
+  constructor(what: string) {
+    super("NOT_FOUND", `${what} not found`);
+  }
+}
+export class ConflictError extends DomainError {
+  constructor(message: string, extensions: Record<string, unknown> = {}) {
+    super("CONFLICT", message, extensions);
+  }
+}
+export class BadInputError extends DomainError {
+  constructor(message: string, readonly field?: string) {
+    super("BAD_USER_INPUT", message, field ? { field } : {});
+  }
+}
+export class RateLimitedError extends DomainError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super("RATE_LIMITED", message, { retryAfter: retryAfterSeconds });
+  }
+}

@@ -1,0 +1,11 @@
+import { lexicographicSortSchema, printSchema, type GraphQLSchema } from "graphql";
+import { builder } from "./builder.ts";
+import "./types/me.ts";
+import "./types/tenant.ts";
+import "./types/auditLog.ts";
+import "./types/credentials.ts";
+
+export const schema: GraphQLSchema = builder.toSchema();
+
+/** The SDL checked in at schema/schema.graphql. */
+export const printedSchema = (): string => printSchema(lexicographicSortSchema(schema)) + "\n";

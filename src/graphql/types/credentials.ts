@@ -1,0 +1,73 @@
+import { issueAccessToken, refreshSession, revokeAccessToken, type IssuedTokens } from "../../app/credentials.ts";
+import { builder } from "../builder.ts";
+
+const IssuedToken = builder.objectRef<IssuedTokens>("IssuedToken").implement({
+  description: "Shown once: Keyplane keeps only the token id",
+  fields: (t) => ({
+    accessToken: t.exposeString("accessToken"),
+    tokenId: t.exposeID("tokenId"),
+    expiresAt: t.field({ type: "DateTime", resolve: (i) => i.expiresAt }),
+    refreshToken: t.exposeString("refreshToken", { nullable: true }),
+    refreshExpiresAt: t.field({ type: "DateTime", nullable: true, resolve: (i) => i.refreshExpiresAt ?? null }),
+  }),
+});
+
+const IssueServiceTokenInput = builder.inputType("IssueServiceTokenInput", {
+  fields: (t) => ({
+    subject: t.string({ required: true, description: "Name of the service, e.g. ci-runner" }),
+    scopes: t.stringList({ required: false, description: "Narrow the token to these permissions" }),
+    ttlSeconds: t.int({ required: false, description: "Default 24 hours" }),
+    refreshable: t.boolean({ required: false, description: "Also return a rotating refresh token" }),
+  }),
+});
+
+builder.mutationField("issueServiceToken", (t) =>
+  t.field({
+    type: IssuedToken,
+    args: { input: t.arg({ type: IssueServiceTokenInput, required: true }) },
+    authScopes: { permission: "token:issue" },
+    resolve: (_root, { input }, ctx) =>
+      issueAccessToken(
+        ctx.deps,
+        ctx.actor!,
+        {
+          tenantId: ctx.actor!.tenantId,
+          subject: input.subject,
+          kind: "service",
+          roles: ["service"],
+          scopes: input.scopes ?? [],
+          ttlSeconds: input.ttlSeconds ?? undefined,
+          refreshable: input.refreshable ?? false,
+          issuedVia: "api",
+        },
+        ctx.request,
+      ),
+  }),
+);
+
+const RevokedToken = builder.objectRef<{ tokenId: string; revokedAt: Date }>("RevokedToken").implement({
+  fields: (t) => ({
+    tokenId: t.exposeID("tokenId"),
+    revokedAt: t.field({ type: "DateTime", resolve: (r) => r.revokedAt }),
+  }),
+});
+
+builder.mutationField("revokeAccessToken", (t) =>
+  t.field({
+    type: RevokedToken,
+    description: "Refused from the next request on, by every Keyplane process",
+    args: { tokenId: t.arg.id({ required: true, description: "The token's jti" }) },
+    authScopes: { permission: "token:revoke" },
+    resolve: (_root, { tokenId }, ctx) => revokeAccessToken(ctx.deps, ctx.actor!, { tokenId: String(tokenId) }, ctx.request),
+  }),
+);
+
+builder.mutationField("refreshSession", (t) =>
+  t.field({
+    type: IssuedToken,
+    description: "Spends a refresh token for a new pair; a reused refresh token revokes its whole family",
+    args: { refreshToken: t.arg.string({ required: true }) },
+    authScopes: { public: true },
+    resolve: (_root, { refreshToken }, ctx) => refreshSession(ctx.deps, refreshToken, ctx.request),
+  }),
+);

@@ -1,0 +1,77 @@
+import { createTenant } from "../../app/tenants.ts";
+import { NotFoundError } from "../../errors.ts";
+import { findTenant, listAllTenants, type TenantRow } from "../../store/queries/tenantQueries.ts";
+import { builder } from "../builder.ts";
+
+const Tier = builder.enumType("Tier", { values: ["free", "pro", "enterprise"] as const });
+
+export const Tenant = builder.objectRef<TenantRow>("Tenant").implement({
+  fields: (t) => ({
+    id: t.exposeID("tenant_id"),
+    name: t.exposeString("name"),
+    tier: t.field({ type: Tier, resolve: (row) => row.tier as "free" | "pro" | "enterprise" }),
+    status: t.exposeString("status"),
+    version: t.exposeInt("version"),
+    createdAt: t.field({ type: "DateTime", resolve: (row) => row.created_at }),
+    updatedAt: t.field({ type: "DateTime", resolve: (row) => row.updated_at }),
+  }),
+});
+
+builder.queryField("tenant", (t) =>
+  t.field({
+    type: Tenant,
+    description: "The caller's tenant. Naming any other tenant answers NOT_FOUND.",
+    args: { id: t.arg.id({ required: false }) },
+    authScopes: { permission: "tenant:read" },
+    resolve: async (_root, args, ctx) => {
+      const actor = ctx.actor!;
+      if (args.id !== null && args.id !== undefined && String(args.id) !== actor.tenantId) {
+        await ctx.deps.security.record({
+          type: "access.denied",
+          tenantId: actor.tenantId,
+          actor,
+          level: "warning",
+          status: "denied",
+          reason: "cross-tenant",
+          resource: "tenant",
+          action: "tenant:read",
+          details: { requested: String(args.id).slice(0, 100) },
+          request: ctx.request,
+        });
+        throw new NotFoundError("tenant");
+      }
+      const row = await findTenant(ctx.deps.db, actor.tenantId);
+      if (!row) throw new NotFoundError("tenant");
+      return row;
+    },
+  }),
+);
+
+builder.queryField("tenants", (t) =>
+  t.field({
+    type: [Tenant],
+    description: "Every tenant (platform operators only)",
+    authScopes: { permission: "tenant:list" },
+    resolve: (_root, _args, ctx) => listAllTenants(ctx.deps.db),
+  }),
+);
+
+const CreateTenantInput = builder.inputType("CreateTenantInput", {
+  fields: (t) => ({
+    id: t.string({ required: true, description: "slug: a-z, 0-9 and '-'" }),
+    name: t.string({ required: true }),
+    tier: t.field({ type: Tier, required: false }),
+  }),
+});
+
+builder.mutationField("createTenant", (t) =>
+  t.field({
+    type: Tenant,
+    args: { input: t.arg({ type: CreateTenantInput, required: true }) },
+    authScopes: { permission: "tenant:create" },
+    resolve: async (_root, { input }, ctx) => {
+      await createTenant(ctx.deps, ctx.actor!, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.request);
+      return (await findTenant(ctx.deps.db, input.id))!;
+    },
+  }),
+);

@@ -1,0 +1,51 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { sql } from "kysely";
+import type { AppDeps } from "../app/deps.ts";
+import type { DatabaseHandle } from "../store/db.ts";
+import { pendingMigrations } from "../store/migrate.ts";
+import { createGraphQLServer } from "./yoga.ts";
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+/** One HTTP server: /graphql (Yoga), health probes and the JWKS beside it. */
+export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Server {
+  const yoga = createGraphQLServer(deps);
+
+  async function readiness(): Promise<{ ok: boolean; checks: Record<string, string> }> {
+    const checks: Record<string, string> = {};
+    try {
+      await sql`select 1`.execute(deps.db);
+      checks.database = "ok";
+      const pending = await pendingMigrations(database);
+      checks.migrations = pending.length ? `pending: ${pending.join(", ")}` : "ok";
+    } catch {
+      checks.database = "unreachable";
+    }
+    return { ok: Object.values(checks).every((v) => v === "ok"), checks };
+  }
+
+  return createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? "/";
+    const path = url.split("?")[0];
+    if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
+    if (req.method === "GET" && path === "/readyz") {
+      readiness().then(
+        (r) => sendJson(res, r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }),
+        () => sendJson(res, 503, { status: "not ready" }),
+      );
+      return;
+    }
+    if (req.method === "GET" && path === "/.well-known/jwks.json") {
+      return sendJson(res, 200, deps.verifier.jwks, { "cache-control": "public, max-age=300" });
+    }
+    const length = Number(req.headers["content-length"] ?? 0);
+    if (length > deps.config.maxBodyBytes) {
+      return sendJson(res, 413, { errors: [{ message: `request body over ${deps.config.maxBodyBytes} bytes`, extensions: { code: "BAD_USER_INPUT" } }] }, { connection: "close" });
+    }
+    if (path === "/graphql") return yoga(req, res, { req, res });
+    sendJson(res, 404, { error: "not found" });
+  });
+}

@@ -1,0 +1,63 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { GraphQLError } from "graphql";
+import { createYoga, type YogaServerInstance } from "graphql-yoga";
+import { authenticate } from "../app/authenticate.ts";
+import type { AppDeps } from "../app/deps.ts";
+import { DomainError } from "../errors.ts";
+import type { GraphQLContext } from "../graphql/context.ts";
+import { schema } from "../graphql/schema.ts";
+import { idempotencyPlugin } from "./idempotencyPlugin.ts";
+import { requestMetaOf } from "./requestMeta.ts";
+
+export interface ServerContext {
+  req?: IncomingMessage;
+  res?: ServerResponse;
+}
+
+// GraphQL's own refusals of a document are the caller's bad input.
+const DOCUMENT_ERROR_CODES = new Set(["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_REQUEST"]);
+
+export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerContext, GraphQLContext> {
+  return createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: "/graphql",
+    landingPage: false,
+    graphiql: deps.config.env !== "production" ? { title: "Keyplane" } : false,
+    logging: {
+      debug: (...args) => deps.logger.debug({ yoga: args.map(String) }),
+      info: (...args) => deps.logger.info({ yoga: args.map(String) }),
+      warn: (...args) => deps.logger.warn({ yoga: args.map(String) }),
+      // Expected failures (a refused token in the context) are not server errors.
+      error: (...args) => (args.some((a) => a instanceof DomainError) ? deps.logger.debug({ yoga: args.map(String) }) : deps.logger.error({ yoga: args.map(String) })),
+    },
+    context: async ({ request, req }) => {
+      const meta = requestMetaOf(request, req);
+      const actor = await authenticate(deps, request.headers.get("authorization"), meta);
+      const logger = deps.logger.child({ requestId: meta.requestId, tenantId: actor?.tenantId, actor: actor?.subject });
+      return { actor, request: meta, deps, logger };
+    },
+    maskedErrors: {
+      maskError(error, message) {
+        const original = error instanceof GraphQLError ? (error.originalError ?? undefined) : error;
+        if (original instanceof DomainError) {
+          const status = original.code === "UNAUTHENTICATED" ? 401 : original.code === "RATE_LIMITED" ? 429 : undefined;
+          return new GraphQLError(original.message, {
+            nodes: error instanceof GraphQLError ? error.nodes : undefined,
+            path: error instanceof GraphQLError ? error.path : undefined,
+            extensions: { code: original.code, ...original.extensions, ...(status ? { http: { status } } : {}) },
+          });
+        }
+        if (error instanceof GraphQLError && !(original instanceof Error && !(original instanceof GraphQLError))) {
+          const code = error.extensions?.code;
+          if (typeof code === "string" && DOCUMENT_ERROR_CODES.has(code)) {
+            return new GraphQLError(error.message, { nodes: error.nodes, extensions: { ...error.extensions, code: "BAD_USER_INPUT", reason: code } });
+          }
+          return error;
+        }
+        deps.logger.error({ err: original ?? error }, "unexpected error");
+        return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
+      },
+    },
+    plugins: [idempotencyPlugin()],
+  });
+}

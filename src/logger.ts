@@ -1,0 +1,43 @@
+import { pino, type Logger, type DestinationStream } from "pino";
+
+export type { Logger };
+
+// Secrets must never reach a log line, whatever object a caller hands to the logger.
+const SECRET_KEYS = [
+  "authorization",
+  "cookie",
+  "set-cookie",
+  "token",
+  "accessToken",
+  "refreshToken",
+  "idToken",
+  "privateKey",
+  "secret",
+  "clientSecret",
+  "webhookSecret",
+  "password",
+  "key",
+  "signingKey",
+];
+
+export const REDACT_PATHS = [
+  ...SECRET_KEYS,
+  ...SECRET_KEYS.map((k) => `*.${k}`),
+  ...SECRET_KEYS.map((k) => `*.*.${k}`),
+  'req.headers["authorization"]',
+  'req.headers["cookie"]',
+  'headers["x-hub-signature-256"]',
+];
+
+export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
+  return pino(
+    {
+      level: options.level ?? "info",
+      base: { service: "keyplane" },
+      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    options.destination,
+  );
+}

@@ -1,0 +1,83 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { AppDeps } from "./app/deps.ts";
+import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
+import { loadSigningKeys } from "./auth/signingKeys.ts";
+import { createTokenMinter } from "./auth/tokenMinter.ts";
+import { createTokenVerifier } from "./auth/verifyToken.ts";
+import type { Config } from "./config.ts";
+import { createHttpServer } from "./http/server.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { lockDataDir } from "./store/dataDirLock.ts";
+import { openDatabase, type DatabaseHandle } from "./store/db.ts";
+import { migrateToLatest } from "./store/migrate.ts";
+
+export interface Keyplane {
+  deps: AppDeps;
+  database: DatabaseHandle;
+  server: Server;
+  listen(port?: number, host?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: config -> database -> keys -> use-case deps -> transports.
+ * The only place that wires things together; CLI and tests go through it too.
+ */
+export async function createKeyplane(config: Config, options: { logger?: Logger; database?: DatabaseHandle } = {}): Promise<Keyplane> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const embedded = !options.database && !config.database.url;
+  const unlock = embedded ? lockDataDir(config.dataDir) : () => {};
+  let database: DatabaseHandle | undefined;
+  try {
+    database =
+      options.database ??
+      (await openDatabase({ url: config.database.url, poolMax: config.database.poolMax, dataDir: config.dataDir }));
+    if (config.migrateOnStart) {
+      const applied = await migrateToLatest(database);
+      if (applied.length) logger.info({ applied }, "migrations applied");
+    }
+    const keys = await loadSigningKeys({
+      pem: config.auth.signingKey,
+      previousPems: config.auth.previousSigningKeys,
+      dataDir: config.dataDir,
+      allowGenerate: config.env !== "production",
+    });
+    const now = () => new Date();
+    const db = database.db;
+    const deps: AppDeps = {
+      db,
+      config,
+      logger,
+      now,
+      minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience),
+      verifier: createTokenVerifier({ keys, issuer: config.auth.issuer, audience: config.auth.audience, external: config.auth.external }),
+      security: createSecurityRecorder({ db, logger, now }),
+    };
+    const server = createHttpServer(deps, database);
+    const handle = database;
+    return {
+      deps,
+      database: handle,
+      server,
+      listen: (port = config.port, host = config.host) =>
+        new Promise((resolve, reject) => {
+          server.once("error", reject);
+          server.listen(port, host, () => {
+            const address = server.address() as AddressInfo;
+            resolve(`http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`);
+          });
+        }),
+      async close() {
+        await new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+        server.closeAllConnections?.();
+        if (!options.database) await handle.close();
+        unlock();
+      },
+    };
+  } catch (error) {
+    if (!options.database) await database?.close().catch(() => {});
+    unlock();
+    throw error;
+  }
+}

@@ -1,0 +1,37 @@
+import { createHash } from "node:crypto";
+import { canonicalJson } from "./canonicalJson.ts";
+
+/** The part of an event its content hash covers: everything but the sequence and the hashes. */
+export interface HashedContent {
+  eventId: string;
+  tenantId: string;
+  streamType: string;
+  streamId: string;
+  streamVersion: number;
+  type: string;
+  schemaVersion: number;
+  data: unknown;
+  metadata: unknown;
+  occurredAt: string; // ISO 8601 with milliseconds, UTC
+}
+
+const sha256Hex = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+
+export function contentHash(content: HashedContent): string {
+  return sha256Hex(canonicalJson(content));
+}
+
+/** Each tenant's chain starts from its own genesis, so chains of two tenants never interleave. */
+export function genesisHash(tenantId: string): string {
+  return sha256Hex(`keyplane:genesis:${tenantId}`);
+}
+
+/** chain_n = SHA-256(chain_{n-1} ":" n ":" content_n), all hex, as UTF-8. */
+export function chainHash(previousChainHash: string, sequence: number, content: string): string {
+  return sha256Hex(`${previousChainHash}:${sequence}:${content}`);
+}
+
+/** Short, non-reversible reference to a secret for events and logs. */
+export function fingerprint(secret: string): string {
+  return "sha256:" + sha256Hex(secret).slice(0, 16);
+}

@@ -1,0 +1,50 @@
+import { readdir, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from "kysely";
+import type { DatabaseHandle, Tx } from "./db.ts";
+
+const MIGRATIONS_DIR = fileURLToPath(new URL("../../migrations/", import.meta.url));
+
+/** Plain SQL files in migrations/, applied in name order by kysely's Migrator (one transaction each). */
+class SqlFileMigrationProvider implements MigrationProvider {
+  constructor(private readonly handle: DatabaseHandle) {}
+
+  async getMigrations(): Promise<Record<string, Migration>> {
+    const files = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith(".sql")).sort();
+    const migrations: Record<string, Migration> = {};
+    for (const file of files) {
+      const script = await readFile(MIGRATIONS_DIR + file, "utf8");
+      migrations[file.replace(/\.sql$/, "")] = {
+        up: async (db) => {
+          // Migrations see every tenant's rows (data migrations must not be filtered by RLS).
+          await sql`select set_config('keyplane.platform', 'on', true)`.execute(db);
+          await this.handle.execScript(db as Tx, script);
+        },
+      };
+    }
+    return migrations;
+  }
+}
+
+function migratorFor(handle: DatabaseHandle): Migrator {
+  return new Migrator({ db: handle.db, provider: new SqlFileMigrationProvider(handle) });
+}
+
+export class MigrationError extends Error {}
+
+export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]> {
+  const { error, results } = await migratorFor(handle).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";
+    throw new MigrationError(`migration ${failed} failed: ${(error as Error).message}`);
+  }
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
+
+/** Names of migrations not yet applied; empty when the database is current. */
+export async function pendingMigrations(handle: DatabaseHandle): Promise<string[]> {
+  const all = await migratorFor(handle).getMigrations();
+  return all.filter((m) => !m.executedAt).map((m) => m.name);
+}
+
+export type { MigrationResultSet };

@@ -1,0 +1,16 @@
+import type { Tx } from "../db.ts";
+import type { StoredEvent } from "../events/types.ts";
+import { credentialsProjection } from "./credentialsProjection.ts";
+import type { Projection } from "./projection.ts";
+import { tenantsProjection } from "./tenantsProjection.ts";
+
+/** Every inline projection; later areas add theirs here. */
+export const projections: readonly Projection[] = [tenantsProjection, credentialsProjection];
+
+export async function applyProjections(trx: Tx, events: readonly StoredEvent[]): Promise<void> {
+  for (const event of events) {
+    for (const projection of projections) {
+      if (projection.handles.has(event.type)) await projection.apply(trx, event);
+    }
+  }
+}
