@@ -1,0 +1,98 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { systemActor, PLATFORM_TENANT } from "../../src/auth/actor.ts";
+import { issueAccessToken } from "../../src/app/credentials.ts";
+import { createTenant } from "../../src/app/tenants.ts";
+import { loadConfig } from "../../src/config.ts";
+import type { Role, TokenKind } from "../../src/domain/eventDefinition.ts";
+import { createKeyplane, type Keyplane } from "../../src/main.ts";
+import type { DatabaseHandle } from "../../src/store/db.ts";
+import { registerSecret, testLogger } from "./secrets.ts";
+import { createTestDatabase } from "./testDatabase.ts";
+
+export interface GraphQLResponse<T = any> {
+  status: number;
+  headers: Headers;
+  data: T;
+  errors?: Array<{ message: string; path?: string[]; extensions?: Record<string, any> }>;
+}
+
+export interface TestApp {
+  kp: Keyplane;
+  database: DatabaseHandle;
+  url: string;
+  gql<T = any>(query: string, variables?: Record<string, unknown>, options?: { token?: string; headers?: Record<string, string> }): Promise<GraphQLResponse<T>>;
+  /** Mints a token with the real use case (an event is recorded, as with the CLI). */
+  mintToken(grant: { tenantId: string; roles: Role[]; subject?: string; scopes?: string[]; kind?: TokenKind; ttlSeconds?: number }): Promise<string>;
+  platformToken(): Promise<string>;
+  /** Fixture chain: a new tenant with a token per role. */
+  seedTenant(options?: { tier?: "free" | "pro" | "enterprise" }): Promise<SeededTenant>;
+  close(): Promise<void>;
+}
+
+export interface SeededTenant {
+  tenantId: string;
+  tokens: Record<"admin" | "editor" | "viewer" | "service", string>;
+}
+
+/**
+ * A real Keyplane listening on a loopback port, on a fresh test database (or on a given one, to
+ * play a second process sharing it).
+ */
+export async function createTestApp(options: { database?: DatabaseHandle; env?: Record<string, string>; name?: string } = {}): Promise<TestApp> {
+  const database = options.database ?? (await createTestDatabase());
+  const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-test-"));
+  const config = loadConfig({ NODE_ENV: "test", KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug", ...options.env });
+  const kp = await createKeyplane(config, { database, logger: testLogger(options.name ?? "app") });
+  const url = await kp.listen(0, "127.0.0.1");
+
+  const app: TestApp = {
+    kp,
+    database,
+    url,
+    async gql(query, variables, opts = {}) {
+      const res = await fetch(`${url}/graphql`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+          ...opts.headers,
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await res.json()) as { data: any; errors?: GraphQLResponse["errors"] };
+      return { status: res.status, headers: res.headers, data: body.data, errors: body.errors };
+    },
+    async mintToken(grant) {
+      const platform = grant.roles.includes("platform");
+      const issued = await issueAccessToken(kp.deps, systemActor("testkit"), {
+        tenantId: grant.tenantId,
+        subject: grant.subject ?? `${grant.roles.join("+")}@${grant.tenantId}`,
+        kind: grant.kind ?? (platform ? "platform" : grant.roles.includes("service") ? "service" : "user"),
+        roles: grant.roles,
+        scopes: grant.scopes ?? [],
+        ttlSeconds: grant.ttlSeconds,
+        issuedVia: "cli",
+      });
+      registerSecret(issued.accessToken);
+      return issued.accessToken;
+    },
+    platformToken() {
+      return app.mintToken({ tenantId: PLATFORM_TENANT, roles: ["platform"], subject: "operator" });
+    },
+    async seedTenant(opts = {}) {
+      const tenantId = `t-${randomBytes(5).toString("hex")}`;
+      await createTenant(kp.deps, systemActor("testkit"), { id: tenantId, name: `Tenant ${tenantId}`, tier: opts.tier ?? "free" });
+      const tokens = {} as SeededTenant["tokens"];
+      for (const role of ["admin", "editor", "viewer", "service"] as const) tokens[role] = await app.mintToken({ tenantId, roles: [role] });
+      return { tenantId, tokens };
+    },
+    async close() {
+      await kp.close();
+      if (!options.database) await database.close();
+    },
+  };
+  return app;
+}
