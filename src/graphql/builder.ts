@@ -59,7 +59,7 @@ function recordRefusal(context: GraphQLContext, type: "auth.failed" | "access.de
     reason,
     action,
     resource: "graphql",
-    request: context.request,
+    request: context.meta,
   });
 }
 

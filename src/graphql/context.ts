@@ -4,7 +4,7 @@ import type { Logger } from "../logger.ts";
 
 export interface GraphQLContext {
   actor: Actor | null;
-  request: RequestMeta;
+  meta: RequestMeta;
   deps: AppDeps;
   logger: Logger;
 }

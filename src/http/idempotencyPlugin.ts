@@ -16,8 +16,8 @@ const conflict = (message: string): ExecutionResult => ({ errors: [new GraphQLEr
 export function idempotencyPlugin(): Plugin<GraphQLContext & { request: Request }> {
   return {
     async onExecute({ args, setResultAndStopExecution }) {
-      const ctx = args.contextValue as GraphQLContext & { req?: unknown; request?: Request };
-      const key = (ctx as { request?: Request }).request?.headers?.get?.("idempotency-key") ?? null;
+      const ctx = args.contextValue;
+      const key = ctx.request.headers.get("idempotency-key");
       const operation = getOperationAST(args.document, args.operationName);
       if (key === null || operation?.operation !== "mutation" || !ctx.actor) return;
       if (!KEY_PATTERN.test(key)) {

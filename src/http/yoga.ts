@@ -34,11 +34,11 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       const meta = requestMetaOf(request, req);
       const actor = await authenticate(deps, request.headers.get("authorization"), meta);
       const logger = deps.logger.child({ requestId: meta.requestId, tenantId: actor?.tenantId, actor: actor?.subject });
-      return { actor, request: meta, deps, logger };
+      return { actor, meta, deps, logger };
     },
     maskedErrors: {
       maskError(error, message) {
-        const original = error instanceof GraphQLError ? (error.originalError ?? undefined) : error;
+        const original = rootCause(error);
         if (original instanceof DomainError) {
           const status = original.code === "UNAUTHENTICATED" ? 401 : original.code === "RATE_LIMITED" ? 429 : undefined;
           return new GraphQLError(original.message, {
@@ -47,7 +47,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
             extensions: { code: original.code, ...original.extensions, ...(status ? { http: { status } } : {}) },
           });
         }
-        if (error instanceof GraphQLError && !(original instanceof Error && !(original instanceof GraphQLError))) {
+        if (error instanceof GraphQLError && (original === undefined || original instanceof GraphQLError)) {
           const code = error.extensions?.code;
           if (typeof code === "string" && DOCUMENT_ERROR_CODES.has(code)) {
             return new GraphQLError(error.message, { nodes: error.nodes, extensions: { ...error.extensions, code: "BAD_USER_INPUT", reason: code } });
@@ -60,4 +60,14 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     },
     plugins: [idempotencyPlugin()],
   });
+}
+
+/** The error a resolver threw, under however many GraphQLError wrappers execution added. */
+function rootCause(error: unknown): unknown {
+  let current = error;
+  while (current instanceof GraphQLError) {
+    if (!current.originalError) return current === error ? undefined : current;
+    current = current.originalError;
+  }
+  return current;
 }

@@ -14,6 +14,8 @@ export type Queryable = Kysely<Database>;
 export interface DatabaseHandle {
   db: Db;
   backend: "pg" | "pglite";
+  /** pg only: the schema Keyplane's tables live in, when not the connection's default. */
+  schema?: string;
   /** Runs a multi-statement SQL script (migrations) inside the given transaction. */
   execScript(trx: Tx, script: string): Promise<void>;
   close(): Promise<void>;
@@ -47,6 +49,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     return {
       db,
       backend: "pg",
+      schema: options.schema,
       // Without parameters pg uses the simple protocol, which accepts several statements.
       execScript: async (trx, script) => {
         await sql.raw(script).execute(trx);

@@ -26,14 +26,20 @@ class SqlFileMigrationProvider implements MigrationProvider {
   }
 }
 
-function migratorFor(handle: DatabaseHandle): Migrator {
-  return new Migrator({ db: handle.db, provider: new SqlFileMigrationProvider(handle) });
+/**
+ * kysely looks for its bookkeeping tables in every schema, so on PostgreSQL it is pinned to the
+ * schema Keyplane uses (other schemas of the same database may hold other Keyplanes' tables).
+ */
+async function migratorFor(handle: DatabaseHandle): Promise<Migrator> {
+  const schema =
+    handle.schema ?? (handle.backend === "pg" ? (await sql<{ s: string }>`select current_schema() as s`.execute(handle.db)).rows[0]!.s : undefined);
+  return new Migrator({ db: handle.db, provider: new SqlFileMigrationProvider(handle), ...(schema ? { migrationTableSchema: schema } : {}) });
 }
 
 export class MigrationError extends Error {}
 
 export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]> {
-  const { error, results } = await migratorFor(handle).migrateToLatest();
+  const { error, results } = await (await migratorFor(handle)).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";
     throw new MigrationError(`migration ${failed} failed: ${(error as Error).message}`);
@@ -43,7 +49,7 @@ export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]>
 
 /** Names of migrations not yet applied; empty when the database is current. */
 export async function pendingMigrations(handle: DatabaseHandle): Promise<string[]> {
-  const all = await migratorFor(handle).getMigrations();
+  const all = await (await migratorFor(handle)).getMigrations();
   return all.filter((m) => !m.executedAt).map((m) => m.name);
 }
 

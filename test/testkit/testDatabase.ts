@@ -18,7 +18,6 @@ export async function createTestDatabase(options: { migrate?: boolean } = {}): P
     const inner = await openDatabase({ url, schema, poolMax: 12 });
     handle = {
       ...inner,
-      schema,
       close: async () => {
         await inner.close();
         await adminQuery(url, `drop schema ${schema} cascade`);

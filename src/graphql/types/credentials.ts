@@ -40,7 +40,7 @@ builder.mutationField("issueServiceToken", (t) =>
           refreshable: input.refreshable ?? false,
           issuedVia: "api",
         },
-        ctx.request,
+        ctx.meta,
       ),
   }),
 );
@@ -58,7 +58,7 @@ builder.mutationField("revokeAccessToken", (t) =>
     description: "Refused from the next request on, by every Keyplane process",
     args: { tokenId: t.arg.id({ required: true, description: "The token's jti" }) },
     authScopes: { permission: "token:revoke" },
-    resolve: (_root, { tokenId }, ctx) => revokeAccessToken(ctx.deps, ctx.actor!, { tokenId: String(tokenId) }, ctx.request),
+    resolve: (_root, { tokenId }, ctx) => revokeAccessToken(ctx.deps, ctx.actor!, { tokenId: String(tokenId) }, ctx.meta),
   }),
 );
 
@@ -68,6 +68,6 @@ builder.mutationField("refreshSession", (t) =>
     description: "Spends a refresh token for a new pair; a reused refresh token revokes its whole family",
     args: { refreshToken: t.arg.string({ required: true }) },
     authScopes: { public: true },
-    resolve: (_root, { refreshToken }, ctx) => refreshSession(ctx.deps, refreshToken, ctx.request),
+    resolve: (_root, { refreshToken }, ctx) => refreshSession(ctx.deps, refreshToken, ctx.meta),
   }),
 );

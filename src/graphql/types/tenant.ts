@@ -36,7 +36,7 @@ builder.queryField("tenant", (t) =>
           resource: "tenant",
           action: "tenant:read",
           details: { requested: String(args.id).slice(0, 100) },
-          request: ctx.request,
+          request: ctx.meta,
         });
         throw new NotFoundError("tenant");
       }
@@ -70,7 +70,7 @@ builder.mutationField("createTenant", (t) =>
     args: { input: t.arg({ type: CreateTenantInput, required: true }) },
     authScopes: { permission: "tenant:create" },
     resolve: async (_root, { input }, ctx) => {
-      await createTenant(ctx.deps, ctx.actor!, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.request);
+      await createTenant(ctx.deps, ctx.actor!, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.meta);
       return (await findTenant(ctx.deps.db, input.id))!;
     },
   }),

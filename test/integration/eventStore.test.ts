@@ -1,0 +1,128 @@
+import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
+import { AccessTokenIssued, AccessTokenRevoked } from "../../src/domain/session/events.ts";
+import type { DomainEvent } from "../../src/domain/eventDefinition.ts";
+import { ConflictError } from "../../src/errors.ts";
+import { withPlatform, withTenant, type DatabaseHandle } from "../../src/store/db.ts";
+import { appendEvents } from "../../src/store/events/appendEvents.ts";
+import { rowToStoredEvent } from "../../src/store/events/rowToStoredEvent.ts";
+import { verifyChain } from "../../src/store/events/verifyChain.ts";
+import { createTestDatabase } from "../testkit/testDatabase.ts";
+
+const metadata = eventMetadata(systemActor("event-store-test"), { requestId: "req-1" });
+
+const tokenRevoked = (tokenId: string): DomainEvent => AccessTokenRevoked({ tokenId, reason: "test", expiresAt: new Date(Date.now() + 3600_000).toISOString() });
+
+const tokenIssued = (tokenId: string = randomUUID()): DomainEvent =>
+  AccessTokenIssued({ tokenId, subject: "svc", kind: "service", roles: ["service"], scopes: [], expiresAt: new Date(Date.now() + 3600_000).toISOString(), issuedVia: "cli" });
+
+describe("event store", () => {
+  let database: DatabaseHandle;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(() => database.close());
+
+  const append = (tenantId: string, streamId: string, expectedVersion: number | "any", events: DomainEvent[] = [tokenIssued(streamId)]) =>
+    withTenant(database.db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata }));
+
+  const logOf = (tenantId: string) =>
+    withTenant(database.db, tenantId, (trx) => trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).orderBy("tenant_seq").execute()).then((rows) =>
+      rows.map(rowToStoredEvent),
+    );
+
+  it("gives each tenant a dense sequence and a hash chain an auditor can re-compute", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    for (let i = 0; i < 5; i++) await append(tenant, randomUUID(), 0);
+    await append(tenant, "multi", 0, [tokenIssued("multi"), tokenRevoked("multi")]);
+    const log = await logOf(tenant);
+    expect(log.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(log.slice(5).map((e) => [e.streamId, e.streamVersion])).toEqual([["multi", 1], ["multi", 2]]);
+    expect(verifyChain(log)).toBeNull();
+    expect(log[0]!.metadata).toMatchObject({ actor: { subject: "event-store-test" }, requestId: "req-1" });
+  });
+
+  it("detects an altered event when re-computing the chain", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    for (let i = 0; i < 3; i++) await append(tenant, randomUUID(), 0);
+    const log = await logOf(tenant);
+    const tampered = log.map((e) => (e.sequence === 2 ? { ...e, data: { ...e.data, subject: "mallory" } } : e));
+    expect(verifyChain(tampered)).toEqual({ sequence: 2, problem: "content-hash" });
+    expect(verifyChain([log[0]!, log[2]!])).toEqual({ sequence: 2, problem: "sequence-gap" });
+  });
+
+  it("refuses UPDATE, DELETE and TRUNCATE of events in the database itself", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    await append(tenant, randomUUID(), 0);
+    await expect(withPlatform(database.db, (trx) => trx.updateTable("events").set({ event_type: "x" }).where("tenant_id", "=", tenant).execute())).rejects.toThrow(/append-only/);
+    await expect(withPlatform(database.db, (trx) => trx.deleteFrom("events").where("tenant_id", "=", tenant).execute())).rejects.toThrow(/append-only/);
+    await expect(withPlatform(database.db, (trx) => sql`truncate events`.execute(trx))).rejects.toThrow(/append-only/);
+    expect(await logOf(tenant)).toHaveLength(1);
+  });
+
+  it("lets exactly one of 20 parallel appends at the same expected version commit, every time", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    for (let round = 0; round < 5; round++) {
+      const stream = randomUUID();
+      await append(tenant, stream, 0);
+      const results = await Promise.allSettled(Array.from({ length: 20 }, () => append(tenant, stream, 1, [tokenRevoked(stream)])));
+      const committed = results.filter((r) => r.status === "fulfilled");
+      const conflicts = results.filter((r) => r.status === "rejected" && r.reason instanceof ConflictError);
+      expect(committed).toHaveLength(1);
+      expect(conflicts).toHaveLength(19);
+    }
+    const log = await logOf(tenant);
+    expect(log.map((e) => e.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(verifyChain(log)).toBeNull();
+  });
+
+  it("keeps sequences dense and the chain intact under concurrent appends to many streams and tenants", async () => {
+    const tenants = [0, 1, 2].map(() => `t-${randomUUID().slice(0, 8)}`);
+    await Promise.all(tenants.flatMap((t) => Array.from({ length: 15 }, () => append(t, randomUUID(), 0))));
+    for (const t of tenants) {
+      const log = await logOf(t);
+      expect(log.map((e) => e.sequence)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+      expect(verifyChain(log)).toBeNull();
+    }
+  });
+
+  it("makes a later append wait for the tenant head, so sequences become visible in commit order", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    await append(tenant, randomUUID(), 0);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let firstSeq = 0;
+    const first = withTenant(database.db, tenant, async (trx) => {
+      const [e] = await appendEvents(trx, { tenantId: tenant, streamType: "access_token", streamId: "first", expectedVersion: 0, events: [tokenIssued("first")], metadata });
+      firstSeq = e!.sequence;
+      await gate;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    let secondDone = false;
+    const second = append(tenant, "second", 0).then((events) => {
+      secondDone = true;
+      return events[0]!.sequence;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(secondDone).toBe(false);
+    release();
+    await first;
+    expect(await second).toBe(firstSeq + 1);
+  });
+
+  it("rejects an unknown event type or invalid event data and writes nothing", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    await append(tenant, randomUUID(), 0);
+    await expect(append(tenant, "x", 0, [{ type: "made.up", data: {} }])).rejects.toThrow(/unknown event type/);
+    await expect(append(tenant, "y", 0, [{ type: "access_token.issued", data: { tokenId: 7 } }])).rejects.toThrow();
+    expect(await logOf(tenant)).toHaveLength(1);
+  });
+
+  it("refuses an expected version that is ahead of the stream", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    await expect(append(tenant, "s", 3)).rejects.toBeInstanceOf(ConflictError);
+    expect(await logOf(tenant)).toHaveLength(0);
+  });
+});
