@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { decideTenant } from "../../src/domain/tenant/decide.ts";
+import type { TenantEvent } from "../../src/domain/tenant/events.ts";
+import { evolveTenant, initialTenantState } from "../../src/domain/tenant/evolve.ts";
+import { ConflictError, BadInputError } from "../../src/errors.ts";
+
+// Given events, when a command, then events (or an error): no database involved.
+const given = (events: TenantEvent[]) => ({
+  when: (input: Parameters<typeof decideTenant>[0]["input"]) => () => decideTenant({ type: "CreateTenant", input }, events.reduce(evolveTenant, initialTenantState())),
+});
+
+describe("tenant decider", () => {
+  it("creates a tenant on the free tier by default", () => {
+    expect(given([]).when({ id: "acme", name: " Acme " })()).toEqual([{ type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } }]);
+  });
+
+  it("refuses a tenant that exists", () => {
+    const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } };
+    expect(given([created]).when({ id: "acme", name: "Again" })).toThrow(ConflictError);
+  });
+
+  it("names the field of bad input", () => {
+    expect(given([]).when({ id: "Not A Slug", name: "x" })).toThrow(/^id: /);
+    expect(given([]).when({ id: "ok-id", name: "" })).toThrow(/^name: /);
+    expect(given([]).when({ id: "ok-id", name: "x", tier: "gold" as "free" })).toThrow(BadInputError);
+    expect(given([]).when({ id: "_platform", name: "x" })).toThrow(/^id: /);
+  });
+
+  it("evolves to the created state", () => {
+    const state = evolveTenant(initialTenantState(), { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } });
+    expect(state).toEqual({ exists: true, id: "acme", name: "Acme", tier: "pro", status: "active" });
+  });
+});
