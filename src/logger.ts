@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { pino, type Logger, type DestinationStream } from "pino";
 
 export type { Logger };
@@ -29,6 +30,15 @@ export const REDACT_PATHS = [
   'headers["x-hub-signature-256"]',
 ];
 
+/** Who and which request a log line belongs to; set per HTTP request, filled in once authenticated. */
+export interface LogContext {
+  requestId: string;
+  tenantId?: string;
+  actor?: string;
+}
+
+export const logContext = new AsyncLocalStorage<LogContext>();
+
 export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     {
@@ -37,6 +47,8 @@ export function createLogger(options: { level?: string; destination?: Destinatio
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // Every line written while serving a request carries its request id, tenant and actor.
+      mixin: () => ({ ...logContext.getStore() }),
     },
     options.destination,
   );

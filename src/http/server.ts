@@ -3,6 +3,8 @@ import { sql } from "kysely";
 import type { AppDeps } from "../app/deps.ts";
 import type { DatabaseHandle } from "../store/db.ts";
 import { pendingMigrations } from "../store/migrate.ts";
+import { logContext, type LogContext } from "../logger.ts";
+import { requestIdOf } from "./requestMeta.ts";
 import { createGraphQLServer } from "./yoga.ts";
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
@@ -28,8 +30,19 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
   }
 
   return createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = req.url ?? "/";
-    const path = url.split("?")[0];
+    const context: LogContext = { requestId: requestIdOf(req.headers["x-request-id"] as string | undefined) };
+    res.setHeader("x-request-id", context.requestId);
+    const started = process.hrtime.bigint();
+    const path = (req.url ?? "/").split("?")[0]!;
+    res.once("finish", () => {
+      if (path === "/healthz" || path === "/readyz") return;
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10 }, "request");
+    });
+    logContext.run(context, () => route(req, res, path));
+  });
+
+  function route(req: IncomingMessage, res: ServerResponse, path: string) {
     if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
     if (req.method === "GET" && path === "/readyz") {
       readiness().then(
@@ -45,7 +58,11 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     if (length > deps.config.maxBodyBytes) {
       return sendJson(res, 413, { errors: [{ message: `request body over ${deps.config.maxBodyBytes} bytes`, extensions: { code: "BAD_USER_INPUT" } }] }, { connection: "close" });
     }
+    // GraphQL bodies are small documents: a body of unknown length is refused rather than read unbounded.
+    if (path === "/graphql" && req.method === "POST" && req.headers["content-length"] === undefined) {
+      return sendJson(res, 411, { errors: [{ message: "Content-Length required", extensions: { code: "BAD_USER_INPUT" } }] }, { connection: "close" });
+    }
     if (path === "/graphql") return yoga(req, res, { req, res });
     sendJson(res, 404, { error: "not found" });
-  });
+  }
 }

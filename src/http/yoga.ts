@@ -4,6 +4,7 @@ import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import { authenticate } from "../app/authenticate.ts";
 import type { AppDeps } from "../app/deps.ts";
 import { DomainError } from "../errors.ts";
+import { logContext } from "../logger.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { schema } from "../graphql/schema.ts";
 import { idempotencyPlugin } from "./idempotencyPlugin.ts";
@@ -33,8 +34,9 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     context: async ({ request, req }) => {
       const meta = requestMetaOf(request, req);
       const actor = await authenticate(deps, request.headers.get("authorization"), meta);
-      const logger = deps.logger.child({ requestId: meta.requestId, tenantId: actor?.tenantId, actor: actor?.subject });
-      return { actor, meta, deps, logger };
+      const log = logContext.getStore();
+      if (log && actor) Object.assign(log, { tenantId: actor.tenantId, actor: actor.subject });
+      return { actor, meta, deps, logger: deps.logger };
     },
     maskedErrors: {
       maskError(error, message) {
