@@ -1,0 +1,337 @@
+import { randomBytes } from "node:crypto";
+import SchemaBuilder from "@pothos/core";
+import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PERMISSIONS } from "../../src/auth/permissions.ts";
+import { schema } from "../../src/graphql/schema.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { createTestApp, type GraphQLResponse, type TestApp } from "../testkit/testApp.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Reading the built schema: every root field (Query, Mutation, Subscription) with the options
+// Pothos kept for it. Pothos stores a field's options, authScopes included, in
+// `field.extensions.pothosOptions`.
+// ---------------------------------------------------------------------------------------------
+
+interface SchemaLike {
+  getQueryType(): TypeLike | null | undefined;
+  getMutationType(): TypeLike | null | undefined;
+  getSubscriptionType(): TypeLike | null | undefined;
+}
+interface TypeLike {
+  name: string;
+  getFields(): Record<string, { extensions?: Record<string, unknown> | null }>;
+}
+
+type RootField = { key: string; rootType: "Query" | "Mutation" | "Subscription"; name: string; authScopes: unknown };
+
+function rootFields(s: SchemaLike): RootField[] {
+  const fields: RootField[] = [];
+  for (const [rootType, type] of [
+    ["Query", s.getQueryType()],
+    ["Mutation", s.getMutationType()],
+    ["Subscription", s.getSubscriptionType()],
+  ] as const) {
+    if (!type) continue;
+    for (const [name, field] of Object.entries(type.getFields())) {
+      const options = field.extensions?.pothosOptions as { authScopes?: unknown } | undefined;
+      fields.push({ key: `${rootType}.${name}`, rootType, name, authScopes: options?.authScopes });
+    }
+  }
+  return fields;
+}
+
+/** A field is guarded when it declares a non-empty scope map (or a scope function). */
+function hasAuthScopes(field: RootField): boolean {
+  const scopes = field.authScopes;
+  if (typeof scopes === "function") return true;
+  return typeof scopes === "object" && scopes !== null && Object.keys(scopes).length > 0;
+}
+
+const KNOWN_SCOPES = new Set(["public", "authenticated", "permission"]);
+
+describe("schema walk: every root field declares authScopes", () => {
+  const fields = rootFields(schema);
+
+  it("finds the root fields and the scopes of known fields (the detection itself works)", () => {
+    const byKey = new Map(fields.map((f) => [f.key, f]));
+    expect(byKey.get("Query.me")?.authScopes).toEqual({ authenticated: true });
+    expect(byKey.get("Query.auditLog")?.authScopes).toEqual({ permission: "audit:read" });
+    expect(byKey.get("Mutation.refreshSession")?.authScopes).toEqual({ public: true });
+    expect(byKey.get("Mutation.createTenant")?.authScopes).toEqual({ permission: "tenant:create" });
+  });
+
+  it("flags a field without authScopes in a schema that has one", () => {
+    const probe = new SchemaBuilder<{ AuthScopes: { public: boolean } }>({
+      plugins: [ScopeAuthPlugin],
+      scopeAuth: { authScopes: () => ({ public: true }) },
+    });
+    probe.queryType({
+      fields: (t) => ({
+        guarded: t.string({ authScopes: { public: true }, resolve: () => "x" }),
+        open: t.string({ resolve: () => "x" }),
+      }),
+    });
+    const unguarded = rootFields(probe.toSchema()).filter((f) => !hasAuthScopes(f)).map((f) => f.key);
+    expect(unguarded).toEqual(["Query.open"]);
+  });
+
+  it("has no root field without authScopes", () => {
+    expect(fields.length).toBeGreaterThan(0);
+    const unguarded = fields.filter((f) => !hasAuthScopes(f)).map((f) => f.key);
+    expect(unguarded, "root fields without authScopes (add authScopes: {public|authenticated|permission})").toEqual([]);
+  });
+
+  it("uses only the scopes of AuthScopes and permissions of the catalogue", () => {
+    const problems: string[] = [];
+    for (const f of fields) {
+      if (typeof f.authScopes !== "object" || f.authScopes === null) continue;
+      for (const [scope, value] of Object.entries(f.authScopes)) {
+        if (scope.startsWith("$")) continue; // $any / $all combinators
+        if (!KNOWN_SCOPES.has(scope)) problems.push(`${f.key}: unknown scope ${scope}`);
+        if (scope === "permission" && !(String(value) in PERMISSIONS)) problems.push(`${f.key}: permission ${String(value)} is not in the catalogue`);
+        if ((scope === "public" || scope === "authenticated") && value !== true) problems.push(`${f.key}: ${scope} must be true`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The authorization matrix: ONE row per root field, one expected outcome per principal.
+// Adding a root field without a row here fails the suite.
+// ---------------------------------------------------------------------------------------------
+
+const PRINCIPALS = [
+  "anonymous",
+  "viewer",
+  "editor",
+  "admin",
+  "service",
+  "platform",
+  /** viewer token carrying scope audit:read: audit:read grants on its own, and scopes narrow */
+  "viewer+audit:read",
+  /** admin token narrowed by scope tenant:read */
+  "admin+tenant:read",
+] as const;
+type Principal = (typeof PRINCIPALS)[number];
+
+const allow = "allow";
+const FORBIDDEN = "FORBIDDEN";
+const UNAUTHENTICATED = "UNAUTHENTICATED";
+type Outcome = typeof allow | typeof FORBIDDEN | typeof UNAUTHENTICATED;
+
+interface MatrixContext {
+  app: TestApp;
+  /** The seeded tenant every tenant principal belongs to. */
+  tenantId: string;
+  adminToken: string;
+}
+interface Operation {
+  query: string;
+  variables?: Record<string, unknown>;
+}
+interface MatrixRow {
+  /** A minimal valid operation on the field: when allowed, it really succeeds. */
+  operation: (ctx: MatrixContext) => Operation | Promise<Operation>;
+  expect: Record<Principal, Outcome>;
+}
+
+const unique = () => randomBytes(5).toString("hex");
+
+const MATRIX: Record<string, MatrixRow> = {
+  "Query.me": {
+    operation: () => ({ query: "query { me { subject tenantId } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+  },
+  "Query.tenant": {
+    operation: () => ({ query: "query { tenant { id } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": allow },
+  },
+  "Query.tenants": {
+    operation: () => ({ query: "query { tenants { id } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: allow, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.auditLog": {
+    operation: () => ({ query: "query { auditLog(first: 1) { edges { cursor } pageInfo { hasNextPage } } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": allow, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.createTenant": {
+    operation: () => ({
+      query: "mutation ($input: CreateTenantInput!) { createTenant(input: $input) { id } }",
+      variables: { input: { id: `matrix-${unique()}`, name: "Matrix tenant" } },
+    }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: allow, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.issueServiceToken": {
+    operation: () => ({ query: 'mutation { issueServiceToken(input: { subject: "matrix-ci" }) { tokenId accessToken } }' }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.revokeAccessToken": {
+    // Revokes a real, freshly minted token of the tenant (never the caller's own).
+    operation: async ({ app, tenantId }) => ({
+      query: "mutation ($tokenId: ID!) { revokeAccessToken(tokenId: $tokenId) { tokenId revokedAt } }",
+      variables: { tokenId: await tokenIdOf(app, await app.mintToken({ tenantId, roles: ["viewer"], subject: `throwaway-${unique()}` })) },
+    }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.refreshSession": {
+    // Public: the refresh token is the credential, whoever (if anyone) sends it.
+    operation: async ({ app, adminToken }) => ({
+      query: "mutation ($refreshToken: String!) { refreshSession(refreshToken: $refreshToken) { tokenId accessToken refreshToken } }",
+      variables: { refreshToken: await freshRefreshToken(app, adminToken) },
+    }),
+    // prettier-ignore
+    expect: { anonymous: allow, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+  },
+};
+
+async function tokenIdOf(app: TestApp, token: string): Promise<string> {
+  const res = await app.gql("{ me { tokenId } }", {}, { token });
+  expect(res.errors).toBeUndefined();
+  return res.data.me.tokenId;
+}
+
+async function freshRefreshToken(app: TestApp, adminToken: string): Promise<string> {
+  const res = await app.gql(
+    'mutation { issueServiceToken(input: { subject: "matrix-refresh", refreshable: true }) { accessToken refreshToken } }',
+    {},
+    { token: adminToken },
+  );
+  expect(res.errors).toBeUndefined();
+  registerSecret(res.data.issueServiceToken.accessToken);
+  registerSecret(res.data.issueServiceToken.refreshToken);
+  return res.data.issueServiceToken.refreshToken;
+}
+
+/** Secrets a successful operation hands back, registered for the suite's log scan. */
+function registerReturnedSecrets(value: unknown): void {
+  if (value === null || typeof value !== "object") return;
+  for (const [k, v] of Object.entries(value)) {
+    if ((k === "accessToken" || k === "refreshToken") && typeof v === "string") registerSecret(v);
+    else registerReturnedSecrets(v);
+  }
+}
+
+describe("authorization matrix", () => {
+  const fields = rootFields(schema);
+  let app: TestApp;
+  let ctx: MatrixContext;
+  const tokens = {} as Record<Principal, string | undefined>;
+
+  beforeAll(async () => {
+    app = await createTestApp({ name: "authorization" });
+    const seeded = await app.seedTenant();
+    const { tenantId } = seeded;
+    ctx = { app, tenantId, adminToken: seeded.tokens.admin };
+    tokens.anonymous = undefined;
+    tokens.viewer = seeded.tokens.viewer;
+    tokens.editor = seeded.tokens.editor;
+    tokens.admin = seeded.tokens.admin;
+    tokens.service = seeded.tokens.service;
+    tokens.platform = await app.platformToken();
+    tokens["viewer+audit:read"] = await app.mintToken({ tenantId, roles: ["viewer"], scopes: ["audit:read"], subject: `auditor@${tenantId}` });
+    tokens["admin+tenant:read"] = await app.mintToken({ tenantId, roles: ["admin"], scopes: ["tenant:read"], subject: `narrow-admin@${tenantId}` });
+  });
+  afterAll(() => app?.close());
+
+  it("has exactly one row per root field of the schema", () => {
+    const inSchema = fields.map((f) => f.key).sort();
+    const inTable = Object.keys(MATRIX).sort();
+    expect(
+      inSchema.filter((k) => !inTable.includes(k)),
+      "root fields without a row in MATRIX (add one with the expected outcome per principal)",
+    ).toEqual([]);
+    expect(inTable.filter((k) => !inSchema.includes(k)), "rows of MATRIX for fields that are not in the schema").toEqual([]);
+  });
+
+  for (const field of fields) {
+    describe(field.key, () => {
+      for (const principal of PRINCIPALS) {
+        const expected = MATRIX[field.key]?.expect[principal];
+        it(`${principal} → ${expected ?? "(no row)"}`, async () => {
+          const row = MATRIX[field.key];
+          if (!row) throw new Error(`no row in MATRIX for ${field.key}`);
+          if (field.rootType === "Subscription") throw new Error(`${field.key}: the matrix cannot run subscriptions over HTTP yet; add a graphql-ws runner`);
+          const op = await row.operation(ctx);
+          const res: GraphQLResponse = await app.gql(op.query, op.variables ?? {}, { token: tokens[principal] });
+          if (expected === allow) {
+            expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+            expect(res.data?.[field.name]).toBeTruthy();
+            registerReturnedSecrets(res.data);
+          } else {
+            expect(res.errors?.map((e) => e.extensions?.code), JSON.stringify(res.errors)).toEqual([expected]);
+            expect(res.data?.[field.name] ?? null).toBeNull();
+            if (expected === UNAUTHENTICATED) expect(res.status).toBe(401);
+          }
+        });
+      }
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// What a token hands on: a service token issued by a narrowed token holds no permission the
+// issuing token lacks.
+// ---------------------------------------------------------------------------------------------
+
+describe("issuing service tokens", () => {
+  let app: TestApp;
+  let tenantId: string;
+  beforeAll(async () => {
+    app = await createTestApp({ name: "authorization-issue" });
+    ({ tenantId } = await app.seedTenant());
+  });
+  afterAll(() => app?.close());
+
+  async function permissionsOf(token: string): Promise<string[]> {
+    const res = await app.gql("{ me { permissions } }", {}, { token });
+    expect(res.errors).toBeUndefined();
+    return res.data.me.permissions;
+  }
+
+  it("an admin hands on what it holds: a service token with scope audit:read reads the audit log", async () => {
+    const admin = await app.mintToken({ tenantId, roles: ["admin"], subject: `full-admin@${tenantId}` });
+    const issued = await app.gql('mutation { issueServiceToken(input: { subject: "auditor-bot", scopes: ["audit:read"] }) { accessToken } }', {}, { token: admin });
+    expect(issued.errors).toBeUndefined();
+    const token: string = issued.data.issueServiceToken.accessToken;
+    registerSecret(token);
+    expect(await permissionsOf(token)).toEqual(["audit:read"]);
+    expect((await app.gql("{ auditLog(first: 1) { edges { cursor } } }", {}, { token })).errors).toBeUndefined();
+  });
+
+  it.each([
+    ["scopes [audit:read]", ["audit:read"]],
+    ["no scopes", []],
+  ])("a token narrowed to token:issue mints no service token that can do more than it (%s)", async (_label, scopes) => {
+    const issuer = await app.mintToken({ tenantId, roles: ["admin"], scopes: ["token:issue"], subject: `issuer-${scopes.length}@${tenantId}` });
+    const issuerPermissions = await permissionsOf(issuer);
+    expect(issuerPermissions).toEqual(["token:issue"]);
+
+    const issued = await app.gql(
+      "mutation ($scopes: [String!]) { issueServiceToken(input: { subject: \"escalate\", scopes: $scopes }) { accessToken } }",
+      { scopes },
+      { token: issuer },
+    );
+    if (issued.errors) {
+      // Refusing the request is a fine answer.
+      expect(["FORBIDDEN", "BAD_USER_INPUT"]).toContain(issued.errors[0]?.extensions?.code);
+      return;
+    }
+    const token: string = issued.data.issueServiceToken.accessToken;
+    registerSecret(token);
+    const gained = (await permissionsOf(token)).filter((p) => !issuerPermissions.includes(p));
+    expect(gained, "permissions the issued token holds and its issuer lacks").toEqual([]);
+    if (scopes.includes("audit:read")) {
+      const read = await app.gql("{ auditLog(first: 1) { edges { cursor } } }", {}, { token });
+      expect(read.errors?.[0]?.extensions?.code, "the issued token reads the audit log its issuer may not").toBe(FORBIDDEN);
+    }
+  });
+});
