@@ -6,7 +6,8 @@ import { roleSchema, tokenKindSchema } from "../domain/eventDefinition.ts";
 import { decideAccessToken, decideSession, SESSION_INVALID } from "../domain/session/decide.ts";
 import { evolveAccessToken, evolveSession, initialAccessTokenState, initialSessionState, type Grant } from "../domain/session/evolve.ts";
 import { parseInput } from "../domain/validation.ts";
-import { ConflictError, UnauthenticatedError } from "../errors.ts";
+import { ConflictError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
+import { effectivePermissions } from "../auth/permissions.ts";
 import type { AppDeps } from "./deps.ts";
 import { handleCommand } from "./handleCommand.ts";
 
@@ -47,6 +48,11 @@ export async function issueAccessToken(
   request: RequestMeta = {},
 ): Promise<IssuedTokens> {
   const input = parseInput(IssueTokenInput, rawInput);
+  // Nobody hands on more than they hold (the CLI and start-up act as the platform itself).
+  if (input.issuedVia === "api") {
+    const beyond = [...effectivePermissions(input.roles, input.scopes)].filter((p) => !actor.permissions.has(p));
+    if (beyond.length) throw new ForbiddenError(`the token would hold permissions the caller lacks: ${beyond.join(", ")}`);
+  }
   const now = deps.now();
   const defaultTtl = input.kind === "user" ? deps.config.auth.userTokenTtl : deps.config.auth.serviceTokenTtl;
   const expiresAt = new Date(now.getTime() + (input.ttlSeconds ?? defaultTtl) * 1000);

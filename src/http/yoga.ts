@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { GraphQLError } from "graphql";
-import { createYoga, type YogaServerInstance } from "graphql-yoga";
+import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
 import { authenticate } from "../app/authenticate.ts";
 import type { AppDeps } from "../app/deps.ts";
 import { DomainError } from "../errors.ts";
@@ -54,14 +54,40 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
           if (typeof code === "string" && DOCUMENT_ERROR_CODES.has(code)) {
             return new GraphQLError(error.message, { nodes: error.nodes, extensions: { ...error.extensions, code: "BAD_USER_INPUT", reason: code } });
           }
+          // A variable of the wrong type: GraphQL's coercion error, before any field ran.
+          if (code === undefined && !error.path) {
+            return new GraphQLError(error.message, { nodes: error.nodes, extensions: { ...error.extensions, code: "BAD_USER_INPUT", reason: "GRAPHQL_VARIABLES_INVALID" } });
+          }
           return error;
         }
         deps.logger.error({ err: original ?? error }, "unexpected error");
         return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
       },
     },
-    plugins: [idempotencyPlugin()],
+    plugins: [validationErrorsAreBadInput(), idempotencyPlugin()],
   });
+}
+
+/** Yoga answers validation failures without passing them through maskError; they are bad input too. */
+function validationErrorsAreBadInput(): Plugin {
+  return {
+    onValidate:
+      () =>
+      ({ valid, result, setResult }) => {
+        if (valid) return;
+        setResult(
+          result.map(
+            (e) =>
+              new GraphQLError(e.message, {
+                nodes: e.nodes,
+                source: e.source,
+                positions: e.positions,
+                extensions: { ...e.extensions, code: "BAD_USER_INPUT", reason: "GRAPHQL_VALIDATION_FAILED" },
+              }),
+          ),
+        );
+      },
+  };
 }
 
 /** The error a resolver threw, under however many GraphQLError wrappers execution added. */
