@@ -1,0 +1,262 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Selectable } from "kysely";
+import { decodeJwt } from "jose";
+import { withPlatform } from "../../src/store/db.ts";
+import type { EventsTable } from "../../src/store/schema.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { createTestApp, type GraphQLResponse, type TestApp } from "../testkit/testApp.ts";
+
+// Refreshable service tokens: an access token plus a refresh token that may be spent once. Spending
+// it again (a copy in a thief's hands, or the client's) revokes the whole family.
+
+const ME = "{ me { subject tenantId kind roles tokenId } }";
+const ISSUE = `mutation($input: IssueServiceTokenInput!) {
+  issueServiceToken(input: $input) { accessToken tokenId expiresAt refreshToken refreshExpiresAt }
+}`;
+const REFRESH = `mutation($refreshToken: String!) {
+  refreshSession(refreshToken: $refreshToken) { accessToken tokenId expiresAt refreshToken refreshExpiresAt }
+}`;
+
+interface Pair {
+  accessToken: string;
+  tokenId: string;
+  expiresAt: string;
+  refreshToken: string;
+  refreshExpiresAt: string;
+}
+
+type EventRow = Selectable<EventsTable>;
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await createTestApp({ name: "sessions" });
+});
+afterAll(() => app?.close());
+
+function remember(pair: Pair | null | undefined): Pair {
+  expect(pair).toBeTruthy();
+  registerSecret(pair!.accessToken);
+  registerSecret(pair!.refreshToken);
+  return pair!;
+}
+
+async function issue(adminToken: string, subject = "ci-runner"): Promise<Pair> {
+  const res = await app.gql(ISSUE, { input: { subject, refreshable: true } }, { token: adminToken });
+  expect(res.errors).toBeUndefined();
+  return remember(res.data.issueServiceToken);
+}
+
+function refresh(refreshToken: string, options: { token?: string; requestId?: string } = {}): Promise<GraphQLResponse> {
+  return app.gql(REFRESH, { refreshToken }, { ...(options.token ? { token: options.token } : {}), headers: options.requestId ? { "x-request-id": options.requestId } : {} });
+}
+
+async function refreshOk(refreshToken: string): Promise<Pair> {
+  const res = await refresh(refreshToken);
+  expect(res.errors).toBeUndefined();
+  return remember(res.data.refreshSession);
+}
+
+function expectUnauthenticated(res: GraphQLResponse) {
+  expect(res.status).toBe(401);
+  expect(res.errors).toHaveLength(1);
+  expect(res.errors![0]!.extensions?.code).toBe("UNAUTHENTICATED");
+}
+
+async function me(token: string): Promise<GraphQLResponse> {
+  return app.gql(ME, {}, { token });
+}
+
+/** The tenant's log, oldest first, as stored. */
+async function tenantLog(tenantId: string): Promise<EventRow[]> {
+  return withPlatform(app.database.db, (trx) => trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).orderBy("tenant_seq").execute());
+}
+
+const dataOf = (row: EventRow) => (typeof row.data === "string" ? JSON.parse(row.data) : row.data) as Record<string, any>;
+const familyOf = (token: string) => decodeJwt(token).sid as string;
+
+function expectNoSecretsIn(rows: EventRow[], secrets: string[]) {
+  const stored = JSON.stringify(rows);
+  for (const secret of secrets) {
+    expect(stored).not.toContain(secret);
+    expect(stored).not.toContain(secret.split(".")[2]);
+  }
+}
+
+describe("issueServiceToken with refreshable: true", () => {
+  it("returns an access token and a refresh token, and records the session without either", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const pair = await issue(tokens.admin, "ci-runner");
+    expect(pair.refreshToken).toEqual(expect.any(String));
+    expect(pair.refreshToken).not.toBe(pair.accessToken);
+    expect(new Date(pair.refreshExpiresAt).getTime()).toBeGreaterThanOrEqual(new Date(pair.expiresAt).getTime());
+
+    const res = await me(pair.accessToken);
+    expect(res.errors).toBeUndefined();
+    expect(res.data.me).toEqual({ subject: "ci-runner", tenantId, kind: "service", roles: ["service"], tokenId: pair.tokenId });
+
+    const log = await tenantLog(tenantId);
+    const started = log.filter((e) => e.event_type === "session.started");
+    expect(started).toHaveLength(1);
+    expect(dataOf(started[0]!)).toMatchObject({ familyId: familyOf(pair.accessToken), subject: "ci-runner", accessTokenId: pair.tokenId });
+    expectNoSecretsIn(log, [pair.accessToken, pair.refreshToken]);
+  });
+
+  it("is refused to viewers, editors and services with FORBIDDEN, and nothing is issued", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const before = (await tenantLog(tenantId)).length;
+    for (const role of ["viewer", "editor", "service"] as const) {
+      const res = await app.gql(ISSUE, { input: { subject: `sneaky-${role}`, refreshable: true } }, { token: tokens[role] });
+      expect(res.data?.issueServiceToken ?? null, role).toBeNull();
+      expect(res.errors, role).toHaveLength(1);
+      expect(res.errors![0]!.extensions?.code, role).toBe("FORBIDDEN");
+      expect(JSON.stringify(res.errors)).not.toMatch(/eyJ/); // no token in the refusal
+    }
+    const appended = (await tenantLog(tenantId)).slice(before);
+    // The refusals themselves are audited; no token, session or other change is.
+    expect(appended.map((e) => [e.event_type, dataOf(e).reason, dataOf(e).action])).toEqual([
+      ["access.denied", "forbidden", "token:issue"],
+      ["access.denied", "forbidden", "token:issue"],
+      ["access.denied", "forbidden", "token:issue"],
+    ]);
+    const sessions = await withPlatform(app.database.db, (trx) => trx.selectFrom("sessions").select("family_id").where("tenant_id", "=", tenantId).execute());
+    expect(sessions).toEqual([]);
+  });
+
+  it("is refused to an anonymous caller", async () => {
+    const res = await app.gql(ISSUE, { input: { subject: "anonymous-runner", refreshable: true } });
+    expectUnauthenticated(res);
+    expect(res.data?.issueServiceToken ?? null).toBeNull();
+  });
+});
+
+describe("refreshSession", () => {
+  it("rotates: a new refresh token and a new access token, while the previous access token lives on", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const first = await issue(tokens.admin);
+    const second = await refreshOk(first.refreshToken);
+
+    expect(second.refreshToken).not.toBe(first.refreshToken);
+    expect(second.accessToken).not.toBe(first.accessToken);
+    expect(second.tokenId).not.toBe(first.tokenId);
+    expect(familyOf(second.accessToken)).toBe(familyOf(first.accessToken));
+
+    expect((await me(second.accessToken)).data?.me).toMatchObject({ subject: "ci-runner", tenantId, tokenId: second.tokenId });
+    // The previous access token is valid until it expires.
+    expect((await me(first.accessToken)).data?.me).toMatchObject({ tokenId: first.tokenId });
+    // The new refresh token can be spent in turn.
+    const third = await refreshOk(second.refreshToken);
+    expect((await me(third.accessToken)).errors).toBeUndefined();
+
+    const refreshed = (await tenantLog(tenantId)).filter((e) => e.event_type === "session.refreshed").map(dataOf);
+    expect(refreshed).toHaveLength(2);
+    expect(refreshed.map((d) => d.accessTokenId)).toEqual([second.tokenId, third.tokenId]);
+    expectNoSecretsIn(await tenantLog(tenantId), [first.refreshToken, second.refreshToken, third.refreshToken, second.accessToken, third.accessToken]);
+  });
+
+  it("refuses a spent refresh token and revokes the whole family, recording a critical event", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const first = await issue(tokens.admin);
+    const second = await refreshOk(first.refreshToken);
+    const third = await refreshOk(second.refreshToken);
+    const family = familyOf(first.accessToken);
+
+    // The first refresh token was spent: presenting it again is reuse.
+    const requestId = `reuse-${randomUUID()}`;
+    const reuse = await refresh(first.refreshToken, { requestId });
+    expectUnauthenticated(reuse);
+    expect(reuse.data?.refreshSession ?? null).toBeNull();
+
+    // The newest refresh token of the family is dead too...
+    expectUnauthenticated(await refresh(third.refreshToken));
+    // ...and so is every access token minted from it, on the next request.
+    for (const pair of [first, second, third]) {
+      const res = await me(pair.accessToken);
+      expectUnauthenticated(res);
+      expect(res.data?.me ?? null).toBeNull();
+    }
+    // Tokens outside the family are untouched.
+    expect((await me(tokens.admin)).errors).toBeUndefined();
+
+    const log = await tenantLog(tenantId);
+    const revoked = log.filter((e) => e.event_type === "session.revoked");
+    expect(revoked.map(dataOf)).toEqual([expect.objectContaining({ familyId: family, reason: "refresh-token-reuse" })]);
+    const reuseAlarm = log.filter((e) => e.event_type === "auth.failed" && dataOf(e).reason === "refresh-token-reuse");
+    expect(reuseAlarm).toHaveLength(1);
+    expect(dataOf(reuseAlarm[0]!)).toMatchObject({ level: "critical", status: "failed", details: { familyId: family } });
+    expect((reuseAlarm[0]!.metadata as Record<string, any>).requestId).toBe(requestId);
+    // The refused access tokens are recorded as revoked, also critical.
+    const refusedAccess = log.filter((e) => e.event_type === "auth.failed" && dataOf(e).reason === "revoked");
+    expect(refusedAccess.length).toBeGreaterThanOrEqual(1);
+    expect(dataOf(refusedAccess[0]!).level).toBe("critical");
+    expectNoSecretsIn(log, [first, second, third].flatMap((p) => [p.accessToken, p.refreshToken]));
+
+    // The tenant's admin sees both in the audit log.
+    const audit = await app.gql(
+      `query($filter: AuditLogFilter) { auditLog(first: 50, filter: $filter) { edges { node { type data } } } }`,
+      { filter: { types: ["session.revoked", "auth.failed"] } },
+      { token: tokens.admin },
+    );
+    expect(audit.errors).toBeUndefined();
+    const nodes = audit.data.auditLog.edges.map((e: any) => e.node);
+    expect(nodes).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ type: "session.revoked", data: expect.objectContaining({ reason: "refresh-token-reuse", familyId: family }) }),
+        expect.objectContaining({ type: "auth.failed", data: expect.objectContaining({ reason: "refresh-token-reuse", level: "critical" }) }),
+      ]),
+    );
+  });
+
+  it("lets at most one of two concurrent refreshes with the same refresh token succeed", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    for (let round = 0; round < 4; round++) {
+      const pair = await issue(tokens.admin, `racer-${round}`);
+      const results = await Promise.all([refresh(pair.refreshToken), refresh(pair.refreshToken)]);
+      const succeeded = results.filter((r) => !r.errors && r.data?.refreshSession);
+      for (const r of succeeded) remember(r.data.refreshSession);
+      expect(succeeded.length, `round ${round}`).toBeLessThanOrEqual(1);
+      for (const r of results.filter((r) => r.errors)) {
+        expect(r.errors![0]!.extensions?.code, `round ${round}`).toBe("UNAUTHENTICATED");
+      }
+      // The family's stream holds at most one rotation.
+      const family = familyOf(pair.accessToken);
+      const rotations = (await tenantLog(tenantId)).filter((e) => e.stream_id === family && e.event_type === "session.refreshed");
+      expect(rotations.length, `round ${round}`).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it("refuses a garbled refresh token with UNAUTHENTICATED", async () => {
+    const res = await refresh("not-a-refresh-token-at-all");
+    expectUnauthenticated(res);
+  });
+});
+
+describe("refresh and access tokens are not interchangeable", () => {
+  it("refuses a refresh token presented as an access token", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const pair = await issue(tokens.admin);
+    const requestId = `swap-${randomUUID()}`;
+    const res = await app.gql(ME, {}, { token: pair.refreshToken, headers: { "x-request-id": requestId } });
+    expectUnauthenticated(res);
+    expect(res.data?.me ?? null).toBeNull();
+    const events = (await tenantLog(tenantId)).filter((e) => (e.metadata as Record<string, any>).requestId === requestId);
+    expect(events.map((e) => [e.event_type, dataOf(e).reason])).toEqual([["auth.failed", "wrong-token-type"]]);
+    expectNoSecretsIn(events, [pair.refreshToken]);
+    // The refresh token itself is still good for what it is.
+    await refreshOk(pair.refreshToken);
+  });
+
+  it("refuses an access token presented as a refresh token", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const pair = await issue(tokens.admin);
+    const requestId = `swap-${randomUUID()}`;
+    expectUnauthenticated(await refresh(pair.accessToken, { requestId }));
+    const events = (await tenantLog(tenantId)).filter((e) => (e.metadata as Record<string, any>).requestId === requestId);
+    expect(events.map((e) => [e.event_type, dataOf(e).reason])).toEqual([["auth.failed", "wrong-token-type"]]);
+    expectNoSecretsIn(events, [pair.accessToken]);
+    // Nothing was rotated: the real refresh token still works, once.
+    await refreshOk(pair.refreshToken);
+    expect((await tenantLog(tenantId)).filter((e) => e.event_type === "session.refreshed")).toHaveLength(1);
+  });
+});
+
