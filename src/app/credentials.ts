@@ -114,7 +114,7 @@ export async function refreshSession(
       streamId: presented.familyId,
       decider: sessionDecider,
       command: { type: "RefreshSession", presentedRefreshTokenId: presented.tokenId, refreshTokenId, accessTokenId, now: deps.now().toISOString() },
-      metadata: eventMetadata({ subject: presented.subject, kind: "user", roles: [], tokenId: presented.tokenId }, request),
+      metadata: eventMetadata({ subject: presented.subject, kind: presented.kind, roles: [], tokenId: presented.tokenId }, request),
     });
   let result;
   try {
@@ -158,7 +158,7 @@ async function mintPair(
   // An access token never outlives the family it came from.
   const accessExpiresAt = expiresAt < refreshExpiresAt ? expiresAt : refreshExpiresAt;
   const access = await deps.minter.mintAccessToken({ tenantId, ...grant, tokenId: accessTokenId, sessionId: familyId, expiresAt: accessExpiresAt });
-  const refreshToken = await deps.minter.mintRefreshToken({ tenantId, subject: grant.subject, familyId, tokenId: refreshTokenId, expiresAt: refreshExpiresAt });
+  const refreshToken = await deps.minter.mintRefreshToken({ tenantId, subject: grant.subject, kind: grant.kind, familyId, tokenId: refreshTokenId, expiresAt: refreshExpiresAt });
   return { accessToken: access.token, tokenId: accessTokenId, expiresAt: accessExpiresAt, refreshToken, refreshExpiresAt };
 }
 

@@ -35,7 +35,9 @@ export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () =
     async record(incident) {
       const tenantId = incident.tenantId ?? PLATFORM_TENANT;
       const principal = incident.actor?.subject ?? incident.request.sourceIp ?? "unknown";
-      const key = `${tenantId}|${incident.type}|${incident.reason}|${principal}`;
+      // Critical alarms name what they are about (a family, a token): two of them are never folded.
+      const about = incident.level === "critical" ? `|${incident.details?.familyId ?? incident.details?.tokenId ?? ""}` : "";
+      const key = `${tenantId}|${incident.type}|${incident.reason}|${principal}${about}`;
       const now = deps.now().getTime();
       const window = windows.get(key);
       if (window && window.until > now) {

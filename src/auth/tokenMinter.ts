@@ -19,7 +19,7 @@ export interface AccessTokenClaims {
 
 export interface TokenMinter {
   mintAccessToken(claims: AccessTokenClaims): Promise<{ token: string; tokenId: string; expiresAt: Date }>;
-  mintRefreshToken(claims: { tenantId: string; subject: string; familyId: string; tokenId: string; expiresAt: Date }): Promise<string>;
+  mintRefreshToken(claims: { tenantId: string; subject: string; kind: TokenKind; familyId: string; tokenId: string; expiresAt: Date }): Promise<string>;
 }
 
 export function createTokenMinter(keys: SigningKeys, issuer: string, audience: string): TokenMinter {
@@ -43,7 +43,7 @@ export function createTokenMinter(keys: SigningKeys, issuer: string, audience: s
       return { token: await sign(payload, ACCESS_TOKEN_TYPE, c.subject, tokenId, c.expiresAt), tokenId, expiresAt: c.expiresAt };
     },
     mintRefreshToken(c) {
-      return sign({ tenant_id: c.tenantId, fam: c.familyId }, REFRESH_TOKEN_TYPE, c.subject, c.tokenId, c.expiresAt);
+      return sign({ tenant_id: c.tenantId, fam: c.familyId, kind: c.kind }, REFRESH_TOKEN_TYPE, c.subject, c.tokenId, c.expiresAt);
     },
   };
 }

@@ -1,7 +1,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { z } from "zod";
-import { roleSchema, tokenKindSchema } from "../domain/eventDefinition.ts";
-import { makeActor, type Actor } from "./actor.ts";
+import { roleSchema, tokenKindSchema, type TokenKind } from "../domain/eventDefinition.ts";
+import { makeActor, PLATFORM_TENANT, type Actor } from "./actor.ts";
 import { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from "./tokenMinter.ts";
 import { SIGNING_ALG, type SigningKeys } from "./signingKeys.ts";
 
@@ -46,7 +46,7 @@ const EXTERNAL_ALGS = ["RS256", "PS256", "ES256", "EdDSA"];
 
 export interface TokenVerifier {
   verifyAccessToken(token: string): Promise<Actor>;
-  verifyRefreshToken(token: string): Promise<{ tenantId: string; subject: string; familyId: string; tokenId: string }>;
+  verifyRefreshToken(token: string): Promise<{ tenantId: string; subject: string; familyId: string; tokenId: string; kind: TokenKind }>;
   jwks: SigningKeys["jwks"];
 }
 
@@ -86,6 +86,11 @@ export function createTokenVerifier(options: {
       const parsed = ClaimsSchema.safeParse(payload);
       if (!parsed.success) throw new AuthFailure("invalid-claims", { subject: payload.sub, tokenId: payload.jti });
       const c = parsed.data;
+      // Platform operators exist only in the platform tenant, and only Keyplane mints them (CLI).
+      const claimsPlatform = c.roles.includes("platform") || c.tenant_id === PLATFORM_TENANT || c.kind === "platform";
+      if (claimsPlatform && (iss !== options.issuer || !c.roles.includes("platform") || c.tenant_id !== PLATFORM_TENANT)) {
+        throw new AuthFailure("invalid-claims", { subject: c.sub, tokenId: c.jti });
+      }
       const kind = c.kind ?? (c.roles.includes("platform") ? "platform" : c.roles.includes("service") ? "service" : "user");
       return makeActor({
         kind,
@@ -101,11 +106,12 @@ export function createTokenVerifier(options: {
     },
     async verifyRefreshToken(token) {
       const { payload } = await verify(token, localKeys, options.issuer, options.audience, [SIGNING_ALG], REFRESH_TOKEN_TYPE);
-      const { sub, tenant_id, fam, jti } = payload as Record<string, unknown>;
+      const { sub, tenant_id, fam, jti, kind } = payload as Record<string, unknown>;
       if (typeof sub !== "string" || typeof tenant_id !== "string" || typeof fam !== "string" || typeof jti !== "string") {
         throw new AuthFailure("invalid-claims");
       }
-      return { tenantId: tenant_id, subject: sub, familyId: fam, tokenId: jti };
+      const parsedKind = tokenKindSchema.safeParse(kind);
+      return { tenantId: tenant_id, subject: sub, familyId: fam, tokenId: jti, kind: parsedKind.success ? parsedKind.data : "user" };
     },
   };
 }
