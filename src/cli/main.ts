@@ -1,147 +1,288 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { bootstrapDefaultTenant } from "../app/bootstrap.ts";
-import { issueAccessToken } from "../app/credentials.ts";
-import { rebuildProjections } from "../app/rebuildProjections.ts";
-import { createTenant } from "../app/tenants.ts";
 import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
 import { ConfigError, loadConfig, type Config } from "../config.ts";
-import { DomainError } from "../errors.ts";
-import { createKeyplane, type Keyplane } from "../main.ts";
-import { DataDirInUseError } from "../store/dataDirLock.ts";
-import { openDatabase } from "../store/db.ts";
-import { migrateToLatest } from "../store/migrate.ts";
-import { listAllTenants } from "../store/queries/tenantQueries.ts";
+import { roleSchema, tokenKindSchema, type Role, type TokenKind } from "../domain/eventDefinition.ts";
+import { tierSchema, type Tier } from "../domain/tenant/events.ts";
+import { BadInputError, ConflictError, DomainError } from "../errors.ts";
+import type { Keyplane } from "../main.ts";
+import { DataDirInUseError, lockDataDir } from "../store/dataDirLock.ts";
 import { progressReporter } from "./progress.ts";
 
-const USAGE = `usage: keyplane <command> [options]
+// The server, the database drivers and the schema load only for a command that needs them, so a
+// usage error or `keyplane help` answers at once.
+const load = {
+  main: () => import("../main.ts"),
+  bootstrap: () => import("../app/bootstrap.ts"),
+  credentials: () => import("../app/credentials.ts"),
+  rebuild: () => import("../app/rebuildProjections.ts"),
+  tenants: () => import("../app/tenants.ts"),
+  db: () => import("../store/db.ts"),
+  migrate: () => import("../store/migrate.ts"),
+  tenantQueries: () => import("../store/queries/tenantQueries.ts"),
+};
+
+export const USAGE = `usage: keyplane <command> [options]
 
 commands:
-  serve                                   serve the GraphQL API (migrates the embedded database)
+  serve                                   serve the GraphQL API (migrates the embedded database;
+                                          on first start creates tenant 'default' and an admin token)
   migrate                                 apply pending migrations to DATABASE_URL (or the embedded database)
   tenant create --id ID --name NAME [--tier free|pro|enterprise]
-  tenant list
+  tenant list [--json]
   token mint --tenant ID --role ROLE [--role ROLE...] --sub SUBJECT [--ttl SECONDS]
-             [--scope SCOPE...] [--kind user|service] [--refresh] [--json]
-             (--role platform mints a platform-operator token; --tenant is then not needed)
+             [--scope SCOPE...] [--kind user|service|agent] [--refresh] [--json]
+             roles: viewer, editor, admin, service; --role platform (alone, without --tenant)
+             mints a platform-operator token
   projections rebuild                     replay the event log into fresh read tables
+  help                                    show this text
+
+The database is PostgreSQL when DATABASE_URL is set, otherwise the embedded one in KEYPLANE_DATA_DIR (./data).
+Exit status: 0 success, 1 failure, 2 usage or configuration error.
 `;
 
 export class UsageError extends Error {}
 
-type Out = { out: (s: string) => void; err: (s: string) => void };
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  /** Whether err is a terminal (progress is then drawn on one rewritten line). */
+  isTty?: boolean;
+}
 
-export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env, io: Out = defaultIo): Promise<number> {
-  const [command, sub, ...rest] = argv;
+const defaultIo: CliIo = {
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+  get isTty() {
+    return Boolean(process.stderr.isTTY);
+  },
+};
+
+/** A parsed command line: run() needs the configuration, which is read only once the arguments are valid. */
+type Command = (config: Config, io: CliIo) => Promise<number>;
+
+/**
+ * The `keyplane` command line. Returns the exit status: 0 success, 1 failure, 2 usage or configuration error.
+ * Arguments are checked before the configuration is read and before any database is opened.
+ */
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env, io: CliIo = defaultIo): Promise<number> {
   try {
+    if (argv[0] === "help" || argv.includes("--help") || argv.includes("-h")) {
+      io.out(USAGE);
+      return 0;
+    }
+    const command = parseCommand(argv);
     const config = loadConfig(env);
-    switch (command) {
-      case "serve":
-        return await serve(config, io);
-      case "migrate":
-        return await migrate(config, io);
-      case "tenant":
-        if (sub === "create") return await withKeyplane(config, (kp) => tenantCreate(kp, rest, io));
-        if (sub === "list") return await withKeyplane(config, (kp) => tenantList(kp, io));
-        throw new UsageError(`unknown tenant command: ${sub ?? "(none)"}`);
-      case "token":
-        if (sub === "mint") return await withKeyplane(config, (kp) => tokenMint(kp, rest, io));
-        throw new UsageError(`unknown token command: ${sub ?? "(none)"}`);
-      case "projections":
-        if (sub === "rebuild") return await withKeyplane(config, (kp) => projectionsRebuild(kp, io));
-        throw new UsageError(`unknown projections command: ${sub ?? "(none)"}`);
-      case undefined:
-      case "help":
-      case "--help":
-        io.out(USAGE);
-        return command ? 0 : 2;
-      default:
-        throw new UsageError(`unknown command: ${command}`);
-    }
+    return await command(config, io);
   } catch (error) {
-    if (error instanceof UsageError) {
-      io.err(`keyplane: ${error.message}\n\n${USAGE}`);
-      return 2;
-    }
-    if (error instanceof ConfigError || error instanceof DataDirInUseError || error instanceof DomainError) {
-      io.err(`keyplane: ${error.message}\n`);
-      return error instanceof ConfigError ? 2 : 1;
-    }
-    if (error instanceof Error && /parseArgs|ERR_PARSE_ARGS/.test(String((error as NodeJS.ErrnoException).code ?? ""))) {
-      io.err(`keyplane: ${error.message}\n\n${USAGE}`);
-      return 2;
-    }
-    io.err(`keyplane: ${error instanceof Error ? error.message : String(error)}\n`);
-    return 1;
+    return reportError(error, io);
   }
 }
 
-const defaultIo: Out = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+function parseCommand(argv: string[]): Command {
+  const [command, sub, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      noArgs("serve", argv.slice(1));
+      return serve;
+    case "migrate":
+      noArgs("migrate", argv.slice(1));
+      return migrate;
+    case "tenant":
+      if (sub === "create") return tenantCreate(rest);
+      if (sub === "list") return tenantList(rest);
+      throw new UsageError(sub ? `unknown tenant command: ${sub}` : "tenant needs a command: create or list");
+    case "token":
+      if (sub === "mint") return tokenMint(rest);
+      throw new UsageError(sub ? `unknown token command: ${sub}` : "token needs a command: mint");
+    case "projections":
+      if (sub === "rebuild") {
+        noArgs("projections rebuild", rest);
+        return projectionsRebuild;
+      }
+      throw new UsageError(sub ? `unknown projections command: ${sub}` : "projections needs a command: rebuild");
+    case undefined:
+      throw new UsageError("no command given");
+    default:
+      throw new UsageError(`unknown command: ${command}`);
+  }
+}
 
-function parse(args: string[], options: ParseArgsConfig["options"]) {
-  return parseArgs({ args, options, allowPositionals: false, strict: true }).values as Record<string, string | string[] | boolean | undefined>;
+function reportError(error: unknown, io: CliIo): number {
+  if (error instanceof UsageError || isParseArgsError(error)) {
+    io.err(`keyplane: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (error instanceof ConfigError) {
+    io.err(`keyplane: ${error.message}\n`);
+    return 2;
+  }
+  if (error instanceof DataDirInUseError || error instanceof DomainError) {
+    io.err(`keyplane: ${error.message}\n`);
+    return 1;
+  }
+  io.err(`keyplane: ${error instanceof Error ? error.message : String(error)}\n`);
+  return 1;
+}
+
+function isParseArgsError(error: unknown): boolean {
+  return error instanceof Error && String((error as NodeJS.ErrnoException).code ?? "").startsWith("ERR_PARSE_ARGS");
+}
+
+type Values = Record<string, string | string[] | boolean | undefined>;
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>): Values {
+  return parseArgs({ args, options, allowPositionals: false, strict: true }).values as Values;
+}
+
+function noArgs(command: string, args: string[]): void {
+  if (args.length) throw new UsageError(`${command} takes no arguments (got ${args.join(" ")})`);
+}
+
+function oneOf<T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`${flag} must be one of ${choices.join(", ")} (got '${value}')`);
+  return value as T;
+}
+
+// Input the domain refuses was typed on the command line: name the flag, not the field.
+const FLAG_OF_FIELD: Record<string, string> = {
+  id: "--id",
+  name: "--name",
+  tier: "--tier",
+  tenantId: "--tenant",
+  subject: "--sub",
+  roles: "--role",
+  scopes: "--scope",
+  kind: "--kind",
+  ttlSeconds: "--ttl",
+};
+
+async function asUsage<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof BadInputError) {
+      const field = (error.field ?? "").split(".")[0] ?? "";
+      const flag = FLAG_OF_FIELD[field];
+      throw new UsageError(flag ? `invalid ${flag}: ${error.message.replace(/^[^:]*:\s*/, "")}` : error.message);
+    }
+    throw error;
+  }
 }
 
 async function withKeyplane(config: Config, fn: (kp: Keyplane) => Promise<number>): Promise<number> {
+  const { createKeyplane } = await load.main();
+  const { pendingMigrations } = await load.migrate();
   // Command-line work logs only warnings: its output is for the operator.
   const kp = await createKeyplane({ ...config, logLevel: config.logLevel === "info" ? "warn" : config.logLevel });
   try {
+    if (kp.database.backend === "pg" && !config.migrateOnStart) {
+      const pending = await pendingMigrations(kp.database);
+      if (pending.length) throw new Error(`the database has pending migrations (${pending.join(", ")}); run: keyplane migrate`);
+    }
     return await fn(kp);
   } finally {
     await kp.close();
   }
 }
 
-async function serve(config: Config, io: Out): Promise<number> {
+async function serve(config: Config, io: CliIo): Promise<number> {
+  const [{ createKeyplane }, { bootstrapDefaultTenant }] = await Promise.all([load.main(), load.bootstrap()]);
   const kp = await createKeyplane(config);
-  const tokenFile = await bootstrapDefaultTenant(kp.deps);
-  const url = await kp.listen();
+  let tokenFile: string | null;
+  try {
+    tokenFile = await bootstrapDefaultTenant(kp.deps);
+  } catch (error) {
+    // Several processes starting at once on one fresh PostgreSQL: another one created the tenant first.
+    if (!(error instanceof ConflictError)) {
+      await kp.close();
+      throw error;
+    }
+    tokenFile = null;
+  }
+  let url: string;
+  try {
+    url = await kp.listen();
+  } catch (error) {
+    await kp.close();
+    throw error;
+  }
   const shown = url.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
-  io.err(`Keyplane is serving ${shown}/graphql (${kp.database.backend === "pglite" ? `embedded database in ${config.dataDir}` : "PostgreSQL"})\n`);
-  if (tokenFile) io.err(`A one-time admin token for tenant 'default' is in ${tokenFile}\n`);
+  io.err(`Keyplane is serving ${shown}/graphql (${kp.database.backend === "pglite" ? `embedded database in ${path.resolve(config.dataDir)}` : "PostgreSQL"})\n`);
+  if (tokenFile) {
+    io.err(`Created tenant 'default'; a one-time admin token is in ${tokenFile}\n`);
+  } else {
+    const existing = path.resolve(config.dataDir, "admin-token");
+    if (existsSync(existing)) io.err(`The admin token written on first start is in ${existing}\n`);
+  }
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
   });
   kp.deps.logger.info("shutting down");
   await kp.close();
   return 0;
 }
 
-async function migrate(config: Config, io: Out): Promise<number> {
-  if (!config.database.url) {
-    // The embedded database migrates on open.
-    return withKeyplane(config, async () => {
-      io.out("embedded database is current\n");
-      return 0;
-    });
-  }
-  const handle = await openDatabase({ url: config.database.url });
+async function migrate(config: Config, io: CliIo): Promise<number> {
+  const embedded = !config.database.url;
+  const [{ openDatabase }, { migrateToLatest }] = await Promise.all([load.db(), load.migrate()]);
+  const unlock = embedded ? lockDataDir(config.dataDir) : () => {};
   try {
-    const applied = await migrateToLatest(handle);
-    io.out(applied.length ? `applied: ${applied.join(", ")}\n` : "database is current\n");
-    return 0;
+    const handle = await openDatabase({ url: config.database.url, poolMax: 1, dataDir: config.dataDir });
+    try {
+      const applied = await migrateToLatest(handle);
+      const where = embedded ? `embedded database in ${path.resolve(config.dataDir)}` : "database";
+      io.out(applied.length ? `applied: ${applied.join(", ")}\n${where} is current\n` : `${where} is current\n`);
+      return 0;
+    } finally {
+      await handle.close();
+    }
   } finally {
-    await handle.close();
+    unlock();
   }
 }
 
-async function tenantCreate(kp: Keyplane, args: string[], io: Out): Promise<number> {
+function tenantCreate(args: string[]): Command {
   const v = parse(args, { id: { type: "string" }, name: { type: "string" }, tier: { type: "string" } });
   if (!v.id || !v.name) throw new UsageError("tenant create needs --id and --name");
-  const tier = (v.tier as string | undefined) ?? "free";
-  await createTenant(kp.deps, systemActor("cli"), { id: v.id as string, name: v.name as string, tier: tier as "free" });
-  io.out(`created tenant ${v.id} (${tier})\n`);
-  return 0;
+  const tier: Tier = v.tier === undefined ? "free" : oneOf("--tier", v.tier as string, tierSchema.options);
+  const input = { id: v.id as string, name: v.name as string, tier };
+  return (config, io) =>
+    withKeyplane(config, async (kp) => {
+      const { createTenant } = await load.tenants();
+      await asUsage(createTenant(kp.deps, systemActor("cli"), input));
+      io.out(`created tenant ${input.id} (${input.name}, ${tier})\n`);
+      return 0;
+    });
 }
 
-async function tenantList(kp: Keyplane, io: Out): Promise<number> {
-  const rows = await listAllTenants(kp.deps.db);
-  io.out(["ID\tTIER\tSTATUS\tNAME", ...rows.map((r) => `${r.tenant_id}\t${r.tier}\t${r.status}\t${r.name}`)].join("\n") + "\n");
-  return 0;
+function tenantList(args: string[]): Command {
+  const v = parse(args, { json: { type: "boolean" } });
+  return (config, io) =>
+    withKeyplane(config, async (kp) => {
+      const { listAllTenants } = await load.tenantQueries();
+      const rows = await listAllTenants(kp.deps.db);
+      if (v.json) {
+        const tenants = rows.map((r) => ({ id: r.tenant_id, name: r.name, tier: r.tier, status: r.status, createdAt: new Date(r.created_at).toISOString() }));
+        io.out(JSON.stringify(tenants) + "\n");
+        return 0;
+      }
+      const table = [["ID", "TIER", "STATUS", "NAME"], ...rows.map((r) => [r.tenant_id, r.tier, r.status, r.name])];
+      const widths = [0, 1, 2].map((i) => Math.max(...table.map((row) => row[i]!.length)));
+      io.out(table.map((row) => row.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join("  ")).join("\n") + "\n");
+      if (!rows.length) io.err("no tenants yet (keyplane tenant create --id ID --name NAME)\n");
+      return 0;
+    });
 }
 
-async function tokenMint(kp: Keyplane, args: string[], io: Out): Promise<number> {
+function tokenMint(args: string[]): Command {
   const v = parse(args, {
     tenant: { type: "string" },
     role: { type: "string", multiple: true },
@@ -152,36 +293,53 @@ async function tokenMint(kp: Keyplane, args: string[], io: Out): Promise<number>
     refresh: { type: "boolean" },
     json: { type: "boolean" },
   });
-  const roles = (v.role as string[] | undefined) ?? [];
-  if (!roles.length || !v.sub) throw new UsageError("token mint needs --role and --sub");
+  const roles = ((v.role as string[] | undefined) ?? []).map((r) => oneOf("--role", r, roleSchema.options));
+  if (!roles.length) throw new UsageError("token mint needs --role");
+  if (!v.sub) throw new UsageError("token mint needs --sub");
   const platform = roles.includes("platform");
+  if (platform && roles.length > 1) throw new UsageError("--role platform cannot be combined with other roles");
+  if (platform && v.tenant !== undefined) throw new UsageError("--role platform mints a platform-operator token: leave out --tenant");
   const tenantId = platform ? PLATFORM_TENANT : (v.tenant as string | undefined);
-  if (!tenantId) throw new UsageError("token mint needs --tenant");
-  if (!platform && !(await listAllTenants(kp.deps.db)).some((t) => t.tenant_id === tenantId)) {
-    throw new UsageError(`no tenant ${tenantId} (see: keyplane tenant list)`);
+  if (!tenantId) throw new UsageError("token mint needs --tenant (or --role platform)");
+  let ttl: number | undefined;
+  if (v.ttl !== undefined) {
+    ttl = Number(v.ttl);
+    if (!/^\d+$/.test(v.ttl as string) || !Number.isSafeInteger(ttl) || ttl <= 0) throw new UsageError(`--ttl is a whole number of seconds (got '${v.ttl}')`);
   }
-  const ttl = v.ttl === undefined ? undefined : Number(v.ttl);
-  if (ttl !== undefined && !Number.isInteger(ttl)) throw new UsageError("--ttl is a number of seconds");
-  const kind = (v.kind as string | undefined) ?? (platform ? "platform" : roles.includes("service") ? "service" : "user");
-  const issued = await issueAccessToken(kp.deps, systemActor("cli"), {
-    tenantId,
-    subject: v.sub as string,
-    kind: kind as "user",
-    roles: roles as ["viewer"],
-    scopes: (v.scope as string[] | undefined) ?? [],
-    ttlSeconds: ttl,
-    refreshable: Boolean(v.refresh),
-    issuedVia: "cli",
+  const defaultKind: TokenKind = platform ? "platform" : roles.includes("service") ? "service" : "user";
+  const kind: TokenKind = v.kind === undefined ? defaultKind : oneOf("--kind", v.kind as string, tokenKindSchema.options);
+  if (platform !== (kind === "platform")) throw new UsageError("--kind platform goes with --role platform only");
+  return (config, io) =>
+    withKeyplane(config, async (kp) => {
+      const [{ issueAccessToken }, { listAllTenants }] = await Promise.all([load.credentials(), load.tenantQueries()]);
+      if (!platform && !(await listAllTenants(kp.deps.db)).some((t) => t.tenant_id === tenantId)) {
+        throw new Error(`no tenant ${tenantId} (see: keyplane tenant list)`);
+      }
+      const issued = await asUsage(
+        issueAccessToken(kp.deps, systemActor("cli"), {
+          tenantId,
+          subject: v.sub as string,
+          kind,
+          roles: roles as Role[],
+          scopes: (v.scope as string[] | undefined) ?? [],
+          ttlSeconds: ttl,
+          refreshable: Boolean(v.refresh),
+          issuedVia: "cli",
+        }),
+      );
+      io.out(v.json ? JSON.stringify(issued) + "\n" : issued.accessToken + "\n");
+      return 0;
+    });
+}
+
+async function projectionsRebuild(config: Config, io: CliIo): Promise<number> {
+  return withKeyplane(config, async (kp) => {
+    const { rebuildProjections } = await load.rebuild();
+    const progress = progressReporter("rebuilding projections", io.err, Boolean(io.isTty));
+    const started = Date.now();
+    const { events } = await rebuildProjections(kp.deps.db, progress.update);
+    progress.done();
+    io.out(`rebuilt read tables from ${events} events in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    return 0;
   });
-  io.out(v.json ? JSON.stringify(issued) + "\n" : issued.accessToken + "\n");
-  return 0;
 }
-
-async function projectionsRebuild(kp: Keyplane, io: Out): Promise<number> {
-  const progress = progressReporter("rebuilding projections", io.err);
-  const { events } = await rebuildProjections(kp.deps.db, progress.update);
-  progress.done();
-  io.out(`rebuilt read tables from ${events} events\n`);
-  return 0;
-}
-
