@@ -1,0 +1,206 @@
+/**
+ * npm run bench:append
+ *
+ * Append throughput of the real write path against a baseline measured in the same run:
+ *   A  one event per transaction through withTenant + appendEvents (head lock, version check,
+ *      content + chain hash, insert, head update, inline projection), 8 writers, 100 tenants;
+ *   B  the same number of plain autocommit INSERTs of an equal row (precomputed) into a bare
+ *      table (primary key only: no other index, no trigger, no RLS), 8 writers.
+ * Both are warmed up, then run alternately BENCH_ROUNDS times; the best run of each counts.
+ * Target: A/B >= 0.5. Always exits 0 once measured (a benchmark, not a test); 2 without DATABASE_URL.
+ *
+ * Environment: DATABASE_URL (required), BENCH_APPENDS (default 20000), BENCH_WRITERS (default 8),
+ * BENCH_TENANTS (default 100), BENCH_ROUNDS (default 2), BENCH_WARMUP (default 1000).
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { sql } from "kysely";
+import pg from "pg";
+import { createTenant } from "../src/app/tenants.ts";
+import { eventMetadata, systemActor } from "../src/auth/actor.ts";
+import { AccessTokenIssued } from "../src/domain/session/events.ts";
+import { openDatabase, withTenant, type DatabaseHandle, type Db } from "../src/store/db.ts";
+import { appendEvents } from "../src/store/events/appendEvents.ts";
+import { chainHash, contentHash, genesisHash } from "../src/store/events/hashing.ts";
+import type { EventMetadata } from "../src/store/events/types.ts";
+import { migrateToLatest } from "../src/store/migrate.ts";
+
+const url = process.env.DATABASE_URL;
+if (!url) {
+  console.error("bench:append needs a PostgreSQL: set DATABASE_URL, e.g.\n  DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run bench:append");
+  process.exit(2);
+}
+
+const intEnv = (name: string, fallback: number, min = 1): number => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`${name} must be an integer >= ${min} (got ${JSON.stringify(raw)})`);
+    process.exit(2);
+  }
+  return n;
+};
+
+const APPENDS = intEnv("BENCH_APPENDS", 20_000);
+const WRITERS = intEnv("BENCH_WRITERS", 8);
+const TENANTS = intEnv("BENCH_TENANTS", 100);
+const ROUNDS = intEnv("BENCH_ROUNDS", 2);
+const WARMUP = intEnv("BENCH_WARMUP", 1_000, 0);
+const TARGET = 0.5;
+
+const schema = `kp_bench_${randomBytes(6).toString("hex")}`;
+const tenantIds = Array.from({ length: TENANTS }, (_, i) => `bench-${String(i).padStart(3, "0")}`);
+const metadata: EventMetadata = eventMetadata(systemActor("bench:append"), { requestId: "bench-append" });
+const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
+
+/** The event A appends: has an inline projection (access_tokens), so its cost is included. */
+const tokenIssued = () =>
+  AccessTokenIssued({ tokenId: randomUUID(), subject: "svc:bench", kind: "service", roles: ["service"], scopes: ["credentials:read"], expiresAt, issuedVia: "api" });
+
+async function adminQuery(text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Set by SIGINT/SIGTERM: writers stop taking jobs, and the run unwinds through its cleanup. */
+let interrupted: NodeJS.Signals | undefined;
+
+/** Runs `count` jobs from `writers` concurrent loops; returns events per second. */
+async function drive(count: number, writers: number, job: (i: number) => Promise<unknown>): Promise<{ rate: number; seconds: number }> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      for (let i = next++; i < count && !interrupted; i = next++) await job(i);
+    }),
+  );
+  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+  const seconds = (performance.now() - started) / 1000;
+  return { rate: count / seconds, seconds };
+}
+
+// A: the real path. Consecutive jobs go to consecutive tenants, so the 8 writers rarely share a head lock.
+// The decided events (what a use case hands to the store) are made before the clock starts.
+type AppendInput = { streamId: string; event: ReturnType<typeof tokenIssued> };
+const appendInputs = (n: number): AppendInput[] => Array.from({ length: n }, () => ({ streamId: randomUUID(), event: tokenIssued() }));
+
+function appendJob(db: Db, inputs: AppendInput[]) {
+  return (i: number) => {
+    const tenantId = tenantIds[i % TENANTS]!;
+    const { streamId, event } = inputs[i]!;
+    return withTenant(db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "access_token", streamId, expectedVersion: 0, events: [event], metadata }));
+  };
+}
+
+// B: an equal row, every value precomputed, one autocommit INSERT each.
+type PlainRow = [string, number, string, string, number, string, string, number, string, string, string, string, string];
+let plainSeq = 0;
+function plainRows(n: number): PlainRow[] {
+  const metadataJson = JSON.stringify(metadata);
+  return Array.from({ length: n }, () => {
+    const tenantId = "bench-plain";
+    const seq = ++plainSeq;
+    const streamId = randomUUID();
+    const eventId = randomUUID();
+    const event = tokenIssued();
+    const occurredAt = new Date().toISOString();
+    const content = contentHash({ eventId, tenantId, streamType: "access_token", streamId, streamVersion: 1, type: event.type, schemaVersion: 1, data: event.data, metadata, occurredAt });
+    const chain = chainHash(genesisHash(tenantId), seq, content);
+    return [tenantId, seq, "access_token", streamId, 1, eventId, event.type, 1, JSON.stringify(event.data), metadataJson, occurredAt, content, chain];
+  });
+}
+
+function plainJob(db: Db, rows: PlainRow[]) {
+  return (i: number) => {
+    const r = rows[i]!;
+    return sql`insert into bench_plain (tenant_id, tenant_seq, stream_type, stream_id, stream_version, event_id, event_type, schema_version, data, metadata, occurred_at, content_hash, chain_hash)
+      values (${r[0]}, ${r[1]}, ${r[2]}, ${r[3]}, ${r[4]}, ${r[5]}, ${r[6]}, ${r[7]}, ${r[8]}, ${r[9]}, ${r[10]}, ${r[11]}, ${r[12]})`.execute(db);
+  };
+}
+
+const fmtRate = (n: number) => Math.round(n).toLocaleString("en-US");
+
+async function main(): Promise<void> {
+  let handle: DatabaseHandle | undefined;
+  let schemaCreated = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    console.error(`\n${signal}: stopping, then dropping ${schema}`);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    await adminQuery(`create schema ${schema}`);
+    schemaCreated = true;
+    handle = await openDatabase({ url, schema, poolMax: WRITERS + 2 });
+    const db = handle.db;
+    await migrateToLatest(handle);
+    // Same columns, types and defaults as events; primary key only (LIKE copies no index, trigger or policy).
+    await sql`create table bench_plain (like events including defaults, primary key (tenant_id, tenant_seq))`.execute(db);
+
+    const { rows: info } = await sql<{ version: string; sync: string }>`select current_setting('server_version') as version, current_setting('synchronous_commit') as sync`.execute(db);
+    console.log(`bench:append  PostgreSQL ${info[0]!.version} (synchronous_commit=${info[0]!.sync}), schema ${schema}`);
+    console.log(`  ${APPENDS} events per run, ${WRITERS} writers, ${TENANTS} tenants, ${ROUNDS} rounds of A/B, warm-up ${WARMUP}\n`);
+
+    const actor = systemActor("bench:append");
+    for (const id of tenantIds) {
+      if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+      await createTenant({ db }, actor, { id, name: `Bench ${id}`, tier: "free" });
+    }
+
+    if (WARMUP > 0) {
+      await drive(WARMUP, WRITERS, appendJob(db, appendInputs(WARMUP)));
+      await drive(WARMUP, WRITERS, plainJob(db, plainRows(WARMUP)));
+    }
+
+    const results = { A: [] as number[], B: [] as number[] };
+    for (let round = 1; round <= ROUNDS; round++) {
+      const inputs = appendInputs(APPENDS);
+      const a = await drive(APPENDS, WRITERS, appendJob(db, inputs));
+      results.A.push(a.rate);
+      const rows = plainRows(APPENDS);
+      const b = await drive(APPENDS, WRITERS, plainJob(db, rows));
+      results.B.push(b.rate);
+      console.log(`  round ${round}: A ${fmtRate(a.rate)} events/s (${a.seconds.toFixed(2)} s)   B ${fmtRate(b.rate)} rows/s (${b.seconds.toFixed(2)} s)   A/B ${(a.rate / b.rate).toFixed(3)}`);
+    }
+
+    const { rows: counts } = await sql<{ n: number }>`select count(*)::int as n from events where event_type = 'access_token.issued'`.execute(db);
+    const expected = WARMUP + APPENDS * ROUNDS;
+    if (counts[0]!.n !== expected) throw new Error(`expected ${expected} appended events, found ${counts[0]!.n}`);
+
+    const bestA = Math.max(...results.A);
+    const bestB = Math.max(...results.B);
+    const ratio = bestA / bestB;
+    const rows: [string, string][] = [
+      ["A appendEvents (1 event/tx, hash chain, projection)", `${fmtRate(bestA)} events/s`],
+      ["B plain INSERT (autocommit, bare table)", `${fmtRate(bestB)} events/s`],
+      ["ratio A/B", ratio.toFixed(3)],
+      ["target", `>= ${TARGET}  ${ratio >= TARGET ? "PASS" : "BELOW TARGET"}`],
+    ];
+    const w0 = Math.max(...rows.map((r) => r[0].length));
+    const w1 = Math.max(...rows.map((r) => r[1].length));
+    const line = `  +${"-".repeat(w0 + 2)}+${"-".repeat(w1 + 2)}+`;
+    console.log(`\n  best of ${ROUNDS} runs each\n${line}`);
+    for (const [k, v] of rows) console.log(`  | ${k.padEnd(w0)} | ${v.padStart(w1)} |`);
+    console.log(line);
+  } finally {
+    await handle?.close().catch(() => {});
+    if (schemaCreated) await adminQuery(`drop schema if exists ${schema} cascade`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    if (interrupted) process.exit(130);
+    console.error("bench:append failed:", error);
+    process.exit(1);
+  },
+);
