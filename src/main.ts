@@ -41,7 +41,8 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       pem: config.auth.signingKey,
       previousPems: config.auth.previousSigningKeys,
       dataDir: config.dataDir,
-      allowGenerate: config.env !== "production",
+      // A generated key suits one process only: processes sharing a PostgreSQL must share KEYPLANE_SIGNING_KEY.
+      allowGenerate: !config.database.url && config.env !== "production",
     });
     const now = () => new Date();
     const db = database.db;

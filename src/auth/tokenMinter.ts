@@ -30,7 +30,7 @@ export function createTokenMinter(keys: SigningKeys, issuer: string, audience: s
       .setAudience(audience)
       .setSubject(subject)
       .setJti(tokenId)
-      .setIssuedAt()
+      .setIssuedAt(Math.floor(Date.now() / 1000))
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
       .sign(keys.current.privateKey);
 

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -12,6 +12,8 @@ import { loadConfig } from "../../src/config.ts";
 import { createKeyplane } from "../../src/main.ts";
 import { registerSecret, testLogger } from "../testkit/secrets.ts";
 import { adminQuery } from "../testkit/testDatabase.ts";
+
+const signingKeyPem = () => generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BIN = path.join(ROOT, "bin/keyplane.mjs");
@@ -82,7 +84,8 @@ const postgres: Backend = {
     url.searchParams.set("options", `-c search_path=${schema}`);
     const dataDir = tempDir("keyplane-cli-pg-");
     return {
-      env: { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, DATABASE_URL: url.toString() },
+      // Processes sharing a PostgreSQL must share one signing key: Keyplane will not generate one there.
+      env: { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, DATABASE_URL: url.toString(), KEYPLANE_SIGNING_KEY: signingKeyPem() },
       pendingAtStart: true,
       teardown: async () => {
         rmSync(dataDir, { recursive: true, force: true });
