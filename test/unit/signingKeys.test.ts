@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -22,10 +23,14 @@ describe("Keyplane's signing key", () => {
   });
 
   it("refuses a key that is not an EC P-256 private key, without printing it", async () => {
-    const pem = readFileSync(path.join(dir, "signing-key.pem"), "utf8");
-    const garbage = pem.replace(/[A-Za-z]{20}/, "x".repeat(20));
-    const error = await loadSigningKeys({ pem: garbage, dataDir: dir, allowGenerate: false }).catch((e) => e);
-    expect(error).toBeInstanceOf(SigningKeyError);
-    expect(String(error.message)).not.toContain(garbage.slice(40, 80));
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const wrongType = await loadSigningKeys({ pem: rsa, dataDir: dir, allowGenerate: false }).catch((e) => e);
+    expect(wrongType).toBeInstanceOf(SigningKeyError);
+    expect(wrongType.message).toMatch(/EC P-256/);
+    expect(wrongType.message).not.toContain(rsa.slice(40, 80));
+    const garbage = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5IGF0IGFsbA==\n-----END PRIVATE KEY-----\n";
+    const notKey = await loadSigningKeys({ pem: garbage, dataDir: dir, allowGenerate: false }).catch((e) => e);
+    expect(notKey).toBeInstanceOf(SigningKeyError);
+    expect(notKey.message).not.toContain("bm90IGEga2V5");
   });
 });
