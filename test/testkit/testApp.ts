@@ -9,6 +9,7 @@ import { loadConfig } from "../../src/config.ts";
 import type { Role, TokenKind } from "../../src/domain/eventDefinition.ts";
 import { createKeyplane, type Keyplane } from "../../src/main.ts";
 import type { DatabaseHandle } from "../../src/store/db.ts";
+import type { Logger } from "../../src/logger.ts";
 import { registerSecret, testLogger } from "./secrets.ts";
 import { createTestDatabase } from "./testDatabase.ts";
 
@@ -41,11 +42,13 @@ export interface SeededTenant {
  * A real Keyplane listening on a loopback port, on a fresh test database (or on a given one, to
  * play a second process sharing it).
  */
-export async function createTestApp(options: { database?: DatabaseHandle; env?: Record<string, string>; name?: string } = {}): Promise<TestApp> {
+export async function createTestApp(
+  options: { database?: DatabaseHandle; env?: Record<string, string>; name?: string; logger?: Logger } = {},
+): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase());
   const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-test-"));
   const config = loadConfig({ NODE_ENV: "test", KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug", ...options.env });
-  const kp = await createKeyplane(config, { database, logger: testLogger(options.name ?? "app") });
+  const kp = await createKeyplane(config, { database, logger: options.logger ?? testLogger(options.name ?? "app") });
   const url = await kp.listen(0, "127.0.0.1");
 
   const app: TestApp = {
