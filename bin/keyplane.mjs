@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-// The `keyplane` command: runs the compiled CLI when built (containers), the TypeScript source otherwise.
+// The `keyplane` command: the TypeScript source in a checkout (through tsx), the compiled CLI in an
+// image that ships dist/ without src/ (npm run build).
 import { existsSync } from "node:fs";
 
-const compiled = new URL("../dist/src/cli/main.js", import.meta.url);
+const source = new URL("../src/cli/main.ts", import.meta.url);
 let runCli;
-if (existsSync(compiled)) {
-  ({ runCli } = await import(compiled.href));
-} else {
+if (existsSync(source)) {
   const { register } = await import("tsx/esm/api");
   register();
-  ({ runCli } = await import("../src/cli/main.ts"));
+  ({ runCli } = await import(source.href));
+} else {
+  ({ runCli } = await import(new URL("../dist/cli/main.js", import.meta.url).href));
 }
 process.exitCode = await runCli(process.argv.slice(2));
