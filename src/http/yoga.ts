@@ -15,8 +15,8 @@ export interface ServerContext {
   res?: ServerResponse;
 }
 
-// GraphQL's own refusals of a document are the caller's bad input.
-const DOCUMENT_ERROR_CODES = new Set(["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_REQUEST"]);
+// GraphQL's own refusals of a document are the caller's bad input (validation: validationErrorsAreBadInput).
+const DOCUMENT_ERROR_CODES = new Set(["GRAPHQL_PARSE_FAILED", "BAD_REQUEST"]);
 
 export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerContext, GraphQLContext> {
   return createYoga<ServerContext, GraphQLContext>({
