@@ -6,21 +6,25 @@ import { migrateToLatest } from "../../src/store/migrate.ts";
 export const onPostgres = Boolean(process.env.TEST_DATABASE_URL);
 
 /**
- * A migrated database for one suite: in-memory PGlite by default, or a fresh schema in the
- * PostgreSQL of TEST_DATABASE_URL, dropped again on close, so runs never collide.
+ * A migrated database for one suite: in-memory PGlite by default, or a fresh database in the
+ * PostgreSQL of TEST_DATABASE_URL, dropped again on close, so runs never collide. A database, not a
+ * schema: kysely's migrator introspects every schema of its database, and a schema another suite
+ * drops meanwhile makes that introspection fail.
  */
 export async function createTestDatabase(options: { migrate?: boolean } = {}): Promise<DatabaseHandle & { schema?: string }> {
   const url = process.env.TEST_DATABASE_URL;
   let handle: DatabaseHandle & { schema?: string };
   if (url) {
-    const schema = `kp_test_${randomBytes(6).toString("hex")}`;
-    await adminQuery(url, `create schema ${schema}`);
-    const inner = await openDatabase({ url, schema, poolMax: 12 });
+    const name = `kp_test_${randomBytes(6).toString("hex")}`;
+    await adminQuery(url, `create database ${name}`);
+    const own = new URL(url);
+    own.pathname = `/${name}`;
+    const inner = await openDatabase({ url: own.toString(), poolMax: 12 });
     handle = {
       ...inner,
       close: async () => {
         await inner.close();
-        await adminQuery(url, `drop schema ${schema} cascade`);
+        await adminQuery(url, `drop database ${name} with (force)`);
       },
     };
   } else {
