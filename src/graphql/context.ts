@@ -1,10 +1,9 @@
 import type { Actor, RequestMeta } from "../auth/actor.ts";
 import type { AppDeps } from "../app/deps.ts";
-import type { Logger } from "../logger.ts";
 
+/** Per request: who calls and from where. Log lines get request, tenant and actor from logContext. */
 export interface GraphQLContext {
   actor: Actor | null;
   meta: RequestMeta;
   deps: AppDeps;
-  logger: Logger;
 }

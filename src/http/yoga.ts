@@ -36,7 +36,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       const actor = await authenticate(deps, request.headers.get("authorization"), meta);
       const log = logContext.getStore();
       if (log && actor) Object.assign(log, { tenantId: actor.tenantId, actor: actor.subject });
-      return { actor, meta, deps, logger: deps.logger };
+      return { actor, meta, deps };
     },
     maskedErrors: {
       maskError(error, message) {

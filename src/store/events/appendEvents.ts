@@ -26,9 +26,14 @@ interface AppendedRow {
 export async function appendEvents(trx: Tx, request: AppendRequest): Promise<StoredEvent[]> {
   const { tenantId, streamType, streamId, expectedVersion, metadata } = request;
   if (request.events.length === 0) return [];
-  const validated = request.events.map((e) => ({ type: e.type, ...validateEventData(e.type, e.data) }));
-  // Stored as the database will hand it back: a JSON round trip (no undefined members, no Dates).
-  const storedMetadata = JSON.parse(JSON.stringify(metadata)) as StoredEvent["metadata"];
+  // Data and metadata as the database will hand them back (a JSON round trip: no undefined members,
+  // no Dates), so the hashes cover exactly what a reader of the log sees.
+  const asStored = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+  const validated = request.events.map((e) => {
+    const { schemaVersion, data } = validateEventData(e.type, e.data);
+    return { type: e.type, schemaVersion, data: asStored(data) };
+  });
+  const storedMetadata = asStored(metadata);
   const occurredAt = new Date().toISOString();
 
   // "any" appends after whatever the stream holds: the version is read first, and read again once if
@@ -64,7 +69,7 @@ export async function appendEvents(trx: Tx, request: AppendRequest): Promise<Sto
       eventId: events[i]!.event_id,
       type: events[i]!.event_type,
       schemaVersion: events[i]!.schema_version,
-      data: JSON.parse(JSON.stringify(events[i]!.data)) as Record<string, unknown>,
+      data: events[i]!.data,
       metadata: storedMetadata,
       occurredAt,
       recordedAt: new Date(row.o_recorded_at!).toISOString(),
