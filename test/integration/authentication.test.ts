@@ -102,11 +102,12 @@ interface Refusal {
 }
 
 /**
- * Presents the token to `me` on the given process (a fresh one by default) and checks what the
- * caller sees and what the auditors see. Returns the stored event.
+ * Presents the token to `me` on the given process (or on a fresh one from `start`, by default with
+ * the shared key, closed afterwards) and checks what the caller sees and what the auditors see.
+ * Returns the stored event.
  */
-async function expectRefused(token: string, expected: Refusal, process?: TestApp): Promise<EventRow> {
-  const target = process ?? (await freshProcess());
+async function expectRefused(token: string, expected: Refusal, on: TestApp | (() => Promise<TestApp>) = freshProcess): Promise<EventRow> {
+  const target = typeof on === "function" ? await on() : on;
   try {
     const requestId = `authn-${randomUUID()}`;
     const res = await target.gql(ME, {}, { token, headers: { "x-request-id": requestId } });
@@ -129,7 +130,7 @@ async function expectRefused(token: string, expected: Refusal, process?: TestApp
     expectNoTokenIn(event, token);
     return event;
   } finally {
-    if (!process) await target.close();
+    if (target !== on) await target.close();
   }
 }
 
@@ -430,22 +431,12 @@ describe("an external identity provider (AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIEN
 
   it("refuses its token for another audience, in the tenant's log", async () => {
     const token = await signed({ sub: "alice@example.com", tenant_id: tenant.tenantId, roles: ["viewer"] }, { audience: "another-api" });
-    const probe = await externalProcess();
-    try {
-      await expectRefused(token, { reason: "wrong-audience", log: "tenant" }, probe);
-    } finally {
-      await probe.close();
-    }
+    await expectRefused(token, { reason: "wrong-audience", log: "tenant" }, externalProcess);
   });
 
   it("refuses its expired token", async () => {
     const token = await signed({ sub: "alice@example.com", tenant_id: tenant.tenantId, roles: ["viewer"], iat: nowSeconds() - 3600, exp: nowSeconds() - 60 });
-    const probe = await externalProcess();
-    try {
-      await expectRefused(token, { reason: "expired", log: "tenant" }, probe);
-    } finally {
-      await probe.close();
-    }
+    await expectRefused(token, { reason: "expired", log: "tenant" }, externalProcess);
   });
 
   it("refuses a token in its name signed by another key under its kid", async () => {
@@ -460,12 +451,7 @@ describe("an external identity provider (AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIEN
       .setExpirationTime(now + 300)
       .sign(other.privateKey);
     registerSecret(token);
-    const probe = await externalProcess();
-    try {
-      await expectRefused(token, { reason: "bad-signature", log: "platform" }, probe);
-    } finally {
-      await probe.close();
-    }
+    await expectRefused(token, { reason: "bad-signature", log: "platform" }, externalProcess);
   });
 
   it("refuses an HS256 token in its name keyed with its published JWK", async () => {
@@ -480,22 +466,12 @@ describe("an external identity provider (AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIEN
       .setExpirationTime(now + 300)
       .sign(new TextEncoder().encode(JSON.stringify(published.keys[0])));
     registerSecret(token);
-    const probe = await externalProcess();
-    try {
-      await expectRefused(token, { reason: "unsupported-algorithm", log: "platform" }, probe);
-    } finally {
-      await probe.close();
-    }
+    await expectRefused(token, { reason: "unsupported-algorithm", log: "platform" }, externalProcess);
   });
 
   it("refuses its token for a tenant that does not exist", async () => {
     const token = await signed({ sub: "alice@example.com", tenant_id: "t-nobody-here", roles: ["admin"] });
-    const probe = await externalProcess();
-    try {
-      await expectRefused(token, { reason: "unknown-tenant", log: "platform" }, probe);
-    } finally {
-      await probe.close();
-    }
+    await expectRefused(token, { reason: "unknown-tenant", log: "platform" }, externalProcess);
   });
 
   // The platform role is minted by Keyplane's own CLI only (issueAccessToken refuses it outside the
