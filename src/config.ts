@@ -24,6 +24,30 @@ const EnvSchema = z.object({
   SERVICE_TOKEN_TTL_SECONDS: duration.default(86400),
   REFRESH_TOKEN_TTL_SECONDS: duration.default(30 * 86400),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  KEYPLANE_ENCRYPTION_KEYS: z.string().optional(),
+  OAUTH_SUCCESS_URL: z.string().url().optional(),
+  OAUTH_STATE_TTL_SECONDS: duration.default(600),
+  WEBHOOK_MAX_BODY_BYTES: z.coerce.number().int().positive().default(25 * 1024 * 1024),
+  CREDENTIAL_REFRESH_INTERVAL_SECONDS: duration.default(60),
+  CREDENTIAL_REFRESH_WINDOW_SECONDS: duration.default(600),
+  PROVIDER_TIMEOUT_MS: duration.default(10_000),
+  GITHUB_API_URL: z.string().url().default("https://api.github.com"),
+  GITHUB_URL: z.string().url().default("https://github.com"),
+  GITHUB_APP_ID: z.string().optional(),
+  GITHUB_APP_SLUG: z.string().optional(),
+  GITHUB_APP_PRIVATE_KEY: z.string().optional(),
+  GITHUB_APP_WEBHOOK_SECRET: z.string().optional(),
+  GITHUB_APP_CLIENT_ID: z.string().optional(),
+  GITHUB_APP_CLIENT_SECRET: z.string().optional(),
+  SLACK_API_URL: z.string().url().default("https://slack.com/api"),
+  SLACK_CLIENT_ID: z.string().optional(),
+  SLACK_CLIENT_SECRET: z.string().optional(),
+  SLACK_SCOPES: z.string().default("chat:write,channels:read,team:read"),
+  ATLASSIAN_AUTH_URL: z.string().url().default("https://auth.atlassian.com"),
+  ATLASSIAN_API_URL: z.string().url().default("https://api.atlassian.com"),
+  ATLASSIAN_CLIENT_ID: z.string().optional(),
+  ATLASSIAN_CLIENT_SECRET: z.string().optional(),
+  ATLASSIAN_SCOPES: z.string().default("read:jira-work write:jira-work read:jira-user offline_access"),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -48,6 +72,50 @@ export interface Config {
     refreshTokenTtl: number;
   };
   maxBodyBytes: number;
+  /** `id:base64key,…`, first is current; unset means a key generated once into the data dir. */
+  encryptionKeys?: string;
+  installations: {
+    successUrl?: string;
+    stateTtlSeconds: number;
+    webhookMaxBodyBytes: number;
+    refreshIntervalSeconds: number;
+    /** Credentials expiring within this window are refreshed ahead of time. */
+    refreshWindowSeconds: number;
+  };
+  providers: ProvidersConfig;
+}
+
+export interface GitHubAppConfig {
+  appId: string;
+  slug: string;
+  privateKey: string;
+  webhookSecret?: string;
+  /** With the app's OAuth client, the install callback proves the installing user can see the installation. */
+  clientId?: string;
+  clientSecret?: string;
+  apiUrl: string;
+  webUrl: string;
+}
+export interface SlackConfig {
+  clientId: string;
+  clientSecret: string;
+  scopes: string[];
+  apiUrl: string;
+}
+export interface JiraConfig {
+  clientId: string;
+  clientSecret: string;
+  scopes: string[];
+  authUrl: string;
+  apiUrl: string;
+}
+export interface ProvidersConfig {
+  /** Where providers send the browser back: `${publicUrl}/oauth/callback/<platform>`. */
+  publicUrl: string;
+  timeoutMs: number;
+  github?: GitHubAppConfig;
+  slack?: SlackConfig;
+  jira?: JiraConfig;
 }
 
 export class ConfigError extends Error {}
@@ -59,6 +127,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  requireTogether(["GITHUB_APP_ID", "GITHUB_APP_SLUG", "GITHUB_APP_PRIVATE_KEY"], e);
+  requireTogether(["GITHUB_APP_CLIENT_ID", "GITHUB_APP_CLIENT_SECRET"], e);
+  requireTogether(["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"], e);
+  requireTogether(["ATLASSIAN_CLIENT_ID", "ATLASSIAN_CLIENT_SECRET"], e);
+  const publicUrl = (e.KEYPLANE_PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, "");
+  const list = (value: string, separator: RegExp) => value.split(separator).map((s) => s.trim()).filter(Boolean);
   const externalParts = [e.AUTH_JWKS_URL, e.AUTH_ISSUER, e.AUTH_AUDIENCE];
   if (externalParts.some(Boolean) && !externalParts.every(Boolean)) {
     throw new ConfigError("invalid configuration: AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE must be set together");
@@ -72,7 +146,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     dataDir: e.KEYPLANE_DATA_DIR,
     // The embedded database belongs to this process, so it is always migrated; a shared one only on request.
     migrateOnStart: e.KEYPLANE_MIGRATE_ON_START ? e.KEYPLANE_MIGRATE_ON_START === "true" : !e.DATABASE_URL,
-    publicUrl: e.KEYPLANE_PUBLIC_URL ?? `http://localhost:${e.PORT}`,
+    publicUrl,
     auth: {
       issuer: e.KEYPLANE_ISSUER,
       audience: e.KEYPLANE_AUDIENCE,
@@ -84,5 +158,49 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       refreshTokenTtl: e.REFRESH_TOKEN_TTL_SECONDS,
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
+    encryptionKeys: e.KEYPLANE_ENCRYPTION_KEYS,
+    installations: {
+      successUrl: e.OAUTH_SUCCESS_URL,
+      stateTtlSeconds: e.OAUTH_STATE_TTL_SECONDS,
+      webhookMaxBodyBytes: e.WEBHOOK_MAX_BODY_BYTES,
+      refreshIntervalSeconds: e.CREDENTIAL_REFRESH_INTERVAL_SECONDS,
+      refreshWindowSeconds: e.CREDENTIAL_REFRESH_WINDOW_SECONDS,
+    },
+    providers: {
+      publicUrl,
+      timeoutMs: e.PROVIDER_TIMEOUT_MS,
+      github: e.GITHUB_APP_ID
+        ? {
+            appId: e.GITHUB_APP_ID,
+            slug: e.GITHUB_APP_SLUG!,
+            // Env files often carry a PEM on one line with literal \n.
+            privateKey: e.GITHUB_APP_PRIVATE_KEY!.replace(/\\n/g, "\n"),
+            webhookSecret: e.GITHUB_APP_WEBHOOK_SECRET,
+            clientId: e.GITHUB_APP_CLIENT_ID,
+            clientSecret: e.GITHUB_APP_CLIENT_SECRET,
+            apiUrl: e.GITHUB_API_URL.replace(/\/+$/, ""),
+            webUrl: e.GITHUB_URL.replace(/\/+$/, ""),
+          }
+        : undefined,
+      slack: e.SLACK_CLIENT_ID
+        ? { clientId: e.SLACK_CLIENT_ID, clientSecret: e.SLACK_CLIENT_SECRET!, scopes: list(e.SLACK_SCOPES, /[,\s]+/), apiUrl: e.SLACK_API_URL.replace(/\/+$/, "") }
+        : undefined,
+      jira: e.ATLASSIAN_CLIENT_ID
+        ? {
+            clientId: e.ATLASSIAN_CLIENT_ID,
+            clientSecret: e.ATLASSIAN_CLIENT_SECRET!,
+            scopes: list(e.ATLASSIAN_SCOPES, /[,\s]+/),
+            authUrl: e.ATLASSIAN_AUTH_URL.replace(/\/+$/, ""),
+            apiUrl: e.ATLASSIAN_API_URL.replace(/\/+$/, ""),
+          }
+        : undefined,
+    },
   };
+}
+
+function requireTogether(names: Array<keyof Env>, e: Env) {
+  const set = names.filter((n) => e[n] !== undefined && e[n] !== "");
+  if (set.length && set.length !== names.length) {
+    throw new ConfigError(`invalid configuration: ${names.join(", ")} must be set together (missing ${names.filter((n) => !set.includes(n)).join(", ")})`);
+  }
 }
