@@ -104,6 +104,12 @@ export interface CreateAppOptions {
   requestOAuthOnInstall?: boolean;
   /** User-to-server tokens expire (8 h, with a ghr_ refresh token), GitHub's default. Default true. */
   expiringUserTokens?: boolean;
+  /**
+   * The app's registered Callback URLs. When set, a redirect_uri sent to POST /login/oauth/access_token
+   * must equal one of them or lie under one (same origin, path below), else GitHub's redirect_uri_mismatch.
+   * When unset, redirect_uri is not checked.
+   */
+  callbackUrls?: string[];
   /** The app's registered permissions, shown by GET /app. */
   permissions?: GitHubPermissions;
   events?: string[];
@@ -200,6 +206,7 @@ const DEFAULT_INSTALL: NextInstallOptions = {
 
 interface AppRecord extends FakeGitHubApp {
   name: string;
+  callbackUrls: string[] | undefined;
   setupUrl: string | undefined;
   publicKey: KeyObject;
   requestOAuthOnInstall: boolean;
@@ -250,6 +257,17 @@ interface RefreshRecord {
   spent: boolean;
 }
 
+const underCallback = (uri: string, callback: string) => {
+  try {
+    const u = new URL(uri);
+    const c = new URL(callback);
+    if (u.origin !== c.origin) return false;
+    const base = c.pathname.endsWith("/") ? c.pathname : `${c.pathname}/`;
+    return u.pathname === c.pathname || u.pathname.startsWith(base);
+  } catch {
+    return false;
+  }
+};
 const isoSeconds = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 const nodeId = (prefix: string, id: number) => Buffer.from(`${prefix}${id}`).toString("base64").replace(/=+$/, "");
 
@@ -557,6 +575,9 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       record.spent = true;
       return issueUserToken(req, app, record.login);
     }
+    if (params.redirect_uri !== undefined && app.callbackUrls && !app.callbackUrls.some((cb) => underCallback(params.redirect_uri!, cb))) {
+      return oauthError(req, "redirect_uri_mismatch", "The redirect_uri MUST match the registered callback URL for this application.", "redirect-uri-mismatch");
+    }
     const code = params.code ? codes.get(params.code) : undefined;
     if (!code || code.used || code.appId !== app.appId || code.expiresAtMs <= clock.now()) {
       return oauthError(req, "bad_verification_code", "The code passed is incorrect or expired.", "bad-verification-code");
@@ -778,6 +799,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
         clientSecret: secret(options.clientSecret ?? randomString(40, "0123456789abcdef")),
         webhookSecret: secret(options.webhookSecret ?? randomString(32)),
         setupUrl: options.setupUrl,
+        callbackUrls: options.callbackUrls ? [...options.callbackUrls] : undefined,
         publicKey,
         requestOAuthOnInstall: options.requestOAuthOnInstall ?? true,
         expiringUserTokens: options.expiringUserTokens ?? true,

@@ -180,6 +180,18 @@ describe("fake GitHub", () => {
     expect((await fetch(`${github.url}/apps/nope/installations/new`, { redirect: "manual" })).status).toBe(404);
   });
 
+  it("refuses a redirect_uri outside the app's callback URLs when it has some", async () => {
+    const strict = await github.createApp({ slug: "strict-app", setupUrl: "http://127.0.0.1:9/setup", callbackUrls: ["http://127.0.0.1:9/oauth/callback/github"] });
+    const res = await fetch(`${github.url}/apps/strict-app/installations/new?state=s`, { redirect: "manual" });
+    const code = location(res).searchParams.get("code")!;
+    const exchange = (redirect_uri: string) =>
+      fetch(`${github.url}/login/oauth/access_token`, json({ client_id: strict.clientId, client_secret: strict.clientSecret, code, redirect_uri }, { accept: "application/json" })).then((r) =>
+        r.json(),
+      );
+    expect((await exchange("http://127.0.0.1:9/elsewhere")).error).toBe("redirect_uri_mismatch");
+    expect((await exchange("http://127.0.0.1:9/oauth/callback/github")).access_token).toMatch(/^ghu_/);
+  });
+
   it("signs webhooks with HMAC-SHA256 of the exact body and applies installation events to its state", async () => {
     const received: Array<{ headers: Record<string, string | string[] | undefined>; body: string }> = [];
     const receiver = createServer((req, res) => {
