@@ -6,8 +6,12 @@ import { ProviderError, type InstallationInfo, type InstallationProvider, type P
 // then api.atlassian.com/oauth/token/accessible-resources names the sites (cloud ids) the consent covers.
 // Refresh tokens rotate: every refresh returns a new one and disables the one spent.
 
-/** OAuth error codes meaning the grant is gone. */
-const REJECTED = new Set(["invalid_grant", "unauthorized_client", "access_denied", "invalid_token"]);
+/**
+ * Token-endpoint codes meaning the grant is gone (a spent, revoked or expired refresh token or code).
+ * Others (access_denied or invalid_client for wrong client credentials, invalid_request) are Keyplane's
+ * own configuration or request at fault: another consent would not help.
+ */
+const REJECTED = new Set(["invalid_grant", "unauthorized_client"]);
 
 interface Site {
   id: string;
@@ -39,8 +43,7 @@ export function createJiraProvider(config: JiraConfig, timeoutMs: number): Insta
     }
     if (response.status === 200) throw new ProviderError("jira", "invalid_response", "transient");
     const code = safeCode(data.error, `http_${response.status}`, [...secrets, config.clientSecret]);
-    const kind = REJECTED.has(code) || response.status === 401 || response.status === 403 ? "rejected" : "invalid";
-    throw new ProviderError("jira", code, kind, response.status);
+    throw new ProviderError("jira", code, REJECTED.has(code) ? "rejected" : "invalid", response.status);
   }
 
   async function accessibleResources(accessToken: string): Promise<Site[]> {
