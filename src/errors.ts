@@ -6,7 +6,9 @@ export type ErrorCode =
   | "NOT_FOUND"
   | "CONFLICT"
   | "BAD_USER_INPUT"
-  | "RATE_LIMITED";
+  | "RATE_LIMITED"
+  /** An outside service (GitHub, Slack, Atlassian) refused or failed; extensions name its own code. */
+  | "PROVIDER_ERROR";
 
 export class DomainError extends Error {
   constructor(

@@ -1,11 +1,14 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { AppDeps } from "./app/deps.ts";
+import { createCredentialRefresher, type CredentialRefresher } from "./app/installations/credentialRefresher.ts";
 import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
 import { createTokenVerifier } from "./auth/verifyToken.ts";
 import type { Config } from "./config.ts";
+import { loadKeyring } from "./crypto/keyring.ts";
+import { createProviders } from "./providers/registry.ts";
 import { createHttpServer } from "./http/server.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { lockDataDir } from "./store/dataDirLock.ts";
@@ -16,6 +19,8 @@ export interface Keyplane {
   deps: AppDeps;
   database: DatabaseHandle;
   server: Server;
+  /** Background refresh of rotating credentials; runs while the server listens. */
+  refresher: CredentialRefresher;
   listen(port?: number, host?: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -44,6 +49,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       // A generated key suits one process only: processes sharing a PostgreSQL must share KEYPLANE_SIGNING_KEY.
       allowGenerate: !config.database.url && config.env !== "production",
     });
+    const keyring = loadKeyring({ spec: config.encryptionKeys, dataDir: config.dataDir, allowGenerate: !config.database.url && config.env !== "production" });
     const now = () => new Date();
     const db = database.db;
     const deps: AppDeps = {
@@ -54,22 +60,28 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience),
       verifier: createTokenVerifier({ keys, issuer: config.auth.issuer, audience: config.auth.audience, external: config.auth.external }),
       security: createSecurityRecorder({ db, logger, now }),
+      keyring,
+      providers: createProviders(config.providers),
     };
     const server = createHttpServer(deps, database);
+    const refresher = createCredentialRefresher(deps);
     const handle = database;
     return {
       deps,
       database: handle,
       server,
+      refresher,
       listen: (port = config.port, host = config.host) =>
         new Promise((resolve, reject) => {
           server.once("error", reject);
           server.listen(port, host, () => {
             const address = server.address() as AddressInfo;
+            refresher.start();
             resolve(`http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`);
           });
         }),
       async close() {
+        await refresher.stop();
         await new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
         server.closeAllConnections?.();
         if (!options.database) await handle.close();

@@ -7,7 +7,7 @@ import { decideAccessToken, decideSession, SESSION_INVALID } from "../domain/ses
 import { evolveAccessToken, evolveSession, initialAccessTokenState, initialSessionState, type Grant } from "../domain/session/evolve.ts";
 import { parseInput } from "../domain/validation.ts";
 import { ConflictError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
-import { effectivePermissions } from "../auth/permissions.ts";
+import { effectivePermissions, SERVICE_ONLY_PERMISSIONS, type Permission } from "../auth/permissions.ts";
 import type { AppDeps } from "./deps.ts";
 import { handleCommand } from "./handleCommand.ts";
 
@@ -50,7 +50,8 @@ export async function issueAccessToken(
   const input = parseInput(IssueTokenInput, rawInput);
   // Nobody hands on more than they hold (the CLI and start-up act as the platform itself).
   if (input.issuedVia === "api") {
-    const beyond = [...effectivePermissions(input.roles, input.scopes)].filter((p) => !actor.permissions.has(p));
+    const delegable = (p: Permission) => actor.permissions.has("token:issue") && SERVICE_ONLY_PERMISSIONS.has(p);
+    const beyond = [...effectivePermissions(input.roles, input.scopes)].filter((p) => !actor.permissions.has(p) && !delegable(p));
     if (beyond.length) throw new ForbiddenError(`the token would hold permissions the caller lacks: ${beyond.join(", ")}`);
   }
   const now = deps.now();

@@ -1,6 +1,8 @@
 import type { TokenMinter } from "../auth/tokenMinter.ts";
 import type { TokenVerifier } from "../auth/verifyToken.ts";
 import type { Config } from "../config.ts";
+import type { Keyring } from "../crypto/keyring.ts";
+import type { InstallationProvider, Platform } from "../providers/provider.ts";
 import type { Logger } from "../logger.ts";
 import type { Db } from "../store/db.ts";
 import type { SecurityRecorder } from "./recordSecurityEvent.ts";
@@ -14,4 +16,8 @@ export interface AppDeps {
   verifier: TokenVerifier;
   security: SecurityRecorder;
   now: () => Date;
+  /** Encrypts credentials at rest. */
+  keyring: Keyring;
+  /** The platforms configured on this Keyplane. */
+  providers: Partial<Record<Platform, InstallationProvider>>;
 }

@@ -18,20 +18,18 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
     const { count } = await trx.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("count")).executeTakeFirstOrThrow();
     const total = Number(count);
     let done = 0;
-    let cursor: { tenant: string; seq: number } | undefined;
+    let cursor: number | undefined;
     onProgress(0, total);
     for (;;) {
       let q = trx.selectFrom("events").selectAll();
-      if (cursor) {
-        const c = cursor;
-        q = q.where((eb) => eb.or([eb("tenant_id", ">", c.tenant), eb.and([eb("tenant_id", "=", c.tenant), eb("tenant_seq", ">", c.seq)])]));
-      }
-      const rows = await q.orderBy("tenant_id").orderBy("tenant_seq").limit(PAGE).execute();
+      if (cursor !== undefined) q = q.where("global_position", ">", cursor);
+      // Global order: read models that span tenants (one owner per GitHub installation) see history as it happened.
+      const rows = await q.orderBy("global_position").limit(PAGE).execute();
       if (rows.length === 0) break;
       await applyProjections(trx, rows.map(rowToStoredEvent));
       done += rows.length;
       const last = rows[rows.length - 1]!;
-      cursor = { tenant: last.tenant_id, seq: Number(last.tenant_seq) };
+      cursor = Number(last.global_position);
       onProgress(done, total);
     }
     return { events: done };

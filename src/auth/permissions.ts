@@ -8,21 +8,32 @@ export const PERMISSIONS = {
   "audit:read": "read and export the tenant's audit log",
   "token:issue": "issue service tokens for the tenant",
   "token:revoke": "revoke any access token of the tenant",
+  "installation:read": "list and read installations (never their secrets)",
+  "installation:create": "start installing GitHub, Slack or Jira",
+  "installation:manage": "suspend, resume and revoke installations",
+  "installation:credentials": "obtain an installation's access token (audited on every read)",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
 
-const VIEWER: Permission[] = ["tenant:read"];
-const EDITOR: Permission[] = [...VIEWER];
-const ADMIN: Permission[] = [...EDITOR, "audit:read", "token:issue", "token:revoke"];
+const VIEWER: Permission[] = ["tenant:read", "installation:read"];
+const EDITOR: Permission[] = [...VIEWER, "installation:create"];
+const ADMIN: Permission[] = [...EDITOR, "audit:read", "token:issue", "token:revoke", "installation:manage"];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   viewer: VIEWER,
   editor: EDITOR,
   admin: ADMIN,
-  service: ["tenant:read"],
+  // Services use credentials; people manage installations but never see their tokens.
+  service: ["tenant:read", "installation:read", "installation:credentials"],
   platform: ["tenant:create", "tenant:list"],
 };
+
+/**
+ * Held by services only, never by people; whoever may issue service tokens may hand them on
+ * (an admin provisions a service that reads credentials without ever seeing a token itself).
+ */
+export const SERVICE_ONLY_PERMISSIONS: ReadonlySet<Permission> = new Set(["installation:credentials"]);
 
 /** Scopes that grant their permission on their own: an auditor's token is `viewer` + `audit:read`. */
 const GRANTING_SCOPES: ReadonlySet<Permission> = new Set(["audit:read"]);

@@ -17,6 +17,8 @@ const load = {
   bootstrap: () => import("../app/bootstrap.ts"),
   credentials: () => import("../app/credentials.ts"),
   rebuild: () => import("../app/rebuildProjections.ts"),
+  keyring: () => import("../crypto/keyring.ts"),
+  rotateKeys: () => import("../app/installations/rotateEncryptionKeys.ts"),
   tenants: () => import("../app/tenants.ts"),
   db: () => import("../store/db.ts"),
   migrate: () => import("../store/migrate.ts"),
@@ -36,6 +38,9 @@ commands:
              roles: viewer, editor, admin, service; --role platform (alone, without --tenant)
              mints a platform-operator token
   projections rebuild                     replay the event log into fresh read tables
+  keys generate                           print a new id:base64key entry for KEYPLANE_ENCRYPTION_KEYS
+  keys rotate                             re-encrypt every stored secret under the first (current) key
+                                          of KEYPLANE_ENCRYPTION_KEYS; resumable
   help                                    show this text
 
 The database is PostgreSQL when DATABASE_URL is set, otherwise the embedded one in KEYPLANE_DATA_DIR (./data).
@@ -102,6 +107,12 @@ function parseCommand(argv: string[]): Command {
         return projectionsRebuild;
       }
       throw new UsageError(sub ? `unknown projections command: ${sub}` : "projections needs a command: rebuild");
+    case "keys":
+      if (sub === "generate" || sub === "rotate") {
+        noArgs(`keys ${sub}`, rest);
+        return sub === "generate" ? keysGenerate : keysRotate;
+      }
+      throw new UsageError(sub ? `unknown keys command: ${sub}` : "keys needs a command: generate or rotate");
     case undefined:
       throw new UsageError("no command given");
     default:
@@ -340,6 +351,24 @@ async function projectionsRebuild(config: Config, io: CliIo): Promise<number> {
     const { events } = await rebuildProjections(kp.deps.db, progress.update);
     progress.done();
     io.out(`rebuilt read tables from ${events} events in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    return 0;
+  });
+}
+
+async function keysGenerate(_config: Config, io: CliIo): Promise<number> {
+  const { generateKeyEntry } = await load.keyring();
+  io.out(`${generateKeyEntry()}\n`);
+  io.err("Put it first in KEYPLANE_ENCRYPTION_KEYS (keep the old keys after it), restart, then run: keyplane keys rotate\n");
+  return 0;
+}
+
+async function keysRotate(config: Config, io: CliIo): Promise<number> {
+  return withKeyplane(config, async (kp) => {
+    const { rotateEncryptionKeys } = await load.rotateKeys();
+    const progress = progressReporter("re-encrypting installation secrets", io.err, Boolean(io.isTty));
+    const result = await rotateEncryptionKeys(kp.deps, progress.update);
+    progress.done();
+    io.out(`re-encrypted ${result.installations} installation(s) and ${result.oauthStates} pending OAuth state(s) under key ${kp.deps.keyring.currentKeyId}\n`);
     return 0;
   });
 }

@@ -4,6 +4,7 @@ import "./types/me.ts";
 import "./types/tenant.ts";
 import "./types/auditLog.ts";
 import "./types/credentials.ts";
+import "./types/installation.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

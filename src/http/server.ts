@@ -5,6 +5,7 @@ import type { DatabaseHandle } from "../store/db.ts";
 import { pendingMigrations } from "../store/migrate.ts";
 import { logContext, type LogContext } from "../logger.ts";
 import { requestIdOf } from "./requestMeta.ts";
+import { installationRoutes } from "./installationRoutes.ts";
 import { createGraphQLServer } from "./yoga.ts";
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
@@ -15,6 +16,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 /** One HTTP server: /graphql (Yoga), health probes and the JWKS beside it. */
 export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Server {
   const yoga = createGraphQLServer(deps);
+  const installations = installationRoutes(deps, sendJson);
 
   async function readiness(): Promise<{ ok: boolean; checks: Record<string, string> }> {
     const checks: Record<string, string> = {};
@@ -33,16 +35,20 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     const context: LogContext = { requestId: requestIdOf(req.headers["x-request-id"] as string | undefined) };
     res.setHeader("x-request-id", context.requestId);
     const started = process.hrtime.bigint();
-    const path = (req.url ?? "/").split("?")[0]!;
+    // The query stays out of the request log: OAuth callbacks carry codes and states in it.
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    const search = q === -1 ? "" : url.slice(q + 1);
     res.once("finish", () => {
       if (path === "/healthz" || path === "/readyz") return;
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10 }, "request");
     });
-    logContext.run(context, () => route(req, res, path));
+    logContext.run(context, () => route(req, res, path, new URLSearchParams(search)));
   });
 
-  function route(req: IncomingMessage, res: ServerResponse, path: string) {
+  function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) {
     if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
     if (req.method === "GET" && path === "/readyz") {
       readiness().then(
@@ -54,6 +60,8 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     if (req.method === "GET" && path === "/.well-known/jwks.json") {
       return sendJson(res, 200, deps.verifier.jwks, { "cache-control": "public, max-age=300" });
     }
+    // Webhooks carry their own (larger) body limit.
+    if (installations(req, res, path, query)) return;
     const length = Number(req.headers["content-length"] ?? 0);
     if (length > deps.config.maxBodyBytes) {
       return sendJson(res, 413, { errors: [{ message: `request body over ${deps.config.maxBodyBytes} bytes`, extensions: { code: "BAD_USER_INPUT" } }] }, { connection: "close" });

@@ -1,3 +1,5 @@
+import { DomainError } from "../errors.ts";
+
 // One shape for every platform Keyplane installs into. Implementations talk to the real service
 // (every base URL comes from config, so tests point them at the local fakes in test/fakes/).
 
@@ -73,14 +75,14 @@ export interface InstallationProvider {
  * rejected -> the grant is gone (needs_reauth); transient -> retry with backoff; invalid -> caller's fault.
  * The message never contains a token, code or secret: only the provider's own error code.
  */
-export class ProviderError extends Error {
+export class ProviderError extends DomainError {
   constructor(
     readonly platform: Platform,
     readonly providerCode: string,
     readonly kind: "rejected" | "transient" | "invalid",
     readonly httpStatus?: number,
   ) {
-    super(`${platform} answered ${providerCode}${httpStatus ? ` (HTTP ${httpStatus})` : ""}`);
+    super("PROVIDER_ERROR", `${platform} answered ${providerCode}${httpStatus ? ` (HTTP ${httpStatus})` : ""}`, { platform, providerCode });
     this.name = "ProviderError";
   }
 }

@@ -3,6 +3,7 @@ import type { ColumnType, Generated } from "kysely";
 // Row shapes of every table, as kysely sees them. Timestamps come back as Date on both backends.
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type Json<T = unknown> = ColumnType<T, string, string>;
+type NullableJson<T> = ColumnType<T | null, string | null, string | null>;
 
 export interface TenantHeadsTable {
   tenant_id: string;
@@ -83,6 +84,81 @@ export interface IdempotencyKeysTable {
   expires_at: Timestamp;
 }
 
+export interface InstallationsTable {
+  tenant_id: string;
+  installation_id: string;
+  platform: "github" | "slack" | "jira";
+  external_id: string;
+  /** Generated from the columns below. */
+  status: ColumnType<"active" | "suspended" | "needs_reauth" | "revoked", never, never>;
+  suspended_by_tenant: Generated<boolean>;
+  suspended_by_provider: Generated<boolean>;
+  needs_reauth: Generated<boolean>;
+  account_id: string;
+  account_login: string;
+  account_type: string;
+  account_url: string | null;
+  permissions: Json<Record<string, string>>;
+  scopes: Json<string[]>;
+  repository_selection: string | null;
+  repositories: NullableJson<string[]>;
+  details: NullableJson<Record<string, unknown>>;
+  credential_fingerprint: string | null;
+  credentials_expires_at: Timestamp | null;
+  last_refreshed_at: Timestamp | null;
+  refresh_failures: Generated<number>;
+  last_refresh_error: string | null;
+  next_refresh_at: Timestamp | null;
+  last_credentials_read_at: Timestamp | null;
+  version: number;
+  created_by: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  revoked_at: Timestamp | null;
+}
+
+export interface InstallationSecretsTable {
+  tenant_id: string;
+  installation_id: string;
+  key_id: string;
+  access_token: string;
+  refresh_token: string | null;
+  expires_at: Timestamp | null;
+  updated_at: Timestamp;
+}
+
+export interface OAuthStatesTable {
+  tenant_id: string;
+  request_id: string;
+  state_hash: string;
+  platform: string;
+  actor: Json<{ subject: string; kind: string; roles: string[]; tokenId?: string }>;
+  key_id: string | null;
+  code_verifier: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface WebhookDeliveriesTable {
+  provider: string;
+  delivery_id: string;
+  event: string;
+  action: string | null;
+  tenant_id: string | null;
+  received_at: Timestamp;
+}
+
+export interface GitHubUnclaimedInstallationsTable {
+  external_id: string;
+  account: Json<{ id: string; login: string; type: string; url?: string }>;
+  permissions: Json<Record<string, string>>;
+  repository_selection: string | null;
+  repositories: Json<string[]>;
+  suspended: boolean;
+  received_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface Database {
   tenant_heads: TenantHeadsTable;
   events: EventsTable;
@@ -91,8 +167,13 @@ export interface Database {
   revoked_tokens: RevokedTokensTable;
   sessions: SessionsTable;
   idempotency_keys: IdempotencyKeysTable;
+  installations: InstallationsTable;
+  installation_secrets: InstallationSecretsTable;
+  oauth_states: OAuthStatesTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  github_unclaimed_installations: GitHubUnclaimedInstallationsTable;
 }
 
 /** Read tables rebuilt from the log by `keyplane projections rebuild`. */
-export const PROJECTED_TABLES = ["tenants", "access_tokens", "revoked_tokens", "sessions"] as const;
+export const PROJECTED_TABLES = ["tenants", "access_tokens", "revoked_tokens", "sessions", "installations"] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];

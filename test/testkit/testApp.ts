@@ -49,7 +49,8 @@ export async function createTestApp(
   const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-test-"));
   const config = loadConfig({ NODE_ENV: "test", KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug", ...options.env });
   const kp = await createKeyplane(config, { database, logger: options.logger ?? testLogger(options.name ?? "app") });
-  const url = await kp.listen(0, "127.0.0.1");
+  // A port given up front (providers must know the callback URL before Keyplane starts).
+  const url = await kp.listen(options.env?.PORT ? Number(options.env.PORT) : 0, "127.0.0.1");
 
   const app: TestApp = {
     kp,

@@ -1,0 +1,67 @@
+import { withPlatform } from "../../store/db.ts";
+import { installationsDueForRefresh } from "../../store/queries/installationQueries.ts";
+import type { AppDeps } from "../deps.ts";
+import { currentCredentials } from "./refreshCredentials.ts";
+
+export interface CredentialRefresher {
+  start(): void;
+  stop(): Promise<void>;
+  /** One sweep: refreshes every installation due; returns how many were refreshed. */
+  runOnce(): Promise<{ refreshed: number; failed: number }>;
+}
+
+const BATCH = 100;
+
+/**
+ * Refreshes rotating credentials (Slack, Jira) ahead of expiry, so services rarely wait on a refresh.
+ * Every process runs one; ticks are jittered and each refresh takes the installation's advisory
+ * lock, so several processes cooperate instead of racing.
+ */
+export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "logger" | "now">): CredentialRefresher {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> | undefined;
+  let stopped = true;
+
+  async function runOnce() {
+    const due = await withPlatform(deps.db, (trx) => installationsDueForRefresh(trx, deps.now(), deps.config.installations.refreshWindowSeconds, BATCH));
+    let refreshed = 0;
+    let failed = 0;
+    for (const { tenant_id, installation_id } of due) {
+      try {
+        if ((await currentCredentials(deps, tenant_id, installation_id)).refreshed) refreshed++;
+      } catch (error) {
+        failed++;
+        deps.logger.debug({ tenantId: tenant_id, installationId: installation_id, code: (error as { code?: string }).code }, "scheduled refresh did not complete");
+      }
+    }
+    return { refreshed, failed };
+  }
+
+  function schedule() {
+    if (stopped) return;
+    const base = deps.config.installations.refreshIntervalSeconds * 1000;
+    timer = setTimeout(() => {
+      running = runOnce()
+        .catch((error) => deps.logger.error({ err: error }, "credential refresh sweep failed"))
+        .finally(() => {
+          running = undefined;
+          schedule();
+        });
+    }, base * (0.75 + Math.random() * 0.5));
+    timer.unref();
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      schedule();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+    runOnce,
+  };
+}

@@ -1,0 +1,168 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { RequestMeta } from "../../auth/actor.ts";
+import type { InstallationCommand } from "../../domain/installation/decide.ts";
+import { BadInputError, DomainError, NotFoundError } from "../../errors.ts";
+import { withPlatform, type Tx } from "../../store/db.ts";
+import type { EventMetadata } from "../../store/events/types.ts";
+import { findGitHubOwner } from "../../store/queries/installationQueries.ts";
+import type { AppDeps } from "../deps.ts";
+import { decideAndAppend } from "../handleCommand.ts";
+import { installationDecider, installationStream } from "./installationStream.ts";
+
+export class WebhookSignatureError extends DomainError {
+  constructor() {
+    super("UNAUTHENTICATED", "webhook signature missing or invalid");
+  }
+}
+
+export interface GitHubDelivery {
+  deliveryId: string | undefined;
+  event: string | undefined;
+  signature: string | undefined;
+  rawBody: Buffer;
+}
+
+export interface WebhookOutcome {
+  deliveryId: string;
+  duplicate: boolean;
+  tenantId: string | null;
+  applied: string[];
+}
+
+/** X-Hub-Signature-256: HMAC-SHA256 of the exact bytes received, compared in constant time. */
+export function verifyGitHubSignature(secret: string, rawBody: Buffer, header: string | undefined): boolean {
+  if (!header || !/^sha256=[0-9a-f]{64}$/.test(header)) return false;
+  const expected = createHmac("sha256", secret).update(rawBody).digest();
+  return timingSafeEqual(expected, Buffer.from(header.slice(7), "hex"));
+}
+
+interface RepositoryRef {
+  full_name?: string;
+  name?: string;
+}
+const repoNames = (list: unknown): string[] =>
+  Array.isArray(list) ? list.map((r: RepositoryRef) => r.full_name ?? r.name).filter((n): n is string => typeof n === "string") : [];
+
+/**
+ * A GitHub App webhook: verified, deduplicated on X-GitHub-Delivery (the delivery row commits with
+ * the events it caused, so a redelivery appends nothing), and mapped onto the installation of the
+ * tenant that claimed it — or onto the unclaimed pool the install callback takes over later.
+ */
+export async function handleGitHubWebhook(deps: Pick<AppDeps, "db" | "config" | "security" | "logger" | "now">, delivery: GitHubDelivery, request: RequestMeta = {}): Promise<WebhookOutcome> {
+  const secret = deps.config.providers.github?.webhookSecret;
+  if (!secret) throw new NotFoundError("webhook endpoint");
+  if (!verifyGitHubSignature(secret, delivery.rawBody, delivery.signature)) {
+    await deps.security.record({
+      type: "auth.failed",
+      tenantId: null,
+      actor: null,
+      level: "warning",
+      status: "failed",
+      reason: delivery.signature ? "webhook-signature-invalid" : "webhook-signature-missing",
+      resource: "webhook",
+      action: "github-webhook",
+      details: { event: delivery.event?.slice(0, 60) ?? null },
+      request,
+    });
+    throw new WebhookSignatureError();
+  }
+  const deliveryId = delivery.deliveryId;
+  if (!deliveryId || !/^[A-Za-z0-9-]{1,100}$/.test(deliveryId)) throw new BadInputError("X-GitHub-Delivery: missing or malformed", "X-GitHub-Delivery");
+  const event = delivery.event ?? "";
+  if (!/^[a-z_]{1,60}$/.test(event)) throw new BadInputError("X-GitHub-Event: missing or malformed", "X-GitHub-Event");
+  let payload: Record<string, any>;
+  try {
+    payload = JSON.parse(delivery.rawBody.toString("utf8"));
+  } catch {
+    throw new BadInputError("body: not JSON");
+  }
+  if (typeof payload !== "object" || payload === null) throw new BadInputError("body: not a JSON object");
+  const action = typeof payload.action === "string" ? payload.action.slice(0, 60) : null;
+
+  return withPlatform(deps.db, async (trx) => {
+    const fresh = await trx
+      .insertInto("webhook_deliveries")
+      .values({ provider: "github", delivery_id: deliveryId, event, action, tenant_id: null, received_at: deps.now() })
+      .onConflict((oc) => oc.columns(["provider", "delivery_id"]).doNothing())
+      .returning("delivery_id")
+      .executeTakeFirst();
+    if (!fresh) return { deliveryId, duplicate: true, tenantId: null, applied: [] };
+    const installationId = payload.installation?.id;
+    if ((event !== "installation" && event !== "installation_repositories") || typeof installationId !== "number") {
+      return { deliveryId, duplicate: false, tenantId: null, applied: [] };
+    }
+    const externalId = String(installationId);
+    const owner = await findGitHubOwner(trx, externalId);
+    if (!owner) {
+      await updateUnclaimed(trx, event, action, externalId, payload, deps.now());
+      return { deliveryId, duplicate: false, tenantId: null, applied: [] };
+    }
+    const commands = commandsFor(event, action, payload);
+    const metadata: EventMetadata = {
+      actor: { subject: "github-webhook", kind: "platform", roles: [] },
+      deliveryId,
+      ...(typeof payload.sender?.login === "string" ? { sender: payload.sender.login } : {}),
+      ...(request.requestId ? { requestId: request.requestId } : {}),
+      ...(request.sourceIp ? { sourceIp: request.sourceIp } : {}),
+    };
+    const applied: string[] = [];
+    for (const command of commands) {
+      const { stored } = await decideAndAppend(trx, { tenantId: owner.tenant_id, ...installationStream(owner.installation_id), decider: installationDecider, command, metadata });
+      applied.push(...stored.map((e) => e.type));
+    }
+    await trx.updateTable("webhook_deliveries").set({ tenant_id: owner.tenant_id }).where("provider", "=", "github").where("delivery_id", "=", deliveryId).execute();
+    deps.logger.info({ tenantId: owner.tenant_id, installationId: owner.installation_id, event, action, applied }, "github webhook applied");
+    return { deliveryId, duplicate: false, tenantId: owner.tenant_id, applied };
+  });
+}
+
+function commandsFor(event: string, action: string | null, payload: Record<string, any>): InstallationCommand[] {
+  if (event === "installation_repositories") {
+    return [{ type: "ChangeRepositories", repositorySelection: payload.repository_selection, added: repoNames(payload.repositories_added), removed: repoNames(payload.repositories_removed) }];
+  }
+  switch (action) {
+    // The callback arrived first: the webhook still knows the repository list the API call did not give.
+    case "created":
+      return [{ type: "ChangeRepositories", added: repoNames(payload.repositories), removed: [] }];
+    case "deleted":
+      return [{ type: "RevokeInstallation", by: "provider", providerRevoked: true, reason: "uninstalled on GitHub" }];
+    case "suspend":
+      return [{ type: "SuspendInstallation", by: "provider", reason: "suspended on GitHub" }];
+    case "unsuspend":
+      return [{ type: "ResumeInstallation", by: "provider" }];
+    case "new_permissions_accepted":
+      return [{ type: "UpdatePermissions", permissions: payload.installation?.permissions ?? {}, events: payload.installation?.events }];
+    default:
+      return [];
+  }
+}
+
+/** Nobody claimed this installation yet: keep what GitHub says about it for the claiming callback. */
+async function updateUnclaimed(trx: Tx, event: string, action: string | null, externalId: string, payload: Record<string, any>, now: Date) {
+  const existing = await trx.selectFrom("github_unclaimed_installations").selectAll().where("external_id", "=", externalId).executeTakeFirst();
+  if (event === "installation" && action === "deleted") {
+    await trx.deleteFrom("github_unclaimed_installations").where("external_id", "=", externalId).execute();
+    return;
+  }
+  const installation = payload.installation ?? {};
+  const account = installation.account ?? {};
+  let repositories = new Set<string>(existing?.repositories ?? []);
+  if (event === "installation" && action === "created") repositories = new Set(repoNames(payload.repositories));
+  if (event === "installation_repositories") {
+    for (const name of repoNames(payload.repositories_added)) repositories.add(name);
+    for (const name of repoNames(payload.repositories_removed)) repositories.delete(name);
+  }
+  const row = {
+    account: JSON.stringify({ id: String(account.id ?? ""), login: String(account.login ?? ""), type: String(account.type ?? ""), ...(account.html_url ? { url: account.html_url } : {}) }),
+    permissions: JSON.stringify(installation.permissions ?? {}),
+    repository_selection: payload.repository_selection ?? installation.repository_selection ?? null,
+    repositories: JSON.stringify([...repositories].sort()),
+    suspended: action === "suspend" ? true : action === "unsuspend" ? false : (existing?.suspended ?? Boolean(installation.suspended_at)),
+    updated_at: now,
+  };
+  await trx
+    .insertInto("github_unclaimed_installations")
+    .values({ external_id: externalId, ...row, received_at: now })
+    .onConflict((oc) => oc.column("external_id").doUpdateSet(row))
+    .execute();
+}

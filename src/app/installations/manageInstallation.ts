@@ -1,0 +1,64 @@
+import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { ProviderError } from "../../providers/provider.ts";
+import { withTenant } from "../../store/db.ts";
+import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
+import type { AppDeps } from "../deps.ts";
+import { decideAndAppend } from "../handleCommand.ts";
+import { loadInstallation } from "./installationCredentials.ts";
+import { installationDecider, installationStream } from "./installationStream.ts";
+import { forgetCredentials, readCredentials } from "./vault.ts";
+
+type Deps = Pick<AppDeps, "db" | "keyring" | "providers" | "logger">;
+
+async function run(deps: Deps, actor: Actor, row: InstallationRow, command: Parameters<typeof installationDecider.decide>[0], request: RequestMeta): Promise<InstallationRow> {
+  return withTenant(deps.db, actor.tenantId, async (trx) => {
+    await decideAndAppend(trx, { tenantId: actor.tenantId, ...installationStream(row.installation_id), decider: installationDecider, command, metadata: eventMetadata(actor, request) });
+    return (await findInstallation(trx, actor.tenantId, row.installation_id))!;
+  });
+}
+
+/** Keyplane stops handing out this installation's credentials until an admin resumes it. */
+export async function suspendInstallation(deps: Deps, actor: Actor, input: { id: unknown; reason?: string | null }, request: RequestMeta = {}) {
+  const row = await loadInstallation(deps, actor, input.id);
+  return run(deps, actor, row, { type: "SuspendInstallation", by: "tenant", reason: input.reason?.slice(0, 500) ?? undefined }, request);
+}
+
+export async function resumeInstallation(deps: Deps, actor: Actor, input: { id: unknown }, request: RequestMeta = {}) {
+  const row = await loadInstallation(deps, actor, input.id);
+  return run(deps, actor, row, { type: "ResumeInstallation", by: "tenant" }, request);
+}
+
+/**
+ * Disconnects an installation: first at the provider where it can be (GitHub uninstalls the app and
+ * its installation tokens die with it; Slack's auth.revoke kills the token and its refresh token),
+ * then the vault row is deleted and installation.revoked recorded. Atlassian has no revocation
+ * endpoint: Keyplane forgets the grant. A provider that already considers the grant gone counts as revoked.
+ */
+export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: unknown }, request: RequestMeta = {}) {
+  const row = await loadInstallation(deps, actor, input.id);
+  if (row.status === "revoked") return row;
+  const provider = deps.providers[row.platform];
+  let providerRevoked = false;
+  if (provider && row.platform !== "jira") {
+    const stored = row.platform === "github" ? null : await withTenant(deps.db, actor.tenantId, (trx) => readCredentials(trx, deps.keyring, actor.tenantId, row.installation_id));
+    try {
+      await provider.revoke({ externalId: row.external_id, accessToken: stored?.credentials.accessToken });
+      providerRevoked = true;
+    } catch (error) {
+      if (!(error instanceof ProviderError) || error.kind !== "rejected") throw error;
+      deps.logger.info({ installationId: row.installation_id, providerCode: error.providerCode }, "provider already considers the grant gone");
+    }
+  }
+  return withTenant(deps.db, actor.tenantId, async (trx) => {
+    await forgetCredentials(trx, actor.tenantId, row.installation_id);
+    await decideAndAppend(trx, {
+      tenantId: actor.tenantId,
+      ...installationStream(row.installation_id),
+      decider: installationDecider,
+      command: { type: "RevokeInstallation", by: "tenant", providerRevoked },
+      metadata: eventMetadata(actor, request),
+    });
+    return (await findInstallation(trx, actor.tenantId, row.installation_id))!;
+  });
+}
+

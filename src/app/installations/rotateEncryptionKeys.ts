@@ -1,0 +1,65 @@
+import { eventMetadata, systemActor } from "../../auth/actor.ts";
+import { withPlatform, withTenant } from "../../store/db.ts";
+import type { AppDeps } from "../deps.ts";
+import { decideAndAppend } from "../handleCommand.ts";
+import { installationDecider, installationStream } from "./installationStream.ts";
+import { stateAad } from "./startInstallation.ts";
+import { readCredentials, storeCredentials } from "./vault.ts";
+
+const BATCH = 100;
+
+/**
+ * Re-encrypts every stored secret under the keyring's current key. Each installation is its own
+ * transaction (row locked, re-encrypted, installation.credentials_reencrypted recorded), so an
+ * interrupted run loses nothing and the next run continues with what is left. Once it reports
+ * zero remaining, older keys can leave KEYPLANE_ENCRYPTION_KEYS.
+ */
+export async function rotateEncryptionKeys(
+  deps: Pick<AppDeps, "db" | "keyring" | "now">,
+  onProgress: (done: number, total: number) => void = () => {},
+): Promise<{ installations: number; oauthStates: number }> {
+  const current = deps.keyring.currentKeyId;
+  const { count } = await withPlatform(deps.db, (trx) =>
+    trx.selectFrom("installation_secrets").select((eb) => eb.fn.countAll<number>().as("count")).where("key_id", "<>", current).executeTakeFirstOrThrow(),
+  );
+  const total = Number(count);
+  let done = 0;
+  onProgress(0, total);
+  for (;;) {
+    const batch = await withPlatform(deps.db, (trx) =>
+      trx.selectFrom("installation_secrets").select(["tenant_id", "installation_id"]).where("key_id", "<>", current).orderBy("tenant_id").orderBy("installation_id").limit(BATCH).execute(),
+    );
+    if (batch.length === 0) break;
+    for (const { tenant_id: tenantId, installation_id: installationId } of batch) {
+      await withTenant(deps.db, tenantId, async (trx) => {
+        const stored = await readCredentials(trx, deps.keyring, tenantId, installationId, true);
+        if (!stored || stored.keyIds.every((k) => k === current)) return; // done meanwhile (a refresh, or another run)
+        await storeCredentials(trx, deps.keyring, tenantId, installationId, stored.credentials, deps.now());
+        await decideAndAppend(trx, {
+          tenantId,
+          ...installationStream(installationId),
+          decider: installationDecider,
+          command: { type: "ReencryptCredentials", fromKeyIds: stored.keyIds, toKeyId: current },
+          metadata: eventMetadata(systemActor("keys-rotate", tenantId)),
+        });
+      });
+      onProgress(++done, Math.max(total, done));
+    }
+  }
+  // Pending OAuth states live ten minutes; their PKCE verifiers move too, without events (no installation yet).
+  const oauthStates = await withPlatform(deps.db, async (trx) => {
+    const rows = await trx.selectFrom("oauth_states").select(["tenant_id", "request_id", "code_verifier"]).where("key_id", "<>", current).forUpdate().execute();
+    for (const row of rows) {
+      if (!row.code_verifier) continue;
+      const verifier = deps.keyring.decrypt(row.code_verifier, stateAad(row.request_id));
+      await trx
+        .updateTable("oauth_states")
+        .set({ code_verifier: deps.keyring.encrypt(verifier, stateAad(row.request_id)), key_id: current })
+        .where("tenant_id", "=", row.tenant_id)
+        .where("request_id", "=", row.request_id)
+        .execute();
+    }
+    return rows.length;
+  });
+  return { installations: done, oauthStates };
+}

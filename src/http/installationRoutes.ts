@@ -1,0 +1,122 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { authenticate } from "../app/authenticate.ts";
+import type { AppDeps } from "../app/deps.ts";
+import { completeInstallation } from "../app/installations/completeInstallation.ts";
+import { handleGitHubWebhook } from "../app/installations/githubWebhook.ts";
+import { startInstallation } from "../app/installations/startInstallation.ts";
+import { can } from "../auth/actor.ts";
+import { DomainError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
+import { logContext } from "../logger.ts";
+import { ProviderError } from "../providers/provider.ts";
+import { requestMetaOf } from "./requestMeta.ts";
+
+// The browser-facing side of installations (redirects to and from the provider) and the provider's
+// webhooks. They are plain HTTP, beside /graphql; errors are JSON with the same stable codes.
+
+const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, CONFLICT: 409, RATE_LIMITED: 429 };
+
+type Send = (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>) => void;
+
+export function installationRoutes(deps: AppDeps, sendJson: Send) {
+  function fail(res: ServerResponse, error: unknown) {
+    if (error instanceof ProviderError) {
+      // The provider's own refusal of what the callback carried is the caller's; anything else is a bad gateway.
+      const status = error.kind === "invalid" ? 400 : 502;
+      return sendJson(res, status, { error: { code: "PROVIDER_ERROR", message: error.message, platform: error.platform, providerCode: error.providerCode } });
+    }
+    if (error instanceof DomainError) {
+      return sendJson(res, STATUS[error.code] ?? 400, { error: { code: error.code, message: error.message, ...error.extensions } });
+    }
+    deps.logger.error({ err: error }, "unexpected error");
+    sendJson(res, 500, { error: { code: "INTERNAL_SERVER_ERROR", message: "Unexpected error." } });
+  }
+
+  const metaOf = (req: IncomingMessage) => requestMetaOf(new Request("http://keyplane.invalid", { headers: headersOf(req) }), req);
+
+  async function install(req: IncomingMessage, res: ServerResponse, platform: string) {
+    const meta = metaOf(req);
+    const actor = await authenticate(deps, req.headers.authorization, meta);
+    if (!actor) throw new UnauthenticatedError();
+    Object.assign(logContext.getStore() ?? {}, { tenantId: actor.tenantId, actor: actor.subject });
+    if (!can(actor, "installation:create")) {
+      await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "missing-permission", resource: "installation", action: "installation:create", request: meta });
+      throw new ForbiddenError("starting an installation needs the editor or admin role");
+    }
+    const started = await startInstallation(deps, actor, platform, meta);
+    res.writeHead(302, { location: started.authorizationUrl, "cache-control": "no-store" });
+    res.end();
+  }
+
+  async function callback(req: IncomingMessage, res: ServerResponse, platform: string, query: URLSearchParams) {
+    const done = await completeInstallation(deps, platform, query, metaOf(req));
+    const view = {
+      id: done.installation.installation_id,
+      platform: done.installation.platform,
+      status: done.installation.status,
+      externalId: done.installation.external_id,
+      account: { id: done.installation.account_id, login: done.installation.account_login, type: done.installation.account_type },
+    };
+    const successUrl = deps.config.installations.successUrl;
+    if (!successUrl) return sendJson(res, 200, { outcome: done.outcome, installation: view });
+    const target = new URL(successUrl);
+    target.searchParams.set("installation", view.id);
+    target.searchParams.set("platform", view.platform);
+    target.searchParams.set("outcome", done.outcome);
+    res.writeHead(302, { location: target.toString(), "cache-control": "no-store" });
+    res.end();
+  }
+
+  async function githubWebhook(req: IncomingMessage, res: ServerResponse) {
+    const limit = deps.config.installations.webhookMaxBodyBytes;
+    const rawBody = await readBody(req, limit);
+    if (rawBody === "too-large") return sendJson(res, 413, { error: { code: "BAD_USER_INPUT", message: `webhook body over ${limit} bytes` } }, { connection: "close" });
+    const header = (name: string) => (req.headers[name] as string | undefined) ?? undefined;
+    const outcome = await handleGitHubWebhook(deps, { deliveryId: header("x-github-delivery"), event: header("x-github-event"), signature: header("x-hub-signature-256"), rawBody }, metaOf(req));
+    sendJson(res, 200, { ok: true, duplicate: outcome.duplicate });
+  }
+
+  /** Handles the request if it is one of these routes; false otherwise. */
+  return function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): boolean {
+    let work: Promise<void> | undefined;
+    const oauth = /^\/oauth\/(install|callback)\/([^/]{1,40})$/.exec(path);
+    if (oauth && req.method === "GET") {
+      const platform = decodeURIComponent(oauth[2]!);
+      work = oauth[1] === "install" ? install(req, res, platform) : callback(req, res, platform, query);
+    } else if (path === "/webhooks/github" && req.method === "POST") {
+      work = githubWebhook(req, res);
+    }
+    if (!work) return false;
+    work.catch((error) => fail(res, error));
+    return true;
+  };
+}
+
+function headersOf(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) if (typeof value === "string") headers.set(name, value);
+  return headers;
+}
+
+/** The raw body (signatures are over exact bytes), or "too-large" as soon as it passes the limit. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | "too-large"> {
+  if (Number(req.headers["content-length"] ?? 0) > limit) {
+    req.resume();
+    return Promise.resolve("too-large");
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume();
+        resolve("too-large");
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}

@@ -1,0 +1,65 @@
+import type { Selectable } from "kysely";
+import type { Tx } from "../db.ts";
+import type { InstallationsTable } from "../schema.ts";
+
+export type InstallationRow = Selectable<InstallationsTable>;
+
+export function findInstallation(trx: Tx, tenantId: string, installationId: string): Promise<InstallationRow | undefined> {
+  return trx.selectFrom("installations").selectAll().where("tenant_id", "=", tenantId).where("installation_id", "=", installationId).executeTakeFirst();
+}
+
+/** The tenant's live (not revoked) installation of that account on that platform, if any. */
+export function findLiveByExternalId(trx: Tx, tenantId: string, platform: string, externalId: string): Promise<InstallationRow | undefined> {
+  return trx
+    .selectFrom("installations")
+    .selectAll()
+    .where("tenant_id", "=", tenantId)
+    .where("platform", "=", platform as InstallationRow["platform"])
+    .where("external_id", "=", externalId)
+    .where("status", "<>", "revoked")
+    .executeTakeFirst();
+}
+
+/** Platform-wide (withPlatform): which tenant holds a GitHub installation, for webhooks and claims. */
+export function findGitHubOwner(trx: Tx, externalId: string): Promise<InstallationRow | undefined> {
+  return trx.selectFrom("installations").selectAll().where("platform", "=", "github").where("external_id", "=", externalId).where("status", "<>", "revoked").executeTakeFirst();
+}
+
+export interface InstallationFilter {
+  platform?: string | null;
+  status?: string | null;
+}
+
+/** Newest first, keyset-paged on (created_at, installation_id). */
+export async function listInstallations(
+  trx: Tx,
+  tenantId: string,
+  filter: InstallationFilter,
+  page: { first: number; after?: { createdAt: Date; id: string } },
+): Promise<{ rows: InstallationRow[]; hasNextPage: boolean }> {
+  let query = trx.selectFrom("installations").selectAll().where("tenant_id", "=", tenantId);
+  if (filter.platform) query = query.where("platform", "=", filter.platform as InstallationRow["platform"]);
+  if (filter.status) query = query.where("status", "=", filter.status as InstallationRow["status"]);
+  if (page.after) {
+    const { createdAt, id } = page.after;
+    query = query.where((eb) => eb.or([eb("created_at", "<", createdAt), eb.and([eb("created_at", "=", createdAt), eb("installation_id", "<", id)])]));
+  }
+  const rows = await query.orderBy("created_at", "desc").orderBy("installation_id", "desc").limit(page.first + 1).execute();
+  return { rows: rows.slice(0, page.first), hasNextPage: rows.length > page.first };
+}
+
+/** Platform-wide: rotating credentials that expire within the window and are not waiting out a backoff. */
+export function installationsDueForRefresh(trx: Tx, now: Date, windowSeconds: number, limit: number): Promise<Pick<InstallationRow, "tenant_id" | "installation_id">[]> {
+  const horizon = new Date(now.getTime() + windowSeconds * 1000);
+  return trx
+    .selectFrom("installations")
+    .select(["tenant_id", "installation_id"])
+    .where("status", "=", "active")
+    .where("platform", "in", ["slack", "jira"])
+    .where("credentials_expires_at", "is not", null)
+    .where("credentials_expires_at", "<", horizon)
+    .where((eb) => eb.or([eb("next_refresh_at", "is", null), eb("next_refresh_at", "<=", now)]))
+    .orderBy("credentials_expires_at")
+    .limit(limit)
+    .execute();
+}
