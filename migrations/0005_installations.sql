@@ -61,7 +61,8 @@ create table installation_secrets (
 create index installation_secrets_by_key on installation_secrets (key_id);
 
 -- Pending OAuth authorizations: only the state's SHA-256 is kept; the PKCE verifier is encrypted.
--- A row is deleted when its callback consumes it, so a state works once.
+-- The callback marks a row consumed (so a state works once, and a replay is told apart from a
+-- forgery); the refresh sweep deletes rows past their expiry.
 create table oauth_states (
   tenant_id      text        not null,
   request_id     text        not null,
@@ -72,6 +73,7 @@ create table oauth_states (
   code_verifier  text,
   created_at     timestamptz not null,
   expires_at     timestamptz not null,
+  consumed_at    timestamptz,
   primary key (tenant_id, request_id)
 );
 create index oauth_states_expiry on oauth_states (expires_at);

@@ -137,6 +137,7 @@ export interface OAuthStatesTable {
   code_verifier: string | null;
   created_at: Timestamp;
   expires_at: Timestamp;
+  consumed_at: Timestamp | null;
 }
 
 export interface WebhookDeliveriesTable {

@@ -4,6 +4,7 @@ import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PERMISSIONS } from "../../src/auth/permissions.ts";
 import { schema } from "../../src/graphql/schema.ts";
+import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type TestApp } from "../testkit/testApp.ts";
 
@@ -126,6 +127,8 @@ interface MatrixContext {
   /** The seeded tenant every tenant principal belongs to. */
   tenantId: string;
   adminToken: string;
+  /** A fresh Slack installation of the tenant, installed through the real browser flow. */
+  newInstallation(): Promise<string>;
 }
 interface Operation {
   query: string;
@@ -182,6 +185,42 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
   },
+  "Query.installations": {
+    operation: () => ({ query: "query { installations(first: 5) { nodes { id } pageInfo { hasNextPage } } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.installation": {
+    operation: async (ctx) => ({ query: "query ($id: ID!) { installation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.installationCredentials": {
+    // People manage installations; only services receive their tokens.
+    operation: async (ctx) => ({ query: "query ($id: ID!) { installationCredentials(id: $id) { accessToken } }", variables: { id: await ctx.newInstallation() } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.startInstallation": {
+    operation: () => ({ query: "mutation { startInstallation(platform: slack) { authorizationUrl requestId } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.suspendInstallation": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { suspendInstallation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.resumeInstallation": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { resumeInstallation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.revokeInstallation": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { revokeInstallation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
   "Mutation.refreshSession": {
     // Public: the refresh token is the credential, whoever (if anyone) sends it.
     operation: async ({ app, adminToken }) => ({
@@ -223,14 +262,21 @@ function registerReturnedSecrets(value: unknown): void {
 describe("authorization matrix", () => {
   const fields = rootFields(schema);
   let app: TestApp;
+  let world: ProviderWorld;
   let ctx: MatrixContext;
   const tokens = {} as Record<Principal, string | undefined>;
 
   beforeAll(async () => {
-    app = await createTestApp({ name: "authorization" });
+    world = await startProviderWorld();
+    app = await createTestApp({ name: "authorization", env: world.env });
     const seeded = await app.seedTenant();
     const { tenantId } = seeded;
-    ctx = { app, tenantId, adminToken: seeded.tokens.admin };
+    const newInstallation = async () => {
+      const installed = await browseInstall(app, "slack", seeded.tokens.editor);
+      expect(installed.status, JSON.stringify(installed.body)).toBe(200);
+      return installed.body.installation.id as string;
+    };
+    ctx = { app, tenantId, adminToken: seeded.tokens.admin, newInstallation };
     tokens.anonymous = undefined;
     tokens.viewer = seeded.tokens.viewer;
     tokens.editor = seeded.tokens.editor;
@@ -240,7 +286,10 @@ describe("authorization matrix", () => {
     tokens["viewer+audit:read"] = await app.mintToken({ tenantId, roles: ["viewer"], scopes: ["audit:read"], subject: `auditor@${tenantId}` });
     tokens["admin+tenant:read"] = await app.mintToken({ tenantId, roles: ["admin"], scopes: ["tenant:read"], subject: `narrow-admin@${tenantId}` });
   });
-  afterAll(() => app?.close());
+  afterAll(async () => {
+    await app?.close();
+    await world?.close();
+  });
 
   it("has exactly one row per root field of the schema", () => {
     const inSchema = fields.map((f) => f.key).sort();

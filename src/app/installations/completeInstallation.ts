@@ -33,12 +33,16 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
   };
   const state = query.get("state");
   if (!state) return refuse("oauth-state-missing", null, "state: missing from the callback");
-  // Deleting is consuming: of two callbacks racing with one state, one gets the row.
-  const consumed = await withPlatform(deps.db, (trx) => trx.deleteFrom("oauth_states").where("state_hash", "=", hashState(state)).returningAll().executeTakeFirst());
-  if (!consumed) return refuse("oauth-state-unknown", null, "state: unknown or already used; start the installation again");
-  if (consumed.platform !== provider.platform) return refuse("oauth-state-platform-mismatch", consumed.tenant_id, "state: issued for another platform");
-  if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start the installation again");
-
+  // Of two callbacks racing with one state, one marks it consumed; a replay finds it marked.
+  const stateHash = hashState(state);
+  const consumed = await withPlatform(deps.db, async (trx) => {
+    const row = await trx.updateTable("oauth_states").set({ consumed_at: deps.now() }).where("state_hash", "=", stateHash).where("consumed_at", "is", null).returningAll().executeTakeFirst();
+    return row ?? { replayOf: await trx.selectFrom("oauth_states").select("tenant_id").where("state_hash", "=", stateHash).executeTakeFirst() };
+  });
+  if ("replayOf" in consumed) {
+    if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start the installation again");
+    return refuse("oauth-state-unknown", null, "state: unknown; start the installation again");
+  }
   const codeVerifier = consumed.code_verifier ? deps.keyring.decrypt(consumed.code_verifier, stateAad(consumed.request_id)) : undefined;
   const completed = await provider.completeInstallation({ query, redirectUri: callbackUrl(deps, provider.platform), codeVerifier });
 

@@ -1,6 +1,7 @@
 import { withPlatform } from "../../store/db.ts";
 import { installationsDueForRefresh } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
+import { pruneInstallationState } from "./pruneInstallationState.ts";
 import { currentCredentials } from "./refreshCredentials.ts";
 
 export interface CredentialRefresher {
@@ -34,6 +35,7 @@ export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | 
         deps.logger.debug({ tenantId: tenant_id, installationId: installation_id, code: (error as { code?: string }).code }, "scheduled refresh did not complete");
       }
     }
+    await pruneInstallationState(deps);
     return { refreshed, failed };
   }
 

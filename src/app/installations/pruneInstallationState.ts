@@ -1,0 +1,15 @@
+import { withPlatform } from "../../store/db.ts";
+import type { AppDeps } from "../deps.ts";
+
+/** How long a webhook delivery id is remembered: GitHub redelivers on request for up to a few days. */
+const DELIVERY_MEMORY_MS = 30 * 86400_000;
+
+/** Drops OAuth states past their expiry and webhook delivery ids older than the memory. */
+export async function pruneInstallationState(deps: Pick<AppDeps, "db" | "now">): Promise<{ oauthStates: number; deliveries: number }> {
+  const now = deps.now();
+  return withPlatform(deps.db, async (trx) => {
+    const states = await trx.deleteFrom("oauth_states").where("expires_at", "<", now).executeTakeFirst();
+    const deliveries = await trx.deleteFrom("webhook_deliveries").where("received_at", "<", new Date(now.getTime() - DELIVERY_MEMORY_MS)).executeTakeFirst();
+    return { oauthStates: Number(states.numDeletedRows), deliveries: Number(deliveries.numDeletedRows) };
+  });
+}
