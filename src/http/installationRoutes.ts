@@ -20,9 +20,8 @@ type Send = (res: ServerResponse, status: number, body: unknown, headers?: Recor
 export function installationRoutes(deps: AppDeps, sendJson: Send) {
   function fail(res: ServerResponse, error: unknown) {
     if (error instanceof ProviderError) {
-      // The provider's own refusal of what the callback carried is the caller's; anything else is a bad gateway.
-      const status = error.kind === "invalid" ? 400 : 502;
-      return sendJson(res, status, { error: { code: "PROVIDER_ERROR", message: error.message, platform: error.platform, providerCode: error.providerCode } });
+      // Whatever the provider refused or failed, the caller learns its own error code.
+      return sendJson(res, 502, { error: { code: "PROVIDER_ERROR", message: error.message, platform: error.platform, providerCode: error.providerCode } });
     }
     if (error instanceof DomainError) {
       return sendJson(res, STATUS[error.code] ?? 400, { error: { code: error.code, message: error.message, ...error.extensions } });

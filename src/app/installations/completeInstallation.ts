@@ -43,6 +43,8 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
     if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start the installation again");
     return refuse("oauth-state-unknown", null, "state: unknown; start the installation again");
   }
+  if (consumed.platform !== provider.platform) return refuse("oauth-state-platform-mismatch", consumed.tenant_id, "state: issued for another platform");
+  if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start the installation again");
   const codeVerifier = consumed.code_verifier ? deps.keyring.decrypt(consumed.code_verifier, stateAad(consumed.request_id)) : undefined;
   const completed = await provider.completeInstallation({ query, redirectUri: callbackUrl(deps, provider.platform), codeVerifier });
 
