@@ -40,6 +40,17 @@ describe("row-level security on tenant tables", () => {
     }
   });
 
+  it("guards every table that has a tenant_id column, and the platform-wide tables, with forced row-level security", async () => {
+    const { rows } = await sql<{ table: string; rls: boolean; forced: boolean }>`
+      select c.relname as table, c.relrowsecurity as rls, c.relforcerowsecurity as forced
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relkind = 'r' and n.nspname = current_schema()
+        and (exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)
+             or c.relname in ('webhook_deliveries', 'github_unclaimed_installations'))`.execute(database.db);
+    expect(rows.map((r) => r.table)).toEqual(expect.arrayContaining(["events", "installations", "installation_secrets", "oauth_states", "webhook_deliveries"]));
+    expect(rows.filter((r) => !r.rls || !r.forced).map((r) => r.table)).toEqual([]);
+  });
+
   it("shows exactly the rows of the tenant named by the transaction", async () => {
     const rows = await asProbe<{ tenant_id: string }>(`select set_config('keyplane.tenant_id', 'rls-a', true)`, `select distinct tenant_id from events`);
     expect(rows).toEqual([{ tenant_id: "rls-a" }]);
