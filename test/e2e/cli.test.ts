@@ -85,7 +85,7 @@ const postgres: Backend = {
     const dataDir = tempDir("keyplane-cli-pg-");
     return {
       // Processes sharing a PostgreSQL must share one signing key: Keyplane will not generate one there.
-      env: { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, DATABASE_URL: url.toString(), KEYPLANE_SIGNING_KEY: signingKeyPem() },
+      env: { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, DATABASE_URL: url.toString(), KEYPLANE_SIGNING_KEY: signingKeyPem(), KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` },
       pendingAtStart: true,
       teardown: async () => {
         rmSync(dataDir, { recursive: true, force: true });
@@ -276,6 +276,12 @@ describe.each(backends)("keyplane CLI on $name", (backend) => {
     ]);
   });
 
+  it("keys rotate with nothing stored under an old key re-encrypts nothing and says so", async () => {
+    const r = await keyplane(["keys", "rotate"], env);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^re-encrypted 0 installation\(s\) and 0 pending OAuth state\(s\) under key \S+\n$/);
+  });
+
   it("bin/keyplane.mjs, run as its own process on the same installation, does the work and exits 0", async () => {
     const list = await keyplaneProcess(["tenant", "list"], env);
     expect(list).toMatchObject({ code: 0, err: "" });
@@ -351,6 +357,30 @@ describe("keyplane CLI usage errors", () => {
     expect(r.err.startsWith(`keyplane: ${message}`)).toBe(true);
     expect(r.err.endsWith(`\n\n${USAGE}`)).toBe(true);
     expect(r.err).toContain("usage: keyplane <command>");
+  });
+
+  it("keys generate prints a keyring entry the configuration accepts, and no two alike", async () => {
+    const first = await keyplane(["keys", "generate"], {});
+    const second = await keyplane(["keys", "generate"], {});
+    expect(first.code).toBe(0);
+    expect(first.out).toMatch(/^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=\n$/);
+    expect(first.out).not.toBe(second.out);
+    registerSecret(first.out.trim().split(":")[1]);
+    registerSecret(second.out.trim().split(":")[1]);
+    const dataDir = tempDir("keyplane-keys-");
+    try {
+      // A Keyplane given both keys starts and uses the first.
+      const r = await keyplane(["tenant", "list", "--json"], { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, KEYPLANE_ENCRYPTION_KEYS: `${first.out.trim()},${second.out.trim()}` });
+      expect(r.code, r.err).toBe(0);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("keys needs generate or rotate", async () => {
+    const r = await keyplane(["keys"], {});
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/keys needs a command: generate or rotate/);
   });
 
   it("help prints the usage on stdout and exits 0", async () => {
