@@ -1,6 +1,6 @@
 import { sql } from "kysely";
 import { systemActor, eventMetadata } from "../../auth/actor.ts";
-import { ConflictError } from "../../errors.ts";
+import { ConflictError, DomainError } from "../../errors.ts";
 import { ProviderError, type ProviderCredentials } from "../../providers/provider.ts";
 import { withTenant } from "../../store/db.ts";
 import { findInstallation } from "../../store/queries/installationQueries.ts";
@@ -50,6 +50,17 @@ async function refreshUnderLock(deps: Deps, tenantId: string, installationId: st
     const due = current.expiresAt !== undefined && current.expiresAt.getTime() - now.getTime() < deps.config.installations.refreshWindowSeconds * 1000;
     // Tokens without expiry or without a refresh token (Slack apps without rotation) are used as they are.
     if ((!due && !force) || !current.refreshToken) return { credentials: current, refreshed: false };
+    // While a failed refresh waits out its backoff, readers get the token as long as it lives, and
+    // do not hammer the provider (nor fill the log with failures).
+    const backoffUntil = row.next_refresh_at ? new Date(row.next_refresh_at) : undefined;
+    if (!force && backoffUntil && backoffUntil > now) {
+      if (current.expiresAt && current.expiresAt > now) return { credentials: current, refreshed: false };
+      throw new DomainError("PROVIDER_ERROR", `refreshing the ${row.platform} credentials is failing; next attempt at ${backoffUntil.toISOString()}`, {
+        platform: row.platform,
+        providerCode: row.last_refresh_error,
+        nextAttemptAt: backoffUntil.toISOString(),
+      });
+    }
 
     const provider = deps.providers[row.platform];
     if (!provider) throw new ConflictError(`${row.platform} is not configured on this Keyplane`);
