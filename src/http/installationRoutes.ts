@@ -30,7 +30,7 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
     sendJson(res, 500, { error: { code: "INTERNAL_SERVER_ERROR", message: "Unexpected error." } });
   }
 
-  const metaOf = (req: IncomingMessage) => requestMetaOf(new Request("http://keyplane.invalid", { headers: headersOf(req) }), req);
+  const metaOf = (req: IncomingMessage) => requestMetaOf(null, req);
 
   async function install(req: IncomingMessage, res: ServerResponse, platform: string) {
     const meta = metaOf(req);
@@ -88,12 +88,6 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
     work.catch((error) => fail(res, error));
     return true;
   };
-}
-
-function headersOf(req: IncomingMessage): Headers {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) if (typeof value === "string") headers.set(name, value);
-  return headers;
 }
 
 /** The raw body (signatures are over exact bytes), or "too-large" as soon as it passes the limit. */

@@ -10,12 +10,17 @@ export function requestIdOf(given: string | null | undefined): string {
   return given && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
-/** Request id (as the HTTP layer chose it), source ip and user agent. */
-export function requestMetaOf(request: Request, req?: IncomingMessage): RequestMeta {
-  const userAgent = request.headers.get("user-agent")?.slice(0, 256);
-  const correlationId = request.headers.get("x-correlation-id");
+/** Request id (as the HTTP layer chose it), source ip and user agent, from a Fetch Request or a Node request. */
+export function requestMetaOf(request: Pick<Request, "headers"> | null, req?: IncomingMessage): RequestMeta {
+  const header = (name: string): string | null => {
+    if (request) return request.headers.get(name);
+    const value = req?.headers[name];
+    return typeof value === "string" ? value : null;
+  };
+  const userAgent = header("user-agent")?.slice(0, 256);
+  const correlationId = header("x-correlation-id");
   return {
-    requestId: logContext.getStore()?.requestId ?? requestIdOf(request.headers.get("x-request-id")),
+    requestId: logContext.getStore()?.requestId ?? requestIdOf(header("x-request-id")),
     sourceIp: req?.socket?.remoteAddress,
     ...(userAgent ? { userAgent } : {}),
     ...(correlationId && REQUEST_ID.test(correlationId) ? { correlationId } : {}),
