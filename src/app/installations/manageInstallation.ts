@@ -1,6 +1,6 @@
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { ProviderError } from "../../providers/provider.ts";
-import { withTenant } from "../../store/db.ts";
+import { withTenant, type Tx } from "../../store/db.ts";
 import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
@@ -10,8 +10,17 @@ import { forgetCredentials, readCredentials } from "./vault.ts";
 
 type Deps = Pick<AppDeps, "db" | "keyring" | "providers" | "logger">;
 
-async function run(deps: Deps, actor: Actor, row: InstallationRow, command: Parameters<typeof installationDecider.decide>[0], request: RequestMeta): Promise<InstallationRow> {
+/** Decides and appends one command on the installation, then reads it back, in one tenant transaction. */
+async function run(
+  deps: Deps,
+  actor: Actor,
+  row: InstallationRow,
+  command: Parameters<typeof installationDecider.decide>[0],
+  request: RequestMeta,
+  alongside?: (trx: Tx) => Promise<void>,
+): Promise<InstallationRow> {
   return withTenant(deps.db, actor.tenantId, async (trx) => {
+    await alongside?.(trx);
     await decideAndAppend(trx, { tenantId: actor.tenantId, ...installationStream(row.installation_id), decider: installationDecider, command, metadata: eventMetadata(actor, request) });
     return (await findInstallation(trx, actor.tenantId, row.installation_id))!;
   });
@@ -49,16 +58,5 @@ export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: 
       deps.logger.info({ installationId: row.installation_id, providerCode: error.providerCode }, "provider already considers the grant gone");
     }
   }
-  return withTenant(deps.db, actor.tenantId, async (trx) => {
-    await forgetCredentials(trx, actor.tenantId, row.installation_id);
-    await decideAndAppend(trx, {
-      tenantId: actor.tenantId,
-      ...installationStream(row.installation_id),
-      decider: installationDecider,
-      command: { type: "RevokeInstallation", by: "tenant", providerRevoked },
-      metadata: eventMetadata(actor, request),
-    });
-    return (await findInstallation(trx, actor.tenantId, row.installation_id))!;
-  });
+  return run(deps, actor, row, { type: "RevokeInstallation", by: "tenant", providerRevoked }, request, (trx) => forgetCredentials(trx, actor.tenantId, row.installation_id));
 }
-
