@@ -76,7 +76,7 @@ export async function handleGitHubWebhook(deps: Pick<AppDeps, "db" | "config" | 
   } catch {
     throw new BadInputError("body: not JSON");
   }
-  if (typeof payload !== "object" || payload === null) throw new BadInputError("body: not a JSON object");
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) throw new BadInputError("body: not a JSON object");
   const action = typeof payload.action === "string" ? payload.action.slice(0, 60) : null;
 
   return withPlatform(deps.db, async (trx) => {
