@@ -9,6 +9,9 @@ import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type Ke
 
 const ENVELOPE_VERSION = "kp1";
 const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
 
 export class KeyringError extends Error {}
 
@@ -58,22 +61,31 @@ export function parseKeyring(spec: string): Keyring {
     currentKeyId: current,
     keyIds: [...keys.keys()],
     encrypt(plaintext, aad) {
-      const iv = randomBytes(12);
-      const cipher = createCipheriv("aes-256-gcm", keyFor(current), iv);
+      const iv = randomBytes(IV_BYTES);
+      const cipher = createCipheriv("aes-256-gcm", keyFor(current), iv, { authTagLength: TAG_BYTES });
       cipher.setAAD(Buffer.from(aad, "utf8"));
       const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
       return [ENVELOPE_VERSION, current, iv.toString("base64url"), ciphertext.toString("base64url"), cipher.getAuthTag().toString("base64url")].join(".");
     },
     decrypt(envelope, aad) {
-      const [version, keyId, iv, ciphertext, tag] = envelope.split(".");
-      if (version !== ENVELOPE_VERSION || !keyId || iv === undefined || ciphertext === undefined || tag === undefined) throw new DecryptionError(keyId ?? "unknown");
-      const decipher = createDecipheriv("aes-256-gcm", keyFor(keyId), Buffer.from(iv, "base64url"));
-      decipher.setAAD(Buffer.from(aad, "utf8"));
-      decipher.setAuthTag(Buffer.from(tag, "base64url"));
+      const parts = envelope.split(".");
+      const [version, keyId, iv, ciphertext, tag] = parts;
+      // Exactly five parts of strict base64url, a 12-byte IV and a full 16-byte tag: GCM would
+      // otherwise verify a truncated tag (a 4-byte tag is forged in 2^32 tries), and a malformed IV
+      // or tag would surface as a bare TypeError instead of a DecryptionError.
+      const named = keyId !== undefined && KEY_ID.test(keyId) ? keyId : "unknown";
+      if (parts.length !== 5 || version !== ENVELOPE_VERSION || named === "unknown" || !parts.slice(2).every((p) => BASE64URL.test(p ?? ""))) throw new DecryptionError(named);
+      const key = keyFor(named);
+      const ivBytes = Buffer.from(iv!, "base64url");
+      const tagBytes = Buffer.from(tag!, "base64url");
+      if (ivBytes.length !== IV_BYTES || tagBytes.length !== TAG_BYTES) throw new DecryptionError(named);
       try {
-        return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
+        const decipher = createDecipheriv("aes-256-gcm", key, ivBytes, { authTagLength: TAG_BYTES });
+        decipher.setAAD(Buffer.from(aad, "utf8"));
+        decipher.setAuthTag(tagBytes);
+        return Buffer.concat([decipher.update(Buffer.from(ciphertext!, "base64url")), decipher.final()]).toString("utf8");
       } catch {
-        throw new DecryptionError(keyId);
+        throw new DecryptionError(named);
       }
     },
     keyIdOf(envelope) {

@@ -29,7 +29,9 @@ export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | 
     let failed = 0;
     for (const { tenant_id, installation_id } of due) {
       try {
-        if ((await currentCredentials(deps, tenant_id, installation_id)).refreshed) refreshed++;
+        const outcome = await currentCredentials(deps, tenant_id, installation_id);
+        if (outcome.refreshed) refreshed++;
+        if (outcome.refreshError) failed++;
       } catch (error) {
         failed++;
         deps.logger.debug({ tenantId: tenant_id, installationId: installation_id, code: (error as { code?: string }).code }, "scheduled refresh did not complete");

@@ -18,9 +18,13 @@ export const backoffMs = (attempt: number, random = Math.random()) => Math.min(3
 export interface CurrentCredentials {
   credentials: ProviderCredentials;
   refreshed: boolean;
+  /** Set when a refresh was attempted and failed transiently while the stored token still lives. */
+  refreshError?: ProviderError;
 }
 
-const inFlight = new Map<string, Promise<CurrentCredentials>>();
+// Per Keyplane (its database handle), not per module: two Keyplanes in one Node process (tests
+// playing two processes) must not share attempts, or the advisory lock is never exercised.
+const inFlightByDb = new WeakMap<object, Map<string, Promise<CurrentCredentials>>>();
 
 /**
  * The installation's stored credentials, refreshed first when they expire within the refresh window
@@ -31,9 +35,11 @@ const inFlight = new Map<string, Promise<CurrentCredentials>>();
  */
 export function currentCredentials(deps: Deps, tenantId: string, installationId: string, options: { force?: boolean } = {}): Promise<CurrentCredentials> {
   const key = `${tenantId}:${installationId}:${options.force ? "force" : ""}`;
+  let inFlight = inFlightByDb.get(deps.db);
+  if (!inFlight) inFlightByDb.set(deps.db, (inFlight = new Map()));
   const running = inFlight.get(key);
   if (running) return running;
-  const attempt = refreshUnderLock(deps, tenantId, installationId, options.force ?? false).finally(() => inFlight.delete(key));
+  const attempt = refreshUnderLock(deps, tenantId, installationId, options.force ?? false).finally(() => inFlight!.delete(key));
   inFlight.set(key, attempt);
   return attempt;
 }
@@ -76,6 +82,9 @@ async function refreshUnderLock(deps: Deps, tenantId: string, installationId: st
       const nextAttemptAt = new Date(now.getTime() + backoffMs(row.refresh_failures + 1)).toISOString();
       await decideAndAppend(trx, { ...stream, command: { type: "RecordRefreshFailure", providerCode: error.providerCode, rejected, nextAttemptAt } });
       deps.logger.warn({ tenantId, installationId, platform: row.platform, providerCode: error.providerCode, rejected }, rejected ? "refresh rejected: installation needs re-authorization" : "refresh failed; will retry");
+      // A transient failure of an early refresh is no reason to fail a reader: the token still lives
+      // (as it will for every read during the backoff that has just begun).
+      if (!rejected && !force && current.expiresAt && current.expiresAt > now) return { credentials: current, refreshed: false, refreshError: error };
       return { failure: error };
     }
     // A provider that does not rotate keeps the refresh token it had.
