@@ -36,7 +36,9 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
   // Of two callbacks racing with one state, one marks it consumed; a replay finds it marked.
   const stateHash = hashState(state);
   const consumed = await withPlatform(deps.db, async (trx) => {
-    const row = await trx.updateTable("oauth_states").set({ consumed_at: deps.now() }).where("state_hash", "=", stateHash).where("consumed_at", "is", null).returningAll().executeTakeFirst();
+    const row = await trx.selectFrom("oauth_states").selectAll().where("state_hash", "=", stateHash).where("consumed_at", "is", null).forUpdate().executeTakeFirst();
+    // A consumed state keeps only what tells a replay apart: the verifier goes with the first use.
+    if (row) await trx.updateTable("oauth_states").set({ consumed_at: deps.now(), code_verifier: null, key_id: null }).where("tenant_id", "=", row.tenant_id).where("request_id", "=", row.request_id).execute();
     return row ?? { replayOf: await trx.selectFrom("oauth_states").select("tenant_id").where("state_hash", "=", stateHash).executeTakeFirst() };
   });
   if ("replayOf" in consumed) {

@@ -7,9 +7,9 @@ import { withTenant } from "../../store/db.ts";
 import { fingerprint } from "../../store/events/hashing.ts";
 import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
-import { handleCommand } from "../handleCommand.ts";
+import { decideAndAppend } from "../handleCommand.ts";
 import { installationDecider, installationStream } from "./installationStream.ts";
-import { currentCredentials } from "./refreshCredentials.ts";
+import { currentCredentials, lockInstallation } from "./refreshCredentials.ts";
 
 export const InstallationIdInput = z.object({ id: z.string().uuid("not an installation id") });
 
@@ -50,12 +50,17 @@ export async function installationCredentials(
   } else {
     credentials = (await currentCredentials(deps, actor.tenantId, row.installation_id)).credentials;
   }
-  await handleCommand(deps.db, {
-    tenantId: actor.tenantId,
-    ...installationStream(row.installation_id),
-    decider: installationDecider,
-    command: { type: "ReadCredentials", fingerprint: fingerprint(credentials.accessToken), expiresAt: credentials.expiresAt?.toISOString() },
-    metadata: eventMetadata(actor, request),
+  // Concurrent reads of one installation each append to its stream: they take turns on its lock
+  // rather than failing on the stream version.
+  await withTenant(deps.db, actor.tenantId, async (trx) => {
+    await lockInstallation(trx, actor.tenantId, row.installation_id);
+    await decideAndAppend(trx, {
+      tenantId: actor.tenantId,
+      ...installationStream(row.installation_id),
+      decider: installationDecider,
+      command: { type: "ReadCredentials", fingerprint: fingerprint(credentials.accessToken), expiresAt: credentials.expiresAt?.toISOString() },
+      metadata: eventMetadata(actor, request),
+    });
   });
   return { installationId: row.installation_id, platform: row.platform, externalId: row.external_id, accessToken: credentials.accessToken, expiresAt: credentials.expiresAt };
 }

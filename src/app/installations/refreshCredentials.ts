@@ -2,7 +2,7 @@ import { sql } from "kysely";
 import { systemActor, eventMetadata } from "../../auth/actor.ts";
 import { ConflictError, DomainError } from "../../errors.ts";
 import { ProviderError, type ProviderCredentials } from "../../providers/provider.ts";
-import { withTenant } from "../../store/db.ts";
+import { withTenant, type Tx } from "../../store/db.ts";
 import { findInstallation } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
@@ -44,9 +44,17 @@ export function currentCredentials(deps: Deps, tenantId: string, installationId:
   return attempt;
 }
 
+/**
+ * Serializes work on one installation across processes until the transaction ends: refreshes (which
+ * spend single-use refresh tokens) and appends that decide on the installation's current version.
+ */
+export async function lockInstallation(trx: Tx, tenantId: string, installationId: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`keyplane:installation:${tenantId}:${installationId}`}, 0))`.execute(trx);
+}
+
 async function refreshUnderLock(deps: Deps, tenantId: string, installationId: string, force: boolean): Promise<CurrentCredentials> {
   const outcome = await withTenant(deps.db, tenantId, async (trx) => {
-    await sql`select pg_advisory_xact_lock(hashtextextended(${`keyplane:installation:${tenantId}:${installationId}`}, 0))`.execute(trx);
+    await lockInstallation(trx, tenantId, installationId);
     const row = await findInstallation(trx, tenantId, installationId);
     if (!row || row.status !== "active") throw new ConflictError(`installation is ${row?.status.replace("_", " ") ?? "gone"}: no credentials are handed out`, { status: row?.status ?? null });
     const stored = await readCredentials(trx, deps.keyring, tenantId, installationId, true);

@@ -32,7 +32,9 @@ export async function rotateEncryptionKeys(
     if (batch.length === 0) break;
     for (const { tenant_id: tenantId, installation_id: installationId } of batch) {
       await withTenant(deps.db, tenantId, async (trx) => {
-        const stored = await readCredentials(trx, deps.keyring, tenantId, installationId, true);
+        const stored = await readCredentials(trx, deps.keyring, tenantId, installationId, true).catch((error: Error) => {
+          throw new Error(`installation ${installationId} of tenant ${tenantId}: ${error.message}`);
+        });
         if (!stored || stored.keyIds.every((k) => k === current)) return; // done meanwhile (a refresh, or another run)
         await storeCredentials(trx, deps.keyring, tenantId, installationId, stored.credentials, deps.now());
         await decideAndAppend(trx, {
