@@ -39,6 +39,11 @@ const EnvSchema = z.object({
   GITHUB_APP_WEBHOOK_SECRET: z.string().optional(),
   GITHUB_APP_CLIENT_ID: z.string().optional(),
   GITHUB_APP_CLIENT_SECRET: z.string().optional(),
+  /** Name of the app the unnamed GITHUB_APP_* variables describe (src/github/appRegistry.ts). */
+  GITHUB_APP_NAME: z.string().regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, "lower-case letters, digits and dashes").optional(),
+  /** Directory of mounted secrets: <dir>/<app name>/{appId,privateKey,webhookSecret,slug?,clientId?,clientSecret?}. */
+  GITHUB_APPS_DIR: z.string().min(1).optional(),
+  GITHUB_APPS_POLL_SECONDS: z.coerce.number().positive().max(3600).default(5),
   SLACK_API_URL: z.string().url().default("https://slack.com/api"),
   SLACK_CLIENT_ID: z.string().optional(),
   SLACK_CLIENT_SECRET: z.string().optional(),
@@ -83,6 +88,23 @@ export interface Config {
     refreshWindowSeconds: number;
   };
   providers: ProvidersConfig;
+  githubApps: GitHubAppsConfig;
+}
+
+/**
+ * Where the named GitHub Apps come from (src/github/appRegistry.ts reads and validates them):
+ * GITHUB_APP_<NAME>_* variables, the unnamed GITHUB_APP_* (one app named GITHUB_APP_NAME, default
+ * "default"), and/or a directory of mounted secrets.
+ */
+export interface GitHubAppsConfig {
+  /** Only the GITHUB_APP_* variables, as given (values unparsed: the registry validates them). */
+  env: Record<string, string>;
+  dir?: string;
+  /** How often mounted secret files are re-read. */
+  pollSeconds: number;
+  apiUrl: string;
+  webUrl: string;
+  timeoutMs: number;
 }
 
 export interface GitHubAppConfig {
@@ -136,6 +158,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const externalParts = [e.AUTH_JWKS_URL, e.AUTH_ISSUER, e.AUTH_AUDIENCE];
   if (externalParts.some(Boolean) && !externalParts.every(Boolean)) {
     throw new ConfigError("invalid configuration: AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE must be set together");
+  }
+  const githubAppEnv: Record<string, string> = {};
+  for (const [name, value] of Object.entries(source)) {
+    if (name.startsWith("GITHUB_APP_") && typeof value === "string" && value !== "") githubAppEnv[name] = value;
   }
   return {
     env: e.NODE_ENV,
@@ -194,6 +220,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
             apiUrl: e.ATLASSIAN_API_URL.replace(/\/+$/, ""),
           }
         : undefined,
+    },
+    githubApps: {
+      env: githubAppEnv,
+      dir: e.GITHUB_APPS_DIR,
+      pollSeconds: e.GITHUB_APPS_POLL_SECONDS,
+      apiUrl: e.GITHUB_API_URL.replace(/\/+$/, ""),
+      webUrl: e.GITHUB_URL.replace(/\/+$/, ""),
+      timeoutMs: e.PROVIDER_TIMEOUT_MS,
     },
   };
 }

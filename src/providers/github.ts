@@ -1,35 +1,93 @@
-import { createAppAuth } from "@octokit/auth-app";
-import { request as octokitRequest } from "@octokit/request";
 import type { GitHubAppConfig } from "../config.ts";
+import { createAppRequester, createGitHubAppClient, toProviderError, type AppRequester } from "../github/appClient.ts";
+import { GitHubAppConfigError, parsePrivateKey } from "../github/appRegistry.ts";
+import type { GitHubApp, GitHubAppClient } from "../github/types.ts";
+import type { Logger } from "../logger.ts";
+import type { Metrics } from "../metrics.ts";
 import { isRecord, messageCode, num, providerFetch, safeCode, str } from "./http.ts";
 import { ProviderError, type InstallationInfo, type InstallationProvider, type ProviderCredentials } from "./provider.ts";
 
 // A GitHub App: Keyplane holds the app's private key, never a long-lived token. The browser installs the
 // app at `${webUrl}/apps/<slug>/installations/new`; GitHub sends it back with installation_id (and, when the
 // app asks for user authorization during installation, an OAuth code). Installation tokens are minted on
-// demand with the app's JWT (@octokit/auth-app, which also caches them until shortly before they expire).
+// demand by the app's GitHubAppClient (src/github/appClient.ts), which signs the app JWT from the key the
+// registry holds now (a rotated key is used at once).
 
 const API_VERSION = "2022-11-28";
 const PER_PAGE = 100;
 const MAX_PAGES = 50;
 
-export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number): InstallationProvider {
-  const timedFetch = (input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-  const request = octokitRequest.defaults({
-    baseUrl: config.apiUrl,
-    headers: { "x-github-api-version": API_VERSION },
-    request: { fetch: timedFetch },
-  });
-  // Warnings from auth-app (clock skew, token replication retries) are dropped rather than printed.
-  const auth = createAppAuth({ appId: config.appId, privateKey: config.privateKey, request, log: { warn: () => undefined } });
-  // Routes under /app/ get the app's JWT from the hook.
-  const appRequest = request.defaults({ request: { hook: auth.hook } });
+export interface GitHubProviderOptions {
+  apiUrl: string;
+  webUrl: string;
+  timeoutMs: number;
+  /** Counted like the client's calls (GET/DELETE /app/installations/{installation_id}). */
+  metrics?: Metrics;
+  logger?: Logger;
+  fetch?: typeof fetch;
+}
+
+/**
+ * The install provider of one named GitHub App. `app` is the app or a getter of its current version
+ * (registry.get(name)), `client` mints its installation tokens.
+ */
+export function createGitHubProvider(app: GitHubApp | (() => GitHubApp), client: GitHubAppClient, options: GitHubProviderOptions): InstallationProvider;
+/**
+ * @deprecated The single unnamed app of config.providers.github: use createGitHubApps (src/github/githubApps.ts)
+ * and its provider(name). A key that does not parse fails each call with app_authentication_failed.
+ */
+export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number): InstallationProvider;
+export function createGitHubProvider(
+  first: GitHubApp | (() => GitHubApp) | GitHubAppConfig,
+  second: GitHubAppClient | number,
+  third?: GitHubProviderOptions,
+): InstallationProvider {
+  if (typeof second === "number") return legacyProvider(first as GitHubAppConfig, second);
+  return buildProvider(first as GitHubApp | (() => GitHubApp), second, third!);
+}
+
+function legacyProvider(config: GitHubAppConfig, timeoutMs: number): InstallationProvider {
+  const options = { apiUrl: config.apiUrl, webUrl: config.webUrl, timeoutMs };
+  let app: GitHubApp;
+  const pem = Buffer.from(config.privateKey, "utf8");
+  try {
+    const privateKey = parsePrivateKey(pem, (problem) => new GitHubAppConfigError("default", `GITHUB_APP_PRIVATE_KEY ${problem}`));
+    app = { name: "default", appId: config.appId, slug: config.slug, privateKey, webhookSecret: config.webhookSecret, clientId: config.clientId, clientSecret: config.clientSecret };
+  } catch {
+    // As before named apps: an unusable key shows on the calls that need it, not at construction.
+    const unusable = (): GitHubApp => {
+      throw new ProviderError("github", "app_authentication_failed", "invalid");
+    };
+    const client = createGitHubAppClient(unusable, options);
+    return buildProvider(unusable, client, options, { slug: config.slug, clientId: config.clientId, clientSecret: config.clientSecret });
+  } finally {
+    pem.fill(0);
+  }
+  return buildProvider(app, createGitHubAppClient(app, options), options);
+}
+
+function buildProvider(
+  source: GitHubApp | (() => GitHubApp),
+  client: GitHubAppClient,
+  options: GitHubProviderOptions,
+  fallback?: Pick<GitHubApp, "slug" | "clientId" | "clientSecret">,
+): InstallationProvider {
+  const { timeoutMs } = options;
+  const requester: AppRequester = createAppRequester(source, options);
+  const getApp = typeof source === "function" ? source : () => source;
+  /** The app's public settings (slug, OAuth client) as they are now. */
+  const settings = (): Pick<GitHubApp, "slug" | "clientId" | "clientSecret"> => {
+    if (fallback) return fallback;
+    const { slug, clientId, clientSecret } = getApp();
+    return { slug, clientId, clientSecret };
+  };
+  const config = { apiUrl: options.apiUrl.replace(/\/+$/, ""), webUrl: options.webUrl.replace(/\/+$/, "") };
 
   async function installationInfo(ref: { externalId: string }): Promise<InstallationInfo> {
     const installationId = parseInstallationId(ref.externalId);
     let data: unknown;
     try {
-      ({ data } = await appRequest("GET /app/installations/{installation_id}", { installation_id: installationId }));
+      ({ data } = await requester.appRequest("GET /app/installations/{installation_id}", { installation_id: installationId }));
     } catch (error) {
       throw githubError(error);
     }
@@ -37,15 +95,16 @@ export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number)
   }
 
   async function exchangeCode(code: string, redirectUri: string): Promise<string> {
+    const { clientId, clientSecret } = settings();
     const response = await providerFetch("github", timeoutMs, {
       url: `${config.webUrl}/login/oauth/access_token`,
-      form: { client_id: config.clientId, client_secret: config.clientSecret, code, redirect_uri: redirectUri },
+      form: { client_id: clientId, client_secret: clientSecret, code, redirect_uri: redirectUri },
     });
     const body = isRecord(response.body) ? response.body : {};
     const accessToken = str(body.access_token);
     if (response.status === 200 && accessToken) return accessToken;
     // GitHub answers a bad code with HTTP 200 and { error: "bad_verification_code" }.
-    const providerCode = safeCode(body.error, `http_${response.status}`, [code, config.clientSecret]);
+    const providerCode = safeCode(body.error, `http_${response.status}`, [code, clientSecret]);
     const kind = providerCode === "bad_verification_code" || providerCode === "access_denied" ? "rejected" : "invalid";
     throw new ProviderError("github", providerCode, kind, response.status === 200 ? undefined : response.status);
   }
@@ -92,7 +151,10 @@ export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number)
     usesPkce: false,
 
     authorizationUrl({ state }) {
-      const url = new URL(`${config.webUrl}/apps/${encodeURIComponent(config.slug)}/installations/new`);
+      const { slug } = settings();
+      // Without the slug (GITHUB_APP_<NAME>_SLUG, or the slug file) there is no install page to send anyone to.
+      if (!slug) throw new ProviderError("github", "app_slug_not_configured", "invalid");
+      const url = new URL(`${config.webUrl}/apps/${encodeURIComponent(slug)}/installations/new`);
       url.searchParams.set("state", state);
       return url.toString();
     },
@@ -103,7 +165,8 @@ export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number)
       // An organization member without the right to install only asks an owner to approve: nothing is installed yet.
       if (query.get("setup_action") === "request") throw new ProviderError("github", "installation_requested", "invalid");
       const installationId = parseInstallationId(query.get("installation_id"));
-      if (config.clientId && config.clientSecret) {
+      const { clientId, clientSecret } = settings();
+      if (clientId && clientSecret) {
         // installation_id in the callback is only a claim: anyone can type one. With the app's OAuth client the
         // installing user's code proves which installations that user can see.
         const code = query.get("code");
@@ -123,7 +186,7 @@ export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number)
     async revoke(ref) {
       const installationId = parseInstallationId(ref.externalId);
       try {
-        await appRequest("DELETE /app/installations/{installation_id}", { installation_id: installationId });
+        await requester.appRequest("DELETE /app/installations/{installation_id}", { installation_id: installationId });
       } catch (error) {
         if (isRecord(error) && error.status === 404) return; // already uninstalled
         throw githubError(error);
@@ -133,10 +196,10 @@ export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number)
     async mintInstallationToken(externalId): Promise<ProviderCredentials> {
       const installationId = parseInstallationId(externalId);
       try {
-        const token = await auth({ type: "installation", installationId });
-        return { accessToken: token.token, expiresAt: new Date(token.expiresAt), scopes: [] };
+        const token = await client.mint({ installationId });
+        return { accessToken: token.token, expiresAt: token.expiresAt, scopes: [] };
       } catch (error) {
-        throw githubError(error);
+        throw toProviderError(error);
       }
     },
   };

@@ -1,7 +1,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGitHubAppClient } from "../../src/github/appClient.ts";
+import type { GitHubApp } from "../../src/github/types.ts";
 import { createGitHubProvider } from "../../src/providers/github.ts";
 import { providerFetch } from "../../src/providers/http.ts";
 import { createJiraProvider } from "../../src/providers/jira.ts";
@@ -42,6 +44,12 @@ async function providerError(promise: Promise<unknown>): Promise<ProviderError> 
   throw new Error("expected a ProviderError, the call succeeded");
 }
 
+/** A named app's install provider built the way createGitHubApps builds it: the app, its client, the URLs. */
+function gitHubProvider(app: GitHubApp, apiUrl: string, timeoutMs = TIMEOUT_MS): InstallationProvider {
+  const options = { apiUrl, webUrl: apiUrl, timeoutMs };
+  return createGitHubProvider(app, createGitHubAppClient(app, options), options);
+}
+
 /** Everything an error could show: message, stack and own fields. */
 const everythingIn = (error: ProviderError) => `${error.message}\n${error.stack ?? ""}\n${JSON.stringify({ ...error })}`;
 
@@ -54,9 +62,9 @@ describe("GitHub App provider", () => {
   beforeAll(async () => {
     gh = await startFakeGitHub();
     app = await gh.createApp({ slug: "keyplane-test", setupUrl: redirectUri });
-    github = createGitHubProvider(
-      { appId: String(app.appId), slug: app.slug, privateKey: app.privateKeyPem, clientId: app.clientId, clientSecret: app.clientSecret, apiUrl: gh.url, webUrl: gh.url },
-      TIMEOUT_MS,
+    github = gitHubProvider(
+      { name: "keyplane-test", appId: String(app.appId), slug: app.slug, privateKey: createPrivateKey(app.privateKeyPem), clientId: app.clientId, clientSecret: app.clientSecret },
+      gh.url,
     );
   });
   afterAll(() => gh.close());
@@ -145,7 +153,7 @@ describe("GitHub App provider", () => {
   });
 
   it("takes installation_id alone when no OAuth client is configured", async () => {
-    const plain = createGitHubProvider({ appId: String(app.appId), slug: app.slug, privateKey: app.privateKeyPem, apiUrl: gh.url, webUrl: gh.url }, TIMEOUT_MS);
+    const plain = gitHubProvider({ name: "plain", appId: String(app.appId), slug: app.slug, privateKey: createPrivateKey(app.privateKeyPem) }, gh.url);
     const installation = gh.addInstallation({ appId: app.appId, account: { login: "plain-user", type: "User" }, repositories: ["x"], permissions: { metadata: "read" }, repositorySelection: "all" });
     const { info } = await plain.completeInstallation({ query: new URLSearchParams({ installation_id: String(installation.id), setup_action: "install" }), redirectUri });
     expect(info).toMatchObject({ externalId: String(installation.id), account: { login: "plain-user", type: "User" }, repositorySelection: "all" });
@@ -187,7 +195,7 @@ describe("GitHub App provider", () => {
 
   it("reports a private key GitHub does not know as rejected, without the JWT", async () => {
     const other = await gh.createApp({ slug: "keyplane-other" });
-    const wrongKey = createGitHubProvider({ appId: String(app.appId), slug: app.slug, privateKey: other.privateKeyPem, apiUrl: gh.url, webUrl: gh.url }, TIMEOUT_MS);
+    const wrongKey = gitHubProvider({ name: "wrong-key", appId: String(app.appId), slug: app.slug, privateKey: createPrivateKey(other.privateKeyPem) }, gh.url);
     const installation = gh.addInstallation({ appId: app.appId, account: { login: "keyless", type: "Organization" }, repositories: ["x"], permissions: { metadata: "read" } });
     const error = await providerError(wrongKey.mintInstallationToken!(String(installation.id)));
     expect(error).toMatchObject({ platform: "github", kind: "rejected", httpStatus: 401 });
@@ -473,11 +481,12 @@ describe("providers: registry, PKCE, HTTP failures", () => {
 
       const slow = createSlackProvider({ clientId: "c", clientSecret: "s", scopes: ["team:read"], apiUrl: `${url}/api` }, 200);
       expect(await providerError(slow.refresh(`xoxe-1-${randomUUID()}`))).toMatchObject({ providerCode: "timeout", kind: "transient" });
-      const privateKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs1", format: "pem" }).toString();
-      const slowGitHub = createGitHubProvider({ appId: "1", slug: "s", privateKey, apiUrl: url, webUrl: url }, 200);
+      const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+      const slowGitHub = gitHubProvider({ name: "slow", appId: "1", slug: "s", privateKey }, url, 200);
       const githubError = await providerError(slowGitHub.installationInfo({ externalId: "7" }));
       expect(githubError).toMatchObject({ providerCode: "timeout", kind: "transient" });
       expect(everythingIn(githubError)).not.toMatch(/eyJ/);
+      // The deprecated PEM form (config.providers.github) still reports an unusable key on use.
       const badKey = createGitHubProvider({ appId: "1", slug: "s", privateKey: "not a key", apiUrl: url, webUrl: url }, 200);
       expect(await providerError(badKey.mintInstallationToken!("7"))).toMatchObject({ providerCode: "app_authentication_failed", kind: "invalid" });
     });
