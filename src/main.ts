@@ -9,6 +9,9 @@ import { createTokenVerifier } from "./auth/verifyToken.ts";
 import type { Config } from "./config.ts";
 import { loadKeyring } from "./crypto/keyring.ts";
 import { createProviders } from "./providers/registry.ts";
+import { TokenCache } from "./app/githubTokens/tokenCache.ts";
+import { createGitHubApps } from "./github/githubApps.ts";
+import { createMetrics } from "./metrics.ts";
 import { createHttpServer } from "./http/server.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { lockDataDir } from "./store/dataDirLock.ts";
@@ -34,6 +37,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
   const embedded = !options.database && !config.database.url;
   const unlock = embedded ? lockDataDir(config.dataDir) : () => {};
   let database: DatabaseHandle | undefined;
+  let githubApps: ReturnType<typeof createGitHubApps> | undefined;
   try {
     database =
       options.database ??
@@ -51,6 +55,8 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     });
     const keyring = loadKeyring({ spec: config.encryptionKeys, dataDir: config.dataDir, allowGenerate: !config.database.url && config.env !== "production" });
     const now = () => new Date();
+    const metrics = createMetrics({ defaultMetrics: true });
+    githubApps = createGitHubApps(config.githubApps, { logger, metrics });
     const db = database.db;
     const deps: AppDeps = {
       db,
@@ -61,7 +67,11 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       verifier: createTokenVerifier({ keys, issuer: config.auth.issuer, audience: config.auth.audience, external: config.auth.external }),
       security: createSecurityRecorder({ db, logger, now }),
       keyring,
-      providers: createProviders(config.providers),
+      // GitHub installs go through the named apps; Slack and Jira through their providers.
+      providers: { ...createProviders(config.providers), github: githubApps.defaultApp ? githubApps.provider(githubApps.defaultApp) : undefined },
+      githubApps,
+      tokenCache: new TokenCache(1000, 5 * 60_000, now),
+      metrics,
     };
     const server = createHttpServer(deps, database);
     const refresher = createCredentialRefresher(deps);
@@ -82,6 +92,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
         }),
       async close() {
         await refresher.stop();
+        githubApps?.close();
         await new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
         server.closeAllConnections?.();
         if (!options.database) await handle.close();
@@ -89,6 +100,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       },
     };
   } catch (error) {
+    githubApps?.close();
     if (!options.database) await database?.close().catch(() => {});
     unlock();
     throw error;

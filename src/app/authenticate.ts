@@ -13,7 +13,7 @@ export const INVALID_TOKEN = "invalid or expired access token";
  * that does not hold a valid, unrevoked token of a known tenant is refused and recorded.
  */
 export async function authenticate(
-  deps: Pick<AppDeps, "db" | "verifier" | "security">,
+  deps: Pick<AppDeps, "db" | "verifier" | "security"> & Partial<Pick<AppDeps, "metrics">>,
   authorization: string | null | undefined,
   request: RequestMeta,
 ): Promise<Actor | null> {
@@ -26,6 +26,7 @@ export async function authenticate(
     return actor;
   } catch (error) {
     if (!(error instanceof AuthFailure)) throw error;
+    deps.metrics?.authFailures.inc({ reason: error.reason });
     await deps.security.record({
       type: "auth.failed",
       tenantId: error.verified?.tenantId ?? null,

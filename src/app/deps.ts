@@ -2,6 +2,9 @@ import type { TokenMinter } from "../auth/tokenMinter.ts";
 import type { TokenVerifier } from "../auth/verifyToken.ts";
 import type { Config } from "../config.ts";
 import type { Keyring } from "../crypto/keyring.ts";
+import type { GitHubApps } from "../github/types.ts";
+import type { Metrics } from "../metrics.ts";
+import type { TokenCache } from "./githubTokens/tokenCache.ts";
 import type { InstallationProvider, Platform } from "../providers/provider.ts";
 import type { Logger } from "../logger.ts";
 import type { Db } from "../store/db.ts";
@@ -20,4 +23,9 @@ export interface AppDeps {
   keyring: Keyring;
   /** The platforms configured on this Keyplane. */
   providers: Partial<Record<Platform, InstallationProvider>>;
+  /** Named GitHub Apps: their clients for installation tokens and their install providers. */
+  githubApps: GitHubApps;
+  /** Per-process GitHub token cache with single-flight. */
+  tokenCache: TokenCache;
+  metrics: Metrics;
 }

@@ -12,20 +12,35 @@ export const PERMISSIONS = {
   "installation:create": "start installing GitHub, Slack or Jira",
   "installation:manage": "suspend, resume and revoke installations",
   "installation:credentials": "obtain an installation's access token (audited on every read)",
+  "github-token:issue": "obtain a GitHub App installation token, as far as a token policy allows",
+  "github-token:read": "list the GitHub tokens handed out (fingerprints, never tokens)",
+  "github-token:revoke": "revoke any GitHub token of the tenant (a requester may always revoke its own)",
+  "token-policy:read": "read the tenant's GitHub token policies",
+  "token-policy:manage": "define and delete GitHub token policies",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
 
-const VIEWER: Permission[] = ["tenant:read", "installation:read"];
+const VIEWER: Permission[] = ["tenant:read", "installation:read", "token-policy:read"];
 const EDITOR: Permission[] = [...VIEWER, "installation:create"];
-const ADMIN: Permission[] = [...EDITOR, "audit:read", "token:issue", "token:revoke", "installation:manage"];
+const ADMIN: Permission[] = [
+  ...EDITOR,
+  "audit:read",
+  "token:issue",
+  "token:revoke",
+  "installation:manage",
+  "github-token:issue",
+  "github-token:read",
+  "github-token:revoke",
+  "token-policy:manage",
+];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   viewer: VIEWER,
   editor: EDITOR,
   admin: ADMIN,
   // Services use credentials; people manage installations but never see their tokens.
-  service: ["tenant:read", "installation:read", "installation:credentials"],
+  service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue"],
   platform: ["tenant:create", "tenant:list"],
 };
 

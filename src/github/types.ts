@@ -71,3 +71,13 @@ export interface GitHubAppClient {
   /** DELETE /installation/token, authenticated with the token itself; an already invalid token is not an error. */
   revokeToken(token: string): Promise<void>;
 }
+
+/** Every configured app with its client and install provider (src/github/githubApps.ts). */
+export interface GitHubApps {
+  registry: GitHubAppRegistry;
+  client(name: string): GitHubAppClient | undefined;
+  provider(name: string): import("../providers/provider.ts").InstallationProvider | undefined;
+  /** The app tenants install when they name none: the only app, or "default", or the first by name. */
+  defaultApp?: string;
+  close(): void;
+}

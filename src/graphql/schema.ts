@@ -5,6 +5,7 @@ import "./types/tenant.ts";
 import "./types/auditLog.ts";
 import "./types/credentials.ts";
 import "./types/installation.ts";
+import "./types/githubTokens.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

@@ -32,7 +32,7 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
 
   const metaOf = (req: IncomingMessage) => requestMetaOf(null, req);
 
-  async function install(req: IncomingMessage, res: ServerResponse, platform: string) {
+  async function install(req: IncomingMessage, res: ServerResponse, platform: string, query: URLSearchParams) {
     const meta = metaOf(req);
     const actor = await authenticate(deps, req.headers.authorization, meta);
     if (!actor) throw new UnauthenticatedError();
@@ -41,7 +41,7 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
       await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "missing-permission", resource: "installation", action: "installation:create", request: meta });
       throw new ForbiddenError("starting an installation needs the editor or admin role");
     }
-    const started = await startInstallation(deps, actor, platform, meta);
+    const started = await startInstallation(deps, actor, platform, meta, query.get("app"));
     res.writeHead(302, { location: started.authorizationUrl, "cache-control": "no-store" });
     res.end();
   }
@@ -70,7 +70,7 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
     const rawBody = await readBody(req, limit);
     if (rawBody === "too-large") return sendJson(res, 413, { error: { code: "BAD_USER_INPUT", message: `webhook body over ${limit} bytes` } }, { connection: "close" });
     const header = (name: string) => (req.headers[name] as string | undefined) ?? undefined;
-    const outcome = await handleGitHubWebhook(deps, { deliveryId: header("x-github-delivery"), event: header("x-github-event"), signature: header("x-hub-signature-256"), rawBody }, metaOf(req));
+    const outcome = await handleGitHubWebhook(deps, { deliveryId: header("x-github-delivery"), event: header("x-github-event"), signature: header("x-hub-signature-256"), targetAppId: header("x-github-hook-installation-target-id"), rawBody }, metaOf(req));
     sendJson(res, 200, { ok: true, duplicate: outcome.duplicate });
   }
 
@@ -80,7 +80,7 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
     const oauth = /^\/oauth\/(install|callback)\/([^/]{1,40})$/.exec(path);
     if (oauth && req.method === "GET") {
       const platform = decodeURIComponent(oauth[2]!);
-      work = oauth[1] === "install" ? install(req, res, platform) : callback(req, res, platform, query);
+      work = oauth[1] === "install" ? install(req, res, platform, query) : callback(req, res, platform, query);
     } else if (path === "/webhooks/github" && req.method === "POST") {
       work = githubWebhook(req, res);
     }

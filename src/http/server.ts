@@ -41,7 +41,7 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     const path = q === -1 ? url : url.slice(0, q);
     const search = q === -1 ? "" : url.slice(q + 1);
     res.once("finish", () => {
-      if (path === "/healthz" || path === "/readyz") return;
+      if (path === "/healthz" || path === "/readyz" || path === "/metrics") return;
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10 }, "request");
     });
@@ -54,6 +54,16 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
       readiness().then(
         (r) => sendJson(res, r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }),
         () => sendJson(res, 503, { status: "not ready" }),
+      );
+      return;
+    }
+    if (req.method === "GET" && path === "/metrics") {
+      deps.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": deps.metrics.registry.contentType, "cache-control": "no-store" });
+          res.end(text);
+        },
+        () => sendJson(res, 500, { error: "metrics unavailable" }),
       );
       return;
     }

@@ -115,6 +115,8 @@ export interface InstallationsTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   revoked_at: Timestamp | null;
+  /** GitHub only: the named app. */
+  app: string | null;
 }
 
 export interface InstallationSecretsTable {
@@ -138,6 +140,7 @@ export interface OAuthStatesTable {
   created_at: Timestamp;
   expires_at: Timestamp;
   consumed_at: Timestamp | null;
+  app: string | null;
 }
 
 export interface WebhookDeliveriesTable {
@@ -160,6 +163,47 @@ export interface GitHubUnclaimedInstallationsTable {
   updated_at: Timestamp;
 }
 
+export interface TokenPoliciesTable {
+  tenant_id: string;
+  name: string;
+  app: string;
+  roles: Json<string[]>;
+  subjects: Json<string[]>;
+  agent_tags: Json<string[]>;
+  repositories: Json<string[]>;
+  permissions: Json<Record<string, string>>;
+  version: number;
+  updated_by: string;
+  updated_at: Timestamp;
+}
+
+export interface GitHubTokensTable {
+  tenant_id: string;
+  token_id: string;
+  app: string;
+  installation_id: string;
+  /** bigint: pg hands it back as a string. */
+  github_installation_id: ColumnType<string | number, number, number>;
+  requester: string;
+  policy: string;
+  repositories: NullableJson<string[]>;
+  permissions: Json<Record<string, string>>;
+  fingerprint: string;
+  cached: boolean;
+  issued_at: Timestamp;
+  expires_at: Timestamp;
+  revoked_at: Timestamp | null;
+  revoke_reason: string | null;
+}
+
+export interface GitHubTokenSecretsTable {
+  tenant_id: string;
+  fingerprint: string;
+  key_id: string;
+  token: string;
+  expires_at: Timestamp;
+}
+
 export interface Database {
   tenant_heads: TenantHeadsTable;
   events: EventsTable;
@@ -173,8 +217,11 @@ export interface Database {
   oauth_states: OAuthStatesTable;
   webhook_deliveries: WebhookDeliveriesTable;
   github_unclaimed_installations: GitHubUnclaimedInstallationsTable;
+  token_policies: TokenPoliciesTable;
+  github_tokens: GitHubTokensTable;
+  github_token_secrets: GitHubTokenSecretsTable;
 }
 
 /** Read tables rebuilt from the log by `keyplane projections rebuild`. */
-export const PROJECTED_TABLES = ["tenants", "access_tokens", "revoked_tokens", "sessions", "installations"] as const;
+export const PROJECTED_TABLES = ["tenants", "access_tokens", "revoked_tokens", "sessions", "installations", "token_policies", "github_tokens"] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];

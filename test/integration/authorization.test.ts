@@ -129,6 +129,8 @@ interface MatrixContext {
   adminToken: string;
   /** A fresh Slack installation of the tenant, installed through the real browser flow. */
   newInstallation(): Promise<string>;
+  /** The org the tenant installed the rex GitHub App on; policy "matrix" lets admins and services ask for its tokens. */
+  rexOrg: string;
 }
 interface Operation {
   query: string;
@@ -221,6 +223,54 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
   },
+  "Query.tokenPolicies": {
+    operation: () => ({ query: "query { tokenPolicies { name } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.setTokenPolicy": {
+    operation: (ctx) => ({
+      query: "mutation ($input: TokenPolicyInput!) { setTokenPolicy(input: $input) { name } }",
+      variables: { input: { name: `p-${unique()}`, app: "rex", roles: ["service"], repositories: [`${ctx.rexOrg}/api`], permissions: { contents: "read" } } },
+    }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.deleteTokenPolicy": {
+    operation: async (ctx) => {
+      const name = `d-${unique()}`;
+      const set = await ctx.app.gql(
+        "mutation ($input: TokenPolicyInput!) { setTokenPolicy(input: $input) { name } }",
+        { input: { name, app: "rex", roles: ["service"], repositories: [`${ctx.rexOrg}/api`], permissions: { contents: "read" } } },
+        { token: ctx.adminToken },
+      );
+      expect(set.errors).toBeUndefined();
+      return { query: "mutation ($name: String!) { deleteTokenPolicy(name: $name) }", variables: { name } };
+    },
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.issueGitHubToken": {
+    operation: (ctx) => ({ query: "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }", variables: { input: { app: "rex", repository: `${ctx.rexOrg}/api` } } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.revokeGitHubToken": {
+    // A token the admin received: the admin may revoke it, a service (not its requester) may not.
+    operation: async (ctx) => {
+      const issued = await ctx.app.gql("mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }", { input: { app: "rex", repository: `${ctx.rexOrg}/web` } }, { token: ctx.adminToken });
+      expect(issued.errors).toBeUndefined();
+      registerSecret(issued.data.issueGitHubToken.token);
+      return { query: "mutation ($id: ID!) { revokeGitHubToken(id: $id) { id revokedAt } }", variables: { id: issued.data.issueGitHubToken.id } };
+    },
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.issuedTokens": {
+    operation: () => ({ query: "query { issuedTokens(first: 5) { nodes { id fingerprint } pageInfo { hasNextPage } } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
   "Mutation.refreshSession": {
     // Public: the refresh token is the credential, whoever (if anyone) sends it.
     operation: async ({ app, adminToken }) => ({
@@ -254,7 +304,7 @@ async function freshRefreshToken(app: TestApp, adminToken: string): Promise<stri
 function registerReturnedSecrets(value: unknown): void {
   if (value === null || typeof value !== "object") return;
   for (const [k, v] of Object.entries(value)) {
-    if ((k === "accessToken" || k === "refreshToken") && typeof v === "string") registerSecret(v);
+    if ((k === "accessToken" || k === "refreshToken" || k === "token") && typeof v === "string") registerSecret(v);
     else registerReturnedSecrets(v);
   }
 }
@@ -276,7 +326,17 @@ describe("authorization matrix", () => {
       expect(installed.status, JSON.stringify(installed.body)).toBe(200);
       return installed.body.installation.id as string;
     };
-    ctx = { app, tenantId, adminToken: seeded.tokens.admin, newInstallation };
+    const rexOrg = `matrix-${unique()}`;
+    world.github.setNextInstall({ account: { login: rexOrg, type: "Organization" }, repositories: ["api", "web"], permissions: { contents: "read", metadata: "read" } });
+    const rex = await browseInstall(app, "github", seeded.tokens.editor, { query: "app=rex" });
+    expect(rex.status, JSON.stringify(rex.body)).toBe(200);
+    const policy = await app.gql(
+      "mutation ($input: TokenPolicyInput!) { setTokenPolicy(input: $input) { name } }",
+      { input: { name: "matrix", app: "rex", roles: ["admin", "service"], repositories: [`${rexOrg}/*`], permissions: { contents: "read" } } },
+      { token: seeded.tokens.admin },
+    );
+    expect(policy.errors).toBeUndefined();
+    ctx = { app, tenantId, adminToken: seeded.tokens.admin, newInstallation, rexOrg };
     tokens.anonymous = undefined;
     tokens.viewer = seeded.tokens.viewer;
     tokens.editor = seeded.tokens.editor;

@@ -14,6 +14,8 @@ import type { TestApp } from "./testApp.ts";
 export interface ProviderWorld {
   github: FakeGitHub;
   githubApp: FakeGitHubApp;
+  /** A second, named app (GITHUB_APP_REX_*): tenants install it with ?app=rex. */
+  rexApp: FakeGitHubApp;
   slack: FakeSlack;
   atlassian: FakeAtlassian;
   publicUrl: string;
@@ -43,6 +45,7 @@ export async function startProviderWorld(): Promise<ProviderWorld> {
   };
   const github = await startFakeGitHub();
   const githubApp = await github.createApp({ slug: `keyplane-${randomBytes(3).toString("hex")}`, setupUrl: callback("github"), clientSecret: secret(), webhookSecret: secret() });
+  const rexApp = await github.createApp({ slug: `rex-${randomBytes(3).toString("hex")}`, setupUrl: callback("github"), clientSecret: secret(), webhookSecret: secret() });
   const slackSecret = secret();
   const atlassianSecret = secret();
   const slack = await startFakeSlack({ clientId: "1111.2222", clientSecret: slackSecret, redirectUri: callback("slack") });
@@ -58,6 +61,12 @@ export async function startProviderWorld(): Promise<ProviderWorld> {
     GITHUB_APP_WEBHOOK_SECRET: githubApp.webhookSecret,
     GITHUB_APP_CLIENT_ID: githubApp.clientId,
     GITHUB_APP_CLIENT_SECRET: githubApp.clientSecret,
+    GITHUB_APP_REX_ID: String(rexApp.appId),
+    GITHUB_APP_REX_SLUG: rexApp.slug,
+    GITHUB_APP_REX_PRIVATE_KEY: rexApp.privateKeyPem,
+    GITHUB_APP_REX_WEBHOOK_SECRET: rexApp.webhookSecret,
+    GITHUB_APP_REX_CLIENT_ID: rexApp.clientId,
+    GITHUB_APP_REX_CLIENT_SECRET: rexApp.clientSecret,
     SLACK_API_URL: slack.apiUrl,
     SLACK_CLIENT_ID: "1111.2222",
     SLACK_CLIENT_SECRET: slackSecret,
@@ -71,6 +80,7 @@ export async function startProviderWorld(): Promise<ProviderWorld> {
   return {
     github,
     githubApp,
+    rexApp,
     slack,
     atlassian,
     publicUrl,
@@ -96,8 +106,8 @@ export interface BrowserResult {
  * redirect (without the token, as a browser would cross origins) until a page that is not a redirect,
  * or until a redirect leaves for `stopAt` (e.g. the dashboard's success URL).
  */
-export async function browseInstall(app: TestApp, platform: string, token: string, options: { stopAt?: string; maxHops?: number } = {}): Promise<BrowserResult> {
-  let url = `${app.url}/oauth/install/${platform}`;
+export async function browseInstall(app: TestApp, platform: string, token: string, options: { stopAt?: string; maxHops?: number; query?: string } = {}): Promise<BrowserResult> {
+  let url = `${app.url}/oauth/install/${platform}${options.query ? `?${options.query}` : ""}`;
   const visited: string[] = [];
   let headers: Record<string, string> = { authorization: `Bearer ${token}` };
   for (let hop = 0; hop < (options.maxHops ?? 6); hop++) {

@@ -18,7 +18,7 @@ export interface CompletedCallback {
   outcome: "created" | "reauthorized";
 }
 
-type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "security" | "logger" | "now">;
+type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "security" | "logger" | "now">;
 
 /**
  * The provider's redirect back: consumes the OAuth state exactly once, lets the provider finish
@@ -26,9 +26,9 @@ type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "security"
  * it, as the actor who started it. A bad state stores nothing but a security event.
  */
 export async function completeInstallation(deps: Deps, platform: string, query: URLSearchParams, request: RequestMeta = {}): Promise<CompletedCallback> {
-  const provider = providerFor(deps, platform);
+  const { provider: platformProvider } = providerFor(deps, platform);
   const refuse = async (reason: string, tenantId: string | null, message: string): Promise<never> => {
-    await deps.security.record({ type: "auth.failed", tenantId, actor: null, level: "warning", status: "failed", reason, resource: "installation", action: "oauth-callback", details: { platform: provider.platform }, request });
+    await deps.security.record({ type: "auth.failed", tenantId, actor: null, level: "warning", status: "failed", reason, resource: "installation", action: "oauth-callback", details: { platform: platformProvider.platform }, request });
     throw new BadInputError(message, "state");
   };
   const state = query.get("state");
@@ -45,14 +45,16 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
     if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start the installation again");
     return refuse("oauth-state-unknown", null, "state: unknown; start the installation again");
   }
-  if (consumed.platform !== provider.platform) return refuse("oauth-state-platform-mismatch", consumed.tenant_id, "state: issued for another platform");
+  if (consumed.platform !== platformProvider.platform) return refuse("oauth-state-platform-mismatch", consumed.tenant_id, "state: issued for another platform");
   if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start the installation again");
+  // The app the install was started for (GitHub); its provider finishes it.
+  const { provider, app } = providerFor(deps, platform, consumed.app);
   const codeVerifier = consumed.code_verifier ? deps.keyring.decrypt(consumed.code_verifier, stateAad(consumed.request_id)) : undefined;
   const completed = await provider.completeInstallation({ query, redirectUri: callbackUrl(deps, provider.platform), codeVerifier });
 
   const tenantId = consumed.tenant_id;
   const metadata: EventMetadata = { actor: consumed.actor, ...Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined)) };
-  const args = { tenantId, requestId: consumed.request_id, platform: provider.platform, completed, metadata };
+  const args = { tenantId, requestId: consumed.request_id, platform: provider.platform, app, completed, metadata };
   if (provider.platform !== "github") return withTenant(deps.db, tenantId, (trx) => record(deps, trx, args));
 
   // A GitHub installation has one owner: the claim, the take-over of what webhooks announced before
@@ -88,7 +90,7 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
 async function record(
   deps: Deps,
   trx: Tx,
-  args: { tenantId: string; requestId: string; platform: Platform; completed: CompletedInstallation; metadata: EventMetadata; repositories?: string[]; suspended?: boolean },
+  args: { tenantId: string; requestId: string; platform: Platform; app?: string; completed: CompletedInstallation; metadata: EventMetadata; repositories?: string[]; suspended?: boolean },
 ): Promise<CompletedCallback> {
   const { tenantId, requestId, platform, completed, metadata } = args;
   const info: InstallationInfoData = completed.info;
@@ -97,7 +99,7 @@ async function record(
   const credentials = completed.credentials ? await storeCredentials(trx, deps.keyring, tenantId, installationId, completed.credentials, deps.now()) : undefined;
   const command = existing
     ? { type: "ReauthorizeInstallation" as const, info, requestId, credentials }
-    : { type: "CreateInstallation" as const, installationId, platform, info, requestId, repositories: args.repositories, credentials };
+    : { type: "CreateInstallation" as const, installationId, platform, app: args.app, info, requestId, repositories: args.repositories, credentials };
   await decideAndAppend(trx, { tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata });
   const suspendedAtProvider = args.suspended || (platform === "github" && Boolean(info.details?.suspendedAt));
   if (suspendedAtProvider && !existing) {

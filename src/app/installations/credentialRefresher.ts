@@ -18,7 +18,7 @@ const BATCH = 100;
  * Every process runs one; ticks are jittered and each refresh takes the installation's advisory
  * lock, so several processes cooperate instead of racing.
  */
-export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "logger" | "now">): CredentialRefresher {
+export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">): CredentialRefresher {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
   let stopped = true;

@@ -7,6 +7,7 @@ import type { EventMetadata } from "../../store/events/types.ts";
 import { findGitHubOwner } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
+import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
 import { installationDecider, installationStream } from "./installationStream.ts";
 
 export class WebhookSignatureError extends DomainError {
@@ -19,6 +20,8 @@ export interface GitHubDelivery {
   deliveryId: string | undefined;
   event: string | undefined;
   signature: string | undefined;
+  /** X-GitHub-Hook-Installation-Target-ID: the app the delivery is for. */
+  targetAppId?: string;
   rawBody: Buffer;
 }
 
@@ -48,10 +51,18 @@ const repoNames = (list: unknown): string[] =>
  * the events it caused, so a redelivery appends nothing), and mapped onto the installation of the
  * tenant that claimed it — or onto the unclaimed pool the install callback takes over later.
  */
-export async function handleGitHubWebhook(deps: Pick<AppDeps, "db" | "config" | "security" | "logger" | "now">, delivery: GitHubDelivery, request: RequestMeta = {}): Promise<WebhookOutcome> {
-  const secret = deps.config.providers.github?.webhookSecret;
-  if (!secret) throw new NotFoundError("webhook endpoint");
-  if (!verifyGitHubSignature(secret, delivery.rawBody, delivery.signature)) {
+export async function handleGitHubWebhook(
+  deps: Pick<AppDeps, "db" | "githubApps" | "security" | "logger" | "now" | "tokenCache">,
+  delivery: GitHubDelivery,
+  request: RequestMeta = {},
+): Promise<WebhookOutcome> {
+  // Each app has its own webhook secret; GitHub names the app in X-GitHub-Hook-Installation-Target-ID.
+  const apps = deps.githubApps.registry.names().map((name) => deps.githubApps.registry.get(name)!).filter((a) => a.webhookSecret);
+  if (!apps.length) throw new NotFoundError("webhook endpoint");
+  const named = delivery.targetAppId ? deps.githubApps.registry.byAppId(delivery.targetAppId) : undefined;
+  const candidates = named ? [named] : apps;
+  const app = candidates.find((a) => a.webhookSecret && verifyGitHubSignature(a.webhookSecret, delivery.rawBody, delivery.signature));
+  if (!app) {
     await deps.security.record({
       type: "auth.failed",
       tenantId: null,
@@ -79,7 +90,8 @@ export async function handleGitHubWebhook(deps: Pick<AppDeps, "db" | "config" | 
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) throw new BadInputError("body: not a JSON object");
   const action = typeof payload.action === "string" ? payload.action.slice(0, 60) : null;
 
-  return withPlatform(deps.db, async (trx) => {
+  const forget: string[] = [];
+  const outcome = await withPlatform(deps.db, async (trx) => {
     const fresh = await trx
       .insertInto("webhook_deliveries")
       .values({ provider: "github", delivery_id: deliveryId, event, action, tenant_id: null, received_at: deps.now() })
@@ -110,10 +122,17 @@ export async function handleGitHubWebhook(deps: Pick<AppDeps, "db" | "config" | 
       const { stored } = await decideAndAppend(trx, { tenantId: owner.tenant_id, ...installationStream(owner.installation_id), decider: installationDecider, command, metadata });
       applied.push(...stored.map((e) => e.type));
     }
+    // Uninstalled or suspended at GitHub: GitHub already refuses its tokens; the record says so too.
+    if (event === "installation" && (action === "deleted" || action === "suspend")) {
+      const reason = action === "deleted" ? "installation_deleted" : "installation_suspended";
+      forget.push(...(await revokeInstallationTokens(trx, { tenantId: owner.tenant_id, installationId: owner.installation_id, reason, revokedAtGitHub: true, now: deps.now(), metadata })));
+    }
     await trx.updateTable("webhook_deliveries").set({ tenant_id: owner.tenant_id }).where("provider", "=", "github").where("delivery_id", "=", deliveryId).execute();
     deps.logger.info({ tenantId: owner.tenant_id, installationId: owner.installation_id, event, action, applied }, "github webhook applied");
     return { deliveryId, duplicate: false, tenantId: owner.tenant_id, applied };
   });
+  for (const fp of forget) deps.tokenCache.forgetFingerprint(fp);
+  return outcome;
 }
 
 function commandsFor(event: string, action: string | null, payload: Record<string, any>): InstallationCommand[] {

@@ -7,6 +7,7 @@ import { withTenant } from "../../store/db.ts";
 import { fingerprint } from "../../store/events/hashing.ts";
 import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
+import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { installationDecider, installationStream } from "./installationStream.ts";
 import { currentCredentials, lockInstallation } from "./refreshCredentials.ts";
@@ -35,14 +36,14 @@ export async function loadInstallation(deps: Pick<AppDeps, "db">, actor: Actor, 
  * token's fingerprint, committed before the token leaves.
  */
 export async function installationCredentials(
-  deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "logger" | "now">,
+  deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">,
   actor: Actor,
   rawId: unknown,
   request: RequestMeta = {},
 ): Promise<HandedOutCredentials> {
   const row = await loadInstallation(deps, actor, rawId);
   if (row.status !== "active") throw new ConflictError(`installation is ${row.status.replace("_", " ")}: no credentials are handed out`, { status: row.status });
-  const provider = deps.providers[row.platform];
+  const provider = providerOf(deps, row);
   if (!provider) throw new ConflictError(`${row.platform} is not configured on this Keyplane`);
   let credentials: ProviderCredentials;
   if (row.platform === "github") {

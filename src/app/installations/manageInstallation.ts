@@ -3,12 +3,15 @@ import { ProviderError } from "../../providers/provider.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
 import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
+import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { loadInstallation } from "./installationCredentials.ts";
 import { installationDecider, installationStream } from "./installationStream.ts";
 import { forgetCredentials, readCredentials } from "./vault.ts";
+import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
+import { readTokenSecret } from "../githubTokens/tokenVault.ts";
 
-type Deps = Pick<AppDeps, "db" | "keyring" | "providers" | "logger">;
+type Deps = Pick<AppDeps, "db" | "keyring" | "providers" | "githubApps" | "logger" | "tokenCache" | "now">;
 
 /** Decides and appends one command on the installation, then reads it back, in one tenant transaction. */
 async function run(
@@ -29,7 +32,14 @@ async function run(
 /** Keyplane stops handing out this installation's credentials until an admin resumes it. */
 export async function suspendInstallation(deps: Deps, actor: Actor, input: { id: unknown; reason?: string | null }, request: RequestMeta = {}) {
   const row = await loadInstallation(deps, actor, input.id);
-  return run(deps, actor, row, { type: "SuspendInstallation", by: "tenant", reason: input.reason?.slice(0, 500) ?? undefined }, request);
+  // GitHub keeps honouring tokens of an installation only Keyplane suspended: revoke them there too.
+  const revokedAtGitHub = row.platform === "github" ? await revokeLiveTokensAtGitHub(deps, actor.tenantId, row) : false;
+  const fingerprints: string[] = [];
+  const done = await run(deps, actor, row, { type: "SuspendInstallation", by: "tenant", reason: input.reason?.slice(0, 500) ?? undefined }, request, async (trx) => {
+    fingerprints.push(...(await revokeInstallationTokens(trx, { tenantId: actor.tenantId, installationId: row.installation_id, reason: "installation_suspended", revokedAtGitHub, now: deps.now(), metadata: eventMetadata(actor, request) })));
+  });
+  for (const fp of fingerprints) deps.tokenCache.forgetFingerprint(fp);
+  return done;
 }
 
 export async function resumeInstallation(deps: Deps, actor: Actor, input: { id: unknown }, request: RequestMeta = {}) {
@@ -46,7 +56,7 @@ export async function resumeInstallation(deps: Deps, actor: Actor, input: { id: 
 export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: unknown }, request: RequestMeta = {}) {
   const row = await loadInstallation(deps, actor, input.id);
   if (row.status === "revoked") return row;
-  const provider = deps.providers[row.platform];
+  const provider = providerOf(deps, row);
   let providerRevoked = false;
   if (provider && row.platform !== "jira") {
     const stored = row.platform === "github" ? null : await withTenant(deps.db, actor.tenantId, (trx) => readCredentials(trx, deps.keyring, actor.tenantId, row.installation_id));
@@ -58,5 +68,24 @@ export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: 
       deps.logger.info({ installationId: row.installation_id, providerCode: error.providerCode }, "provider already considers the grant gone");
     }
   }
-  return run(deps, actor, row, { type: "RevokeInstallation", by: "tenant", providerRevoked }, request, (trx) => forgetCredentials(trx, actor.tenantId, row.installation_id));
+  // Uninstalling at GitHub kills the installation's tokens there; Keyplane records each one revoked.
+  const fingerprints: string[] = [];
+  const done = await run(deps, actor, row, { type: "RevokeInstallation", by: "tenant", providerRevoked }, request, async (trx) => {
+    await forgetCredentials(trx, actor.tenantId, row.installation_id);
+    fingerprints.push(...(await revokeInstallationTokens(trx, { tenantId: actor.tenantId, installationId: row.installation_id, reason: "installation_revoked", revokedAtGitHub: providerRevoked, now: deps.now(), metadata: eventMetadata(actor, request) })));
+  });
+  for (const fp of fingerprints) deps.tokenCache.forgetFingerprint(fp);
+  return done;
+}
+
+/** Best effort, token by token: DELETE /installation/token for every live token of the installation. */
+async function revokeLiveTokensAtGitHub(deps: Deps, tenantId: string, row: InstallationRow): Promise<boolean> {
+  const live = await withTenant(deps.db, tenantId, async (trx) => {
+    const rows = await trx.selectFrom("github_tokens").select(["fingerprint", "app"]).distinct().where("tenant_id", "=", tenantId).where("installation_id", "=", row.installation_id).where("revoked_at", "is", null).where("expires_at", ">", deps.now()).execute();
+    return Promise.all(rows.map(async (r) => ({ app: r.app, token: await readTokenSecret(trx, deps.keyring, tenantId, r.fingerprint) })));
+  });
+  const results = await Promise.allSettled(live.map(({ app, token }) => (token ? deps.githubApps.client(app)?.revokeToken(token) : undefined)));
+  const failed = results.filter((r) => r.status === "rejected").length;
+  if (failed) deps.logger.warn({ tenantId, installationId: row.installation_id, failed }, "some tokens could not be revoked at GitHub; they expire within the hour");
+  return failed === 0;
 }

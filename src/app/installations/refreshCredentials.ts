@@ -5,11 +5,12 @@ import { ProviderError, type ProviderCredentials } from "../../providers/provide
 import { withTenant, type Tx } from "../../store/db.ts";
 import { findInstallation } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
+import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { installationDecider, installationStream } from "./installationStream.ts";
 import { readCredentials, storeCredentials } from "./vault.ts";
 
-type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "logger" | "now">;
+type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">;
 
 const MAX_BACKOFF_MS = 60 * 60_000;
 /** Exponential backoff from 30 s, capped at an hour, with ±20% jitter so processes and installations spread out. */
@@ -76,7 +77,7 @@ async function refreshUnderLock(deps: Deps, tenantId: string, installationId: st
       });
     }
 
-    const provider = deps.providers[row.platform];
+    const provider = providerOf(deps, row);
     if (!provider) throw new ConflictError(`${row.platform} is not configured on this Keyplane`);
     const metadata = eventMetadata(systemActor("credential-refresher", tenantId));
     const stream = { tenantId, ...installationStream(installationId), decider: installationDecider, metadata };

@@ -13,12 +13,29 @@ export const hashState = (state: string) => createHash("sha256").update(state).d
 export const callbackUrl = (deps: Pick<AppDeps, "config">, platform: Platform) => `${deps.config.providers.publicUrl}/oauth/callback/${platform}`;
 export const stateAad = (requestId: string) => `oauth_state:${requestId}:code_verifier`;
 
-/** The configured provider for a platform named by a caller, or a clear BAD_USER_INPUT. */
-export function providerFor(deps: Pick<AppDeps, "providers">, platform: string): InstallationProvider {
+/**
+ * The configured provider for a platform (and, for GitHub, a named app: the default app when none is
+ * named) as a caller named it, or a clear BAD_USER_INPUT.
+ */
+export function providerFor(deps: Pick<AppDeps, "providers" | "githubApps">, platform: string, app?: string | null): { provider: InstallationProvider; app?: string } {
   if (!isPlatform(platform)) throw new BadInputError(`platform: unknown platform ${JSON.stringify(platform.slice(0, 40))} (github, slack or jira)`, "platform");
+  if (platform === "github") {
+    const name = app ?? deps.githubApps.defaultApp;
+    const provider = name ? deps.githubApps.provider(name) : undefined;
+    if (!provider) throw new BadInputError(app ? `app: no GitHub App named ${JSON.stringify(app.slice(0, 40))} is configured` : "platform: github is not configured on this Keyplane", app ? "app" : "platform");
+    return { provider, app: name };
+  }
+  if (app) throw new BadInputError("app: only GitHub installations name an app", "app");
   const provider = deps.providers[platform];
   if (!provider) throw new BadInputError(`platform: ${platform} is not configured on this Keyplane`, "platform");
-  return provider;
+  return { provider };
+}
+
+/** The provider an existing installation was made with (undefined when that is no longer configured). */
+export function providerOf(deps: Pick<AppDeps, "providers" | "githubApps">, row: { platform: Platform; app: string | null }): InstallationProvider | undefined {
+  if (row.platform !== "github") return deps.providers[row.platform];
+  const name = row.app ?? deps.githubApps.defaultApp;
+  return name ? deps.githubApps.provider(name) : undefined;
 }
 
 export interface StartedInstallation {
@@ -33,12 +50,13 @@ export interface StartedInstallation {
  * installation.requested in the tenant's log.
  */
 export async function startInstallation(
-  deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "now">,
+  deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "now">,
   actor: Actor,
   platform: string,
   request: RequestMeta = {},
+  app?: string | null,
 ): Promise<StartedInstallation> {
-  const provider = providerFor(deps, platform);
+  const { provider, app: appName } = providerFor(deps, platform, app);
   const state = randomBytes(32).toString("base64url");
   const requestId = randomUUID();
   const verifier = provider.usesPkce ? newPkceVerifier() : undefined;
@@ -52,6 +70,7 @@ export async function startInstallation(
         request_id: requestId,
         state_hash: hashState(state),
         platform: provider.platform,
+        app: appName ?? null,
         actor: JSON.stringify(eventMetadata(actor).actor),
         key_id: verifier ? deps.keyring.currentKeyId : null,
         code_verifier: verifier ? deps.keyring.encrypt(verifier, stateAad(requestId)) : null,

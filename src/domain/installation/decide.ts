@@ -25,7 +25,7 @@ export interface CredentialFacts {
 }
 
 export type InstallationCommand =
-  | { type: "CreateInstallation"; installationId: string; platform: Platform; info: InstallationInfoData; requestId?: string; repositories?: string[]; credentials?: CredentialFacts }
+  | { type: "CreateInstallation"; installationId: string; platform: Platform; app?: string; info: InstallationInfoData; requestId?: string; repositories?: string[]; credentials?: CredentialFacts }
   | { type: "ReauthorizeInstallation"; info: InstallationInfoData; requestId?: string; credentials?: CredentialFacts }
   | { type: "SuspendInstallation"; by: Source; reason?: string }
   | { type: "ResumeInstallation"; by: Source }
@@ -40,8 +40,8 @@ export type InstallationCommand =
 export function decideInstallation(command: InstallationCommand, state: InstallationState): InstallationEvent[] {
   if (command.type === "CreateInstallation") {
     if (state.exists) throw new ConflictError(`installation ${command.installationId} already exists`);
-    const { installationId, platform, info, requestId, repositories, credentials } = command;
-    return [InstallationCreated({ installationId, platform, ...info, requestId, repositories, credentials })];
+    const { installationId, platform, app, info, requestId, repositories, credentials } = command;
+    return [InstallationCreated({ installationId, platform, app, ...info, requestId, repositories, credentials })];
   }
   if (!state.exists) throw new NotFoundError("installation");
   const installationId = state.id;

@@ -37,6 +37,8 @@ export const InstallationCreated = defineEvent(
   z.object({
     installationId: z.string(),
     platform: platformSchema,
+    /** GitHub: the named app installed (rex, clippy, …). */
+    app: z.string().optional(),
     ...installationInfoSchema.shape,
     requestId: z.string().optional(),
     repositories: z.array(z.string()).optional(),

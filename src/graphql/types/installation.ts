@@ -40,6 +40,7 @@ export const Installation = builder.objectRef<InstallationRow>("Installation").i
     platform: t.field({ type: Platform, resolve: (r) => r.platform }),
     status: t.field({ type: InstallationStatus, resolve: (r) => r.status }),
     externalId: t.exposeString("external_id", { description: "GitHub installation id, Slack team id or Atlassian cloud id" }),
+    app: t.exposeString("app", { nullable: true, description: "GitHub: the named app installed" }),
     account: t.field({ type: InstallationAccount, resolve: (r) => r }),
     permissions: t.field({ type: "JSON", description: "GitHub: permission -> access level", resolve: (r) => r.permissions }),
     scopes: t.stringList({ resolve: (r) => r.scopes }),
@@ -143,9 +144,9 @@ builder.mutationField("startInstallation", (t) =>
   t.field({
     type: InstallationStart,
     description: "For single-page apps: the provider's authorization URL with a fresh single-use state",
-    args: { platform: t.arg({ type: Platform, required: true }) },
+    args: { platform: t.arg({ type: Platform, required: true }), app: t.arg.string({ required: false, description: "GitHub: which configured app (default: the default app)" }) },
     authScopes: { permission: "installation:create" },
-    resolve: (_root, args, ctx) => startInstallation(ctx.deps, ctx.actor!, args.platform, ctx.meta),
+    resolve: (_root, args, ctx) => startInstallation(ctx.deps, ctx.actor!, args.platform, ctx.meta, args.app),
   }),
 );
 

@@ -33,6 +33,7 @@ export const installationsProjection: Projection = {
             tenant_id: event.tenantId,
             installation_id: d.installationId,
             platform: d.platform,
+            app: d.app ?? null,
             external_id: d.externalId,
             ...accountColumns(d),
             repositories: d.repositories ? JSON.stringify([...d.repositories].sort()) : null,

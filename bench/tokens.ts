@@ -1,0 +1,128 @@
+/**
+ * npm run bench:tokens
+ *
+ * GitHub installation tokens over HTTP, against the local GitHub fake, with a baseline measured in
+ * the same run on the same server:
+ *   A  a cached `issueGitHubToken` (policy check, installation lookup, token.issued appended),
+ *      sequential requests: p50 / p99 latency;
+ *   B  the cheapest authenticated GraphQL request, `{ me { subject } }`, sequential: p50 / p99;
+ *   C  1,000 concurrent identical `issueGitHubToken` requests for a token nobody asked for yet:
+ *      how many calls reached GitHub (target 1), and how long the burst took.
+ * Prints A/B (the cost of a cached token over the cheapest authenticated request). Embedded PGlite
+ * unless DATABASE_URL is set. Always exits 0 once measured (a benchmark, not a test).
+ *
+ * Environment: DATABASE_URL, BENCH_REQUESTS (default 2000), BENCH_CONCURRENT (default 1000), BENCH_WARMUP (default 200).
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { issueAccessToken } from "../src/app/credentials.ts";
+import { createTenant } from "../src/app/tenants.ts";
+import { systemActor } from "../src/auth/actor.ts";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/logger.ts";
+import { createKeyplane } from "../src/main.ts";
+import { startFakeGitHub } from "../test/fakes/github.ts";
+import { freePort } from "../test/testkit/providerWorld.ts";
+
+const intEnv = (name: string, fallback: number) => {
+  const n = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer`);
+  return n;
+};
+const REQUESTS = intEnv("BENCH_REQUESTS", 2000);
+const CONCURRENT = intEnv("BENCH_CONCURRENT", 1000);
+const WARMUP = intEnv("BENCH_WARMUP", 200);
+
+const port = await freePort();
+const publicUrl = `http://127.0.0.1:${port}`;
+const github = await startFakeGitHub();
+const rex = await github.createApp({ slug: "rex-bench", setupUrl: `${publicUrl}/oauth/callback/github`, webhookSecret: "bench-webhook-secret" });
+github.setNextInstall({ account: { login: "bench-org", type: "Organization" }, repositories: ["api", "web"], permissions: { contents: "write", pull_requests: "write", metadata: "read" } });
+const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-bench-"));
+const env = {
+  NODE_ENV: "test",
+  LOG_LEVEL: "silent",
+  PORT: String(port),
+  KEYPLANE_PUBLIC_URL: publicUrl,
+  KEYPLANE_DATA_DIR: dataDir,
+  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL, KEYPLANE_MIGRATE_ON_START: "true", KEYPLANE_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` } : {}),
+  GITHUB_URL: github.url,
+  GITHUB_API_URL: github.url,
+  GITHUB_APP_REX_ID: String(rex.appId),
+  GITHUB_APP_REX_SLUG: rex.slug,
+  GITHUB_APP_REX_PRIVATE_KEY: rex.privateKeyPem,
+  GITHUB_APP_REX_WEBHOOK_SECRET: rex.webhookSecret,
+};
+if (process.env.DATABASE_URL) {
+  const { generateKeyPairSync } = await import("node:crypto");
+  Object.assign(env, { KEYPLANE_SIGNING_KEY: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString() });
+}
+const kp = await createKeyplane(loadConfig(env), { logger: createLogger({ level: "silent" }) });
+const url = await kp.listen(port, "127.0.0.1");
+
+const tenantId = `bench-${Date.now().toString(36)}`;
+await createTenant(kp.deps, systemActor("bench"), { id: tenantId, name: "Bench", tier: "enterprise" });
+const mint = async (roles: Array<"admin" | "editor" | "service">, subject: string) =>
+  (await issueAccessToken(kp.deps, systemActor("bench"), { tenantId, subject, kind: roles.includes("service") ? "service" : "user", roles, issuedVia: "cli" })).accessToken;
+const [editor, admin, service] = await Promise.all([mint(["editor"], "bench-editor"), mint(["admin"], "bench-admin"), mint(["service"], "bench-service")]);
+
+// Install rex through the browser flow, then a policy for the service.
+let next = `${url}/oauth/install/github?app=rex`;
+let headers: Record<string, string> = { authorization: `Bearer ${editor}` };
+for (let hop = 0; hop < 5; hop++) {
+  const res = await fetch(next, { redirect: "manual", headers });
+  headers = {};
+  const location = res.headers.get("location");
+  if (!location) {
+    if (res.status !== 200) throw new Error(`install failed: ${res.status} ${await res.text()}`);
+    break;
+  }
+  next = new URL(location, next).toString();
+}
+const gql = async (token: string, query: string, variables: Record<string, unknown> = {}) => {
+  const res = await fetch(`${url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ query, variables }) });
+  const body = (await res.json()) as { data?: any; errors?: unknown[] };
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+};
+await gql(admin, 'mutation { setTokenPolicy(input: { name: "bench", app: "rex", roles: ["service"], repositories: ["bench-org/*"], permissions: { contents: "write", pull_requests: "write" } }) { name } }');
+
+const ISSUE = "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id cached } }";
+const issue = (permissions: Record<string, string>) => gql(service, ISSUE, { input: { app: "rex", owner: "bench-org", repositories: ["api"], permissions } });
+const me = () => gql(service, "{ me { subject } }");
+
+async function latencies(label: string, fn: () => Promise<unknown>): Promise<{ p50: number; p99: number; mean: number }> {
+  for (let i = 0; i < WARMUP; i++) await fn();
+  const samples: number[] = [];
+  for (let i = 0; i < REQUESTS; i++) {
+    const start = performance.now();
+    await fn();
+    samples.push(performance.now() - start);
+  }
+  samples.sort((a, b) => a - b);
+  const at = (q: number) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]!;
+  const result = { p50: at(0.5), p99: at(0.99), mean: samples.reduce((a, b) => a + b, 0) / samples.length };
+  console.log(`${label.padEnd(34)} p50 ${result.p50.toFixed(2)} ms   p99 ${result.p99.toFixed(2)} ms   mean ${result.mean.toFixed(2)} ms   (${REQUESTS} sequential)`);
+  return result;
+}
+
+const mintCalls = () => github.requests.filter((r) => r.method === "POST" && r.path.endsWith("/access_tokens")).length;
+
+console.log(`bench:tokens on ${kp.database.backend === "pg" ? "PostgreSQL" : "embedded PGlite"}, GitHub fake at ${github.url}`);
+await issue({ contents: "read" }); // fills the cache for A
+const baseline = await latencies("B  { me } (baseline)", me);
+const cached = await latencies("A  issueGitHubToken (cached)", () => issue({ contents: "read" }));
+console.log(`A/B p50 ratio ${(cached.p50 / baseline.p50).toFixed(2)}   p99 ratio ${(cached.p99 / baseline.p99).toFixed(2)}`);
+
+const before = mintCalls();
+const start = performance.now();
+const burst = await Promise.all(Array.from({ length: CONCURRENT }, () => issue({ contents: "write", pull_requests: "write" })));
+const elapsed = performance.now() - start;
+const upstream = mintCalls() - before;
+console.log(`C  ${CONCURRENT} concurrent identical requests: ${upstream} upstream call(s) (target 1), ${burst.filter((b) => !b.issueGitHubToken.cached).length} uncached answer(s), ${elapsed.toFixed(0)} ms in all`);
+
+await kp.close();
+await github.close();
+rmSync(dataDir, { recursive: true, force: true });
