@@ -23,6 +23,7 @@ const load = {
   db: () => import("../store/db.ts"),
   migrate: () => import("../store/migrate.ts"),
   tenantQueries: () => import("../store/queries/tenantQueries.ts"),
+  githubToken: () => import("./githubToken.ts"),
 };
 
 export const USAGE = `usage: keyplane <command> [options]
@@ -41,10 +42,24 @@ commands:
   keys generate                           print a new id:base64key entry for KEYPLANE_ENCRYPTION_KEYS
   keys rotate                             re-encrypt every stored secret under the first (current) key
                                           of KEYPLANE_ENCRYPTION_KEYS; resumable
+  github-token --app NAME --output FILE [--installation-id N | --owner LOGIN | --repository OWNER/NAME]
+               [--repositories NAME[,NAME...]...] [--permission NAME=read|write|admin...]
+               [--keyplane-url URL --token-file FILE] [--watch] [--health-port PORT] [--timeout SECONDS]
+                                          write a GitHub App installation token for a workload to FILE
+                                          (the token alone, no trailing newline; mode 0600; atomic rename).
+                                          With --keyplane-url it asks Keyplane with the service token in
+                                          --token-file (re-read each time; recommended: no app key in the
+                                          workload); without, it mints with the app key from
+                                          GITHUB_APP_<NAME>_* or GITHUB_APPS_DIR/<name>/. --repository alone
+                                          limits the token to that repository. --watch keeps FILE fresh
+                                          (5-10 min before expiry, retries, never removes the last good
+                                          token; exit 0 on SIGTERM); /healthz on --health-port is 200 while
+                                          FILE's token has 5 min left. JSON log lines on stderr, never the token.
   help                                    show this text
 
 The database is PostgreSQL when DATABASE_URL is set, otherwise the embedded one in KEYPLANE_DATA_DIR (./data).
-Exit status: 0 success, 1 failure, 2 usage or configuration error.
+Exit status: 0 success, 1 failure, 2 usage or configuration error;
+github-token also 3 refused by GitHub or Keyplane, 4 GitHub or Keyplane unreachable (network, timeout, 5xx).
 `;
 
 export class UsageError extends Error {}
@@ -113,6 +128,8 @@ function parseCommand(argv: string[]): Command {
         return sub === "generate" ? keysGenerate : keysRotate;
       }
       throw new UsageError(sub ? `unknown keys command: ${sub}` : "keys needs a command: generate or rotate");
+    case "github-token":
+      return async (config, io) => (await load.githubToken()).runGitHubToken(argv.slice(1), config, io);
     case undefined:
       throw new UsageError("no command given");
     default:
