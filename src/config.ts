@@ -107,17 +107,6 @@ export interface GitHubAppsConfig {
   timeoutMs: number;
 }
 
-export interface GitHubAppConfig {
-  appId: string;
-  slug: string;
-  privateKey: string;
-  webhookSecret?: string;
-  /** With the app's OAuth client, the install callback proves the installing user can see the installation. */
-  clientId?: string;
-  clientSecret?: string;
-  apiUrl: string;
-  webUrl: string;
-}
 export interface SlackConfig {
   clientId: string;
   clientSecret: string;
@@ -135,7 +124,6 @@ export interface ProvidersConfig {
   /** Where providers send the browser back: `${publicUrl}/oauth/callback/<platform>`. */
   publicUrl: string;
   timeoutMs: number;
-  github?: GitHubAppConfig;
   slack?: SlackConfig;
   jira?: JiraConfig;
 }
@@ -149,8 +137,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration: ${problems}`);
   }
   const e = parsed.data;
-  requireTogether(["GITHUB_APP_ID", "GITHUB_APP_SLUG", "GITHUB_APP_PRIVATE_KEY"], e);
-  requireTogether(["GITHUB_APP_CLIENT_ID", "GITHUB_APP_CLIENT_SECRET"], e);
+  // GitHub Apps are validated, named and read by src/github/appRegistry.ts from config.githubApps.
   requireTogether(["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"], e);
   requireTogether(["ATLASSIAN_CLIENT_ID", "ATLASSIAN_CLIENT_SECRET"], e);
   const publicUrl = (e.KEYPLANE_PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, "");
@@ -195,19 +182,6 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     providers: {
       publicUrl,
       timeoutMs: e.PROVIDER_TIMEOUT_MS,
-      github: e.GITHUB_APP_ID
-        ? {
-            appId: e.GITHUB_APP_ID,
-            slug: e.GITHUB_APP_SLUG!,
-            // Env files often carry a PEM on one line with literal \n.
-            privateKey: e.GITHUB_APP_PRIVATE_KEY!.replace(/\\n/g, "\n"),
-            webhookSecret: e.GITHUB_APP_WEBHOOK_SECRET,
-            clientId: e.GITHUB_APP_CLIENT_ID,
-            clientSecret: e.GITHUB_APP_CLIENT_SECRET,
-            apiUrl: e.GITHUB_API_URL.replace(/\/+$/, ""),
-            webUrl: e.GITHUB_URL.replace(/\/+$/, ""),
-          }
-        : undefined,
       slack: e.SLACK_CLIENT_ID
         ? { clientId: e.SLACK_CLIENT_ID, clientSecret: e.SLACK_CLIENT_SECRET!, scopes: list(e.SLACK_SCOPES, /[,\s]+/), apiUrl: e.SLACK_API_URL.replace(/\/+$/, "") }
         : undefined,

@@ -84,6 +84,8 @@ export function brokeredSource(options: { keyplaneUrl: string; tokenFile: string
   if (spec.repository !== undefined) input.repository = spec.repository;
   if (spec.repositories !== undefined) input.repositories = spec.repositories;
   if (spec.permissions !== undefined) input.permissions = spec.permissions;
+  // The writer replaces a token 5-10 minutes before it expires: a cached one must outlive that.
+  input.minValiditySeconds = 15 * 60;
 
   return {
     mode: "brokered",

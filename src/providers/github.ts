@@ -1,4 +1,3 @@
-import type { GitHubAppConfig } from "../config.ts";
 import { createAppRequester, createGitHubAppClient, toProviderError, type AppRequester } from "../github/appClient.ts";
 import { GitHubAppConfigError, parsePrivateKey } from "../github/appRegistry.ts";
 import type { GitHubApp, GitHubAppClient } from "../github/types.ts";
@@ -31,40 +30,10 @@ export interface GitHubProviderOptions {
  * The install provider of one named GitHub App. `app` is the app or a getter of its current version
  * (registry.get(name)), `client` mints its installation tokens.
  */
-export function createGitHubProvider(app: GitHubApp | (() => GitHubApp), client: GitHubAppClient, options: GitHubProviderOptions): InstallationProvider;
-/**
- * @deprecated The single unnamed app of config.providers.github: use createGitHubApps (src/github/githubApps.ts)
- * and its provider(name). A key that does not parse fails each call with app_authentication_failed.
- */
-export function createGitHubProvider(config: GitHubAppConfig, timeoutMs: number): InstallationProvider;
-export function createGitHubProvider(
-  first: GitHubApp | (() => GitHubApp) | GitHubAppConfig,
-  second: GitHubAppClient | number,
-  third?: GitHubProviderOptions,
-): InstallationProvider {
-  if (typeof second === "number") return legacyProvider(first as GitHubAppConfig, second);
-  return buildProvider(first as GitHubApp | (() => GitHubApp), second, third!);
+export function createGitHubProvider(app: GitHubApp | (() => GitHubApp), client: GitHubAppClient, options: GitHubProviderOptions): InstallationProvider {
+  return buildProvider(app, client, options);
 }
 
-function legacyProvider(config: GitHubAppConfig, timeoutMs: number): InstallationProvider {
-  const options = { apiUrl: config.apiUrl, webUrl: config.webUrl, timeoutMs };
-  let app: GitHubApp;
-  const pem = Buffer.from(config.privateKey, "utf8");
-  try {
-    const privateKey = parsePrivateKey(pem, (problem) => new GitHubAppConfigError("default", `GITHUB_APP_PRIVATE_KEY ${problem}`));
-    app = { name: "default", appId: config.appId, slug: config.slug, privateKey, webhookSecret: config.webhookSecret, clientId: config.clientId, clientSecret: config.clientSecret };
-  } catch {
-    // As before named apps: an unusable key shows on the calls that need it, not at construction.
-    const unusable = (): GitHubApp => {
-      throw new ProviderError("github", "app_authentication_failed", "invalid");
-    };
-    const client = createGitHubAppClient(unusable, options);
-    return buildProvider(unusable, client, options, { slug: config.slug, clientId: config.clientId, clientSecret: config.clientSecret });
-  } finally {
-    pem.fill(0);
-  }
-  return buildProvider(app, createGitHubAppClient(app, options), options);
-}
 
 function buildProvider(
   source: GitHubApp | (() => GitHubApp),

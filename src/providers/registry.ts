@@ -1,14 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { ProvidersConfig } from "../config.ts";
-import { createGitHubProvider } from "./github.ts";
 import { createJiraProvider } from "./jira.ts";
 import type { InstallationProvider, Platform } from "./provider.ts";
 import { createSlackProvider } from "./slack.ts";
 
-/** The providers that are configured; a platform without configuration is absent. */
+/** Slack and Jira, when configured. GitHub installs go through the named apps (src/github/githubApps.ts). */
 export function createProviders(config: ProvidersConfig): Partial<Record<Platform, InstallationProvider>> {
   const providers: Partial<Record<Platform, InstallationProvider>> = {};
-  if (config.github) providers.github = createGitHubProvider(config.github, config.timeoutMs);
   if (config.slack) providers.slack = createSlackProvider(config.slack, config.timeoutMs);
   if (config.jira) providers.jira = createJiraProvider(config.jira, config.timeoutMs);
   return providers;

@@ -586,7 +586,7 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
       expect(call.body.query.replace(/\s+/g, " ")).toContain(
         "mutation IssueGitHubToken($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token expiresAt installationId repositories permissions cached fingerprint } }",
       );
-      expect(call.body.variables.input).toEqual({ app: "rex", repository: "acme/api", repositories: ["web"], permissions: { contents: "read", pull_requests: "write" } });
+      expect(call.body.variables.input).toEqual({ app: "rex", repository: "acme/api", repositories: ["web"], permissions: { contents: "read", pull_requests: "write" }, minValiditySeconds: 900 });
       expect(logLines(r.err).find((l) => l.msg === "token written")).toMatchObject({ app: "rex", mode: "brokered", installationId: 4242, fingerprint: fingerprint(token), cached: true });
       expect(r.err).not.toContain(token);
       expect(r.err).not.toContain("kp-service-token-1");
@@ -602,7 +602,7 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
     try {
       const r = await githubToken(["--app", "rex", "--keyplane-url", `${stub.url}/graphql`, "--token-file", tokenFile, "--installation-id", "77", "--output", path.join(outDir(), "token")], env);
       expect(r.code, r.err).toBe(0);
-      expect(stub.calls[0]!.body.variables.input).toEqual({ app: "rex", installationId: 77 });
+      expect(stub.calls[0]!.body.variables.input).toEqual({ app: "rex", installationId: 77, minValiditySeconds: 900 });
     } finally {
       await stub.close();
     }

@@ -314,3 +314,25 @@ describe("metrics", () => {
     expect(randomUUID()).toBeTruthy();
   });
 });
+
+describe("minValiditySeconds", () => {
+  it("a caller that needs a longer-lived token than the cached one gets a fresh one; others keep reusing", async () => {
+    const o = await orgWithRex();
+    await setPolicy(o, servicePolicy(o));
+    // GitHub's clock 40 minutes behind: its token expires about 20 minutes from now (auth-app corrects the JWT's skew).
+    world.github.setClockOffset(-40 * 60_000);
+    let first;
+    try {
+      first = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken;
+    } finally {
+      world.github.setClockOffset(0);
+    }
+    expect((new Date(first.expiresAt).getTime() - Date.now()) / 60_000).toBeLessThan(21);
+    expect((await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken).toMatchObject({ cached: true, fingerprint: first.fingerprint });
+    const longer = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api`, minValiditySeconds: 1500 })).data.issueGitHubToken;
+    expect(longer.cached).toBe(false);
+    expect(longer.fingerprint).not.toBe(first.fingerprint);
+    const bad = await issue(o.tenant.tokens.service, { repository: `${o.org}/api`, minValiditySeconds: 7200 });
+    expect(bad.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "minValiditySeconds" });
+  });
+});

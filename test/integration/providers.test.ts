@@ -486,9 +486,6 @@ describe("providers: registry, PKCE, HTTP failures", () => {
       const githubError = await providerError(slowGitHub.installationInfo({ externalId: "7" }));
       expect(githubError).toMatchObject({ providerCode: "timeout", kind: "transient" });
       expect(everythingIn(githubError)).not.toMatch(/eyJ/);
-      // The deprecated PEM form (config.providers.github) still reports an unusable key on use.
-      const badKey = createGitHubProvider({ appId: "1", slug: "s", privateKey: "not a key", apiUrl: url, webUrl: url }, 200);
-      expect(await providerError(badKey.mintInstallationToken!("7"))).toMatchObject({ providerCode: "app_authentication_failed", kind: "invalid" });
     });
 
     it("turns a refused connection into transient network_error", async () => {

@@ -27,6 +27,8 @@ export const IssueGitHubTokenInput = z
     /** Names under the installation's account; `owner/name` is accepted when the owner matches. */
     repositories: z.array(z.string().trim()).max(500).default([]),
     permissions: permissionMapSchema.default({}),
+    /** A cached token is reused only when it has at least this long left (and always more than 5 minutes). */
+    minValiditySeconds: z.number().int().min(0).max(50 * 60, "at most 3000 seconds (tokens live an hour)").default(0),
   })
   .refine((i) => [i.installationId, i.owner, i.repository].filter((v) => v !== undefined).length === 1, {
     message: "name exactly one of installationId, owner or repository",
@@ -101,7 +103,8 @@ export async function issueGitHubToken(
         deadline: deps.now().getTime() + REQUEST_DEADLINE_MS,
       });
     const key = cacheKey(keyParts);
-    let { token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint);
+    const minValidityMs = input.minValiditySeconds * 1000;
+    let { token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint, minValidityMs);
     for (let attempt = 0; ; attempt++) {
       const recorded = await record(deps, actor, request, { token, cached, installation, policy: decision.policy });
       if (recorded) {
@@ -112,7 +115,7 @@ export async function issueGitHubToken(
       // Another process revoked this token: forget it and mint a fresh one.
       deps.tokenCache.forgetFingerprint(token.fingerprint);
       if (attempt > 0) throw new ConflictError("the token was revoked while it was being issued; try again");
-      ({ token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint));
+      ({ token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint, minValidityMs));
     }
   } catch (error) {
     count(error instanceof DomainError ? error.code.toLowerCase() : "error");

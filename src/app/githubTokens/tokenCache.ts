@@ -50,8 +50,8 @@ export class TokenCache {
    * The cached token for the key, or one minted by `mint` (shared with concurrent callers).
    * `cached` is false only for the caller whose request reached GitHub.
    */
-  async getOrMint(key: string, meta: { tenantId: string; app: string }, mint: () => Promise<MintedToken>): Promise<{ token: CachedToken; cached: boolean }> {
-    const hit = this.get(key);
+  async getOrMint(key: string, meta: { tenantId: string; app: string }, mint: () => Promise<MintedToken>, minValidityMs = 0): Promise<{ token: CachedToken; cached: boolean }> {
+    const hit = this.get(key, minValidityMs);
     if (hit) return { token: hit, cached: true };
     const running = this.inFlight.get(key);
     if (running) return { token: await running, cached: true };
@@ -66,11 +66,17 @@ export class TokenCache {
     return { token: await flight, cached: false };
   }
 
-  private get(key: string): CachedToken | undefined {
+  private get(key: string, minValidityMs: number): CachedToken | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
+    const left = entry.expiresAt.getTime() - this.now().getTime();
+    if (left <= this.reuseMarginMs) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    // Too short for this caller, but still good for others.
+    if (left <= minValidityMs) return undefined;
     this.entries.delete(key);
-    if (entry.expiresAt.getTime() - this.now().getTime() <= this.reuseMarginMs) return undefined;
     this.entries.set(key, entry); // most recently used goes last
     return entry;
   }

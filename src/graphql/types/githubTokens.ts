@@ -95,6 +95,7 @@ const IssueGitHubTokenInput = builder.inputType("IssueGitHubTokenInput", {
     repository: t.string({ required: false, description: "owner/name" }),
     repositories: t.stringList({ required: false, description: "names under the installation's account (narrow the token)" }),
     permissions: t.field({ type: "JSON", required: false, description: 'a subset, e.g. {"contents": "read"}' }),
+    minValiditySeconds: t.int({ required: false, description: "reuse a cached token only if it has this long left (token writers ask 900)" }),
   }),
 });
 
@@ -114,6 +115,7 @@ builder.mutationField("issueGitHubToken", (t) =>
           repository: input.repository ?? undefined,
           repositories: input.repositories ?? [],
           permissions: (input.permissions ?? {}) as never,
+          minValiditySeconds: input.minValiditySeconds ?? undefined,
         },
         ctx.meta,
       ),
