@@ -108,6 +108,8 @@ export interface WrittenToken {
 
 export interface WriterState {
   current?: WrittenToken;
+  /** The file fingerprint of a write in progress: between the rename and `current` being set, the file is ours too. */
+  writing?: string;
 }
 
 export interface HealthServer {
@@ -125,7 +127,8 @@ export async function health(output: string, state: WriterState, clock: Pick<Clo
   if (!current) return { ok: false, body: { status: "no_token" } };
   const expiresAt = current.expiresAt.toISOString();
   const validForSeconds = Math.floor((current.expiresAt.getTime() - clock.now()) / 1000);
-  if ((await fileFingerprint(output)) !== current.fileFingerprint) return { ok: false, body: { status: "file_changed", expiresAt } };
+  const onDisk = await fileFingerprint(output);
+  if (onDisk !== current.fileFingerprint && onDisk !== state.writing) return { ok: false, body: { status: "file_changed", expiresAt } };
   if (validForSeconds <= 0) return { ok: false, body: { status: "expired", expiresAt, validForSeconds: 0 } };
   if (validForSeconds * 1000 < timing.healthMinValidityMs) return { ok: false, body: { status: "expiring", expiresAt, validForSeconds } };
   return { ok: true, body: { status: "ok", expiresAt, validForSeconds } };
@@ -198,15 +201,18 @@ async function issueAndWrite(options: RunOptions): Promise<IssuedToken> {
   if (state.current?.fileFingerprint === fileFp && (await fileFingerprint(output)) === fileFp) {
     log("info", "token unchanged", fields);
   } else {
+    state.writing = fileFp;
     try {
       await writeTokenFile(output, issued.token);
     } catch (error) {
+      state.writing = undefined;
       // The file system, not GitHub or Keyplane: a configuration problem (2) in once-mode, retried in watch mode.
       throw new TokenSourceError("config", `cannot write ${output} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, "write_failed");
     }
     log("info", "token written", { ...fields, output });
   }
   state.current = { expiresAt: issued.expiresAt, fingerprint: issued.fingerprint, fileFingerprint: fileFp, installationId: issued.installationId };
+  state.writing = undefined;
   return issued;
 }
 
