@@ -35,6 +35,24 @@ const REQUESTS = intEnv("BENCH_REQUESTS", 2000);
 const CONCURRENT = intEnv("BENCH_CONCURRENT", 1000);
 const WARMUP = intEnv("BENCH_WARMUP", 200);
 
+// On PostgreSQL, a database of its own, dropped at the end (DATABASE_URL names the server to use).
+let benchDatabaseUrl: string | undefined;
+let dropBenchDatabase = async () => {};
+if (process.env.DATABASE_URL) {
+  const { default: pg } = await import("pg");
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await admin.connect();
+  const name = `kp_bench_tokens_${Date.now().toString(36)}`;
+  await admin.query(`create database ${name}`);
+  const target = new URL(process.env.DATABASE_URL);
+  target.pathname = `/${name}`;
+  benchDatabaseUrl = target.toString();
+  dropBenchDatabase = async () => {
+    await admin.query(`drop database if exists ${name} with (force)`);
+    await admin.end();
+  };
+}
+
 const port = await freePort();
 const publicUrl = `http://127.0.0.1:${port}`;
 const github = await startFakeGitHub();
@@ -47,7 +65,7 @@ const env = {
   PORT: String(port),
   KEYPLANE_PUBLIC_URL: publicUrl,
   KEYPLANE_DATA_DIR: dataDir,
-  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL, KEYPLANE_MIGRATE_ON_START: "true", KEYPLANE_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` } : {}),
+  ...(benchDatabaseUrl ? { DATABASE_URL: benchDatabaseUrl, KEYPLANE_MIGRATE_ON_START: "true", KEYPLANE_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` } : {}),
   GITHUB_URL: github.url,
   GITHUB_API_URL: github.url,
   GITHUB_APP_REX_ID: String(rex.appId),
@@ -55,7 +73,7 @@ const env = {
   GITHUB_APP_REX_PRIVATE_KEY: rex.privateKeyPem,
   GITHUB_APP_REX_WEBHOOK_SECRET: rex.webhookSecret,
 };
-if (process.env.DATABASE_URL) {
+if (benchDatabaseUrl) {
   const { generateKeyPairSync } = await import("node:crypto");
   Object.assign(env, { KEYPLANE_SIGNING_KEY: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString() });
 }
@@ -125,4 +143,5 @@ console.log(`C  ${CONCURRENT} concurrent identical requests: ${upstream} upstrea
 
 await kp.close();
 await github.close();
+await dropBenchDatabase();
 rmSync(dataDir, { recursive: true, force: true });
