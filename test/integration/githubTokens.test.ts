@@ -174,6 +174,10 @@ describe("issueGitHubToken", () => {
     expect((await issue(o.tenant.tokens.service, { installationId: 987654321 })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
     expect((await issue(o.tenant.tokens.service, { app: "nosuchapp", owner: o.org })).errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "app" });
     expect((await issue(o.tenant.tokens.service, { owner: o.org, repository: `${o.org}/api` })).errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    // Naming no installation: the tenant's only one of the app.
+    const only = await issue(o.tenant.tokens.service, { repositories: ["api"] });
+    expect(only.errors, JSON.stringify(only.errors)).toBeUndefined();
+    expect(only.data.issueGitHubToken.installationId).toBe(o.githubInstallationId);
     expect((await issue(o.tenant.tokens.service, { repository: "not a repo" })).errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
   });
 

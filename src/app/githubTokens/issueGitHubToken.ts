@@ -30,8 +30,8 @@ export const IssueGitHubTokenInput = z
     /** A cached token is reused only when it has at least this long left (and always more than 5 minutes). */
     minValiditySeconds: z.number().int().min(0).max(50 * 60, "at most 3000 seconds (tokens live an hour)").default(0),
   })
-  .refine((i) => [i.installationId, i.owner, i.repository].filter((v) => v !== undefined).length === 1, {
-    message: "name exactly one of installationId, owner or repository",
+  .refine((i) => [i.installationId, i.owner, i.repository].filter((v) => v !== undefined).length <= 1, {
+    message: "name at most one of installationId, owner or repository (none: the tenant's only installation of the app)",
     path: ["installationId"],
   });
 
@@ -189,13 +189,15 @@ async function findTargetInstallation(
     .where((eb) => (app === defaultApp ? eb.or([eb("app", "=", app), eb("app", "is", null)]) : eb("app", "=", app)));
   const owner = target.owner ?? target.repository?.split("/")[0];
   if (target.installationId !== undefined) query = query.where("external_id", "=", String(target.installationId));
-  else query = query.where(sql<string>`lower(account_login)`, "=", owner!.toLowerCase());
-  const row = await query.executeTakeFirst();
-  if (!row) {
-    const what = target.installationId !== undefined ? `installation ${target.installationId}` : `an installation for ${owner}`;
+  else if (owner) query = query.where(sql<string>`lower(account_login)`, "=", owner.toLowerCase());
+  const rows = await query.limit(2).execute();
+  if (!rows.length) {
+    const what = target.installationId !== undefined ? `installation ${target.installationId}` : owner ? `an installation for ${owner}` : "an installation";
     throw new NotFoundError(`${what} of the GitHub App ${app} in this tenant`);
   }
-  return row;
+  // Naming nothing means the tenant's only installation of the app.
+  if (rows.length > 1) throw new BadInputError("installationId: the tenant has several installations of this app; name installationId, owner or repository", "installationId");
+  return rows[0]!;
 }
 
 async function loadPolicies(trx: Tx, tenantId: string, app: string): Promise<TokenPolicy[]> {
