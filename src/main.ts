@@ -41,7 +41,12 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
   try {
     database =
       options.database ??
-      (await openDatabase({ url: config.database.url, poolMax: config.database.poolMax, dataDir: config.dataDir }));
+      (await openDatabase({
+        url: config.database.url,
+        poolMax: config.database.poolMax,
+        dataDir: config.dataDir,
+        onIdleConnectionError: (error) => logger.warn({ code: (error as { code?: string }).code }, "the database dropped an idle connection; the pool replaces it"),
+      }));
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(database);
       if (applied.length) logger.info({ applied }, "migrations applied");

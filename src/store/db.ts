@@ -29,6 +29,8 @@ export interface DatabaseOptions {
   dataDir?: string;
   /** pg only: schema to use as search_path (tests run each suite in a fresh schema). */
   schema?: string;
+  /** pg only: told when the server drops an idle pooled connection (it is replaced on next use). */
+  onIdleConnectionError?: (error: Error) => void;
 }
 
 // int8 (bigint) as number: sequences and counts stay far below 2^53.
@@ -45,6 +47,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       types: pgTypes,
       ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
     });
+    // An idle connection the server drops (restart, failover, terminate) is an 'error' event on the
+    // pool; unheard, it would crash the process. The pool discards the client and opens a new one.
+    pool.on("error", (error) => options.onIdleConnectionError?.(error));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return {
       db,
