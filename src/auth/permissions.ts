@@ -17,12 +17,16 @@ export const PERMISSIONS = {
   "github-token:revoke": "revoke any GitHub token of the tenant (a requester may always revoke its own)",
   "token-policy:read": "read the tenant's GitHub token policies",
   "token-policy:manage": "define and delete GitHub token policies",
+  "agent:read": "list and read agents, enrollment keys and tasks",
+  "agent:write": "create and update agents, dispatch tasks",
+  "agent:manage": "publish and delete agents, create and revoke enrollment keys",
+  "agent:act": "act as the one agent the token was enrolled as (heartbeat, its own tasks)",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
 
-const VIEWER: Permission[] = ["tenant:read", "installation:read", "token-policy:read"];
-const EDITOR: Permission[] = [...VIEWER, "installation:create"];
+const VIEWER: Permission[] = ["tenant:read", "installation:read", "token-policy:read", "agent:read"];
+const EDITOR: Permission[] = [...VIEWER, "installation:create", "agent:write"];
 const ADMIN: Permission[] = [
   ...EDITOR,
   "audit:read",
@@ -33,6 +37,7 @@ const ADMIN: Permission[] = [
   "github-token:read",
   "github-token:revoke",
   "token-policy:manage",
+  "agent:manage",
 ];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
@@ -40,7 +45,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   editor: EDITOR,
   admin: ADMIN,
   // Services use credentials; people manage installations but never see their tokens.
-  service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue"],
+  service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue", "agent:act"],
   platform: ["tenant:create", "tenant:list"],
 };
 
@@ -49,6 +54,11 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
  * (an admin provisions a service that reads credentials without ever seeing a token itself).
  */
 export const SERVICE_ONLY_PERMISSIONS: ReadonlySet<Permission> = new Set(["installation:credentials"]);
+
+/** Scopes that stand for several permissions: an enrolled agent's token is `service` narrowed by `agent`. */
+const SCOPE_ALIASES: Readonly<Record<string, readonly Permission[]>> = {
+  agent: ["agent:act", "github-token:issue"],
+};
 
 /** Scopes that grant their permission on their own: an auditor's token is `viewer` + `audit:read`. */
 const GRANTING_SCOPES: ReadonlySet<Permission> = new Set(["audit:read"]);
@@ -61,7 +71,7 @@ export function effectivePermissions(roles: readonly Role[], scopes: readonly st
   const fromRoles = new Set<Permission>(roles.flatMap((r) => ROLE_PERMISSIONS[r] ?? []));
   if (scopes.length === 0) return fromRoles;
   const narrowed = new Set<Permission>();
-  for (const scope of scopes) {
+  for (const scope of scopes.flatMap((s): readonly string[] => SCOPE_ALIASES[s] ?? [s])) {
     if (fromRoles.has(scope as Permission) || GRANTING_SCOPES.has(scope as Permission)) narrowed.add(scope as Permission);
   }
   return narrowed;

@@ -204,6 +204,72 @@ export interface GitHubTokenSecretsTable {
   expires_at: Timestamp;
 }
 
+export interface AgentsTable {
+  tenant_id: string;
+  agent_id: string;
+  name: string;
+  type: string;
+  version: number;
+  config: Json<Record<string, unknown>>;
+  tags: Json<string[]>;
+  status: "draft" | "published" | "deleted";
+  connection: "pending" | "online" | "offline";
+  ephemeral: Generated<boolean>;
+  host: NullableJson<Record<string, unknown>>;
+  enrolled_at: Timestamp | null;
+  offline_since: Timestamp | null;
+  created_by: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface AgentPresenceTable {
+  tenant_id: string;
+  agent_id: string;
+  last_seen_at: Timestamp;
+  status: string | null;
+  facts: NullableJson<Record<string, unknown>>;
+}
+
+export interface EnrollmentKeysTable {
+  tenant_id: string;
+  key_id: string;
+  prefix: string;
+  key_hash: string;
+  description: string;
+  reusable: boolean;
+  ephemeral: boolean;
+  max_uses: number | null;
+  uses: Generated<number>;
+  tags: Json<string[]>;
+  agent_id: string | null;
+  expires_at: Timestamp;
+  revoked_at: Timestamp | null;
+  last_used_at: Timestamp | null;
+  created_by: string;
+  created_at: Timestamp;
+}
+
+export interface TasksTable {
+  tenant_id: string;
+  task_id: string;
+  agent_id: string;
+  kind: string;
+  payload: Json<unknown>;
+  status: "pending" | "claimed" | "completed" | "failed" | "timed_out";
+  timeout_seconds: number;
+  deadline_at: Timestamp;
+  progress: NullableJson<unknown>;
+  progress_message: string | null;
+  result: NullableJson<unknown>;
+  error: string | null;
+  dispatched_by: string;
+  dispatched_at: Timestamp;
+  claimed_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  version: number;
+}
+
 export interface Database {
   tenant_heads: TenantHeadsTable;
   events: EventsTable;
@@ -220,8 +286,12 @@ export interface Database {
   token_policies: TokenPoliciesTable;
   github_tokens: GitHubTokensTable;
   github_token_secrets: GitHubTokenSecretsTable;
+  agents: AgentsTable;
+  agent_presence: AgentPresenceTable;
+  enrollment_keys: EnrollmentKeysTable;
+  tasks: TasksTable;
 }
 
 /** Read tables rebuilt from the log by `keyplane projections rebuild`. */
-export const PROJECTED_TABLES = ["tenants", "access_tokens", "revoked_tokens", "sessions", "installations", "token_policies", "github_tokens"] as const;
+export const PROJECTED_TABLES = ["tenants", "access_tokens", "revoked_tokens", "sessions", "installations", "token_policies", "github_tokens", "agents", "enrollment_keys", "tasks"] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];
