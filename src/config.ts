@@ -31,6 +31,9 @@ const EnvSchema = z.object({
   CREDENTIAL_REFRESH_INTERVAL_SECONDS: duration.default(60),
   CREDENTIAL_REFRESH_WINDOW_SECONDS: duration.default(600),
   PROVIDER_TIMEOUT_MS: duration.default(10_000),
+  AGENT_OFFLINE_AFTER: duration.default(90),
+  AGENT_SWEEP_INTERVAL_SECONDS: duration.default(15),
+  ENROLL_ATTEMPTS_PER_MINUTE: duration.default(10),
   GITHUB_API_URL: z.string().url().default("https://api.github.com"),
   GITHUB_URL: z.string().url().default("https://github.com"),
   GITHUB_APP_ID: z.string().optional(),
@@ -89,6 +92,8 @@ export interface Config {
   };
   providers: ProvidersConfig;
   githubApps: GitHubAppsConfig;
+  /** An agent silent this long goes offline; the sweep that notices runs about this often. */
+  agents: { offlineAfterSeconds: number; sweepIntervalSeconds: number; enrollAttemptsPerMinute: number };
 }
 
 /**
@@ -179,6 +184,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       refreshIntervalSeconds: e.CREDENTIAL_REFRESH_INTERVAL_SECONDS,
       refreshWindowSeconds: e.CREDENTIAL_REFRESH_WINDOW_SECONDS,
     },
+    agents: { offlineAfterSeconds: e.AGENT_OFFLINE_AFTER, sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS, enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE },
     providers: {
       publicUrl,
       timeoutMs: e.PROVIDER_TIMEOUT_MS,

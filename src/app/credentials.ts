@@ -25,7 +25,7 @@ export const IssueTokenInput = z
     scopes: z.array(z.string().regex(/^[a-z-]+(:[a-z-]+)?$/, "scopes look like resource:verb")).max(50).default([]),
     ttlSeconds: z.number().int().min(60, "at least 60 seconds").max(MAX_TTL_SECONDS, "at most 366 days").optional(),
     refreshable: z.boolean().default(false),
-    issuedVia: z.enum(["api", "cli", "bootstrap"]),
+    issuedVia: z.enum(["api", "cli", "bootstrap", "enrollment"]),
   })
   .refine((i) => i.roles.includes("platform") === (i.tenantId === PLATFORM_TENANT), {
     message: "the platform role belongs to platform tokens only",

@@ -11,7 +11,7 @@ import {
 import type { AccessTokenState, Grant, SessionState } from "./evolve.ts";
 
 export type AccessTokenCommand =
-  | { type: "IssueAccessToken"; tokenId: string; grant: Grant; expiresAt: string; issuedVia: "api" | "cli" | "bootstrap" }
+  | { type: "IssueAccessToken"; tokenId: string; grant: Grant; expiresAt: string; issuedVia: "api" | "cli" | "bootstrap" | "enrollment" }
   | { type: "RevokeAccessToken"; tokenId: string; reason: string; expiresAt: string };
 
 export function decideAccessToken(command: AccessTokenCommand, state: AccessTokenState): AccessTokenEvent[] {

@@ -12,7 +12,7 @@ const grant = {
 export const AccessTokenIssued = defineEvent(
   "access_token.issued",
   1,
-  z.object({ tokenId: z.string(), ...grant, expiresAt: isoTime, issuedVia: z.enum(["api", "cli", "bootstrap"]) }),
+  z.object({ tokenId: z.string(), ...grant, expiresAt: isoTime, issuedVia: z.enum(["api", "cli", "bootstrap", "enrollment"]) }),
 );
 
 export const AccessTokenRevoked = defineEvent(

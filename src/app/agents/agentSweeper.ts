@@ -1,0 +1,104 @@
+import { sql } from "kysely";
+import { eventMetadata, systemActor } from "../../auth/actor.ts";
+import { withPlatform } from "../../store/db.ts";
+import type { AppDeps } from "../deps.ts";
+import { decideAndAppend } from "../handleCommand.ts";
+import { agentDecider, agentStream } from "./agentStream.ts";
+
+const EPHEMERAL_GRACE_MS = 30 * 60_000;
+
+export interface AgentSweeper {
+  start(): void;
+  stop(): Promise<void>;
+  runOnce(): Promise<{ offline: number; removed: number } | null>;
+}
+
+/**
+ * Marks silent agents offline (one agent.offline each) and removes ephemeral agents 30 minutes after
+ * they went offline (agent.deleted, reason ephemeral-expired), then times out overdue tasks. Every
+ * process runs it; a transaction-level advisory lock lets one sweep at a time do the work.
+ */
+export function createAgentSweeper(
+  deps: Pick<AppDeps, "db" | "logger" | "now">,
+  options: { offlineAfterSeconds: number; intervalSeconds: number; afterSweep?: () => Promise<unknown> },
+): AgentSweeper {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> | undefined;
+  let stopped = true;
+
+  async function runOnce() {
+    const now = deps.now();
+    const result = await withPlatform(deps.db, async (trx) => {
+      const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtextextended('keyplane:agent-sweep', 0)) as locked`.execute(trx);
+      if (!rows[0]?.locked) return null;
+      const silentSince = new Date(now.getTime() - options.offlineAfterSeconds * 1000);
+      const silent = await trx
+        .selectFrom("agents")
+        .innerJoin("agent_presence", (j) => j.onRef("agent_presence.tenant_id", "=", "agents.tenant_id").onRef("agent_presence.agent_id", "=", "agents.agent_id"))
+        .select(["agents.tenant_id", "agents.agent_id", "agent_presence.last_seen_at"])
+        .where("agents.connection", "=", "online")
+        .where("agents.status", "<>", "deleted")
+        .where("agent_presence.last_seen_at", "<", silentSince)
+        .limit(500)
+        .execute();
+      for (const a of silent) {
+        const meta = { tenantId: a.tenant_id, timestamp: now.toISOString() };
+        await decideAndAppend(trx, {
+          tenantId: a.tenant_id,
+          ...agentStream(a.agent_id),
+          decider: agentDecider,
+          command: { type: "MarkOffline", lastSeenAt: new Date(a.last_seen_at).toISOString(), meta },
+          metadata: eventMetadata(systemActor("agent-sweeper", a.tenant_id)),
+        });
+      }
+      const expired = await trx
+        .selectFrom("agents")
+        .select(["tenant_id", "agent_id"])
+        .where("ephemeral", "=", true)
+        .where("status", "<>", "deleted")
+        .where("connection", "=", "offline")
+        .where("offline_since", "<", new Date(now.getTime() - EPHEMERAL_GRACE_MS))
+        .limit(500)
+        .execute();
+      for (const a of expired) {
+        await decideAndAppend(trx, {
+          tenantId: a.tenant_id,
+          ...agentStream(a.agent_id),
+          decider: agentDecider,
+          command: { type: "DeleteAgent", reason: "ephemeral-expired", meta: { tenantId: a.tenant_id, timestamp: now.toISOString() } },
+          metadata: eventMetadata(systemActor("agent-sweeper", a.tenant_id)),
+        });
+      }
+      return { offline: silent.length, removed: expired.length };
+    });
+    await options.afterSweep?.();
+    return result;
+  }
+
+  function schedule() {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = runOnce()
+        .catch((error) => deps.logger.error({ err: error }, "agent sweep failed"))
+        .finally(() => {
+          running = undefined;
+          schedule();
+        });
+    }, options.intervalSeconds * 1000 * (0.75 + Math.random() * 0.5));
+    timer.unref();
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      schedule();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+    runOnce,
+  };
+}

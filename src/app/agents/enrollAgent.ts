@@ -1,0 +1,99 @@
+import { randomUUID, timingSafeEqual } from "node:crypto";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { z } from "zod";
+import { eventMetadata, systemActor, type RequestMeta } from "../../auth/actor.ts";
+import { INVALID_ENROLLMENT_KEY, keyRefusal } from "../../domain/agent/agent.ts";
+import { parseInput } from "../../domain/validation.ts";
+import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError } from "../../errors.ts";
+import { withPlatform, withTenant } from "../../store/db.ts";
+import { issueAccessToken } from "../credentials.ts";
+import type { AppDeps } from "../deps.ts";
+import { decideAndAppend } from "../handleCommand.ts";
+import { agentDecider, agentStream, enrollmentKeyDecider, enrollmentKeyStream } from "./agentStream.ts";
+import { hashEnrollmentKey, KEY_FORMAT } from "./enrollmentKeys.ts";
+
+const fact = z.string().trim().min(1).max(200);
+export const EnrollAgentInput = z.object({ key: z.string().max(200), hostname: fact, os: fact, arch: fact, agentVersion: fact });
+
+export interface EnrolledAgent {
+  agentId: string;
+  tenantId: string;
+  accessToken: string;
+  refreshToken: string;
+  expiresAt: Date;
+  refreshExpiresAt: Date;
+}
+
+// Enrollment is public, so it is limited per source address, per Keyplane (issue 7 brings the
+// stores shared by several processes).
+const limiters = new WeakMap<object, RateLimiterMemory>();
+function perIp(deps: Pick<AppDeps, "db" | "config">): RateLimiterMemory {
+  let limiter = limiters.get(deps.db);
+  if (!limiter) limiters.set(deps.db, (limiter = new RateLimiterMemory({ keyPrefix: "enroll", points: deps.config.agents.enrollAttemptsPerMinute, duration: 60 })));
+  return limiter;
+}
+
+/**
+ * A machine joins with an enrollment key: the key is checked (prefix to find it, constant-time hash
+ * comparison, then state), its use is appended to the key's stream with a version check (of two
+ * agents racing on a single-use key exactly one enrolls), the agent is created or bound, and the
+ * agent gets a refreshable credential: subject agent:<id>, role service narrowed by scope agent.
+ * Every refusal looks the same to the caller; the audit log says which check failed.
+ */
+export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter" | "security" | "now">, raw: z.input<typeof EnrollAgentInput>, request: RequestMeta = {}): Promise<EnrolledAgent> {
+  try {
+    await perIp(deps).consume(request.sourceIp ?? "unknown");
+  } catch (limited) {
+    if (limited instanceof RateLimiterRes) throw new RateLimitedError("too many enrollment attempts from this address", Math.ceil(limited.msBeforeNext / 1000));
+    throw limited;
+  }
+  const input = parseInput(EnrollAgentInput, raw);
+  const match = KEY_FORMAT.exec(input.key);
+  const refuse = async (reason: string, tenantId: string | null, prefix: string | null): Promise<never> => {
+    await deps.security.record({ type: "auth.failed", tenantId, actor: null, level: "warning", status: "failed", reason: `enrollment-key-${reason}`, resource: "agent", action: "enroll", details: { keyPrefix: prefix }, request });
+    throw new UnauthenticatedError(INVALID_ENROLLMENT_KEY);
+  };
+  if (!match) return refuse("malformed", null, null);
+  const prefix = match[1]!;
+  const found = await withPlatform(deps.db, (trx) => trx.selectFrom("enrollment_keys").selectAll().where("prefix", "=", prefix).executeTakeFirst());
+  if (!found) return refuse("unknown", null, prefix);
+  if (!timingSafeEqual(Buffer.from(hashEnrollmentKey(input.key), "hex"), Buffer.from(found.key_hash, "hex"))) return refuse("unknown", found.tenant_id, prefix);
+  const now = deps.now();
+  const state = { exists: true as const, keyId: found.key_id, reusable: found.reusable, maxUses: found.max_uses, uses: found.uses, expiresAt: new Date(found.expires_at).toISOString(), revoked: found.revoked_at !== null, agentId: found.agent_id };
+  const refusal = keyRefusal(state, now.toISOString());
+  if (refusal) return refuse(refusal, found.tenant_id, prefix);
+
+  const tenantId = found.tenant_id;
+  const agentId = found.agent_id ?? randomUUID();
+  const actor = systemActor(`enrollment-key:${prefix}`, tenantId);
+  const metadata = eventMetadata(actor, request);
+  const meta = { tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId };
+  try {
+    await withTenant(deps.db, tenantId, async (trx) => {
+      // The key's stream version decides the race: a second use of a single-use key conflicts here.
+      await decideAndAppend(trx, { tenantId, ...enrollmentKeyStream(found.key_id), decider: enrollmentKeyDecider, command: { type: "UseEnrollmentKey", agentId, now: now.toISOString() }, metadata });
+      if (!found.agent_id) {
+        await decideAndAppend(trx, {
+          tenantId,
+          ...agentStream(agentId),
+          decider: agentDecider,
+          command: { type: "CreateAgent", agentId, name: input.hostname, agentType: "enrolled", config: {}, tags: [], ephemeral: found.ephemeral, meta },
+          metadata,
+        });
+      }
+      await decideAndAppend(trx, {
+        tenantId,
+        ...agentStream(agentId),
+        decider: agentDecider,
+        command: { type: "EnrollAgent", keyId: found.key_id, keyPrefix: prefix, tags: found.tags, host: { hostname: input.hostname, os: input.os, arch: input.arch, agentVersion: input.agentVersion }, meta },
+        metadata,
+      });
+    });
+  } catch (error) {
+    if (error instanceof ConflictError || error instanceof UnauthenticatedError) return refuse("used-up", tenantId, prefix);
+    if (error instanceof NotFoundError) return refuse("agent-deleted", tenantId, prefix);
+    throw error;
+  }
+  const issued = await issueAccessToken(deps, actor, { tenantId, subject: `agent:${agentId}`, kind: "agent", roles: ["service"], scopes: ["agent"], refreshable: true, issuedVia: "enrollment" }, request);
+  return { agentId, tenantId, accessToken: issued.accessToken, refreshToken: issued.refreshToken!, expiresAt: issued.expiresAt, refreshExpiresAt: issued.refreshExpiresAt! };
+}

@@ -1,0 +1,299 @@
+import { sql, type Selectable } from "kysely";
+import { createEnrollmentKey, pruneEnrollmentKeys, revokeEnrollmentKey, type CreatedEnrollmentKey } from "../../app/agents/enrollmentKeys.ts";
+import { enrollAgent, type EnrolledAgent } from "../../app/agents/enrollAgent.ts";
+import { agentHeartbeat } from "../../app/agents/heartbeat.ts";
+import { createAgent, deleteAgent, findAgent, publishAgent, updateAgent } from "../../app/agents/manageAgents.ts";
+import { BadInputError } from "../../errors.ts";
+import { withTenant } from "../../store/db.ts";
+import { rowToStoredEvent } from "../../store/events/rowToStoredEvent.ts";
+import type { AgentsTable, EnrollmentKeysTable } from "../../store/schema.ts";
+import { builder } from "../builder.ts";
+import { checkPageSize, PageInfo } from "../pagination.ts";
+import { AuditEvent } from "./auditLog.ts";
+
+type AgentRow = Selectable<AgentsTable>;
+type KeyRow = Selectable<EnrollmentKeysTable>;
+
+const AgentStatus = builder.enumType("AgentStatus", { values: ["draft", "published", "deleted"] as const });
+const AgentConnection = builder.enumType("AgentConnection", { values: ["pending", "online", "offline"] as const });
+
+export const Agent = builder.objectRef<AgentRow>("Agent").implement({
+  fields: (t) => ({
+    id: t.exposeID("agent_id"),
+    name: t.exposeString("name"),
+    type: t.exposeString("type"),
+    version: t.exposeInt("version", { description: "Increments on every change; updateAgent checks it" }),
+    config: t.field({ type: "JSON", resolve: (a) => a.config }),
+    tags: t.stringList({ resolve: (a) => a.tags }),
+    status: t.field({ type: AgentStatus, resolve: (a) => a.status }),
+    connection: t.field({ type: AgentConnection, resolve: (a) => a.connection }),
+    ephemeral: t.exposeBoolean("ephemeral"),
+    host: t.field({ type: "JSON", nullable: true, description: "What the machine reported at enrollment", resolve: (a) => a.host }),
+    lastSeenAt: t.field({
+      type: "DateTime",
+      nullable: true,
+      resolve: async (a, _args, ctx) => {
+        const row = await withTenant(ctx.deps.db, a.tenant_id, (trx) => trx.selectFrom("agent_presence").select("last_seen_at").where("tenant_id", "=", a.tenant_id).where("agent_id", "=", a.agent_id).executeTakeFirst());
+        return row?.last_seen_at ?? null;
+      },
+    }),
+    enrolledAt: t.field({ type: "DateTime", nullable: true, resolve: (a) => a.enrolled_at }),
+    createdBy: t.exposeString("created_by"),
+    createdAt: t.field({ type: "DateTime", resolve: (a) => a.created_at }),
+    updatedAt: t.field({ type: "DateTime", resolve: (a) => a.updated_at }),
+    history: t.field({
+      type: [AuditEvent],
+      description: "The agent's own events, oldest first",
+      args: { first: t.arg.int({ required: false, defaultValue: 50 }) },
+      resolve: (a, args, ctx) =>
+        withTenant(ctx.deps.db, a.tenant_id, async (trx) =>
+          (
+            await trx
+              .selectFrom("events")
+              .selectAll()
+              .where("tenant_id", "=", a.tenant_id)
+              .where("stream_type", "=", "agent")
+              .where("stream_id", "=", a.agent_id)
+              .orderBy("stream_version")
+              .limit(checkPageSize(args.first ?? 50))
+              .execute()
+          ).map(rowToStoredEvent),
+        ),
+    }),
+  }),
+});
+
+const encodeCursor = (a: AgentRow) => Buffer.from(`agent:${new Date(a.created_at).getTime()}:${a.agent_id}`).toString("base64url");
+function decodeCursor(cursor: string | null | undefined) {
+  if (cursor === null || cursor === undefined) return undefined;
+  const m = /^agent:(\d{1,15}):([0-9a-f-]{36})$/.exec(Buffer.from(cursor, "base64url").toString());
+  if (!m) throw new BadInputError("after: not a cursor of this list", "after");
+  return { createdAt: new Date(Number(m[1])), id: m[2]! };
+}
+const AgentEdge = builder.objectRef<AgentRow>("AgentEdge").implement({
+  fields: (t) => ({ cursor: t.string({ resolve: encodeCursor }), node: t.field({ type: Agent, resolve: (a) => a }) }),
+});
+const AgentConnectionPage = builder.objectRef<{ rows: AgentRow[]; hasNextPage: boolean }>("AgentConnectionPage").implement({
+  fields: (t) => ({
+    edges: t.field({ type: [AgentEdge], resolve: (p) => p.rows }),
+    nodes: t.field({ type: [Agent], resolve: (p) => p.rows }),
+    pageInfo: t.field({ type: PageInfo, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.rows.length ? encodeCursor(p.rows[p.rows.length - 1]!) : null }) }),
+  }),
+});
+const AgentFilter = builder.inputType("AgentFilter", {
+  fields: (t) => ({ status: t.field({ type: AgentStatus, required: false }), type: t.string({ required: false }), tag: t.string({ required: false }) }),
+});
+
+builder.queryField("agents", (t) =>
+  t.field({
+    type: AgentConnectionPage,
+    args: { filter: t.arg({ type: AgentFilter, required: false }), first: t.arg.int({ required: true }), after: t.arg.string({ required: false }) },
+    authScopes: { permission: "agent:read" },
+    resolve: (_root, args, ctx) => {
+      const tenantId = ctx.actor!.tenantId;
+      const first = checkPageSize(args.first);
+      const after = decodeCursor(args.after);
+      const f = args.filter ?? {};
+      return withTenant(ctx.deps.db, tenantId, async (trx) => {
+        let q = trx.selectFrom("agents").selectAll().where("tenant_id", "=", tenantId).where("status", "<>", "deleted");
+        if (f.status) q = q.where("status", "=", f.status);
+        if (f.type) q = q.where("type", "=", f.type);
+        if (f.tag) q = q.where(sql<boolean>`tags @> ${JSON.stringify([f.tag])}::jsonb`);
+        if (after) q = q.where((eb) => eb.or([eb("created_at", "<", after.createdAt), eb.and([eb("created_at", "=", after.createdAt), eb("agent_id", "<", after.id)])]));
+        const rows = await q.orderBy("created_at", "desc").orderBy("agent_id", "desc").limit(first + 1).execute();
+        return { rows: rows.slice(0, first), hasNextPage: rows.length > first };
+      });
+    },
+  }),
+);
+
+builder.queryField("agent", (t) =>
+  t.field({ type: Agent, args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:read" }, resolve: (_root, args, ctx) => findAgent(ctx.deps, ctx.actor!.tenantId, String(args.id)) }),
+);
+
+const CreateAgentInput = builder.inputType("CreateAgentInput", {
+  fields: (t) => ({ name: t.string({ required: true }), type: t.string({ required: true }), config: t.field({ type: "JSON", required: false }), tags: t.stringList({ required: false }) }),
+});
+const UpdateAgentInput = builder.inputType("UpdateAgentInput", {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    expectedVersion: t.int({ required: true, description: "The version the change was made on; a stale one is CONFLICT" }),
+    name: t.string({ required: false }),
+    type: t.string({ required: false }),
+    config: t.field({ type: "JSON", required: false }),
+    tags: t.stringList({ required: false }),
+  }),
+});
+
+const reread = async (ctx: { deps: Parameters<typeof findAgent>[0]; actor: { tenantId: string } | null }, id: string) =>
+  withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => trx.selectFrom("agents").selectAll().where("tenant_id", "=", ctx.actor!.tenantId).where("agent_id", "=", id).executeTakeFirstOrThrow());
+
+builder.mutationField("createAgent", (t) =>
+  t.field({
+    type: Agent,
+    args: { input: t.arg({ type: CreateAgentInput, required: true }) },
+    authScopes: { permission: "agent:write" },
+    resolve: async (_root, { input }, ctx) =>
+      reread(ctx, await createAgent(ctx.deps, ctx.actor!, { name: input.name, type: input.type, config: (input.config ?? {}) as Record<string, unknown>, tags: input.tags ?? [] }, ctx.meta)),
+  }),
+);
+builder.mutationField("updateAgent", (t) =>
+  t.field({
+    type: Agent,
+    args: { input: t.arg({ type: UpdateAgentInput, required: true }) },
+    authScopes: { permission: "agent:write" },
+    resolve: async (_root, { input }, ctx) =>
+      reread(
+        ctx,
+        await updateAgent(
+          ctx.deps,
+          ctx.actor!,
+          {
+            id: String(input.id),
+            expectedVersion: input.expectedVersion,
+            name: input.name ?? undefined,
+            type: input.type ?? undefined,
+            config: (input.config ?? undefined) as Record<string, unknown> | undefined,
+            tags: input.tags ?? undefined,
+          },
+          ctx.meta,
+        ),
+      ),
+  }),
+);
+builder.mutationField("publishAgent", (t) =>
+  t.field({ type: Agent, args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:manage" }, resolve: async (_root, args, ctx) => reread(ctx, await publishAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta)) }),
+);
+builder.mutationField("deleteAgent", (t) =>
+  t.field({
+    type: "Boolean",
+    description: "The agent leaves the read side; its events stay",
+    args: { id: t.arg.id({ required: true }) },
+    authScopes: { permission: "agent:manage" },
+    resolve: async (_root, args, ctx) => Boolean(await deleteAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta)),
+  }),
+);
+
+const EnrollmentKeyState = builder.enumType("EnrollmentKeyState", { values: ["active", "expired", "revoked", "used_up"] as const });
+const EnrollmentKey = builder.objectRef<KeyRow>("EnrollmentKey").implement({
+  description: "A key machines enroll with. The secret is shown once, at creation; this is its prefix and state.",
+  fields: (t) => ({
+    id: t.exposeID("key_id"),
+    prefix: t.exposeString("prefix"),
+    description: t.exposeString("description"),
+    reusable: t.exposeBoolean("reusable"),
+    ephemeral: t.exposeBoolean("ephemeral"),
+    maxUses: t.exposeInt("max_uses", { nullable: true }),
+    uses: t.exposeInt("uses"),
+    tags: t.stringList({ resolve: (k) => k.tags }),
+    agentId: t.exposeID("agent_id", { nullable: true }),
+    expiresAt: t.field({ type: "DateTime", resolve: (k) => k.expires_at }),
+    lastUsedAt: t.field({ type: "DateTime", nullable: true, resolve: (k) => k.last_used_at }),
+    createdAt: t.field({ type: "DateTime", resolve: (k) => k.created_at }),
+    state: t.field({
+      type: EnrollmentKeyState,
+      resolve: (k, _a, ctx) => {
+        if (k.revoked_at) return "revoked";
+        if (new Date(k.expires_at) <= ctx.deps.now()) return "expired";
+        if (k.max_uses !== null && k.uses >= k.max_uses) return "used_up";
+        return "active";
+      },
+    }),
+  }),
+});
+
+const CreatedKey = builder.objectRef<CreatedEnrollmentKey>("CreatedEnrollmentKey").implement({
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    key: t.exposeString("key", { description: "kpe_<prefix>_<secret>: shown once" }),
+    prefix: t.exposeString("prefix"),
+    expiresAt: t.field({ type: "DateTime", resolve: (k) => k.expiresAt }),
+  }),
+});
+const CreateEnrollmentKeyInput = builder.inputType("CreateEnrollmentKeyInput", {
+  fields: (t) => ({
+    description: t.string({ required: false }),
+    reusable: t.boolean({ required: false }),
+    ephemeral: t.boolean({ required: false, description: "Agents enrolled with it are removed 30 minutes after going offline" }),
+    expiresIn: t.int({ required: false, description: "Seconds; default 3600" }),
+    maxUses: t.int({ required: false }),
+    tags: t.stringList({ required: false }),
+    agentId: t.id({ required: false, description: "Enroll as this existing agent instead of a new one" }),
+  }),
+});
+
+builder.mutationField("createEnrollmentKey", (t) =>
+  t.field({
+    type: CreatedKey,
+    args: { input: t.arg({ type: CreateEnrollmentKeyInput, required: true }) },
+    authScopes: { permission: "agent:manage" },
+    resolve: (_root, { input }, ctx) =>
+      createEnrollmentKey(
+        ctx.deps,
+        ctx.actor!,
+        {
+          description: input.description ?? undefined,
+          reusable: input.reusable ?? undefined,
+          ephemeral: input.ephemeral ?? undefined,
+          expiresIn: input.expiresIn ?? undefined,
+          maxUses: input.maxUses ?? undefined,
+          tags: input.tags ?? undefined,
+          agentId: input.agentId ? String(input.agentId) : undefined,
+        },
+        ctx.meta,
+      ),
+  }),
+);
+builder.queryField("enrollmentKeys", (t) =>
+  t.field({
+    type: [EnrollmentKey],
+    authScopes: { permission: "agent:read" },
+    resolve: (_root, _args, ctx) =>
+      withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => trx.selectFrom("enrollment_keys").selectAll().where("tenant_id", "=", ctx.actor!.tenantId).orderBy("created_at", "desc").limit(500).execute()),
+  }),
+);
+builder.mutationField("revokeEnrollmentKey", (t) =>
+  t.field({ type: "Boolean", args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:manage" }, resolve: async (_root, args, ctx) => Boolean(await revokeEnrollmentKey(ctx.deps, ctx.actor!, String(args.id), ctx.meta)) }),
+);
+builder.mutationField("pruneEnrollmentKeys", (t) =>
+  t.field({ type: "Int", description: "Removes expired, revoked and used-up keys from the list", authScopes: { permission: "agent:manage" }, resolve: (_root, _args, ctx) => pruneEnrollmentKeys(ctx.deps, ctx.actor!, ctx.meta) }),
+);
+
+const Enrolled = builder.objectRef<EnrolledAgent>("EnrolledAgent").implement({
+  description: "The agent's credential, shown once: store it (0600) and refresh it with refreshSession",
+  fields: (t) => ({
+    agentId: t.exposeID("agentId"),
+    tenantId: t.exposeID("tenantId"),
+    accessToken: t.exposeString("accessToken"),
+    refreshToken: t.exposeString("refreshToken"),
+    expiresAt: t.field({ type: "DateTime", resolve: (e) => e.expiresAt }),
+    refreshExpiresAt: t.field({ type: "DateTime", resolve: (e) => e.refreshExpiresAt }),
+  }),
+});
+const EnrollAgentInput = builder.inputType("EnrollAgentInput", {
+  fields: (t) => ({ key: t.string({ required: true }), hostname: t.string({ required: true }), os: t.string({ required: true }), arch: t.string({ required: true }), agentVersion: t.string({ required: true }) }),
+});
+builder.mutationField("enrollAgent", (t) =>
+  t.field({
+    type: Enrolled,
+    description: "Public: the enrollment key is the credential (limited per source address)",
+    args: { input: t.arg({ type: EnrollAgentInput, required: true }) },
+    authScopes: { public: true },
+    resolve: (_root, { input }, ctx) => enrollAgent(ctx.deps, input, ctx.meta),
+  }),
+);
+
+const Heartbeat = builder.objectRef<{ agentId: string; connection: "online"; lastSeenAt: Date }>("AgentHeartbeat").implement({
+  fields: (t) => ({ agentId: t.exposeID("agentId"), connection: t.field({ type: AgentConnection, resolve: (h) => h.connection }), lastSeenAt: t.field({ type: "DateTime", resolve: (h) => h.lastSeenAt }) }),
+});
+const AgentHeartbeatInput = builder.inputType("AgentHeartbeatInput", {
+  fields: (t) => ({ status: t.string({ required: false }), facts: t.field({ type: "JSON", required: false }) }),
+});
+builder.mutationField("agentHeartbeat", (t) =>
+  t.field({
+    type: Heartbeat,
+    args: { input: t.arg({ type: AgentHeartbeatInput, required: true }) },
+    authScopes: { permission: "agent:act" },
+    resolve: (_root, { input }, ctx) => agentHeartbeat(ctx.deps, ctx.actor!, { status: input.status ?? undefined, facts: (input.facts ?? undefined) as Record<string, unknown> | undefined }, ctx.meta),
+  }),
+);

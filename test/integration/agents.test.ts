@@ -1,0 +1,245 @@
+import { sql } from "kysely";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
+import { withPlatform } from "../../src/store/db.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+
+// Agents as dashboards and machines see them: the registry, one-time enrollment keys, the agent's
+// own credential, liveness, and the tier quotas.
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await createTestApp({ name: "agents", env: { AGENT_OFFLINE_AFTER: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+});
+afterAll(() => app?.close());
+
+const AGENT = "id name type version config tags status connection ephemeral host lastSeenAt";
+const create = (t: SeededTenant, input: Record<string, unknown>, token = t.tokens.editor) =>
+  app.gql(`mutation ($input: CreateAgentInput!) { createAgent(input: $input) { ${AGENT} } }`, { input }, { token });
+const newKey = async (t: SeededTenant, input: Record<string, unknown> = {}) => {
+  const res = await app.gql("mutation ($input: CreateEnrollmentKeyInput!) { createEnrollmentKey(input: $input) { id key prefix expiresAt } }", { input }, { token: t.tokens.admin });
+  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+  registerSecret(res.data.createEnrollmentKey.key);
+  return res.data.createEnrollmentKey as { id: string; key: string; prefix: string };
+};
+const enroll = async (key: string, hostname = "build-01", headers: Record<string, string> = {}) => {
+  const res = await app.gql(
+    "mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId tenantId accessToken refreshToken expiresAt } }",
+    { input: { key, hostname, os: "linux", arch: "x64", agentVersion: "1.0.0" } },
+    { headers },
+  );
+  if (res.data?.enrollAgent) {
+    registerSecret(res.data.enrollAgent.accessToken);
+    registerSecret(res.data.enrollAgent.refreshToken);
+  }
+  return res;
+};
+const log = async (t: SeededTenant, types: string[]) => {
+  const res = await app.gql("query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data streamId } } } }", { types }, { token: t.tokens.admin });
+  return res.data.auditLog.edges.map((e: any) => e.node);
+};
+const eventCount = (tenantId: string) =>
+  withPlatform(app.kp.deps.db, async (trx) => Number((await sql<{ n: number }>`select count(*)::int as n from events where tenant_id = ${tenantId}`.execute(trx)).rows[0]!.n));
+
+describe("the agent registry", () => {
+  it("creates, updates with a version check, publishes and deletes; each change is an event consumers can read", async () => {
+    const t = await app.seedTenant();
+    const created = await create(t, { name: "Support bot", type: "support-bot", config: { model: "x", replies: 3 }, tags: ["support", "eu"] }, t.tokens.editor);
+    expect(created.errors, JSON.stringify(created.errors)).toBeUndefined();
+    const agent = created.data.createAgent;
+    expect(agent).toMatchObject({ name: "Support bot", type: "support-bot", version: 1, status: "draft", connection: "pending", tags: ["eu", "support"], config: { model: "x", replies: 3 } });
+
+    const update = (expectedVersion: number, patch: Record<string, unknown>) =>
+      app.gql("mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { version name config } }", { input: { id: agent.id, expectedVersion, ...patch } }, { token: t.tokens.editor });
+    expect((await update(1, { name: "Support bot 2" })).data.updateAgent).toMatchObject({ version: 2, name: "Support bot 2" });
+    const stale = await update(1, { name: "lost update" });
+    expect(stale.errors?.[0]?.extensions).toMatchObject({ code: "CONFLICT", currentVersion: 2 });
+
+    expect((await app.gql("mutation ($id: ID!) { publishAgent(id: $id) { status version } }", { id: agent.id }, { token: t.tokens.editor })).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    expect((await app.gql("mutation ($id: ID!) { publishAgent(id: $id) { status version } }", { id: agent.id }, { token: t.tokens.admin })).data.publishAgent).toEqual({ status: "published", version: 3 });
+
+    const one = await app.gql(`query ($id: ID!) { agent(id: $id) { ${AGENT} history { type streamVersion data } } }`, { id: agent.id }, { token: t.tokens.viewer });
+    expect(one.data.agent.history.map((e: any) => e.type)).toEqual(["agent.created", "agent.updated", "agent.published"]);
+    expect(one.data.agent.history[1].data).toMatchObject({ tenantId: t.tenantId, agentId: agent.id, agentName: "Support bot 2", version: 2, changed: ["name"], timestamp: expect.any(String), correlationId: expect.any(String) });
+
+    expect((await app.gql("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: agent.id }, { token: t.tokens.admin })).data.deleteAgent).toBe(true);
+    expect((await app.gql("query ($id: ID!) { agent(id: $id) { id } }", { id: agent.id }, { token: t.tokens.viewer })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect((await app.gql("{ agents(first: 10) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes).toEqual([]);
+    expect((await log(t, ["agent.deleted"])).map((e: any) => e.streamId)).toEqual([agent.id]);
+  });
+
+  it("filters by status, type and tag; refuses bad input with the field named and stores nothing", async () => {
+    const t = await app.seedTenant({ tier: "pro" });
+    await create(t, { name: "a", type: "coder", tags: ["gpu"] });
+    await create(t, { name: "b", type: "support-bot", tags: ["eu"] });
+    const byTag = await app.gql('{ agents(first: 10, filter: { tag: "gpu" }) { nodes { name } } }', {}, { token: t.tokens.viewer });
+    expect(byTag.data.agents.nodes).toEqual([{ name: "a" }]);
+    const byType = await app.gql('{ agents(first: 10, filter: { type: "support-bot" }) { nodes { name } } }', {}, { token: t.tokens.viewer });
+    expect(byType.data.agents.nodes).toEqual([{ name: "b" }]);
+    const before = await eventCount(t.tenantId);
+    for (const [input, field] of [
+      [{ name: "", type: "x" }, "name"],
+      [{ name: "x", type: "Not A Slug" }, "type"],
+      [{ name: "x", type: "x", config: { blob: "y".repeat(70_000) } }, "config"],
+      [{ name: "x", type: "x", tags: ["Bad Tag"] }, "tags"],
+    ] as const) {
+      const res = await create(t, input);
+      expect(res.errors?.[0]?.extensions?.code, JSON.stringify(res.errors)).toBe("BAD_USER_INPUT");
+      expect(String(res.errors?.[0]?.extensions?.field)).toContain(field);
+    }
+    expect(await eventCount(t.tenantId)).toBe(before);
+  });
+});
+
+describe("enrollment", () => {
+  it("a key is shown once (prefix and hash kept), enrolls a machine as a new agent, and the credential acts as that agent only", async () => {
+    const t = await app.seedTenant();
+    const key = await newKey(t, { description: "CI runners", tags: ["ci"] });
+    expect(key.key).toMatch(/^kpe_[a-z0-9]{10}_[A-Za-z0-9_-]{43}$/);
+    expect(key.key.startsWith(`kpe_${key.prefix}_`)).toBe(true);
+    const listed = await app.gql("{ enrollmentKeys { id prefix description uses state tags } }", {}, { token: t.tokens.viewer });
+    expect(listed.data.enrollmentKeys).toEqual([{ id: key.id, prefix: key.prefix, description: "CI runners", uses: 0, state: "active", tags: ["ci"] }]);
+    expect(JSON.stringify(listed)).not.toContain(key.key);
+
+    const res = await enroll(key.key, "runner-7");
+    expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+    const enrolled = res.data.enrollAgent;
+    expect(enrolled.tenantId).toBe(t.tenantId);
+    const agent = await app.gql(`query ($id: ID!) { agent(id: $id) { ${AGENT} } }`, { id: enrolled.agentId }, { token: t.tokens.viewer });
+    expect(agent.data.agent).toMatchObject({ name: "runner-7", tags: ["ci"], host: { hostname: "runner-7", os: "linux", arch: "x64", agentVersion: "1.0.0" }, connection: "pending" });
+
+    const me = await app.gql("{ me { subject kind roles permissions } }", {}, { token: enrolled.accessToken });
+    expect(me.data.me).toMatchObject({ subject: `agent:${enrolled.agentId}`, kind: "agent", roles: ["service"] });
+    expect([...me.data.me.permissions].sort()).toEqual(["agent:act", "github-token:issue"]);
+    // An agent cannot manage the registry.
+    expect((await create(t, { name: "x", type: "x" }, enrolled.accessToken)).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    // Its credential refreshes.
+    const refreshed = await app.gql("mutation ($r: String!) { refreshSession(refreshToken: $r) { accessToken refreshToken } }", { r: enrolled.refreshToken });
+    expect(refreshed.errors).toBeUndefined();
+    registerSecret(refreshed.data.refreshSession.accessToken);
+    registerSecret(refreshed.data.refreshSession.refreshToken);
+
+    const events = await log(t, ["enrollment_key.created", "enrollment_key.used", "agent.created", "agent.enrolled"]);
+    expect(events.map((e: any) => e.type)).toEqual(["enrollment_key.created", "enrollment_key.used", "agent.created", "agent.enrolled"]);
+    expect(JSON.stringify(events)).not.toContain(key.key.split("_")[2]);
+  });
+
+  it("refuses unknown, malformed, revoked, expired and used keys with one message, stores nothing, and records the prefix only", async () => {
+    const t = await app.seedTenant();
+    const single = await newKey(t);
+    expect((await enroll(single.key)).errors).toBeUndefined();
+    const revoked = await newKey(t);
+    await app.gql("mutation ($id: ID!) { revokeEnrollmentKey(id: $id) }", { id: revoked.id }, { token: t.tokens.admin });
+    const forged = `kpe_${single.prefix}_${"A".repeat(43)}`;
+    const before = await eventCount(t.tenantId);
+    for (const key of [single.key, revoked.key, forged, "kpe_short_x", "not-a-key"]) {
+      const res = await enroll(key);
+      expect(res.errors?.[0]?.extensions?.code, key).toBe("UNAUTHENTICATED");
+      expect(res.errors?.[0]?.message).toBe("invalid, expired or used enrollment key");
+    }
+    const failures = await log(t, ["auth.failed"]);
+    expect(failures.map((e: any) => e.data.reason).sort()).toEqual(["enrollment-key-revoked", "enrollment-key-unknown", "enrollment-key-used-up"].sort());
+    expect(failures.every((e: any) => e.data.details.keyPrefix === single.prefix || e.data.details.keyPrefix === revoked.prefix)).toBe(true);
+    expect(JSON.stringify(failures)).not.toContain(single.key.split("_")[2]);
+    // Only the security events were added.
+    expect(await eventCount(t.tenantId)).toBe(before + failures.length);
+    const platformFailures = await withPlatform(app.kp.deps.db, (trx) =>
+      trx.selectFrom("events").select("data").where("tenant_id", "=", PLATFORM_TENANT).where("event_type", "=", "auth.failed").execute(),
+    );
+    expect(platformFailures.some((e) => (e.data as any).reason === "enrollment-key-malformed")).toBe(true);
+  });
+
+  it("two machines racing on a single-use key: exactly one enrolls", async () => {
+    const t = await app.seedTenant();
+    const key = await newKey(t);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => enroll(key.key, `racer-${i}`)));
+    expect(results.filter((r) => r.data?.enrollAgent)).toHaveLength(1);
+    expect(results.filter((r) => r.errors?.[0]?.extensions?.code === "UNAUTHENTICATED")).toHaveLength(7);
+    expect((await app.gql("{ agents(first: 20) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes).toHaveLength(1);
+  });
+
+  it("a reusable key enrolls up to maxUses; a key for an existing agent binds to it; used-up keys can be pruned", async () => {
+    const t = await app.seedTenant({ tier: "pro" });
+    const reusable = await newKey(t, { reusable: true, maxUses: 2 });
+    expect((await enroll(reusable.key, "a")).errors).toBeUndefined();
+    expect((await enroll(reusable.key, "b")).errors).toBeUndefined();
+    expect((await enroll(reusable.key, "c")).errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
+    const existing = (await create(t, { name: "known", type: "coder" })).data.createAgent;
+    const bound = await newKey(t, { agentId: existing.id, tags: ["bound"] });
+    const res = await enroll(bound.key, "host-x");
+    expect(res.data.enrollAgent.agentId).toBe(existing.id);
+    const states = await app.gql("{ enrollmentKeys { id state uses } }", {}, { token: t.tokens.admin });
+    expect(states.data.enrollmentKeys.map((k: any) => k.state).sort()).toEqual(["used_up", "used_up"]);
+    expect((await app.gql("mutation { pruneEnrollmentKeys }", {}, { token: t.tokens.admin })).data.pruneEnrollmentKeys).toBe(2);
+    expect((await app.gql("{ enrollmentKeys { id } }", {}, { token: t.tokens.admin })).data.enrollmentKeys).toEqual([]);
+  });
+});
+
+describe("liveness", () => {
+  it("heartbeats update last seen without an event per beat; silence makes the agent offline once, a beat brings it back once", async () => {
+    const t = await app.seedTenant();
+    const enrolled = (await enroll((await newKey(t)).key)).data.enrollAgent;
+    const beat = () => app.gql("mutation { agentHeartbeat(input: { status: \"ready\", facts: { load: 0.1 } }) { agentId connection lastSeenAt } }", {}, { token: enrolled.accessToken });
+    for (let i = 0; i < 3; i++) expect((await beat()).data.agentHeartbeat).toMatchObject({ agentId: enrolled.agentId, connection: "online" });
+    expect((await log(t, ["agent.online"])).length).toBe(1);
+    await new Promise((r) => setTimeout(r, 1200)); // AGENT_OFFLINE_AFTER=1 in this suite
+    await app.kp.agentSweeper.runOnce();
+    await app.kp.agentSweeper.runOnce();
+    expect((await log(t, ["agent.offline"])).length).toBe(1);
+    expect((await app.gql("query ($id: ID!) { agent(id: $id) { connection lastSeenAt } }", { id: enrolled.agentId }, { token: t.tokens.viewer })).data.agent.connection).toBe("offline");
+    await beat();
+    expect((await log(t, ["agent.online", "agent.offline"])).map((e: any) => e.type)).toEqual(["agent.online", "agent.offline", "agent.online"]);
+    // Only an agent beats: a service or admin token is refused.
+    expect((await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: t.tokens.service })).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+  });
+});
+
+describe("tier quotas", () => {
+  it("free tenants create 5 agents a day; the 6th is RATE_LIMITED with retryAfter, recorded, and appends nothing", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    for (let i = 0; i < 5; i++) expect((await create(t, { name: `a${i}`, type: "x" })).errors).toBeUndefined();
+    const before = await eventCount(t.tenantId);
+    const sixth = await create(t, { name: "a5", type: "x" });
+    expect(sixth.errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED" });
+    expect(sixth.errors![0]!.extensions!.retryAfter).toBeGreaterThan(86_000);
+    const denied = await log(t, ["access.denied"]);
+    expect(denied.map((e: any) => e.data.reason)).toEqual(["quota:agent-create"]);
+    expect(await eventCount(t.tenantId)).toBe(before + 1);
+    const enterprise = await app.seedTenant({ tier: "enterprise" });
+    for (let i = 0; i < 7; i++) expect((await create(enterprise, { name: `e${i}`, type: "x" })).errors).toBeUndefined();
+  });
+});
+
+describe("enrollment is limited per source address", () => {
+  it("answers RATE_LIMITED with retryAfter past ENROLL_ATTEMPTS_PER_MINUTE", async () => {
+    const limited = await createTestApp({ name: "agents-limit", env: { ENROLL_ATTEMPTS_PER_MINUTE: "3" } });
+    try {
+      const attempt = () => limited.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId } }", { input: { key: "kpe_nope", hostname: "h", os: "linux", arch: "x64", agentVersion: "1" } });
+      const codes = [];
+      for (let i = 0; i < 4; i++) codes.push((await attempt()).errors?.[0]?.extensions);
+      expect(codes.slice(0, 3).map((c) => c?.code)).toEqual(["UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED"]);
+      expect(codes[3]).toMatchObject({ code: "RATE_LIMITED", retryAfter: expect.any(Number) });
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
+describe("tenant isolation", () => {
+  it("another tenant sees none of the agents or keys and changes nothing; a key enrolls only into its own tenant", async () => {
+    const a = await app.seedTenant({ tier: "pro" });
+    const b = await app.seedTenant({ tier: "pro" });
+    const agent = (await create(a, { name: "mine", type: "x" })).data.createAgent;
+    const key = await newKey(a);
+    expect((await app.gql("query ($id: ID!) { agent(id: $id) { id } }", { id: agent.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect((await app.gql("{ agents(first: 10) { nodes { id } } }", {}, { token: b.tokens.admin })).data.agents.nodes).toEqual([]);
+    expect((await app.gql("{ enrollmentKeys { id } }", {}, { token: b.tokens.admin })).data.enrollmentKeys).toEqual([]);
+    expect((await app.gql("mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { id } }", { input: { id: agent.id, expectedVersion: 1, name: "theirs" } }, { token: b.tokens.editor })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect((await app.gql("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: agent.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect((await app.gql("mutation ($id: ID!) { revokeEnrollmentKey(id: $id) }", { id: key.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    const enrolled = (await enroll(key.key)).data.enrollAgent;
+    expect(enrolled.tenantId).toBe(a.tenantId);
+    expect((await app.gql("{ agents(first: 10) { nodes { id } } }", {}, { token: b.tokens.admin })).data.agents.nodes).toEqual([]);
+  });
+});
