@@ -108,8 +108,8 @@ export interface WrittenToken {
 
 export interface WriterState {
   current?: WrittenToken;
-  /** The file fingerprint of a write in progress: between the rename and `current` being set, the file is ours too. */
-  writing?: string;
+  /** A write in progress: between the rename and `current` being set, the file on disk is this one. */
+  writing?: WrittenToken;
 }
 
 export interface HealthServer {
@@ -123,12 +123,12 @@ export interface HealthVerdict {
 }
 
 export async function health(output: string, state: WriterState, clock: Pick<Clock, "now">, timing: Pick<Timing, "healthMinValidityMs">): Promise<HealthVerdict> {
-  const current = state.current;
+  const onDisk = await fileFingerprint(output);
+  const current = state.writing && onDisk === state.writing.fileFingerprint ? state.writing : state.current;
   if (!current) return { ok: false, body: { status: "no_token" } };
   const expiresAt = current.expiresAt.toISOString();
   const validForSeconds = Math.floor((current.expiresAt.getTime() - clock.now()) / 1000);
-  const onDisk = await fileFingerprint(output);
-  if (onDisk !== current.fileFingerprint && onDisk !== state.writing) return { ok: false, body: { status: "file_changed", expiresAt } };
+  if (onDisk !== current.fileFingerprint) return { ok: false, body: { status: "file_changed", expiresAt } };
   if (validForSeconds <= 0) return { ok: false, body: { status: "expired", expiresAt, validForSeconds: 0 } };
   if (validForSeconds * 1000 < timing.healthMinValidityMs) return { ok: false, body: { status: "expiring", expiresAt, validForSeconds } };
   return { ok: true, body: { status: "ok", expiresAt, validForSeconds } };
@@ -201,7 +201,7 @@ async function issueAndWrite(options: RunOptions): Promise<IssuedToken> {
   if (state.current?.fileFingerprint === fileFp && (await fileFingerprint(output)) === fileFp) {
     log("info", "token unchanged", fields);
   } else {
-    state.writing = fileFp;
+    state.writing = { expiresAt: issued.expiresAt, fingerprint: issued.fingerprint, fileFingerprint: fileFp, installationId: issued.installationId };
     try {
       await writeTokenFile(output, issued.token);
     } catch (error) {
