@@ -24,6 +24,7 @@ const load = {
   migrate: () => import("../store/migrate.ts"),
   tenantQueries: () => import("../store/queries/tenantQueries.ts"),
   githubToken: () => import("./githubToken.ts"),
+  agentRun: () => import("./agentRun.ts"),
 };
 
 export const USAGE = `usage: keyplane <command> [options]
@@ -55,11 +56,20 @@ commands:
                                           (5-10 min before expiry, retries, never removes the last good
                                           token; exit 0 on SIGTERM); /healthz on --health-port is 200 while
                                           FILE's token has 5 min left. JSON log lines on stderr, never the token.
+  agent run --server URL [--key kpe_... | --key-file FILE] [--state-dir DIR] [--heartbeat-seconds N]
+            [--concurrency N] [--exit-on-unreachable]
+                                          the reference agent: enrolls once with the key (credential kept in
+                                          DIR, default ./.keyplane-agent, mode 0600; later runs reuse it and
+                                          ignore --key), refreshes it, heartbeats (every 30 s), subscribes to
+                                          its tasks and runs echo and http-check, reconnecting with backoff.
+                                          JSON log lines on stderr, never a token or the key; exit 0 on SIGTERM.
   help                                    show this text
 
 The database is PostgreSQL when DATABASE_URL is set, otherwise the embedded one in KEYPLANE_DATA_DIR (./data).
 Exit status: 0 success, 1 failure, 2 usage or configuration error;
-github-token also 3 refused by GitHub or Keyplane, 4 GitHub or Keyplane unreachable (network, timeout, 5xx).
+github-token also 3 refused by GitHub or Keyplane, 4 GitHub or Keyplane unreachable (network, timeout, 5xx);
+agent run also 3 refused (bad enrollment key, dead credential: enroll again), 4 Keyplane unreachable at first
+start (only with --exit-on-unreachable; by default it keeps retrying).
 `;
 
 export class UsageError extends Error {}
@@ -130,6 +140,9 @@ function parseCommand(argv: string[]): Command {
       throw new UsageError(sub ? `unknown keys command: ${sub}` : "keys needs a command: generate or rotate");
     case "github-token":
       return async (config, io) => (await load.githubToken()).runGitHubToken(argv.slice(1), config, io);
+    case "agent":
+      if (sub === "run") return async (config, io) => (await load.agentRun()).runAgentRun(rest, config, io);
+      throw new UsageError(sub ? `unknown agent command: ${sub}` : "agent needs a command: run");
     case undefined:
       throw new UsageError("no command given");
     default:
