@@ -13,6 +13,7 @@ import { TokenCache } from "./app/githubTokens/tokenCache.ts";
 import { createGitHubApps } from "./github/githubApps.ts";
 import { createMetrics } from "./metrics.ts";
 import { createHttpServer } from "./http/server.ts";
+import { graphQLWebSocketOf } from "./http/websocket.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { lockDataDir } from "./store/dataDirLock.ts";
 import { openDatabase, type DatabaseHandle } from "./store/db.ts";
@@ -98,6 +99,8 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       async close() {
         await refresher.stop();
         githubApps?.close();
+        // Open WebSockets would hold server.close() forever: they are closed (1001) first.
+        await graphQLWebSocketOf(server)?.close();
         await new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
         server.closeAllConnections?.();
         if (!options.database) await handle.close();

@@ -86,3 +86,5 @@ builder.scalarType("JSON", {
 
 builder.queryType({});
 builder.mutationType({});
+// Subscriptions run over SSE (Yoga) and WebSocket (graphql-ws, src/http/websocket.ts) alike.
+builder.subscriptionType({});

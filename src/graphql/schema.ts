@@ -6,6 +6,7 @@ import "./types/auditLog.ts";
 import "./types/credentials.ts";
 import "./types/installation.ts";
 import "./types/githubTokens.ts";
+import "./types/ping.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

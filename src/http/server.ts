@@ -7,6 +7,7 @@ import { logContext, type LogContext } from "../logger.ts";
 import { requestIdOf } from "./requestMeta.ts";
 import { installationRoutes } from "./installationRoutes.ts";
 import { createGraphQLServer } from "./yoga.ts";
+import { attachGraphQLWebSocket } from "./websocket.ts";
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers });
@@ -31,7 +32,7 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     return { ok: Object.values(checks).every((v) => v === "ok"), checks };
   }
 
-  return createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const context: LogContext = { requestId: requestIdOf(req.headers["x-request-id"] as string | undefined) };
     res.setHeader("x-request-id", context.requestId);
     const started = process.hrtime.bigint();
@@ -47,6 +48,9 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     });
     logContext.run(context, () => route(req, res, path, new URLSearchParams(search)));
   });
+  // Subscriptions (and any operation) over WebSocket: graphql-ws on the same port and /graphql, through the same Yoga.
+  attachGraphQLWebSocket(server, yoga, deps);
+  return server;
 
   function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) {
     if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });

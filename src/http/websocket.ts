@@ -1,0 +1,374 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { GraphQLError, type ExecutionArgs, type GraphQLFormattedError } from "graphql";
+import { CloseCode, handleProtocols, makeServer } from "graphql-ws";
+import type { YogaServerInstance } from "graphql-yoga";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import { authenticate } from "../app/authenticate.ts";
+import type { AppDeps } from "../app/deps.ts";
+import type { Actor, RequestMeta } from "../auth/actor.ts";
+import { DomainError } from "../errors.ts";
+import type { GraphQLContext } from "../graphql/context.ts";
+import { logContext, type LogContext } from "../logger.ts";
+import { requestIdOf, requestMetaOf } from "./requestMeta.ts";
+import type { ServerContext } from "./yoga.ts";
+
+/**
+ * GraphQL over WebSocket (graphql-ws, subprotocol `graphql-transport-ws`) on the HTTP server's own
+ * port and path. Operations go through Yoga's envelop pipeline (`yoga.getEnveloped`): the same
+ * schema, context, auth scopes, plugins and error masking as over HTTP.
+ *
+ * The token travels once, in `connection_init`'s payload (`{ authorization: "Bearer …" }`), and is
+ * checked once by `authenticate`, as an HTTP request's header is. The Actor it gives serves every
+ * operation of the connection (no re-verification per message), and the socket is closed when the
+ * token expires.
+ */
+
+/** Close codes a client can meet, besides graphql-ws's own protocol errors (4400, 4406, 4409, 4429). */
+export const WS_CLOSE = {
+  /** `connection_init` without a token (or a subscribe before the connection was acknowledged). */
+  unauthorized: CloseCode.Unauthorized, // 4401 "Unauthorized"
+  /** A token that is malformed, bad, expired, revoked or of an unknown/suspended tenant; or it expired while connected ("Token expired"). */
+  forbidden: CloseCode.Forbidden, // 4403 "Forbidden"
+  /** No `connection_init` within the wait timeout. */
+  initTimeout: CloseCode.ConnectionInitialisationTimeout, // 4408
+  /** An unexpected server failure (e.g. the database was unreachable while authenticating). */
+  internal: CloseCode.InternalServerError, // 4500
+  /** The server shuts down; connect again (to another process). */
+  goingAway: 1001,
+  /** A message over the payload limit (ws closes with it). */
+  tooLarge: 1009,
+} as const;
+
+export interface GraphQLWebSocketOptions {
+  /** Path that accepts upgrades. Default `/graphql`. */
+  path?: string;
+  /** Protocol-level ping every this many ms; a socket that has not answered the previous ping by then is terminated. Default 30 s. */
+  keepAliveMs?: number;
+  /** How long a socket may stay open without `connection_init`. Default 5 s. */
+  connectionInitWaitTimeoutMs?: number;
+  /** Largest message a client may send. Default 64 KiB. */
+  maxPayloadBytes?: number;
+  /** Operations one connection may run at the same time. Default 100. */
+  maxOperationsPerConnection?: number;
+  /** On close, how long sockets get to finish the close handshake before they are cut. Default 2 s. */
+  closeGraceMs?: number;
+}
+
+export const WEBSOCKET_DEFAULTS: Required<GraphQLWebSocketOptions> = {
+  path: "/graphql",
+  keepAliveMs: 30_000,
+  connectionInitWaitTimeoutMs: 5_000,
+  maxPayloadBytes: 64 * 1024,
+  maxOperationsPerConnection: 100,
+  closeGraceMs: 2_000,
+};
+
+export interface GraphQLWebSocketServer {
+  /** Sockets open right now. */
+  readonly size: number;
+  /** Refuses new upgrades (503), closes every socket with 1001 and waits for their subscriptions to end. */
+  close(): Promise<void>;
+}
+
+/** One WebSocket connection: who it is (once authenticated) and where it came from. */
+interface Connection {
+  readonly id: string;
+  readonly socket: WebSocket;
+  readonly request: IncomingMessage;
+  /** Request facts of the upgrade (request id = the connection id); the connection's auth failures are recorded with them. */
+  readonly meta: RequestMeta;
+  /** Log fields of every line written for the connection; each operation gets its own request id on top. */
+  readonly log: LogContext;
+  readonly opened: number;
+  actor: Actor | null;
+  alive: boolean;
+  operations: number;
+  expiry?: NodeJS.Timeout;
+}
+
+interface Extra {
+  connection: Connection;
+}
+
+type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
+type Enveloped = ReturnType<Yoga["getEnveloped"]>;
+
+const attached = new WeakMap<Server, GraphQLWebSocketServer>();
+
+/** The WebSocket server attached to an HTTP server by `attachGraphQLWebSocket`, if any. */
+export function graphQLWebSocketOf(server: Server): GraphQLWebSocketServer | undefined {
+  return attached.get(server);
+}
+
+/** Accepts graphql-ws upgrades on `server` at `options.path` and runs their operations through `yoga`. */
+export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps, options: GraphQLWebSocketOptions = {}): GraphQLWebSocketServer {
+  const settings = { ...WEBSOCKET_DEFAULTS, ...options };
+  const logger = deps.logger;
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    maxPayload: settings.maxPayloadBytes,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => handleProtocols(protocols),
+  });
+  const connections = new Set<Connection>();
+  const cleanups = new Set<Promise<void>>();
+  const upgradeIds = new WeakMap<IncomingMessage, string>();
+  const envelopedOf = new WeakMap<object, Enveloped>();
+  let closing: Promise<void> | undefined;
+
+  // The 101 answer carries the connection's request id, as every HTTP answer does.
+  wss.on("headers", (headers, req) => {
+    const id = upgradeIds.get(req);
+    if (id) headers.push(`X-Request-Id: ${id}`);
+  });
+
+  const graphqlWs = makeServer<Record<string, unknown> | undefined, Extra>({
+    connectionInitWaitTimeout: settings.connectionInitWaitTimeoutMs,
+
+    async onConnect(ctx) {
+      const connection = ctx.extra.connection;
+      const authorization = authorizationOf(ctx.connectionParams);
+      if (authorization === null) {
+        await deps.security.record({
+          type: "auth.failed",
+          tenantId: null,
+          actor: null,
+          level: "warning",
+          status: "failed",
+          reason: "missing",
+          action: "authenticate",
+          resource: "graphql-ws",
+          request: connection.meta,
+        });
+        closeSocket(connection, WS_CLOSE.unauthorized, "Unauthorized");
+        return false;
+      }
+      let actor: Actor | null;
+      try {
+        actor = await authenticate(deps, authorization, connection.meta);
+      } catch (error) {
+        // authenticate recorded the refusal (auth.failed with its reason) already.
+        if (error instanceof DomainError && error.code === "UNAUTHENTICATED") {
+          closeSocket(connection, WS_CLOSE.forbidden, "Forbidden");
+          return false;
+        }
+        throw error;
+      }
+      if (!actor) {
+        closeSocket(connection, WS_CLOSE.unauthorized, "Unauthorized");
+        return false;
+      }
+      connection.actor = actor;
+      Object.assign(connection.log, { tenantId: actor.tenantId, actor: actor.subject });
+      const current = logContext.getStore();
+      if (current) Object.assign(current, { tenantId: actor.tenantId, actor: actor.subject });
+      // The token is not checked again while connected, but it does not outlive its expiry.
+      const left = actor.expiresAt.getTime() - Date.now();
+      if (left < 2 ** 31 - 1) {
+        connection.expiry = setTimeout(() => closeSocket(connection, WS_CLOSE.forbidden, "Token expired"), Math.max(left, 0));
+        connection.expiry.unref();
+      }
+      logger.debug({ connectionId: connection.id }, "websocket connection authenticated");
+      return true;
+    },
+
+    async onSubscribe(ctx, id, payload) {
+      const connection = ctx.extra.connection;
+      const actor = connection.actor;
+      // graphql-ws closes with 4401 before this for an unacknowledged connection; this is a second wall.
+      if (!actor) return [new GraphQLError("authentication required", { extensions: { code: "UNAUTHENTICATED" } })];
+      if (Object.keys(ctx.subscriptions).length > settings.maxOperationsPerConnection) {
+        return [new GraphQLError(`at most ${settings.maxOperationsPerConnection} operations at a time on one connection`, { extensions: { code: "RATE_LIMITED" } })];
+      }
+      // Each operation is a request of its own: its own request id in logs and in the events it appends.
+      const requestId = randomUUID();
+      const log = logContext.getStore();
+      if (log) log.requestId = requestId;
+      connection.operations += 1;
+      logger.debug({ connectionId: connection.id, operationId: id, operationName: payload.operationName ?? undefined }, "websocket operation");
+
+      const enveloped = yoga.getEnveloped({ req: connection.request, request: operationRequest(connection.request), params: payload });
+      let document: ReturnType<Enveloped["parse"]>;
+      try {
+        document = enveloped.parse(payload.query);
+      } catch (error) {
+        if (!(error instanceof GraphQLError)) throw error;
+        return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { code: "BAD_USER_INPUT", reason: "GRAPHQL_PARSE_FAILED" } })];
+      }
+      // Yoga's plugins (validationErrorsAreBadInput among them) see the validation as over HTTP.
+      const errors = enveloped.validate(enveloped.schema, document);
+      if (errors.length) return errors;
+      // Yoga's context factory runs as for an anonymous HTTP request (the operation request carries no
+      // Authorization), then the connection's Actor takes its place: one verification per connection.
+      const contextValue = (await enveloped.contextFactory()) as GraphQLContext;
+      contextValue.actor = actor;
+      envelopedOf.set(contextValue, enveloped);
+      const args: ExecutionArgs = {
+        schema: enveloped.schema,
+        document,
+        contextValue,
+        variableValues: payload.variables,
+        operationName: payload.operationName,
+      };
+      return args;
+    },
+    // Yoga's execute and subscribe carry its plugins and error masking.
+    execute: (args) => envelopedOf.get(args.contextValue as object)!.execute(args),
+    subscribe: (args) => envelopedOf.get(args.contextValue as object)!.subscribe(args),
+
+    // `extensions.http` is for the HTTP transport only (Yoga strips it from HTTP answers too).
+    onNext: (_ctx, _id, _payload, _args, result) => (result.errors?.length ? { ...result, errors: result.errors.map(formatError) } : undefined),
+    onError: (_ctx, _id, _payload, errors) => errors.map(formatError),
+  });
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+    socket.on("error", () => socket.destroy());
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path !== settings.path) return refuseUpgrade(socket, 404, "Not Found");
+    if (closing) return refuseUpgrade(socket, 503, "Service Unavailable");
+    const id = requestIdOf(headerOf(req, "x-request-id"));
+    upgradeIds.set(req, id);
+    wss.handleUpgrade(req, socket, head, (ws) => opened(ws, req, id));
+  }
+
+  function opened(socket: WebSocket, request: IncomingMessage, id: string) {
+    const log: LogContext = { requestId: id };
+    const meta = logContext.run(log, () => requestMetaOf(null, request));
+    const connection: Connection = { id, socket, request, meta, log, opened: Date.now(), actor: null, alive: true, operations: 0 };
+    connections.add(connection);
+    socket.on("pong", () => (connection.alive = true));
+    // ws closes the socket itself after a protocol error (1002) or an oversized message (1009).
+    socket.on("error", (error) => logContext.run({ ...connection.log }, () => logger.debug({ err: error.message, connectionId: id }, "websocket error")));
+
+    const closed = graphqlWs.opened(
+      {
+        protocol: socket.protocol,
+        send: (data) =>
+          new Promise<void>((resolve, reject) => {
+            if (socket.readyState !== socket.OPEN) return resolve();
+            socket.send(data, (error) => (error && socket.readyState === socket.OPEN ? reject(error) : resolve()));
+          }),
+        close: (code, reason) => closeSocket(connection, code ?? 1000, reason ?? ""),
+        onMessage: (handle) =>
+          socket.on("message", (data: RawData) => {
+            // A store per message: an operation sets its own request id without touching the others.
+            logContext.run({ ...connection.log }, () => {
+              handle(text(data)).catch((error: unknown) => {
+                if (socket.readyState !== socket.OPEN) return;
+                logger.error({ err: error, connectionId: id }, "websocket message failed");
+                closeSocket(connection, WS_CLOSE.internal, "Internal server error");
+              });
+            });
+          }),
+      },
+      { connection },
+    );
+
+    socket.once("close", (code: number, reason: Buffer) => {
+      clearTimeout(connection.expiry);
+      connections.delete(connection);
+      const cleanup = closed(code, reason.toString())
+        .catch((error: unknown) => logContext.run({ ...connection.log }, () => logger.error({ err: error }, "websocket cleanup failed")))
+        .finally(() => cleanups.delete(cleanup));
+      cleanups.add(cleanup);
+      logContext.run({ ...connection.log }, () =>
+        logger.info({ method: "GET", path: settings.path, status: 101, websocket: { code, operations: connection.operations }, durationMs: Date.now() - connection.opened }, "websocket closed"),
+      );
+    });
+  }
+
+  function closeSocket(connection: Connection, code: number, reason: string) {
+    if (connection.socket.readyState === connection.socket.OPEN) connection.socket.close(code, reason);
+  }
+
+  // Protocol pings: a socket that did not answer the last one is gone (a dead peer, a silent NAT).
+  const heartbeat = setInterval(() => {
+    for (const connection of connections) {
+      if (!connection.alive) {
+        logContext.run({ ...connection.log }, () => logger.debug({ connectionId: connection.id }, "websocket did not answer a ping; terminated"));
+        connection.socket.terminate();
+        continue;
+      }
+      connection.alive = false;
+      if (connection.socket.readyState === connection.socket.OPEN) connection.socket.ping();
+    }
+  }, settings.keepAliveMs);
+  heartbeat.unref();
+
+  server.on("upgrade", onUpgrade);
+
+  const handle: GraphQLWebSocketServer = {
+    get size() {
+      return connections.size;
+    },
+    close() {
+      closing ??= (async () => {
+        clearInterval(heartbeat);
+        const open = [...connections];
+        const gone = Promise.all(open.map((c) => new Promise<void>((resolve) => (c.socket.readyState === c.socket.CLOSED ? resolve() : c.socket.once("close", () => resolve())))));
+        for (const connection of open) closeSocket(connection, WS_CLOSE.goingAway, "Going away");
+        let grace: NodeJS.Timeout | undefined;
+        await Promise.race([gone, new Promise<void>((resolve) => (grace = setTimeout(resolve, settings.closeGraceMs)))]);
+        clearTimeout(grace);
+        for (const connection of connections) connection.socket.terminate();
+        await gone;
+        // Subscriptions end (their iterators are returned) once their socket has closed.
+        await Promise.all([...cleanups]);
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+      })();
+      return closing;
+    },
+  };
+  attached.set(server, handle);
+  return handle;
+}
+
+/** The token of `connection_init`: `{ authorization: "Bearer …" }` (or `Authorization`). Null when there is none. */
+function authorizationOf(params: Record<string, unknown> | undefined): string | null {
+  const value = params?.authorization ?? params?.Authorization;
+  if (value === undefined || value === null || value === "") return null;
+  // Something that is not a string is a malformed token: authenticate refuses and records it.
+  return typeof value === "string" ? value : "(not a string)";
+}
+
+/**
+ * The Fetch Request Yoga's context factory and plugins see for one operation. It carries the facts of
+ * the upgrade that describe the client (user agent, correlation id), never its Authorization or
+ * per-request headers such as Idempotency-Key (one upgrade serves many operations).
+ */
+function operationRequest(req: IncomingMessage): Request {
+  const headers = new Headers();
+  for (const name of ["user-agent", "x-correlation-id"]) {
+    const value = headerOf(req, name);
+    if (value) headers.set(name, value);
+  }
+  return new Request("http://keyplane.invalid/graphql", { method: "POST", headers });
+}
+
+function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string) {
+  socket.once("finish", () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+function text(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString("utf8");
+  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
+  return Buffer.from(data).toString("utf8");
+}
+
+function formatError(error: GraphQLError | GraphQLFormattedError): GraphQLFormattedError {
+  const json: GraphQLFormattedError = error instanceof GraphQLError || typeof (error as { toJSON?: unknown }).toJSON === "function" ? (error as GraphQLError).toJSON() : error;
+  if (!json.extensions || !("http" in json.extensions)) return json;
+  const { http: _http, ...extensions } = json.extensions;
+  return { ...json, extensions };
+}
