@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import SchemaBuilder from "@pothos/core";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import { createClient } from "graphql-ws";
+import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PERMISSIONS } from "../../src/auth/permissions.ts";
 import { schema } from "../../src/graphql/schema.ts";
@@ -271,6 +273,12 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
   },
+  "Subscription.ticks": {
+    // Over graphql-ws: an anonymous connection is closed with 4401 before anything runs.
+    operation: () => ({ query: "subscription { ticks(count: 1, intervalMs: 10) }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+  },
   "Mutation.refreshSession": {
     // Public: the refresh token is the credential, whoever (if anyone) sends it.
     operation: async ({ app, adminToken }) => ({
@@ -298,6 +306,42 @@ async function freshRefreshToken(app: TestApp, adminToken: string): Promise<stri
   registerSecret(res.data.issueServiceToken.accessToken);
   registerSecret(res.data.issueServiceToken.refreshToken);
   return res.data.issueServiceToken.refreshToken;
+}
+
+/**
+ * Runs a subscription over graphql-ws (the token in connectionParams) and answers like `gql`: the first
+ * result, or the operation's errors. A socket closed with 4401 (no token) reads as UNAUTHENTICATED;
+ * any other close code as CLOSED_<code>.
+ */
+async function subscribeOnce(app: TestApp, op: Operation, token: string | undefined): Promise<Omit<GraphQLResponse, "status" | "headers">> {
+  const client = createClient({
+    url: `${app.url.replace(/^http/, "ws")}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+    retryAttempts: 0,
+    lazy: true,
+  });
+  try {
+    return await new Promise((resolve) => {
+      const unsubscribe = client.subscribe(
+        { query: op.query, variables: op.variables ?? {} },
+        {
+          next: (result) => {
+            resolve({ data: result.data ?? null, errors: result.errors as GraphQLResponse["errors"] });
+            unsubscribe();
+          },
+          error: (error: unknown) => {
+            if (Array.isArray(error)) return resolve({ data: null, errors: error });
+            const code = (error as { code?: number } | null)?.code;
+            resolve({ data: null, errors: [{ message: `socket closed ${code}`, extensions: { code: code === 4401 ? UNAUTHENTICATED : `CLOSED_${code}` } }] });
+          },
+          complete: () => resolve({ data: null }),
+        },
+      );
+    });
+  } finally {
+    await client.dispose();
+  }
 }
 
 /** Secrets a successful operation hands back, registered for the suite's log scan. */
@@ -368,8 +412,19 @@ describe("authorization matrix", () => {
         it(`${principal} → ${expected ?? "(no row)"}`, async () => {
           const row = MATRIX[field.key];
           if (!row) throw new Error(`no row in MATRIX for ${field.key}`);
-          if (field.rootType === "Subscription") throw new Error(`${field.key}: the matrix cannot run subscriptions over HTTP yet; add a graphql-ws runner`);
           const op = await row.operation(ctx);
+          if (field.rootType === "Subscription") {
+            const res = await subscribeOnce(app, op, tokens[principal]);
+            if (expected === allow) {
+              expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+              expect(res.data?.[field.name]).toBeTruthy();
+              registerReturnedSecrets(res.data);
+            } else {
+              expect(res.errors?.map((e) => e.extensions?.code), JSON.stringify(res.errors)).toEqual([expected]);
+              expect(res.data?.[field.name] ?? null).toBeNull();
+            }
+            return;
+          }
           const res: GraphQLResponse = await app.gql(op.query, op.variables ?? {}, { token: tokens[principal] });
           if (expected === allow) {
             expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
