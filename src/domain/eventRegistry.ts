@@ -1,13 +1,15 @@
 import { BadInputError } from "../errors.ts";
 import type { EventDefinition } from "./eventDefinition.ts";
+import { agentEvents } from "./agent/events.ts";
 import { githubTokenEvents } from "./githubToken/events.ts";
 import { installationEvents } from "./installation/events.ts";
 import { securityEvents } from "./security/events.ts";
 import { sessionEvents } from "./session/events.ts";
+import { taskEvents } from "./task/events.ts";
 import { tenantEvents } from "./tenant/events.ts";
 
 // Every event type Keyplane may append. The store validates each event against it on the way in.
-const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents, ...installationEvents, ...githubTokenEvents];
+const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents, ...installationEvents, ...githubTokenEvents, ...agentEvents, ...taskEvents];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));
 
