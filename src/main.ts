@@ -1,7 +1,9 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { AppDeps } from "./app/deps.ts";
+import { createAgentSweeper, type AgentSweeper } from "./app/agents/agentSweeper.ts";
 import { createCredentialRefresher, type CredentialRefresher } from "./app/installations/credentialRefresher.ts";
+import { timeOutTasks } from "./app/tasks/timeOutTasks.ts";
 import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
@@ -25,6 +27,8 @@ export interface Keyplane {
   server: Server;
   /** Background refresh of rotating credentials; runs while the server listens. */
   refresher: CredentialRefresher;
+  /** Marks silent agents offline, removes expired ephemeral ones, times out overdue tasks. */
+  agentSweeper: AgentSweeper;
   listen(port?: number, host?: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -81,28 +85,40 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     };
     const server = createHttpServer(deps, database);
     const refresher = createCredentialRefresher(deps);
+    const agentSweeper = createAgentSweeper(deps, {
+      offlineAfterSeconds: config.agents.offlineAfterSeconds,
+      intervalSeconds: config.agents.sweepIntervalSeconds,
+      afterSweep: () => timeOutTasks(deps),
+    });
     const handle = database;
     return {
       deps,
       database: handle,
       server,
       refresher,
+      agentSweeper,
       listen: (port = config.port, host = config.host) =>
         new Promise((resolve, reject) => {
           server.once("error", reject);
           server.listen(port, host, () => {
             const address = server.address() as AddressInfo;
             refresher.start();
+            agentSweeper.start();
             resolve(`http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`);
           });
         }),
       async close() {
         await refresher.stop();
+        await agentSweeper.stop();
         githubApps?.close();
         // Open WebSockets would hold server.close() forever: they are closed (1001) first.
         await graphQLWebSocketOf(server)?.close();
+        // Long-lived responses (SSE subscriptions) would hold server.close() forever: after a short
+        // grace for requests in flight, every connection is cut.
+        const grace = setTimeout(() => server.closeAllConnections(), 1000);
         await new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
-        server.closeAllConnections?.();
+        clearTimeout(grace);
+        server.closeAllConnections();
         if (!options.database) await handle.close();
         unlock();
       },

@@ -53,7 +53,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
  * Held by services only, never by people; whoever may issue service tokens may hand them on
  * (an admin provisions a service that reads credentials without ever seeing a token itself).
  */
-export const SERVICE_ONLY_PERMISSIONS: ReadonlySet<Permission> = new Set(["installation:credentials"]);
+export const SERVICE_ONLY_PERMISSIONS: ReadonlySet<Permission> = new Set(["installation:credentials", "agent:act"]);
 
 /** Scopes that stand for several permissions: an enrolled agent's token is `service` narrowed by `agent`. */
 const SCOPE_ALIASES: Readonly<Record<string, readonly Permission[]>> = {

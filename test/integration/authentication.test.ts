@@ -421,7 +421,7 @@ describe("an external identity provider (AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIEN
     const token = await signed({ sub: "alice@example.com", tenant_id: tenant.tenantId, roles: ["viewer"] });
     const res = await external.gql(`${ME.slice(0, -1)} tenant { id } }`, {}, { token });
     expect(res.errors).toBeUndefined();
-    expect(res.data.me).toMatchObject({ subject: "alice@example.com", tenantId: tenant.tenantId, kind: "user", roles: ["viewer"], permissions: ["installation:read", "tenant:read", "token-policy:read"] });
+    expect(res.data.me).toMatchObject({ subject: "alice@example.com", tenantId: tenant.tenantId, kind: "user", roles: ["viewer"], permissions: ["agent:read", "installation:read", "tenant:read", "token-policy:read"] });
     expect(res.data.tenant).toEqual({ id: tenant.tenantId });
     // Verified against the key it published, not taken on trust.
     expect(idp.jwksRequests()).toBeGreaterThanOrEqual(1);
