@@ -6,6 +6,8 @@ import "./types/auditLog.ts";
 import "./types/credentials.ts";
 import "./types/installation.ts";
 import "./types/githubTokens.ts";
+import "./types/agents.ts";
+import "./types/tasks.ts";
 import "./types/ping.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();

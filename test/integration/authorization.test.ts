@@ -146,6 +146,39 @@ interface MatrixRow {
 
 const unique = () => randomBytes(5).toString("hex");
 
+/** One pending task of the shared matrix agent, for the task rows. */
+let matrixTaskOnce: Promise<{ agentId: string; taskId: string }> | undefined;
+function matrixTask(ctx: MatrixContext): Promise<{ agentId: string; taskId: string }> {
+  matrixTaskOnce ??= (async () => {
+    const agentId = await matrixAgent(ctx);
+    const task = await ctx.app.gql("mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id } }", { input: { agentId, kind: "matrix", timeoutSeconds: 3600 } }, { token: ctx.adminToken });
+    expect(task.errors, JSON.stringify(task.errors)).toBeUndefined();
+    return { agentId, taskId: task.data.dispatchTask.id as string };
+  })();
+  return matrixTaskOnce;
+}
+
+/** An agent of the matrix tenant: one shared, or a fresh one for rows that change it. */
+let sharedAgent: Promise<string> | undefined;
+function matrixAgent(ctx: MatrixContext, fresh = false): Promise<string> {
+  const make = async () => {
+    const res = await ctx.app.gql('mutation { createAgent(input: { name: "Matrix", type: "matrix" }) { id } }', {}, { token: ctx.adminToken });
+    expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+    return res.data.createAgent.id as string;
+  };
+  if (fresh) return make();
+  sharedAgent ??= make();
+  return sharedAgent;
+}
+
+/** A fresh single-use enrollment key of the matrix tenant. */
+async function matrixKey(ctx: MatrixContext): Promise<{ id: string; key: string }> {
+  const res = await ctx.app.gql("mutation { createEnrollmentKey(input: {}) { id key } }", {}, { token: ctx.adminToken });
+  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+  registerSecret(res.data.createEnrollmentKey.key);
+  return res.data.createEnrollmentKey;
+}
+
 const MATRIX: Record<string, MatrixRow> = {
   "Query.me": {
     operation: () => ({ query: "query { me { subject tenantId } }" }),
@@ -273,11 +306,124 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
   },
+  // Tasks: people with agent:read see them, editors dispatch them; only an enrolled agent (none of
+  // these principals: the service role's agent:act needs an agent's own credential) acts on them.
+  "Query.tasks": {
+    operation: () => ({ query: "query { tasks(first: 5) { nodes { id status } pageInfo { hasNextPage } } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.task": {
+    operation: async (ctx) => ({ query: "query ($id: ID!) { task(id: $id) { id status } }", variables: { id: (await matrixTask(ctx)).taskId } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.pendingTasks": {
+    operation: () => ({ query: "query { pendingTasks(first: 5) { id } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.dispatchTask": {
+    operation: async (ctx) => ({ query: "mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id status } }", variables: { input: { agentId: (await matrixTask(ctx)).agentId, kind: "matrix" } } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.claimTask": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { claimTask(id: $id) { id } }", variables: { id: (await matrixTask(ctx)).taskId } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.reportTaskProgress": {
+    operation: async (ctx) => ({ query: 'mutation ($id: ID!) { reportTaskProgress(id: $id, message: "half") { id } }', variables: { id: (await matrixTask(ctx)).taskId } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.completeTask": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { completeTask(id: $id, result: {ok: true}) { id } }", variables: { id: (await matrixTask(ctx)).taskId } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.failTask": {
+    operation: async (ctx) => ({ query: 'mutation ($id: ID!) { failTask(id: $id, error: "no") { id } }', variables: { id: (await matrixTask(ctx)).taskId } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Subscription.agentTasks": {
+    operation: () => ({ query: "subscription { agentTasks { id } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
   "Subscription.ticks": {
     // Over graphql-ws: an anonymous connection is closed with 4401 before anything runs.
     operation: () => ({ query: "subscription { ticks(count: 1, intervalMs: 10) }" }),
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+  },
+  // Agents: viewers read, editors create and update, admins publish, delete and hold the keys;
+  // enrollment is public (the key is the credential); only an enrolled agent beats.
+  "Query.agents": {
+    operation: () => ({ query: "query { agents(first: 5) { nodes { id } pageInfo { hasNextPage } } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.agent": {
+    operation: async (ctx) => ({ query: "query ($id: ID!) { agent(id: $id) { id } }", variables: { id: await matrixAgent(ctx) } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Query.enrollmentKeys": {
+    operation: () => ({ query: "query { enrollmentKeys { id prefix } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.createAgent": {
+    operation: () => ({ query: 'mutation { createAgent(input: { name: "m", type: "matrix" }) { id } }' }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.updateAgent": {
+    operation: async (ctx) => ({ query: 'mutation ($id: ID!) { updateAgent(input: { id: $id, expectedVersion: 1, name: "renamed" }) { id version } }', variables: { id: await matrixAgent(ctx, true) } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.publishAgent": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { publishAgent(id: $id) { id status } }", variables: { id: await matrixAgent(ctx, true) } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.deleteAgent": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { deleteAgent(id: $id) }", variables: { id: await matrixAgent(ctx, true) } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.createEnrollmentKey": {
+    operation: () => ({ query: "mutation { createEnrollmentKey(input: {}) { id key } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.revokeEnrollmentKey": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { revokeEnrollmentKey(id: $id) }", variables: { id: (await matrixKey(ctx)).id } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.pruneEnrollmentKeys": {
+    operation: () => ({ query: "mutation { pruneEnrollmentKeys }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
+  "Mutation.enrollAgent": {
+    // Public: the enrollment key is the credential, whoever (if anyone) sends it.
+    operation: async (ctx) => ({
+      query: "mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId accessToken refreshToken } }",
+      variables: { input: { key: (await matrixKey(ctx)).key, hostname: "matrix-host", os: "linux", arch: "x64", agentVersion: "1" } },
+    }),
+    // prettier-ignore
+    expect: { anonymous: allow, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+  },
+  "Mutation.agentHeartbeat": {
+    operation: () => ({ query: "mutation { agentHeartbeat(input: {}) { agentId } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
   },
   "Mutation.refreshSession": {
     // Public: the refresh token is the credential, whoever (if anyone) sends it.
@@ -348,7 +494,7 @@ async function subscribeOnce(app: TestApp, op: Operation, token: string | undefi
 function registerReturnedSecrets(value: unknown): void {
   if (value === null || typeof value !== "object") return;
   for (const [k, v] of Object.entries(value)) {
-    if ((k === "accessToken" || k === "refreshToken" || k === "token") && typeof v === "string") registerSecret(v);
+    if ((k === "accessToken" || k === "refreshToken" || k === "token" || k === "key") && typeof v === "string") registerSecret(v);
     else registerReturnedSecrets(v);
   }
 }
@@ -362,8 +508,8 @@ describe("authorization matrix", () => {
 
   beforeAll(async () => {
     world = await startProviderWorld();
-    app = await createTestApp({ name: "authorization", env: world.env });
-    const seeded = await app.seedTenant();
+    app = await createTestApp({ name: "authorization", env: { ...world.env, ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+    const seeded = await app.seedTenant({ tier: "enterprise" });
     const { tenantId } = seeded;
     const newInstallation = async () => {
       const installed = await browseInstall(app, "slack", seeded.tokens.editor);
