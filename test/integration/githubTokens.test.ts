@@ -340,3 +340,29 @@ describe("minValiditySeconds", () => {
     expect(bad.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "minValiditySeconds" });
   });
 });
+
+describe("enrolled agents", () => {
+  it("an agent gets the tokens a policy allows for its tags, and no others", async () => {
+    const o = await orgWithRex();
+    await setPolicy(o, { name: "coders", roles: [], agentTags: ["coding-agent"], repositories: [`${o.org}/api`], permissions: { contents: "write" } });
+    const key = async (tags: string[]) => {
+      const res = await app.gql("mutation ($input: CreateEnrollmentKeyInput!) { createEnrollmentKey(input: $input) { key } }", { input: { tags } }, { token: o.tenant.tokens.admin });
+      registerSecret(res.data.createEnrollmentKey.key);
+      return res.data.createEnrollmentKey.key as string;
+    };
+    const enroll = async (k: string) => {
+      const res = await app.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { accessToken refreshToken } }", { input: { key: k, hostname: "h", os: "linux", arch: "x64", agentVersion: "1" } });
+      expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+      registerSecret(res.data.enrollAgent.accessToken);
+      registerSecret(res.data.enrollAgent.refreshToken);
+      return res.data.enrollAgent.accessToken as string;
+    };
+    const coder = await enroll(await key(["coding-agent"]));
+    const other = await enroll(await key(["support"]));
+    const ok = await issue(coder, { repository: `${o.org}/api` });
+    expect(ok.errors, JSON.stringify(ok.errors)).toBeUndefined();
+    expect(ok.data.issueGitHubToken.permissions).toEqual({ contents: "write" });
+    expect((await issue(coder, { repository: `${o.org}/infra` })).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    expect((await issue(other, { repository: `${o.org}/api` })).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+  });
+});

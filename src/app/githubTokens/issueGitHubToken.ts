@@ -67,15 +67,16 @@ export async function issueGitHubToken(
     const client = deps.githubApps.client(input.app);
     if (!client) throw new BadInputError(`app: no GitHub App named ${input.app} is configured`, "app");
 
-    const { installation, policies } = await withTenant(deps.db, actor.tenantId, async (trx) => ({
+    const { installation, policies, tags } = await withTenant(deps.db, actor.tenantId, async (trx) => ({
       installation: await findTargetInstallation(trx, actor.tenantId, input.app, deps.githubApps.defaultApp, input),
       policies: await loadPolicies(trx, actor.tenantId, input.app),
+      tags: await agentTags(trx, actor),
     }));
     if (installation.status !== "active") throw new ConflictError(`the ${input.app} installation for ${installation.account_login} is ${installation.status.replace("_", " ")}`, { status: installation.status });
 
     const owner = installation.account_login;
     const asked = [...(input.repository ? [input.repository.split("/")[1]!] : []), ...input.repositories.map((r) => repositoryName(r, owner))];
-    const decision = decideTokenRequest(policies, { subject: actor.subject, roles: actor.roles }, { app: input.app, owner, repositories: asked, permissions: input.permissions });
+    const decision = decideTokenRequest(policies, { subject: actor.subject, roles: actor.roles, tags }, { app: input.app, owner, repositories: asked, permissions: input.permissions });
     if (!decision.allowed) {
       await deps.security.record({
         type: "access.denied",
@@ -198,6 +199,13 @@ async function findTargetInstallation(
   // Naming nothing means the tenant's only installation of the app.
   if (rows.length > 1) throw new BadInputError("installationId: the tenant has several installations of this app; name installationId, owner or repository", "installationId");
   return rows[0]!;
+}
+
+/** An enrolled agent is matched by its tags as they are now (set at enrollment, changed by updateAgent). */
+async function agentTags(trx: Tx, actor: Actor): Promise<string[]> {
+  if (actor.kind !== "agent" || !actor.subject.startsWith("agent:")) return [];
+  const row = await trx.selectFrom("agents").select(["tags", "status"]).where("tenant_id", "=", actor.tenantId).where("agent_id", "=", actor.subject.slice(6)).executeTakeFirst();
+  return row && row.status !== "deleted" ? row.tags : [];
 }
 
 async function loadPolicies(trx: Tx, tenantId: string, app: string): Promise<TokenPolicy[]> {
