@@ -34,6 +34,7 @@ const EnvSchema = z.object({
   AGENT_OFFLINE_AFTER: duration.default(90),
   AGENT_SWEEP_INTERVAL_SECONDS: duration.default(15),
   ENROLL_ATTEMPTS_PER_MINUTE: duration.default(10),
+  AGENT_EPHEMERAL_GRACE_SECONDS: duration.default(1800),
   GITHUB_API_URL: z.string().url().default("https://api.github.com"),
   GITHUB_URL: z.string().url().default("https://github.com"),
   GITHUB_APP_ID: z.string().optional(),
@@ -93,7 +94,7 @@ export interface Config {
   providers: ProvidersConfig;
   githubApps: GitHubAppsConfig;
   /** An agent silent this long goes offline; the sweep that notices runs about this often. */
-  agents: { offlineAfterSeconds: number; sweepIntervalSeconds: number; enrollAttemptsPerMinute: number };
+  agents: { offlineAfterSeconds: number; sweepIntervalSeconds: number; enrollAttemptsPerMinute: number; ephemeralGraceSeconds: number };
 }
 
 /**
@@ -184,7 +185,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       refreshIntervalSeconds: e.CREDENTIAL_REFRESH_INTERVAL_SECONDS,
       refreshWindowSeconds: e.CREDENTIAL_REFRESH_WINDOW_SECONDS,
     },
-    agents: { offlineAfterSeconds: e.AGENT_OFFLINE_AFTER, sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS, enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE },
+    agents: { offlineAfterSeconds: e.AGENT_OFFLINE_AFTER, sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS, enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE, ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS },
     providers: {
       publicUrl,
       timeoutMs: e.PROVIDER_TIMEOUT_MS,

@@ -88,6 +88,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     const agentSweeper = createAgentSweeper(deps, {
       offlineAfterSeconds: config.agents.offlineAfterSeconds,
       intervalSeconds: config.agents.sweepIntervalSeconds,
+      ephemeralGraceSeconds: config.agents.ephemeralGraceSeconds,
       afterSweep: () => timeOutTasks(deps),
     });
     const handle = database;

@@ -10,7 +10,7 @@ import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testA
 
 let app: TestApp;
 beforeAll(async () => {
-  app = await createTestApp({ name: "agents", env: { AGENT_OFFLINE_AFTER: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+  app = await createTestApp({ name: "agents", env: { AGENT_OFFLINE_AFTER: "1", AGENT_EPHEMERAL_GRACE_SECONDS: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
 });
 afterAll(() => app?.close());
 
@@ -122,7 +122,7 @@ describe("enrollment", () => {
 
     const events = await log(t, ["enrollment_key.created", "enrollment_key.used", "agent.created", "agent.enrolled"]);
     expect(events.map((e: any) => e.type)).toEqual(["enrollment_key.created", "enrollment_key.used", "agent.created", "agent.enrolled"]);
-    expect(JSON.stringify(events)).not.toContain(key.key.split("_")[2]);
+    expect(JSON.stringify(events)).not.toContain(key.key.slice(`kpe_${key.prefix}_`.length));
   });
 
   it("refuses unknown, malformed, revoked, expired and used keys with one message, stores nothing, and records the prefix only", async () => {
@@ -141,7 +141,7 @@ describe("enrollment", () => {
     const failures = await log(t, ["auth.failed"]);
     expect(failures.map((e: any) => e.data.reason).sort()).toEqual(["enrollment-key-revoked", "enrollment-key-unknown", "enrollment-key-used-up"].sort());
     expect(failures.every((e: any) => e.data.details.keyPrefix === single.prefix || e.data.details.keyPrefix === revoked.prefix)).toBe(true);
-    expect(JSON.stringify(failures)).not.toContain(single.key.split("_")[2]);
+    expect(JSON.stringify(failures)).not.toContain(single.key.slice(`kpe_${single.prefix}_`.length));
     // Only the security events were added.
     expect(await eventCount(t.tenantId)).toBe(before + failures.length);
     const platformFailures = await withPlatform(app.kp.deps.db, (trx) =>
@@ -195,6 +195,23 @@ describe("liveness", () => {
   });
 });
 
+describe("ephemeral agents", () => {
+  it("are deleted (reason ephemeral-expired) once offline past the grace period; others stay", async () => {
+    const t = await app.seedTenant();
+    const ephemeral = (await enroll((await newKey(t, { ephemeral: true })).key, "ci-job-1")).data.enrollAgent;
+    const lasting = (await enroll((await newKey(t)).key, "server-1")).data.enrollAgent;
+    for (const a of [ephemeral, lasting]) await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: a.accessToken });
+    await new Promise((r) => setTimeout(r, 1200));
+    await app.kp.agentSweeper.runOnce(); // both go offline
+    await new Promise((r) => setTimeout(r, 1200));
+    await app.kp.agentSweeper.runOnce(); // the ephemeral one is past its grace
+    const deleted = await log(t, ["agent.deleted"]);
+    expect(deleted.map((e: any) => [e.streamId, e.data.reason])).toEqual([[ephemeral.agentId, "ephemeral-expired"]]);
+    const left = await app.gql("{ agents(first: 10) { nodes { id connection } } }", {}, { token: t.tokens.viewer });
+    expect(left.data.agents.nodes).toEqual([{ id: lasting.agentId, connection: "offline" }]);
+  });
+});
+
 describe("tier quotas", () => {
   it("free tenants create 5 agents a day; the 6th is RATE_LIMITED with retryAfter, recorded, and appends nothing", async () => {
     const t = await app.seedTenant({ tier: "free" });
@@ -222,6 +239,31 @@ describe("enrollment is limited per source address", () => {
       expect(codes[3]).toMatchObject({ code: "RATE_LIMITED", retryAfter: expect.any(Number) });
     } finally {
       await limited.close();
+    }
+  });
+});
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)("two Keyplane processes on one PostgreSQL", () => {
+  it("share the tier quota exactly and sweep an agent offline once", async () => {
+    const second = await createTestApp({ name: "agents-second", database: app.database, env: { AGENT_OFFLINE_AFTER: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+    try {
+      const t = await app.seedTenant({ tier: "free" });
+      const other = await second.mintToken({ tenantId: t.tenantId, roles: ["editor"], subject: "editor-2" });
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          (i % 2 ? second : app).gql('mutation ($n: String!) { createAgent(input: { name: $n, type: "x" }) { id } }', { n: `q${i}` }, { token: i % 2 ? other : t.tokens.editor }),
+        ),
+      );
+      expect(results.filter((r) => r.data?.createAgent)).toHaveLength(5);
+      expect(results.filter((r) => r.errors?.[0]?.extensions?.code === "RATE_LIMITED")).toHaveLength(3);
+
+      const enrolled = (await enroll((await newKey(t)).key)).data.enrollAgent;
+      await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: enrolled.accessToken });
+      await new Promise((r) => setTimeout(r, 1200));
+      await Promise.all([app.kp.agentSweeper.runOnce(), second.kp.agentSweeper.runOnce(), app.kp.agentSweeper.runOnce()]);
+      expect(await log(t, ["agent.offline"])).toHaveLength(1);
+    } finally {
+      await second.close();
     }
   });
 });

@@ -5,8 +5,6 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { agentDecider, agentStream } from "./agentStream.ts";
 
-const EPHEMERAL_GRACE_MS = 30 * 60_000;
-
 export interface AgentSweeper {
   start(): void;
   stop(): Promise<void>;
@@ -14,13 +12,13 @@ export interface AgentSweeper {
 }
 
 /**
- * Marks silent agents offline (one agent.offline each) and removes ephemeral agents 30 minutes after
- * they went offline (agent.deleted, reason ephemeral-expired), then times out overdue tasks. Every
+ * Marks silent agents offline (one agent.offline each) and removes ephemeral agents a grace period
+ * (default 30 minutes) after they went offline (agent.deleted, reason ephemeral-expired), then times out overdue tasks. Every
  * process runs it; a transaction-level advisory lock lets one sweep at a time do the work.
  */
 export function createAgentSweeper(
   deps: Pick<AppDeps, "db" | "logger" | "now">,
-  options: { offlineAfterSeconds: number; intervalSeconds: number; afterSweep?: () => Promise<unknown> },
+  options: { offlineAfterSeconds: number; intervalSeconds: number; ephemeralGraceSeconds: number; afterSweep?: () => Promise<unknown> },
 ): AgentSweeper {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
@@ -57,7 +55,7 @@ export function createAgentSweeper(
         .where("ephemeral", "=", true)
         .where("status", "<>", "deleted")
         .where("connection", "=", "offline")
-        .where("offline_since", "<", new Date(now.getTime() - EPHEMERAL_GRACE_MS))
+        .where("offline_since", "<", new Date(now.getTime() - options.ephemeralGraceSeconds * 1000))
         .limit(500)
         .execute();
       for (const a of expired) {
