@@ -3,6 +3,7 @@ import { eventMetadata, systemActor } from "../../auth/actor.ts";
 import { withPlatform } from "../../store/db.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
+import { periodicJob } from "../periodicJob.ts";
 import { agentDecider, agentStream } from "./agentStream.ts";
 
 export interface AgentSweeper {
@@ -20,10 +21,6 @@ export function createAgentSweeper(
   deps: Pick<AppDeps, "db" | "logger" | "now">,
   options: { offlineAfterSeconds: number; intervalSeconds: number; ephemeralGraceSeconds: number; afterSweep?: () => Promise<unknown> },
 ): AgentSweeper {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
-  let stopped = true;
-
   async function runOnce() {
     const now = deps.now();
     const result = await withPlatform(deps.db, async (trx) => {
@@ -73,30 +70,6 @@ export function createAgentSweeper(
     return result;
   }
 
-  function schedule() {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      running = runOnce()
-        .catch((error) => deps.logger.error({ err: error }, "agent sweep failed"))
-        .finally(() => {
-          running = undefined;
-          schedule();
-        });
-    }, options.intervalSeconds * 1000 * (0.75 + Math.random() * 0.5));
-    timer.unref();
-  }
-
-  return {
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule();
-    },
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
-    runOnce,
-  };
+  const job = periodicJob("agent sweep", options.intervalSeconds * 1000, runOnce, deps.logger);
+  return { start: job.start, stop: job.stop, runOnce };
 }

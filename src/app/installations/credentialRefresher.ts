@@ -1,6 +1,7 @@
 import { withPlatform } from "../../store/db.ts";
 import { installationsDueForRefresh } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
+import { periodicJob } from "../periodicJob.ts";
 import { pruneInstallationState } from "./pruneInstallationState.ts";
 import { currentCredentials } from "./refreshCredentials.ts";
 
@@ -19,10 +20,6 @@ const BATCH = 100;
  * lock, so several processes cooperate instead of racing.
  */
 export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">): CredentialRefresher {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
-  let stopped = true;
-
   async function runOnce() {
     const due = await withPlatform(deps.db, (trx) => installationsDueForRefresh(trx, deps.now(), deps.config.installations.refreshWindowSeconds, BATCH));
     let refreshed = 0;
@@ -41,31 +38,6 @@ export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | 
     return { refreshed, failed };
   }
 
-  function schedule() {
-    if (stopped) return;
-    const base = deps.config.installations.refreshIntervalSeconds * 1000;
-    timer = setTimeout(() => {
-      running = runOnce()
-        .catch((error) => deps.logger.error({ err: error }, "credential refresh sweep failed"))
-        .finally(() => {
-          running = undefined;
-          schedule();
-        });
-    }, base * (0.75 + Math.random() * 0.5));
-    timer.unref();
-  }
-
-  return {
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule();
-    },
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
-    runOnce,
-  };
+  const job = periodicJob("credential refresh sweep", deps.config.installations.refreshIntervalSeconds * 1000, runOnce, deps.logger);
+  return { start: job.start, stop: job.stop, runOnce };
 }
