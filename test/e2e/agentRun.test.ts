@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { buildSchema, graphql, GraphQLError, type GraphQLFieldResolver, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { keepCommandLog, scratchDirectory } from "../testkit/scratch.ts";
 import { WebSocketServer, type WebSocket } from "ws";
 import { classifyDisconnect, backoffDelay, DEFAULT_WORKER_TIMING } from "../../src/cli/agentWorker.ts";
 import { parseAgentRunArgs, runAgentRun } from "../../src/cli/agentRun.ts";
@@ -28,25 +29,9 @@ import { registerSecret } from "../testkit/secrets.ts";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BIN = path.join(ROOT, "bin/keyplane.mjs");
 
-let scratch: string;
-beforeAll(() => {
-  scratch = mkdtempSync(path.join(tmpdir(), "keyplane-agent-"));
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-function freshDir(): string {
-  const dir = path.join(scratch, randomBytes(4).toString("hex"));
-  mkdirSync(dir);
-  return dir;
-}
-
-/** What the agent wrote goes to the suite's log directory, which is scanned for secrets after the run. */
-function keepLog(name: string, text: string): void {
-  const dir = process.env.KEYPLANE_TEST_LOG_DIR;
-  if (!dir || !text) return;
-  mkdirSync(dir, { recursive: true });
-  appendFileSync(path.join(dir, `agent-${name}-${process.pid}.log`), text);
-}
+const scratchDir = scratchDirectory("keyplane-agent-");
+const freshDir = scratchDir.fresh;
+const keepLog = (name: string, text: string) => keepCommandLog("agent", name, text);
 
 interface LogLine {
   time: string;

@@ -1,12 +1,12 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keepCommandLog, scratchDirectory } from "../testkit/scratch.ts";
 import { parseGitHubTokenArgs, runGitHubToken } from "../../src/cli/githubToken.ts";
 import { runCli, USAGE } from "../../src/cli/main.ts";
 import { nextRefreshAt, retryDelay, DEFAULT_TIMING, type Clock } from "../../src/cli/tokenWriter.ts";
@@ -32,26 +32,9 @@ interface CliResult {
   err: string;
 }
 
-let scratch: string;
-beforeAll(() => {
-  scratch = mkdtempSync(path.join(tmpdir(), "keyplane-github-token-"));
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-/** A fresh directory for one test's output file. */
-function outDir(): string {
-  const dir = path.join(scratch, randomBytes(4).toString("hex"));
-  mkdirSync(dir);
-  return dir;
-}
-
-/** What the command wrote to stderr goes to the suite's log directory, which is scanned for secrets after the run. */
-function keepLog(name: string, text: string): void {
-  const dir = process.env.KEYPLANE_TEST_LOG_DIR;
-  if (!dir || !text) return;
-  mkdirSync(dir, { recursive: true });
-  appendFileSync(path.join(dir, `github-token-${name}-${process.pid}.log`), text);
-}
+const scratchDir = scratchDirectory("keyplane-github-token-");
+const outDir = scratchDir.fresh;
+const keepLog = (name: string, text: string) => keepCommandLog("github-token", name, text);
 
 /** Registers the body of a PEM (the lines between the armour) with the log scan. */
 function registerPem(pem: string): void {
@@ -334,7 +317,7 @@ describe("keyplane github-token: direct mode against GitHub", () => {
 
   it("an output directory that does not exist is a configuration error (2), found before asking GitHub", async () => {
     const requests = github.requests.length;
-    const r = await githubToken(["--app", "rex", "--owner", "acme", "--output", path.join(scratch, "nope", "token")], env);
+    const r = await githubToken(["--app", "rex", "--owner", "acme", "--output", path.join(scratchDir.root(), "nope", "token")], env);
     expect(r.code).toBe(2);
     expect(logLines(r.err).at(-1)).toMatchObject({ level: "error", msg: expect.stringMatching(/directory of --output does not exist/) });
     expect(github.requests.length).toBe(requests);
@@ -671,7 +654,7 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
   it("a missing or empty token file is a configuration error (2)", async () => {
     const stub = await startStubKeyplane(() => issued(fakeGhs()));
     try {
-      const missing = await githubToken(["--app", "rex", "--keyplane-url", stub.url, "--token-file", path.join(scratch, "absent"), "--owner", "acme", "--output", path.join(outDir(), "token")], env);
+      const missing = await githubToken(["--app", "rex", "--keyplane-url", stub.url, "--token-file", path.join(scratchDir.root(), "absent"), "--owner", "acme", "--output", path.join(outDir(), "token")], env);
       expect(missing.code).toBe(2);
       expect(logLines(missing.err).at(-1)!.msg).toMatch(/cannot read --token-file .*absent \(ENOENT\)/);
       const empty = path.join(outDir(), "empty");
