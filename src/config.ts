@@ -1,4 +1,18 @@
 import { z } from "zod";
+import {
+  DEFAULT_AGENT_QUOTAS,
+  DEFAULT_ANONYMOUS_PER_MINUTE,
+  DEFAULT_AUTH_FAILURES_PER_MINUTE,
+  DEFAULT_COST_PER_MINUTE,
+  DEFAULT_DOCUMENT_LIMITS,
+  DEFAULT_OAUTH_PER_MINUTE,
+  DEFAULT_PRINCIPAL_PER_MINUTE,
+  DEFAULT_REQUESTS_PER_MINUTE,
+  DEFAULT_WEBHOOKS_PER_MINUTE,
+  defaultBurstPerSecond,
+  type LimitsConfig,
+  type TierTable,
+} from "./limits/policies.ts";
 
 // The only reader of process.env: everything else receives a typed Config.
 const duration = z.coerce.number().int().positive();
@@ -35,6 +49,30 @@ const EnvSchema = z.object({
   AGENT_SWEEP_INTERVAL_SECONDS: duration.default(15),
   ENROLL_ATTEMPTS_PER_MINUTE: duration.default(10),
   AGENT_EPHEMERAL_GRACE_SECONDS: duration.default(1800),
+  // Rate limits and GraphQL abuse protection (src/limits/policies.ts names every policy).
+  REDIS_URL: z.string().url().optional(),
+  RATE_LIMITS: z.enum(["on", "off"]).default("on"),
+  RATE_LIMIT_STORE: z.enum(["memory", "redis", "database"]).optional(),
+  RATE_LIMIT_STORE_TIMEOUT_MS: duration.default(250),
+  RATE_LIMIT_REQUESTS_PER_MINUTE: z.string().optional(),
+  RATE_LIMIT_BURST_PER_SECOND: z.string().optional(),
+  RATE_LIMIT_COST_PER_MINUTE: z.string().optional(),
+  RATE_LIMIT_PRINCIPAL_PER_MINUTE: duration.default(DEFAULT_PRINCIPAL_PER_MINUTE),
+  RATE_LIMIT_ANONYMOUS_PER_MINUTE: duration.default(DEFAULT_ANONYMOUS_PER_MINUTE),
+  RATE_LIMIT_OAUTH_PER_MINUTE: duration.default(DEFAULT_OAUTH_PER_MINUTE),
+  RATE_LIMIT_WEBHOOKS_PER_MINUTE: duration.default(DEFAULT_WEBHOOKS_PER_MINUTE),
+  RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: duration.default(DEFAULT_AUTH_FAILURES_PER_MINUTE),
+  AGENT_CREATES_PER_DAY: z.string().optional(),
+  AGENT_UPDATES_PER_HOUR: z.string().optional(),
+  GRAPHQL_MAX_COST: duration.default(DEFAULT_DOCUMENT_LIMITS.maxCost),
+  GRAPHQL_MAX_DEPTH: duration.default(DEFAULT_DOCUMENT_LIMITS.maxDepth),
+  GRAPHQL_MAX_ALIASES: duration.default(DEFAULT_DOCUMENT_LIMITS.maxAliases),
+  GRAPHQL_MAX_DIRECTIVES: duration.default(DEFAULT_DOCUMENT_LIMITS.maxDirectives),
+  GRAPHQL_MAX_TOKENS: duration.default(DEFAULT_DOCUMENT_LIMITS.maxTokens),
+  GRAPHQL_MAX_BATCH: z.coerce.number().int().min(0).max(100).default(DEFAULT_DOCUMENT_LIMITS.maxBatch),
+  GRAPHQL_INTROSPECTION: z.enum(["true", "false"]).optional(),
+  GRAPHQL_PERSISTED_OPERATIONS_ONLY: z.enum(["true", "false"]).default("false"),
+  GRAPHQL_PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
   GITHUB_API_URL: z.string().url().default("https://api.github.com"),
   GITHUB_URL: z.string().url().default("https://github.com"),
   GITHUB_APP_ID: z.string().optional(),
@@ -95,6 +133,8 @@ export interface Config {
   githubApps: GitHubAppsConfig;
   /** An agent silent this long goes offline; the sweep that notices runs about this often. */
   agents: { offlineAfterSeconds: number; sweepIntervalSeconds: number; enrollAttemptsPerMinute: number; ephemeralGraceSeconds: number };
+  /** Rate limits, query cost and document limits (src/limits/policies.ts). */
+  limits: LimitsConfig;
 }
 
 /**
@@ -152,6 +192,50 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (externalParts.some(Boolean) && !externalParts.every(Boolean)) {
     throw new ConfigError("invalid configuration: AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE must be set together");
   }
+  if (e.GRAPHQL_PERSISTED_OPERATIONS_ONLY === "true" && !e.GRAPHQL_PERSISTED_OPERATIONS_FILE) {
+    throw new ConfigError("invalid configuration: GRAPHQL_PERSISTED_OPERATIONS_ONLY needs GRAPHQL_PERSISTED_OPERATIONS_FILE");
+  }
+  if (e.RATE_LIMIT_STORE === "redis" && !e.REDIS_URL) throw new ConfigError("invalid configuration: RATE_LIMIT_STORE=redis needs REDIS_URL");
+  const requestsPerMinute = tierTable("RATE_LIMIT_REQUESTS_PER_MINUTE", e.RATE_LIMIT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_MINUTE);
+  const derivedBurst: TierTable = { free: defaultBurstPerSecond(requestsPerMinute.free), pro: defaultBurstPerSecond(requestsPerMinute.pro), enterprise: defaultBurstPerSecond(requestsPerMinute.enterprise) };
+  const quotaOf = (name: string, value: string | undefined, key: "agent-create" | "agent-update") =>
+    tierTable(name, value, { free: DEFAULT_AGENT_QUOTAS.free[key], pro: DEFAULT_AGENT_QUOTAS.pro[key], enterprise: DEFAULT_AGENT_QUOTAS.enterprise[key] }, true);
+  const creates = quotaOf("AGENT_CREATES_PER_DAY", e.AGENT_CREATES_PER_DAY, "agent-create");
+  const updates = quotaOf("AGENT_UPDATES_PER_HOUR", e.AGENT_UPDATES_PER_HOUR, "agent-update");
+  const limits: LimitsConfig = {
+    enabled: e.RATE_LIMITS === "on",
+    store: e.RATE_LIMIT_STORE ?? (e.REDIS_URL ? "redis" : e.DATABASE_URL ? "database" : "memory"),
+    redisUrl: e.REDIS_URL,
+    storeTimeoutMs: e.RATE_LIMIT_STORE_TIMEOUT_MS,
+    requestsPerMinute,
+    burstPerSecond: tierTable("RATE_LIMIT_BURST_PER_SECOND", e.RATE_LIMIT_BURST_PER_SECOND, derivedBurst),
+    costPerMinute: tierTable("RATE_LIMIT_COST_PER_MINUTE", e.RATE_LIMIT_COST_PER_MINUTE, DEFAULT_COST_PER_MINUTE),
+    principalPerMinute: e.RATE_LIMIT_PRINCIPAL_PER_MINUTE,
+    anonymousPerMinute: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
+    enrollPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE,
+    oauthPerMinute: e.RATE_LIMIT_OAUTH_PER_MINUTE,
+    webhooksPerMinute: e.RATE_LIMIT_WEBHOOKS_PER_MINUTE,
+    authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,
+    agentQuotas: {
+      free: { "agent-create": creates.free, "agent-update": updates.free },
+      pro: { "agent-create": creates.pro, "agent-update": updates.pro },
+      enterprise: { "agent-create": creates.enterprise, "agent-update": updates.enterprise },
+    },
+    document: {
+      ...DEFAULT_DOCUMENT_LIMITS,
+      maxCost: e.GRAPHQL_MAX_COST,
+      maxDepth: e.GRAPHQL_MAX_DEPTH,
+      maxAliases: e.GRAPHQL_MAX_ALIASES,
+      maxDirectives: e.GRAPHQL_MAX_DIRECTIVES,
+      maxTokens: e.GRAPHQL_MAX_TOKENS,
+      maxBatch: e.GRAPHQL_MAX_BATCH,
+      // Production hides the schema: no introspection, no "Did you mean …?" in errors.
+      introspection: e.GRAPHQL_INTROSPECTION ? e.GRAPHQL_INTROSPECTION === "true" : e.NODE_ENV !== "production",
+      fieldSuggestions: e.NODE_ENV !== "production",
+      persistedOnly: e.GRAPHQL_PERSISTED_OPERATIONS_ONLY === "true",
+      persistedFile: e.GRAPHQL_PERSISTED_OPERATIONS_FILE,
+    },
+  };
   const githubAppEnv: Record<string, string> = {};
   for (const [name, value] of Object.entries(source)) {
     if (name.startsWith("GITHUB_APP_") && typeof value === "string" && value !== "") githubAppEnv[name] = value;
@@ -185,6 +269,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       refreshIntervalSeconds: e.CREDENTIAL_REFRESH_INTERVAL_SECONDS,
       refreshWindowSeconds: e.CREDENTIAL_REFRESH_WINDOW_SECONDS,
     },
+    limits,
     agents: { offlineAfterSeconds: e.AGENT_OFFLINE_AFTER, sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS, enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE, ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS },
     providers: {
       publicUrl,
@@ -211,6 +296,23 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       timeoutMs: e.PROVIDER_TIMEOUT_MS,
     },
   };
+}
+
+/**
+ * A per-tier setting: `free:60,pro:300,enterprise:1000`; tiers left out keep their default.
+ * With `allowUnlimited`, a tier may say `unlimited` (null).
+ */
+function tierTable<T extends number | null>(name: string, value: string | undefined, defaults: TierTable<T>, allowUnlimited = false): TierTable<T> {
+  const table = { ...defaults };
+  if (value === undefined || value.trim() === "") return table;
+  for (const part of value.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const match = /^(free|pro|enterprise)\s*[:=]\s*(\d+|unlimited)$/.exec(part);
+    if (!match || (match[2] === "unlimited" && !allowUnlimited) || match[2] === "0") {
+      throw new ConfigError(`invalid configuration: ${name}: expected tier:number pairs such as free:60,pro:300,enterprise:1000${allowUnlimited ? " (or tier:unlimited)" : ""}, got "${part}"`);
+    }
+    table[match[1] as keyof TierTable] = (match[2] === "unlimited" ? null : Number(match[2])) as T;
+  }
+  return table;
 }
 
 function requireTogether(names: Array<keyof Env>, e: Env) {

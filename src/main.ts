@@ -14,6 +14,7 @@ import { createProviders } from "./providers/registry.ts";
 import { TokenCache } from "./app/githubTokens/tokenCache.ts";
 import { createGitHubApps } from "./github/githubApps.ts";
 import { createMetrics } from "./metrics.ts";
+import { createRateLimits } from "./limits/rateLimits.ts";
 import { createHttpServer } from "./http/server.ts";
 import { graphQLWebSocketOf } from "./http/websocket.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -68,6 +69,15 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     const metrics = createMetrics({ defaultMetrics: true });
     githubApps = createGitHubApps(config.githubApps, { logger, metrics });
     const db = database.db;
+    // Every refused credential (token, refresh token, enrollment key) counts against its address.
+    const recorder = createSecurityRecorder({ db, logger, now });
+    const security: AppDeps["security"] = {
+      record(incident) {
+        if (incident.type === "auth.failed") limits.noteAuthFailure(incident.request.sourceIp);
+        return recorder.record(incident);
+      },
+    };
+    const limits = createRateLimits({ config: config.limits, db, logger, metrics, security: recorder });
     const deps: AppDeps = {
       db,
       config,
@@ -75,13 +85,14 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       now,
       minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience),
       verifier: createTokenVerifier({ keys, issuer: config.auth.issuer, audience: config.auth.audience, external: config.auth.external }),
-      security: createSecurityRecorder({ db, logger, now }),
+      security,
       keyring,
       // GitHub installs go through the named apps; Slack and Jira through their providers.
       providers: { ...createProviders(config.providers), github: githubApps.defaultApp ? githubApps.provider(githubApps.defaultApp) : undefined },
       githubApps,
       tokenCache: new TokenCache(1000, 5 * 60_000, now),
       metrics,
+      limits,
     };
     const server = createHttpServer(deps, database);
     const refresher = createCredentialRefresher(deps);
@@ -120,6 +131,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
         await new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
         clearTimeout(grace);
         server.closeAllConnections();
+        await limits.close();
         if (!options.database) await handle.close();
         unlock();
       },

@@ -15,6 +15,10 @@ export interface Metrics {
   githubUpstreamRequests: Counter<"app" | "route" | "outcome">;
   githubRateLimitRemaining: Gauge<"app" | "installation">;
   authFailures: Counter<"reason">;
+  /** policy: a name of src/limits/policies.ts (tenant, tenant-burst, principal, cost, anonymous, …). */
+  rateLimitRejections: Counter<"policy">;
+  /** Counts taken by the in-memory insurance limiter because the shared store failed or was slow. */
+  rateLimitStoreFallbacks: Counter<"store">;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -36,5 +40,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     githubUpstreamRequests: new Counter({ name: "keyplane_github_upstream_requests_total", help: "Calls to the GitHub API by outcome", labelNames: ["app", "route", "outcome"], registers }),
     githubRateLimitRemaining: new Gauge({ name: "keyplane_github_rate_limit_remaining", help: "X-RateLimit-Remaining GitHub last reported, per installation (0 = app JWT calls)", labelNames: ["app", "installation"], registers }),
     authFailures: new Counter({ name: "keyplane_auth_failures_total", help: "Refused credentials, by reason", labelNames: ["reason"], registers }),
+    rateLimitRejections: new Counter({ name: "keyplane_rate_limit_rejections_total", help: "Requests refused by a rate-limit policy, by policy", labelNames: ["policy"], registers }),
+    rateLimitStoreFallbacks: new Counter({ name: "keyplane_rate_limit_store_fallbacks_total", help: "Counts taken in process memory because the shared rate-limit store failed or timed out", labelNames: ["store"], registers }),
   };
 }

@@ -2,6 +2,7 @@ import type { TokenMinter } from "../auth/tokenMinter.ts";
 import type { TokenVerifier } from "../auth/verifyToken.ts";
 import type { Config } from "../config.ts";
 import type { Keyring } from "../crypto/keyring.ts";
+import type { RateLimits } from "../limits/rateLimits.ts";
 import type { GitHubApps } from "../github/types.ts";
 import type { Metrics } from "../metrics.ts";
 import type { TokenCache } from "./githubTokens/tokenCache.ts";
@@ -28,4 +29,6 @@ export interface AppDeps {
   /** Per-process GitHub token cache with single-flight. */
   tokenCache: TokenCache;
   metrics: Metrics;
+  /** Named rate-limit policies over the shared limit store (src/limits). */
+  limits: RateLimits;
 }

@@ -1,4 +1,5 @@
 import type { Role, TokenKind } from "../domain/eventDefinition.ts";
+import type { Tier } from "../domain/tenant/events.ts";
 import type { EventMetadata } from "../store/events/types.ts";
 import { effectivePermissions, type Permission } from "./permissions.ts";
 
@@ -15,6 +16,8 @@ export interface Actor {
   issuer: string;
   expiresAt: Date;
   permissions: ReadonlySet<Permission>;
+  /** The tenant's tier as of this request, read with the token's revocation check (rate limits). */
+  tenantTier?: Tier;
 }
 
 /** Tenant id of the log that holds platform-wide events (no tenant could own a leading underscore). */

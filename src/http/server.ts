@@ -6,6 +6,7 @@ import { pendingMigrations } from "../store/migrate.ts";
 import { logContext, type LogContext } from "../logger.ts";
 import { requestIdOf } from "./requestMeta.ts";
 import { installationRoutes } from "./installationRoutes.ts";
+import { addressPolicyOf, admitAddress } from "./addressLimits.ts";
 import { createGraphQLServer } from "./yoga.ts";
 import { attachGraphQLWebSocket } from "./websocket.ts";
 
@@ -73,6 +74,14 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     }
     if (req.method === "GET" && path === "/.well-known/jwks.json") {
       return sendJson(res, 200, deps.verifier.jwks, { "cache-control": "public, max-age=300" });
+    }
+    // OAuth redirects and webhooks are public: counted per source address first.
+    const addressPolicy = addressPolicyOf(path);
+    if (addressPolicy && deps.limits.enabled) {
+      void admitAddress(deps.limits, deps.logger, addressPolicy, req, res, sendJson).then((admitted) => {
+        if (admitted && !installations(req, res, path, query)) sendJson(res, 404, { error: "not found" });
+      });
+      return;
     }
     // Webhooks carry their own (larger) body limit.
     if (installations(req, res, path, query)) return;

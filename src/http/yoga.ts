@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { GraphQLError } from "graphql";
 import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
-import { authenticate } from "../app/authenticate.ts";
 import type { AppDeps } from "../app/deps.ts";
 import { DomainError } from "../errors.ts";
 import { logContext } from "../logger.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { schema } from "../graphql/schema.ts";
+import { authenticateRequest, documentLimitPlugins, rateLimitPlugin } from "./graphqlProtection.ts";
 import { idempotencyPlugin } from "./idempotencyPlugin.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
@@ -24,6 +24,8 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     graphqlEndpoint: "/graphql",
     landingPage: false,
     graphiql: deps.config.env !== "production" ? { title: "Keyplane" } : false,
+    // Batches are counted as one request and each of their operations is costed (GRAPHQL_MAX_BATCH).
+    batching: deps.config.limits.document.maxBatch > 0 ? { limit: 100 } : false,
     logging: {
       debug: (...args) => deps.logger.debug({ yoga: args.map(String) }),
       info: (...args) => deps.logger.info({ yoga: args.map(String) }),
@@ -33,7 +35,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     },
     context: async ({ request, req }) => {
       const meta = requestMetaOf(request, req);
-      const actor = await authenticate(deps, request.headers.get("authorization"), meta);
+      const actor = await authenticateRequest(deps, request, meta);
       const log = logContext.getStore();
       if (log && actor) Object.assign(log, { tenantId: actor.tenantId, actor: actor.subject });
       return { actor, meta, deps };
@@ -64,7 +66,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
         return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
       },
     },
-    plugins: [validationErrorsAreBadInput(), idempotencyPlugin()],
+    plugins: [...documentLimitPlugins(deps.config.limits.document), validationErrorsAreBadInput(), rateLimitPlugin(deps), idempotencyPlugin()],
   });
 }
 
@@ -82,7 +84,7 @@ function validationErrorsAreBadInput(): Plugin {
                 nodes: e.nodes,
                 source: e.source,
                 positions: e.positions,
-                extensions: { ...e.extensions, code: "BAD_USER_INPUT", reason: "GRAPHQL_VALIDATION_FAILED" },
+                extensions: { ...e.extensions, code: "BAD_USER_INPUT", reason: e.extensions?.reason ?? "GRAPHQL_VALIDATION_FAILED" },
               }),
           ),
         );

@@ -47,7 +47,8 @@ export async function createTestApp(
 ): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase());
   const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-test-"));
-  const config = loadConfig({ NODE_ENV: "test", KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug", ...options.env });
+  // Suites run many requests for one tenant: request limits are off unless a suite turns them on.
+  const config = loadConfig({ NODE_ENV: "test", KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug", RATE_LIMITS: "off", ...options.env });
   const kp = await createKeyplane(config, { database, logger: options.logger ?? testLogger(options.name ?? "app") });
   // A port given up front (providers must know the callback URL before Keyplane starts).
   const url = await kp.listen(options.env?.PORT ? Number(options.env.PORT) : 0, "127.0.0.1");

@@ -1,10 +1,10 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { z } from "zod";
 import { eventMetadata, systemActor, type RequestMeta } from "../../auth/actor.ts";
 import { INVALID_ENROLLMENT_KEY, keyRefusal } from "../../domain/agent/agent.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError } from "../../errors.ts";
+import { ConflictError, NotFoundError, UnauthenticatedError } from "../../errors.ts";
+import { rateLimitedError } from "../../limits/rateLimits.ts";
 import { withPlatform, withTenant } from "../../store/db.ts";
 import { issueAccessToken } from "../credentials.ts";
 import type { AppDeps } from "../deps.ts";
@@ -24,15 +24,6 @@ export interface EnrolledAgent {
   refreshExpiresAt: Date;
 }
 
-// Enrollment is public, so it is limited per source address, per Keyplane (issue 7 brings the
-// stores shared by several processes).
-const limiters = new WeakMap<object, RateLimiterMemory>();
-function perIp(deps: Pick<AppDeps, "db" | "config">): RateLimiterMemory {
-  let limiter = limiters.get(deps.db);
-  if (!limiter) limiters.set(deps.db, (limiter = new RateLimiterMemory({ keyPrefix: "enroll", points: deps.config.agents.enrollAttemptsPerMinute, duration: 60 })));
-  return limiter;
-}
-
 /**
  * A machine joins with an enrollment key: the key is checked (prefix to find it, constant-time hash
  * comparison, then state), its use is appended to the key's stream with a version check (of two
@@ -40,13 +31,10 @@ function perIp(deps: Pick<AppDeps, "db" | "config">): RateLimiterMemory {
  * agent gets a refreshable credential: subject agent:<id>, role service narrowed by scope agent.
  * Every refusal looks the same to the caller; the audit log says which check failed.
  */
-export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter" | "security" | "now">, raw: z.input<typeof EnrollAgentInput>, request: RequestMeta = {}): Promise<EnrolledAgent> {
-  try {
-    await perIp(deps).consume(request.sourceIp ?? "unknown");
-  } catch (limited) {
-    if (limited instanceof RateLimiterRes) throw new RateLimitedError("too many enrollment attempts from this address", Math.ceil(limited.msBeforeNext / 1000));
-    throw limited;
-  }
+export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter" | "security" | "now" | "limits">, raw: z.input<typeof EnrollAgentInput>, request: RequestMeta = {}): Promise<EnrolledAgent> {
+  // Enrollment is public: limited per source address (policy "enroll"), in the shared limit store.
+  const limited = (await deps.limits.checkAddress("enroll", request)).refused;
+  if (limited) throw rateLimitedError(limited);
   const input = parseInput(EnrollAgentInput, raw);
   const match = KEY_FORMAT.exec(input.key);
   const refuse = async (reason: string, tenantId: string | null, prefix: string | null): Promise<never> => {

@@ -1,0 +1,184 @@
+import { PLATFORM_TENANT, type Actor, type RequestMeta } from "../auth/actor.ts";
+import type { Tier } from "../domain/tenant/events.ts";
+import { DomainError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Db } from "../store/db.ts";
+import type { SecurityRecorder } from "../app/recordSecurityEvent.ts";
+import { createLimitStore, type Counter, type LimitStore } from "./limitStore.ts";
+import { POLICIES, type LimitsConfig, type PolicyName } from "./policies.ts";
+
+/** One policy's verdict on one request. */
+export interface PolicyCheck {
+  policy: PolicyName;
+  limit: number;
+  windowSeconds: number;
+  /** Units left in the window after this request (0 when refused). */
+  remaining: number;
+  /** Seconds until the window ends. */
+  resetSeconds: number;
+  limited: boolean;
+}
+
+/** Every policy that looked at a request, and the one that refused it (the longest wait), if any. */
+export interface Decision {
+  checks: PolicyCheck[];
+  refused?: PolicyCheck;
+}
+
+export type AddressPolicy = "anonymous" | "enroll" | "oauth" | "webhooks";
+
+export interface RateLimits {
+  readonly enabled: boolean;
+  readonly config: LimitsConfig;
+  readonly storeKind: LimitStore["kind"];
+  /**
+   * Counts one API request: an authenticated principal's against its tenant's burst and tier limit
+   * and its own limit; an anonymous one against its source address. Refusals are recorded.
+   */
+  checkRequest(actor: Actor | null, tier: Tier | undefined, meta: RequestMeta): Promise<Decision>;
+  /** Charges an operation's cost to its tenant's budget of the minute. */
+  chargeCost(actor: Actor, tier: Tier | undefined, cost: number, meta: RequestMeta): Promise<Decision>;
+  /** A per-address policy of a public endpoint. */
+  checkAddress(policy: AddressPolicy, meta: RequestMeta, actor?: Actor | null): Promise<Decision>;
+  /** A refused credential from this address (called for every auth.failed security event). */
+  noteAuthFailure(sourceIp: string | undefined): void;
+  /** Set when the address failed to authenticate too often in the current window. */
+  blockedAddress(sourceIp: string | undefined): Decision | undefined;
+  close(): Promise<void>;
+}
+
+const NO_DECISION: Decision = { checks: [] };
+
+export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: Logger; metrics?: Metrics; security: SecurityRecorder }): RateLimits {
+  const config = deps.config;
+  const store = createLimitStore(config, deps);
+  const counters = new Map<PolicyName, Counter>();
+  const counter = (policy: PolicyName) => {
+    let c = counters.get(policy);
+    if (!c) counters.set(policy, (c = store.counter(policy, POLICIES[policy].windowSeconds)));
+    return c;
+  };
+  const blocked = new Map<string, number>();
+
+  async function check(policy: PolicyName, key: string, limit: number, points = 1): Promise<PolicyCheck> {
+    const windowSeconds = POLICIES[policy].windowSeconds;
+    const state = await counter(policy).hit(key, points);
+    const limited = state.consumed > limit;
+    return { policy, limit, windowSeconds, remaining: Math.max(0, limit - state.consumed), resetSeconds: Math.max(limited ? 1 : 0, Math.ceil(state.msBeforeNext / 1000)), limited };
+  }
+
+  function decide(checks: PolicyCheck[], actor: Actor | null, meta: RequestMeta): Decision {
+    let refused: PolicyCheck | undefined;
+    for (const c of checks) if (c.limited && (!refused || c.resetSeconds > refused.resetSeconds)) refused = c;
+    if (refused) {
+      deps.metrics?.rateLimitRejections.inc({ policy: refused.policy });
+      // Sampled by the recorder: one event per tenant (or address), policy and principal a minute.
+      void deps.security.record({
+        type: "access.denied",
+        tenantId: actor && actor.tenantId !== PLATFORM_TENANT ? actor.tenantId : null,
+        actor,
+        level: "warning",
+        status: "denied",
+        reason: `rate-limit:${refused.policy}`,
+        resource: "api",
+        action: "request",
+        details: { policy: refused.policy, limit: refused.limit, windowSeconds: refused.windowSeconds, retryAfter: refused.resetSeconds },
+        request: meta,
+      });
+    }
+    return { checks, refused };
+  }
+
+  const tierOf = (actor: Actor, tier: Tier | undefined): Tier => (actor.tenantId === PLATFORM_TENANT ? "enterprise" : (tier ?? "free"));
+
+  return {
+    enabled: config.enabled,
+    config,
+    storeKind: store.kind,
+    async checkRequest(actor, tier, meta) {
+      if (!config.enabled) return NO_DECISION;
+      if (!actor) return this.checkAddress("anonymous", meta, null);
+      const t = tierOf(actor, tier);
+      // The burst cap first: a request it refuses does not eat into the minute's quota.
+      const burst = await check("tenant-burst", actor.tenantId, config.burstPerSecond[t]);
+      if (burst.limited) return decide([burst], actor, meta);
+      const [tenant, principal] = await Promise.all([check("tenant", actor.tenantId, config.requestsPerMinute[t]), check("principal", `${actor.tenantId}:${actor.subject}`, config.principalPerMinute)]);
+      return decide([tenant, burst, principal], actor, meta);
+    },
+    async chargeCost(actor, tier, cost, meta) {
+      if (!config.enabled) return NO_DECISION;
+      const budget = config.costPerMinute[tierOf(actor, tier)];
+      return decide([await check("cost", actor.tenantId, budget, Math.max(0, Math.round(cost)))], actor, meta);
+    },
+    async checkAddress(policy, meta, actor = null) {
+      if (!config.enabled && policy !== "enroll") return NO_DECISION;
+      const limit = { anonymous: config.anonymousPerMinute, enroll: config.enrollPerMinute, oauth: config.oauthPerMinute, webhooks: config.webhooksPerMinute }[policy];
+      return decide([await check(policy, meta.sourceIp ?? "unknown", limit)], actor, meta);
+    },
+    noteAuthFailure(sourceIp) {
+      if (!config.enabled) return;
+      const ip = sourceIp ?? "unknown";
+      counter("auth-failures")
+        .hit(ip)
+        .then((state) => {
+          if (state.consumed <= config.authFailuresPerMinute) return;
+          if (blocked.size > 10_000) for (const [k, until] of blocked) if (until <= Date.now()) blocked.delete(k);
+          blocked.set(ip, Date.now() + Math.max(1000, state.msBeforeNext));
+          deps.metrics?.rateLimitRejections.inc({ policy: "auth-failures" });
+        })
+        .catch((error: unknown) => deps.logger.warn({ err: error }, "could not count a failed authentication"));
+    },
+    blockedAddress(sourceIp) {
+      if (!config.enabled) return undefined;
+      const ip = sourceIp ?? "unknown";
+      const until = blocked.get(ip);
+      if (until === undefined) return undefined;
+      const ms = until - Date.now();
+      if (ms <= 0) {
+        blocked.delete(ip);
+        return undefined;
+      }
+      const check: PolicyCheck = { policy: "auth-failures", limit: config.authFailuresPerMinute, windowSeconds: 60, remaining: 0, resetSeconds: Math.ceil(ms / 1000), limited: true };
+      return { checks: [check], refused: check };
+    },
+    close: () => store.close(),
+  };
+}
+
+const MESSAGES: Record<PolicyName, string> = {
+  tenant: "this tenant's requests per minute are used up",
+  "tenant-burst": "too many requests in one second for this tenant",
+  principal: "this principal's requests per minute are used up",
+  cost: "this tenant's query cost budget for the minute is used up",
+  anonymous: "too many unauthenticated requests from this address",
+  enroll: "too many enrollment attempts from this address",
+  oauth: "too many installation requests from this address",
+  webhooks: "too many webhook deliveries from this address",
+  "auth-failures": "too many failed authentications from this address",
+};
+
+/** The caller's error for a refusal: RATE_LIMITED with retryAfter (seconds) and the policy's name. */
+export function rateLimitedError(refused: PolicyCheck): DomainError {
+  return new DomainError("RATE_LIMITED", `${MESSAGES[refused.policy]}; retry in ${refused.resetSeconds} s`, { retryAfter: refused.resetSeconds, policy: refused.policy, limit: refused.limit });
+}
+
+/**
+ * The IETF httpapi RateLimit fields (draft-ietf-httpapi-ratelimit-headers-11): `RateLimit-Policy`
+ * lists each policy that counted the request (`"tenant";q=300;w=60`), `RateLimit` its state now
+ * (`"tenant";r=123;t=45`). The cost policy counts query cost, not requests, and says so in a
+ * Keyplane parameter (the draft's `qu` registry has no unit for it).
+ */
+export function rateLimitHeaders(checks: PolicyCheck[]): Record<string, string> {
+  if (checks.length === 0) return {};
+  const seen = new Set<string>();
+  const unique = checks.filter((c) => !seen.has(c.policy) && seen.add(c.policy));
+  const unit = (c: PolicyCheck) => (c.policy === "cost" ? ';keyplane-unit="query-cost"' : "");
+  const headers: Record<string, string> = {
+    "RateLimit-Policy": unique.map((c) => `"${c.policy}";q=${c.limit};w=${c.windowSeconds}${unit(c)}`).join(", "),
+    RateLimit: unique.map((c) => `"${c.policy}";r=${c.remaining};t=${c.resetSeconds}`).join(", "),
+  };
+  const refused = unique.filter((c) => c.limited).sort((a, b) => b.resetSeconds - a.resetSeconds)[0];
+  if (refused) headers["Retry-After"] = String(refused.resetSeconds);
+  return headers;
+}
