@@ -5,6 +5,7 @@ export const PERMISSIONS = {
   "tenant:read": "read the caller's own tenant",
   "tenant:create": "create tenants (platform operators)",
   "tenant:list": "list every tenant (platform operators)",
+  "tenant:manage": "change a tenant's tier (platform operators)",
   "audit:read": "read and export the tenant's audit log",
   "token:issue": "issue service tokens for the tenant",
   "token:revoke": "revoke any access token of the tenant",
@@ -46,7 +47,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   admin: ADMIN,
   // Services use credentials; people manage installations but never see their tokens.
   service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue", "agent:act"],
-  platform: ["tenant:create", "tenant:list"],
+  platform: ["tenant:create", "tenant:list", "tenant:manage"],
 };
 
 /**

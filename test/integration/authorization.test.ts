@@ -208,6 +208,12 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: allow, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
   },
+  "Mutation.changeTenantTier": {
+    // Moves the matrix tenant up to enterprise (its agent quotas only grow).
+    operation: ({ tenantId }) => ({ query: "mutation ($id: ID!) { changeTenantTier(id: $id, tier: enterprise) { id tier } }", variables: { id: tenantId } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: allow, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
   "Mutation.issueServiceToken": {
     operation: () => ({ query: 'mutation { issueServiceToken(input: { subject: "matrix-ci" }) { tokenId accessToken } }' }),
     // prettier-ignore

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { decideTenant } from "../../src/domain/tenant/decide.ts";
+import { decideTenant, type CreateTenantCommand } from "../../src/domain/tenant/decide.ts";
 import type { TenantEvent } from "../../src/domain/tenant/events.ts";
 import { evolveTenant, initialTenantState } from "../../src/domain/tenant/evolve.ts";
-import { ConflictError, BadInputError } from "../../src/errors.ts";
+import { ConflictError, BadInputError, NotFoundError } from "../../src/errors.ts";
 
 // Given events, when a command, then events (or an error): no database involved.
 const given = (events: TenantEvent[]) => ({
-  when: (input: Parameters<typeof decideTenant>[0]["input"]) => () => decideTenant({ type: "CreateTenant", input }, events.reduce(evolveTenant, initialTenantState())),
+  when: (input: CreateTenantCommand["input"]) => () => decideTenant({ type: "CreateTenant", input }, events.reduce(evolveTenant, initialTenantState())),
 });
 
 describe("tenant decider", () => {
@@ -29,5 +29,16 @@ describe("tenant decider", () => {
   it("evolves to the created state", () => {
     const state = evolveTenant(initialTenantState(), { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } });
     expect(state).toEqual({ exists: true, id: "acme", name: "Acme", tier: "pro", status: "active" });
+  });
+
+  it("changes the tier once; the same tier again records nothing; an unknown tenant is NOT_FOUND", () => {
+    const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } };
+    const change = (events: TenantEvent[], tier: string) => decideTenant({ type: "ChangeTenantTier", input: { tier: tier as "pro" } }, events.reduce(evolveTenant, initialTenantState()));
+    const changed = change([created], "pro");
+    expect(changed).toEqual([{ type: "tenant.tier_changed", data: { tenantId: "acme", from: "free", to: "pro" } }]);
+    expect(change([created, ...changed], "pro")).toEqual([]);
+    expect([created, ...changed].reduce(evolveTenant, initialTenantState())).toMatchObject({ tier: "pro" });
+    expect(() => change([], "pro")).toThrow(NotFoundError);
+    expect(() => change([created], "gold")).toThrow(BadInputError);
   });
 });

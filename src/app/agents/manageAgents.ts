@@ -29,14 +29,14 @@ export const UpdateAgentInput = z.object({
 });
 const AgentId = z.object({ id: z.string().uuid("not an agent id") });
 
-type Deps = Pick<AppDeps, "db" | "security" | "now">;
+type Deps = Pick<AppDeps, "db" | "security" | "now"> & { config?: Pick<AppDeps["config"], "limits"> };
 
 /** One agent command in a tenant transaction, with the tier quota checked first when it counts. */
 async function run(deps: Deps, actor: Actor, agentId: string, command: AgentCommand, request: RequestMeta, quota?: AgentQuota): Promise<string> {
   const now = deps.now();
   try {
     await withTenant(deps.db, actor.tenantId, async (trx) => {
-      if (quota) await checkAgentQuota(trx, actor.tenantId, quota, now);
+      if (quota) await checkAgentQuota(trx, actor.tenantId, quota, now, deps.config?.limits.agentQuotas);
       await decideAndAppend(trx, {
         tenantId: actor.tenantId,
         ...agentStream(agentId),

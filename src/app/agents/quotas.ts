@@ -1,19 +1,15 @@
 import { sql } from "kysely";
 import type { Tier } from "../../domain/tenant/events.ts";
+import { AGENT_QUOTA_WINDOW_SECONDS, DEFAULT_AGENT_QUOTAS, type AgentQuota, type TierTable } from "../../limits/policies.ts";
 import { RateLimitedError } from "../../errors.ts";
 import type { Tx } from "../../store/db.ts";
 
-// The product's tier table for agents: how many creations per day and updates per hour a tenant
-// may make (null = unlimited). Counted from the tenant's own log, under a per-tenant advisory lock,
-// so every Keyplane process sharing the database sees one count.
-export const AGENT_QUOTAS: Record<Tier, Record<AgentQuota, number | null>> = {
-  free: { "agent-create": 5, "agent-update": 20 },
-  pro: { "agent-create": 20, "agent-update": 100 },
-  enterprise: { "agent-create": null, "agent-update": null },
-};
-export type AgentQuota = "agent-create" | "agent-update";
-
-const WINDOW_SECONDS: Record<AgentQuota, number> = { "agent-create": 86400, "agent-update": 3600 };
+// The product's tier table for agents (creations per day, updates per hour; null = unlimited) lives
+// with the other named limit policies in src/limits/policies.ts and is configuration
+// (AGENT_CREATES_PER_DAY, AGENT_UPDATES_PER_HOUR). Counted from the tenant's own log, under a
+// per-tenant advisory lock, so every Keyplane process sharing the database sees one count.
+export { DEFAULT_AGENT_QUOTAS as AGENT_QUOTAS, type AgentQuota } from "../../limits/policies.ts";
+const WINDOW_SECONDS = AGENT_QUOTA_WINDOW_SECONDS;
 const EVENT_TYPE: Record<AgentQuota, string> = { "agent-create": "agent.created", "agent-update": "agent.updated" };
 
 export class QuotaExceededError extends RateLimitedError {
@@ -27,9 +23,9 @@ export class QuotaExceededError extends RateLimitedError {
 }
 
 /** Inside the tenant transaction that will append: refuses when the window is full. */
-export async function checkAgentQuota(trx: Tx, tenantId: string, quota: AgentQuota, now: Date): Promise<void> {
+export async function checkAgentQuota(trx: Tx, tenantId: string, quota: AgentQuota, now: Date, quotas: TierTable<Record<AgentQuota, number | null>> = DEFAULT_AGENT_QUOTAS): Promise<void> {
   const tenant = await trx.selectFrom("tenants").select("tier").where("tenant_id", "=", tenantId).executeTakeFirst();
-  const limit = AGENT_QUOTAS[(tenant?.tier ?? "free") as Tier][quota];
+  const limit = quotas[(tenant?.tier ?? "free") as Tier][quota];
   if (limit === null) return;
   await sql`select pg_advisory_xact_lock(hashtextextended(${`keyplane:quota:${tenantId}:${quota}`}, 0))`.execute(trx);
   const since = new Date(now.getTime() - WINDOW_SECONDS[quota] * 1000);

@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { ConflictError } from "../../errors.ts";
+import { ConflictError, NotFoundError } from "../../errors.ts";
 import { parseInput } from "../validation.ts";
-import { TenantCreated, tierSchema, type TenantEvent } from "./events.ts";
+import { TenantCreated, TenantTierChanged, tierSchema, type TenantEvent } from "./events.ts";
 import type { TenantState } from "./evolve.ts";
 
 /** Tenant ids are slugs: they appear in URLs, logs and token claims. */
@@ -16,8 +16,20 @@ export const CreateTenantInput = z.object({
 });
 export type CreateTenantCommand = { type: "CreateTenant"; input: z.input<typeof CreateTenantInput> };
 
-export function decideTenant(command: CreateTenantCommand, state: TenantState): TenantEvent[] {
+export const ChangeTenantTierInput = z.object({ tier: tierSchema });
+export type ChangeTenantTierCommand = { type: "ChangeTenantTier"; input: z.input<typeof ChangeTenantTierInput> };
+
+export type TenantCommand = CreateTenantCommand | ChangeTenantTierCommand;
+
+export function decideTenant(command: TenantCommand, state: TenantState): TenantEvent[] {
   switch (command.type) {
+    case "ChangeTenantTier": {
+      const input = parseInput(ChangeTenantTierInput, command.input);
+      if (!state.exists) throw new NotFoundError("tenant");
+      // Already on that tier: nothing to record.
+      if (state.tier === input.tier) return [];
+      return [TenantTierChanged({ tenantId: state.id, from: state.tier, to: input.tier })];
+    }
     case "CreateTenant": {
       const input = parseInput(CreateTenantInput, command.input);
       if (state.exists) throw new ConflictError(`tenant ${input.id} already exists`);

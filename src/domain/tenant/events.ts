@@ -10,5 +10,8 @@ export const TenantCreated = defineEvent(
   z.object({ tenantId: z.string(), name: z.string(), tier: tierSchema }),
 );
 
-export const tenantEvents = [TenantCreated] as const;
-export type TenantEvent = EventOf<typeof TenantCreated>;
+/** A platform operator moved the tenant to another tier: its limits change from the next request. */
+export const TenantTierChanged = defineEvent("tenant.tier_changed", 1, z.object({ tenantId: z.string(), from: tierSchema, to: tierSchema }));
+
+export const tenantEvents = [TenantCreated, TenantTierChanged] as const;
+export type TenantEvent = EventOf<typeof TenantCreated> | EventOf<typeof TenantTierChanged>;

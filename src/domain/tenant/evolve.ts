@@ -10,5 +10,7 @@ export function evolveTenant(state: TenantState, event: TenantEvent): TenantStat
   switch (event.type) {
     case "tenant.created":
       return { exists: true, id: event.data.tenantId, name: event.data.name, tier: event.data.tier, status: "active" };
+    case "tenant.tier_changed":
+      return state.exists ? { ...state, tier: event.data.to } : state;
   }
 }

@@ -1,4 +1,4 @@
-import { createTenant } from "../../app/tenants.ts";
+import { changeTenantTier, createTenant } from "../../app/tenants.ts";
 import { NotFoundError } from "../../errors.ts";
 import { findTenant, listAllTenants, type TenantRow } from "../../store/queries/tenantQueries.ts";
 import { builder } from "../builder.ts";
@@ -72,6 +72,22 @@ builder.mutationField("createTenant", (t) =>
     resolve: async (_root, { input }, ctx) => {
       await createTenant(ctx.deps, ctx.actor!, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.meta);
       return (await findTenant(ctx.deps.db, input.id))!;
+    },
+  }),
+);
+
+builder.mutationField("changeTenantTier", (t) =>
+  t.field({
+    type: Tenant,
+    description: "Platform operators: move a tenant to another tier. Its rate limits, cost budget and agent quotas apply from its next request.",
+    args: { id: t.arg.id({ required: true }), tier: t.arg({ type: Tier, required: true }) },
+    authScopes: { permission: "tenant:manage" },
+    resolve: async (_root, args, ctx) => {
+      const id = String(args.id);
+      const row = await findTenant(ctx.deps.db, id);
+      if (!row) throw new NotFoundError("tenant");
+      await changeTenantTier(ctx.deps, ctx.actor!, id, { tier: args.tier }, ctx.meta);
+      return (await findTenant(ctx.deps.db, id))!;
     },
   }),
 );

@@ -3,7 +3,7 @@ import type { Projection } from "./projection.ts";
 export const tenantsProjection: Projection = {
   name: "tenants",
   tables: ["tenants"],
-  handles: new Set(["tenant.created"]),
+  handles: new Set(["tenant.created", "tenant.tier_changed"]),
   async apply(trx, event) {
     switch (event.type) {
       case "tenant.created":
@@ -18,6 +18,13 @@ export const tenantsProjection: Projection = {
             created_at: event.occurredAt,
             updated_at: event.occurredAt,
           })
+          .execute();
+        return;
+      case "tenant.tier_changed":
+        await trx
+          .updateTable("tenants")
+          .set({ tier: event.data.to as string, version: event.streamVersion, updated_at: event.occurredAt })
+          .where("tenant_id", "=", event.tenantId)
           .execute();
         return;
     }
