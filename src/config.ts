@@ -49,6 +49,7 @@ const EnvSchema = z.object({
   AGENT_SWEEP_INTERVAL_SECONDS: duration.default(15),
   ENROLL_ATTEMPTS_PER_MINUTE: duration.default(10),
   AGENT_EPHEMERAL_GRACE_SECONDS: duration.default(1800),
+  AUDIT_CHECKPOINT_INTERVAL_SECONDS: duration.default(3600),
   // Rate limits and GraphQL abuse protection (src/limits/policies.ts names every policy).
   REDIS_URL: z.string().url().optional(),
   RATE_LIMITS: z.enum(["on", "off"]).default("on"),
@@ -133,6 +134,8 @@ export interface Config {
   githubApps: GitHubAppsConfig;
   /** An agent silent this long goes offline; the sweep that notices runs about this often. */
   agents: { offlineAfterSeconds: number; sweepIntervalSeconds: number; enrollAttemptsPerMinute: number; ephemeralGraceSeconds: number };
+  /** Every active tenant gets a signed checkpoint of its hash chain at least this often. */
+  audit: { checkpointIntervalSeconds: number };
   /** Rate limits, query cost and document limits (src/limits/policies.ts). */
   limits: LimitsConfig;
 }
@@ -271,6 +274,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     limits,
     agents: { offlineAfterSeconds: e.AGENT_OFFLINE_AFTER, sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS, enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE, ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS },
+    audit: { checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS },
     providers: {
       publicUrl,
       timeoutMs: e.PROVIDER_TIMEOUT_MS,

@@ -2,6 +2,8 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { AppDeps } from "./app/deps.ts";
 import { createAgentSweeper, type AgentSweeper } from "./app/agents/agentSweeper.ts";
+import { createCheckpointSigner, type CheckpointSigner } from "./app/audit/checkpointSigner.ts";
+import { createAuditSigner } from "./audit/auditSignatures.ts";
 import { createCredentialRefresher, type CredentialRefresher } from "./app/installations/credentialRefresher.ts";
 import { timeOutTasks } from "./app/tasks/timeOutTasks.ts";
 import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
@@ -30,6 +32,8 @@ export interface Keyplane {
   refresher: CredentialRefresher;
   /** Marks silent agents offline, removes expired ephemeral ones, times out overdue tasks. */
   agentSweeper: AgentSweeper;
+  /** Signs a checkpoint of each active tenant's hash chain every AUDIT_CHECKPOINT_INTERVAL_SECONDS. */
+  checkpointSigner: CheckpointSigner;
   listen(port?: number, host?: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -92,6 +96,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       githubApps,
       tokenCache: new TokenCache(1000, 5 * 60_000, now),
       metrics,
+      auditSigner: createAuditSigner(keys.current),
       limits,
     };
     const server = createHttpServer(deps, database);
@@ -102,6 +107,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       ephemeralGraceSeconds: config.agents.ephemeralGraceSeconds,
       afterSweep: () => timeOutTasks(deps),
     });
+    const checkpointSigner = createCheckpointSigner({ ...deps, jwks: keys.jwks }, { intervalSeconds: config.audit.checkpointIntervalSeconds });
     const handle = database;
     return {
       deps,
@@ -109,6 +115,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       server,
       refresher,
       agentSweeper,
+      checkpointSigner,
       listen: (port = config.port, host = config.host) =>
         new Promise((resolve, reject) => {
           server.once("error", reject);
@@ -116,12 +123,14 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
             const address = server.address() as AddressInfo;
             refresher.start();
             agentSweeper.start();
+            checkpointSigner.start();
             resolve(`http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`);
           });
         }),
       async close() {
         await refresher.stop();
         await agentSweeper.stop();
+        await checkpointSigner.stop();
         githubApps?.close();
         // Open WebSockets would hold server.close() forever: they are closed (1001) first.
         await graphQLWebSocketOf(server)?.close();

@@ -1,3 +1,4 @@
+import type { AuditSigner } from "../audit/auditSignatures.ts";
 import type { TokenMinter } from "../auth/tokenMinter.ts";
 import type { TokenVerifier } from "../auth/verifyToken.ts";
 import type { Config } from "../config.ts";
@@ -29,6 +30,8 @@ export interface AppDeps {
   /** Per-process GitHub token cache with single-flight. */
   tokenCache: TokenCache;
   metrics: Metrics;
+  /** Signs audit checkpoints and export end lines with Keyplane's current signing key. */
+  auditSigner: AuditSigner;
   /** Named rate-limit policies over the shared limit store (src/limits). */
   limits: RateLimits;
 }

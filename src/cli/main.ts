@@ -8,6 +8,7 @@ import { tierSchema, type Tier } from "../domain/tenant/events.ts";
 import { BadInputError, ConflictError, DomainError } from "../errors.ts";
 import type { Keyplane } from "../main.ts";
 import { DataDirInUseError, lockDataDir } from "../store/dataDirLock.ts";
+import { parseAuditArgs } from "./auditArgs.ts";
 import { progressReporter } from "./progress.ts";
 
 // The server, the database drivers and the schema load only for a command that needs them, so a
@@ -25,6 +26,7 @@ const load = {
   tenantQueries: () => import("../store/queries/tenantQueries.ts"),
   githubToken: () => import("./githubToken.ts"),
   agentRun: () => import("./agentRun.ts"),
+  audit: () => import("./auditCommands.ts"),
 };
 
 export const USAGE = `usage: keyplane <command> [options]
@@ -63,6 +65,15 @@ commands:
                                           ignore --key), refreshes it, heartbeats (every 30 s), subscribes to
                                           its tasks and runs echo and http-check, reconnecting with backoff.
                                           JSON log lines on stderr, never a token or the key; exit 0 on SIGTERM.
+  audit export --tenant ID --out FILE [--from ISO] [--to ISO] [--from-sequence N] [--to-sequence N]
+               [--types TYPE[,TYPE...]...] [--format ndjson|csv]
+                                          export the tenant's log, read from the database, as a verifiable file
+                                          (--out - for stdout); recorded as an audit.exported event; progress on stderr
+  audit verify FILE [--jwks FILE|URL] [--json]
+                                          verify an export (NDJSON or CSV; - for stdin) with nothing but the file and
+                                          Keyplane's JWKS (/.well-known/jwks.json): names the first modified, deleted,
+                                          inserted or reordered sequence; exit 0 intact, 1 not
+  audit checkpoint [--tenant ID]          sign a checkpoint of the hash chain now (every tenant with new events)
   help                                    show this text
 
 The database is PostgreSQL when DATABASE_URL is set, otherwise the embedded one in KEYPLANE_DATA_DIR (./data).
@@ -143,6 +154,14 @@ function parseCommand(argv: string[]): Command {
     case "agent":
       if (sub === "run") return async (config, io) => (await load.agentRun()).runAgentRun(rest, config, io);
       throw new UsageError(sub ? `unknown agent command: ${sub}` : "agent needs a command: run");
+    case "audit": {
+      const audit = parseAuditArgs(sub, rest);
+      return async (config, io) => {
+        const commands = await load.audit();
+        if (audit.command === "verify") return commands.runAuditVerify(audit, io);
+        return withKeyplane(config, (kp) => (audit.command === "export" ? commands.runAuditExport(kp, audit, io) : commands.runAuditCheckpoint(kp, audit, io)));
+      };
+    }
     case undefined:
       throw new UsageError("no command given");
     default:

@@ -5,6 +5,7 @@ import type { DatabaseHandle } from "../store/db.ts";
 import { pendingMigrations } from "../store/migrate.ts";
 import { logContext, type LogContext } from "../logger.ts";
 import { requestIdOf } from "./requestMeta.ts";
+import { auditExportRoute } from "./auditExportRoute.ts";
 import { installationRoutes } from "./installationRoutes.ts";
 import { addressPolicyOf, admitAddress } from "./addressLimits.ts";
 import { createGraphQLServer } from "./yoga.ts";
@@ -19,6 +20,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Server {
   const yoga = createGraphQLServer(deps);
   const installations = installationRoutes(deps, sendJson);
+  const auditExport = auditExportRoute(deps, sendJson);
 
   async function readiness(): Promise<{ ok: boolean; checks: Record<string, string> }> {
     const checks: Record<string, string> = {};
@@ -83,6 +85,7 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
       });
       return;
     }
+    if (auditExport(req, res, path, query)) return;
     // Webhooks carry their own (larger) body limit.
     if (installations(req, res, path, query)) return;
     const length = Number(req.headers["content-length"] ?? 0);

@@ -200,6 +200,11 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": allow, "admin+tenant:read": FORBIDDEN },
   },
+  "Query.verifyAuditLog": {
+    operation: () => ({ query: "query { verifyAuditLog { ok startsFrom lastSequence problem { kind sequence } } }" }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": allow, "admin+tenant:read": FORBIDDEN },
+  },
   "Mutation.createTenant": {
     operation: () => ({
       query: "mutation ($input: CreateTenantInput!) { createTenant(input: $input) { id } }",

@@ -1,3 +1,5 @@
+import { verifyAuditLog, type LogVerification } from "../../app/audit/verifyAuditLog.ts";
+import type { AuditProblem, ProblemKind } from "../../audit/verifyAuditRecords.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import { readAuditLogPage } from "../../store/queries/auditLogQueries.ts";
 import { builder } from "../builder.ts";
@@ -84,5 +86,68 @@ builder.queryField("auditLog", (t) =>
         limit: checkPageSize(args.first),
         newestFirst: args.order === "NEWEST_FIRST",
       }),
+  }),
+);
+
+// ---- verifyAuditLog: the database's own rows through the auditor's verifier -----------------
+
+const PROBLEM_KINDS = [
+  "modified",
+  "deleted",
+  "inserted",
+  "reordered",
+  "truncated",
+  "checkpoint-signature",
+  "checkpoint-mismatch",
+  "checkpoint-link",
+  "end-signature",
+  "end-mismatch",
+  "header",
+  "malformed",
+] as const satisfies readonly ProblemKind[];
+
+const AuditProblemKind = builder.enumType("AuditProblemKind", {
+  description: "What was found at the first bad sequence",
+  values: Object.fromEntries(PROBLEM_KINDS.map((k) => [k.toUpperCase().replace(/-/g, "_"), { value: k }])) as Record<string, { value: ProblemKind }>,
+});
+
+const AuditAnchor = builder.enumType("AuditAnchor", {
+  description: "Where the verified chain starts",
+  values: { GENESIS: { value: "genesis" }, CHECKPOINT: { value: "checkpoint" } } as const,
+});
+
+const AuditProblemRef = builder.objectRef<AuditProblem>("AuditProblem").implement({
+  fields: (t) => ({
+    kind: t.field({ type: AuditProblemKind, resolve: (p) => p.kind }),
+    sequence: t.int({ nullable: true, description: "The first sequence that is not as Keyplane wrote it", resolve: (p) => p.sequence }),
+    message: t.exposeString("message"),
+  }),
+});
+
+const AuditVerification = builder.objectRef<LogVerification>("AuditVerification").implement({
+  description: "The tenant's log re-verified from its rows: content hashes, the hash chain, signed checkpoints and the head",
+  fields: (t) => ({
+    ok: t.exposeBoolean("ok"),
+    startsFrom: t.field({ type: AuditAnchor, resolve: (r) => r.startsFrom ?? "genesis" }),
+    anchorSequence: t.int({ description: "0 for genesis, else the sequence of the signed checkpoint the chain starts from", resolve: (r) => r.anchorSequence ?? 0 }),
+    fromSequence: t.exposeInt("fromSequence"),
+    toSequence: t.exposeInt("toSequence"),
+    lastSequence: t.int({ description: "The last sequence verified in order", resolve: (r) => r.lastSequence ?? 0 }),
+    events: t.exposeInt("events", { description: "Events verified (from the anchor on)" }),
+    checkpoints: t.exposeInt("checkpoints", { description: "Signed checkpoints verified after the anchor" }),
+    problem: t.field({ type: AuditProblemRef, nullable: true, description: "The first problem; null when the log verifies", resolve: (r) => r.problem }),
+  }),
+});
+
+builder.queryField("verifyAuditLog", (t) =>
+  t.field({
+    type: AuditVerification,
+    description: "Re-verifies the caller's tenant log between two sequences (the whole log by default)",
+    args: {
+      from: t.arg.int({ required: false, description: "First sequence (default 1)" }),
+      to: t.arg.int({ required: false, description: "Last sequence (default: the end of the log)" }),
+    },
+    authScopes: { permission: "audit:read" },
+    resolve: (_root, args, ctx) => verifyAuditLog({ db: ctx.deps.db, jwks: ctx.deps.verifier.jwks }, ctx.actor!.tenantId, { from: args.from, to: args.to }),
   }),
 );

@@ -1,0 +1,193 @@
+import { randomUUID } from "node:crypto";
+import type { AuditSigner } from "../../audit/auditSignatures.ts";
+import {
+  CSV_HEADER_ROW,
+  EXPORT_FORMAT,
+  EXPORT_JWS_TYPE,
+  EXPORT_VERSION,
+  recordToCsvRow,
+  type CheckpointRecord,
+  type EndRecord,
+  type ExportAnchor,
+  type ExportSummary,
+  type HeaderRecord,
+} from "../../audit/exportFormat.ts";
+import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { AuditExported } from "../../domain/audit/events.ts";
+import { withTenant, type Db } from "../../store/db.ts";
+import { readCheckpoints, readLatestCheckpoint, readTenantHead } from "../../store/audit/checkpointQueries.ts";
+import { readFirstSequenceFrom, readLastSequenceBefore } from "../../store/audit/exportRangeQueries.ts";
+import { countExportRows, readExportPage, type ExportRow, type ExportRowFilter } from "../../store/audit/readExportPage.ts";
+import { appendEvents } from "../../store/events/appendEvents.ts";
+import { genesisHash } from "../../store/events/hashing.ts";
+import type { AuditExportRequest } from "./parseExportRequest.ts";
+
+/** Rows per page: a few MB of text, so memory stays flat whatever the size of the log. */
+const PAGE = 5000;
+
+export interface AuditExport {
+  header: HeaderRecord;
+  contentType: string;
+  fileName: string;
+  /** Rows the export runs through after its anchor (events and stubs), for progress. */
+  rows: number;
+  /**
+   * The file as text chunks of many lines, each with the last sequence it reaches. Stopping the
+   * iteration (return) stops reading the database.
+   */
+  chunks(): AsyncGenerator<ExportChunk>;
+}
+
+/** Many lines of the file; the last chunk (the end line) also says what the export held. */
+export interface ExportChunk {
+  text: string;
+  sequence: number;
+  summary?: ExportSummary;
+}
+
+/**
+ * Starts an export of the actor's tenant log (the CLI passes a system actor of the tenant): fixes
+ * the range against the tenant's head as it is now, finds the anchor (genesis, or the latest signed
+ * checkpoint before the range), and records the export as an `audit.exported` event before a line is
+ * sent. The lines come from readExportPage, paged by primary key in short transactions: the issue
+ * asks for a server-side cursor, but a DECLAREd cursor needs its transaction open for the whole
+ * stream, and on PGlite (one connection) an open transaction blocks every writer meanwhile.
+ */
+export async function startAuditExport(
+  deps: { db: Db; auditSigner: AuditSigner; now: () => Date },
+  actor: Actor,
+  request: AuditExportRequest & { via: "http" | "cli" },
+  meta: RequestMeta = {},
+): Promise<AuditExport> {
+  const tenantId = actor.tenantId;
+  const exportId = randomUUID();
+  const exportedAt = deps.now().toISOString();
+  const filterOf = (fromSequence: number): ExportRowFilter => ({ fromSequence, from: request.from ?? null, to: request.to ?? null, types: request.types ?? null });
+
+  const plan = await withTenant(deps.db, tenantId, async (trx) => {
+    const head = (await readTenantHead(trx, tenantId))?.lastSequence ?? 0;
+    const fromSequence = request.fromSequence ?? (request.from ? ((await readFirstSequenceFrom(trx, tenantId, request.from)) ?? head + 1) : 1);
+    const toSequence = Math.min(head, request.toSequence ?? (request.to ? ((await readLastSequenceBefore(trx, tenantId, request.to)) ?? 0) : head));
+    // Events before the range come as stubs from the anchor on, so the chain verifies from it.
+    const checkpoint = fromSequence > 1 ? await readLatestCheckpoint(trx, tenantId, Math.min(fromSequence - 1, toSequence)) : null;
+    const anchor: ExportAnchor = checkpoint ? { type: "checkpoint", ...withoutKind(checkpoint) } : { type: "genesis", sequence: 0, chainHash: genesisHash(tenantId) };
+    // An empty range streams nothing after the anchor.
+    const upTo = fromSequence > toSequence ? anchor.sequence : toSequence;
+    const counts = await countExportRows(trx, tenantId, { after: anchor.sequence, upTo }, filterOf(fromSequence));
+    const [recorded] = await appendEvents(trx, {
+      tenantId,
+      streamType: "audit_export",
+      streamId: exportId,
+      expectedVersion: 0,
+      events: [
+        AuditExported({
+          exportId,
+          format: request.format,
+          via: request.via,
+          fromSequence,
+          toSequence,
+          ...(request.from ? { from: request.from.toISOString() } : {}),
+          ...(request.to ? { to: request.to.toISOString() } : {}),
+          ...(request.types ? { types: request.types } : {}),
+          anchor: { type: anchor.type, sequence: anchor.sequence },
+          events: counts.events,
+          omitted: counts.omitted,
+        }),
+      ],
+      metadata: eventMetadata(actor, meta),
+    });
+    return { fromSequence, toSequence, anchor, upTo, recordedAs: recorded!.sequence };
+  });
+
+  const header: HeaderRecord = {
+    kind: "header",
+    format: EXPORT_FORMAT,
+    version: EXPORT_VERSION,
+    exportId,
+    tenantId,
+    exportedAt,
+    fromSequence: plan.fromSequence,
+    toSequence: plan.toSequence,
+    filter: { from: request.from?.toISOString() ?? null, to: request.to?.toISOString() ?? null, types: request.types ?? null },
+    anchor: plan.anchor,
+    recordedAs: { sequence: plan.recordedAs },
+  };
+  const csv = request.format === "csv";
+  const lineOf = (record: HeaderRecord | CheckpointRecord | EndRecord) => (csv ? recordToCsvRow(record) : JSON.stringify(record));
+  const filter = filterOf(plan.fromSequence);
+
+  const readPage = (after: number) =>
+    withTenant(deps.db, tenantId, async (trx) => {
+      const range = { after, upTo: Math.min(after + PAGE, plan.upTo) };
+      return { range, rows: await readExportPage(trx, tenantId, range, filter, request.format), checkpoints: await readCheckpoints(trx, tenantId, range) };
+    });
+
+  async function* chunks(): AsyncGenerator<ExportChunk> {
+    yield { text: (csv ? CSV_HEADER_ROW + "\n" : "") + lineOf(header) + "\n", sequence: plan.anchor.sequence };
+    const counts = { events: 0, omitted: 0, checkpoints: 0 };
+    let last = { seq: plan.anchor.sequence, chain: plan.anchor.chainHash };
+    // The next page is read while this one is written.
+    let pending: Promise<Awaited<ReturnType<typeof readPage>>> | undefined = plan.upTo > plan.anchor.sequence ? handled(readPage(plan.anchor.sequence)) : undefined;
+    try {
+      while (pending) {
+        const page = await pending;
+        pending = page.range.upTo < plan.upTo ? handled(readPage(page.range.upTo)) : undefined;
+        const lines: string[] = [];
+        let c = 0;
+        const flushCheckpoints = (upTo: number) => {
+          for (; c < page.checkpoints.length && page.checkpoints[c]!.sequence <= upTo; c++) {
+            lines.push(lineOf(page.checkpoints[c]!));
+            counts.checkpoints++;
+          }
+        };
+        for (const row of page.rows as ExportRow[]) {
+          const seq = Number(row.seq);
+          flushCheckpoints(seq - 1);
+          lines.push(row.line);
+          if (row.shown) counts.events++;
+          else counts.omitted++;
+          last = { seq, chain: row.chain };
+        }
+        flushCheckpoints(page.range.upTo);
+        if (lines.length) yield { text: lines.join("\n") + "\n", sequence: page.range.upTo };
+      }
+    } finally {
+      // Stopped early (client gone): the prefetched page is dropped.
+      pending = undefined;
+    }
+    const summary: ExportSummary = {
+      exportId,
+      tenantId,
+      exportedAt,
+      fromSequence: plan.fromSequence,
+      toSequence: plan.toSequence,
+      filter: header.filter,
+      anchor: { type: plan.anchor.type, sequence: plan.anchor.sequence, chainHash: plan.anchor.chainHash },
+      recordedAs: header.recordedAs,
+      ...counts,
+      lastSequence: last.seq,
+      lastChainHash: last.chain,
+    };
+    const end: EndRecord = { kind: "end", ...summary, jws: await deps.auditSigner.sign(EXPORT_JWS_TYPE, summary) };
+    yield { text: lineOf(end) + "\n", sequence: plan.upTo, summary };
+  }
+
+  const extension = csv ? "csv" : "ndjson";
+  return {
+    header,
+    contentType: csv ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8",
+    fileName: `keyplane-audit-${tenantId}-${plan.fromSequence}-${plan.toSequence}.${extension}`,
+    rows: Math.max(0, plan.upTo - plan.anchor.sequence),
+    chunks,
+  };
+}
+
+function withoutKind({ kind: _kind, ...rest }: CheckpointRecord) {
+  return rest;
+}
+
+/** A prefetch nobody awaits any more (the client went away) must not become an unhandled rejection. */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}

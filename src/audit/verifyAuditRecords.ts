@@ -1,0 +1,423 @@
+import type { JSONWebKeySet } from "jose";
+import { chainHash, contentHash, genesisHash } from "../store/events/hashing.ts";
+import { checkAuditJws } from "./auditSignatures.ts";
+import {
+  CHECKPOINT_JWS_TYPE,
+  EXPORT_FORMAT,
+  EXPORT_JWS_TYPE,
+  EXPORT_VERSION,
+  signatureOf,
+  type CheckpointPayload,
+  type CheckpointRecord,
+  type EndRecord,
+  type EventRecord,
+  type ExportAnchor,
+  type ExportRecord,
+  type ExportSummary,
+  type HeaderRecord,
+  type OmittedRecord,
+} from "./exportFormat.ts";
+
+// The one verifier: exports (NDJSON or CSV, from the CLI and the tests) and the database's own rows
+// (verifyAuditLog, the checkpoint signer) go through it. It recomputes every content hash from the
+// canonical JSON and the chain from the anchor, checks signed checkpoints and the signed end line,
+// and names the FIRST bad sequence with what happened there. Constant memory: one row of look-ahead
+// and at most one remembered row.
+
+export type ProblemKind =
+  | "modified"
+  | "deleted"
+  | "inserted"
+  | "reordered"
+  /** The export ends without its end line: cut after the last sequence seen. */
+  | "truncated"
+  | "checkpoint-signature"
+  /** A checkpoint whose signature holds but whose chain hash is not the recomputed one: rewritten events. */
+  | "checkpoint-mismatch"
+  /** A checkpoint that does not link to the one before it: a checkpoint is missing or was replaced. */
+  | "checkpoint-link"
+  | "end-signature"
+  /** The end line (or the tenant's head) disagrees with what was read: rewritten or re-counted. */
+  | "end-mismatch"
+  | "header"
+  | "malformed";
+
+export interface AuditProblem {
+  kind: ProblemKind;
+  /** The first sequence that is not as Keyplane wrote it (null when no sequence can be named). */
+  sequence: number | null;
+  message: string;
+}
+
+export interface VerificationReport {
+  ok: boolean;
+  tenantId: string | null;
+  /** Where the chain starts: the tenant's genesis, or a signed checkpoint (a partial export). */
+  startsFrom: "genesis" | "checkpoint" | null;
+  anchorSequence: number | null;
+  /** Last sequence verified in order (the anchor's when none). */
+  lastSequence: number | null;
+  lastChainHash: string | null;
+  events: number;
+  omitted: number;
+  checkpoints: number;
+  /** "unchecked" when no JWKS was given: the chain is verified, the signatures are not. */
+  signatures: "verified" | "unchecked";
+  problem: AuditProblem | null;
+}
+
+/** A line that is not a record (bad JSON, unknown kind, bad CSV row). */
+export interface MalformedRecord {
+  kind: "malformed";
+  line: number;
+  message: string;
+}
+
+export type VerifiableRecord = ExportRecord | MalformedRecord;
+
+export type VerifyOptions = {
+  /** The JWKS to check signatures against; without it they are reported unchecked. */
+  keys?: JSONWebKeySet;
+} & (
+  | { source: "export" }
+  /** Rows read from the database: no header or end line; the anchor and the tenant's head stand for them. */
+  | { source: "log"; tenantId: string; anchor: ExportAnchor; head?: { lastSequence: number; lastChainHash: string } }
+);
+
+type Row = EventRecord | OmittedRecord;
+
+const contentOf = (row: Row): string =>
+  row.kind === "omitted"
+    ? row.contentHash
+    : contentHash({
+        eventId: row.eventId,
+        tenantId: row.tenantId,
+        streamType: row.streamType,
+        streamId: row.streamId,
+        streamVersion: row.streamVersion,
+        type: row.type,
+        schemaVersion: row.schemaVersion,
+        data: row.data,
+        metadata: row.metadata,
+        occurredAt: row.occurredAt,
+      });
+
+/** The content hash a row really has, or null when the row cannot be hashed (wrong field types). */
+function safeContentOf(row: Row): string | null {
+  try {
+    return contentOf(row);
+  } catch {
+    return null;
+  }
+}
+
+class Problem extends Error {
+  constructor(readonly problem: AuditProblem) {
+    super(problem.message);
+  }
+}
+function fail(kind: ProblemKind, sequence: number | null, message: string): never {
+  throw new Problem({ kind, sequence, message });
+}
+
+/**
+ * Verifies records in order. Returns at the first problem (the rest of the input is read only when
+ * telling a deletion from a move needs it).
+ */
+export async function verifyAuditRecords(records: AsyncIterable<VerifiableRecord> | Iterable<VerifiableRecord>, options: VerifyOptions): Promise<VerificationReport> {
+  const state = new ChainState(options.keys);
+  const iterator = (Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : (records as Iterable<VerifiableRecord>)[Symbol.iterator]()) as
+    | AsyncIterator<VerifiableRecord>
+    | Iterator<VerifiableRecord>;
+  const next = async (): Promise<VerifiableRecord | undefined> => {
+    const r = await iterator.next();
+    return r.done ? undefined : r.value;
+  };
+  let header: HeaderRecord | undefined;
+  try {
+    if (options.source === "export") {
+      const first = await next();
+      header = checkHeader(first);
+      await state.begin(header.tenantId, header.anchor);
+    } else {
+      await state.begin(options.tenantId, options.anchor);
+    }
+    let end: EndRecord | undefined;
+    for (let record = await next(); record !== undefined; record = await next()) {
+      if (end) {
+        fail(record.kind === "event" || record.kind === "omitted" ? "inserted" : "malformed", "sequence" in record ? record.sequence : null, `a ${record.kind} line after the end line`);
+      }
+      switch (record.kind) {
+        case "event":
+        case "omitted":
+          await state.row(record, next);
+          break;
+        case "checkpoint":
+          await state.checkpoint(record);
+          break;
+        case "end":
+          if (options.source !== "export") fail("malformed", state.expected, "an end line in the database's rows");
+          end = record;
+          break;
+        case "header":
+          fail("malformed", state.expected, "a second header line");
+          break;
+        case "malformed":
+          fail("malformed", state.expected, `line ${record.line}: ${record.message}`);
+          break;
+        default:
+          fail("malformed", state.expected, `unknown record kind ${JSON.stringify((record as { kind: unknown }).kind)}`);
+      }
+    }
+    if (options.source === "export") await state.end(end, header!);
+    else if (options.head) state.endAtHead(options.head);
+  } catch (error) {
+    if (!(error instanceof Problem)) throw error;
+    return state.report(error.problem);
+  }
+  return state.report(null);
+}
+
+function checkHeader(first: VerifiableRecord | undefined): HeaderRecord {
+  if (!first) return fail("header", null, "the export is empty");
+  if (first.kind === "malformed") return fail("header", null, `line ${first.line}: ${first.message}`);
+  if (first.kind !== "header") return fail("header", null, `the first line is a ${first.kind} line, not the header`);
+  if (first.format !== EXPORT_FORMAT || first.version !== EXPORT_VERSION) return fail("header", null, `not a ${EXPORT_FORMAT} version ${EXPORT_VERSION} file`);
+  if (typeof first.tenantId !== "string" || !first.anchor) return fail("header", null, "the header has no tenant or anchor");
+  return first;
+}
+
+class ChainState {
+  tenantId = "";
+  anchor: ExportAnchor | undefined;
+  /** e: the sequence the next row must have; p: the chain hash after e-1; pp: after e-2 (null: unknown). */
+  expected = 1;
+  previous = "";
+  beforePrevious: string | null = null;
+  /** The last checkpoint verified (the anchor counts), for the next one's link. */
+  lastCheckpoint: { sequence: number; signature: string | null } = { sequence: 0, signature: null };
+  events = 0;
+  omitted = 0;
+  checkpoints = 0;
+
+  constructor(readonly keys: JSONWebKeySet | undefined) {}
+
+  async begin(tenantId: string, anchor: ExportAnchor) {
+    this.tenantId = tenantId;
+    this.anchor = anchor;
+    if (anchor.type === "genesis") {
+      if (anchor.sequence !== 0 || anchor.chainHash !== genesisHash(tenantId)) fail("header", 1, `the genesis anchor is not tenant ${tenantId}'s genesis`);
+      this.previous = anchor.chainHash;
+    } else {
+      const payload = await this.checkSignature({ kind: "checkpoint", ...anchor }, "header");
+      this.previous = payload.chainHash;
+      this.expected = anchor.sequence + 1;
+      this.lastCheckpoint = { sequence: anchor.sequence, signature: signatureOf(anchor.jws) };
+    }
+  }
+
+  report(problem: AuditProblem | null): VerificationReport {
+    return {
+      ok: problem === null,
+      tenantId: this.tenantId || null,
+      startsFrom: this.anchor?.type ?? null,
+      anchorSequence: this.anchor?.sequence ?? null,
+      lastSequence: this.anchor ? this.expected - 1 : null,
+      lastChainHash: this.anchor ? this.previous : null,
+      events: this.events,
+      omitted: this.omitted,
+      checkpoints: this.checkpoints,
+      signatures: this.keys ? "verified" : "unchecked",
+      problem,
+    };
+  }
+
+  private accept(row: Row, chain: string) {
+    this.beforePrevious = this.previous;
+    this.previous = chain;
+    this.expected++;
+    if (row.kind === "event") this.events++;
+    else this.omitted++;
+  }
+
+  /** Checks a row that should be at the expected sequence; true when it is the one Keyplane wrote there. */
+  private fits(row: Row): boolean {
+    if (row.kind === "event" && row.tenantId !== this.tenantId) return false;
+    const content = safeContentOf(row);
+    return content !== null && content === row.contentHash && chainHash(this.previous, this.expected, content) === row.chainHash;
+  }
+
+  async row(row: Row, next: () => Promise<VerifiableRecord | undefined>) {
+    const e = this.expected;
+    if (typeof row.sequence !== "number") fail("malformed", e, "a row without a sequence");
+    if (row.sequence < e) fail("inserted", e, `a row claiming sequence ${row.sequence} where ${e} belongs (${row.sequence} came already)`);
+    if (row.sequence > e) return this.gap(row, next);
+    if (row.kind === "event" && row.tenantId !== this.tenantId) fail("inserted", e, `a row of tenant ${row.tenantId} in tenant ${this.tenantId}'s log`);
+    const content = safeContentOf(row);
+    if (content === null) fail("modified", e, `event ${e} cannot be hashed (a field has the wrong type)`);
+    if (content !== row.contentHash) fail("modified", e, `event ${e}'s content does not match its content hash`);
+    const chain = chainHash(this.previous, e, content!);
+    if (chain === row.chainHash) return this.accept(row, chain);
+    return this.classifyChainBreak(row, content!, await nextRow(next));
+  }
+
+  /**
+   * Content as hashed, chain broken: one row of look-ahead tells what happened at e.
+   * p = chain before e, pp = before e-1.
+   */
+  private classifyChainBreak(row: Row, content: string, next: Row | undefined): never {
+    const e = this.expected;
+    const p = this.previous;
+    if (next) {
+      const nextContent = safeContentOf(next) ?? next.contentHash;
+      if (next.chainHash === chainHash(p, e, nextContent)) {
+        // The next row is the one written at e: this one was put before it.
+        if (row.chainHash === chainHash(next.chainHash, e + 1, content)) fail("reordered", e, `events ${e} and ${e + 1} were swapped (and renumbered)`);
+        fail("inserted", e, `a row that Keyplane did not write was inserted at sequence ${e}`);
+      }
+      if (next.chainHash === chainHash(row.chainHash, next.sequence + 1, nextContent)) {
+        fail("deleted", e, `event ${e} was deleted (the rows after it were renumbered)`);
+      }
+    }
+    if (this.beforePrevious !== null && row.chainHash === chainHash(this.beforePrevious, e - 1, content)) {
+      // This row was written at e-1: the row now at e-1 was put before it, with a chain hash made to fit.
+      fail("inserted", e - 1, `a row that Keyplane did not write was inserted at sequence ${e - 1}`);
+    }
+    fail("modified", e, `event ${e} does not continue the chain (its chain hash was changed, or its content and content hash were)`);
+  }
+
+  /** The row claims a later sequence than e: e is missing here, or this row was moved or inserted. */
+  private async gap(row: Row, next: () => Promise<VerifiableRecord | undefined>): Promise<never> {
+    const e = this.expected;
+    let upcoming = await nextRecord(next);
+    if (upcoming && isRow(upcoming) && upcoming.sequence === e && this.fits(upcoming)) {
+      // e follows: `row` is out of place. Read on to its own sequence: missing there → moved; present → inserted.
+      const displaced = row;
+      const content = safeContentOf(displaced);
+      for (; upcoming !== undefined; upcoming = await nextRecord(next)) {
+        if (!isRow(upcoming)) continue;
+        if (upcoming.sequence === this.expected && this.expected !== displaced.sequence && this.fits(upcoming)) {
+          this.accept(upcoming, upcoming.chainHash);
+          continue;
+        }
+        break;
+      }
+      if (this.expected === displaced.sequence && (!upcoming || !isRow(upcoming) || upcoming.sequence !== displaced.sequence)) {
+        if (content !== null && chainHash(this.previous, displaced.sequence, content) === displaced.chainHash) {
+          fail("reordered", e, `event ${displaced.sequence} was moved before event ${e}`);
+        }
+      }
+      fail("inserted", e, `a row claiming sequence ${displaced.sequence} was inserted before sequence ${e}`);
+    }
+    // e does not follow: deleted, unless it shows up later (moved further down).
+    for (; upcoming !== undefined; upcoming = await nextRecord(next)) {
+      if (isRow(upcoming) && upcoming.sequence === e) fail("reordered", e, `event ${e} was moved after event ${row.sequence}`);
+    }
+    return fail("deleted", e, `event ${e} is missing (the next row is ${row.sequence})`);
+  }
+
+  async checkpoint(record: CheckpointRecord) {
+    const s = record.sequence;
+    if (s !== this.expected - 1) fail("checkpoint-link", s, `the checkpoint for sequence ${s} stands after sequence ${this.expected - 1}`);
+    const payload = await this.checkSignature(record, "checkpoint-signature");
+    const expectedLink = this.lastCheckpoint.signature;
+    if (payload.previousSignature !== expectedLink) {
+      fail("checkpoint-link", s, `the checkpoint at ${s} does not follow the checkpoint at ${this.lastCheckpoint.sequence || "genesis"}: a checkpoint in between is missing or was replaced`);
+    }
+    if (payload.chainHash !== this.previous) {
+      fail("checkpoint-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${s} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${s} were rewritten with recomputed hashes`);
+    }
+    this.lastCheckpoint = { sequence: s, signature: signatureOf(record.jws) };
+    this.checkpoints++;
+  }
+
+  /** The JWS must verify (with keys), belong to this tenant, and say what the line says. */
+  private async checkSignature(record: CheckpointRecord, kind: "checkpoint-signature" | "header"): Promise<CheckpointPayload> {
+    const s = record.sequence;
+    const check = await checkAuditJws<CheckpointPayload>(String(record.jws ?? ""), CHECKPOINT_JWS_TYPE, this.keys);
+    if (!check.ok) return fail(kind, s, `the checkpoint at ${s} is forged: ${check.reason}`);
+    const p = check.payload;
+    if (p.tenantId !== this.tenantId) fail(kind, s, `the checkpoint at ${s} was signed for tenant ${p.tenantId}`);
+    if (p.sequence !== s || p.chainHash !== record.chainHash || (p.previousSignature ?? null) !== (record.previousSignature ?? null)) {
+      fail(kind, s, `the checkpoint at ${s} says something else than what was signed`);
+    }
+    return p;
+  }
+
+  async end(end: EndRecord | undefined, header: HeaderRecord) {
+    const last = this.expected - 1;
+    if (!end) fail("truncated", this.expected, `the export ends after sequence ${last} without its end line: it was cut`);
+    const check = await checkAuditJws<ExportSummary>(String(end!.jws ?? ""), EXPORT_JWS_TYPE, this.keys);
+    if (!check.ok) fail("end-signature", null, `the end line's signature does not hold: ${check.reason}`);
+    const signed = check.payload!;
+    const { kind: _kind, jws: _jws, ...said } = end!;
+    if (stable(said) !== stable(signed)) fail("end-signature", null, "the end line says something else than what was signed");
+    const anchor = header.anchor;
+    if (
+      signed.exportId !== header.exportId ||
+      signed.tenantId !== header.tenantId ||
+      signed.exportedAt !== header.exportedAt ||
+      signed.fromSequence !== header.fromSequence ||
+      signed.toSequence !== header.toSequence ||
+      stable(signed.filter) !== stable(header.filter) ||
+      stable(signed.recordedAs) !== stable(header.recordedAs) ||
+      stable(signed.anchor) !== stable({ type: anchor.type, sequence: anchor.sequence, chainHash: anchor.chainHash })
+    ) {
+      fail("header", null, "the header is not the one the end line was signed with");
+    }
+    if (signed.lastSequence > last) fail("deleted", this.expected, `the export should run to sequence ${signed.lastSequence} but ends at ${last}`);
+    if (signed.lastSequence < last) fail("inserted", signed.lastSequence + 1, `rows past sequence ${signed.lastSequence}, where the export ended`);
+    if (signed.lastChainHash !== this.previous) {
+      fail("end-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${last} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${last} were rewritten with recomputed hashes`);
+    }
+    if (signed.events !== this.events || signed.omitted !== this.omitted || signed.checkpoints !== this.checkpoints) {
+      fail(
+        "end-mismatch",
+        null,
+        `the export was signed with ${signed.events} events, ${signed.omitted} omitted and ${signed.checkpoints} checkpoints; it holds ${this.events}, ${this.omitted} and ${this.checkpoints}`,
+      );
+    }
+  }
+
+  /** Database rows end where the tenant's head says the log ends. */
+  endAtHead(head: { lastSequence: number; lastChainHash: string }) {
+    const last = this.expected - 1;
+    if (head.lastSequence > last) fail("deleted", this.expected, `the log should run to sequence ${head.lastSequence} but its rows end at ${last}`);
+    if (head.lastSequence < last) fail("inserted", head.lastSequence + 1, `rows past sequence ${head.lastSequence}, where the log ends`);
+    if (head.lastChainHash !== this.previous) fail("end-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${last} is not the tenant's head chain hash`);
+  }
+}
+
+const isRow = (r: VerifiableRecord): r is Row => r.kind === "event" || r.kind === "omitted";
+
+/** The next row, skipping checkpoint lines; a malformed line or the end stops the look-ahead. */
+async function nextRow(next: () => Promise<VerifiableRecord | undefined>): Promise<Row | undefined> {
+  for (let r = await next(); r !== undefined; r = await next()) {
+    if (isRow(r)) return r;
+    if (r.kind !== "checkpoint") return undefined;
+  }
+  return undefined;
+}
+
+/** The next record that is a row or ends the rows (end line, malformed line). */
+async function nextRecord(next: () => Promise<VerifiableRecord | undefined>): Promise<VerifiableRecord | undefined> {
+  for (let r = await next(); r !== undefined; r = await next()) {
+    if (r.kind !== "checkpoint" && r.kind !== "end") return r;
+  }
+  return undefined;
+}
+
+/** JSON with sorted keys, to compare what a line says with what was signed. */
+function stable(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value ?? null);
+  if (Array.isArray(value)) return "[" + value.map(stable).join(",") + "]";
+  return (
+    "{" +
+    Object.keys(value)
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => JSON.stringify(k) + ":" + stable((value as Record<string, unknown>)[k]))
+      .join(",") +
+    "}"
+  );
+}

@@ -1,0 +1,56 @@
+import { parseArgs } from "node:util";
+import { parseExportRequest, type AuditExportRequest } from "../app/audit/parseExportRequest.ts";
+import { BadInputError } from "../errors.ts";
+import { UsageError } from "./main.ts";
+
+// The command lines of `keyplane audit …`, checked before any configuration or database is touched.
+
+export type AuditCommand =
+  | { command: "export"; tenantId: string; out: string; request: AuditExportRequest }
+  | { command: "verify"; file: string; jwks?: string; json: boolean }
+  | { command: "checkpoint"; tenantId?: string };
+
+const FLAG_OF: Record<string, string> = { from: "--from", to: "--to", fromSequence: "--from-sequence", toSequence: "--to-sequence", types: "--types", format: "--format" };
+
+export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCommand {
+  switch (sub) {
+    case "export": {
+      const { values: v } = parseArgs({
+        args,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          tenant: { type: "string" },
+          out: { type: "string" },
+          from: { type: "string" },
+          to: { type: "string" },
+          "from-sequence": { type: "string" },
+          "to-sequence": { type: "string" },
+          types: { type: "string", multiple: true },
+          format: { type: "string" },
+        },
+      });
+      if (!v.tenant) throw new UsageError("audit export needs --tenant (the tenant's id)");
+      if (!v.out) throw new UsageError("audit export needs --out (a file, or - for stdout)");
+      try {
+        const request = parseExportRequest({ from: v.from, to: v.to, fromSequence: v["from-sequence"], toSequence: v["to-sequence"], types: v.types, format: v.format });
+        return { command: "export", tenantId: v.tenant, out: v.out, request };
+      } catch (error) {
+        if (!(error instanceof BadInputError)) throw error;
+        const flag = FLAG_OF[error.field ?? ""] ?? error.field;
+        throw new UsageError(`invalid ${flag}: ${error.message.replace(/^[^:]*:\s*/, "")}`);
+      }
+    }
+    case "verify": {
+      const { values: v, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { jwks: { type: "string" }, json: { type: "boolean" } } });
+      if (positionals.length !== 1) throw new UsageError("audit verify needs one FILE (an export, NDJSON or CSV)");
+      return { command: "verify", file: positionals[0]!, jwks: v.jwks, json: Boolean(v.json) };
+    }
+    case "checkpoint": {
+      const { values: v } = parseArgs({ args, strict: true, allowPositionals: false, options: { tenant: { type: "string" } } });
+      return { command: "checkpoint", tenantId: v.tenant };
+    }
+    default:
+      throw new UsageError(sub ? `unknown audit command: ${sub}` : "audit needs a command: export, verify or checkpoint");
+  }
+}

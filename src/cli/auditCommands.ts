@@ -1,0 +1,128 @@
+import { createReadStream } from "node:fs";
+import { open, readFile, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import type { JSONWebKeySet } from "jose";
+import { createCheckpointSigner } from "../app/audit/checkpointSigner.ts";
+import { signCheckpoint, type CheckpointDeps } from "../app/audit/signCheckpoint.ts";
+import { startAuditExport } from "../app/audit/startAuditExport.ts";
+import { readExportRecords } from "../audit/readExportFile.ts";
+import { verifyAuditRecords, type VerificationReport } from "../audit/verifyAuditRecords.ts";
+import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
+import type { Keyplane } from "../main.ts";
+import { listAllTenants } from "../store/queries/tenantQueries.ts";
+import type { AuditCommand } from "./auditArgs.ts";
+import type { CliIo } from "./main.ts";
+import { progressReporter } from "./progress.ts";
+
+/**
+ * keyplane audit export: the operator's export, read from the database directly (no server, no
+ * token), recorded as an audit.exported event by the actor "cli". The file appears only once
+ * complete (written beside it, then renamed).
+ */
+export async function runAuditExport(kp: Keyplane, cmd: Extract<AuditCommand, { command: "export" }>, io: CliIo): Promise<number> {
+  const { tenantId } = cmd;
+  if (tenantId !== PLATFORM_TENANT && !(await listAllTenants(kp.deps.db)).some((t) => t.tenant_id === tenantId)) {
+    throw new Error(`no tenant ${tenantId} (see: keyplane tenant list)`);
+  }
+  const file = await startAuditExport(kp.deps, systemActor("cli", tenantId), { ...cmd.request, via: "cli" });
+  const progress = progressReporter(`exporting ${tenantId}`, io.err, Boolean(io.isTty));
+  const toStdout = cmd.out === "-";
+  const target = path.resolve(cmd.out);
+  const partial = `${target}.partial-${process.pid}`;
+  const handle = toStdout ? undefined : await open(partial, "wx", 0o600);
+  let summary;
+  try {
+    for await (const chunk of file.chunks()) {
+      // Awaiting each write holds the next page back until the disk took this one.
+      if (handle) await handle.write(chunk.text);
+      else io.out(chunk.text);
+      progress.update(Math.max(0, chunk.sequence - file.header.anchor.sequence), file.rows);
+      summary = chunk.summary ?? summary;
+    }
+    if (handle) {
+      await handle.sync();
+      await handle.close();
+      await rename(partial, target);
+    }
+  } catch (error) {
+    await handle?.close().catch(() => {});
+    if (handle) await rm(partial, { force: true });
+    throw error;
+  }
+  progress.done();
+  const anchor = file.header.anchor.type === "genesis" ? "genesis" : `the checkpoint at ${file.header.anchor.sequence}`;
+  const text =
+    `exported ${summary!.events} events (${summary!.omitted} omitted, ${summary!.checkpoints} checkpoints) of tenant ${tenantId}, ` +
+    `sequences ${file.header.fromSequence}-${file.header.toSequence}, chained from ${anchor}` +
+    (toStdout ? "\n" : ` to ${target}\n`);
+  (toStdout ? io.err : io.out)(text);
+  return 0;
+}
+
+/** keyplane audit verify: anyone can run it, with the file and the JWKS alone (no database). */
+export async function runAuditVerify(cmd: Extract<AuditCommand, { command: "verify" }>, io: CliIo): Promise<number> {
+  const keys = cmd.jwks ? await loadJwks(cmd.jwks) : undefined;
+  const input = cmd.file === "-" ? process.stdin : createReadStream(cmd.file);
+  const opened = new Promise<void>((resolve, reject) => {
+    if (input === process.stdin) return resolve();
+    input.once("open", () => resolve());
+    input.once("error", reject);
+  });
+  await opened.catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`cannot read ${cmd.file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+  });
+  const report = await verifyAuditRecords(readExportRecords(input), { source: "export", keys });
+  if (cmd.json) io.out(JSON.stringify(report) + "\n");
+  else io.out(describe(report));
+  if (!keys) io.err("warning: signatures not checked: pass --jwks FILE|URL (Keyplane's /.well-known/jwks.json) to check checkpoints and the end line\n");
+  return report.ok ? 0 : 1;
+}
+
+function describe(r: VerificationReport): string {
+  const start = r.startsFrom === "checkpoint" ? `the signed checkpoint at ${r.anchorSequence}` : "genesis";
+  const counts = `${r.events} events, ${r.omitted} omitted, ${r.checkpoints} checkpoints`;
+  const signatures = r.signatures === "verified" ? "signatures verified" : "signatures NOT checked";
+  if (r.ok) return `ok: tenant ${r.tenantId}, chain intact from ${start} to sequence ${r.lastSequence} (${counts}; ${signatures})\n`;
+  const p = r.problem!;
+  return `FAILED: ${p.kind}${p.sequence === null ? "" : ` at sequence ${p.sequence}`}: ${p.message}\n` + (r.tenantId ? `(tenant ${r.tenantId}, chained from ${start}; verified up to sequence ${r.lastSequence}: ${counts}; ${signatures})\n` : "");
+}
+
+async function loadJwks(source: string): Promise<JSONWebKeySet> {
+  let text: string;
+  if (/^https?:\/\//i.test(source)) {
+    const res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new Error(`--jwks ${source}: HTTP ${res.status}`);
+    text = await res.text();
+  } else {
+    text = await readFile(source, "utf8").catch((error: NodeJS.ErrnoException) => {
+      throw new Error(`--jwks ${source}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+    });
+  }
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(text);
+  } catch {
+    throw new Error(`--jwks ${source}: not JSON`);
+  }
+  if (!jwks || typeof jwks !== "object" || !Array.isArray((jwks as { keys?: unknown }).keys)) throw new Error(`--jwks ${source}: not a JWKS (no keys array)`);
+  return jwks as JSONWebKeySet;
+}
+
+/** keyplane audit checkpoint: signs now, for one tenant or every tenant with new events. */
+export async function runAuditCheckpoint(kp: Keyplane, cmd: Extract<AuditCommand, { command: "checkpoint" }>, io: CliIo): Promise<number> {
+  const deps: CheckpointDeps = { ...kp.deps, jwks: kp.deps.verifier.jwks };
+  const outcomes = cmd.tenantId
+    ? { [cmd.tenantId]: await signCheckpoint(deps, cmd.tenantId) }
+    : await createCheckpointSigner(deps, { intervalSeconds: 3600 }).runOnce({ force: true });
+  let refused = 0;
+  for (const [tenantId, result] of Object.entries(outcomes)) {
+    if (result.outcome === "signed") io.out(`${tenantId}: signed checkpoint at sequence ${result.checkpoint.sequence}\n`);
+    else if (result.outcome === "current") io.out(`${tenantId}: current\n`);
+    else {
+      refused++;
+      io.out(`${tenantId}: REFUSED, the chain does not verify: ${result.problem.kind} at sequence ${result.problem.sequence}: ${result.problem.message}\n`);
+    }
+  }
+  if (!Object.keys(outcomes).length) io.out("every tenant's checkpoint is current\n");
+  return refused ? 1 : 0;
+}

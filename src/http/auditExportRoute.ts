@@ -1,0 +1,107 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { parseExportRequest, type RawExportRequest } from "../app/audit/parseExportRequest.ts";
+import { startAuditExport } from "../app/audit/startAuditExport.ts";
+import { authenticate } from "../app/authenticate.ts";
+import type { AppDeps } from "../app/deps.ts";
+import { can } from "../auth/actor.ts";
+import { BadInputError, DomainError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
+import { logContext } from "../logger.ts";
+import { requestMetaOf } from "./requestMeta.ts";
+
+// GET /audit/export: the caller's tenant log as a verifiable NDJSON or CSV file, streamed page by
+// page with backpressure. Errors before the first byte are JSON with the stable codes.
+
+const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, CONFLICT: 409, RATE_LIMITED: 429 };
+const PARAMS = new Set(["from", "to", "fromSequence", "toSequence", "types", "format"]);
+
+type Send = (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>) => void;
+
+export function auditExportRoute(deps: AppDeps, sendJson: Send) {
+  function fail(res: ServerResponse, error: unknown) {
+    if (res.headersSent) {
+      // Mid-stream there is no status to change: cut the response, so the file has no end line and
+      // its verifier reports it truncated.
+      deps.logger.error({ err: error }, "audit export failed while streaming");
+      res.destroy();
+      return;
+    }
+    if (error instanceof DomainError) {
+      const headers: Record<string, string> = error.code === "UNAUTHENTICATED" ? { "www-authenticate": "Bearer" } : {};
+      return sendJson(res, STATUS[error.code] ?? 400, { error: { code: error.code, message: error.message, ...error.extensions } }, headers);
+    }
+    deps.logger.error({ err: error }, "unexpected error");
+    sendJson(res, 500, { error: { code: "INTERNAL_SERVER_ERROR", message: "Unexpected error." } });
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse, query: URLSearchParams) {
+    const meta = requestMetaOf(null, req);
+    const actor = await authenticate(deps, req.headers.authorization, meta);
+    const refusal = { resource: "audit", action: "audit:read", request: meta } as const;
+    if (!actor) {
+      await deps.security.record({ type: "auth.failed", tenantId: null, actor: null, level: "warning", status: "failed", reason: "missing", ...refusal });
+      throw new UnauthenticatedError();
+    }
+    Object.assign(logContext.getStore() ?? {}, { tenantId: actor.tenantId, actor: actor.subject });
+    if (!can(actor, "audit:read")) {
+      await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "missing-permission", ...refusal });
+      throw new ForbiddenError("exporting the audit log needs the audit:read permission");
+    }
+    const request = parseExportRequest(rawRequestOf(query));
+    const file = await startAuditExport(deps, actor, { ...request, via: "http" }, meta);
+    res.writeHead(200, {
+      "content-type": file.contentType,
+      "content-disposition": `attachment; filename="${file.fileName}"`,
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+    });
+    await writeChunks(res, file.chunks());
+  }
+
+  /** Handles GET /audit/export; false for any other path. */
+  return function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): boolean {
+    if (path !== "/audit/export") return false;
+    if (req.method !== "GET") {
+      sendJson(res, 405, { error: { code: "BAD_USER_INPUT", message: "use GET" } }, { allow: "GET" });
+      return true;
+    }
+    serve(req, res, query).catch((error) => fail(res, error));
+    return true;
+  };
+}
+
+function rawRequestOf(query: URLSearchParams): RawExportRequest {
+  for (const key of new Set(query.keys())) {
+    if (!PARAMS.has(key)) throw new BadInputError(`${key.slice(0, 40)}: unknown parameter (use ${[...PARAMS].join(", ")})`, key.slice(0, 40));
+    if (key !== "types" && query.getAll(key).length > 1) throw new BadInputError(`${key}: given more than once`, key);
+  }
+  const one = (key: string) => query.get(key) ?? undefined;
+  return { from: one("from"), to: one("to"), fromSequence: one("fromSequence"), toSequence: one("toSequence"), types: query.getAll("types"), format: one("format") };
+}
+
+/** Writes each chunk, waiting for 'drain' when the socket is full; stops reading when the client leaves. */
+async function writeChunks(res: ServerResponse, chunks: AsyncGenerator<{ text: string }>): Promise<void> {
+  let gone = false;
+  const onClose = () => (gone = true);
+  res.once("close", onClose);
+  try {
+    for await (const chunk of chunks) {
+      if (gone) break; // ends the generator: no further page is read
+      if (!res.write(chunk.text)) await drainOrClose(res);
+    }
+    if (!gone) res.end();
+  } finally {
+    res.off("close", onClose);
+  }
+}
+
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
