@@ -1,0 +1,288 @@
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { createAuditSigner, type AuditSigner } from "../../src/audit/auditSignatures.ts";
+import {
+  CHECKPOINT_JWS_TYPE,
+  EXPORT_FORMAT,
+  EXPORT_JWS_TYPE,
+  EXPORT_VERSION,
+  signatureOf,
+  type CheckpointRecord,
+  type EndRecord,
+  type EventRecord,
+  type ExportRecord,
+  type ExportSummary,
+  type HeaderRecord,
+  type OmittedRecord,
+} from "../../src/audit/exportFormat.ts";
+import { verifyAuditRecords, type ProblemKind } from "../../src/audit/verifyAuditRecords.ts";
+import { chainHash, contentHash, genesisHash } from "../../src/store/events/hashing.ts";
+
+// The verifier on exports built here with the real hashing and a real ES256 key: every kind of
+// tampering, with and without renumbering, and the first bad sequence it must name.
+
+const TENANT = "acme";
+
+async function newKey(): Promise<{ signer: AuditSigner; jwks: JSONWebKeySet }> {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const jwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  return { signer: createAuditSigner({ kid, privateKey }), jwks: { keys: [{ ...jwk, kid, alg: "ES256", use: "sig" }] } };
+}
+
+let keyplane: Awaited<ReturnType<typeof newKey>>;
+let mallory: Awaited<ReturnType<typeof newKey>>;
+beforeAll(async () => {
+  keyplane = await newKey();
+  mallory = await newKey();
+});
+
+type Row = EventRecord | OmittedRecord;
+
+function event(sequence: number, data: Record<string, unknown> = { n: sequence }): Omit<EventRecord, "chainHash"> {
+  const e = {
+    kind: "event" as const,
+    sequence,
+    eventId: randomUUID(),
+    tenantId: TENANT,
+    streamType: "thing",
+    streamId: `thing-${sequence}`,
+    streamVersion: 1,
+    type: "thing.happened",
+    schemaVersion: 1,
+    data,
+    metadata: { actor: { subject: "alice", kind: "user", roles: ["admin"] } },
+    occurredAt: new Date(Date.UTC(2026, 0, 1, 0, 0, sequence)).toISOString(),
+  };
+  return { ...e, contentHash: hashOf(e) };
+}
+
+/** The content hash over exactly the hashed fields (not kind, sequence or the hashes). */
+const hashOf = ({ eventId, tenantId, streamType, streamId, streamVersion, type, schemaVersion, data, metadata, occurredAt }: Omit<EventRecord, "kind" | "sequence" | "contentHash" | "chainHash">) =>
+  contentHash({ eventId, tenantId, streamType, streamId, streamVersion, type, schemaVersion, data, metadata, occurredAt });
+
+/** A genuine log of n events (chained), with checkpoints signed at the given sequences. */
+async function genuineLog(n: number, checkpointsAt: number[] = [], signer = keyplane.signer): Promise<{ rows: EventRecord[]; checkpoints: CheckpointRecord[] }> {
+  const rows: EventRecord[] = [];
+  let chain = genesisHash(TENANT);
+  for (let s = 1; s <= n; s++) {
+    const e = event(s);
+    chain = chainHash(chain, s, e.contentHash);
+    rows.push({ ...e, chainHash: chain });
+  }
+  const checkpoints: CheckpointRecord[] = [];
+  let previous: string | null = null;
+  for (const s of checkpointsAt) {
+    checkpoints.push(await signCheckpoint(s, rows[s - 1]!.chainHash, previous, signer));
+    previous = signatureOf(checkpoints.at(-1)!.jws);
+  }
+  return { rows, checkpoints };
+}
+
+async function signCheckpoint(sequence: number, chain: string, previousSignature: string | null, signer: AuditSigner): Promise<CheckpointRecord> {
+  const payload = { tenantId: TENANT, sequence, chainHash: chain, previousSignature, signedAt: "2026-01-01T01:00:00.000Z" };
+  return { kind: "checkpoint", sequence, chainHash: chain, previousSignature, signedAt: payload.signedAt, kid: signer.kid, jws: await signer.sign(CHECKPOINT_JWS_TYPE, payload) };
+}
+
+/** An export file's records: header, rows with checkpoints after their events, signed end line. */
+async function exportOf(rows: Row[], checkpoints: CheckpointRecord[] = [], anchor?: CheckpointRecord): Promise<ExportRecord[]> {
+  const exportId = randomUUID();
+  const anchorField = anchor ? { type: "checkpoint" as const, ...withoutKind(anchor) } : { type: "genesis" as const, sequence: 0 as const, chainHash: genesisHash(TENANT) };
+  const header: HeaderRecord = {
+    kind: "header",
+    format: EXPORT_FORMAT,
+    version: EXPORT_VERSION,
+    exportId,
+    tenantId: TENANT,
+    exportedAt: "2026-01-02T00:00:00.000Z",
+    fromSequence: (anchor?.sequence ?? 0) + 1,
+    toSequence: rows.at(-1)?.sequence ?? 0,
+    filter: { from: null, to: null, types: null },
+    anchor: anchorField,
+    recordedAs: { sequence: (rows.at(-1)?.sequence ?? 0) + 1 },
+  };
+  const body: ExportRecord[] = [];
+  for (const row of rows) {
+    body.push(row);
+    body.push(...checkpoints.filter((c) => c.sequence === row.sequence));
+  }
+  const last = rows.at(-1);
+  const summary: ExportSummary = {
+    exportId,
+    tenantId: TENANT,
+    exportedAt: header.exportedAt,
+    fromSequence: header.fromSequence,
+    toSequence: header.toSequence,
+    filter: header.filter,
+    anchor: { type: anchorField.type, sequence: anchorField.sequence, chainHash: anchorField.chainHash },
+    recordedAs: header.recordedAs,
+    events: rows.filter((r) => r.kind === "event").length,
+    omitted: rows.filter((r) => r.kind === "omitted").length,
+    checkpoints: body.filter((r) => r.kind === "checkpoint").length,
+    lastSequence: last?.sequence ?? anchorField.sequence,
+    lastChainHash: last?.chainHash ?? anchorField.chainHash,
+  };
+  const end: EndRecord = { kind: "end", ...summary, jws: await keyplane.signer.sign(EXPORT_JWS_TYPE, summary) };
+  return [header, ...body, end];
+}
+
+function withoutKind({ kind: _kind, ...rest }: CheckpointRecord) {
+  return rest;
+}
+
+const verify = (records: ExportRecord[], keys: JSONWebKeySet | undefined = keyplane.jwks) => verifyAuditRecords(records, { source: "export", keys });
+
+async function expectProblem(records: ExportRecord[], kind: ProblemKind, sequence: number | null) {
+  const report = await verify(records);
+  expect(report.ok, JSON.stringify(report.problem)).toBe(false);
+  expect({ kind: report.problem!.kind, sequence: report.problem!.sequence }).toEqual({ kind, sequence });
+  return report;
+}
+
+/** The rows with sequences renumbered densely from the first one's, chain hashes left as they were. */
+const renumber = (rows: Row[]): Row[] => rows.map((r, i) => ({ ...r, sequence: rows[0]!.sequence + i }));
+
+/** Rows with their chain recomputed after a change, as a forger who knows the formula would. */
+function rechain(rows: Row[], from: number): Row[] {
+  let chain = from === 1 ? genesisHash(TENANT) : rows[from - 2]!.chainHash;
+  return rows.map((r) => {
+    if (r.sequence < from) return r;
+    const content = r.kind === "event" ? hashOf(r) : r.contentHash;
+    chain = chainHash(chain, r.sequence, content);
+    return { ...r, contentHash: content, chainHash: chain };
+  });
+}
+
+describe("verifying an export", () => {
+  it("accepts a genuine export from genesis, with its checkpoints, and says what it verified", async () => {
+    const { rows, checkpoints } = await genuineLog(30, [10, 25]);
+    const report = await verify(await exportOf(rows, checkpoints));
+    expect(report).toMatchObject({ ok: true, tenantId: TENANT, startsFrom: "genesis", anchorSequence: 0, lastSequence: 30, events: 30, omitted: 0, checkpoints: 2, signatures: "verified", problem: null });
+  });
+
+  it("accepts an export that starts from a signed checkpoint, and one with omitted stubs", async () => {
+    const { rows, checkpoints } = await genuineLog(30, [10, 25]);
+    const fromCheckpoint = await verify(await exportOf(rows.slice(10), checkpoints.slice(1), checkpoints[0]));
+    expect(fromCheckpoint).toMatchObject({ ok: true, startsFrom: "checkpoint", anchorSequence: 10, lastSequence: 30, events: 20 });
+    const stubbed: Row[] = rows.map((r) => (r.sequence % 3 ? r : { kind: "omitted", sequence: r.sequence, contentHash: r.contentHash, chainHash: r.chainHash }));
+    expect(await verify(await exportOf(stubbed, checkpoints))).toMatchObject({ ok: true, events: 20, omitted: 10 });
+  });
+
+  it("names a modified event: changed content, or content and content hash changed together", async () => {
+    const { rows } = await genuineLog(20);
+    const changed = rows.map((r) => (r.sequence === 7 ? { ...r, data: { n: 700 } } : r));
+    await expectProblem(await exportOf(changed), "modified", 7);
+    const rehashed = rows.map((r) => (r.sequence === 7 ? { ...r, data: { n: 700 }, contentHash: hashOf({ ...r, data: { n: 700 } }) } : r));
+    await expectProblem(await exportOf(rehashed), "modified", 7);
+    const chainChanged = rows.map((r) => (r.sequence === 20 ? { ...r, chainHash: "0".repeat(64) } : r));
+    await expectProblem(await exportOf(chainChanged), "modified", 20);
+    const stubChanged: Row[] = rows.map((r) => (r.sequence === 4 ? { kind: "omitted", sequence: 4, contentHash: "f".repeat(64), chainHash: r.chainHash } : r));
+    await expectProblem(await exportOf(stubChanged), "modified", 4);
+  });
+
+  it("names a deleted event, with the rows after it renumbered or not, in the middle, first or at the end", async () => {
+    const { rows } = await genuineLog(20);
+    const without = (s: number) => rows.filter((r) => r.sequence !== s);
+    await expectProblem(await exportOf(without(9)), "deleted", 9);
+    await expectProblem(await exportOf(without(1)), "deleted", 1);
+    await expectProblem(await exportOf(rows.filter((r) => r.sequence < 9 || r.sequence > 11)), "deleted", 9);
+    await expectProblem(await exportOf([...rows.slice(0, 8), ...renumber(rows.slice(9))]), "deleted", 9);
+    // The last event gone, the end line re-signed by nobody: the end line still says 20.
+    const records = await exportOf(rows);
+    await expectProblem(records.filter((r) => !(r.kind === "event" && r.sequence === 20)), "deleted", 20);
+  });
+
+  it("names an inserted row: a duplicate sequence, a forged event with or without a fitting chain hash", async () => {
+    const { rows } = await genuineLog(20);
+    await expectProblem(await exportOf([...rows.slice(0, 8), { ...rows[7]!, eventId: randomUUID() }, ...rows.slice(8)]), "inserted", 9);
+    const forged = event(9, { n: "forged" });
+    // Without a chain hash that fits, the following rows renumbered.
+    const naive = [...rows.slice(0, 8), { ...forged, chainHash: "a".repeat(64) }, ...renumber(rows.slice(8)).map((r) => ({ ...r, sequence: r.sequence + 1 }))];
+    await expectProblem(await exportOf(naive), "inserted", 9);
+    // With a chain hash computed from the row before it: only the next row shows it.
+    const fitting = [...rows.slice(0, 8), { ...forged, chainHash: chainHash(rows[7]!.chainHash, 9, forged.contentHash) }, ...rows.slice(8).map((r) => ({ ...r, sequence: r.sequence + 1 }))];
+    await expectProblem(await exportOf(fitting), "inserted", 9);
+    // A row claiming a later sequence, put before the genuine ones.
+    await expectProblem(await exportOf([...rows.slice(0, 8), { ...forged, sequence: 15, chainHash: "b".repeat(64) }, ...rows.slice(8)]), "inserted", 9);
+  });
+
+  it("names reordered events: swapped lines, swapped and renumbered, moved further", async () => {
+    const { rows } = await genuineLog(20);
+    const swapped = [...rows.slice(0, 10), rows[11]!, rows[10]!, ...rows.slice(12)];
+    await expectProblem(await exportOf(swapped), "reordered", 11);
+    await expectProblem(await exportOf(renumber(swapped)), "reordered", 11);
+    const movedDown = [...rows.slice(0, 4), ...rows.slice(5, 12), rows[4]!, ...rows.slice(12)];
+    await expectProblem(await exportOf(movedDown), "reordered", 5);
+    const movedUp = [...rows.slice(0, 4), rows[12]!, ...rows.slice(4, 12), ...rows.slice(13)];
+    await expectProblem(await exportOf(movedUp), "reordered", 5);
+  });
+
+  it("names a cut tail: the end line gone, or the end line and rows before it", async () => {
+    const { rows } = await genuineLog(20);
+    const records = await exportOf(rows);
+    await expectProblem(records.slice(0, -1), "truncated", 21);
+    await expectProblem(records.slice(0, -6), "truncated", 16);
+    await expectProblem([records[0]!], "truncated", 1);
+  });
+
+  it("refuses a forged or altered end line, and counts that do not match what was signed", async () => {
+    const { rows } = await genuineLog(10);
+    const records = await exportOf(rows);
+    const end = records.at(-1) as EndRecord;
+    await expectProblem([...records.slice(0, -1), { ...end, lastSequence: 9 }], "end-signature", null);
+    const { jws: _jws, kind: _kind, ...summary } = end;
+    const forgedEnd: EndRecord = { ...end, events: 9, omitted: 1, jws: await mallory.signer.sign(EXPORT_JWS_TYPE, { ...summary, events: 9, omitted: 1 }) };
+    await expectProblem([...records.slice(0, -1), forgedEnd], "end-signature", null);
+    // Rows rewritten with a consistent chain after the last checkpoint: only the signed end line shows it.
+    const rewritten = rechain(
+      rows.map((r) => (r.sequence === 6 ? { ...r, data: { n: "rewritten" } } : r)),
+      6,
+    );
+    // (the genuine header and end line around the rewritten rows)
+    const withGenuineEnd = [records[0]!, ...(await exportOf(rewritten)).slice(1, -1), end];
+    await expectProblem(withGenuineEnd, "end-mismatch", 1);
+    // An event turned into a stub: the chain holds, the signed counts do not.
+    const hidden: Row[] = rows.map((r) => (r.sequence === 3 ? { kind: "omitted", sequence: 3, contentHash: r.contentHash, chainHash: r.chainHash } : r));
+    await expectProblem([records[0]!, ...(await exportOf(hidden)).slice(1, -1), end], "end-mismatch", null);
+  });
+
+  it("refuses a forged checkpoint, a checkpoint over rewritten events, and a missing checkpoint", async () => {
+    const { rows, checkpoints } = await genuineLog(30, [10, 20]);
+    // Signed with another key: no such key in Keyplane's JWKS.
+    const forged = await signCheckpoint(20, rows[19]!.chainHash, signatureOf(checkpoints[0]!.jws), mallory.signer);
+    await expectProblem(await exportOf(rows, [checkpoints[0]!, forged]), "checkpoint-signature", 20);
+    // A genuine checkpoint line with its chain hash edited.
+    await expectProblem(await exportOf(rows, [checkpoints[0]!, { ...checkpoints[1]!, chainHash: "c".repeat(64) }]), "checkpoint-signature", 20);
+    // Events 11-20 rewritten with a consistent chain: the checkpoint at 20 shows it.
+    const rewritten = rechain(
+      rows.map((r) => (r.sequence === 15 ? { ...r, data: { n: "rewritten" } } : r)),
+      15,
+    );
+    const report = await expectProblem(await exportOf(rewritten, checkpoints), "checkpoint-mismatch", 11);
+    expect(report.problem!.message).toMatch(/11–20 were rewritten/);
+    // The checkpoint at 10 dropped: the one at 20 links to it.
+    await expectProblem(await exportOf(rows, [checkpoints[1]!]), "checkpoint-link", 20);
+    // An anchor checkpoint from another key.
+    const foreignAnchor = await signCheckpoint(10, rows[9]!.chainHash, null, mallory.signer);
+    await expectProblem(await exportOf(rows.slice(10), [checkpoints[1]!], foreignAnchor), "header", 10);
+  });
+
+  it("without a JWKS verifies the chain and says the signatures were not checked", async () => {
+    const { rows, checkpoints } = await genuineLog(10, [5]);
+    const report = await verifyAuditRecords(await exportOf(rows, checkpoints), { source: "export" });
+    expect(report).toMatchObject({ ok: true, signatures: "unchecked" });
+  });
+
+  it("refuses what is not an export", async () => {
+    expect((await verify([])).problem).toMatchObject({ kind: "header" });
+    const { rows } = await genuineLog(3);
+    expect((await verify(rows)).problem).toMatchObject({ kind: "header" });
+    const records = await exportOf(rows);
+    const report = await verifyAuditRecords([records[0]!, records[1]!, { kind: "malformed", line: 3, message: "not JSON" }, ...records.slice(2)], { source: "export", keys: keyplane.jwks });
+    expect(report.problem).toMatchObject({ kind: "malformed", sequence: 2 });
+    const otherTenant = await exportOf(rows);
+    (otherTenant[0] as HeaderRecord).tenantId = "globex";
+    expect((await verify(otherTenant)).problem).toMatchObject({ kind: "header" });
+  });
+});
