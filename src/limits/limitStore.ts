@@ -15,6 +15,8 @@ export interface CounterState {
 export interface Counter {
   /** Adds `points` to the key's count in its current window (a new window opens when none is). */
   hit(key: string, points?: number): Promise<CounterState>;
+  /** Gives points back (a refused operation's cost). */
+  refund(key: string, points: number): Promise<void>;
 }
 
 export interface LimitStore {
@@ -137,6 +139,9 @@ function counterOf(limiter: RateLimiterAbstract | RLWrapperTimeouts): Counter {
     async hit(key, points = 1) {
       const res = await limiter.consume(key, points);
       return { consumed: res.consumedPoints, msBeforeNext: Math.max(0, res.msBeforeNext) };
+    },
+    async refund(key, points) {
+      await limiter.reward(key, points);
     },
   };
 }

@@ -109,7 +109,15 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
     async chargeCost(actor, tier, cost, meta) {
       if (!config.enabled) return NO_DECISION;
       const budget = config.costPerMinute[tierOf(actor, tier)];
-      return decide([await check("cost", actor.tenantId, budget, Math.max(0, Math.round(cost)))], actor, meta);
+      const points = Math.max(0, Math.round(cost));
+      const charged = await check("cost", actor.tenantId, budget, points);
+      // An operation refused for its cost does not run, so it spends nothing: its points go back.
+      if (charged.limited && points > 0) {
+        await counter("cost")
+          .refund(actor.tenantId, points)
+          .catch((error: unknown) => deps.logger.warn({ err: error }, "could not refund a refused operation's cost"));
+      }
+      return decide([charged], actor, meta);
     },
     async checkAddress(policy, meta, actor = null) {
       if (!config.enabled && policy !== "enroll") return NO_DECISION;

@@ -1,0 +1,305 @@
+import { createClient } from "graphql-ws";
+import { sql } from "kysely";
+import WebSocket from "ws";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { withTenant } from "../../src/store/db.ts";
+import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+
+// Per-tier request limits, the burst cap, per-principal and per-address limits, the cost budget,
+// the RateLimit headers, and two Keyplanes sharing one database. Redis and real processes:
+// test/e2e/rateLimits.test.ts.
+
+const LIMITS_ON = { RATE_LIMITS: "on" };
+/** Only the tier's minute quota decides: the burst cap and the per-principal limit out of the way. */
+const TIER_ONLY = { ...LIMITS_ON, RATE_LIMIT_BURST_PER_SECOND: "free:100000,pro:100000,enterprise:100000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000" };
+
+const PING = "{ __typename }";
+
+/** `count` requests, `parallel` at a time; their answers in order. */
+async function flood(app: TestApp, token: string | undefined, count: number, parallel = 20, query = PING): Promise<GraphQLResponse[]> {
+  const out: GraphQLResponse[] = [];
+  for (let i = 0; i < count; i += parallel) {
+    const batch = await Promise.all(Array.from({ length: Math.min(parallel, count - i) }, () => app.gql(query, {}, { token })));
+    out.push(...batch);
+  }
+  return out;
+}
+const accepted = (responses: GraphQLResponse[]) => responses.filter((r) => r.status === 200 && !r.errors).length;
+const limited = (responses: GraphQLResponse[]) => responses.filter((r) => r.errors?.[0]?.extensions?.code === "RATE_LIMITED");
+
+/** A structured-field list item of the RateLimit headers, by policy name. */
+function item(header: string | null, policy: string): Record<string, string> | undefined {
+  for (const part of (header ?? "").split(/,\s*/)) {
+    const [name, ...params] = part.split(";");
+    if (name !== `"${policy}"`) continue;
+    return Object.fromEntries(params.map((p) => p.split("=") as [string, string]));
+  }
+  return undefined;
+}
+
+describe("tier limits", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp({ name: "limits-tiers", env: TIER_ONLY });
+  });
+  afterAll(() => app?.close());
+
+  it.each([
+    ["free", 60],
+    ["pro", 300],
+    ["enterprise", 1000],
+  ] as const)("a %s tenant gets exactly %i requests a minute; the next answer is 429 RATE_LIMITED with retryAfter", async (tier, quota) => {
+    const t = await app.seedTenant({ tier });
+    const responses = await flood(app, t.tokens.viewer, quota + 5, 25);
+    expect(accepted(responses)).toBe(quota);
+    const refused = limited(responses);
+    expect(refused).toHaveLength(5);
+    expect(refused[0]!.status).toBe(429);
+    expect(refused[0]!.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "tenant", retryAfter: expect.any(Number) });
+    expect(refused[0]!.errors![0]!.extensions!.retryAfter).toBeGreaterThan(0);
+    expect(refused[0]!.errors![0]!.extensions!.retryAfter).toBeLessThanOrEqual(60);
+    expect(refused[0]!.headers.get("retry-after")).toBe(String(refused[0]!.errors![0]!.extensions!.retryAfter));
+  });
+
+  it("a tier change applies to the tenant's next request", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const responses = await flood(app, t.tokens.viewer, 61);
+    expect(accepted(responses)).toBe(60);
+    expect((await app.gql(PING, {}, { token: t.tokens.viewer })).status).toBe(429);
+    const platform = await app.platformToken();
+    const changed = await app.gql("mutation ($id: ID!) { changeTenantTier(id: $id, tier: pro) { tier } }", { id: t.tenantId }, { token: platform });
+    expect(changed.errors).toBeUndefined();
+    expect(changed.data.changeTenantTier.tier).toBe("pro");
+    const next = await app.gql(PING, {}, { token: t.tokens.viewer });
+    expect(next.status).toBe(200);
+    // The same window goes on: 63 counted (62 before the change), 300 allowed now.
+    expect(item(next.headers.get("ratelimit-policy"), "tenant")).toMatchObject({ q: "300", w: "60" });
+    expect(item(next.headers.get("ratelimit"), "tenant")).toMatchObject({ r: "237" });
+    // Back down: refused again at once.
+    await app.gql("mutation ($id: ID!) { changeTenantTier(id: $id, tier: free) { tier } }", { id: t.tenantId }, { token: platform });
+    expect((await app.gql(PING, {}, { token: t.tokens.viewer })).status).toBe(429);
+  });
+
+  it("one tenant's exhaustion does not limit another", async () => {
+    const a = await app.seedTenant({ tier: "free" });
+    const b = await app.seedTenant({ tier: "free" });
+    expect(accepted(await flood(app, a.tokens.viewer, 65))).toBe(60);
+    const other = await app.gql("{ me { tenantId } }", {}, { token: b.tokens.viewer });
+    expect(other.status).toBe(200);
+    expect(other.data.me.tenantId).toBe(b.tenantId);
+    expect(item(other.headers.get("ratelimit"), "tenant")).toMatchObject({ r: "59" });
+  });
+
+  it("records a sampled access.denied event (reason rate-limit:tenant) and counts the refusals in /metrics", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const responses = await flood(app, t.tokens.viewer, 70);
+    expect(limited(responses)).toHaveLength(10);
+    const events = await withTenant(app.kp.deps.db, t.tenantId, (trx) =>
+      trx.selectFrom("events").select(["event_type", "data"]).where("tenant_id", "=", t.tenantId).where("event_type", "=", "access.denied").execute(),
+    );
+    // Ten refusals within the minute: one event (the sampler folds the rest).
+    expect(events).toHaveLength(1);
+    expect(events[0]!.data).toMatchObject({ reason: "rate-limit:tenant", details: { policy: "tenant", limit: 60 } });
+    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    expect(metrics).toMatch(/keyplane_rate_limit_rejections_total\{policy="tenant"\} \d+/);
+  });
+});
+
+describe("per-principal and per-second limits", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp({ name: "limits-burst", env: LIMITS_ON });
+  });
+  afterAll(() => app?.close());
+
+  it("a principal gets 100 requests a minute; another principal of the tenant still gets through", async () => {
+    const appNoBurst = await createTestApp({ name: "limits-principal", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_BURST_PER_SECOND: "enterprise:100000" } });
+    try {
+      const t = await appNoBurst.seedTenant({ tier: "enterprise" });
+      const responses = await flood(appNoBurst, t.tokens.viewer, 105, 25);
+      expect(accepted(responses)).toBe(100);
+      expect(limited(responses)[0]!.errors![0]!.extensions).toMatchObject({ policy: "principal" });
+      expect((await appNoBurst.gql(PING, {}, { token: t.tokens.editor })).status).toBe(200);
+    } finally {
+      await appNoBurst.close();
+    }
+  });
+
+  it("caps bursts per second (pro: 9), and a request the burst cap refuses does not use the minute's quota", async () => {
+    const t = await app.seedTenant({ tier: "pro" });
+    const responses = await Promise.all(Array.from({ length: 30 }, () => app.gql(PING, {}, { token: t.tokens.viewer })));
+    const ok = responses.filter((r) => r.status === 200);
+    const refused = limited(responses);
+    // 30 requests at once fit in one or two one-second windows: 9 per window.
+    expect(ok.length === 9 || ok.length === 18).toBe(true);
+    expect(refused).toHaveLength(30 - ok.length);
+    expect(refused[0]!.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "tenant-burst", retryAfter: 1 });
+    expect(refused[0]!.headers.get("retry-after")).toBe("1");
+    // Only the admitted requests counted against the minute.
+    const remaining = Math.min(...ok.map((r) => Number(item(r.headers.get("ratelimit"), "tenant")!.r)));
+    expect(remaining).toBe(300 - ok.length);
+  });
+
+  it("the default burst caps keep any 60-second span under twice the quota", async () => {
+    const { loadConfig } = await import("../../src/config.ts");
+    const limits = loadConfig({}).limits;
+    for (const tier of ["free", "pro", "enterprise"] as const) {
+      expect(62 * limits.burstPerSecond[tier]).toBeLessThan(2 * limits.requestsPerMinute[tier]);
+    }
+    expect(limits.burstPerSecond).toEqual({ free: 1, pro: 9, enterprise: 32 });
+  });
+
+  it("every answer carries RateLimit-Policy and RateLimit for each policy that counted it", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const res = await app.gql("{ me { subject } }", {}, { token: t.tokens.viewer });
+    expect(res.status).toBe(200);
+    const policy = res.headers.get("ratelimit-policy")!;
+    expect(policy).toContain('"tenant";q=60;w=60');
+    expect(policy).toContain('"tenant-burst";q=1;w=1');
+    expect(policy).toContain('"principal";q=100;w=60');
+    expect(policy).toContain('"cost";q=3000;w=60;keyplane-unit="query-cost"');
+    expect(res.headers.get("ratelimit")).toMatch(/^"tenant";r=59;t=\d+, "tenant-burst";r=0;t=[01], "principal";r=99;t=\d+, "cost";r=2999;t=\d+$/);
+    expect(res.headers.get("retry-after")).toBeNull();
+    // A document GraphQL refuses is still a counted request, with its headers.
+    await new Promise((r) => setTimeout(r, 1100)); // the next second's burst window (free: 1 a second)
+    const bad = await app.gql("{ nope }", {}, { token: t.tokens.viewer });
+    expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    expect(item(bad.headers.get("ratelimit"), "tenant")).toMatchObject({ r: "58" });
+  });
+
+  it("unauthenticated operations are limited per source address", async () => {
+    const anon = await createTestApp({ name: "limits-anon", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_ANONYMOUS_PER_MINUTE: "3" } });
+    try {
+      const responses = await flood(anon, undefined, 5, 1);
+      expect(accepted(responses)).toBe(3);
+      expect(limited(responses)[0]!.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "anonymous" });
+      expect(item(responses[0]!.headers.get("ratelimit-policy"), "anonymous")).toMatchObject({ q: "3", w: "60" });
+    } finally {
+      await anon.close();
+    }
+  });
+
+  it("an address that fails to authenticate too often is refused, even with a good token, until the window ends", async () => {
+    const guarded = await createTestApp({ name: "limits-authfail", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "3" } });
+    try {
+      const t = await guarded.seedTenant({ tier: "enterprise" });
+      for (let i = 0; i < 4; i++) expect((await guarded.gql(PING, {}, { token: "not-a-token" })).errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
+      // The fourth failure is counted after its answer: ask until the block shows (bounded).
+      let res: GraphQLResponse | undefined;
+      for (let i = 0; i < 50; i++) {
+        res = await guarded.gql(PING, {}, { token: t.tokens.viewer });
+        if (res.status === 429) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(res!.status).toBe(429);
+      expect(res!.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "auth-failures" });
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  it("webhooks and OAuth redirects are limited per source address: 429 with Retry-After and RateLimit headers", async () => {
+    const hooks = await createTestApp({ name: "limits-webhooks", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_WEBHOOKS_PER_MINUTE: "2", RATE_LIMIT_OAUTH_PER_MINUTE: "1" } });
+    try {
+      const post = () => fetch(`${hooks.url}/webhooks/github`, { method: "POST", headers: { "content-type": "application/json", "x-github-event": "ping" }, body: "{}" });
+      const first = await post();
+      expect(first.status).not.toBe(429);
+      expect(item(first.headers.get("ratelimit"), "webhooks")).toMatchObject({ r: "1" });
+      await post();
+      const third = await post();
+      expect(third.status).toBe(429);
+      expect(third.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(await third.json()).toMatchObject({ error: { code: "RATE_LIMITED", policy: "webhooks", retryAfter: expect.any(Number) } });
+      const callback = () => fetch(`${hooks.url}/oauth/callback/slack?state=x&code=y`, { redirect: "manual" });
+      expect((await callback()).status).not.toBe(429);
+      expect((await callback()).status).toBe(429);
+    } finally {
+      await hooks.close();
+    }
+  });
+});
+
+describe("query cost budget", () => {
+  let app: TestApp;
+  let t: SeededTenant;
+  beforeAll(async () => {
+    app = await createTestApp({ name: "limits-cost", env: { ...TIER_ONLY, RATE_LIMIT_COST_PER_MINUTE: "free:250" } });
+    t = await app.seedTenant({ tier: "free" });
+  });
+  afterAll(() => app?.close());
+
+  it("charges each operation's cost to the tenant's budget of the minute and reports it in extensions.cost", async () => {
+    const query = "{ agents(first: 100) { nodes { id } } }"; // 1 connection + 100 agents
+    const first = await app.gql(query, {}, { token: t.tokens.viewer });
+    expect(first.errors).toBeUndefined();
+    const ext = (await (await fetch(`${app.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${t.tokens.viewer}` }, body: JSON.stringify({ query }) })).json()) as {
+      extensions: { cost: Record<string, number> };
+    };
+    expect(ext.extensions.cost).toMatchObject({ requested: 101, maximum: 1000, budget: 250, remaining: 48 });
+    const third = await app.gql(query, {}, { token: t.tokens.viewer });
+    expect(third.status).toBe(429);
+    expect(third.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "cost", retryAfter: expect.any(Number) });
+    // Cheap operations still fit in what is left.
+    expect((await app.gql("{ me { subject } }", {}, { token: t.tokens.viewer })).status).toBe(200);
+  });
+
+  it("another tenant's budget is its own", async () => {
+    const other = await app.seedTenant({ tier: "free" });
+    const res = await app.gql("{ agents(first: 100) { nodes { id } } }", {}, { token: other.tokens.viewer });
+    expect(res.status).toBe(200);
+    expect(item(res.headers.get("ratelimit"), "cost")).toMatchObject({ r: "149" });
+  });
+});
+
+describe("two Keyplanes on one database (RATE_LIMIT_STORE=database)", () => {
+  let one: TestApp;
+  let two: TestApp;
+  beforeAll(async () => {
+    one = await createTestApp({ name: "limits-db-1", env: { ...TIER_ONLY, RATE_LIMIT_STORE: "database" } });
+    two = await createTestApp({ name: "limits-db-2", database: one.database, env: { ...TIER_ONLY, RATE_LIMIT_STORE: "database" } });
+  });
+  afterAll(async () => {
+    await two?.close();
+    await one?.close();
+  });
+
+  it("accept together exactly the tier's quota per window", async () => {
+    const t = await one.seedTenant({ tier: "free" });
+    // Each test app signs with a key of its own: the second process gets a token it can verify.
+    const second = await two.mintToken({ tenantId: t.tenantId, roles: ["viewer"], subject: "viewer-2" });
+    const responses = (await Promise.all([flood(one, t.tokens.viewer, 45, 15), flood(two, second, 45, 15)])).flat();
+    expect(accepted(responses)).toBe(60);
+    expect(limited(responses)).toHaveLength(30);
+    const rows = await sql<{ key: string; points: number }>`select key, points from rate_limits where key = ${`kp:tenant:${t.tenantId}`}`.execute(one.kp.deps.db);
+    expect(Number(rows.rows[0]!.points)).toBe(90);
+  });
+});
+
+describe("graphql-ws operations", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp({ name: "limits-ws", env: TIER_ONLY });
+  });
+  afterAll(() => app?.close());
+
+  it("count as requests of the tenant and are refused with RATE_LIMITED once its quota is used", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    expect(accepted(await flood(app, t.tokens.viewer, 59))).toBe(59);
+    const client = createClient({ url: `${app.url.replace(/^http/, "ws")}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${t.tokens.viewer}` }, retryAttempts: 0, lazy: true });
+    const once = () =>
+      new Promise<{ data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> }>((resolve) => {
+        let last: { data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> } = {};
+        client.subscribe(
+          { query: "subscription { ticks(count: 1, intervalMs: 10) }" },
+          { next: (v) => (last = v as typeof last), error: (e) => resolve({ errors: Array.isArray(e) ? e : [{ extensions: { message: String(e) } }] }), complete: () => resolve(last) },
+        );
+      });
+    try {
+      expect(await once()).toEqual({ data: { ticks: 1 } });
+      const refused = await once();
+      expect(refused.errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "tenant" });
+    } finally {
+      await client.dispose();
+    }
+  });
+});
