@@ -179,8 +179,8 @@ export function rateLimitedError(refused: PolicyCheck): DomainError {
  */
 export function rateLimitHeaders(checks: PolicyCheck[]): Record<string, string> {
   if (checks.length === 0) return {};
-  const seen = new Set<string>();
-  const unique = checks.filter((c) => !seen.has(c.policy) && seen.add(c.policy));
+  // The operations of a batch each charge the cost policy: the last charge is the current state.
+  const unique = [...new Map(checks.map((c) => [c.policy, c])).values()];
   const unit = (c: PolicyCheck) => (c.policy === "cost" ? ';keyplane-unit="query-cost"' : "");
   const headers: Record<string, string> = {
     "RateLimit-Policy": unique.map((c) => `"${c.policy}";q=${c.limit};w=${c.windowSeconds}${unit(c)}`).join(", "),
