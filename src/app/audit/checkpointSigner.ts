@@ -6,20 +6,21 @@ import { signCheckpoint, type CheckpointDeps, type CheckpointOutcome } from "./s
 export interface CheckpointSigner {
   start(): void;
   stop(): Promise<void>;
-  /** Signs for every tenant that is due (`force`: every tenant with new events, whatever the age of its checkpoint). */
+  /** Signs for every tenant that is due (`force`: every tenant with new events, however recent). */
   runOnce(options?: { force?: boolean }): Promise<Record<string, CheckpointOutcome>>;
 }
 
 /**
- * At least every `intervalSeconds`, each tenant with events since its latest checkpoint gets a new
- * one. Every process runs the job; it looks every minute (or every interval, if shorter) for tenants
- * whose checkpoint is older than the interval, so restarts never starve it, and signCheckpoint's
- * advisory lock makes processes sign each checkpoint once.
+ * Each tenant with events since its latest checkpoint gets a new one once the oldest of those
+ * events is `intervalSeconds` old: every event is under a signed checkpoint within about one
+ * interval, and a quiet tenant costs nothing. Every process runs the job, looking every minute (or
+ * every interval, if shorter), so restarts never starve it; signCheckpoint's advisory lock makes
+ * processes sign each checkpoint once.
  */
 export function createCheckpointSigner(deps: CheckpointDeps, options: { intervalSeconds: number }): CheckpointSigner {
   async function runOnce({ force = false } = {}) {
-    const signedBefore = force ? null : new Date(deps.now().getTime() - options.intervalSeconds * 1000);
-    const tenants = await withPlatform(deps.db, (trx) => readTenantsToCheckpoint(trx, signedBefore));
+    const olderThan = force ? null : new Date(deps.now().getTime() - options.intervalSeconds * 1000);
+    const tenants = await withPlatform(deps.db, (trx) => readTenantsToCheckpoint(trx, olderThan));
     const outcomes: Record<string, CheckpointOutcome> = {};
     for (const tenantId of tenants) {
       try {

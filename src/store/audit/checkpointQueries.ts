@@ -45,14 +45,17 @@ export async function insertCheckpoint(trx: Tx, tenantId: string, c: CheckpointR
 }
 
 /**
- * Tenants whose log grew since their latest checkpoint and whose latest checkpoint was signed at or
- * before `signedBefore` (any age when null). Platform-wide: the signer's work list.
+ * Tenants with events after their latest checkpoint, at least one of which occurred at or before
+ * `olderThan` (any when null): an event waits about one interval at most for a checkpoint, and a
+ * tenant without new events gets none. Platform-wide: the signer's work list.
  */
-export async function readTenantsToCheckpoint(trx: Tx, signedBefore: Date | null): Promise<string[]> {
+export async function readTenantsToCheckpoint(trx: Tx, olderThan: Date | null): Promise<string[]> {
   const { rows } = await sql<{ tenant_id: string }>`
     select h.tenant_id from tenant_heads h
-    left join lateral (select c.tenant_seq, c.signed_at from audit_checkpoints c where c.tenant_id = h.tenant_id order by c.tenant_seq desc limit 1) c on true
-    where h.last_seq > coalesce(c.tenant_seq, 0) and (${signedBefore}::timestamptz is null or c.signed_at is null or c.signed_at <= ${signedBefore}::timestamptz)
+    left join lateral (select c.tenant_seq from audit_checkpoints c where c.tenant_id = h.tenant_id order by c.tenant_seq desc limit 1) c on true
+    where h.last_seq > coalesce(c.tenant_seq, 0)
+      and (${olderThan}::timestamptz is null or exists (
+        select 1 from events e where e.tenant_id = h.tenant_id and e.tenant_seq > coalesce(c.tenant_seq, 0) and e.occurred_at <= ${olderThan}::timestamptz))
     order by h.tenant_id`.execute(trx);
   return rows.map((r) => r.tenant_id);
 }
