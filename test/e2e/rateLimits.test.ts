@@ -1,0 +1,170 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { scratchDirectory } from "../testkit/scratch.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { adminQuery } from "../testkit/testDatabase.ts";
+
+// Two real `keyplane serve` processes sharing their rate limits: through one Redis (each process
+// with its own embedded database, one signing key and the same bootstrap tenant, so only Redis is
+// shared), and through one PostgreSQL. Then Redis is stopped mid-run: the in-memory insurance
+// limiter answers at once, nothing hangs.
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const BIN = path.join(ROOT, "bin/keyplane.mjs");
+const logDir = process.env.KEYPLANE_TEST_LOG_DIR;
+const scratch = scratchDirectory("keyplane-limits-e2e-");
+
+const hasRedis = spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0;
+if (!hasRedis) console.warn("redis-server is not installed: the Redis cases of test/e2e/rateLimits.test.ts are skipped");
+
+/** Only the tier's minute quota decides: no burst cap, no per-principal limit in the way. */
+const TIER_ONLY = { RATE_LIMIT_BURST_PER_SECOND: "free:100000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000" };
+const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+
+const children = new Set<ChildProcess>();
+afterEach(async () => {
+  for (const child of children) child.kill("SIGKILL");
+  children.clear();
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+interface Served {
+  port: number;
+  child: ChildProcess;
+  output(): string;
+}
+
+async function serve(name: string, env: Record<string, string>): Promise<Served> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [BIN, "serve"], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info", KEYPLANE_SIGNING_KEY: signingKey, ...TIER_ONLY, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  child.once("exit", () => {
+    children.delete(child);
+    if (logDir) writeFileSync(path.join(logDir, `limits-e2e-${name}-${child.pid}.log`), out);
+  });
+  await until(`${name} /healthz`, async () => {
+    if (child.exitCode !== null) throw new Error(`${name} exited:\n${out}`);
+    return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+  });
+  return { port, child, output: () => out };
+}
+
+async function ping(port: number, token: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: "{ __typename }" }),
+    // No request may wait on an unreachable store.
+    signal: AbortSignal.timeout(10_000),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** `count` requests to each process at once, `parallel` at a time per process; the statuses. */
+async function floodBoth(ports: number[], token: string, count: number, parallel = 15): Promise<number[]> {
+  const perProcess = async (port: number) => {
+    const statuses: number[] = [];
+    for (let i = 0; i < count; i += parallel) statuses.push(...(await Promise.all(Array.from({ length: Math.min(parallel, count - i) }, () => ping(port, token)))));
+    return statuses;
+  };
+  return (await Promise.all(ports.map(perProcess))).flat();
+}
+
+async function metric(port: number, pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const match = pattern.exec(text);
+  return match ? Number(match[1]) : 0;
+}
+
+describe.skipIf(!hasRedis)("two processes on one Redis", () => {
+  let redis: ChildProcess;
+  let redisPort: number;
+  beforeAll(async () => {
+    redisPort = await freePort();
+    // A Redis of this suite's own on a free port: the machine's Redis is never touched.
+    redis = spawn("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+    await until("redis", () => new Promise((resolve) => connect(redisPort, "127.0.0.1").once("connect", function (this: import("node:net").Socket) { this.destroy(); resolve(true); }).once("error", () => resolve(false))));
+  });
+  afterAll(() => {
+    if (redis.exitCode === null) redis.kill("SIGKILL");
+  });
+
+  it("accept together exactly the tier's quota per window; with Redis stopped mid-run every request is still answered at once", async () => {
+    const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}` };
+    const [a, b] = await Promise.all([serve("redis-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() }), serve("redis-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() })]);
+    // Each bootstrapped its own tenant 'default'; one signing key, so a's admin token works on both.
+    const token = readFileSync(path.join(a.output().match(/admin token is in (\S+)/)![1]!), "utf8").trim();
+    registerSecret(token);
+
+    const statuses = await floodBoth([a.port, b.port], token, 45);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(60);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(30);
+
+    redis.kill("SIGKILL");
+    await new Promise((resolve) => redis.once("exit", resolve));
+    // The insurance limiter of each process counts from zero: requests are answered, not held.
+    const after = await floodBoth([a.port, b.port], token, 10, 5);
+    expect(after).toHaveLength(20);
+    expect(after.every((s) => s === 200)).toBe(true);
+    expect(await metric(a.port, /keyplane_rate_limit_store_fallbacks_total\{store="redis"\} (\d+)/)).toBeGreaterThan(0);
+    expect(a.output()).toContain("rate-limit store unavailable or slow");
+  });
+});
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)("two processes on one PostgreSQL (no Redis)", () => {
+  let url: string;
+  let name: string;
+  beforeAll(async () => {
+    name = `kp_limits_e2e_${randomBytes(5).toString("hex")}`;
+    await adminQuery(process.env.TEST_DATABASE_URL!, `create database ${name}`);
+    const target = new URL(process.env.TEST_DATABASE_URL!);
+    target.pathname = `/${name}`;
+    url = target.toString();
+  });
+  afterAll(async () => {
+    await adminQuery(process.env.TEST_DATABASE_URL!, `drop database if exists ${name} with (force)`);
+  });
+
+  it("accept together exactly the tier's quota per window", async () => {
+    const env = { DATABASE_URL: url, KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` };
+    const a = await serve("pg-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh(), KEYPLANE_MIGRATE_ON_START: "true" });
+    const b = await serve("pg-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() });
+    const token = readFileSync(path.join(a.output().match(/admin token is in (\S+)/)![1]!), "utf8").trim();
+    registerSecret(token);
+    const statuses = await floodBoth([a.port, b.port], token, 45);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(60);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(30);
+  });
+});
