@@ -29,6 +29,30 @@ export interface AuditFields {
   details: unknown;
 }
 
+/**
+ * The audit fields of an event, as the export derives them in SQL (readExportPage.ts): the verifier
+ * recomputes them, so an edited audit field is caught like an edited event.
+ */
+export function deriveAuditFields(e: Pick<EventRecord, "occurredAt" | "type" | "tenantId" | "streamType" | "data" | "metadata">): AuditFields {
+  const data = (e.data ?? {}) as Record<string, unknown>;
+  const metadata = (e.metadata ?? {}) as Record<string, unknown>;
+  const text = (v: unknown): string | null => (v === null || v === undefined ? null : typeof v === "string" ? v : JSON.stringify(v));
+  const actor = metadata.actor as Record<string, unknown> | undefined;
+  return {
+    timestamp: e.occurredAt,
+    eventType: e.type,
+    level: text(data.level) ?? "info",
+    tenantId: e.tenantId,
+    userId: text(actor?.subject),
+    sourceIp: text(metadata.sourceIp),
+    resource: text(data.resource) ?? e.streamType,
+    action: text(data.action) ?? e.type,
+    status: text(data.status) ?? "success",
+    requestId: text(metadata.requestId),
+    details: data.details ?? null,
+  };
+}
+
 export interface EventRecord {
   kind: "event";
   sequence: number;

@@ -3,6 +3,7 @@ import { chainHash, contentHash, genesisHash } from "../store/events/hashing.ts"
 import { checkAuditJws } from "./auditSignatures.ts";
 import {
   CHECKPOINT_JWS_TYPE,
+  deriveAuditFields,
   EXPORT_FORMAT,
   EXPORT_JWS_TYPE,
   EXPORT_VERSION,
@@ -257,7 +258,12 @@ class ChainState {
     if (content === null) fail("modified", e, `event ${e} cannot be hashed (a field has the wrong type)`);
     if (content !== row.contentHash) fail("modified", e, `event ${e}'s content does not match its content hash`);
     const chain = chainHash(this.previous, e, content!);
-    if (chain === row.chainHash) return this.accept(row, chain);
+    if (chain === row.chainHash) {
+      if (row.kind === "event" && row.audit !== undefined && stable(row.audit) !== stable(deriveAuditFields(row))) {
+        fail("modified", e, `event ${e}'s audit fields do not match its content`);
+      }
+      return this.accept(row, chain);
+    }
     return this.classifyChainBreak(row, content!, await nextRow(next));
   }
 
@@ -365,7 +371,10 @@ class ChainState {
     ) {
       fail("header", null, "the header is not the one the end line was signed with");
     }
-    if (signed.lastSequence > last) fail("deleted", this.expected, `the export should run to sequence ${signed.lastSequence} but ends at ${last}`);
+    // Sequences are dense: a file that ends before its range does is missing its last rows (even
+    // when the end line was signed over what the database still held).
+    const runsTo = Math.max(signed.lastSequence, header.fromSequence > header.toSequence ? anchor.sequence : header.toSequence);
+    if (runsTo > last) fail("deleted", this.expected, `the export should run to sequence ${runsTo} but ends at ${last}`);
     if (signed.lastSequence < last) fail("inserted", signed.lastSequence + 1, `rows past sequence ${signed.lastSequence}, where the export ended`);
     if (signed.lastChainHash !== this.previous) {
       fail("end-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${last} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${last} were rewritten with recomputed hashes`);
