@@ -4,9 +4,8 @@ import type { IncomingMessage } from "node:http";
 import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
 import { maxDirectivesRule } from "@escape.tech/graphql-armor-max-directives";
-import { maxTokensPlugin } from "@escape.tech/graphql-armor-max-tokens";
 import { blockFieldSuggestionsPlugin } from "@escape.tech/graphql-armor-block-field-suggestions";
-import { getNamedType, getOperationAST, GraphQLError, isIntrospectionType, type DocumentNode, type ExecutionResult, type GraphQLSchema, type ValidationContext, type ValidationRule } from "graphql";
+import { getNamedType, getOperationAST, GraphQLError, isIntrospectionType, validate, type DocumentNode, type ExecutionResult, type GraphQLSchema, type ValidationContext, type ValidationRule } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import type { AppDeps } from "../app/deps.ts";
 import { authenticate } from "../app/authenticate.ts";
@@ -30,7 +29,12 @@ function documentError(message: string, reason: string, extensions: Record<strin
   return new GraphQLError(message, { nodes, extensions: { code: "BAD_USER_INPUT", reason, ...extensions, http: { status: 400 } } });
 }
 
-/** Depth, aliases, directives and tokens (graphql-armor), introspection and field suggestions. */
+/**
+ * Depth, aliases and directives (graphql-armor's rules), tokens (graphql-js's own parser limit),
+ * introspection and field suggestions. A refusal is cheap: the token limit stops the parser itself,
+ * and the document limits are checked in a visit of their own before GraphQL's validation, which a
+ * refused document never reaches.
+ */
 export function documentLimitPlugins(limits: LimitsConfig["document"]): Plugin[] {
   const report = (reason: string) => [(context: ValidationContext | null, error: GraphQLError) => context?.reportError(documentError(error.message.replace(/^Syntax Error: /, ""), reason))];
   const rules: ValidationRule[] = [
@@ -40,17 +44,23 @@ export function documentLimitPlugins(limits: LimitsConfig["document"]): Plugin[]
   ];
   if (!limits.introspection) rules.push(noIntrospection);
   const plugins: Plugin[] = [
-    // The token limit stops the parser itself: a huge document is refused before it is built.
-    maxTokensPlugin({
-      n: limits.maxTokens,
-      propagateOnRejection: false,
-      onReject: [
-        (_context: unknown, error: GraphQLError) => {
-          throw documentError(error.message.replace(/^Syntax Error: /, ""), "MAX_TOKENS_EXCEEDED");
-        },
-      ],
-    }) as Plugin,
-    { onValidate: ({ addValidationRule }) => rules.forEach((rule) => addValidationRule(rule)) },
+    {
+      onParse({ parseFn, setParseFn }) {
+        setParseFn((source, options) => {
+          try {
+            return parseFn(source, { ...options, maxTokens: limits.maxTokens });
+          } catch (error) {
+            // graphql-js: "Syntax Error: Document contains more that N tokens. Parsing aborted."
+            if (error instanceof GraphQLError && /tokens\. Parsing aborted/.test(error.message)) throw documentError(`Token limit of ${limits.maxTokens} exceeded.`, "MAX_TOKENS_EXCEEDED");
+            throw error;
+          }
+        });
+      },
+      onValidate({ params, setResult }) {
+        const refused = validate(params.schema, params.documentAST, rules);
+        if (refused.length) setResult(refused);
+      },
+    },
   ];
   if (!limits.fieldSuggestions) plugins.push(blockFieldSuggestionsPlugin({ mask: "" }) as Plugin);
   if (limits.maxBatch > 0) plugins.push(batchLimit(limits.maxBatch));

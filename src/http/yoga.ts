@@ -19,6 +19,8 @@ export interface ServerContext {
 const DOCUMENT_ERROR_CODES = new Set(["GRAPHQL_PARSE_FAILED", "BAD_REQUEST"]);
 
 export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerContext, GraphQLContext> {
+  // Document limits, query cost and request limits (src/http/graphqlProtection.ts).
+  const guarded = deps.config.limits.protections !== false;
   return createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: "/graphql",
@@ -66,7 +68,12 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
         return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
       },
     },
-    plugins: [...documentLimitPlugins(deps.config.limits.document), validationErrorsAreBadInput(), rateLimitPlugin(deps), idempotencyPlugin()],
+    plugins: [
+      ...(guarded ? documentLimitPlugins(deps.config.limits.document) : []),
+      validationErrorsAreBadInput(),
+      ...(guarded ? [rateLimitPlugin(deps)] : []),
+      idempotencyPlugin(),
+    ],
   });
 }
 

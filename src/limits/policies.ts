@@ -108,6 +108,11 @@ export const DEFAULT_DOCUMENT_LIMITS = {
 export interface LimitsConfig {
   /** Off: no request, cost-budget or per-address counting (document limits and agent quotas stay). */
   enabled: boolean;
+  /**
+   * Not configuration: false builds the GraphQL server without any of these plugins (document
+   * limits, cost, request limits), the baseline `npm run bench:limits` measures against.
+   */
+  protections?: boolean;
   store: "memory" | "redis" | "database";
   redisUrl?: string;
   /** A shared store slower than this is skipped for the in-memory insurance limiter. */
