@@ -52,7 +52,7 @@ const EnvSchema = z.object({
   AUDIT_CHECKPOINT_INTERVAL_SECONDS: duration.default(3600),
   // Rate limits and GraphQL abuse protection (src/limits/policies.ts names every policy).
   REDIS_URL: z.string().url().optional(),
-  RATE_LIMITS: z.enum(["on", "off"]).default("on"),
+  RATE_LIMITS: z.enum(["on", "off"]).optional(),
   RATE_LIMIT_STORE: z.enum(["memory", "redis", "database"]).optional(),
   RATE_LIMIT_STORE_TIMEOUT_MS: duration.default(250),
   RATE_LIMIT_REQUESTS_PER_MINUTE: z.string().optional(),
@@ -206,7 +206,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const creates = quotaOf("AGENT_CREATES_PER_DAY", e.AGENT_CREATES_PER_DAY, "agent-create");
   const updates = quotaOf("AGENT_UPDATES_PER_HOUR", e.AGENT_UPDATES_PER_HOUR, "agent-update");
   const limits: LimitsConfig = {
-    enabled: e.RATE_LIMITS === "on",
+    // On in production; elsewhere on request (a developer's or a test's bursts are not abuse).
+    enabled: (e.RATE_LIMITS ?? (e.NODE_ENV === "production" ? "on" : "off")) === "on",
     store: e.RATE_LIMIT_STORE ?? (e.REDIS_URL ? "redis" : e.DATABASE_URL ? "database" : "memory"),
     redisUrl: e.REDIS_URL,
     storeTimeoutMs: e.RATE_LIMIT_STORE_TIMEOUT_MS,

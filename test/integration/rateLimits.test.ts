@@ -140,9 +140,11 @@ describe("per-principal and per-second limits", () => {
     expect(remaining).toBe(300 - ok.length);
   });
 
-  it("the default burst caps keep any 60-second span under twice the quota", async () => {
+  it("defaults: limits on in production only; the burst caps keep any 60-second span under twice the quota", async () => {
     const { loadConfig } = await import("../../src/config.ts");
     const limits = loadConfig({}).limits;
+    expect(limits.enabled).toBe(false);
+    expect(loadConfig({ NODE_ENV: "production" }).limits.enabled).toBe(true);
     for (const tier of ["free", "pro", "enterprise"] as const) {
       expect(62 * limits.burstPerSecond[tier]).toBeLessThan(2 * limits.requestsPerMinute[tier]);
     }
