@@ -74,6 +74,14 @@ const EnvSchema = z.object({
   GRAPHQL_INTROSPECTION: z.enum(["true", "false"]).optional(),
   GRAPHQL_PERSISTED_OPERATIONS_ONLY: z.enum(["true", "false"]).default("false"),
   GRAPHQL_PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
+  EVENT_FEED_POLL_MS: duration.default(2000),
+  SUBSCRIBER_MAX_QUEUED_EVENTS: duration.default(10_000),
+  WS_SEND_BUFFER_BYTES: duration.default(1024 * 1024),
+  WS_SLOW_CONSUMER_SECONDS: duration.default(10),
+  WS_MAX_SOCKETS_PER_PRINCIPAL: duration.default(20),
+  WS_MAX_SUBSCRIPTIONS_PER_SOCKET: duration.default(20),
+  WS_IDLE_TIMEOUT_SECONDS: duration.default(300),
+  WS_TOKEN_CHECK_SECONDS: duration.default(2),
   GITHUB_API_URL: z.string().url().default("https://api.github.com"),
   GITHUB_URL: z.string().url().default("https://github.com"),
   GITHUB_APP_ID: z.string().optional(),
@@ -138,6 +146,17 @@ export interface Config {
   audit: { checkpointIntervalSeconds: number };
   /** Rate limits, query cost and document limits (src/limits/policies.ts). */
   limits: LimitsConfig;
+  /** Live events: the feed's fallback poll, and the bounds every subscriber and socket lives within. */
+  realtime: {
+    pollMs: number;
+    maxQueuedEvents: number;
+    sendBufferBytes: number;
+    slowConsumerSeconds: number;
+    maxSocketsPerPrincipal: number;
+    maxSubscriptionsPerSocket: number;
+    idleTimeoutSeconds: number;
+    tokenCheckSeconds: number;
+  };
 }
 
 /**
@@ -276,6 +295,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     limits,
     agents: { offlineAfterSeconds: e.AGENT_OFFLINE_AFTER, sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS, enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE, ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS },
     audit: { checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS },
+    realtime: {
+      pollMs: e.EVENT_FEED_POLL_MS,
+      maxQueuedEvents: e.SUBSCRIBER_MAX_QUEUED_EVENTS,
+      sendBufferBytes: e.WS_SEND_BUFFER_BYTES,
+      slowConsumerSeconds: e.WS_SLOW_CONSUMER_SECONDS,
+      maxSocketsPerPrincipal: e.WS_MAX_SOCKETS_PER_PRINCIPAL,
+      maxSubscriptionsPerSocket: e.WS_MAX_SUBSCRIPTIONS_PER_SOCKET,
+      idleTimeoutSeconds: e.WS_IDLE_TIMEOUT_SECONDS,
+      tokenCheckSeconds: e.WS_TOKEN_CHECK_SECONDS,
+    },
     providers: {
       publicUrl,
       timeoutMs: e.PROVIDER_TIMEOUT_MS,

@@ -7,6 +7,8 @@ export type ErrorCode =
   | "CONFLICT"
   | "BAD_USER_INPUT"
   | "RATE_LIMITED"
+  /** A subscriber fell too far behind the live log and was dropped; it resumes from its last cursor. */
+  | "SLOW_CONSUMER"
   /** An outside service (GitHub, Slack, Atlassian) refused or failed; extensions name its own code. */
   | "PROVIDER_ERROR";
 

@@ -13,6 +13,7 @@ import { createTokenVerifier } from "./auth/verifyToken.ts";
 import type { Config } from "./config.ts";
 import { loadKeyring } from "./crypto/keyring.ts";
 import { createProviders } from "./providers/registry.ts";
+import { createEventFeed } from "./app/events/eventFeed.ts";
 import { TokenCache } from "./app/githubTokens/tokenCache.ts";
 import { createGitHubApps } from "./github/githubApps.ts";
 import { createMetrics } from "./metrics.ts";
@@ -98,7 +99,9 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       metrics,
       auditSigner: createAuditSigner(keys.current),
       limits,
+      events: createEventFeed({ db, database, logger, metrics }, { pollMs: config.realtime.pollMs, maxQueued: config.realtime.maxQueuedEvents }),
     };
+    await deps.events.start();
     const server = createHttpServer(deps, database);
     const refresher = createCredentialRefresher(deps);
     const agentSweeper = createAgentSweeper(deps, {
@@ -129,6 +132,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
         }),
       async close() {
         await refresher.stop();
+        await deps.events.stop();
         await agentSweeper.stop();
         await checkpointSigner.stop();
         githubApps?.close();

@@ -19,6 +19,11 @@ export interface Metrics {
   rateLimitRejections: Counter<"policy">;
   /** Counts taken by the in-memory insurance limiter because the shared store failed or was slow. */
   rateLimitStoreFallbacks: Counter<"store">;
+  /** WebSockets open now, and how the closed ones ended (4008 slow consumer, 4403 token, …). */
+  websocketsOpen: Gauge;
+  websocketCloses: Counter<"code">;
+  /** tenantEvents subscribers following the live log on this process. */
+  liveSubscribers: Gauge;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -42,5 +47,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     authFailures: new Counter({ name: "keyplane_auth_failures_total", help: "Refused credentials, by reason", labelNames: ["reason"], registers }),
     rateLimitRejections: new Counter({ name: "keyplane_rate_limit_rejections_total", help: "Requests refused by a rate-limit policy, by policy", labelNames: ["policy"], registers }),
     rateLimitStoreFallbacks: new Counter({ name: "keyplane_rate_limit_store_fallbacks_total", help: "Counts taken in process memory because the shared rate-limit store failed or timed out", labelNames: ["store"], registers }),
+    websocketsOpen: new Gauge({ name: "keyplane_websockets_open", help: "graphql-ws sockets open on this process", registers }),
+    websocketCloses: new Counter({ name: "keyplane_websocket_closes_total", help: "graphql-ws sockets closed, by close code", labelNames: ["code"], registers }),
+    liveSubscribers: new Gauge({ name: "keyplane_live_subscribers", help: "Subscribers following a tenant's live log on this process", registers }),
   };
 }

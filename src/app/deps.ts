@@ -6,6 +6,7 @@ import type { Keyring } from "../crypto/keyring.ts";
 import type { RateLimits } from "../limits/rateLimits.ts";
 import type { GitHubApps } from "../github/types.ts";
 import type { Metrics } from "../metrics.ts";
+import type { EventFeed } from "./events/eventFeed.ts";
 import type { TokenCache } from "./githubTokens/tokenCache.ts";
 import type { InstallationProvider, Platform } from "../providers/provider.ts";
 import type { Logger } from "../logger.ts";
@@ -34,4 +35,6 @@ export interface AppDeps {
   auditSigner: AuditSigner;
   /** Named rate-limit policies over the shared limit store (src/limits). */
   limits: RateLimits;
+  /** Each tenant's log, replayed and then live, for subscribers of this process. */
+  events: EventFeed;
 }

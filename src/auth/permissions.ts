@@ -7,6 +7,7 @@ export const PERMISSIONS = {
   "tenant:list": "list every tenant (platform operators)",
   "tenant:manage": "change a tenant's tier (platform operators)",
   "audit:read": "read and export the tenant's audit log",
+  "event:subscribe": "receive the tenant's events live as they are appended (tenantEvents)",
   "token:issue": "issue service tokens for the tenant",
   "token:revoke": "revoke any access token of the tenant",
   "installation:read": "list and read installations (never their secrets)",
@@ -39,6 +40,7 @@ const ADMIN: Permission[] = [
   "github-token:revoke",
   "token-policy:manage",
   "agent:manage",
+  "event:subscribe",
 ];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
@@ -46,7 +48,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   editor: EDITOR,
   admin: ADMIN,
   // Services use credentials; people manage installations but never see their tokens.
-  service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue", "agent:act"],
+  service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue", "agent:act", "event:subscribe"],
   platform: ["tenant:create", "tenant:list", "tenant:manage"],
 };
 

@@ -9,6 +9,7 @@ import "./types/githubTokens.ts";
 import "./types/agents.ts";
 import "./types/tasks.ts";
 import "./types/ping.ts";
+import "./types/tenantEvents.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

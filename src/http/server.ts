@@ -52,7 +52,15 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     logContext.run(context, () => route(req, res, path, new URLSearchParams(search)));
   });
   // Subscriptions (and any operation) over WebSocket: graphql-ws on the same port and /graphql, through the same Yoga.
-  attachGraphQLWebSocket(server, yoga, deps);
+  const realtime = deps.config.realtime;
+  attachGraphQLWebSocket(server, yoga, deps, {
+    maxOperationsPerConnection: realtime.maxSubscriptionsPerSocket,
+    sendBufferBytes: realtime.sendBufferBytes,
+    slowConsumerMs: realtime.slowConsumerSeconds * 1000,
+    maxSocketsPerPrincipal: realtime.maxSocketsPerPrincipal,
+    idleTimeoutMs: realtime.idleTimeoutSeconds * 1000,
+    tokenCheckMs: realtime.tokenCheckSeconds * 1000,
+  });
   return server;
 
   function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) {

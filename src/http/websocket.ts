@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { GraphQLError, type ExecutionArgs, type GraphQLFormattedError } from "graphql";
-import { CloseCode, handleProtocols, makeServer } from "graphql-ws";
+import { CloseCode, handleProtocols, makeServer, type SubscribePayload } from "graphql-ws";
 import type { YogaServerInstance } from "graphql-yoga";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { authenticate } from "../app/authenticate.ts";
@@ -11,6 +11,7 @@ import type { Actor, RequestMeta } from "../auth/actor.ts";
 import { DomainError } from "../errors.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { logContext, type LogContext } from "../logger.ts";
+import { withPlatform } from "../store/db.ts";
 import { requestIdOf, requestMetaOf } from "./requestMeta.ts";
 import type { ServerContext } from "./yoga.ts";
 
@@ -39,6 +40,12 @@ export const WS_CLOSE = {
   goingAway: 1001,
   /** A message over the payload limit (ws closes with it). */
   tooLarge: 1009,
+  /** The client did not read: its send buffer stayed full. Subscribe again with the last cursor received. */
+  slowConsumer: 4008,
+  /** The principal already holds as many sockets as it may (on this process). */
+  tooManySockets: 4029,
+  /** No operation ran for the idle timeout. */
+  idle: 1000,
 } as const;
 
 export interface GraphQLWebSocketOptions {
@@ -50,8 +57,18 @@ export interface GraphQLWebSocketOptions {
   connectionInitWaitTimeoutMs?: number;
   /** Largest message a client may send. Default 64 KiB. */
   maxPayloadBytes?: number;
-  /** Operations one connection may run at the same time. Default 100. */
+  /** Operations one connection may run at the same time. Default 20. */
   maxOperationsPerConnection?: number;
+  /** Bytes a socket may have waiting to be sent; past it, its operations wait for the client. Default 1 MiB. */
+  sendBufferBytes?: number;
+  /** A client that leaves its send buffer full this long is closed as a slow consumer. Default 10 s. */
+  slowConsumerMs?: number;
+  /** Sockets one principal (tenant + subject) may hold open on this process. Default 20. */
+  maxSocketsPerPrincipal?: number;
+  /** A socket without any operation for this long is closed. Default 5 min. */
+  idleTimeoutMs?: number;
+  /** How often open sockets' tokens are checked for revocation (and their tenant for suspension). Default 2 s. */
+  tokenCheckMs?: number;
   /** On close, how long sockets get to finish the close handshake before they are cut. Default 2 s. */
   closeGraceMs?: number;
 }
@@ -61,7 +78,12 @@ export const WEBSOCKET_DEFAULTS: Required<GraphQLWebSocketOptions> = {
   keepAliveMs: 30_000,
   connectionInitWaitTimeoutMs: 5_000,
   maxPayloadBytes: 64 * 1024,
-  maxOperationsPerConnection: 100,
+  maxOperationsPerConnection: 20,
+  sendBufferBytes: 1024 * 1024,
+  slowConsumerMs: 10_000,
+  maxSocketsPerPrincipal: 20,
+  idleTimeoutMs: 5 * 60_000,
+  tokenCheckMs: 2_000,
   closeGraceMs: 2_000,
 };
 
@@ -85,6 +107,10 @@ interface Connection {
   actor: Actor | null;
   alive: boolean;
   operations: number;
+  /** Operations running now (subscriptions mostly). */
+  running: number;
+  /** When the last operation ended, or the connection opened: the idle clock. */
+  idleSince: number;
   expiry?: NodeJS.Timeout;
 }
 
@@ -161,6 +187,24 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
         closeSocket(connection, WS_CLOSE.unauthorized, "Unauthorized");
         return false;
       }
+      const principal = principalOf(actor);
+      const held = [...connections].filter((c) => c.actor && principalOf(c.actor) === principal).length;
+      if (held >= settings.maxSocketsPerPrincipal) {
+        await deps.security.record({
+          type: "access.denied",
+          tenantId: actor.tenantId,
+          actor,
+          level: "warning",
+          status: "denied",
+          reason: "rate-limited",
+          action: "connect",
+          resource: "graphql-ws",
+          details: { limit: settings.maxSocketsPerPrincipal },
+          request: connection.meta,
+        });
+        closeSocket(connection, WS_CLOSE.tooManySockets, "Too many connections");
+        return false;
+      }
       connection.actor = actor;
       Object.assign(connection.log, { tenantId: actor.tenantId, actor: actor.subject });
       const current = logContext.getStore();
@@ -180,49 +224,63 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       const actor = connection.actor;
       // graphql-ws closes with 4401 before this for an unacknowledged connection; this is a second wall.
       if (!actor) return [new GraphQLError("authentication required", { extensions: { code: "UNAUTHENTICATED" } })];
-      if (Object.keys(ctx.subscriptions).length > settings.maxOperationsPerConnection) {
+      if (connection.running >= settings.maxOperationsPerConnection) {
         return [new GraphQLError(`at most ${settings.maxOperationsPerConnection} operations at a time on one connection`, { extensions: { code: "RATE_LIMITED" } })];
       }
-      // Each operation is a request of its own: its own request id in logs and in the events it appends.
-      const requestId = randomUUID();
-      const log = logContext.getStore();
-      if (log) log.requestId = requestId;
-      connection.operations += 1;
-      logger.debug({ connectionId: connection.id, operationId: id, operationName: payload.operationName ?? undefined }, "websocket operation");
-
-      const enveloped = yoga.getEnveloped({ req: connection.request, request: operationRequest(connection.request), params: payload });
-      let document: ReturnType<Enveloped["parse"]>;
+      // Counted from here (operations arrive concurrently); graphql-ws reports the end through onComplete.
+      connection.running += 1;
+      let started = false;
       try {
-        document = enveloped.parse(payload.query);
-      } catch (error) {
-        if (!(error instanceof GraphQLError)) throw error;
-        return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { code: "BAD_USER_INPUT", reason: "GRAPHQL_PARSE_FAILED" } })];
+        const prepared = await prepareOperation(connection, actor, id, payload);
+        started = !Array.isArray(prepared);
+        return prepared;
+      } finally {
+        if (!started) operationEnded(connection);
       }
-      // Yoga's plugins (validationErrorsAreBadInput among them) see the validation as over HTTP.
-      const errors = enveloped.validate(enveloped.schema, document);
-      if (errors.length) return errors;
-      // Yoga's context factory runs as for an anonymous HTTP request (the operation request carries no
-      // Authorization), then the connection's Actor takes its place: one verification per connection.
-      const contextValue = (await enveloped.contextFactory()) as GraphQLContext;
-      contextValue.actor = actor;
-      envelopedOf.set(contextValue, enveloped);
-      const args: ExecutionArgs = {
-        schema: enveloped.schema,
-        document,
-        contextValue,
-        variableValues: payload.variables,
-        operationName: payload.operationName,
-      };
-      return args;
     },
     // Yoga's execute and subscribe carry its plugins and error masking.
     execute: (args) => envelopedOf.get(args.contextValue as object)!.execute(args),
     subscribe: (args) => envelopedOf.get(args.contextValue as object)!.subscribe(args),
 
+    onComplete: (ctx) => operationEnded(ctx.extra.connection),
     // `extensions.http` is for the HTTP transport only (Yoga strips it from HTTP answers too).
     onNext: (_ctx, _id, _payload, _args, result) => (result.errors?.length ? { ...result, errors: result.errors.map(formatError) } : undefined),
     onError: (_ctx, _id, _payload, errors) => errors.map(formatError),
   });
+
+  async function prepareOperation(connection: Connection, actor: Actor, id: string, payload: SubscribePayload): Promise<ExecutionArgs | readonly GraphQLError[]> {
+    // Each operation is a request of its own: its own request id in logs and in the events it appends.
+    const requestId = randomUUID();
+    const log = logContext.getStore();
+    if (log) log.requestId = requestId;
+    connection.operations += 1;
+    logger.debug({ connectionId: connection.id, operationId: id, operationName: payload.operationName ?? undefined }, "websocket operation");
+
+    const enveloped = yoga.getEnveloped({ req: connection.request, request: operationRequest(connection.request), params: payload });
+    let document: ReturnType<Enveloped["parse"]>;
+    try {
+      document = enveloped.parse(payload.query);
+    } catch (error) {
+      if (!(error instanceof GraphQLError)) throw error;
+      return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { code: "BAD_USER_INPUT", reason: "GRAPHQL_PARSE_FAILED" } })];
+    }
+    // Yoga's plugins (validationErrorsAreBadInput among them) see the validation as over HTTP.
+    const errors = enveloped.validate(enveloped.schema, document);
+    if (errors.length) return errors;
+    // Yoga's context factory runs as for an anonymous HTTP request (the operation request carries no
+    // Authorization), then the connection's Actor takes its place: one verification per connection.
+    const contextValue = (await enveloped.contextFactory()) as GraphQLContext;
+    contextValue.actor = actor;
+    envelopedOf.set(contextValue, enveloped);
+    const args: ExecutionArgs = {
+      schema: enveloped.schema,
+      document,
+      contextValue,
+      variableValues: payload.variables,
+      operationName: payload.operationName,
+    };
+    return args;
+  }
 
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     socket.on("error", () => socket.destroy());
@@ -239,8 +297,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
   function opened(socket: WebSocket, request: IncomingMessage, id: string) {
     const log: LogContext = { requestId: id };
     const meta = logContext.run(log, () => requestMetaOf(null, request));
-    const connection: Connection = { id, socket, request, meta, log, opened: Date.now(), actor: null, alive: true, operations: 0 };
+    const connection: Connection = { id, socket, request, meta, log, opened: Date.now(), actor: null, alive: true, operations: 0, running: 0, idleSince: Date.now() };
     connections.add(connection);
+    deps.metrics.websocketsOpen.inc();
     socket.on("pong", () => (connection.alive = true));
     // ws closes the socket itself after a protocol error (1002) or an oversized message (1009).
     socket.on("error", (error) => logContext.run({ ...connection.log }, () => logger.debug({ err: error.message, connectionId: id }, "websocket error")));
@@ -248,11 +307,23 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     const closed = graphqlWs.opened(
       {
         protocol: socket.protocol,
-        send: (data) =>
-          new Promise<void>((resolve, reject) => {
-            if (socket.readyState !== socket.OPEN) return resolve();
-            socket.send(data, (error) => (error && socket.readyState === socket.OPEN ? reject(error) : resolve()));
-          }),
+        // Backpressure: past sendBufferBytes not yet flushed to the kernel, the operation waits for the
+        // client (its events wait in the feed, bounded there too); a client that does not read on
+        // within slowConsumerMs is closed, so it holds up neither the writers nor other subscribers.
+        send: (data) => {
+          if (socket.readyState !== socket.OPEN) return;
+          if (socket.bufferedAmount + data.length <= settings.sendBufferBytes) return socket.send(data);
+          return new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              closeSlowConsumer(connection);
+              resolve();
+            }, settings.slowConsumerMs);
+            socket.send(data, () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
+        },
         close: (code, reason) => closeSocket(connection, code ?? 1000, reason ?? ""),
         onMessage: (handle) =>
           socket.on("message", (data: RawData) => {
@@ -272,6 +343,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     socket.once("close", (code: number, reason: Buffer) => {
       clearTimeout(connection.expiry);
       connections.delete(connection);
+      deps.metrics.websocketsOpen.dec();
       const cleanup = closed(code, reason.toString())
         .catch((error: unknown) => logContext.run({ ...connection.log }, () => logger.error({ err: error }, "websocket cleanup failed")))
         .finally(() => cleanups.delete(cleanup));
@@ -283,8 +355,47 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
   }
 
   function closeSocket(connection: Connection, code: number, reason: string) {
-    if (connection.socket.readyState === connection.socket.OPEN) connection.socket.close(code, reason);
+    if (connection.socket.readyState !== connection.socket.OPEN) return;
+    deps.metrics.websocketCloses.inc({ code: String(code) });
+    connection.socket.close(code, reason);
   }
+
+  // The close frame queues behind what the client has not read; if it does not read on, it is cut.
+  function closeSlowConsumer(connection: Connection) {
+    if (connection.socket.readyState !== connection.socket.OPEN) return;
+    logContext.run({ ...connection.log }, () => logger.info({ connectionId: connection.id, buffered: connection.socket.bufferedAmount }, "websocket closed: slow consumer"));
+    closeSocket(connection, WS_CLOSE.slowConsumer, "Slow consumer");
+    setTimeout(() => connection.socket.terminate(), settings.closeGraceMs).unref();
+  }
+
+  function operationEnded(connection: Connection) {
+    connection.running = Math.max(0, connection.running - 1);
+    if (connection.running === 0) connection.idleSince = Date.now();
+  }
+
+  // Sockets follow their token: a revocation (of the token or its session) or a suspended tenant
+  // closes them within one check, in one query for all of this process' sockets.
+  async function checkTokens() {
+    const open = [...connections].filter((c) => c.actor);
+    const now = Date.now();
+    for (const connection of connections) {
+      if (connection.actor && connection.running === 0 && now - connection.idleSince > settings.idleTimeoutMs) closeSocket(connection, WS_CLOSE.idle, "Idle");
+    }
+    if (open.length === 0) return;
+    const refused = await refusedActors(deps, open.map((c) => c.actor!));
+    for (const connection of open) {
+      if (refused.has(connection.actor!)) closeSocket(connection, WS_CLOSE.forbidden, "Token revoked");
+    }
+  }
+  let checking = false;
+  const tokenChecks = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    checkTokens()
+      .catch((error: unknown) => logger.warn({ err: error }, "websocket token check failed; trying again"))
+      .finally(() => (checking = false));
+  }, settings.tokenCheckMs);
+  tokenChecks.unref();
 
   // Protocol pings: a socket that did not answer the last one is gone (a dead peer, a silent NAT).
   const heartbeat = setInterval(() => {
@@ -309,6 +420,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     close() {
       closing ??= (async () => {
         clearInterval(heartbeat);
+        clearInterval(tokenChecks);
         const open = [...connections];
         const gone = Promise.all(open.map((c) => new Promise<void>((resolve) => (c.socket.readyState === c.socket.CLOSED ? resolve() : c.socket.once("close", () => resolve())))));
         for (const connection of open) closeSocket(connection, WS_CLOSE.goingAway, "Going away");
@@ -326,6 +438,28 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
   };
   attached.set(server, handle);
   return handle;
+}
+
+const principalOf = (actor: Actor) => `${actor.tenantId}\u0000${actor.subject}`;
+
+/** Of these actors, those whose token or session was revoked since, or whose tenant is no longer active. */
+async function refusedActors(deps: Pick<AppDeps, "db">, actors: Actor[]): Promise<Set<Actor>> {
+  const tokenIds = [...new Set(actors.flatMap((a) => (a.sessionId ? [a.tokenId, a.sessionId] : [a.tokenId])))];
+  const tenantIds = [...new Set(actors.map((a) => a.tenantId))];
+  const { revoked, inactive } = await withPlatform(deps.db, async (trx) => ({
+    revoked: await trx.selectFrom("revoked_tokens").select(["tenant_id", "token_id"]).where("token_id", "in", tokenIds).execute(),
+    inactive: await trx.selectFrom("tenants").select("tenant_id").where("tenant_id", "in", tenantIds).where("status", "!=", "active").execute(),
+  }));
+  const revokedIds = new Set(revoked.map((r) => `${r.tenant_id}\u0000${r.token_id}`));
+  const inactiveTenants = new Set(inactive.map((t) => t.tenant_id));
+  return new Set(
+    actors.filter(
+      (a) =>
+        inactiveTenants.has(a.tenantId) ||
+        revokedIds.has(`${a.tenantId}\u0000${a.tokenId}`) ||
+        (a.sessionId !== undefined && revokedIds.has(`${a.tenantId}\u0000${a.sessionId}`)),
+    ),
+  );
 }
 
 /** The token of `connection_init`: `{ authorization: "Bearer …" }` (or `Authorization`). Null when there is none. */
@@ -367,6 +501,10 @@ function text(data: RawData): string {
 }
 
 function formatError(error: GraphQLError | GraphQLFormattedError): GraphQLFormattedError {
+  // A subscription's stream that fails with one of our errors (SLOW_CONSUMER) keeps its code.
+  if (error instanceof GraphQLError && error.originalError instanceof DomainError && !error.extensions?.code) {
+    return { message: error.message, extensions: { code: error.originalError.code, ...error.originalError.extensions } };
+  }
   const json: GraphQLFormattedError = error instanceof GraphQLError || typeof (error as { toJSON?: unknown }).toJSON === "function" ? (error as GraphQLError).toJSON() : error;
   if (!json.extensions || !("http" in json.extensions)) return json;
   const { http: _http, ...extensions } = json.extensions;

@@ -18,7 +18,18 @@ export interface DatabaseHandle {
   schema?: string;
   /** Runs a multi-statement SQL script (migrations) inside the given transaction. */
   execScript(trx: Tx, script: string): Promise<void>;
+  /** LISTENs on a channel until the returned function is called: see Listener. */
+  listen(channel: string, listener: Listener): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+export interface Listener {
+  /** One NOTIFY payload, after the notifying transaction committed. */
+  onNotify(payload: string): void;
+  /** The LISTEN connection was lost and is back: notifications in between may be lost. */
+  onGap(): void;
+  /** The LISTEN connection failed (it is retried with backoff). */
+  onError?(error: Error): void;
 }
 
 export interface DatabaseOptions {
@@ -59,6 +70,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       execScript: async (trx, script) => {
         await sql.raw(script).execute(trx);
       },
+      listen: (channel, listener) => listenOnPostgres(options, channel, listener),
       close: () => db.destroy(),
     };
   }
@@ -73,6 +85,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     // PGlite has one session: exec() runs inside the transaction kysely opened on it.
     execScript: async (_trx, script) => {
       await pglite.exec(script);
+    },
+    // In-process: PGlite delivers a NOTIFY to its listeners when the transaction commits.
+    listen: async (channel, listener) => {
+      const unlisten = await pglite.listen(channel, (payload) => listener.onNotify(payload));
+      return () => unlisten();
     },
     close: () => db.destroy(),
   };
@@ -95,4 +112,69 @@ export function withPlatform<T>(db: Db, fn: (trx: Tx) => Promise<T>): Promise<T>
     await sql`select set_config('keyplane.platform', 'on', true)`.execute(trx);
     return fn(trx);
   });
+}
+
+/**
+ * One dedicated connection (outside the pool) that LISTENs. When it breaks (server restart, network,
+ * pg_terminate_backend) it comes back with backoff, up to 30 s apart, and says so with onGap, since
+ * notifications sent meanwhile are gone.
+ */
+async function listenOnPostgres(options: DatabaseOptions, channel: string, listener: Listener): Promise<() => Promise<void>> {
+  let client: pg.Client | undefined;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  let delayMs = 250;
+
+  async function connect(): Promise<void> {
+    const next = new pg.Client({ connectionString: options.url, ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}) });
+    next.on("notification", (message) => {
+      if (message.channel === channel) listener.onNotify(message.payload ?? "");
+    });
+    next.on("error", (error) => lost(next, error));
+    next.on("end", () => lost(next, new Error("LISTEN connection ended")));
+    try {
+      await next.connect();
+      await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    } catch (error) {
+      await next.end().catch(() => {});
+      throw error;
+    }
+    if (stopped) {
+      await next.end().catch(() => {});
+      return;
+    }
+    client = next;
+    delayMs = 250;
+  }
+
+  function lost(which: pg.Client, error: Error) {
+    if (stopped || client !== which) return;
+    client = undefined;
+    listener.onError?.(error);
+    which.end().catch(() => {});
+    schedule();
+  }
+
+  function schedule() {
+    if (stopped) return;
+    retry = setTimeout(() => {
+      connect().then(
+        () => listener.onGap(),
+        (error: Error) => {
+          listener.onError?.(error);
+          delayMs = Math.min(delayMs * 2, 30_000);
+          schedule();
+        },
+      );
+    }, delayMs);
+    retry.unref();
+  }
+
+  await connect();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    await client?.end().catch(() => {});
+    client = undefined;
+  };
 }

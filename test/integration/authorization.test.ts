@@ -364,6 +364,12 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
   },
+  "Subscription.tenantEvents": {
+    // From the start of the log, so the first item comes at once.
+    operation: () => ({ query: "subscription ($after: String) { tenantEvents(after: $after) { sequence } }", variables: { after: Buffer.from("seq:0").toString("base64url") } }),
+    // prettier-ignore
+    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+  },
   "Subscription.ticks": {
     // Over graphql-ws: an anonymous connection is closed with 4401 before anything runs.
     operation: () => ({ query: "subscription { ticks(count: 1, intervalMs: 10) }" }),

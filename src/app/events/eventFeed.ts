@@ -1,0 +1,282 @@
+import { DomainError } from "../../errors.ts";
+import type { Logger } from "../../logger.ts";
+import type { Metrics } from "../../metrics.ts";
+import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../../store/db.ts";
+import { rowToStoredEvent } from "../../store/events/rowToStoredEvent.ts";
+import type { StoredEvent } from "../../store/events/types.ts";
+import { abortableStream, Bell } from "../abortableStream.ts";
+
+/** The NOTIFY channel of migrations/0010: payload "<tenant id> <last sequence>". */
+export const EVENTS_CHANNEL = "keyplane_events";
+
+export interface EventFeedOptions {
+  /** Fallback poll: how often the heads of watched tenants are compared with what was read. */
+  pollMs: number;
+  /** Live events one subscriber may leave unread before it is dropped as a slow consumer. */
+  maxQueued: number;
+  /** Rows per read. */
+  pageSize?: number;
+}
+
+export interface WatchOptions {
+  /** Sequence after which to start (0: from the beginning of the tenant's log; "latest": from now on). */
+  after: number | "latest";
+  /** Only these event types (the cursor still moves past the others). */
+  types?: readonly string[];
+}
+
+export interface EventFeed {
+  /**
+   * The tenant's events after `after`: first replayed from the store, then live, each once, in
+   * sequence order, with nothing missing at the seam. Ends with SLOW_CONSUMER when the reader falls
+   * more than maxQueued events behind the live log.
+   */
+  watch(tenantId: string, options: WatchOptions): AsyncGenerator<StoredEvent, void, undefined>;
+  /** Says that the tenant's log reached `sequence` (unknown: look anyway). */
+  wake(tenantId: string, sequence?: number): void;
+  /** LISTENs and starts the fallback poll. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Live subscribers, and rows reads made for them (not counting replays): for metrics and benchmarks. */
+  readonly stats: { subscribers: number; liveReads: number };
+}
+
+export class SlowConsumerError extends DomainError {
+  constructor(maxQueued: number) {
+    super("SLOW_CONSUMER", `more than ${maxQueued} events were waiting to be sent; subscribe again with the last cursor received`);
+  }
+}
+
+interface Subscriber {
+  queue: StoredEvent[];
+  bell: Bell;
+  /** Catching up from the store: an overflow then only means "read the store once more". */
+  live: boolean;
+  /** Live events were dropped while catching up. */
+  lagging: boolean;
+  failed?: SlowConsumerError;
+}
+
+interface Channel {
+  tenantId: string;
+  /** Highest sequence read and handed to the subscribers. */
+  head: number;
+  subscribers: Set<Subscriber>;
+  /** Highest sequence a hint announced. */
+  wanted: number;
+  /** Read even without a hint beyond head (fallback poll, lost notifications). */
+  forced: boolean;
+  reading: boolean;
+}
+
+/**
+ * Delivers each tenant's log to the live subscribers of this process. A NOTIFY hint (tenant + new
+ * sequence) wakes the tenant's channel, which reads the new rows once, by sequence, for all of its
+ * subscribers: one query per tenant per wake-up, whatever their number. Sequences are dense and
+ * become visible in commit order, so reading `> head` never skips an event. A lost hint costs at
+ * most one fallback poll. A subscriber that does not keep up is dropped, never waited for: writers
+ * and other subscribers do not notice it.
+ */
+export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger; metrics?: Pick<Metrics, "liveSubscribers"> }, options: EventFeedOptions): EventFeed {
+  const pageSize = options.pageSize ?? 500;
+  const channels = new Map<string, Channel>();
+  const opening = new Map<string, Promise<Channel>>();
+  const stats = { subscribers: 0, liveReads: 0 };
+  let unlisten: (() => Promise<void>) | undefined;
+  let poller: NodeJS.Timeout | undefined;
+
+  const readAfter = (tenantId: string, after: number) =>
+    withTenant(deps.db, tenantId, (trx) =>
+      trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).where("tenant_seq", ">", after).orderBy("tenant_seq").limit(pageSize).execute(),
+    ).then((rows) => rows.map(rowToStoredEvent));
+
+  const headOf = (tenantId: string) =>
+    withTenant(deps.db, tenantId, (trx) => trx.selectFrom("tenant_heads").select("last_seq").where("tenant_id", "=", tenantId).executeTakeFirst()).then((row) =>
+      Number(row?.last_seq ?? 0),
+    );
+
+  function wake(tenantId: string, sequence?: number) {
+    const channel = channels.get(tenantId);
+    if (!channel) return;
+    if (sequence === undefined) channel.forced = true;
+    else if (sequence > channel.head) channel.wanted = Math.max(channel.wanted, sequence);
+    else return;
+    void pump(channel);
+  }
+
+  async function pump(channel: Channel) {
+    if (channel.reading) return;
+    channel.reading = true;
+    try {
+      while ((channel.forced || channel.wanted > channel.head) && channel.subscribers.size > 0) {
+        channel.forced = false;
+        const before = channel.head;
+        for (;;) {
+          const events = await readAfter(channel.tenantId, channel.head);
+          stats.liveReads++;
+          if (events.length) {
+            channel.head = events[events.length - 1]!.sequence;
+            for (const subscriber of channel.subscribers) deliver(channel, subscriber, events);
+          }
+          if (events.length < pageSize) break;
+        }
+        // A hint beyond what the store shows (it cannot happen after commit; be safe): stop here.
+        if (channel.head === before) channel.wanted = channel.head;
+      }
+    } catch (error) {
+      deps.logger.warn({ err: error, tenantId: channel.tenantId }, "event feed: reading new events failed; the next poll tries again");
+    } finally {
+      channel.reading = false;
+    }
+  }
+
+  function deliver(channel: Channel, subscriber: Subscriber, events: StoredEvent[]) {
+    if (subscriber.queue.length + events.length > options.maxQueued) {
+      subscriber.queue = [];
+      if (subscriber.live) {
+        subscriber.failed = new SlowConsumerError(options.maxQueued);
+        leave(channel, subscriber);
+      } else {
+        subscriber.lagging = true;
+      }
+    } else {
+      subscriber.queue.push(...events);
+    }
+    subscriber.bell.ring();
+  }
+
+  async function join(tenantId: string, subscriber: Subscriber): Promise<Channel> {
+    let channel = channels.get(tenantId);
+    if (!channel) {
+      let open = opening.get(tenantId);
+      if (!open) {
+        open = (async () => {
+          const created: Channel = { tenantId, head: await headOf(tenantId), subscribers: new Set(), wanted: 0, forced: false, reading: false };
+          channels.set(tenantId, created);
+          return created;
+        })().finally(() => opening.delete(tenantId));
+        opening.set(tenantId, open);
+      }
+      channel = await open;
+      // Everyone else may have left meanwhile (the channel was dropped) or a new channel taken its place.
+      const current = channels.get(tenantId);
+      if (current) channel = current;
+      else channels.set(tenantId, channel);
+    }
+    channel.subscribers.add(subscriber);
+    stats.subscribers++;
+    deps.metrics?.liveSubscribers.inc();
+    return channel;
+  }
+
+  function leave(channel: Channel, subscriber: Subscriber) {
+    if (!channel.subscribers.delete(subscriber)) return;
+    stats.subscribers--;
+    deps.metrics?.liveSubscribers.dec();
+    if (channel.subscribers.size === 0 && channels.get(channel.tenantId) === channel) channels.delete(channel.tenantId);
+  }
+
+  async function poll() {
+    if (channels.size === 0) return;
+    const watched = [...channels.keys()];
+    const heads = await withPlatform(deps.db, (trx) =>
+      trx.selectFrom("tenant_heads").select(["tenant_id", "last_seq"]).where("tenant_id", "in", watched).execute(),
+    );
+    for (const { tenant_id, last_seq } of heads) wake(tenant_id, Number(last_seq));
+  }
+
+  function schedulePoll() {
+    poller = setTimeout(() => {
+      poll()
+        .catch((error) => deps.logger.warn({ err: error }, "event feed: fallback poll failed"))
+        .finally(() => {
+          if (poller) schedulePoll();
+        });
+    }, options.pollMs);
+    poller.unref();
+  }
+
+  function watch(tenantId: string, { after, types }: WatchOptions) {
+    const wanted = types?.length ? new Set(types) : undefined;
+    return abortableStream<StoredEvent>(async function* (signal) {
+      let cursor = after === "latest" ? await headOf(tenantId) : after;
+      // Reads the store from the cursor to its end, yielding what matches.
+      async function* catchUp() {
+        for (;;) {
+          const events = await readAfter(tenantId, cursor);
+          for (const event of events) {
+            if (signal.aborted) return;
+            cursor = event.sequence;
+            if (!wanted || wanted.has(event.type)) yield event;
+          }
+          if (events.length < pageSize) return;
+        }
+      }
+
+      // Replay without holding live events: a long replay must not count as falling behind.
+      yield* catchUp();
+      if (signal.aborted) return;
+      const subscriber: Subscriber = { queue: [], bell: new Bell(signal), live: false, lagging: false };
+      const channel = await join(tenantId, subscriber);
+      try {
+        // Joined at the channel's head h; this read reaches at least h, and the queue holds what comes
+        // after h, unless it overflowed meanwhile (the store was busy): then the store is read again.
+        do {
+          subscriber.lagging = false;
+          yield* catchUp();
+        } while (subscriber.lagging && !signal.aborted);
+        // What the store already gave is not waiting to be sent: it does not count against the bound.
+        subscriber.queue = subscriber.queue.filter((event) => event.sequence > cursor);
+        subscriber.live = true;
+        while (!signal.aborted) {
+          const event = subscriber.queue.shift();
+          if (event) {
+            if (event.sequence <= cursor) continue;
+            // Not expected (reads are by dense sequence), but never skip: fill from the store.
+            if (event.sequence > cursor + 1) {
+              subscriber.queue.unshift(event);
+              yield* catchUp();
+              continue;
+            }
+            cursor = event.sequence;
+            if (!wanted || wanted.has(event.type)) yield event;
+            continue;
+          }
+          if (subscriber.failed) throw subscriber.failed;
+          await subscriber.bell.wait();
+        }
+      } finally {
+        leave(channel, subscriber);
+      }
+    });
+  }
+
+  return {
+    watch,
+    wake,
+    stats,
+    async start() {
+      if (unlisten) return;
+      unlisten = await deps.database.listen(EVENTS_CHANNEL, {
+        onNotify(payload) {
+          const space = payload.lastIndexOf(" ");
+          const sequence = Number(payload.slice(space + 1));
+          if (space > 0 && Number.isSafeInteger(sequence)) wake(payload.slice(0, space), sequence);
+        },
+        onGap() {
+          for (const tenantId of channels.keys()) wake(tenantId);
+        },
+        onError(error) {
+          deps.logger.warn({ err: error.message }, "event feed: LISTEN connection lost; reconnecting (the fallback poll delivers meanwhile)");
+        },
+      });
+      schedulePoll();
+    },
+    async stop() {
+      clearTimeout(poller);
+      poller = undefined;
+      await unlisten?.();
+      unlisten = undefined;
+    },
+  };
+}

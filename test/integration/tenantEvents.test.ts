@@ -1,0 +1,309 @@
+import { randomBytes } from "node:crypto";
+import net from "node:net";
+import WebSocket from "ws";
+import { decodeJwt } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AccessDenied } from "../../src/domain/security/events.ts";
+import { encodeCursor } from "../../src/graphql/pagination.ts";
+import { withTenant } from "../../src/store/db.ts";
+import { appendEvents } from "../../src/store/events/appendEvents.ts";
+import { range, sequencesOf, subscribeEvents, TENANT_EVENTS, type EventSubscriber } from "../testkit/eventSubscriber.ts";
+import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+
+// tenantEvents: replay from a cursor, then live, over graphql-ws and SSE; sockets that follow their
+// token; slow consumers dropped without slowing anyone; limits per principal and per socket.
+
+let app: TestApp;
+const open: EventSubscriber[] = [];
+
+beforeAll(async () => {
+  app = await createTestApp({
+    name: "tenant-events",
+    env: { WS_TOKEN_CHECK_SECONDS: "1", WS_MAX_SOCKETS_PER_PRINCIPAL: "3", WS_MAX_SUBSCRIPTIONS_PER_SOCKET: "2", EVENT_FEED_POLL_MS: "500" },
+  });
+});
+afterAll(async () => {
+  await Promise.all(open.map((s) => s.dispose()));
+  await app?.close();
+});
+
+function subscribe(token: string, variables: { after?: string; types?: string[] } = {}, url = app.url) {
+  const subscriber = subscribeEvents(url, token, variables);
+  open.push(subscriber);
+  return subscriber;
+}
+
+/** Appends n events to the tenant's log through the one write path, as any use case does. */
+async function append(tenantId: string, n: number, reason = "test", details?: Record<string, unknown>) {
+  const events = Array.from({ length: n }, () => AccessDenied({ level: "info", status: "denied", reason, details }));
+  const stored = await withTenant(app.kp.deps.db, tenantId, (trx) =>
+    appendEvents(trx, { tenantId, streamType: "test", streamId: "bulk", expectedVersion: "any", events, metadata: { actor: { subject: "tests", kind: "system", roles: [] } } }),
+  );
+  return stored.map((e) => e.sequence);
+}
+
+async function lastSequence(t: SeededTenant, on: TestApp = app): Promise<number> {
+  const res = await on.gql(`{ auditLog(first: 1, order: NEWEST_FIRST) { edges { node { sequence } } } }`, {}, { token: t.tokens.admin });
+  return res.data.auditLog.edges[0].node.sequence;
+}
+
+const fromStart = encodeCursor("seq", 0);
+
+describe("tenantEvents", () => {
+  it("replays everything after the cursor, then continues live with no gap and no duplicate", async () => {
+    const t = await app.seedTenant({ tier: "enterprise" });
+    await append(t.tenantId, 30);
+    const head = await lastSequence(t);
+    const s = subscribe(t.tokens.service, { after: fromStart });
+    await s.until((e) => e.length >= head);
+    // Appends race the subscription's switch from replay to live.
+    const appending = Promise.all([append(t.tenantId, 40), append(t.tenantId, 40), append(t.tenantId, 40)]);
+    await appending;
+    const created = await app.gql(`mutation { createAgent(input: { name: "live", type: "coder" }) { id } }`, {}, { token: t.tokens.editor });
+    expect(created.errors).toBeUndefined();
+    const total = head + 121;
+    await s.until((e) => e.length >= total);
+    expect(sequencesOf(s.events)).toEqual(range(1, total));
+    const last = s.events.at(-1)!;
+    expect(last).toMatchObject({ type: "agent.created", streamType: "agent", streamId: created.data.createAgent.id, actor: `editor@${t.tenantId}` });
+    expect(last.contentHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(last.chainHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(last.data.agentName).toBe("live");
+    // The cursor is the one auditLog pages with.
+    const page = await app.gql(`query ($after: String) { auditLog(first: 1, after: $after) { edges { node { sequence } } } }`, { after: s.events.at(-2)!.cursor }, { token: t.tokens.admin });
+    expect(page.data.auditLog.edges[0].node.sequence).toBe(total);
+  });
+
+  it("without a cursor starts at the present; with types, sends only those", async () => {
+    const t = await app.seedTenant();
+    await append(t.tenantId, 5);
+    const head = await lastSequence(t);
+    const fromNow = subscribe(t.tokens.service);
+    const onlyAgents = subscribe(t.tokens.service, { after: fromStart, types: ["agent.created"] });
+    await Promise.all([fromNow.connected, onlyAgents.connected]);
+    await new Promise((r) => setTimeout(r, 300));
+    await append(t.tenantId, 3);
+    await app.gql(`mutation { createAgent(input: { name: "a1", type: "coder" }) { id } }`, {}, { token: t.tokens.editor });
+    await fromNow.until((e) => e.length >= 4);
+    expect(sequencesOf(fromNow.events)).toEqual(range(head + 1, head + 4));
+    await onlyAgents.until((e) => e.length >= 1);
+    expect(onlyAgents.events.map((e) => e.type)).toEqual(["agent.created"]);
+    expect(onlyAgents.events[0]!.sequence).toBe(head + 4);
+  });
+
+  it("a client that reconnects with its last cursor gets exactly what it missed", async () => {
+    const t = await app.seedTenant();
+    const first = subscribe(t.tokens.service, { after: fromStart });
+    await append(t.tenantId, 10);
+    const head = await lastSequence(t);
+    await first.until((e) => e.length >= head);
+    await first.dispose();
+    const lastSeen = first.events.at(-1)!;
+    await append(t.tenantId, 25);
+    const again = subscribe(t.tokens.service, { after: lastSeen.cursor });
+    await again.until((e) => e.length >= 25);
+    await append(t.tenantId, 5);
+    await again.until((e) => e.length >= 30);
+    expect(sequencesOf(again.events)).toEqual(range(lastSeen.sequence + 1, lastSeen.sequence + 30));
+  });
+
+  it("another tenant's subscriber receives nothing of this tenant, whatever cursor it sends", async () => {
+    const a = await app.seedTenant();
+    const b = await app.seedTenant();
+    const onB = subscribe(b.tokens.service, { after: fromStart });
+    const onA = subscribe(a.tokens.service, { after: fromStart });
+    await append(a.tenantId, 20, "tenant-a");
+    await append(b.tenantId, 2, "tenant-b");
+    const bHead = await lastSequence(b);
+    await onA.until((e) => e.some((x) => x.data.reason === "tenant-a") && e.length >= 20);
+    await onB.until((e) => e.length >= bHead);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(onB.events.every((e) => e.data.reason !== "tenant-a")).toBe(true);
+    expect(sequencesOf(onB.events)).toEqual(range(1, bHead));
+    // A cursor taken from tenant A's stream is only a position: on B it reads B's log.
+    const replay = subscribe(b.tokens.service, { after: onA.events[3]!.cursor });
+    await replay.until((e) => e.length >= bHead - 4);
+    expect(replay.events.every((e) => e.data.reason !== "tenant-a")).toBe(true);
+  });
+
+  it("is refused to a token without event:subscribe, and for bad arguments", async () => {
+    const t = await app.seedTenant();
+    const viewer = subscribe(t.tokens.viewer, { after: fromStart });
+    await viewer.ended;
+    expect(viewer.errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    const badCursor = subscribe(t.tokens.service, { after: "not-a-cursor" });
+    await badCursor.ended;
+    expect(badCursor.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    const badTypes = subscribe(t.tokens.service, { types: ["DROP TABLE"] });
+    await badTypes.ended;
+    expect(badTypes.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("works over SSE too", async () => {
+    const t = await app.seedTenant();
+    const res = await fetch(`${app.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream", authorization: `Bearer ${t.tokens.service}` },
+      body: JSON.stringify({ query: TENANT_EVENTS, variables: { after: fromStart } }),
+    });
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    await append(t.tenantId, 3);
+    const head = await lastSequence(t);
+    const reader = res.body!.getReader();
+    const sequences: number[] = [];
+    let text = "";
+    while (sequences.length < head) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      for (let i = text.indexOf("\n\n"); i !== -1; i = text.indexOf("\n\n")) {
+        const block = text.slice(0, i);
+        text = text.slice(i + 2);
+        const data = block.split("\n").find((l) => l.startsWith("data:"));
+        if (data) sequences.push(JSON.parse(data.slice(5)).data.tenantEvents.sequence);
+      }
+    }
+    await reader.cancel();
+    expect(sequences).toEqual(range(1, head));
+  });
+});
+
+describe("sockets follow their token", () => {
+  it("a socket whose token is revoked is closed with 4403 within seconds, and a fresh token resumes from the cursor", async () => {
+    const t = await app.seedTenant();
+    const token = await app.mintToken({ tenantId: t.tenantId, roles: ["service"], subject: "svc-revoked" });
+    const s = subscribe(token, { after: fromStart });
+    await append(t.tenantId, 3);
+    await s.until((e) => e.length >= 3);
+    const revoked = await app.gql(`mutation ($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId } }`, { id: decodeJwt(token).jti }, { token: t.tokens.admin });
+    expect(revoked.errors).toBeUndefined();
+    const started = Date.now();
+    await s.ended;
+    expect(s.close).toEqual({ code: 4403, reason: "Token revoked" });
+    expect(Date.now() - started).toBeLessThan(5000);
+    const received = s.events.length;
+    await append(t.tenantId, 4);
+    const fresh = await app.mintToken({ tenantId: t.tenantId, roles: ["service"], subject: "svc-revoked" });
+    const resumed = subscribe(fresh, { after: s.events.at(-1)!.cursor });
+    const head = await lastSequence(t);
+    await resumed.until((e) => e.length >= head - received);
+    expect(sequencesOf([...s.events, ...resumed.events])).toEqual(range(1, head));
+  });
+
+  it("a principal may hold a bounded number of sockets, and a socket a bounded number of subscriptions", async () => {
+    const t = await app.seedTenant();
+    const token = await app.mintToken({ tenantId: t.tenantId, roles: ["service"], subject: "svc-many" });
+    const held = [subscribe(token), subscribe(token), subscribe(token)];
+    await Promise.all(held.map((s) => s.connected));
+    const fourth = subscribe(token);
+    await fourth.ended;
+    expect(fourth.close).toEqual({ code: 4029, reason: "Too many connections" });
+    // Another principal of the same tenant is not affected.
+    const other = subscribe(t.tokens.service);
+    await other.connected;
+
+    const ws = await rawSocket(t.tokens.admin);
+    const replies: any[] = [];
+    ws.on("message", (m) => replies.push(JSON.parse(String(m))));
+    for (const id of ["1", "2", "3"]) ws.send(JSON.stringify({ id, type: "subscribe", payload: { query: TENANT_EVENTS } }));
+    await until(() => replies.some((r) => r.id === "3"));
+    expect(replies.find((r) => r.id === "3")).toMatchObject({ type: "error", payload: [{ extensions: { code: "RATE_LIMITED" } }] });
+    // Once one ends, there is room again.
+    ws.send(JSON.stringify({ id: "1", type: "complete" }));
+    await new Promise((r) => setTimeout(r, 100));
+    ws.send(JSON.stringify({ id: "4", type: "subscribe", payload: { query: TENANT_EVENTS, variables: { after: fromStart } } }));
+    await until(() => replies.some((r) => r.id === "4" && r.type === "next"));
+    ws.close();
+  });
+});
+
+describe("slow consumers", () => {
+  it("a subscriber that does not read is closed with 4008, and neither writers nor other subscribers wait for it", async () => {
+    const slowApp = await createTestApp({ name: "slow-consumer", env: { WS_SEND_BUFFER_BYTES: "65536", WS_SLOW_CONSUMER_SECONDS: "3" }, database: app.database });
+    try {
+      const t = await slowApp.seedTenant();
+      const fast = subscribeEvents(slowApp.url, t.tokens.service, { after: fromStart });
+      open.push(fast);
+      // A client that subscribes and then stops reading: ws clients resume their own sockets, so a raw one.
+      const slow = await nonReadingSubscriber(slowApp.url, t.tokens.service);
+      // Enough to fill the kernel's socket buffers too (a few MB on loopback): 2,000 events of 8 KB.
+      for (let i = 0; i < 20; i++) await append(t.tenantId, 100, "bulk", { pad: "x".repeat(8 * 1024) });
+      const head = await lastSequence(t, slowApp);
+      await fast.until((e) => e.length >= head, 20_000);
+      // The server gives up on it after WS_SLOW_CONSUMER_SECONDS with a full buffer; a client that
+      // then reads on gets the close frame behind the events it had not read.
+      await until(async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1, 10_000);
+      const received = await slow.readToEnd();
+      expect(received.subarray(-64).includes(closeFrame(4008, "Slow consumer"))).toBe(true);
+      expect(received.length).toBeLessThan(2000 * 8 * 1024);
+    } finally {
+      await slowApp.close();
+    }
+  });
+});
+
+/** Subscribes to tenantEvents over a raw TCP socket (frames by hand), then reads nothing until told. */
+async function nonReadingSubscriber(url: string, token: string) {
+  const { port } = new URL(url);
+  const socket = net.connect(Number(port), "127.0.0.1");
+  await new Promise((resolve) => socket.once("connect", resolve));
+  socket.write(
+    `GET /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n`,
+  );
+  let buffered = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => (buffered = Buffer.concat([buffered, chunk]));
+  socket.on("data", onData);
+  socket.write(maskedTextFrame(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${token}` } })));
+  await until(() => buffered.includes("connection_ack"));
+  socket.write(maskedTextFrame(JSON.stringify({ id: "1", type: "subscribe", payload: { query: TENANT_EVENTS, variables: { after: fromStart } } })));
+  await until(() => buffered.includes('"next"'));
+  socket.off("data", onData);
+  socket.pause();
+  return {
+    bytesRead: () => socket.bytesRead,
+    readToEnd: () =>
+      new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        socket.on("data", (chunk) => chunks.push(chunk));
+        socket.on("error", () => {});
+        socket.on("close", () => resolve(Buffer.concat(chunks)));
+        socket.resume();
+      }),
+  };
+}
+
+function maskedTextFrame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = randomBytes(4);
+  const header = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([header, mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!))]);
+}
+
+function closeFrame(code: number, reason: string): Buffer {
+  return Buffer.concat([Buffer.from([0x88, 2 + reason.length, code >> 8, code & 0xff]), Buffer.from(reason)]);
+}
+
+async function rawSocket(token: string, url = app.url): Promise<WebSocket> {
+  const ws = new WebSocket(`${url.replace(/^http/, "ws")}/graphql`, "graphql-transport-ws");
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${token}` } }));
+  await new Promise<void>((resolve) => ws.once("message", () => resolve()));
+  return ws;
+}
+
+async function metric(url: string, series: string): Promise<number | undefined> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 5000) {
+  const started = Date.now();
+  while (!(await predicate())) {
+    if (Date.now() - started > timeoutMs) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
