@@ -217,6 +217,25 @@ describe("sockets follow their token", () => {
   });
 });
 
+describe("idle sockets", () => {
+  it("a socket without any operation is closed after the idle timeout; one with a subscription stays", async () => {
+    const idleApp = await createTestApp({ name: "idle-sockets", env: { WS_IDLE_TIMEOUT_SECONDS: "1", WS_TOKEN_CHECK_SECONDS: "1" }, database: app.database });
+    try {
+      const t = await idleApp.seedTenant();
+      const idle = await rawSocket(t.tokens.service, idleApp.url);
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => idle.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
+      const busy = subscribeEvents(idleApp.url, t.tokens.service);
+      open.push(busy);
+      await busy.connected;
+      expect(await closed).toEqual({ code: 1000, reason: "Idle" });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(busy.close).toBeUndefined();
+    } finally {
+      await idleApp.close();
+    }
+  });
+});
+
 describe("slow consumers", () => {
   it("a subscriber that does not read is closed with 4008, and neither writers nor other subscribers wait for it", async () => {
     const slowApp = await createTestApp({ name: "slow-consumer", env: { WS_SEND_BUFFER_BYTES: "65536", WS_SLOW_CONSUMER_SECONDS: "3" }, database: app.database });
