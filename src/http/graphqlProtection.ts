@@ -153,7 +153,7 @@ function rateLimitedResult(refused: PolicyCheck, extensions: Record<string, unkn
  *  - graphql-ws: each operation is counted as it starts (onExecute/onSubscribe), with the tenant's
  *    tier read afresh (the connection's Actor was verified when it opened).
  *  - Every operation's cost is computed before execution, refused over GRAPHQL_MAX_COST, and charged
- *    to the tenant's budget of the minute; `extensions.cost` reports it.
+ *    to the tenant's budget of the minute; `extensions.cost` reports it (when limits are on).
  */
 export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin {
   const limits = deps.limits;
@@ -204,7 +204,8 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
       }
       if (charged.refused) return void stop(rateLimitedResult(charged.refused, { cost }));
     }
-    return cost;
+    // Reported where it is charged: with RATE_LIMITS off, answers stay as GraphQL made them.
+    return limits.enabled ? cost : undefined;
   }
 
   return {
