@@ -2,6 +2,7 @@ import type { Actor } from "../../auth/actor.ts";
 import { withTenant } from "../../store/db.ts";
 import { agentIdOf } from "../agents/agentPrincipal.ts";
 import type { AppDeps } from "../deps.ts";
+import { abortableStream, Bell } from "../abortableStream.ts";
 import { taskNotifier } from "./taskNotifier.ts";
 import { dispatchedSince, lastDispatchSequence, pendingTasksAmong, pendingTasksOf, type TaskPosition, type TaskRow } from "./taskQueries.ts";
 
@@ -24,22 +25,7 @@ type Deps = Pick<AppDeps, "db" | "now" | "logger">;
  */
 export function watchAgentTasks(deps: Deps, actor: Actor, options: { pollMs?: number } = {}): AsyncGenerator<TaskRow, void, undefined> {
   const agentId = agentIdOf(actor);
-  const stop = new AbortController();
-  const inner = watch(deps, actor.tenantId, agentId, stop.signal, options.pollMs ?? AGENT_TASKS_POLL_MS);
-  // An async generator handles return() only once it stands at a yield; the signal makes it get there now.
-  const outer: AsyncGenerator<TaskRow, void, undefined> = {
-    next: () => inner.next(),
-    return: (value) => {
-      stop.abort();
-      return inner.return(value);
-    },
-    throw: (error) => {
-      stop.abort();
-      return inner.throw(error);
-    },
-    [Symbol.asyncIterator]: () => outer,
-  };
-  return outer;
+  return abortableStream((signal) => watch(deps, actor.tenantId, agentId, signal, options.pollMs ?? AGENT_TASKS_POLL_MS));
 }
 
 async function* watch(deps: Deps, tenantId: string, agentId: string, signal: AbortSignal, pollMs: number): AsyncGenerator<TaskRow, void, undefined> {
@@ -95,40 +81,5 @@ async function* watch(deps: Deps, tenantId: string, agentId: string, signal: Abo
     }
   } finally {
     unsubscribe();
-  }
-}
-
-/** A wake-up that is not lost when it rings while nobody waits; the abort signal rings it for good. */
-class Bell {
-  private rung = false;
-  private wake: (() => void) | undefined;
-
-  constructor(private readonly signal: AbortSignal) {
-    signal.addEventListener("abort", () => this.ring(), { once: true });
-  }
-
-  ring(): void {
-    this.rung = true;
-    this.wake?.();
-  }
-
-  /** Resolves after ms, or at once when rung since the last wait (or aborted). */
-  wait(ms: number): Promise<void> {
-    if (this.rung || this.signal.aborted) {
-      this.rung = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      timer.unref();
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.wake = undefined;
-        self.rung = false;
-        resolve();
-      }
-      this.wake = done;
-    });
   }
 }
