@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSecurityRecorder } from "../../src/app/recordSecurityEvent.ts";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
 import { createLogger } from "../../src/logger.ts";
-import { withPlatform, withTenant } from "../../src/store/db.ts";
+import { withPlatform, withTenant, type Tx } from "../../src/store/db.ts";
 import { rowToStoredEvent } from "../../src/store/events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../../src/store/events/types.ts";
 import { createTestApp, type TestApp } from "../testkit/testApp.ts";
@@ -19,10 +19,9 @@ afterAll(async () => {
 });
 
 async function securityEvents(tenantId: string, since = 0): Promise<StoredEvent[]> {
-  const read = tenantId === PLATFORM_TENANT ? (fn: Parameters<typeof withPlatform>[1]) => withPlatform(app.kp.deps.db, fn) : (fn: Parameters<typeof withPlatform>[1]) => withTenant(app.kp.deps.db, tenantId, fn);
-  const rows = await read((trx) =>
-    trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).where("stream_type", "=", "security").where("tenant_seq", ">", since).orderBy("tenant_seq").execute(),
-  );
+  const query = (trx: Tx) =>
+    trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).where("stream_type", "=", "security").where("tenant_seq", ">", since).orderBy("tenant_seq").execute();
+  const rows = tenantId === PLATFORM_TENANT ? await withPlatform(app.kp.deps.db, query) : await withTenant(app.kp.deps.db, tenantId, query);
   return rows.map(rowToStoredEvent);
 }
 

@@ -37,8 +37,8 @@ export interface EventFeed {
   /** LISTENs and starts the fallback poll. */
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Live subscribers, and rows reads made for them (not counting replays): for metrics and benchmarks. */
-  readonly stats: { subscribers: number; liveReads: number };
+  /** Live subscribers, the reads made for them (not counting replays) and the fallback polls: for metrics and benchmarks. */
+  readonly stats: { subscribers: number; liveReads: number; polls: number };
 }
 
 export class SlowConsumerError extends DomainError {
@@ -81,7 +81,7 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
   const pageSize = options.pageSize ?? 500;
   const channels = new Map<string, Channel>();
   const opening = new Map<string, Promise<Channel>>();
-  const stats = { subscribers: 0, liveReads: 0 };
+  const stats = { subscribers: 0, liveReads: 0, polls: 0 };
   let unlisten: (() => Promise<void>) | undefined;
   let poller: NodeJS.Timeout | undefined;
 
@@ -179,6 +179,7 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
   async function poll() {
     if (channels.size === 0) return;
     const watched = [...channels.keys()];
+    stats.polls++;
     const heads = await withPlatform(deps.db, (trx) =>
       trx.selectFrom("tenant_heads").select(["tenant_id", "last_seq"]).where("tenant_id", "in", watched).execute(),
     );
