@@ -256,7 +256,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     connection.operations += 1;
     logger.debug({ connectionId: connection.id, operationId: id, operationName: payload.operationName ?? undefined }, "websocket operation");
 
-    const enveloped = yoga.getEnveloped({ req: connection.request, request: operationRequest(connection.request), params: payload });
+    const enveloped = yoga.getEnveloped({ req: connection.request, request: operationRequest(connection.request, payload), params: payload });
     let document: ReturnType<Enveloped["parse"]>;
     try {
       document = enveloped.parse(payload.query);
@@ -472,15 +472,20 @@ function authorizationOf(params: Record<string, unknown> | undefined): string | 
 
 /**
  * The Fetch Request Yoga's context factory and plugins see for one operation. It carries the facts of
- * the upgrade that describe the client (user agent, correlation id), never its Authorization or
- * per-request headers such as Idempotency-Key (one upgrade serves many operations).
+ * the upgrade that describe the client (user agent, correlation id), never its Authorization (the
+ * connection's Actor stands in). Per-request headers travel in the operation's own `extensions`,
+ * since one upgrade serves many operations: `{ "idempotencyKey": "…" }` is the `Idempotency-Key` of
+ * that mutation.
  */
-function operationRequest(req: IncomingMessage): Request {
+function operationRequest(req: IncomingMessage, payload: SubscribePayload): Request {
   const headers = new Headers();
   for (const name of ["user-agent", "x-correlation-id"]) {
     const value = headerOf(req, name);
     if (value) headers.set(name, value);
   }
+  const key = payload.extensions?.idempotencyKey;
+  // A value a header cannot hold is refused by the plugin like a bad header (BAD_USER_INPUT).
+  if (key !== undefined) headers.set("idempotency-key", typeof key === "string" && /^[\x20-\x7e]*$/.test(key) ? key : "");
   return new Request("http://keyplane.invalid/graphql", { method: "POST", headers });
 }
 

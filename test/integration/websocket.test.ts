@@ -170,6 +170,33 @@ describe("subscriptions over WebSocket (graphql-ws)", () => {
     }
   });
 
+  it("honours an operation's Idempotency-Key, sent in its extensions: a retried mutation gets the first result, appends nothing", async () => {
+    const c = client({ token: tenant.tokens.admin });
+    const mutate = (description: string, idempotencyKey: unknown) =>
+      new Promise<{ data?: any; errors?: Array<{ extensions?: Record<string, unknown> }> }>((resolve, reject) => {
+        let result: { data?: any; errors?: any } = {};
+        c.subscribe(
+          { query: "mutation ($d: String) { createEnrollmentKey(input: { description: $d }) { id prefix } }", variables: { d: description }, extensions: { idempotencyKey } },
+          { next: (r) => (result = r), error: (e) => (Array.isArray(e) ? resolve({ errors: e }) : reject(e)), complete: () => resolve(result) },
+        );
+      });
+    try {
+      const key = `ws-retry-${randomUUID()}`;
+      const first = await mutate("over ws", key);
+      expect(first.errors).toBeUndefined();
+      const retried = await mutate("over ws", key);
+      expect(retried.data).toEqual(first.data);
+      const other = await mutate("something else", key);
+      expect(other.errors?.[0]?.extensions?.code).toBe("CONFLICT");
+      const bad = await mutate("over ws", "short");
+      expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+      const keys = await app.gql("{ enrollmentKeys { id description } }", {}, { token: tenant.tokens.admin });
+      expect(keys.data.enrollmentKeys.filter((k: { description: string }) => k.description === "over ws")).toHaveLength(1);
+    } finally {
+      await c.dispose();
+    }
+  });
+
   it("answers 101 with the connection's request id", async () => {
     const requestId = `ws-${randomUUID()}`;
     const raw = new WebSocket(wsUrl(app.url), ["graphql-transport-ws"], { headers: { "x-request-id": requestId } });
