@@ -257,8 +257,11 @@ describe("two Keyplanes on one database (RATE_LIMIT_STORE=database)", () => {
   let one: TestApp;
   let two: TestApp;
   beforeAll(async () => {
-    one = await createTestApp({ name: "limits-db-1", env: { ...TIER_ONLY, RATE_LIMIT_STORE: "database" } });
-    two = await createTestApp({ name: "limits-db-2", database: one.database, env: { ...TIER_ONLY, RATE_LIMIT_STORE: "database" } });
+    // A patient store timeout: this is about sharing, and a loaded machine must not send counts to
+    // the per-process insurance limiter (that path has a test of its own, test/e2e/rateLimits.test.ts).
+    const env = { ...TIER_ONLY, RATE_LIMIT_STORE: "database", RATE_LIMIT_STORE_TIMEOUT_MS: "30000" };
+    one = await createTestApp({ name: "limits-db-1", env });
+    two = await createTestApp({ name: "limits-db-2", database: one.database, env });
   });
   afterAll(async () => {
     await two?.close();
