@@ -68,13 +68,14 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
     return { policy, limit, windowSeconds, remaining: Math.max(0, limit - state.consumed), resetSeconds: Math.max(limited ? 1 : 0, Math.ceil(state.msBeforeNext / 1000)), limited };
   }
 
-  function decide(checks: PolicyCheck[], actor: Actor | null, meta: RequestMeta): Decision {
+  async function decide(checks: PolicyCheck[], actor: Actor | null, meta: RequestMeta): Promise<Decision> {
     let refused: PolicyCheck | undefined;
     for (const c of checks) if (c.limited && (!refused || c.resetSeconds > refused.resetSeconds)) refused = c;
     if (refused) {
       deps.metrics?.rateLimitRejections.inc({ policy: refused.policy });
-      // Sampled by the recorder: one event per tenant (or address), policy and principal a minute.
-      void deps.security.record({
+      // Sampled by the recorder: one event per tenant (or address), policy and principal a minute
+      // (the others return at once); recording never fails the request.
+      await deps.security.record({
         type: "access.denied",
         tenantId: actor && actor.tenantId !== PLATFORM_TENANT ? actor.tenantId : null,
         actor,
