@@ -1,24 +1,38 @@
 // RFC 8785 (JSON Canonicalization Scheme) for the JSON values events hold: object keys sorted by
 // UTF-16 code units, no insignificant whitespace, numbers and strings serialized as ECMAScript does.
-// Auditors re-compute content hashes from an export with this function alone.
+// Auditors re-compute content hashes from an export with this function alone. Written as plain
+// loops (no map/filter/join chains): the verifier runs it over every event of an export.
 export function canonicalJson(value: unknown): string {
-  if (value === null) return "null";
   switch (typeof value) {
-    case "boolean":
-      return value ? "true" : "false";
+    case "string":
+      return JSON.stringify(value);
     case "number":
       if (!Number.isFinite(value)) throw new TypeError("canonical JSON has no representation for " + value);
       return JSON.stringify(value);
-    case "string":
-      return JSON.stringify(value);
+    case "boolean":
+      return value ? "true" : "false";
     case "object": {
-      if (Array.isArray(value)) return "[" + value.map((v) => canonicalJson(v === undefined ? null : v)).join(",") + "]";
+      if (value === null) return "null";
+      if (Array.isArray(value)) {
+        let out = "[";
+        for (let i = 0; i < value.length; i++) {
+          if (i > 0) out += ",";
+          const item: unknown = value[i];
+          out += item === undefined ? "null" : canonicalJson(item);
+        }
+        return out + "]";
+      }
       if (value instanceof Date) return JSON.stringify(value.toISOString());
-      const entries = Object.keys(value)
-        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-        .sort()
-        .map((k) => JSON.stringify(k) + ":" + canonicalJson((value as Record<string, unknown>)[k]));
-      return "{" + entries.join(",") + "}";
+      const record = value as Record<string, unknown>;
+      const keys = Object.keys(record).sort();
+      let out = "{";
+      for (const key of keys) {
+        const member = record[key];
+        if (member === undefined) continue;
+        if (out.length > 1) out += ",";
+        out += JSON.stringify(key) + ":" + canonicalJson(member);
+      }
+      return out + "}";
     }
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);
