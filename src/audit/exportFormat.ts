@@ -30,28 +30,30 @@ export interface AuditFields {
 }
 
 /**
- * The audit fields of an event, as the export derives them in SQL (readExportPage.ts): the verifier
- * recomputes them, so an edited audit field is caught like an edited event.
+ * The audit fields of an event, as the export derives them in SQL (readExportPage.ts): a field of
+ * the data or metadata as it is when present, else its default. The verifier recomputes them, so an
+ * edited audit field is caught like an edited event.
  */
 export function deriveAuditFields(e: Pick<EventRecord, "occurredAt" | "type" | "tenantId" | "streamType" | "data" | "metadata">): AuditFields {
-  const data = (e.data ?? {}) as Record<string, unknown>;
-  const metadata = (e.metadata ?? {}) as Record<string, unknown>;
-  const text = (v: unknown): string | null => (v === null || v === undefined ? null : typeof v === "string" ? v : JSON.stringify(v));
-  const actor = metadata.actor as Record<string, unknown> | undefined;
+  const data = isObject(e.data) ? e.data : {};
+  const metadata = isObject(e.metadata) ? e.metadata : {};
+  const field = (from: Record<string, unknown>, key: string, fallback: unknown) => (Object.hasOwn(from, key) ? from[key] : fallback);
   return {
     timestamp: e.occurredAt,
     eventType: e.type,
-    level: text(data.level) ?? "info",
+    level: field(data, "level", "info") as string,
     tenantId: e.tenantId,
-    userId: text(actor?.subject),
-    sourceIp: text(metadata.sourceIp),
-    resource: text(data.resource) ?? e.streamType,
-    action: text(data.action) ?? e.type,
-    status: text(data.status) ?? "success",
-    requestId: text(metadata.requestId),
-    details: data.details ?? null,
+    userId: (isObject(metadata.actor) ? field(metadata.actor, "subject", null) : null) as string | null,
+    sourceIp: field(metadata, "sourceIp", null) as string | null,
+    resource: field(data, "resource", e.streamType) as string,
+    action: field(data, "action", e.type) as string,
+    status: field(data, "status", "success") as string,
+    requestId: field(metadata, "requestId", null) as string | null,
+    details: field(data, "details", null),
   };
 }
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 export interface EventRecord {
   kind: "event";

@@ -34,8 +34,8 @@ export async function runAuditExport(kp: Keyplane, cmd: Extract<AuditCommand, { 
   try {
     for await (const chunk of file.chunks()) {
       // Awaiting each write holds the next page back until the disk took this one.
-      if (handle) await handle.write(chunk.text);
-      else io.out(chunk.text);
+      if (handle) await handle.write(chunk.data);
+      else io.out(chunk.data.toString("utf8"));
       progress.update(Math.max(0, chunk.sequence - file.header.anchor.sequence), file.rows);
       summary = chunk.summary ?? summary;
     }

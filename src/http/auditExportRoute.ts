@@ -79,14 +79,14 @@ function rawRequestOf(query: URLSearchParams): RawExportRequest {
 }
 
 /** Writes each chunk, waiting for 'drain' when the socket is full; stops reading when the client leaves. */
-async function writeChunks(res: ServerResponse, chunks: AsyncGenerator<{ text: string }>): Promise<void> {
+async function writeChunks(res: ServerResponse, chunks: AsyncGenerator<{ data: Buffer }>): Promise<void> {
   let gone = false;
   const onClose = () => (gone = true);
   res.once("close", onClose);
   try {
     for await (const chunk of chunks) {
       if (gone) break; // ends the generator: no further page is read
-      if (!res.write(chunk.text)) await drainOrClose(res);
+      if (!res.write(chunk.data)) await drainOrClose(res);
     }
     if (!gone) res.end();
   } finally {

@@ -214,7 +214,7 @@ describe("GET /audit/export", () => {
     const lines = exported.text.split("\n");
     expect(lines[0]).toBe("kind,sequence,eventId,tenantId,streamType,streamId,streamVersion,type,schemaVersion,occurredAt,data,metadata,contentHash,chainHash,audit,record");
     expect(lines[1]).toMatch(/^header,/);
-    expect(lines[2]).toMatch(/^event,1,[0-9a-f-]{36},"t-/);
+    expect(lines[2]).toMatch(/^event,1,[0-9a-f-]{36},t-/);
     expect(exported.records.map((r) => r.kind)).toEqual(["header", ...Array(300).fill(null).map((_, i) => (i < 1 || i >= 5 ? "event" : "omitted")), "end"]);
     const asJson = await exportLog(tenant.tokens.admin, "?toSequence=300&types=tenant.created,access.denied");
     expect(exported.events.map(({ audit: _a, ...e }) => e)).toEqual(asJson.events.map(({ audit: _a, ...e }) => e));

@@ -17,13 +17,15 @@ import { AuditExported } from "../../domain/audit/events.ts";
 import { withTenant, type Db } from "../../store/db.ts";
 import { readCheckpoints, readLatestCheckpoint, readTenantHead } from "../../store/audit/checkpointQueries.ts";
 import { readFirstSequenceFrom, readLastSequenceBefore } from "../../store/audit/exportRangeQueries.ts";
-import { countExportRows, readExportPage, type ExportRow, type ExportRowFilter } from "../../store/audit/readExportPage.ts";
+import { countExportRows, readExportPage, readLastRow, type ExportRowFilter } from "../../store/audit/readExportPage.ts";
 import { appendEvents } from "../../store/events/appendEvents.ts";
 import { genesisHash } from "../../store/events/hashing.ts";
 import type { AuditExportRequest } from "./parseExportRequest.ts";
 
 /** Rows per page: a few MB of text, so memory stays flat whatever the size of the log. */
 const PAGE = 5000;
+/** Pages read ahead of the one being written. */
+const PAGES_IN_FLIGHT = 2;
 
 export interface AuditExport {
   header: HeaderRecord;
@@ -32,7 +34,7 @@ export interface AuditExport {
   /** Rows the export runs through after its anchor (events and stubs), for progress. */
   rows: number;
   /**
-   * The file as text chunks of many lines, each with the last sequence it reaches. Stopping the
+   * The file as chunks of many lines (UTF-8), each with the last sequence it reaches. Stopping the
    * iteration (return) stops reading the database.
    */
   chunks(): AsyncGenerator<ExportChunk>;
@@ -40,7 +42,7 @@ export interface AuditExport {
 
 /** Many lines of the file; the last chunk (the end line) also says what the export held. */
 export interface ExportChunk {
-  text: string;
+  data: Buffer;
   sequence: number;
   summary?: ExportSummary;
 }
@@ -116,45 +118,67 @@ export async function startAuditExport(
   const lineOf = (record: HeaderRecord | CheckpointRecord | EndRecord) => (csv ? recordToCsvRow(record) : JSON.stringify(record));
   const filter = filterOf(plan.fromSequence);
 
-  const readPage = (after: number) =>
-    withTenant(deps.db, tenantId, async (trx) => {
-      const range = { after, upTo: Math.min(after + PAGE, plan.upTo) };
-      return { range, rows: await readExportPage(trx, tenantId, range, filter, request.format), checkpoints: await readCheckpoints(trx, tenantId, range) };
-    });
+  /**
+   * The page ranges of the stream: PAGE rows each, cut at every checkpoint so its line follows the
+   * event at its sequence. Checkpoints are read 100 at a time: memory stays flat here too.
+   */
+  async function* pageRanges(): AsyncGenerator<{ after: number; upTo: number; checkpoint?: CheckpointRecord }> {
+    let pendingCheckpoints: CheckpointRecord[] = [];
+    let checkpointsRead = plan.anchor.sequence;
+    for (let after = plan.anchor.sequence; after < plan.upTo; ) {
+      if (pendingCheckpoints.length === 0 && checkpointsRead < plan.upTo) {
+        const from = checkpointsRead;
+        pendingCheckpoints = await withTenant(deps.db, tenantId, (trx) => readCheckpoints(trx, tenantId, { after: from, upTo: plan.upTo }, 100));
+        checkpointsRead = pendingCheckpoints.length === 100 ? pendingCheckpoints[99]!.sequence : plan.upTo;
+      }
+      const upTo = Math.min(after + PAGE, plan.upTo);
+      const checkpoint = pendingCheckpoints[0] && pendingCheckpoints[0].sequence <= upTo ? pendingCheckpoints.shift() : undefined;
+      yield { after, upTo: checkpoint?.sequence ?? upTo, checkpoint };
+      after = checkpoint?.sequence ?? upTo;
+    }
+  }
+
+  // A page becomes bytes as soon as it arrives: its strings die young (cheap to collect), and the
+  // bytes it holds until written are freed as soon as they are written.
+  const readPage = async (range: { after: number; upTo: number }) => {
+    const page = await withTenant(deps.db, tenantId, (trx) => readExportPage(trx, tenantId, range, filter, request.format));
+    return { data: page.lines.length ? linesToBuffer(page.lines) : null, rows: page.lines.length, events: page.events };
+  };
 
   async function* chunks(): AsyncGenerator<ExportChunk> {
-    yield { text: (csv ? CSV_HEADER_ROW + "\n" : "") + lineOf(header) + "\n", sequence: plan.anchor.sequence };
+    yield { data: Buffer.from((csv ? CSV_HEADER_ROW + "\n" : "") + lineOf(header) + "\n"), sequence: plan.anchor.sequence };
     const counts = { events: 0, omitted: 0, checkpoints: 0 };
-    let last = { seq: plan.anchor.sequence, chain: plan.anchor.chainHash };
-    // The next page is read while this one is written.
-    let pending: Promise<Awaited<ReturnType<typeof readPage>>> | undefined = plan.upTo > plan.anchor.sequence ? handled(readPage(plan.anchor.sequence)) : undefined;
+    // Two pages are read at once (two connections on PostgreSQL) while the one before is written.
+    const ranges = pageRanges();
+    const inFlight: Array<{ range: { upTo: number; checkpoint?: CheckpointRecord }; page: ReturnType<typeof readPage> }> = [];
+    const fill = async () => {
+      while (inFlight.length < PAGES_IN_FLIGHT) {
+        const next = await ranges.next();
+        if (next.done) return;
+        inFlight.push({ range: next.value, page: handled(readPage(next.value)) });
+      }
+    };
     try {
-      while (pending) {
+      await fill();
+      while (inFlight.length) {
+        const { range, page: pending } = inFlight.shift()!;
         const page = await pending;
-        pending = page.range.upTo < plan.upTo ? handled(readPage(page.range.upTo)) : undefined;
-        const lines: string[] = [];
-        let c = 0;
-        const flushCheckpoints = (upTo: number) => {
-          for (; c < page.checkpoints.length && page.checkpoints[c]!.sequence <= upTo; c++) {
-            lines.push(lineOf(page.checkpoints[c]!));
-            counts.checkpoints++;
-          }
-        };
-        for (const row of page.rows as ExportRow[]) {
-          const seq = Number(row.seq);
-          flushCheckpoints(seq - 1);
-          lines.push(row.line);
-          if (row.shown) counts.events++;
-          else counts.omitted++;
-          last = { seq, chain: row.chain };
+        await fill();
+        counts.events += page.events;
+        counts.omitted += page.rows - page.events;
+        if (page.data) yield { data: page.data, sequence: range.upTo };
+        if (range.checkpoint) {
+          counts.checkpoints++;
+          yield { data: Buffer.from(lineOf(range.checkpoint) + "\n"), sequence: range.upTo };
         }
-        flushCheckpoints(page.range.upTo);
-        if (lines.length) yield { text: lines.join("\n") + "\n", sequence: page.range.upTo };
       }
     } finally {
-      // Stopped early (client gone): the prefetched page is dropped.
-      pending = undefined;
+      // Stopped early (client gone): pages read ahead are dropped.
+      inFlight.length = 0;
+      await ranges.return(undefined);
     }
+    const lastRow = await withTenant(deps.db, tenantId, (trx) => readLastRow(trx, tenantId, { after: plan.anchor.sequence, upTo: plan.upTo }));
+    const [lastSequence, lastChainHash] = lastRow ? [lastRow.sequence, lastRow.chainHash] : [plan.anchor.sequence, plan.anchor.chainHash];
     const summary: ExportSummary = {
       exportId,
       tenantId,
@@ -165,11 +189,11 @@ export async function startAuditExport(
       anchor: { type: plan.anchor.type, sequence: plan.anchor.sequence, chainHash: plan.anchor.chainHash },
       recordedAs: header.recordedAs,
       ...counts,
-      lastSequence: last.seq,
-      lastChainHash: last.chain,
+      lastSequence,
+      lastChainHash,
     };
     const end: EndRecord = { kind: "end", ...summary, jws: await deps.auditSigner.sign(EXPORT_JWS_TYPE, summary) };
-    yield { text: lineOf(end) + "\n", sequence: plan.upTo, summary };
+    yield { data: Buffer.from(lineOf(end) + "\n"), sequence: plan.upTo, summary };
   }
 
   const extension = csv ? "csv" : "ndjson";
@@ -180,6 +204,22 @@ export async function startAuditExport(
     rows: Math.max(0, plan.upTo - plan.anchor.sequence),
     chunks,
   };
+}
+
+/**
+ * A page's lines, each followed by a newline, encoded straight into one buffer: joining megabytes
+ * into one string and encoding that costs several times more (and twice the memory).
+ */
+function linesToBuffer(lines: string[]): Buffer {
+  let size = 0;
+  for (const line of lines) size += Buffer.byteLength(line) + 1;
+  const out = Buffer.allocUnsafe(size);
+  let offset = 0;
+  for (const line of lines) {
+    offset += out.write(line, offset);
+    out[offset++] = 10;
+  }
+  return out;
 }
 
 function withoutKind({ kind: _kind, ...rest }: CheckpointRecord) {

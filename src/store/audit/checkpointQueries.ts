@@ -30,12 +30,12 @@ export async function readLatestCheckpoint(trx: Tx, tenantId: string, atOrBefore
   return rows[0] ? toRecord(rows[0]) : null;
 }
 
-/** Checkpoints with sequence in (after, upTo], in order. */
-export async function readCheckpoints(trx: Tx, tenantId: string, range: { after: number; upTo: number }): Promise<CheckpointRecord[]> {
+/** Checkpoints with sequence in (after, upTo], in order (the first `limit` of them). */
+export async function readCheckpoints(trx: Tx, tenantId: string, range: { after: number; upTo: number }, limit = 10_000): Promise<CheckpointRecord[]> {
   const { rows } = await sql<CheckpointRow>`
     select tenant_seq, chain_hash, previous_signature, jws, kid, signed_at from audit_checkpoints
     where tenant_id = ${tenantId} and tenant_seq > ${range.after} and tenant_seq <= ${range.upTo}
-    order by tenant_seq`.execute(trx);
+    order by tenant_seq limit ${limit}`.execute(trx);
   return rows.map(toRecord);
 }
 

@@ -5,84 +5,113 @@ import type { Tx } from "../db.ts";
 // Each export line is built by PostgreSQL as text, so Node only joins and writes text: no JSON parse
 // or stringify per event. The fields are exactly the ones the content hash covers (appendEvents.ts),
 // with occurredAt formatted as the ISO string that was hashed (Date#toISOString: UTC, milliseconds).
+// Lines are one concat() each (a chain of || copies the growing line at every step), and JSON values
+// come from jsonb output: to_json only where a text column may need escaping.
 
-const OCCURRED_AT = `to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+/** A piece of a line: SQL text that yields part of it (never NULL: concat would drop it silently). */
+type Piece = { sql: string } | { literal: string };
+const lit = (literal: string): Piece => ({ literal });
+const expr = (sql: string): Piece => ({ sql });
 
-/** A JSON string (or null) from a text expression. */
-const jsonText = (expr: string) => `coalesce(to_json(${expr})::text, 'null')`;
+function concat(pieces: Piece[]): string {
+  const merged: Piece[] = [];
+  for (const p of pieces) {
+    const last = merged.at(-1);
+    if ("literal" in p && last && "literal" in last) merged[merged.length - 1] = lit(last.literal + p.literal);
+    else merged.push(p);
+  }
+  return `concat(${merged.map((p) => ("literal" in p ? `'${p.literal.replace(/'/g, "''")}'` : p.sql)).join(", ")})`;
+}
 
-/** `{"k":v,...}` as SQL text concatenation; values are SQL expressions that yield JSON text. */
-const jsonObject = (pairs: Array<[string, string]>) => pairs.map(([k, v], i) => `'${i === 0 ? "{" : ","}"${k}":' || ${v}`).join(" || ") + ` || '}'`;
+/** A quoted JSON string of a column that holds no character JSON must escape (ids, types, hex hashes). */
+const plain = (column: string): Piece[] => [lit('"'), expr(column), lit('"')];
 
-/** The product's audit fields, derived from the event. */
-const AUDIT_PAIRS: Array<[string, string]> = [
-  ["timestamp", `'"' || ${OCCURRED_AT} || '"'`],
-  ["eventType", jsonText("e.event_type")],
-  ["level", jsonText(`coalesce(e.data->>'level', 'info')`)],
-  ["tenantId", jsonText("e.tenant_id")],
-  ["userId", jsonText(`e.metadata#>>'{actor,subject}'`)],
-  ["sourceIp", jsonText(`e.metadata->>'sourceIp'`)],
-  ["resource", jsonText(`coalesce(e.data->>'resource', e.stream_type)`)],
-  ["action", jsonText(`coalesce(e.data->>'action', e.event_type)`)],
-  ["status", jsonText(`coalesce(e.data->>'status', 'success')`)],
-  ["requestId", jsonText(`e.metadata->>'requestId'`)],
-  ["details", `coalesce((e.data->'details')::text, 'null')`],
+/** `{"k":v,...}`: each value is pieces yielding JSON text. */
+const jsonObject = (pairs: Array<[string, Piece[]]>): Piece[] => [
+  ...pairs.flatMap(([k, v], i) => [lit(`${i === 0 ? "{" : ","}"${k}":`), ...v]),
+  lit("}"),
 ];
 
-const EVENT_NDJSON = jsonObject([
-  ["kind", `'"event"'`],
-  ["sequence", "e.tenant_seq::text"],
-  ["eventId", jsonText("e.event_id::text")],
-  ["tenantId", jsonText("e.tenant_id")],
-  ["streamType", jsonText("e.stream_type")],
-  ["streamId", jsonText("e.stream_id")],
-  ["streamVersion", "e.stream_version::text"],
-  ["type", jsonText("e.event_type")],
-  ["schemaVersion", "e.schema_version::text"],
-  ["occurredAt", `'"' || ${OCCURRED_AT} || '"'`],
-  ["data", "e.data::text"],
-  ["metadata", "e.metadata::text"],
-  ["contentHash", jsonText("e.content_hash")],
-  ["chainHash", jsonText("e.chain_hash")],
-  ["audit", `(${jsonObject(AUDIT_PAIRS)})`],
+/** The product's audit fields: a field of the data (or metadata) when present, else the default. */
+const AUDIT: Piece[] = jsonObject([
+  ["timestamp", [lit('"'), expr("e.ts"), lit('"')]],
+  ["eventType", plain("e.event_type")],
+  ["level", [expr(`coalesce(e.data->'level', '"info"'::jsonb)`)]],
+  ["tenantId", plain("e.tenant_id")],
+  ["userId", [expr(`coalesce(e.metadata#>'{actor,subject}', 'null'::jsonb)`)]],
+  ["sourceIp", [expr(`coalesce(e.metadata->'sourceIp', 'null'::jsonb)`)]],
+  ["resource", [expr(`coalesce(e.data->'resource', to_jsonb(e.stream_type))`)]],
+  ["action", [expr(`coalesce(e.data->'action', to_jsonb(e.event_type))`)]],
+  ["status", [expr(`coalesce(e.data->'status', '"success"'::jsonb)`)]],
+  ["requestId", [expr(`coalesce(e.metadata->'requestId', 'null'::jsonb)`)]],
+  ["details", [expr(`coalesce(e.data->'details', 'null'::jsonb)`)]],
 ]);
 
-const OMITTED_NDJSON = jsonObject([
-  ["kind", `'"omitted"'`],
-  ["sequence", "e.tenant_seq::text"],
-  ["contentHash", jsonText("e.content_hash")],
-  ["chainHash", jsonText("e.chain_hash")],
-]);
+const EVENT_NDJSON = concat(
+  jsonObject([
+    ["kind", [lit('"event"')]],
+    ["sequence", [expr("e.tenant_seq")]],
+    ["eventId", plain("e.event_id")],
+    ["tenantId", plain("e.tenant_id")],
+    ["streamType", plain("e.stream_type")],
+    ["streamId", [expr("to_json(e.stream_id)")]],
+    ["streamVersion", [expr("e.stream_version")]],
+    ["type", plain("e.event_type")],
+    ["schemaVersion", [expr("e.schema_version")]],
+    ["occurredAt", [lit('"'), expr("e.ts"), lit('"')]],
+    ["data", [expr("e.data")]],
+    ["metadata", [expr("e.metadata")]],
+    ["contentHash", plain("e.content_hash")],
+    ["chainHash", plain("e.chain_hash")],
+    ["audit", AUDIT],
+  ]),
+);
 
-// CSV (RFC 4180): text fields always quoted, quotes doubled; the column order of CSV_COLUMNS.
-const q = (expr: string) => `coalesce('"' || replace(${expr}, '"', '""') || '"', '')`;
-const csvRow = (cells: string[]) => cells.join(` || ',' || `);
+const OMITTED_NDJSON = concat(
+  jsonObject([
+    ["kind", [lit('"omitted"')]],
+    ["sequence", [expr("e.tenant_seq")]],
+    ["contentHash", plain("e.content_hash")],
+    ["chainHash", plain("e.chain_hash")],
+  ]),
+);
+
+// CSV (RFC 4180): text fields quoted with their quotes doubled; the column order of CSV_COLUMNS.
+const quoted = (sqlText: string): Piece[] => [lit('"'), expr(`replace(${sqlText}, '"', '""')`), lit('"')];
+const csvRow = (cells: Piece[][]): string => concat(cells.flatMap((cell, i) => (i === 0 ? cell : [lit(","), ...cell])));
 
 const EVENT_CSV = csvRow([
-  `'event'`,
-  "e.tenant_seq::text",
-  "e.event_id::text",
-  q("e.tenant_id"),
-  q("e.stream_type"),
-  q("e.stream_id"),
-  "e.stream_version::text",
-  q("e.event_type"),
-  "e.schema_version::text",
-  OCCURRED_AT,
-  q("e.data::text"),
-  q("e.metadata::text"),
-  q("e.content_hash"),
-  q("e.chain_hash"),
-  q(`(${jsonObject(AUDIT_PAIRS)})`),
-  "''",
+  [lit("event")],
+  [expr("e.tenant_seq")],
+  [expr("e.event_id")],
+  [expr("e.tenant_id")],
+  [expr("e.stream_type")],
+  quoted("e.stream_id"),
+  [expr("e.stream_version")],
+  [expr("e.event_type")],
+  [expr("e.schema_version")],
+  [expr("e.ts")],
+  quoted("e.data::text"),
+  quoted("e.metadata::text"),
+  [expr("e.content_hash")],
+  [expr("e.chain_hash")],
+  quoted(concat(AUDIT)),
+  [],
 ]);
 
-const OMITTED_CSV = csvRow([`'omitted'`, "e.tenant_seq::text", ...Array(10).fill("''"), q("e.content_hash"), q("e.chain_hash"), "''", "''"]);
+const OMITTED_CSV = csvRow([[lit("omitted")], [expr("e.tenant_seq")], ...Array.from({ length: 10 }, () => []), [expr("e.content_hash")], [expr("e.chain_hash")], [], []]);
 
 const LINES: Record<ExportFileFormat, { event: string; omitted: string }> = {
   ndjson: { event: EVENT_NDJSON, omitted: OMITTED_NDJSON },
   csv: { event: EVENT_CSV, omitted: OMITTED_CSV },
 };
+
+/** Rows of `events e` with `ts`, the occurrence time as hashed, computed once per row (offset 0 keeps it so). */
+const OCCURRED_AT = `to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** A query of every event's line of the tenant, in order: for the benchmark's in-database baseline. */
+export const eventLinesSql = (format: ExportFileFormat, tenantId: string): string =>
+  `select ${LINES[format].event} from (select e.*, ${OCCURRED_AT} as ts from events e where e.tenant_id = '${tenantId.replace(/'/g, "''")}' order by e.tenant_seq offset 0) e order by e.tenant_seq`;
 
 export interface ExportRowFilter {
   /** Rows before this sequence are stubs (they are there only to carry the chain from the anchor). */
@@ -92,12 +121,10 @@ export interface ExportRowFilter {
   types: string[] | null;
 }
 
-export interface ExportRow {
-  seq: number;
-  chain: string;
-  /** An event line (true) or an omitted stub (false). */
-  shown: boolean;
-  line: string;
+/** One page of the file: its lines in order, and how many of them are event lines (the rest are stubs). */
+export interface ExportPage {
+  lines: string[];
+  events: number;
 }
 
 /** Whether the row is shown in full: in the asked range, of an asked type, in the asked time window. */
@@ -109,16 +136,25 @@ function shownCondition(filter: ExportRowFilter) {
     and (${filter.to}::timestamptz is null or e.occurred_at < ${filter.to}::timestamptz))`;
 }
 
-/** The lines of the rows with sequence in (after, upTo], in order. */
-export async function readExportPage(trx: Tx, tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter, format: ExportFileFormat): Promise<ExportRow[]> {
-  const shown = shownCondition(filter);
-  const { rows } = await sql<ExportRow>`
-    select e.tenant_seq as seq, e.chain_hash as chain, ${shown} as shown,
-           case when ${shown} then ${sql.raw(LINES[format].event)} else ${sql.raw(LINES[format].omitted)} end as line
-    from events e
-    where e.tenant_id = ${tenantId} and e.tenant_seq > ${range.after} and e.tenant_seq <= ${range.upTo}
+/** The lines of the rows with sequence in (after, upTo], in order, and whether each is shown in full. */
+export async function readExportPage(trx: Tx, tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter, format: ExportFileFormat): Promise<ExportPage> {
+  const { rows } = await sql<{ line: string; shown: boolean }>`
+    select case when e.shown then ${sql.raw(LINES[format].event)} else ${sql.raw(LINES[format].omitted)} end as line, e.shown
+    from (select e.*, ${sql.raw(OCCURRED_AT)} as ts, ${shownCondition(filter)} as shown from events e
+          where e.tenant_id = ${tenantId} and e.tenant_seq > ${range.after} and e.tenant_seq <= ${range.upTo}
+          order by e.tenant_seq offset 0) e
     order by e.tenant_seq`.execute(trx);
-  return rows;
+  let events = 0;
+  for (const r of rows) if (r.shown) events++;
+  return { lines: rows.map((r) => r.line), events };
+}
+
+/** The last row of (after, upTo]: the export's end line names its sequence and chain hash. */
+export async function readLastRow(trx: Tx, tenantId: string, range: { after: number; upTo: number }): Promise<{ sequence: number; chainHash: string } | null> {
+  const { rows } = await sql<{ tenant_seq: number; chain_hash: string }>`
+    select tenant_seq, chain_hash from events where tenant_id = ${tenantId} and tenant_seq > ${range.after} and tenant_seq <= ${range.upTo}
+    order by tenant_seq desc limit 1`.execute(trx);
+  return rows[0] ? { sequence: Number(rows[0].tenant_seq), chainHash: rows[0].chain_hash } : null;
 }
 
 /** How many rows of (after, upTo] the export shows in full, and how many as stubs. */
