@@ -26,6 +26,9 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     graphqlEndpoint: "/graphql",
     landingPage: false,
     graphiql: deps.config.env !== "production" ? { title: "Keyplane" } : false,
+    // Documents that fail to parse are not cached: hostile ones vary, and keeping each error (with its
+    // source) costs several times more than parsing it again (bench:limits, part C).
+    parserAndValidationCache: { errorCache: { get: () => undefined, set: () => {} } },
     // Batches are counted as one request and each of their operations is costed (GRAPHQL_MAX_BATCH).
     batching: deps.config.limits.document.maxBatch > 0 ? { limit: 100 } : false,
     logging: {
