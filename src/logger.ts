@@ -33,6 +33,10 @@ export const REDACT_PATHS = [
 /** Who and which request a log line belongs to; set per HTTP request, filled in once authenticated. */
 export interface LogContext {
   requestId: string;
+  /** W3C trace context: the caller's trace (traceparent) or a new one, and this request's span in it. */
+  traceId?: string;
+  spanId?: string;
+  parentSpanId?: string;
   tenantId?: string;
   actor?: string;
 }

@@ -22,8 +22,9 @@ import { createHttpServer } from "./http/server.ts";
 import { graphQLWebSocketOf } from "./http/websocket.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { lockDataDir } from "./store/dataDirLock.ts";
-import { openDatabase, type DatabaseHandle } from "./store/db.ts";
+import { openDatabase, type DatabaseHandle, type Db } from "./store/db.ts";
 import { migrateToLatest } from "./store/migrate.ts";
+import { readOldestUnsignedEventAge } from "./store/queries/auditCheckpointAge.ts";
 
 export interface Keyplane {
   deps: AppDeps;
@@ -71,7 +72,11 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     });
     const keyring = loadKeyring({ spec: config.encryptionKeys, dataDir: config.dataDir, allowGenerate: !config.database.url && config.env !== "production" });
     const now = () => new Date();
-    const metrics = createMetrics({ defaultMetrics: true });
+    const opened = database;
+    const metrics = createMetrics({
+      defaultMetrics: true,
+      scrape: { dbPool: () => opened.poolStats?.(), auditCheckpointAge: cachedCheckpointAge(opened.db, logger) },
+    });
     githubApps = createGitHubApps(config.githubApps, { logger, metrics });
     const db = database.db;
     // Every refused credential (token, refresh token, enrollment key) counts against its address.
@@ -155,4 +160,23 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     unlock();
     throw error;
   }
+}
+
+/** The checkpoint-age gauge's query, run at most every 30 s however often (and by how many) /metrics is scraped. */
+function cachedCheckpointAge(db: Db, logger: Logger): () => Promise<number | undefined> {
+  let last: { at: number; value: number | undefined } | undefined;
+  let running: Promise<number | undefined> | undefined;
+  return () => {
+    if (last && Date.now() - last.at < 30_000) return Promise.resolve(last.value);
+    running ??= readOldestUnsignedEventAge(db).then(
+      (value) => ((last = { at: Date.now(), value }), (running = undefined), value),
+      (error: unknown) => {
+        logger.warn({ err: (error as Error).message }, "metrics: the audit checkpoint age could not be read");
+        last = { at: Date.now(), value: undefined };
+        running = undefined;
+        return undefined;
+      },
+    );
+    return running;
+  };
 }

@@ -24,9 +24,43 @@ export interface Metrics {
   websocketCloses: Counter<"code">;
   /** tenantEvents subscribers following the live log on this process. */
   liveSubscribers: Gauge;
+  /** route: a fixed set (src/http/httpMetrics.ts routeOf), never a raw path. */
+  httpRequests: Counter<"method" | "route" | "status">;
+  httpDuration: Histogram<"method" | "route">;
+  /** operation: the client's operation name among the first names this process saw, else "other"; "anonymous" without one. */
+  graphqlOperations: Counter<"type" | "operation" | "root_field" | "outcome">;
+  graphqlDuration: Histogram<"type" | "operation">;
+  /** Events appended, by event type (a fixed set: the event registry). Process-wide: see eventAppends. */
+  eventAppends: Counter<"type">;
+  /** Seconds from an event's commit to the live feed reading it for its subscribers (NOTIFY, else the fallback poll). */
+  liveEventLag: Histogram;
+  /** Database connections: state total | idle | waiting (clients queued for one) | max; read on scrape. */
+  dbPool: Gauge<"state">;
+  /** Age of the oldest event no signed audit checkpoint covers yet, over every tenant (0: all covered); read on scrape. */
+  auditCheckpointAge: Gauge;
 }
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+/**
+ * Event appends are counted where appends return (src/app/handleCommand.ts, recordSecurityEvent.ts,
+ * startInstallation.ts), which hold a transaction, not a Keyplane: one counter per process, registered in
+ * every Keyplane's registry. A process runs one Keyplane in production; tests read differences.
+ */
+export const eventAppends = new Counter({ name: "keyplane_event_appends_total", help: "Events appended to the log, by event type", labelNames: ["type"], registers: [] });
+
+/** Counts events that an append returned (inside its transaction). */
+export function countAppended(events: ReadonlyArray<{ type: string }>): void {
+  for (const event of events) eventAppends.inc({ type: event.type });
+}
+
+/** Values read when Prometheus scrapes (gauges of things Keyplane does not count itself). */
+export interface ScrapeSources {
+  dbPool?: () => { total: number; idle?: number; waiting?: number; max: number } | undefined;
+  /** Seconds; undefined when it cannot be read (the gauge keeps its last value). */
+  auditCheckpointAge?: () => Promise<number | undefined>;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean; scrape?: ScrapeSources } = {}): Metrics {
+  const scrape = options.scrape ?? {};
   const registry = new Registry();
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: "keyplane_process_" });
   const registers = [registry];
@@ -50,5 +84,60 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     websocketsOpen: new Gauge({ name: "keyplane_websockets_open", help: "graphql-ws sockets open on this process", registers }),
     websocketCloses: new Counter({ name: "keyplane_websocket_closes_total", help: "graphql-ws sockets closed, by close code", labelNames: ["code"], registers }),
     liveSubscribers: new Gauge({ name: "keyplane_live_subscribers", help: "Subscribers following a tenant's live log on this process", registers }),
+    httpRequests: new Counter({ name: "keyplane_http_requests_total", help: "HTTP requests answered, by method, route and status", labelNames: ["method", "route", "status"], registers }),
+    httpDuration: new Histogram({
+      name: "keyplane_http_request_duration_seconds",
+      help: "Time from an HTTP request's arrival to the end of its response (subscriptions over SSE: their lifetime)",
+      labelNames: ["method", "route"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    graphqlOperations: new Counter({
+      name: "keyplane_graphql_operations_total",
+      help: "GraphQL operations executed (subscriptions: started), by type, operation name, first root field and outcome (ok or the first error's code)",
+      labelNames: ["type", "operation", "root_field", "outcome"],
+      registers,
+    }),
+    graphqlDuration: new Histogram({
+      name: "keyplane_graphql_operation_duration_seconds",
+      help: "Execution time of GraphQL queries and mutations, by type and operation name",
+      labelNames: ["type", "operation"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    eventAppends: registered(eventAppends, registry),
+    liveEventLag: new Histogram({
+      name: "keyplane_live_event_lag_seconds",
+      help: "Seconds from an event's commit to the live feed reading it for its subscribers",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    dbPool: new Gauge({
+      name: "keyplane_db_pool_connections",
+      help: "Database connections of this process: total, idle, waiting (clients queued for one) and max (the embedded database: one, total and max only)",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const stats = scrape.dbPool?.();
+        for (const state of ["total", "idle", "waiting", "max"] as const) {
+          const value = stats?.[state];
+          if (value !== undefined) this.set({ state }, value);
+        }
+      },
+    }),
+    auditCheckpointAge: new Gauge({
+      name: "keyplane_audit_checkpoint_oldest_unsigned_seconds",
+      help: "Age of the oldest event not yet covered by a signed audit checkpoint, over every tenant (0 when all are)",
+      registers,
+      async collect() {
+        const age = await scrape.auditCheckpointAge?.();
+        if (age !== undefined) this.set(age);
+      },
+    }),
   };
+}
+
+function registered<T extends Counter<string>>(metric: T, registry: Registry): T {
+  registry.registerMetric(metric);
+  return metric;
 }

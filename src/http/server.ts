@@ -5,6 +5,8 @@ import type { DatabaseHandle } from "../store/db.ts";
 import { pendingMigrations } from "../store/migrate.ts";
 import { logContext, type LogContext } from "../logger.ts";
 import { requestIdOf } from "./requestMeta.ts";
+import { methodOf, routeOf } from "./httpMetrics.ts";
+import { traceContextOf } from "./traceContext.ts";
 import { auditExportRoute } from "./auditExportRoute.ts";
 import { installationRoutes } from "./installationRoutes.ts";
 import { addressPolicyOf, admitAddress } from "./addressLimits.ts";
@@ -20,7 +22,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Server {
   const yoga = createGraphQLServer(deps);
   const installations = installationRoutes(deps, sendJson);
-  const auditExport = auditExportRoute(deps, sendJson);
+  const auditExport = auditExportRoute(deps, sendJson, database);
 
   async function readiness(): Promise<{ ok: boolean; checks: Record<string, string> }> {
     const checks: Record<string, string> = {};
@@ -36,7 +38,14 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
   }
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const context: LogContext = { requestId: requestIdOf(req.headers["x-request-id"] as string | undefined) };
+    // Every log line of the request carries its request id and its W3C trace context (traceparent).
+    const trace = traceContextOf(req.headers.traceparent);
+    const context: LogContext = {
+      requestId: requestIdOf(req.headers["x-request-id"] as string | undefined),
+      traceId: trace.traceId,
+      spanId: trace.spanId,
+      ...(trace.parentSpanId ? { parentSpanId: trace.parentSpanId } : {}),
+    };
     res.setHeader("x-request-id", context.requestId);
     const started = process.hrtime.bigint();
     // The query stays out of the request log: OAuth callbacks carry codes and states in it.
@@ -45,8 +54,12 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     const path = q === -1 ? url : url.slice(0, q);
     const search = q === -1 ? "" : url.slice(q + 1);
     res.once("finish", () => {
-      if (path === "/healthz" || path === "/readyz" || path === "/metrics") return;
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      const method = methodOf(req.method);
+      const route = routeOf(path);
+      deps.metrics.httpRequests.inc({ method, route, status: String(res.statusCode) });
+      deps.metrics.httpDuration.observe({ method, route }, durationMs / 1000);
+      if (path === "/healthz" || path === "/readyz" || path === "/metrics") return;
       deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10 }, "request");
     });
     logContext.run(context, () => route(req, res, path, new URLSearchParams(search)));

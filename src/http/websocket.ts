@@ -13,6 +13,7 @@ import type { GraphQLContext } from "../graphql/context.ts";
 import { logContext, type LogContext } from "../logger.ts";
 import { withPlatform } from "../store/db.ts";
 import { requestIdOf, requestMetaOf } from "./requestMeta.ts";
+import { traceContextOf } from "./traceContext.ts";
 import type { ServerContext } from "./yoga.ts";
 
 /**
@@ -295,7 +296,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
   }
 
   function opened(socket: WebSocket, request: IncomingMessage, id: string) {
-    const log: LogContext = { requestId: id };
+    // The upgrade request's trace context (traceparent) tags the connection's log lines.
+    const trace = traceContextOf(headerOf(request, "traceparent"));
+    const log: LogContext = { requestId: id, traceId: trace.traceId, spanId: trace.spanId, ...(trace.parentSpanId ? { parentSpanId: trace.parentSpanId } : {}) };
     const meta = logContext.run(log, () => requestMetaOf(null, request));
     const connection: Connection = { id, socket, request, meta, log, opened: Date.now(), actor: null, alive: true, operations: 0, running: 0, idleSince: Date.now() };
     connections.add(connection);

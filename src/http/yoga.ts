@@ -8,6 +8,7 @@ import type { GraphQLContext } from "../graphql/context.ts";
 import { schema } from "../graphql/schema.ts";
 import { authenticateRequest, documentLimitPlugins, rateLimitPlugin } from "./graphqlProtection.ts";
 import { idempotencyPlugin } from "./idempotencyPlugin.ts";
+import { graphqlMetricsPlugin } from "./graphqlMetrics.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
 export interface ServerContext {
@@ -76,6 +77,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       validationErrorsAreBadInput(),
       ...(guarded ? [rateLimitPlugin(deps)] : []),
       idempotencyPlugin(),
+      graphqlMetricsPlugin(deps.metrics),
     ],
   });
 }

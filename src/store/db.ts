@@ -16,10 +16,14 @@ export interface DatabaseHandle {
   backend: "pg" | "pglite";
   /** pg only: the schema Keyplane's tables live in, when not the connection's default. */
   schema?: string;
+  /** pg only: the pool itself, for protocol flows kysely does not offer (the audit export's COPY). */
+  pool?: pg.Pool;
   /** Runs a multi-statement SQL script (migrations) inside the given transaction. */
   execScript(trx: Tx, script: string): Promise<void>;
   /** LISTENs on a channel until the returned function is called: see Listener. */
   listen(channel: string, listener: Listener): Promise<() => Promise<void>>;
+  /** Connections now (for /metrics): pg's pool; PGlite is one connection, queued by its dialect. */
+  poolStats?(): { total: number; idle?: number; waiting?: number; max: number };
   close(): Promise<void>;
 }
 
@@ -66,11 +70,13 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       db,
       backend: "pg",
       schema: options.schema,
+      pool,
       // Without parameters pg uses the simple protocol, which accepts several statements.
       execScript: async (trx, script) => {
         await sql.raw(script).execute(trx);
       },
       listen: (channel, listener) => listenOnPostgres(options, channel, listener),
+      poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: options.poolMax ?? 10 }),
       close: () => db.destroy(),
     };
   }
@@ -91,6 +97,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       const unlisten = await pglite.listen(channel, (payload) => listener.onNotify(payload));
       return () => unlisten();
     },
+    poolStats: () => ({ total: 1, max: 1 }),
     close: () => db.destroy(),
   };
 }

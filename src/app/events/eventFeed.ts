@@ -77,7 +77,7 @@ interface Channel {
  * most one fallback poll. A subscriber that does not keep up is dropped, never waited for: writers
  * and other subscribers do not notice it.
  */
-export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger; metrics?: Pick<Metrics, "liveSubscribers"> }, options: EventFeedOptions): EventFeed {
+export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger; metrics?: Pick<Metrics, "liveSubscribers" | "liveEventLag"> }, options: EventFeedOptions): EventFeed {
   const pageSize = options.pageSize ?? 500;
   const channels = new Map<string, Channel>();
   const opening = new Map<string, Promise<Channel>>();
@@ -115,7 +115,9 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
           const events = await readAfter(channel.tenantId, channel.head);
           stats.liveReads++;
           if (events.length) {
-            channel.head = events[events.length - 1]!.sequence;
+            const newest = events[events.length - 1]!;
+            channel.head = newest.sequence;
+            deps.metrics?.liveEventLag.observe(Math.max(0, Date.now() - Date.parse(newest.recordedAt)) / 1000);
             for (const subscriber of channel.subscribers) deliver(channel, subscriber, events);
           }
           if (events.length < pageSize) break;
