@@ -54,7 +54,7 @@ const EnvSchema = z.object({
   REDIS_URL: z.string().url().optional(),
   RATE_LIMITS: z.enum(["on", "off"]).optional(),
   RATE_LIMIT_STORE: z.enum(["memory", "redis", "database"]).optional(),
-  RATE_LIMIT_STORE_TIMEOUT_MS: duration.default(250),
+  RATE_LIMIT_STORE_TIMEOUT_MS: duration.default(1000),
   RATE_LIMIT_REQUESTS_PER_MINUTE: z.string().optional(),
   RATE_LIMIT_BURST_PER_SECOND: z.string().optional(),
   RATE_LIMIT_COST_PER_MINUTE: z.string().optional(),
