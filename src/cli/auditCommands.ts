@@ -24,7 +24,7 @@ export async function runAuditExport(kp: Keyplane, cmd: Extract<AuditCommand, { 
   if (tenantId !== PLATFORM_TENANT && !(await listAllTenants(kp.deps.db)).some((t) => t.tenant_id === tenantId)) {
     throw new Error(`no tenant ${tenantId} (see: keyplane tenant list)`);
   }
-  const file = await startAuditExport(kp.deps, systemActor("cli", tenantId), { ...cmd.request, via: "cli" });
+  const file = await startAuditExport(kp.deps, systemActor("cli", tenantId), { ...cmd.request, via: "cli" }, {}, kp.database);
   const progress = progressReporter(`exporting ${tenantId}`, io.err, Boolean(io.isTty));
   const toStdout = cmd.out === "-";
   const target = path.resolve(cmd.out);

@@ -6,6 +6,7 @@ import type { AppDeps } from "../app/deps.ts";
 import { can } from "../auth/actor.ts";
 import { BadInputError, DomainError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import { logContext } from "../logger.ts";
+import type { DatabaseHandle } from "../store/db.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
 // GET /audit/export: the caller's tenant log as a verifiable NDJSON or CSV file, streamed page by
@@ -16,7 +17,7 @@ const PARAMS = new Set(["from", "to", "fromSequence", "toSequence", "types", "fo
 
 type Send = (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>) => void;
 
-export function auditExportRoute(deps: AppDeps, sendJson: Send) {
+export function auditExportRoute(deps: AppDeps, sendJson: Send, database: Pick<DatabaseHandle, "pool">) {
   function fail(res: ServerResponse, error: unknown) {
     if (res.headersSent) {
       // Mid-stream there is no status to change: cut the response, so the file has no end line and
@@ -47,7 +48,7 @@ export function auditExportRoute(deps: AppDeps, sendJson: Send) {
       throw new ForbiddenError("exporting the audit log needs the audit:read permission");
     }
     const request = parseExportRequest(rawRequestOf(query));
-    const file = await startAuditExport(deps, actor, { ...request, via: "http" }, meta);
+    const file = await startAuditExport(deps, actor, { ...request, via: "http" }, meta, database);
     res.writeHead(200, {
       "content-type": file.contentType,
       "content-disposition": `attachment; filename="${file.fileName}"`,
@@ -78,7 +79,10 @@ function rawRequestOf(query: URLSearchParams): RawExportRequest {
   return { from: one("from"), to: one("to"), fromSequence: one("fromSequence"), toSequence: one("toSequence"), types: query.getAll("types"), format: one("format") };
 }
 
-/** Writes each chunk, waiting for 'drain' when the socket is full; stops reading when the client leaves. */
+/**
+ * Writes each chunk and waits until the socket took it (backpressure: a slow reader slows the
+ * reading of pages; a chunk's memory is reused after it), and stops when the client leaves.
+ */
 async function writeChunks(res: ServerResponse, chunks: AsyncGenerator<{ data: Buffer }>): Promise<void> {
   let gone = false;
   const onClose = () => (gone = true);
@@ -86,7 +90,7 @@ async function writeChunks(res: ServerResponse, chunks: AsyncGenerator<{ data: B
   try {
     for await (const chunk of chunks) {
       if (gone) break; // ends the generator: no further page is read
-      if (!res.write(chunk.data)) await drainOrClose(res);
+      await writeFlushed(res, chunk.data);
     }
     if (!gone) res.end();
   } finally {
@@ -94,14 +98,14 @@ async function writeChunks(res: ServerResponse, chunks: AsyncGenerator<{ data: B
   }
 }
 
-function drainOrClose(res: ServerResponse): Promise<void> {
+function writeFlushed(res: ServerResponse, data: Buffer): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
-      res.off("drain", done);
       res.off("close", done);
       resolve();
     };
-    res.on("drain", done);
-    res.on("close", done);
+    res.once("close", done);
+    // The callback runs once the data is handed to the socket, or with an error when it closed.
+    res.write(data, done);
   });
 }

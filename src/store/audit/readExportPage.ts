@@ -127,26 +127,54 @@ export interface ExportPage {
   events: number;
 }
 
-/** Whether the row is shown in full: in the asked range, of an asked type, in the asked time window. */
-function shownCondition(filter: ExportRowFilter) {
-  const types = filter.types ? JSON.stringify(filter.types) : null;
-  return sql`(e.tenant_seq >= ${filter.fromSequence}
-    and (${types}::jsonb is null or ${types}::jsonb ? e.event_type)
-    and (${filter.from}::timestamptz is null or e.occurred_at >= ${filter.from}::timestamptz)
-    and (${filter.to}::timestamptz is null or e.occurred_at < ${filter.to}::timestamptz))`;
+/** A SQL string literal (standard_conforming_strings, PostgreSQL's default since 9.1). */
+const literal = (value: string): string => `'${value.replace(/'/g, "''")}'`;
+const integer = (value: number): string => {
+  if (!Number.isSafeInteger(value)) throw new TypeError(`not an integer: ${value}`);
+  return String(value);
+};
+
+/**
+ * The query of one page: per row of (after, upTo], in order, its line and whether it is shown in
+ * full (in the asked range, of an asked type, in the asked time window) or as a stub. The values
+ * are inlined as literals because COPY takes no parameters (copyExportPage.ts); they are all
+ * checked values (a tenant id, integers, registered event types, ISO timestamps).
+ */
+export function exportPageSql(tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter, format: ExportFileFormat): string {
+  return `select case when e.shown then ${LINES[format].event} else ${LINES[format].omitted} end as line, e.shown
+    from (select e.*, ${OCCURRED_AT} as ts, ${shownSql(filter)} as shown from events e where ${rangeSql(tenantId, range)}
+          order by e.tenant_seq offset 0) e
+    order by e.tenant_seq`;
 }
 
-/** The lines of the rows with sequence in (after, upTo], in order, and whether each is shown in full. */
+const rangeSql = (tenantId: string, range: { after: number; upTo: number }) =>
+  `e.tenant_id = ${literal(tenantId)} and e.tenant_seq > ${integer(range.after)} and e.tenant_seq <= ${integer(range.upTo)}`;
+
+function shownSql(filter: ExportRowFilter): string {
+  const conditions = [
+    `e.tenant_seq >= ${integer(filter.fromSequence)}`,
+    ...(filter.types ? [`e.event_type = any(array[${filter.types.map(literal).join(", ")}]::text[])`] : []),
+    ...(filter.from ? [`e.occurred_at >= ${literal(filter.from.toISOString())}::timestamptz`] : []),
+    ...(filter.to ? [`e.occurred_at < ${literal(filter.to.toISOString())}::timestamptz`] : []),
+  ];
+  return `(${conditions.join(" and ")})`;
+}
+
+/** The lines of the rows with sequence in (after, upTo], in order, and how many are shown in full. */
 export async function readExportPage(trx: Tx, tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter, format: ExportFileFormat): Promise<ExportPage> {
-  const { rows } = await sql<{ line: string; shown: boolean }>`
-    select case when e.shown then ${sql.raw(LINES[format].event)} else ${sql.raw(LINES[format].omitted)} end as line, e.shown
-    from (select e.*, ${sql.raw(OCCURRED_AT)} as ts, ${shownCondition(filter)} as shown from events e
-          where e.tenant_id = ${tenantId} and e.tenant_seq > ${range.after} and e.tenant_seq <= ${range.upTo}
-          order by e.tenant_seq offset 0) e
-    order by e.tenant_seq`.execute(trx);
+  const { rows } = await sql<{ line: string; shown: boolean }>`${sql.raw(exportPageSql(tenantId, range, filter, format))}`.execute(trx);
   let events = 0;
   for (const r of rows) if (r.shown) events++;
   return { lines: rows.map((r) => r.line), events };
+}
+
+/** How many rows of (after, upTo] the export shows in full, and how many as stubs. */
+export async function countExportRows(trx: Tx, tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter): Promise<{ events: number; omitted: number }> {
+  const { rows } = await sql<{ events: number; total: number }>`${sql.raw(
+    `select (count(*) filter (where ${shownSql(filter)}))::int as events, count(*)::int as total from events e where ${rangeSql(tenantId, range)}`,
+  )}`.execute(trx);
+  const { events, total } = rows[0]!;
+  return { events, omitted: total - events };
 }
 
 /** The last row of (after, upTo]: the export's end line names its sequence and chain hash. */
@@ -157,13 +185,3 @@ export async function readLastRow(trx: Tx, tenantId: string, range: { after: num
   return rows[0] ? { sequence: Number(rows[0].tenant_seq), chainHash: rows[0].chain_hash } : null;
 }
 
-/** How many rows of (after, upTo] the export shows in full, and how many as stubs. */
-export async function countExportRows(trx: Tx, tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter): Promise<{ events: number; omitted: number }> {
-  const { rows } = await sql<{ events: number; total: number }>`
-    select count(*) filter (where ${shownCondition(filter)})::int as events,
-           count(*)::int as total
-    from events e
-    where e.tenant_id = ${tenantId} and e.tenant_seq > ${range.after} and e.tenant_seq <= ${range.upTo}`.execute(trx);
-  const { events, total } = rows[0]!;
-  return { events, omitted: total - events };
-}
