@@ -98,7 +98,7 @@ await migrateToLatest(database);
 
 const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 const dirs: string[] = [];
-const HIGH = { RATE_LIMIT_REQUESTS_PER_MINUTE: "enterprise:100000000", RATE_LIMIT_BURST_PER_SECOND: "enterprise:100000000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000", RATE_LIMIT_COST_PER_MINUTE: "enterprise:100000000" };
+const HIGH = { RATE_LIMIT_REQUESTS_PER_MINUTE: "enterprise:100000000", RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000", RATE_LIMIT_COST_PER_MINUTE: "enterprise:100000000" };
 
 async function keyplane(env: Record<string, string>, protections = true): Promise<{ kp: Keyplane; url: string }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-bench-limits-"));
@@ -193,7 +193,7 @@ await Promise.all(servers.map((s) => s.kp.close()));
 
 // B: accuracy under overload (3× the quota at once, one window).
 async function accuracy(label: string, env: Record<string, string>, processes: number) {
-  const apps = await Promise.all(Array.from({ length: processes }, () => keyplane({ RATE_LIMITS: "on", RATE_LIMIT_REQUESTS_PER_MINUTE: `enterprise:${QUOTA}`, RATE_LIMIT_BURST_PER_SECOND: "enterprise:100000000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000", ...env })));
+  const apps = await Promise.all(Array.from({ length: processes }, () => keyplane({ RATE_LIMITS: "on", RATE_LIMIT_REQUESTS_PER_MINUTE: `enterprise:${QUOTA}`, RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000", ...env })));
   const id = `acc-${Math.random().toString(36).slice(2, 8)}`;
   await createTenant(apps[0]!.kp.deps, systemActor("bench"), { id, name: "Accuracy", tier: "enterprise" });
   const t = await mint(apps[0]!.kp, id, "bench-accuracy");

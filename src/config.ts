@@ -9,7 +9,7 @@ import {
   DEFAULT_PRINCIPAL_PER_MINUTE,
   DEFAULT_REQUESTS_PER_MINUTE,
   DEFAULT_WEBHOOKS_PER_MINUTE,
-  defaultBurstPerSecond,
+  defaultBurstPer10Seconds,
   type LimitsConfig,
   type TierTable,
 } from "./limits/policies.ts";
@@ -56,7 +56,7 @@ const EnvSchema = z.object({
   RATE_LIMIT_STORE: z.enum(["memory", "redis", "database"]).optional(),
   RATE_LIMIT_STORE_TIMEOUT_MS: duration.default(1000),
   RATE_LIMIT_REQUESTS_PER_MINUTE: z.string().optional(),
-  RATE_LIMIT_BURST_PER_SECOND: z.string().optional(),
+  RATE_LIMIT_BURST_PER_10_SECONDS: z.string().optional(),
   RATE_LIMIT_COST_PER_MINUTE: z.string().optional(),
   RATE_LIMIT_PRINCIPAL_PER_MINUTE: duration.default(DEFAULT_PRINCIPAL_PER_MINUTE),
   RATE_LIMIT_ANONYMOUS_PER_MINUTE: duration.default(DEFAULT_ANONYMOUS_PER_MINUTE),
@@ -219,7 +219,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   if (e.RATE_LIMIT_STORE === "redis" && !e.REDIS_URL) throw new ConfigError("invalid configuration: RATE_LIMIT_STORE=redis needs REDIS_URL");
   const requestsPerMinute = tierTable("RATE_LIMIT_REQUESTS_PER_MINUTE", e.RATE_LIMIT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_MINUTE);
-  const derivedBurst: TierTable = { free: defaultBurstPerSecond(requestsPerMinute.free), pro: defaultBurstPerSecond(requestsPerMinute.pro), enterprise: defaultBurstPerSecond(requestsPerMinute.enterprise) };
+  const derivedBurst: TierTable = { free: defaultBurstPer10Seconds(requestsPerMinute.free), pro: defaultBurstPer10Seconds(requestsPerMinute.pro), enterprise: defaultBurstPer10Seconds(requestsPerMinute.enterprise) };
   const quotaOf = (name: string, value: string | undefined, key: "agent-create" | "agent-update") =>
     tierTable(name, value, { free: DEFAULT_AGENT_QUOTAS.free[key], pro: DEFAULT_AGENT_QUOTAS.pro[key], enterprise: DEFAULT_AGENT_QUOTAS.enterprise[key] }, true);
   const creates = quotaOf("AGENT_CREATES_PER_DAY", e.AGENT_CREATES_PER_DAY, "agent-create");
@@ -231,7 +231,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     storeTimeoutMs: e.RATE_LIMIT_STORE_TIMEOUT_MS,
     requestsPerMinute,
-    burstPerSecond: tierTable("RATE_LIMIT_BURST_PER_SECOND", e.RATE_LIMIT_BURST_PER_SECOND, derivedBurst),
+    burstPer10Seconds: tierTable("RATE_LIMIT_BURST_PER_10_SECONDS", e.RATE_LIMIT_BURST_PER_10_SECONDS, derivedBurst),
     costPerMinute: tierTable("RATE_LIMIT_COST_PER_MINUTE", e.RATE_LIMIT_COST_PER_MINUTE, DEFAULT_COST_PER_MINUTE),
     principalPerMinute: e.RATE_LIMIT_PRINCIPAL_PER_MINUTE,
     anonymousPerMinute: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,

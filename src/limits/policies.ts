@@ -36,8 +36,8 @@ export const POLICIES: Record<PolicyName, PolicyDefinition> = {
   "tenant-burst": {
     counts: "requests",
     keyedOn: "tenant id",
-    windowSeconds: 1,
-    limit: "the tenant's tier: RATE_LIMIT_BURST_PER_SECOND (default: the largest b with 62·b < 2·per-minute quota, so no 60-second span ever lets through twice the quota)",
+    windowSeconds: 10,
+    limit: "the tenant's tier: RATE_LIMIT_BURST_PER_10_SECONDS (default: the largest b with 7·b < 2·per-minute quota, so no 60-second span ever lets through twice the quota)",
   },
   principal: { counts: "requests", keyedOn: "tenant id + subject (a user, a service or an agent)", windowSeconds: 60, limit: "RATE_LIMIT_PRINCIPAL_PER_MINUTE (100)" },
   cost: { counts: "query cost", keyedOn: "tenant id", windowSeconds: 60, limit: "the tenant's tier: RATE_LIMIT_COST_PER_MINUTE (free 3000, pro 15000, enterprise 50000)" },
@@ -66,13 +66,14 @@ export const DEFAULT_WEBHOOKS_PER_MINUTE = 600;
 export const DEFAULT_AUTH_FAILURES_PER_MINUTE = 30;
 
 /**
- * The per-second burst cap that keeps any 60-second span under twice the per-minute quota. Fixed
- * windows let a client spend a whole quota at the end of one window and another at the start of the
- * next; with at most b per second, a 60-second span overlaps at most 62 one-second windows (two of
- * them partly), so it lets through at most min(2q, 62b) < 2q.
+ * The burst cap per ten seconds that keeps any 60-second span under twice the per-minute quota.
+ * Fixed windows let a client spend a whole quota at the end of one window and another at the start
+ * of the next; with at most b per ten seconds, a 60-second span overlaps at most 7 ten-second
+ * windows, so it lets through at most min(2q, 7b) < 2q. Ten seconds rather than one: a dashboard
+ * that loads a page sends several requests at once (free: 17 at once, not 1).
  */
-export function defaultBurstPerSecond(perMinute: number): number {
-  return Math.max(1, Math.floor((2 * perMinute - 1) / 62));
+export function defaultBurstPer10Seconds(perMinute: number): number {
+  return Math.max(1, Math.floor((2 * perMinute - 1) / 7));
 }
 
 /**
@@ -118,7 +119,7 @@ export interface LimitsConfig {
   /** A shared store slower than this is skipped for the in-memory insurance limiter. */
   storeTimeoutMs: number;
   requestsPerMinute: TierTable;
-  burstPerSecond: TierTable;
+  burstPer10Seconds: TierTable;
   costPerMinute: TierTable;
   principalPerMinute: number;
   anonymousPerMinute: number;

@@ -102,7 +102,7 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
       if (!actor) return this.checkAddress("anonymous", meta, null);
       const t = tierOf(actor, tier);
       // The burst cap first: a request it refuses does not eat into the minute's quota.
-      const burst = await check("tenant-burst", actor.tenantId, config.burstPerSecond[t]);
+      const burst = await check("tenant-burst", actor.tenantId, config.burstPer10Seconds[t]);
       if (burst.limited) return decide([burst], actor, meta);
       const [tenant, principal] = await Promise.all([check("tenant", actor.tenantId, config.requestsPerMinute[t]), check("principal", `${actor.tenantId}:${actor.subject}`, config.principalPerMinute)]);
       return decide([tenant, burst, principal], actor, meta);
@@ -157,7 +157,7 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
 
 const MESSAGES: Record<PolicyName, string> = {
   tenant: "this tenant's requests per minute are used up",
-  "tenant-burst": "too many requests in one second for this tenant",
+  "tenant-burst": "too many requests within ten seconds for this tenant",
   principal: "this principal's requests per minute are used up",
   cost: "this tenant's query cost budget for the minute is used up",
   anonymous: "too many unauthenticated requests from this address",

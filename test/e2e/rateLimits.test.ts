@@ -23,7 +23,7 @@ const hasRedis = spawnSync("redis-server", ["--version"], { stdio: "ignore" }).s
 if (!hasRedis) console.warn("redis-server is not installed: the Redis cases of test/e2e/rateLimits.test.ts are skipped");
 
 /** Only the tier's minute quota decides: no burst cap, no per-principal limit in the way. */
-const TIER_ONLY = { RATE_LIMITS: "on", RATE_LIMIT_BURST_PER_SECOND: "free:100000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000" };
+const TIER_ONLY = { RATE_LIMITS: "on", RATE_LIMIT_BURST_PER_10_SECONDS: "free:100000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000" };
 /** Exactness is about sharing: a loaded machine must not send counts to the insurance limiter by a timeout. */
 const PATIENT = { RATE_LIMIT_STORE_TIMEOUT_MS: "30000" };
 const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
