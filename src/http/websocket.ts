@@ -263,7 +263,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       document = enveloped.parse(payload.query);
     } catch (error) {
       if (!(error instanceof GraphQLError)) throw error;
-      return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { code: "BAD_USER_INPUT", reason: "GRAPHQL_PARSE_FAILED" } })];
+      // A refusal of Keyplane's own parse limits (MAX_TOKENS_EXCEEDED) keeps its reason, as over HTTP.
+      const reason = typeof error.extensions?.reason === "string" ? error.extensions.reason : "GRAPHQL_PARSE_FAILED";
+      return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { code: "BAD_USER_INPUT", reason } })];
     }
     // Yoga's plugins (validationErrorsAreBadInput among them) see the validation as over HTTP.
     const errors = enveloped.validate(enveloped.schema, document);

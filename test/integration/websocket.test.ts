@@ -293,6 +293,12 @@ describe("subscriptions over WebSocket (graphql-ws)", () => {
     }
   });
 
+  it("refuses a document over the token limit with the same reason as over HTTP (MAX_TOKENS_EXCEEDED)", async () => {
+    const huge = `{ ${Array.from({ length: 3000 }, () => "__typename").join(" ")} }`;
+    const outcome = await once({ token: tenant.tokens.viewer }, huge);
+    expect(outcome.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", reason: "MAX_TOKENS_EXCEEDED" });
+  });
+
   it("masks unexpected errors and keeps extensions.http out of WebSocket answers", async () => {
     // auditLog needs audit:read: the viewer's refusal is FORBIDDEN, without the HTTP status beside it.
     const outcome = await once({ token: tenant.tokens.viewer }, "{ auditLog(first: 1) { edges { cursor } } }");
