@@ -43,7 +43,7 @@ export const WS_CLOSE = {
   tooLarge: 1009,
   /** The client did not read: its send buffer stayed full. Subscribe again with the last cursor received. */
   slowConsumer: 4008,
-  /** The principal already holds as many sockets as it may (on this process). */
+  /** The principal already holds as many sockets as it may (on this process), or the address failed to authenticate too often. */
   tooManySockets: 4029,
   /** No operation ran for the idle timeout. */
   idle: 1000,
@@ -171,6 +171,11 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
           request: connection.meta,
         });
         closeSocket(connection, WS_CLOSE.unauthorized, "Unauthorized");
+        return false;
+      }
+      // An address refused for too many failed authentications is refused here too, before any check.
+      if (deps.limits.enabled && deps.limits.blockedAddress(connection.meta.sourceIp)) {
+        closeSocket(connection, WS_CLOSE.tooManySockets, "Too many failed authentications");
         return false;
       }
       let actor: Actor | null;

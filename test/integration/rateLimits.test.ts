@@ -105,7 +105,7 @@ describe("tier limits", () => {
   });
 });
 
-describe("per-principal and per-second limits", () => {
+describe("per-principal and burst limits", () => {
   let app: TestApp;
   beforeAll(async () => {
     app = await createTestApp({ name: "limits-burst", env: LIMITS_ON });
@@ -199,6 +199,11 @@ describe("per-principal and per-second limits", () => {
       }
       expect(res!.status).toBe(429);
       expect(res!.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "auth-failures" });
+      // Nor may it open a WebSocket instead.
+      const socket = new WebSocket(`${guarded.url.replace(/^http/, "ws")}/graphql`, "graphql-transport-ws");
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
+      socket.on("open", () => socket.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${t.tokens.viewer}` } })));
+      expect(await closed).toEqual({ code: 4029, reason: "Too many failed authentications" });
     } finally {
       await guarded.close();
     }
