@@ -549,3 +549,26 @@ describe("monitoring", () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 });
+
+describe("ops/README.md", () => {
+  it("has the runbooks", () => {
+    const text = readFileSync(path.join(ROOT, "ops/README.md"), "utf8");
+    const headings = [...text.matchAll(/^### (.+)$/gm)].map((m) => m[1]);
+    expect(headings).toEqual(
+      expect.arrayContaining([
+        "First install",
+        "Upgrade with migrations and zero downtime",
+        "Rotating a GitHub App private key",
+        "Rotating the encryption keyring (`KEYPLANE_ENCRYPTION_KEYS`)",
+        "Rotating Keyplane's signing key (`KEYPLANE_SIGNING_KEY`)",
+        "Suspected token leak",
+        "Restoring from backup and re-verifying the audit chain",
+        "Scaling out",
+      ]),
+    );
+    // The commands and mutations they name exist.
+    for (const name of ["suspendInstallation", "revokeInstallation", "revokeGitHubToken", "issuedTokens", "verifyAuditLog", "revokeAccessToken"]) expect(text).toContain(name);
+    const schema = readFileSync(path.join(ROOT, "schema/schema.graphql"), "utf8");
+    for (const field of ["suspendInstallation(", "revokeInstallation(", "revokeGitHubToken(", "issuedTokens(", "verifyAuditLog", "revokeAccessToken(", "setTokenPolicy(", "issueServiceToken("]) expect(schema).toContain(field);
+  });
+});
