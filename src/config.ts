@@ -13,6 +13,7 @@ import {
   type LimitsConfig,
   type TierTable,
 } from "./limits/policies.ts";
+import { trustedProxyProblem } from "./http/clientAddress.ts";
 
 // The only reader of process.env: everything else receives a typed Config.
 const duration = z.coerce.number().int().positive();
@@ -38,6 +39,8 @@ const EnvSchema = z.object({
   SERVICE_TOKEN_TTL_SECONDS: duration.default(86400),
   REFRESH_TOKEN_TTL_SECONDS: duration.default(30 * 86400),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  /** Reverse proxies whose X-Forwarded-For is believed: addresses and CIDR ranges, comma-separated. */
+  TRUSTED_PROXIES: z.string().optional(),
   KEYPLANE_ENCRYPTION_KEYS: z.string().optional(),
   OAUTH_SUCCESS_URL: z.string().url().optional(),
   OAUTH_STATE_TTL_SECONDS: duration.default(600),
@@ -128,6 +131,8 @@ export interface Config {
     refreshTokenTtl: number;
   };
   maxBodyBytes: number;
+  /** Addresses and CIDR ranges of reverse proxies whose X-Forwarded-For names the client (src/http/clientAddress.ts). */
+  trustedProxies: string[];
   /** `id:base64key,…`, first is current; unset means a key generated once into the data dir. */
   encryptionKeys?: string;
   installations: {
@@ -284,6 +289,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       refreshTokenTtl: e.REFRESH_TOKEN_TTL_SECONDS,
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
+    trustedProxies: trustedProxiesOf(e.TRUSTED_PROXIES),
     encryptionKeys: e.KEYPLANE_ENCRYPTION_KEYS,
     installations: {
       successUrl: e.OAUTH_SUCCESS_URL,
@@ -354,4 +360,13 @@ function requireTogether(names: Array<keyof Env>, e: Env) {
   if (set.length && set.length !== names.length) {
     throw new ConfigError(`invalid configuration: ${names.join(", ")} must be set together (missing ${names.filter((n) => !set.includes(n)).join(", ")})`);
   }
+}
+
+function trustedProxiesOf(spec: string | undefined): string[] {
+  const entries = (spec ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const entry of entries) {
+    const problem = trustedProxyProblem(entry);
+    if (problem) throw new ConfigError(`invalid configuration: TRUSTED_PROXIES: ${problem}`);
+  }
+  return entries;
 }

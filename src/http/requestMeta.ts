@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { RequestMeta } from "../auth/actor.ts";
 import { logContext } from "../logger.ts";
+import { clientAddressOf } from "./clientAddress.ts";
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -21,7 +22,8 @@ export function requestMetaOf(request: Pick<Request, "headers"> | null, req?: In
   const correlationId = header("x-correlation-id");
   return {
     requestId: logContext.getStore()?.requestId ?? requestIdOf(header("x-request-id")),
-    sourceIp: req?.socket?.remoteAddress,
+    // The client behind trusted proxies (TRUSTED_PROXIES), as the server resolved it.
+    sourceIp: req ? clientAddressOf(req) : undefined,
     ...(userAgent ? { userAgent } : {}),
     ...(correlationId && REQUEST_ID.test(correlationId) ? { correlationId } : {}),
   };

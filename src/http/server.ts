@@ -7,6 +7,7 @@ import { logContext, type LogContext } from "../logger.ts";
 import { requestIdOf } from "./requestMeta.ts";
 import { methodOf, routeOf } from "./httpMetrics.ts";
 import { traceContextOf } from "./traceContext.ts";
+import { createClientAddressResolver, rememberClientAddress } from "./clientAddress.ts";
 import { auditExportRoute } from "./auditExportRoute.ts";
 import { installationRoutes } from "./installationRoutes.ts";
 import { addressPolicyOf, admitAddress } from "./addressLimits.ts";
@@ -37,7 +38,9 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     return { ok: Object.values(checks).every((v) => v === "ok"), checks };
   }
 
+  const clientAddress = createClientAddressResolver(deps.config.trustedProxies);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    rememberClientAddress(req, clientAddress(req));
     // Every log line of the request carries its request id and its W3C trace context (traceparent).
     const trace = traceContextOf(req.headers.traceparent);
     const context: LogContext = {

@@ -14,6 +14,7 @@ import { logContext, type LogContext } from "../logger.ts";
 import { withPlatform } from "../store/db.ts";
 import { requestIdOf, requestMetaOf } from "./requestMeta.ts";
 import { traceContextOf } from "./traceContext.ts";
+import { createClientAddressResolver, rememberClientAddress } from "./clientAddress.ts";
 import type { ServerContext } from "./yoga.ts";
 
 /**
@@ -131,6 +132,7 @@ export function graphQLWebSocketOf(server: Server): GraphQLWebSocketServer | und
 
 /** Accepts graphql-ws upgrades on `server` at `options.path` and runs their operations through `yoga`. */
 export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps, options: GraphQLWebSocketOptions = {}): GraphQLWebSocketServer {
+  const clientAddress = createClientAddressResolver(deps.config.trustedProxies);
   const settings = { ...WEBSOCKET_DEFAULTS, ...options };
   const logger = deps.logger;
   const wss = new WebSocketServer({
@@ -292,6 +294,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
 
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     socket.on("error", () => socket.destroy());
+    rememberClientAddress(req, clientAddress(req));
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q === -1 ? url : url.slice(0, q);

@@ -226,6 +226,7 @@ describe("the Deployment", () => {
     });
     expect(parsed.env).toBe("production");
     expect(parsed.migrateOnStart).toBe(false);
+    expect(parsed.trustedProxies).toEqual(["10.0.0.0/8"]);
   });
 
   it("mounts each app's secret as GITHUB_APPS_DIR/<app>/<file> with exactly the file names Keyplane reads", () => {
@@ -443,6 +444,8 @@ describe("docker-compose.yml", () => {
       expect(s.volumes.map((v: string) => v.split(":")[1])).toEqual(["/var/lib/keyplane"]);
       expect(s.environment.DATABASE_URL).toMatch(/^postgres:\/\/keyplane:\$\{KEYPLANE_DB_PASSWORD:\?/);
       expect(s.environment.REDIS_URL).toMatch(/^redis:\/\/:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379$/);
+      // nginx's X-Forwarded-For is believed: the valid setting of the compose network's ranges.
+      expect(loadConfig({ TRUSTED_PROXIES: s.environment.TRUSTED_PROXIES }).trustedProxies.length).toBeGreaterThan(0);
     }
     // Each replica has its own data volume.
     expect(services["keyplane-1"].volumes[0].split(":")[0]).not.toBe(services["keyplane-2"].volumes[0].split(":")[0]);
