@@ -30,11 +30,22 @@ export function canonicalJson(value: unknown): string {
         const member = record[key];
         if (member === undefined) continue;
         if (out.length > 1) out += ",";
-        out += JSON.stringify(key) + ":" + canonicalJson(member);
+        out += quotedKey(key) + canonicalJson(member);
       }
       return out + "}";
     }
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);
   }
+}
+
+// Events repeat the same few dozen keys: their quoted form (with the colon) is kept, up to a bound.
+const quotedKeys = new Map<string, string>();
+function quotedKey(key: string): string {
+  let quoted = quotedKeys.get(key);
+  if (quoted === undefined) {
+    quoted = JSON.stringify(key) + ":";
+    if (quotedKeys.size < 10_000 && key.length <= 64) quotedKeys.set(key, quoted);
+  }
+  return quoted;
 }

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import { canonicalJson } from "./canonicalJson.ts";
 
 /** The part of an event its content hash covers: everything but the sequence and the hashes. */
@@ -15,7 +15,10 @@ export interface HashedContent {
   occurredAt: string; // ISO 8601 with milliseconds, UTC
 }
 
-const sha256Hex = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+// crypto.hash (Node >= 20.12) hashes in one native call, several times faster than a Hash object;
+// a verifier computes two per event. Strings are hashed as UTF-8 either way.
+const oneShot = typeof crypto.hash === "function" ? crypto.hash : undefined;
+const sha256Hex = oneShot ? (text: string) => oneShot("sha256", text, "hex") : (text: string) => crypto.createHash("sha256").update(text, "utf8").digest("hex");
 
 export function contentHash(content: HashedContent): string {
   return sha256Hex(canonicalJson(content));
