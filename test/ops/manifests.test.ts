@@ -68,7 +68,8 @@ describe("every YAML file parses", () => {
   it("each kustomization lists every manifest beside it, and only existing ones", () => {
     for (const dir of [K8S, ARGO]) {
       const listed = kustomization(dir).resources;
-      const present = readdirSync(path.join(ROOT, dir)).filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml");
+      const configurations = (kustomization(dir) as { configurations?: string[] }).configurations ?? [];
+      const present = readdirSync(path.join(ROOT, dir)).filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml" && !configurations.includes(f));
       expect(new Set(listed), dir).toEqual(new Set(present));
       expect(new Set(listed).size).toBe(listed.length);
     }
@@ -415,6 +416,21 @@ describe("Argo WorkflowTemplates", () => {
     expect(options.brokered).toBeDefined();
     expect(sidecar.livenessProbe.httpGet.path).toBe("/healthz");
     expect(sidecar.ports.find((p: any) => p.name === sidecar.livenessProbe.httpGet.port).containerPort).toBe(options.healthPort);
+  });
+
+  it("name the keyplane image only where the kustomization's image edit reaches (so `images:` pins it)", () => {
+    const config = readYaml(`${ARGO}/kustomizeconfig.yaml`)[0] as { images: Array<{ kind: string; path: string }> };
+    const paths = new Set(config.images.filter((i) => i.kind === "WorkflowTemplate").map((i) => i.path));
+    const found: string[] = [];
+    const walk = (value: unknown, at: string) => {
+      if (Array.isArray(value)) value.forEach((v) => walk(v, `${at}[]`));
+      else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(v, at ? `${at}/${k}` : k);
+      else if (value === "keyplane" && at.endsWith("/image")) found.push(at);
+    };
+    for (const wft of [brokered, watch]) walk(wft, "");
+    expect(found.length).toBeGreaterThanOrEqual(3);
+    for (const at of found) expect(paths, at).toContain(at);
+    expect(kustomization(ARGO).images).toEqual(kustomization(K8S).images);
   });
 
   it("hold no GitHub App key: no app secret, no GITHUB_APP_* variable, no GITHUB_APPS_DIR in a workflow pod", () => {
