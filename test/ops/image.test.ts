@@ -216,6 +216,11 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         const health = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), { env, encoding: "utf8", ...user });
         expect(health.status).toBe(0);
         expect((await fetch(`${url}/readyz`)).status).toBe(200);
+        // As compose asks it: readiness.
+        const ready = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), { env: { ...env, HEALTHCHECK_PATH: "/readyz" }, encoding: "utf8", ...user });
+        expect(ready.status).toBe(0);
+        const missing = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), { env: { ...env, HEALTHCHECK_PATH: "/no-such-path" }, encoding: "utf8", ...user });
+        expect(missing.status).toBe(1);
 
         const tokenFile = path.join(layout.volume, "admin-token");
         expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
