@@ -3,6 +3,7 @@ import { createLogger } from "../../src/logger.ts";
 import { readOldestUnsignedEventAge } from "../../src/store/queries/auditCheckpointAge.ts";
 import { onPostgres } from "../testkit/testDatabase.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { subscribeEvents } from "../testkit/eventSubscriber.ts";
 
 /** One sample of a metric family with exactly these labels, or undefined. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -114,6 +115,21 @@ describe("observability", () => {
       expect(sample(text, "keyplane_graphql_operations_total", { type: "mutation", operation: "Issue", root_field: "issueServiceToken", outcome: "FORBIDDEN" })).toBe(1);
       expect(sample(text, "keyplane_graphql_operation_duration_seconds_count", { type: "query", operation: "WhoAmI" })).toBe(2);
       expect(sample(text, "keyplane_graphql_operation_duration_seconds_sum", { type: "query", operation: "WhoAmI" })).toBeGreaterThan(0);
+    });
+
+    it("counts subscriptions over graphql-ws too, and the live feed's lag", async () => {
+      const subscriber = subscribeEvents(app.url, tenant.tokens.admin);
+      try {
+        await subscriber.connected;
+        await new Promise((r) => setTimeout(r, 200));
+        const text = await metrics();
+        expect(sample(text, "keyplane_graphql_operations_total", { type: "subscription", operation: "anonymous", root_field: "tenantEvents", outcome: "ok" })).toBe(1);
+        await app.gql('mutation { issueServiceToken(input: { subject: "lag-probe" }) { tokenId } }', {}, { token: tenant.tokens.admin });
+        await subscriber.until((e) => e.some((x) => x.type === "access_token.issued"));
+        expect(sample(await metrics(), "keyplane_live_event_lag_seconds_count")).toBeGreaterThanOrEqual(1);
+      } finally {
+        await subscriber.dispose();
+      }
     });
 
     it("counts HTTP requests by method, route and status, and times them", async () => {
