@@ -32,19 +32,23 @@ const jsonObject = (pairs: Array<[string, Piece[]]>): Piece[] => [
   lit("}"),
 ];
 
-/** The product's audit fields: a field of the data (or metadata) when present, else the default. */
+/**
+ * The product's audit fields: a field of the data (or metadata) as its JSON text when present, else
+ * the default. (jsonb -> then ::text, with text defaults, costs half of what jsonb defaults do.)
+ */
+const field = (path: string, fallback: string): Piece[] => [expr(`coalesce((${path})::text, ${fallback})`)];
 const AUDIT: Piece[] = jsonObject([
   ["timestamp", [lit('"'), expr("e.ts"), lit('"')]],
   ["eventType", plain("e.event_type")],
-  ["level", [expr(`coalesce(e.data->'level', '"info"'::jsonb)`)]],
+  ["level", field(`e.data->'level'`, `'"info"'`)],
   ["tenantId", plain("e.tenant_id")],
-  ["userId", [expr(`coalesce(e.metadata#>'{actor,subject}', 'null'::jsonb)`)]],
-  ["sourceIp", [expr(`coalesce(e.metadata->'sourceIp', 'null'::jsonb)`)]],
-  ["resource", [expr(`coalesce(e.data->'resource', to_jsonb(e.stream_type))`)]],
-  ["action", [expr(`coalesce(e.data->'action', to_jsonb(e.event_type))`)]],
-  ["status", [expr(`coalesce(e.data->'status', '"success"'::jsonb)`)]],
-  ["requestId", [expr(`coalesce(e.metadata->'requestId', 'null'::jsonb)`)]],
-  ["details", [expr(`coalesce(e.data->'details', 'null'::jsonb)`)]],
+  ["userId", field(`e.metadata#>'{actor,subject}'`, `'null'`)],
+  ["sourceIp", field(`e.metadata->'sourceIp'`, `'null'`)],
+  ["resource", field(`e.data->'resource'`, `'"' || e.stream_type || '"'`)],
+  ["action", field(`e.data->'action'`, `'"' || e.event_type || '"'`)],
+  ["status", field(`e.data->'status'`, `'"success"'`)],
+  ["requestId", field(`e.metadata->'requestId'`, `'null'`)],
+  ["details", field(`e.data->'details'`, `'null'`)],
 ]);
 
 const EVENT_NDJSON = concat(
