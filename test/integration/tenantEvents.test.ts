@@ -79,7 +79,7 @@ describe("tenantEvents", () => {
     await append(t.tenantId, 5);
     const head = await lastSequence(t);
     const fromNow = subscribe(t.tokens.service);
-    const onlyAgents = subscribe(t.tokens.service, { after: fromStart, types: ["agent.created"] });
+    const onlyAgents = subscribe(t.tokens.service, { after: fromStart, types: ["agent.created", "enrollment_key.created"] });
     await Promise.all([fromNow.connected, onlyAgents.connected]);
     await new Promise((r) => setTimeout(r, 300));
     await append(t.tenantId, 3);
@@ -238,7 +238,7 @@ describe("idle sockets", () => {
 
 describe("slow consumers", () => {
   it("a subscriber that does not read is closed with 4008, and neither writers nor other subscribers wait for it", async () => {
-    const slowApp = await createTestApp({ name: "slow-consumer", env: { WS_SEND_BUFFER_BYTES: "65536", WS_SLOW_CONSUMER_SECONDS: "3" }, database: app.database });
+    const slowApp = await createTestApp({ name: "slow-consumer", env: { WS_SEND_BUFFER_BYTES: "65536", WS_SLOW_CONSUMER_SECONDS: "6" }, database: app.database });
     try {
       const t = await slowApp.seedTenant();
       const fast = subscribeEvents(slowApp.url, t.tokens.service, { after: fromStart });
@@ -248,10 +248,10 @@ describe("slow consumers", () => {
       // Enough to fill the kernel's socket buffers too (a few MB on loopback): 2,000 events of 8 KB.
       for (let i = 0; i < 20; i++) await append(t.tenantId, 100, "bulk", { pad: "x".repeat(8 * 1024) });
       const head = await lastSequence(t, slowApp);
-      await fast.until((e) => e.length >= head, 20_000);
+      await fast.until((e) => e.length >= head, 40_000);
       // The server gives up on it after WS_SLOW_CONSUMER_SECONDS with a full buffer; a client that
       // then reads on gets the close frame behind the events it had not read.
-      await until(async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1, 10_000);
+      await until(async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1, 30_000);
       const received = await slow.readToEnd();
       expect(received.subarray(-64).includes(closeFrame(4008, "Slow consumer"))).toBe(true);
       expect(received.length).toBeLessThan(2000 * 8 * 1024);

@@ -4,7 +4,7 @@ import { decodeCursor } from "../pagination.ts";
 import { AuditEvent } from "./auditLog.ts";
 
 const MAX_TYPES = 50;
-const EVENT_TYPE = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9_-]*)+$/;
+const EVENT_TYPE = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$/;
 
 builder.subscriptionField("tenantEvents", (t) =>
   t.field({
