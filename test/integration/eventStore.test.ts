@@ -7,8 +7,11 @@ import type { DomainEvent } from "../../src/domain/eventDefinition.ts";
 import { ConflictError } from "../../src/errors.ts";
 import { withPlatform, withTenant, type DatabaseHandle } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
+import { genesisHash } from "../../src/store/events/hashing.ts";
 import { rowToStoredEvent } from "../../src/store/events/rowToStoredEvent.ts";
-import { verifyChain } from "../../src/store/events/verifyChain.ts";
+import type { StoredEvent } from "../../src/store/events/types.ts";
+import { eventRecordOf } from "../../src/store/audit/readLogRecords.ts";
+import { verifyAuditRecords } from "../../src/audit/verifyAuditRecords.ts";
 import { createTestDatabase } from "../testkit/testDatabase.ts";
 
 const metadata = eventMetadata(systemActor("event-store-test"), { requestId: "req-1" });
@@ -17,6 +20,13 @@ const tokenRevoked = (tokenId: string): DomainEvent => AccessTokenRevoked({ toke
 
 const tokenIssued = (tokenId: string = randomUUID()): DomainEvent =>
   AccessTokenIssued({ tokenId, subject: "svc", kind: "service", roles: ["service"], scopes: [], expiresAt: new Date(Date.now() + 3600_000).toISOString(), issuedVia: "cli" });
+
+/** The first problem the auditor's verifier finds re-computing the chain from the tenant's genesis. */
+const firstProblem = async (log: StoredEvent[]) => {
+  const tenantId = log[0]!.tenantId;
+  const report = await verifyAuditRecords(log.map(eventRecordOf), { source: "log", tenantId, anchor: { type: "genesis", sequence: 0, chainHash: genesisHash(tenantId) } });
+  return report.problem && { sequence: report.problem.sequence, kind: report.problem.kind };
+};
 
 describe("event store", () => {
   let database: DatabaseHandle;
@@ -40,7 +50,7 @@ describe("event store", () => {
     const log = await logOf(tenant);
     expect(log.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(log.slice(5).map((e) => [e.streamId, e.streamVersion])).toEqual([["multi", 1], ["multi", 2]]);
-    expect(verifyChain(log)).toBeNull();
+    expect(await firstProblem(log)).toBeNull();
     expect(log[0]!.metadata).toMatchObject({ actor: { subject: "event-store-test" }, requestId: "req-1" });
   });
 
@@ -49,8 +59,8 @@ describe("event store", () => {
     for (let i = 0; i < 3; i++) await append(tenant, randomUUID(), 0);
     const log = await logOf(tenant);
     const tampered = log.map((e) => (e.sequence === 2 ? { ...e, data: { ...e.data, subject: "mallory" } } : e));
-    expect(verifyChain(tampered)).toEqual({ sequence: 2, problem: "content-hash" });
-    expect(verifyChain([log[0]!, log[2]!])).toEqual({ sequence: 2, problem: "sequence-gap" });
+    expect(await firstProblem(tampered)).toEqual({ sequence: 2, kind: "modified" });
+    expect(await firstProblem([log[0]!, log[2]!])).toEqual({ sequence: 2, kind: "deleted" });
   });
 
   it("refuses UPDATE, DELETE and TRUNCATE of events in the database itself", async () => {
@@ -75,7 +85,7 @@ describe("event store", () => {
     }
     const log = await logOf(tenant);
     expect(log.map((e) => e.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
-    expect(verifyChain(log)).toBeNull();
+    expect(await firstProblem(log)).toBeNull();
   });
 
   it("keeps sequences dense and the chain intact under concurrent appends to many streams and tenants", async () => {
@@ -84,7 +94,7 @@ describe("event store", () => {
     for (const t of tenants) {
       const log = await logOf(t);
       expect(log.map((e) => e.sequence)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
-      expect(verifyChain(log)).toBeNull();
+      expect(await firstProblem(log)).toBeNull();
     }
   });
 

@@ -1,9 +1,15 @@
 import type { CheckpointRecord, EventRecord } from "../../audit/exportFormat.ts";
 import { withTenant, type Db } from "../db.ts";
 import { rowToStoredEvent } from "../events/rowToStoredEvent.ts";
+import type { StoredEvent } from "../events/types.ts";
 import { readCheckpoints } from "./checkpointQueries.ts";
 
 const PAGE = 2000;
+
+/** A stored event as the verifier reads it (its global position and recorded time are not hashed). */
+export function eventRecordOf({ globalPosition: _position, recordedAt: _recorded, ...event }: StoredEvent): EventRecord {
+  return { kind: "event", ...event };
+}
 
 /**
  * The tenant's rows with sequence in (after, upTo] as verifier records, each checkpoint right after
@@ -26,24 +32,9 @@ export async function* readLogRecords(db: Db, tenantId: string, range: { after: 
     }));
     let c = 0;
     for (const row of rows) {
-      const e = rowToStoredEvent(row);
+      const e = eventRecordOf(rowToStoredEvent(row));
       while (c < checkpoints.length && checkpoints[c]!.sequence < e.sequence) yield checkpoints[c++]!;
-      yield {
-        kind: "event",
-        sequence: e.sequence,
-        eventId: e.eventId,
-        tenantId: e.tenantId,
-        streamType: e.streamType,
-        streamId: e.streamId,
-        streamVersion: e.streamVersion,
-        type: e.type,
-        schemaVersion: e.schemaVersion,
-        data: e.data,
-        metadata: e.metadata,
-        occurredAt: e.occurredAt,
-        contentHash: e.contentHash,
-        chainHash: e.chainHash,
-      };
+      yield e;
     }
     while (c < checkpoints.length) yield checkpoints[c++]!;
     after = upTo;
