@@ -9,6 +9,8 @@
 //
 // Everything here is plain data: the verifier needs this module, hashing.ts and jose, nothing else.
 
+import type { HashedContent } from "../store/events/hashing.ts";
+
 export const EXPORT_FORMAT = "keyplane-audit-export";
 export const EXPORT_VERSION = 1;
 
@@ -55,23 +57,14 @@ export function deriveAuditFields(e: Pick<EventRecord, "occurredAt" | "type" | "
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-export interface EventRecord {
+/** An event line: the hashed content as stored, its sequence and hashes, and the derived audit fields. */
+export type EventRecord = HashedContent & {
   kind: "event";
   sequence: number;
-  eventId: string;
-  tenantId: string;
-  streamType: string;
-  streamId: string;
-  streamVersion: number;
-  type: string;
-  schemaVersion: number;
-  data: unknown;
-  metadata: unknown;
-  occurredAt: string;
   contentHash: string;
   chainHash: string;
   audit?: AuditFields;
-}
+};
 
 export interface OmittedRecord {
   kind: "omitted";

@@ -88,21 +88,7 @@ export type VerifyOptions = {
 
 type Row = EventRecord | OmittedRecord;
 
-const contentOf = (row: Row): string =>
-  row.kind === "omitted"
-    ? row.contentHash
-    : contentHash({
-        eventId: row.eventId,
-        tenantId: row.tenantId,
-        streamType: row.streamType,
-        streamId: row.streamId,
-        streamVersion: row.streamVersion,
-        type: row.type,
-        schemaVersion: row.schemaVersion,
-        data: row.data,
-        metadata: row.metadata,
-        occurredAt: row.occurredAt,
-      });
+const contentOf = (row: Row): string => (row.kind === "omitted" ? row.contentHash : contentHash(row));
 
 /** The content hash a row really has, or null when the row cannot be hashed (wrong field types). */
 function safeContentOf(row: Row): string | null {

@@ -20,8 +20,22 @@ export interface HashedContent {
 const oneShot = typeof crypto.hash === "function" ? crypto.hash : undefined;
 const sha256Hex = oneShot ? (text: string) => oneShot("sha256", text, "hex") : (text: string) => crypto.createHash("sha256").update(text, "utf8").digest("hex");
 
-export function contentHash(content: HashedContent): string {
-  return sha256Hex(canonicalJson(content));
+/** Hashes exactly the HashedContent fields, whatever else the record carries (sequence, hashes, audit view). */
+export function contentHash(e: HashedContent): string {
+  return sha256Hex(
+    canonicalJson({
+      eventId: e.eventId,
+      tenantId: e.tenantId,
+      streamType: e.streamType,
+      streamId: e.streamId,
+      streamVersion: e.streamVersion,
+      type: e.type,
+      schemaVersion: e.schemaVersion,
+      data: e.data,
+      metadata: e.metadata,
+      occurredAt: e.occurredAt,
+    }),
+  );
 }
 
 /** Each tenant's chain starts from its own genesis, so chains of two tenants never interleave. */
