@@ -705,8 +705,8 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     } finally {
       await target.close();
     }
-    const lines = logLines(a.err());
-    expect(lines.filter((l) => l.msg === "task completed").length).toBeGreaterThanOrEqual(3);
+    // The agent logs a completion once Keyplane has answered its completeTask: wait for the last one.
+    await waitFor("three completions logged", () => logLines(a.err()).filter((l) => l.msg === "task completed").length >= 3, 10_000, a.err);
   });
 
   it("a task delivered twice (subscription and poll, or redelivered after it finished) runs once", async () => {
