@@ -41,9 +41,9 @@ export interface Metrics {
 }
 
 /**
- * Event appends are counted where appends return (src/app/handleCommand.ts, recordSecurityEvent.ts,
- * startInstallation.ts), which hold a transaction, not a Keyplane: one counter per process, registered in
- * every Keyplane's registry. A process runs one Keyplane in production; tests read differences.
+ * Event appends are counted by the one write path (src/store/events/appendEvents.ts), which holds a
+ * transaction, not a Keyplane: one counter per process, registered in every Keyplane's registry. A
+ * process runs one Keyplane in production; tests read differences.
  */
 export const eventAppends = new Counter({ name: "keyplane_event_appends_total", help: "Events appended to the log, by event type", labelNames: ["type"], registers: [] });
 

@@ -3,7 +3,6 @@ import { withTenant, type Db, type Tx } from "../store/db.ts";
 import { appendEvents } from "../store/events/appendEvents.ts";
 import { readStream } from "../store/events/readStream.ts";
 import type { EventMetadata, StoredEvent } from "../store/events/types.ts";
-import { countAppended } from "../metrics.ts";
 
 export interface Decider<S, C, E extends DomainEvent> {
   initialState: () => S;
@@ -30,6 +29,5 @@ export async function decideAndAppend<S, C, E extends DomainEvent>(trx: Tx, args
   const state = (stream.events as E[]).reduce(decider.evolve, decider.initialState());
   const decided = decider.decide(command, state);
   const stored = await appendEvents(trx, { tenantId, streamType, streamId, expectedVersion: stream.version, events: decided, metadata });
-  countAppended(stored);
   return { state: decided.reduce(decider.evolve, state), decided, stored };
 }

@@ -3,7 +3,6 @@ import { eventMetadata, PLATFORM_TENANT, type Actor, type RequestMeta } from "..
 import type { Logger } from "../logger.ts";
 import { withTenant, type Db } from "../store/db.ts";
 import { appendEvents } from "../store/events/appendEvents.ts";
-import { countAppended } from "../metrics.ts";
 
 export interface SecurityIncident {
   type: "auth.failed" | "access.denied";
@@ -58,7 +57,7 @@ export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () =
         ...(window?.suppressed ? { suppressed: window.suppressed } : {}),
       });
       try {
-        const stored = await withTenant(deps.db, tenantId, (trx) =>
+        await withTenant(deps.db, tenantId, (trx) =>
           appendEvents(trx, {
             tenantId,
             streamType: "security",
@@ -68,7 +67,6 @@ export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () =
             metadata: eventMetadata(incident.actor, incident.request),
           }),
         );
-        countAppended(stored);
       } catch (error) {
         deps.logger.error({ err: error, tenantId, type: incident.type }, "could not record security event");
       }

@@ -153,6 +153,12 @@ describe("observability", () => {
       expect(sample(text, "keyplane_event_appends_total", { type: "access_token.issued" })).toBeGreaterThanOrEqual(4);
       // Security events too (the refused token above).
       expect(sample(text, "keyplane_event_appends_total", { type: "auth.failed" })).toBeGreaterThanOrEqual(1);
+      // And an export, which records itself before its first line.
+      const exported = sample(text, "keyplane_event_appends_total", { type: "audit.exported" }) ?? 0;
+      const res = await fetch(`${app.url}/audit/export`, { headers: { authorization: `Bearer ${tenant.tokens.admin}` } });
+      expect(res.status).toBe(200);
+      await res.text();
+      expect(sample(await metrics(), "keyplane_event_appends_total", { type: "audit.exported" })).toBe(exported + 1);
     });
 
     it("shows the database connections", async () => {

@@ -6,7 +6,6 @@ import { isPlatform, type InstallationProvider, type Platform } from "../../prov
 import { newPkceVerifier, pkceChallenge } from "../../providers/registry.ts";
 import { withTenant } from "../../store/db.ts";
 import { appendEvents } from "../../store/events/appendEvents.ts";
-import { countAppended } from "../../metrics.ts";
 import { fingerprint } from "../../store/events/hashing.ts";
 import type { AppDeps } from "../deps.ts";
 
@@ -79,7 +78,7 @@ export async function startInstallation(
         expires_at: expiresAt,
       })
       .execute();
-    const stored = await appendEvents(trx, {
+    await appendEvents(trx, {
       tenantId: actor.tenantId,
       streamType: "installation_request",
       streamId: requestId,
@@ -87,7 +86,6 @@ export async function startInstallation(
       events: [InstallationRequested({ requestId, platform: provider.platform, stateFingerprint: fingerprint(state), expiresAt: expiresAt.toISOString() })],
       metadata: eventMetadata(actor, request),
     });
-    countAppended(stored);
   });
   const authorizationUrl = provider.authorizationUrl({
     state,

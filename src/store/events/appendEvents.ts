@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { validateEventData } from "../../domain/eventRegistry.ts";
 import { ConflictError } from "../../errors.ts";
+import { countAppended } from "../../metrics.ts";
 import type { Tx } from "../db.ts";
 import { applyProjections } from "../projections/applyProjections.ts";
 import { contentHash, genesisHash } from "./hashing.ts";
@@ -77,6 +78,7 @@ export async function appendEvents(trx: Tx, request: AppendRequest): Promise<Sto
       chainHash: row.o_chain_hash!,
     }));
     await applyProjections(trx, stored);
+    countAppended(stored);
     return stored;
   }
 }
