@@ -95,7 +95,8 @@ const postgres: Backend = {
   },
 };
 
-const backends = process.env.TEST_DATABASE_URL ? [pglite, postgres] : [pglite];
+// The embedded run covers PGlite; with TEST_DATABASE_URL (the PostgreSQL run) only PostgreSQL is left.
+const backends = process.env.TEST_DATABASE_URL ? [postgres] : [pglite];
 
 describe.each(backends)("keyplane CLI on $name", (backend) => {
   let env: Record<string, string>;
