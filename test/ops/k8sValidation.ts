@@ -45,8 +45,8 @@ const CORE: Record<string, Model> = {
 };
 
 const CRDS: Record<string, string> = {
-  "external-secrets.io/v1beta1/SecretStore": "external-secrets.io_v1beta1_SecretStore.json",
-  "external-secrets.io/v1beta1/ExternalSecret": "external-secrets.io_v1beta1_ExternalSecret.json",
+  "external-secrets.io/v1/SecretStore": "external-secrets.io_v1_SecretStore.json",
+  "external-secrets.io/v1/ExternalSecret": "external-secrets.io_v1_ExternalSecret.json",
   "argoproj.io/v1alpha1/WorkflowTemplate": "argoproj.io_v1alpha1_WorkflowTemplate.json",
 };
 

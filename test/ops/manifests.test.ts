@@ -130,12 +130,12 @@ describe("every Kubernetes object is valid against its schema", () => {
   });
 
   it("the vendored CRD schemas keep their required fields and enums", () => {
-    const es = crdSchema("external-secrets.io/v1beta1/ExternalSecret") as any;
+    const es = crdSchema("external-secrets.io/v1/ExternalSecret") as any;
     const data = es.properties.spec.properties.data.items;
     expect(data.required).toEqual(["remoteRef", "secretKey"]);
     expect(data.properties.remoteRef.required).toEqual(["key"]);
     expect(es.properties.spec.properties.target.properties.creationPolicy.enum).toEqual(["Owner", "Orphan", "Merge", "None"]);
-    const store = crdSchema("external-secrets.io/v1beta1/SecretStore") as any;
+    const store = crdSchema("external-secrets.io/v1/SecretStore") as any;
     expect(store.properties.spec.required).toEqual(["provider"]);
     expect(store.properties.spec.properties.provider.properties.aws.properties.service.enum).toEqual(["SecretsManager", "ParameterStore"]);
     const wft = crdSchema("argoproj.io/v1alpha1/WorkflowTemplate") as any;
