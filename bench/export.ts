@@ -43,6 +43,7 @@ import { createLogger } from "../src/logger.ts";
 import { createKeyplane } from "../src/main.ts";
 import { eventLinesSql } from "../src/store/audit/readExportPage.ts";
 import { chainHash, contentHash } from "../src/store/events/hashing.ts";
+import { createBenchDatabase } from "./benchDatabase.ts";
 
 const intEnv = (name: string, fallback: number) => {
   const n = Number(process.env[name] ?? fallback);
@@ -62,22 +63,9 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const TENANT = "bench-export";
 
 const serverUrl = process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const dbName = `kp_bench_export_${randomBytes(5).toString("hex")}`;
-const dbUrl = (() => {
-  const u = new URL(serverUrl);
-  u.pathname = `/${dbName}`;
-  return u.toString();
-})();
-
-async function adminQuery(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
+// A database of its own on that server, dropped at the end.
+const scratch = await createBenchDatabase("export", serverUrl);
+const dbUrl = scratch.url;
 
 const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
@@ -264,7 +252,6 @@ async function main() {
     RATE_LIMITS: "off",
   };
   let server: ChildProcess | undefined;
-  await adminQuery(`create database ${dbName}`);
   try {
     // Schema, tenant (its first event through the real write path), token.
     const kp = await createKeyplane(loadConfig(env), { logger: createLogger({ level: "warn" }) });
@@ -274,7 +261,7 @@ async function main() {
       // Row-level security: the loader declares itself platform-wide (a superuser would bypass it anyway).
       const pool = new pg.Pool({ connectionString: dbUrl, max: 3, options: "-c keyplane.platform=on" });
       const { rows: info } = await pool.query<{ version: string }>("select current_setting('server_version') as version");
-      console.log(`bench:export  PostgreSQL ${info[0]!.version}, database ${dbName}, ${fmt(EVENTS)} events, ${ROUNDS} rounds\n`);
+      console.log(`bench:export  PostgreSQL ${info[0]!.version}, database ${new URL(dbUrl).pathname.slice(1)}, ${fmt(EVENTS)} events, ${ROUNDS} rounds\n`);
       const loadStart = performance.now();
       // Rows of the tenant appended later than the token below would be exported too: the token first.
       const issued = await issueAccessToken(kp.deps, systemActor("bench:export"), { tenantId: TENANT, subject: "auditor", kind: "user", roles: ["viewer"], scopes: ["audit:read"], ttlSeconds: 86_400, issuedVia: "cli" });
@@ -350,7 +337,7 @@ async function main() {
       server.kill("SIGTERM");
       await exited;
     }
-    await adminQuery(`drop database if exists ${dbName} with (force)`).catch((error) => console.error(`could not drop ${dbName}:`, error));
+    await scratch.drop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -29,6 +29,7 @@ import { createLogger } from "../src/logger.ts";
 import { createKeyplane } from "../src/main.ts";
 import { withTenant } from "../src/store/db.ts";
 import { appendEvents } from "../src/store/events/appendEvents.ts";
+import { benchDatabaseFromEnv } from "./benchDatabase.ts";
 
 const intEnv = (name: string, fallback: number) => {
   const n = Number(process.env[name] ?? fallback);
@@ -41,22 +42,8 @@ const RATE = intEnv("BENCH_RATE", 200);
 const SECONDS = intEnv("BENCH_SECONDS", 10);
 const WRITERS = 8;
 
-let benchDatabaseUrl: string | undefined;
-let dropBenchDatabase = async () => {};
-if (process.env.DATABASE_URL) {
-  const { default: pg } = await import("pg");
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-  await admin.connect();
-  const name = `kp_bench_fanout_${Date.now().toString(36)}`;
-  await admin.query(`create database ${name}`);
-  const target = new URL(process.env.DATABASE_URL);
-  target.pathname = `/${name}`;
-  benchDatabaseUrl = target.toString();
-  dropBenchDatabase = async () => {
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
-  };
-}
+const benchDatabase = await benchDatabaseFromEnv("fanout");
+const benchDatabaseUrl = benchDatabase?.url;
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-bench-fanout-"));
 const kp = await createKeyplane(
@@ -172,6 +159,6 @@ try {
 } finally {
   await clients.terminate();
   await kp.close();
-  await dropBenchDatabase();
+  await benchDatabase?.drop();
   rmSync(dataDir, { recursive: true, force: true });
 }

@@ -36,6 +36,7 @@ import { createLogger } from "../src/logger.ts";
 import { createKeyplane, type Keyplane } from "../src/main.ts";
 import { openDatabase, type DatabaseHandle } from "../src/store/db.ts";
 import { migrateToLatest } from "../src/store/migrate.ts";
+import { benchDatabaseFromEnv } from "./benchDatabase.ts";
 
 const intEnv = (name: string, fallback: number) => {
   const n = Number(process.env[name] ?? fallback);
@@ -76,24 +77,8 @@ if (!redisUrl && spawnSync("redis-server", ["--version"], { stdio: "ignore" }).s
 }
 
 // One database for every Keyplane of the run (on PostgreSQL, a database of its own, dropped at the end).
-let database: DatabaseHandle;
-let drop = async () => {};
-if (process.env.DATABASE_URL) {
-  const { default: pg } = await import("pg");
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-  await admin.connect();
-  const name = `kp_bench_limits_${Date.now().toString(36)}`;
-  await admin.query(`create database ${name}`);
-  const target = new URL(process.env.DATABASE_URL);
-  target.pathname = `/${name}`;
-  database = await openDatabase({ url: target.toString(), poolMax: 10 });
-  drop = async () => {
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
-  };
-} else {
-  database = await openDatabase({ dataDir: "memory://" });
-}
+const benchDatabase = await benchDatabaseFromEnv("limits");
+const database: DatabaseHandle = benchDatabase ? await openDatabase({ url: benchDatabase.url, poolMax: 10 }) : await openDatabase({ dataDir: "memory://" });
 await migrateToLatest(database);
 
 const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
@@ -210,6 +195,6 @@ await accuracy("database store, 2 Keyplanes", { RATE_LIMIT_STORE: "database" }, 
 
 
 await database.close();
-await drop();
+await benchDatabase?.drop();
 ownRedis?.kill("SIGKILL");
 for (const dir of dirs) rmSync(dir, { recursive: true, force: true });

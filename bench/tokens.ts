@@ -25,6 +25,7 @@ import { createLogger } from "../src/logger.ts";
 import { createKeyplane } from "../src/main.ts";
 import { startFakeGitHub } from "../test/fakes/github.ts";
 import { freePort } from "../test/testkit/providerWorld.ts";
+import { benchDatabaseFromEnv } from "./benchDatabase.ts";
 
 const intEnv = (name: string, fallback: number) => {
   const n = Number(process.env[name] ?? fallback);
@@ -35,23 +36,8 @@ const REQUESTS = intEnv("BENCH_REQUESTS", 2000);
 const CONCURRENT = intEnv("BENCH_CONCURRENT", 1000);
 const WARMUP = intEnv("BENCH_WARMUP", 200);
 
-// On PostgreSQL, a database of its own, dropped at the end (DATABASE_URL names the server to use).
-let benchDatabaseUrl: string | undefined;
-let dropBenchDatabase = async () => {};
-if (process.env.DATABASE_URL) {
-  const { default: pg } = await import("pg");
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-  await admin.connect();
-  const name = `kp_bench_tokens_${Date.now().toString(36)}`;
-  await admin.query(`create database ${name}`);
-  const target = new URL(process.env.DATABASE_URL);
-  target.pathname = `/${name}`;
-  benchDatabaseUrl = target.toString();
-  dropBenchDatabase = async () => {
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
-  };
-}
+const benchDatabase = await benchDatabaseFromEnv("tokens");
+const benchDatabaseUrl = benchDatabase?.url;
 
 const port = await freePort();
 const publicUrl = `http://127.0.0.1:${port}`;
@@ -143,5 +129,5 @@ console.log(`C  ${CONCURRENT} concurrent identical requests: ${upstream} upstrea
 
 await kp.close();
 await github.close();
-await dropBenchDatabase();
+await benchDatabase?.drop();
 rmSync(dataDir, { recursive: true, force: true });

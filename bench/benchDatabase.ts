@@ -1,0 +1,37 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+
+export interface BenchDatabase {
+  /** The scratch database's URL on the same server. */
+  url: string;
+  /** Drops it, closing whatever connections are left (a bench that failed half-way may hold some). */
+  drop(): Promise<void>;
+}
+
+/** A scratch database of the bench's own on the PostgreSQL server `serverUrl` points at. */
+export async function createBenchDatabase(bench: string, serverUrl: string): Promise<BenchDatabase> {
+  const name = `kp_bench_${bench}_${randomBytes(4).toString("hex")}`;
+  await adminQuery(serverUrl, `create database ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: () => adminQuery(serverUrl, `drop database if exists ${name} with (force)`).catch((error) => console.error(`could not drop ${name}:`, error)),
+  };
+}
+
+/** On DATABASE_URL's server when it is set; undefined when it is not (the bench runs on embedded PGlite). */
+export async function benchDatabaseFromEnv(bench: string): Promise<BenchDatabase | undefined> {
+  const serverUrl = process.env.DATABASE_URL;
+  return serverUrl ? createBenchDatabase(bench, serverUrl) : undefined;
+}
+
+async function adminQuery(serverUrl: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
