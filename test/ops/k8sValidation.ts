@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { Ajv, type AnySchema, type ValidateFunction } from "ajv";
+import { WorkflowTemplate } from "@kubernetes-models/argo-workflows/argoproj.io/v1alpha1/WorkflowTemplate";
+import { ExternalSecret } from "@kubernetes-models/external-secrets/external-secrets.io/v1/ExternalSecret";
+import { SecretStore } from "@kubernetes-models/external-secrets/external-secrets.io/v1/SecretStore";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
 import { Job } from "kubernetes-models/batch/v1/Job";
@@ -15,11 +15,13 @@ import { PodSecurityContext } from "kubernetes-models/v1/PodSecurityContext";
 import { Service } from "kubernetes-models/v1/Service";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
 import { Volume } from "kubernetes-models/v1/Volume";
-import { ROOT } from "./opsFiles.ts";
 
-// Kubernetes objects are checked against the API's own OpenAPI schemas (kubernetes-models compiles
-// them into validators); custom resources against their CRDs' openAPIV3Schema, vendored in
-// test/ops/schemas and checked with ajv.
+// Every object is checked with the validators of the kubernetes-models-ts project: Kubernetes kinds
+// against the API's own OpenAPI schemas (kubernetes-models), the custom resources against schemas
+// generated from the projects' Go API types and their validation markers, which their CRDs are
+// generated from too (@kubernetes-models/external-secrets, @kubernetes-models/argo-workflows).
+// Like the CRDs, those schemas accept fields they do not list (the API server prunes them), so a
+// misspelt optional field is not caught here.
 
 export interface K8sObject {
   apiVersion: string;
@@ -30,7 +32,7 @@ export interface K8sObject {
 
 type Model = new (data: any) => { validate(): void };
 
-const CORE: Record<string, Model> = {
+const MODELS: Record<string, Model> = {
   "v1/Namespace": Namespace,
   "v1/ServiceAccount": ServiceAccount,
   "v1/ConfigMap": ConfigMap,
@@ -42,74 +44,25 @@ const CORE: Record<string, Model> = {
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
   "rbac.authorization.k8s.io/v1/Role": Role,
   "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
-};
-
-const CRDS: Record<string, string> = {
-  "external-secrets.io/v1/SecretStore": "external-secrets.io_v1_SecretStore.json",
-  "external-secrets.io/v1/ExternalSecret": "external-secrets.io_v1_ExternalSecret.json",
-  "argoproj.io/v1alpha1/WorkflowTemplate": "argoproj.io_v1alpha1_WorkflowTemplate.json",
+  "external-secrets.io/v1/SecretStore": SecretStore,
+  "external-secrets.io/v1/ExternalSecret": ExternalSecret,
+  "argoproj.io/v1alpha1/WorkflowTemplate": WorkflowTemplate,
 };
 
 const DNS_1123_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
-/**
- * A CRD schema as the API server applies it with strict field validation: an object that lists its
- * properties (and does not preserve unknown fields) accepts no other field. The vendored data stays
- * as the CRD has it; this is done here.
- */
-export function strictStructural(schema: any): any {
-  if (Array.isArray(schema)) return schema.map(strictStructural);
-  if (!schema || typeof schema !== "object") return schema;
-  const out: any = {};
-  for (const [k, v] of Object.entries(schema)) out[k] = k === "default" || k === "enum" ? v : strictStructural(v);
-  if (out.type === "object" && out.properties && !out["x-kubernetes-preserve-unknown-fields"] && out.additionalProperties === undefined) out.additionalProperties = false;
-  return out;
-}
-
-function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
-  ajv.addKeyword({ keyword: "x-kubernetes-preserve-unknown-fields" });
-  ajv.addKeyword({ keyword: "x-kubernetes-map-type" });
-  ajv.addKeyword({
-    keyword: "x-kubernetes-int-or-string",
-    schemaType: "boolean",
-    validate: (on: boolean, data: unknown) => !on || typeof data === "string" || Number.isInteger(data),
-    errors: false,
-  });
-  ajv.addFormat("int32", { type: "number", validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
-  ajv.addFormat("int64", { type: "number", validate: (n: number) => Number.isSafeInteger(n) });
-  return ajv;
-}
-
-const ajv = createAjv();
-const compiled = new Map<string, ValidateFunction>();
-
-export function crdSchema(key: string): AnySchema {
-  const file = CRDS[key];
-  if (!file) throw new Error(`no vendored schema for ${key}`);
-  const { $comment: _comment, ...schema } = JSON.parse(readFileSync(path.join(ROOT, "test/ops/schemas", file), "utf8"));
-  return schema as AnySchema;
-}
 
 /** The problems of one object (empty when valid): its schema, and what every object needs. */
 export function validateObject(object: K8sObject): string[] {
   const problems: string[] = [];
   if (!object.metadata?.name || !DNS_1123_NAME.test(object.metadata.name) || object.metadata.name.length > 253) problems.push(`metadata.name '${object.metadata?.name}' is not a DNS-1123 name`);
   const key = `${object.apiVersion}/${object.kind}`;
-  const model = CORE[key];
+  const model = MODELS[key];
   if (model) {
     try {
       new model(object).validate();
     } catch (error) {
       problems.push((error as Error).message);
     }
-  } else if (CRDS[key]) {
-    let validate = compiled.get(key);
-    if (!validate) {
-      validate = ajv.compile(strictStructural(crdSchema(key)));
-      compiled.set(key, validate);
-    }
-    if (!validate(object)) problems.push(...(validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message}${e.params && "additionalProperty" in e.params ? ` (${e.params.additionalProperty})` : ""}`));
   } else {
     problems.push(`no schema for ${key}`);
   }
