@@ -325,7 +325,7 @@ describe("External Secrets", () => {
 });
 
 describe("RBAC for workflows", () => {
-  it("a Role allows `get` on exactly the five app secrets by name, bound to the workflows' ServiceAccount", () => {
+  it("a Role allows `get` on exactly the five app secrets by name, bound to the direct-mode workflows' ServiceAccount", () => {
     const secretRules = byKind("Role").flatMap((role) => role.rules.filter((r: any) => r.resources.includes("secrets") || r.resources.includes("*")).map((rule: any) => ({ role, rule })));
     expect(secretRules).toHaveLength(1);
     const { role, rule } = secretRules[0]!;
@@ -337,10 +337,20 @@ describe("RBAC for workflows", () => {
     for (const name of rule.resourceNames) expect(byKind("ExternalSecret").some((es) => es.spec.target.name === name)).toBe(true);
     const bindings = byKind("RoleBinding").filter((b) => b.roleRef.kind === "Role" && b.roleRef.name === role.metadata.name);
     expect(bindings).toHaveLength(1);
-    expect(bindings[0]!.subjects).toEqual([{ kind: "ServiceAccount", name: "keyplane-workflows", namespace: kustomization(K8S).namespace }]);
-    one("ServiceAccount", "keyplane-workflows");
+    expect(bindings[0]!.subjects).toEqual([{ kind: "ServiceAccount", name: "keyplane-workflows-direct", namespace: kustomization(K8S).namespace }]);
+    one("ServiceAccount", "keyplane-workflows-direct");
     // No ClusterRole or other rule reaches secrets.
     expect(byKind("ClusterRole")).toEqual([]);
+    expect(byKind("ClusterRoleBinding")).toEqual([]);
+  });
+
+  it("the ServiceAccount the WorkflowTemplates run as (brokered) may read no Secret, only what Argo's executor needs", () => {
+    const account = "keyplane-workflows";
+    for (const wft of byKind("WorkflowTemplate")) expect(wft.spec.serviceAccountName, wft.metadata.name).toBe(account);
+    const rules = byKind("RoleBinding")
+      .filter((b) => b.subjects.some((s: any) => s.kind === "ServiceAccount" && s.name === account))
+      .flatMap((b) => one("Role", b.roleRef.name).rules);
+    expect(rules).toEqual([{ apiGroups: ["argoproj.io"], resources: ["workflowtaskresults"], verbs: ["create", "patch"] }]);
   });
 });
 
