@@ -16,7 +16,10 @@ import { parseAgentRunArgs, runAgentRun } from "../../src/cli/agentRun.ts";
 import { runTask, unknownKindMessage } from "../../src/cli/agentTasks.ts";
 import { runCli, USAGE } from "../../src/cli/main.ts";
 import { loadConfig } from "../../src/config.ts";
+import { freePort } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
+import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // `keyplane agent run`, the reference agent. What its operator sees: it enrolls once and keeps a 0600
 // credential, never logs a token or the key, tells a bad configuration (2) from a refusal (3) from an
@@ -50,16 +53,6 @@ function logLines(err: string): LogLine[] {
       expect(parsed).toMatchObject({ time: expect.any(String), level: expect.any(String), msg: expect.any(String) });
       return parsed;
     });
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 15_000, log?: () => string): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${log ? `\n--- agent log:\n${log()}` : ""}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const mode = (file: string) => statSync(file).mode & 0o777;
@@ -454,8 +447,9 @@ interface AgentProcess {
 }
 
 const processes = new Set<ChildProcess>();
-afterAll(() => {
+afterAll(async () => {
   for (const child of processes) child.kill("SIGKILL");
+  await killServedProcesses();
 });
 
 /** bin/keyplane.mjs agent run …, as an operator (or a container) runs it. */
@@ -863,56 +857,9 @@ describe("keyplane agent run against a scripted Keyplane", () => {
 // ------------------------------------------------------------------------------------------------
 // The real Keyplane: `keyplane serve` on the embedded database, restarted mid-run.
 
-interface Served {
-  child: ChildProcess;
-  err(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function serve(dataDir: string, port: number, env: Record<string, string> = {}): Served {
-  const child = spawn(process.execPath, [BIN, "serve"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), KEYPLANE_DATA_DIR: dataDir, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "debug", NODE_ENV: "test", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  processes.add(child);
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => (err += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => {
-      processes.delete(child);
-      keepLog(`serve-${child.pid}`, err);
-      resolve({ code, signal });
-    }),
-  );
-  return { child, err: () => err, exited };
-}
-
-async function healthy(s: Served, port: number): Promise<void> {
-  let exited = false;
-  void s.exited.then(() => (exited = true));
-  await waitFor(
-    "keyplane serve to be healthy",
-    async () => {
-      if (exited) throw new Error(`keyplane serve exited:\n${s.err()}`);
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
-      } catch {
-        return false;
-      }
-    },
-    60_000,
-  );
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** On a fixed port: a restart on the same data dir must be found where the agent left it. */
+const serve = (dataDir: string, port: number, env: Record<string, string> = {}) =>
+  serveProcess("agent-e2e", { KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug", NODE_ENV: "test", ...env }, { port });
 
 async function gql(port: number, token: string, query: string, variables: Record<string, unknown> = {}): Promise<any> {
   const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
@@ -947,13 +894,11 @@ describe("keyplane agent run against keyplane serve (restarted mid-run)", () => 
     admin = await mint("admin", "admin@acme.example");
     editor = await mint("editor", "dispatcher@acme.example");
     port = await freePort();
-    server = serve(dataDir, port);
-    await healthy(server, port);
+    server = await serve(dataDir, port);
   }, 120_000);
 
   afterAll(async () => {
-    server?.child.kill("SIGTERM");
-    await server?.exited;
+    await server?.stop();
   });
 
   /** A new enrollment key (created by the admin), registered with the log scan. */
@@ -1015,11 +960,9 @@ describe("keyplane agent run against keyplane serve (restarted mid-run)", () => 
       expect(unknown).toMatchObject({ status: "failed", error: "unknown task kind: reboot (this agent runs: echo, http-check)" });
 
       // Keyplane restarts on the same data dir and port; the agent reconnects by itself.
-      server.child.kill("SIGTERM");
-      expect((await server.exited).code).toBe(0);
+      expect((await server.stop()).code).toBe(0);
       await waitFor("the agent to notice", () => p.err().includes('"disconnected from Keyplane; reconnecting"'), 15_000, p.err);
-      server = serve(dataDir, port);
-      await healthy(server, port);
+      server = await serve(dataDir, port);
       const connects = () => logLines(p.err()).filter((l) => l.msg === "connected; subscribed to tasks").length;
       await waitFor("the agent to reconnect", () => connects() >= 2, 30_000, p.err);
       const afterRestart = await finished(await dispatch(agentId, "echo", { after: "restart" }), p);
@@ -1052,10 +995,8 @@ describe("keyplane agent run against keyplane serve (restarted mid-run)", () => 
   });
 
   it("with 6-second agent tokens: rotates its refresh token again and again (never presenting a spent one) and rides out sockets closed at expiry", async () => {
-    server.child.kill("SIGTERM");
-    await server.exited;
-    server = serve(dataDir, port, { SERVICE_TOKEN_TTL_SECONDS: "6" });
-    await healthy(server, port);
+    await server.stop();
+    server = await serve(dataDir, port, { SERVICE_TOKEN_TTL_SECONDS: "6" });
 
     const stateDir = freshDir();
     const p = agentProcess(["--server", `http://127.0.0.1:${port}`, "--key", await enrollmentKey(), "--state-dir", stateDir, ...FAST]);

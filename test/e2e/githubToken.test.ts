@@ -17,6 +17,7 @@ import { startFakeGitHub, type FakeGitHub, type FakeGitHubApp, type GitHubInstal
 import { browseInstall, freePort, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // `keyplane github-token`: the token writer a workload runs as an initContainer (one write, exit) or
 // as a sidecar (--watch). What the workload gets: a 0600 file holding a working token, replaced
@@ -94,16 +95,6 @@ function logLines(err: string): LogLine[] {
       expect(typeof parsed.level === "string" || typeof parsed.level === "number").toBe(true);
       return parsed;
     });
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 8_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 const readIfExists = (file: string) => (existsSync(file) ? readFileSync(file, "utf8") : undefined);

@@ -1,22 +1,18 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { connect } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../testkit/providerWorld.ts";
 import { scratchDirectory } from "../testkit/scratch.ts";
-import { registerSecret } from "../testkit/secrets.ts";
+import { killServedProcesses, serveProcess } from "../testkit/servedProcess.ts";
 import { adminQuery } from "../testkit/testDatabase.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // Two real `keyplane serve` processes sharing their rate limits: through one Redis (each process
 // with its own embedded database, one signing key and the same bootstrap tenant, so only Redis is
 // shared), and through one PostgreSQL. Then Redis is stopped mid-run: the in-memory insurance
 // limiter answers at once, nothing hangs.
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = path.join(ROOT, "bin/keyplane.mjs");
-const logDir = process.env.KEYPLANE_TEST_LOG_DIR;
 const scratch = scratchDirectory("keyplane-limits-e2e-");
 
 const hasRedis = spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0;
@@ -28,59 +24,10 @@ const TIER_ONLY = { RATE_LIMITS: "on", RATE_LIMIT_BURST_PER_10_SECONDS: "free:10
 const PATIENT = { RATE_LIMIT_STORE_TIMEOUT_MS: "30000" };
 const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
-const children = new Set<ChildProcess>();
-afterEach(async () => {
-  for (const child of children) child.kill("SIGKILL");
-  children.clear();
-});
+afterEach(killServedProcesses);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-interface Served {
-  port: number;
-  child: ChildProcess;
-  output(): string;
-}
-
-async function serve(name: string, env: Record<string, string>): Promise<Served> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [BIN, "serve"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info", KEYPLANE_SIGNING_KEY: signingKey, ...TIER_ONLY, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  child.once("exit", () => {
-    children.delete(child);
-    if (logDir) writeFileSync(path.join(logDir, `limits-e2e-${name}-${child.pid}.log`), out);
-  });
-  await until(`${name} /healthz`, async () => {
-    if (child.exitCode !== null) throw new Error(`${name} exited:\n${out}`);
-    return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
-  });
-  return { port, child, output: () => out };
-}
+/** Every process here: one signing key (an admin token works on all), only the tier's quota in play. */
+const serve = (name: string, env: Record<string, string>) => serveProcess(`limits-e2e-${name}`, { KEYPLANE_SIGNING_KEY: signingKey, ...TIER_ONLY, ...env });
 
 async function ping(port: number, token: string): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
@@ -117,7 +64,7 @@ describe.skipIf(!hasRedis)("two processes on one Redis", () => {
     redisPort = await freePort();
     // A Redis of this suite's own on a free port: the machine's Redis is never touched.
     redis = spawn("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
-    await until("redis", () => new Promise((resolve) => connect(redisPort, "127.0.0.1").once("connect", function (this: import("node:net").Socket) { this.destroy(); resolve(true); }).once("error", () => resolve(false))));
+    await waitFor("redis", () => new Promise<boolean>((resolve) => connect(redisPort, "127.0.0.1").once("connect", function (this: import("node:net").Socket) { this.destroy(); resolve(true); }).once("error", () => resolve(false))), 60_000);
   });
   afterAll(() => {
     if (redis.exitCode === null) redis.kill("SIGKILL");
@@ -128,8 +75,7 @@ describe.skipIf(!hasRedis)("two processes on one Redis", () => {
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...PATIENT };
     const [a, b] = await Promise.all([serve("redis-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() }), serve("redis-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() })]);
     // Each bootstrapped its own tenant 'default'; one signing key, so a's admin token works on both.
-    const token = readFileSync(path.join(a.output().match(/admin token is in (\S+)/)![1]!), "utf8").trim();
-    registerSecret(token);
+    const token = a.adminToken();
 
     const statuses = await floodBoth([a.port, b.port], token, 45);
     expect(statuses.filter((s) => s === 200)).toHaveLength(60);
@@ -164,8 +110,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("two processes on one PostgreSQL
     const env = { ...PATIENT, DATABASE_URL: url, KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` };
     const a = await serve("pg-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh(), KEYPLANE_MIGRATE_ON_START: "true" });
     const b = await serve("pg-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() });
-    const token = readFileSync(path.join(a.output().match(/admin token is in (\S+)/)![1]!), "utf8").trim();
-    registerSecret(token);
+    const token = a.adminToken();
     const statuses = await floodBoth([a.port, b.port], token, 45);
     expect(statuses.filter((s) => s === 200)).toHaveLength(60);
     expect(statuses.filter((s) => s === 429)).toHaveLength(30);

@@ -1,86 +1,13 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/cli/main.ts";
 import { registerSecret } from "../testkit/secrets.ts";
+import { killServedProcesses, spawnServe, waitHealthy, type Served } from "../testkit/servedProcess.ts";
 
 // `keyplane serve` as `npm start` runs it: its own process, the embedded database in a data dir.
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = path.join(ROOT, "bin/keyplane.mjs");
-
-interface Served {
-  child: ChildProcess;
-  port: number;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const running = new Set<ChildProcess>();
-const logDir = process.env.KEYPLANE_TEST_LOG_DIR;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function serve(dataDir: string, name: string): Promise<Served> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [BIN, "serve"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), KEYPLANE_DATA_DIR: dataDir, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "debug" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  running.add(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  // The process's log lines join the suite's scan for leaked secrets.
-  void exited.then(() => {
-    if (logDir) writeFileSync(path.join(logDir, `serve-${name}-${child.pid}.log`), out + err);
-  });
-  return { child, port, stdout: () => out, stderr: () => err, exited };
-}
-
-async function waitForHealth(s: Served, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void s.exited.then(() => (exited = true));
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`keyplane serve exited before it was healthy:\n${s.stderr()}\n${s.stdout()}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${s.port}/healthz`);
-      if (res.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`no /healthz within ${timeoutMs} ms:\n${s.stderr()}\n${s.stdout()}`);
-}
-
-async function stop(s: Served, signal: NodeJS.Signals = "SIGTERM", timeoutMs = 20_000) {
-  s.child.kill(signal);
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running ${timeoutMs} ms after ${signal}`)), timeoutMs));
-  return Promise.race([s.exited, timeout]);
-}
+const serve = (dataDir: string, name: string) => spawnServe(name, { KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug" });
 
 async function gql(port: number, token: string, query: string) {
   const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
@@ -103,13 +30,13 @@ describe("keyplane serve on the embedded database", () => {
   });
 
   afterAll(async () => {
-    for (const child of running) child.kill("SIGKILL");
+    await killServedProcesses();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("starts, answers /healthz, and says where it serves and where the admin token is", async () => {
     first = await serve(dataDir, "first");
-    await waitForHealth(first);
+    await waitHealthy(first);
     expect(first.stderr()).toContain(`Keyplane is serving http://127.0.0.1:${first.port}/graphql (embedded database in ${path.resolve(dataDir)})`);
     expect(first.stderr()).toContain(`Created tenant 'default'; a one-time admin token is in ${tokenFile}`);
 
@@ -156,7 +83,7 @@ describe("keyplane serve on the embedded database", () => {
   });
 
   it("exits 0 on SIGTERM and releases the data dir", async () => {
-    const { code, signal } = await stop(first, "SIGTERM");
+    const { code, signal } = await first.stop("SIGTERM");
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(existsSync(path.join(dataDir, "keyplane.pid"))).toBe(false);
   });
@@ -166,7 +93,7 @@ describe("keyplane serve on the embedded database", () => {
     const mtimeBefore = statSync(tokenFile).mtimeMs;
 
     const again = await serve(dataDir, "restart");
-    await waitForHealth(again);
+    await waitHealthy(again);
     expect(again.stderr()).not.toContain("Created tenant");
     expect(again.stderr()).toContain(`The admin token written on first start is in ${tokenFile}`);
     expect(readFileSync(tokenFile, "utf8")).toBe(tokenBefore);
@@ -178,7 +105,7 @@ describe("keyplane serve on the embedded database", () => {
     expect(body.data.me.tenantId).toBe("default");
     expect(body.data.auditLog.edges).toEqual([{ node: { type: "tenant.created", streamId: "default" } }]);
 
-    const { code } = await stop(again, "SIGINT");
+    const { code } = await again.stop("SIGINT");
     expect(code).toBe(0);
 
     let out = "";

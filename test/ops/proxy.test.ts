@@ -51,7 +51,7 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
     adminToken = replicas[0]!.adminToken();
 
     const port = await freePort();
-    const ports = replicas.map((r) => new URL(r.url).port);
+    const ports = replicas.map((r) => r.port);
     const conf = readFileSync(path.join(ROOT, "ops/nginx/keyplane.conf"), "utf8")
       .replace("server keyplane-1:4000", `server 127.0.0.1:${ports[0]}`)
       .replace("server keyplane-2:4000", `server 127.0.0.1:${ports[1]}`)
