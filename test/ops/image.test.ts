@@ -171,7 +171,7 @@ describe("the image (ops/Dockerfile) as built and run", () => {
       if (database) await adminQuery(process.env.TEST_DATABASE_URL!, `drop database if exists ${database} with (force)`);
     });
 
-    it("serves: /healthz, the HEALTHCHECK, readiness, metrics and a first GraphQL answer; stops cleanly; migrate and help run too", async () => {
+    it("serves: /healthz, the HEALTHCHECK, readiness, metrics and a first GraphQL answer; runs agent run and github-token against it; stops cleanly; migrate and help run too", async () => {
       const port = await freePort();
       const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
       const keyring = `k${randomBytes(4).toString("hex")}:${randomBytes(32).toString("base64")}`;
@@ -234,6 +234,39 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         expect(res.status).toBe(200);
         // Production: rate limits on, so the answer reports its query cost too.
         expect(await res.json()).toMatchObject({ data: { me: { subject: "bootstrap-admin", tenantId: "default", roles: ["admin"] } }, extensions: { cost: { requested: 1 } } });
+        // The same image runs the workload commands against it. agent run: enrolls with a key the admin
+        // made, keeping its credential in the working directory (the volume), and stops with 0 on SIGTERM.
+        const keyRes = await fetch(`${url}/graphql`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query: 'mutation { createEnrollmentKey(input: { description: "image test", expiresIn: 600 }) { key } }' }),
+        });
+        const key = ((await keyRes.json()) as any).data.createEnrollmentKey.key as string;
+        registerSecret(key);
+        const agent = spawn(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), "agent", "run", "--server", url, "--key", key], { cwd: layout.volume, env, stdio: ["ignore", "pipe", "pipe"], ...user });
+        let agentLog = "";
+        agent.stderr!.on("data", (d: Buffer) => (agentLog += d));
+        const agentExited = new Promise<number | null>((resolve) => agent.once("exit", (code) => resolve(code)));
+        const credential = path.join(layout.volume, ".keyplane-agent", "credential.json");
+        for (const deadline = Date.now() + 30_000; !agentLog.includes("subscribed to tasks"); await new Promise((r) => setTimeout(r, 100))) {
+          if (agent.exitCode !== null || Date.now() > deadline) throw new Error(`agent run did not connect:\n${agentLog}`);
+        }
+        expect(statSync(credential).mode & 0o777).toBe(0o600);
+        registerSecret(JSON.parse(readFileSync(credential, "utf8")).accessToken);
+        registerSecret(JSON.parse(readFileSync(credential, "utf8")).refreshToken);
+        agent.kill("SIGTERM");
+        expect(await agentExited, agentLog).toBe(0);
+        // github-token in brokered mode: Keyplane answers (here: no GitHub App rex is configured), so
+        // the writer exits 3, a refusal, and writes no token file.
+        const tokenFileForWriter = path.join(layout.volume, "service-token");
+        writeFileSync(tokenFileForWriter, token, { mode: 0o600 });
+        if (asRoot) chownSync(tokenFileForWriter, RUNTIME_USER, RUNTIME_USER);
+        const writer = run(["github-token", "--app", "rex", "--output", path.join(layout.volume, "github-token"), "--repository", "acme/api", "--keyplane-url", url, "--token-file", tokenFileForWriter]);
+        expect(writer.status, writer.stderr).toBe(3);
+        expect(existsSync(path.join(layout.volume, "github-token"))).toBe(false);
+        expect(writer.stderr).toMatch(/Keyplane refused: .*\((NOT_FOUND|FORBIDDEN|BAD_USER_INPUT)\)/);
+        expect(writer.stderr).not.toContain(token);
+
         const metrics = await (await fetch(`${url}/metrics`)).text();
         expect(metrics).toMatch(/keyplane_graphql_operations_total\{type="query",operation="anonymous",root_field="me",outcome="ok"\} 1/);
         // Production: no GraphiQL.
