@@ -12,10 +12,9 @@
  * Environment: DATABASE_URL (required), BENCH_APPENDS (default 20000), BENCH_WRITERS (default 8),
  * BENCH_TENANTS (default 100), BENCH_ROUNDS (default 2), BENCH_WARMUP (default 1000).
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { sql } from "kysely";
-import pg from "pg";
 import { createTenant } from "../src/app/tenants.ts";
 import { eventMetadata, systemActor } from "../src/auth/actor.ts";
 import { AccessTokenIssued } from "../src/domain/session/events.ts";
@@ -24,12 +23,14 @@ import { appendEvents } from "../src/store/events/appendEvents.ts";
 import { chainHash, contentHash, genesisHash } from "../src/store/events/hashing.ts";
 import type { EventMetadata } from "../src/store/events/types.ts";
 import { migrateToLatest } from "../src/store/migrate.ts";
+import { createBenchDatabase, type BenchDatabase } from "./benchDatabase.ts";
 
 const url = process.env.DATABASE_URL;
 if (!url) {
   console.error("bench:append needs a PostgreSQL: set DATABASE_URL, e.g.\n  DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run bench:append");
   process.exit(2);
 }
+const serverUrl: string = url;
 
 const intEnv = (name: string, fallback: number, min = 1): number => {
   const raw = process.env[name];
@@ -49,7 +50,6 @@ const ROUNDS = intEnv("BENCH_ROUNDS", 2);
 const WARMUP = intEnv("BENCH_WARMUP", 1_000, 0);
 const TARGET = 0.5;
 
-const schema = `kp_bench_${randomBytes(6).toString("hex")}`;
 const tenantIds = Array.from({ length: TENANTS }, (_, i) => `bench-${String(i).padStart(3, "0")}`);
 const metadata: EventMetadata = eventMetadata(systemActor("bench:append"), { requestId: "bench-append" });
 const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
@@ -58,15 +58,6 @@ const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
 const tokenIssued = () =>
   AccessTokenIssued({ tokenId: randomUUID(), subject: "svc:bench", kind: "service", roles: ["service"], scopes: ["credentials:read"], expiresAt, issuedVia: "api" });
 
-async function adminQuery(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Set by SIGINT/SIGTERM: writers stop taking jobs, and the run unwinds through its cleanup. */
 let interrupted: NodeJS.Signals | undefined;
@@ -128,25 +119,24 @@ const fmtRate = (n: number) => Math.round(n).toLocaleString("en-US");
 
 async function main(): Promise<void> {
   let handle: DatabaseHandle | undefined;
-  let schemaCreated = false;
+  let scratch: BenchDatabase | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     interrupted = signal;
-    console.error(`\n${signal}: stopping, then dropping ${schema}`);
+    console.error(`\n${signal}: stopping, then dropping the scratch database`);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
   try {
-    await adminQuery(`create schema ${schema}`);
-    schemaCreated = true;
-    handle = await openDatabase({ url, schema, poolMax: WRITERS + 2 });
+    scratch = await createBenchDatabase("append", serverUrl);
+    handle = await openDatabase({ url: scratch.url, poolMax: WRITERS + 2 });
     const db = handle.db;
     await migrateToLatest(handle);
     // Same columns, types and defaults as events; primary key only (LIKE copies no index, trigger or policy).
     await sql`create table bench_plain (like events including defaults, primary key (tenant_id, tenant_seq))`.execute(db);
 
     const { rows: info } = await sql<{ version: string; sync: string }>`select current_setting('server_version') as version, current_setting('synchronous_commit') as sync`.execute(db);
-    console.log(`bench:append  PostgreSQL ${info[0]!.version} (synchronous_commit=${info[0]!.sync}), schema ${schema}`);
+    console.log(`bench:append  PostgreSQL ${info[0]!.version} (synchronous_commit=${info[0]!.sync}), database ${new URL(scratch.url).pathname.slice(1)}`);
     console.log(`  ${APPENDS} events per run, ${WRITERS} writers, ${TENANTS} tenants, ${ROUNDS} rounds of A/B, warm-up ${WARMUP}\n`);
 
     const actor = systemActor("bench:append");
@@ -192,7 +182,7 @@ async function main(): Promise<void> {
     console.log(line);
   } finally {
     await handle?.close().catch(() => {});
-    if (schemaCreated) await adminQuery(`drop schema if exists ${schema} cascade`);
+    await scratch?.drop();
   }
 }
 
