@@ -10,6 +10,7 @@ import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
 import { createTokenVerifier } from "./auth/verifyToken.ts";
+import { createCredentialWatch } from "./auth/credentialWatch.ts";
 import type { Config } from "./config.ts";
 import { loadKeyring } from "./crypto/keyring.ts";
 import { createProviders } from "./providers/registry.ts";
@@ -105,6 +106,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       auditSigner: createAuditSigner(keys.current),
       limits,
       events: createEventFeed({ db, database, logger, metrics }, { pollMs: config.realtime.pollMs, maxQueued: config.realtime.maxQueuedEvents }),
+      credentials: createCredentialWatch(db, { intervalMs: config.realtime.tokenCheckSeconds * 1000, logger }),
     };
     await deps.events.start();
     const server = createHttpServer(deps, database);

@@ -6,4 +6,6 @@ export interface GraphQLContext {
   actor: Actor | null;
   meta: RequestMeta;
   deps: AppDeps;
+  /** "ws" over graphql-ws, whose socket follows its token (src/http/websocket.ts); absent over HTTP. */
+  transport?: "ws";
 }

@@ -75,7 +75,7 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     slowConsumerMs: realtime.slowConsumerSeconds * 1000,
     maxSocketsPerPrincipal: realtime.maxSocketsPerPrincipal,
     idleTimeoutMs: realtime.idleTimeoutSeconds * 1000,
-    tokenCheckMs: realtime.tokenCheckSeconds * 1000,
+    idleCheckMs: realtime.tokenCheckSeconds * 1000,
   });
   return server;
 

@@ -11,7 +11,6 @@ import type { Actor, RequestMeta } from "../auth/actor.ts";
 import { DomainError } from "../errors.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { logContext, type LogContext } from "../logger.ts";
-import { withPlatform } from "../store/db.ts";
 import { requestIdOf, requestMetaOf } from "./requestMeta.ts";
 import { traceContextOf } from "./traceContext.ts";
 import { createClientAddressResolver, rememberClientAddress } from "./clientAddress.ts";
@@ -69,8 +68,8 @@ export interface GraphQLWebSocketOptions {
   maxSocketsPerPrincipal?: number;
   /** A socket without any operation for this long is closed. Default 5 min. */
   idleTimeoutMs?: number;
-  /** How often open sockets' tokens are checked for revocation (and their tenant for suspension). Default 2 s. */
-  tokenCheckMs?: number;
+  /** How often sockets are checked for idleness. Default 2 s. (Their tokens: deps.credentials.) */
+  idleCheckMs?: number;
   /** On close, how long sockets get to finish the close handshake before they are cut. Default 2 s. */
   closeGraceMs?: number;
 }
@@ -85,7 +84,7 @@ export const WEBSOCKET_DEFAULTS: Required<GraphQLWebSocketOptions> = {
   slowConsumerMs: 10_000,
   maxSocketsPerPrincipal: 20,
   idleTimeoutMs: 5 * 60_000,
-  tokenCheckMs: 2_000,
+  idleCheckMs: 2_000,
   closeGraceMs: 2_000,
 };
 
@@ -113,7 +112,8 @@ interface Connection {
   running: number;
   /** When the last operation ended, or the connection opened: the idle clock. */
   idleSince: number;
-  expiry?: NodeJS.Timeout;
+  /** Stops following the token (deps.credentials) once the socket is closed. */
+  unwatch?: () => void;
 }
 
 interface Extra {
@@ -217,12 +217,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       Object.assign(connection.log, { tenantId: actor.tenantId, actor: actor.subject });
       const current = logContext.getStore();
       if (current) Object.assign(current, { tenantId: actor.tenantId, actor: actor.subject });
-      // The token is not checked again while connected, but it does not outlive its expiry.
-      const left = actor.expiresAt.getTime() - Date.now();
-      if (left < 2 ** 31 - 1) {
-        connection.expiry = setTimeout(() => closeSocket(connection, WS_CLOSE.forbidden, "Token expired"), Math.max(left, 0));
-        connection.expiry.unref();
-      }
+      // The socket follows its token: a revocation (of the token or its session), a suspended tenant
+      // or the token's expiry closes it.
+      connection.unwatch = deps.credentials.watch(actor, (reason) => closeSocket(connection, WS_CLOSE.forbidden, reason));
       logger.debug({ connectionId: connection.id }, "websocket connection authenticated");
       return true;
     },
@@ -281,6 +278,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     // Authorization), then the connection's Actor takes its place: one verification per connection.
     const contextValue = (await enveloped.contextFactory()) as GraphQLContext;
     contextValue.actor = actor;
+    contextValue.transport = "ws";
     envelopedOf.set(contextValue, enveloped);
     const args: ExecutionArgs = {
       schema: enveloped.schema,
@@ -354,7 +352,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     );
 
     socket.once("close", (code: number, reason: Buffer) => {
-      clearTimeout(connection.expiry);
+      connection.unwatch?.();
       connections.delete(connection);
       deps.metrics.websocketsOpen.dec();
       const cleanup = closed(code, reason.toString())
@@ -386,29 +384,14 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     if (connection.running === 0) connection.idleSince = Date.now();
   }
 
-  // Sockets follow their token: a revocation (of the token or its session) or a suspended tenant
-  // closes them within one check, in one query for all of this process' sockets.
-  async function checkTokens() {
-    const open = [...connections].filter((c) => c.actor);
+  // A socket without any operation for idleTimeoutMs is closed.
+  const idleChecks = setInterval(() => {
     const now = Date.now();
     for (const connection of connections) {
       if (connection.actor && connection.running === 0 && now - connection.idleSince > settings.idleTimeoutMs) closeSocket(connection, WS_CLOSE.idle, "Idle");
     }
-    if (open.length === 0) return;
-    const refused = await refusedActors(deps, open.map((c) => c.actor!));
-    for (const connection of open) {
-      if (refused.has(connection.actor!)) closeSocket(connection, WS_CLOSE.forbidden, "Token revoked");
-    }
-  }
-  let checking = false;
-  const tokenChecks = setInterval(() => {
-    if (checking) return;
-    checking = true;
-    checkTokens()
-      .catch((error: unknown) => logger.warn({ err: error }, "websocket token check failed; trying again"))
-      .finally(() => (checking = false));
-  }, settings.tokenCheckMs);
-  tokenChecks.unref();
+  }, settings.idleCheckMs);
+  idleChecks.unref();
 
   // Protocol pings: a socket that did not answer the last one is gone (a dead peer, a silent NAT).
   const heartbeat = setInterval(() => {
@@ -433,7 +416,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     close() {
       closing ??= (async () => {
         clearInterval(heartbeat);
-        clearInterval(tokenChecks);
+        clearInterval(idleChecks);
         const open = [...connections];
         const gone = Promise.all(open.map((c) => new Promise<void>((resolve) => (c.socket.readyState === c.socket.CLOSED ? resolve() : c.socket.once("close", () => resolve())))));
         for (const connection of open) closeSocket(connection, WS_CLOSE.goingAway, "Going away");
@@ -455,25 +438,6 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
 
 const principalOf = (actor: Actor) => `${actor.tenantId}\u0000${actor.subject}`;
 
-/** Of these actors, those whose token or session was revoked since, or whose tenant is no longer active. */
-async function refusedActors(deps: Pick<AppDeps, "db">, actors: Actor[]): Promise<Set<Actor>> {
-  const tokenIds = [...new Set(actors.flatMap((a) => (a.sessionId ? [a.tokenId, a.sessionId] : [a.tokenId])))];
-  const tenantIds = [...new Set(actors.map((a) => a.tenantId))];
-  const { revoked, inactive } = await withPlatform(deps.db, async (trx) => ({
-    revoked: await trx.selectFrom("revoked_tokens").select(["tenant_id", "token_id"]).where("token_id", "in", tokenIds).execute(),
-    inactive: await trx.selectFrom("tenants").select("tenant_id").where("tenant_id", "in", tenantIds).where("status", "!=", "active").execute(),
-  }));
-  const revokedIds = new Set(revoked.map((r) => `${r.tenant_id}\u0000${r.token_id}`));
-  const inactiveTenants = new Set(inactive.map((t) => t.tenant_id));
-  return new Set(
-    actors.filter(
-      (a) =>
-        inactiveTenants.has(a.tenantId) ||
-        revokedIds.has(`${a.tenantId}\u0000${a.tokenId}`) ||
-        (a.sessionId !== undefined && revokedIds.has(`${a.tenantId}\u0000${a.sessionId}`)),
-    ),
-  );
-}
 
 /** The token of `connection_init`: `{ authorization: "Bearer …" }` (or `Authorization`). Null when there is none. */
 function authorizationOf(params: Record<string, unknown> | undefined): string | null {

@@ -10,6 +10,7 @@ import { authenticateRequest, documentLimitPlugins, rateLimitPlugin } from "./gr
 import { idempotencyPlugin } from "./idempotencyPlugin.ts";
 import { graphqlMetricsPlugin } from "./graphqlMetrics.ts";
 import { requestMetaOf } from "./requestMeta.ts";
+import { subscriptionsFollowTheirToken } from "./subscriptionCredentials.ts";
 
 export interface ServerContext {
   req?: IncomingMessage;
@@ -78,6 +79,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       ...(guarded ? [rateLimitPlugin(deps)] : []),
       idempotencyPlugin(),
       graphqlMetricsPlugin(deps.metrics),
+      subscriptionsFollowTheirToken(deps.credentials),
     ],
   });
 }

@@ -8,6 +8,7 @@ import { encodeCursor } from "../../src/graphql/pagination.ts";
 import { withTenant } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
 import { range, sequencesOf, subscribeEvents, TENANT_EVENTS, type EventSubscriber } from "../testkit/eventSubscriber.ts";
+import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 
 // tenantEvents: replay from a cursor, then live, over graphql-ws and SSE; sockets that follow their
@@ -48,6 +49,42 @@ async function lastSequence(t: SeededTenant, on: TestApp = app): Promise<number>
 }
 
 const fromStart = encodeCursor("seq", 0);
+
+/** tenantEvents over SSE: the messages as they arrive, and `ended` once the server ends the stream. */
+async function subscribeSse(token: string, variables: { after?: string } = {}) {
+  const res = await fetch(`${app.url}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "text/event-stream", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: TENANT_EVENTS, variables }),
+  });
+  expect(res.headers.get("content-type")).toContain("text/event-stream");
+  const reader = res.body!.getReader();
+  const messages: any[] = [];
+  const ended = (async () => {
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done) return;
+      text += new TextDecoder().decode(value);
+      for (let i = text.indexOf("\n\n"); i !== -1; i = text.indexOf("\n\n")) {
+        const block = text.slice(0, i);
+        text = text.slice(i + 2);
+        const data = block.split("\n").find((l) => l.startsWith("data:"));
+        if (data && block.includes("event: next")) messages.push(JSON.parse(data.slice(5)));
+      }
+    }
+  })();
+  return {
+    messages,
+    ended,
+    async until(check: (m: any[]) => boolean, timeoutMs = 10_000) {
+      for (const deadline = Date.now() + timeoutMs; !check(messages); await new Promise((r) => setTimeout(r, 20))) {
+        if (Date.now() > deadline) throw new Error(`SSE: timed out with ${messages.length} messages`);
+      }
+    },
+    cancel: () => reader.cancel(),
+  };
+}
 
 describe("tenantEvents", () => {
   it("replays everything after the cursor, then continues live with no gap and no duplicate", async () => {
@@ -141,30 +178,12 @@ describe("tenantEvents", () => {
 
   it("works over SSE too", async () => {
     const t = await app.seedTenant();
-    const res = await fetch(`${app.url}/graphql`, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream", authorization: `Bearer ${t.tokens.service}` },
-      body: JSON.stringify({ query: TENANT_EVENTS, variables: { after: fromStart } }),
-    });
-    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const sse = await subscribeSse(t.tokens.service, { after: fromStart });
     await append(t.tenantId, 3);
     const head = await lastSequence(t);
-    const reader = res.body!.getReader();
-    const sequences: number[] = [];
-    let text = "";
-    while (sequences.length < head) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-      for (let i = text.indexOf("\n\n"); i !== -1; i = text.indexOf("\n\n")) {
-        const block = text.slice(0, i);
-        text = text.slice(i + 2);
-        const data = block.split("\n").find((l) => l.startsWith("data:"));
-        if (data) sequences.push(JSON.parse(data.slice(5)).data.tenantEvents.sequence);
-      }
-    }
-    await reader.cancel();
-    expect(sequences).toEqual(range(1, head));
+    await sse.until((m) => m.length >= head);
+    await sse.cancel();
+    expect(sse.messages.map((m) => m.data.tenantEvents.sequence)).toEqual(range(1, head));
   });
 });
 
@@ -188,6 +207,43 @@ describe("sockets follow their token", () => {
     const head = await lastSequence(t);
     await resumed.until((e) => e.length >= head - received);
     expect(sequencesOf([...s.events, ...resumed.events])).toEqual(range(1, head));
+  });
+
+  it("an SSE subscription whose token is revoked ends within seconds with UNAUTHENTICATED 'Token revoked'", async () => {
+    const t = await app.seedTenant();
+    const token = await app.mintToken({ tenantId: t.tenantId, roles: ["service"], subject: "svc-sse-revoked" });
+    const sse = await subscribeSse(token, { after: fromStart });
+    await append(t.tenantId, 2);
+    await sse.until((m) => m.length >= 2);
+    const revoked = await app.gql(`mutation ($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId } }`, { id: decodeJwt(token).jti }, { token: t.tokens.admin });
+    expect(revoked.errors).toBeUndefined();
+    const started = Date.now();
+    await sse.ended;
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(sse.messages.at(-1)).toMatchObject({ errors: [{ message: "Token revoked", extensions: { code: "UNAUTHENTICATED" } }] });
+    // Nothing appended after the revocation reaches it.
+    const before = sse.messages.length;
+    await append(t.tenantId, 2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sse.messages.length).toBe(before);
+  });
+
+  it("an SSE subscription ends when its token expires", async () => {
+    const t = await app.seedTenant();
+    // Minted directly: the API refuses lifetimes under a minute.
+    const { token: shortLived } = await app.kp.deps.minter.mintAccessToken({
+      tenantId: t.tenantId,
+      subject: "svc-sse-expiring",
+      kind: "service",
+      roles: ["service"],
+      scopes: [],
+      expiresAt: new Date(Date.now() + 2000),
+    });
+    registerSecret(shortLived);
+    const expiring = await subscribeSse(shortLived, { after: fromStart });
+    await expiring.until((m) => m.length >= 1);
+    await expiring.ended;
+    expect(expiring.messages.at(-1)).toMatchObject({ errors: [{ message: "Token expired", extensions: { code: "UNAUTHENTICATED" } }] });
   });
 
   it("a principal may hold a bounded number of sockets, and a socket a bounded number of subscriptions", async () => {
