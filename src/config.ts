@@ -3,6 +3,7 @@ import {
   DEFAULT_AGENT_QUOTAS,
   DEFAULT_ANONYMOUS_PER_MINUTE,
   DEFAULT_AUTH_FAILURES_PER_MINUTE,
+  DEFAULT_AUDIT_EXPORTS_PER_HOUR,
   DEFAULT_COST_PER_MINUTE,
   DEFAULT_DOCUMENT_LIMITS,
   DEFAULT_OAUTH_PER_MINUTE,
@@ -66,6 +67,7 @@ const EnvSchema = z.object({
   RATE_LIMIT_OAUTH_PER_MINUTE: duration.default(DEFAULT_OAUTH_PER_MINUTE),
   RATE_LIMIT_WEBHOOKS_PER_MINUTE: duration.default(DEFAULT_WEBHOOKS_PER_MINUTE),
   RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: duration.default(DEFAULT_AUTH_FAILURES_PER_MINUTE),
+  RATE_LIMIT_AUDIT_EXPORTS_PER_HOUR: duration.default(DEFAULT_AUDIT_EXPORTS_PER_HOUR),
   AGENT_CREATES_PER_DAY: z.string().optional(),
   AGENT_UPDATES_PER_HOUR: z.string().optional(),
   GRAPHQL_MAX_COST: duration.default(DEFAULT_DOCUMENT_LIMITS.maxCost),
@@ -244,6 +246,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     oauthPerMinute: e.RATE_LIMIT_OAUTH_PER_MINUTE,
     webhooksPerMinute: e.RATE_LIMIT_WEBHOOKS_PER_MINUTE,
     authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,
+    auditExportsPerHour: e.RATE_LIMIT_AUDIT_EXPORTS_PER_HOUR,
     agentQuotas: {
       free: { "agent-create": creates.free, "agent-update": updates.free },
       pro: { "agent-create": creates.pro, "agent-update": updates.pro },

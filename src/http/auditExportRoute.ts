@@ -5,6 +5,7 @@ import { authenticate } from "../app/authenticate.ts";
 import type { AppDeps } from "../app/deps.ts";
 import { can } from "../auth/actor.ts";
 import { BadInputError, DomainError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
+import { rateLimitedError, rateLimitHeaders } from "../limits/rateLimits.ts";
 import { logContext } from "../logger.ts";
 import type { DatabaseHandle } from "../store/db.ts";
 import { requestMetaOf } from "./requestMeta.ts";
@@ -47,6 +48,10 @@ export function auditExportRoute(deps: AppDeps, sendJson: Send, database: Pick<D
       await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "missing-permission", ...refusal });
       throw new ForbiddenError("exporting the audit log needs the audit:read permission");
     }
+    // Counted as a request of the principal and tenant, and against the tenant's exports of the hour.
+    const decision = await deps.limits.checkAuditExport(actor, actor.tenantTier, meta);
+    for (const [name, value] of Object.entries(rateLimitHeaders(decision.checks))) res.setHeader(name, value);
+    if (decision.refused) throw rateLimitedError(decision.refused);
     const request = parseExportRequest(rawRequestOf(query));
     const file = await startAuditExport(deps, actor, { ...request, via: "http" }, meta, database);
     res.writeHead(200, {

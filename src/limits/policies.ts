@@ -18,11 +18,12 @@ export type PolicyName =
   | "enroll"
   | "oauth"
   | "webhooks"
-  | "auth-failures";
+  | "auth-failures"
+  | "audit-export";
 
 export interface PolicyDefinition {
   /** What one unit is. */
-  counts: "requests" | "query cost" | "failed authentications";
+  counts: "requests" | "query cost" | "failed authentications" | "exports";
   /** What the counter is keyed on. */
   keyedOn: string;
   /** Window in seconds. */
@@ -51,6 +52,9 @@ export const POLICIES: Record<PolicyName, PolicyDefinition> = {
     windowSeconds: 60,
     limit: "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE (30): refused tokens, refresh tokens and enrollment keys; past it the address is refused until the window ends",
   },
+  // An export streams the whole log (a million events is over a gigabyte): a budget of its own, on
+  // top of the request limits it also counts against.
+  "audit-export": { counts: "exports", keyedOn: "tenant id", windowSeconds: 3600, limit: "RATE_LIMIT_AUDIT_EXPORTS_PER_HOUR (20): GET /audit/export" },
 };
 
 export type TierTable<T = number> = Record<Tier, T>;
@@ -64,6 +68,7 @@ export const DEFAULT_ANONYMOUS_PER_MINUTE = 60;
 export const DEFAULT_OAUTH_PER_MINUTE = 30;
 export const DEFAULT_WEBHOOKS_PER_MINUTE = 600;
 export const DEFAULT_AUTH_FAILURES_PER_MINUTE = 30;
+export const DEFAULT_AUDIT_EXPORTS_PER_HOUR = 20;
 
 /**
  * The burst cap per ten seconds that keeps any 60-second span under twice the per-minute quota.
@@ -127,6 +132,7 @@ export interface LimitsConfig {
   oauthPerMinute: number;
   webhooksPerMinute: number;
   authFailuresPerMinute: number;
+  auditExportsPerHour: number;
   agentQuotas: TierTable<Record<AgentQuota, number | null>>;
   document: typeof DEFAULT_DOCUMENT_LIMITS & {
     introspection: boolean;

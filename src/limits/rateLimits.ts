@@ -39,6 +39,8 @@ export interface RateLimits {
   checkRequest(actor: Actor | null, tier: Tier | undefined, meta: RequestMeta): Promise<Decision>;
   /** Charges an operation's cost to its tenant's budget of the minute. */
   chargeCost(actor: Actor, tier: Tier | undefined, cost: number, meta: RequestMeta): Promise<Decision>;
+  /** An audit export: a request of its principal and tenant, and one of the tenant's exports of the hour. */
+  checkAuditExport(actor: Actor, tier: Tier | undefined, meta: RequestMeta): Promise<Decision>;
   /** A per-address policy of a public endpoint. */
   checkAddress(policy: AddressPolicy, meta: RequestMeta, actor?: Actor | null): Promise<Decision>;
   /** A refused credential from this address (called for every auth.failed security event). */
@@ -120,6 +122,12 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
       }
       return decide([charged], actor, meta);
     },
+    async checkAuditExport(actor, tier, meta) {
+      if (!config.enabled) return NO_DECISION;
+      const request = await this.checkRequest(actor, tier, meta);
+      if (request.refused) return request;
+      return decide([...request.checks, await check("audit-export", actor.tenantId, config.auditExportsPerHour)], actor, meta);
+    },
     async checkAddress(policy, meta, actor = null) {
       if (!config.enabled && policy !== "enroll") return NO_DECISION;
       const limit = { anonymous: config.anonymousPerMinute, enroll: config.enrollPerMinute, oauth: config.oauthPerMinute, webhooks: config.webhooksPerMinute }[policy];
@@ -165,6 +173,7 @@ const MESSAGES: Record<PolicyName, string> = {
   oauth: "too many installation requests from this address",
   webhooks: "too many webhook deliveries from this address",
   "auth-failures": "too many failed authentications from this address",
+  "audit-export": "this tenant's audit exports for the hour are used up",
 };
 
 /** The caller's error for a refusal: RATE_LIMITED with retryAfter (seconds) and the policy's name. */

@@ -262,6 +262,40 @@ describe("query cost budget", () => {
   });
 });
 
+describe("audit exports", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp({ name: "limits-exports", env: { ...TIER_ONLY, RATE_LIMIT_AUDIT_EXPORTS_PER_HOUR: "2" } });
+  });
+  afterAll(() => app?.close());
+
+  const exportOf = (token: string) => fetch(`${app.url}/audit/export`, { headers: { authorization: `Bearer ${token}` } });
+  const exportsRecorded = (tenantId: string) =>
+    withTenant(app.kp.deps.db, tenantId, (trx) => trx.selectFrom("events").select("tenant_seq").where("tenant_id", "=", tenantId).where("event_type", "=", "audit.exported").execute());
+
+  it("a tenant gets RATE_LIMIT_AUDIT_EXPORTS_PER_HOUR exports an hour; the next is 429 with Retry-After, and is not recorded as an export", async () => {
+    const t = await app.seedTenant({ tier: "enterprise" });
+    for (let i = 0; i < 2; i++) {
+      const res = await exportOf(t.tokens.admin);
+      expect(res.status).toBe(200);
+      expect(item(res.headers.get("ratelimit"), "audit-export")).toEqual({ r: String(1 - i), t: expect.any(String) });
+      expect(item(res.headers.get("ratelimit-policy"), "audit-export")).toEqual({ q: "2", w: "3600" });
+      await res.text();
+    }
+    const refused = await exportOf(t.tokens.admin);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(3600);
+    expect(await refused.json()).toMatchObject({ error: { code: "RATE_LIMITED", policy: "audit-export", retryAfter: expect.any(Number) } });
+    expect(await exportsRecorded(t.tenantId)).toHaveLength(2);
+    // Another tenant's exports are counted apart.
+    const other = await app.seedTenant();
+    const res = await exportOf(other.tokens.admin);
+    expect(res.status).toBe(200);
+    await res.text();
+  });
+});
+
 describe("two Keyplanes on one database (RATE_LIMIT_STORE=database)", () => {
   let one: TestApp;
   let two: TestApp;
