@@ -23,15 +23,16 @@ import type { ServerContext } from "./yoga.ts";
  *
  * The token travels once, in `connection_init`'s payload (`{ authorization: "Bearer …" }`), and is
  * checked once by `authenticate`, as an HTTP request's header is. The Actor it gives serves every
- * operation of the connection (no re-verification per message), and the socket is closed when the
- * token expires.
+ * operation of the connection (no re-verification per message). The socket then follows its token
+ * (deps.credentials): it is closed when the token or its session is revoked, its tenant suspended,
+ * or the token expires.
  */
 
 /** Close codes a client can meet, besides graphql-ws's own protocol errors (4400, 4406, 4409, 4429). */
 export const WS_CLOSE = {
   /** `connection_init` without a token (or a subscribe before the connection was acknowledged). */
   unauthorized: CloseCode.Unauthorized, // 4401 "Unauthorized"
-  /** A token that is malformed, bad, expired, revoked or of an unknown/suspended tenant; or it expired while connected ("Token expired"). */
+  /** A token that is malformed, bad, expired, revoked or of an unknown/suspended tenant; or, while connected, "Token revoked" / "Token expired". */
   forbidden: CloseCode.Forbidden, // 4403 "Forbidden"
   /** No `connection_init` within the wait timeout. */
   initTimeout: CloseCode.ConnectionInitialisationTimeout, // 4408
