@@ -1,11 +1,9 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { buildSchema, graphql, GraphQLError, type GraphQLFieldResolver, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -14,8 +12,9 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { classifyDisconnect, backoffDelay, DEFAULT_WORKER_TIMING } from "../../src/cli/agentWorker.ts";
 import { parseAgentRunArgs, runAgentRun } from "../../src/cli/agentRun.ts";
 import { runTask, unknownKindMessage } from "../../src/cli/agentTasks.ts";
-import { runCli, USAGE } from "../../src/cli/main.ts";
+import { USAGE } from "../../src/cli/main.ts";
 import { loadConfig } from "../../src/config.ts";
+import { killKeyplaneProcesses, logLines, runKeyplane, spawnKeyplane, type CliResult, type KeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { freePort } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
@@ -29,31 +28,9 @@ import { waitFor } from "../testkit/waitFor.ts";
 // Two servers: a scripted Keyplane in this process (the contract, with outages and refusals on demand),
 // and the real one (`node bin/keyplane.mjs serve` on a temp data dir), restarted mid-run.
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = path.join(ROOT, "bin/keyplane.mjs");
-
 const scratchDir = scratchDirectory("keyplane-agent-");
 const freshDir = scratchDir.fresh;
 const keepLog = (name: string, text: string) => keepCommandLog("agent", name, text);
-
-interface LogLine {
-  time: string;
-  level: string;
-  msg: string;
-  [field: string]: unknown;
-}
-
-/** Every stderr line is a JSON object with time, level and msg. */
-function logLines(err: string): LogLine[] {
-  return err
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => {
-      const parsed = JSON.parse(line) as LogLine;
-      expect(parsed).toMatchObject({ time: expect.any(String), level: expect.any(String), msg: expect.any(String) });
-      return parsed;
-    });
-}
 
 const mode = (file: string) => statSync(file).mode & 0o777;
 const readJson = (file: string) => JSON.parse(readFileSync(file, "utf8")) as Record<string, any>;
@@ -425,56 +402,23 @@ function agent(args: string[], env?: Record<string, string>): InProcessAgent {
   return a;
 }
 
-interface CliResult {
-  code: number;
-  out: string;
-  err: string;
+// The commands' stderr (and the agent's stdout) is kept for the secret scan: no token or key in it.
+
+function cli(args: string[], env: Record<string, string> = { NODE_ENV: "test", LOG_LEVEL: "info" }): Promise<CliResult> {
+  return runKeyplane(args, env, { command: "agent", name: "cli" });
 }
 
-async function cli(args: string[], env: Record<string, string> = { NODE_ENV: "test", LOG_LEVEL: "info" }): Promise<CliResult> {
-  let out = "";
-  let err = "";
-  const code = await runCli(args, env, { out: (s) => void (out += s), err: (s) => void (err += s), isTty: false });
-  keepLog("cli", err);
-  return { code, out, err };
-}
-
-interface AgentProcess {
-  child: ChildProcess;
-  out(): string;
-  err(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const processes = new Set<ChildProcess>();
 afterAll(async () => {
-  for (const child of processes) child.kill("SIGKILL");
+  await killKeyplaneProcesses();
   await killServedProcesses();
 });
 
-/** bin/keyplane.mjs agent run …, as an operator (or a container) runs it. */
-function agentProcess(args: string[], env: Record<string, string> = {}): AgentProcess {
-  const child = spawn(process.execPath, [BIN, "agent", "run", ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), LOG_LEVEL: "debug", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  processes.add(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => {
-      processes.delete(child);
-      keepLog("process", out + err);
-      resolve({ code, signal });
-    }),
-  );
-  return { child, out: () => out, err: () => err, exited };
+/** bin/keyplane.mjs agent run …, as an operator (or a container) runs it; at debug level, so the log shows what it did. */
+function agentProcess(args: string[], env: Record<string, string> = {}): KeyplaneProcess {
+  return spawnKeyplane(["agent", "run", ...args], { HOME: process.env.HOME ?? tmpdir(), LOG_LEVEL: "debug", ...env }, { log: { command: "agent", name: "process", streams: "both" } });
 }
 
-async function exitOf(p: AgentProcess, timeoutMs = 20_000): Promise<number | null> {
+async function exitOf(p: KeyplaneProcess, timeoutMs = 20_000): Promise<number | null> {
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`agent still running after ${timeoutMs} ms:\n${p.err()}`)), timeoutMs));
   return (await Promise.race([p.exited, timeout])).code;
 }
@@ -914,7 +858,7 @@ describe("keyplane agent run against keyplane serve (restarted mid-run)", () => 
     return data.dispatchTask.id as string;
   }
 
-  async function finished(id: string, p?: AgentProcess): Promise<{ status: string; result: unknown; error: string | null }> {
+  async function finished(id: string, p?: KeyplaneProcess): Promise<{ status: string; result: unknown; error: string | null }> {
     return waitFor(
       `task ${id} to finish`,
       async () => {

@@ -1,52 +1,22 @@
-import { spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../../src/cli/main.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createKeyplane } from "../../src/main.ts";
-import { keepCommandLog, scratchDirectory } from "../testkit/scratch.ts";
+import { runKeyplane, runKeyplaneProcess, type CliResult } from "../testkit/keyplaneCli.ts";
+import { scratchDirectory } from "../testkit/scratch.ts";
 import { registerSecret, testLogger } from "../testkit/secrets.ts";
 import { adminQuery } from "../testkit/testDatabase.ts";
 
 // keyplane audit export | verify | checkpoint, as an operator and an auditor run them: the export
 // reads the database directly, the verifier needs nothing but the file and Keyplane's JWKS.
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = path.join(ROOT, "bin/keyplane.mjs");
 const scratch = scratchDirectory("keyplane-audit-cli-");
 
-interface CliResult {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function keyplane(argv: string[], env: Record<string, string>): Promise<CliResult> {
-  let out = "";
-  let err = "";
-  const code = await runCli(argv, env, { out: (s) => void (out += s), err: (s) => void (err += s), isTty: false });
-  // What the audit commands print is scanned for secrets after the run (token mint prints one: not kept).
-  if (argv[0] === "audit") keepCommandLog("audit-cli", argv.slice(0, 2).join("-"), out + err);
-  return { code, out, err };
-}
-
-function keyplaneProcess(argv: string[], env: Record<string, string>): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...argv], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, out, err });
-    });
-  });
+/** Runs `keyplane argv…` in this process. What the audit commands print is scanned for secrets after the run (token mint prints one: not kept). */
+function keyplane(argv: string[], env: Record<string, string>): Promise<CliResult> {
+  return runKeyplane(argv, env, argv[0] === "audit" ? { command: "audit-cli", name: argv.slice(0, 2).join("-"), streams: "both" } : undefined);
 }
 
 interface Backend {
@@ -196,7 +166,7 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
     try {
       const url = await kp.listen(0, "127.0.0.1");
       // The embedded database is this server's now: verify must not need it.
-      const r = await keyplaneProcess(["audit", "verify", path.join(dir, "acme.ndjson"), "--jwks", `${url}/.well-known/jwks.json`], env);
+      const r = await runKeyplaneProcess(["audit", "verify", path.join(dir, "acme.ndjson"), "--jwks", `${url}/.well-known/jwks.json`], env, { timeoutMs: 50_000 });
       expect(r).toMatchObject({ code: 0, err: "" });
       expect(r.out).toMatch(/^ok: tenant acme, chain intact from genesis/);
     } finally {

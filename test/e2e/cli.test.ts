@@ -1,53 +1,21 @@
-import { spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli, USAGE } from "../../src/cli/main.ts";
+import { USAGE } from "../../src/cli/main.ts";
 import { progressReporter } from "../../src/cli/progress.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createKeyplane } from "../../src/main.ts";
+import { runKeyplane as keyplane, runKeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { registerSecret, testLogger } from "../testkit/secrets.ts";
 import { adminQuery } from "../testkit/testDatabase.ts";
 
 const signingKeyPem = () => generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = path.join(ROOT, "bin/keyplane.mjs");
-
-interface CliResult {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** Runs the `keyplane` command line in this process, capturing what it writes. */
-async function keyplane(argv: string[], env: Record<string, string>): Promise<CliResult> {
-  let out = "";
-  let err = "";
-  const code = await runCli(argv, env, { out: (s) => void (out += s), err: (s) => void (err += s), isTty: false });
-  return { code, out, err };
-}
-
-/** Runs bin/keyplane.mjs as its own process, as an operator's shell would. */
-function keyplaneProcess(argv: string[], env: Record<string, string>): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...argv], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : 1), out, err });
-    });
-  });
-}
+// A hung command fails its test rather than the run.
+const keyplaneProcess = (argv: string[], env: Record<string, string>) => runKeyplaneProcess(argv, env, { timeoutMs: 50_000 });
 
 function tempDir(prefix: string): string {
   return mkdtempSync(path.join(tmpdir(), prefix));

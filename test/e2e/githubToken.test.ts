@@ -1,19 +1,18 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keepCommandLog, scratchDirectory } from "../testkit/scratch.ts";
 import { parseGitHubTokenArgs, runGitHubToken } from "../../src/cli/githubToken.ts";
-import { runCli, USAGE } from "../../src/cli/main.ts";
+import { USAGE } from "../../src/cli/main.ts";
 import { nextRefreshAt, retryDelay, DEFAULT_TIMING, type Clock } from "../../src/cli/tokenWriter.ts";
 import { TokenSourceError } from "../../src/cli/tokenWriterSource.ts";
 import { loadConfig } from "../../src/config.ts";
 import { fingerprint } from "../../src/store/events/hashing.ts";
 import { startFakeGitHub, type FakeGitHub, type FakeGitHubApp, type GitHubInstallation } from "../fakes/github.ts";
+import { logLines as keyplaneLogLines, runKeyplane, spawnKeyplane, type LogLine } from "../testkit/keyplaneCli.ts";
 import { browseInstall, freePort, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
@@ -24,15 +23,6 @@ import { waitFor } from "../testkit/waitFor.ts";
 // atomically, never removed while it is good. What its operator gets: exit statuses that tell a bad
 // configuration (2) from a refusal (3) from an outage (4), a /healthz, and JSON logs without the token.
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = path.join(ROOT, "bin/keyplane.mjs");
-
-interface CliResult {
-  code: number;
-  out: string;
-  err: string;
-}
-
 const scratchDir = scratchDirectory("keyplane-github-token-");
 const outDir = scratchDir.fresh;
 const keepLog = (name: string, text: string) => keepCommandLog("github-token", name, text);
@@ -42,60 +32,17 @@ function registerPem(pem: string): void {
   for (const line of pem.split("\n")) if (line && !line.startsWith("-----")) registerSecret(line);
 }
 
+// Its stderr (the JSON log) is kept for the secret scan: the token must never be in it.
+
 /** Runs `keyplane github-token …` in this process. */
-async function githubToken(args: string[], env: Record<string, string>): Promise<CliResult> {
-  let out = "";
-  let err = "";
-  const code = await runCli(["github-token", ...args], env, { out: (s) => void (out += s), err: (s) => void (err += s), isTty: false });
-  keepLog("in-process", err);
-  return { code, out, err };
-}
+const githubToken = (args: string[], env: Record<string, string>) => runKeyplane(["github-token", ...args], env, { command: "github-token", name: "in-process" });
 
-interface RunningProcess {
-  done: Promise<CliResult>;
-  /** stderr so far. */
-  err(): string;
-  kill(signal: NodeJS.Signals): void;
-}
+/** Runs bin/keyplane.mjs github-token … as its own process, as a container would; SIGKILL after 30 s. */
+const githubTokenProcess = (args: string[], env: Record<string, string>) =>
+  spawnKeyplane(["github-token", ...args], env, { timeoutMs: 30_000, log: { command: "github-token", name: "process" } });
 
-/** Runs bin/keyplane.mjs github-token … as its own process, as a container would. */
-function githubTokenProcess(args: string[], env: Record<string, string>): RunningProcess {
-  const child = spawn(process.execPath, [BIN, "github-token", ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const done = new Promise<CliResult>((resolve, reject) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      keepLog("process", err);
-      resolve({ code: code ?? (signal ? 128 : 1), out, err });
-    });
-  });
-  return { done, err: () => err, kill: (signal) => child.kill(signal) };
-}
-
-interface LogLine {
-  time: string;
-  level: string;
-  msg: string;
-  [field: string]: unknown;
-}
-
-/** Every stderr line is a JSON object with time, level and msg. */
-function logLines(err: string): LogLine[] {
-  return err
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => {
-      const parsed = JSON.parse(line) as LogLine;
-      expect(parsed).toMatchObject({ time: expect.any(String), msg: expect.any(String) });
-      expect(typeof parsed.level === "string" || typeof parsed.level === "number").toBe(true);
-      return parsed;
-    });
-}
+/** Every stderr line is a JSON log line; its level may be a string or a number. */
+const logLines = (err: string) => keyplaneLogLines(err, { numericLevel: true });
 
 const readIfExists = (file: string) => (existsSync(file) ? readFileSync(file, "utf8") : undefined);
 const mode = (file: string) => statSync(file).mode & 0o777;
