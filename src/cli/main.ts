@@ -5,7 +5,7 @@ import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
 import { ConfigError, loadConfig, type Config } from "../config.ts";
 import { roleSchema, tokenKindSchema, type Role, type TokenKind } from "../domain/eventDefinition.ts";
 import { tierSchema, type Tier } from "../domain/tenant/events.ts";
-import { BadInputError, ConflictError, DomainError } from "../errors.ts";
+import { BadInputError, ConflictError, DomainError, NotFoundError } from "../errors.ts";
 import type { Keyplane } from "../main.ts";
 import { DataDirInUseError, lockDataDir } from "../store/dataDirLock.ts";
 import { parseAuditArgs } from "./auditArgs.ts";
@@ -37,6 +37,9 @@ commands:
   migrate                                 apply pending migrations to DATABASE_URL (or the embedded database)
   tenant create --id ID --name NAME [--tier free|pro|enterprise]
   tenant list [--json]
+  tenant set-tier --id ID --tier free|pro|enterprise
+                                          move a tenant to another tier: its rate limits, cost
+                                          budget and agent quotas follow from its next request
   token mint --tenant ID --role ROLE [--role ROLE...] --sub SUBJECT [--ttl SECONDS]
              [--scope SCOPE...] [--kind user|service|agent] [--refresh] [--json]
              roles: viewer, editor, admin, service; --role platform (alone, without --tenant)
@@ -133,7 +136,8 @@ function parseCommand(argv: string[]): Command {
     case "tenant":
       if (sub === "create") return tenantCreate(rest);
       if (sub === "list") return tenantList(rest);
-      throw new UsageError(sub ? `unknown tenant command: ${sub}` : "tenant needs a command: create or list");
+      if (sub === "set-tier") return tenantSetTier(rest);
+      throw new UsageError(sub ? `unknown tenant command: ${sub}` : "tenant needs a command: create, list or set-tier");
     case "token":
       if (sub === "mint") return tokenMint(rest);
       throw new UsageError(sub ? `unknown token command: ${sub}` : "token needs a command: mint");
@@ -319,6 +323,23 @@ function tenantCreate(args: string[]): Command {
       const { createTenant } = await load.tenants();
       await asUsage(createTenant(kp.deps, systemActor("cli"), input));
       io.out(`created tenant ${input.id} (${input.name}, ${tier})\n`);
+      return 0;
+    });
+}
+
+function tenantSetTier(args: string[]): Command {
+  const v = parse(args, { id: { type: "string" }, tier: { type: "string" } });
+  if (!v.id || !v.tier) throw new UsageError("tenant set-tier needs --id and --tier");
+  const tier = oneOf("--tier", v.tier as string, tierSchema.options);
+  const id = v.id as string;
+  return (config, io) =>
+    withKeyplane(config, async (kp) => {
+      const { changeTenantTier } = await load.tenants();
+      // The same use case as the changeTenantTier mutation: tenant.tier_changed in the tenant's log.
+      const changed = await asUsage(changeTenantTier(kp.deps, systemActor("cli"), id, { tier })).catch((error: unknown) => {
+        throw error instanceof NotFoundError ? new Error(`no tenant ${id} (see: keyplane tenant list)`) : error;
+      });
+      io.out(changed ? `tenant ${id}: ${String(changed.data.from)} -> ${tier}\n` : `tenant ${id} is already on ${tier}\n`);
       return 0;
     });
 }

@@ -256,6 +256,39 @@ describe.each(backends)("keyplane CLI on $name", (backend) => {
     expect(list).toMatchObject({ code: 0, err: "" });
     expect(list.out).toMatch(/^acme\s+pro\s+active\s+Acme Inc$/m);
   });
+
+  it("tenant set-tier moves a tenant to another tier, recorded in its log; the same tier again records nothing", async () => {
+    const moved = await keyplane(["tenant", "set-tier", "--id", "globex", "--tier", "enterprise"], env);
+    expect(moved).toEqual({ code: 0, out: "tenant globex: free -> enterprise\n", err: "" });
+    const list = await keyplane(["tenant", "list", "--json"], env);
+    expect(JSON.parse(list.out)).toEqual(expect.arrayContaining([expect.objectContaining({ id: "globex", tier: "enterprise" })]));
+    const again = await keyplane(["tenant", "set-tier", "--id", "globex", "--tier", "enterprise"], env);
+    expect(again).toEqual({ code: 0, out: "tenant globex is already on enterprise\n", err: "" });
+    // The change is an event of the tenant's own log, by the actor "cli".
+    const token = (await keyplane(["token", "mint", "--tenant", "globex", "--role", "admin", "--sub", "auditor"], env)).out.trim();
+    registerSecret(token);
+    const kp = await createKeyplane(loadConfig(env), { logger: testLogger("cli-e2e-tier") });
+    try {
+      const url = await kp.listen(0, "127.0.0.1");
+      const res = await fetch(`${url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: "{ tenant { tier } auditLog(first: 50) { edges { node { type actor } } } }" }),
+      });
+      const body = (await res.json()) as any;
+      expect(body.data.tenant.tier).toBe("enterprise");
+      expect(body.data.auditLog.edges.map((e: any) => e.node).filter((n: any) => n.type === "tenant.tier_changed")).toEqual([{ type: "tenant.tier_changed", actor: "cli" }]);
+    } finally {
+      await kp.close();
+    }
+
+    const unknown = await keyplane(["tenant", "set-tier", "--id", "nope", "--tier", "pro"], env);
+    expect(unknown).toMatchObject({ code: 1, out: "", err: "keyplane: no tenant nope (see: keyplane tenant list)\n" });
+    const badTier = await keyplane(["tenant", "set-tier", "--id", "globex", "--tier", "platinum"], env);
+    expect(badTier.code).toBe(2);
+    expect(badTier.err).toMatch(/^keyplane: --tier must be one of free, pro, enterprise \(got 'platinum'\)/);
+    expect((await keyplane(["tenant", "set-tier", "--id", "globex"], env)).err).toMatch(/^keyplane: tenant set-tier needs --id and --tier/);
+  });
 });
 
 describe("progress of a long command", () => {
@@ -301,7 +334,7 @@ describe("keyplane CLI usage errors", () => {
   it.each([
     { argv: [], message: "no command given" },
     { argv: ["nonsense"], message: "unknown command: nonsense" },
-    { argv: ["tenant"], message: "tenant needs a command: create or list" },
+    { argv: ["tenant"], message: "tenant needs a command: create, list or set-tier" },
     { argv: ["tenant", "delete"], message: "unknown tenant command: delete" },
     { argv: ["token", "burn"], message: "unknown token command: burn" },
     { argv: ["projections", "replay"], message: "unknown projections command: replay" },
