@@ -26,20 +26,21 @@ export function createCredentialWatch(db: Db, options: { intervalMs: number; log
   let timer: NodeJS.Timeout | undefined;
   let checking = false;
 
-  const finish = (entry: Watched, reason: CredentialEnd) => {
-    if (!watched.delete(entry)) return;
+  /** Stops watching the entry; false when it was no longer watched. */
+  const forget = (entry: Watched): boolean => {
+    if (!watched.delete(entry)) return false;
     clearTimeout(entry.expiry);
     if (watched.size === 0) stop();
-    entry.end(reason);
+    return true;
+  };
+  const finish = (entry: Watched, reason: CredentialEnd) => {
+    if (forget(entry)) entry.end(reason);
   };
 
   async function check() {
     const entries = [...watched];
     if (entries.length === 0) return;
-    const refused = await refusedActors(
-      db,
-      entries.map((e) => e.actor),
-    );
+    const refused = await refusedActors(db, entries.map((e) => e.actor));
     for (const entry of entries) if (refused.has(entry.actor)) finish(entry, "Token revoked");
   }
 
@@ -69,11 +70,7 @@ export function createCredentialWatch(db: Db, options: { intervalMs: number; log
         entry.expiry.unref();
       }
       start();
-      return () => {
-        if (!watched.delete(entry)) return;
-        clearTimeout(entry.expiry);
-        if (watched.size === 0) stop();
-      };
+      return () => void forget(entry);
     },
   };
 }
