@@ -59,6 +59,9 @@ export interface ScrapeSources {
   auditCheckpointAge?: () => Promise<number | undefined>;
 }
 
+/** Seconds: latency buckets of HTTP requests and GraphQL operations alike, so their panels line up. */
+const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 export function createMetrics(options: { defaultMetrics?: boolean; scrape?: ScrapeSources } = {}): Metrics {
   const scrape = options.scrape ?? {};
   const registry = new Registry();
@@ -89,7 +92,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
       name: "keyplane_http_request_duration_seconds",
       help: "Time from an HTTP request's arrival to the end of its response (subscriptions over SSE: their lifetime)",
       labelNames: ["method", "route"],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: REQUEST_BUCKETS,
       registers,
     }),
     graphqlOperations: new Counter({
@@ -102,7 +105,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
       name: "keyplane_graphql_operation_duration_seconds",
       help: "Execution time of GraphQL queries and mutations, by type and operation name",
       labelNames: ["type", "operation"],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: REQUEST_BUCKETS,
       registers,
     }),
     eventAppends: registered(eventAppends, registry),
