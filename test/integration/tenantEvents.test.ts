@@ -50,6 +50,12 @@ async function lastSequence(t: SeededTenant, on: TestApp = app): Promise<number>
 
 const fromStart = encodeCursor("seq", 0);
 
+/** The tenant's admin revokes the token. */
+async function revokeToken(t: SeededTenant, token: string) {
+  const revoked = await app.gql(`mutation ($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId } }`, { id: decodeJwt(token).jti }, { token: t.tokens.admin });
+  expect(revoked.errors).toBeUndefined();
+}
+
 /** tenantEvents over SSE: the messages as they arrive, and `ended` once the server ends the stream. */
 async function subscribeSse(token: string, variables: { after?: string } = {}) {
   const res = await fetch(`${app.url}/graphql`, {
@@ -194,8 +200,7 @@ describe("sockets follow their token", () => {
     const s = subscribe(token, { after: fromStart });
     await append(t.tenantId, 3);
     await s.until((e) => e.length >= 3);
-    const revoked = await app.gql(`mutation ($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId } }`, { id: decodeJwt(token).jti }, { token: t.tokens.admin });
-    expect(revoked.errors).toBeUndefined();
+    await revokeToken(t, token);
     const started = Date.now();
     await s.ended;
     expect(s.close).toEqual({ code: 4403, reason: "Token revoked" });
@@ -215,8 +220,7 @@ describe("sockets follow their token", () => {
     const sse = await subscribeSse(token, { after: fromStart });
     await append(t.tenantId, 2);
     await sse.until((m) => m.length >= 2);
-    const revoked = await app.gql(`mutation ($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId } }`, { id: decodeJwt(token).jti }, { token: t.tokens.admin });
-    expect(revoked.errors).toBeUndefined();
+    await revokeToken(t, token);
     const started = Date.now();
     await sse.ended;
     expect(Date.now() - started).toBeLessThan(5000);
