@@ -17,6 +17,9 @@ export function abortableStream<T>(run: (signal: AbortSignal) => AsyncGenerator<
       return inner.throw(error);
     },
     [Symbol.asyncIterator]: () => outer,
+    [Symbol.asyncDispose]: async () => {
+      await outer.return(undefined);
+    },
   };
   return outer;
 }

@@ -16,12 +16,10 @@ import { ROOT, execForm, readDockerfile, type DockerStage } from "./opsFiles.ts"
 // (KEYPLANE_DATA_DIR, the working directory) writable.
 //
 // Two steps differ from `docker build`, to stay offline and quick:
-// - Production dependencies: `npm ci --omit=dev` cannot run offline here. The lockfile lacks other
-//   platforms' optional packages (the registry this project reaches offers only this platform's, so
-//   npm ci refuses the lockfile, as .ci/run explains), and npm's cache holds tarballs but not the
-//   package documents `npm install --offline` asks for. So the test installs what `npm ci --omit=dev`
-//   installs: every package of package-lock.json not marked dev, copied from the checkout's
-//   node_modules. A runtime import of a devDependency therefore fails here as it would in the image.
+// - Production dependencies: the test installs what `npm ci --omit=dev --omit=optional` installs
+//   (every package of package-lock.json marked neither dev nor optional), copied from the checkout's
+//   node_modules: npm's cache holds tarballs but not the package documents an offline install asks
+//   for. A runtime import of a devDependency therefore fails here as it would in the image.
 // - The compiled output: the same compiler and tsconfig.build.json as `npm run build`, with --noCheck
 //   and --noResolve: with isolatedModules each file is emitted on its own, so the output is the same
 //   files, without the type check (`npm run typecheck` and CI do that) and without reading every
@@ -45,15 +43,14 @@ function runtimeStage(): DockerStage {
   return stages.at(-1)!;
 }
 
-/** Production packages per the lockfile (what npm ci --omit=dev installs), copied from the checkout. */
+/** Production packages per the lockfile (what npm ci --omit=dev --omit=optional installs), copied from the checkout. */
 function installProductionDependencies(target: string): string[] {
   const lock = JSON.parse(readFileSync(path.join(ROOT, "package-lock.json"), "utf8")) as { packages: Record<string, { dev?: boolean; optional?: boolean; link?: boolean }> };
   const installed: string[] = [];
   for (const [where, entry] of Object.entries(lock.packages)) {
-    if (where === "" || entry.dev || entry.link) continue;
+    if (where === "" || entry.dev || entry.optional || entry.link) continue;
     const from = path.join(ROOT, where);
     if (!existsSync(from)) {
-      if (entry.optional) continue; // another platform's optional package
       throw new Error(`${where} is a production dependency in package-lock.json but is not installed (npm install)`);
     }
     // Nested node_modules are entries of their own (and may hold dev-only packages).
@@ -117,11 +114,11 @@ describe("the image (ops/Dockerfile) as built and run", () => {
     const { args, stages } = readDockerfile();
     expect(stages.length).toBeGreaterThanOrEqual(3);
     const runtime = stages.at(-1)!;
-    expect(args.RUNTIME_IMAGE).toBe("gcr.io/distroless/nodejs20-debian12:nonroot");
-    expect(runtime.from).toBe("gcr.io/distroless/nodejs20-debian12:nonroot");
+    expect(args.RUNTIME_IMAGE).toBe("gcr.io/distroless/nodejs24-debian12:nonroot");
+    expect(runtime.from).toBe("gcr.io/distroless/nodejs24-debian12:nonroot");
     const runs = stages.flatMap((s) => s.instructions.filter((i) => i.instruction === "RUN").map((i) => i.args));
     expect(runs.some((r) => r.includes("npm run build"))).toBe(true);
-    expect(runs.some((r) => /npm ci --omit=dev/.test(r))).toBe(true);
+    expect(runs.some((r) => /npm ci --omit=dev --omit=optional/.test(r))).toBe(true);
     // Nothing runs in the runtime stage (it has no shell), and no source or dev tool is copied into it.
     expect(runtime.instructions.filter((i) => i.instruction === "RUN")).toEqual([]);
     const copies = runtime.instructions.filter((i) => i.instruction === "COPY").map((i) => i.args);
