@@ -228,6 +228,79 @@ describe("tier quotas", () => {
   });
 });
 
+describe("enrollment counts against the agent-create quota", () => {
+  const agentIds = async (t: SeededTenant) => (await app.gql("{ agents(first: 50) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes.map((n: any) => n.id).sort();
+  const keyState = async (t: SeededTenant, id: string) => (await app.gql("{ enrollmentKeys { id uses state } }", {}, { token: t.tokens.admin })).data.enrollmentKeys.find((k: any) => k.id === id);
+
+  it("a free tenant refused a sixth createAgent cannot get agents by enrolling: RATE_LIMITED with retryAfter, recorded, the key's uses untouched", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    for (let i = 0; i < 5; i++) expect((await create(t, { name: `a${i}`, type: "x" })).errors).toBeUndefined();
+    const sixth = await create(t, { name: "a5", type: "x" });
+    expect(sixth.errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED" });
+    const agentsBefore = await agentIds(t);
+    const key = await newKey(t, { reusable: true, maxUses: 50, tags: ["ci"] });
+    const before = await eventCount(t.tenantId);
+    for (let i = 0; i < 12; i++) {
+      const res = await enroll(key.key, `runner-${i}`);
+      expect(res.data?.enrollAgent ?? null).toBeNull();
+      expect(res.status).toBe(429);
+      // The same stable error createAgent gives: RATE_LIMITED, with the seconds until a slot frees.
+      expect(res.errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", retryAfter: expect.any(Number) });
+      expect(res.errors![0]!.extensions!.retryAfter).toBeGreaterThan(86_000);
+      expect(res.errors![0]!.extensions!.retryAfter).toBeLessThanOrEqual(86_400);
+    }
+    expect(await agentIds(t)).toEqual(agentsBefore);
+    expect(await keyState(t, key.id)).toEqual({ id: key.id, uses: 0, state: "active" });
+    // Nothing but the (sampled) refusal: no agent, no key use, no credential.
+    const denied = await log(t, ["access.denied"]);
+    const enrollDenied = denied.filter((e: any) => e.data.action === "agent-create" && e.data.details?.keyPrefix === key.prefix);
+    expect(enrollDenied.length).toBeGreaterThanOrEqual(1);
+    expect(enrollDenied[0].data).toMatchObject({ reason: "quota:agent-create", resource: "agent", details: { limit: 5, keyPrefix: key.prefix } });
+    expect(await eventCount(t.tenantId)).toBe(before + enrollDenied.length);
+    expect(await log(t, ["enrollment_key.used", "agent.enrolled"])).toEqual([]);
+    expect(JSON.stringify(denied)).not.toContain(key.key.slice(`kpe_${key.prefix}_`.length));
+  });
+
+  it("createAgent and enrollment share one count; ephemeral agents count; a key bound to an existing agent creates nothing and is not refused", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    for (let i = 0; i < 2; i++) expect((await create(t, { name: `a${i}`, type: "x" })).errors).toBeUndefined();
+    const reusable = await newKey(t, { reusable: true, maxUses: 10 });
+    for (let i = 0; i < 2; i++) expect((await enroll(reusable.key, `host-${i}`)).errors).toBeUndefined();
+    // Four of five: one ephemeral agent takes the last slot, and then nothing more is created.
+    const ephemeral = await newKey(t, { ephemeral: true, reusable: true, maxUses: 5 });
+    expect((await enroll(ephemeral.key, "ci-job-1")).errors).toBeUndefined();
+    expect((await enroll(ephemeral.key, "ci-job-2")).errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", retryAfter: expect.any(Number) });
+    expect((await enroll(reusable.key, "host-2")).errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
+    expect((await create(t, { name: "a2", type: "x" })).errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
+    expect(await agentIds(t)).toHaveLength(5);
+    expect(await keyState(t, ephemeral.id)).toMatchObject({ uses: 1, state: "active" });
+
+    // Binding a machine to an agent that exists is not a creation: it goes through at a full quota.
+    const [existing] = await agentIds(t);
+    const bound = await newKey(t, { agentId: existing });
+    const res = await enroll(bound.key, "rebuilt-host");
+    expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+    expect(res.data.enrollAgent.agentId).toBe(existing);
+    expect(await agentIds(t)).toHaveLength(5);
+
+    // Another tenant's quota is its own.
+    const other = await app.seedTenant({ tier: "free" });
+    const otherKey = await newKey(other);
+    expect((await enroll(otherKey.key, "elsewhere")).errors).toBeUndefined();
+    expect(await agentIds(other)).toHaveLength(1);
+  });
+
+  it("machines enrolling at once with one reusable key get exactly the quota's worth of agents", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const key = await newKey(t, { reusable: true, maxUses: 100 });
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => enroll(key.key, `burst-${i}`)));
+    expect(results.filter((r) => r.data?.enrollAgent)).toHaveLength(5);
+    expect(results.filter((r) => r.errors?.[0]?.extensions?.code === "RATE_LIMITED")).toHaveLength(3);
+    expect(await agentIds(t)).toHaveLength(5);
+    expect(await keyState(t, key.id)).toMatchObject({ uses: 5 });
+  });
+});
+
 describe("enrollment is limited per source address", () => {
   it("answers RATE_LIMITED with retryAfter past ENROLL_ATTEMPTS_PER_MINUTE", async () => {
     const limited = await createTestApp({ name: "agents-limit", env: { ENROLL_ATTEMPTS_PER_MINUTE: "3" } });
@@ -257,7 +330,9 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("two Keyplane processes on one P
       expect(results.filter((r) => r.data?.createAgent)).toHaveLength(5);
       expect(results.filter((r) => r.errors?.[0]?.extensions?.code === "RATE_LIMITED")).toHaveLength(3);
 
-      const enrolled = (await enroll((await newKey(t)).key)).data.enrollAgent;
+      // The quota is used up: the machine enrolls as one of the agents made above (no creation).
+      const made = results.find((r) => r.data?.createAgent)!.data.createAgent.id as string;
+      const enrolled = (await enroll((await newKey(t, { agentId: made })).key)).data.enrollAgent;
       await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: enrolled.accessToken });
       await new Promise((r) => setTimeout(r, 1200));
       await Promise.all([app.kp.agentSweeper.runOnce(), second.kp.agentSweeper.runOnce(), app.kp.agentSweeper.runOnce()]);

@@ -11,6 +11,7 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { agentDecider, agentStream, enrollmentKeyDecider, enrollmentKeyStream } from "./agentStream.ts";
 import { hashEnrollmentKey, KEY_FORMAT } from "./enrollmentKeys.ts";
+import { checkAgentQuota, QuotaExceededError } from "./quotas.ts";
 
 const fact = z.string().trim().min(1).max(200);
 export const EnrollAgentInput = z.object({ key: z.string().max(200), hostname: fact, os: fact, arch: fact, agentVersion: fact });
@@ -30,6 +31,12 @@ export interface EnrolledAgent {
  * agents racing on a single-use key exactly one enrolls), the agent is created or bound, and the
  * agent gets a refreshable credential: subject agent:<id>, role service narrowed by scope agent.
  * Every refusal looks the same to the caller; the audit log says which check failed.
+ *
+ * A key that creates an agent (one not bound to an existing agent, ephemeral ones included) counts
+ * against the tenant's agent-create quota exactly as createAgent does, checked first in the same
+ * transaction: over the quota the answer is createAgent's RATE_LIMITED with retryAfter and an
+ * access.denied event, and the transaction rolls back, so the key's use is not spent. A key bound
+ * to an existing agent creates nothing and counts against no quota.
  */
 export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter" | "security" | "now" | "limits">, raw: z.input<typeof EnrollAgentInput>, request: RequestMeta = {}): Promise<EnrolledAgent> {
   // Enrollment is public: limited per source address (policy "enroll"), in the shared limit store.
@@ -58,6 +65,7 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
   const meta = { tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId };
   try {
     await withTenant(deps.db, tenantId, async (trx) => {
+      if (!found.agent_id) await checkAgentQuota(trx, tenantId, "agent-create", now, deps.config.limits.agentQuotas);
       // The key's stream version decides the race: a second use of a single-use key conflicts here.
       await decideAndAppend(trx, { tenantId, ...enrollmentKeyStream(found.key_id), decider: enrollmentKeyDecider, command: { type: "UseEnrollmentKey", agentId, now: now.toISOString() }, metadata });
       if (!found.agent_id) {
@@ -78,6 +86,10 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
       });
     });
   } catch (error) {
+    if (error instanceof QuotaExceededError) {
+      await deps.security.record({ type: "access.denied", tenantId, actor, level: "info", status: "denied", reason: `quota:${error.quota}`, resource: "agent", action: error.quota, details: { limit: error.limit, keyPrefix: prefix }, request });
+      throw error;
+    }
     if (error instanceof ConflictError || error instanceof UnauthenticatedError) return refuse("used-up", tenantId, prefix);
     if (error instanceof NotFoundError) return refuse("agent-deleted", tenantId, prefix);
     throw error;
