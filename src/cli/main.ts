@@ -254,6 +254,10 @@ async function withKeyplane(config: Config, fn: (kp: Keyplane) => Promise<number
 async function serve(config: Config, io: CliIo): Promise<number> {
   const [{ createKeyplane }, { bootstrapDefaultTenant }] = await Promise.all([load.main(), load.bootstrap()]);
   const kp = await createKeyplane(config);
+  // Requests and sockets have guards of their own (src/http/server.ts, websocket.ts); a promise that
+  // still escapes one is a bug to log, not a reason to drop every tenant's connections.
+  const escaped = (reason: unknown) => kp.deps.logger.error({ err: reason }, "unhandled rejection (Keyplane keeps serving)");
+  process.on("unhandledRejection", escaped);
   let tokenFile: string | null;
   try {
     tokenFile = await bootstrapDefaultTenant(kp.deps);
@@ -291,6 +295,7 @@ async function serve(config: Config, io: CliIo): Promise<number> {
   });
   kp.deps.logger.info("shutting down");
   await kp.close();
+  process.off("unhandledRejection", escaped);
   return 0;
 }
 

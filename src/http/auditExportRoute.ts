@@ -4,37 +4,21 @@ import { startAuditExport } from "../app/audit/startAuditExport.ts";
 import { authenticate } from "../app/authenticate.ts";
 import type { AppDeps } from "../app/deps.ts";
 import { can } from "../auth/actor.ts";
-import { BadInputError, DomainError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
+import { BadInputError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import { rateLimitedError, rateLimitHeaders } from "../limits/rateLimits.ts";
 import { logContext } from "../logger.ts";
 import type { DatabaseHandle } from "../store/db.ts";
+import type { Send } from "./httpErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
 // GET /audit/export: the caller's tenant log as a verifiable NDJSON or CSV file, streamed page by
-// page with backpressure. Errors before the first byte are JSON with the stable codes.
+// page with backpressure. Errors before the first byte are JSON with the stable codes; after it, the
+// response is cut, so the file has no end line and its verifier reports it truncated (the server's
+// guard answers both: src/http/httpErrors.ts).
 
-const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, CONFLICT: 409, RATE_LIMITED: 429 };
 const PARAMS = new Set(["from", "to", "fromSequence", "toSequence", "types", "format"]);
 
-type Send = (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>) => void;
-
 export function auditExportRoute(deps: AppDeps, sendJson: Send, database: Pick<DatabaseHandle, "pool">) {
-  function fail(res: ServerResponse, error: unknown) {
-    if (res.headersSent) {
-      // Mid-stream there is no status to change: cut the response, so the file has no end line and
-      // its verifier reports it truncated.
-      deps.logger.error({ err: error }, "audit export failed while streaming");
-      res.destroy();
-      return;
-    }
-    if (error instanceof DomainError) {
-      const headers: Record<string, string> = error.code === "UNAUTHENTICATED" ? { "www-authenticate": "Bearer" } : {};
-      return sendJson(res, STATUS[error.code] ?? 400, { error: { code: error.code, message: error.message, ...error.extensions } }, headers);
-    }
-    deps.logger.error({ err: error }, "unexpected error");
-    sendJson(res, 500, { error: { code: "INTERNAL_SERVER_ERROR", message: "Unexpected error." } });
-  }
-
   async function serve(req: IncomingMessage, res: ServerResponse, query: URLSearchParams) {
     const meta = requestMetaOf(null, req);
     const actor = await authenticate(deps, req.headers.authorization, meta);
@@ -63,15 +47,14 @@ export function auditExportRoute(deps: AppDeps, sendJson: Send, database: Pick<D
     await writeChunks(res, file.chunks());
   }
 
-  /** Handles GET /audit/export; false for any other path. */
-  return function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): boolean {
-    if (path !== "/audit/export") return false;
+  /** The work of GET /audit/export (its errors are the caller's to answer); undefined for any other path. */
+  return function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> | undefined {
+    if (path !== "/audit/export") return undefined;
     if (req.method !== "GET") {
       sendJson(res, 405, { error: { code: "BAD_USER_INPUT", message: "use GET" } }, { allow: "GET" });
-      return true;
+      return Promise.resolve();
     }
-    serve(req, res, query).catch((error) => fail(res, error));
-    return true;
+    return serve(req, res, query);
   };
 }
 

@@ -5,31 +5,16 @@ import { completeInstallation } from "../app/installations/completeInstallation.
 import { handleGitHubWebhook } from "../app/installations/githubWebhook.ts";
 import { startInstallation } from "../app/installations/startInstallation.ts";
 import { can } from "../auth/actor.ts";
-import { DomainError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
+import { BadInputError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import { logContext } from "../logger.ts";
-import { ProviderError } from "../providers/provider.ts";
+import type { Send } from "./httpErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
 // The browser-facing side of installations (redirects to and from the provider) and the provider's
-// webhooks. They are plain HTTP, beside /graphql; errors are JSON with the same stable codes.
-
-const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, CONFLICT: 409, RATE_LIMITED: 429 };
-
-type Send = (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>) => void;
+// webhooks. They are plain HTTP, beside /graphql; errors are JSON with the same stable codes
+// (src/http/httpErrors.ts, answered by the server's guard).
 
 export function installationRoutes(deps: AppDeps, sendJson: Send) {
-  function fail(res: ServerResponse, error: unknown) {
-    if (error instanceof ProviderError) {
-      // Whatever the provider refused or failed, the caller learns its own error code.
-      return sendJson(res, 502, { error: { code: "PROVIDER_ERROR", message: error.message, platform: error.platform, providerCode: error.providerCode } });
-    }
-    if (error instanceof DomainError) {
-      return sendJson(res, STATUS[error.code] ?? 400, { error: { code: error.code, message: error.message, ...error.extensions } });
-    }
-    deps.logger.error({ err: error }, "unexpected error");
-    sendJson(res, 500, { error: { code: "INTERNAL_SERVER_ERROR", message: "Unexpected error." } });
-  }
-
   const metaOf = (req: IncomingMessage) => requestMetaOf(null, req);
 
   async function install(req: IncomingMessage, res: ServerResponse, platform: string, query: URLSearchParams) {
@@ -74,20 +59,25 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
     sendJson(res, 200, { ok: true, duplicate: outcome.duplicate });
   }
 
-  /** Handles the request if it is one of these routes; false otherwise. */
-  return function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): boolean {
-    let work: Promise<void> | undefined;
+  /** The request's work if it is one of these routes (its errors are the caller's to answer); undefined otherwise. */
+  return function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> | undefined {
     const oauth = /^\/oauth\/(install|callback)\/([^/]{1,40})$/.exec(path);
     if (oauth && req.method === "GET") {
-      const platform = decodeURIComponent(oauth[2]!);
-      work = oauth[1] === "install" ? install(req, res, platform, query) : callback(req, res, platform, query);
-    } else if (path === "/webhooks/github" && req.method === "POST") {
-      work = githubWebhook(req, res);
+      const platform = decodePathSegment(oauth[2]!, "platform");
+      return oauth[1] === "install" ? install(req, res, platform, query) : callback(req, res, platform, query);
     }
-    if (!work) return false;
-    work.catch((error) => fail(res, error));
-    return true;
+    if (path === "/webhooks/github" && req.method === "POST") return githubWebhook(req, res);
+    return undefined;
   };
+}
+
+/** A percent-decoded path segment; malformed encoding (%ZZ, a cut or invalid UTF-8 sequence) is the caller's bad input. */
+function decodePathSegment(raw: string, field: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new BadInputError(`${field}: malformed percent-encoding`, field);
+  }
 }
 
 /** The raw body (signatures are over exact bytes), or "too-large" as soon as it passes the limit. */

@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { sql } from "kysely";
 import type { AppDeps } from "../app/deps.ts";
 import type { DatabaseHandle } from "../store/db.ts";
-import { pendingMigrations } from "../store/migrate.ts";
 import { logContext, type LogContext } from "../logger.ts";
+import { sendError, sendJson } from "./httpErrors.ts";
+import { createReadinessCheck } from "./readiness.ts";
 import { requestIdOf } from "./requestMeta.ts";
 import { methodOf, routeOf } from "./httpMetrics.ts";
 import { traceContextOf } from "./traceContext.ts";
@@ -14,32 +14,18 @@ import { addressPolicyOf, admitAddress } from "./addressLimits.ts";
 import { createGraphQLServer } from "./yoga.ts";
 import { attachGraphQLWebSocket } from "./websocket.ts";
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers });
-  res.end(JSON.stringify(body));
-}
-
 /** One HTTP server: /graphql (Yoga), health probes and the JWKS beside it. */
 export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Server {
   const yoga = createGraphQLServer(deps);
   const installations = installationRoutes(deps, sendJson);
   const auditExport = auditExportRoute(deps, sendJson, database);
 
-  async function readiness(): Promise<{ ok: boolean; checks: Record<string, string> }> {
-    const checks: Record<string, string> = {};
-    try {
-      await sql`select 1`.execute(deps.db);
-      checks.database = "ok";
-      const pending = await pendingMigrations(database);
-      checks.migrations = pending.length ? `pending: ${pending.join(", ")}` : "ok";
-    } catch {
-      checks.database = "unreachable";
-    }
-    return { ok: Object.values(checks).every((v) => v === "ok"), checks };
-  }
+  const readiness = createReadinessCheck(database, deps.logger);
 
   const clientAddress = createClientAddressResolver(deps.config.trustedProxies);
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => guarded(res, () => handle(req, res)));
+
+  function handle(req: IncomingMessage, res: ServerResponse): void {
     rememberClientAddress(req, clientAddress(req));
     // Every log line of the request carries its request id and its W3C trace context (traceparent).
     const trace = traceContextOf(req.headers.traceparent);
@@ -65,8 +51,10 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
       if (path === "/healthz" || path === "/readyz" || path === "/metrics") return;
       deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10 }, "request");
     });
-    logContext.run(context, () => route(req, res, path, new URLSearchParams(search)));
-  });
+    // Inside the request's log context, so that what the guard logs carries the request id.
+    logContext.run(context, () => guarded(res, () => route(req, res, path, new URLSearchParams(search))));
+  }
+
   // Subscriptions (and any operation) over WebSocket: graphql-ws on the same port and /graphql, through the same Yoga.
   const realtime = deps.config.realtime;
   attachGraphQLWebSocket(server, yoga, deps, {
@@ -79,24 +67,30 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
   });
   return server;
 
-  function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) {
+  /**
+   * The one guard around every route: whatever a handler throws or rejects with, at once or later,
+   * becomes an answer (a stable code, or a masked 500) and never reaches the process. A request can
+   * fail; the server does not.
+   */
+  function guarded(res: ServerResponse, handle: () => Promise<void> | void): void {
+    const fail = (error: unknown) => sendError(res, error, deps.logger);
+    try {
+      handle()?.catch(fail);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function route(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> | void {
     if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
     if (req.method === "GET" && path === "/readyz") {
-      readiness().then(
-        (r) => sendJson(res, r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }),
-        () => sendJson(res, 503, { status: "not ready" }),
-      );
-      return;
+      return readiness().then((r) => sendJson(res, r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }));
     }
     if (req.method === "GET" && path === "/metrics") {
-      deps.metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { "content-type": deps.metrics.registry.contentType, "cache-control": "no-store" });
-          res.end(text);
-        },
-        () => sendJson(res, 500, { error: "metrics unavailable" }),
-      );
-      return;
+      return deps.metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { "content-type": deps.metrics.registry.contentType, "cache-control": "no-store" });
+        res.end(text);
+      });
     }
     if (req.method === "GET" && path === "/.well-known/jwks.json") {
       return sendJson(res, 200, deps.verifier.jwks, { "cache-control": "public, max-age=300" });
@@ -104,14 +98,15 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     // OAuth redirects and webhooks are public: counted per source address first.
     const addressPolicy = addressPolicyOf(path);
     if (addressPolicy && deps.limits.enabled) {
-      void admitAddress(deps.limits, deps.logger, addressPolicy, req, res, sendJson).then((admitted) => {
-        if (admitted && !installations(req, res, path, query)) sendJson(res, 404, { error: "not found" });
+      return admitAddress(deps.limits, deps.logger, addressPolicy, req, res, sendJson).then((admitted) => {
+        if (admitted) return installations(req, res, path, query) ?? sendJson(res, 404, { error: "not found" });
       });
-      return;
     }
-    if (auditExport(req, res, path, query)) return;
+    const exported = auditExport(req, res, path, query);
+    if (exported) return exported;
     // Webhooks carry their own (larger) body limit.
-    if (installations(req, res, path, query)) return;
+    const installed = installations(req, res, path, query);
+    if (installed) return installed;
     const length = Number(req.headers["content-length"] ?? 0);
     if (length > deps.config.maxBodyBytes) {
       return sendJson(res, 413, { errors: [{ message: `request body over ${deps.config.maxBodyBytes} bytes`, extensions: { code: "BAD_USER_INPUT" } }] }, { connection: "close" });
@@ -120,7 +115,7 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     if (path === "/graphql" && req.method === "POST" && req.headers["content-length"] === undefined) {
       return sendJson(res, 411, { errors: [{ message: "Content-Length required", extensions: { code: "BAD_USER_INPUT" } }] }, { connection: "close" });
     }
-    if (path === "/graphql") return yoga(req, res, { req, res });
+    if (path === "/graphql") return Promise.resolve(yoga(req, res, { req, res })).then(() => undefined);
     sendJson(res, 404, { error: "not found" });
   }
 }

@@ -11,6 +11,7 @@ import type { Actor, RequestMeta } from "../auth/actor.ts";
 import { DomainError } from "../errors.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { logContext, type LogContext } from "../logger.ts";
+import { isDatabaseUnavailable } from "../store/databaseErrors.ts";
 import { requestIdOf, requestMetaOf } from "./requestMeta.ts";
 import { traceContextOf } from "./traceContext.ts";
 import { createClientAddressResolver, rememberClientAddress } from "./clientAddress.ts";
@@ -36,8 +37,10 @@ export const WS_CLOSE = {
   forbidden: CloseCode.Forbidden, // 4403 "Forbidden"
   /** No `connection_init` within the wait timeout. */
   initTimeout: CloseCode.ConnectionInitialisationTimeout, // 4408
-  /** An unexpected server failure (e.g. the database was unreachable while authenticating). */
+  /** An unexpected server failure. */
   internal: CloseCode.InternalServerError, // 4500
+  /** The database was unreachable (e.g. while authenticating): connect again in a few seconds (RFC 6455's "Try Again Later"). */
+  unavailable: 1013,
   /** The server shuts down; connect again (to another process). */
   goingAway: 1001,
   /** A message over the payload limit (ws closes with it). */
@@ -291,8 +294,19 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     return args;
   }
 
+  /** The guard of the upgrade, as server.ts guards every request: a failure refuses this upgrade, never the process. */
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     socket.on("error", () => socket.destroy());
+    try {
+      upgrade(req, socket, head);
+    } catch (error) {
+      logger.error({ err: error }, "websocket upgrade failed");
+      if (socket.writable) refuseUpgrade(socket, 500, "Internal Server Error");
+      else socket.destroy();
+    }
+  }
+
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     rememberClientAddress(req, clientAddress(req));
     const url = req.url ?? "/";
     const q = url.indexOf("?");
@@ -343,6 +357,10 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
             logContext.run({ ...connection.log }, () => {
               handle(text(data)).catch((error: unknown) => {
                 if (socket.readyState !== socket.OPEN) return;
+                if (isDatabaseUnavailable(error)) {
+                  logger.warn({ err: error, connectionId: id }, "websocket message failed: database unavailable");
+                  return closeSocket(connection, WS_CLOSE.unavailable, "Database unavailable, try again later");
+                }
                 logger.error({ err: error, connectionId: id }, "websocket message failed");
                 closeSocket(connection, WS_CLOSE.internal, "Internal server error");
               });
