@@ -11,6 +11,7 @@ import { idempotencyPlugin } from "./idempotencyPlugin.ts";
 import { graphqlMetricsPlugin } from "./graphqlMetrics.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 import { subscriptionsFollowTheirToken } from "./subscriptionCredentials.ts";
+import { wellFormedInputPlugin } from "./wellFormedInputPlugin.ts";
 
 export interface ServerContext {
   req?: IncomingMessage;
@@ -76,6 +77,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     plugins: [
       ...(guarded ? documentLimitPlugins(deps.config.limits.document) : []),
       validationErrorsAreBadInput(),
+      wellFormedInputPlugin(), // before anything reads the input: query cost, idempotency hashing, resolvers
       ...(guarded ? [rateLimitPlugin(deps)] : []),
       idempotencyPlugin(),
       graphqlMetricsPlugin(deps.metrics),
