@@ -1,8 +1,9 @@
-import { createHmac, randomBytes, randomUUID } from "node:crypto";
+import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { sql, type Selectable } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
+import { handleGitHubWebhook, WEBHOOK_PAYLOAD_MEMORY_SECONDS } from "../../src/app/installations/githubWebhook.ts";
 import { withPlatform } from "../../src/store/db.ts";
 import type { EventsTable } from "../../src/store/schema.ts";
 import type { GitHubPermissions } from "../fakes/github.ts";
@@ -601,10 +602,130 @@ describe("tenant isolation", () => {
     expect(stolen.status).toBe(409);
     expect(stolen.body).toMatchObject({ error: { code: "CONFLICT" } });
     expect((await app.gql(INSTALLATIONS, {}, { token: b.tokens.admin })).data.installations.nodes).toEqual([]);
-    const after = await deliver("installation", world.github.installationEvent(claimed.githubId, "suspend"));
+    // GitHub's bodies carry times to the second: this suspension, a second after the first, is not a
+    // byte-for-byte copy of it (the same body twice would be taken for a replay; see "replays").
+    world.github.setClockOffset(1000);
+    const after = await deliver("installation", world.github.installationEvent(claimed.githubId, "suspend")).finally(() => world.github.setClockOffset(0));
     expect(after.status).toBe(200);
     expect(await installation(claimed.id, a.tokens.viewer)).toMatchObject({ status: "suspended", suspendedByProvider: true });
     expect(byDelivery(await auditLog(b.tokens.admin), after.deliveryId)).toEqual([]);
     expect(byDelivery(await auditLog(a.tokens.admin), after.deliveryId)).toHaveLength(1);
+  });
+});
+
+describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or X-GitHub-Event", () => {
+  let tenant: SeededTenant;
+  let claimed: Claimed;
+  beforeAll(async () => {
+    tenant = await app.seedTenant();
+    claimed = await installThroughBrowser(tenant);
+  });
+
+  async function payloadRows(body: string) {
+    const hash = createHash("sha256").update(body).digest("hex");
+    return withPlatform(app.database.db, (trx) => sql<{ delivery_id: string; expires_at: Date }>`select delivery_id, expires_at from webhook_payloads where provider = 'github' and payload_sha256 = ${hash}`.execute(trx)).then((r) => r.rows);
+  }
+
+  it("a signed body replayed under a new X-GitHub-Delivery answers like a redelivery (200, duplicate) and appends nothing", async () => {
+    // GitHub suspends, then lifts the suspension; someone who captured the suspend sends it again.
+    const suspend = JSON.stringify(world.github.installationEvent(claimed.githubId, "suspend"));
+    const first = await post(suspend, githubHeaders("installation", randomUUID(), sign(suspend)));
+    expect(first).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
+    expect((await deliver("installation", world.github.installationEvent(claimed.githubId, "unsuspend"))).status).toBe(200);
+    expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({ status: "active", suspendedByProvider: false });
+    const logBefore = await auditLog(tenant.tokens.admin);
+
+    const replays = [randomUUID(), randomUUID()];
+    const requestIds: string[] = [];
+    for (const deliveryId of replays) {
+      const requestId = `wh-${randomUUID()}`;
+      requestIds.push(requestId);
+      const replay = await post(suspend, githubHeaders("installation", deliveryId, sign(suspend), requestId));
+      expect(replay).toMatchObject({ status: 200, body: { ok: true, duplicate: true } });
+      expect(await deliveryRows(deliveryId)).toEqual([]);
+    }
+    // Recorded in the platform log (sampled: one a minute per address): the replayed delivery id, never the body.
+    const events = await eventsOfRequest(requestIds[0]!);
+    expect(events.map((e) => [e.tenant_id, e.event_type])).toEqual([[PLATFORM_TENANT, "access.denied"]]);
+    expect(json(events[0]!.data)).toMatchObject({ reason: "webhook-replayed", resource: "webhook", details: { deliveryId: replays[0], event: "installation" } });
+    expect(JSON.stringify(events)).not.toContain(world.githubApp.webhookSecret);
+    // A different body still goes through.
+    const other = JSON.stringify(world.github.installationRepositoriesEvent(claimed.githubId, { added: ["after-replay"] }));
+    expect(await post(other, githubHeaders("installation_repositories", randomUUID(), sign(other)))).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
+    expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({ status: "active", suspendedByProvider: false });
+    const log = await auditLog(tenant.tokens.admin);
+    expect(log.filter((e) => e.type === "installation.suspended")).toHaveLength(1);
+    for (const deliveryId of replays) expect(byDelivery(log, deliveryId)).toEqual([]);
+    expect(log.filter((e) => !logBefore.some((b) => b.eventId === e.eventId)).map((e) => e.type)).toEqual(["installation.repositories_changed"]);
+    expect(await payloadRows(suspend)).toHaveLength(1);
+  });
+
+  it("is recognised by another Keyplane process on the same database", async () => {
+    const second = await createTestApp({ env: { ...world.env, PORT: "0" }, database: app.database, name: "github-webhooks-second" });
+    try {
+      const body = JSON.stringify(world.github.installationRepositoriesEvent(claimed.githubId, { added: ["twice"] }));
+      const first = await post(body, githubHeaders("installation_repositories", randomUUID(), sign(body)));
+      expect(first).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
+      const logBefore = await auditLog(tenant.tokens.admin);
+      const deliveryId = randomUUID();
+      const res = await fetch(`${second.url}/webhooks/github`, { method: "POST", headers: { "content-type": "application/json", ...githubHeaders("installation_repositories", deliveryId, sign(body)) }, body });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ ok: true, duplicate: true });
+      expect(await auditLog(tenant.tokens.admin)).toEqual(logBefore);
+      expect(await deliveryRows(deliveryId)).toEqual([]);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("a signed body of another event is not taken for `installation`: a duplicate once seen, refused (400, nothing stored) before", async () => {
+    // Every event of the app carries the installation by id; only the header says which event it is.
+    const repositoryDeleted = (name: string) =>
+      JSON.stringify({ action: "deleted", repository: { id: Math.floor(Math.random() * 1e9), name, full_name: `${claimed.login}/${name}` }, installation: { id: claimed.githubId, node_id: "MDIz" }, sender: { login: `${claimed.login}-admin` } });
+    const logBefore = await auditLog(tenant.tokens.admin);
+
+    // Seen under its own event first: any replay of it is a duplicate, whatever the header says.
+    const seen = repositoryDeleted("old-repo");
+    expect(await post(seen, githubHeaders("repository", randomUUID(), sign(seen)))).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
+    const asInstallation = randomUUID();
+    expect(await post(seen, githubHeaders("installation", asInstallation, sign(seen)))).toMatchObject({ status: 200, body: { ok: true, duplicate: true } });
+    expect(await deliveryRows(asInstallation)).toEqual([]);
+
+    // Never seen here: refused, and nothing kept of it.
+    const unseen = repositoryDeleted("other-repo");
+    const requestId = `wh-${randomUUID()}`;
+    const forged = randomUUID();
+    const refused = await post(unseen, githubHeaders("installation", forged, sign(unseen), requestId));
+    expect(refused).toMatchObject({ status: 400, body: { error: { code: "BAD_USER_INPUT" } } });
+    expect(await deliveryRows(forged)).toEqual([]);
+    expect(await payloadRows(unseen)).toEqual([]);
+    const events = await eventsOfRequest(requestId);
+    expect(events.map((e) => [e.tenant_id, e.event_type])).toEqual([[PLATFORM_TENANT, "access.denied"]]);
+    expect(json(events[0]!.data)).toMatchObject({ reason: "webhook-event-mismatch", details: { deliveryId: forged, event: "installation" } });
+    // ...so its real delivery still goes through as new.
+    expect(await post(unseen, githubHeaders("repository", randomUUID(), sign(unseen)))).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
+
+    expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({ status: "active", revokedAt: null });
+    expect(await auditLog(tenant.tokens.admin)).toEqual(logBefore);
+  });
+
+  it("a body is remembered for the delivery window, then accepted again (and the expired hash is pruned)", async () => {
+    const body = JSON.stringify(world.github.installationRepositoriesEvent(claimed.githubId, { added: ["window"] }));
+    const delivery = (deliveryId: string) => ({ deliveryId, event: "installation_repositories", signature: sign(body), targetAppId: String(world.githubApp.appId), rawBody: Buffer.from(body) });
+    expect(await handleGitHubWebhook(app.kp.deps, delivery(randomUUID()))).toMatchObject({ duplicate: false, tenantId: tenant.tenantId });
+    const [row] = await payloadRows(body);
+    expect(new Date(row!.expires_at).getTime() - Date.now()).toBeGreaterThan((WEBHOOK_PAYLOAD_MEMORY_SECONDS - 60) * 1000);
+    const inWindow = { ...app.kp.deps, now: () => new Date(Date.now() + (WEBHOOK_PAYLOAD_MEMORY_SECONDS - 3600) * 1000) };
+    expect(await handleGitHubWebhook(inWindow, delivery(randomUUID()))).toMatchObject({ duplicate: true, applied: [] });
+
+    const later = { ...app.kp.deps, now: () => new Date(Date.now() + (WEBHOOK_PAYLOAD_MEMORY_SECONDS + 3600) * 1000) };
+    const afterWindow = randomUUID();
+    const outcome = await handleGitHubWebhook(later, delivery(afterWindow));
+    expect(outcome).toMatchObject({ duplicate: false, tenantId: tenant.tenantId, applied: ["installation.repositories_changed"] });
+    expect(byDelivery(await auditLog(tenant.tokens.admin), afterWindow)).toHaveLength(1);
+    expect((await payloadRows(body)).map((r) => r.delivery_id)).toEqual([afterWindow]);
+    // Other bodies whose window ended by then were deleted by that delivery.
+    const expired = await withPlatform(app.database.db, (trx) => sql<{ n: number }>`select count(*)::int as n from webhook_payloads where expires_at <= now() + ${`${WEBHOOK_PAYLOAD_MEMORY_SECONDS} seconds`}::interval`.execute(trx));
+    expect(Number(expired.rows[0]!.n)).toBe(0);
   });
 });

@@ -1,4 +1,5 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { sql } from "kysely";
 import type { RequestMeta } from "../../auth/actor.ts";
 import type { InstallationCommand } from "../../domain/installation/decide.ts";
 import { BadInputError, DomainError, NotFoundError } from "../../errors.ts";
@@ -9,6 +10,12 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
 import { installationDecider, installationStream } from "./installationStream.ts";
+
+/**
+ * How long a webhook body is remembered, like its delivery id (pruneInstallationState keeps those 30
+ * days): GitHub redelivers an old delivery on request, with its id and body unchanged.
+ */
+export const WEBHOOK_PAYLOAD_MEMORY_SECONDS = 30 * 86400;
 
 export class WebhookSignatureError extends DomainError {
   constructor() {
@@ -47,9 +54,16 @@ const repoNames = (list: unknown): string[] =>
   Array.isArray(list) ? list.map((r: RepositoryRef) => r.full_name ?? r.name).filter((n): n is string => typeof n === "string") : [];
 
 /**
- * A GitHub App webhook: verified, deduplicated on X-GitHub-Delivery (the delivery row commits with
- * the events it caused, so a redelivery appends nothing), and mapped onto the installation of the
- * tenant that claimed it — or onto the unclaimed pool the install callback takes over later.
+ * A GitHub App webhook: verified, deduplicated, and mapped onto the installation of the tenant that
+ * claimed it — or onto the unclaimed pool the install callback takes over later.
+ *
+ * GitHub's signature covers the body and nothing else: X-GitHub-Delivery and X-GitHub-Event are
+ * unsigned headers. So a delivery is deduplicated twice, in the transaction that appends its events:
+ * on its delivery id (a redelivery), and on the SHA-256 of its body for WEBHOOK_PAYLOAD_MEMORY_SECONDS
+ * (a captured body replayed under a new delivery id, or under another event's name). Both answer as a
+ * duplicate and append nothing. And a body is only mapped as the event its header names when it has
+ * that event's shape (an `installation` body of this app), so a signed body of another event that was
+ * never seen here cannot be replayed as `installation` `deleted`.
  */
 export async function handleGitHubWebhook(
   deps: Pick<AppDeps, "db" | "githubApps" | "security" | "logger" | "now" | "tokenCache">,
@@ -89,16 +103,31 @@ export async function handleGitHubWebhook(
   }
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) throw new BadInputError("body: not a JSON object");
   const action = typeof payload.action === "string" ? payload.action.slice(0, 60) : null;
+  // Checked after the deduplication, so a body handled before is a duplicate under any event name.
+  const mismatch = (event === "installation" || event === "installation_repositories") && !hasShapeOf(event, payload, app.appId);
 
+  const now = deps.now();
+  const bodyHash = createHash("sha256").update(delivery.rawBody).digest("hex");
   const forget: string[] = [];
-  const outcome = await withPlatform(deps.db, async (trx) => {
+  const handleDelivery = (): Promise<WebhookOutcome & { replayed?: true }> => withPlatform(deps.db, async (trx) => {
+    // The body first: a row of the window that is still running means this body was handled
+    // (whatever delivery id it came with now); an expired one is taken over.
+    const firstOfBody = await sql<{ delivery_id: string }>`
+      insert into webhook_payloads (provider, payload_sha256, delivery_id, received_at, expires_at)
+      values ('github', ${bodyHash}, ${deliveryId}, ${now}, ${new Date(now.getTime() + WEBHOOK_PAYLOAD_MEMORY_SECONDS * 1000)})
+      on conflict (provider, payload_sha256) do update
+        set delivery_id = excluded.delivery_id, received_at = excluded.received_at, expires_at = excluded.expires_at
+        where webhook_payloads.expires_at <= excluded.received_at
+      returning delivery_id`.execute(trx);
+    if (!firstOfBody.rows.length) return { deliveryId, duplicate: true, tenantId: null, applied: [], replayed: true };
     const fresh = await trx
       .insertInto("webhook_deliveries")
-      .values({ provider: "github", delivery_id: deliveryId, event, action, tenant_id: null, received_at: deps.now() })
+      .values({ provider: "github", delivery_id: deliveryId, event, action, tenant_id: null, received_at: now })
       .onConflict((oc) => oc.columns(["provider", "delivery_id"]).doNothing())
       .returning("delivery_id")
       .executeTakeFirst();
     if (!fresh) return { deliveryId, duplicate: true, tenantId: null, applied: [] };
+    if (mismatch) throw new EventMismatch();
     const installationId = payload.installation?.id;
     if ((event !== "installation" && event !== "installation_repositories") || typeof installationId !== "number") {
       return { deliveryId, duplicate: false, tenantId: null, applied: [] };
@@ -131,8 +160,76 @@ export async function handleGitHubWebhook(
     deps.logger.info({ tenantId: owner.tenant_id, installationId: owner.installation_id, event, action, applied }, "github webhook applied");
     return { deliveryId, duplicate: false, tenantId: owner.tenant_id, applied };
   });
+  let outcome;
+  try {
+    outcome = await handleDelivery();
+  } catch (error) {
+    if (!(error instanceof EventMismatch)) throw error;
+    // Rolled back: nothing of it is stored, so the body still counts as new under its own event.
+    await recordRefusedDelivery(deps, "webhook-event-mismatch", { deliveryId, event }, request);
+    throw new BadInputError(`body: not an ${event} event of this app`, "X-GitHub-Event");
+  }
   for (const fp of forget) deps.tokenCache.forgetFingerprint(fp);
-  return outcome;
+  // GitHub keeps the delivery id when it redelivers: a body seen before under another id is a replay.
+  if (outcome.replayed) {
+    const first = await withPlatform(deps.db, (trx) => trx.selectFrom("webhook_deliveries").select("delivery_id").where("provider", "=", "github").where("delivery_id", "=", deliveryId).executeTakeFirst());
+    if (!first) await recordRefusedDelivery(deps, "webhook-replayed", { deliveryId, event }, request);
+  }
+  await pruneWebhookPayloads(deps, now);
+  return { deliveryId: outcome.deliveryId, duplicate: outcome.duplicate, tenantId: outcome.tenantId, applied: outcome.applied };
+}
+
+/** Thrown inside the delivery's transaction (rolling it back) when the body is not the event its header names. */
+class EventMismatch extends Error {}
+
+/** A signed body Keyplane does not act on (replayed, or under another event's name): a platform security event. */
+async function recordRefusedDelivery(deps: Pick<AppDeps, "security">, reason: string, details: { deliveryId: string; event: string }, request: RequestMeta) {
+  await deps.security.record({
+    type: "access.denied",
+    tenantId: null,
+    actor: null,
+    level: "warning",
+    status: "denied",
+    reason,
+    resource: "webhook",
+    action: "github-webhook",
+    details: { deliveryId: details.deliveryId, event: details.event.slice(0, 60) },
+    request,
+  });
+}
+
+/**
+ * Body hashes past their window, deleted a few at a time by the deliveries that follow (rows expire
+ * about as fast as deliveries add them). Rows another delivery is deleting are skipped, not awaited;
+ * a failure only leaves rows for the next one.
+ */
+async function pruneWebhookPayloads(deps: Pick<AppDeps, "db" | "logger">, now: Date): Promise<void> {
+  try {
+    await withPlatform(deps.db, (trx) =>
+      sql`
+        delete from webhook_payloads
+        where (provider, payload_sha256) in (
+          select provider, payload_sha256 from webhook_payloads where expires_at <= ${now} order by expires_at limit 100 for update skip locked
+        )`.execute(trx),
+    );
+  } catch (error) {
+    deps.logger.warn({ err: error }, "could not prune expired webhook body hashes");
+  }
+}
+
+/**
+ * The body has the shape of the event its (unsigned) X-GitHub-Event header names: GitHub sends every
+ * event of an app with the same signature, and only `installation` and `installation_repositories`
+ * bodies carry the whole installation (with `account` and `app_id`); other events name it by id only.
+ */
+function hasShapeOf(event: "installation" | "installation_repositories", payload: Record<string, any>, appId: string): boolean {
+  const installation = payload.installation;
+  if (typeof installation !== "object" || installation === null || typeof installation.id !== "number") return false;
+  if (typeof installation.account !== "object" || installation.account === null) return false;
+  // The app's numeric id when it is configured by id (a client id cannot be compared).
+  if (/^\d+$/.test(appId) && installation.app_id !== Number(appId)) return false;
+  if (event === "installation_repositories") return Array.isArray(payload.repositories_added) && Array.isArray(payload.repositories_removed);
+  return true;
 }
 
 function commandsFor(event: string, action: string | null, payload: Record<string, any>): InstallationCommand[] {
