@@ -26,6 +26,7 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   DATABASE_URL: z.string().url().optional(),
   DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
+  DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
   KEYPLANE_DATA_DIR: z.string().default("./data"),
   KEYPLANE_MIGRATE_ON_START: z.enum(["true", "false"]).optional(),
   KEYPLANE_PUBLIC_URL: z.string().url().optional(),
@@ -118,7 +119,7 @@ export interface Config {
   host: string;
   port: number;
   logLevel: Env["LOG_LEVEL"];
-  database: { url?: string; poolMax: number };
+  database: { url?: string; poolMax: number; connectTimeoutMs: number };
   dataDir: string;
   migrateOnStart: boolean;
   publicUrl: string;
@@ -276,7 +277,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
-    database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
+    database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, connectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS },
     dataDir: e.KEYPLANE_DATA_DIR,
     // The embedded database belongs to this process, so it is always migrated; a shared one only on request.
     migrateOnStart: e.KEYPLANE_MIGRATE_ON_START ? e.KEYPLANE_MIGRATE_ON_START === "true" : !e.DATABASE_URL,

@@ -10,7 +10,9 @@ export type ErrorCode =
   /** A subscriber fell too far behind the live log and was dropped; it resumes from its last cursor. */
   | "SLOW_CONSUMER"
   /** An outside service (GitHub, Slack, Atlassian) refused or failed; extensions name its own code. */
-  | "PROVIDER_ERROR";
+  | "PROVIDER_ERROR"
+  /** Keyplane's database is unreachable or restarting: retry after extensions.retryAfter seconds. */
+  | "UNAVAILABLE";
 
 export class DomainError extends Error {
   constructor(
@@ -51,5 +53,13 @@ export class BadInputError extends DomainError {
 export class RateLimitedError extends DomainError {
   constructor(message: string, retryAfterSeconds: number) {
     super("RATE_LIMITED", message, { retryAfter: retryAfterSeconds });
+  }
+}
+
+/** The database cannot serve the request now (down, restarting, out of connections). Retryable. */
+export class UnavailableError extends DomainError {
+  static readonly RETRY_AFTER_SECONDS = 2;
+  constructor(message = "Keyplane's database is unavailable; retry shortly") {
+    super("UNAVAILABLE", message, { retryAfter: UnavailableError.RETRY_AFTER_SECONDS });
   }
 }

@@ -57,8 +57,9 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       (await openDatabase({
         url: config.database.url,
         poolMax: config.database.poolMax,
+        connectTimeoutMs: config.database.connectTimeoutMs,
         dataDir: config.dataDir,
-        onIdleConnectionError: (error) => logger.warn({ code: (error as { code?: string }).code }, "the database dropped an idle connection; the pool replaces it"),
+        onConnectionError: (error) => logger.warn({ code: (error as { code?: string }).code, err: error.message }, "the database dropped a connection; the pool replaces it"),
       }));
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(database);
@@ -80,12 +81,13 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     });
     githubApps = createGitHubApps(config.githubApps, { logger, metrics });
     const db = database.db;
-    // Every refused credential (token, refresh token, enrollment key) counts against its address.
+    // Every refused credential (token, refresh token, enrollment key) counts against its address,
+    // counted before the refusal is answered (so limits.refusedCredential sees it at once).
     const recorder = createSecurityRecorder({ db, logger, now });
     const security: AppDeps["security"] = {
-      record(incident) {
-        if (incident.type === "auth.failed") limits.noteAuthFailure(incident.request.sourceIp);
-        return recorder.record(incident);
+      async record(incident) {
+        if (incident.type !== "auth.failed") return recorder.record(incident);
+        await Promise.all([limits.noteAuthFailure(incident.request.sourceIp), recorder.record(incident)]);
       },
     };
     const limits = createRateLimits({ config: config.limits, db, logger, metrics, security: recorder });

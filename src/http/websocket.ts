@@ -179,18 +179,16 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
         closeSocket(connection, WS_CLOSE.unauthorized, "Unauthorized");
         return false;
       }
-      // An address refused for too many failed authentications is refused here too, before any check.
-      if (deps.limits.enabled && deps.limits.blockedAddress(connection.meta.sourceIp)) {
-        closeSocket(connection, WS_CLOSE.tooManySockets, "Too many failed authentications");
-        return false;
-      }
       let actor: Actor | null;
       try {
         actor = await authenticate(deps, authorization, connection.meta);
       } catch (error) {
-        // authenticate recorded the refusal (auth.failed with its reason) already.
+        // authenticate recorded the refusal (auth.failed with its reason) already, and it counted
+        // against the address: past the address's limit the refusal is 4029, as HTTP answers 429.
+        // A valid token never gets here, so it is never refused for others' failures.
         if (error instanceof DomainError && error.code === "UNAUTHENTICATED") {
-          closeSocket(connection, WS_CLOSE.forbidden, "Forbidden");
+          if (await deps.limits.refusedCredential(connection.meta)) closeSocket(connection, WS_CLOSE.tooManySockets, "Too many failed authentications");
+          else closeSocket(connection, WS_CLOSE.forbidden, "Forbidden");
           return false;
         }
         throw error;

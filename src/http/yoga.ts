@@ -2,13 +2,14 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { GraphQLError } from "graphql";
 import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
 import type { AppDeps } from "../app/deps.ts";
-import { DomainError } from "../errors.ts";
+import { DomainError, UnavailableError } from "../errors.ts";
 import { logContext } from "../logger.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { schema } from "../graphql/schema.ts";
 import { authenticateRequest, documentLimitPlugins, rateLimitPlugin } from "./graphqlProtection.ts";
 import { idempotencyPlugin } from "./idempotencyPlugin.ts";
 import { graphqlMetricsPlugin } from "./graphqlMetrics.ts";
+import { isDatabaseUnavailable } from "../store/databaseErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 import { subscriptionsFollowTheirToken } from "./subscriptionCredentials.ts";
 import { wellFormedInputPlugin } from "./wellFormedInputPlugin.ts";
@@ -51,12 +52,14 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     maskedErrors: {
       maskError(error, message) {
         const original = rootCause(error);
-        if (original instanceof DomainError) {
-          const status = original.code === "UNAUTHENTICATED" ? 401 : original.code === "RATE_LIMITED" ? 429 : undefined;
-          return new GraphQLError(original.message, {
+        // The database down or restarting: a retryable UNAVAILABLE (HTTP 503, Retry-After), not a bug.
+        const known = original instanceof DomainError ? original : isDatabaseUnavailable(original ?? error) ? new UnavailableError() : undefined;
+        if (known) {
+          if (known.code === "UNAVAILABLE") deps.logger.warn({ err: original ?? error }, "database unavailable");
+          return new GraphQLError(known.message, {
             nodes: error instanceof GraphQLError ? error.nodes : undefined,
             path: error instanceof GraphQLError ? error.path : undefined,
-            extensions: { code: original.code, ...original.extensions, ...(status ? { http: { status } } : {}) },
+            extensions: { code: known.code, ...known.extensions, ...httpOf(known) },
           });
         }
         if (error instanceof GraphQLError && (original === undefined || original instanceof GraphQLError)) {
@@ -106,6 +109,14 @@ function validationErrorsAreBadInput(): Plugin {
         );
       },
   };
+}
+
+/** The HTTP status (and Retry-After) a GraphQL-over-HTTP answer takes from its error's code; none for the others (200). */
+function httpOf(error: DomainError): { http?: { status: number; headers?: Record<string, string> } } {
+  if (error.code === "UNAUTHENTICATED") return { http: { status: 401 } };
+  if (error.code === "RATE_LIMITED") return { http: { status: 429 } };
+  if (error.code === "UNAVAILABLE") return { http: { status: 503, headers: { "Retry-After": String(error.extensions.retryAfter) } } };
+  return {};
 }
 
 /** The error a resolver threw, under however many GraphQLError wrappers execution added. */

@@ -22,6 +22,12 @@ export interface DatabaseHandle {
   execScript(trx: Tx, script: string): Promise<void>;
   /** LISTENs on a channel until the returned function is called: see Listener. */
   listen(channel: string, listener: Listener): Promise<() => Promise<void>>;
+  /**
+   * The names of the migrations applied (kysely_migration; none on a database never migrated), read
+   * within timeoutMs or rejected: on PostgreSQL over a connection of its own, outside the pool, since
+   * readiness must not queue behind the requests it judges.
+   */
+  probe(timeoutMs: number): Promise<string[]>;
   /** Connections now (for /metrics): pg's pool; PGlite is one connection, queued by its dialect. */
   poolStats?(): { total: number; idle?: number; waiting?: number; max: number };
   close(): Promise<void>;
@@ -44,8 +50,13 @@ export interface DatabaseOptions {
   dataDir?: string;
   /** pg only: schema to use as search_path (tests run each suite in a fresh schema). */
   schema?: string;
-  /** pg only: told when the server drops an idle pooled connection (it is replaced on next use). */
-  onIdleConnectionError?: (error: Error) => void;
+  /** pg only: how long a query may wait for a connection before it fails as unavailable (default 5000). */
+  connectTimeoutMs?: number;
+  /**
+   * pg only: told when the server drops a pooled connection (restart, failover, terminate): idle ones
+   * are replaced on next use; a query in flight on a checked-out one fails with the error.
+   */
+  onConnectionError?: (error: Error) => void;
 }
 
 // int8 (bigint) as number: sequences and counts stay far below 2^53.
@@ -56,15 +67,22 @@ const pgTypes = {
 
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
   if (options.url) {
+    const searchPath = options.schema ? { options: `-c search_path=${options.schema}` } : {};
     const pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolMax ?? 10,
       types: pgTypes,
-      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+      // While the database is unreachable a request waits this long at most, then answers UNAVAILABLE.
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      ...searchPath,
     });
-    // An idle connection the server drops (restart, failover, terminate) is an 'error' event on the
-    // pool; unheard, it would crash the process. The pool discards the client and opens a new one.
-    pool.on("error", (error) => options.onIdleConnectionError?.(error));
+    // A connection the server drops is an 'error' event; unheard, it would end the process. pg-pool
+    // listens only while a client is idle, so every client gets a listener of its own when it is
+    // made (checked out or not, the export's COPY included): the query in flight fails with the
+    // error, and the pool discards the client. The pool's own 'error' is the idle case.
+    const connectionError = (error: Error) => options.onConnectionError?.(error);
+    pool.on("connect", (client) => client.on("error", connectionError));
+    pool.on("error", connectionError);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return {
       db,
@@ -76,6 +94,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
         await sql.raw(script).execute(trx);
       },
       listen: (channel, listener) => listenOnPostgres(options, channel, listener),
+      probe: (timeoutMs) => probePostgres(options, timeoutMs),
       poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: options.poolMax ?? 10 }),
       close: () => db.destroy(),
     };
@@ -96,6 +115,14 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     listen: async (channel, listener) => {
       const unlisten = await pglite.listen(channel, (payload) => listener.onNotify(payload));
       return () => unlisten();
+    },
+    // One connection, queued: a probe waits behind the queries before it, for timeoutMs at most.
+    probe: (timeoutMs) => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)));
+      const query = sql.raw<{ name: string }>(APPLIED_MIGRATIONS).execute(db).then((r) => r.rows.map((row) => row.name), noMigrationTable);
+      query.catch(() => {});
+      return Promise.race([query, timeout]).finally(() => clearTimeout(timer));
     },
     poolStats: () => ({ total: 1, max: 1 }),
     close: () => db.destroy(),
@@ -119,6 +146,30 @@ export function withPlatform<T>(db: Db, fn: (trx: Tx) => Promise<T>): Promise<T>
     await sql`select set_config('keyplane.platform', 'on', true)`.execute(trx);
     return fn(trx);
   });
+}
+
+const APPLIED_MIGRATIONS = "select name from kysely_migration order by name";
+/** A database never migrated has no kysely_migration table (42P01): nothing applied. */
+const noMigrationTable = (error: unknown): string[] => {
+  if ((error as { code?: string }).code === "42P01") return [];
+  throw error;
+};
+
+/** The applied migrations, read on a connection of its own, connected and answered within timeoutMs, then closed. */
+async function probePostgres(options: DatabaseOptions, timeoutMs: number): Promise<string[]> {
+  const client = new pg.Client({
+    connectionString: options.url,
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+  });
+  client.on("error", () => {}); // a connection lost while probing rejects the probe itself
+  try {
+    await client.connect();
+    return await client.query<{ name: string }>(APPLIED_MIGRATIONS).then((r) => r.rows.map((row) => row.name), noMigrationTable);
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 /**

@@ -47,6 +47,11 @@ export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]>
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
 }
 
+/** The names of Keyplane's migrations (the files in migrations/), in order. */
+export async function migrationNames(): Promise<string[]> {
+  return (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith(".sql")).sort().map((f) => f.replace(/\.sql$/, ""));
+}
+
 /** Names of migrations not yet applied; empty when the database is current. */
 export async function pendingMigrations(handle: DatabaseHandle): Promise<string[]> {
   const all = await (await migratorFor(handle)).getMigrations();
