@@ -215,16 +215,18 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
       if (!state.request) {
         const meta = requestMetaOf(request, (context as { req?: IncomingMessage }).req);
         state.request = (async () => {
-          const blocked = limits.blockedAddress(meta.sourceIp);
-          if (blocked) {
-            state.checks.push(...blocked.checks);
-            return blocked;
-          }
           let actor: Actor | null;
           try {
             actor = await authenticateRequest(deps, request, meta);
           } catch {
-            // A refused token: the context answers UNAUTHENTICATED; the failure was counted per address.
+            // A refused token, counted against its address when it was recorded: past the address's
+            // limit it is answered 429, else the context answers UNAUTHENTICATED. Only a refused
+            // token asks: a valid one is never refused for other clients' failures at its address.
+            const blocked = await limits.refusedCredential(meta);
+            if (blocked) {
+              state.checks.push(...blocked.checks);
+              return blocked;
+            }
             return { checks: [] };
           }
           const decision = await limits.checkRequest(actor, actor?.tenantTier, meta);

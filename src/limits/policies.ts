@@ -46,11 +46,14 @@ export const POLICIES: Record<PolicyName, PolicyDefinition> = {
   enroll: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "ENROLL_ATTEMPTS_PER_MINUTE (10): enrollAgent attempts" },
   oauth: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_OAUTH_PER_MINUTE (30): /oauth/install and /oauth/callback" },
   webhooks: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_WEBHOOKS_PER_MINUTE (600): /webhooks/*" },
+  // Refused credentials only ever refuse refused credentials: a request whose token verifies is never
+  // asked about its address, so clients behind one NAT or proxy cannot lock each other out. A token
+  // that verifies is not a guess (an ES256 signature, a 256-bit secret), so that costs no protection.
   "auth-failures": {
     counts: "failed authentications",
     keyedOn: "source address",
     windowSeconds: 60,
-    limit: "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE (30): refused tokens, refresh tokens and enrollment keys; past it the address is refused until the window ends",
+    limit: "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE (30): refused tokens, refresh tokens, enrollment keys and webhook signatures; past it the address's refused credentials are answered RATE_LIMITED (WebSocket 4029) until the window ends, while valid ones still pass",
   },
   // An export streams the whole log (a million events is over a gigabyte): a budget of its own, on
   // top of the request limits it also counts against.

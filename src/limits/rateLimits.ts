@@ -43,10 +43,19 @@ export interface RateLimits {
   checkAuditExport(actor: Actor, tier: Tier | undefined, meta: RequestMeta): Promise<Decision>;
   /** A per-address policy of a public endpoint. */
   checkAddress(policy: AddressPolicy, meta: RequestMeta, actor?: Actor | null): Promise<Decision>;
-  /** A refused credential from this address (called for every auth.failed security event). */
-  noteAuthFailure(sourceIp: string | undefined): void;
-  /** Set when the address failed to authenticate too often in the current window. */
-  blockedAddress(sourceIp: string | undefined): Decision | undefined;
+  /**
+   * A refused credential from this address (called for every auth.failed security event): counted
+   * in the shared store. Resolves once counted (never rejects), so the request that was refused can
+   * be answered with refusedCredential's verdict at once.
+   */
+  noteAuthFailure(sourceIp: string | undefined): Promise<void>;
+  /**
+   * For a request whose credential was just refused, and only for one: RATE_LIMITED (policy
+   * auth-failures, recorded as access.denied) when its address has had more refused credentials
+   * than the limit in the current window. A request whose credential verifies never asks, so it is
+   * never refused for what other clients behind the same address (a NAT, an unlisted proxy) did.
+   */
+  refusedCredential(meta: RequestMeta): Promise<Decision | undefined>;
   close(): Promise<void>;
 }
 
@@ -133,22 +142,23 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
       const limit = { anonymous: config.anonymousPerMinute, enroll: config.enrollPerMinute, oauth: config.oauthPerMinute, webhooks: config.webhooksPerMinute }[policy];
       return decide([await check(policy, meta.sourceIp ?? "unknown", limit)], actor, meta);
     },
-    noteAuthFailure(sourceIp) {
+    async noteAuthFailure(sourceIp) {
       if (!config.enabled) return;
       const ip = sourceIp ?? "unknown";
-      counter("auth-failures")
-        .hit(ip)
-        .then((state) => {
-          if (state.consumed <= config.authFailuresPerMinute) return;
-          if (blocked.size > 10_000) for (const [k, until] of blocked) if (until <= Date.now()) blocked.delete(k);
-          blocked.set(ip, Date.now() + Math.max(1000, state.msBeforeNext));
-          deps.metrics?.rateLimitRejections.inc({ policy: "auth-failures" });
-        })
-        .catch((error: unknown) => deps.logger.warn({ err: error }, "could not count a failed authentication"));
+      try {
+        const state = await counter("auth-failures").hit(ip);
+        if (state.consumed <= config.authFailuresPerMinute) return;
+        // Over the limit in the shared count: this process refuses the address's refused
+        // credentials until the window ends (each further one is counted here again first).
+        if (blocked.size > 10_000) for (const [k, until] of blocked) if (until <= Date.now()) blocked.delete(k);
+        blocked.set(ip, Date.now() + Math.max(1000, state.msBeforeNext));
+      } catch (error) {
+        deps.logger.warn({ err: error }, "could not count a failed authentication");
+      }
     },
-    blockedAddress(sourceIp) {
+    async refusedCredential(meta) {
       if (!config.enabled) return undefined;
-      const ip = sourceIp ?? "unknown";
+      const ip = meta.sourceIp ?? "unknown";
       const until = blocked.get(ip);
       if (until === undefined) return undefined;
       const ms = until - Date.now();
@@ -156,8 +166,8 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
         blocked.delete(ip);
         return undefined;
       }
-      const check: PolicyCheck = { policy: "auth-failures", limit: config.authFailuresPerMinute, windowSeconds: 60, remaining: 0, resetSeconds: Math.ceil(ms / 1000), limited: true };
-      return { checks: [check], refused: check };
+      const check: PolicyCheck = { policy: "auth-failures", limit: config.authFailuresPerMinute, windowSeconds: POLICIES["auth-failures"].windowSeconds, remaining: 0, resetSeconds: Math.ceil(ms / 1000), limited: true };
+      return decide([check], null, meta);
     },
     close: () => store.close(),
   };

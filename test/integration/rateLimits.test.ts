@@ -2,7 +2,8 @@ import { createClient } from "graphql-ws";
 import { sql } from "kysely";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { withTenant } from "../../src/store/db.ts";
+import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
+import { withPlatform, withTenant } from "../../src/store/db.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 
 // Per-tier request limits, the burst cap, per-principal and per-address limits, the cost budget,
@@ -185,25 +186,64 @@ describe("per-principal and burst limits", () => {
     }
   });
 
-  it("an address that fails to authenticate too often is refused, even with a good token, until the window ends", async () => {
-    const guarded = await createTestApp({ name: "limits-authfail", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "3" } });
+  it("refused credentials are counted per address and answered 429 past the limit, but never lock out a valid token from that address", async () => {
+    const guarded = await createTestApp({ name: "limits-authfail", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "30" } });
     try {
-      const t = await guarded.seedTenant({ tier: "enterprise" });
-      for (let i = 0; i < 4; i++) expect((await guarded.gql(PING, {}, { token: "not-a-token" })).errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
-      // The fourth failure is counted after its answer: ask until the block shows (bounded).
-      let res: GraphQLResponse | undefined;
-      for (let i = 0; i < 50; i++) {
-        res = await guarded.gql(PING, {}, { token: t.tokens.viewer });
-        if (res.status === 429) break;
-        await new Promise((r) => setTimeout(r, 20));
+      // Two tenants' clients behind one address (a NAT, an unlisted proxy): one sends bad tokens.
+      const victim = await guarded.seedTenant({ tier: "enterprise" });
+      const other = await guarded.seedTenant({ tier: "enterprise" });
+      const bad = Array.from({ length: 35 }, (_, i) => `not-a-token-${i}`);
+      const refusals: GraphQLResponse[] = [];
+      for (const token of bad) refusals.push(await guarded.gql(PING, {}, { token }));
+      // The first 30 are refused as what they are; from the 31st the address's refused credentials get 429.
+      expect(refusals.slice(0, 30).map((r) => r.errors?.[0]?.extensions?.code)).toEqual(Array(30).fill("UNAUTHENTICATED"));
+      for (const r of refusals.slice(30)) {
+        expect(r.status).toBe(429);
+        expect(r.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "auth-failures", retryAfter: expect.any(Number) });
+        expect(r.headers.get("retry-after")).toBe(String(r.errors![0]!.extensions!.retryAfter));
       }
-      expect(res!.status).toBe(429);
-      expect(res!.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "auth-failures" });
-      // Nor may it open a WebSocket instead.
-      const socket = new WebSocket(`${guarded.url.replace(/^http/, "ws")}/graphql`, "graphql-transport-ws");
-      const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
-      socket.on("open", () => socket.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${t.tokens.viewer}` } })));
-      expect(await closed).toEqual({ code: 4029, reason: "Too many failed authentications" });
+
+      // A valid token from the same address, of another tenant or of the same one, is answered.
+      for (const token of [victim.tokens.viewer, other.tokens.admin]) {
+        const res = await guarded.gql("{ me { tenantId } }", {}, { token });
+        expect(res.status, JSON.stringify(res.errors)).toBe(200);
+        expect(res.errors).toBeUndefined();
+      }
+      // A request that needs no token is not refused for them either (the anonymous policy counts it).
+      expect((await guarded.gql(PING)).status).toBe(200);
+      // Still blocked for refused credentials: one more bad token is 429 at once.
+      expect((await guarded.gql(PING, {}, { token: "still-not-a-token" })).status).toBe(429);
+
+      // Over WebSocket alike: a valid token's socket is acknowledged, a refused one is closed with 4029.
+      const open = (authorization: string) =>
+        new Promise<{ acked: boolean; code?: number; reason?: string }>((resolve) => {
+          const socket = new WebSocket(`${guarded.url.replace(/^http/, "ws")}/graphql`, "graphql-transport-ws");
+          socket.on("open", () => socket.send(JSON.stringify({ type: "connection_init", payload: { authorization } })));
+          socket.on("message", (data) => {
+            if (JSON.parse(String(data)).type === "connection_ack") {
+              resolve({ acked: true });
+              socket.close();
+            }
+          });
+          socket.on("close", (code, reason) => resolve({ acked: false, code, reason: String(reason) }));
+        });
+      expect(await open(`Bearer ${other.tokens.viewer}`)).toEqual({ acked: true });
+      expect(await open("Bearer not-a-token")).toEqual({ acked: false, code: 4029, reason: "Too many failed authentications" });
+
+      // Recorded in the platform log, sampled (no secret in them): the failures and the refusal for the limit.
+      const platform = await withPlatform(guarded.kp.deps.db, (trx) =>
+        trx.selectFrom("events").select(["event_type", "data"]).where("tenant_id", "=", PLATFORM_TENANT).where("event_type", "in", ["auth.failed", "access.denied"]).execute(),
+      );
+      expect(platform.some((e) => e.event_type === "auth.failed" && (e.data as any).reason === "malformed")).toBe(true);
+      expect(platform.filter((e) => e.event_type === "access.denied" && (e.data as any).reason === "rate-limit:auth-failures")).toEqual([
+        expect.objectContaining({ data: expect.objectContaining({ details: expect.objectContaining({ policy: "auth-failures", limit: 30 }) }) }),
+      ]);
+      expect(JSON.stringify(platform)).not.toContain("not-a-token");
+      // Nothing of it in the tenants' own logs.
+      for (const t of [victim, other]) {
+        const own = await withTenant(guarded.kp.deps.db, t.tenantId, (trx) => trx.selectFrom("events").select("event_type").where("tenant_id", "=", t.tenantId).where("event_type", "in", ["auth.failed", "access.denied"]).execute());
+        expect(own).toEqual([]);
+      }
     } finally {
       await guarded.close();
     }
@@ -320,6 +360,17 @@ describe("two Keyplanes on one database (RATE_LIMIT_STORE=database)", () => {
     expect(limited(responses)).toHaveLength(30);
     const rows = await sql<{ key: string; points: number }>`select key, points from rate_limits where key = ${`kp:tenant:${t.tenantId}`}`.execute(one.kp.deps.db);
     expect(Number(rows.rows[0]!.points)).toBe(90);
+  });
+
+  it("count an address's refused credentials together, and both still answer its valid tokens", async () => {
+    const t = await one.seedTenant({ tier: "enterprise" });
+    const second = await two.mintToken({ tenantId: t.tenantId, roles: ["viewer"], subject: "viewer-2" });
+    // 30 refused tokens, half on each process: the next one is refused for the limit by either.
+    for (let i = 0; i < 30; i++) expect((await (i % 2 ? two : one).gql(PING, {}, { token: `bad-${i}` })).status).toBe(401);
+    expect((await two.gql(PING, {}, { token: "bad-30" })).errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "auth-failures" });
+    expect((await one.gql(PING, {}, { token: "bad-31" })).status).toBe(429);
+    expect((await one.gql(PING, {}, { token: t.tokens.viewer })).status).toBe(200);
+    expect((await two.gql(PING, {}, { token: second })).status).toBe(200);
   });
 });
 
