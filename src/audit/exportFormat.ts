@@ -7,12 +7,18 @@
 //   {"kind":"checkpoint",...}  a signed checkpoint, right after the event at its sequence
 //   {"kind":"end",...}         counts, last sequence and chain hash, signed: a cut tail is detected
 //
+// Each line holds exactly its listed fields (LINE_FIELDS), each hashed or signed or derived from what
+// is: the verifier refuses anything else on a line. docs/audit-format.md is the auditor's spec.
 // Everything here is plain data: the verifier needs this module, hashing.ts and jose, nothing else.
 
 import type { HashedContent } from "../store/events/hashing.ts";
 
 export const EXPORT_FORMAT = "keyplane-audit-export";
-export const EXPORT_VERSION = 1;
+/**
+ * 2: the end line also signs format, version and the last checkpoint line (a dropped last checkpoint
+ * is named), and every line must hold exactly its fields. Version 1 files are refused (export again).
+ */
+export const EXPORT_VERSION = 2;
 
 export type ExportFileFormat = "ndjson" | "csv";
 
@@ -110,6 +116,8 @@ export interface HeaderRecord {
 
 /** What the end line's signature covers: everything in it but `kind` and `jws`. */
 export interface ExportSummary {
+  format: typeof EXPORT_FORMAT;
+  version: number;
   exportId: string;
   tenantId: string;
   exportedAt: string;
@@ -121,6 +129,8 @@ export interface ExportSummary {
   events: number;
   omitted: number;
   checkpoints: number;
+  /** The last checkpoint line of the file (its sequence and signature part), null when it holds none. */
+  lastCheckpoint: { sequence: number; signature: string } | null;
   lastSequence: number;
   lastChainHash: string;
 }
@@ -131,6 +141,23 @@ export interface EndRecord extends ExportSummary {
 }
 
 export type ExportRecord = HeaderRecord | EventRecord | OmittedRecord | CheckpointRecord | EndRecord;
+
+/**
+ * The fields each line holds: exactly these (a field nobody checks could say anything). The end
+ * line holds `kind`, `jws` and exactly the fields of its signed payload (ExportSummary).
+ */
+export const LINE_FIELDS = {
+  header: ["kind", "format", "version", "exportId", "tenantId", "exportedAt", "fromSequence", "toSequence", "filter", "anchor", "recordedAs"],
+  event: ["kind", "sequence", "eventId", "tenantId", "streamType", "streamId", "streamVersion", "type", "schemaVersion", "data", "metadata", "occurredAt", "contentHash", "chainHash", "audit"],
+  omitted: ["kind", "sequence", "contentHash", "chainHash"],
+  checkpoint: ["kind", "sequence", "chainHash", "previousSignature", "signedAt", "kid", "jws"],
+} as const;
+
+/** The fields of the header's anchor, by type: a checkpoint anchor is a checkpoint line with `type` for `kind`. */
+export const ANCHOR_FIELDS = {
+  genesis: ["type", "sequence", "chainHash"],
+  checkpoint: ["type", "sequence", "chainHash", "previousSignature", "signedAt", "kid", "jws"],
+} as const;
 
 /** JWS `typ` of each signed thing, so one can never stand in for the other. */
 export const CHECKPOINT_JWS_TYPE = "kp-audit-checkpoint+jws";
@@ -176,53 +203,29 @@ export const csvField = (value: string | number | null | undefined): string => {
   return /[",\r\n]/.test(value) || value === "" ? `"${value.replace(/"/g, '""')}"` : value;
 };
 
+export type CsvColumn = (typeof CSV_COLUMNS)[number];
+
 export const CSV_HEADER_ROW = CSV_COLUMNS.join(",");
+
+/**
+ * The cells of a header, checkpoint or end row: the whole record as JSON in `record`, and a few of
+ * its fields repeated for readers of the table. The reader checks the repeated cells say the same.
+ */
+export function recordCells(record: HeaderRecord | CheckpointRecord | EndRecord): Partial<Record<CsvColumn, string>> {
+  const json = JSON.stringify(record);
+  return record.kind === "checkpoint"
+    ? { kind: record.kind, sequence: String(record.sequence), chainHash: record.chainHash, record: json }
+    : { kind: record.kind, tenantId: record.tenantId, record: json };
+}
 
 /** A header, checkpoint or end record as a CSV row (events and stubs are built in SQL). */
 export function recordToCsvRow(record: HeaderRecord | CheckpointRecord | EndRecord): string {
-  const cells: Record<string, string | number | null> = { kind: record.kind, record: JSON.stringify(record) };
-  if (record.kind === "checkpoint") Object.assign(cells, { sequence: record.sequence, tenantId: null, chainHash: record.chainHash });
-  if (record.kind !== "checkpoint") cells.tenantId = record.tenantId;
+  const cells = recordCells(record);
   return CSV_COLUMNS.map((c) => csvField(cells[c])).join(",");
 }
 
-/** Rebuilds the record a CSV row stands for (the inverse of the export's CSV rows). */
-export function csvRowToRecord(row: Record<string, string>): ExportRecord {
-  const int = (name: string) => {
-    const n = Number(row[name]);
-    if (row[name] === undefined || row[name] === "" || !Number.isSafeInteger(n)) throw new Error(`column ${name}: not an integer`);
-    return n;
-  };
-  const json = (name: string) => JSON.parse(row[name] ?? "") as unknown;
-  switch (row.kind) {
-    case "event":
-      return {
-        kind: "event",
-        sequence: int("sequence"),
-        eventId: row.eventId ?? "",
-        tenantId: row.tenantId ?? "",
-        streamType: row.streamType ?? "",
-        streamId: row.streamId ?? "",
-        streamVersion: int("streamVersion"),
-        type: row.type ?? "",
-        schemaVersion: int("schemaVersion"),
-        occurredAt: row.occurredAt ?? "",
-        data: json("data"),
-        metadata: json("metadata"),
-        contentHash: row.contentHash ?? "",
-        chainHash: row.chainHash ?? "",
-        ...(row.audit ? { audit: json("audit") as AuditFields } : {}),
-      };
-    case "omitted":
-      return { kind: "omitted", sequence: int("sequence"), contentHash: row.contentHash ?? "", chainHash: row.chainHash ?? "" };
-    case "header":
-    case "checkpoint":
-    case "end": {
-      const record = json("record") as ExportRecord;
-      if (record?.kind !== row.kind) throw new Error("column record: does not match the row's kind");
-      return record;
-    }
-    default:
-      throw new Error(`unknown kind ${JSON.stringify(row.kind)}`);
-  }
-}
+/** The columns an event row and a stub row fill (readExportPage.ts); the others are empty. */
+export const CSV_FILLED: Record<"event" | "omitted", ReadonlyArray<CsvColumn>> = {
+  event: CSV_COLUMNS.filter((c) => c !== "record"),
+  omitted: ["kind", "sequence", "contentHash", "chainHash"],
+};

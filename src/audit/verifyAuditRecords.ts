@@ -2,11 +2,13 @@ import type { JSONWebKeySet } from "jose";
 import { chainHash, contentHash, genesisHash } from "../store/events/hashing.ts";
 import { checkAuditJws } from "./auditSignatures.ts";
 import {
+  ANCHOR_FIELDS,
   CHECKPOINT_JWS_TYPE,
   deriveAuditFields,
   EXPORT_FORMAT,
   EXPORT_JWS_TYPE,
   EXPORT_VERSION,
+  LINE_FIELDS,
   signatureOf,
   type AuditFields,
   type CheckpointPayload,
@@ -25,6 +27,11 @@ import {
 // canonical JSON and the chain from the anchor, checks signed checkpoints and the signed end line,
 // and names the FIRST bad sequence with what happened there. Constant memory: one row of look-ahead
 // and at most one remembered row.
+//
+// It trusts nothing on a line that is not hashed, signed or derived from what is: each line must
+// hold exactly its fields (LINE_FIELDS), a checkpoint line must say exactly what its JWS signs, the
+// audit fields must be the ones derived from the content, and the (unsigned) header must say what
+// the end line signs. docs/audit-format.md describes all of it for auditors writing their own.
 
 export type ProblemKind =
   | "modified"
@@ -68,10 +75,12 @@ export interface VerificationReport {
   problem: AuditProblem | null;
 }
 
-/** A line that is not a record (bad JSON, unknown kind, bad CSV row). */
+/** A line that is not a record (bad JSON, duplicate keys, unknown kind, bad CSV row). */
 export interface MalformedRecord {
   kind: "malformed";
   line: number;
+  /** The sequence the line claims, when it can be read (it is named if it is the first bad one). */
+  sequence?: number | undefined;
   message: string;
 }
 
@@ -108,12 +117,34 @@ function fail(kind: ProblemKind, sequence: number | null, message: string): neve
   throw new Problem({ kind, sequence, message });
 }
 
+const FIELDS = {
+  header: new Set<string>(LINE_FIELDS.header),
+  event: new Set<string>(LINE_FIELDS.event),
+  /** The database's rows have no audit fields: those are derived for the export only. */
+  logEvent: new Set<string>(LINE_FIELDS.event.filter((f) => f !== "audit")),
+  omitted: new Set<string>(LINE_FIELDS.omitted),
+  checkpoint: new Set<string>(LINE_FIELDS.checkpoint),
+  genesis: new Set<string>(ANCHOR_FIELDS.genesis),
+};
+
+/** What is wrong with a record's fields (one it must not have, or one it lacks); null when it has exactly `fields`. */
+function fieldsProblem(record: object, fields: ReadonlySet<string>): string | null {
+  let n = 0;
+  for (const key in record) {
+    if (!fields.has(key)) return `a field ${JSON.stringify(key)} that is not part of the format`;
+    n++;
+  }
+  if (n === fields.size) return null;
+  for (const key of fields) if (!Object.hasOwn(record, key)) return `no ${key}`;
+  return null;
+}
+
 /**
  * Verifies records in order. Returns at the first problem (the rest of the input is read only when
  * telling a deletion from a move needs it).
  */
 export async function verifyAuditRecords(records: AsyncIterable<VerifiableRecord> | Iterable<VerifiableRecord>, options: VerifyOptions): Promise<VerificationReport> {
-  const state = new ChainState(options.keys);
+  const state = new ChainState(options.keys, options.source === "export");
   const iterator = (Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : (records as Iterable<VerifiableRecord>)[Symbol.iterator]()) as
     | AsyncIterator<VerifiableRecord>
     | Iterator<VerifiableRecord>;
@@ -126,14 +157,14 @@ export async function verifyAuditRecords(records: AsyncIterable<VerifiableRecord
     if (options.source === "export") {
       const first = await next();
       header = checkHeader(first);
-      await state.begin(header.tenantId, header.anchor);
+      await state.begin(header.tenantId, header.anchor, header);
     } else {
       await state.begin(options.tenantId, options.anchor);
     }
     let end: EndRecord | undefined;
     for (let record = await next(); record !== undefined; record = await next()) {
       if (end) {
-        fail(record.kind === "event" || record.kind === "omitted" ? "inserted" : "malformed", "sequence" in record ? record.sequence : null, `a ${record.kind} line after the end line`);
+        fail(record.kind === "event" || record.kind === "omitted" ? "inserted" : "malformed", "sequence" in record ? (record.sequence ?? null) : null, `a ${record.kind} line after the end line`);
       }
       switch (record.kind) {
         case "event":
@@ -151,7 +182,7 @@ export async function verifyAuditRecords(records: AsyncIterable<VerifiableRecord
           fail("malformed", state.expected, "a second header line");
           break;
         case "malformed":
-          fail("malformed", state.expected, `line ${record.line}: ${record.message}`);
+          fail("malformed", state.at(record.sequence), `line ${record.line}: ${record.message}`);
           break;
         default:
           fail("malformed", state.expected, `unknown record kind ${JSON.stringify((record as { kind: unknown }).kind)}`);
@@ -170,14 +201,30 @@ function checkHeader(first: VerifiableRecord | undefined): HeaderRecord {
   if (!first) return fail("header", null, "the export is empty");
   if (first.kind === "malformed") return fail("header", null, `line ${first.line}: ${first.message}`);
   if (first.kind !== "header") return fail("header", null, `the first line is a ${first.kind} line, not the header`);
-  if (first.format !== EXPORT_FORMAT || first.version !== EXPORT_VERSION) return fail("header", null, `not a ${EXPORT_FORMAT} version ${EXPORT_VERSION} file`);
-  if (typeof first.tenantId !== "string" || !first.anchor) return fail("header", null, "the header has no tenant or anchor");
+  if (first.format !== EXPORT_FORMAT) return fail("header", null, `not a ${EXPORT_FORMAT} file`);
+  if (first.version !== EXPORT_VERSION) {
+    // Version 1 end lines do not sign the last checkpoint: such a file cannot be held to this standard.
+    const old = first.version === 1 ? ": version 1 files are no longer verified, export the range again (the log has not changed)" : "";
+    return fail("header", null, `a version ${JSON.stringify(first.version)} file; this verifier reads version ${EXPORT_VERSION}${old}`);
+  }
+  const wrong = fieldsProblem(first, FIELDS.header);
+  if (wrong) return fail("header", null, `the header has ${wrong}`);
+  if (typeof first.tenantId !== "string" || typeof first.anchor !== "object" || first.anchor === null) return fail("header", null, "the header has no tenant or anchor");
+  if (typeof first.filter !== "object" || first.filter === null) return fail("header", null, "the header has no filter");
   return first;
 }
 
 class ChainState {
   tenantId = "";
   anchor: ExportAnchor | undefined;
+  /** The export's header: which sequences it shows in full and which as stubs. */
+  header: HeaderRecord | undefined;
+  types: ReadonlySet<string> | null = null;
+  /**
+   * The first line whose kind (event or stub) is not the one the header says belongs there. The
+   * header is unsigned until the end line is checked, so this is reported then, not when seen.
+   */
+  misplaced: AuditProblem | null = null;
   /** e: the sequence the next row must have; p: the chain hash after e-1; pp: after e-2 (null: unknown). */
   expected = 1;
   previous = "";
@@ -188,20 +235,35 @@ class ChainState {
   omitted = 0;
   checkpoints = 0;
 
-  constructor(readonly keys: JSONWebKeySet | undefined) {}
+  constructor(
+    readonly keys: JSONWebKeySet | undefined,
+    /** Export lines carry the audit fields; the database's rows do not. */
+    readonly withAuditFields: boolean,
+  ) {}
 
-  async begin(tenantId: string, anchor: ExportAnchor) {
+  async begin(tenantId: string, anchor: ExportAnchor, header?: HeaderRecord) {
     this.tenantId = tenantId;
     this.anchor = anchor;
+    this.header = header;
+    this.types = Array.isArray(header?.filter.types) ? new Set(header.filter.types) : null;
     if (anchor.type === "genesis") {
-      if (anchor.sequence !== 0 || anchor.chainHash !== genesisHash(tenantId)) fail("header", 1, `the genesis anchor is not tenant ${tenantId}'s genesis`);
+      if (fieldsProblem(anchor, FIELDS.genesis) || anchor.sequence !== 0 || anchor.chainHash !== genesisHash(tenantId)) fail("header", 1, `the genesis anchor is not tenant ${tenantId}'s genesis`);
       this.previous = anchor.chainHash;
-    } else {
-      const payload = await this.checkSignature({ kind: "checkpoint", ...anchor }, "header");
+    } else if (anchor.type === "checkpoint") {
+      // The anchor is a checkpoint line with `type` for `kind`: every field of it must be the signed one.
+      const { type: _type, ...line } = anchor;
+      const payload = await this.checkSignature({ kind: "checkpoint", ...line }, "header");
       this.previous = payload.chainHash;
       this.expected = anchor.sequence + 1;
       this.lastCheckpoint = { sequence: anchor.sequence, signature: signatureOf(anchor.jws) };
+    } else {
+      fail("header", null, "the anchor is neither genesis nor a checkpoint");
     }
+  }
+
+  /** Where a bad line is named: the sequence it claims when that is a row already passed, else the one expected here. */
+  at(claimed: unknown): number {
+    return typeof claimed === "number" && Number.isSafeInteger(claimed) && claimed > (this.anchor?.sequence ?? 0) && claimed < this.expected ? claimed : this.expected;
   }
 
   report(problem: AuditProblem | null): VerificationReport {
@@ -237,8 +299,16 @@ class ChainState {
 
   async row(row: Row, next: () => Promise<VerifiableRecord | undefined>) {
     const e = this.expected;
-    if (typeof row.sequence !== "number") fail("malformed", e, "a row without a sequence");
-    if (row.sequence < e) fail("inserted", e, `a row claiming sequence ${row.sequence} where ${e} belongs (${row.sequence} came already)`);
+    const wrong = fieldsProblem(row, row.kind === "omitted" ? FIELDS.omitted : this.withAuditFields ? FIELDS.event : FIELDS.logEvent);
+    if (wrong) fail("malformed", this.at(row.sequence), `the ${row.kind} line at ${this.at(row.sequence)} has ${wrong}`);
+    if (!Number.isSafeInteger(row.sequence)) fail("malformed", e, "a row without a sequence");
+    if (row.sequence < e) {
+      // Two lines claiming one sequence is the finding, whichever came first: a forged line chained
+      // to fit is accepted until the genuine one shows up.
+      const anchored = this.anchor?.sequence ?? 0;
+      if (row.sequence > anchored) fail("inserted", row.sequence, `two rows claim sequence ${row.sequence}`);
+      fail("inserted", e, `a row claiming sequence ${row.sequence}, which the anchor at ${anchored} already covers`);
+    }
     if (row.sequence > e) return this.gap(row, next);
     if (row.kind === "event" && row.tenantId !== this.tenantId) fail("inserted", e, `a row of tenant ${row.tenantId} in tenant ${this.tenantId}'s log`);
     const content = safeContentOf(row);
@@ -246,12 +316,31 @@ class ChainState {
     if (content !== row.contentHash) fail("modified", e, `event ${e}'s content does not match its content hash`);
     const chain = chainHash(this.previous, e, content!);
     if (chain === row.chainHash) {
-      if (row.kind === "event" && row.audit !== undefined && !sameAuditFields(row.audit, deriveAuditFields(row))) {
+      if (row.kind === "event" && this.withAuditFields && !sameAuditFields(row.audit, deriveAuditFields(row))) {
         fail("modified", e, `event ${e}'s audit fields do not match its content`);
       }
+      if (this.header) this.checkPlacement(row, this.header);
       return this.accept(row, chain);
     }
     return this.classifyChainBreak(row, content!, await nextRow(next));
+  }
+
+  /**
+   * Whether the row is the kind the header says stands at its sequence (readExportPage.ts): events
+   * from fromSequence on that pass the filter are shown in full, the others are stubs. A stub's type
+   * and time are hidden, so only without a filter can a stub be told to be out of place.
+   */
+  private checkPlacement(row: Row, header: HeaderRecord) {
+    if (this.misplaced) return;
+    const { filter, fromSequence } = header;
+    const s = row.sequence;
+    if (row.kind === "omitted") {
+      if (s >= fromSequence && !this.types && !filter.from && !filter.to) {
+        this.misplaced = { kind: "modified", sequence: s, message: `event ${s} is a stub, but the export shows every event from ${fromSequence} on: its content was withheld` };
+      }
+    } else if (s < fromSequence || (this.types && !this.types.has(row.type)) || (filter.from && row.occurredAt < filter.from) || (filter.to && row.occurredAt >= filter.to)) {
+      this.misplaced = { kind: "modified", sequence: s, message: `event ${s} is shown in full, but the export's range and filter leave it out (a stub stands there)` };
+    }
   }
 
   /**
@@ -295,7 +384,11 @@ class ChainState {
         }
         break;
       }
-      if (this.expected === displaced.sequence && (!upcoming || !isRow(upcoming) || upcoming.sequence !== displaced.sequence)) {
+      if (this.expected === displaced.sequence) {
+        // Another row claims the displaced row's sequence: two lines claiming one sequence is the finding.
+        if (upcoming && isRow(upcoming) && upcoming.sequence === displaced.sequence) {
+          fail("inserted", displaced.sequence, `two rows claim sequence ${displaced.sequence}: one stands before sequence ${e}`);
+        }
         if (content !== null && chainHash(this.previous, displaced.sequence, content) === displaced.chainHash) {
           fail("reordered", e, `event ${displaced.sequence} was moved before event ${e}`);
         }
@@ -310,9 +403,9 @@ class ChainState {
   }
 
   async checkpoint(record: CheckpointRecord) {
+    const payload = await this.checkSignature(record, "checkpoint-signature");
     const s = record.sequence;
     if (s !== this.expected - 1) fail("checkpoint-link", s, `the checkpoint for sequence ${s} stands after sequence ${this.expected - 1}`);
-    const payload = await this.checkSignature(record, "checkpoint-signature");
     const expectedLink = this.lastCheckpoint.signature;
     if (payload.previousSignature !== expectedLink) {
       fail("checkpoint-link", s, `the checkpoint at ${s} does not follow the checkpoint at ${this.lastCheckpoint.sequence || "genesis"}: a checkpoint in between is missing or was replaced`);
@@ -324,15 +417,26 @@ class ChainState {
     this.checkpoints++;
   }
 
-  /** The JWS must verify (with keys), belong to this tenant, and say what the line says. */
+  /**
+   * The JWS must verify (with keys) and belong to this tenant, and every field of the line must be
+   * the signed one: the payload's, and `kid` the one in the JWS's protected header (signed too).
+   */
   private async checkSignature(record: CheckpointRecord, kind: "checkpoint-signature" | "header"): Promise<CheckpointPayload> {
-    const s = record.sequence;
+    const s = Number.isSafeInteger(record.sequence) ? record.sequence : null;
+    const wrong = fieldsProblem(record, FIELDS.checkpoint);
+    if (wrong) fail(kind, s, `the checkpoint at ${s} has ${wrong}`);
     const check = await checkAuditJws<CheckpointPayload>(String(record.jws ?? ""), CHECKPOINT_JWS_TYPE, this.keys);
     if (!check.ok) return fail(kind, s, `the checkpoint at ${s} is forged: ${check.reason}`);
     const p = check.payload;
     if (p.tenantId !== this.tenantId) fail(kind, s, `the checkpoint at ${s} was signed for tenant ${p.tenantId}`);
-    if (p.sequence !== s || p.chainHash !== record.chainHash || (p.previousSignature ?? null) !== (record.previousSignature ?? null)) {
-      fail(kind, s, `the checkpoint at ${s} says something else than what was signed`);
+    for (const [field, signed] of [
+      ["sequence", p.sequence],
+      ["chainHash", p.chainHash],
+      ["previousSignature", p.previousSignature ?? null],
+      ["signedAt", p.signedAt],
+      ["kid", check.kid],
+    ] as const) {
+      if (record[field] !== signed) fail(kind, s, `the checkpoint at ${s} says a ${field} other than the signed one`);
     }
     return p;
   }
@@ -343,29 +447,38 @@ class ChainState {
     const check = await checkAuditJws<ExportSummary>(String(end!.jws ?? ""), EXPORT_JWS_TYPE, this.keys);
     if (!check.ok) fail("end-signature", null, `the end line's signature does not hold: ${check.reason}`);
     const signed = check.payload!;
+    // Every field of the end line is signed: it is the payload, with `kind` and `jws`.
     const { kind: _kind, jws: _jws, ...said } = end!;
     if (stable(said) !== stable(signed)) fail("end-signature", null, "the end line says something else than what was signed");
+    // The header is not signed itself: it must say what the end line signed (of the anchor, its type,
+    // sequence and chain hash; a checkpoint anchor's other fields are its own JWS's).
     const anchor = header.anchor;
-    if (
-      signed.exportId !== header.exportId ||
-      signed.tenantId !== header.tenantId ||
-      signed.exportedAt !== header.exportedAt ||
-      signed.fromSequence !== header.fromSequence ||
-      signed.toSequence !== header.toSequence ||
-      stable(signed.filter) !== stable(header.filter) ||
-      stable(signed.recordedAs) !== stable(header.recordedAs) ||
-      stable(signed.anchor) !== stable({ type: anchor.type, sequence: anchor.sequence, chainHash: anchor.chainHash })
-    ) {
-      fail("header", null, "the header is not the one the end line was signed with");
+    for (const field of LINE_FIELDS.header) {
+      if (field === "kind") continue;
+      const says = field === "anchor" ? { type: anchor.type, sequence: anchor.sequence, chainHash: anchor.chainHash } : header[field];
+      if (stable(says) !== stable(signed[field])) fail("header", null, `the header's ${field} is not the one the end line was signed with`);
     }
     // Sequences are dense: a file that ends before its range does is missing its last rows (even
     // when the end line was signed over what the database still held).
     const runsTo = Math.max(signed.lastSequence, header.fromSequence > header.toSequence ? anchor.sequence : header.toSequence);
     if (runsTo > last) fail("deleted", this.expected, `the export should run to sequence ${runsTo} but ends at ${last}`);
     if (signed.lastSequence < last) fail("inserted", signed.lastSequence + 1, `rows past sequence ${signed.lastSequence}, where the export ended`);
+    // The header is proven now: a line of the wrong kind for its sequence is a finding.
+    if (this.misplaced) throw new Problem(this.misplaced);
+    // Each checkpoint links to the one before, so only the last can go missing unseen: the end line names it.
+    const mine = this.checkpoints > 0 ? this.lastCheckpoint : null;
+    const theirs = signed.lastCheckpoint ?? null;
+    if (stable(mine) !== stable(theirs)) {
+      if (theirs && (!mine || theirs.sequence > mine.sequence)) {
+        fail("checkpoint-link", theirs.sequence, `the checkpoint at ${theirs.sequence}, the last the export was signed with, is missing${mine ? ` (the file's last is at ${mine.sequence})` : ""}`);
+      }
+      fail("checkpoint-link", mine!.sequence, `the checkpoint at ${mine!.sequence} is not the last one the export was signed with`);
+    }
     if (signed.lastChainHash !== this.previous) {
       fail("end-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${last} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${last} were rewritten with recomputed hashes`);
     }
+    // Left for the counts: an event shown as a stub in a filtered export (a stub's type and time are
+    // hidden, so which one cannot be told).
     if (signed.events !== this.events || signed.omitted !== this.omitted || signed.checkpoints !== this.checkpoints) {
       fail(
         "end-mismatch",

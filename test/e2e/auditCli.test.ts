@@ -142,6 +142,15 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
     const truncated = await keyplane(["audit", "verify", cut, "--jwks", jwksFile], env);
     expect(truncated.code).toBe(1);
     expect(truncated.out).toMatch(/^FAILED: truncated at sequence 4: /);
+
+    // Every field of a checkpoint line is signed, and the end line names the last checkpoint.
+    const checkpoint = lines.findIndex((l) => l.startsWith('{"kind":"checkpoint",'));
+    const edited = path.join(dir, "edited-checkpoint.ndjson");
+    writeFileSync(edited, lines.map((l, j) => (j === checkpoint ? JSON.stringify({ ...JSON.parse(l), signedAt: "2020-01-01T00:00:00.000Z" }) : l)).join("\n") + "\n");
+    expect((await keyplane(["audit", "verify", edited, "--jwks", jwksFile], env)).out).toMatch(/^FAILED: checkpoint-signature at sequence 3: /);
+    const dropped = path.join(dir, "dropped-checkpoint.ndjson");
+    writeFileSync(dropped, lines.filter((_, j) => j !== checkpoint).join("\n") + "\n");
+    expect((await keyplane(["audit", "verify", dropped, "--jwks", jwksFile], env)).out).toMatch(/^FAILED: checkpoint-link at sequence 3: the checkpoint at 3, the last the export was signed with, is missing/);
   });
 
   it("exports CSV with a type filter, and verifies it as it is", async () => {

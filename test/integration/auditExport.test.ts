@@ -5,7 +5,7 @@ import type { JSONWebKeySet } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readExportRecords } from "../../src/audit/readExportFile.ts";
 import { verifyAuditRecords, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
-import type { CheckpointRecord, EndRecord, EventRecord, ExportRecord, HeaderRecord } from "../../src/audit/exportFormat.ts";
+import { EXPORT_VERSION, signatureOf, type CheckpointRecord, type EndRecord, type EventRecord, type ExportRecord, type HeaderRecord } from "../../src/audit/exportFormat.ts";
 import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
 import { AccessDenied } from "../../src/domain/security/events.ts";
 import { withTenant } from "../../src/store/db.ts";
@@ -82,14 +82,26 @@ describe("GET /audit/export", () => {
     expect(exported.headers.get("content-type")).toBe("application/x-ndjson; charset=utf-8");
     expect(exported.headers.get("content-disposition")).toMatch(new RegExp(`^attachment; filename="keyplane-audit-${tenant.tenantId}-1-\\d+\\.ndjson"$`));
     const { header, end, events } = exported;
-    expect(header).toMatchObject({ kind: "header", format: "keyplane-audit-export", version: 1, tenantId: tenant.tenantId, fromSequence: 1, anchor: { type: "genesis", sequence: 0 } });
+    expect(header).toMatchObject({ kind: "header", format: "keyplane-audit-export", version: EXPORT_VERSION, tenantId: tenant.tenantId, fromSequence: 1, anchor: { type: "genesis", sequence: 0 } });
     // Dense, in order, every one of them: the whole log up to the head when the export started.
     expect(events.map((e) => e.sequence)).toEqual(Array.from({ length: header.toSequence }, (_, i) => i + 1));
     expect(header.toSequence).toBeGreaterThan(11_230);
     const checkpoints = exported.records.filter((r): r is CheckpointRecord => r.kind === "checkpoint");
     expect(checkpoints).toHaveLength(2);
     for (const c of checkpoints) expect(exported.records[exported.records.indexOf(c) - 1]).toMatchObject({ kind: "event", sequence: c.sequence });
-    expect(end).toMatchObject({ kind: "end", events: header.toSequence, omitted: 0, checkpoints: 2, lastSequence: header.toSequence, lastChainHash: events.at(-1)!.chainHash });
+    // The end line signs everything the header says, the counts, and the last checkpoint line.
+    expect(end).toMatchObject({
+      kind: "end",
+      format: "keyplane-audit-export",
+      version: EXPORT_VERSION,
+      exportId: header.exportId,
+      events: header.toSequence,
+      omitted: 0,
+      checkpoints: 2,
+      lastCheckpoint: { sequence: checkpoints[1]!.sequence, signature: signatureOf(checkpoints[1]!.jws) },
+      lastSequence: header.toSequence,
+      lastChainHash: events.at(-1)!.chainHash,
+    });
 
     const report = await verifyText(exported.text);
     expect(report).toMatchObject({ ok: true, startsFrom: "genesis", lastSequence: header.toSequence, events: header.toSequence, checkpoints: 2, signatures: "verified" });

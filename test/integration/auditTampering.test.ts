@@ -7,8 +7,8 @@ import type { JSONWebKeySet } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signCheckpoint } from "../../src/app/audit/signCheckpoint.ts";
 import { createAuditSigner } from "../../src/audit/auditSignatures.ts";
-import { CHECKPOINT_JWS_TYPE, type CheckpointPayload, type EventRecord } from "../../src/audit/exportFormat.ts";
-import { readExportRecords } from "../../src/audit/readExportFile.ts";
+import { CHECKPOINT_JWS_TYPE, csvField, deriveAuditFields, type CheckpointPayload, type CheckpointRecord, type EventRecord, type HeaderRecord } from "../../src/audit/exportFormat.ts";
+import { parseCsvRecord, readExportRecords } from "../../src/audit/readExportFile.ts";
 import { verifyAuditRecords, type ProblemKind } from "../../src/audit/verifyAuditRecords.ts";
 import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
 import { AccessDenied } from "../../src/domain/security/events.ts";
@@ -88,13 +88,16 @@ const lineIndex = (lines: string[], kind: string, sequence: number) => lines.fin
 describe("tampering with an export file", () => {
   let text: string;
   let lines: string[];
+  let admin: string;
   beforeAll(async () => {
-    const { admin } = await tenantWithLog();
+    ({ admin } = await tenantWithLog());
     text = await exportText(admin);
     lines = text.trimEnd().split("\n");
     expect((await verifyText(text)).ok).toBe(true);
   });
   const file = (edited: string[]) => edited.join("\n") + "\n";
+  /** The file with the line at `index` replaced. */
+  const replaced = (index: number, line: string) => file(lines.map((l, j) => (j === index ? line : l)));
 
   it("names a modified event", async () => {
     const i = lineIndex(lines, "event", 12);
@@ -116,7 +119,8 @@ describe("tampering with an export file", () => {
     const i = lineIndex(lines, "event", 25);
     const copy = JSON.parse(lines[i - 1]!) as EventRecord;
     const forged = { ...copy, eventId: randomUUID(), data: { ...(copy.data as object), reason: "forged" } };
-    await expectFileProblem(file([...lines.slice(0, i), JSON.stringify(forged), ...lines.slice(i)]), "inserted", 25);
+    // The copy still claims 24: two lines claiming one sequence is the finding, at that sequence.
+    await expectFileProblem(file([...lines.slice(0, i), JSON.stringify(forged), ...lines.slice(i)]), "inserted", 24);
   });
 
   it("names reordered events", async () => {
@@ -138,6 +142,111 @@ describe("tampering with an export file", () => {
     const forged = { kind: "checkpoint", ...payload, kid: "mallory", jws: await mallory.sign(CHECKPOINT_JWS_TYPE, payload) };
     const { tenantId: _t, ...line } = forged;
     await expectFileProblem(file(lines.map((l, j) => (j === i ? JSON.stringify(line) : l))), "checkpoint-signature", 20);
+  });
+  it("refuses a checkpoint line saying anything its JWS does not sign: signedAt, kid, a field more", async () => {
+    const i = lineIndex(lines, "checkpoint", 20);
+    const checkpoint = JSON.parse(lines[i]!) as CheckpointRecord;
+    for (const line of [{ ...checkpoint, signedAt: "2020-01-01T00:00:00.000Z" }, { ...checkpoint, kid: "mallory" }, { ...checkpoint, note: "checked" }]) {
+      await expectFileProblem(replaced(i, JSON.stringify(line)), "checkpoint-signature", 20);
+    }
+  });
+
+  it("refuses a partial export whose header anchor says anything its JWS does not sign", async () => {
+    const partial = (await exportText(admin, "?fromSequence=25")).trimEnd().split("\n");
+    const header = JSON.parse(partial[0]!) as HeaderRecord;
+    expect(header.anchor).toMatchObject({ type: "checkpoint", sequence: 20 });
+    expect((await verifyText(file(partial))).ok).toBe(true);
+    for (const anchor of [{ ...header.anchor, signedAt: "2020-01-01T00:00:00.000Z" }, { ...header.anchor, kid: "mallory" }, { ...header.anchor, note: "checked" }]) {
+      await expectFileProblem(file([JSON.stringify({ ...header, anchor }), ...partial.slice(1)]), "header", 20);
+    }
+    // A stub between the anchor and the range holds exactly its fields too.
+    const stub = partial.findIndex((l) => l.startsWith('{"kind":"omitted","sequence":22,'));
+    await expectFileProblem(file(partial.map((l, j) => (j === stub ? l.replace('{"kind":"omitted",', '{"kind":"omitted","type":"access.denied",') : l))), "malformed", 22);
+  });
+
+  it("names two lines claiming one sequence: a forged line chained to fit, before or after the genuine one", async () => {
+    const i = lineIndex(lines, "event", 25);
+    const genuine = JSON.parse(lines[i]!) as EventRecord;
+    const before = JSON.parse(lines[lineIndex(lines, "event", 24)]!) as EventRecord;
+    const { kind: _k, sequence: _s, contentHash: _c, chainHash: _h, audit: _a, ...content } = genuine;
+    const data = { ...(genuine.data as object), reason: "nothing happened" };
+    const forgedContent = contentHash({ ...content, data });
+    const forged = JSON.stringify({ ...genuine, data, contentHash: forgedContent, chainHash: chainHash(before.chainHash, 25, forgedContent), audit: deriveAuditFields({ ...genuine, data }) });
+    await expectFileProblem(file([...lines.slice(0, i), forged, ...lines.slice(i)]), "inserted", 25);
+    await expectFileProblem(file([...lines.slice(0, i + 1), forged, ...lines.slice(i + 1)]), "inserted", 25);
+  });
+
+  it("refuses an event line that is not exactly the listed fields, and duplicate keys", async () => {
+    const i = lineIndex(lines, "event", 12);
+    const line = lines[i]!;
+    const { audit: _audit, ...withoutAudit } = JSON.parse(line) as EventRecord;
+    await expectFileProblem(replaced(i, JSON.stringify({ ...JSON.parse(line), actor: "alice" })), "malformed", 12);
+    await expectFileProblem(replaced(i, JSON.stringify(withoutAudit)), "malformed", 12);
+    // JSON.parse keeps a repeated key's last value (the genuine one here); a reader keeping the first reads the forged one.
+    await expectFileProblem(replaced(i, line.replace('{"kind":"event",', '{"kind":"event","type":"tenant.created",')), "malformed", 12);
+    await expectFileProblem(replaced(i, line.replace('"data":{', '"data":{"reason": "nothing happened", ')), "malformed", 12);
+    await expectFileProblem(replaced(i, line.replace('"audit":{', '"audit":{"userId":"alice",')), "malformed", 12);
+    // The audit object holds exactly the 11 fields derived from the content: an actor is not one of them.
+    await expectFileProblem(replaced(i, line.replace('"audit":{', '"audit":{"actor":"alice",')), "modified", 12);
+    // The header holds exactly its fields too.
+    await expectFileProblem(file([lines[0]!.replace('{"kind":"header",', '{"kind":"header","note":"checked",'), ...lines.slice(1)]), "header", null);
+  });
+
+  it("names an event replaced by its stub, and a dropped last checkpoint, at their sequences", async () => {
+    const i = lineIndex(lines, "event", 12);
+    const { contentHash: content, chainHash: chain } = JSON.parse(lines[i]!) as EventRecord;
+    await expectFileProblem(replaced(i, JSON.stringify({ kind: "omitted", sequence: 12, contentHash: content, chainHash: chain })), "modified", 12);
+    await expectFileProblem(file(lines.filter((_, j) => j !== lineIndex(lines, "checkpoint", 20))), "checkpoint-link", 20);
+  });
+});
+
+describe("tampering with a CSV export file", () => {
+  let rows: string[];
+  beforeAll(async () => {
+    const { admin } = await tenantWithLog();
+    const text = await exportText(admin, "?format=csv");
+    rows = text.trimEnd().split("\n");
+    expect((await verifyText(text)).ok).toBe(true);
+  });
+  const file = (edited: string[]) => edited.join("\n") + "\n";
+  const rowIndex = (kind: string, sequence: number) => rows.findIndex((r) => r.startsWith(`${kind},${sequence},`));
+  /** The file with one cell of a row replaced (written as the export writes cells). */
+  const withCell = (index: number, column: number, value: string) => {
+    const cells = parseCsvRecord(rows[index]!)!;
+    cells[column] = value;
+    return file(rows.map((r, j) => (j === index ? cells.map((c) => (c === "" ? "" : csvField(c))).join(",") : r)));
+  };
+  const column = (name: string) => parseCsvRecord(rows[0]!)!.indexOf(name);
+  const cellOf = (index: number, name: string) => parseCsvRecord(rows[index]!)![column(name)]!;
+
+  it("goes through the same verifier as NDJSON: an edited checkpoint signedAt, a stub for an event", async () => {
+    const c = rowIndex("checkpoint", 20);
+    const record = JSON.parse(cellOf(c, "record")) as CheckpointRecord;
+    await expectFileProblem(withCell(c, column("record"), JSON.stringify({ ...record, signedAt: "2020-01-01T00:00:00.000Z" })), "checkpoint-signature", 20);
+    const e = rowIndex("event", 12);
+    const stub = ["omitted", "12", ...Array(10).fill(""), cellOf(e, "contentHash"), cellOf(e, "chainHash"), "", ""].join(",");
+    await expectFileProblem(file(rows.map((r, j) => (j === e ? stub : r))), "modified", 12);
+  });
+
+  it("refuses cells nobody reads: an extra column, a filled record cell, a repeated cell that disagrees", async () => {
+    await expectFileProblem(file(rows.map((r, j) => (j === 0 ? `${r},note` : `${r},`))), "header", null);
+    const e = rowIndex("event", 12);
+    await expectFileProblem(withCell(e, column("record"), '{"kind":"event","note":"checked"}'), "malformed", 12);
+    await expectFileProblem(withCell(e, column("audit"), ""), "malformed", 12);
+    const c = rowIndex("checkpoint", 20);
+    await expectFileProblem(withCell(c, column("chainHash"), "0".repeat(64)), "malformed", 20);
+    await expectFileProblem(withCell(0 + 1, column("tenantId"), "someone-else"), "header", null);
+  });
+
+  it("refuses cells two readers would read differently: duplicate JSON keys, text after a closing quote, loose integers", async () => {
+    const e = rowIndex("event", 12);
+    await expectFileProblem(withCell(e, column("data"), cellOf(e, "data").replace("{", '{"reason": "nothing happened", ')), "malformed", 12);
+    // "abc-"def is abc-def to a lenient reader, abc- to another.
+    const streamId = cellOf(e, "streamId");
+    const split = rows[e]!.replace(`"${streamId}"`, `"${streamId.slice(0, 8)}"${streamId.slice(8)}`);
+    await expectFileProblem(file(rows.map((r, j) => (j === e ? split : r))), "malformed", 12);
+    // 1.2e1 is 12 to Number() and 1 to parseInt().
+    await expectFileProblem(file(rows.map((r, j) => (j === e ? r.replace("event,12,", "event,1.2e1,") : r))), "malformed", 12);
   });
 });
 
@@ -225,6 +334,19 @@ describe("tampering with the rows in the database", () => {
     await tamper((trx) => sql`update audit_checkpoints set chain_hash = ${"f".repeat(64)} where tenant_id = ${tenantId} and tenant_seq = 20`.execute(trx));
     await expectLogProblem(admin, "checkpoint-signature", 20);
     await expectFileProblem(await exportText(admin), "checkpoint-signature", 20);
+  });
+
+  it("names a checkpoint row whose signed_at or kid is not the signed one", async () => {
+    for (const column of ["signed_at", "kid"] as const) {
+      const { tenantId, admin } = await tenantWithLog();
+      await tamper((trx) =>
+        column === "kid"
+          ? sql`update audit_checkpoints set kid = 'mallory' where tenant_id = ${tenantId} and tenant_seq = 20`.execute(trx)
+          : sql`update audit_checkpoints set signed_at = signed_at - interval '1 day' where tenant_id = ${tenantId} and tenant_seq = 20`.execute(trx),
+      );
+      await expectLogProblem(admin, "checkpoint-signature", 20);
+      await expectFileProblem(await exportText(admin), "checkpoint-signature", 20);
+    }
   });
 
   it("never signs a checkpoint over a chain that does not verify", async () => {

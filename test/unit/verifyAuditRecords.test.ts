@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createAuditSigner, type AuditSigner } from "../../src/audit/auditSignatures.ts";
 import {
   CHECKPOINT_JWS_TYPE,
+  deriveAuditFields,
   EXPORT_FORMAT,
   EXPORT_JWS_TYPE,
   EXPORT_VERSION,
@@ -11,6 +12,7 @@ import {
   type CheckpointRecord,
   type EndRecord,
   type EventRecord,
+  type ExportFilter,
   type ExportRecord,
   type ExportSummary,
   type HeaderRecord,
@@ -55,11 +57,11 @@ function event(sequence: number, data: Record<string, unknown> = { n: sequence }
     metadata: { actor: { subject: "alice", kind: "user", roles: ["admin"] } },
     occurredAt: new Date(Date.UTC(2026, 0, 1, 0, 0, sequence)).toISOString(),
   };
-  return { ...e, contentHash: hashOf(e) };
+  return { ...e, contentHash: hashOf(e), audit: deriveAuditFields(e) };
 }
 
 /** The content hash over exactly the hashed fields (not kind, sequence or the hashes). */
-const hashOf = ({ eventId, tenantId, streamType, streamId, streamVersion, type, schemaVersion, data, metadata, occurredAt }: Omit<EventRecord, "kind" | "sequence" | "contentHash" | "chainHash">) =>
+const hashOf = ({ eventId, tenantId, streamType, streamId, streamVersion, type, schemaVersion, data, metadata, occurredAt }: Omit<EventRecord, "kind" | "sequence" | "contentHash" | "chainHash" | "audit">) =>
   contentHash({ eventId, tenantId, streamType, streamId, streamVersion, type, schemaVersion, data, metadata, occurredAt });
 
 /** A genuine log of n events (chained), with checkpoints signed at the given sequences. */
@@ -86,7 +88,11 @@ async function signCheckpoint(sequence: number, chain: string, previousSignature
 }
 
 /** An export file's records: header, rows with checkpoints after their events, signed end line. */
-async function exportOf(rows: Row[], checkpoints: CheckpointRecord[] = [], anchor?: CheckpointRecord): Promise<ExportRecord[]> {
+async function exportOf(
+  rows: Row[],
+  checkpoints: CheckpointRecord[] = [],
+  { anchor, filter = { from: null, to: null, types: null }, fromSequence }: { anchor?: CheckpointRecord; filter?: ExportFilter; fromSequence?: number } = {},
+): Promise<ExportRecord[]> {
   const exportId = randomUUID();
   const anchorField = anchor ? { type: "checkpoint" as const, ...withoutKind(anchor) } : { type: "genesis" as const, sequence: 0 as const, chainHash: genesisHash(TENANT) };
   const header: HeaderRecord = {
@@ -96,9 +102,9 @@ async function exportOf(rows: Row[], checkpoints: CheckpointRecord[] = [], ancho
     exportId,
     tenantId: TENANT,
     exportedAt: "2026-01-02T00:00:00.000Z",
-    fromSequence: (anchor?.sequence ?? 0) + 1,
+    fromSequence: fromSequence ?? (anchor?.sequence ?? 0) + 1,
     toSequence: rows.at(-1)?.sequence ?? 0,
-    filter: { from: null, to: null, types: null },
+    filter,
     anchor: anchorField,
     recordedAs: { sequence: (rows.at(-1)?.sequence ?? 0) + 1 },
   };
@@ -109,6 +115,8 @@ async function exportOf(rows: Row[], checkpoints: CheckpointRecord[] = [], ancho
   }
   const last = rows.at(-1);
   const summary: ExportSummary = {
+    format: EXPORT_FORMAT,
+    version: EXPORT_VERSION,
     exportId,
     tenantId: TENANT,
     exportedAt: header.exportedAt,
@@ -120,6 +128,7 @@ async function exportOf(rows: Row[], checkpoints: CheckpointRecord[] = [], ancho
     events: rows.filter((r) => r.kind === "event").length,
     omitted: rows.filter((r) => r.kind === "omitted").length,
     checkpoints: body.filter((r) => r.kind === "checkpoint").length,
+    lastCheckpoint: lastCheckpointOf(body),
     lastSequence: last?.sequence ?? anchorField.sequence,
     lastChainHash: last?.chainHash ?? anchorField.chainHash,
   };
@@ -131,6 +140,26 @@ function withoutKind({ kind: _kind, ...rest }: CheckpointRecord) {
   return rest;
 }
 
+function lastCheckpointOf(records: ExportRecord[]): ExportSummary["lastCheckpoint"] {
+  const last = records.filter((r): r is CheckpointRecord => r.kind === "checkpoint").at(-1);
+  return last ? { sequence: last.sequence, signature: signatureOf(last.jws) } : null;
+}
+
+/** The records with the end line signed again over what they now hold, as Keyplane would have signed it. */
+async function resigned(records: ExportRecord[], signer = keyplane.signer): Promise<ExportRecord[]> {
+  const { kind: _kind, jws: _jws, ...summary } = records.at(-1) as EndRecord;
+  const body = records.slice(1, -1);
+  const rows = body.filter((r): r is Row => r.kind === "event" || r.kind === "omitted");
+  const now: ExportSummary = {
+    ...summary,
+    events: rows.filter((r) => r.kind === "event").length,
+    omitted: rows.filter((r) => r.kind === "omitted").length,
+    checkpoints: body.filter((r) => r.kind === "checkpoint").length,
+    lastCheckpoint: lastCheckpointOf(body),
+  };
+  return [records[0]!, ...body, { kind: "end", ...now, jws: await signer.sign(EXPORT_JWS_TYPE, now) }];
+}
+
 const verify = (records: ExportRecord[], keys: JSONWebKeySet | undefined = keyplane.jwks) => verifyAuditRecords(records, { source: "export", keys });
 
 async function expectProblem(records: ExportRecord[], kind: ProblemKind, sequence: number | null) {
@@ -139,6 +168,12 @@ async function expectProblem(records: ExportRecord[], kind: ProblemKind, sequenc
   expect({ kind: report.problem!.kind, sequence: report.problem!.sequence }).toEqual({ kind, sequence });
   return report;
 }
+
+const stubOf = (r: Row): OmittedRecord => ({ kind: "omitted", sequence: r.sequence, contentHash: r.contentHash, chainHash: r.chainHash });
+
+/** The records with the one at `index` changed. */
+const edited = (records: ExportRecord[], index: number, change: (r: never) => object): ExportRecord[] => records.map((r, i) => (i === index ? (change(r as never) as ExportRecord) : r));
+const indexOf = (records: ExportRecord[], kind: string, sequence: number) => records.findIndex((r) => r.kind === kind && (r as { sequence?: number }).sequence === sequence);
 
 /** The rows with sequences renumbered densely from the first one's, chain hashes left as they were. */
 const renumber = (rows: Row[]): Row[] => rows.map((r, i) => ({ ...r, sequence: rows[0]!.sequence + i }));
@@ -150,7 +185,7 @@ function rechain(rows: Row[], from: number): Row[] {
     if (r.sequence < from) return r;
     const content = r.kind === "event" ? hashOf(r) : r.contentHash;
     chain = chainHash(chain, r.sequence, content);
-    return { ...r, contentHash: content, chainHash: chain };
+    return r.kind === "event" ? { ...r, contentHash: content, chainHash: chain, audit: deriveAuditFields(r) } : { ...r, contentHash: content, chainHash: chain };
   });
 }
 
@@ -163,10 +198,11 @@ describe("verifying an export", () => {
 
   it("accepts an export that starts from a signed checkpoint, and one with omitted stubs", async () => {
     const { rows, checkpoints } = await genuineLog(30, [10, 25]);
-    const fromCheckpoint = await verify(await exportOf(rows.slice(10), checkpoints.slice(1), checkpoints[0]));
+    const fromCheckpoint = await verify(await exportOf(rows.slice(10), checkpoints.slice(1), { anchor: checkpoints[0] }));
     expect(fromCheckpoint).toMatchObject({ ok: true, startsFrom: "checkpoint", anchorSequence: 10, lastSequence: 30, events: 20 });
     const stubbed: Row[] = rows.map((r) => (r.sequence % 3 ? r : { kind: "omitted", sequence: r.sequence, contentHash: r.contentHash, chainHash: r.chainHash }));
-    expect(await verify(await exportOf(stubbed, checkpoints))).toMatchObject({ ok: true, events: 20, omitted: 10 });
+    // (stubs stand for events the filter leaves out; a stub's type is hidden, so any filter allows them)
+    expect(await verify(await exportOf(stubbed, checkpoints, { filter: { from: null, to: null, types: ["thing.happened"] } }))).toMatchObject({ ok: true, events: 20, omitted: 10 });
   });
 
   it("names a modified event: changed content, or content and content hash changed together", async () => {
@@ -195,7 +231,8 @@ describe("verifying an export", () => {
 
   it("names an inserted row: a duplicate sequence, a forged event with or without a fitting chain hash", async () => {
     const { rows } = await genuineLog(20);
-    await expectProblem(await exportOf([...rows.slice(0, 8), { ...rows[7]!, eventId: randomUUID() }, ...rows.slice(8)]), "inserted", 9);
+    // Two lines claiming one sequence: named at that sequence.
+    await expectProblem(await exportOf([...rows.slice(0, 8), { ...rows[7]!, eventId: randomUUID() }, ...rows.slice(8)]), "inserted", 8);
     const forged = event(9, { n: "forged" });
     // Without a chain hash that fits, the following rows renumbered.
     const naive = [...rows.slice(0, 8), { ...forged, chainHash: "a".repeat(64) }, ...renumber(rows.slice(8)).map((r) => ({ ...r, sequence: r.sequence + 1 }))];
@@ -203,8 +240,10 @@ describe("verifying an export", () => {
     // With a chain hash computed from the row before it: only the next row shows it.
     const fitting = [...rows.slice(0, 8), { ...forged, chainHash: chainHash(rows[7]!.chainHash, 9, forged.contentHash) }, ...rows.slice(8).map((r) => ({ ...r, sequence: r.sequence + 1 }))];
     await expectProblem(await exportOf(fitting), "inserted", 9);
-    // A row claiming a later sequence, put before the genuine ones.
-    await expectProblem(await exportOf([...rows.slice(0, 8), { ...forged, sequence: 15, chainHash: "b".repeat(64) }, ...rows.slice(8)]), "inserted", 9);
+    // A row claiming a later sequence, put before the genuine ones: two rows claim 15.
+    await expectProblem(await exportOf([...rows.slice(0, 8), { ...forged, sequence: 15, chainHash: "b".repeat(64) }, ...rows.slice(8)]), "inserted", 15);
+    // ... and one claiming a sequence no other row claims.
+    await expectProblem(await exportOf([...rows.slice(0, 8), { ...forged, sequence: 25, chainHash: "b".repeat(64) }, ...rows.slice(8)]), "inserted", 9);
   });
 
   it("names reordered events: swapped lines, swapped and renumbered, moved further", async () => {
@@ -242,9 +281,13 @@ describe("verifying an export", () => {
     // (the genuine header and end line around the rewritten rows)
     const withGenuineEnd = [records[0]!, ...(await exportOf(rewritten)).slice(1, -1), end];
     await expectProblem(withGenuineEnd, "end-mismatch", 1);
-    // An event turned into a stub: the chain holds, the signed counts do not.
+    // An event turned into a stub: the chain holds; in an export without a filter that is named at once.
     const hidden: Row[] = rows.map((r) => (r.sequence === 3 ? { kind: "omitted", sequence: 3, contentHash: r.contentHash, chainHash: r.chainHash } : r));
-    await expectProblem([records[0]!, ...(await exportOf(hidden)).slice(1, -1), end], "end-mismatch", null);
+    await expectProblem([records[0]!, ...(await exportOf(hidden)).slice(1, -1), end], "modified", 3);
+    // With a filter a stub's type is hidden: only the signed counts show it.
+    const filter = { from: null, to: null, types: ["thing.happened"] };
+    const filtered = await exportOf(rows, [], { filter });
+    await expectProblem([filtered[0]!, ...(await exportOf(hidden, [], { filter })).slice(1, -1), filtered.at(-1)!], "end-mismatch", null);
   });
 
   it("refuses a forged checkpoint, a checkpoint over rewritten events, and a missing checkpoint", async () => {
@@ -265,7 +308,7 @@ describe("verifying an export", () => {
     await expectProblem(await exportOf(rows, [checkpoints[1]!]), "checkpoint-link", 20);
     // An anchor checkpoint from another key.
     const foreignAnchor = await signCheckpoint(10, rows[9]!.chainHash, null, mallory.signer);
-    await expectProblem(await exportOf(rows.slice(10), [checkpoints[1]!], foreignAnchor), "header", 10);
+    await expectProblem(await exportOf(rows.slice(10), [checkpoints[1]!], { anchor: foreignAnchor }), "header", 10);
   });
 
   it("without a JWKS verifies the chain and says the signatures were not checked", async () => {
@@ -284,5 +327,82 @@ describe("verifying an export", () => {
     const otherTenant = await exportOf(rows);
     (otherTenant[0] as HeaderRecord).tenantId = "globex";
     expect((await verify(otherTenant)).problem).toMatchObject({ kind: "header" });
+  });
+  it("names two lines claiming one sequence at that sequence, even when the first is a forgery chained to fit", async () => {
+    const { rows } = await genuineLog(20);
+    const forged = event(9, { n: "forged" });
+    const fitting = { ...forged, chainHash: chainHash(rows[7]!.chainHash, 9, forged.contentHash) };
+    await expectProblem(await exportOf([...rows.slice(0, 8), fitting, ...rows.slice(8)]), "inserted", 9);
+    await expectProblem(await exportOf([...rows.slice(0, 9), fitting, ...rows.slice(9)]), "inserted", 9);
+    // A line repeated as it is, and a stub of it next to it.
+    await expectProblem(await exportOf([...rows.slice(0, 9), rows[8]!, ...rows.slice(9)]), "inserted", 9);
+    await expectProblem(await exportOf([...rows.slice(0, 9), stubOf(rows[8]!), ...rows.slice(9)], [], { filter: { from: null, to: null, types: ["thing.happened"] } }), "inserted", 9);
+  });
+
+  it("refuses a checkpoint line, or a checkpoint anchor, that says anything its JWS does not sign", async () => {
+    const { rows, checkpoints } = await genuineLog(30, [10, 20]);
+    const [first, second] = checkpoints as [CheckpointRecord, CheckpointRecord];
+    const { signedAt: _signedAt, ...withoutSignedAt } = second;
+    for (const line of [{ ...second, signedAt: "2030-01-01T00:00:00.000Z" }, { ...second, kid: "someone-else" }, { ...second, tenantId: TENANT }, withoutSignedAt]) {
+      await expectProblem(await exportOf(rows, [first, line as CheckpointRecord]), "checkpoint-signature", 20);
+    }
+    for (const anchor of [{ ...first, signedAt: "2030-01-01T00:00:00.000Z" }, { ...first, kid: "someone-else" }, { ...first, note: "x" }]) {
+      await expectProblem(await exportOf(rows.slice(10), [second], { anchor: anchor as CheckpointRecord }), "header", 10);
+    }
+    const genesis = await exportOf(rows);
+    await expectProblem(edited(genesis, 0, (h: HeaderRecord) => ({ ...h, anchor: { ...h.anchor, signedAt: "2030-01-01T00:00:00.000Z" } })), "header", 1);
+  });
+
+  it("names a dropped last checkpoint at its sequence: the end line signs the last one", async () => {
+    const { rows, checkpoints } = await genuineLog(30, [10, 20, 25]);
+    const records = await exportOf(rows, checkpoints);
+    const without = (...sequences: number[]) => records.filter((r) => !(r.kind === "checkpoint" && sequences.includes(r.sequence)));
+    await expectProblem(without(25), "checkpoint-link", 25);
+    await expectProblem(without(20, 25), "checkpoint-link", 25);
+    await expectProblem(without(10, 20, 25), "checkpoint-link", 25);
+    // One in between: the next one's link shows it.
+    await expectProblem(without(20), "checkpoint-link", 25);
+    // Re-counted and re-signed by someone else: the end line's signature.
+    await expectProblem(await resigned(without(25), mallory.signer), "end-signature", null);
+  });
+
+  it("refuses lines that are not exactly their fields: one more, one missing, audit fields not derived from the content", async () => {
+    const { rows, checkpoints } = await genuineLog(10, [5]);
+    const records = await exportOf(rows, checkpoints);
+    const event4 = indexOf(records, "event", 4);
+    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, actor: "alice" })), "malformed", 4);
+    await expectProblem(edited(records, event4, ({ audit: _audit, ...r }: EventRecord) => r), "malformed", 4);
+    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, actor: "alice" } })), "modified", 4);
+    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, userId: "mallory" } })), "modified", 4);
+    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, details: { n: 4 } } })), "modified", 4);
+    const stubbed = await exportOf(rows.map((r) => (r.sequence === 4 ? stubOf(r) : r)), checkpoints, { filter: { from: null, to: null, types: ["thing.happened"] } });
+    expect((await verify(stubbed)).ok).toBe(true);
+    await expectProblem(edited(stubbed, event4, (r: OmittedRecord) => ({ ...r, type: "thing.happened" })), "malformed", 4);
+    await expectProblem(edited(records, 0, (h: HeaderRecord) => ({ ...h, note: "x" })), "header", null);
+    await expectProblem(edited(records, records.length - 1, (e: EndRecord) => ({ ...e, note: "x" })), "end-signature", null);
+  });
+
+  it("names a line whose kind is not the one the header says stands at its sequence", async () => {
+    const { rows, checkpoints } = await genuineLog(30, [10]);
+    // A partial export of 15-30 anchored at 10: 11-14 are stubs.
+    const partial = rows.slice(10).map((r) => (r.sequence < 15 ? stubOf(r) : r));
+    expect(await verify(await exportOf(partial, [], { anchor: checkpoints[0], fromSequence: 15 }))).toMatchObject({ ok: true, events: 16, omitted: 4 });
+    // Counts re-signed to fit, as if by Keyplane: the kind of the line alone shows it.
+    const shown = partial.map((r) => (r.sequence === 12 ? rows[11]! : r));
+    await expectProblem(await resigned(await exportOf(shown, [], { anchor: checkpoints[0], fromSequence: 15 })), "modified", 12);
+    const hidden = partial.map((r) => (r.sequence === 20 ? stubOf(r) : r));
+    await expectProblem(await resigned(await exportOf(hidden, [], { anchor: checkpoints[0], fromSequence: 15 })), "modified", 20);
+    // An event of a type the filter leaves out.
+    await expectProblem(await resigned(await exportOf(rows, [], { filter: { from: null, to: null, types: ["other.type"] } })), "modified", 1);
+    // The header is unsigned: one edited to excuse a stub is caught as a header that is not the signed one.
+    const records = await exportOf(hidden, [], { anchor: checkpoints[0], fromSequence: 15 });
+    await expectProblem(edited(records, 0, (h: HeaderRecord) => ({ ...h, filter: { ...h.filter, types: ["thing.happened"] } })), "header", null);
+  });
+
+  it("refuses a version 1 file, whose end line does not sign its last checkpoint", async () => {
+    const { rows } = await genuineLog(3);
+    const records = await exportOf(rows);
+    const report = await verify(edited(records, 0, (h: HeaderRecord) => ({ ...h, version: 1 })));
+    expect(report.problem).toMatchObject({ kind: "header", sequence: null, message: expect.stringMatching(/version 1 files are no longer verified/) });
   });
 });

@@ -6,6 +6,7 @@ import {
   EXPORT_JWS_TYPE,
   EXPORT_VERSION,
   recordToCsvRow,
+  signatureOf,
   type CheckpointRecord,
   type EndRecord,
   type ExportAnchor,
@@ -168,6 +169,8 @@ export async function startAuditExport(
   async function* chunks(): AsyncGenerator<ExportChunk> {
     yield { data: Buffer.from((csv ? CSV_HEADER_ROW + "\n" : "") + lineOf(header) + "\n"), sequence: plan.anchor.sequence };
     const counts = { events: 0, omitted: 0, checkpoints: 0 };
+    // The end line signs the last checkpoint line: a checkpoint dropped from the tail is named.
+    let lastCheckpoint: ExportSummary["lastCheckpoint"] = null;
     // Two pages are read at once (two connections on PostgreSQL) while the one before is written.
     const ranges = pageRanges();
     const inFlight: Array<{ range: { upTo: number; checkpoint?: CheckpointRecord }; page: ReturnType<typeof readPage> }> = [];
@@ -191,6 +194,7 @@ export async function startAuditExport(
         if (page.buffer && spare.length < PAGES_IN_FLIGHT + 1) spare.push(page.buffer);
         if (range.checkpoint) {
           counts.checkpoints++;
+          lastCheckpoint = { sequence: range.checkpoint.sequence, signature: signatureOf(range.checkpoint.jws) };
           yield { data: Buffer.from(lineOf(range.checkpoint) + "\n"), sequence: range.upTo };
         }
       }
@@ -202,6 +206,8 @@ export async function startAuditExport(
     const lastRow = await withTenant(deps.db, tenantId, (trx) => readLastRow(trx, tenantId, { after: plan.anchor.sequence, upTo: plan.upTo }));
     const [lastSequence, lastChainHash] = lastRow ? [lastRow.sequence, lastRow.chainHash] : [plan.anchor.sequence, plan.anchor.chainHash];
     const summary: ExportSummary = {
+      format: EXPORT_FORMAT,
+      version: EXPORT_VERSION,
       exportId,
       tenantId,
       exportedAt,
@@ -211,6 +217,7 @@ export async function startAuditExport(
       anchor: { type: plan.anchor.type, sequence: plan.anchor.sequence, chainHash: plan.anchor.chainHash },
       recordedAs: header.recordedAs,
       ...counts,
+      lastCheckpoint,
       lastSequence,
       lastChainHash,
     };
