@@ -43,7 +43,9 @@ export const POLICIES: Record<PolicyName, PolicyDefinition> = {
   principal: { counts: "requests", keyedOn: "tenant id + subject (a user, a service or an agent)", windowSeconds: 60, limit: "RATE_LIMIT_PRINCIPAL_PER_MINUTE (100)" },
   cost: { counts: "query cost", keyedOn: "tenant id", windowSeconds: 60, limit: "the tenant's tier: RATE_LIMIT_COST_PER_MINUTE (free 3000, pro 15000, enterprise 50000)" },
   anonymous: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_ANONYMOUS_PER_MINUTE (60): GraphQL operations without a token (enrollAgent, refreshSession)" },
-  enroll: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "ENROLL_ATTEMPTS_PER_MINUTE (10): enrollAgent attempts" },
+  // Only refused keys count, and only refused keys are refused for it: a valid key enrolls whatever
+  // others behind the same address tried (it is bounded by its own uses and the agent-create quota).
+  enroll: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "ENROLL_ATTEMPTS_PER_MINUTE (10): refused enrollAgent attempts; past it further refused keys are answered RATE_LIMITED" },
   oauth: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_OAUTH_PER_MINUTE (30): /oauth/install and /oauth/callback" },
   webhooks: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_WEBHOOKS_PER_MINUTE (600): /webhooks/*" },
   // Refused credentials only ever refuse refused credentials: a request whose token verifies is never

@@ -314,6 +314,33 @@ describe("enrollment is limited per source address", () => {
       await limited.close();
     }
   });
+
+  it("counts refused keys only: a valid key from the same address still enrolls, and the refused ones stay refused", async () => {
+    const limited = await createTestApp({ name: "agents-limit-valid", env: { ENROLL_ATTEMPTS_PER_MINUTE: "3" } });
+    try {
+      const attempt = (key: string, hostname = "h") => limited.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId tenantId accessToken refreshToken } }", { input: { key, hostname, os: "linux", arch: "x64", agentVersion: "1" } });
+      // Someone behind the same address guesses keys until they are refused for it.
+      for (let i = 0; i < 3; i++) expect((await attempt(`kpe_${"a".repeat(10)}_${"B".repeat(43)}`)).errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
+      expect((await attempt("kpe_nope")).errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
+      // Machines of two tenants enroll with their valid keys meanwhile.
+      for (const [i, tier] of (["free", "pro"] as const).entries()) {
+        const t = await limited.seedTenant({ tier });
+        const made = await limited.gql("mutation { createEnrollmentKey(input: { reusable: true, maxUses: 5 }) { key } }", {}, { token: t.tokens.admin });
+        const key = made.data.createEnrollmentKey.key as string;
+        registerSecret(key);
+        for (let n = 0; n < 2; n++) {
+          const res = await attempt(key, `machine-${i}-${n}`);
+          expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+          registerSecret(res.data.enrollAgent.accessToken);
+          registerSecret(res.data.enrollAgent.refreshToken);
+          expect(res.data.enrollAgent.tenantId).toBe(t.tenantId);
+        }
+      }
+      expect((await attempt("kpe_still_no")).errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", retryAfter: expect.any(Number) });
+    } finally {
+      await limited.close();
+    }
+  });
 });
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("two Keyplane processes on one PostgreSQL", () => {

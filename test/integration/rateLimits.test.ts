@@ -4,6 +4,7 @@ import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
 import { withPlatform, withTenant } from "../../src/store/db.ts";
+import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 
 // Per-tier request limits, the burst cap, per-principal and per-address limits, the cost budget,
@@ -211,6 +212,17 @@ describe("per-principal and burst limits", () => {
       }
       // A request that needs no token is not refused for them either (the anonymous policy counts it).
       expect((await guarded.gql(PING)).status).toBe(200);
+      // Nor is a machine enrolling with a valid key; a refused key is answered for the limit.
+      const made = await guarded.gql("mutation { createEnrollmentKey(input: {}) { key } }", {}, { token: victim.tokens.admin });
+      const key = made.data.createEnrollmentKey.key as string;
+      registerSecret(key);
+      const enroll = (k: string) => guarded.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { tenantId accessToken refreshToken } }", { input: { key: k, hostname: "nat-host", os: "linux", arch: "x64", agentVersion: "1" } });
+      const enrolled = await enroll(key);
+      expect(enrolled.errors, JSON.stringify(enrolled.errors)).toBeUndefined();
+      registerSecret(enrolled.data.enrollAgent.accessToken);
+      registerSecret(enrolled.data.enrollAgent.refreshToken);
+      expect(enrolled.data.enrollAgent.tenantId).toBe(victim.tenantId);
+      expect((await enroll(key)).errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "auth-failures" });
       // Still blocked for refused credentials: one more bad token is 429 at once.
       expect((await guarded.gql(PING, {}, { token: "still-not-a-token" })).status).toBe(429);
 
@@ -239,11 +251,11 @@ describe("per-principal and burst limits", () => {
         expect.objectContaining({ data: expect.objectContaining({ details: expect.objectContaining({ policy: "auth-failures", limit: 30 }) }) }),
       ]);
       expect(JSON.stringify(platform)).not.toContain("not-a-token");
-      // Nothing of it in the tenants' own logs.
-      for (const t of [victim, other]) {
-        const own = await withTenant(guarded.kp.deps.db, t.tenantId, (trx) => trx.selectFrom("events").select("event_type").where("tenant_id", "=", t.tenantId).where("event_type", "in", ["auth.failed", "access.denied"]).execute());
-        expect(own).toEqual([]);
-      }
+      // Nothing of the tokens in the tenants' own logs (the used key's refusal is its tenant's).
+      const securityEvents = (t: SeededTenant) =>
+        withTenant(guarded.kp.deps.db, t.tenantId, (trx) => trx.selectFrom("events").select(["event_type", "data"]).where("tenant_id", "=", t.tenantId).where("event_type", "in", ["auth.failed", "access.denied"]).execute());
+      expect(await securityEvents(other)).toEqual([]);
+      expect((await securityEvents(victim)).map((e) => [e.event_type, (e.data as any).reason])).toEqual([["auth.failed", "enrollment-key-used-up"]]);
     } finally {
       await guarded.close();
     }

@@ -39,13 +39,17 @@ export interface EnrolledAgent {
  * to an existing agent creates nothing and counts against no quota.
  */
 export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter" | "security" | "now" | "limits">, raw: z.input<typeof EnrollAgentInput>, request: RequestMeta = {}): Promise<EnrolledAgent> {
-  // Enrollment is public: limited per source address (policy "enroll"), in the shared limit store.
-  const limited = (await deps.limits.checkAddress("enroll", request)).refused;
-  if (limited) throw rateLimitedError(limited);
   const input = parseInput(EnrollAgentInput, raw);
   const match = KEY_FORMAT.exec(input.key);
+  // Enrollment is public. Its refused keys are counted per source address (policy "enroll", in the
+  // shared limit store; and, as refused credentials, "auth-failures"): past the limit a refused key
+  // is answered RATE_LIMITED instead. A valid key is never refused for them: machines behind one
+  // NAT enroll while someone next to them guesses. Valid keys are bounded by their own uses and
+  // the tenant's agent-create quota.
   const refuse = async (reason: string, tenantId: string | null, prefix: string | null): Promise<never> => {
     await deps.security.record({ type: "auth.failed", tenantId, actor: null, level: "warning", status: "failed", reason: `enrollment-key-${reason}`, resource: "agent", action: "enroll", details: { keyPrefix: prefix }, request });
+    const limited = (await deps.limits.checkAddress("enroll", request)).refused ?? (await deps.limits.refusedCredential(request))?.refused;
+    if (limited) throw rateLimitedError(limited);
     throw new UnauthenticatedError(INVALID_ENROLLMENT_KEY);
   };
   if (!match) return refuse("malformed", null, null);
