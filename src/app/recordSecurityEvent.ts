@@ -1,6 +1,7 @@
 import { AccessDenied, AuthFailed } from "../domain/security/events.ts";
 import { eventMetadata, PLATFORM_TENANT, type Actor, type RequestMeta } from "../auth/actor.ts";
 import type { Logger } from "../logger.ts";
+import { afterTransaction } from "../store/ambientTransaction.ts";
 import { withTenant, type Db } from "../store/db.ts";
 import { appendEvents } from "../store/events/appendEvents.ts";
 
@@ -33,6 +34,9 @@ export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () =
   const windows = new Map<string, { until: number; suppressed: number }>();
   return {
     async record(incident) {
+      // Inside an idempotent request's one transaction, the record waits until that transaction has
+      // ended: a refusal is audited even when the request's writes roll back.
+      if (afterTransaction(() => this.record(incident))) return;
       const tenantId = incident.tenantId ?? PLATFORM_TENANT;
       const principal = incident.actor?.subject ?? incident.request.sourceIp ?? "unknown";
       // Critical alarms name what they are about (a family, a token): two of them are never folded.

@@ -4,6 +4,7 @@ import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGliteDialect } from "kysely-pglite-dialect";
+import { withOneTransactionSupport } from "./ambientTransaction.ts";
 import type { Database } from "./schema.ts";
 
 export type Db = Kysely<Database>;
@@ -83,7 +84,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     const connectionError = (error: Error) => options.onConnectionError?.(error);
     pool.on("connect", (client) => client.on("error", connectionError));
     pool.on("error", connectionError);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const db = new Kysely<Database>({ dialect: withOneTransactionSupport(new PostgresDialect({ pool })) });
     return {
       db,
       backend: "pg",
@@ -103,7 +104,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   if (!dataDir.startsWith("memory://")) mkdirSync(path.resolve(dataDir), { recursive: true });
   const pglite = new PGlite(dataDir.startsWith("memory://") ? undefined : path.resolve(dataDir, "pgdata"));
   await pglite.waitReady;
-  const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+  const db = new Kysely<Database>({ dialect: withOneTransactionSupport(new PGliteDialect(pglite)) });
   return {
     db,
     backend: "pglite",

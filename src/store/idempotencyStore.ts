@@ -1,16 +1,18 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import { sql } from "kysely";
 import { withTenant, type Db } from "./db.ts";
 
 const TTL_MS = 24 * 3600_000;
 
-export type IdempotencyClaim =
-  | { status: "claimed" }
+export type IdempotencyLookup =
+  | { status: "new" }
   | { status: "replay"; response: unknown }
   | { status: "mismatch" }
   | { status: "in-progress" };
 
 export interface IdempotencyKeyRef {
   tenantId: string;
+  /** The principal the key belongs to: kind, subject, roles and scopes (see idempotencyPlugin). */
   principal: string;
   key: string;
   requestHash: string;
@@ -20,45 +22,47 @@ const derive = (label: string, ref: IdempotencyKeyRef) =>
   createHash("sha256").update(`keyplane-idempotency:${label}\0${ref.tenantId}\0${ref.principal}\0${ref.key}`).digest();
 
 /**
- * Claims an Idempotency-Key for one principal: the first request claims it, later ones with the same
- * request replay the stored response, a different request under the same key is a mismatch.
+ * Called inside the request's one transaction (runInOneTransaction): takes the key's transaction
+ * lock, so a concurrent request with the same key is told it is in progress, and looks for the
+ * response stored by an earlier, committed request. The lock and the response live and die with
+ * transactions: a request that never committed (it failed, or its process died) left nothing, so
+ * its retry runs; one that committed left its response, so its retry gets it.
  */
-export async function claimIdempotencyKey(db: Db, ref: IdempotencyKeyRef, now: Date): Promise<IdempotencyClaim> {
+export async function lookUpIdempotencyKey(db: Db, ref: IdempotencyKeyRef, now: Date): Promise<IdempotencyLookup> {
   const keyHash = derive("id", ref).toString("hex");
   return withTenant(db, ref.tenantId, async (trx) => {
-    await trx.deleteFrom("idempotency_keys").where("tenant_id", "=", ref.tenantId).where("key_hash", "=", keyHash).where("expires_at", "<", now).execute();
-    const inserted = await trx
-      .insertInto("idempotency_keys")
-      .values({ tenant_id: ref.tenantId, key_hash: keyHash, request_hash: ref.requestHash, status: "pending", response: null, expires_at: new Date(now.getTime() + TTL_MS) })
-      .onConflict((oc) => oc.columns(["tenant_id", "key_hash"]).doNothing())
-      .returning("key_hash")
-      .executeTakeFirst();
-    if (inserted) return { status: "claimed" };
-    const row = await trx.selectFrom("idempotency_keys").selectAll().where("tenant_id", "=", ref.tenantId).where("key_hash", "=", keyHash).executeTakeFirstOrThrow();
+    const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtextextended(${`idempotency:${ref.tenantId}:${keyHash}`}, 0)) as locked`.execute(trx);
+    if (!rows[0]!.locked) return { status: "in-progress" };
+    // Expired keys are forgotten; so are claims left 'pending' by a Keyplane before issue 14, whose
+    // requests committed nothing with them.
+    await trx
+      .deleteFrom("idempotency_keys")
+      .where("tenant_id", "=", ref.tenantId)
+      .where("key_hash", "=", keyHash)
+      .where((eb) => eb.or([eb("expires_at", "<", now), eb("status", "=", "pending")]))
+      .execute();
+    const row = await trx.selectFrom("idempotency_keys").select(["request_hash", "response"]).where("tenant_id", "=", ref.tenantId).where("key_hash", "=", keyHash).executeTakeFirst();
+    if (!row) return { status: "new" };
     if (row.request_hash !== ref.requestHash) return { status: "mismatch" };
-    if (row.status === "pending" || !row.response) return { status: "in-progress" };
-    return { status: "replay", response: JSON.parse(decrypt(derive("enc", ref), row.response)) };
+    return { status: "replay", response: JSON.parse(decrypt(derive("enc", ref), row.response!)) };
   });
 }
 
-/** Stores the first response, encrypted under a key only the holder of the Idempotency-Key can derive. */
-export async function completeIdempotencyKey(db: Db, ref: IdempotencyKeyRef, response: unknown): Promise<void> {
+/** Stores the response, in the same transaction as the request's writes, encrypted under a key only the holder of the Idempotency-Key can derive. */
+export async function storeIdempotentResponse(db: Db, ref: IdempotencyKeyRef, response: unknown, now: Date): Promise<void> {
   const keyHash = derive("id", ref).toString("hex");
   await withTenant(db, ref.tenantId, (trx) =>
     trx
-      .updateTable("idempotency_keys")
-      .set({ status: "done", response: encrypt(derive("enc", ref), JSON.stringify(response)) })
-      .where("tenant_id", "=", ref.tenantId)
-      .where("key_hash", "=", keyHash)
+      .insertInto("idempotency_keys")
+      .values({
+        tenant_id: ref.tenantId,
+        key_hash: keyHash,
+        request_hash: ref.requestHash,
+        status: "done",
+        response: encrypt(derive("enc", ref), JSON.stringify(response)),
+        expires_at: new Date(now.getTime() + TTL_MS),
+      })
       .execute(),
-  );
-}
-
-/** Frees a claim whose request failed before producing a response, so the client may retry. */
-export async function releaseIdempotencyKey(db: Db, ref: IdempotencyKeyRef): Promise<void> {
-  const keyHash = derive("id", ref).toString("hex");
-  await withTenant(db, ref.tenantId, (trx) =>
-    trx.deleteFrom("idempotency_keys").where("tenant_id", "=", ref.tenantId).where("key_hash", "=", keyHash).where("status", "=", "pending").execute(),
   );
 }
 
