@@ -159,6 +159,16 @@ describe("enrollment", () => {
     expect((await app.gql("{ agents(first: 20) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes).toHaveLength(1);
   });
 
+  it("machines racing on a reusable key all enroll while it has uses left; the rest are refused as used up", async () => {
+    const t = await app.seedTenant({ tier: "enterprise" });
+    const key = await newKey(t, { reusable: true, maxUses: 6 });
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => enroll(key.key, `fleet-${i}`)));
+    expect(results.filter((r) => r.data?.enrollAgent)).toHaveLength(6);
+    expect(results.filter((r) => r.errors?.[0]?.extensions?.code === "UNAUTHENTICATED")).toHaveLength(2);
+    expect((await app.gql("{ agents(first: 20) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes).toHaveLength(6);
+    expect((await app.gql("{ enrollmentKeys { uses state } }", {}, { token: t.tokens.admin })).data.enrollmentKeys).toEqual([{ uses: 6, state: "used_up" }]);
+  });
+
   it("a reusable key enrolls up to maxUses; a key for an existing agent binds to it; used-up keys can be pruned", async () => {
     const t = await app.seedTenant({ tier: "pro" });
     const reusable = await newKey(t, { reusable: true, maxUses: 2 });

@@ -13,6 +13,9 @@ import { agentDecider, agentStream, enrollmentKeyDecider, enrollmentKeyStream } 
 import { hashEnrollmentKey, KEY_FORMAT } from "./enrollmentKeys.ts";
 import { checkAgentQuota, QuotaExceededError } from "./quotas.ts";
 
+/** Rounds of a contended enrollment (machines racing on one reusable key) before it is refused. */
+const MAX_ENROLL_ATTEMPTS = 10;
+
 const fact = z.string().trim().min(1).max(200);
 export const EnrollAgentInput = z.object({ key: z.string().max(200), hostname: fact, os: fact, arch: fact, agentVersion: fact });
 
@@ -67,8 +70,8 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
   const actor = systemActor(`enrollment-key:${prefix}`, tenantId);
   const metadata = eventMetadata(actor, request);
   const meta = { tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId };
-  try {
-    await withTenant(deps.db, tenantId, async (trx) => {
+  const enroll = () =>
+    withTenant(deps.db, tenantId, async (trx) => {
       if (!found.agent_id) await checkAgentQuota(trx, tenantId, "agent-create", now, deps.config.limits.agentQuotas);
       // The key's stream version decides the race: a second use of a single-use key conflicts here.
       await decideAndAppend(trx, { tenantId, ...enrollmentKeyStream(found.key_id), decider: enrollmentKeyDecider, command: { type: "UseEnrollmentKey", agentId, now: now.toISOString() }, metadata });
@@ -89,6 +92,18 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
         metadata,
       });
     });
+  try {
+    // A concurrent append to the key's or the agent's stream (another machine on a reusable key, the
+    // bound agent's heartbeat) is decided again on the new state: a key with uses left enrolls, a
+    // used-up one is refused by the decider. Each round one of the racers wins, so this ends.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await enroll();
+        break;
+      } catch (error) {
+        if (!(error instanceof ConflictError) || attempt >= MAX_ENROLL_ATTEMPTS) throw error;
+      }
+    }
   } catch (error) {
     if (error instanceof QuotaExceededError) {
       await deps.security.record({ type: "access.denied", tenantId, actor, level: "info", status: "denied", reason: `quota:${error.quota}`, resource: "agent", action: error.quota, details: { limit: error.limit, keyPrefix: prefix }, request });
