@@ -72,15 +72,19 @@ describe("per-address limits behind a proxy", () => {
     const statuses = await flood(behindProxy, "198.51.100.7");
     expect(statuses.slice(0, 3)).toEqual([401, 401, 401]);
     expect(statuses.at(-1)).toBe(429);
-    // Another client behind the same proxy is not affected.
+    // Another client behind the same proxy is not affected, even when it presents a bad token.
     expect((await me(behindProxy, tenant.tokens.viewer, "198.51.100.8")).status).toBe(200);
-    expect((await me(behindProxy, tenant.tokens.viewer, "198.51.100.7")).status).toBe(429);
+    expect((await me(behindProxy, "not-a-jwt", "198.51.100.8")).status).toBe(401);
+    // The flooding client's refused tokens stay refused for it (a valid token is never refused for failures).
+    expect((await me(behindProxy, "not-a-jwt", "198.51.100.7")).status).toBe(429);
+    expect((await me(behindProxy, tenant.tokens.viewer, "198.51.100.7")).status).toBe(200);
   });
 
   it("without trusted proxies, ignores X-Forwarded-For: a client cannot pick the address it is counted under", async () => {
     const statuses = await flood(direct, "203.0.113.1");
     expect(statuses.at(-1)).toBe(429);
-    // A different header from the same connection's address is refused too.
-    expect((await me(direct, directTenant.tokens.viewer, "203.0.113.2")).status).toBe(429);
+    // A bad token under a different header from the same connection's address is refused too.
+    expect((await me(direct, "not-a-jwt", "203.0.113.2")).status).toBe(429);
+    expect((await me(direct, directTenant.tokens.viewer, "203.0.113.2")).status).toBe(200);
   });
 });
