@@ -1,13 +1,17 @@
-import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { createHash, generateKeyPairSync, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Readable } from "node:stream";
 import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createAuditSigner, type AuditSigner } from "../../src/audit/auditSignatures.ts";
 import {
+  ANCHOR_FIELDS,
   CHECKPOINT_JWS_TYPE,
   deriveAuditFields,
   EXPORT_FORMAT,
   EXPORT_JWS_TYPE,
   EXPORT_VERSION,
+  LINE_FIELDS,
   signatureOf,
   type CheckpointRecord,
   type EndRecord,
@@ -18,7 +22,9 @@ import {
   type HeaderRecord,
   type OmittedRecord,
 } from "../../src/audit/exportFormat.ts";
+import { readExportRecords } from "../../src/audit/readExportFile.ts";
 import { verifyAuditRecords, type ProblemKind } from "../../src/audit/verifyAuditRecords.ts";
+import { canonicalJson } from "../../src/store/events/canonicalJson.ts";
 import { chainHash, contentHash, genesisHash } from "../../src/store/events/hashing.ts";
 
 // The verifier on exports built here with the real hashing and a real ES256 key: every kind of
@@ -404,5 +410,63 @@ describe("verifying an export", () => {
     const records = await exportOf(rows);
     const report = await verify(edited(records, 0, (h: HeaderRecord) => ({ ...h, version: 1 })));
     expect(report.problem).toMatchObject({ kind: "header", sequence: null, message: expect.stringMatching(/version 1 files are no longer verified/) });
+  });
+});
+
+// The auditor's specification must stay true: its worked example is a real export, verified here by
+// the verifier, and every value it shows is recomputed from the code (and, for the hashes, from
+// node:crypto alone, as the document describes them).
+describe("docs/audit-format.md", () => {
+  const doc = readFileSync(new URL("../../docs/audit-format.md", import.meta.url), "utf8");
+  /** The fenced block whose info string names it (```json example-jwks). */
+  const block = (name: string): string => {
+    const found = new RegExp("```\\w+ " + name + "\\n([\\s\\S]*?)\\n```").exec(doc);
+    if (!found) throw new Error(`docs/audit-format.md has no block ${name}`);
+    return found[1]!;
+  };
+  const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+  const decoded = (jws: string, part: 0 | 1) => JSON.parse(Buffer.from(jws.split(".")[part]!, "base64url").toString("utf8")) as unknown;
+
+  it("has a worked example that verifies, with the content, canonical JSON and hashes the code computes", async () => {
+    const file = block("example-export");
+    const report = await verifyAuditRecords(readExportRecords(Readable.from([file + "\n"])), { source: "export", keys: JSON.parse(block("example-jwks")) as JSONWebKeySet });
+    expect(report).toMatchObject({ ok: true, tenantId: "acme", startsFrom: "genesis", lastSequence: 3, events: 3, omitted: 0, checkpoints: 1, signatures: "verified" });
+
+    const records = file.split("\n").map((line) => JSON.parse(line) as ExportRecord);
+    const [first, second, third] = records.filter((r): r is EventRecord => r.kind === "event") as [EventRecord, EventRecord, EventRecord];
+    const content = JSON.parse(block("example-content")) as EventRecord;
+    const { kind: _kind, sequence: _sequence, contentHash: _content, chainHash: _chain, audit: _audit, ...thirdContent } = third;
+    expect(content).toEqual(thirdContent);
+    expect(block("example-canonical")).toBe(canonicalJson(content));
+
+    const hashes = Object.fromEntries(block("example-hashes").split("\n").map((line) => /^([a-z ]+):\s+(\S+)$/.exec(line)!.slice(1)));
+    expect(hashes["genesis input"]).toBe("keyplane:genesis:acme");
+    expect(hashes.genesis).toBe(genesisHash("acme"));
+    expect(hashes.genesis).toBe(sha256(hashes["genesis input"]!));
+    expect(hashes["content hash"]).toBe(contentHash(content));
+    expect(hashes["content hash"]).toBe(sha256(block("example-canonical")));
+    expect(hashes["content hash"]).toBe(third.contentHash);
+    expect(hashes["chain input"]).toBe(`${second.chainHash}:3:${third.contentHash}`);
+    expect(hashes["chain hash"]).toBe(chainHash(second.chainHash, 3, third.contentHash));
+    expect(hashes["chain hash"]).toBe(sha256(hashes["chain input"]!));
+    expect(hashes["chain hash"]).toBe(third.chainHash);
+    expect(doc).toContain(`\`${genesisHash("acme")}:1:${first.contentHash}\``);
+    expect(third.audit).toEqual(deriveAuditFields(third));
+
+    const checkpoint = records.find((r): r is CheckpointRecord => r.kind === "checkpoint")!;
+    const end = records.at(-1) as EndRecord;
+    expect(JSON.parse(block("example-checkpoint-header"))).toEqual(decoded(checkpoint.jws, 0));
+    expect(JSON.parse(block("example-checkpoint-payload"))).toEqual(decoded(checkpoint.jws, 1));
+    expect(JSON.parse(block("example-end-header"))).toEqual(decoded(end.jws, 0));
+    expect(JSON.parse(block("example-end-payload"))).toEqual(decoded(end.jws, 1));
+  });
+
+  it("describes every field the verifier holds each line to", () => {
+    const fields = [...Object.values(LINE_FIELDS).flat(), ...Object.values(ANCHOR_FIELDS).flat(), ...Object.keys(deriveAuditFields({ occurredAt: "", type: "", tenantId: "", streamType: "", data: {}, metadata: {} }))];
+    const end = JSON.parse(block("example-end-payload")) as object;
+    for (const field of [...fields, ...Object.keys(end)]) expect(doc, field).toContain(`\`${field}\``);
+    expect(doc).toContain(`# The audit export format (version ${EXPORT_VERSION})`);
+    expect(doc).toContain(CHECKPOINT_JWS_TYPE);
+    expect(doc).toContain(EXPORT_JWS_TYPE);
   });
 });
