@@ -5,6 +5,7 @@ import { completeInstallation } from "../app/installations/completeInstallation.
 import { handleGitHubWebhook } from "../app/installations/githubWebhook.ts";
 import { startInstallation } from "../app/installations/startInstallation.ts";
 import { can } from "../auth/actor.ts";
+import { assertWellFormedInput, assertWellFormedQuery } from "../domain/wellFormedInput.ts";
 import { BadInputError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import { logContext } from "../logger.ts";
 import type { Send } from "./httpErrors.ts";
@@ -64,6 +65,9 @@ export function installationRoutes(deps: AppDeps, sendJson: Send) {
     const oauth = /^\/oauth\/(install|callback)\/([^/]{1,40})$/.exec(path);
     if (oauth && req.method === "GET") {
       const platform = decodePathSegment(oauth[2]!, "platform");
+      // Codes, states and app names reach the provider and the database: %00 and lone surrogates are refused here.
+      assertWellFormedQuery(query);
+      assertWellFormedInput(platform, "platform");
       return oauth[1] === "install" ? install(req, res, platform, query) : callback(req, res, platform, query);
     }
     if (path === "/webhooks/github" && req.method === "POST") return githubWebhook(req, res);

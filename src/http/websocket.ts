@@ -269,9 +269,11 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       document = enveloped.parse(payload.query);
     } catch (error) {
       if (!(error instanceof GraphQLError)) throw error;
-      // A refusal of Keyplane's own parse limits (MAX_TOKENS_EXCEEDED) keeps its reason, as over HTTP.
-      const reason = typeof error.extensions?.reason === "string" ? error.extensions.reason : "GRAPHQL_PARSE_FAILED";
-      return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { code: "BAD_USER_INPUT", reason } })];
+      // A refusal of Keyplane's own parse limits (MAX_TOKENS_EXCEEDED, TOO_DEEP) keeps its reason and
+      // field, as over HTTP; Yoga's HTTP status is for HTTP only.
+      const { http: _http, ...extensions } = error.extensions ?? {};
+      const reason = typeof extensions.reason === "string" ? extensions.reason : "GRAPHQL_PARSE_FAILED";
+      return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { ...extensions, code: "BAD_USER_INPUT", reason } })];
     }
     // Yoga's plugins (validationErrorsAreBadInput among them) see the validation as over HTTP.
     const errors = enveloped.validate(enveloped.schema, document);

@@ -367,10 +367,33 @@ describe("a document nested deeper than the parser's stack (a raised GRAPHQL_MAX
         c.subscribe({ query }, { next: (r) => (result = r as Answer), error: (e) => (Array.isArray(e) ? resolve({ errors: e }) : reject(e)), complete: () => resolve(result) });
       });
       expect(res.errors?.map((e) => e.extensions?.code)).toEqual(["BAD_USER_INPUT"]);
-      // websocket.ts keeps the code and reason of a parse refusal (not the field).
-      expect(res.errors?.[0]?.extensions).toMatchObject({ reason: "TOO_DEEP" });
+      // websocket.ts keeps the whole refusal of a parse, as HTTP does.
+      expect(res.errors?.[0]?.extensions).toMatchObject({ field: "query", reason: "TOO_DEEP" });
     } finally {
       await c.dispose();
     }
+  });
+});
+
+describe("input that Keyplane shortens before storing it", () => {
+  // 99 characters and an emoji: a plain slice(0, 100) cuts the emoji's surrogate pair in half, and the
+  // lone half cannot be stored (the cross-tenant probe's access.denied event was lost).
+  const long = `${"a".repeat(99)}\u{1F600}`;
+
+  it("keeps a cross-tenant probe's security event when the id it names is cut", async () => {
+    const before = await snapshot();
+    const res = await app.gql("query ($id: ID!) { tenant(id: $id) { id } }", { id: long }, { token: tenant.tokens.viewer });
+    expect(res.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    const denied = await withPlatform(app.database.db, (trx) =>
+      trx.selectFrom("events").select(["event_type", "data"]).where("tenant_id", "=", tenant.tenantId).orderBy("tenant_seq", "desc").limit(1).executeTakeFirstOrThrow(),
+    );
+    expect(denied.event_type).toBe("access.denied");
+    expect((denied.data as { details: { requested: string } }).details.requested).toBe("a".repeat(99));
+    expect((await snapshot()).events).toBe(before.events + 1);
+  });
+
+  it("deletes a token policy whose long name is cut between a surrogate pair", async () => {
+    const res = await app.gql('mutation ($n: String!) { deleteTokenPolicy(name: $n) }', { n: `${"p".repeat(62)}\u{1F600}` }, { token: tenant.tokens.admin });
+    expect(res.errors?.map((e) => e.extensions?.code) ?? []).not.toContain("INTERNAL_SERVER_ERROR");
   });
 });

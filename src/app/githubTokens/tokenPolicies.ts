@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { decideTokenPolicy, evolveTokenPolicy, initialTokenPolicyState } from "../../domain/githubToken/decide.ts";
 import { TokenPolicyInput } from "../../domain/githubToken/policy.ts";
@@ -26,7 +27,7 @@ export async function setTokenPolicy(deps: Pick<AppDeps, "db" | "githubApps">, a
 
 export async function deleteTokenPolicy(deps: Pick<AppDeps, "db">, actor: Actor, name: string, request: RequestMeta = {}): Promise<boolean> {
   await withTenant(deps.db, actor.tenantId, (trx) =>
-    decideAndAppend(trx, { tenantId: actor.tenantId, ...stream(name.slice(0, 63)), decider: tokenPolicyDecider, command: { type: "DeleteTokenPolicy", name: name.slice(0, 63) }, metadata: eventMetadata(actor, request) }),
+    decideAndAppend(trx, { tenantId: actor.tenantId, ...stream(truncateWellFormed(name, 63)), decider: tokenPolicyDecider, command: { type: "DeleteTokenPolicy", name: truncateWellFormed(name, 63) }, metadata: eventMetadata(actor, request) }),
   );
   return true;
 }

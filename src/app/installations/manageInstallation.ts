@@ -1,4 +1,5 @@
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { ProviderError } from "../../providers/provider.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
 import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
@@ -35,7 +36,7 @@ export async function suspendInstallation(deps: Deps, actor: Actor, input: { id:
   // GitHub keeps honouring tokens of an installation only Keyplane suspended: revoke them there too.
   const revokedAtGitHub = row.platform === "github" ? await revokeLiveTokensAtGitHub(deps, actor.tenantId, row) : false;
   const fingerprints: string[] = [];
-  const done = await run(deps, actor, row, { type: "SuspendInstallation", by: "tenant", reason: input.reason?.slice(0, 500) ?? undefined }, request, async (trx) => {
+  const done = await run(deps, actor, row, { type: "SuspendInstallation", by: "tenant", reason: input.reason == null ? undefined : truncateWellFormed(input.reason, 500) }, request, async (trx) => {
     fingerprints.push(...(await revokeInstallationTokens(trx, { tenantId: actor.tenantId, installationId: row.installation_id, reason: "installation_suspended", revokedAtGitHub, now: deps.now(), metadata: eventMetadata(actor, request) })));
   });
   for (const fp of fingerprints) deps.tokenCache.forgetFingerprint(fp);

@@ -1,4 +1,5 @@
 import { changeTenantTier, createTenant } from "../../app/tenants.ts";
+import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { NotFoundError } from "../../errors.ts";
 import { findTenant, listAllTenants, type TenantRow } from "../../store/queries/tenantQueries.ts";
 import { builder } from "../builder.ts";
@@ -35,7 +36,7 @@ builder.queryField("tenant", (t) =>
           reason: "cross-tenant",
           resource: "tenant",
           action: "tenant:read",
-          details: { requested: String(args.id).slice(0, 100) },
+          details: { requested: truncateWellFormed(String(args.id), 100) },
           request: ctx.meta,
         });
         throw new NotFoundError("tenant");
