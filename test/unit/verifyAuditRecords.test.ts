@@ -23,7 +23,7 @@ import {
   type OmittedRecord,
 } from "../../src/audit/exportFormat.ts";
 import { readExportRecords } from "../../src/audit/readExportFile.ts";
-import { verifyAuditRecords, type ProblemKind } from "../../src/audit/verifyAuditRecords.ts";
+import { verifyAuditRecords, type ProblemKind, type VerifiableRecord } from "../../src/audit/verifyAuditRecords.ts";
 import { canonicalJson } from "../../src/store/events/canonicalJson.ts";
 import { chainHash, contentHash, genesisHash } from "../../src/store/events/hashing.ts";
 
@@ -410,6 +410,38 @@ describe("verifying an export", () => {
     const records = await exportOf(rows);
     const report = await verify(edited(records, 0, (h: HeaderRecord) => ({ ...h, version: 1 })));
     expect(report.problem).toMatchObject({ kind: "header", sequence: null, message: expect.stringMatching(/version 1 files are no longer verified/) });
+  });
+});
+
+// The reader refuses what two readers would read differently, and nothing Keyplane writes.
+describe("reading an export file", () => {
+  const read = async (input: string | Buffer) => {
+    const records: VerifiableRecord[] = [];
+    for await (const r of readExportRecords(Readable.from([input]))) records.push(r);
+    return records;
+  };
+
+  it("refuses a key twice in one object however it is spelled, and never a line without one", async () => {
+    const once = [
+      String.raw`{"kind":"omitted","sequence":1,"contentHash":"a\":\"b","chainHash":"c\\"}`,
+      String.raw`{"kind" : "omitted" , "sequence" :1,"contentHash":":","chainHash":"\\\":"}`,
+      String.raw`{"kind":"event","data":{"a":{"a":1},"b":[{"a":1},{"a":2}],"a\"b":"\"a\":"},"__proto__":1}`,
+    ];
+    for (const line of once) expect(await read(line + "\n"), line).toEqual([expect.not.objectContaining({ kind: "malformed" })]);
+    const twice = [
+      String.raw`{"kind":"omitted","sequence":1,"sequence":2}`,
+      String.raw`{"kind":"omitted","\u0073equence":1,"sequence":2}`,
+      String.raw`{"kind":"event","data":{"a":1,"b":{"c":1,"c":1}}}`,
+      String.raw`{"kind":"event","data":[{"a":1,"a":2}]}`,
+      String.raw`{"kind":"event","a\"b":1,"a\"b":2}`,
+      String.raw`{"kind":"event","__proto__":1,"__proto__":2}`,
+    ];
+    for (const line of twice) expect(await read(line + "\n"), line).toEqual([expect.objectContaining({ kind: "malformed", message: expect.stringMatching(/twice/) })]);
+  });
+
+  it("refuses a line that is not UTF-8", async () => {
+    const line = Buffer.concat([Buffer.from('{"kind":"omitted","sequence":1,"contentHash":"'), Buffer.from([0xff]), Buffer.from('","chainHash":"c"}\n')]);
+    expect(await read(line)).toEqual([{ kind: "malformed", line: 1, message: "not UTF-8 text" }]);
   });
 });
 
