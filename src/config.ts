@@ -43,6 +43,7 @@ const EnvSchema = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
   /** Reverse proxies whose X-Forwarded-For is believed: addresses and CIDR ranges, comma-separated. */
   TRUSTED_PROXIES: z.string().optional(),
+  CORS_ORIGINS: z.string().optional(),
   KEYPLANE_ENCRYPTION_KEYS: z.string().optional(),
   OAUTH_SUCCESS_URL: z.string().url().optional(),
   OAUTH_STATE_TTL_SECONDS: duration.default(600),
@@ -136,6 +137,8 @@ export interface Config {
   maxBodyBytes: number;
   /** Addresses and CIDR ranges of reverse proxies whose X-Forwarded-For names the client (src/http/clientAddress.ts). */
   trustedProxies: string[];
+  /** Browser origins allowed to call the API cross-origin (without credentials); none by default. */
+  corsOrigins: string[];
   /** `id:base64key,…`, first is current; unset means a key generated once into the data dir. */
   encryptionKeys?: string;
   installations: {
@@ -294,6 +297,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     maxBodyBytes: e.MAX_BODY_BYTES,
     trustedProxies: trustedProxiesOf(e.TRUSTED_PROXIES),
+    corsOrigins: corsOriginsOf(e.CORS_ORIGINS),
     encryptionKeys: e.KEYPLANE_ENCRYPTION_KEYS,
     installations: {
       successUrl: e.OAUTH_SUCCESS_URL,
@@ -364,6 +368,21 @@ function requireTogether(names: Array<keyof Env>, e: Env) {
   if (set.length && set.length !== names.length) {
     throw new ConfigError(`invalid configuration: ${names.join(", ")} must be set together (missing ${names.filter((n) => !set.includes(n)).join(", ")})`);
   }
+}
+
+/** Exact origins (scheme://host[:port]); "*" is refused: a browser client is named, not guessed. */
+function corsOriginsOf(spec: string | undefined): string[] {
+  const entries = (spec ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const entry of entries) {
+    let origin: string | undefined;
+    try {
+      origin = new URL(entry).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin !== entry) throw new ConfigError(`invalid configuration: CORS_ORIGINS: "${entry.slice(0, 80)}" is not an origin (scheme://host[:port], no path, no "*")`);
+  }
+  return entries;
 }
 
 function trustedProxiesOf(spec: string | undefined): string[] {

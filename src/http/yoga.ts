@@ -7,6 +7,7 @@ import { logContext } from "../logger.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { schema } from "../graphql/schema.ts";
 import { authenticateRequest, documentLimitPlugins, rateLimitPlugin } from "./graphqlProtection.ts";
+import { corsPlugin } from "./cors.ts";
 import { idempotencyPlugin } from "./idempotencyPlugin.ts";
 import { graphqlMetricsPlugin } from "./graphqlMetrics.ts";
 import { isDatabaseUnavailable } from "../store/databaseErrors.ts";
@@ -29,6 +30,8 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     schema,
     graphqlEndpoint: "/graphql",
     landingPage: false,
+    // Only the configured origins, without credentials (src/http/cors.ts); Yoga's own CORS is off.
+    cors: false,
     graphiql: deps.config.env !== "production" ? { title: "Keyplane" } : false,
     // Documents that fail to parse are not cached: hostile ones vary, and keeping each error (with its
     // source) costs several times more than parsing it again (bench:limits, part C).
@@ -83,6 +86,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       wellFormedInputPlugin(), // before anything reads the input: query cost, idempotency hashing, resolvers
       ...(guarded ? [rateLimitPlugin(deps)] : []),
       idempotencyPlugin(),
+      corsPlugin(deps.config.corsOrigins),
       graphqlMetricsPlugin(deps.metrics),
       subscriptionsFollowTheirToken(deps.credentials),
     ],
