@@ -368,6 +368,9 @@ describe("verifying an export", () => {
     await expectProblem(without(10, 20, 25), "checkpoint-link", 25);
     // One in between: the next one's link shows it.
     await expectProblem(without(20), "checkpoint-link", 25);
+    // A checkpoint line repeated: it no longer links to the one before it.
+    const twice = records.flatMap((r) => (r.kind === "checkpoint" && r.sequence === 20 ? [r, r] : [r]));
+    await expectProblem(twice, "checkpoint-link", 20);
     // Re-counted and re-signed by someone else: the end line's signature.
     await expectProblem(await resigned(without(25), mallory.signer), "end-signature", null);
   });
