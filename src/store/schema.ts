@@ -152,6 +152,15 @@ export interface WebhookDeliveriesTable {
   received_at: Timestamp;
 }
 
+/** Platform-wide: the SHA-256 of each signed webhook body accepted, for its window (migrations/0011). */
+export interface WebhookPayloadsTable {
+  provider: string;
+  payload_sha256: string;
+  delivery_id: string;
+  received_at: Timestamp;
+  expires_at: Timestamp;
+}
+
 export interface GitHubUnclaimedInstallationsTable {
   external_id: string;
   account: Json<{ id: string; login: string; type: string; url?: string }>;
@@ -282,6 +291,7 @@ export interface Database {
   installation_secrets: InstallationSecretsTable;
   oauth_states: OAuthStatesTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  webhook_payloads: WebhookPayloadsTable;
   github_unclaimed_installations: GitHubUnclaimedInstallationsTable;
   token_policies: TokenPoliciesTable;
   github_tokens: GitHubTokensTable;

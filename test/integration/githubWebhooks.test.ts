@@ -3,6 +3,7 @@ import { request as httpRequest } from "node:http";
 import { sql, type Selectable } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
+import { pruneInstallationState } from "../../src/app/installations/pruneInstallationState.ts";
 import { handleGitHubWebhook, WEBHOOK_PAYLOAD_MEMORY_SECONDS } from "../../src/app/installations/githubWebhook.ts";
 import { withPlatform } from "../../src/store/db.ts";
 import type { EventsTable } from "../../src/store/schema.ts";
@@ -440,6 +441,25 @@ describe("signatures", () => {
   });
 });
 
+describe("signed bodies that could not be stored", () => {
+  it("a NUL or a lone surrogate in a signed body is 400 BAD_USER_INPUT naming where, and nothing is stored", async () => {
+    const tenant = await app.seedTenant();
+    const claimed = await installThroughBrowser(tenant);
+    const logBefore = await auditLog(tenant.tokens.admin);
+    for (const hostile of ["evil\u0000login", "evil\ud800login"]) {
+      const payload = world.github.installationEvent(claimed.githubId, "suspend") as { installation: { account: { login: string } } };
+      world.github.unsuspend(claimed.githubId);
+      payload.installation.account.login = hostile;
+      const deliveryId = randomUUID();
+      const res = await deliver("installation", payload, { deliveryId });
+      expect(res).toMatchObject({ status: 400, body: { error: { code: "BAD_USER_INPUT", field: "body.installation.account.login" } } });
+      expect(await deliveryRows(deliveryId)).toEqual([]);
+    }
+    expect(await auditLog(tenant.tokens.admin)).toEqual(logBefore);
+    expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({ status: "active" });
+  });
+});
+
 describe("redelivery", () => {
   it("the same X-GitHub-Delivery again is 200 with duplicate true, and appends nothing", async () => {
     const tenant = await app.seedTenant();
@@ -727,5 +747,9 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
     // Other bodies whose window ended by then were deleted by that delivery.
     const expired = await withPlatform(app.database.db, (trx) => sql<{ n: number }>`select count(*)::int as n from webhook_payloads where expires_at <= now() + ${`${WEBHOOK_PAYLOAD_MEMORY_SECONDS} seconds`}::interval`.execute(trx));
     expect(Number(expired.rows[0]!.n)).toBe(0);
+    // And the periodic prune drops a body whose window has ended even when no delivery comes.
+    const prunedLater = { ...app.kp.deps, now: () => new Date(Date.now() + (2 * WEBHOOK_PAYLOAD_MEMORY_SECONDS + 7200) * 1000) };
+    expect((await pruneInstallationState(prunedLater)).payloads).toBeGreaterThanOrEqual(1);
+    expect(await payloadRows(body)).toEqual([]);
   });
 });

@@ -46,8 +46,8 @@ describe("row-level security on tenant tables", () => {
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where c.relkind = 'r' and n.nspname = current_schema()
         and (exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)
-             or c.relname in ('webhook_deliveries', 'github_unclaimed_installations'))`.execute(database.db);
-    expect(rows.map((r) => r.table)).toEqual(expect.arrayContaining(["events", "installations", "installation_secrets", "oauth_states", "webhook_deliveries"]));
+             or c.relname in ('webhook_deliveries', 'webhook_payloads', 'github_unclaimed_installations'))`.execute(database.db);
+    expect(rows.map((r) => r.table)).toEqual(expect.arrayContaining(["events", "installations", "installation_secrets", "oauth_states", "webhook_deliveries", "webhook_payloads"]));
     expect(rows.filter((r) => !r.rls || !r.forced).map((r) => r.table)).toEqual([]);
   });
 

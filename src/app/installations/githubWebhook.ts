@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { sql } from "kysely";
 import type { RequestMeta } from "../../auth/actor.ts";
 import type { InstallationCommand } from "../../domain/installation/decide.ts";
+import { assertWellFormedInput, truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { BadInputError, DomainError, NotFoundError } from "../../errors.ts";
 import { withPlatform, type Tx } from "../../store/db.ts";
 import type { EventMetadata } from "../../store/events/types.ts";
@@ -102,7 +103,9 @@ export async function handleGitHubWebhook(
     throw new BadInputError("body: not JSON");
   }
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) throw new BadInputError("body: not a JSON object");
-  const action = typeof payload.action === "string" ? payload.action.slice(0, 60) : null;
+  // Signed by GitHub, still input: a NUL or a lone surrogate could not be stored (BAD_USER_INPUT naming where).
+  assertWellFormedInput(payload, "body");
+  const action = typeof payload.action === "string" ? truncateWellFormed(payload.action, 60) : null;
   // Checked after the deduplication, so a body handled before is a duplicate under any event name.
   const mismatch = (event === "installation" || event === "installation_repositories") && !hasShapeOf(event, payload, app.appId);
 
