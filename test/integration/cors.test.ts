@@ -9,7 +9,7 @@ const ALLOWED = "https://console.example.com";
 const EVIL = "https://evil.example";
 
 describe.each([
-  { name: "by default", env: {}, allowed: [] as string[] },
+  { name: "by default", env: {} as Record<string, string>, allowed: [] as string[] },
   { name: `with CORS_ORIGINS=${ALLOWED}`, env: { CORS_ORIGINS: `${ALLOWED},https://other.example:8443` }, allowed: [ALLOWED] },
 ])("cross-origin requests $name", ({ env, allowed }) => {
   let app: TestApp;
