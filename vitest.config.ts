@@ -35,6 +35,8 @@ export default defineConfig({
         // WASM) again for each of ~50 files cost more than a third of the run. No suite changes a
         // module's state (no vi.mock, no stubbed globals or environment); each builds its own app.
         isolate: false,
+        // testkit/memory.ts collects after an embedded database closes, once a worker is large.
+        execArgv: ["--expose-gc"],
       },
     },
   },

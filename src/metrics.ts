@@ -62,13 +62,27 @@ export interface ScrapeSources {
 /** Seconds: latency buckets of HTTP requests and GraphQL operations alike, so their panels line up. */
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+let processRegistry: Registry | undefined;
+/**
+ * Node.js's own metrics (CPU, memory, GC, event loop), collected once per process. Their collectors
+ * live as long as the process (a GC observer, an event-loop histogram) and a metric holds on to its
+ * registry: collected into each Keyplane's registry, they kept every closed Keyplane, its database
+ * and (embedded) its PGlite memory alive, a few hundred MB each in a test worker.
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, prefix: "keyplane_process_" });
+  }
+  return processRegistry;
+}
+
 export function createMetrics(options: { defaultMetrics?: boolean; scrape?: ScrapeSources } = {}): Metrics {
   const scrape = options.scrape ?? {};
-  const registry = new Registry();
-  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: "keyplane_process_" });
-  const registers = [registry];
-  return {
-    registry,
+  const own = new Registry();
+  const registers = [own];
+  const metrics: Metrics = {
+    registry: own,
     githubTokenIssues: new Counter({ name: "keyplane_github_token_issues_total", help: "GitHub installation token requests by app and outcome", labelNames: ["app", "outcome"], registers }),
     githubTokenCacheHits: new Counter({ name: "keyplane_github_token_cache_hits_total", help: "Token requests served from the per-process cache", labelNames: ["app"], registers }),
     githubTokenRevocations: new Counter({ name: "keyplane_github_token_revocations_total", help: "Issued GitHub tokens revoked, by reason", labelNames: ["app", "reason"], registers }),
@@ -108,7 +122,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
       buckets: REQUEST_BUCKETS,
       registers,
     }),
-    eventAppends: registered(eventAppends, registry),
+    eventAppends: registered(eventAppends, own),
     liveEventLag: new Histogram({
       name: "keyplane_live_event_lag_seconds",
       help: "Seconds from an event's commit to the live feed reading it for its subscribers",
@@ -138,6 +152,10 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
       },
     }),
   };
+  // The scrape sees both (merged once every metric exists); the process metrics never point back
+  // at this Keyplane's registry.
+  if (options.defaultMetrics) metrics.registry = Registry.merge([processMetrics(), own]);
+  return metrics;
 }
 
 function registered<T extends Counter<string>>(metric: T, registry: Registry): T {

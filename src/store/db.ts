@@ -102,19 +102,27 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   }
   const dataDir = options.dataDir ?? "memory://";
   if (!dataDir.startsWith("memory://")) mkdirSync(path.resolve(dataDir), { recursive: true });
-  const pglite = new PGlite(dataDir.startsWith("memory://") ? undefined : path.resolve(dataDir, "pgdata"));
-  await pglite.waitReady;
-  const db = new Kysely<Database>({ dialect: withOneTransactionSupport(new PGliteDialect(pglite)) });
+  const opened = new PGlite(dataDir.startsWith("memory://") ? undefined : path.resolve(dataDir, "pgdata"));
+  await opened.waitReady;
+  // Dropped on close: a closed handle that is still referenced (a test's variable, say) must not keep
+  // the database's WebAssembly memory (about 200 MB) alive.
+  let pglite: PGlite | undefined = opened;
+  const live = (): PGlite => {
+    if (!pglite) throw new Error("the embedded database is closed");
+    return pglite;
+  };
+  const dialect = new PGliteDialect(opened);
+  const db = new Kysely<Database>({ dialect: withOneTransactionSupport(dialect) });
   return {
     db,
     backend: "pglite",
     // PGlite has one session: exec() runs inside the transaction kysely opened on it.
     execScript: async (_trx, script) => {
-      await pglite.exec(script);
+      await live().exec(script);
     },
     // In-process: PGlite delivers a NOTIFY to its listeners when the transaction commits.
     listen: async (channel, listener) => {
-      const unlisten = await pglite.listen(channel, (payload) => listener.onNotify(payload));
+      const unlisten = await live().listen(channel, (payload) => listener.onNotify(payload));
       return () => unlisten();
     },
     // One connection, queued: a probe waits behind the queries before it, for timeoutMs at most.
@@ -126,7 +134,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       return Promise.race([query, timeout]).finally(() => clearTimeout(timer));
     },
     poolStats: () => ({ total: 1, max: 1 }),
-    close: () => db.destroy(),
+    close: async () => {
+      await db.destroy();
+      pglite = undefined;
+      // kysely keeps its dialect, and the dialect its PGlite (the driver already let go of it).
+      Object.assign(dialect, { pgLite: undefined });
+    },
   };
 }
 

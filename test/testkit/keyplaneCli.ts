@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { runCli } from "../../src/cli/main.ts";
 import { keepCommandLog } from "./scratch.ts";
+import { releaseMemory } from "./memory.ts";
 
 // The `keyplane` command line as the e2e suites run it: in this process (fast, and what most tests
 // need) or as bin/keyplane.mjs in a process of its own (what an operator's shell or a container runs).
@@ -38,6 +39,8 @@ export async function runKeyplane(argv: string[], env: Record<string, string>, l
   let out = "";
   let err = "";
   const code = await runCli(argv, env, { out: (s) => void (out += s), err: (s) => void (err += s), isTty: false });
+  // Each command opened (and closed) an embedded database of its own.
+  releaseMemory();
   keep(log, out, err);
   return { code, out, err };
 }

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { openDatabase, type DatabaseHandle } from "../../src/store/db.ts";
 import { migrateToLatest } from "../../src/store/migrate.ts";
+import { releaseMemory } from "./memory.ts";
 
 export const onPostgres = Boolean(process.env.TEST_DATABASE_URL);
 
@@ -28,7 +29,14 @@ export async function createTestDatabase(options: { migrate?: boolean } = {}): P
       },
     };
   } else {
-    handle = await openDatabase({ dataDir: "memory://" });
+    const inner = await openDatabase({ dataDir: "memory://" });
+    handle = {
+      ...inner,
+      close: async () => {
+        await inner.close();
+        releaseMemory();
+      },
+    };
   }
   if (options.migrate !== false) await migrateToLatest(handle);
   return handle;
