@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { privatePostgresUnavailable, startPrivatePostgres, type PrivatePostgres } from "../testkit/privatePostgres.ts";
 import { scratchDirectory } from "../testkit/scratch.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
-import { adminQuery } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
 // A real `keyplane serve` on a PostgreSQL cluster of the test's own, under a write loop, while the
@@ -156,7 +155,7 @@ describe.skipIf(unavailable)("keyplane serve while its PostgreSQL restarts", () 
     for (const o of failed) expect(o, JSON.stringify(o)).toMatchObject({ status: 503, code: "UNAVAILABLE", retryAfter: expect.stringMatching(/^\d+$/) });
     // Every acknowledged write is in the log, exactly once.
     const acknowledged = outcomes.filter((o) => o.tokenId).map((o) => o.tokenId!);
-    const { rows } = await adminQuery(cluster.url, "select data->>'tokenId' as id, count(*)::int as n from events where event_type = 'access_token.issued' group by 1");
+    const { rows } = await cluster.query("select data->>'tokenId' as id, count(*)::int as n from events where event_type = 'access_token.issued' group by 1");
     const logged = new Map(rows.map((r: { id: string; n: number }) => [r.id, r.n]));
     for (const id of acknowledged) expect(logged.get(id), id).toBe(1);
   });

@@ -7,7 +7,6 @@ import { privatePostgresUnavailable, startPrivatePostgres, type PrivatePostgres 
 import { scratchDirectory } from "../testkit/scratch.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
-import { adminQuery } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
 // An Idempotency-Key whose server is killed (SIGKILL) in the middle of the mutation. The client
@@ -68,7 +67,7 @@ describe.skipIf(unavailable)("an idempotent mutation whose process is killed mid
   }
 
   const issuedFor = async (subject: string) =>
-    (await adminQuery(cluster.url, `select data->>'tokenId' as id from events where event_type = 'access_token.issued' and data->>'subject' = '${subject}'`)).rows.map((r: { id: string }) => r.id);
+    (await cluster.query(`select data->>'tokenId' as id from events where event_type = 'access_token.issued' and data->>'subject' = '${subject}'`)).rows.map((r: { id: string }) => r.id);
 
   async function killAndRestart() {
     await served.stop("SIGKILL");
@@ -83,13 +82,13 @@ describe.skipIf(unavailable)("an idempotent mutation whose process is killed mid
     await holder.query("begin");
     await holder.query("select 1 from tenant_heads where tenant_id = 'default' for update");
     const inFlight = send(key, "killed-before-commit").catch((error: Error) => error);
-    await waitFor("the mutation to wait on the lock", async () => (await adminQuery(cluster.url, "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n > 0, 30_000);
+    await waitFor("the mutation to wait on the lock", async () => (await cluster.query("select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n > 0, 30_000);
     await killAndRestart();
     expect(await inFlight).toBeInstanceOf(Error);
     await holder.query("rollback");
     await holder.end();
     // The killed process's transaction never committed: nothing of it is left.
-    await waitFor("the killed request's transaction to end", async () => (await adminQuery(cluster.url, "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n === 0, 30_000);
+    await waitFor("the killed request's transaction to end", async () => (await cluster.query("select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n === 0, 30_000);
     expect(await issuedFor("killed-before-commit")).toEqual([]);
 
     const retry = await send(key, "killed-before-commit");

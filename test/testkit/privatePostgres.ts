@@ -2,11 +2,13 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import pg from "pg";
 import { freePort } from "./providerWorld.ts";
 
 // A PostgreSQL cluster of the test's own (initdb, pg_ctl), for tests that restart or stop the
 // database under a running Keyplane: the machine's shared server must not be restarted under other
 // suites. PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
+// Suites using it need no TEST_DATABASE_URL, so they run once, in the embedded run.
 
 export interface PrivatePostgres {
   /** postgres:// URL of the cluster's `postgres` database. */
@@ -16,6 +18,8 @@ export interface PrivatePostgres {
   stop(mode?: "immediate" | "fast"): void;
   /** pg_ctl start, waiting until it accepts connections. */
   start(): void;
+  /** One statement on a connection of its own (the test's view of the database, not Keyplane's). */
+  query<R extends pg.QueryResultRow = any>(text: string): Promise<pg.QueryResult<R>>;
   /** Stops it and removes its files. */
   remove(): void;
 }
@@ -55,6 +59,15 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     port,
     start: () => run("pg_ctl", ["-D", data, "-o", options, "-l", path.join(dir, "log"), "-w", "-t", "60", "start"]),
     stop: (mode = "fast") => run("pg_ctl", ["-D", data, "-m", mode, "-w", "-t", "60", "stop"]),
+    async query(text) {
+      const client = new pg.Client({ connectionString: cluster.url });
+      await client.connect();
+      try {
+        return await client.query(text);
+      } finally {
+        await client.end();
+      }
+    },
     remove() {
       spawnSync(asRoot ? "runuser" : path.join(bin, "pg_ctl"), asRoot ? ["-u", "postgres", "--", path.join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"] : ["-D", data, "-m", "immediate", "-w", "stop"], { stdio: "ignore" });
       rmSync(dir, { recursive: true, force: true });
