@@ -7,8 +7,8 @@ export interface Readiness {
   checks: Record<string, string>;
 }
 
-/** How long a readiness probe may take before it answers "not ready" (orchestrators time out at about 1 s). */
-const CHECK_TIMEOUT_MS = 800;
+/** How long a readiness probe may take before it answers "not ready" (ops/k8s's probe gives up after 3 s). */
+const CHECK_TIMEOUT_MS = 2000;
 
 /**
  * /readyz: can this process serve now? One query, on a connection of its own (not the pool, which a
