@@ -17,6 +17,7 @@ import { appendEvents } from "../../src/store/events/appendEvents.ts";
 import { chainHash, contentHash } from "../../src/store/events/hashing.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type TestApp } from "../testkit/testApp.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // Tampering, as an insider would: with an export file in hand, and with the database rows
 // themselves (as a superuser, triggers off). The verifier must name the first bad sequence every
@@ -389,8 +390,7 @@ describe("signed checkpoints", () => {
     try {
       const seeded = await own.seedTenant();
       const checkpoints = async () => (await own.gql("{ verifyAuditLog { ok checkpoints lastSequence } }", {}, { token: seeded.tokens.admin })).data.verifyAuditLog;
-      const deadline = Date.now() + 10_000;
-      while ((await checkpoints()).checkpoints === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      await waitFor("the periodic job to sign a checkpoint", async () => (await checkpoints()).checkpoints > 0);
       expect(await checkpoints()).toMatchObject({ ok: true, checkpoints: 1 });
     } finally {
       await own.close();

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logger.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 describe("logs", () => {
   const lines: Array<Record<string, any>> = [];
@@ -22,8 +23,8 @@ describe("logs", () => {
     });
     expect(res.headers.get("x-request-id")).toBe("log-test-1");
     await res.text();
-    await new Promise((r) => setTimeout(r, 20));
-    const line = lines.find((l) => l.requestId === "log-test-1" && l.msg === "request");
+    // The request line is written once the response has finished, which may be after the client read it.
+    const line = await waitFor("the request line of log-test-1", () => lines.find((l) => l.requestId === "log-test-1" && l.msg === "request"));
     expect(line).toMatchObject({ level: "info", tenantId: tenant.tenantId, actor: `viewer@${tenant.tenantId}`, method: "POST", path: "/graphql", status: 200 });
     expect(typeof line!.durationMs).toBe("number");
   });
@@ -33,9 +34,10 @@ describe("logs", () => {
     expect(res.status).toBe(401);
     const id = res.headers.get("x-request-id");
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(`the request line of ${id}`, () => lines.some((l) => l.requestId === id && l.msg === "request"));
     const tagged = lines.filter((l) => l.requestId === id);
-    expect(tagged.length).toBeGreaterThanOrEqual(1);
+    // The refusal's own line (auth failure) and the request line.
+    expect(tagged.length).toBeGreaterThanOrEqual(2);
     expect(tagged.every((l) => l.service === "keyplane")).toBe(true);
   });
 

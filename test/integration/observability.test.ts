@@ -4,6 +4,7 @@ import { readOldestUnsignedEventAge } from "../../src/store/queries/auditCheckpo
 import { onPostgres } from "../testkit/testDatabase.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { subscribeEvents } from "../testkit/eventSubscriber.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 /** One sample of a metric family with exactly these labels, or undefined. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -43,7 +44,8 @@ describe("observability", () => {
       });
       expect(res.status).toBe(401);
       await res.text();
-      await new Promise((r) => setTimeout(r, 50));
+      // The request line is the request's last, written once the response has finished.
+      await waitFor("the request line of trace-test-1", () => lines.some((l) => l.requestId === "trace-test-1" && l.msg === "request"));
       const mine = lines.filter((l) => l.requestId === "trace-test-1");
       expect(mine.length).toBeGreaterThanOrEqual(2);
       expect(mine.some((l) => l.msg === "request")).toBe(true);
@@ -77,8 +79,10 @@ describe("observability", () => {
         await res.text();
         ids.push(id);
       }
-      await new Promise((r) => setTimeout(r, 50));
-      const traces = ids.map((id) => lines.find((l) => l.requestId === id && l.msg === "request")!);
+      const traces = await waitFor("the request lines of trace-test-new-*", () => {
+        const found = ids.map((id) => lines.find((l) => l.requestId === id && l.msg === "request"));
+        return found.every(Boolean) && (found as Array<Record<string, any>>);
+      });
       for (const line of traces) {
         expect(line.traceId).toMatch(/^[0-9a-f]{32}$/);
         expect(line.traceId).not.toBe(traceId);
@@ -97,8 +101,8 @@ describe("observability", () => {
         body: JSON.stringify({ query: "{ me { subject } }" }),
       });
       await res2.text();
-      await new Promise((r) => setTimeout(r, 50));
-      expect(lines.find((l) => l.requestId === "trace-test-v2" && l.msg === "request")).toMatchObject({ traceId, parentSpanId: parentId });
+      const line = await waitFor("the request line of trace-test-v2", () => lines.find((l) => l.requestId === "trace-test-v2" && l.msg === "request"));
+      expect(line).toMatchObject({ traceId, parentSpanId: parentId });
     });
   });
 
@@ -121,9 +125,10 @@ describe("observability", () => {
       const subscriber = subscribeEvents(app.url, tenant.tokens.admin);
       try {
         await subscriber.connected;
-        await new Promise((r) => setTimeout(r, 200));
-        const text = await metrics();
-        expect(sample(text, "keyplane_graphql_operations_total", { type: "subscription", operation: "anonymous", root_field: "tenantEvents", outcome: "ok" })).toBe(1);
+        // Counted once the subscription has started, which is after the connection's ack.
+        const subscriptions = () => metrics().then((text) => sample(text, "keyplane_graphql_operations_total", { type: "subscription", operation: "anonymous", root_field: "tenantEvents", outcome: "ok" }));
+        await waitFor("the subscription to be counted", async () => (await subscriptions()) !== undefined);
+        expect(await subscriptions()).toBe(1);
         await app.gql('mutation { issueServiceToken(input: { subject: "lag-probe" }) { tokenId } }', {}, { token: tenant.tokens.admin });
         await subscriber.until((e) => e.some((x) => x.type === "access_token.issued"));
         expect(sample(await metrics(), "keyplane_live_event_lag_seconds_count")).toBeGreaterThanOrEqual(1);
@@ -174,8 +179,8 @@ describe("observability", () => {
     it("shows how long the oldest event has waited for a signed audit checkpoint (0 once all are signed)", async () => {
       const text = await metrics();
       expect(sample(text, "keyplane_audit_checkpoint_oldest_unsigned_seconds")).toBeGreaterThanOrEqual(0);
-      await new Promise((r) => setTimeout(r, 1100));
-      expect(await readOldestUnsignedEventAge(app.kp.deps.db)).toBeGreaterThanOrEqual(1);
+      // The age grows with the clock: wait until the oldest unsigned event is a second old.
+      await waitFor("the oldest unsigned event to be a second old", async () => (await readOldestUnsignedEventAge(app.kp.deps.db)) >= 1);
       await app.kp.checkpointSigner.runOnce({ force: true });
       expect(await readOldestUnsignedEventAge(app.kp.deps.db)).toBe(0);
     });

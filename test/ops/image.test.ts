@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../testkit/providerWorld.ts";
 import { adminQuery, onPostgres } from "../testkit/testDatabase.ts";
 import { registerSecret } from "../testkit/secrets.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 import { ROOT, execForm, readDockerfile, type DockerStage } from "./opsFiles.ts";
 
 // The image's build and run, without a container engine: the runtime stage of ops/Dockerfile is laid
@@ -203,12 +204,15 @@ describe("the image (ops/Dockerfile) as built and run", () => {
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
       const url = `http://127.0.0.1:${port}`;
       try {
-        const deadline = Date.now() + 60_000;
-        while (!(await fetch(`${url}/healthz`).then((r) => r.ok, () => false))) {
-          if (child.exitCode !== null) throw new Error(`serve exited:\n${out}`);
-          if (Date.now() > deadline) throw new Error(`no /healthz within 60 s:\n${out}`);
-          await new Promise((r) => setTimeout(r, 200));
-        }
+        await waitFor(
+          "the image's serve to answer /healthz",
+          async () => {
+            if (child.exitCode !== null) throw new Error(`serve exited:\n${out}`);
+            return fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+          },
+          60_000,
+          () => out,
+        );
         // The image's HEALTHCHECK command, as the image runs it.
         const health = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), { env, encoding: "utf8", ...user });
         expect(health.status).toBe(0);
@@ -245,9 +249,15 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         agent.stderr!.on("data", (d: Buffer) => (agentLog += d));
         const agentExited = new Promise<number | null>((resolve) => agent.once("exit", (code) => resolve(code)));
         const credential = path.join(layout.volume, ".keyplane-agent", "credential.json");
-        for (const deadline = Date.now() + 30_000; !agentLog.includes("subscribed to tasks"); await new Promise((r) => setTimeout(r, 100))) {
-          if (agent.exitCode !== null || Date.now() > deadline) throw new Error(`agent run did not connect:\n${agentLog}`);
-        }
+        await waitFor(
+          "agent run to subscribe to tasks",
+          () => {
+            if (agent.exitCode !== null) throw new Error(`agent run exited (${agent.exitCode}) before it connected:\n${agentLog}`);
+            return agentLog.includes("subscribed to tasks");
+          },
+          30_000,
+          () => agentLog,
+        );
         expect(statSync(credential).mode & 0o777).toBe(0o600);
         registerSecret(JSON.parse(readFileSync(credential, "utf8")).accessToken);
         registerSecret(JSON.parse(readFileSync(credential, "utf8")).refreshToken);

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +9,7 @@ import { freePort } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { serveProcess, type Served } from "../testkit/servedProcess.ts";
 import { adminQuery, onPostgres } from "../testkit/testDatabase.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 import { ROOT } from "./opsFiles.ts";
 
 // docker-compose.yml's front, without containers: nginx with ops/nginx/keyplane.conf (its upstream
@@ -66,11 +67,17 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
     );
     nginx = spawn("nginx", ["-c", path.join(dir, "nginx.conf"), "-p", dir, "-g", "daemon off;"], { stdio: "ignore" });
     proxy = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + 10_000;
-    while (!(await fetch(`${proxy}/proxy-health`).then((r) => r.ok, () => false))) {
-      if (Date.now() > deadline || nginx.exitCode !== null) throw new Error(`nginx did not start: ${readFileSync(path.join(dir, "error.log"), "utf8")}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const nginxProcess = nginx;
+    const errorLog = () => (existsSync(path.join(dir, "error.log")) ? readFileSync(path.join(dir, "error.log"), "utf8") : "");
+    await waitFor(
+      "nginx to answer /proxy-health",
+      async () => {
+        if (nginxProcess.exitCode !== null) throw new Error(`nginx exited (${nginxProcess.exitCode}):\n${errorLog()}`);
+        return fetch(`${proxy}/proxy-health`).then((r) => r.ok, () => false);
+      },
+      30_000,
+      errorLog,
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -107,22 +114,39 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
   it("passes traceparent through to the replica's logs", async () => {
     const traceId = randomBytes(16).toString("hex");
     await (await gql("{ me { subject } }", { traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` })).text();
-    await new Promise((r) => setTimeout(r, 200));
-    const line = replicas
-      .flatMap((r) => r.output().split("\n"))
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .find((l) => l.traceId === traceId && l.msg === "request");
+    // The request line is written as the response finishes, possibly after the client has it all.
+    const line = await waitFor(
+      `the request line of trace ${traceId} in a replica's log`,
+      () =>
+        replicas
+          .flatMap((r) => r.output().split("\n"))
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .find((l) => l.traceId === traceId && l.msg === "request"),
+      15_000,
+      () => replicas.map((r) => r.output()).join("\n"),
+    );
     expect(line).toMatchObject({ path: "/graphql", status: 200 });
   });
 
   it("carries graphql-ws through the WebSocket upgrade on /graphql: a subscriber gets events appended through either replica", async () => {
     // (Not filtered with `types`: tenantEvents' type pattern refuses names with an underscore in the
     // resource part, such as access_token.issued.)
+    // Without a cursor the subscription starts at the head it reads once registered, after the ack:
+    // the mutations below wait until one replica counts it among its live subscribers.
+    const liveSubscribers = async () => {
+      let sum = 0;
+      for (const replica of replicas) {
+        const metrics = await (await fetch(`${replica.url}/metrics`)).text();
+        sum += Number(/^keyplane_live_subscribers (\d+)$/m.exec(metrics)?.[1] ?? 0);
+      }
+      return sum;
+    };
+    const before = await liveSubscribers();
     const subscriber = subscribeEvents(proxy, adminToken);
     try {
       await subscriber.connected;
-      await new Promise((r) => setTimeout(r, 300)); // the subscription is registered after the ack
+      await waitFor("the subscription to be registered on a replica (keyplane_live_subscribers)", async () => (await liveSubscribers()) > before);
       // Several mutations, spread by the proxy over both replicas; every one reaches the one socket.
       for (let i = 0; i < 4; i++) {
         const res = await gql(`mutation { issueServiceToken(input: { subject: "svc-${i}" }) { tokenId } }`);

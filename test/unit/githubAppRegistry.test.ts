@@ -12,6 +12,7 @@ import { createLogger, type Logger } from "../../src/logger.ts";
 import { createMetrics } from "../../src/metrics.ts";
 import { startFakeGitHub, type FakeGitHub } from "../fakes/github.ts";
 import { registerSecret } from "../testkit/secrets.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // The named GitHub Apps from env and from mounted secret files: validation that names the app and the
 // problem and never the key, the unnamed legacy variables, and rotation of mounted files (a Kubernetes
@@ -282,7 +283,7 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
       // A rotation to something that is not an RSA key: logged once, the previous key stays.
       const ec = remembered(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString());
       secret.update({ appId: "101", privateKey: ec, webhookSecret: "hook-3" });
-      await waitFor(() => lines.some((l) => l.includes("changed files are unusable")));
+      await waitFor("a warning that the changed files are unusable", () => lines.some((l) => l.includes("changed files are unusable")));
       await registry.check();
       await registry.check();
       expect(registry.get("rex")).toBe(rotated);
@@ -294,7 +295,7 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
       // A damaged key likewise; then a good one is taken.
       const third = rsaPem();
       secret.update({ appId: "101", privateKey: third.replace(/\n[A-Za-z0-9+/]{30}/, "\n******************************"), webhookSecret: "hook-4" });
-      await waitFor(() => lines.filter((l) => l.includes("changed files are unusable")).length === 2);
+      await waitFor("a second warning that the changed files are unusable", () => lines.filter((l) => l.includes("changed files are unusable")).length === 2);
       expect(registry.get("rex")).toBe(rotated);
       changed = nextChange(registry, "rex");
       secret.update({ appId: "101", privateKey: third, webhookSecret: "hook-5" });
@@ -377,14 +378,6 @@ describe("a rotated key at the GitHub fake", () => {
     }
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe("createGitHubApps", () => {
   it("builds a client and an install provider per app and picks the default app", () => {
