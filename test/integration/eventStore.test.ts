@@ -12,7 +12,8 @@ import { rowToStoredEvent } from "../../src/store/events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../../src/store/events/types.ts";
 import { eventRecordOf } from "../../src/store/audit/readLogRecords.ts";
 import { verifyAuditRecords } from "../../src/audit/verifyAuditRecords.ts";
-import { createTestDatabase } from "../testkit/testDatabase.ts";
+import { createTestDatabase, onPostgres } from "../testkit/testDatabase.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 const metadata = eventMetadata(systemActor("event-store-test"), { requestId: "req-1" });
 
@@ -109,13 +110,23 @@ describe("event store", () => {
       firstSeq = e!.sequence;
       await gate;
     });
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor("the first append to hold the tenant head", () => firstSeq > 0);
     let secondDone = false;
     const second = append(tenant, "second", 0).then((events) => {
       secondDone = true;
       return events[0]!.sequence;
     });
-    await new Promise((r) => setTimeout(r, 100));
+    if (onPostgres) {
+      // The second append's transaction is seen waiting on a lock (the head row the first one holds).
+      await waitFor("the second append to wait on a lock", async () => {
+        const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(database.db);
+        return rows[0]!.n > 0;
+      });
+    } else {
+      // PGlite has one connection: the second transaction queues behind the first and nothing can
+      // look at it meanwhile. A negative check: it has not finished within 100 ms.
+      await new Promise((r) => setTimeout(r, 100));
+    }
     expect(secondDone).toBe(false);
     release();
     await first;

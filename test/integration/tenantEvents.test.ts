@@ -10,6 +10,7 @@ import { appendEvents } from "../../src/store/events/appendEvents.ts";
 import { range, sequencesOf, subscribeEvents, TENANT_EVENTS, type EventSubscriber } from "../testkit/eventSubscriber.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // tenantEvents: replay from a cursor, then live, over graphql-ws and SSE; sockets that follow their
 // token; slow consumers dropped without slowing anyone; limits per principal and per socket.
@@ -84,9 +85,7 @@ async function subscribeSse(token: string, variables: { after?: string } = {}) {
     messages,
     ended,
     async until(check: (m: any[]) => boolean, timeoutMs = 10_000) {
-      for (const deadline = Date.now() + timeoutMs; !check(messages); await new Promise((r) => setTimeout(r, 20))) {
-        if (Date.now() > deadline) throw new Error(`SSE: timed out with ${messages.length} messages`);
-      }
+      await waitFor("SSE messages", () => check(messages), timeoutMs, () => `${messages.length} messages: ${JSON.stringify(messages.slice(-3))}`);
     },
     cancel: () => reader.cancel(),
   };
@@ -121,10 +120,11 @@ describe("tenantEvents", () => {
     const t = await app.seedTenant();
     await append(t.tenantId, 5);
     const head = await lastSequence(t);
+    const registered = await liveSubscribers();
     const fromNow = subscribe(t.tokens.service);
     const onlyAgents = subscribe(t.tokens.service, { after: fromStart, types: ["agent.created", "enrollment_key.created"] });
-    await Promise.all([fromNow.connected, onlyAgents.connected]);
-    await new Promise((r) => setTimeout(r, 300));
+    // "From now" is the head the subscription reads as it registers, after the connection's ack.
+    await untilLiveSubscribers(registered + 2);
     await append(t.tenantId, 3);
     await app.gql(`mutation { createAgent(input: { name: "a1", type: "coder" }) { id } }`, {}, { token: t.tokens.editor });
     await fromNow.until((e) => e.length >= 4);
@@ -157,10 +157,11 @@ describe("tenantEvents", () => {
     const onA = subscribe(a.tokens.service, { after: fromStart });
     await append(a.tenantId, 20, "tenant-a");
     await append(b.tenantId, 2, "tenant-b");
+    await onA.until((e) => e.filter((x) => x.data.reason === "tenant-a").length >= 20);
+    // A's events have reached A's subscribers; B's own marker, appended after them, reaches B, and nothing of A before it.
+    await append(b.tenantId, 1, "tenant-b-marker");
     const bHead = await lastSequence(b);
-    await onA.until((e) => e.some((x) => x.data.reason === "tenant-a") && e.length >= 20);
-    await onB.until((e) => e.length >= bHead);
-    await new Promise((r) => setTimeout(r, 300));
+    await onB.until((e) => e.some((x) => x.data.reason === "tenant-b-marker"));
     expect(onB.events.every((e) => e.data.reason !== "tenant-a")).toBe(true);
     expect(sequencesOf(onB.events)).toEqual(range(1, bHead));
     // A cursor taken from tenant A's stream is only a position: on B it reads B's log.
@@ -225,10 +226,12 @@ describe("sockets follow their token", () => {
     await sse.ended;
     expect(Date.now() - started).toBeLessThan(5000);
     expect(sse.messages.at(-1)).toMatchObject({ errors: [{ message: "Token revoked", extensions: { code: "UNAUTHENTICATED" } }] });
-    // Nothing appended after the revocation reaches it.
+    // Nothing appended after the revocation reaches it: a subscriber with a valid token gets those
+    // events, the revoked one does not.
     const before = sse.messages.length;
-    await append(t.tenantId, 2);
-    await new Promise((r) => setTimeout(r, 300));
+    const witness = subscribe(t.tokens.service, { after: fromStart });
+    await append(t.tenantId, 2, "after-revocation");
+    await witness.until((e) => e.filter((x) => x.data.reason === "after-revocation").length === 2);
     expect(sse.messages.length).toBe(before);
   });
 
@@ -266,13 +269,20 @@ describe("sockets follow their token", () => {
     const replies: any[] = [];
     ws.on("message", (m) => replies.push(JSON.parse(String(m))));
     for (const id of ["1", "2", "3"]) ws.send(JSON.stringify({ id, type: "subscribe", payload: { query: TENANT_EVENTS } }));
-    await until(() => replies.some((r) => r.id === "3"));
+    await waitFor("a reply to subscription 3", () => replies.some((r) => r.id === "3"));
     expect(replies.find((r) => r.id === "3")).toMatchObject({ type: "error", payload: [{ extensions: { code: "RATE_LIMITED" } }] });
     // Once one ends, there is room again.
     ws.send(JSON.stringify({ id: "1", type: "complete" }));
-    await new Promise((r) => setTimeout(r, 100));
-    ws.send(JSON.stringify({ id: "4", type: "subscribe", payload: { query: TENANT_EVENTS, variables: { after: fromStart } } }));
-    await until(() => replies.some((r) => r.id === "4" && r.type === "next"));
+    // The server counts the operation as ended once its stream has stopped, after the message: ask
+    // again until a subscription is admitted (each refused one ends at once, taking no room).
+    let attempt = 3;
+    await waitFor("a subscription admitted once one ended", async () => {
+      const id = String(++attempt);
+      ws.send(JSON.stringify({ id, type: "subscribe", payload: { query: TENANT_EVENTS, variables: { after: fromStart } } }));
+      const reply = await waitFor(`a reply to subscription ${id}`, () => replies.find((r) => r.id === id));
+      if (reply.type === "error") expect(reply).toMatchObject({ payload: [{ extensions: { code: "RATE_LIMITED" } }] });
+      return reply.type === "next";
+    });
     ws.close();
   });
 });
@@ -282,13 +292,16 @@ describe("idle sockets", () => {
     const idleApp = await createTestApp({ name: "idle-sockets", env: { WS_IDLE_TIMEOUT_SECONDS: "1", WS_TOKEN_CHECK_SECONDS: "1" }, database: app.database });
     try {
       const t = await idleApp.seedTenant();
-      const idle = await rawSocket(t.tokens.service, idleApp.url);
-      const closed = new Promise<{ code: number; reason: string }>((resolve) => idle.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
-      const busy = subscribeEvents(idleApp.url, t.tokens.service);
+      const busy = subscribeEvents(idleApp.url, t.tokens.service, { after: fromStart });
       open.push(busy);
       await busy.connected;
+      // Opened after the busy one: the idle check that closes it is past the busy socket's timeout too.
+      const idle = await rawSocket(t.tokens.service, idleApp.url);
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => idle.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
       expect(await closed).toEqual({ code: 1000, reason: "Idle" });
-      await new Promise((r) => setTimeout(r, 1500));
+      // The busy one still delivers what is appended now.
+      await idleApp.mintToken({ tenantId: t.tenantId, roles: ["viewer"], subject: "after-idle-check" });
+      await busy.until((e) => e.some((x) => x.data.subject === "after-idle-check"));
       expect(busy.close).toBeUndefined();
     } finally {
       await idleApp.close();
@@ -311,7 +324,7 @@ describe("slow consumers", () => {
       await fast.until((e) => e.length >= head, 40_000);
       // The server gives up on it after WS_SLOW_CONSUMER_SECONDS with a full buffer; a client that
       // then reads on gets the close frame behind the events it had not read.
-      await until(async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1, 30_000);
+      await waitFor("the slow consumer's close (keyplane_websocket_closes_total 4008)", async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1, 30_000);
       const received = await slow.readToEnd();
       expect(received.subarray(-64).includes(closeFrame(4008, "Slow consumer"))).toBe(true);
       expect(received.length).toBeLessThan(2000 * 8 * 1024);
@@ -333,9 +346,9 @@ async function nonReadingSubscriber(url: string, token: string) {
   const onData = (chunk: Buffer) => (buffered = Buffer.concat([buffered, chunk]));
   socket.on("data", onData);
   socket.write(maskedTextFrame(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${token}` } })));
-  await until(() => buffered.includes("connection_ack"));
+  await waitFor("connection_ack", () => buffered.includes("connection_ack"));
   socket.write(maskedTextFrame(JSON.stringify({ id: "1", type: "subscribe", payload: { query: TENANT_EVENTS, variables: { after: fromStart } } })));
-  await until(() => buffered.includes('"next"'));
+  await waitFor("the first event", () => buffered.includes('"next"'));
   socket.off("data", onData);
   socket.pause();
   return {
@@ -379,10 +392,9 @@ async function metric(url: string, series: string): Promise<number | undefined> 
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 5000) {
-  const started = Date.now();
-  while (!(await predicate())) {
-    if (Date.now() - started > timeoutMs) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** This process's keyplane_live_subscribers: subscriptions registered with the live feed (tests of this file run one at a time). */
+const liveSubscribers = async () => (await metric(app.url, "keyplane_live_subscribers")) ?? 0;
+
+function untilLiveSubscribers(count: number) {
+  return waitFor(`${count} live subscribers (keyplane_live_subscribers)`, async () => (await liveSubscribers()) >= count);
 }

@@ -11,6 +11,7 @@ import { withPlatform } from "../../src/store/db.ts";
 import type { EventsTable } from "../../src/store/schema.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // GraphQL over WebSocket (graphql-ws) beside SSE: one token per connection, checked once at
 // connection_init with the HTTP path's own authenticate; operations through Yoga's pipeline.
@@ -416,7 +417,11 @@ describe("keep-alive (a server of its own with short timers)", () => {
     const closed = await silent.closed;
     expect(closed.code).toBe(1006);
     expect(closed.after).toBeLessThan(1000);
-    await new Promise((r) => setTimeout(r, 400));
+    // The answering one is kept: it goes on getting pings, and each goes only to a socket that
+    // answered the one before (the server terminates the others instead).
+    let pings = 0;
+    answering.socket.on("ping", () => pings++);
+    await waitFor("three more pings to the answering socket", () => pings >= 3);
     expect(answering.socket.readyState).toBe(WebSocket.OPEN);
     expect(websocket.size).toBe(1);
     answering.socket.close();
