@@ -4,6 +4,7 @@ import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
 import { withPlatform } from "../../src/store/db.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // Agents as dashboards and machines see them: the registry, one-time enrollment keys, the agent's
 // own credential, liveness, and the tier quotas.
@@ -39,6 +40,12 @@ const log = async (t: SeededTenant, types: string[]) => {
   const res = await app.gql("query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data streamId } } } }", { types }, { token: t.tokens.admin });
   return res.data.auditLog.edges.map((e: any) => e.node);
 };
+/** Sweeps until the tenant's log holds `count` events of these types: liveness follows the clock (AGENT_OFFLINE_AFTER=1 here). */
+const sweepUntil = (what: string, t: SeededTenant, types: string[], count = 1) =>
+  waitFor(what, async () => {
+    await app.kp.agentSweeper.runOnce();
+    return (await log(t, types)).length >= count;
+  });
 const eventCount = (tenantId: string) =>
   withPlatform(app.kp.deps.db, async (trx) => Number((await sql<{ n: number }>`select count(*)::int as n from events where tenant_id = ${tenantId}`.execute(trx)).rows[0]!.n));
 
@@ -193,8 +200,8 @@ describe("liveness", () => {
     const beat = () => app.gql("mutation { agentHeartbeat(input: { status: \"ready\", facts: { load: 0.1 } }) { agentId connection lastSeenAt } }", {}, { token: enrolled.accessToken });
     for (let i = 0; i < 3; i++) expect((await beat()).data.agentHeartbeat).toMatchObject({ agentId: enrolled.agentId, connection: "online" });
     expect((await log(t, ["agent.online"])).length).toBe(1);
-    await new Promise((r) => setTimeout(r, 1200)); // AGENT_OFFLINE_AFTER=1 in this suite
-    await app.kp.agentSweeper.runOnce();
+    // Silent for AGENT_OFFLINE_AFTER (1 s in this suite): offline at a sweep; a further sweep records nothing more.
+    await sweepUntil("the agent to be swept offline", t, ["agent.offline"]);
     await app.kp.agentSweeper.runOnce();
     expect((await log(t, ["agent.offline"])).length).toBe(1);
     expect((await app.gql("query ($id: ID!) { agent(id: $id) { connection lastSeenAt } }", { id: enrolled.agentId }, { token: t.tokens.viewer })).data.agent.connection).toBe("offline");
@@ -211,10 +218,10 @@ describe("ephemeral agents", () => {
     const ephemeral = (await enroll((await newKey(t, { ephemeral: true })).key, "ci-job-1")).data.enrollAgent;
     const lasting = (await enroll((await newKey(t)).key, "server-1")).data.enrollAgent;
     for (const a of [ephemeral, lasting]) await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: a.accessToken });
-    await new Promise((r) => setTimeout(r, 1200));
-    await app.kp.agentSweeper.runOnce(); // both go offline
-    await new Promise((r) => setTimeout(r, 1200));
-    await app.kp.agentSweeper.runOnce(); // the ephemeral one is past its grace
+    // Both go offline once silent for AGENT_OFFLINE_AFTER (1 s), then the ephemeral one is deleted
+    // once offline for AGENT_EPHEMERAL_GRACE_SECONDS (1 s): sweep until each has happened.
+    await sweepUntil("both agents to be swept offline", t, ["agent.offline"], 2);
+    await sweepUntil("the ephemeral agent to be deleted past its grace", t, ["agent.deleted"]);
     const deleted = await log(t, ["agent.deleted"]);
     expect(deleted.map((e: any) => [e.streamId, e.data.reason])).toEqual([[ephemeral.agentId, "ephemeral-expired"]]);
     const left = await app.gql("{ agents(first: 10) { nodes { id connection } } }", {}, { token: t.tokens.viewer });
@@ -371,8 +378,12 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("two Keyplane processes on one P
       const made = results.find((r) => r.data?.createAgent)!.data.createAgent.id as string;
       const enrolled = (await enroll((await newKey(t, { agentId: made })).key)).data.enrollAgent;
       await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: enrolled.accessToken });
+      // The three sweeps below must race on an agent already silent for AGENT_OFFLINE_AFTER (1 s), so
+      // this waits for time itself, not for a condition (a sleep only ever lasts longer on a busy machine).
       await new Promise((r) => setTimeout(r, 1200));
       await Promise.all([app.kp.agentSweeper.runOnce(), second.kp.agentSweeper.runOnce(), app.kp.agentSweeper.runOnce()]);
+      // A background sweep holding the sweep lock meanwhile makes all three skip: sweep on until it is offline.
+      await sweepUntil("the agent to be swept offline", t, ["agent.offline"]);
       expect(await log(t, ["agent.offline"])).toHaveLength(1);
     } finally {
       await second.close();

@@ -305,7 +305,8 @@ describe("GET /audit/export", () => {
 
   it("waits for a slow reader (backpressure) and stops when the reader goes away", async () => {
     const url = new URL(`${app.url}/audit/export`);
-    // A reader that takes nothing for a while, then everything: the file is whole.
+    // A reader that takes nothing for a while, then everything: the file is whole. (The pause is the
+    // slow reader itself, not a wait for anything: on a busy machine it only lasts longer.)
     const slow = await new Promise<string>((resolve, reject) => {
       const req = httpRequest(url, { headers: { authorization: `Bearer ${tenant.tokens.admin}` } }, (res) => {
         res.pause();

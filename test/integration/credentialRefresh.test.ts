@@ -324,7 +324,11 @@ describe.skipIf(!onPostgres)("credential refresh: two processes, one database", 
     return { world, a, b, tenant, id };
   }
 
-  /** Waits until the stored token is due (expires within the window) again. */
+  /**
+   * Waits until the stored token is due (expires within the window) again: a wait for a time, computed
+   * from the token's expiry, not a guess. Only a sweep could observe "due", and the concurrent sweeps
+   * after it are what the test is about; a sleep only lasts longer on a busy machine.
+   */
   async function untilDue(app: TestApp, tenantId: string, id: string) {
     const { expiresAt } = await vault(app, tenantId, id);
     const dueAt = expiresAt!.getTime() - WINDOW_SECONDS * 1000 + 50;

@@ -161,6 +161,7 @@ describe("installation discovery", () => {
     expect(await rex.resolveInstallation({ repository })).toBe(installation.id);
     expect(await rex.resolveInstallation({ repository })).toBe(installation.id);
     expect(seen(from)).toHaveLength(6);
+    // Time itself is the subject: at least the 50 ms TTL must pass (a sleep only lasts longer on a busy machine).
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(await rex.resolveInstallation({ repository })).toBe(installation.id);
     expect(seen(from)).toHaveLength(7);

@@ -247,6 +247,9 @@ describe("refusals on the install endpoints", () => {
       const tenant = await shortLived.seedTenant();
       const started = await fetch(`${shortLived.url}/oauth/install/slack`, { redirect: "manual", headers: { authorization: `Bearer ${tenant.tokens.editor}` } });
       const consent = await fetch(started.headers.get("location")!, { redirect: "manual" });
+      // Time itself is the subject: the state must be older than OAUTH_STATE_TTL_SECONDS (1 s) when the
+      // callback arrives. Its only observer is the callback, which would complete the installation while
+      // the state is still valid, so this waits for time (a sleep only lasts longer on a busy machine).
       await new Promise((r) => setTimeout(r, 1200));
       const late = await fetch(consent.headers.get("location")!, { redirect: "manual" });
       expect(late.status).toBe(400);

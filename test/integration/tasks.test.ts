@@ -5,11 +5,13 @@ import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rebuildProjections } from "../../src/app/rebuildProjections.ts";
 import { taskNotifier } from "../../src/app/tasks/taskNotifier.ts";
+import { AGENT_TASKS_POLL_MS } from "../../src/app/tasks/watchAgentTasks.ts";
 import { timeOutTasks } from "../../src/app/tasks/timeOutTasks.ts";
 import { openDatabase, withPlatform, type DatabaseHandle } from "../../src/store/db.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { onPostgres } from "../testkit/testDatabase.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 
 // Tasks: an editor dispatches work to one agent; the agent receives it (subscription or polling),
 // claims it once, reports progress and finishes it; the deadline times it out. Agents are created and
@@ -90,7 +92,15 @@ async function auditOf(taskId: string, t: SeededTenant = tenant) {
   return ok(res).auditLog.edges.map((e: any) => e.node);
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * Until the clock is past `deadlineAt` (an ISO time the server computed from the same clock): what
+ * the server does at the deadline is then asserted once. Polling the API for the outcome instead would
+ * let the background sweep (every AGENT_SWEEP_INTERVAL_SECONDS) hide a missing check.
+ */
+const pastDeadline = (...tasks: Array<{ deadlineAt: string }>) => {
+  const deadline = Math.max(...tasks.map((t) => Date.parse(t.deadlineAt)));
+  return waitFor(`the clock to pass the deadline ${new Date(deadline).toISOString()}`, () => Date.now() > deadline, deadline - Date.now() + 15_000);
+};
 
 describe("a task's life", () => {
   it("dispatch -> the agent polls it -> claim -> progress -> complete: each step an event, the task shows the result", async () => {
@@ -170,7 +180,7 @@ describe("timeouts", () => {
     ok(await app.gql(CLAIM, { id: claimedOne.id }, { token: agentA.token }));
     const pendingOne = await dispatched(agentA.agentId, { timeoutSeconds: 1 });
     const patient = await dispatched(agentA.agentId, { timeoutSeconds: 300 });
-    await sleep(1200);
+    await pastDeadline(claimedOne, pendingOne);
 
     // Past its deadline, a pending task is no longer offered, even before a sweep.
     const offered = ok(await app.gql(PENDING, { first: 100 }, { token: agentA.token })).pendingTasks.map((t: any) => t.id);
@@ -202,7 +212,7 @@ describe("timeouts", () => {
   it("an agent that acts after the deadline, before any sweep, gets CONFLICT and the timeout is recorded on the spot", async () => {
     const task = await dispatched(agentA.agentId, { timeoutSeconds: 1 });
     ok(await app.gql(CLAIM, { id: task.id }, { token: agentA.token }));
-    await sleep(1200);
+    await pastDeadline(task);
     const late = await app.gql(COMPLETE, { id: task.id, result: { too: "late" } }, { token: agentA.token });
     expect(codeOf(late)).toEqual(["CONFLICT"]);
     expect(ok(await app.gql(TASK_BY_ID, { id: task.id }, { token: tenant.tokens.viewer })).task).toMatchObject({ status: "timed_out", result: null });
@@ -291,10 +301,12 @@ describe("who sees and does what", () => {
 describe("tasks for dashboards", () => {
   it("lists newest first with a keyset cursor, filtered by agent, status and kind", async () => {
     const agentId = await createAgent(tenant);
+    // Newest first is by dispatch time: each dispatch after the clock has moved past the one before.
+    const clockPast = (task: { dispatchedAt: string }) => waitFor(`the clock to pass ${task.dispatchedAt}`, () => Date.now() > Date.parse(task.dispatchedAt));
     const t1 = await dispatched(agentId, { kind: "deploy" });
-    await sleep(5);
+    await clockPast(t1);
     const t2 = await dispatched(agentId, { kind: "backup" });
-    await sleep(5);
+    await clockPast(t2);
     const t3 = await dispatched(agentId, { kind: "deploy" });
 
     const page1 = ok(await app.gql(TASKS, { filter: { agentId }, first: 2 }, { token: tenant.tokens.viewer })).tasks;
@@ -323,8 +335,6 @@ describe("tasks for dashboards", () => {
 interface Stream {
   /** The next result, or a failure after timeoutMs. */
   next(timeoutMs?: number): Promise<{ data?: any; errors?: Array<{ message: string; extensions?: Record<string, any> }> }>;
-  /** Every result that arrives within ms. */
-  drain(ms: number): Promise<Array<{ data?: any; errors?: any[] }>>;
   close(): void;
 }
 
@@ -392,22 +402,19 @@ function streamOf(queue: any[], waiters: Array<(value: any) => void>, close: () 
           };
           waiters.push(settle);
         });
-  return {
-    next,
-    async drain(ms) {
-      await sleep(ms);
-      return queue.splice(0);
-    },
-    close,
-  };
+  return { next, close };
 }
 
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(20);
-  }
+/** Until `count` agentTasks subscriptions of the agent are open in this process (the test's app). */
+const watching = (agent: EnrolledAgent, count: number) =>
+  waitFor(`${count} agentTasks subscription(s) of agent ${agent.agentId}`, () => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === count);
+
+/**
+ * A negative check made positive: `marker`, dispatched to the stream's agent after everything that
+ * must not arrive, is the next result. A repeat or another agent's task would arrive before it.
+ */
+async function nextIsOnly(stream: Stream, marker: { id: string }, timeoutMs?: number) {
+  expect((await stream.next(timeoutMs)).data?.agentTasks).toMatchObject({ id: marker.id });
 }
 
 describe("agentTasks", () => {
@@ -423,7 +430,7 @@ describe("agentTasks", () => {
     try {
       expect((await stream.next()).data.agentTasks).toEqual({ id: first.id, agentId: agent.agentId, kind: "first", payload: { n: 1 }, status: "pending" });
       expect((await stream.next()).data.agentTasks).toMatchObject({ id: second.id, kind: "second" });
-      await until(() => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === 1);
+      await watching(agent, 1);
 
       await dispatched(agentB.agentId, { kind: "not-yours" });
       const started = Date.now();
@@ -431,12 +438,15 @@ describe("agentTasks", () => {
       expect((await stream.next(1500)).data.agentTasks).toMatchObject({ id: third.id, kind: "third", status: "pending" });
       // Woken by the dispatch itself, not by the next poll.
       expect(Date.now() - started).toBeLessThan(1500);
-      // Nothing else: no repeat, no other agent's task, across a poll.
-      expect(await stream.drain(2500)).toEqual([]);
+      // Nothing else: no repeat, no other agent's task, across a poll. The poll runs on time alone
+      // (nothing observable says it ran), so this waits for its interval before the marker.
+      await new Promise((r) => setTimeout(r, AGENT_TASKS_POLL_MS + 500));
+      await dispatched(agentB.agentId, { kind: "not-yours" });
+      await nextIsOnly(stream, await dispatched(agent.agentId, { kind: "marker" }));
     } finally {
       stream.close();
     }
-    await until(() => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === 0);
+    await watching(agent, 0);
   });
 
   it("over SSE: refused to anyone but an enrolled agent", async () => {
@@ -463,15 +473,17 @@ describe("agentTasks", () => {
     const stream = ws(app, agent.token, AGENT_TASKS);
     try {
       expect((await stream.next()).data.agentTasks).toMatchObject({ id: waiting.id, kind: "waiting" });
-      await until(() => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === 1);
+      await watching(agent, 1);
       await dispatched(agentB.agentId, { kind: "not-yours" });
       const fresh = await dispatched(agent.agentId, { kind: "fresh" });
       expect((await stream.next(1500)).data.agentTasks).toMatchObject({ id: fresh.id, kind: "fresh" });
-      expect(await stream.drain(300)).toEqual([]);
+      // Nothing else: no repeat, no other agent's task.
+      await dispatched(agentB.agentId, { kind: "not-yours" });
+      await nextIsOnly(stream, await dispatched(agent.agentId, { kind: "marker" }));
     } finally {
       stream.close();
     }
-    await until(() => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === 0);
+    await watching(agent, 0);
   });
 });
 
@@ -491,12 +503,14 @@ describe.skipIf(!onPostgres)("agentTasks across two Keyplane processes on one Po
       const agent = await enroll(tenant);
       const stream = sse(app, agent.token, AGENT_TASKS);
       try {
-        await until(() => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === 1);
+        await watching(agent, 1);
         const editorB = await otherProcess.mintToken({ tenantId: tenant.tenantId, roles: ["editor"], subject: `editor-b@${tenant.tenantId}` });
-        const res = await otherProcess.gql(DISPATCH, { input: { agentId: agent.agentId, kind: "elsewhere" } }, { token: editorB });
-        const task = ok(res).dispatchTask;
+        const dispatchThroughB = async (kind: string) => ok(await otherProcess.gql(DISPATCH, { input: { agentId: agent.agentId, kind } }, { token: editorB })).dispatchTask;
+        const task = await dispatchThroughB("elsewhere");
         expect((await stream.next(4000)).data.agentTasks).toMatchObject({ id: task.id, kind: "elsewhere" });
-        expect(await stream.drain(2500)).toEqual([]);
+        // No repeat at a later poll: a second dispatch through the other process arrives only with a
+        // later poll, and nothing before it.
+        await nextIsOnly(stream, await dispatchThroughB("marker"), 4000 + AGENT_TASKS_POLL_MS);
       } finally {
         stream.close();
       }
