@@ -42,7 +42,9 @@ let agentB: EnrolledAgent;
 let foreignAgent: EnrolledAgent;
 
 beforeAll(async () => {
-  app = await createTestApp({ name: "tasks" });
+  // The suite runs the sweeps itself (timeOutTasks): a background one landing between a deadline and
+  // the test's own sweeps would take their work, and hide a missing check.
+  app = await createTestApp({ name: "tasks", env: { AGENT_SWEEP_INTERVAL_SECONDS: "3600" } });
   // Enterprise: this suite creates more agents than the free tier allows per day.
   tenant = await app.seedTenant({ tier: "enterprise" });
   other = await app.seedTenant();
@@ -498,7 +500,7 @@ async function secondPool(database: DatabaseHandle): Promise<DatabaseHandle> {
 describe.skipIf(!onPostgres)("agentTasks across two Keyplane processes on one PostgreSQL", () => {
   it("a task dispatched through the other process arrives with the next poll", async () => {
     const pool = await secondPool(app.database);
-    const otherProcess = await createTestApp({ database: pool, name: "tasks-process-b" });
+    const otherProcess = await createTestApp({ database: pool, name: "tasks-process-b", env: { AGENT_SWEEP_INTERVAL_SECONDS: "3600" } });
     try {
       const agent = await enroll(tenant);
       const stream = sse(app, agent.token, AGENT_TASKS);
