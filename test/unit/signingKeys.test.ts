@@ -19,7 +19,8 @@ describe("Keyplane's signing key", () => {
   });
 
   it("is never generated where processes share a database: the message says what to set", async () => {
-    await expect(loadSigningKeys({ dataDir: mkdtempSync(path.join(tmpdir(), "keyplane-keys-")), allowGenerate: false })).rejects.toThrow(/KEYPLANE_SIGNING_KEY is not set/);
+    const shared = path.join(dir, "shared");
+    await expect(loadSigningKeys({ dataDir: shared, allowGenerate: false })).rejects.toThrow(/KEYPLANE_SIGNING_KEY is not set/);
   });
 
   it("refuses a key that is not an EC P-256 private key, without printing it", async () => {
