@@ -729,7 +729,7 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
     expect(await auditLog(tenant.tokens.admin)).toEqual(logBefore);
   });
 
-  it("a body is remembered for the delivery window, then accepted again (and the expired hash is pruned)", async () => {
+  it("a body is remembered for the delivery window, then accepted again (and expired hashes are pruned)", async () => {
     const body = JSON.stringify(world.github.installationRepositoriesEvent(claimed.githubId, { added: ["window"] }));
     const delivery = (deliveryId: string) => ({ deliveryId, event: "installation_repositories", signature: sign(body), targetAppId: String(world.githubApp.appId), rawBody: Buffer.from(body) });
     expect(await handleGitHubWebhook(app.kp.deps, delivery(randomUUID()))).toMatchObject({ duplicate: false, tenantId: tenant.tenantId });
@@ -744,10 +744,11 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
     expect(outcome).toMatchObject({ duplicate: false, tenantId: tenant.tenantId, applied: ["installation.repositories_changed"] });
     expect(byDelivery(await auditLog(tenant.tokens.admin), afterWindow)).toHaveLength(1);
     expect((await payloadRows(body)).map((r) => r.delivery_id)).toEqual([afterWindow]);
-    // Other bodies whose window ended by then were deleted by that delivery.
+    // The periodic prune deletes the other bodies whose window had ended by then.
+    expect((await pruneInstallationState(later)).payloads).toBeGreaterThanOrEqual(1);
     const expired = await withPlatform(app.database.db, (trx) => sql<{ n: number }>`select count(*)::int as n from webhook_payloads where expires_at <= now() + ${`${WEBHOOK_PAYLOAD_MEMORY_SECONDS} seconds`}::interval`.execute(trx));
     expect(Number(expired.rows[0]!.n)).toBe(0);
-    // And the periodic prune drops a body whose window has ended even when no delivery comes.
+    // And, once its own window has ended, this body too, though no delivery came.
     const prunedLater = { ...app.kp.deps, now: () => new Date(Date.now() + (2 * WEBHOOK_PAYLOAD_MEMORY_SECONDS + 7200) * 1000) };
     expect((await pruneInstallationState(prunedLater)).payloads).toBeGreaterThanOrEqual(1);
     expect(await payloadRows(body)).toEqual([]);

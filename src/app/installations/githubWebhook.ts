@@ -62,7 +62,8 @@ const repoNames = (list: unknown): string[] =>
  * unsigned headers. So a delivery is deduplicated twice, in the transaction that appends its events:
  * on its delivery id (a redelivery), and on the SHA-256 of its body for WEBHOOK_PAYLOAD_MEMORY_SECONDS
  * (a captured body replayed under a new delivery id, or under another event's name). Both answer as a
- * duplicate and append nothing. And a body is only mapped as the event its header names when it has
+ * duplicate and append nothing; an expired body hash counts for nothing and is taken over, and
+ * pruneInstallationState deletes those nobody took over. And a body is only mapped as the event its header names when it has
  * that event's shape (an `installation` body of this app), so a signed body of another event that was
  * never seen here cannot be replayed as `installation` `deleted`.
  */
@@ -178,7 +179,6 @@ export async function handleGitHubWebhook(
     const first = await withPlatform(deps.db, (trx) => trx.selectFrom("webhook_deliveries").select("delivery_id").where("provider", "=", "github").where("delivery_id", "=", deliveryId).executeTakeFirst());
     if (!first) await recordRefusedDelivery(deps, "webhook-replayed", { deliveryId, event }, request);
   }
-  await pruneWebhookPayloads(deps, now);
   return { deliveryId: outcome.deliveryId, duplicate: outcome.duplicate, tenantId: outcome.tenantId, applied: outcome.applied };
 }
 
@@ -199,25 +199,6 @@ async function recordRefusedDelivery(deps: Pick<AppDeps, "security">, reason: st
     details: { deliveryId: details.deliveryId, event: details.event.slice(0, 60) },
     request,
   });
-}
-
-/**
- * Body hashes past their window, deleted a few at a time by the deliveries that follow (rows expire
- * about as fast as deliveries add them). Rows another delivery is deleting are skipped, not awaited;
- * a failure only leaves rows for the next one.
- */
-async function pruneWebhookPayloads(deps: Pick<AppDeps, "db" | "logger">, now: Date): Promise<void> {
-  try {
-    await withPlatform(deps.db, (trx) =>
-      sql`
-        delete from webhook_payloads
-        where (provider, payload_sha256) in (
-          select provider, payload_sha256 from webhook_payloads where expires_at <= ${now} order by expires_at limit 100 for update skip locked
-        )`.execute(trx),
-    );
-  } catch (error) {
-    deps.logger.warn({ err: error }, "could not prune expired webhook body hashes");
-  }
 }
 
 /**
