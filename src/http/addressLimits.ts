@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../logger.ts";
 import { rateLimitedError, rateLimitHeaders, type AddressPolicy, type RateLimits } from "../limits/rateLimits.ts";
+import { sendJson } from "./httpErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
-
-type Send = (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>) => void;
 
 /** The plain-HTTP endpoints counted per source address, by path. */
 export function addressPolicyOf(path: string): AddressPolicy | undefined {
@@ -17,7 +16,7 @@ export function addressPolicyOf(path: string): AddressPolicy | undefined {
  * answer, and over the limit a 429 (Retry-After, JSON error RATE_LIMITED). True when it may go on.
  * A failure of the limiter itself lets the request through (its store has an insurance limiter).
  */
-export async function admitAddress(limits: RateLimits, logger: Logger, policy: AddressPolicy, req: IncomingMessage, res: ServerResponse, send: Send): Promise<boolean> {
+export async function admitAddress(limits: RateLimits, logger: Logger, policy: AddressPolicy, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   let decision;
   try {
     decision = await limits.checkAddress(policy, requestMetaOf(null, req));
@@ -28,7 +27,7 @@ export async function admitAddress(limits: RateLimits, logger: Logger, policy: A
   const headers = rateLimitHeaders(decision.checks);
   if (decision.refused) {
     const error = rateLimitedError(decision.refused);
-    send(res, 429, { error: { code: error.code, message: error.message, ...error.extensions } }, headers);
+    sendJson(res, 429, { error: { code: error.code, message: error.message, ...error.extensions } }, headers);
     return false;
   }
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);

@@ -8,7 +8,7 @@ import { BadInputError, ForbiddenError, UnauthenticatedError } from "../errors.t
 import { rateLimitedError, rateLimitHeaders } from "../limits/rateLimits.ts";
 import { logContext } from "../logger.ts";
 import type { DatabaseHandle } from "../store/db.ts";
-import type { Send } from "./httpErrors.ts";
+import { sendJson } from "./httpErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
 // GET /audit/export: the caller's tenant log as a verifiable NDJSON or CSV file, streamed page by
@@ -18,7 +18,7 @@ import { requestMetaOf } from "./requestMeta.ts";
 
 const PARAMS = new Set(["from", "to", "fromSequence", "toSequence", "types", "format"]);
 
-export function auditExportRoute(deps: AppDeps, sendJson: Send, database: Pick<DatabaseHandle, "pool">) {
+export function auditExportRoute(deps: AppDeps, database: Pick<DatabaseHandle, "pool">) {
   async function serve(req: IncomingMessage, res: ServerResponse, query: URLSearchParams) {
     const meta = requestMetaOf(null, req);
     const actor = await authenticate(deps, req.headers.authorization, meta);

@@ -8,14 +8,14 @@ import { can } from "../auth/actor.ts";
 import { assertWellFormedInput, assertWellFormedQuery } from "../domain/wellFormedInput.ts";
 import { BadInputError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import { logContext } from "../logger.ts";
-import type { Send } from "./httpErrors.ts";
+import { sendJson } from "./httpErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
 // The browser-facing side of installations (redirects to and from the provider) and the provider's
 // webhooks. They are plain HTTP, beside /graphql; errors are JSON with the same stable codes
 // (src/http/httpErrors.ts, answered by the server's guard).
 
-export function installationRoutes(deps: AppDeps, sendJson: Send) {
+export function installationRoutes(deps: AppDeps) {
   const metaOf = (req: IncomingMessage) => requestMetaOf(null, req);
 
   async function install(req: IncomingMessage, res: ServerResponse, platform: string, query: URLSearchParams) {

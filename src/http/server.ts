@@ -17,8 +17,8 @@ import { attachGraphQLWebSocket } from "./websocket.ts";
 /** One HTTP server: /graphql (Yoga), health probes and the JWKS beside it. */
 export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Server {
   const yoga = createGraphQLServer(deps);
-  const installations = installationRoutes(deps, sendJson);
-  const auditExport = auditExportRoute(deps, sendJson, database);
+  const installations = installationRoutes(deps);
+  const auditExport = auditExportRoute(deps, database);
 
   const readiness = createReadinessCheck(database, deps.logger);
 
@@ -98,7 +98,7 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     // OAuth redirects and webhooks are public: counted per source address first.
     const addressPolicy = addressPolicyOf(path);
     if (addressPolicy && deps.limits.enabled) {
-      return admitAddress(deps.limits, deps.logger, addressPolicy, req, res, sendJson).then((admitted) => {
+      return admitAddress(deps.limits, deps.logger, addressPolicy, req, res).then((admitted) => {
         if (admitted) return installations(req, res, path, query) ?? sendJson(res, 404, { error: "not found" });
       });
     }
