@@ -6,11 +6,16 @@
  *      content + chain hash, insert, head update, inline projection), 8 writers, 100 tenants;
  *   B  the same number of plain autocommit INSERTs of an equal row (precomputed) into a bare
  *      table (primary key only: no other index, no trigger, no RLS), 8 writers.
- * Both are warmed up, then run alternately BENCH_ROUNDS times; the best run of each counts.
+ *   C  with CITUS_URL (a Citus coordinator, as Keyplane's role): A again, on Citus, in a schema of
+ *      its own that `migrate` distributes (append delegated to the worker holding the tenant).
+ * All are warmed up, then run alternately BENCH_ROUNDS times; the best run of each counts. Then the
+ * round trips of one append transaction are counted on each: the statements Keyplane sends, and on
+ * Citus the commands the coordinator sends on to the worker.
  * Target: A/B >= 0.5. Always exits 0 once measured (a benchmark, not a test); 2 without DATABASE_URL.
  *
- * Environment: DATABASE_URL (required), BENCH_APPENDS (default 20000), BENCH_WRITERS (default 8),
- * BENCH_TENANTS (default 100), BENCH_ROUNDS (default 2), BENCH_WARMUP (default 1000).
+ * Environment: DATABASE_URL (required), CITUS_URL (optional), BENCH_APPENDS (default 20000),
+ * BENCH_WRITERS (default 8), BENCH_TENANTS (default 100), BENCH_ROUNDS (default 2), BENCH_WARMUP
+ * (default 1000).
  */
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
@@ -23,7 +28,8 @@ import { appendEvents } from "../src/store/events/appendEvents.ts";
 import { chainHash, contentHash, genesisHash } from "../src/store/events/hashing.ts";
 import type { EventMetadata } from "../src/store/events/types.ts";
 import { migrateToLatest } from "../src/store/migrate.ts";
-import { createBenchDatabase, type BenchDatabase } from "./benchDatabase.ts";
+import { createBenchDatabase, createBenchSchema, type BenchDatabase } from "./benchDatabase.ts";
+import { countingHandle } from "./roundTrips.ts";
 
 const url = process.env.DATABASE_URL;
 if (!url) {
@@ -31,6 +37,7 @@ if (!url) {
   process.exit(2);
 }
 const serverUrl: string = url;
+const citusUrl = process.env.CITUS_URL;
 
 const intEnv = (name: string, fallback: number, min = 1): number => {
   const raw = process.env[name];
@@ -117,9 +124,36 @@ function plainJob(db: Db, rows: PlainRow[]) {
 
 const fmtRate = (n: number) => Math.round(n).toLocaleString("en-US");
 
+/** A migrated store with the bench's tenants, ready for appends. */
+async function prepare(handle: DatabaseHandle): Promise<void> {
+  await migrateToLatest(handle);
+  const actor = systemActor("bench:append");
+  for (const id of tenantIds) {
+    if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+    await createTenant({ db: handle.db }, actor, { id, name: `Bench ${id}`, tier: "free" });
+  }
+}
+
+/** Statements Keyplane sends, and commands the coordinator sends on to workers, per append transaction (mean of 20). */
+async function roundTripsPerAppend(url: string, options: { schema?: string; citus?: boolean }): Promise<{ statements: number; workerCommands: number }> {
+  const counting = await countingHandle(url, options);
+  try {
+    const inputs = appendInputs(20);
+    const job = appendJob(counting.handle.db, inputs);
+    const cost = await counting.measure(async () => {
+      for (let i = 0; i < inputs.length; i++) await job(i);
+    });
+    return { statements: cost.statements / inputs.length, workerCommands: cost.workerCommands / inputs.length };
+  } finally {
+    await counting.handle.close();
+  }
+}
+
 async function main(): Promise<void> {
   let handle: DatabaseHandle | undefined;
   let scratch: BenchDatabase | undefined;
+  let citus: DatabaseHandle | undefined;
+  let citusScratch: (BenchDatabase & { schema: string }) | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     interrupted = signal;
     console.error(`\n${signal}: stopping, then dropping the scratch database`);
@@ -131,26 +165,27 @@ async function main(): Promise<void> {
     scratch = await createBenchDatabase("append", serverUrl);
     handle = await openDatabase({ url: scratch.url, poolMax: WRITERS + 2 });
     const db = handle.db;
-    await migrateToLatest(handle);
+    await prepare(handle);
+    if (citusUrl) {
+      citusScratch = await createBenchSchema("append", citusUrl);
+      citus = await openDatabase({ url: citusUrl, schema: citusScratch.schema, poolMax: WRITERS + 2 });
+      await prepare(citus);
+    }
     // Same columns, types and defaults as events; primary key only (LIKE copies no index, trigger or policy).
     await sql`create table bench_plain (like events including defaults, primary key (tenant_id, tenant_seq))`.execute(db);
 
     const { rows: info } = await sql<{ version: string; sync: string }>`select current_setting('server_version') as version, current_setting('synchronous_commit') as sync`.execute(db);
     console.log(`bench:append  PostgreSQL ${info[0]!.version} (synchronous_commit=${info[0]!.sync}), database ${new URL(scratch.url).pathname.slice(1)}`);
-    console.log(`  ${APPENDS} events per run, ${WRITERS} writers, ${TENANTS} tenants, ${ROUNDS} rounds of A/B, warm-up ${WARMUP}\n`);
-
-    const actor = systemActor("bench:append");
-    for (const id of tenantIds) {
-      if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-      await createTenant({ db }, actor, { id, name: `Bench ${id}`, tier: "free" });
-    }
+    if (citus) console.log(`  C on Citus at ${new URL(citusUrl!).host}, schema ${citusScratch!.schema}`);
+    console.log(`  ${APPENDS} events per run, ${WRITERS} writers, ${TENANTS} tenants, ${ROUNDS} rounds of A/B${citus ? "/C" : ""}, warm-up ${WARMUP}\n`);
 
     if (WARMUP > 0) {
       await drive(WARMUP, WRITERS, appendJob(db, appendInputs(WARMUP)));
       await drive(WARMUP, WRITERS, plainJob(db, plainRows(WARMUP)));
+      if (citus) await drive(WARMUP, WRITERS, appendJob(citus.db, appendInputs(WARMUP)));
     }
 
-    const results = { A: [] as number[], B: [] as number[] };
+    const results = { A: [] as number[], B: [] as number[], C: [] as number[] };
     for (let round = 1; round <= ROUNDS; round++) {
       const inputs = appendInputs(APPENDS);
       const a = await drive(APPENDS, WRITERS, appendJob(db, inputs));
@@ -158,7 +193,13 @@ async function main(): Promise<void> {
       const rows = plainRows(APPENDS);
       const b = await drive(APPENDS, WRITERS, plainJob(db, rows));
       results.B.push(b.rate);
-      console.log(`  round ${round}: A ${fmtRate(a.rate)} events/s (${a.seconds.toFixed(2)} s)   B ${fmtRate(b.rate)} rows/s (${b.seconds.toFixed(2)} s)   A/B ${(a.rate / b.rate).toFixed(3)}`);
+      let cLine = "";
+      if (citus) {
+        const c = await drive(APPENDS, WRITERS, appendJob(citus.db, appendInputs(APPENDS)));
+        results.C.push(c.rate);
+        cLine = `   C ${fmtRate(c.rate)} events/s (${c.seconds.toFixed(2)} s)   C/A ${(c.rate / a.rate).toFixed(3)}`;
+      }
+      console.log(`  round ${round}: A ${fmtRate(a.rate)} events/s (${a.seconds.toFixed(2)} s)   B ${fmtRate(b.rate)} rows/s (${b.seconds.toFixed(2)} s)   A/B ${(a.rate / b.rate).toFixed(3)}${cLine}`);
     }
 
     const { rows: counts } = await sql<{ n: number }>`select count(*)::int as n from events where event_type = 'access_token.issued'`.execute(db);
@@ -174,6 +215,19 @@ async function main(): Promise<void> {
       ["ratio A/B", ratio.toFixed(3)],
       ["target", `>= ${TARGET}  ${ratio >= TARGET ? "PASS" : "BELOW TARGET"}`],
     ];
+    const pgTrips = await roundTripsPerAppend(scratch.url, {});
+    rows.push(["A round trips per append transaction", `${pgTrips.statements.toFixed(1)} statements`]);
+    if (citus) {
+      const bestC = Math.max(...results.C);
+      const citusTrips = await roundTripsPerAppend(citusUrl!, { schema: citusScratch!.schema, citus: true });
+      rows.push(
+        ["C appendEvents on Citus (2 nodes, shards on the worker)", `${fmtRate(bestC)} events/s`],
+        ["ratio C/A (Citus overhead)", (bestC / bestA).toFixed(3)],
+        ["ratio C/B", (bestC / bestB).toFixed(3)],
+        ["C round trips per append transaction", `${citusTrips.statements.toFixed(1)} statements`],
+        ["C coordinator -> worker commands per append transaction", citusTrips.workerCommands.toFixed(1)],
+      );
+    }
     const w0 = Math.max(...rows.map((r) => r[0].length));
     const w1 = Math.max(...rows.map((r) => r[1].length));
     const line = `  +${"-".repeat(w0 + 2)}+${"-".repeat(w1 + 2)}+`;
@@ -183,6 +237,8 @@ async function main(): Promise<void> {
   } finally {
     await handle?.close().catch(() => {});
     await scratch?.drop();
+    await citus?.close().catch(() => {});
+    await citusScratch?.drop();
   }
 }
 

@@ -20,6 +20,20 @@ export async function createBenchDatabase(bench: string, serverUrl: string): Pro
   };
 }
 
+/**
+ * A scratch schema of the bench's own in the database `url` points at, for a role that may not create
+ * databases (Keyplane's owner role on a Citus cluster); dropped with everything in it.
+ */
+export async function createBenchSchema(bench: string, url: string): Promise<BenchDatabase & { schema: string }> {
+  const schema = `kp_bench_${bench}_${randomBytes(4).toString("hex")}`;
+  await adminQuery(url, `create schema ${schema}`);
+  return {
+    url,
+    schema,
+    drop: () => adminQuery(url, `drop schema if exists ${schema} cascade`).catch((error) => console.error(`could not drop schema ${schema}:`, error)),
+  };
+}
+
 /** On DATABASE_URL's server when it is set; undefined when it is not (the bench runs on embedded PGlite). */
 export async function benchDatabaseFromEnv(bench: string): Promise<BenchDatabase | undefined> {
   const serverUrl = process.env.DATABASE_URL;

@@ -7,7 +7,8 @@ const PAGE = 1000;
 
 /**
  * Replays the whole log into empty read tables in one transaction: other processes keep reading the
- * old tables until it commits, then see the rebuilt ones.
+ * old tables until it commits, then see the rebuilt ones. Tenant by tenant, each in its own order
+ * (there is no order across tenants); read models spanning tenants are derived afterwards.
  */
 export async function rebuildProjections(db: Db, onProgress: (done: number, total: number) => void = () => {}): Promise<{ events: number }> {
   return withPlatform(db, async (trx) => {
@@ -18,20 +19,20 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
     const { count } = await trx.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("count")).executeTakeFirstOrThrow();
     const total = Number(count);
     let done = 0;
-    let cursor: number | undefined;
+    let cursor: { tenantId: string; seq: number } | undefined;
     onProgress(0, total);
     for (;;) {
       let q = trx.selectFrom("events").selectAll();
-      if (cursor !== undefined) q = q.where("global_position", ">", cursor);
-      // Global order: read models that span tenants (one owner per GitHub installation) see history as it happened.
-      const rows = await q.orderBy("global_position").limit(PAGE).execute();
+      if (cursor) q = q.where((eb) => eb.or([eb("tenant_id", ">", cursor!.tenantId), eb.and([eb("tenant_id", "=", cursor!.tenantId), eb("tenant_seq", ">", cursor!.seq)])]));
+      const rows = await q.orderBy("tenant_id").orderBy("tenant_seq").limit(PAGE).execute();
       if (rows.length === 0) break;
-      await applyProjections(trx, rows.map(rowToStoredEvent));
+      await applyProjections(trx, rows.map(rowToStoredEvent), true);
       done += rows.length;
       const last = rows[rows.length - 1]!;
-      cursor = Number(last.global_position);
+      cursor = { tenantId: last.tenant_id, seq: Number(last.tenant_seq) };
       onProgress(done, total);
     }
+    for (const projection of projections) await projection.deriveAfterReplay?.(trx);
     return { events: done };
   });
 }

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { CompiledQuery, type DatabaseConnection, type DatabaseIntrospector, type Dialect, type DialectAdapter, type Driver, type Kysely, type QueryCompiler, type TransactionSettings } from "kysely";
+import { CLEARED_SCOPE } from "./tenantScope.ts";
 
 // One transaction around a whole unit of work that is made of many (an idempotent mutation: its
 // claim, every transaction its use cases open, and its stored response commit together, or none of
@@ -22,9 +23,9 @@ interface Scope {
 
 const ambient = new AsyncLocalStorage<Scope>();
 const SAVEPOINT = "keyplane_nested";
-// A released savepoint keeps what its transaction set with set_config(…, true): the tenant (or the
-// platform) of one use case must not leak into the next one's queries.
-const RESET_SCOPE = CompiledQuery.raw("select set_config('keyplane.tenant_id', '', true), set_config('keyplane.platform', '', true)");
+// A released savepoint keeps what its transaction SET LOCAL: the tenant (or the platform) of one use
+// case must not leak into the next one's queries (on Citus, on every node: see tenantScope.ts).
+const RESET_SCOPE = CLEARED_SCOPE.map((statement) => CompiledQuery.raw(statement));
 
 const openScope = (): Scope | undefined => {
   const scope = ambient.getStore();
@@ -105,14 +106,14 @@ class ScopedDriver implements Driver {
     if (!scope) return this.inner.commitTransaction(connection);
     scope.nested--;
     await connection.executeQuery(CompiledQuery.raw(`release savepoint ${SAVEPOINT}`));
-    await connection.executeQuery(RESET_SCOPE);
+    for (const statement of RESET_SCOPE) await connection.executeQuery(statement);
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     const scope = this.lentFrom(connection);
     if (!scope) return this.inner.rollbackTransaction(connection);
     scope.nested--;
-    // Rolling back to a savepoint also undoes its set_config; the savepoint itself is then released.
+    // Rolling back to a savepoint also undoes its SET LOCAL; the savepoint itself is then released.
     await connection.executeQuery(CompiledQuery.raw(`rollback to savepoint ${SAVEPOINT}`));
     await connection.executeQuery(CompiledQuery.raw(`release savepoint ${SAVEPOINT}`));
   }

@@ -5,6 +5,8 @@ import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGliteDialect } from "kysely-pglite-dialect";
 import { withOneTransactionSupport } from "./ambientTransaction.ts";
+import { sendAppendNotices } from "./events/announceAppends.ts";
+import { CITUS_SESSION_OPTIONS, PLATFORM_SCOPE, tenantScope } from "./tenantScope.ts";
 import type { Database } from "./schema.ts";
 
 export type Db = Kysely<Database>;
@@ -68,14 +70,13 @@ const pgTypes = {
 
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
   if (options.url) {
-    const searchPath = options.schema ? { options: `-c search_path=${options.schema}` } : {};
     const pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolMax ?? 10,
       types: pgTypes,
       // While the database is unreachable a request waits this long at most, then answers UNAVAILABLE.
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-      ...searchPath,
+      options: sessionOptions(options),
     });
     // A connection the server drops is an 'error' event; unheard, it would end the process. pg-pool
     // listens only while a client is idle, so every client gets a listener of its own when it is
@@ -148,18 +149,31 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
  * Every tenant read and write goes through here.
  */
 export function withTenant<T>(db: Db, tenantId: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
-  return db.transaction().execute(async (trx) => {
-    await sql`select set_config('keyplane.tenant_id', ${tenantId}, true)`.execute(trx);
-    return fn(trx);
-  });
+  return scoped(db, tenantScope(tenantId), fn);
 }
 
 /** Runs fn in a transaction that may see every tenant: platform operators, rebuilds, sweeps. */
 export function withPlatform<T>(db: Db, fn: (trx: Tx) => Promise<T>): Promise<T> {
+  return scoped(db, PLATFORM_SCOPE, fn);
+}
+
+function scoped<T>(db: Db, scope: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
   return db.transaction().execute(async (trx) => {
-    await sql`select set_config('keyplane.platform', 'on', true)`.execute(trx);
-    return fn(trx);
+    await sql.raw(scope).execute(trx);
+    const result = await fn(trx);
+    await sendAppendNotices(trx);
+    return result;
   });
+}
+
+/**
+ * The startup options of every connection Keyplane opens: Citus' SET propagation (tenantScope.ts),
+ * the test schema when one is given, and whatever options the URL itself carries (pg would otherwise
+ * let the URL's replace these).
+ */
+function sessionOptions(options: DatabaseOptions): string {
+  const fromUrl = options.url ? new URL(options.url).searchParams.get("options") : null;
+  return [CITUS_SESSION_OPTIONS, options.schema ? `-c search_path=${options.schema}` : "", fromUrl ?? ""].filter(Boolean).join(" ");
 }
 
 const APPLIED_MIGRATIONS = "select name from kysely_migration order by name";
@@ -175,7 +189,7 @@ async function probePostgres(options: DatabaseOptions, timeoutMs: number): Promi
     connectionString: options.url,
     connectionTimeoutMillis: timeoutMs,
     query_timeout: timeoutMs,
-    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+    options: sessionOptions(options),
   });
   client.on("error", () => {}); // a connection lost while probing rejects the probe itself
   try {
@@ -198,7 +212,7 @@ async function listenOnPostgres(options: DatabaseOptions, channel: string, liste
   let delayMs = 250;
 
   async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString: options.url, ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}) });
+    const next = new pg.Client({ connectionString: options.url, options: sessionOptions(options) });
     next.on("notification", (message) => {
       if (message.channel === channel) listener.onNotify(message.payload ?? "");
     });

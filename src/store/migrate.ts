@@ -2,6 +2,8 @@ import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { Migrator, sql, type Migration, type MigrationProvider, type MigrationResultSet } from "kysely";
 import type { DatabaseHandle, Tx } from "./db.ts";
+import { distributeOnCitus } from "./citus.ts";
+import { PLATFORM_SCOPE } from "./tenantScope.ts";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("../../migrations/", import.meta.url));
 
@@ -17,7 +19,7 @@ class SqlFileMigrationProvider implements MigrationProvider {
       migrations[file.replace(/\.sql$/, "")] = {
         up: async (db) => {
           // Migrations see every tenant's rows (data migrations must not be filtered by RLS).
-          await sql`select set_config('keyplane.platform', 'on', true)`.execute(db);
+          await sql.raw(PLATFORM_SCOPE).execute(db);
           await this.handle.execScript(db as Tx, script);
         },
       };
@@ -38,13 +40,21 @@ async function migratorFor(handle: DatabaseHandle): Promise<Migrator> {
 
 export class MigrationError extends Error {}
 
+/**
+ * Applies the pending migrations, then on Citus places the tables not yet placed (citus.ts). Returns
+ * what it did: the migrations applied, then "citus <table>: <placement>" for each placement.
+ */
 export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]> {
   const { error, results } = await (await migratorFor(handle)).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";
     throw new MigrationError(`migration ${failed} failed: ${(error as Error).message}`);
   }
-  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+  const applied = (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+  const placed = await distributeOnCitus(handle).catch((cause: unknown) => {
+    throw new MigrationError(`distributing the tables on Citus failed: ${(cause as Error).message}`);
+  });
+  return [...applied, ...placed.map((p) => `citus ${p}`)];
 }
 
 /** The names of Keyplane's migrations (the files in migrations/), in order. */

@@ -14,7 +14,6 @@ export interface TenantHeadsTable {
 export interface EventsTable {
   tenant_id: string;
   tenant_seq: number;
-  global_position: Generated<number>;
   stream_type: string;
   stream_id: string;
   stream_version: number;
@@ -279,6 +278,26 @@ export interface TasksTable {
   version: number;
 }
 
+/** Lookup tables of keys unique across tenants (migrations/0012): each key names its tenant's row. */
+export interface GitHubInstallationOwnersTable {
+  external_id: string;
+  tenant_id: string;
+  installation_id: string;
+}
+
+export interface OAuthStateHashesTable {
+  state_hash: string;
+  tenant_id: string;
+  request_id: string;
+  expires_at: Timestamp;
+}
+
+export interface EnrollmentKeyPrefixesTable {
+  prefix: string;
+  tenant_id: string;
+  key_id: string;
+}
+
 export interface Database {
   tenant_heads: TenantHeadsTable;
   events: EventsTable;
@@ -300,8 +319,24 @@ export interface Database {
   agent_presence: AgentPresenceTable;
   enrollment_keys: EnrollmentKeysTable;
   tasks: TasksTable;
+  github_installation_owners: GitHubInstallationOwnersTable;
+  oauth_state_hashes: OAuthStateHashesTable;
+  enrollment_key_prefixes: EnrollmentKeyPrefixesTable;
 }
 
 /** Read tables rebuilt from the log by `keyplane projections rebuild`. */
-export const PROJECTED_TABLES = ["tenants", "access_tokens", "revoked_tokens", "sessions", "installations", "token_policies", "github_tokens", "agents", "enrollment_keys", "tasks"] as const;
+export const PROJECTED_TABLES = [
+  "tenants",
+  "access_tokens",
+  "revoked_tokens",
+  "sessions",
+  "installations",
+  "github_installation_owners",
+  "token_policies",
+  "github_tokens",
+  "agents",
+  "enrollment_keys",
+  "enrollment_key_prefixes",
+  "tasks",
+] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];

@@ -7,7 +7,7 @@ import { createKeyplane } from "../../src/main.ts";
 import { runKeyplane, runKeyplaneProcess, type CliResult } from "../testkit/keyplaneCli.ts";
 import { scratchDirectory } from "../testkit/scratch.ts";
 import { registerSecret, testLogger } from "../testkit/secrets.ts";
-import { adminQuery } from "../testkit/testDatabase.ts";
+import { createScratchDatabase } from "../testkit/testDatabase.ts";
 
 // keyplane audit export | verify | checkpoint, as an operator and an auditor run them: the export
 // reads the database directly, the verifier needs nothing but the file and Keyplane's JWKS.
@@ -34,11 +34,7 @@ const pglite: Backend = {
 const postgres: Backend = {
   name: "PostgreSQL",
   async setup() {
-    const base = process.env.TEST_DATABASE_URL!;
-    const schema = `kp_audit_cli_${randomBytes(6).toString("hex")}`;
-    await adminQuery(base, `create schema ${schema}`);
-    const url = new URL(base);
-    url.searchParams.set("options", `-c search_path=${schema}`);
+    const database = await createScratchDatabase("kp_audit_cli");
     const signingKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     registerSecret(signingKey);
     return {
@@ -46,12 +42,12 @@ const postgres: Backend = {
         NODE_ENV: "test",
         LOG_LEVEL: "warn",
         KEYPLANE_DATA_DIR: scratch.fresh(),
-        DATABASE_URL: url.toString(),
+        DATABASE_URL: database.url,
         KEYPLANE_MIGRATE_ON_START: "true",
         KEYPLANE_SIGNING_KEY: signingKey,
         KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}`,
       },
-      teardown: () => adminQuery(base, `drop schema ${schema} cascade`).then(() => {}),
+      teardown: () => database.drop(),
     };
   },
 };

@@ -10,7 +10,7 @@ import { loadConfig } from "../../src/config.ts";
 import { createKeyplane } from "../../src/main.ts";
 import { runKeyplane as keyplane, runKeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { registerSecret, testLogger } from "../testkit/secrets.ts";
-import { adminQuery } from "../testkit/testDatabase.ts";
+import { createScratchDatabase } from "../testkit/testDatabase.ts";
 
 const signingKeyPem = () => generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
@@ -45,19 +45,15 @@ const pglite: Backend = {
 const postgres: Backend = {
   name: "PostgreSQL",
   async setup() {
-    const base = process.env.TEST_DATABASE_URL!;
-    const schema = `kp_cli_${randomBytes(6).toString("hex")}`;
-    await adminQuery(base, `create schema ${schema}`);
-    const url = new URL(base);
-    url.searchParams.set("options", `-c search_path=${schema}`);
+    const database = await createScratchDatabase("kp_cli");
     const dataDir = tempDir("keyplane-cli-pg-");
     return {
       // Processes sharing a PostgreSQL must share one signing key: Keyplane will not generate one there.
-      env: { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, DATABASE_URL: url.toString(), KEYPLANE_SIGNING_KEY: signingKeyPem(), KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` },
+      env: { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, DATABASE_URL: database.url, KEYPLANE_SIGNING_KEY: signingKeyPem(), KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` },
       pendingAtStart: true,
       teardown: async () => {
         rmSync(dataDir, { recursive: true, force: true });
-        await adminQuery(base, `drop schema ${schema} cascade`);
+        await database.drop();
       },
     };
   },

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../testkit/providerWorld.ts";
 import { scratchDirectory } from "../testkit/scratch.ts";
 import { killServedProcesses, serveProcess } from "../testkit/servedProcess.ts";
-import { adminQuery } from "../testkit/testDatabase.ts";
+import { createScratchDatabase, type ScratchDatabase } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
 // Two real `keyplane serve` processes sharing their rate limits: through one Redis (each process
@@ -94,16 +94,13 @@ describe.skipIf(!hasRedis)("two processes on one Redis", () => {
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("two processes on one PostgreSQL (no Redis)", () => {
   let url: string;
-  let name: string;
+  let database: ScratchDatabase | undefined;
   beforeAll(async () => {
-    name = `kp_limits_e2e_${randomBytes(5).toString("hex")}`;
-    await adminQuery(process.env.TEST_DATABASE_URL!, `create database ${name}`);
-    const target = new URL(process.env.TEST_DATABASE_URL!);
-    target.pathname = `/${name}`;
-    url = target.toString();
+    database = await createScratchDatabase("kp_limits_e2e");
+    url = database.url;
   });
   afterAll(async () => {
-    await adminQuery(process.env.TEST_DATABASE_URL!, `drop database if exists ${name} with (force)`);
+    await database?.drop();
   });
 
   it("accept together exactly the tier's quota per window", async () => {

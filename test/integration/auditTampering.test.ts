@@ -12,11 +12,12 @@ import { parseCsvRecord, readExportRecords } from "../../src/audit/readExportFil
 import { verifyAuditRecords, type ProblemKind } from "../../src/audit/verifyAuditRecords.ts";
 import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
 import { AccessDenied } from "../../src/domain/security/events.ts";
-import { withPlatform, withTenant } from "../../src/store/db.ts";
+import { openDatabase, withPlatform, withTenant } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
 import { chainHash, contentHash } from "../../src/store/events/hashing.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type TestApp } from "../testkit/testApp.ts";
+import { adminUrlOf, onCitus } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
 // Tampering, as an insider would: with an export file in hand, and with the database rows
@@ -77,12 +78,23 @@ async function expectLogProblem(token: string, kind: ProblemKind, sequence: numb
   expect({ ok, kind: problem?.kind, sequence: problem?.sequence }, problem?.message).toEqual({ ok: false, kind: kind.toUpperCase().replace(/-/g, "_"), sequence });
 }
 
-/** Rewrites rows as a superuser would: triggers (the append-only guard) off for the transaction. */
-const tamper = (statements: (trx: Parameters<Parameters<typeof withPlatform>[1]>[0]) => Promise<unknown>) =>
-  withPlatform(app.database.db, async (trx) => {
-    await sql`set local session_replication_role = replica`.execute(trx);
-    await statements(trx);
-  });
+/**
+ * Rewrites rows as a superuser would: triggers (the append-only guard) off for the transaction. On
+ * Citus over a superuser connection of its own (Keyplane's role may not turn triggers off), whose SET
+ * LOCAL reaches the worker holding the rows.
+ */
+const tamper = async (statements: (trx: Parameters<Parameters<typeof withPlatform>[1]>[0]) => Promise<unknown>) => {
+  const { rows } = await sql<{ name: string }>`select current_database() as name`.execute(app.database.db);
+  const superuser = onCitus ? await openDatabase({ url: adminUrlOf(rows[0]!.name), poolMax: 1 }) : app.database;
+  try {
+    await withPlatform(superuser.db, async (trx) => {
+      await sql`set local session_replication_role = replica`.execute(trx);
+      await statements(trx);
+    });
+  } finally {
+    if (superuser !== app.database) await superuser.close();
+  }
+};
 
 const lineIndex = (lines: string[], kind: string, sequence: number) => lines.findIndex((l) => l.startsWith(`{"kind":"${kind}","sequence":${sequence},`));
 
@@ -343,7 +355,7 @@ describe("tampering with the rows in the database", () => {
       await tamper((trx) =>
         column === "kid"
           ? sql`update audit_checkpoints set kid = 'mallory' where tenant_id = ${tenantId} and tenant_seq = 20`.execute(trx)
-          : sql`update audit_checkpoints set signed_at = signed_at - interval '1 day' where tenant_id = ${tenantId} and tenant_seq = 20`.execute(trx),
+          : sql`update audit_checkpoints set signed_at = '2020-01-01T00:00:00Z' where tenant_id = ${tenantId} and tenant_seq = 20`.execute(trx),
       );
       await expectLogProblem(admin, "checkpoint-signature", 20);
       await expectFileProblem(await exportText(admin), "checkpoint-signature", 20);

@@ -81,7 +81,7 @@ async function forge(claims: JWTPayload, options: { key?: KeyObject | Uint8Array
 /** Every event whose metadata carries this request id, as stored (all tenants). */
 async function eventsOfRequest(requestId: string): Promise<EventRow[]> {
   return withPlatform(app.database.db, (trx) =>
-    trx.selectFrom("events").selectAll().where(sql<string>`metadata->>'requestId'`, "=", requestId).orderBy("global_position").execute(),
+    trx.selectFrom("events").selectAll().where(sql<string>`metadata->>'requestId'`, "=", requestId).orderBy("tenant_id").orderBy("tenant_seq").execute(),
   );
 }
 

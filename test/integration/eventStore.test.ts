@@ -12,7 +12,7 @@ import { rowToStoredEvent } from "../../src/store/events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../../src/store/events/types.ts";
 import { eventRecordOf } from "../../src/store/audit/readLogRecords.ts";
 import { verifyAuditRecords } from "../../src/audit/verifyAuditRecords.ts";
-import { createTestDatabase, onPostgres } from "../testkit/testDatabase.ts";
+import { createTestDatabase, onCitus, onPostgres } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
 const metadata = eventMetadata(systemActor("event-store-test"), { requestId: "req-1" });
@@ -117,9 +117,11 @@ describe("event store", () => {
       return events[0]!.sequence;
     });
     if (onPostgres) {
-      // The second append's transaction is seen waiting on a lock (the head row the first one holds).
+      // The second append's transaction is seen waiting on a lock (the head row the first one holds),
+      // on Citus on the worker holding the tenant: citus_stat_activity sees every node.
+      const activity = sql.raw(onCitus ? "citus_stat_activity" : "pg_stat_activity");
       await waitFor("the second append to wait on a lock", async () => {
-        const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(database.db);
+        const { rows } = await sql<{ n: number }>`select count(*)::int as n from ${activity} where datname = current_database() and wait_event_type = 'Lock'`.execute(database.db);
         return rows[0]!.n > 0;
       });
     } else {

@@ -191,7 +191,7 @@ async function unclaimedRow(githubId: number) {
 /** Events (any tenant) recorded for this request id. */
 async function eventsOfRequest(requestId: string): Promise<EventRow[]> {
   return withPlatform(app.database.db, (trx) =>
-    trx.selectFrom("events").selectAll().where(sql<string>`metadata->>'requestId'`, "=", requestId).orderBy("global_position").execute(),
+    trx.selectFrom("events").selectAll().where(sql<string>`metadata->>'requestId'`, "=", requestId).orderBy("tenant_id").orderBy("tenant_seq").execute(),
   );
 }
 const json = (value: unknown): Record<string, any> => (typeof value === "string" ? JSON.parse(value) : value) as Record<string, any>;

@@ -113,7 +113,7 @@ function rawSocket(url: string, options: { protocol?: string | null; autoPong?: 
 
 async function eventsOfRequest(requestId: string): Promise<Array<Selectable<EventsTable>>> {
   return withPlatform(app.database.db, (trx) =>
-    trx.selectFrom("events").selectAll().where(sql<string>`metadata->>'requestId'`, "=", requestId).orderBy("global_position").execute(),
+    trx.selectFrom("events").selectAll().where(sql<string>`metadata->>'requestId'`, "=", requestId).orderBy("tenant_id").orderBy("tenant_seq").execute(),
   );
 }
 const json = (value: unknown): Record<string, any> => (typeof value === "string" ? JSON.parse(value) : (value as Record<string, any>));

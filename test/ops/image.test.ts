@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../testkit/providerWorld.ts";
-import { adminQuery, onPostgres } from "../testkit/testDatabase.ts";
+import { createScratchDatabase, onPostgres, type ScratchDatabase } from "../testkit/testDatabase.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 import { ROOT, execForm, readDockerfile, type DockerStage } from "./opsFiles.ts";
@@ -176,9 +176,9 @@ describe("the image (ops/Dockerfile) as built and run", () => {
 
     // On PostgreSQL (TEST_DATABASE_URL) as in production: a database of its own, `migrate` first, then `serve`;
     // otherwise on the embedded database in the volume, which `serve` migrates.
-    let database: string | undefined;
+    let database: ScratchDatabase | undefined;
     afterAll(async () => {
-      if (database) await adminQuery(process.env.TEST_DATABASE_URL!, `drop database if exists ${database} with (force)`);
+      await database?.drop();
     });
 
     it("serves: /healthz, the HEALTHCHECK, readiness, metrics and a first GraphQL answer; runs agent run and github-token against it; stops cleanly; migrate and help run too", async () => {
@@ -199,11 +199,8 @@ describe("the image (ops/Dockerfile) as built and run", () => {
       expect(env.NODE_ENV).toBe("production");
       const run = (args: string[]) => spawnSync(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), ...args], { cwd: layout.volume, env, encoding: "utf8", ...user, timeout: 60_000 });
       if (onPostgres) {
-        database = `kp_image_${randomBytes(5).toString("hex")}`;
-        await adminQuery(process.env.TEST_DATABASE_URL!, `create database ${database}`);
-        const url = new URL(process.env.TEST_DATABASE_URL!);
-        url.pathname = `/${database}`;
-        Object.assign(env, { DATABASE_URL: url.toString() });
+        database = await createScratchDatabase("kp_image");
+        Object.assign(env, { DATABASE_URL: database.url });
         const first = run(["migrate"]);
         expect(first.status, first.stderr).toBe(0);
         expect(first.stdout + first.stderr).toMatch(/applied/);

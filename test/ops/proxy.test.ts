@@ -8,7 +8,7 @@ import { subscribeEvents } from "../testkit/eventSubscriber.ts";
 import { freePort } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { serveProcess, type Served } from "../testkit/servedProcess.ts";
-import { adminQuery, onPostgres } from "../testkit/testDatabase.ts";
+import { createScratchDatabase, onPostgres, type ScratchDatabase } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 import { ROOT } from "./opsFiles.ts";
 
@@ -21,7 +21,7 @@ if (!hasNginx) console.warn("nginx is not installed: test/ops/proxy.test.ts (the
 
 describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane.conf) in front of two replicas", () => {
   let dir: string;
-  let database: string;
+  let database: ScratchDatabase | undefined;
   let replicas: Served[] = [];
   let nginx: ChildProcess | undefined;
   let proxy: string;
@@ -29,14 +29,11 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "keyplane-proxy-"));
-    database = `kp_proxy_${randomBytes(5).toString("hex")}`;
-    await adminQuery(process.env.TEST_DATABASE_URL!, `create database ${database}`);
-    const url = new URL(process.env.TEST_DATABASE_URL!);
-    url.pathname = `/${database}`;
+    database = await createScratchDatabase("kp_proxy");
     const keyring = `k1:${randomBytes(32).toString("base64")}`;
     registerSecret(keyring);
     const env = {
-      DATABASE_URL: url.toString(),
+      DATABASE_URL: database.url,
       KEYPLANE_SIGNING_KEY: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
       KEYPLANE_ENCRYPTION_KEYS: keyring,
       TRUSTED_PROXIES: "127.0.0.1",
@@ -86,7 +83,7 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
       await new Promise((r) => nginx!.once("exit", r));
     }
     await Promise.all(replicas.map((r) => r.stop()));
-    if (database) await adminQuery(process.env.TEST_DATABASE_URL!, `drop database if exists ${database} with (force)`);
+    await database?.drop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

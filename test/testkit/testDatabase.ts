@@ -7,6 +7,71 @@ import { releaseMemory } from "./memory.ts";
 export const onPostgres = Boolean(process.env.TEST_DATABASE_URL);
 
 /**
+ * TEST_CITUS_WORKERS ("host:port,…") says that TEST_DATABASE_URL is a Citus coordinator with these
+ * workers; TEST_ADMIN_DATABASE_URL is then a superuser URL of the coordinator (creating a database and
+ * the citus extension needs one), while TEST_DATABASE_URL names the role Keyplane connects as.
+ */
+export const citusWorkers = (process.env.TEST_CITUS_WORKERS ?? "").split(",").filter(Boolean);
+export const onCitus = onPostgres && citusWorkers.length > 0;
+
+export interface ScratchDatabase {
+  name: string;
+  /** As Keyplane connects (TEST_DATABASE_URL's role). */
+  url: string;
+  /** As a superuser, for what a test inspects behind row-level security. */
+  adminUrl: string;
+  drop(): Promise<void>;
+}
+
+const withDatabase = (base: string, name: string): string => {
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return url.toString();
+};
+
+/** A superuser URL of the test database `name` (TEST_ADMIN_DATABASE_URL's role, else TEST_DATABASE_URL's). */
+export const adminUrlOf = (name: string): string => withDatabase(process.env.TEST_ADMIN_DATABASE_URL ?? process.env.TEST_DATABASE_URL!, name);
+
+/**
+ * A new, empty database (not migrated) in the PostgreSQL of TEST_DATABASE_URL, owned by its role. On
+ * Citus it exists on the coordinator and every worker, with the extension and the workers registered,
+ * so the tables Keyplane distributes have their shards on the workers.
+ */
+export async function createScratchDatabase(prefix = "kp_test"): Promise<ScratchDatabase> {
+  const base = process.env.TEST_DATABASE_URL!;
+  const admin = process.env.TEST_ADMIN_DATABASE_URL ?? base;
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  const owner = decodeURIComponent(new URL(base).username) || "postgres";
+  const nodes = [admin, ...citusWorkers.map((worker) => Object.assign(new URL(admin), { host: worker }).toString())];
+  const drop = async () => {
+    for (const node of onCitus ? nodes : [admin]) await adminQuery(node, `drop database if exists ${name} with (force)`);
+  };
+  if (!onCitus) {
+    await adminQuery(admin, `create database ${name} owner "${owner}"`);
+    return { name, url: withDatabase(base, name), adminUrl: adminUrlOf(name), drop };
+  }
+  try {
+    for (const node of nodes) {
+      await adminQuery(node, `create database ${name} owner "${owner}"`);
+      await adminQuery(withDatabase(node, name), "create extension citus");
+    }
+    const coordinator = new URL(admin);
+    const placement = [`select citus_set_coordinator_host('${coordinator.hostname}', ${Number(coordinator.port || 5432)})`];
+    for (const worker of citusWorkers) {
+      const [host, port] = worker.split(":");
+      placement.push(`select citus_add_node('${host}', ${Number(port || 5432)})`);
+    }
+    // Fewer shards than production's 32: each suite distributes every table afresh.
+    placement.push(`alter database ${name} set citus.shard_count = 4`);
+    for (const statement of placement) await adminQuery(withDatabase(admin, name), statement);
+  } catch (error) {
+    await drop().catch(() => {});
+    throw error;
+  }
+  return { name, url: withDatabase(base, name), adminUrl: adminUrlOf(name), drop };
+}
+
+/**
  * A migrated database for one suite: in-memory PGlite by default, or a fresh database in the
  * PostgreSQL of TEST_DATABASE_URL, dropped again on close, so runs never collide. A database, not a
  * schema: kysely's migrator introspects every schema of its database, and a schema another suite
@@ -16,16 +81,13 @@ export async function createTestDatabase(options: { migrate?: boolean } = {}): P
   const url = process.env.TEST_DATABASE_URL;
   let handle: DatabaseHandle & { schema?: string };
   if (url) {
-    const name = `kp_test_${randomBytes(6).toString("hex")}`;
-    await adminQuery(url, `create database ${name}`);
-    const own = new URL(url);
-    own.pathname = `/${name}`;
-    const inner = await openDatabase({ url: own.toString(), poolMax: 12 });
+    const scratch = await createScratchDatabase();
+    const inner = await openDatabase({ url: scratch.url, poolMax: 12 });
     handle = {
       ...inner,
       close: async () => {
         await inner.close();
-        await adminQuery(url, `drop database ${name} with (force)`);
+        await scratch.drop();
       },
     };
   } else {

@@ -2,12 +2,11 @@ import { DomainError } from "../../errors.ts";
 import type { Logger } from "../../logger.ts";
 import type { Metrics } from "../../metrics.ts";
 import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../../store/db.ts";
+import { EVENTS_CHANNEL } from "../../store/events/announceAppends.ts";
 import { rowToStoredEvent } from "../../store/events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import { abortableStream, Bell } from "../abortableStream.ts";
 
-/** The NOTIFY channel of migrations/0010: payload "<tenant id> <last sequence>". */
-export const EVENTS_CHANNEL = "keyplane_events";
 
 export interface EventFeedOptions {
   /** Fallback poll: how often the heads of watched tenants are compared with what was read. */

@@ -36,10 +36,19 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
   // Of two callbacks racing with one state, one marks it consumed; a replay finds it marked.
   const stateHash = hashState(state);
   const consumed = await withPlatform(deps.db, async (trx) => {
-    const row = await trx.selectFrom("oauth_states").selectAll().where("state_hash", "=", stateHash).where("consumed_at", "is", null).forUpdate().executeTakeFirst();
+    const known = await trx.selectFrom("oauth_state_hashes").select(["tenant_id", "request_id"]).where("state_hash", "=", stateHash).executeTakeFirst();
+    if (!known) return { replayOf: undefined };
+    const row = await trx
+      .selectFrom("oauth_states")
+      .selectAll()
+      .where("tenant_id", "=", known.tenant_id)
+      .where("request_id", "=", known.request_id)
+      .where("consumed_at", "is", null)
+      .forUpdate()
+      .executeTakeFirst();
     // A consumed state keeps only what tells a replay apart: the verifier goes with the first use.
     if (row) await trx.updateTable("oauth_states").set({ consumed_at: deps.now(), code_verifier: null, key_id: null }).where("tenant_id", "=", row.tenant_id).where("request_id", "=", row.request_id).execute();
-    return row ?? { replayOf: await trx.selectFrom("oauth_states").select("tenant_id").where("state_hash", "=", stateHash).executeTakeFirst() };
+    return row ?? { replayOf: known };
   });
   if ("replayOf" in consumed) {
     if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start the installation again");

@@ -49,10 +49,19 @@ export async function rotateEncryptionKeys(
     }
   }
   // Pending OAuth states live ten minutes; their PKCE verifiers move too, without events (no installation yet).
+  // Found across tenants, then each locked by its key (on Citus a lock is taken on one shard at a time).
   const oauthStates = await withPlatform(deps.db, async (trx) => {
-    const rows = await trx.selectFrom("oauth_states").select(["tenant_id", "request_id", "code_verifier"]).where("key_id", "<>", current).forUpdate().execute();
-    for (const row of rows) {
-      if (!row.code_verifier) continue;
+    const pending = await trx.selectFrom("oauth_states").select(["tenant_id", "request_id"]).where("key_id", "<>", current).execute();
+    for (const { tenant_id, request_id } of pending) {
+      const row = await trx
+        .selectFrom("oauth_states")
+        .select(["tenant_id", "request_id", "code_verifier"])
+        .where("tenant_id", "=", tenant_id)
+        .where("request_id", "=", request_id)
+        .where("key_id", "<>", current)
+        .forUpdate()
+        .executeTakeFirst();
+      if (!row?.code_verifier) continue;
       const verifier = deps.keyring.decrypt(row.code_verifier, stateAad(row.request_id));
       await trx
         .updateTable("oauth_states")
@@ -61,7 +70,7 @@ export async function rotateEncryptionKeys(
         .where("request_id", "=", row.request_id)
         .execute();
     }
-    return rows.length;
+    return pending.length;
   });
   return { installations: done, oauthStates };
 }

@@ -78,6 +78,8 @@ export async function startInstallation(
         expires_at: expiresAt,
       })
       .execute();
+    // The callback knows only the state: its hash, unique across tenants, leads to this row.
+    await trx.insertInto("oauth_state_hashes").values({ state_hash: hashState(state), tenant_id: actor.tenantId, request_id: requestId, expires_at: expiresAt }).execute();
     await appendEvents(trx, {
       tenantId: actor.tenantId,
       streamType: "installation_request",

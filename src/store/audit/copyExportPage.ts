@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { tenantScope } from "../tenantScope.ts";
 
 // On PostgreSQL, a page of the export comes through COPY (query) TO STDOUT in binary format: the
 // line bytes go from the protocol buffer straight into the page's buffer, with no row object and
@@ -29,7 +30,7 @@ export async function copyExportPage(pool: pg.Pool, tenantId: string, pageSql: s
   let broken = false;
   try {
     await client.query("begin");
-    await client.query("select set_config('keyplane.tenant_id', $1, true)", [tenantId]);
+    await client.query(tenantScope(tenantId));
     // query() queues a submittable and hands it back; it settles `done` when the server is ready again.
     const copy = new CopyOut(`copy (${pageSql}) to stdout (format binary)`, into);
     client.query(copy as never);

@@ -6,8 +6,8 @@ import { readCheckpoints } from "./checkpointQueries.ts";
 
 const PAGE = 2000;
 
-/** A stored event as the verifier reads it (its global position and recorded time are not hashed). */
-export function eventRecordOf({ globalPosition: _position, recordedAt: _recorded, ...event }: StoredEvent): EventRecord {
+/** A stored event as the verifier reads it (its recorded time is not hashed). */
+export function eventRecordOf({ recordedAt: _recorded, ...event }: StoredEvent): EventRecord {
   return { kind: "event", ...event };
 }
 

@@ -4,25 +4,23 @@ import { validateEventData } from "../../domain/eventRegistry.ts";
 import { ConflictError } from "../../errors.ts";
 import { countAppended } from "../../metrics.ts";
 import type { Tx } from "../db.ts";
+import { announceAppend } from "./announceAppends.ts";
 import { applyProjections } from "../projections/applyProjections.ts";
 import { contentHash, genesisHash } from "./hashing.ts";
 import type { AppendRequest, StoredEvent } from "./types.ts";
 
-interface AppendedRow {
-  o_seq: number | null;
-  o_position: number | null;
-  o_recorded_at: Date | string | null;
-  o_chain_hash: string | null;
-  o_version: number;
-}
+/** What keyplane_append_events (migrations/0012) answers: a version conflict, or the rows it wrote. */
+type AppendResult = { version: number } | { appended: Array<{ seq: number; recorded_at: string; chain_hash: string; version: number }>; notified: boolean };
 
 /**
  * The one write path: appends events to a stream in the tenant's hash-chained log and projects them
  * into the read tables, all inside the caller's transaction (opened with withTenant).
  *
- * keyplane_append_events (migrations/0004) locks the tenant head row first, so appends of one tenant
+ * keyplane_append_events (migrations/0012) locks the tenant head row first, so appends of one tenant
  * are serialized: sequences are dense, become visible in commit order, and the stream-version check
- * cannot race. One round trip for the whole append; content hashes are computed here.
+ * cannot race. One round trip for the whole append (on Citus, delegated to the node holding the
+ * tenant); content hashes are computed here. The live feed's hint (the tenant's new head) leaves with
+ * the commit: sent by the function itself on PostgreSQL, by the transaction on Citus (announceAppends.ts).
  */
 export async function appendEvents(trx: Tx, request: AppendRequest): Promise<StoredEvent[]> {
   const { tenantId, streamType, streamId, expectedVersion, metadata } = request;
@@ -47,12 +45,14 @@ export async function appendEvents(trx: Tx, request: AppendRequest): Promise<Sto
       const content = contentHash({ eventId, tenantId, streamType, streamId, streamVersion: base + i + 1, type: event.type, schemaVersion: event.schemaVersion, data: event.data, metadata: storedMetadata, occurredAt });
       return { event_id: eventId, event_type: event.type, schema_version: event.schemaVersion, data: event.data, content_hash: content };
     });
-    const { rows } = await sql<AppendedRow>`
-      select * from keyplane_append_events(${tenantId}, ${streamType}, ${streamId}, ${base}::int, ${genesisHash(tenantId)},
-        ${occurredAt}::timestamptz, ${JSON.stringify(storedMetadata)}::jsonb, ${JSON.stringify(events)}::jsonb)`.execute(trx);
+    // The call alone in its SELECT: the form Citus delegates.
+    const { rows } = await sql<{ result: AppendResult }>`
+      select keyplane_append_events(${tenantId}, ${streamType}, ${streamId}, ${base}::int, ${genesisHash(tenantId)},
+        ${occurredAt}::timestamptz, ${JSON.stringify(storedMetadata)}::jsonb, ${JSON.stringify(events)}::jsonb) as result`.execute(trx);
+    const result = rows[0]!.result;
 
-    if (rows[0]!.o_seq === null) {
-      const found = rows[0]!.o_version;
+    if (!("appended" in result)) {
+      const found = result.version;
       if (expectedVersion === "any" && attempt === 0) {
         base = found;
         continue;
@@ -60,23 +60,23 @@ export async function appendEvents(trx: Tx, request: AppendRequest): Promise<Sto
       throw conflict(request, found);
     }
 
-    const stored: StoredEvent[] = rows.map((row, i) => ({
+    const stored: StoredEvent[] = result.appended.map((row, i) => ({
       tenantId,
-      sequence: Number(row.o_seq),
-      globalPosition: Number(row.o_position),
+      sequence: row.seq,
       streamType,
       streamId,
-      streamVersion: row.o_version,
+      streamVersion: row.version,
       eventId: events[i]!.event_id,
       type: events[i]!.event_type,
       schemaVersion: events[i]!.schema_version,
       data: events[i]!.data,
       metadata: storedMetadata,
       occurredAt,
-      recordedAt: new Date(row.o_recorded_at!).toISOString(),
+      recordedAt: new Date(row.recorded_at).toISOString(),
       contentHash: events[i]!.content_hash,
-      chainHash: row.o_chain_hash!,
+      chainHash: row.chain_hash,
     }));
+    if (!result.notified) announceAppend(trx, tenantId, stored[stored.length - 1]!.sequence);
     await applyProjections(trx, stored);
     countAppended(stored);
     return stored;

@@ -6,7 +6,6 @@ export function rowToStoredEvent(row: Selectable<EventsTable>): StoredEvent {
   return {
     tenantId: row.tenant_id,
     sequence: Number(row.tenant_seq),
-    globalPosition: Number(row.global_position),
     streamType: row.stream_type,
     streamId: row.stream_id,
     streamVersion: row.stream_version,

@@ -26,7 +26,6 @@ export interface AppendRequest {
 export interface StoredEvent {
   tenantId: string;
   sequence: number;
-  globalPosition: number;
   streamType: string;
   streamId: string;
   streamVersion: number;

@@ -2,10 +2,11 @@ import type { Projection } from "./projection.ts";
 
 type Data = Record<string, any>;
 
-// The agents registry and enrollment keys (prefix and hash only).
+// The agents registry and enrollment keys (prefix and hash only; the prefix, unique across tenants,
+// also in its lookup table, where enrollment finds the key without knowing the tenant).
 export const agentsProjection: Projection = {
   name: "agents",
-  tables: ["agents", "enrollment_keys"],
+  tables: ["agents", "enrollment_keys", "enrollment_key_prefixes"],
   handles: new Set([
     "agent.created",
     "agent.updated",
@@ -93,6 +94,7 @@ export const agentsProjection: Projection = {
             created_at: event.occurredAt,
           })
           .execute();
+        await trx.insertInto("enrollment_key_prefixes").values({ prefix: d.prefix, tenant_id: tenant, key_id: d.keyId }).execute();
         return;
       case "enrollment_key.used":
         await key({ uses: d.use, last_used_at: event.occurredAt });
@@ -102,6 +104,7 @@ export const agentsProjection: Projection = {
         return;
       case "enrollment_key.pruned":
         await trx.deleteFrom("enrollment_keys").where("tenant_id", "=", tenant).where("key_id", "=", d.keyId).execute();
+        await trx.deleteFrom("enrollment_key_prefixes").where("tenant_id", "=", tenant).where("key_id", "=", d.keyId).execute();
         return;
     }
   },

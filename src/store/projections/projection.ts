@@ -8,4 +8,9 @@ export interface Projection {
   tables: ProjectedTable[];
   handles: ReadonlySet<string>;
   apply(trx: Tx, event: StoredEvent): Promise<void>;
+  /**
+   * For a read model that spans tenants: a rebuild replays tenant by tenant (there is no order across
+   * tenants), so instead of replaying it, the rebuild derives it from the other rebuilt tables.
+   */
+  deriveAfterReplay?(trx: Tx): Promise<void>;
 }

@@ -21,8 +21,8 @@ export function findLiveByExternalId(trx: Tx, tenantId: string, platform: string
 }
 
 /** Platform-wide (withPlatform): which tenant holds a GitHub installation, for webhooks and claims. */
-export function findGitHubOwner(trx: Tx, externalId: string): Promise<InstallationRow | undefined> {
-  return trx.selectFrom("installations").selectAll().where("platform", "=", "github").where("external_id", "=", externalId).where("status", "<>", "revoked").executeTakeFirst();
+export function findGitHubOwner(trx: Tx, externalId: string): Promise<{ tenant_id: string; installation_id: string } | undefined> {
+  return trx.selectFrom("github_installation_owners").select(["tenant_id", "installation_id"]).where("external_id", "=", externalId).executeTakeFirst();
 }
 
 export interface InstallationFilter {

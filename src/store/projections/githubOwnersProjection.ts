@@ -1,0 +1,31 @@
+import type { Projection } from "./projection.ts";
+
+type Data = Record<string, any>;
+
+// One owner per GitHub installation across tenants: the primary key of github_installation_owners
+// (a lookup table, since a distributed installations table cannot hold a unique key without
+// tenant_id). A claim by a second tenant fails here with a unique violation, which the install
+// callback reports as "connected to another tenant".
+export const githubOwnersProjection: Projection = {
+  name: "github-owners",
+  tables: ["github_installation_owners"],
+  handles: new Set(["installation.created", "installation.revoked"]),
+  async apply(trx, event) {
+    const d = event.data as Data;
+    if (event.type === "installation.created") {
+      if (d.platform !== "github") return;
+      await trx.insertInto("github_installation_owners").values({ external_id: d.externalId, tenant_id: event.tenantId, installation_id: d.installationId }).execute();
+      return;
+    }
+    await trx.deleteFrom("github_installation_owners").where("tenant_id", "=", event.tenantId).where("installation_id", "=", d.installationId).execute();
+  },
+  // A revocation in one tenant and a claim in another replay in either order tenant by tenant; the
+  // rebuilt installations say who owns what now.
+  async deriveAfterReplay(trx) {
+    await trx
+      .insertInto("github_installation_owners")
+      .columns(["external_id", "tenant_id", "installation_id"])
+      .expression((eb) => eb.selectFrom("installations").select(["external_id", "tenant_id", "installation_id"]).where("platform", "=", "github").where("status", "<>", "revoked"))
+      .execute();
+  },
+};
