@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rebuildProjections } from "../../src/app/rebuildProjections.ts";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
 import { withPlatform } from "../../src/store/db.ts";
 import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
@@ -460,5 +461,32 @@ describe("tenant isolation", () => {
     expect(list.data.installations.nodes).toEqual([]);
     const alarms = await auditTypes(thief, ["access.denied"]);
     expect(alarms.map((e: any) => [e.data.reason, e.data.level])).toEqual([["installation-claimed-by-another-tenant", "critical"]]);
+  });
+  it("a GitHub installation revoked by its tenant can then be connected to another; a projection rebuild keeps that owner, whichever tenant replays first", async () => {
+    // Rebuilds replay tenant by tenant: here the new owner's tenant replays before the one that revoked.
+    const [claimer, first] = [await app.seedTenant(), await app.seedTenant()].sort((a, b) => (a.tenantId < b.tenantId ? -1 : 1));
+    const login = `moved-${first!.tenantId}`;
+    world.github.setNextInstall({ account: { login, type: "User" }, repositories: ["r"], permissions: { contents: "read" } });
+    const before = await install(first!, "github");
+    // GitHub answers the uninstall with 404 (gone there already, as far as it says), so Keyplane
+    // revokes its record while the installation lives on at GitHub, free for another tenant.
+    const externalId = (await app.gql(INSTALLATION, { id: before }, { token: first!.tokens.viewer })).data.installation.externalId;
+    world.github.failNext(`/app/installations/${externalId}`, { status: 404, body: { message: "Not Found" } });
+    const revoked = await app.gql("mutation ($id: ID!) { revokeInstallation(id: $id) { status externalId } }", { id: before }, { token: first!.tokens.admin });
+    expect(revoked.data.revokeInstallation.status).toBe("revoked");
+    world.github.setNextInstall({ account: { login, type: "User" }, repositories: ["r"], permissions: { contents: "read" } });
+    const after = await install(claimer!, "github");
+    const moved = await app.gql(INSTALLATION, { id: after }, { token: claimer!.tokens.viewer });
+    expect(moved.data.installation.externalId).toBe(revoked.data.revokeInstallation.externalId);
+    const owners = () =>
+      withPlatform(app.kp.deps.db, (trx) => trx.selectFrom("github_installation_owners").selectAll().where("external_id", "=", moved.data.installation.externalId).execute());
+    expect(await owners()).toEqual([{ external_id: moved.data.installation.externalId, tenant_id: claimer!.tenantId, installation_id: after }]);
+
+    await rebuildProjections(app.kp.deps.db);
+    expect(await owners()).toEqual([{ external_id: moved.data.installation.externalId, tenant_id: claimer!.tenantId, installation_id: after }]);
+    // The rule holds after the rebuild: a third tenant is refused.
+    const third = await app.seedTenant();
+    world.github.setNextInstall({ account: { login, type: "User" }, repositories: ["r"], permissions: { contents: "read" } });
+    expect((await browseInstall(app, "github", third.tokens.editor)).status).toBe(409);
   });
 });

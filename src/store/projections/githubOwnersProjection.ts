@@ -20,12 +20,10 @@ export const githubOwnersProjection: Projection = {
     await trx.deleteFrom("github_installation_owners").where("tenant_id", "=", event.tenantId).where("installation_id", "=", d.installationId).execute();
   },
   // A revocation in one tenant and a claim in another replay in either order tenant by tenant; the
-  // rebuilt installations say who owns what now.
+  // rebuilt installations say who owns what now. Read, then written in batches (on Citus an
+  // INSERT … SELECT into a reference table goes through COPY, which row-level security refuses).
   async deriveAfterReplay(trx) {
-    await trx
-      .insertInto("github_installation_owners")
-      .columns(["external_id", "tenant_id", "installation_id"])
-      .expression((eb) => eb.selectFrom("installations").select(["external_id", "tenant_id", "installation_id"]).where("platform", "=", "github").where("status", "<>", "revoked"))
-      .execute();
+    const owners = await trx.selectFrom("installations").select(["external_id", "tenant_id", "installation_id"]).where("platform", "=", "github").where("status", "<>", "revoked").execute();
+    for (let i = 0; i < owners.length; i += 1000) await trx.insertInto("github_installation_owners").values(owners.slice(i, i + 1000)).execute();
   },
 };
