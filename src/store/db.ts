@@ -71,12 +71,11 @@ const pgTypes = {
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
   if (options.url) {
     const pool = new pg.Pool({
-      connectionString: options.url,
+      ...connection(options),
       max: options.poolMax ?? 10,
       types: pgTypes,
       // While the database is unreachable a request waits this long at most, then answers UNAVAILABLE.
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-      options: sessionOptions(options),
     });
     // A connection the server drops is an 'error' event; unheard, it would end the process. pg-pool
     // listens only while a client is idle, so every client gets a listener of its own when it is
@@ -167,13 +166,18 @@ function scoped<T>(db: Db, scope: string, fn: (trx: Tx) => Promise<T>): Promise<
 }
 
 /**
- * The startup options of every connection Keyplane opens: Citus' SET propagation (tenantScope.ts),
- * the test schema when one is given, and whatever options the URL itself carries (pg would otherwise
- * let the URL's replace these).
+ * Where and how every connection Keyplane opens connects. Its startup options are Citus' SET
+ * propagation (tenantScope.ts), the schema when one is given, and whatever options the URL carries:
+ * they leave the URL, since pg would let the URL's `options` replace the others.
  */
-function sessionOptions(options: DatabaseOptions): string {
-  const fromUrl = options.url ? new URL(options.url).searchParams.get("options") : null;
-  return [CITUS_SESSION_OPTIONS, options.schema ? `-c search_path=${options.schema}` : "", fromUrl ?? ""].filter(Boolean).join(" ");
+function connection(options: DatabaseOptions): { connectionString: string; options: string } {
+  const url = new URL(options.url!);
+  const fromUrl = url.searchParams.get("options");
+  url.searchParams.delete("options");
+  return {
+    connectionString: fromUrl === null ? options.url! : url.toString(),
+    options: [CITUS_SESSION_OPTIONS, options.schema ? `-c search_path=${options.schema}` : "", fromUrl ?? ""].filter(Boolean).join(" "),
+  };
 }
 
 const APPLIED_MIGRATIONS = "select name from kysely_migration order by name";
@@ -186,10 +190,9 @@ const noMigrationTable = (error: unknown): string[] => {
 /** The applied migrations, read on a connection of its own, connected and answered within timeoutMs, then closed. */
 async function probePostgres(options: DatabaseOptions, timeoutMs: number): Promise<string[]> {
   const client = new pg.Client({
-    connectionString: options.url,
+    ...connection(options),
     connectionTimeoutMillis: timeoutMs,
     query_timeout: timeoutMs,
-    options: sessionOptions(options),
   });
   client.on("error", () => {}); // a connection lost while probing rejects the probe itself
   try {
@@ -212,7 +215,7 @@ async function listenOnPostgres(options: DatabaseOptions, channel: string, liste
   let delayMs = 250;
 
   async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString: options.url, options: sessionOptions(options) });
+    const next = new pg.Client(connection(options));
     next.on("notification", (message) => {
       if (message.channel === channel) listener.onNotify(message.payload ?? "");
     });

@@ -7,7 +7,7 @@ import { AccessTokenIssued } from "../../src/domain/session/events.ts";
 import { COORDINATOR_TABLES, distributeOnCitus, KEYED_TABLES, REFERENCE_TABLES, TENANT_TABLES } from "../../src/store/citus.ts";
 import { openDatabase, withTenant, type DatabaseHandle } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
-import { createTestDatabase, onCitus } from "../testkit/testDatabase.ts";
+import { createTestDatabase, onCitus, onPostgres } from "../testkit/testDatabase.ts";
 
 // Where each table lives on Citus (src/store/citus.ts). The first part runs on every backend: a table
 // a migration adds must be placed, or it would stay on the coordinator alone. The rest runs on the
@@ -51,6 +51,22 @@ describe("placement of every table", () => {
       where i.indisunique and c.relnamespace = current_schema()::regnamespace
         and not exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and a.attnum = any (i.indkey))`.execute(database.db);
     expect(rows.filter((r) => (TENANT_TABLES as readonly string[]).includes(r.table))).toEqual([]);
+  });
+});
+
+describe.skipIf(!onPostgres)("connections", () => {
+  it("ask Citus to forward SET LOCAL to the workers, also when the URL carries startup options of its own", async () => {
+    const { rows: named } = await sql<{ name: string }>`select current_database() as name`.execute(database.db);
+    const url = Object.assign(new URL(process.env.TEST_DATABASE_URL!), { pathname: `/${named[0]!.name}` });
+    url.searchParams.set("options", "-c statement_timeout=4321");
+    const handle = await openDatabase({ url: url.toString(), poolMax: 1 });
+    try {
+      const { rows } = await sql<{ propagate: string; timeout: string }>`
+        select current_setting('citus.propagate_set_commands', true) as propagate, current_setting('statement_timeout') as timeout`.execute(handle.db);
+      expect(rows[0]).toEqual({ propagate: "local", timeout: "4321ms" });
+    } finally {
+      await handle.close();
+    }
   });
 });
 
