@@ -29,6 +29,7 @@ import { chainHash, contentHash, genesisHash } from "../src/store/events/hashing
 import type { EventMetadata } from "../src/store/events/types.ts";
 import { migrateToLatest } from "../src/store/migrate.ts";
 import { createBenchDatabase, createBenchSchema, type BenchDatabase } from "./benchDatabase.ts";
+import { intEnv } from "./benchEnv.ts";
 import { countingHandle } from "./roundTrips.ts";
 
 const url = process.env.DATABASE_URL;
@@ -38,17 +39,6 @@ if (!url) {
 }
 const serverUrl: string = url;
 const citusUrl = process.env.CITUS_URL;
-
-const intEnv = (name: string, fallback: number, min = 1): number => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`${name} must be an integer >= ${min} (got ${JSON.stringify(raw)})`);
-    process.exit(2);
-  }
-  return n;
-};
 
 const APPENDS = intEnv("BENCH_APPENDS", 20_000);
 const WRITERS = intEnv("BENCH_WRITERS", 8);

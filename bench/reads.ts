@@ -45,6 +45,7 @@ import { openDatabase, type DatabaseHandle } from "../src/store/db.ts";
 import { migrateToLatest } from "../src/store/migrate.ts";
 import { freePort } from "../test/testkit/providerWorld.ts";
 import { createBenchDatabase, createBenchSchema, type BenchDatabase } from "./benchDatabase.ts";
+import { intEnv } from "./benchEnv.ts";
 import { countingHandle } from "./roundTrips.ts";
 
 const url = process.env.DATABASE_URL;
@@ -54,17 +55,6 @@ if (!url) {
 }
 const serverUrl: string = url;
 const citusUrl = process.env.CITUS_URL || undefined;
-
-const intEnv = (name: string, fallback: number, min = 1): number => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`${name} must be an integer >= ${min} (got ${JSON.stringify(raw)})`);
-    process.exit(2);
-  }
-  return n;
-};
 
 const CONCURRENCY = intEnv("BENCH_CONCURRENCY", 16);
 const REQUESTS = intEnv("BENCH_REQUESTS", 3000);
