@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import type { DatabaseHandle, Tx } from "./db.ts";
+import type { DatabaseHandle, Db } from "./db.ts";
 
 // Keyplane on Citus: where each table lives. Run after the migrations (migrateToLatest), on every
 // `keyplane migrate` and start; it does nothing on PostgreSQL without the citus extension and nothing
@@ -65,7 +65,7 @@ export async function isCitus(handle: Pick<DatabaseHandle, "db" | "backend">): P
  */
 export async function distributeOnCitus(handle: Pick<DatabaseHandle, "db" | "backend">): Promise<string[]> {
   if (!(await isCitus(handle))) return [];
-  const placed = await placedTables(handle.db as unknown as Tx);
+  const placed = await placedTables(handle.db);
   const done: string[] = [];
   const place = async (table: string, how: string, call: ReturnType<typeof sql>) => {
     if (placed.has(table)) return;
@@ -95,7 +95,7 @@ export async function distributeOnCitus(handle: Pick<DatabaseHandle, "db" | "bac
 }
 
 /** Tables of the current schema that Citus already placed. */
-async function placedTables(db: Tx): Promise<Set<string>> {
+async function placedTables(db: Db): Promise<Set<string>> {
   const { rows } = await sql<{ name: string }>`
     select c.relname as name from pg_dist_partition p join pg_class c on c.oid = p.logicalrelid
     where c.relnamespace = current_schema()::regnamespace`.execute(db);

@@ -46,9 +46,10 @@ export async function createScratchDatabase(prefix = "kp_test"): Promise<Scratch
   const drop = async () => {
     for (const node of onCitus ? nodes : [admin]) await adminQuery(node, `drop database if exists ${name} with (force)`);
   };
+  const scratch = { name, url: withDatabase(base, name), adminUrl: adminUrlOf(name), drop };
   if (!onCitus) {
     await adminQuery(admin, `create database ${name} owner "${owner}"`);
-    return { name, url: withDatabase(base, name), adminUrl: adminUrlOf(name), drop };
+    return scratch;
   }
   try {
     for (const node of nodes) {
@@ -68,7 +69,7 @@ export async function createScratchDatabase(prefix = "kp_test"): Promise<Scratch
     await drop().catch(() => {});
     throw error;
   }
-  return { name, url: withDatabase(base, name), adminUrl: adminUrlOf(name), drop };
+  return scratch;
 }
 
 /**
