@@ -27,6 +27,8 @@ export interface Metrics {
   /** route: a fixed set (src/http/httpMetrics.ts routeOf), never a raw path. */
   httpRequests: Counter<"method" | "route" | "status">;
   httpDuration: Histogram<"method" | "route">;
+  /** Database round trips each HTTP request made (BEGIN and COMMIT included): its budget, watched. */
+  httpDbRoundTrips: Histogram<"method" | "route">;
   /** operation: the client's operation name among the first names this process saw, else "other"; "anonymous" without one. */
   graphqlOperations: Counter<"type" | "operation" | "root_field" | "outcome">;
   graphqlDuration: Histogram<"type" | "operation">;
@@ -107,6 +109,13 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
       help: "Time from an HTTP request's arrival to the end of its response (subscriptions over SSE: their lifetime)",
       labelNames: ["method", "route"],
       buckets: REQUEST_BUCKETS,
+      registers,
+    }),
+    httpDbRoundTrips: new Histogram({
+      name: "keyplane_http_db_round_trips",
+      help: "Database round trips made for one HTTP request (BEGIN and COMMIT included), by method and route",
+      labelNames: ["method", "route"],
+      buckets: [0, 1, 2, 3, 4, 5, 7, 10, 20, 50, 100],
       registers,
     }),
     graphqlOperations: new Counter({

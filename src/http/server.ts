@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AppDeps } from "../app/deps.ts";
 import type { DatabaseHandle } from "../store/db.ts";
+import { meterRoundTrips, type RoundTripMeter } from "../store/roundTrips.ts";
 import { logContext, type LogContext } from "../logger.ts";
 import { sendError, sendJson } from "./httpErrors.ts";
 import { createReadinessCheck } from "./readiness.ts";
@@ -42,17 +43,20 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     const q = url.indexOf("?");
     const path = q === -1 ? url : url.slice(0, q);
     const search = q === -1 ? "" : url.slice(q + 1);
+    // Every database round trip made on the request's behalf, counted (a budget the tests hold).
+    const roundTrips: RoundTripMeter = { count: 0 };
     res.once("finish", () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       const method = methodOf(req.method);
       const route = routeOf(path);
       deps.metrics.httpRequests.inc({ method, route, status: String(res.statusCode) });
       deps.metrics.httpDuration.observe({ method, route }, durationMs / 1000);
+      deps.metrics.httpDbRoundTrips.observe({ method, route }, roundTrips.count);
       if (path === "/healthz" || path === "/readyz" || path === "/metrics") return;
-      deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10 }, "request");
+      deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10, dbRoundTrips: roundTrips.count }, "request");
     });
     // Inside the request's log context, so that what the guard logs carries the request id.
-    logContext.run(context, () => guarded(res, () => route(req, res, path, new URLSearchParams(search))));
+    logContext.run(context, () => meterRoundTrips(roundTrips, () => guarded(res, () => route(req, res, path, new URLSearchParams(search)))));
   }
 
   // Subscriptions (and any operation) over WebSocket: graphql-ws on the same port and /graphql, through the same Yoga.

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { CompiledQuery, type DatabaseConnection, type DatabaseIntrospector, type Dialect, type DialectAdapter, type Driver, type Kysely, type QueryCompiler, type TransactionSettings } from "kysely";
+import { countRoundTrip } from "./roundTrips.ts";
 import { CLEARED_SCOPE } from "./tenantScope.ts";
 
 // One transaction around a whole unit of work that is made of many (an idempotent mutation: its
@@ -24,8 +25,8 @@ interface Scope {
 const ambient = new AsyncLocalStorage<Scope>();
 const SAVEPOINT = "keyplane_nested";
 // A released savepoint keeps what its transaction SET LOCAL: the tenant (or the platform) of one use
-// case must not leak into the next one's queries (on Citus, on every node: see tenantScope.ts).
-const RESET_SCOPE = CLEARED_SCOPE.map((statement) => CompiledQuery.raw(statement));
+// case must not leak into the next one's queries (on Citus, on every node: see tenantScope.ts), so
+// every release carries CLEARED_SCOPE.
 
 const openScope = (): Scope | undefined => {
   const scope = ambient.getStore();
@@ -69,18 +70,51 @@ export function afterTransaction(work: () => Promise<unknown>): boolean {
   return true;
 }
 
-/** A dialect whose driver serves runInOneTransaction; outside one it is the dialect it wraps. */
-export function withOneTransactionSupport(inner: Dialect): Dialect {
+export interface DriverOptions {
+  /**
+   * Sends several statements without parameters in one message, on the session of the connection in
+   * use: PostgreSQL's simple protocol takes them through any query; PGlite's query() takes one, its
+   * exec() several (one session, so exec() runs inside the transaction kysely opened).
+   */
+  sendScript?: (script: string) => Promise<void>;
+}
+
+/**
+ * What travels with a transaction's BEGIN and its COMMIT, in the same round trip where the backend
+ * allows: its scope (the SET LOCAL of tenantScope.ts) and the statements it leaves for its commit
+ * (the live feed's NOTIFY, on Citus).
+ */
+export interface TransactionBracket {
+  open: string;
+  close: string[];
+  connection?: DatabaseConnection;
+}
+
+const brackets = new AsyncLocalStorage<TransactionBracket>();
+
+/** Runs fn (which opens one transaction) with `bracket` around that transaction's BEGIN and COMMIT. */
+export function withTransactionBracket<T>(bracket: TransactionBracket, fn: () => Promise<T>): Promise<T> {
+  return brackets.run(bracket, fn);
+}
+
+/**
+ * A dialect whose driver serves runInOneTransaction and transaction brackets, and counts round trips;
+ * outside those it is the dialect it wraps.
+ */
+export function withOneTransactionSupport(inner: Dialect, options: DriverOptions): Dialect {
   return {
     createAdapter: (): DialectAdapter => inner.createAdapter(),
-    createDriver: (): Driver => new ScopedDriver(inner.createDriver()),
+    createDriver: (): Driver => new ScopedDriver(inner.createDriver(), options),
     createQueryCompiler: (): QueryCompiler => inner.createQueryCompiler(),
     createIntrospector: (db: Kysely<any>): DatabaseIntrospector => inner.createIntrospector(db),
   };
 }
 
 class ScopedDriver implements Driver {
-  constructor(private readonly inner: Driver) {}
+  constructor(
+    private readonly inner: Driver,
+    private readonly options: DriverOptions,
+  ) {}
 
   init(): Promise<void> {
     return this.inner.init();
@@ -88,25 +122,44 @@ class ScopedDriver implements Driver {
 
   async acquireConnection(): Promise<DatabaseConnection> {
     const scope = openScope();
-    if (!scope) return this.inner.acquireConnection();
-    if (scope.state === "opening") return (scope.connection = await this.inner.acquireConnection());
+    if (!scope) return this.metered(await this.inner.acquireConnection());
+    if (scope.state === "opening") return (scope.connection = this.metered(await this.inner.acquireConnection()));
     while (scope.lent) await new Promise<void>((resolve) => scope.waiting.push(resolve));
     scope.lent = true;
     return scope.connection!;
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    if (!this.lentFrom(connection)) return this.inner.beginTransaction(connection, settings);
-    this.lentFrom(connection)!.nested++;
-    await connection.executeQuery(CompiledQuery.raw(`savepoint ${SAVEPOINT}`));
+    const bracket = this.bracketFor(connection, true);
+    const scope = this.lentFrom(connection);
+    if (scope) {
+      // Savepoint commands go alone: Citus fails some messages that hold one among other statements.
+      scope.nested++;
+      await this.send(connection, [`savepoint ${SAVEPOINT}`]);
+      if (bracket) await this.send(connection, [bracket.open]);
+      return;
+    }
+    if (!bracket || settings.isolationLevel || settings.accessMode) return this.inner.beginTransaction(connection, settings);
+    try {
+      await this.send(connection, ["begin", bracket.open]);
+    } catch (error) {
+      // kysely rolls back only what began: a scope refused after BEGIN must not leave it open.
+      await connection.executeQuery(CompiledQuery.raw("rollback")).catch(() => {});
+      throw error;
+    }
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    const close = this.bracketFor(connection)?.close ?? [];
     const scope = this.lentFrom(connection);
-    if (!scope) return this.inner.commitTransaction(connection);
-    scope.nested--;
-    await connection.executeQuery(CompiledQuery.raw(`release savepoint ${SAVEPOINT}`));
-    for (const statement of RESET_SCOPE) await connection.executeQuery(statement);
+    if (scope) {
+      scope.nested--;
+      // Cleared inside the savepoint, then released (the release keeps it).
+      await this.send(connection, [...close, ...CLEARED_SCOPE]);
+      return this.send(connection, [`release savepoint ${SAVEPOINT}`]);
+    }
+    if (close.length === 0) return this.inner.commitTransaction(connection);
+    await this.send(connection, [...close, "commit"]);
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
@@ -120,13 +173,59 @@ class ScopedDriver implements Driver {
 
   async releaseConnection(connection: DatabaseConnection): Promise<void> {
     const scope = this.lentFrom(connection);
-    if (!scope) return this.inner.releaseConnection(connection);
+    if (!scope) return this.inner.releaseConnection(this.unmetered.get(connection) ?? connection);
     scope.lent = false;
     scope.waiting.shift()?.();
   }
 
   destroy(): Promise<void> {
     return this.inner.destroy();
+  }
+
+  /**
+   * The bracket of the scoped transaction beginning (`claim`) or ending on this connection: the one
+   * of the innermost withTransactionBracket around the caller, taken by the first transaction that
+   * begins inside it.
+   */
+  private bracketFor(connection: DatabaseConnection, claim = false): TransactionBracket | undefined {
+    const bracket = brackets.getStore();
+    if (!bracket) return undefined;
+    if (claim && !bracket.connection) bracket.connection = connection;
+    return bracket.connection === connection ? bracket : undefined;
+  }
+
+  /** Statements without parameters, in one message: one round trip. */
+  private async send(connection: DatabaseConnection, statements: string[]): Promise<void> {
+    const script = statements.join("; ");
+    if (!this.options.sendScript) {
+      await connection.executeQuery(CompiledQuery.raw(script));
+      return;
+    }
+    countRoundTrip();
+    await this.options.sendScript(script);
+  }
+
+  // Each connection of the pool wrapped once, so that every statement sent on it is counted
+  // (roundTrips.ts). The wrapper is the connection kysely and the scopes see; the pool gets its own back.
+  private readonly meteredOf = new WeakMap<DatabaseConnection, DatabaseConnection>();
+  private readonly unmetered = new WeakMap<DatabaseConnection, DatabaseConnection>();
+  private metered(connection: DatabaseConnection): DatabaseConnection {
+    let wrapped = this.meteredOf.get(connection);
+    if (!wrapped) {
+      wrapped = {
+        executeQuery: (query) => {
+          countRoundTrip();
+          return connection.executeQuery(query);
+        },
+        streamQuery: (query, chunkSize) => {
+          countRoundTrip();
+          return connection.streamQuery(query, chunkSize);
+        },
+      };
+      this.meteredOf.set(connection, wrapped);
+      this.unmetered.set(wrapped, connection);
+    }
+    return wrapped;
   }
 
   /** The scope that lent `connection` to a user inside it (not its own outer transaction). */

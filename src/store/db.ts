@@ -4,8 +4,8 @@ import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGliteDialect } from "kysely-pglite-dialect";
-import { withOneTransactionSupport } from "./ambientTransaction.ts";
-import { sendAppendNotices } from "./events/announceAppends.ts";
+import { withOneTransactionSupport, withTransactionBracket, type TransactionBracket } from "./ambientTransaction.ts";
+import { appendNotices } from "./events/announceAppends.ts";
 import { CITUS_SESSION_OPTIONS, PLATFORM_SCOPE, tenantScope } from "./tenantScope.ts";
 import type { Database } from "./schema.ts";
 
@@ -84,7 +84,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     const connectionError = (error: Error) => options.onConnectionError?.(error);
     pool.on("connect", (client) => client.on("error", connectionError));
     pool.on("error", connectionError);
-    const db = new Kysely<Database>({ dialect: withOneTransactionSupport(new PostgresDialect({ pool })) });
+    const db = new Kysely<Database>({ dialect: withOneTransactionSupport(new PostgresDialect({ pool }), {}) });
     return {
       db,
       backend: "pg",
@@ -112,7 +112,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     return pglite;
   };
   const dialect = new PGliteDialect(opened);
-  const db = new Kysely<Database>({ dialect: withOneTransactionSupport(dialect) });
+  const db = new Kysely<Database>({ dialect: withOneTransactionSupport(dialect, { sendScript: async (script) => void (await live().exec(script)) }) });
   return {
     db,
     backend: "pglite",
@@ -156,13 +156,19 @@ export function withPlatform<T>(db: Db, fn: (trx: Tx) => Promise<T>): Promise<T>
   return scoped(db, PLATFORM_SCOPE, fn);
 }
 
+/**
+ * One transaction whose scope travels with its BEGIN and whose append notices travel with its COMMIT
+ * (one message each on PostgreSQL: no round trip of their own).
+ */
 function scoped<T>(db: Db, scope: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
-  return db.transaction().execute(async (trx) => {
-    await sql.raw(scope).execute(trx);
-    const result = await fn(trx);
-    await sendAppendNotices(trx);
-    return result;
-  });
+  const bracket: TransactionBracket = { open: scope, close: [] };
+  return withTransactionBracket(bracket, () =>
+    db.transaction().execute(async (trx) => {
+      const result = await fn(trx);
+      bracket.close.push(...appendNotices(trx));
+      return result;
+    }),
+  );
 }
 
 /**

@@ -6,11 +6,19 @@
 // connection sets at start (CITUS_SESSION_OPTIONS). Without it, shards on a worker see no tenant and
 // row-level security hides every row there, silently. On PostgreSQL and PGlite the two forms are alike.
 
-/** SET LOCAL of a setting to a string: SET takes no bind parameters, so the value is quoted here. */
+/**
+ * A string as an SQL literal, for statements sent without bind parameters (SET takes none, and
+ * several statements in one message cannot have any). E'' reads the same whatever
+ * standard_conforming_strings says.
+ */
+export function sqlString(value: string): string {
+  if (value.includes("\0")) throw new Error("a NUL character cannot be sent in a statement");
+  return `E'${value.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
+}
+
+/** SET LOCAL of a setting to a string. */
 function setLocal(name: string, value: string): string {
-  if (value.includes("\0")) throw new Error(`${name}: a NUL character cannot be a setting`);
-  // E'' reads the same whatever standard_conforming_strings says.
-  return `set local ${name} = E'${value.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
+  return `set local ${name} = ${sqlString(value)}`;
 }
 
 /** The statement that scopes a transaction to one tenant. */

@@ -12,6 +12,7 @@ import type { DatabaseHandle } from "../../src/store/db.ts";
 import type { Logger } from "../../src/logger.ts";
 import { registerSecret, testLogger } from "./secrets.ts";
 import { createTestDatabase } from "./testDatabase.ts";
+import { waitFor } from "./waitFor.ts";
 
 export interface GraphQLResponse<T = any> {
   status: number;
@@ -28,6 +29,11 @@ export interface TestApp {
   /** Mints a token with the real use case (an event is recorded, as with the CLI). */
   mintToken(grant: { tenantId: string; roles: Role[]; subject?: string; scopes?: string[]; kind?: TokenKind; ttlSeconds?: number }): Promise<string>;
   platformToken(): Promise<string>;
+  /**
+   * The database round trips one HTTP request made (the server's own count, BEGIN and COMMIT
+   * included), with its result. One request at a time: the count is the server's, process-wide.
+   */
+  roundTripsOf<T>(request: () => Promise<T>): Promise<{ result: T; roundTrips: number }>;
   /** Fixture chain: a new tenant with a token per role. */
   seedTenant(options?: { tier?: "free" | "pro" | "enterprise" }): Promise<SeededTenant>;
   close(): Promise<void>;
@@ -86,6 +92,22 @@ export async function createTestApp(
     },
     platformToken() {
       return app.mintToken({ tenantId: PLATFORM_TENANT, roles: ["platform"], subject: "operator" });
+    },
+    async roundTripsOf(request) {
+      const read = async () => {
+        const { values } = await kp.deps.metrics.httpDbRoundTrips.get();
+        const total = (suffix: string) => values.filter((v) => v.metricName?.endsWith(suffix)).reduce((n, v) => n + v.value, 0);
+        return { sum: total("_sum"), count: total("_count") };
+      };
+      const before = await read();
+      const result = await request();
+      // Observed when the response has finished, which the client may see a moment before.
+      const after = await waitFor("the request to be counted", async () => {
+        const now = await read();
+        return now.count > before.count && now;
+      });
+      if (after.count !== before.count + 1) throw new Error(`roundTripsOf: ${after.count - before.count} requests were counted, expected one`);
+      return { result, roundTrips: after.sum - before.sum };
     },
     async seedTenant(opts = {}) {
       const tenantId = `t-${randomBytes(5).toString("hex")}`;

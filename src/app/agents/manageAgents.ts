@@ -9,6 +9,7 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { agentDecider, agentStream } from "./agentStream.ts";
 import { checkAgentQuota, QuotaExceededError, type AgentQuota } from "./quotas.ts";
+import { findAgentRow } from "../../store/queries/agentQueries.ts";
 
 const MAX_CONFIG_BYTES = 64 * 1024;
 const name = z.string().trim().min(1, "must not be empty").max(200);
@@ -78,7 +79,7 @@ export async function deleteAgent(deps: Deps, actor: Actor, rawId: unknown, requ
 /** The tenant's agent (deleted ones are gone from the read side), or NOT_FOUND. */
 export async function findAgent(deps: Pick<AppDeps, "db">, tenantId: string, rawId: unknown) {
   const { id } = parseInput(AgentId, { id: rawId });
-  const row = await withTenant(deps.db, tenantId, (trx) => trx.selectFrom("agents").selectAll().where("tenant_id", "=", tenantId).where("agent_id", "=", id).where("status", "<>", "deleted").executeTakeFirst());
+  const row = await withTenant(deps.db, tenantId, (trx) => findAgentRow(trx, tenantId, id));
   if (!row) throw new NotFoundError("agent");
   return row;
 }

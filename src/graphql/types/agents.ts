@@ -1,4 +1,4 @@
-import { sql, type Selectable } from "kysely";
+import type { Selectable } from "kysely";
 import { createEnrollmentKey, pruneEnrollmentKeys, revokeEnrollmentKey, type CreatedEnrollmentKey } from "../../app/agents/enrollmentKeys.ts";
 import { enrollAgent, type EnrolledAgent } from "../../app/agents/enrollAgent.ts";
 import { agentHeartbeat } from "../../app/agents/heartbeat.ts";
@@ -6,12 +6,13 @@ import { createAgent, deleteAgent, findAgent, publishAgent, updateAgent } from "
 import { BadInputError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
 import { rowToStoredEvent } from "../../store/events/rowToStoredEvent.ts";
-import type { AgentsTable, EnrollmentKeysTable } from "../../store/schema.ts";
+import { findAgentRow, listAgents, type AgentRow } from "../../store/queries/agentQueries.ts";
+import type { EnrollmentKeysTable } from "../../store/schema.ts";
 import { builder } from "../builder.ts";
 import { checkPageSize, PageInfo } from "../pagination.ts";
 import { AuditEvent } from "./auditLog.ts";
 
-type AgentRow = Selectable<AgentsTable>;
+
 type KeyRow = Selectable<EnrollmentKeysTable>;
 
 const AgentStatus = builder.enumType("AgentStatus", { values: ["draft", "published", "deleted"] as const });
@@ -29,14 +30,7 @@ export const Agent = builder.objectRef<AgentRow>("Agent").implement({
     connection: t.field({ type: AgentConnection, resolve: (a) => a.connection }),
     ephemeral: t.exposeBoolean("ephemeral"),
     host: t.field({ type: "JSON", nullable: true, description: "What the machine reported at enrollment", resolve: (a) => a.host }),
-    lastSeenAt: t.field({
-      type: "DateTime",
-      nullable: true,
-      resolve: async (a, _args, ctx) => {
-        const row = await withTenant(ctx.deps.db, a.tenant_id, (trx) => trx.selectFrom("agent_presence").select("last_seen_at").where("tenant_id", "=", a.tenant_id).where("agent_id", "=", a.agent_id).executeTakeFirst());
-        return row?.last_seen_at ?? null;
-      },
-    }),
+    lastSeenAt: t.field({ type: "DateTime", nullable: true, description: "The last heartbeat", resolve: (a) => a.last_seen_at }),
     enrolledAt: t.field({ type: "DateTime", nullable: true, resolve: (a) => a.enrolled_at }),
     createdBy: t.exposeString("created_by"),
     createdAt: t.field({ type: "DateTime", resolve: (a) => a.created_at }),
@@ -93,16 +87,7 @@ builder.queryField("agents", (t) =>
       const tenantId = ctx.actor!.tenantId;
       const first = checkPageSize(args.first);
       const after = decodeCursor(args.after);
-      const f = args.filter ?? {};
-      return withTenant(ctx.deps.db, tenantId, async (trx) => {
-        let q = trx.selectFrom("agents").selectAll().where("tenant_id", "=", tenantId).where("status", "<>", "deleted");
-        if (f.status) q = q.where("status", "=", f.status);
-        if (f.type) q = q.where("type", "=", f.type);
-        if (f.tag) q = q.where(sql<boolean>`tags @> ${JSON.stringify([f.tag])}::jsonb`);
-        if (after) q = q.where((eb) => eb.or([eb("created_at", "<", after.createdAt), eb.and([eb("created_at", "=", after.createdAt), eb("agent_id", "<", after.id)])]));
-        const rows = await q.orderBy("created_at", "desc").orderBy("agent_id", "desc").limit(first + 1).execute();
-        return { rows: rows.slice(0, first), hasNextPage: rows.length > first };
-      });
+      return withTenant(ctx.deps.db, tenantId, (trx) => listAgents(trx, tenantId, args.filter ?? {}, { first, after }));
     },
   }),
 );
@@ -126,7 +111,7 @@ const UpdateAgentInput = builder.inputType("UpdateAgentInput", {
 });
 
 const reread = async (ctx: { deps: Parameters<typeof findAgent>[0]; actor: { tenantId: string } | null }, id: string) =>
-  withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => trx.selectFrom("agents").selectAll().where("tenant_id", "=", ctx.actor!.tenantId).where("agent_id", "=", id).executeTakeFirstOrThrow());
+  withTenant(ctx.deps.db, ctx.actor!.tenantId, async (trx) => (await findAgentRow(trx, ctx.actor!.tenantId, id, { deleted: true }))!);
 
 builder.mutationField("createAgent", (t) =>
   t.field({

@@ -29,8 +29,7 @@ export async function copyExportPage(pool: pg.Pool, tenantId: string, pageSql: s
   const client = await pool.connect();
   let broken = false;
   try {
-    await client.query("begin");
-    await client.query(tenantScope(tenantId));
+    await client.query(`begin; ${tenantScope(tenantId)}`);
     // query() queues a submittable and hands it back; it settles `done` when the server is ready again.
     const copy = new CopyOut(`copy (${pageSql}) to stdout (format binary)`, into);
     client.query(copy as never);
