@@ -82,6 +82,7 @@ const EnvSchema = z.object({
   GRAPHQL_PERSISTED_OPERATIONS_ONLY: z.enum(["true", "false"]).default("false"),
   GRAPHQL_PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
   EVENT_FEED_POLL_MS: duration.default(2000),
+  AUTH_CACHE_REVALIDATE_MS: duration.default(500),
   SUBSCRIBER_MAX_QUEUED_EVENTS: duration.default(10_000),
   WS_SEND_BUFFER_BYTES: duration.default(1024 * 1024),
   WS_SLOW_CONSUMER_SECONDS: duration.default(10),
@@ -130,6 +131,8 @@ export interface Config {
     signingKey?: string;
     previousSigningKeys?: string;
     external?: { jwksUrl: string; issuer: string; audience: string };
+    /** How often the credential cache re-reads everything it keeps: the bound on staleness when a NOTIFY is lost. */
+    cacheRevalidateMs: number;
     userTokenTtl: number;
     serviceTokenTtl: number;
     refreshTokenTtl: number;
@@ -291,6 +294,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       signingKey: e.KEYPLANE_SIGNING_KEY,
       previousSigningKeys: e.KEYPLANE_PREVIOUS_SIGNING_KEYS,
       external: e.AUTH_JWKS_URL ? { jwksUrl: e.AUTH_JWKS_URL, issuer: e.AUTH_ISSUER!, audience: e.AUTH_AUDIENCE! } : undefined,
+      cacheRevalidateMs: e.AUTH_CACHE_REVALIDATE_MS,
       userTokenTtl: e.USER_TOKEN_TTL_SECONDS,
       serviceTokenTtl: e.SERVICE_TOKEN_TTL_SECONDS,
       refreshTokenTtl: e.REFRESH_TOKEN_TTL_SECONDS,

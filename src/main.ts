@@ -10,6 +10,7 @@ import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
 import { createTokenVerifier } from "./auth/verifyToken.ts";
+import { createCredentialCache } from "./auth/credentialCache.ts";
 import { createCredentialWatch } from "./auth/credentialWatch.ts";
 import type { Config } from "./config.ts";
 import { loadKeyring } from "./crypto/keyring.ts";
@@ -109,8 +110,10 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       limits,
       events: createEventFeed({ db, database, logger, metrics }, { pollMs: config.realtime.pollMs, maxQueued: config.realtime.maxQueuedEvents }),
       credentials: createCredentialWatch(db, { intervalMs: config.realtime.tokenCheckSeconds * 1000, logger }),
+      standing: createCredentialCache({ db, database, logger }, { revalidateMs: config.auth.cacheRevalidateMs }),
     };
     await deps.events.start();
+    await deps.standing.start();
     const server = createHttpServer(deps, database);
     const refresher = createCredentialRefresher(deps);
     const agentSweeper = createAgentSweeper(deps, {
@@ -142,6 +145,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       async close() {
         await refresher.stop();
         await deps.events.stop();
+        await deps.standing.stop();
         await agentSweeper.stop();
         await checkpointSigner.stop();
         githubApps?.close();

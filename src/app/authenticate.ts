@@ -1,9 +1,7 @@
-import { sql } from "kysely";
 import { PLATFORM_TENANT, type Actor, type RequestMeta } from "../auth/actor.ts";
 import { AuthFailure } from "../auth/verifyToken.ts";
 import type { Tier } from "../domain/tenant/events.ts";
 import { UnauthenticatedError } from "../errors.ts";
-import { withTenant } from "../store/db.ts";
 import type { AppDeps } from "./deps.ts";
 
 /** One message for every refused token: the reason goes to the audit log, not to the caller. */
@@ -14,7 +12,7 @@ export const INVALID_TOKEN = "invalid or expired access token";
  * that does not hold a valid, unrevoked token of a known tenant is refused and recorded.
  */
 export async function authenticate(
-  deps: Pick<AppDeps, "db" | "verifier" | "security"> & Partial<Pick<AppDeps, "metrics">>,
+  deps: Pick<AppDeps, "standing" | "verifier" | "security"> & Partial<Pick<AppDeps, "metrics">>,
   authorization: string | null | undefined,
   request: RequestMeta,
 ): Promise<Actor | null> {
@@ -44,24 +42,18 @@ export async function authenticate(
 }
 
 /**
- * Revocation and tenant state live in the database, so every process sees a revocation at once.
- * The same read gives the tenant's tier (rate limits), so a tier change applies to the next request.
+ * Revocation and tenant state live in the database; the credential cache serves them from memory and
+ * keeps them fresh (a revocation is effective in this process when its mutation commits, in others
+ * within AUTH_CACHE_REVALIDATE_MS at worst). The same standing gives the tenant's tier (rate limits).
  */
-async function checkStillValid(deps: Pick<AppDeps, "db">, actor: Actor): Promise<Tier | undefined> {
-  const ids = [actor.tokenId, actor.sessionId ?? actor.tokenId];
-  const { rows } = await withTenant(deps.db, actor.tenantId, (trx) =>
-    sql<{ status: string | null; tier: Tier | null; revoked: boolean }>`
-      select (select status from tenants where tenant_id = ${actor.tenantId}) as status,
-             (select tier from tenants where tenant_id = ${actor.tenantId}) as tier,
-             exists (select 1 from revoked_tokens where tenant_id = ${actor.tenantId} and token_id in (${ids[0]}, ${ids[1]})) as revoked`.execute(trx),
-  );
+async function checkStillValid(deps: Pick<AppDeps, "standing">, actor: Actor): Promise<Tier | undefined> {
+  const standing = await deps.standing.standing(actor);
   const verified = { tenantId: actor.tenantId, subject: actor.subject, tokenId: actor.tokenId };
-  if (rows[0]!.revoked) throw new AuthFailure("revoked", verified);
+  if (standing.revoked) throw new AuthFailure("revoked", verified);
   const platformToken = actor.tenantId === PLATFORM_TENANT && actor.roles.includes("platform");
   if (platformToken) return undefined;
-  const status = rows[0]!.status;
   // A tenant that does not exist has no log of its own: that refusal goes to the platform log.
-  if (status === null) throw new AuthFailure("unknown-tenant", { subject: actor.subject, tokenId: actor.tokenId });
-  if (status !== "active") throw new AuthFailure("unknown-tenant", verified);
-  return rows[0]!.tier ?? undefined;
+  if (standing.status === null) throw new AuthFailure("unknown-tenant", { subject: actor.subject, tokenId: actor.tokenId });
+  if (standing.status !== "active") throw new AuthFailure("unknown-tenant", verified);
+  return standing.tier ?? undefined;
 }

@@ -1,4 +1,5 @@
 import type { AuditSigner } from "../audit/auditSignatures.ts";
+import type { CredentialCache } from "../auth/credentialCache.ts";
 import type { CredentialWatch } from "../auth/credentialWatch.ts";
 import type { TokenMinter } from "../auth/tokenMinter.ts";
 import type { TokenVerifier } from "../auth/verifyToken.ts";
@@ -21,6 +22,8 @@ export interface AppDeps {
   logger: Logger;
   minter: TokenMinter;
   verifier: TokenVerifier;
+  /** Token standing (revocations, tenant status and tier) kept in memory, kept fresh: see credentialCache.ts. */
+  standing: CredentialCache;
   security: SecurityRecorder;
   now: () => Date;
   /** Encrypts credentials at rest. */

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { z } from "zod";
 import { roleSchema, tokenKindSchema, type TokenKind } from "../domain/eventDefinition.ts";
@@ -44,6 +45,9 @@ const ClaimsSchema = z.object({
 
 const EXTERNAL_ALGS = ["RS256", "PS256", "ES256", "EdDSA"];
 
+/** Verified access tokens kept per process (by SHA-256, until they expire). */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 export interface TokenVerifier {
   verifyAccessToken(token: string): Promise<Actor>;
   verifyRefreshToken(token: string): Promise<{ tenantId: string; subject: string; familyId: string; tokenId: string; kind: TokenKind }>;
@@ -71,38 +75,59 @@ export function createTokenVerifier(options: {
     }
   }
 
+  async function verifyAccessTokenOnce(token: string): Promise<Actor> {
+    const iss = unverifiedIssuer(token);
+    let payload: JWTPayload;
+    if (iss === options.issuer) {
+      ({ payload } = await verify(token, localKeys, options.issuer, options.audience, [SIGNING_ALG], ACCESS_TOKEN_TYPE));
+    } else if (external && iss === external.issuer) {
+      ({ payload } = await verify(token, external.keys, external.issuer, external.audience, EXTERNAL_ALGS, undefined));
+    } else {
+      throw new AuthFailure("wrong-issuer");
+    }
+    const parsed = ClaimsSchema.safeParse(payload);
+    if (!parsed.success) throw new AuthFailure("invalid-claims", { subject: payload.sub, tokenId: payload.jti });
+    const c = parsed.data;
+    // Platform operators exist only in the platform tenant, and only Keyplane mints them (CLI).
+    const claimsPlatform = c.roles.includes("platform") || c.tenant_id === PLATFORM_TENANT || c.kind === "platform";
+    if (claimsPlatform && (iss !== options.issuer || !c.roles.includes("platform") || c.tenant_id !== PLATFORM_TENANT)) {
+      throw new AuthFailure("invalid-claims", { subject: c.sub, tokenId: c.jti });
+    }
+    const kind = c.kind ?? (c.roles.includes("platform") ? "platform" : c.roles.includes("service") ? "service" : "user");
+    return makeActor({
+      kind,
+      subject: c.sub,
+      tenantId: c.tenant_id,
+      roles: c.roles,
+      scopes: c.scope ? c.scope.split(" ").filter(Boolean) : [],
+      tokenId: c.jti,
+      sessionId: c.sid,
+      issuer: iss,
+      expiresAt: new Date(c.exp * 1000),
+    });
+  }
+
+  // A verified token is verified once: its actor is kept by the token's SHA-256 until it expires (the
+  // signature cannot change, and the keys that signed it live as long as the process). Bounded.
+  const verified = new Map<string, Actor>();
+  const rememberVerified = (digest: string, actor: Actor): Actor => {
+    if (verified.size >= VERIFIED_CACHE_SIZE) {
+      const now = Date.now();
+      for (const [key, cached] of verified) if (cached.expiresAt.getTime() <= now) verified.delete(key);
+      if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+    }
+    verified.set(digest, actor);
+    return actor;
+  };
+
   return {
     jwks: options.keys.jwks,
     async verifyAccessToken(token) {
-      const iss = unverifiedIssuer(token);
-      let payload: JWTPayload;
-      if (iss === options.issuer) {
-        ({ payload } = await verify(token, localKeys, options.issuer, options.audience, [SIGNING_ALG], ACCESS_TOKEN_TYPE));
-      } else if (external && iss === external.issuer) {
-        ({ payload } = await verify(token, external.keys, external.issuer, external.audience, EXTERNAL_ALGS, undefined));
-      } else {
-        throw new AuthFailure("wrong-issuer");
-      }
-      const parsed = ClaimsSchema.safeParse(payload);
-      if (!parsed.success) throw new AuthFailure("invalid-claims", { subject: payload.sub, tokenId: payload.jti });
-      const c = parsed.data;
-      // Platform operators exist only in the platform tenant, and only Keyplane mints them (CLI).
-      const claimsPlatform = c.roles.includes("platform") || c.tenant_id === PLATFORM_TENANT || c.kind === "platform";
-      if (claimsPlatform && (iss !== options.issuer || !c.roles.includes("platform") || c.tenant_id !== PLATFORM_TENANT)) {
-        throw new AuthFailure("invalid-claims", { subject: c.sub, tokenId: c.jti });
-      }
-      const kind = c.kind ?? (c.roles.includes("platform") ? "platform" : c.roles.includes("service") ? "service" : "user");
-      return makeActor({
-        kind,
-        subject: c.sub,
-        tenantId: c.tenant_id,
-        roles: c.roles,
-        scopes: c.scope ? c.scope.split(" ").filter(Boolean) : [],
-        tokenId: c.jti,
-        sessionId: c.sid,
-        issuer: iss,
-        expiresAt: new Date(c.exp * 1000),
-      });
+      const digest = createHash("sha256").update(token).digest("base64url");
+      const cached = verified.get(digest);
+      if (cached && cached.expiresAt.getTime() > Date.now()) return cached;
+      if (cached) verified.delete(digest);
+      return rememberVerified(digest, await verifyAccessTokenOnce(token));
     },
     async verifyRefreshToken(token) {
       const { payload } = await verify(token, localKeys, options.issuer, options.audience, [SIGNING_ALG], REFRESH_TOKEN_TYPE);

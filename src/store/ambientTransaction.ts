@@ -133,11 +133,8 @@ class ScopedDriver implements Driver {
     const bracket = this.bracketFor(connection, true);
     const scope = this.lentFrom(connection);
     if (scope) {
-      // Savepoint commands go alone: Citus fails some messages that hold one among other statements.
       scope.nested++;
-      await this.send(connection, [`savepoint ${SAVEPOINT}`]);
-      if (bracket) await this.send(connection, [bracket.open]);
-      return;
+      return this.sendEach(connection, [`savepoint ${SAVEPOINT}`, ...(bracket ? [bracket.open] : [])]);
     }
     if (!bracket || settings.isolationLevel || settings.accessMode) return this.inner.beginTransaction(connection, settings);
     try {
@@ -155,8 +152,7 @@ class ScopedDriver implements Driver {
     if (scope) {
       scope.nested--;
       // Cleared inside the savepoint, then released (the release keeps it).
-      await this.send(connection, [...close, ...CLEARED_SCOPE]);
-      return this.send(connection, [`release savepoint ${SAVEPOINT}`]);
+      return this.sendEach(connection, [...close, ...CLEARED_SCOPE, `release savepoint ${SAVEPOINT}`]);
     }
     if (close.length === 0) return this.inner.commitTransaction(connection);
     await this.send(connection, [...close, "commit"]);
@@ -192,6 +188,15 @@ class ScopedDriver implements Driver {
     if (!bracket) return undefined;
     if (claim && !bracket.connection) bracket.connection = connection;
     return bracket.connection === connection ? bracket : undefined;
+  }
+
+  /**
+   * Inside a savepoint, one statement per message: Citus mishandles some messages that mix a
+   * savepoint's commands, SET LOCAL and NOTIFY (a RELEASE followed by SETs fails the connection; a
+   * NOTIFY followed by a SET LOCAL makes the commit try to PREPARE the transaction).
+   */
+  private async sendEach(connection: DatabaseConnection, statements: string[]): Promise<void> {
+    for (const statement of statements) await this.send(connection, [statement]);
   }
 
   /** Statements without parameters, in one message: one round trip. */

@@ -4,8 +4,8 @@ import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGliteDialect } from "kysely-pglite-dialect";
-import { withOneTransactionSupport, withTransactionBracket, type TransactionBracket } from "./ambientTransaction.ts";
-import { appendNotices } from "./events/announceAppends.ts";
+import { afterTransaction, withOneTransactionSupport, withTransactionBracket, type TransactionBracket } from "./ambientTransaction.ts";
+import { committedCredentialChanges, takeAppendNotices } from "./events/announceAppends.ts";
 import { CITUS_SESSION_OPTIONS, PLATFORM_SCOPE, tenantScope } from "./tenantScope.ts";
 import type { Database } from "./schema.ts";
 
@@ -94,7 +94,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       execScript: async (trx, script) => {
         await sql.raw(script).execute(trx);
       },
-      listen: (channel, listener) => listenOnPostgres(options, channel, listener),
+      listen: sharedListen((channel, listener) => listenOnPostgres(options, channel, listener)),
       probe: (timeoutMs) => probePostgres(options, timeoutMs),
       poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: options.poolMax ?? 10 }),
       close: () => db.destroy(),
@@ -160,15 +160,21 @@ export function withPlatform<T>(db: Db, fn: (trx: Tx) => Promise<T>): Promise<T>
  * One transaction whose scope travels with its BEGIN and whose append notices travel with its COMMIT
  * (one message each on PostgreSQL: no round trip of their own).
  */
-function scoped<T>(db: Db, scope: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
+async function scoped<T>(db: Db, scope: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
   const bracket: TransactionBracket = { open: scope, close: [] };
-  return withTransactionBracket(bracket, () =>
+  let credentialTenants: string[] = [];
+  const result = await withTransactionBracket(bracket, () =>
     db.transaction().execute(async (trx) => {
       const result = await fn(trx);
-      bracket.close.push(...appendNotices(trx));
+      const notices = takeAppendNotices(trx);
+      bracket.close.push(...notices.statements);
+      credentialTenants = notices.credentialTenants;
       return result;
     }),
   );
+  // Committed (inside runInOneTransaction: once the whole unit has ended).
+  if (credentialTenants.length && !afterTransaction(async () => committedCredentialChanges(db, credentialTenants))) committedCredentialChanges(db, credentialTenants);
+  return result;
 }
 
 /**
@@ -207,6 +213,40 @@ async function probePostgres(options: DatabaseOptions, timeoutMs: number): Promi
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * One LISTEN per channel, whoever listens in the process (the live feed and the authentication cache
+ * share the append channel): each listener is told everything the channel hears.
+ */
+function sharedListen(open: (channel: string, listener: Listener) => Promise<() => Promise<void>>): DatabaseHandle["listen"] {
+  const hubs = new Map<string, { listeners: Set<Listener>; opened: Promise<() => Promise<void>> }>();
+  return async (channel, listener) => {
+    let hub = hubs.get(channel);
+    if (!hub) {
+      const listeners = new Set<Listener>();
+      const opened = open(channel, {
+        onNotify: (payload) => listeners.forEach((l) => l.onNotify(payload)),
+        onGap: () => listeners.forEach((l) => l.onGap()),
+        onError: (error) => listeners.forEach((l) => l.onError?.(error)),
+      });
+      hubs.set(channel, (hub = { listeners, opened }));
+      opened.catch(() => hubs.delete(channel));
+    }
+    const joined = hub;
+    joined.listeners.add(listener);
+    try {
+      await joined.opened;
+    } catch (error) {
+      joined.listeners.delete(listener);
+      throw error;
+    }
+    return async () => {
+      if (!joined.listeners.delete(listener) || joined.listeners.size > 0) return;
+      if (hubs.get(channel) === joined) hubs.delete(channel);
+      await (await joined.opened)();
+    };
+  };
 }
 
 /**

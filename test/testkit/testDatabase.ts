@@ -79,6 +79,13 @@ export async function createScratchDatabase(prefix = "kp_test"): Promise<Scratch
  * drops meanwhile makes that introspection fail.
  */
 export async function createTestDatabase(options: { migrate?: boolean } = {}): Promise<DatabaseHandle & { schema?: string }> {
+  // On Citus, suites set up one at a time: a database's setup and first DDL, run beside another
+  // suite's, now and then fail with "tuple concurrently updated" (shared catalogs the extension
+  // touches on every node).
+  return onCitus ? oneAtATime(() => createDatabaseNow(options)) : createDatabaseNow(options);
+}
+
+async function createDatabaseNow(options: { migrate?: boolean }): Promise<DatabaseHandle & { schema?: string }> {
   const url = process.env.TEST_DATABASE_URL;
   let handle: DatabaseHandle & { schema?: string };
   if (url) {
@@ -103,6 +110,18 @@ export async function createTestDatabase(options: { migrate?: boolean } = {}): P
   }
   if (options.migrate !== false) await migrateToLatest(handle);
   return handle;
+}
+
+/** Runs fn under a lock held on the cluster's coordinator, shared by every test process. */
+async function oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+  const lock = new pg.Client({ connectionString: process.env.TEST_ADMIN_DATABASE_URL ?? process.env.TEST_DATABASE_URL });
+  await lock.connect();
+  try {
+    await lock.query("select pg_advisory_lock(hashtext('keyplane test database setup'))");
+    return await fn();
+  } finally {
+    await lock.end();
+  }
 }
 
 export async function adminQuery(url: string, text: string): Promise<pg.QueryResult> {

@@ -2,7 +2,7 @@ import { DomainError } from "../../errors.ts";
 import type { Logger } from "../../logger.ts";
 import type { Metrics } from "../../metrics.ts";
 import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../../store/db.ts";
-import { EVENTS_CHANNEL } from "../../store/events/announceAppends.ts";
+import { EVENTS_CHANNEL, parseAppendNotice } from "../../store/events/announceAppends.ts";
 import { rowToStoredEvent } from "../../store/events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import { abortableStream, Bell } from "../abortableStream.ts";
@@ -261,9 +261,8 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
       if (unlisten) return;
       unlisten = await deps.database.listen(EVENTS_CHANNEL, {
         onNotify(payload) {
-          const space = payload.lastIndexOf(" ");
-          const sequence = Number(payload.slice(space + 1));
-          if (space > 0 && Number.isSafeInteger(sequence)) wake(payload.slice(0, space), sequence);
+          const notice = parseAppendNotice(payload);
+          if (notice) wake(notice.tenantId, notice.sequence);
         },
         onGap() {
           for (const tenantId of channels.keys()) wake(tenantId);

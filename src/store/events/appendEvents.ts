@@ -4,7 +4,7 @@ import { validateEventData } from "../../domain/eventRegistry.ts";
 import { ConflictError } from "../../errors.ts";
 import { countAppended } from "../../metrics.ts";
 import type { Tx } from "../db.ts";
-import { announceAppend } from "./announceAppends.ts";
+import { announceAppend, CREDENTIAL_EVENTS } from "./announceAppends.ts";
 import { applyProjections } from "../projections/applyProjections.ts";
 import { contentHash, genesisHash } from "./hashing.ts";
 import type { AppendRequest, StoredEvent } from "./types.ts";
@@ -76,7 +76,7 @@ export async function appendEvents(trx: Tx, request: AppendRequest): Promise<Sto
       contentHash: events[i]!.content_hash,
       chainHash: row.chain_hash,
     }));
-    if (!result.notified) announceAppend(trx, tenantId, stored[stored.length - 1]!.sequence);
+    announceAppend(trx, tenantId, stored[stored.length - 1]!.sequence, { notified: result.notified, credentials: stored.some((e) => CREDENTIAL_EVENTS.has(e.type)) });
     await applyProjections(trx, stored);
     countAppended(stored);
     return stored;
