@@ -16,7 +16,8 @@ import type { Actor } from "./actor.ts";
  * - other processes' changes: dropped when their NOTIFY arrives (the append channel, flag
  *   "credentials"); everything is dropped when the LISTEN connection comes back after a loss;
  * - whatever was missed: every `revalidateMs`, one query re-reads the standing of everything kept,
- *   so nothing stays stale longer than that, even while LISTEN is down.
+ *   so nothing stays stale longer than that, even while LISTEN is down. A tenant none of whose tokens
+ *   was asked about since the last re-read is dropped instead: an idle process asks nothing.
  * A read that raced with a change is not kept (the tenant's epoch moved meanwhile).
  */
 export interface CredentialCache {
@@ -40,6 +41,8 @@ interface TenantEntry {
   tier: Tier | null;
   /** Token and session ids asked about: revoked or not. */
   ids: Map<string, boolean>;
+  /** Asked about since the last re-read. */
+  used: boolean;
 }
 
 /** Ids kept over all tenants; past it the cache starts again (a read each, then kept anew). */
@@ -73,17 +76,22 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
     let entry = tenants.get(tenantId);
     if (!entry || entry.status !== read.status || entry.tier !== read.tier) {
       if (entry) kept -= entry.ids.size;
-      entry = { status: read.status, tier: read.tier, ids: new Map() };
+      entry = { status: read.status, tier: read.tier, ids: new Map(), used: true };
       tenants.set(tenantId, entry);
     }
     for (const id of ids) {
       if (!entry.ids.has(id)) kept++;
       entry.ids.set(id, read.revoked.has(id));
     }
+    entry.used = true;
     stats.tenants = tenants.size;
   }
 
   async function revalidate() {
+    for (const [tenantId, entry] of tenants) {
+      if (entry.used) entry.used = false;
+      else drop(tenantId);
+    }
     if (tenants.size === 0) return;
     stats.revalidations++;
     const snapshot = [...tenants].map(([tenantId, entry]) => ({ tenantId, entry, epoch: epochOf(tenantId) }));
@@ -113,6 +121,7 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
       const ids = [...new Set([actor.tokenId, actor.sessionId ?? actor.tokenId])];
       const entry = tenants.get(actor.tenantId);
       if (entry && ids.every((id) => entry.ids.has(id))) {
+        entry.used = true;
         return { status: entry.status, tier: entry.tier, revoked: ids.some((id) => entry.ids.get(id)) };
       }
       const epoch = epochOf(actor.tenantId);

@@ -9,7 +9,7 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { agentDecider, agentStream } from "./agentStream.ts";
 import { checkAgentQuota, QuotaExceededError, type AgentQuota } from "./quotas.ts";
-import { findAgentRow } from "../../store/queries/agentQueries.ts";
+import { findAgentRow, type AgentRow } from "../../store/queries/agentQueries.ts";
 
 const MAX_CONFIG_BYTES = 64 * 1024;
 const name = z.string().trim().min(1, "must not be empty").max(200);
@@ -32,11 +32,14 @@ const AgentId = z.object({ id: z.string().uuid("not an agent id") });
 
 type Deps = Pick<AppDeps, "db" | "security" | "now"> & { config?: Pick<AppDeps["config"], "limits"> };
 
-/** One agent command in a tenant transaction, with the tier quota checked first when it counts. */
-async function run(deps: Deps, actor: Actor, agentId: string, command: AgentCommand, request: RequestMeta, quota?: AgentQuota): Promise<string> {
+/**
+ * One agent command in a tenant transaction, with the tier quota checked first when it counts; answers
+ * the agent as projected, read in the same transaction (a deleted one too).
+ */
+async function run(deps: Deps, actor: Actor, agentId: string, command: AgentCommand, request: RequestMeta, quota?: AgentQuota): Promise<AgentRow> {
   const now = deps.now();
   try {
-    await withTenant(deps.db, actor.tenantId, async (trx) => {
+    return await withTenant(deps.db, actor.tenantId, async (trx) => {
       if (quota) await checkAgentQuota(trx, actor.tenantId, quota, now, deps.config?.limits.agentQuotas);
       await decideAndAppend(trx, {
         tenantId: actor.tenantId,
@@ -45,6 +48,7 @@ async function run(deps: Deps, actor: Actor, agentId: string, command: AgentComm
         command: { ...command, meta: { tenantId: actor.tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId } },
         metadata: eventMetadata(actor, request),
       });
+      return (await findAgentRow(trx, actor.tenantId, agentId, { deleted: true }))!;
     });
   } catch (error) {
     if (error instanceof QuotaExceededError) {
@@ -52,7 +56,6 @@ async function run(deps: Deps, actor: Actor, agentId: string, command: AgentComm
     }
     throw error;
   }
-  return agentId;
 }
 
 export async function createAgent(deps: Deps, actor: Actor, raw: z.input<typeof CreateAgentInput>, request: RequestMeta = {}) {

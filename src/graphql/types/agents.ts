@@ -5,10 +5,10 @@ import { agentHeartbeat } from "../../app/agents/heartbeat.ts";
 import { createAgent, deleteAgent, findAgent, publishAgent, updateAgent } from "../../app/agents/manageAgents.ts";
 import { BadInputError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
-import { rowToStoredEvent } from "../../store/events/rowToStoredEvent.ts";
-import { findAgentRow, listAgents, type AgentRow } from "../../store/queries/agentQueries.ts";
+import { listAgents, type AgentRow } from "../../store/queries/agentQueries.ts";
 import type { EnrollmentKeysTable } from "../../store/schema.ts";
 import { builder } from "../builder.ts";
+import { loadersOf } from "../loaders.ts";
 import { checkPageSize, PageInfo } from "../pagination.ts";
 import { AuditEvent } from "./auditLog.ts";
 
@@ -39,20 +39,7 @@ export const Agent = builder.objectRef<AgentRow>("Agent").implement({
       type: [AuditEvent],
       description: "The agent's own events, oldest first",
       args: { first: t.arg.int({ required: false, defaultValue: 50 }) },
-      resolve: (a, args, ctx) =>
-        withTenant(ctx.deps.db, a.tenant_id, async (trx) =>
-          (
-            await trx
-              .selectFrom("events")
-              .selectAll()
-              .where("tenant_id", "=", a.tenant_id)
-              .where("stream_type", "=", "agent")
-              .where("stream_id", "=", a.agent_id)
-              .orderBy("stream_version")
-              .limit(checkPageSize(args.first ?? 50))
-              .execute()
-          ).map(rowToStoredEvent),
-        ),
+      resolve: (a, args, ctx) => loadersOf(ctx).agentHistory.load(`${checkPageSize(args.first ?? 50)}:${a.agent_id}`),
     }),
   }),
 });
@@ -110,16 +97,13 @@ const UpdateAgentInput = builder.inputType("UpdateAgentInput", {
   }),
 });
 
-const reread = async (ctx: { deps: Parameters<typeof findAgent>[0]; actor: { tenantId: string } | null }, id: string) =>
-  withTenant(ctx.deps.db, ctx.actor!.tenantId, async (trx) => (await findAgentRow(trx, ctx.actor!.tenantId, id, { deleted: true }))!);
 
 builder.mutationField("createAgent", (t) =>
   t.field({
     type: Agent,
     args: { input: t.arg({ type: CreateAgentInput, required: true }) },
     authScopes: { permission: "agent:write" },
-    resolve: async (_root, { input }, ctx) =>
-      reread(ctx, await createAgent(ctx.deps, ctx.actor!, { name: input.name, type: input.type, config: (input.config ?? {}) as Record<string, unknown>, tags: input.tags ?? [] }, ctx.meta)),
+    resolve: (_root, { input }, ctx) => createAgent(ctx.deps, ctx.actor!, { name: input.name, type: input.type, config: (input.config ?? {}) as Record<string, unknown>, tags: input.tags ?? [] }, ctx.meta),
   }),
 );
 builder.mutationField("updateAgent", (t) =>
@@ -127,27 +111,24 @@ builder.mutationField("updateAgent", (t) =>
     type: Agent,
     args: { input: t.arg({ type: UpdateAgentInput, required: true }) },
     authScopes: { permission: "agent:write" },
-    resolve: async (_root, { input }, ctx) =>
-      reread(
-        ctx,
-        await updateAgent(
-          ctx.deps,
-          ctx.actor!,
-          {
-            id: String(input.id),
-            expectedVersion: input.expectedVersion,
-            name: input.name ?? undefined,
-            type: input.type ?? undefined,
-            config: (input.config ?? undefined) as Record<string, unknown> | undefined,
-            tags: input.tags ?? undefined,
-          },
-          ctx.meta,
-        ),
+    resolve: (_root, { input }, ctx) =>
+      updateAgent(
+        ctx.deps,
+        ctx.actor!,
+        {
+          id: String(input.id),
+          expectedVersion: input.expectedVersion,
+          name: input.name ?? undefined,
+          type: input.type ?? undefined,
+          config: (input.config ?? undefined) as Record<string, unknown> | undefined,
+          tags: input.tags ?? undefined,
+        },
+        ctx.meta,
       ),
   }),
 );
 builder.mutationField("publishAgent", (t) =>
-  t.field({ type: Agent, args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:manage" }, resolve: async (_root, args, ctx) => reread(ctx, await publishAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta)) }),
+  t.field({ type: Agent, args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:manage" }, resolve: (_root, args, ctx) => publishAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta) }),
 );
 builder.mutationField("deleteAgent", (t) =>
   t.field({

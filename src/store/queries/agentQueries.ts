@@ -1,5 +1,7 @@
 import { sql, type Selectable } from "kysely";
 import type { Tx } from "../db.ts";
+import { rowToStoredEvent } from "../events/rowToStoredEvent.ts";
+import type { StoredEvent } from "../events/types.ts";
 import type { AgentsTable } from "../schema.ts";
 
 /** An agent as the read side serves it: its projected row and its last heartbeat, in one query. */
@@ -44,4 +46,21 @@ export async function listAgents(trx: Tx, tenantId: string, filter: AgentFilter,
   if (after) q = q.where((eb) => eb.or([eb("agents.created_at", "<", after.createdAt), eb.and([eb("agents.created_at", "=", after.createdAt), eb("agents.agent_id", "<", after.id)])]));
   const rows = await q.orderBy("agents.created_at", "desc").orderBy("agents.agent_id", "desc").limit(page.first + 1).execute();
   return { rows: rows.slice(0, page.first), hasNextPage: rows.length > page.first };
+}
+
+/** The first `first` events of each of these agents' streams, oldest first: one query for all of them. */
+export async function agentHistories(trx: Tx, tenantId: string, agentIds: string[], first: number): Promise<Map<string, StoredEvent[]>> {
+  const rows = await trx
+    .selectFrom("events")
+    .selectAll()
+    .where("tenant_id", "=", tenantId)
+    .where("stream_type", "=", "agent")
+    .where("stream_id", "in", agentIds)
+    .where("stream_version", "<=", first)
+    .orderBy("stream_id")
+    .orderBy("stream_version")
+    .execute();
+  const histories = new Map<string, StoredEvent[]>(agentIds.map((id) => [id, []]));
+  for (const row of rows) histories.get(row.stream_id)!.push(rowToStoredEvent(row));
+  return histories;
 }
