@@ -10,7 +10,7 @@ import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
 import { createTokenVerifier } from "./auth/verifyToken.ts";
-import { createCredentialCache } from "./auth/credentialCache.ts";
+import { createCredentialCache } from "./app/credentialCache.ts";
 import { createCredentialWatch } from "./auth/credentialWatch.ts";
 import type { Config } from "./config.ts";
 import { loadKeyring } from "./crypto/keyring.ts";

@@ -1,5 +1,4 @@
 import type { AuditSigner } from "../audit/auditSignatures.ts";
-import type { CredentialCache } from "../auth/credentialCache.ts";
 import type { CredentialWatch } from "../auth/credentialWatch.ts";
 import type { TokenMinter } from "../auth/tokenMinter.ts";
 import type { TokenVerifier } from "../auth/verifyToken.ts";
@@ -8,6 +7,7 @@ import type { Keyring } from "../crypto/keyring.ts";
 import type { RateLimits } from "../limits/rateLimits.ts";
 import type { GitHubApps } from "../github/types.ts";
 import type { Metrics } from "../metrics.ts";
+import type { CredentialCache } from "./credentialCache.ts";
 import type { EventFeed } from "./events/eventFeed.ts";
 import type { TokenCache } from "./githubTokens/tokenCache.ts";
 import type { InstallationProvider, Platform } from "../providers/provider.ts";

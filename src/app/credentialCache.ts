@@ -1,9 +1,10 @@
 import { sql } from "kysely";
 import type { Tier } from "../domain/tenant/events.ts";
+import { periodicJob } from "./periodicJob.ts";
 import type { Logger } from "../logger.ts";
 import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../store/db.ts";
 import { EVENTS_CHANNEL, onCommittedCredentialChange, parseAppendNotice } from "../store/events/announceAppends.ts";
-import type { Actor } from "./actor.ts";
+import type { Actor } from "../auth/actor.ts";
 
 /**
  * What the database says of a token's standing, kept per process so that authentication needs no
@@ -55,8 +56,17 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
   const stats = { tenants: 0, reads: 0, revalidations: 0 };
   let unlisten: (() => Promise<void>) | undefined;
   let unlistenLocal: (() => void) | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let revalidating = false;
+  const rereads = periodicJob(
+    "credential cache re-read",
+    options.revalidateMs,
+    () =>
+      revalidate().catch((error: unknown) => {
+        // Unsure what is current: nothing is served from memory until a read succeeds.
+        dropAll();
+        deps.logger.warn({ err: (error as Error).message }, "credential cache: re-read failed; reading from the database meanwhile");
+      }),
+    deps.logger,
+  );
 
   const epochOf = (tenantId: string) => epochs.get(tenantId) ?? 0;
   const drop = (tenantId: string) => {
@@ -141,22 +151,10 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
         // Changes announced while the connection was down are lost: start again.
         onGap: dropAll,
       });
-      timer = setInterval(() => {
-        if (revalidating) return;
-        revalidating = true;
-        revalidate()
-          .catch((error: unknown) => {
-            // Unsure what is current: nothing is served from memory until a read succeeds.
-            dropAll();
-            deps.logger.warn({ err: (error as Error).message }, "credential cache: revalidation failed; reading from the database meanwhile");
-          })
-          .finally(() => (revalidating = false));
-      }, options.revalidateMs);
-      timer.unref();
+      rereads.start();
     },
     async stop() {
-      clearInterval(timer);
-      timer = undefined;
+      await rereads.stop();
       unlistenLocal?.();
       await unlisten?.();
       unlisten = undefined;
