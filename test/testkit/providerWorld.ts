@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { startFakeAtlassian, type FakeAtlassian } from "../fakes/atlassian.ts";
 import { startFakeGitHub, type FakeGitHub, type FakeGitHubApp } from "../fakes/github.ts";
@@ -23,15 +24,31 @@ export interface ProviderWorld {
   close(): Promise<void>;
 }
 
+/** The lowest port the kernel hands out for port 0 (Linux; elsewhere the IANA range's start). */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 49_152;
+  } catch {
+    return 49_152;
+  }
+}
+
+/**
+ * A port free now, for a server that must know its own address before it listens (OAuth callbacks).
+ * Taken below the kernel's ephemeral range: between this check and that listen, the fakes and clients
+ * this suite starts on port 0 could otherwise be handed the very same port.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+  const high = Math.max(10_001, ephemeralLow() - 1);
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
 }
 
 export async function startProviderWorld(): Promise<ProviderWorld> {
