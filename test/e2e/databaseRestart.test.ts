@@ -4,6 +4,7 @@ import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { privatePostgresUnavailable, startPrivatePostgres, type PrivatePostgres } from "../testkit/privatePostgres.ts";
 import { scratchDirectory } from "../testkit/scratch.ts";
+import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
@@ -117,6 +118,14 @@ describe.skipIf(unavailable)("keyplane serve while its PostgreSQL restarts", () 
     expect(await overSocket(socket, MUTATION, { s: "socket-before" })).toMatchObject({ data: { issueServiceToken: { tokenId: expect.any(String) } } });
     let socketDuringOutage: Awaited<ReturnType<typeof overSocket>> | undefined;
     let lateSocketClosed: number | undefined;
+    // A token this process has not seen yet: authenticating it needs the database (a token seen
+    // before comes from memory, for as long as the credential cache's re-read has not failed).
+    const unseen = await fetch(`${served.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: 'mutation { issueServiceToken(input: { subject: "late-socket", ttlSeconds: 300 }) { accessToken } }' }),
+    }).then(async (res) => ((await res.json()) as { data: { issueServiceToken: { accessToken: string } } }).data.issueServiceToken.accessToken);
+    registerSecret(unseen);
     try {
       for (let round = 0; round < 2; round++) {
         const before = Date.now();
@@ -128,7 +137,7 @@ describe.skipIf(unavailable)("keyplane serve while its PostgreSQL restarts", () 
         if (round === 0) {
           socketDuringOutage = await overSocket(socket, MUTATION, { s: "socket-during" });
           // A socket opening meanwhile cannot be authenticated: 1013 "try again later", not 4500.
-          const late = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0 });
+          const late = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${unseen}` }, retryAttempts: 0 });
           lateSocketClosed = await overSocket(late, "{ __typename }", {}).then(
             () => undefined,
             (close: { code?: number }) => close.code,
