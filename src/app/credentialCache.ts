@@ -26,8 +26,6 @@ export interface CredentialCache {
   standing(actor: Actor): Promise<Standing>;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Entries kept, reads made and revalidations run: for tests and metrics. */
-  readonly stats: { tenants: number; reads: number; revalidations: number };
 }
 
 export interface Standing {
@@ -53,7 +51,6 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
   const tenants = new Map<string, TenantEntry>();
   const epochs = new Map<string, number>();
   let kept = 0;
-  const stats = { tenants: 0, reads: 0, revalidations: 0 };
   let unlisten: (() => Promise<void>) | undefined;
   let unlistenLocal: (() => void) | undefined;
   const rereads = periodicJob(
@@ -74,7 +71,6 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
     const entry = tenants.get(tenantId);
     if (entry) kept -= entry.ids.size;
     tenants.delete(tenantId);
-    stats.tenants = tenants.size;
   };
   const dropAll = () => {
     for (const tenantId of [...tenants.keys()]) drop(tenantId);
@@ -94,7 +90,6 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
       entry.ids.set(id, read.revoked.has(id));
     }
     entry.used = true;
-    stats.tenants = tenants.size;
   }
 
   async function revalidate() {
@@ -103,7 +98,6 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
       else drop(tenantId);
     }
     if (tenants.size === 0) return;
-    stats.revalidations++;
     const snapshot = [...tenants].map(([tenantId, entry]) => ({ tenantId, entry, epoch: epochOf(tenantId) }));
     const ids = [...new Set(snapshot.flatMap((s) => [...s.entry.ids.keys()]))];
     const tenantIds = snapshot.map((s) => s.tenantId);
@@ -126,7 +120,6 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
   }
 
   return {
-    stats,
     async standing(actor) {
       const ids = [...new Set([actor.tokenId, actor.sessionId ?? actor.tokenId])];
       const entry = tenants.get(actor.tenantId);
@@ -135,7 +128,6 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
         return { status: entry.status, tier: entry.tier, revoked: ids.some((id) => entry.ids.get(id)) };
       }
       const epoch = epochOf(actor.tenantId);
-      stats.reads++;
       const read = await readStanding(deps.db, actor.tenantId, ids);
       keep(actor.tenantId, epoch, read, ids);
       return { status: read.status, tier: read.tier, revoked: ids.some((id) => read.revoked.has(id)) };
