@@ -10,7 +10,16 @@ export interface Decider<S, C, E extends DomainEvent> {
   decide: (command: C, state: S) => E[];
 }
 
-type CommandArgs<S, C, E extends DomainEvent> = { tenantId: string; streamType: string; streamId: string; decider: Decider<S, C, E>; command: C; metadata: EventMetadata };
+type CommandArgs<S, C, E extends DomainEvent> = {
+  tenantId: string;
+  streamType: string;
+  streamId: string;
+  decider: Decider<S, C, E>;
+  command: C;
+  metadata: EventMetadata;
+  /** The stream id was just generated (a random UUID): nothing to read, and the append checks it is still empty. */
+  newStream?: boolean;
+};
 type CommandResult<S, E> = { state: S; decided: E[]; stored: StoredEvent[] };
 
 /**
@@ -25,7 +34,7 @@ export function handleCommand<S, C, E extends DomainEvent>(db: Db, args: Command
 /** The same step inside a tenant transaction the caller holds (to write beside it, e.g. the credential vault). */
 export async function decideAndAppend<S, C, E extends DomainEvent>(trx: Tx, args: CommandArgs<S, C, E>): Promise<CommandResult<S, E>> {
   const { tenantId, streamType, streamId, decider, command, metadata } = args;
-  const stream = await readStream(trx, tenantId, streamType, streamId);
+  const stream = args.newStream ? { version: 0, events: [] } : await readStream(trx, tenantId, streamType, streamId);
   const state = (stream.events as E[]).reduce(decider.evolve, decider.initialState());
   const decided = decider.decide(command, state);
   const stored = await appendEvents(trx, { tenantId, streamType, streamId, expectedVersion: stream.version, events: decided, metadata });

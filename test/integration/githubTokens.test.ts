@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withPlatform } from "../../src/store/db.ts";
-import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { browseInstall, freePort, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 
@@ -206,6 +206,16 @@ describe("cache and single-flight", () => {
     expect(issued.map((e: any) => e.data.cached)).toEqual([false, true, false]);
   });
 
+  it("a cached token costs one transaction of at most 5 round trips (the facts it is decided on, the append, its projection)", async () => {
+    const o = await orgWithRex();
+    await setPolicy(o, servicePolicy(o));
+    await issue(o.tenant.tokens.service, { repository: `${o.org}/api` });
+    const { result, roundTrips } = await app.roundTripsOf(() => issue(o.tenant.tokens.service, { repository: `${o.org}/api` }));
+    expect(result.data.issueGitHubToken.cached).toBe(true);
+    // BEGIN with the tenant scope, one read, the append, the projection, COMMIT: two transactions would need at least 6.
+    expect(roundTrips).toBeLessThanOrEqual(5);
+  });
+
   it("200 concurrent identical requests make exactly one call to GitHub", async () => {
     const o = await orgWithRex();
     await setPolicy(o, servicePolicy(o));
@@ -238,6 +248,25 @@ describe("revocation", () => {
     expect(fresh.cached).toBe(false);
     expect(fresh.fingerprint).not.toBe(first.fingerprint);
     expect((await reposVisibleWith(fresh.token)).status).toBe(200);
+  });
+
+  it("a token revoked through another process is never handed out again from this one's cache", async () => {
+    const o = await orgWithRex();
+    await setPolicy(o, servicePolicy(o));
+    const first = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken;
+    const other = await createTestApp({ env: { ...world.env, PORT: String(await freePort()) }, database: app.database, name: "github-tokens-second-process" });
+    try {
+      const admin = await other.mintToken({ tenantId: o.tenant.tenantId, roles: ["admin"] });
+      const revoked = await other.gql(REVOKE, { id: first.id }, { token: admin });
+      expect(revoked.errors, JSON.stringify(revoked.errors)).toBeUndefined();
+    } finally {
+      await other.close();
+    }
+    // This process still holds the token in its cache, but the request's own read sees the revocation.
+    const next = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken;
+    expect(next).toMatchObject({ cached: false });
+    expect(next.fingerprint).not.toBe(first.fingerprint);
+    expect((await reposVisibleWith(next.token)).status).toBe(200);
   });
 
   it("another service cannot revoke it; an admin can", async () => {

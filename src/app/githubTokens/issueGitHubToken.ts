@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { sql } from "kysely";
 import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { decideGitHubToken, evolveGitHubToken, initialGitHubTokenState } from "../../domain/githubToken/decide.ts";
@@ -8,7 +7,7 @@ import { decideTokenRequest, type TokenPolicy } from "../../domain/githubToken/p
 import { parseInput } from "../../domain/validation.ts";
 import { BadInputError, ConflictError, DomainError, ForbiddenError, NotFoundError } from "../../errors.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
-import type { InstallationRow } from "../../store/queries/installationQueries.ts";
+import { readTokenRequestFacts, type TokenRequestFacts, type TokenRequestTarget } from "../../store/queries/tokenRequestQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { cacheKey, type CachedToken } from "./tokenCache.ts";
@@ -54,6 +53,10 @@ const REQUEST_DEADLINE_MS = 10_000;
  * installation this tenant claimed, only as far as one of its token policies allows, from the
  * per-process cache when an identical token has more than five minutes left, and always recorded
  * (token.issued with the fingerprint, marked cached or not) before it leaves.
+ *
+ * A cached token costs one transaction: the facts the request is decided on (installation, policies,
+ * agent tags, and whether a cached token was revoked meanwhile, by any process) in one statement,
+ * then the append. A miss mints from GitHub between two transactions, so no connection waits on it.
  */
 export async function issueGitHubToken(
   deps: Pick<AppDeps, "db" | "githubApps" | "tokenCache" | "keyring" | "security" | "metrics" | "now">,
@@ -66,36 +69,52 @@ export async function issueGitHubToken(
   try {
     const client = deps.githubApps.client(input.app);
     if (!client) throw new BadInputError(`app: no GitHub App named ${input.app} is configured`, "app");
+    const minValidityMs = input.minValiditySeconds * 1000;
 
-    const { installation, policies, tags } = await withTenant(deps.db, actor.tenantId, async (trx) => ({
-      installation: await findTargetInstallation(trx, actor.tenantId, input.app, deps.githubApps.defaultApp, input),
-      policies: await loadPolicies(trx, actor.tenantId, input.app),
-      tags: await agentTags(trx, actor),
-    }));
-    if (installation.status !== "active") throw new ConflictError(`the ${input.app} installation for ${installation.account_login} is ${installation.status.replace("_", " ")}`, { status: installation.status });
+    const step = await withTenant(deps.db, actor.tenantId, async (trx): Promise<RequestStep> => {
+      const facts = await readTokenRequestFacts(trx, actor.tenantId, targetOf(input, deps.githubApps.defaultApp), {
+        agentId: actor.kind === "agent" && actor.subject.startsWith("agent:") ? actor.subject.slice(6) : undefined,
+        candidateFingerprints: deps.tokenCache.fingerprintsOf(actor.tenantId, input.app),
+      });
+      const installation = targetInstallation(facts, input);
+      const owner = installation.account_login;
+      const asked = [...(input.repository ? [input.repository.split("/")[1]!] : []), ...input.repositories.map((r) => repositoryName(r, owner))];
+      const decision = decideTokenRequest(facts.policies.map(policyOf), { subject: actor.subject, roles: actor.roles, tags: facts.agentTags }, { app: input.app, owner, repositories: asked, permissions: input.permissions });
+      if (!decision.allowed) return { denied: decision.reason, owner, asked };
 
-    const owner = installation.account_login;
-    const asked = [...(input.repository ? [input.repository.split("/")[1]!] : []), ...input.repositories.map((r) => repositoryName(r, owner))];
-    const decision = decideTokenRequest(policies, { subject: actor.subject, roles: actor.roles, tags }, { app: input.app, owner, repositories: asked, permissions: input.permissions });
-    if (!decision.allowed) {
+      const key = cacheKey({ tenantId: actor.tenantId, app: input.app, installationId: Number(installation.external_id), repositories: decision.repositories, permissions: decision.permissions });
+      const hit = deps.tokenCache.peek(key, minValidityMs);
+      if (hit && !facts.revoked.has(hit.fingerprint)) return { issued: await record(trx, deps, actor, request, { token: hit, cached: true, installation, policy: decision.policy }) };
+      // Revoked by another process (or a webhook) since it was cached: never handed out again.
+      if (hit) deps.tokenCache.forgetFingerprint(hit.fingerprint);
+      return { mint: { key, decision, installation } };
+    });
+
+    if ("denied" in step) {
+      const { denied, owner, asked } = step;
       await deps.security.record({
         type: "access.denied",
         tenantId: actor.tenantId,
         actor,
         level: "warning",
         status: "denied",
-        reason: `token-policy:${decision.reason}`,
+        reason: `token-policy:${denied}`,
         resource: "github-token",
         action: "github-token:issue",
         details: { app: input.app, owner, repositories: asked.slice(0, 20), permissions: input.permissions },
         request,
       });
-      if (decision.reason === "repositories-required") throw new BadInputError("repositories: the matching policy allows repository patterns only; name the repositories", "repositories");
+      if (denied === "repositories-required") throw new BadInputError("repositories: the matching policy allows repository patterns only; name the repositories", "repositories");
       throw new ForbiddenError(`no token policy allows ${actor.subject} this ${input.app} token for ${owner}`);
     }
+    if ("issued" in step) {
+      deps.metrics.githubTokenCacheHits.inc({ app: input.app });
+      count("cached");
+      return step.issued;
+    }
 
+    const { key, decision, installation } = step.mint;
     const githubInstallationId = Number(installation.external_id);
-    const keyParts = { tenantId: actor.tenantId, app: input.app, installationId: githubInstallationId, repositories: decision.repositories, permissions: decision.permissions };
     const mint = () =>
       client.mint({
         installationId: githubInstallationId,
@@ -103,67 +122,60 @@ export async function issueGitHubToken(
         permissions: decision.permissions,
         deadline: deps.now().getTime() + REQUEST_DEADLINE_MS,
       });
-    const key = cacheKey(keyParts);
-    const minValidityMs = input.minValiditySeconds * 1000;
-    let { token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint, minValidityMs);
-    for (let attempt = 0; ; attempt++) {
-      const recorded = await record(deps, actor, request, { token, cached, installation, policy: decision.policy });
-      if (recorded) {
-        if (cached) deps.metrics.githubTokenCacheHits.inc({ app: input.app });
-        count(cached ? "cached" : "issued");
-        return recorded;
-      }
-      // Another process revoked this token: forget it and mint a fresh one.
-      deps.tokenCache.forgetFingerprint(token.fingerprint);
-      if (attempt > 0) throw new ConflictError("the token was revoked while it was being issued; try again");
-      ({ token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint, minValidityMs));
-    }
+    // `cached` here means another request's mint was shared (single flight): a token too new to have been revoked.
+    const { token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint, minValidityMs);
+    const issued = await withTenant(deps.db, actor.tenantId, (trx) => record(trx, deps, actor, request, { token, cached, installation, policy: decision.policy }));
+    if (cached) deps.metrics.githubTokenCacheHits.inc({ app: input.app });
+    count(cached ? "cached" : "issued");
+    return issued;
   } catch (error) {
     count(error instanceof DomainError ? error.code.toLowerCase() : "error");
     throw error;
   }
 }
 
-/** Records the hand-out, unless the token was revoked meanwhile (another process, a webhook): then null. */
+type TargetInstallation = TokenRequestFacts["installations"][number];
+type RequestStep =
+  | { denied: string; owner: string; asked: string[] }
+  | { issued: IssuedGitHubToken }
+  | { mint: { key: string; decision: Extract<ReturnType<typeof decideTokenRequest>, { allowed: true }>; installation: TargetInstallation } };
+
+/** Records the hand-out (token.issued, on a stream of its own) inside the caller's transaction; a freshly minted token goes to the vault too. */
 async function record(
-  deps: Pick<AppDeps, "db" | "keyring" | "now">,
+  trx: Tx,
+  deps: Pick<AppDeps, "keyring">,
   actor: Actor,
   request: RequestMeta,
-  args: { token: CachedToken; cached: boolean; installation: InstallationRow; policy: string },
-): Promise<IssuedGitHubToken | null> {
+  args: { token: CachedToken; cached: boolean; installation: TargetInstallation; policy: string },
+): Promise<IssuedGitHubToken> {
   const { token, cached, installation, policy } = args;
   const tokenId = randomUUID();
-  return withTenant(deps.db, actor.tenantId, async (trx) => {
-    if (cached) {
-      const revoked = await trx.selectFrom("github_tokens").select("token_id").where("tenant_id", "=", actor.tenantId).where("fingerprint", "=", token.fingerprint).where("revoked_at", "is not", null).executeTakeFirst();
-      if (revoked) return null;
-    }
-    const repositories = token.repositories;
-    await decideAndAppend(trx, {
-      tenantId: actor.tenantId,
-      ...githubTokenStream(tokenId),
-      decider: githubTokenDecider,
-      command: {
-        type: "IssueGitHubToken",
-        data: {
-          tokenId,
-          app: token.app,
-          installationId: installation.installation_id,
-          githubInstallationId: token.installationId,
-          requester: actor.subject,
-          policy,
-          repositories,
-          permissions: token.permissions,
-          fingerprint: token.fingerprint,
-          expiresAt: token.expiresAt.toISOString(),
-          cached,
-        },
+  const repositories = token.repositories;
+  await decideAndAppend(trx, {
+    tenantId: actor.tenantId,
+    ...githubTokenStream(tokenId),
+    newStream: true,
+    decider: githubTokenDecider,
+    command: {
+      type: "IssueGitHubToken",
+      data: {
+        tokenId,
+        app: token.app,
+        installationId: installation.installation_id,
+        githubInstallationId: token.installationId,
+        requester: actor.subject,
+        policy,
+        repositories,
+        permissions: token.permissions,
+        fingerprint: token.fingerprint,
+        expiresAt: token.expiresAt.toISOString(),
+        cached,
       },
-      metadata: eventMetadata(actor, request),
-    });
-    if (!cached) await storeTokenSecret(trx, deps.keyring, actor.tenantId, token.fingerprint, token.token, token.expiresAt);
-    return { id: tokenId, token: token.token, expiresAt: token.expiresAt, installationId: token.installationId, repositories, permissions: token.permissions, cached, fingerprint: token.fingerprint, policy };
+    },
+    metadata: eventMetadata(actor, request),
   });
+  if (!cached) await storeTokenSecret(trx, deps.keyring, actor.tenantId, token.fingerprint, token.token, token.expiresAt);
+  return { id: tokenId, token: token.token, expiresAt: token.expiresAt, installationId: token.installationId, repositories, permissions: token.permissions, cached, fingerprint: token.fingerprint, policy };
 }
 
 function repositoryName(given: string, owner: string): string {
@@ -173,42 +185,24 @@ function repositoryName(given: string, owner: string): string {
   return given.slice(slash + 1);
 }
 
-async function findTargetInstallation(
-  trx: Tx,
-  tenantId: string,
-  app: string,
-  defaultApp: string | undefined,
-  target: { installationId?: number; owner?: string; repository?: string },
-): Promise<InstallationRow> {
-  let query = trx
-    .selectFrom("installations")
-    .selectAll()
-    .where("tenant_id", "=", tenantId)
-    .where("platform", "=", "github")
-    .where("status", "<>", "revoked")
-    // Installations made before apps had names belong to the default app.
-    .where((eb) => (app === defaultApp ? eb.or([eb("app", "=", app), eb("app", "is", null)]) : eb("app", "=", app)));
-  const owner = target.owner ?? target.repository?.split("/")[0];
-  if (target.installationId !== undefined) query = query.where("external_id", "=", String(target.installationId));
-  else if (owner) query = query.where(sql<string>`lower(account_login)`, "=", owner.toLowerCase());
-  const rows = await query.limit(2).execute();
-  if (!rows.length) {
-    const what = target.installationId !== undefined ? `installation ${target.installationId}` : owner ? `an installation for ${owner}` : "an installation";
-    throw new NotFoundError(`${what} of the GitHub App ${app} in this tenant`);
+function targetOf(input: z.output<typeof IssueGitHubTokenInput>, defaultApp: string | undefined): TokenRequestTarget {
+  const owner = input.owner ?? input.repository?.split("/")[0];
+  return { app: input.app, defaultApp, ...(input.installationId !== undefined ? { installationId: input.installationId } : owner ? { owner } : {}) };
+}
+
+/** The installation the request names, or the tenant's only installation of the app when it names none; it must be active. */
+function targetInstallation(facts: TokenRequestFacts, input: z.output<typeof IssueGitHubTokenInput>): TargetInstallation {
+  const owner = input.owner ?? input.repository?.split("/")[0];
+  if (!facts.installations.length) {
+    const what = input.installationId !== undefined ? `installation ${input.installationId}` : owner ? `an installation for ${owner}` : "an installation";
+    throw new NotFoundError(`${what} of the GitHub App ${input.app} in this tenant`);
   }
-  // Naming nothing means the tenant's only installation of the app.
-  if (rows.length > 1) throw new BadInputError("installationId: the tenant has several installations of this app; name installationId, owner or repository", "installationId");
-  return rows[0]!;
+  if (facts.installations.length > 1) throw new BadInputError("installationId: the tenant has several installations of this app; name installationId, owner or repository", "installationId");
+  const installation = facts.installations[0]!;
+  if (installation.status !== "active") throw new ConflictError(`the ${input.app} installation for ${installation.account_login} is ${installation.status.replace("_", " ")}`, { status: installation.status });
+  return installation;
 }
 
-/** An enrolled agent is matched by its tags as they are now (set at enrollment, changed by updateAgent). */
-async function agentTags(trx: Tx, actor: Actor): Promise<string[]> {
-  if (actor.kind !== "agent" || !actor.subject.startsWith("agent:")) return [];
-  const row = await trx.selectFrom("agents").select(["tags", "status"]).where("tenant_id", "=", actor.tenantId).where("agent_id", "=", actor.subject.slice(6)).executeTakeFirst();
-  return row && row.status !== "deleted" ? row.tags : [];
-}
-
-async function loadPolicies(trx: Tx, tenantId: string, app: string): Promise<TokenPolicy[]> {
-  const rows = await trx.selectFrom("token_policies").selectAll().where("tenant_id", "=", tenantId).where("app", "=", app).execute();
-  return rows.map((r) => ({ name: r.name, app: r.app, roles: r.roles as TokenPolicy["roles"], subjects: r.subjects, agentTags: r.agent_tags, repositories: r.repositories, permissions: r.permissions as TokenPolicy["permissions"] }));
+function policyOf(row: TokenRequestFacts["policies"][number]): TokenPolicy {
+  return { name: row.name, app: row.app, roles: row.roles as TokenPolicy["roles"], subjects: row.subjects, agentTags: row.agent_tags, repositories: row.repositories, permissions: row.permissions as TokenPolicy["permissions"] };
 }

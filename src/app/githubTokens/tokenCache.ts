@@ -51,7 +51,7 @@ export class TokenCache {
    * `cached` is false only for the caller whose request reached GitHub.
    */
   async getOrMint(key: string, meta: { tenantId: string; app: string }, mint: () => Promise<MintedToken>, minValidityMs = 0): Promise<{ token: CachedToken; cached: boolean }> {
-    const hit = this.get(key, minValidityMs);
+    const hit = this.peek(key, minValidityMs);
     if (hit) return { token: hit, cached: true };
     const running = this.inFlight.get(key);
     if (running) return { token: await running, cached: true };
@@ -66,7 +66,15 @@ export class TokenCache {
     return { token: await flight, cached: false };
   }
 
-  private get(key: string, minValidityMs: number): CachedToken | undefined {
+  /** Every token this cache could hand out for the tenant's app: what a request checks for revocation before reusing one. */
+  fingerprintsOf(tenantId: string, app: string): string[] {
+    const found: string[] = [];
+    for (const entry of this.entries.values()) if (entry.tenantId === tenantId && entry.app === app) found.push(entry.fingerprint);
+    return found;
+  }
+
+  /** The cached token for the key with more than `minValidityMs` (and the reuse margin) left, if any. */
+  peek(key: string, minValidityMs = 0): CachedToken | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     const left = entry.expiresAt.getTime() - this.now().getTime();
