@@ -43,6 +43,9 @@ export function documentLimitPlugins(limits: LimitsConfig["document"]): Plugin[]
     maxDirectivesRule({ n: limits.maxDirectives, propagateOnRejection: false, onReject: report("MAX_DIRECTIVES_EXCEEDED") }) as unknown as ValidationRule,
   ];
   if (!limits.introspection) rules.push(noIntrospection);
+  // Yoga's parser cache hands the same DocumentNode to every request with the same text (and the
+  // schema is fixed): each document is checked once.
+  const refusals = new WeakMap<DocumentNode, readonly GraphQLError[]>();
   const plugins: Plugin[] = [
     {
       onParse({ parseFn, setParseFn }) {
@@ -57,8 +60,9 @@ export function documentLimitPlugins(limits: LimitsConfig["document"]): Plugin[]
         });
       },
       onValidate({ params, setResult }) {
-        const refused = validate(params.schema, params.documentAST, rules);
-        if (refused.length) setResult(refused);
+        let refused = refusals.get(params.documentAST);
+        if (!refused) refusals.set(params.documentAST, (refused = validate(params.schema, params.documentAST, rules)));
+        if (refused.length) setResult([...refused]);
       },
     },
   ];

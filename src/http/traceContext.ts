@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 
 /**
  * W3C Trace Context (https://www.w3.org/TR/trace-context/): the `traceparent` header
@@ -45,9 +45,17 @@ export function formatTraceparent(context: Pick<TraceContext, "traceId" | "spanI
   return `00-${context.traceId}-${context.spanId}-${context.traceFlags}`;
 }
 
+// Random bytes drawn in batches (as node's randomUUID does): one getrandom call per 256 ids, not per id.
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+
 function newId(bytes: number, zero: string): string {
   for (;;) {
-    const id = randomBytes(bytes).toString("hex");
+    if (poolOffset + bytes > pool.length) {
+      randomFillSync(pool);
+      poolOffset = 0;
+    }
+    const id = pool.toString("hex", poolOffset, (poolOffset += bytes));
     if (id !== zero) return id;
   }
 }

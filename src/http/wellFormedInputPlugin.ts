@@ -86,10 +86,19 @@ export function documentInputProblem(document: DocumentNode): InputProblem | und
 /** The request parameters of one operation as Yoga keeps them in its context (HTTP) or as websocket.ts passes them (graphql-ws). */
 type WithParams = { params?: OperationInput } | undefined;
 
+// Yoga's parser cache hands the same DocumentNode to every request with the same text, and a
+// document's literals never change: each is walked once.
+const documentProblems = new WeakMap<DocumentNode, InputProblem | null>();
+function cachedDocumentInputProblem(document: DocumentNode): InputProblem | undefined {
+  let problem = documentProblems.get(document);
+  if (problem === undefined) documentProblems.set(document, (problem = documentInputProblem(document) ?? null));
+  return problem ?? undefined;
+}
+
 function checkOperation(args: { document: DocumentNode; variableValues?: unknown; operationName?: unknown; contextValue?: unknown }): ExecutionResult | undefined {
   const params = (args.contextValue as WithParams)?.params;
   const problem =
-    operationInputProblem({ operationName: args.operationName, variables: args.variableValues, extensions: params?.extensions }) ?? documentInputProblem(args.document);
+    operationInputProblem({ operationName: args.operationName, variables: args.variableValues, extensions: params?.extensions }) ?? cachedDocumentInputProblem(args.document);
   return problem ? { errors: [malformedInputError(problem)] } : undefined;
 }
 
