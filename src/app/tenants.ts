@@ -1,38 +1,44 @@
 import { eventMetadata, type Actor, type RequestMeta } from "../auth/actor.ts";
-import { decideTenant, type ChangeTenantTierCommand, type CreateTenantCommand } from "../domain/tenant/decide.ts";
+import { decideTenant, type ChangeTenantTierCommand, type CreateTenantCommand, type TenantCommand } from "../domain/tenant/decide.ts";
 import { evolveTenant, initialTenantState } from "../domain/tenant/evolve.ts";
+import { withTenant } from "../store/db.ts";
+import type { StoredEvent } from "../store/events/types.ts";
+import { findTenantRow, type TenantRow } from "../store/queries/tenantQueries.ts";
 import type { AppDeps } from "./deps.ts";
-import { handleCommand } from "./handleCommand.ts";
+import { decideAndAppend } from "./handleCommand.ts";
 
 export const tenantDecider = { initialState: initialTenantState, evolve: evolveTenant, decide: decideTenant };
 
-/** A tenant's first event opens its own hash chain. */
-export async function createTenant(deps: Pick<AppDeps, "db">, actor: Actor, input: CreateTenantCommand["input"], request: RequestMeta = {}) {
-  const id = typeof input.id === "string" ? input.id : "";
-  const { stored } = await handleCommand(deps.db, {
-    tenantId: id,
-    streamType: "tenant",
-    streamId: id,
-    decider: tenantDecider,
-    command: { type: "CreateTenant", input },
-    metadata: eventMetadata(actor, request),
+/** One tenant command in the tenant's own transaction: what it recorded, and the tenant as it projected. */
+async function runTenantCommand(deps: Pick<AppDeps, "db">, actor: Actor, tenantId: string, command: TenantCommand, request: RequestMeta): Promise<{ stored: StoredEvent[]; tenant: TenantRow }> {
+  return withTenant(deps.db, tenantId, async (trx) => {
+    const { stored } = await decideAndAppend(trx, { tenantId, streamType: "tenant", streamId: tenantId, decider: tenantDecider, command, metadata: eventMetadata(actor, request) });
+    return { stored, tenant: (await findTenantRow(trx, tenantId))! };
   });
-  return stored[0]!;
+}
+
+const idOf = (input: CreateTenantCommand["input"]) => (typeof input.id === "string" ? input.id : "");
+
+/** A tenant's first event opens its own hash chain. Answers that event. */
+export async function createTenant(deps: Pick<AppDeps, "db">, actor: Actor, input: CreateTenantCommand["input"], request: RequestMeta = {}): Promise<StoredEvent> {
+  return (await runTenantCommand(deps, actor, idOf(input), { type: "CreateTenant", input }, request)).stored[0]!;
+}
+
+/** The same, answering with the tenant as created (the createTenant mutation). */
+export async function createTenantRow(deps: Pick<AppDeps, "db">, actor: Actor, input: CreateTenantCommand["input"], request: RequestMeta = {}): Promise<TenantRow> {
+  return (await runTenantCommand(deps, actor, idOf(input), { type: "CreateTenant", input }, request)).tenant;
 }
 
 /**
  * A platform operator moves a tenant to another tier (`tenant.tier_changed` in the tenant's own log).
  * Its rate limits, cost budget and agent quotas follow from the next request on, in every process:
- * the tier is read with each request's token check.
+ * the tier is read with each request's token check. Answers the event; none when already on that tier.
  */
-export async function changeTenantTier(deps: Pick<AppDeps, "db">, actor: Actor, tenantId: string, input: ChangeTenantTierCommand["input"], request: RequestMeta = {}) {
-  const { stored } = await handleCommand(deps.db, {
-    tenantId,
-    streamType: "tenant",
-    streamId: tenantId,
-    decider: tenantDecider,
-    command: { type: "ChangeTenantTier", input },
-    metadata: eventMetadata(actor, request),
-  });
-  return stored[0];
+export async function changeTenantTier(deps: Pick<AppDeps, "db">, actor: Actor, tenantId: string, input: ChangeTenantTierCommand["input"], request: RequestMeta = {}): Promise<StoredEvent | undefined> {
+  return (await runTenantCommand(deps, actor, tenantId, { type: "ChangeTenantTier", input }, request)).stored[0];
+}
+
+/** The same, answering with the tenant on its new tier (the changeTenantTier mutation). NOT_FOUND for no such tenant. */
+export async function changeTenantTierRow(deps: Pick<AppDeps, "db">, actor: Actor, tenantId: string, input: ChangeTenantTierCommand["input"], request: RequestMeta = {}): Promise<TenantRow> {
+  return (await runTenantCommand(deps, actor, tenantId, { type: "ChangeTenantTier", input }, request)).tenant;
 }

@@ -16,7 +16,6 @@ import type { GraphQLContext } from "../graphql/context.ts";
 import type { LimitsConfig } from "../limits/policies.ts";
 import { operationCost, PageSizeError } from "../limits/queryCost.ts";
 import { rateLimitedError, rateLimitHeaders, type Decision, type PolicyCheck, type RateLimits } from "../limits/rateLimits.ts";
-import { withTenant } from "../store/db.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
 // GraphQL abuse protection and rate limits as Yoga/envelop plugins. They serve HTTP and graphql-ws
@@ -164,9 +163,10 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
   const doc = limits.config.document;
   const persisted = doc.persistedOnly && doc.persistedFile ? loadPersistedOperations(doc.persistedFile) : undefined;
 
+  // The tenant's standing as the credential cache keeps it (fresh within AUTH_CACHE_REVALIDATE_MS, and
+  // dropped at once on a tier change): no round trip per operation in the steady state.
   async function tierNow(actor: Actor): Promise<Tier | undefined> {
-    const row = await withTenant(deps.db, actor.tenantId, (trx) => trx.selectFrom("tenants").select("tier").where("tenant_id", "=", actor.tenantId).executeTakeFirst());
-    return row?.tier as Tier | undefined;
+    return (await deps.standing.standing(actor)).tier ?? undefined;
   }
 
   async function beforeOperation(ctx: OperationContext, schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | null | undefined, stop: (result: ExecutionResult) => void): Promise<Record<string, unknown> | undefined> {

@@ -1,10 +1,14 @@
 import { sql } from "kysely";
 import { eventMetadata, systemActor } from "../../auth/actor.ts";
 import { withPlatform } from "../../store/db.ts";
+import { expiredEphemeralAgents, silentOnlineAgents } from "../../store/queries/agentQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { periodicJob } from "../periodicJob.ts";
 import { agentDecider, agentStream } from "./agentStream.ts";
+
+/** Agents marked offline, and ephemeral agents removed, per sweep at most (each kind). */
+const SWEEP_BATCH = 500;
 
 export interface AgentSweeper {
   start(): void;
@@ -27,15 +31,7 @@ export function createAgentSweeper(
       const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtextextended('keyplane:agent-sweep', 0)) as locked`.execute(trx);
       if (!rows[0]?.locked) return null;
       const silentSince = new Date(now.getTime() - options.offlineAfterSeconds * 1000);
-      const silent = await trx
-        .selectFrom("agents")
-        .innerJoin("agent_presence", (j) => j.onRef("agent_presence.tenant_id", "=", "agents.tenant_id").onRef("agent_presence.agent_id", "=", "agents.agent_id"))
-        .select(["agents.tenant_id", "agents.agent_id", "agent_presence.last_seen_at"])
-        .where("agents.connection", "=", "online")
-        .where("agents.status", "<>", "deleted")
-        .where("agent_presence.last_seen_at", "<", silentSince)
-        .limit(500)
-        .execute();
+      const silent = await silentOnlineAgents(trx, silentSince, SWEEP_BATCH);
       for (const a of silent) {
         const meta = { tenantId: a.tenant_id, timestamp: now.toISOString() };
         await decideAndAppend(trx, {
@@ -46,15 +42,7 @@ export function createAgentSweeper(
           metadata: eventMetadata(systemActor("agent-sweeper", a.tenant_id)),
         });
       }
-      const expired = await trx
-        .selectFrom("agents")
-        .select(["tenant_id", "agent_id"])
-        .where("ephemeral", "=", true)
-        .where("status", "<>", "deleted")
-        .where("connection", "=", "offline")
-        .where("offline_since", "<", new Date(now.getTime() - options.ephemeralGraceSeconds * 1000))
-        .limit(500)
-        .execute();
+      const expired = await expiredEphemeralAgents(trx, new Date(now.getTime() - options.ephemeralGraceSeconds * 1000), SWEEP_BATCH);
       for (const a of expired) {
         await decideAndAppend(trx, {
           tenantId: a.tenant_id,

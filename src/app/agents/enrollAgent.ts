@@ -6,6 +6,7 @@ import { parseInput } from "../../domain/validation.ts";
 import { ConflictError, NotFoundError, UnauthenticatedError } from "../../errors.ts";
 import { rateLimitedError } from "../../limits/rateLimits.ts";
 import { withPlatform, withTenant } from "../../store/db.ts";
+import { findEnrollmentKeyByPrefix } from "../../store/queries/enrollmentKeyQueries.ts";
 import { issueAccessToken } from "../credentials.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
@@ -57,11 +58,7 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
   };
   if (!match) return refuse("malformed", null, null);
   const prefix = match[1]!;
-  // The prefix is unique across tenants in its lookup table, which names the tenant's key row.
-  const found = await withPlatform(deps.db, async (trx) => {
-    const known = await trx.selectFrom("enrollment_key_prefixes").select(["tenant_id", "key_id"]).where("prefix", "=", prefix).executeTakeFirst();
-    return known && trx.selectFrom("enrollment_keys").selectAll().where("tenant_id", "=", known.tenant_id).where("key_id", "=", known.key_id).executeTakeFirst();
-  });
+  const found = await withPlatform(deps.db, (trx) => findEnrollmentKeyByPrefix(trx, prefix));
   if (!found) return refuse("unknown", null, prefix);
   if (!timingSafeEqual(Buffer.from(hashEnrollmentKey(input.key), "hex"), Buffer.from(found.key_hash, "hex"))) return refuse("unknown", found.tenant_id, prefix);
   const now = deps.now();

@@ -5,6 +5,8 @@ import { keyRefusal } from "../../domain/agent/agent.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { BadInputError, NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
+import { findAgentState } from "../../store/queries/agentQueries.ts";
+import { listEnrollmentKeys } from "../../store/queries/enrollmentKeyQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { enrollmentKeyDecider, enrollmentKeyStream } from "./agentStream.ts";
@@ -41,8 +43,8 @@ export async function createEnrollmentKey(deps: Pick<AppDeps, "db" | "now">, act
   const expiresAt = new Date(deps.now().getTime() + input.expiresIn * 1000);
   await withTenant(deps.db, actor.tenantId, async (trx) => {
     if (input.agentId) {
-      const agent = await trx.selectFrom("agents").select("agent_id").where("tenant_id", "=", actor.tenantId).where("agent_id", "=", input.agentId).where("status", "<>", "deleted").executeTakeFirst();
-      if (!agent) throw new NotFoundError("agent");
+      const agent = await findAgentState(trx, actor.tenantId, input.agentId);
+      if (!agent || agent.status === "deleted") throw new NotFoundError("agent");
     }
     await decideAndAppend(trx, {
       tenantId: actor.tenantId,
@@ -83,7 +85,7 @@ export async function revokeEnrollmentKey(deps: Pick<AppDeps, "db">, actor: Acto
 export async function pruneEnrollmentKeys(deps: Pick<AppDeps, "db" | "now">, actor: Actor, request: RequestMeta = {}): Promise<number> {
   const now = deps.now().toISOString();
   return withTenant(deps.db, actor.tenantId, async (trx) => {
-    const keys = await trx.selectFrom("enrollment_keys").selectAll().where("tenant_id", "=", actor.tenantId).execute();
+    const keys = await listEnrollmentKeys(trx, actor.tenantId);
     let pruned = 0;
     for (const k of keys) {
       const reason = keyRefusal(

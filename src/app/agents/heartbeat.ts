@@ -3,6 +3,7 @@ import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts
 import { parseInput } from "../../domain/validation.ts";
 import { NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
+import { findAgentState } from "../../store/queries/agentQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { agentIdOf } from "./agentPrincipal.ts";
@@ -25,7 +26,7 @@ export async function agentHeartbeat(deps: Pick<AppDeps, "db" | "now">, actor: A
   const input = parseInput(HeartbeatInput, raw);
   const now = deps.now();
   return withTenant(deps.db, actor.tenantId, async (trx) => {
-    const agent = await trx.selectFrom("agents").select(["connection", "status"]).where("tenant_id", "=", actor.tenantId).where("agent_id", "=", agentId).executeTakeFirst();
+    const agent = await findAgentState(trx, actor.tenantId, agentId);
     if (!agent || agent.status === "deleted") throw new NotFoundError("agent");
     const row = { last_seen_at: now, status: input.status, facts: JSON.stringify(input.facts) };
     await trx

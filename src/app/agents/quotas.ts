@@ -1,8 +1,9 @@
 import { sql } from "kysely";
-import type { Tier } from "../../domain/tenant/events.ts";
 import { AGENT_QUOTA_WINDOW_SECONDS, DEFAULT_AGENT_QUOTAS, type AgentQuota, type TierTable } from "../../limits/policies.ts";
 import { RateLimitedError } from "../../errors.ts";
 import type { Tx } from "../../store/db.ts";
+import { latestOccurrences } from "../../store/queries/auditLogQueries.ts";
+import { tenantTier } from "../../store/queries/tenantQueries.ts";
 
 // The product's tier table for agents (creations per day, updates per hour; null = unlimited) lives
 // with the other named limit policies in src/limits/policies.ts and is configuration
@@ -24,22 +25,13 @@ export class QuotaExceededError extends RateLimitedError {
 
 /** Inside the tenant transaction that will append: refuses when the window is full. */
 export async function checkAgentQuota(trx: Tx, tenantId: string, quota: AgentQuota, now: Date, quotas: TierTable<Record<AgentQuota, number | null>> = DEFAULT_AGENT_QUOTAS): Promise<void> {
-  const tenant = await trx.selectFrom("tenants").select("tier").where("tenant_id", "=", tenantId).executeTakeFirst();
-  const limit = quotas[(tenant?.tier ?? "free") as Tier][quota];
+  const limit = quotas[(await tenantTier(trx, tenantId)) ?? "free"][quota];
   if (limit === null) return;
   await sql`select pg_advisory_xact_lock(hashtextextended(${`keyplane:quota:${tenantId}:${quota}`}, 0))`.execute(trx);
   const since = new Date(now.getTime() - WINDOW_SECONDS[quota] * 1000);
-  const rows = await trx
-    .selectFrom("events")
-    .select("occurred_at")
-    .where("tenant_id", "=", tenantId)
-    .where("event_type", "=", EVENT_TYPE[quota])
-    .where("occurred_at", ">", since)
-    .orderBy("occurred_at", "desc")
-    .limit(limit)
-    .execute();
-  if (rows.length < limit) return;
-  const oldest = new Date(rows[rows.length - 1]!.occurred_at);
+  const times = await latestOccurrences(trx, tenantId, EVENT_TYPE[quota], since, limit);
+  if (times.length < limit) return;
+  const oldest = times[times.length - 1]!;
   const retryAfter = Math.max(1, Math.ceil((oldest.getTime() + WINDOW_SECONDS[quota] * 1000 - now.getTime()) / 1000));
   throw new QuotaExceededError(quota, limit, retryAfter);
 }

@@ -3,7 +3,7 @@ import type { Logger } from "../../logger.ts";
 import type { Metrics } from "../../metrics.ts";
 import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../../store/db.ts";
 import { EVENTS_CHANNEL, parseAppendNotice } from "../../store/events/announceAppends.ts";
-import { rowToStoredEvent } from "../../store/events/rowToStoredEvent.ts";
+import { eventsAfter, tenantHeads } from "../../store/queries/auditLogQueries.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import { abortableStream, Bell } from "../abortableStream.ts";
 
@@ -84,15 +84,9 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
   let unlisten: (() => Promise<void>) | undefined;
   let poller: NodeJS.Timeout | undefined;
 
-  const readAfter = (tenantId: string, after: number) =>
-    withTenant(deps.db, tenantId, (trx) =>
-      trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).where("tenant_seq", ">", after).orderBy("tenant_seq").limit(pageSize).execute(),
-    ).then((rows) => rows.map(rowToStoredEvent));
+  const readAfter = (tenantId: string, after: number) => withTenant(deps.db, tenantId, (trx) => eventsAfter(trx, tenantId, after, pageSize));
 
-  const headOf = (tenantId: string) =>
-    withTenant(deps.db, tenantId, (trx) => trx.selectFrom("tenant_heads").select("last_seq").where("tenant_id", "=", tenantId).executeTakeFirst()).then((row) =>
-      Number(row?.last_seq ?? 0),
-    );
+  const headOf = (tenantId: string) => withTenant(deps.db, tenantId, (trx) => tenantHeads(trx, [tenantId])).then(([row]) => Number(row?.last_seq ?? 0));
 
   function wake(tenantId: string, sequence?: number) {
     const channel = channels.get(tenantId);
@@ -181,9 +175,7 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
     if (channels.size === 0) return;
     const watched = [...channels.keys()];
     stats.polls++;
-    const heads = await withPlatform(deps.db, (trx) =>
-      trx.selectFrom("tenant_heads").select(["tenant_id", "last_seq"]).where("tenant_id", "in", watched).execute(),
-    );
+    const heads = await withPlatform(deps.db, (trx) => tenantHeads(trx, watched));
     for (const { tenant_id, last_seq } of heads) wake(tenant_id, Number(last_seq));
   }
 

@@ -7,6 +7,7 @@ import type { EventMetadata } from "../../store/events/types.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { githubTokenDecider, githubTokenStream } from "./issueGitHubToken.ts";
+import { findIssuedToken, liveTokensOfInstallation, unrevokedIssuesOf, type IssuedTokenRow } from "../../store/queries/githubTokenQueries.ts";
 import { forgetTokenSecret, readTokenSecret } from "./tokenVault.ts";
 
 const RevokeInput = z.object({ id: z.string().uuid("not a token id") });
@@ -19,35 +20,44 @@ type Deps = Pick<AppDeps, "db" | "githubApps" | "tokenCache" | "keyring" | "secu
  * the same token (cached reuses), and the token leaves the cache and the vault.
  * Admins may revoke any; a requester its own.
  */
-export async function revokeGitHubToken(deps: Deps, actor: Actor, rawId: unknown, request: RequestMeta = {}) {
+export async function revokeGitHubToken(deps: Deps, actor: Actor, rawId: unknown, request: RequestMeta = {}): Promise<IssuedTokenRow> {
   const { id } = parseInput(RevokeInput, { id: rawId });
-  const row = await withTenant(deps.db, actor.tenantId, (trx) => trx.selectFrom("github_tokens").selectAll().where("tenant_id", "=", actor.tenantId).where("token_id", "=", id).executeTakeFirst());
+  const now = deps.now();
+  const mayRevoke = (row: IssuedTokenRow) => can(actor, "github-token:revoke") || row.requester === actor.subject;
+  const isLive = (row: IssuedTokenRow) => !row.revoked_at && new Date(row.expires_at) > now;
+  // The row and, when this caller will revoke it at GitHub, the token itself: one transaction.
+  const { row, token } = await withTenant(deps.db, actor.tenantId, async (trx) => {
+    const row = await findIssuedToken(trx, actor.tenantId, id);
+    const token = row && mayRevoke(row) && isLive(row) ? await readTokenSecret(trx, deps.keyring, actor.tenantId, row.fingerprint) : null;
+    return { row, token };
+  });
   if (!row) throw new NotFoundError("token");
-  if (!can(actor, "github-token:revoke") && row.requester !== actor.subject) {
+  if (!mayRevoke(row)) {
     await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "not-the-requester", resource: "github-token", action: "github-token:revoke", details: { tokenId: id }, request });
     throw new ForbiddenError("only an admin or the principal that received the token may revoke it");
   }
   if (row.revoked_at) return row;
-  const live = new Date(row.expires_at) > deps.now();
+  const live = isLive(row);
   let atGitHub = false;
-  if (live) {
-    const token = await withTenant(deps.db, actor.tenantId, (trx) => readTokenSecret(trx, deps.keyring, actor.tenantId, row.fingerprint));
-    const client = deps.githubApps.client(row.app);
-    if (token && client) {
-      await client.revokeToken(token);
-      atGitHub = true;
-    }
+  const client = deps.githubApps.client(row.app);
+  if (token && client) {
+    await client.revokeToken(token);
+    atGitHub = true;
   }
-  await withTenant(deps.db, actor.tenantId, (trx) => revokeByFingerprint(trx, actor.tenantId, row.fingerprint, live ? "requested" : "expired", atGitHub, eventMetadata(actor, request)));
+  // The answer is the row as this transaction's own projection left it.
+  const revoked = await withTenant(deps.db, actor.tenantId, async (trx) => {
+    await revokeByFingerprint(trx, actor.tenantId, row.fingerprint, live ? "requested" : "expired", atGitHub, eventMetadata(actor, request));
+    return (await findIssuedToken(trx, actor.tenantId, id))!;
+  });
   deps.tokenCache.forgetFingerprint(row.fingerprint);
   deps.metrics.githubTokenRevocations.inc({ app: row.app, reason: live ? "requested" : "expired" });
-  return (await withTenant(deps.db, actor.tenantId, (trx) => trx.selectFrom("github_tokens").selectAll().where("tenant_id", "=", actor.tenantId).where("token_id", "=", id).executeTakeFirst()))!;
+  return revoked;
 }
 
 async function revokeByFingerprint(trx: Tx, tenantId: string, fp: string, reason: string, revokedAtGitHub: boolean, metadata: EventMetadata): Promise<number> {
-  const issues = await trx.selectFrom("github_tokens").select("token_id").where("tenant_id", "=", tenantId).where("fingerprint", "=", fp).where("revoked_at", "is", null).execute();
-  for (const { token_id } of issues) {
-    await decideAndAppend(trx, { tenantId, ...githubTokenStream(token_id), decider: githubTokenDecider, command: { type: "RevokeGitHubToken", reason, revokedAtGitHub }, metadata });
+  const issues = await unrevokedIssuesOf(trx, tenantId, fp);
+  for (const tokenId of issues) {
+    await decideAndAppend(trx, { tenantId, ...githubTokenStream(tokenId), decider: githubTokenDecider, command: { type: "RevokeGitHubToken", reason, revokedAtGitHub }, metadata });
   }
   await forgetTokenSecret(trx, tenantId, fp);
   return issues.length;
@@ -59,15 +69,7 @@ async function revokeByFingerprint(trx: Tx, tenantId: string, fp: string, reason
  * Returns the fingerprints so the caller can drop them from the cache after commit.
  */
 export async function revokeInstallationTokens(trx: Tx, args: { tenantId: string; installationId: string; reason: string; revokedAtGitHub: boolean; now: Date; metadata?: EventMetadata }): Promise<string[]> {
-  const outstanding = await trx
-    .selectFrom("github_tokens")
-    .select("fingerprint")
-    .distinct()
-    .where("tenant_id", "=", args.tenantId)
-    .where("installation_id", "=", args.installationId)
-    .where("revoked_at", "is", null)
-    .where("expires_at", ">", args.now)
-    .execute();
+  const outstanding = await liveTokensOfInstallation(trx, args.tenantId, args.installationId, args.now);
   const metadata = args.metadata ?? eventMetadata(systemActor("github-token-revoker", args.tenantId));
   for (const { fingerprint } of outstanding) await revokeByFingerprint(trx, args.tenantId, fingerprint, args.reason, args.revokedAtGitHub, metadata);
   return outstanding.map((o) => o.fingerprint);

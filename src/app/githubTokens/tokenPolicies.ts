@@ -6,23 +6,21 @@ import { TokenPolicyInput } from "../../domain/githubToken/policy.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { BadInputError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
+import { findTokenPolicy, type TokenPolicyRow } from "../../store/queries/githubTokenQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 
 const tokenPolicyDecider = { initialState: initialTokenPolicyState, evolve: evolveTokenPolicy, decide: decideTokenPolicy };
 const stream = (name: string) => ({ streamType: "token_policy", streamId: name });
 
-const findPolicy = (deps: Pick<AppDeps, "db">, tenantId: string, name: string) =>
-  withTenant(deps.db, tenantId, (trx) => trx.selectFrom("token_policies").selectAll().where("tenant_id", "=", tenantId).where("name", "=", name).executeTakeFirst());
-
-/** Creates or replaces the named policy (setting it unchanged records nothing). */
-export async function setTokenPolicy(deps: Pick<AppDeps, "db" | "githubApps">, actor: Actor, raw: z.input<typeof TokenPolicyInput>, request: RequestMeta = {}) {
+/** Creates or replaces the named policy (setting it unchanged records nothing); answers it as projected. */
+export async function setTokenPolicy(deps: Pick<AppDeps, "db" | "githubApps">, actor: Actor, raw: z.input<typeof TokenPolicyInput>, request: RequestMeta = {}): Promise<TokenPolicyRow> {
   const policy = parseInput(TokenPolicyInput, raw);
   if (!deps.githubApps.client(policy.app)) throw new BadInputError(`app: no GitHub App named ${policy.app} is configured`, "app");
-  await withTenant(deps.db, actor.tenantId, (trx) =>
-    decideAndAppend(trx, { tenantId: actor.tenantId, ...stream(policy.name), decider: tokenPolicyDecider, command: { type: "SetTokenPolicy", policy }, metadata: eventMetadata(actor, request) }),
-  );
-  return (await findPolicy(deps, actor.tenantId, policy.name))!;
+  return withTenant(deps.db, actor.tenantId, async (trx) => {
+    await decideAndAppend(trx, { tenantId: actor.tenantId, ...stream(policy.name), decider: tokenPolicyDecider, command: { type: "SetTokenPolicy", policy }, metadata: eventMetadata(actor, request) });
+    return (await findTokenPolicy(trx, actor.tenantId, policy.name))!;
+  });
 }
 
 export async function deleteTokenPolicy(deps: Pick<AppDeps, "db">, actor: Actor, name: string, request: RequestMeta = {}): Promise<boolean> {
@@ -30,12 +28,4 @@ export async function deleteTokenPolicy(deps: Pick<AppDeps, "db">, actor: Actor,
     decideAndAppend(trx, { tenantId: actor.tenantId, ...stream(truncateWellFormed(name, 63)), decider: tokenPolicyDecider, command: { type: "DeleteTokenPolicy", name: truncateWellFormed(name, 63) }, metadata: eventMetadata(actor, request) }),
   );
   return true;
-}
-
-export function listTokenPolicies(deps: Pick<AppDeps, "db">, tenantId: string, app?: string | null) {
-  return withTenant(deps.db, tenantId, (trx) => {
-    let q = trx.selectFrom("token_policies").selectAll().where("tenant_id", "=", tenantId);
-    if (app) q = q.where("app", "=", app);
-    return q.orderBy("name").execute();
-  });
 }

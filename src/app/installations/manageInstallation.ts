@@ -6,11 +6,13 @@ import { findInstallation, type InstallationRow } from "../../store/queries/inst
 import type { AppDeps } from "../deps.ts";
 import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { loadInstallation } from "./installationCredentials.ts";
+import { InstallationIdInput, loadInstallation } from "./installationCredentials.ts";
+import { parseInput } from "../../domain/validation.ts";
 import { installationDecider, installationStream } from "./installationStream.ts";
 import { forgetCredentials, readCredentials } from "./vault.ts";
 import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
 import { readTokenSecret } from "../githubTokens/tokenVault.ts";
+import { liveTokensOfInstallation } from "../../store/queries/githubTokenQueries.ts";
 
 type Deps = Pick<AppDeps, "db" | "keyring" | "providers" | "githubApps" | "logger" | "tokenCache" | "now">;
 
@@ -18,15 +20,15 @@ type Deps = Pick<AppDeps, "db" | "keyring" | "providers" | "githubApps" | "logge
 async function run(
   deps: Deps,
   actor: Actor,
-  row: InstallationRow,
+  installationId: string,
   command: Parameters<typeof installationDecider.decide>[0],
   request: RequestMeta,
   alongside?: (trx: Tx) => Promise<void>,
 ): Promise<InstallationRow> {
   return withTenant(deps.db, actor.tenantId, async (trx) => {
     await alongside?.(trx);
-    await decideAndAppend(trx, { tenantId: actor.tenantId, ...installationStream(row.installation_id), decider: installationDecider, command, metadata: eventMetadata(actor, request) });
-    return (await findInstallation(trx, actor.tenantId, row.installation_id))!;
+    await decideAndAppend(trx, { tenantId: actor.tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata: eventMetadata(actor, request) });
+    return (await findInstallation(trx, actor.tenantId, installationId))!;
   });
 }
 
@@ -36,16 +38,17 @@ export async function suspendInstallation(deps: Deps, actor: Actor, input: { id:
   // GitHub keeps honouring tokens of an installation only Keyplane suspended: revoke them there too.
   const revokedAtGitHub = row.platform === "github" ? await revokeLiveTokensAtGitHub(deps, actor.tenantId, row) : false;
   const fingerprints: string[] = [];
-  const done = await run(deps, actor, row, { type: "SuspendInstallation", by: "tenant", reason: input.reason == null ? undefined : truncateWellFormed(input.reason, 500) }, request, async (trx) => {
+  const done = await run(deps, actor, row.installation_id, { type: "SuspendInstallation", by: "tenant", reason: input.reason == null ? undefined : truncateWellFormed(input.reason, 500) }, request, async (trx) => {
     fingerprints.push(...(await revokeInstallationTokens(trx, { tenantId: actor.tenantId, installationId: row.installation_id, reason: "installation_suspended", revokedAtGitHub, now: deps.now(), metadata: eventMetadata(actor, request) })));
   });
   for (const fp of fingerprints) deps.tokenCache.forgetFingerprint(fp);
   return done;
 }
 
+/** One transaction: the decider answers NOT_FOUND for an installation the tenant does not have. */
 export async function resumeInstallation(deps: Deps, actor: Actor, input: { id: unknown }, request: RequestMeta = {}) {
-  const row = await loadInstallation(deps, actor, input.id);
-  return run(deps, actor, row, { type: "ResumeInstallation", by: "tenant" }, request);
+  const { id } = parseInput(InstallationIdInput, { id: input.id });
+  return run(deps, actor, id, { type: "ResumeInstallation", by: "tenant" }, request);
 }
 
 /**
@@ -71,7 +74,7 @@ export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: 
   }
   // Uninstalling at GitHub kills the installation's tokens there; Keyplane records each one revoked.
   const fingerprints: string[] = [];
-  const done = await run(deps, actor, row, { type: "RevokeInstallation", by: "tenant", providerRevoked }, request, async (trx) => {
+  const done = await run(deps, actor, row.installation_id, { type: "RevokeInstallation", by: "tenant", providerRevoked }, request, async (trx) => {
     await forgetCredentials(trx, actor.tenantId, row.installation_id);
     fingerprints.push(...(await revokeInstallationTokens(trx, { tenantId: actor.tenantId, installationId: row.installation_id, reason: "installation_revoked", revokedAtGitHub: providerRevoked, now: deps.now(), metadata: eventMetadata(actor, request) })));
   });
@@ -82,7 +85,7 @@ export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: 
 /** Best effort, token by token: DELETE /installation/token for every live token of the installation. */
 async function revokeLiveTokensAtGitHub(deps: Deps, tenantId: string, row: InstallationRow): Promise<boolean> {
   const live = await withTenant(deps.db, tenantId, async (trx) => {
-    const rows = await trx.selectFrom("github_tokens").select(["fingerprint", "app"]).distinct().where("tenant_id", "=", tenantId).where("installation_id", "=", row.installation_id).where("revoked_at", "is", null).where("expires_at", ">", deps.now()).execute();
+    const rows = await liveTokensOfInstallation(trx, tenantId, row.installation_id, deps.now());
     return Promise.all(rows.map(async (r) => ({ app: r.app, token: await readTokenSecret(trx, deps.keyring, tenantId, r.fingerprint) })));
   });
   const results = await Promise.allSettled(live.map(({ app, token }) => (token ? deps.githubApps.client(app)?.revokeToken(token) : undefined)));

@@ -5,7 +5,7 @@ import { withTenant } from "../../store/db.ts";
 import { agentIdOf } from "../agents/agentPrincipal.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { findTask, type TaskRow } from "./taskQueries.ts";
+import { findTask, type TaskRow } from "../../store/queries/taskQueries.ts";
 import { TaskIdInput, taskDecider, taskStream } from "./taskStream.ts";
 import { timeOutTask } from "./timeOutTasks.ts";
 

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Actor, RequestMeta } from "../../auth/actor.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { actOnOwnTask, type TaskDeps } from "./actOnOwnTask.ts";
-import type { TaskRow } from "./taskQueries.ts";
+import type { TaskRow } from "../../store/queries/taskQueries.ts";
 import { jsonWithin, MAX_TASK_JSON_BYTES } from "./taskStream.ts";
 
 export const CompleteTaskInput = z.object({ result: jsonWithin(MAX_TASK_JSON_BYTES) });

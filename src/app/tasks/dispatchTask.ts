@@ -5,10 +5,11 @@ import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts
 import { parseInput } from "../../domain/validation.ts";
 import { NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
+import { findAgentState } from "../../store/queries/agentQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { taskNotifier } from "./taskNotifier.ts";
-import { findTask, type TaskRow } from "./taskQueries.ts";
+import { findTask, type TaskRow } from "../../store/queries/taskQueries.ts";
 import { jsonWithin, MAX_TASK_JSON_BYTES, taskDecider, taskStream } from "./taskStream.ts";
 
 export const DEFAULT_TASK_TIMEOUT_SECONDS = 300;
@@ -43,7 +44,7 @@ export async function dispatchTask(deps: Pick<AppDeps, "db" | "now">, actor: Act
     // The tenant's log lock first (the append takes it anyway): an agent.deleted cannot commit between
     // the check below and this task's append.
     await sql`select last_seq from tenant_heads where tenant_id = ${tenantId} for update`.execute(trx);
-    const agent = await trx.selectFrom("agents").select("status").where("tenant_id", "=", tenantId).where("agent_id", "=", agentId).executeTakeFirst();
+    const agent = await findAgentState(trx, tenantId, agentId);
     if (!agent || agent.status === "deleted") throw new NotFoundError("agent");
     await decideAndAppend(trx, {
       tenantId,

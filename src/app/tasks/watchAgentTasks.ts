@@ -4,7 +4,8 @@ import { agentIdOf } from "../agents/agentPrincipal.ts";
 import type { AppDeps } from "../deps.ts";
 import { abortableStream, Bell } from "../abortableStream.ts";
 import { taskNotifier } from "./taskNotifier.ts";
-import { dispatchedSince, lastDispatchSequence, pendingTasksAmong, pendingTasksOf, type TaskPosition, type TaskRow } from "./taskQueries.ts";
+import type { TimeIdPosition } from "../../store/queries/keysetPage.ts";
+import { dispatchedSince, lastDispatchSequence, pendingTasksAmong, pendingTasksOf, type TaskRow } from "../../store/queries/taskQueries.ts";
 
 /** How often a subscription looks for tasks dispatched by other Keyplane processes. */
 export const AGENT_TASKS_POLL_MS = 2000;
@@ -36,17 +37,17 @@ async function* watch(deps: Deps, tenantId: string, agentId: string, signal: Abo
     let cursor = await withTenant(deps.db, tenantId, (trx) => lastDispatchSequence(trx, tenantId));
     // Tasks sent from the pending list that the log may show again (dispatched while it was read).
     const sentFirst = new Set<string>();
-    let after: TaskPosition | undefined;
+    let after: TimeIdPosition | undefined;
     for (;;) {
       const page = await withTenant(deps.db, tenantId, (trx) => pendingTasksOf(trx, tenantId, agentId, { first: PAGE, after, now: deps.now() }));
-      for (const task of page) {
+      for (const task of page.rows) {
         if (signal.aborted) return;
         sentFirst.add(task.task_id);
         yield task;
       }
-      if (page.length < PAGE) break;
-      const last = page[page.length - 1]!;
-      after = { dispatchedAt: new Date(last.dispatched_at), id: last.task_id };
+      if (!page.hasNextPage) break;
+      const last = page.rows[page.rows.length - 1]!;
+      after = [new Date(last.dispatched_at), last.task_id];
     }
 
     let caughtUp = false;

@@ -1,19 +1,17 @@
-import type { Selectable } from "kysely";
 import { createEnrollmentKey, pruneEnrollmentKeys, revokeEnrollmentKey, type CreatedEnrollmentKey } from "../../app/agents/enrollmentKeys.ts";
 import { enrollAgent, type EnrolledAgent } from "../../app/agents/enrollAgent.ts";
 import { agentHeartbeat } from "../../app/agents/heartbeat.ts";
 import { createAgent, deleteAgent, findAgent, publishAgent, updateAgent } from "../../app/agents/manageAgents.ts";
-import { BadInputError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
 import { listAgents, type AgentRow } from "../../store/queries/agentQueries.ts";
-import type { EnrollmentKeysTable } from "../../store/schema.ts";
+import { listEnrollmentKeys, type EnrollmentKeyRow } from "../../store/queries/enrollmentKeyQueries.ts";
 import { builder } from "../builder.ts";
 import { loadersOf } from "../loaders.ts";
-import { checkPageSize, PageInfo } from "../pagination.ts";
+import { checkPageSize, connectionType, pageArgs, timeIdCursor } from "../pagination.ts";
 import { AuditEvent } from "./auditLog.ts";
 
-
-type KeyRow = Selectable<EnrollmentKeysTable>;
+/** enrollmentKeys takes no `first`: pruneEnrollmentKeys keeps the list short; this bounds it anyway. */
+const MAX_ENROLLMENT_KEYS_LISTED = 500;
 
 const AgentStatus = builder.enumType("AgentStatus", { values: ["draft", "published", "deleted"] as const });
 const AgentConnection = builder.enumType("AgentConnection", { values: ["pending", "online", "offline"] as const });
@@ -44,23 +42,9 @@ export const Agent = builder.objectRef<AgentRow>("Agent").implement({
   }),
 });
 
-const encodeCursor = (a: AgentRow) => Buffer.from(`agent:${new Date(a.created_at).getTime()}:${a.agent_id}`).toString("base64url");
-function decodeCursor(cursor: string | null | undefined) {
-  if (cursor === null || cursor === undefined) return undefined;
-  const m = /^agent:(\d{1,15}):([0-9a-f-]{36})$/.exec(Buffer.from(cursor, "base64url").toString());
-  if (!m) throw new BadInputError("after: not a cursor of this list", "after");
-  return { createdAt: new Date(Number(m[1])), id: m[2]! };
-}
-const AgentEdge = builder.objectRef<AgentRow>("AgentEdge").implement({
-  fields: (t) => ({ cursor: t.string({ resolve: encodeCursor }), node: t.field({ type: Agent, resolve: (a) => a }) }),
-});
-const AgentConnectionPage = builder.objectRef<{ rows: AgentRow[]; hasNextPage: boolean }>("AgentConnectionPage").implement({
-  fields: (t) => ({
-    edges: t.field({ type: [AgentEdge], resolve: (p) => p.rows }),
-    nodes: t.field({ type: [Agent], resolve: (p) => p.rows }),
-    pageInfo: t.field({ type: PageInfo, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.rows.length ? encodeCursor(p.rows[p.rows.length - 1]!) : null }) }),
-  }),
-});
+// Newest first, by (created_at, id): stable while agents are added.
+const agentCursor = timeIdCursor<AgentRow>("agent", (a) => ({ at: a.created_at, id: a.agent_id }));
+const AgentConnectionPage = connectionType({ connection: "AgentConnectionPage", edge: "AgentEdge" }, Agent, agentCursor);
 const AgentFilter = builder.inputType("AgentFilter", {
   fields: (t) => ({ status: t.field({ type: AgentStatus, required: false }), type: t.string({ required: false }), tag: t.string({ required: false }) }),
 });
@@ -72,9 +56,8 @@ builder.queryField("agents", (t) =>
     authScopes: { permission: "agent:read" },
     resolve: (_root, args, ctx) => {
       const tenantId = ctx.actor!.tenantId;
-      const first = checkPageSize(args.first);
-      const after = decodeCursor(args.after);
-      return withTenant(ctx.deps.db, tenantId, (trx) => listAgents(trx, tenantId, args.filter ?? {}, { first, after }));
+      const page = pageArgs(agentCursor, args);
+      return withTenant(ctx.deps.db, tenantId, (trx) => listAgents(trx, tenantId, args.filter ?? {}, page));
     },
   }),
 );
@@ -141,7 +124,7 @@ builder.mutationField("deleteAgent", (t) =>
 );
 
 const EnrollmentKeyState = builder.enumType("EnrollmentKeyState", { values: ["active", "expired", "revoked", "used_up"] as const });
-const EnrollmentKey = builder.objectRef<KeyRow>("EnrollmentKey").implement({
+const EnrollmentKey = builder.objectRef<EnrollmentKeyRow>("EnrollmentKey").implement({
   description: "A key machines enroll with. The secret is shown once, at creation; this is its prefix and state.",
   fields: (t) => ({
     id: t.exposeID("key_id"),
@@ -214,8 +197,7 @@ builder.queryField("enrollmentKeys", (t) =>
   t.field({
     type: [EnrollmentKey],
     authScopes: { permission: "agent:read" },
-    resolve: (_root, _args, ctx) =>
-      withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => trx.selectFrom("enrollment_keys").selectAll().where("tenant_id", "=", ctx.actor!.tenantId).orderBy("created_at", "desc").limit(500).execute()),
+    resolve: (_root, _args, ctx) => withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => listEnrollmentKeys(trx, ctx.actor!.tenantId, { limit: MAX_ENROLLMENT_KEYS_LISTED })),
   }),
 );
 builder.mutationField("revokeEnrollmentKey", (t) =>

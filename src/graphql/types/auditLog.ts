@@ -3,15 +3,16 @@ import type { AuditProblem, ProblemKind } from "../../audit/verifyAuditRecords.t
 import type { StoredEvent } from "../../store/events/types.ts";
 import { readAuditLogPage } from "../../store/queries/auditLogQueries.ts";
 import { builder } from "../builder.ts";
-import { checkPageSize, decodeCursor, encodeCursor, PageInfo } from "../pagination.ts";
+import { connectionType, pageArgs, sequenceCursor } from "../pagination.ts";
 
-const CURSOR_KIND = "seq";
+// By sequence; the same cursors as tenantEvents and the export's, so a client moves between them.
+const logCursor = sequenceCursor<StoredEvent>("seq", (e) => e.sequence);
 
 export const AuditEvent = builder.objectRef<StoredEvent>("AuditEvent").implement({
   description: "One event of the tenant's hash-chained log",
   fields: (t) => ({
     sequence: t.exposeInt("sequence", { description: "Dense, commit-ordered position in the tenant's log" }),
-    cursor: t.string({ resolve: (e) => encodeCursor(CURSOR_KIND, e.sequence) }),
+    cursor: t.string({ resolve: (e) => logCursor.encode(e) }),
     eventId: t.exposeID("eventId"),
     type: t.exposeString("type"),
     schemaVersion: t.exposeInt("schemaVersion"),
@@ -28,27 +29,7 @@ export const AuditEvent = builder.objectRef<StoredEvent>("AuditEvent").implement
   }),
 });
 
-const AuditEventEdge = builder.objectRef<StoredEvent>("AuditEventEdge").implement({
-  fields: (t) => ({
-    cursor: t.string({ resolve: (e) => encodeCursor(CURSOR_KIND, e.sequence) }),
-    node: t.field({ type: AuditEvent, resolve: (e) => e }),
-  }),
-});
-
-const AuditEventConnection = builder
-  .objectRef<{ events: StoredEvent[]; hasMore: boolean }>("AuditEventConnection")
-  .implement({
-    fields: (t) => ({
-      edges: t.field({ type: [AuditEventEdge], resolve: (page) => page.events }),
-      pageInfo: t.field({
-        type: PageInfo,
-        resolve: (page) => ({
-          hasNextPage: page.hasMore,
-          endCursor: page.events.length ? encodeCursor(CURSOR_KIND, page.events[page.events.length - 1]!.sequence) : null,
-        }),
-      }),
-    }),
-  });
+const AuditEventConnection = connectionType({ connection: "AuditEventConnection", edge: "AuditEventEdge" }, AuditEvent, logCursor);
 
 const AuditLogFilter = builder.inputType("AuditLogFilter", {
   fields: (t) => ({
@@ -73,8 +54,9 @@ builder.queryField("auditLog", (t) =>
       order: t.arg({ type: AuditOrder, required: false, defaultValue: "OLDEST_FIRST" }),
     },
     authScopes: { permission: "audit:read" },
-    resolve: (_root, args, ctx) =>
-      readAuditLogPage(ctx.deps.db, ctx.actor!.tenantId, {
+    resolve: (_root, args, ctx) => {
+      const page = pageArgs(logCursor, args);
+      return readAuditLogPage(ctx.deps.db, ctx.actor!.tenantId, {
         filter: {
           types: args.filter?.types ?? undefined,
           actor: args.filter?.actor ?? undefined,
@@ -82,10 +64,11 @@ builder.queryField("auditLog", (t) =>
           from: args.filter?.from ?? undefined,
           to: args.filter?.to ?? undefined,
         },
-        afterSequence: decodeCursor(CURSOR_KIND, args.after),
-        limit: checkPageSize(args.first),
+        afterSequence: page.after,
+        first: page.first,
         newestFirst: args.order === "NEWEST_FIRST",
-      }),
+      });
+    },
   }),
 );
 

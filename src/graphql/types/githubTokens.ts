@@ -1,17 +1,12 @@
-import type { Selectable } from "kysely";
 import { issueGitHubToken, type IssuedGitHubToken } from "../../app/githubTokens/issueGitHubToken.ts";
 import { revokeGitHubToken } from "../../app/githubTokens/revokeGitHubToken.ts";
-import { deleteTokenPolicy, listTokenPolicies, setTokenPolicy } from "../../app/githubTokens/tokenPolicies.ts";
-import { BadInputError } from "../../errors.ts";
+import { deleteTokenPolicy, setTokenPolicy } from "../../app/githubTokens/tokenPolicies.ts";
 import { withTenant } from "../../store/db.ts";
-import type { GitHubTokensTable, TokenPoliciesTable } from "../../store/schema.ts";
+import { listIssuedTokens, listTokenPolicies, type IssuedTokenRow, type TokenPolicyRow } from "../../store/queries/githubTokenQueries.ts";
 import { builder } from "../builder.ts";
-import { checkPageSize, PageInfo } from "../pagination.ts";
+import { connectionType, pageArgs, timeIdCursor } from "../pagination.ts";
 
-type PolicyRow = Selectable<TokenPoliciesTable>;
-type TokenRow = Selectable<GitHubTokensTable>;
-
-const TokenPolicy = builder.objectRef<PolicyRow>("TokenPolicy").implement({
+const TokenPolicy = builder.objectRef<TokenPolicyRow>("TokenPolicy").implement({
   description: "Who may obtain which GitHub App's tokens, for which repositories, with at most which permissions",
   fields: (t) => ({
     name: t.exposeString("name"),
@@ -44,7 +39,7 @@ builder.queryField("tokenPolicies", (t) =>
     type: [TokenPolicy],
     args: { app: t.arg.string({ required: false }) },
     authScopes: { permission: "token-policy:read" },
-    resolve: (_root, args, ctx) => listTokenPolicies(ctx.deps, ctx.actor!.tenantId, args.app),
+    resolve: (_root, args, ctx) => withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => listTokenPolicies(trx, ctx.actor!.tenantId, args.app)),
   }),
 );
 
@@ -122,7 +117,7 @@ builder.mutationField("issueGitHubToken", (t) =>
   }),
 );
 
-const GitHubTokenRecord = builder.objectRef<TokenRow>("GitHubTokenRecord").implement({
+const GitHubTokenRecord = builder.objectRef<IssuedTokenRow>("GitHubTokenRecord").implement({
   description: "A GitHub token Keyplane handed out: who, for what, until when. Never the token.",
   fields: (t) => ({
     id: t.exposeID("token_id"),
@@ -162,24 +157,9 @@ const IssuedTokensFilter = builder.inputType("IssuedTokensFilter", {
   }),
 });
 
-const encodeCursor = (r: TokenRow) => Buffer.from(`tok:${new Date(r.issued_at).getTime()}:${r.token_id}`).toString("base64url");
-function decodeCursor(cursor: string | null | undefined) {
-  if (cursor === null || cursor === undefined) return undefined;
-  const match = /^tok:(\d{1,15}):([0-9a-f-]{36})$/.exec(Buffer.from(cursor, "base64url").toString());
-  if (!match) throw new BadInputError("after: not a cursor of this list", "after");
-  return { issuedAt: new Date(Number(match[1])), id: match[2]! };
-}
-
-const GitHubTokenEdge = builder.objectRef<TokenRow>("GitHubTokenEdge").implement({
-  fields: (t) => ({ cursor: t.string({ resolve: encodeCursor }), node: t.field({ type: GitHubTokenRecord, resolve: (r) => r }) }),
-});
-const GitHubTokenConnection = builder.objectRef<{ rows: TokenRow[]; hasNextPage: boolean }>("GitHubTokenConnection").implement({
-  fields: (t) => ({
-    edges: t.field({ type: [GitHubTokenEdge], resolve: (p) => p.rows }),
-    nodes: t.field({ type: [GitHubTokenRecord], resolve: (p) => p.rows }),
-    pageInfo: t.field({ type: PageInfo, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.rows.length ? encodeCursor(p.rows[p.rows.length - 1]!) : null }) }),
-  }),
-});
+// Newest first, by (issued_at, id): stable while tokens are issued.
+const issuedTokenCursor = timeIdCursor<IssuedTokenRow>("tok", (r) => ({ at: r.issued_at, id: r.token_id }));
+const GitHubTokenConnection = connectionType({ connection: "GitHubTokenConnection", edge: "GitHubTokenEdge" }, GitHubTokenRecord, issuedTokenCursor);
 
 builder.queryField("issuedTokens", (t) =>
   t.field({
@@ -189,22 +169,10 @@ builder.queryField("issuedTokens", (t) =>
     authScopes: { permission: "github-token:read" },
     resolve: (_root, args, ctx) => {
       const tenantId = ctx.actor!.tenantId;
-      const first = checkPageSize(args.first);
-      const after = decodeCursor(args.after);
       const f = args.filter ?? {};
-      const now = ctx.deps.now();
-      return withTenant(ctx.deps.db, tenantId, async (trx) => {
-        let q = trx.selectFrom("github_tokens").selectAll().where("tenant_id", "=", tenantId);
-        if (f.app) q = q.where("app", "=", f.app);
-        if (f.installationId) q = q.where("installation_id", "=", String(f.installationId));
-        if (f.requester) q = q.where("requester", "=", f.requester);
-        if (f.status === "revoked") q = q.where("revoked_at", "is not", null);
-        if (f.status === "active") q = q.where("revoked_at", "is", null).where("expires_at", ">", now);
-        if (f.status === "expired") q = q.where("revoked_at", "is", null).where("expires_at", "<=", now);
-        if (after) q = q.where((eb) => eb.or([eb("issued_at", "<", after.issuedAt), eb.and([eb("issued_at", "=", after.issuedAt), eb("token_id", "<", after.id)])]));
-        const rows = await q.orderBy("issued_at", "desc").orderBy("token_id", "desc").limit(first + 1).execute();
-        return { rows: rows.slice(0, first), hasNextPage: rows.length > first };
-      });
+      const filter = { app: f.app, installationId: f.installationId ? String(f.installationId) : null, requester: f.requester, status: f.status };
+      const page = { ...pageArgs(issuedTokenCursor, args), now: ctx.deps.now() };
+      return withTenant(ctx.deps.db, tenantId, (trx) => listIssuedTokens(trx, tenantId, filter, page));
     },
   }),
 );

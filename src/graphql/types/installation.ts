@@ -1,12 +1,10 @@
-import { installationCredentials, type HandedOutCredentials } from "../../app/installations/installationCredentials.ts";
-import { loadInstallation } from "../../app/installations/installationCredentials.ts";
+import { installationCredentials, loadInstallation, type HandedOutCredentials } from "../../app/installations/installationCredentials.ts";
 import { resumeInstallation, revokeInstallation, suspendInstallation } from "../../app/installations/manageInstallation.ts";
 import { startInstallation, type StartedInstallation } from "../../app/installations/startInstallation.ts";
-import { BadInputError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
 import { listInstallations, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import { builder } from "../builder.ts";
-import { checkPageSize, PageInfo } from "../pagination.ts";
+import { connectionType, pageArgs, timeIdCursor } from "../pagination.ts";
 
 const Platform = builder.enumType("Platform", { values: ["github", "slack", "jira"] as const });
 const InstallationStatus = builder.enumType("InstallationStatus", {
@@ -62,25 +60,8 @@ export const Installation = builder.objectRef<InstallationRow>("Installation").i
 });
 
 // Keyset cursor over (created_at, id): stable while installations are added.
-const encodeCursor = (r: InstallationRow) => Buffer.from(`inst:${new Date(r.created_at).getTime()}:${r.installation_id}`).toString("base64url");
-function decodeCursor(cursor: string | null | undefined) {
-  if (cursor === null || cursor === undefined) return undefined;
-  const match = /^inst:(\d{1,15}):([0-9a-f-]{36})$/.exec(Buffer.from(cursor, "base64url").toString());
-  if (!match) throw new BadInputError("after: not a cursor of this list", "after");
-  return { createdAt: new Date(Number(match[1])), id: match[2]! };
-}
-
-const InstallationEdge = builder.objectRef<InstallationRow>("InstallationEdge").implement({
-  fields: (t) => ({ cursor: t.string({ resolve: encodeCursor }), node: t.field({ type: Installation, resolve: (r) => r }) }),
-});
-
-const InstallationConnection = builder.objectRef<{ rows: InstallationRow[]; hasNextPage: boolean }>("InstallationConnection").implement({
-  fields: (t) => ({
-    edges: t.field({ type: [InstallationEdge], resolve: (p) => p.rows }),
-    nodes: t.field({ type: [Installation], resolve: (p) => p.rows }),
-    pageInfo: t.field({ type: PageInfo, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.rows.length ? encodeCursor(p.rows[p.rows.length - 1]!) : null }) }),
-  }),
-});
+const installationCursor = timeIdCursor<InstallationRow>("inst", (r) => ({ at: r.created_at, id: r.installation_id }));
+const InstallationConnection = connectionType({ connection: "InstallationConnection", edge: "InstallationEdge" }, Installation, installationCursor);
 
 builder.queryField("installations", (t) =>
   t.field({
@@ -95,7 +76,7 @@ builder.queryField("installations", (t) =>
     authScopes: { permission: "installation:read" },
     resolve: (_root, args, ctx) => {
       const tenantId = ctx.actor!.tenantId;
-      const page = { first: checkPageSize(args.first), after: decodeCursor(args.after) };
+      const page = pageArgs(installationCursor, args);
       return withTenant(ctx.deps.db, tenantId, (trx) => listInstallations(trx, tenantId, { platform: args.platform, status: args.status }, page));
     },
   }),

@@ -1,14 +1,16 @@
+import { agentIdOf } from "../../app/agents/agentPrincipal.ts";
 import { claimTask } from "../../app/tasks/claimTask.ts";
 import { completeTask } from "../../app/tasks/completeTask.ts";
 import { DEFAULT_TASK_TIMEOUT_SECONDS, dispatchTask, MAX_TASK_TIMEOUT_SECONDS } from "../../app/tasks/dispatchTask.ts";
 import { failTask } from "../../app/tasks/failTask.ts";
-import { pendingTasks, taskOfTenant, tasksOfTenant } from "../../app/tasks/readTasks.ts";
 import { reportTaskProgress } from "../../app/tasks/reportTaskProgress.ts";
-import type { TaskPosition, TaskRow } from "../../app/tasks/taskQueries.ts";
+import { TaskIdInput } from "../../app/tasks/taskStream.ts";
 import { watchAgentTasks } from "../../app/tasks/watchAgentTasks.ts";
-import { BadInputError } from "../../errors.ts";
+import { parseInput } from "../../domain/validation.ts";
+import { withTenant } from "../../store/db.ts";
+import { findTask, listTasks, pendingTasksOf, type TaskRow } from "../../store/queries/taskQueries.ts";
 import { builder } from "../builder.ts";
-import { checkPageSize, PageInfo } from "../pagination.ts";
+import { checkPageSize, connectionType, pageArgs, timeIdCursor } from "../pagination.ts";
 
 const TaskStatus = builder.enumType("TaskStatus", {
   values: {
@@ -43,25 +45,8 @@ export const Task = builder.objectRef<TaskRow>("Task").implement({
 });
 
 // Keyset cursor over (dispatched_at, task_id): stable while tasks are dispatched.
-const encodeCursor = (r: TaskRow) => Buffer.from(`task:${new Date(r.dispatched_at).getTime()}:${r.task_id}`).toString("base64url");
-function decodeCursor(cursor: string | null | undefined): TaskPosition | undefined {
-  if (cursor === null || cursor === undefined) return undefined;
-  const match = /^task:(\d{1,15}):([0-9a-f-]{36})$/.exec(Buffer.from(cursor, "base64url").toString());
-  if (!match) throw new BadInputError("after: not a cursor of this list", "after");
-  return { dispatchedAt: new Date(Number(match[1])), id: match[2]! };
-}
-
-const TaskEdge = builder.objectRef<TaskRow>("TaskEdge").implement({
-  fields: (t) => ({ cursor: t.string({ resolve: encodeCursor }), node: t.field({ type: Task, resolve: (r) => r }) }),
-});
-
-const TaskConnection = builder.objectRef<{ rows: TaskRow[]; hasNextPage: boolean }>("TaskConnection").implement({
-  fields: (t) => ({
-    edges: t.field({ type: [TaskEdge], resolve: (p) => p.rows }),
-    nodes: t.field({ type: [Task], resolve: (p) => p.rows }),
-    pageInfo: t.field({ type: PageInfo, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.rows.length ? encodeCursor(p.rows[p.rows.length - 1]!) : null }) }),
-  }),
-});
+const taskCursor = timeIdCursor<TaskRow>("task", (r) => ({ at: r.dispatched_at, id: r.task_id }));
+const TaskConnection = connectionType({ connection: "TaskConnection", edge: "TaskEdge" }, Task, taskCursor);
 
 const TaskFilter = builder.inputType("TaskFilter", {
   fields: (t) => ({
@@ -90,8 +75,12 @@ builder.queryField("tasks", (t) =>
       after: t.arg.string({ required: false }),
     },
     authScopes: { permission: "agent:read" },
-    resolve: (_root, args, ctx) =>
-      tasksOfTenant(ctx.deps, ctx.actor!, { agentId: args.filter?.agentId?.toString(), status: args.filter?.status, kind: args.filter?.kind }, { first: checkPageSize(args.first), after: decodeCursor(args.after) }),
+    resolve: (_root, args, ctx) => {
+      const tenantId = ctx.actor!.tenantId;
+      const filter = { agentId: args.filter?.agentId?.toString(), status: args.filter?.status, kind: args.filter?.kind };
+      const page = pageArgs(taskCursor, args);
+      return withTenant(ctx.deps.db, tenantId, (trx) => listTasks(trx, tenantId, filter, page));
+    },
   }),
 );
 
@@ -102,7 +91,12 @@ builder.queryField("task", (t) =>
     description: "One task of the caller's tenant (null for any other id)",
     args: { id: t.arg.id({ required: true }) },
     authScopes: { permission: "agent:read" },
-    resolve: (_root, args, ctx) => taskOfTenant(ctx.deps, ctx.actor!, String(args.id)),
+    resolve: async (_root, args, ctx) => {
+      // Another tenant's id reads as null too: nothing tells the two apart.
+      const { id } = parseInput(TaskIdInput, { id: String(args.id) });
+      const tenantId = ctx.actor!.tenantId;
+      return (await withTenant(ctx.deps.db, tenantId, (trx) => findTask(trx, tenantId, id))) ?? null;
+    },
   }),
 );
 
@@ -112,7 +106,12 @@ builder.queryField("pendingTasks", (t) =>
     description: "For an enrolled agent polling instead of subscribing: its own pending tasks, oldest first",
     args: { first: t.arg.int({ required: true }) },
     authScopes: { permission: "agent:act" },
-    resolve: (_root, args, ctx) => pendingTasks(ctx.deps, ctx.actor!, checkPageSize(args.first)),
+    resolve: async (_root, args, ctx) => {
+      const page = { first: checkPageSize(args.first), now: ctx.deps.now() };
+      const { tenantId } = ctx.actor!;
+      const agentId = agentIdOf(ctx.actor!);
+      return (await withTenant(ctx.deps.db, tenantId, (trx) => pendingTasksOf(trx, tenantId, agentId, page))).rows;
+    },
   }),
 );
 

@@ -1,4 +1,4 @@
-import { changeTenantTier, createTenant } from "../../app/tenants.ts";
+import { changeTenantTierRow, createTenantRow } from "../../app/tenants.ts";
 import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { NotFoundError } from "../../errors.ts";
 import { findTenant, listAllTenants, type TenantRow } from "../../store/queries/tenantQueries.ts";
@@ -70,10 +70,7 @@ builder.mutationField("createTenant", (t) =>
     type: Tenant,
     args: { input: t.arg({ type: CreateTenantInput, required: true }) },
     authScopes: { permission: "tenant:create" },
-    resolve: async (_root, { input }, ctx) => {
-      await createTenant(ctx.deps, ctx.actor!, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.meta);
-      return (await findTenant(ctx.deps.db, input.id))!;
-    },
+    resolve: (_root, { input }, ctx) => createTenantRow(ctx.deps, ctx.actor!, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.meta),
   }),
 );
 
@@ -83,12 +80,6 @@ builder.mutationField("changeTenantTier", (t) =>
     description: "Platform operators: move a tenant to another tier. Its rate limits, cost budget and agent quotas apply from its next request.",
     args: { id: t.arg.id({ required: true }), tier: t.arg({ type: Tier, required: true }) },
     authScopes: { permission: "tenant:manage" },
-    resolve: async (_root, args, ctx) => {
-      const id = String(args.id);
-      const row = await findTenant(ctx.deps.db, id);
-      if (!row) throw new NotFoundError("tenant");
-      await changeTenantTier(ctx.deps, ctx.actor!, id, { tier: args.tier }, ctx.meta);
-      return (await findTenant(ctx.deps.db, id))!;
-    },
+    resolve: (_root, args, ctx) => changeTenantTierRow(ctx.deps, ctx.actor!, String(args.id), { tier: args.tier }, ctx.meta),
   }),
 );

@@ -1,7 +1,8 @@
 import { sql } from "kysely";
-import { withTenant, type Db } from "../db.ts";
+import { withTenant, type Db, type Tx } from "../db.ts";
 import { rowToStoredEvent } from "../events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../events/types.ts";
+import { readKeysetPage, type Page } from "./keysetPage.ts";
 
 export interface AuditLogFilter {
   types?: string[];
@@ -11,25 +12,48 @@ export interface AuditLogFilter {
   to?: Date;
 }
 
-/**
- * A page of the tenant's log by sequence, in either direction. Reads `limit + 1` rows so the caller
- * knows whether another page follows.
- */
-export async function readAuditLogPage(
+/** A page of the tenant's log by sequence, in either direction. */
+export function readAuditLogPage(
   db: Db,
   tenantId: string,
-  options: { filter: AuditLogFilter; afterSequence?: number; limit: number; newestFirst: boolean },
-): Promise<{ events: StoredEvent[]; hasMore: boolean }> {
-  const { filter, afterSequence, limit, newestFirst } = options;
-  const rows = await withTenant(db, tenantId, (trx) => {
+  options: { filter: AuditLogFilter; afterSequence?: number; first: number; newestFirst: boolean },
+): Promise<Page<StoredEvent>> {
+  const { filter, afterSequence, first, newestFirst } = options;
+  return withTenant(db, tenantId, async (trx) => {
     let q = trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId);
-    if (afterSequence !== undefined) q = q.where("tenant_seq", newestFirst ? "<" : ">", afterSequence);
     if (filter.types?.length) q = q.where("event_type", "in", filter.types);
     if (filter.actor) q = q.where(sql<string>`metadata #>> '{actor,subject}'`, "=", filter.actor);
     if (filter.streamId) q = q.where("stream_id", "=", filter.streamId);
     if (filter.from) q = q.where("occurred_at", ">=", filter.from);
     if (filter.to) q = q.where("occurred_at", "<", filter.to);
-    return q.orderBy("tenant_seq", newestFirst ? "desc" : "asc").limit(limit + 1).execute();
+    const after = afterSequence === undefined ? undefined : [afterSequence];
+    const page = await readKeysetPage(q, { columns: ["tenant_seq"], direction: newestFirst ? "desc" : "asc" }, { first, after });
+    return { rows: page.rows.map(rowToStoredEvent), hasNextPage: page.hasNextPage };
   });
-  return { events: rows.slice(0, limit).map(rowToStoredEvent), hasMore: rows.length > limit };
+}
+
+/** Up to `limit` events of the tenant's log after a sequence, in order (the live feed's read). */
+export async function eventsAfter(trx: Tx, tenantId: string, afterSequence: number, limit: number): Promise<StoredEvent[]> {
+  const rows = await trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).where("tenant_seq", ">", afterSequence).orderBy("tenant_seq").limit(limit).execute();
+  return rows.map(rowToStoredEvent);
+}
+
+/** The last sequence of each of these tenants' logs (tenants without events are left out). */
+export function tenantHeads(trx: Tx, tenantIds: string[]): Promise<Array<{ tenant_id: string; last_seq: number }>> {
+  if (tenantIds.length === 0) return Promise.resolve([]);
+  return trx.selectFrom("tenant_heads").select(["tenant_id", "last_seq"]).where("tenant_id", "in", tenantIds).execute();
+}
+
+/** When the latest `limit` events of a type since a time occurred, newest first (the agent quotas' window). */
+export async function latestOccurrences(trx: Tx, tenantId: string, eventType: string, since: Date, limit: number): Promise<Date[]> {
+  const rows = await trx
+    .selectFrom("events")
+    .select("occurred_at")
+    .where("tenant_id", "=", tenantId)
+    .where("event_type", "=", eventType)
+    .where("occurred_at", ">", since)
+    .orderBy("occurred_at", "desc")
+    .limit(limit)
+    .execute();
+  return rows.map((r) => new Date(r.occurred_at));
 }

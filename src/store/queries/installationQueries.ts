@@ -1,6 +1,7 @@
 import type { Selectable } from "kysely";
 import type { Tx } from "../db.ts";
 import type { InstallationsTable } from "../schema.ts";
+import { readKeysetPage, type Page, type TimeIdPosition } from "./keysetPage.ts";
 
 export type InstallationRow = Selectable<InstallationsTable>;
 
@@ -31,21 +32,11 @@ export interface InstallationFilter {
 }
 
 /** Newest first, keyset-paged on (created_at, installation_id). */
-export async function listInstallations(
-  trx: Tx,
-  tenantId: string,
-  filter: InstallationFilter,
-  page: { first: number; after?: { createdAt: Date; id: string } },
-): Promise<{ rows: InstallationRow[]; hasNextPage: boolean }> {
+export function listInstallations(trx: Tx, tenantId: string, filter: InstallationFilter, page: { first: number; after?: TimeIdPosition }): Promise<Page<InstallationRow>> {
   let query = trx.selectFrom("installations").selectAll().where("tenant_id", "=", tenantId);
   if (filter.platform) query = query.where("platform", "=", filter.platform as InstallationRow["platform"]);
   if (filter.status) query = query.where("status", "=", filter.status as InstallationRow["status"]);
-  if (page.after) {
-    const { createdAt, id } = page.after;
-    query = query.where((eb) => eb.or([eb("created_at", "<", createdAt), eb.and([eb("created_at", "=", createdAt), eb("installation_id", "<", id)])]));
-  }
-  const rows = await query.orderBy("created_at", "desc").orderBy("installation_id", "desc").limit(page.first + 1).execute();
-  return { rows: rows.slice(0, page.first), hasNextPage: rows.length > page.first };
+  return readKeysetPage(query, { columns: ["created_at", "installation_id"], direction: "desc" }, page);
 }
 
 /** Platform-wide: rotating credentials that expire within the window and are not waiting out a backoff. */

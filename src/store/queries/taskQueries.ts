@@ -1,15 +1,10 @@
 import { sql, type Selectable } from "kysely";
-import type { Tx } from "../../store/db.ts";
-import type { TasksTable } from "../../store/schema.ts";
+import type { Tx } from "../db.ts";
+import type { TasksTable } from "../schema.ts";
+import { readKeysetPage, type Page, type TimeIdPosition } from "./keysetPage.ts";
 
 export type TaskRow = Selectable<TasksTable>;
 export type TaskStatus = TaskRow["status"];
-
-/** Keyset position in a list ordered by dispatch time, then task id. */
-export interface TaskPosition {
-  dispatchedAt: Date;
-  id: string;
-}
 
 export function findTask(trx: Tx, tenantId: string, taskId: string): Promise<TaskRow | undefined> {
   return trx.selectFrom("tasks").selectAll().where("tenant_id", "=", tenantId).where("task_id", "=", taskId).executeTakeFirst();
@@ -21,34 +16,27 @@ export interface TaskFilter {
   kind?: string | null;
 }
 
+const BY_DISPATCH = ["dispatched_at", "task_id"] as const;
+
 /** Newest first, keyset-paged on (dispatched_at, task_id). */
-export async function listTasks(trx: Tx, tenantId: string, filter: TaskFilter, page: { first: number; after?: TaskPosition }): Promise<{ rows: TaskRow[]; hasNextPage: boolean }> {
+export function listTasks(trx: Tx, tenantId: string, filter: TaskFilter, page: { first: number; after?: TimeIdPosition }): Promise<Page<TaskRow>> {
   let query = trx.selectFrom("tasks").selectAll().where("tenant_id", "=", tenantId);
   if (filter.agentId) query = query.where("agent_id", "=", filter.agentId);
   if (filter.status) query = query.where("status", "=", filter.status);
   if (filter.kind) query = query.where("kind", "=", filter.kind);
-  if (page.after) {
-    const { dispatchedAt, id } = page.after;
-    query = query.where((eb) => eb.or([eb("dispatched_at", "<", dispatchedAt), eb.and([eb("dispatched_at", "=", dispatchedAt), eb("task_id", "<", id)])]));
-  }
-  const rows = await query.orderBy("dispatched_at", "desc").orderBy("task_id", "desc").limit(page.first + 1).execute();
-  return { rows: rows.slice(0, page.first), hasNextPage: rows.length > page.first };
+  return readKeysetPage(query, { columns: BY_DISPATCH, direction: "desc" }, page);
 }
 
 /** An agent's pending tasks still within their deadline, oldest first, keyset-paged on (dispatched_at, task_id). */
-export function pendingTasksOf(trx: Tx, tenantId: string, agentId: string, page: { first: number; after?: TaskPosition; now: Date }): Promise<TaskRow[]> {
-  let query = trx
+export function pendingTasksOf(trx: Tx, tenantId: string, agentId: string, page: { first: number; after?: TimeIdPosition; now: Date }): Promise<Page<TaskRow>> {
+  const query = trx
     .selectFrom("tasks")
     .selectAll()
     .where("tenant_id", "=", tenantId)
     .where("agent_id", "=", agentId)
     .where("status", "=", "pending")
     .where("deadline_at", ">", page.now);
-  if (page.after) {
-    const { dispatchedAt, id } = page.after;
-    query = query.where((eb) => eb.or([eb("dispatched_at", ">", dispatchedAt), eb.and([eb("dispatched_at", "=", dispatchedAt), eb("task_id", ">", id)])]));
-  }
-  return query.orderBy("dispatched_at").orderBy("task_id").limit(page.first).execute();
+  return readKeysetPage(query, { columns: BY_DISPATCH, direction: "asc" }, page);
 }
 
 /** The same, among the given task ids. */
