@@ -3,8 +3,7 @@ import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import type { AgentCommand } from "../../domain/agent/agent.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { NotFoundError } from "../../errors.ts";
-import { withTenant } from "../../store/db.ts";
+import { withTenant, type Tx } from "../../store/db.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { agentDecider, agentStream } from "./agentStream.ts";
@@ -28,15 +27,15 @@ export const UpdateAgentInput = z.object({
   config: config.optional(),
   tags: z.array(tag).max(50).optional(),
 });
-const AgentId = z.object({ id: z.string().uuid("not an agent id") });
+export const AgentIdInput = z.object({ id: z.string().uuid("not an agent id") });
 
 type Deps = Pick<AppDeps, "db" | "security" | "now"> & { config?: Pick<AppDeps["config"], "limits"> };
 
 /**
- * One agent command in a tenant transaction, with the tier quota checked first when it counts; answers
- * the agent as projected, read in the same transaction (a deleted one too).
+ * One agent command in a tenant transaction, with the tier quota checked first when it counts; `answer`
+ * reads what the mutation answers with, in the same transaction.
  */
-async function run(deps: Deps, actor: Actor, agentId: string, command: AgentCommand, request: RequestMeta, quota?: AgentQuota): Promise<AgentRow> {
+async function run<T>(deps: Deps, actor: Actor, agentId: string, command: AgentCommand, request: RequestMeta, answer: (trx: Tx) => Promise<T>, quota?: AgentQuota): Promise<T> {
   const now = deps.now();
   try {
     return await withTenant(deps.db, actor.tenantId, async (trx) => {
@@ -48,7 +47,7 @@ async function run(deps: Deps, actor: Actor, agentId: string, command: AgentComm
         command: { ...command, meta: { tenantId: actor.tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId } },
         metadata: eventMetadata(actor, request),
       });
-      return (await findAgentRow(trx, actor.tenantId, agentId, { deleted: true }))!;
+      return answer(trx);
     });
   } catch (error) {
     if (error instanceof QuotaExceededError) {
@@ -58,31 +57,27 @@ async function run(deps: Deps, actor: Actor, agentId: string, command: AgentComm
   }
 }
 
+/** The agent as the command's own transaction projected it (a deleted one too). */
+const projectedAgent = (tenantId: string, agentId: string) => async (trx: Tx): Promise<AgentRow> => (await findAgentRow(trx, tenantId, agentId, { deleted: true }))!;
+
 export async function createAgent(deps: Deps, actor: Actor, raw: z.input<typeof CreateAgentInput>, request: RequestMeta = {}) {
   const input = parseInput(CreateAgentInput, raw);
   const agentId = randomUUID();
-  return run(deps, actor, agentId, { type: "CreateAgent", agentId, name: input.name, agentType: input.type, config: input.config, tags: [...new Set(input.tags)].sort(), ephemeral: false }, request, "agent-create");
+  return run(deps, actor, agentId, { type: "CreateAgent", agentId, name: input.name, agentType: input.type, config: input.config, tags: [...new Set(input.tags)].sort(), ephemeral: false }, request, projectedAgent(actor.tenantId, agentId), "agent-create");
 }
 
 export async function updateAgent(deps: Deps, actor: Actor, raw: z.input<typeof UpdateAgentInput>, request: RequestMeta = {}) {
   const input = parseInput(UpdateAgentInput, raw);
-  return run(deps, actor, input.id, { type: "UpdateAgent", expectedVersion: input.expectedVersion, name: input.name, agentType: input.type, config: input.config, tags: input.tags ? [...new Set(input.tags)].sort() : undefined }, request, "agent-update");
+  return run(deps, actor, input.id, { type: "UpdateAgent", expectedVersion: input.expectedVersion, name: input.name, agentType: input.type, config: input.config, tags: input.tags ? [...new Set(input.tags)].sort() : undefined }, request, projectedAgent(actor.tenantId, input.id), "agent-update");
 }
 
 export async function publishAgent(deps: Deps, actor: Actor, rawId: unknown, request: RequestMeta = {}) {
-  const { id } = parseInput(AgentId, { id: rawId });
-  return run(deps, actor, id, { type: "PublishAgent" }, request);
+  const { id } = parseInput(AgentIdInput, { id: rawId });
+  return run(deps, actor, id, { type: "PublishAgent" }, request, projectedAgent(actor.tenantId, id));
 }
 
-export async function deleteAgent(deps: Deps, actor: Actor, rawId: unknown, request: RequestMeta = {}) {
-  const { id } = parseInput(AgentId, { id: rawId });
-  return run(deps, actor, id, { type: "DeleteAgent", reason: "deleted" }, request);
-}
-
-/** The tenant's agent (deleted ones are gone from the read side), or NOT_FOUND. */
-export async function findAgent(deps: Pick<AppDeps, "db">, tenantId: string, rawId: unknown) {
-  const { id } = parseInput(AgentId, { id: rawId });
-  const row = await withTenant(deps.db, tenantId, (trx) => findAgentRow(trx, tenantId, id));
-  if (!row) throw new NotFoundError("agent");
-  return row;
+/** Answers true: the mutation reports only that it happened, so nothing is read back. */
+export async function deleteAgent(deps: Deps, actor: Actor, rawId: unknown, request: RequestMeta = {}): Promise<true> {
+  const { id } = parseInput(AgentIdInput, { id: rawId });
+  return run(deps, actor, id, { type: "DeleteAgent", reason: "deleted" }, request, async () => true as const);
 }

@@ -1,12 +1,14 @@
 import { createEnrollmentKey, pruneEnrollmentKeys, revokeEnrollmentKey, type CreatedEnrollmentKey } from "../../app/agents/enrollmentKeys.ts";
 import { enrollAgent, type EnrolledAgent } from "../../app/agents/enrollAgent.ts";
 import { agentHeartbeat } from "../../app/agents/heartbeat.ts";
-import { createAgent, deleteAgent, findAgent, publishAgent, updateAgent } from "../../app/agents/manageAgents.ts";
+import { AgentIdInput, createAgent, deleteAgent, publishAgent, updateAgent } from "../../app/agents/manageAgents.ts";
+import { parseInput } from "../../domain/validation.ts";
+import { NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
-import { listAgents, type AgentRow } from "../../store/queries/agentQueries.ts";
+import { findAgentRow, listAgents, type AgentRow } from "../../store/queries/agentQueries.ts";
 import { listEnrollmentKeys, type EnrollmentKeyRow } from "../../store/queries/enrollmentKeyQueries.ts";
 import { builder } from "../builder.ts";
-import { loadersOf } from "../loaders.ts";
+import { DEFAULT_HISTORY_SIZE, loadersOf, preloadAgentHistories } from "../loaders.ts";
 import { checkPageSize, connectionType, pageArgs, timeIdCursor } from "../pagination.ts";
 import { AuditEvent } from "./auditLog.ts";
 
@@ -36,8 +38,8 @@ export const Agent = builder.objectRef<AgentRow>("Agent").implement({
     history: t.field({
       type: [AuditEvent],
       description: "The agent's own events, oldest first",
-      args: { first: t.arg.int({ required: false, defaultValue: 50 }) },
-      resolve: (a, args, ctx) => loadersOf(ctx).agentHistory.load(`${checkPageSize(args.first ?? 50)}:${a.agent_id}`),
+      args: { first: t.arg.int({ required: false, defaultValue: DEFAULT_HISTORY_SIZE }) },
+      resolve: (a, args, ctx) => loadersOf(ctx).agentHistory.load(`${checkPageSize(args.first ?? DEFAULT_HISTORY_SIZE)}:${a.agent_id}`),
     }),
   }),
 });
@@ -54,16 +56,35 @@ builder.queryField("agents", (t) =>
     type: AgentConnectionPage,
     args: { filter: t.arg({ type: AgentFilter, required: false }), first: t.arg.int({ required: true }), after: t.arg.string({ required: false }) },
     authScopes: { permission: "agent:read" },
-    resolve: (_root, args, ctx) => {
+    resolve: (_root, args, ctx, info) => {
       const tenantId = ctx.actor!.tenantId;
       const page = pageArgs(agentCursor, args);
-      return withTenant(ctx.deps.db, tenantId, (trx) => listAgents(trx, tenantId, args.filter ?? {}, page));
+      return withTenant(ctx.deps.db, tenantId, async (trx) => {
+        const agents = await listAgents(trx, tenantId, args.filter ?? {}, page);
+        await preloadAgentHistories(ctx, info, trx, agents.rows);
+        return agents;
+      });
     },
   }),
 );
 
 builder.queryField("agent", (t) =>
-  t.field({ type: Agent, args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:read" }, resolve: (_root, args, ctx) => findAgent(ctx.deps, ctx.actor!.tenantId, String(args.id)) }),
+  t.field({
+    type: Agent,
+    args: { id: t.arg.id({ required: true }) },
+    authScopes: { permission: "agent:read" },
+    resolve: async (_root, args, ctx, info) => {
+      const { id } = parseInput(AgentIdInput, { id: String(args.id) });
+      const tenantId = ctx.actor!.tenantId;
+      const agent = await withTenant(ctx.deps.db, tenantId, async (trx) => {
+        const row = await findAgentRow(trx, tenantId, id);
+        if (row) await preloadAgentHistories(ctx, info, trx, [row]);
+        return row;
+      });
+      if (!agent) throw new NotFoundError("agent");
+      return agent;
+    },
+  }),
 );
 
 const CreateAgentInput = builder.inputType("CreateAgentInput", {
