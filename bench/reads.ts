@@ -21,8 +21,9 @@
  *   tasks          `tasks(first: 50) { nodes { id agentId kind status dispatchedAt deadlineAt } }`
  *   auditLog       `auditLog(first: 100) { edges { node { sequence type data } } }`
  *   installations  `installations(first: 50) { nodes { id platform app status externalId account { login } } }`
- * The clients run in the same process as the servers (one event loop for all, the embedded database's
- * included; the machine's cores are shared with PostgreSQL). All are warmed up, then run alternately
+ * The clients run in a worker thread of their own (bench/readClients.mjs), so their work does not
+ * share the servers' event loop (the embedded database runs on Keyplane's, as in `keyplane serve`;
+ * the machine's two cores are shared with PostgreSQL). All are warmed up, then run alternately
  * BENCH_ROUNDS times; the best run (requests/s) of each counts, with that run's latencies. Then the
  * database round trips per request of each query are counted by the server itself (its histogram
  * keyplane_http_db_round_trips, BEGIN and COMMIT included): mean of 20 sequential requests after 3
@@ -35,9 +36,11 @@
  *
  * Environment: DATABASE_URL (required), CITUS_URL (optional), BENCH_CONCURRENCY (default 16),
  * BENCH_REQUESTS (requests per run, default 3000), BENCH_ROUNDS (default 2), BENCH_WARMUP (requests
- * per contender before the rounds, default 300).
+ * per contender before the rounds, default 300), BENCH_QUERIES (a comma-separated subset of the
+ * queries above, default all).
  */
 import { generateKeyPairSync } from "node:crypto";
+import { Worker } from "node:worker_threads";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -87,7 +90,14 @@ const QUERIES = {
   installations: "{ installations(first: 50) { nodes { id platform app status externalId account { login } } } }",
 } as const;
 type QueryName = keyof typeof QUERIES;
-const QUERY_NAMES = Object.keys(QUERIES) as QueryName[];
+// BENCH_QUERIES (e.g. "me,agents") runs only those.
+const QUERY_NAMES = (process.env.BENCH_QUERIES ? process.env.BENCH_QUERIES.split(",").map((q) => q.trim()) : Object.keys(QUERIES)) as QueryName[];
+for (const name of QUERY_NAMES) {
+  if (!(name in QUERIES)) {
+    console.error(`BENCH_QUERIES: ${name} is not one of ${Object.keys(QUERIES).join(", ")}`);
+    process.exit(2);
+  }
+}
 
 /** What a valid answer of each looks like (checked once per contender, before the clock starts). */
 const rowsOf = (page: any): unknown[] | undefined => page?.nodes ?? page?.edges;
@@ -149,28 +159,29 @@ interface Run {
   seconds: number;
   p50: number;
   p99: number;
+  /** The servers' event loop busy per request (ms): the server's own cost, whatever the clients and PostgreSQL take. */
+  loopMs: number;
 }
 
-/** `count` requests from `clients` concurrent loops: requests per second and latency quantiles (ms). */
+// The clients run in a worker thread (bench/readClients.mjs): the servers' event loop serves only.
+const clientThread = new Worker(new URL("./readClients.mjs", import.meta.url));
+clientThread.unref();
+
+/** `count` requests from `clients` concurrent loops (in the client thread): requests per second and latency quantiles (ms). */
 async function drive(t: Target, count: number, clients: number): Promise<Run> {
-  const latencies = new Float64Array(count);
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(clients, count) }, async () => {
-      while (next < count && !interrupted) {
-        const i = next++;
-        const sent = performance.now();
-        await send(t);
-        latencies[i] = performance.now() - sent;
-      }
-    }),
-  );
+  const loop = performance.eventLoopUtilization();
+  const run = await new Promise<Omit<Run, "loopMs"> | { error: string }>((resolve) => {
+    const stopped = () => resolve({ error: "the client thread stopped" });
+    clientThread.once("exit", stopped);
+    clientThread.once("message", (answer: Omit<Run, "loopMs"> | { error: string }) => {
+      clientThread.off("exit", stopped);
+      resolve(answer);
+    });
+    clientThread.postMessage({ url: t.url, init: t.init, count, clients });
+  });
   checkInterrupted();
-  const seconds = (performance.now() - started) / 1000;
-  latencies.sort();
-  const at = (q: number) => latencies[Math.min(count - 1, Math.floor(q * count))]!;
-  return { rate: count / seconds, seconds, p50: at(0.5), p99: at(0.99) };
+  if ("error" in run) throw new Error(`${t.label}: ${run.error}`);
+  return { ...run, loopMs: performance.eventLoopUtilization(loop).active / count };
 }
 
 const fmtRate = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -291,6 +302,7 @@ async function main(): Promise<void> {
   const stores: Store[] = [];
   const onSignal = (signal: NodeJS.Signals) => {
     interrupted = signal;
+    void clientThread.terminate();
     console.error(`\n${signal}: stopping, then dropping the scratch database${citusUrl ? " and schema" : ""}`);
   };
   process.on("SIGINT", onSignal);
@@ -350,8 +362,8 @@ async function main(): Promise<void> {
     }
 
     const y = best("Y");
-    const header = ["contender", "requests/s", "p50 ms", "p99 ms", "vs Y", "vs P", "round trips", "goal", "met"];
-    const table: string[][] = [["Y  bare Yoga { hello }", fmtRate(y.rate), y.p50.toFixed(2), y.p99.toFixed(2), "1.000", "", "", "", ""]];
+    const header = ["contender", "requests/s", "p50 ms", "p99 ms", "vs Y", "vs P", "loop ms/req", "Y/loop", "round trips", "goal", "met"];
+    const table: string[][] = [["Y  bare Yoga { hello }", fmtRate(y.rate), y.p50.toFixed(2), y.p99.toFixed(2), "1.000", "", y.loopMs.toFixed(3), "1.000", "", "", ""]];
     const missed: string[] = [];
     for (const store of stores) {
       for (const name of QUERY_NAMES) {
@@ -369,6 +381,8 @@ async function main(): Promise<void> {
           run.p99.toFixed(2),
           ratio.toFixed(3),
           store.name === "P" ? "" : (run.rate / best(`P:${name}`).rate).toFixed(3),
+          run.loopMs.toFixed(3),
+          (y.loopMs / run.loopMs).toFixed(3),
           fmtTrips(t),
           goal ? `>= ${goal.ratio.toFixed(2)}${goal.maxTrips === undefined ? "" : `, <= ${goal.maxTrips} trip${goal.maxTrips === 1 ? "" : "s"}`}` : "",
           met === undefined ? "" : met ? "yes" : "NO",
@@ -379,6 +393,7 @@ async function main(): Promise<void> {
     const line = `  +${widths.map((w) => "-".repeat(w + 2)).join("+")}+`;
     const row = (cells: string[]) => `  | ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
     console.log(`\n  best of ${ROUNDS} run${ROUNDS === 1 ? "" : "s"} each (its p50/p99 under ${CONCURRENCY} clients); round trips: mean of ${COUNTED} sequential requests, as the server counts them`);
+    console.log("  loop ms/req: the servers' event loop busy per request in that run (PostgreSQL's own work not included; the embedded database's is); Y/loop: bare Yoga's over it");
     console.log(`${line}\n${row(header)}\n${line}`);
     for (const r of table) console.log(row(r));
     console.log(line);

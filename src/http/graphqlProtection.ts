@@ -5,7 +5,7 @@ import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
 import { maxDirectivesRule } from "@escape.tech/graphql-armor-max-directives";
 import { blockFieldSuggestionsPlugin } from "@escape.tech/graphql-armor-block-field-suggestions";
-import { getNamedType, getOperationAST, GraphQLError, isIntrospectionType, validate, type DocumentNode, type ExecutionResult, type GraphQLSchema, type ValidationContext, type ValidationRule } from "graphql";
+import { getNamedType, getOperationAST, GraphQLError, isIntrospectionType, validate, type DocumentNode, type ExecutionResult, type OperationDefinitionNode, type GraphQLSchema, type ValidationContext, type ValidationRule } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import type { AppDeps } from "../app/deps.ts";
 import { authenticate } from "../app/authenticate.ts";
@@ -68,6 +68,21 @@ export function documentLimitPlugins(limits: LimitsConfig["document"]): Plugin[]
   if (!limits.fieldSuggestions) plugins.push(blockFieldSuggestionsPlugin({ mask: "" }) as Plugin);
   if (limits.maxBatch > 0) plugins.push(batchLimit(limits.maxBatch));
   return plugins;
+}
+
+/**
+ * operationCost, remembered for operations without variables: those cost the same every time, and
+ * Yoga's parser cache hands the same nodes for the same text. One per plugin (its cost settings).
+ */
+function rememberedCosts(): typeof operationCost {
+  const fixed = new WeakMap<OperationDefinitionNode, number>();
+  return (...args) => {
+    const operation = args[2];
+    if (operation.variableDefinitions?.length) return operationCost(...args);
+    let cost = fixed.get(operation);
+    if (cost === undefined) fixed.set(operation, (cost = operationCost(...args)));
+    return cost;
+  };
 }
 
 /** `__schema` and `__type` refused (`__typename` stays). */
@@ -162,6 +177,7 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
   const limits = deps.limits;
   const doc = limits.config.document;
   const persisted = doc.persistedOnly && doc.persistedFile ? loadPersistedOperations(doc.persistedFile) : undefined;
+  const costOf = rememberedCosts();
 
   // The tenant's standing as the credential cache keeps it (fresh within AUTH_CACHE_REVALIDATE_MS, and
   // dropped at once on a tier change): no round trip per operation in the steady state.
@@ -190,7 +206,7 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     if (!operation) return undefined;
     let requested: number;
     try {
-      requested = operationCost(schema, document, operation, variables, doc);
+      requested = costOf(schema, document, operation, variables, doc);
     } catch (error) {
       if (error instanceof PageSizeError) return void stop({ errors: [documentError(error.message, "PAGE_SIZE_INVALID", { field: error.field })] });
       throw error;
