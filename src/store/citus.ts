@@ -67,24 +67,26 @@ export async function distributeOnCitus(handle: Pick<DatabaseHandle, "db" | "bac
   if (!(await isCitus(handle))) return [];
   const placed = await placedTables(handle.db);
   const done: string[] = [];
-  const place = async (table: string, how: string, call: ReturnType<typeof sql>) => {
-    if (placed.has(table)) return;
-    await handle.db.transaction().execute(async (trx) => {
-      // The append-only triggers of events and audit_checkpoints only raise: the same on every shard.
-      await sql`set local citus.enable_unsafe_triggers = on`.execute(trx);
+  // Every placement in one transaction: all placed or none, and one commit across the nodes instead of one per table.
+  await handle.db.transaction().execute(async (trx) => {
+    // The append-only triggers of events and audit_checkpoints only raise: the same on every shard.
+    await sql`set local citus.enable_unsafe_triggers = on`.execute(trx);
+    const place = async (table: string, how: string, call: ReturnType<typeof sql>) => {
+      if (placed.has(table)) return;
       await call.execute(trx);
-    });
-    done.push(`${table}: ${how}`);
-  };
-  const [anchor, ...colocated] = TENANT_TABLES;
-  await place(anchor, "distributed by tenant_id", sql`select create_distributed_table(${anchor}, 'tenant_id')`);
-  for (const table of colocated) {
-    await place(table, "distributed by tenant_id", sql`select create_distributed_table(${table}, 'tenant_id', colocate_with => ${anchor})`);
-  }
-  for (const table of REFERENCE_TABLES) await place(table, "reference table", sql`select create_reference_table(${table})`);
-  for (const [table, key] of Object.entries(KEYED_TABLES)) {
-    await place(table, `distributed by ${key}`, sql`select create_distributed_table(${table}, ${key}, colocate_with => 'none')`);
-  }
+      done.push(`${table}: ${how}`);
+    };
+    const [anchor, ...colocated] = TENANT_TABLES;
+    await place(anchor, "distributed by tenant_id", sql`select create_distributed_table(${anchor}, 'tenant_id')`);
+    for (const table of colocated) {
+      await place(table, "distributed by tenant_id", sql`select create_distributed_table(${table}, 'tenant_id', colocate_with => ${anchor})`);
+    }
+    for (const table of REFERENCE_TABLES) await place(table, "reference table", sql`select create_reference_table(${table})`);
+    for (const [table, key] of Object.entries(KEYED_TABLES)) {
+      await place(table, `distributed by ${key}`, sql`select create_distributed_table(${table}, ${key}, colocate_with => 'none')`);
+    }
+  });
+  const anchor = TENANT_TABLES[0];
   const { rows } = await sql<{ delegated: boolean }>`
     select exists (select 1 from pg_dist_object where objid = ${APPEND_FUNCTION}::regprocedure and distribution_argument_index is not null) as delegated`.execute(handle.db);
   if (!rows[0]!.delegated) {
