@@ -59,7 +59,7 @@ import { createKeyplane, type Keyplane } from "../src/main.ts";
 import { openDatabase, type DatabaseHandle } from "../src/store/db.ts";
 import { migrateToLatest } from "../src/store/migrate.ts";
 import { startFakeGitHub, type FakeGitHub } from "../test/fakes/github.ts";
-import { freePort } from "../test/testkit/providerWorld.ts";
+import { browseInstall, freePort } from "../test/testkit/providerWorld.ts";
 import { createBenchDatabase, createBenchSchema, type BenchDatabase } from "./benchDatabase.ts";
 import { intEnv } from "./benchEnv.ts";
 import { roundTripsPerRequest } from "./roundTrips.ts";
@@ -254,21 +254,8 @@ async function startKeyplane(store: Store, github: FakeGitHub): Promise<string> 
 
 /** Installs the GitHub app as a browser would: Keyplane -> GitHub -> Keyplane's callback. */
 async function installGitHub(base: string, token: string): Promise<void> {
-  let next = `${base}/oauth/install/github`;
-  let headers: Record<string, string> = { authorization: `Bearer ${token}` };
-  for (let hop = 0; hop < 5; hop++) {
-    const res = await fetch(next, { redirect: "manual", headers });
-    headers = {};
-    const location = res.headers.get("location");
-    if (!location) {
-      const body = (await res.json().catch(() => undefined)) as { outcome?: string } | undefined;
-      if (res.status !== 200 || body?.outcome !== "created") throw new Error(`install: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
-      return;
-    }
-    await res.body?.cancel();
-    next = new URL(location, next).toString();
-  }
-  throw new Error("install: too many redirects");
+  const { status, body } = await browseInstall({ url: base }, "github", token);
+  if (status !== 200 || body?.outcome !== "created") throw new Error(`install: HTTP ${status} ${JSON.stringify(body).slice(0, 300)}`);
 }
 
 /** Migrates the store (P, C), starts Keyplane on it, seeds the tenant through the app's use cases and flows. */

@@ -29,7 +29,7 @@ import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { createKeyplane } from "../src/main.ts";
 import { startFakeGitHub } from "../test/fakes/github.ts";
-import { freePort } from "../test/testkit/providerWorld.ts";
+import { browseInstall, freePort } from "../test/testkit/providerWorld.ts";
 import { benchDatabaseFromEnv } from "./benchDatabase.ts";
 import { intEnv } from "./benchEnv.ts";
 import { roundTripsPerRequest } from "./roundTrips.ts";
@@ -78,18 +78,8 @@ const mint = async (roles: Array<"admin" | "editor" | "service">, subject: strin
 const [editor, admin, service] = await Promise.all([mint(["editor"], "bench-editor"), mint(["admin"], "bench-admin"), mint(["service"], "bench-service")]);
 
 // Install rex through the browser flow, then a policy for the service.
-let next = `${url}/oauth/install/github?app=rex`;
-let headers: Record<string, string> = { authorization: `Bearer ${editor}` };
-for (let hop = 0; hop < 5; hop++) {
-  const res = await fetch(next, { redirect: "manual", headers });
-  headers = {};
-  const location = res.headers.get("location");
-  if (!location) {
-    if (res.status !== 200) throw new Error(`install failed: ${res.status} ${await res.text()}`);
-    break;
-  }
-  next = new URL(location, next).toString();
-}
+const installed = await browseInstall({ url }, "github", editor, { query: "app=rex" });
+if (installed.status !== 200) throw new Error(`install failed: ${installed.status} ${JSON.stringify(installed.body).slice(0, 300)}`);
 const gql = async (token: string, query: string, variables: Record<string, unknown> = {}) => {
   const res = await fetch(`${url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ query, variables }) });
   const body = (await res.json()) as { data?: any; errors?: unknown[] };

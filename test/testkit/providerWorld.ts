@@ -123,7 +123,7 @@ export interface BrowserResult {
  * redirect (without the token, as a browser would cross origins) until a page that is not a redirect,
  * or until a redirect leaves for `stopAt` (e.g. the dashboard's success URL).
  */
-export async function browseInstall(app: TestApp, platform: string, token: string, options: { stopAt?: string; maxHops?: number; query?: string } = {}): Promise<BrowserResult> {
+export async function browseInstall(app: Pick<TestApp, "url">, platform: string, token: string, options: { stopAt?: string; maxHops?: number; query?: string } = {}): Promise<BrowserResult> {
   let url = `${app.url}/oauth/install/${platform}${options.query ? `?${options.query}` : ""}`;
   const visited: string[] = [];
   let headers: Record<string, string> = { authorization: `Bearer ${token}` };
