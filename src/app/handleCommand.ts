@@ -23,20 +23,29 @@ type CommandArgs<S, C, E extends DomainEvent> = {
 type CommandResult<S, E> = { state: S; decided: E[]; stored: StoredEvent[] };
 
 /**
- * Load -> decide -> append, in one tenant transaction: the stream's state is folded from its events,
- * the pure decider turns the command into events, and the append checks the version it decided on.
- * A decider that throws leaves nothing behind.
+ * Load -> decide -> append: the stream's state is folded from its events, the pure decider turns the
+ * command into events, and the append, one statement committing on its own, checks the version it
+ * decided on (optimistic: a concurrent change answers a conflict). A decider that throws leaves
+ * nothing behind.
  */
-export function handleCommand<S, C, E extends DomainEvent>(db: Db, args: CommandArgs<S, C, E>): Promise<CommandResult<S, E>> {
-  return withTenant(db, args.tenantId, (trx) => decideAndAppend(trx, args));
+export async function handleCommand<S, C, E extends DomainEvent>(db: Db, args: CommandArgs<S, C, E>): Promise<CommandResult<S, E>> {
+  const { tenantId, streamType, streamId } = args;
+  const stream = args.newStream ? NEW_STREAM : await withTenant(db, tenantId, (trx) => readStream(trx, tenantId, streamType, streamId));
+  return decideThenAppend(db, args, stream);
 }
 
 /** The same step inside a tenant transaction the caller holds (to write beside it, e.g. the credential vault). */
 export async function decideAndAppend<S, C, E extends DomainEvent>(trx: Tx, args: CommandArgs<S, C, E>): Promise<CommandResult<S, E>> {
+  const { tenantId, streamType, streamId } = args;
+  return decideThenAppend(trx, args, args.newStream ? NEW_STREAM : await readStream(trx, tenantId, streamType, streamId));
+}
+
+const NEW_STREAM = { version: 0, events: [] };
+
+async function decideThenAppend<S, C, E extends DomainEvent>(target: Db | Tx, args: CommandArgs<S, C, E>, stream: { version: number; events: DomainEvent[] }): Promise<CommandResult<S, E>> {
   const { tenantId, streamType, streamId, decider, command, metadata } = args;
-  const stream = args.newStream ? { version: 0, events: [] } : await readStream(trx, tenantId, streamType, streamId);
   const state = (stream.events as E[]).reduce(decider.evolve, decider.initialState());
   const decided = decider.decide(command, state);
-  const stored = await appendEvents(trx, { tenantId, streamType, streamId, expectedVersion: stream.version, events: decided, metadata });
+  const stored = await appendEvents(target, { tenantId, streamType, streamId, expectedVersion: stream.version, events: decided, metadata });
   return { state: decided.reduce(decider.evolve, state), decided, stored };
 }

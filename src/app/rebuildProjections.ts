@@ -1,7 +1,7 @@
 import { sql } from "kysely";
 import { withPlatform, type Db } from "../store/db.ts";
 import { rowToStoredEvent } from "../store/events/rowToStoredEvent.ts";
-import { applyProjections, projections } from "../store/projections/applyProjections.ts";
+import { executeStatements, projectionStatements, projections } from "../store/projections/applyProjections.ts";
 
 const PAGE = 1000;
 
@@ -26,7 +26,7 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
       if (cursor) q = q.where((eb) => eb.or([eb("tenant_id", ">", cursor!.tenantId), eb.and([eb("tenant_id", "=", cursor!.tenantId), eb("tenant_seq", ">", cursor!.seq)])]));
       const rows = await q.orderBy("tenant_id").orderBy("tenant_seq").limit(PAGE).execute();
       if (rows.length === 0) break;
-      await applyProjections(trx, rows.map(rowToStoredEvent), true);
+      await executeStatements(trx, projectionStatements(rows.map(rowToStoredEvent), true));
       done += rows.length;
       const last = rows[rows.length - 1]!;
       cursor = { tenantId: last.tenant_id, seq: Number(last.tenant_seq) };

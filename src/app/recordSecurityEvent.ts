@@ -2,7 +2,7 @@ import { AccessDenied, AuthFailed } from "../domain/security/events.ts";
 import { eventMetadata, PLATFORM_TENANT, type Actor, type RequestMeta } from "../auth/actor.ts";
 import type { Logger } from "../logger.ts";
 import { afterTransaction } from "../store/ambientTransaction.ts";
-import { withTenant, type Db } from "../store/db.ts";
+import type { Db } from "../store/db.ts";
 import { appendEvents } from "../store/events/appendEvents.ts";
 
 export interface SecurityIncident {
@@ -61,16 +61,14 @@ export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () =
         ...(window?.suppressed ? { suppressed: window.suppressed } : {}),
       });
       try {
-        await withTenant(deps.db, tenantId, (trx) =>
-          appendEvents(trx, {
-            tenantId,
-            streamType: "security",
-            streamId: incident.type,
-            expectedVersion: "any",
-            events: [event],
-            metadata: eventMetadata(incident.actor, incident.request),
-          }),
-        );
+        await appendEvents(deps.db, {
+          tenantId,
+          streamType: "security",
+          streamId: incident.type,
+          expectedVersion: "any",
+          events: [event],
+          metadata: eventMetadata(incident.actor, incident.request),
+        });
       } catch (error) {
         deps.logger.error({ err: error, tenantId, type: incident.type }, "could not record security event");
       }

@@ -51,7 +51,7 @@ export const KEYED_TABLES = { rate_limits: "key" } as const;
 export const COORDINATOR_TABLES = ["kysely_migration", "kysely_migration_lock"] as const;
 
 /** The append runs on the node holding the tenant, in one round trip (its distribution argument: p_tenant). */
-const APPEND_FUNCTION = "keyplane_append_events(text, text, text, integer, text, timestamptz, jsonb, jsonb)";
+const APPEND_FUNCTION = "keyplane_append_events(text, text, text, integer, text, timestamptz, jsonb, jsonb, text[])";
 
 export async function isCitus(handle: Pick<DatabaseHandle, "db" | "backend">): Promise<boolean> {
   if (handle.backend !== "pg") return false;

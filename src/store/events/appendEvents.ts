@@ -1,28 +1,31 @@
 import { randomUUID } from "node:crypto";
-import { sql } from "kysely";
 import { validateEventData } from "../../domain/eventRegistry.ts";
 import { ConflictError } from "../../errors.ts";
 import { countAppended } from "../../metrics.ts";
-import type { Tx } from "../db.ts";
+import { withTenant, type Db, type Tx } from "../db.ts";
+import { executeStatements, projectionStatements } from "../projections/applyProjections.ts";
 import { announceAppend, CREDENTIAL_EVENTS } from "./announceAppends.ts";
-import { applyProjections } from "../projections/applyProjections.ts";
+import { appendCall, appendQueue, type AppendCall, type AppendResult } from "./appendQueue.ts";
 import { contentHash, genesisHash } from "./hashing.ts";
 import type { AppendRequest, StoredEvent } from "./types.ts";
 
-/** What keyplane_append_events (migrations/0012) answers: a version conflict, or the rows it wrote. */
-type AppendResult = { version: number } | { appended: Array<{ seq: number; recorded_at: string; chain_hash: string; version: number }>; notified: boolean };
-
 /**
  * The one write path: appends events to a stream in the tenant's hash-chained log and projects them
- * into the read tables, all inside the caller's transaction (opened with withTenant).
+ * into the read tables.
  *
- * keyplane_append_events (migrations/0012) locks the tenant head row first, so appends of one tenant
- * are serialized: sequences are dense, become visible in commit order, and the stream-version check
- * cannot race. One round trip for the whole append (on Citus, delegated to the node holding the
- * tenant); content hashes are computed here. The live feed's hint (the tenant's new head) leaves with
- * the commit: sent by the function itself on PostgreSQL, by the transaction on Citus (announceAppends.ts).
+ * keyplane_append_events (migrations/0013) does it all in one statement: it scopes itself to the
+ * tenant, locks the tenant head row, checks the stream version, assigns the dense sequence, extends
+ * the chain, inserts, and runs the projection writes compiled here (projections/*.ts). Content hashes
+ * are computed here. Given the database (`db`), the append is that one statement, committing on its
+ * own, so the head lock is held only while it runs; concurrent ones of this process share a
+ * statement and a commit (appendQueue.ts). Given a transaction, it joins it (a use case that writes
+ * beside its append, such as the credential vault). Writes to lookup tables, and appends that change
+ * credentials (whose notice rides on a commit: announceAppends.ts), always run in a transaction.
+ *
+ * The live feed's hint (the tenant's new head) leaves with the commit: sent by the function itself
+ * on PostgreSQL, by the transaction on Citus.
  */
-export async function appendEvents(trx: Tx, request: AppendRequest): Promise<StoredEvent[]> {
+export async function appendEvents(target: Db | Tx, request: AppendRequest): Promise<StoredEvent[]> {
   const { tenantId, streamType, streamId, expectedVersion, metadata } = request;
   if (request.events.length === 0) return [];
   // Data and metadata as the database will hand them back (a JSON round trip: no undefined members,
@@ -34,30 +37,59 @@ export async function appendEvents(trx: Tx, request: AppendRequest): Promise<Sto
   });
   const storedMetadata = asStored(metadata);
   const occurredAt = new Date().toISOString();
+  const credentials = validated.some((e) => CREDENTIAL_EVENTS.has(e.type));
 
-  // "any" appends after whatever the stream holds: the version is read first, and read again once if
-  // another append got in between (after the first attempt this transaction holds the tenant lock).
-  let base = expectedVersion === "any" ? await currentVersion(trx, request) : expectedVersion;
-  for (let attempt = 0; ; attempt++) {
-    if (!Number.isInteger(base) || base < 0) throw conflict(request, await currentVersion(trx, request));
+  // "any" appends after whatever the stream holds: the version last seen here is tried, and on a
+  // conflict the one the function found (another process appended in between).
+  const hintKey = `${tenantId}\u0000${streamType}\u0000${streamId}`;
+  let base = expectedVersion === "any" ? (versionHints.get(hintKey) ?? 0) : expectedVersion;
+  if (expectedVersion === "any") rememberVersion(hintKey, base + validated.length);
+  for (let attempt = 1; ; attempt++) {
+    if (!Number.isInteger(base) || base < 0) throw conflict(request, base);
     const events = validated.map((event, i) => {
       const eventId = randomUUID();
       const content = contentHash({ eventId, tenantId, streamType, streamId, streamVersion: base + i + 1, type: event.type, schemaVersion: event.schemaVersion, data: event.data, metadata: storedMetadata, occurredAt });
       return { event_id: eventId, event_type: event.type, schema_version: event.schemaVersion, data: event.data, content_hash: content };
     });
-    // The call alone in its SELECT: the form Citus delegates.
-    const { rows } = await sql<{ result: AppendResult }>`
-      select keyplane_append_events(${tenantId}, ${streamType}, ${streamId}, ${base}::int, ${genesisHash(tenantId)},
-        ${occurredAt}::timestamptz, ${JSON.stringify(storedMetadata)}::jsonb, ${JSON.stringify(events)}::jsonb) as result`.execute(trx);
-    const result = rows[0]!.result;
+    const statements = projectionStatements(
+      events.map((e, i) => ({ tenantId, streamType, streamId, streamVersion: base + i + 1, eventId: e.event_id, type: e.event_type, data: e.data, metadata: storedMetadata, occurredAt })),
+    );
+    const lookup = statements.filter((s) => s.lookup);
+    const call: AppendCall = {
+      tenant: tenantId,
+      stream_type: streamType,
+      stream_id: streamId,
+      expected_version: base,
+      genesis: genesisHash(tenantId),
+      occurred_at: occurredAt,
+      metadata: storedMetadata,
+      events,
+      projections: statements.filter((s) => !s.lookup).map((s) => s.sql),
+    };
+
+    // In a transaction: the caller's, or one of its own when the append writes beside its statement.
+    const inTransaction = async (trx: Tx): Promise<AppendResult> => {
+      const result = await appendCall(trx, call);
+      if ("appended" in result) {
+        announceAppend(trx, tenantId, result.appended[result.appended.length - 1]!.seq, { notified: result.notified, credentials });
+        await executeStatements(trx, lookup);
+      }
+      return result;
+    };
+    const result = target.isTransaction
+      ? await inTransaction(target as Tx)
+      : lookup.length > 0 || credentials
+        ? await withTenant(target, tenantId, inTransaction)
+        : await appendQueue(target).append(call);
 
     if (!("appended" in result)) {
-      const found = result.version;
-      if (expectedVersion === "any" && attempt === 0) {
-        base = found;
+      if (expectedVersion === "any" && attempt < ANY_ATTEMPTS) {
+        base = result.version;
+        rememberVersion(hintKey, base + validated.length);
         continue;
       }
-      throw conflict(request, found);
+      if (expectedVersion === "any") versionHints.delete(hintKey);
+      throw conflict(request, result.version);
     }
 
     const stored: StoredEvent[] = result.appended.map((row, i) => ({
@@ -76,11 +108,21 @@ export async function appendEvents(trx: Tx, request: AppendRequest): Promise<Sto
       contentHash: events[i]!.content_hash,
       chainHash: row.chain_hash,
     }));
-    announceAppend(trx, tenantId, stored[stored.length - 1]!.sequence, { notified: result.notified, credentials: stored.some((e) => CREDENTIAL_EVENTS.has(e.type)) });
-    await applyProjections(trx, stored);
     countAppended(stored);
     return stored;
   }
+}
+
+/** Tries of an "any" append: each conflict means another process appended to the stream in between. */
+const ANY_ATTEMPTS = 8;
+
+// The version each "any" stream (security events, say) reached by this process's last append: the
+// next append tries it first. Bounded: a forgotten stream costs one conflict and a retry.
+const versionHints = new Map<string, number>();
+function rememberVersion(key: string, version: number): void {
+  versionHints.delete(key);
+  versionHints.set(key, version);
+  if (versionHints.size > 10_000) versionHints.delete(versionHints.keys().next().value!);
 }
 
 function conflict({ streamType, streamId, expectedVersion }: AppendRequest, actualVersion: number): ConflictError {
@@ -88,11 +130,4 @@ function conflict({ streamType, streamId, expectedVersion }: AppendRequest, actu
     expectedVersion,
     actualVersion,
   });
-}
-
-async function currentVersion(trx: Tx, { tenantId, streamType, streamId }: AppendRequest): Promise<number> {
-  const { rows } = await sql<{ version: number }>`
-    select coalesce(max(stream_version), 0)::int as version from events
-    where tenant_id = ${tenantId} and stream_type = ${streamType} and stream_id = ${streamId}`.execute(trx);
-  return rows[0]!.version;
 }

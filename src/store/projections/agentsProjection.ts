@@ -1,4 +1,5 @@
 import type { Projection } from "./projection.ts";
+import { statementBuilder as db } from "./projectionSql.ts";
 
 type Data = Record<string, any>;
 
@@ -20,22 +21,20 @@ export const agentsProjection: Projection = {
     "enrollment_key.revoked",
     "enrollment_key.pruned",
   ]),
-  async apply(trx, event) {
+  project(event) {
     const d = event.data as Data;
     const tenant = event.tenantId;
     const agent = (set: Record<string, unknown>) =>
-      trx
+      db
         .updateTable("agents")
         .set({ ...set, updated_at: event.occurredAt })
         .where("tenant_id", "=", tenant)
-        .where("agent_id", "=", d.agentId)
-        .execute();
-    const key = (set: Record<string, unknown>) => trx.updateTable("enrollment_keys").set(set).where("tenant_id", "=", tenant).where("key_id", "=", d.keyId).execute();
+        .where("agent_id", "=", d.agentId);
+    const key = (set: Record<string, unknown>) => db.updateTable("enrollment_keys").set(set).where("tenant_id", "=", tenant).where("key_id", "=", d.keyId);
     switch (event.type) {
       case "agent.created":
-        await trx
-          .insertInto("agents")
-          .values({
+        return [
+          db.insertInto("agents").values({
             tenant_id: tenant,
             agent_id: d.agentId,
             name: d.agentName,
@@ -52,31 +51,23 @@ export const agentsProjection: Projection = {
             created_by: event.metadata.actor.subject,
             created_at: event.occurredAt,
             updated_at: event.occurredAt,
-          })
-          .execute();
-        return;
+          }),
+        ];
       case "agent.updated":
-        await agent({ name: d.agentName, type: d.type, config: JSON.stringify(d.config), tags: JSON.stringify(d.tags), version: d.version });
-        return;
+        return [agent({ name: d.agentName, type: d.type, config: JSON.stringify(d.config), tags: JSON.stringify(d.tags), version: d.version })];
       case "agent.published":
-        await agent({ status: "published", version: d.version });
-        return;
+        return [agent({ status: "published", version: d.version })];
       case "agent.deleted":
-        await agent({ status: "deleted", version: d.version });
-        return;
+        return [agent({ status: "deleted", version: d.version })];
       case "agent.enrolled":
-        await agent({ tags: JSON.stringify(d.tags), host: JSON.stringify(d.host), enrolled_at: event.occurredAt, version: d.version });
-        return;
+        return [agent({ tags: JSON.stringify(d.tags), host: JSON.stringify(d.host), enrolled_at: event.occurredAt, version: d.version })];
       case "agent.online":
-        await agent({ connection: "online", offline_since: null });
-        return;
+        return [agent({ connection: "online", offline_since: null })];
       case "agent.offline":
-        await agent({ connection: "offline", offline_since: event.occurredAt });
-        return;
+        return [agent({ connection: "offline", offline_since: event.occurredAt })];
       case "enrollment_key.created":
-        await trx
-          .insertInto("enrollment_keys")
-          .values({
+        return [
+          db.insertInto("enrollment_keys").values({
             tenant_id: tenant,
             key_id: d.keyId,
             prefix: d.prefix,
@@ -92,20 +83,19 @@ export const agentsProjection: Projection = {
             last_used_at: null,
             created_by: event.metadata.actor.subject,
             created_at: event.occurredAt,
-          })
-          .execute();
-        await trx.insertInto("enrollment_key_prefixes").values({ prefix: d.prefix, tenant_id: tenant, key_id: d.keyId }).execute();
-        return;
+          }),
+          db.insertInto("enrollment_key_prefixes").values({ prefix: d.prefix, tenant_id: tenant, key_id: d.keyId }),
+        ];
       case "enrollment_key.used":
-        await key({ uses: d.use, last_used_at: event.occurredAt });
-        return;
+        return [key({ uses: d.use, last_used_at: event.occurredAt })];
       case "enrollment_key.revoked":
-        await key({ revoked_at: event.occurredAt });
-        return;
+        return [key({ revoked_at: event.occurredAt })];
       case "enrollment_key.pruned":
-        await trx.deleteFrom("enrollment_keys").where("tenant_id", "=", tenant).where("key_id", "=", d.keyId).execute();
-        await trx.deleteFrom("enrollment_key_prefixes").where("tenant_id", "=", tenant).where("key_id", "=", d.keyId).execute();
-        return;
+        return [
+          db.deleteFrom("enrollment_keys").where("tenant_id", "=", tenant).where("key_id", "=", d.keyId),
+          db.deleteFrom("enrollment_key_prefixes").where("tenant_id", "=", tenant).where("key_id", "=", d.keyId),
+        ];
     }
+    return [];
   },
 };

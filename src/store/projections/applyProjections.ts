@@ -1,11 +1,12 @@
+import { sql } from "kysely";
 import type { Tx } from "../db.ts";
-import type { StoredEvent } from "../events/types.ts";
 import { agentsProjection } from "./agentsProjection.ts";
 import { credentialsProjection } from "./credentialsProjection.ts";
 import { githubOwnersProjection } from "./githubOwnersProjection.ts";
 import { githubTokensProjection } from "./githubTokensProjection.ts";
 import { installationsProjection } from "./installationsProjection.ts";
-import type { Projection } from "./projection.ts";
+import type { ProjectedEvent, Projection } from "./projection.ts";
+import { compileWrite, mergeInserts, type ProjectionStatement } from "./projectionSql.ts";
 import { tasksProjection } from "./tasksProjection.ts";
 import { tenantsProjection } from "./tenantsProjection.ts";
 
@@ -20,12 +21,23 @@ export const projections: readonly Projection[] = [
   tasksProjection,
 ];
 
-/** Projects appended events; a replay (rebuild) leaves out the read models it derives afterwards. */
-export async function applyProjections(trx: Tx, events: readonly StoredEvent[], replay = false): Promise<void> {
+/** The writes that project these events, in order; a replay (rebuild) leaves out the read models it derives afterwards. */
+export function projectionStatements(events: readonly ProjectedEvent[], replay = false): ProjectionStatement[] {
+  const out: ProjectionStatement[] = [];
   for (const event of events) {
     for (const projection of projections) {
       if (replay && projection.deriveAfterReplay) continue;
-      if (projection.handles.has(event.type)) await projection.apply(trx, event);
+      if (projection.handles.has(event.type)) for (const write of projection.project(event)) out.push(compileWrite(write));
     }
   }
+  return out;
+}
+
+/**
+ * Runs projection statements in the caller's transaction, in one round trip (keyplane_execute,
+ * migrations/0013): a rebuild's page, consecutive inserts merged.
+ */
+export async function executeStatements(trx: Tx, statements: readonly ProjectionStatement[]): Promise<void> {
+  if (statements.length === 0) return;
+  await sql`select keyplane_execute(${mergeInserts(statements)}::text[])`.execute(trx);
 }

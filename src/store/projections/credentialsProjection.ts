@@ -1,4 +1,5 @@
 import type { Projection } from "./projection.ts";
+import { statementBuilder as db } from "./projectionSql.ts";
 
 type Data = Record<string, any>;
 
@@ -7,14 +8,13 @@ export const credentialsProjection: Projection = {
   name: "credentials",
   tables: ["access_tokens", "revoked_tokens", "sessions"],
   handles: new Set(["access_token.issued", "access_token.revoked", "session.started", "session.refreshed", "session.revoked"]),
-  async apply(trx, event) {
+  project(event) {
     const d = event.data as Data;
     const tenant = event.tenantId;
     switch (event.type) {
       case "access_token.issued":
-        await trx
-          .insertInto("access_tokens")
-          .values({
+        return [
+          db.insertInto("access_tokens").values({
             tenant_id: tenant,
             token_id: d.tokenId,
             subject: d.subject,
@@ -24,17 +24,16 @@ export const credentialsProjection: Projection = {
             issued_at: event.occurredAt,
             expires_at: d.expiresAt,
             revoked_at: null,
-          })
-          .execute();
-        return;
+          }),
+        ];
       case "access_token.revoked":
-        await trx.updateTable("access_tokens").set({ revoked_at: event.occurredAt }).where("tenant_id", "=", tenant).where("token_id", "=", d.tokenId).execute();
-        await revoke(trx, tenant, d.tokenId, d.reason, event.occurredAt, d.expiresAt);
-        return;
+        return [
+          db.updateTable("access_tokens").set({ revoked_at: event.occurredAt }).where("tenant_id", "=", tenant).where("token_id", "=", d.tokenId),
+          revoke(tenant, d.tokenId, d.reason, event.occurredAt, d.expiresAt),
+        ];
       case "session.started":
-        await trx
-          .insertInto("sessions")
-          .values({
+        return [
+          db.insertInto("sessions").values({
             tenant_id: tenant,
             family_id: d.familyId,
             subject: d.subject,
@@ -47,35 +46,34 @@ export const credentialsProjection: Projection = {
             created_at: event.occurredAt,
             updated_at: event.occurredAt,
             expires_at: d.expiresAt,
-          })
-          .execute();
-        return;
+          }),
+        ];
       case "session.refreshed":
-        await trx
-          .updateTable("sessions")
-          .set({ current_token_id: d.refreshTokenId, version: event.streamVersion, updated_at: event.occurredAt })
-          .where("tenant_id", "=", tenant)
-          .where("family_id", "=", d.familyId)
-          .execute();
-        return;
+        return [
+          db
+            .updateTable("sessions")
+            .set({ current_token_id: d.refreshTokenId, version: event.streamVersion, updated_at: event.occurredAt })
+            .where("tenant_id", "=", tenant)
+            .where("family_id", "=", d.familyId),
+        ];
       case "session.revoked":
-        await trx
-          .updateTable("sessions")
-          .set({ status: "revoked", version: event.streamVersion, updated_at: event.occurredAt })
-          .where("tenant_id", "=", tenant)
-          .where("family_id", "=", d.familyId)
-          .execute();
-        // Access tokens minted from the family carry its id (sid) and die with it.
-        await revoke(trx, tenant, d.familyId, d.reason, event.occurredAt, d.expiresAt);
-        return;
+        return [
+          db
+            .updateTable("sessions")
+            .set({ status: "revoked", version: event.streamVersion, updated_at: event.occurredAt })
+            .where("tenant_id", "=", tenant)
+            .where("family_id", "=", d.familyId),
+          // Access tokens minted from the family carry its id (sid) and die with it.
+          revoke(tenant, d.familyId, d.reason, event.occurredAt, d.expiresAt),
+        ];
     }
+    return [];
   },
 };
 
-async function revoke(trx: Parameters<Projection["apply"]>[0], tenantId: string, tokenId: string, reason: string, at: string, expiresAt: string) {
-  await trx
+function revoke(tenantId: string, tokenId: string, reason: string, at: string, expiresAt: string) {
+  return db
     .insertInto("revoked_tokens")
     .values({ tenant_id: tenantId, token_id: tokenId, reason, revoked_at: at, expires_at: expiresAt })
-    .onConflict((oc) => oc.columns(["tenant_id", "token_id"]).doNothing())
-    .execute();
+    .onConflict((oc) => oc.columns(["tenant_id", "token_id"]).doNothing());
 }

@@ -1,4 +1,5 @@
 import type { Projection } from "./projection.ts";
+import { statementBuilder as db } from "./projectionSql.ts";
 
 type Data = Record<string, any>;
 
@@ -10,14 +11,13 @@ export const githubOwnersProjection: Projection = {
   name: "github-owners",
   tables: ["github_installation_owners"],
   handles: new Set(["installation.created", "installation.revoked"]),
-  async apply(trx, event) {
+  project(event) {
     const d = event.data as Data;
     if (event.type === "installation.created") {
-      if (d.platform !== "github") return;
-      await trx.insertInto("github_installation_owners").values({ external_id: d.externalId, tenant_id: event.tenantId, installation_id: d.installationId }).execute();
-      return;
+      if (d.platform !== "github") return [];
+      return [db.insertInto("github_installation_owners").values({ external_id: d.externalId, tenant_id: event.tenantId, installation_id: d.installationId })];
     }
-    await trx.deleteFrom("github_installation_owners").where("tenant_id", "=", event.tenantId).where("installation_id", "=", d.installationId).execute();
+    return [db.deleteFrom("github_installation_owners").where("tenant_id", "=", event.tenantId).where("installation_id", "=", d.installationId)];
   },
   // A revocation in one tenant and a claim in another replay in either order tenant by tenant; the
   // rebuilt installations say who owns what now. Read, then written in batches (on Citus an

@@ -1,4 +1,5 @@
 import type { Projection } from "./projection.ts";
+import { statementBuilder as db } from "./projectionSql.ts";
 
 type Data = Record<string, any>;
 
@@ -7,7 +8,7 @@ export const githubTokensProjection: Projection = {
   name: "github-tokens",
   tables: ["token_policies", "github_tokens"],
   handles: new Set(["token_policy.set", "token_policy.deleted", "token.issued", "token.revoked"]),
-  async apply(trx, event) {
+  project(event) {
     const d = event.data as Data;
     const tenant = event.tenantId;
     switch (event.type) {
@@ -23,20 +24,13 @@ export const githubTokensProjection: Projection = {
           updated_by: event.metadata.actor.subject,
           updated_at: event.occurredAt,
         };
-        await trx
-          .insertInto("token_policies")
-          .values({ tenant_id: tenant, name: d.name, ...row })
-          .onConflict((oc) => oc.columns(["tenant_id", "name"]).doUpdateSet(row))
-          .execute();
-        return;
+        return [db.insertInto("token_policies").values({ tenant_id: tenant, name: d.name, ...row }).onConflict((oc) => oc.columns(["tenant_id", "name"]).doUpdateSet(row))];
       }
       case "token_policy.deleted":
-        await trx.deleteFrom("token_policies").where("tenant_id", "=", tenant).where("name", "=", d.name).execute();
-        return;
+        return [db.deleteFrom("token_policies").where("tenant_id", "=", tenant).where("name", "=", d.name)];
       case "token.issued":
-        await trx
-          .insertInto("github_tokens")
-          .values({
+        return [
+          db.insertInto("github_tokens").values({
             tenant_id: tenant,
             token_id: d.tokenId,
             app: d.app,
@@ -52,12 +46,11 @@ export const githubTokensProjection: Projection = {
             expires_at: d.expiresAt,
             revoked_at: null,
             revoke_reason: null,
-          })
-          .execute();
-        return;
+          }),
+        ];
       case "token.revoked":
-        await trx.updateTable("github_tokens").set({ revoked_at: event.occurredAt, revoke_reason: d.reason }).where("tenant_id", "=", tenant).where("token_id", "=", d.tokenId).execute();
-        return;
+        return [db.updateTable("github_tokens").set({ revoked_at: event.occurredAt, revoke_reason: d.reason }).where("tenant_id", "=", tenant).where("token_id", "=", d.tokenId)];
     }
+    return [];
   },
 };

@@ -1,8 +1,7 @@
-import type { Updateable } from "kysely";
-import type { Tx } from "../db.ts";
-import type { StoredEvent } from "../events/types.ts";
-import type { InstallationsTable } from "../schema.ts";
-import type { Projection } from "./projection.ts";
+import { sql, type UpdateObject } from "kysely";
+import type { Database } from "../schema.ts";
+import type { ProjectedEvent, Projection } from "./projection.ts";
+import { statementBuilder as db } from "./projectionSql.ts";
 
 type Data = Record<string, any>;
 
@@ -23,13 +22,12 @@ export const installationsProjection: Projection = {
     "installation.needs_reauth",
     "credentials.read",
   ]),
-  async apply(trx, event) {
+  project(event) {
     const d = event.data as Data;
     switch (event.type) {
       case "installation.created":
-        await trx
-          .insertInto("installations")
-          .values({
+        return [
+          db.insertInto("installations").values({
             tenant_id: event.tenantId,
             installation_id: d.installationId,
             platform: d.platform,
@@ -43,40 +41,37 @@ export const installationsProjection: Projection = {
             created_by: event.metadata.actor.subject,
             created_at: event.occurredAt,
             updated_at: event.occurredAt,
-          })
-          .execute();
-        return;
+          }),
+        ];
       case "installation.reauthorized":
-        return update(trx, event, { ...accountColumns(d), ...credentialColumns(d.credentials), needs_reauth: false, refresh_failures: 0, last_refresh_error: null, next_refresh_at: null });
+        return update(event, { ...accountColumns(d), ...credentialColumns(d.credentials), needs_reauth: false, refresh_failures: 0, last_refresh_error: null, next_refresh_at: null });
       case "installation.suspended":
-        return update(trx, event, d.by === "tenant" ? { suspended_by_tenant: true } : { suspended_by_provider: true });
+        return update(event, d.by === "tenant" ? { suspended_by_tenant: true } : { suspended_by_provider: true });
       case "installation.resumed":
-        return update(trx, event, d.by === "tenant" ? { suspended_by_tenant: false } : { suspended_by_provider: false });
+        return update(event, d.by === "tenant" ? { suspended_by_tenant: false } : { suspended_by_provider: false });
       case "installation.revoked":
-        return update(trx, event, { revoked_at: event.occurredAt, credential_fingerprint: null, credentials_expires_at: null, next_refresh_at: null });
+        return update(event, { revoked_at: event.occurredAt, credential_fingerprint: null, credentials_expires_at: null, next_refresh_at: null });
       case "installation.permissions_updated":
-        return update(trx, event, { permissions: JSON.stringify(d.permissions) });
-      case "installation.repositories_changed": {
-        const row = await trx
-          .selectFrom("installations")
-          .select(["repositories", "repository_selection"])
-          .where("tenant_id", "=", event.tenantId)
-          .where("installation_id", "=", d.installationId)
-          .executeTakeFirstOrThrow();
-        const repositories = new Set<string>(row.repositories ?? []);
-        for (const name of d.added) repositories.add(name);
-        for (const name of d.removed) repositories.delete(name);
-        return update(trx, event, { repositories: JSON.stringify([...repositories].sort()), repository_selection: d.repositorySelection ?? row.repository_selection });
-      }
+        return update(event, { permissions: JSON.stringify(d.permissions) });
+      case "installation.repositories_changed":
+        // The set (what it held, plus added, minus removed) in the row's own UPDATE: a projection writes without reading first.
+        return update(event, {
+          repositories: sql`(select coalesce(jsonb_agg(name order by name collate "C"), '[]'::jsonb) from (
+              select jsonb_array_elements_text(coalesce(repositories, '[]'::jsonb)) as name
+              union select jsonb_array_elements_text(${JSON.stringify(d.added)}::jsonb)
+              except select jsonb_array_elements_text(${JSON.stringify(d.removed)}::jsonb)) as names)`,
+          repository_selection: sql`coalesce(${d.repositorySelection ?? null}::text, repository_selection)`,
+        });
       case "installation.credentials_refreshed":
-        return update(trx, event, { ...credentialColumns(d), last_refreshed_at: event.occurredAt, refresh_failures: 0, last_refresh_error: null, next_refresh_at: null });
+        return update(event, { ...credentialColumns(d), last_refreshed_at: event.occurredAt, refresh_failures: 0, last_refresh_error: null, next_refresh_at: null });
       case "installation.refresh_failed":
-        return update(trx, event, { refresh_failures: d.attempt, last_refresh_error: d.providerCode, next_refresh_at: d.nextAttemptAt });
+        return update(event, { refresh_failures: d.attempt, last_refresh_error: d.providerCode, next_refresh_at: d.nextAttemptAt });
       case "installation.needs_reauth":
-        return update(trx, event, { needs_reauth: true, last_refresh_error: d.providerCode, next_refresh_at: null });
+        return update(event, { needs_reauth: true, last_refresh_error: d.providerCode, next_refresh_at: null });
       case "credentials.read":
-        return update(trx, event, { last_credentials_read_at: event.occurredAt });
+        return update(event, { last_credentials_read_at: event.occurredAt });
     }
+    return [];
   },
 };
 
@@ -97,11 +92,12 @@ function credentialColumns(credentials: Data | undefined) {
   return { credential_fingerprint: credentials?.fingerprint ?? null, credentials_expires_at: credentials?.expiresAt ?? null };
 }
 
-async function update(trx: Tx, event: StoredEvent, set: Updateable<InstallationsTable>) {
-  await trx
-    .updateTable("installations")
-    .set({ ...set, version: event.streamVersion, updated_at: event.occurredAt })
-    .where("tenant_id", "=", event.tenantId)
-    .where("installation_id", "=", (event.data as Data).installationId)
-    .execute();
+function update(event: ProjectedEvent, set: UpdateObject<Database, "installations">) {
+  return [
+    db
+      .updateTable("installations")
+      .set({ ...set, version: event.streamVersion, updated_at: event.occurredAt })
+      .where("tenant_id", "=", event.tenantId)
+      .where("installation_id", "=", (event.data as Data).installationId),
+  ];
 }

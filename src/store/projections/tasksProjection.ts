@@ -1,8 +1,7 @@
 import type { Updateable } from "kysely";
-import type { Tx } from "../db.ts";
-import type { StoredEvent } from "../events/types.ts";
 import type { TasksTable } from "../schema.ts";
-import type { Projection } from "./projection.ts";
+import type { ProjectedEvent, Projection } from "./projection.ts";
+import { statementBuilder as db } from "./projectionSql.ts";
 
 type Data = Record<string, any>;
 
@@ -11,13 +10,12 @@ export const tasksProjection: Projection = {
   name: "tasks",
   tables: ["tasks"],
   handles: new Set(["task.dispatched", "task.claimed", "task.progressed", "task.completed", "task.failed", "task.timed_out"]),
-  async apply(trx, event) {
+  project(event) {
     const d = event.data as Data;
     switch (event.type) {
       case "task.dispatched":
-        await trx
-          .insertInto("tasks")
-          .values({
+        return [
+          db.insertInto("tasks").values({
             tenant_id: event.tenantId,
             task_id: d.taskId,
             agent_id: d.agentId,
@@ -35,32 +33,33 @@ export const tasksProjection: Projection = {
             claimed_at: null,
             finished_at: null,
             version: event.streamVersion,
-          })
-          .execute();
-        return;
+          }),
+        ];
       case "task.claimed":
-        return update(trx, event, { status: "claimed", claimed_at: event.occurredAt });
+        return update(event, { status: "claimed", claimed_at: event.occurredAt });
       case "task.progressed":
         // What a report leaves out keeps its last reported value.
-        return update(trx, event, {
+        return update(event, {
           ...(d.progress !== undefined ? { progress: JSON.stringify(d.progress) } : {}),
           ...(d.message !== undefined ? { progress_message: d.message } : {}),
         });
       case "task.completed":
-        return update(trx, event, { status: "completed", result: JSON.stringify(d.result ?? null), finished_at: event.occurredAt });
+        return update(event, { status: "completed", result: JSON.stringify(d.result ?? null), finished_at: event.occurredAt });
       case "task.failed":
-        return update(trx, event, { status: "failed", error: d.error, finished_at: event.occurredAt });
+        return update(event, { status: "failed", error: d.error, finished_at: event.occurredAt });
       case "task.timed_out":
-        return update(trx, event, { status: "timed_out", finished_at: event.occurredAt });
+        return update(event, { status: "timed_out", finished_at: event.occurredAt });
     }
+    return [];
   },
 };
 
-async function update(trx: Tx, event: StoredEvent, set: Updateable<TasksTable>) {
-  await trx
-    .updateTable("tasks")
-    .set({ ...set, version: event.streamVersion })
-    .where("tenant_id", "=", event.tenantId)
-    .where("task_id", "=", (event.data as Data).taskId)
-    .execute();
+function update(event: ProjectedEvent, set: Updateable<TasksTable>) {
+  return [
+    db
+      .updateTable("tasks")
+      .set({ ...set, version: event.streamVersion })
+      .where("tenant_id", "=", event.tenantId)
+      .where("task_id", "=", (event.data as Data).taskId),
+  ];
 }

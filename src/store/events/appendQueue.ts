@@ -1,0 +1,117 @@
+import { sql } from "kysely";
+import type { Db, Tx } from "../db.ts";
+import { EVENTS_CHANNEL } from "./announceAppends.ts";
+
+/** One append as keyplane_append_events (migrations/0013) takes it. */
+export interface AppendCall {
+  tenant: string;
+  stream_type: string;
+  stream_id: string;
+  expected_version: number;
+  genesis: string;
+  occurred_at: string;
+  metadata: unknown;
+  events: Array<{ event_id: string; event_type: string; schema_version: number; data: unknown; content_hash: string }>;
+  /** Projection writes on the tenant's tables, as SQL with literal values (projectionSql.ts). */
+  projections: string[];
+}
+
+/** What the function answers: a version conflict, or the rows it wrote. */
+export type AppendResult = { version: number } | { appended: Array<{ seq: number; recorded_at: string; chain_hash: string; version: number }>; notified: boolean };
+
+/** The append as one statement, in a transaction or on its own. The call alone in its SELECT: the form Citus delegates. */
+export async function appendCall(db: Db | Tx, c: AppendCall): Promise<AppendResult> {
+  const { rows } = await sql<{ result: AppendResult }>`
+    select keyplane_append_events(${c.tenant}, ${c.stream_type}, ${c.stream_id}, ${c.expected_version}::int, ${c.genesis},
+      ${c.occurred_at}::timestamptz, ${JSON.stringify(c.metadata)}::jsonb, ${JSON.stringify(c.events)}::jsonb, ${c.projections}::text[]) as result`.execute(db);
+  return rows[0]!.result;
+}
+
+/** Appends per batch statement at most: one WAL flush for all of them, and a bounded statement. */
+const MAX_BATCH = 64;
+
+interface Waiting {
+  call: AppendCall;
+  resolve(result: AppendResult): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Group commit. An append on its own (not in a caller's transaction) is sent at once when nothing of
+ * this process is being appended; appends arriving while a statement is in flight wait, and are sent
+ * together, whatever their tenants, as one statement (keyplane_append_batch) when it returns: one
+ * commit, one WAL flush for all. No timer: a lone append never waits. Each keeps its own outcome: a
+ * version conflict is answered to that append only, and when a batch fails as a whole (a unique
+ * violation in one projection, say) each of its appends is retried alone, so only the faulty one fails.
+ * On Citus, where appends of different tenants run on different nodes, each goes alone, delegated.
+ */
+export class AppendQueue {
+  private waiting: Waiting[] = [];
+  private flushing = false;
+  /** False once the database refused batches (Citus). */
+  private batches = true;
+
+  constructor(private readonly db: Db) {}
+
+  append(call: AppendCall): Promise<AppendResult> {
+    if (!this.batches) return this.single(call);
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.waiting.push({ call, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.waiting.length > 0) {
+        const batch = this.waiting.splice(0, MAX_BATCH);
+        if (batch.length === 1 || !this.batches) await Promise.all(batch.map((w) => this.settle(w)));
+        else await this.sendBatch(batch);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async sendBatch(batch: Waiting[]): Promise<void> {
+    let results: Record<string, AppendResult>;
+    try {
+      const { rows } = await sql<{ result: Record<string, AppendResult> }>`
+        select keyplane_append_batch(${JSON.stringify(batch.map((w) => w.call))}::jsonb) as result`.execute(this.db);
+      results = rows[0]!.result;
+    } catch (error) {
+      if ((error as { code?: string }).code === "KP001") this.batches = false;
+      // Nothing of the batch was written: each append again, alone, with its own outcome.
+      await Promise.all(batch.map((w) => this.settle(w)));
+      return;
+    }
+    batch.forEach((w, i) => w.resolve(results[String(i)]!));
+  }
+
+  private async settle(w: Waiting): Promise<void> {
+    try {
+      w.resolve(await this.single(w.call));
+    } catch (error) {
+      w.reject(error);
+    }
+  }
+
+  private async single(call: AppendCall): Promise<AppendResult> {
+    const result = await appendCall(this.db, call);
+    // On Citus the function ran on the tenant's node, where no one listens: the hint from here.
+    if ("appended" in result && !result.notified) {
+      await sql`select pg_notify(${EVENTS_CHANNEL}, ${`${call.tenant} ${result.appended[result.appended.length - 1]!.seq}`})`.execute(this.db);
+    }
+    return result;
+  }
+}
+
+const queues = new WeakMap<Db, AppendQueue>();
+
+/** The process's append queue for this database. */
+export function appendQueue(db: Db): AppendQueue {
+  let queue = queues.get(db);
+  if (!queue) queues.set(db, (queue = new AppendQueue(db)));
+  return queue;
+}
