@@ -59,6 +59,11 @@ export async function runInOneTransaction<T>(db: Kysely<any>, fn: () => Promise<
   }
 }
 
+/** Whether queries on the root handle now join a runInOneTransaction's transaction. */
+export function insideOneTransaction(): boolean {
+  return openScope() !== undefined;
+}
+
 /**
  * Inside runInOneTransaction: keeps `work` for after the transaction ends (true); elsewhere false,
  * and the caller does it now. For records that must survive a rollback (security events).

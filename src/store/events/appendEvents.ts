@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { validateEventData } from "../../domain/eventRegistry.ts";
 import { ConflictError } from "../../errors.ts";
 import { countAppended } from "../../metrics.ts";
+import { insideOneTransaction } from "../ambientTransaction.ts";
 import { withTenant, type Db, type Tx } from "../db.ts";
 import { executeStatements, projectionStatements } from "../projections/applyProjections.ts";
 import { announceAppend, CREDENTIAL_EVENTS } from "./announceAppends.ts";
@@ -18,7 +19,8 @@ import type { AppendRequest, StoredEvent } from "./types.ts";
  * the chain, inserts, and runs the projection writes compiled here (projections/*.ts). Content hashes
  * are computed here. Given the database (`db`), the append is that one statement, committing on its
  * own, so the head lock is held only while it runs; concurrent ones of this process share a
- * statement and a commit (appendQueue.ts). Given a transaction, it joins it (a use case that writes
+ * statement and a commit (appendQueue.ts), except inside a unit of work's one transaction
+ * (runInOneTransaction: an idempotent mutation), which it joins. Given a transaction, it joins it (a use case that writes
  * beside its append, such as the credential vault). Writes to lookup tables, and appends that change
  * credentials (whose notice rides on a commit: announceAppends.ts), always run in a transaction.
  *
@@ -80,7 +82,9 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
       ? await inTransaction(target as Tx)
       : lookup.length > 0 || credentials
         ? await withTenant(target, tenantId, inTransaction)
-        : await appendQueue(target).append(call);
+        : insideOneTransaction()
+          ? await appendQueue(target).single(call)
+          : await appendQueue(target).append(call);
 
     if (!("appended" in result)) {
       if (expectedVersion === "any" && attempt < ANY_ATTEMPTS) {

@@ -50,11 +50,13 @@ export class AppendQueue {
   private flushing = false;
   /** False once the database refused batches (Citus). */
   private batches = true;
+  /** Off: every append alone (benchmarks compare the two). */
+  groupCommit = true;
 
   constructor(private readonly db: Db) {}
 
   append(call: AppendCall): Promise<AppendResult> {
-    if (!this.batches) return this.single(call);
+    if (!this.batches || !this.groupCommit) return this.single(call);
     return new Promise<AppendResult>((resolve, reject) => {
       this.waiting.push({ call, resolve, reject });
       if (!this.flushing) void this.flush();
@@ -97,7 +99,8 @@ export class AppendQueue {
     }
   }
 
-  private async single(call: AppendCall): Promise<AppendResult> {
+  /** The append alone, now, in the caller's context (inside a unit of work's one transaction, it joins it). */
+  async single(call: AppendCall): Promise<AppendResult> {
     const result = await appendCall(this.db, call);
     // On Citus the function ran on the tenant's node, where no one listens: the hint from here.
     if ("appended" in result && !result.notified) {
