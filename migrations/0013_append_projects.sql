@@ -4,6 +4,9 @@
 -- round trip and the tenant head lock is held only while this statement runs. Writes to the lookup
 -- tables (unique across tenants: on Citus a copy on every node, which a call delegated to the tenant's
 -- node cannot write) stay with the caller, in the same transaction.
+-- It no longer notifies: PostgreSQL commits notifying transactions one at a time, a global lock held
+-- across the WAL flush, so every append would wait for the one before. The appending process sends
+-- the hint after the commit (src/store/events/announceAppends.ts).
 drop function keyplane_append_events(text, text, text, integer, text, timestamptz, jsonb, jsonb);
 create function keyplane_append_events(
   p_tenant text,
@@ -15,7 +18,7 @@ create function keyplane_append_events(
   p_metadata jsonb,
   p_events jsonb, -- [{event_id, event_type, schema_version, data, content_hash}, ...]
   p_projections text[] -- the projection writes, run in order after the insert
-) returns jsonb -- {"version": found} on a version conflict, else {"appended": [{seq, recorded_at, chain_hash, version}, ...], "notified": bool}
+) returns jsonb -- {"version": found} on a version conflict, else {"appended": [{seq, recorded_at, chain_hash, version}, ...]}
 language plpgsql
 set search_path from current
 as $$
@@ -29,7 +32,6 @@ declare
   v_recorded timestamptz;
   v_out jsonb := '[]'::jsonb;
   v_statement text;
-  v_notified boolean := not exists (select 1 from pg_extension where extname = 'citus');
 begin
   -- Row-level security sees this tenant for the rest of the call (the caller's scope is restored at
   -- the end: inside a platform transaction, say). Run as one statement, this is the whole transaction.
@@ -68,13 +70,8 @@ begin
     execute v_statement;
   end loop;
 
-  -- The live feed's hint, "<tenant> <last sequence>", in this same round trip on PostgreSQL. Under
-  -- Citus this runs on the tenant's worker, where no one listens: the caller notifies instead.
-  if v_notified then
-    perform pg_notify('keyplane_events', p_tenant || ' ' || v_seq::text);
-  end if;
   perform set_config('keyplane.tenant_id', coalesce(v_scope, ''), true);
-  return jsonb_build_object('appended', v_out, 'notified', v_notified);
+  return jsonb_build_object('appended', v_out);
 end;
 $$;
 

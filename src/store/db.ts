@@ -5,7 +5,8 @@ import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGliteDialect } from "kysely-pglite-dialect";
 import { afterTransaction, withOneTransactionSupport, withTransactionBracket, type TransactionBracket } from "./ambientTransaction.ts";
-import { committedCredentialChanges, takeAppendNotices } from "./events/announceAppends.ts";
+import { appendsCommitted, takeAppended } from "./events/announceAppends.ts";
+import type { StoredEvent } from "./events/types.ts";
 import { CITUS_SESSION_OPTIONS, PLATFORM_SCOPE, tenantScope } from "./tenantScope.ts";
 import type { Database } from "./schema.ts";
 
@@ -157,23 +158,21 @@ export function withPlatform<T>(db: Db, fn: (trx: Tx) => Promise<T>): Promise<T>
 }
 
 /**
- * One transaction whose scope travels with its BEGIN and whose append notices travel with its COMMIT
- * (one message each on PostgreSQL: no round trip of their own).
+ * One transaction whose scope travels with its BEGIN (one message on PostgreSQL: no round trip of its
+ * own). What it appended is announced once it has committed (announceAppends.ts).
  */
 async function scoped<T>(db: Db, scope: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
   const bracket: TransactionBracket = { open: scope, close: [] };
-  let credentialTenants: string[] = [];
+  let events: StoredEvent[] = [];
   const result = await withTransactionBracket(bracket, () =>
     db.transaction().execute(async (trx) => {
       const result = await fn(trx);
-      const notices = takeAppendNotices(trx);
-      bracket.close.push(...notices.statements);
-      credentialTenants = notices.credentialTenants;
+      events = takeAppended(trx);
       return result;
     }),
   );
   // Committed (inside runInOneTransaction: once the whole unit has ended).
-  if (credentialTenants.length && !afterTransaction(async () => committedCredentialChanges(db, credentialTenants))) committedCredentialChanges(db, credentialTenants);
+  if (events.length && !afterTransaction(async () => appendsCommitted(db, events))) appendsCommitted(db, events);
   return result;
 }
 

@@ -2,10 +2,10 @@ import { randomUUID } from "node:crypto";
 import { validateEventData } from "../../domain/eventRegistry.ts";
 import { ConflictError } from "../../errors.ts";
 import { countAppended } from "../../metrics.ts";
-import { insideOneTransaction } from "../ambientTransaction.ts";
+import { afterTransaction, insideOneTransaction } from "../ambientTransaction.ts";
 import { withTenant, type Db, type Tx } from "../db.ts";
 import { executeStatements, projectionStatements } from "../projections/applyProjections.ts";
-import { announceAppend, CREDENTIAL_EVENTS } from "./announceAppends.ts";
+import { announceAppend, appendsCommitted } from "./announceAppends.ts";
 import { appendCall, appendQueue, type AppendCall, type AppendResult } from "./appendQueue.ts";
 import { contentHash, genesisHash } from "./hashing.ts";
 import type { AppendRequest, StoredEvent } from "./types.ts";
@@ -21,11 +21,9 @@ import type { AppendRequest, StoredEvent } from "./types.ts";
  * own, so the head lock is held only while it runs; concurrent ones of this process share a
  * statement and a commit (appendQueue.ts), except inside a unit of work's one transaction
  * (runInOneTransaction: an idempotent mutation), which it joins. Given a transaction, it joins it (a use case that writes
- * beside its append, such as the credential vault). Writes to lookup tables, and appends that change
- * credentials (whose notice rides on a commit: announceAppends.ts), always run in a transaction.
- *
- * The live feed's hint (the tenant's new head) leaves with the commit: sent by the function itself
- * on PostgreSQL, by the transaction on Citus.
+ * beside its append, such as the credential vault). Writes to lookup tables run in a transaction too.
+ * Once committed, the append is announced (announceAppends.ts): to this process's live feed and
+ * caches at once, to other processes by a NOTIFY.
  */
 export async function appendEvents(target: Db | Tx, request: AppendRequest): Promise<StoredEvent[]> {
   const { tenantId, streamType, streamId, expectedVersion, metadata } = request;
@@ -39,7 +37,6 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
   });
   const storedMetadata = asStored(metadata);
   const occurredAt = new Date().toISOString();
-  const credentials = validated.some((e) => CREDENTIAL_EVENTS.has(e.type));
 
   // "any" appends after whatever the stream holds: the version last seen here is tried, and on a
   // conflict the one the function found (another process appended in between).
@@ -69,20 +66,21 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
       projections: statements.filter((s) => !s.lookup).map((s) => s.sql),
     };
 
-    // In a transaction: the caller's, or one of its own when the append writes beside its statement.
+    // In a transaction (the caller's, or one of its own when the append writes beside its
+    // statement), whose commit announces it; else on its own, announced here.
+    let transaction: Tx | undefined;
     const inTransaction = async (trx: Tx): Promise<AppendResult> => {
+      transaction = trx;
       const result = await appendCall(trx, call);
-      if ("appended" in result) {
-        announceAppend(trx, tenantId, result.appended[result.appended.length - 1]!.seq, { notified: result.notified, credentials });
-        await executeStatements(trx, lookup);
-      }
+      if ("appended" in result) await executeStatements(trx, lookup);
       return result;
     };
+    const inUnitOfWork = insideOneTransaction();
     const result = target.isTransaction
       ? await inTransaction(target as Tx)
-      : lookup.length > 0 || credentials
+      : lookup.length > 0
         ? await withTenant(target, tenantId, inTransaction)
-        : insideOneTransaction()
+        : inUnitOfWork
           ? await appendQueue(target).single(call)
           : await appendQueue(target).append(call);
 
@@ -112,6 +110,8 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
       contentHash: events[i]!.content_hash,
       chainHash: row.chain_hash,
     }));
+    if (transaction) announceAppend(transaction, stored);
+    else if (!inUnitOfWork || !afterTransaction(async () => appendsCommitted(target as Db, stored))) appendsCommitted(target as Db, stored);
     countAppended(stored);
     return stored;
   }

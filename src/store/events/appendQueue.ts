@@ -1,6 +1,5 @@
 import { sql } from "kysely";
 import type { Db, Tx } from "../db.ts";
-import { EVENTS_CHANNEL } from "./announceAppends.ts";
 
 /** One append as keyplane_append_events (migrations/0013) takes it. */
 export interface AppendCall {
@@ -17,7 +16,7 @@ export interface AppendCall {
 }
 
 /** What the function answers: a version conflict, or the rows it wrote. */
-export type AppendResult = { version: number } | { appended: Array<{ seq: number; recorded_at: string; chain_hash: string; version: number }>; notified: boolean };
+export type AppendResult = { version: number } | { appended: Array<{ seq: number; recorded_at: string; chain_hash: string; version: number }> };
 
 /** The append as one statement, in a transaction or on its own. The call alone in its SELECT: the form Citus delegates. */
 export async function appendCall(db: Db | Tx, c: AppendCall): Promise<AppendResult> {
@@ -100,13 +99,8 @@ export class AppendQueue {
   }
 
   /** The append alone, now, in the caller's context (inside a unit of work's one transaction, it joins it). */
-  async single(call: AppendCall): Promise<AppendResult> {
-    const result = await appendCall(this.db, call);
-    // On Citus the function ran on the tenant's node, where no one listens: the hint from here.
-    if ("appended" in result && !result.notified) {
-      await sql`select pg_notify(${EVENTS_CHANNEL}, ${`${call.tenant} ${result.appended[result.appended.length - 1]!.seq}`})`.execute(this.db);
-    }
-    return result;
+  single(call: AppendCall): Promise<AppendResult> {
+    return appendCall(this.db, call);
   }
 }
 
