@@ -29,8 +29,26 @@ try {
   t = performance.now();
   for (let i = 0; i < N; i++) await sql`insert into plain_probe (v) values (${"x".repeat(300)})`.execute(handle.db);
   console.log("sequential plain insert ms", ((performance.now() - t) / N).toFixed(3));
-  await sql`set synchronous_commit = off`.execute(handle.db);
+  const { appendCall } = await import("../src/store/events/appendQueue.ts");
+  const { projectionStatements } = await import("../src/store/projections/applyProjections.ts");
+  const { contentHash, genesisHash } = await import("../src/store/events/hashing.ts");
+  const calls = Array.from({ length: N }, () => {
+    const e = ev(); const eventId = randomUUID(); const occurredAt = new Date().toISOString(); const streamId = randomUUID();
+    const ch = contentHash({ eventId, tenantId: "t1", streamType: "access_token", streamId, streamVersion: 1, type: e.type, schemaVersion: 1, data: e.data, metadata, occurredAt });
+    const st = projectionStatements([{ tenantId: "t1", streamType: "access_token", streamId, streamVersion: 1, eventId, type: e.type, data: e.data as any, metadata, occurredAt }]);
+    return { tenant: "t1", stream_type: "access_token", stream_id: streamId, expected_version: 0, genesis: genesisHash("t1"), occurred_at: occurredAt, metadata, events: [{ event_id: eventId, event_type: e.type, schema_version: 1, data: e.data, content_hash: ch }], projections: st.map((x) => x.sql) };
+  });
+  t = performance.now();
+  for (const c of calls) await appendCall(handle.db, c);
+  console.log("sequential appendCall only ms", ((performance.now() - t) / N).toFixed(3));
+  t = performance.now();
+  for (let i = 0; i < N; i++) {
+    const e = ev(); const eventId = randomUUID(); const occurredAt = new Date().toISOString(); const streamId = randomUUID();
+    contentHash({ eventId, tenantId: "t1", streamType: "access_token", streamId, streamVersion: 1, type: e.type, schemaVersion: 1, data: e.data, metadata, occurredAt });
+    projectionStatements([{ tenantId: "t1", streamType: "access_token", streamId, streamVersion: 1, eventId, type: e.type, data: e.data as any, metadata, occurredAt }]);
+  }
+  console.log("node prep only ms", ((performance.now() - t) / N).toFixed(3));
 } finally {
   await handle.close();
-  await scratch.drop();
+  if (!process.env.KEEP) await scratch.drop(); else console.log(scratch.url);
 }

@@ -1,41 +1,53 @@
 -- The append in one statement that commits on its own (issue 17): the function now sets the tenant
--- scope itself, and runs the projection writes TypeScript compiled for the appended events
--- (src/store/projections/*.ts, values as literals) after inserting them, so that a lone append is one
--- round trip and the tenant head lock is held only while this statement runs. Writes to the lookup
+-- scope itself, takes any number of appends of its tenant, and runs the projection writes TypeScript
+-- compiled for the appended events (src/store/projections/*.ts, values as literals) after inserting
+-- them, so that a lone append is one round trip and the tenant head lock is held only while this
+-- statement runs. Several appends of several tenants share one statement and one commit (group commit). Writes to the lookup
 -- tables (unique across tenants: on Citus a copy on every node, which a call delegated to the tenant's
 -- node cannot write) stay with the caller, in the same transaction.
 -- It no longer notifies: PostgreSQL commits notifying transactions one at a time, a global lock held
 -- across the WAL flush, so every append would wait for the one before. The appending process sends
 -- the hint after the commit (src/store/events/announceAppends.ts).
 drop function keyplane_append_events(text, text, text, integer, text, timestamptz, jsonb, jsonb);
-create function keyplane_append_events(
-  p_tenant text,
-  p_stream_type text,
-  p_stream_id text,
-  p_expected_version integer,
-  p_genesis text,
-  p_occurred_at timestamptz,
-  p_metadata jsonb,
-  p_events jsonb, -- [{event_id, event_type, schema_version, data, content_hash}, ...]
-  p_projections text[] -- the projection writes, run in order after the insert
-) returns jsonb -- {"version": found} on a version conflict, else {"appended": [{seq, recorded_at, chain_hash, version}, ...]}
+
+-- Appends of one tenant, in order: [{stream_type, stream_id, expected_version, occurred_at, metadata,
+-- events: [{event_id, event_type, schema_version, data, content_hash}, ...], projections: [{s: sql,
+-- h: the text of a single-row INSERT before its VALUES list, v: its values}, ...]}, ...].
+-- Answers one result per append, in order: {"version": found} when its expected version is not the
+-- stream's (nothing of it written; the others go on), else {"appended": [{seq, recorded_at,
+-- chain_hash, version}, ...]}. chain_n = sha256(chain_{n-1} ':' n ':' content_n) as lowercase hex,
+-- exactly as hashing.ts computes it. p_tenant is its distribution argument on Citus (citus.ts):
+-- called alone in its SELECT, it runs on the node holding the tenant.
+create function keyplane_append_tenant(p_tenant text, p_genesis text, p_appends jsonb) returns jsonb
 language plpgsql
+-- Its tables are found in the schema it was created in, also on a Citus worker, whose session knows
+-- nothing of the search_path the caller set.
 set search_path from current
 as $$
 declare
   v_scope text := current_setting('keyplane.tenant_id', true);
   v_seq bigint;
   v_chain text;
-  v_version integer;
+  v_versions jsonb;
+  v_append jsonb;
   v_event jsonb;
-  v_n integer := 0;
-  v_recorded timestamptz;
-  v_out jsonb := '[]'::jsonb;
-  v_statement text;
+  v_key text;
+  v_found integer;
+  v_expected integer;
+  v_n integer;
+  v_appended jsonb;
+  v_results jsonb := '[]'::jsonb;
+  v_rows jsonb := '[]'::jsonb;
+  v_projection jsonb;
+  v_head text;
+  v_values text[];
 begin
-  -- Row-level security sees this tenant for the rest of the call (the caller's scope is restored at
-  -- the end: inside a platform transaction, say). Run as one statement, this is the whole transaction.
-  perform set_config('keyplane.tenant_id', p_tenant, true);
+  -- Called on its own (no scope: the statement is the whole transaction), row-level security sees
+  -- this tenant for the call. Inside a transaction scoped to a tenant, that scope stays: appending
+  -- another tenant's log from there is refused, as any write to another tenant's rows.
+  if coalesce(v_scope, '') = '' then
+    perform set_config('keyplane.tenant_id', p_tenant, true);
+  end if;
 
   select h.last_seq, h.last_chain_hash into v_seq, v_chain from tenant_heads h where h.tenant_id = p_tenant for update;
   if not found then
@@ -43,43 +55,85 @@ begin
     select h.last_seq, h.last_chain_hash into v_seq, v_chain from tenant_heads h where h.tenant_id = p_tenant for update;
   end if;
 
-  -- A statement of its own, after the lock: its snapshot sees every append of this tenant that committed before.
-  select coalesce(max(e.stream_version), 0) into v_version from events e
-   where e.tenant_id = p_tenant and e.stream_type = p_stream_type and e.stream_id = p_stream_id;
-  if v_version <> p_expected_version then
-    perform set_config('keyplane.tenant_id', coalesce(v_scope, ''), true);
-    return jsonb_build_object('version', v_version);
-  end if;
+  -- After the lock, so its snapshot sees every append of this tenant that committed before: the
+  -- version of each stream named, in one statement.
+  -- (Each stream looked up by its index: a join could scan the tenant's whole log.)
+  select coalesce(jsonb_object_agg(s.stream_type || chr(31) || s.stream_id, v.version), '{}'::jsonb) into v_versions
+    from (select distinct a->>'stream_type' as stream_type, a->>'stream_id' as stream_id from jsonb_array_elements(p_appends) a) s
+    cross join lateral (select max(e.stream_version) as version from events e
+                         where e.tenant_id = p_tenant and e.stream_type = s.stream_type and e.stream_id = s.stream_id) v
+   where v.version is not null;
 
-  for v_event in select value from jsonb_array_elements(p_events) loop
-    v_n := v_n + 1;
-    v_seq := v_seq + 1;
-    v_chain := encode(sha256(convert_to(v_chain || ':' || v_seq::text || ':' || (v_event->>'content_hash'), 'UTF8')), 'hex');
+  for v_append in select value from jsonb_array_elements(p_appends) loop
+    v_key := (v_append->>'stream_type') || chr(31) || (v_append->>'stream_id');
+    v_found := coalesce((v_versions->>v_key)::integer, 0);
+    v_expected := (v_append->>'expected_version')::integer;
+    if v_found <> v_expected then
+      v_results := v_results || jsonb_build_array(jsonb_build_object('version', v_found));
+      continue;
+    end if;
+    v_n := 0;
+    v_appended := '[]'::jsonb;
+    for v_event in select value from jsonb_array_elements(v_append->'events') loop
+      v_n := v_n + 1;
+      v_seq := v_seq + 1;
+      v_chain := encode(sha256(convert_to(v_chain || ':' || v_seq::text || ':' || (v_event->>'content_hash'), 'UTF8')), 'hex');
+      v_rows := v_rows || jsonb_build_object('seq', v_seq, 'stream_type', v_append->'stream_type', 'stream_id', v_append->'stream_id',
+        'version', v_expected + v_n, 'event', v_event, 'metadata', v_append->'metadata', 'occurred_at', v_append->'occurred_at', 'chain_hash', v_chain);
+      v_appended := v_appended || jsonb_build_object('seq', v_seq, 'recorded_at', now(), 'chain_hash', v_chain, 'version', v_expected + v_n);
+    end loop;
+    v_versions := jsonb_set(v_versions, array[v_key], to_jsonb(v_expected + v_n));
+    v_results := v_results || jsonb_build_array(jsonb_build_object('appended', v_appended));
+  end loop;
+
+  if jsonb_array_length(v_rows) > 0 then
     insert into events (tenant_id, tenant_seq, stream_type, stream_id, stream_version, event_id, event_type, schema_version,
                         data, metadata, occurred_at, content_hash, chain_hash)
-    values (p_tenant, v_seq, p_stream_type, p_stream_id, p_expected_version + v_n, (v_event->>'event_id')::uuid,
-            v_event->>'event_type', (v_event->>'schema_version')::integer, v_event->'data', p_metadata, p_occurred_at,
-            v_event->>'content_hash', v_chain)
-    returning events.recorded_at into v_recorded;
-    v_out := v_out || jsonb_build_object('seq', v_seq, 'recorded_at', v_recorded, 'chain_hash', v_chain, 'version', p_expected_version + v_n);
-  end loop;
+    select p_tenant, (r->>'seq')::bigint, r->>'stream_type', r->>'stream_id', (r->>'version')::integer, (r->'event'->>'event_id')::uuid,
+           r->'event'->>'event_type', (r->'event'->>'schema_version')::integer, r->'event'->'data', r->'metadata',
+           (r->>'occurred_at')::timestamptz, r->'event'->>'content_hash', r->>'chain_hash'
+      from jsonb_array_elements(v_rows) r;
+    update tenant_heads set last_seq = v_seq, last_chain_hash = v_chain where tenant_id = p_tenant;
 
-  update tenant_heads set last_seq = v_seq, last_chain_hash = v_chain where tenant_id = p_tenant;
+    -- The projection writes of the appends written, in order; consecutive single-row INSERTs with the
+    -- same text before VALUES become one multi-row INSERT.
+    for v_append in select a.value from jsonb_array_elements(p_appends) with ordinality a
+                     where (v_results->((a.ordinality - 1)::integer)) ? 'appended' order by a.ordinality loop
+      for v_projection in select value from jsonb_array_elements(v_append->'projections') loop
+        if v_head is not null and v_projection->>'h' is not distinct from v_head then
+          v_values := v_values || (v_projection->>'v');
+          continue;
+        end if;
+        if v_head is not null then
+          execute v_head || array_to_string(v_values, ', ');
+          v_head := null;
+        end if;
+        if v_projection ? 'h' then
+          v_head := v_projection->>'h';
+          v_values := array[v_projection->>'v'];
+        else
+          execute v_projection->>'s';
+        end if;
+      end loop;
+    end loop;
+    if v_head is not null then
+      execute v_head || array_to_string(v_values, ', ');
+    end if;
+  end if;
 
-  foreach v_statement in array coalesce(p_projections, '{}'::text[]) loop
-    execute v_statement;
-  end loop;
-
-  perform set_config('keyplane.tenant_id', coalesce(v_scope, ''), true);
-  return jsonb_build_object('appended', v_out);
+  if coalesce(v_scope, '') = '' then
+    perform set_config('keyplane.tenant_id', '', true);
+  end if;
+  return v_results;
 end;
 $$;
 
 -- Group commit (src/store/events/appendQueue.ts): the appends a process has queued, of any tenants, in
--- one statement and one commit. Tenants are locked in one order (by id) in every process, so two
--- batches cannot deadlock. Answers {"<index>": <what keyplane_append_events answered>} by input
--- position. Not on Citus, where each append runs on its tenant's node.
-create function keyplane_append_batch(p_appends jsonb) returns jsonb
+-- one statement and one commit: [{tenant, genesis, appends: [as keyplane_append_tenant takes them]}, ...].
+-- Tenants are locked in one order (by id, bytewise) in every process, so two batches cannot deadlock.
+-- Answers the results of each tenant's appends, in the order given. Not on Citus, where each tenant's
+-- appends run on its own node.
+create function keyplane_append_batch(p_tenants jsonb) returns jsonb
 language plpgsql
 set search_path from current
 as $$
@@ -91,13 +145,10 @@ begin
     raise exception 'keyplane_append_batch does not run on Citus' using errcode = 'KP001';
   end if;
   for v_item in
-    select a.value as a, (a.ordinality - 1)::text as i from jsonb_array_elements(p_appends) with ordinality a
-    order by a.value->>'tenant' collate "C", a.ordinality
+    select t.value as t, (t.ordinality - 1)::text as i from jsonb_array_elements(p_tenants) with ordinality t
+    order by t.value->>'tenant' collate "C"
   loop
-    v_out := v_out || jsonb_build_object(v_item.i, keyplane_append_events(
-      v_item.a->>'tenant', v_item.a->>'stream_type', v_item.a->>'stream_id', (v_item.a->>'expected_version')::integer,
-      v_item.a->>'genesis', (v_item.a->>'occurred_at')::timestamptz, v_item.a->'metadata', v_item.a->'events',
-      array(select jsonb_array_elements_text(v_item.a->'projections'))));
+    v_out := v_out || jsonb_build_object(v_item.i, keyplane_append_tenant(v_item.t->>'tenant', v_item.t->>'genesis', v_item.t->'appends'));
   end loop;
   return v_out;
 end;

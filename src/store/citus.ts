@@ -51,7 +51,7 @@ export const KEYED_TABLES = { rate_limits: "key" } as const;
 export const COORDINATOR_TABLES = ["kysely_migration", "kysely_migration_lock"] as const;
 
 /** The append runs on the node holding the tenant, in one round trip (its distribution argument: p_tenant). */
-const APPEND_FUNCTION = "keyplane_append_events(text, text, text, integer, text, timestamptz, jsonb, jsonb, text[])";
+const APPEND_FUNCTION = "keyplane_append_tenant(text, text, jsonb)";
 
 export async function isCitus(handle: Pick<DatabaseHandle, "db" | "backend">): Promise<boolean> {
   if (handle.backend !== "pg") return false;
@@ -91,7 +91,7 @@ export async function distributeOnCitus(handle: Pick<DatabaseHandle, "db" | "bac
     select exists (select 1 from pg_dist_object where objid = ${APPEND_FUNCTION}::regprocedure and distribution_argument_index is not null) as delegated`.execute(handle.db);
   if (!rows[0]!.delegated) {
     await sql`select create_distributed_function(${APPEND_FUNCTION}, 'p_tenant', colocate_with => ${anchor}, force_delegation => true)`.execute(handle.db);
-    done.push("keyplane_append_events: delegated to the tenant's node");
+    done.push("keyplane_append_tenant: delegated to the tenant's node");
   }
   return done;
 }

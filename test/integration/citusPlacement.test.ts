@@ -93,7 +93,7 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
     expect(rows[0]!.group).not.toBe(0);
   });
 
-  it("delegates the append to the tenant's node: one command reaches the worker, under the tenant's row-level security", async () => {
+  it("delegates the append to the tenant's node: one command reaches the worker, projections included, under the tenant's row-level security", async () => {
     await createTenant({ db: database.db }, systemActor("citus-test"), { id: "citus-a", name: "A" });
     // A pool of its own, whose connections report each command Citus sends to a worker (as a notice,
     // while log_remote_commands is on): the real append path, counted.
@@ -116,10 +116,10 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
     } finally {
       await counted.close();
     }
-    const appendCommands = commands.filter((c) => /keyplane_append_events/.test(c));
+    const appendCommands = commands.filter((c) => /keyplane_append_tenant/.test(c));
     expect(appendCommands, commands.join("\n")).toHaveLength(1);
-    // Not statement by statement: nothing of the function's body was sent from the coordinator.
-    expect(commands.filter((c) => /tenant_heads|insert into .*events/i.test(c) && !/keyplane_append_events/.test(c)), commands.join("\n")).toEqual([]);
+    // Not statement by statement: nothing of the function's body (nor the projection) was sent from the coordinator.
+    expect(commands.filter((c) => /tenant_heads|insert into .*(events|access_tokens)/i.test(c) && !/keyplane_append_tenant/.test(c)), commands.join("\n")).toEqual([]);
     // The tenant setting travelled with it (SET LOCAL propagation), so the worker saw the right tenant.
     expect(commands.some((c) => /set local keyplane\.tenant_id = E'citus-a'/i.test(c)), commands.join("\n")).toBe(true);
   });

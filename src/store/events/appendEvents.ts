@@ -14,7 +14,7 @@ import type { AppendRequest, StoredEvent } from "./types.ts";
  * The one write path: appends events to a stream in the tenant's hash-chained log and projects them
  * into the read tables.
  *
- * keyplane_append_events (migrations/0013) does it all in one statement: it scopes itself to the
+ * keyplane_append_tenant (migrations/0013) does it all in one statement: it scopes itself to the
  * tenant, locks the tenant head row, checks the stream version, assigns the dense sequence, extends
  * the chain, inserts, and runs the projection writes compiled here (projections/*.ts). Content hashes
  * are computed here. Given the database (`db`), the append is that one statement, committing on its
@@ -56,14 +56,16 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
     const lookup = statements.filter((s) => s.lookup);
     const call: AppendCall = {
       tenant: tenantId,
-      stream_type: streamType,
-      stream_id: streamId,
-      expected_version: base,
       genesis: genesisHash(tenantId),
-      occurred_at: occurredAt,
-      metadata: storedMetadata,
-      events,
-      projections: statements.filter((s) => !s.lookup).map((s) => s.sql),
+      append: {
+        stream_type: streamType,
+        stream_id: streamId,
+        expected_version: base,
+        occurred_at: occurredAt,
+        metadata: storedMetadata,
+        events,
+        projections: statements.filter((s) => !s.lookup).map((s) => (s.insertHead ? { s: s.sql, h: s.insertHead, v: s.values! } : { s: s.sql })),
+      },
     };
 
     // In a transaction (the caller's, or one of its own when the append writes beside its

@@ -1,29 +1,30 @@
 import { sql } from "kysely";
 import type { Db, Tx } from "../db.ts";
 
-/** One append as keyplane_append_events (migrations/0013) takes it. */
+/** One append as keyplane_append_tenant (migrations/0013) takes it, with its tenant. */
 export interface AppendCall {
   tenant: string;
-  stream_type: string;
-  stream_id: string;
-  expected_version: number;
   genesis: string;
-  occurred_at: string;
-  metadata: unknown;
-  events: Array<{ event_id: string; event_type: string; schema_version: number; data: unknown; content_hash: string }>;
-  /** Projection writes on the tenant's tables, as SQL with literal values (projectionSql.ts). */
-  projections: string[];
+  append: {
+    stream_type: string;
+    stream_id: string;
+    expected_version: number;
+    occurred_at: string;
+    metadata: unknown;
+    events: Array<{ event_id: string; event_type: string; schema_version: number; data: unknown; content_hash: string }>;
+    /** Projection writes on the tenant's tables: SQL with literal values, and a single-row INSERT split for merging (projectionSql.ts). */
+    projections: Array<{ s: string; h?: string; v?: string }>;
+  };
 }
 
-/** What the function answers: a version conflict, or the rows it wrote. */
+/** What the function answers for one append: a version conflict, or the rows it wrote. */
 export type AppendResult = { version: number } | { appended: Array<{ seq: number; recorded_at: string; chain_hash: string; version: number }> };
 
 /** The append as one statement, in a transaction or on its own. The call alone in its SELECT: the form Citus delegates. */
 export async function appendCall(db: Db | Tx, c: AppendCall): Promise<AppendResult> {
-  const { rows } = await sql<{ result: AppendResult }>`
-    select keyplane_append_events(${c.tenant}, ${c.stream_type}, ${c.stream_id}, ${c.expected_version}::int, ${c.genesis},
-      ${c.occurred_at}::timestamptz, ${JSON.stringify(c.metadata)}::jsonb, ${JSON.stringify(c.events)}::jsonb, ${c.projections}::text[]) as result`.execute(db);
-  return rows[0]!.result;
+  const { rows } = await sql<{ result: AppendResult[] }>`
+    select keyplane_append_tenant(${c.tenant}, ${c.genesis}, ${JSON.stringify([c.append])}::jsonb) as result`.execute(db);
+  return rows[0]!.result[0]!;
 }
 
 /** Appends per batch statement at most: one WAL flush for all of them, and a bounded statement. */
@@ -76,10 +77,19 @@ export class AppendQueue {
   }
 
   private async sendBatch(batch: Waiting[]): Promise<void> {
-    let results: Record<string, AppendResult>;
+    // Grouped by tenant, each tenant's appends in arrival order.
+    const tenants = new Map<string, { tenant: string; genesis: string; appends: AppendCall["append"][]; waiting: Waiting[] }>();
+    for (const w of batch) {
+      let group = tenants.get(w.call.tenant);
+      if (!group) tenants.set(w.call.tenant, (group = { tenant: w.call.tenant, genesis: w.call.genesis, appends: [], waiting: [] }));
+      group.appends.push(w.call.append);
+      group.waiting.push(w);
+    }
+    const groups = [...tenants.values()];
+    let results: Record<string, AppendResult[]>;
     try {
-      const { rows } = await sql<{ result: Record<string, AppendResult> }>`
-        select keyplane_append_batch(${JSON.stringify(batch.map((w) => w.call))}::jsonb) as result`.execute(this.db);
+      const payload = JSON.stringify(groups.map(({ tenant, genesis, appends }) => ({ tenant, genesis, appends })));
+      const { rows } = await sql<{ result: Record<string, AppendResult[]> }>`select keyplane_append_batch(${payload}::jsonb) as result`.execute(this.db);
       results = rows[0]!.result;
     } catch (error) {
       if ((error as { code?: string }).code === "KP001") this.batches = false;
@@ -87,7 +97,7 @@ export class AppendQueue {
       await Promise.all(batch.map((w) => this.settle(w)));
       return;
     }
-    batch.forEach((w, i) => w.resolve(results[String(i)]!));
+    groups.forEach((group, g) => group.waiting.forEach((w, i) => w.resolve(results[String(g)]![i]!)));
   }
 
   private async settle(w: Waiting): Promise<void> {
