@@ -154,6 +154,29 @@ begin
 end;
 $$;
 
+-- The live feed's read of other processes' appends (src/app/events/eventFeed.ts): a tenant's events
+-- after a sequence, at most p_limit, as rows in jsonb, in one statement without a transaction of its
+-- own, scoped to the tenant as the append is (on Citus, run on the tenant's node).
+create function keyplane_events_after(p_tenant text, p_after bigint, p_limit integer) returns jsonb
+language plpgsql
+set search_path from current
+as $$
+declare
+  v_scope text := current_setting('keyplane.tenant_id', true);
+  v_out jsonb;
+begin
+  if coalesce(v_scope, '') = '' then
+    perform set_config('keyplane.tenant_id', p_tenant, true);
+  end if;
+  select coalesce(jsonb_agg(to_jsonb(e) order by e.tenant_seq), '[]'::jsonb) into v_out
+    from (select * from events where tenant_id = p_tenant and tenant_seq > p_after order by tenant_seq limit p_limit) e;
+  if coalesce(v_scope, '') = '' then
+    perform set_config('keyplane.tenant_id', '', true);
+  end if;
+  return v_out;
+end;
+$$;
+
 -- A rebuild's page of projection writes in one round trip (src/app/rebuildProjections.ts), in the
 -- caller's transaction and scope.
 create function keyplane_execute(p_statements text[]) returns void

@@ -50,8 +50,11 @@ export const KEYED_TABLES = { rate_limits: "key" } as const;
 /** Left on the coordinator: kysely's migration bookkeeping. */
 export const COORDINATOR_TABLES = ["kysely_migration", "kysely_migration_lock"] as const;
 
-/** The append runs on the node holding the tenant, in one round trip (its distribution argument: p_tenant). */
-const APPEND_FUNCTION = "keyplane_append_tenant(text, text, jsonb)";
+/**
+ * Functions that run on the node holding their tenant, in one round trip (their distribution argument:
+ * p_tenant): the append, and the live feed's read.
+ */
+const TENANT_FUNCTIONS = ["keyplane_append_tenant(text, text, jsonb)", "keyplane_events_after(text, bigint, integer)"];
 
 export async function isCitus(handle: Pick<DatabaseHandle, "db" | "backend">): Promise<boolean> {
   if (handle.backend !== "pg") return false;
@@ -87,11 +90,12 @@ export async function distributeOnCitus(handle: Pick<DatabaseHandle, "db" | "bac
     }
   });
   const anchor = TENANT_TABLES[0];
-  const { rows } = await sql<{ delegated: boolean }>`
-    select exists (select 1 from pg_dist_object where objid = ${APPEND_FUNCTION}::regprocedure and distribution_argument_index is not null) as delegated`.execute(handle.db);
-  if (!rows[0]!.delegated) {
-    await sql`select create_distributed_function(${APPEND_FUNCTION}, 'p_tenant', colocate_with => ${anchor}, force_delegation => true)`.execute(handle.db);
-    done.push("keyplane_append_tenant: delegated to the tenant's node");
+  for (const fn of TENANT_FUNCTIONS) {
+    const { rows } = await sql<{ delegated: boolean }>`
+      select exists (select 1 from pg_dist_object where objid = ${fn}::regprocedure and distribution_argument_index is not null) as delegated`.execute(handle.db);
+    if (rows[0]!.delegated) continue;
+    await sql`select create_distributed_function(${fn}, 'p_tenant', colocate_with => ${anchor}, force_delegation => true)`.execute(handle.db);
+    done.push(`${fn.slice(0, fn.indexOf("("))}: delegated to the tenant's node`);
   }
   return done;
 }

@@ -134,6 +134,54 @@ describe("tenantEvents", () => {
     expect(onlyAgents.events[0]!.sequence).toBe(head + 4);
   });
 
+  it("this process's own appends reach its subscribers from memory, without a read, each member for member what the store holds", async () => {
+    const t = await app.seedTenant({ tier: "enterprise" });
+    const registered = await liveSubscribers();
+    const s = subscribe(t.tokens.service);
+    await untilLiveSubscribers(registered + 1);
+    const feed = app.kp.deps.events.stats;
+    const readsBefore = feed.liveReads;
+    // Members in an order jsonb does not keep, nested, and non-ASCII keys: what memory hands over must equal a read.
+    const details = { zeta: 1, a: { b2: [{ y: 1, x: 2 }], b1: "é" }, "10": true, éa: null, ab: "x" };
+    // Alone (each its own statement), concurrently (sharing statements), and in a caller's transaction.
+    const alone = (n: number) =>
+      Array.from({ length: n }, () =>
+        appendEvents(app.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "memory", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "memory", details })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } } }),
+      );
+    await Promise.all([...alone(20), append(t.tenantId, 5, "memory", details), ...alone(20)]);
+    const head = await lastSequence(t);
+    const live = await s.until((e) => e.length >= 45);
+    expect(sequencesOf(live)).toEqual(range(head - 44, head));
+    expect(feed.liveReads).toBe(readsBefore);
+    const stored = await app.gql(`query ($after: String) { auditLog(first: 100, after: $after) { nodes { sequence cursor type streamType streamId streamVersion occurredAt actor data contentHash chainHash } } }`, { after: encodeCursor("seq", head - 45) }, { token: t.tokens.admin });
+    expect(JSON.stringify(live)).toBe(JSON.stringify(stored.data.auditLog.nodes));
+  });
+
+  it("delivers the appends of two processes on one database to subscribers of both, dense and in order", async () => {
+    const t = await app.seedTenant({ tier: "enterprise" });
+    const second = await createTestApp({ name: "tenant-events-second", database: app.database, env: { EVENT_FEED_POLL_MS: "500" } });
+    try {
+      // Each process signs its own tokens (a key of its own here).
+      const secondToken = await second.mintToken({ tenantId: t.tenantId, roles: ["service"] });
+      const start = await lastSequence(t);
+      const onFirst = subscribe(t.tokens.service, { after: encodeCursor("seq", start) });
+      const onSecond = subscribe(secondToken, { after: encodeCursor("seq", start) }, second.url);
+      await Promise.all([onFirst.connected, onSecond.connected]);
+      const through = (on: TestApp, n: number) =>
+        Array.from({ length: n }, () =>
+          appendEvents(on.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "two", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "two" })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } } }),
+        );
+      await Promise.all([...through(app, 30), ...through(second, 30), append(t.tenantId, 10), ...through(second, 10)]);
+      const total = 80;
+      for (const s of [onFirst, onSecond]) {
+        await s.until((e) => e.length >= total);
+        expect(sequencesOf(s.events)).toEqual(range(start + 1, start + total));
+      }
+    } finally {
+      await second.close();
+    }
+  });
+
   it("a client that reconnects with its last cursor gets exactly what it missed", async () => {
     const t = await app.seedTenant();
     const first = subscribe(t.tokens.service, { after: fromStart });

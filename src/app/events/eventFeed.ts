@@ -2,8 +2,8 @@ import { DomainError } from "../../errors.ts";
 import type { Logger } from "../../logger.ts";
 import type { Metrics } from "../../metrics.ts";
 import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../../store/db.ts";
-import { EVENTS_CHANNEL, parseAppendNotice } from "../../store/events/announceAppends.ts";
-import { eventsAfter, tenantHeads } from "../../store/queries/auditLogQueries.ts";
+import { EVENTS_CHANNEL, onCommittedAppends, parseAppendNotice } from "../../store/events/announceAppends.ts";
+import { eventsAfterAlone, tenantHeads } from "../../store/queries/auditLogQueries.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import { abortableStream, Bell } from "../abortableStream.ts";
 
@@ -36,8 +36,11 @@ export interface EventFeed {
   /** LISTENs and starts the fallback poll. */
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Live subscribers, the reads made for them (not counting replays) and the fallback polls: for metrics and benchmarks. */
-  readonly stats: { subscribers: number; liveReads: number; polls: number };
+  /**
+   * Live subscribers, the reads made for them (not counting replays), the fallback polls, and the
+   * events handed over from memory (this process's own appends): for metrics and benchmarks.
+   */
+  readonly stats: { subscribers: number; liveReads: number; polls: number; handedOver: number };
 }
 
 export class SlowConsumerError extends DomainError {
@@ -66,25 +69,30 @@ interface Channel {
   /** Read even without a hint beyond head (fallback poll, lost notifications). */
   forced: boolean;
   reading: boolean;
+  /** This process's own committed events beyond head, waiting for the ones before them. */
+  pending: Map<number, StoredEvent>;
 }
 
 /**
- * Delivers each tenant's log to the live subscribers of this process. A NOTIFY hint (tenant + new
- * sequence) wakes the tenant's channel, which reads the new rows once, by sequence, for all of its
- * subscribers: one query per tenant per wake-up, whatever their number. Sequences are dense and
- * become visible in commit order, so reading `> head` never skips an event. A lost hint costs at
- * most one fallback poll. A subscriber that does not keep up is dropped, never waited for: writers
- * and other subscribers do not notice it.
+ * Delivers each tenant's log to the live subscribers of this process. Events this process appended
+ * are handed over from memory once committed (announceAppends.ts), in sequence order: one that
+ * arrives before an earlier one waits for it. A NOTIFY hint from another process (tenant + new
+ * sequence) wakes the tenant's channel, which reads the new rows once, by sequence, in one statement,
+ * for all of its subscribers: one query per tenant per wake-up, whatever their number; so does a gap
+ * in what was handed over. Sequences are dense and become visible in commit order, so reading
+ * `> head` never skips an event. A lost hint costs at most one fallback poll. A subscriber that does
+ * not keep up is dropped, never waited for: writers and other subscribers do not notice it.
  */
 export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger; metrics?: Pick<Metrics, "liveSubscribers" | "liveEventLag"> }, options: EventFeedOptions): EventFeed {
   const pageSize = options.pageSize ?? 500;
   const channels = new Map<string, Channel>();
   const opening = new Map<string, Promise<Channel>>();
-  const stats = { subscribers: 0, liveReads: 0, polls: 0 };
+  const stats = { subscribers: 0, liveReads: 0, polls: 0, handedOver: 0 };
   let unlisten: (() => Promise<void>) | undefined;
+  let unhandOver: (() => void) | undefined;
   let poller: NodeJS.Timeout | undefined;
 
-  const readAfter = (tenantId: string, after: number) => withTenant(deps.db, tenantId, (trx) => eventsAfter(trx, tenantId, after, pageSize));
+  const readAfter = (tenantId: string, after: number) => eventsAfterAlone(deps.db, tenantId, after, pageSize);
 
   const headOf = (tenantId: string) => withTenant(deps.db, tenantId, (trx) => tenantHeads(trx, [tenantId])).then(([row]) => Number(row?.last_seq ?? 0));
 
@@ -97,6 +105,43 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
     void pump(channel);
   }
 
+  /** Events of this process, just committed: handed to the subscribers of their tenants without a read. */
+  function handOver(events: readonly StoredEvent[]) {
+    const touched = new Set<Channel>();
+    for (const event of events) {
+      const channel = channels.get(event.tenantId);
+      if (!channel || event.sequence <= channel.head) continue;
+      channel.pending.set(event.sequence, event);
+      touched.add(channel);
+    }
+    for (const channel of touched) advance(channel);
+  }
+
+  /** Delivers what was handed over and follows the head; a gap before it is read from the store. */
+  function advance(channel: Channel) {
+    if (channel.reading) return; // the read in flight advances when it returns
+    const run: StoredEvent[] = [];
+    for (let next = channel.pending.get(channel.head + 1); next; next = channel.pending.get(channel.head + 1)) {
+      channel.pending.delete(next.sequence);
+      channel.head = next.sequence;
+      run.push(next);
+    }
+    if (run.length) {
+      stats.handedOver += run.length;
+      publish(channel, run);
+    }
+    if (channel.pending.size > 0) {
+      // Something before them committed (another process's, or one of ours not yet handed over): read it.
+      channel.wanted = Math.max(channel.wanted, ...channel.pending.keys());
+      void pump(channel);
+    }
+  }
+
+  function publish(channel: Channel, events: StoredEvent[]) {
+    deps.metrics?.liveEventLag.observe(Math.max(0, Date.now() - Date.parse(events[events.length - 1]!.recordedAt)) / 1000);
+    for (const subscriber of channel.subscribers) deliver(channel, subscriber, events);
+  }
+
   async function pump(channel: Channel) {
     if (channel.reading) return;
     channel.reading = true;
@@ -105,14 +150,13 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
         channel.forced = false;
         const before = channel.head;
         for (;;) {
-          const events = await readAfter(channel.tenantId, channel.head);
+          const events = (await readAfter(channel.tenantId, channel.head)).filter((e) => e.sequence > channel.head);
           stats.liveReads++;
           if (events.length) {
-            const newest = events[events.length - 1]!;
-            channel.head = newest.sequence;
-            deps.metrics?.liveEventLag.observe(Math.max(0, Date.now() - Date.parse(newest.recordedAt)) / 1000);
-            for (const subscriber of channel.subscribers) deliver(channel, subscriber, events);
+            channel.head = events[events.length - 1]!.sequence;
+            publish(channel, events);
           }
+          for (const sequence of channel.pending.keys()) if (sequence <= channel.head) channel.pending.delete(sequence);
           if (events.length < pageSize) break;
         }
         // A hint beyond what the store shows (it cannot happen after commit; be safe): stop here.
@@ -123,6 +167,8 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
     } finally {
       channel.reading = false;
     }
+    // What was handed over while reading, and lies beyond what the read reached.
+    if (channel.pending.size > 0 && channel.subscribers.size > 0) advance(channel);
   }
 
   function deliver(channel: Channel, subscriber: Subscriber, events: StoredEvent[]) {
@@ -146,7 +192,7 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
       let open = opening.get(tenantId);
       if (!open) {
         open = (async () => {
-          const created: Channel = { tenantId, head: await headOf(tenantId), subscribers: new Set(), wanted: 0, forced: false, reading: false };
+          const created: Channel = { tenantId, head: await headOf(tenantId), subscribers: new Set(), wanted: 0, forced: false, reading: false, pending: new Map() };
           channels.set(tenantId, created);
           return created;
         })().finally(() => opening.delete(tenantId));
@@ -251,6 +297,7 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
     stats,
     async start() {
       if (unlisten) return;
+      unhandOver = onCommittedAppends(deps.db, handOver);
       unlisten = await deps.database.listen(EVENTS_CHANNEL, {
         onNotify(payload) {
           const notice = parseAppendNotice(payload);
@@ -268,6 +315,8 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
     async stop() {
       clearTimeout(poller);
       poller = undefined;
+      unhandOver?.();
+      unhandOver = undefined;
       await unlisten?.();
       unlisten = undefined;
     },

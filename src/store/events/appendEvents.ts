@@ -8,6 +8,7 @@ import { executeStatements, projectionStatements } from "../projections/applyPro
 import { announceAppend, appendsCommitted } from "./announceAppends.ts";
 import { appendCall, appendQueue, type AppendCall, type AppendResult } from "./appendQueue.ts";
 import { contentHash, genesisHash } from "./hashing.ts";
+import { jsonbOrder } from "./jsonbOrder.ts";
 import type { AppendRequest, StoredEvent } from "./types.ts";
 
 /**
@@ -88,7 +89,8 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
 
     if (!("appended" in result)) {
       if (expectedVersion === "any" && attempt < ANY_ATTEMPTS) {
-        base = result.version;
+        // After what the stream holds, and after what this process's other appends to it have taken meanwhile.
+        base = Math.max(result.version, versionHints.get(hintKey) ?? 0);
         rememberVersion(hintKey, base + validated.length);
         continue;
       }
@@ -96,6 +98,8 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
       throw conflict(request, result.version);
     }
 
+    // As a read of the rows would give them (jsonb's member order), for whoever gets them from memory.
+    const orderedMetadata = jsonbOrder(storedMetadata);
     const stored: StoredEvent[] = result.appended.map((row, i) => ({
       tenantId,
       sequence: row.seq,
@@ -105,8 +109,8 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
       eventId: events[i]!.event_id,
       type: events[i]!.event_type,
       schemaVersion: events[i]!.schema_version,
-      data: events[i]!.data,
-      metadata: storedMetadata,
+      data: jsonbOrder(events[i]!.data) as Record<string, unknown>,
+      metadata: orderedMetadata,
       occurredAt,
       recordedAt: new Date(row.recorded_at).toISOString(),
       contentHash: events[i]!.content_hash,

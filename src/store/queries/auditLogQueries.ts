@@ -1,7 +1,8 @@
-import { sql } from "kysely";
+import { sql, type Selectable } from "kysely";
 import { withTenant, type Db, type Tx } from "../db.ts";
 import { rowToStoredEvent } from "../events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../events/types.ts";
+import type { EventsTable } from "../schema.ts";
 import { readKeysetPage, type Page } from "./keysetPage.ts";
 
 export interface AuditLogFilter {
@@ -32,10 +33,13 @@ export function readAuditLogPage(
   });
 }
 
-/** Up to `limit` events of the tenant's log after a sequence, in order (the live feed's read). */
-export async function eventsAfter(trx: Tx, tenantId: string, afterSequence: number, limit: number): Promise<StoredEvent[]> {
-  const rows = await trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).where("tenant_seq", ">", afterSequence).orderBy("tenant_seq").limit(limit).execute();
-  return rows.map(rowToStoredEvent);
+/**
+ * The same read as one statement on its own, without a transaction (keyplane_events_after, scoped to
+ * the tenant by itself; on Citus run on the tenant's node): the live feed's, once per wake-up.
+ */
+export async function eventsAfterAlone(db: Db, tenantId: string, afterSequence: number, limit: number): Promise<StoredEvent[]> {
+  const { rows } = await sql<{ rows: Array<Selectable<EventsTable>> }>`select keyplane_events_after(${tenantId}, ${afterSequence}, ${limit}) as rows`.execute(db);
+  return rows[0]!.rows.map(rowToStoredEvent);
 }
 
 /** The last sequence of each of these tenants' logs (tenants without events are left out). */
