@@ -7,6 +7,7 @@ import { AccessTokenIssued } from "../../src/domain/session/events.ts";
 import { COORDINATOR_TABLES, distributeOnCitus, KEYED_TABLES, REFERENCE_TABLES, TENANT_TABLES } from "../../src/store/citus.ts";
 import { openDatabase, withTenant, type DatabaseHandle } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
+import { meterRoundTrips } from "../../src/store/roundTrips.ts";
 import { createTestDatabase, onCitus, onPostgres } from "../testkit/testDatabase.ts";
 
 // Where each table lives on Citus (src/store/citus.ts). The first part runs on every backend: a table
@@ -122,6 +123,38 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
     expect(commands.filter((c) => /tenant_heads|insert into .*(events|access_tokens)/i.test(c) && !/keyplane_append_tenant/.test(c)), commands.join("\n")).toEqual([]);
     // The tenant setting travelled with it (SET LOCAL propagation), so the worker saw the right tenant.
     expect(commands.some((c) => /set local keyplane\.tenant_id = E'citus-a'/i.test(c)), commands.join("\n")).toBe(true);
+  });
+
+  it("an append on its own is one statement, run on the tenant's node with its projection, which scopes itself to the tenant", async () => {
+    await createTenant({ db: database.db }, systemActor("citus-test"), { id: "citus-c", name: "C" });
+    const { rows: named } = await sql<{ name: string }>`select current_database() as name`.execute(database.db);
+    const url = Object.assign(new URL(process.env.TEST_DATABASE_URL!), { pathname: `/${named[0]!.name}` }).toString();
+    const counted = await openDatabase({ url, poolMax: 1 });
+    const commands: string[] = [];
+    const sent = { statements: 0 };
+    counted.pool!.on("connect", (client) => {
+      client.on("notice", (notice) => {
+        if (notice.message?.startsWith("issuing ")) commands.push(notice.message.slice("issuing ".length));
+      });
+      void client.query("set citus.log_remote_commands = on; set client_min_messages = log");
+    });
+    try {
+      await sql`select 1`.execute(counted.db);
+      const trips = { count: 0 };
+      const stored = await meterRoundTrips(trips, () =>
+        appendEvents(counted.db, { tenantId: "citus-c", streamType: "access_token", streamId: randomUUID(), expectedVersion: 0, events: [tokenIssued()], metadata: eventMetadata(systemActor("citus-test", "citus-c")) }),
+      );
+      sent.statements = trips.count;
+      expect(stored).toHaveLength(1);
+      const row = await withTenant(counted.db, "citus-c", (trx) => trx.selectFrom("access_tokens").select("token_id").where("token_id", "=", (stored[0]!.data as { tokenId: string }).tokenId).executeTakeFirst());
+      expect(row).toBeDefined();
+    } finally {
+      await counted.close();
+    }
+    expect(sent.statements).toBe(1);
+    const appendCommands = commands.filter((c) => /keyplane_append_tenant/.test(c));
+    expect(appendCommands, commands.join("\n")).toHaveLength(1);
+    expect(commands.filter((c) => /^set local|tenant_heads|insert into .*(events|access_tokens)/i.test(c) && !/keyplane_append_tenant/.test(c)), commands.join("\n")).toEqual([]);
   });
 
   it("appends under row-level security on the worker: the right tenant writes, another tenant is refused", async () => {

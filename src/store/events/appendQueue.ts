@@ -41,14 +41,15 @@ interface Waiting {
  * this process is being appended; appends arriving while a statement is in flight wait, and are sent
  * together, whatever their tenants, as one statement (keyplane_append_batch) when it returns: one
  * commit, one WAL flush for all. No timer: a lone append never waits. Each keeps its own outcome: a
- * version conflict is answered to that append only, and when a batch fails as a whole (a unique
- * violation in one projection, say) each of its appends is retried alone, so only the faulty one fails.
- * On Citus, where appends of different tenants run on different nodes, each goes alone, delegated.
+ * version conflict is answered to that append only, and when a statement fails as a whole (a unique
+ * violation in one projection, say) its appends are retried one by one, so only the faulty one fails.
+ * On Citus, where each tenant's appends run on that tenant's node, there is one such queue per tenant
+ * (keyplane_append_tenant, delegated), the tenants in parallel. Appends to one stream keep their order.
  */
 export class AppendQueue {
-  private waiting: Waiting[] = [];
-  private flushing = false;
-  /** False once the database refused batches (Citus). */
+  /** Waiting appends and whether a statement is in flight: one lane for all, or one per tenant on Citus. */
+  private lanes = new Map<string, { waiting: Waiting[]; flushing: boolean }>();
+  /** False once the database refused batches of several tenants (Citus). */
   private batches = true;
   /** Off: every append alone (benchmarks compare the two). */
   groupCommit = true;
@@ -56,23 +57,30 @@ export class AppendQueue {
   constructor(private readonly db: Db) {}
 
   append(call: AppendCall): Promise<AppendResult> {
-    if (!this.batches || !this.groupCommit) return this.single(call);
-    return new Promise<AppendResult>((resolve, reject) => {
-      this.waiting.push({ call, resolve, reject });
-      if (!this.flushing) void this.flush();
-    });
+    if (!this.groupCommit) return this.single(call);
+    return new Promise<AppendResult>((resolve, reject) => this.enqueue({ call, resolve, reject }));
   }
 
-  private async flush(): Promise<void> {
-    this.flushing = true;
+  private enqueue(w: Waiting): void {
+    const key = this.batches ? "" : w.call.tenant;
+    let lane = this.lanes.get(key);
+    if (!lane) this.lanes.set(key, (lane = { waiting: [], flushing: false }));
+    lane.waiting.push(w);
+    if (!lane.flushing) void this.flush(key, lane);
+  }
+
+  private async flush(key: string, lane: { waiting: Waiting[]; flushing: boolean }): Promise<void> {
+    lane.flushing = true;
     try {
-      while (this.waiting.length > 0) {
-        const batch = this.waiting.splice(0, MAX_BATCH);
-        if (batch.length === 1 || !this.batches) await Promise.all(batch.map((w) => this.settle(w)));
-        else await this.sendBatch(batch);
+      while (lane.waiting.length > 0) {
+        const batch = lane.waiting.splice(0, MAX_BATCH);
+        if (batch.length === 1) await this.settle(batch[0]!);
+        else if (key === "" && this.batches) await this.sendBatch(batch);
+        else await this.sendTenant(batch);
       }
     } finally {
-      this.flushing = false;
+      lane.flushing = false;
+      if (lane.waiting.length === 0 && this.lanes.get(key) === lane) this.lanes.delete(key);
     }
   }
 
@@ -92,12 +100,34 @@ export class AppendQueue {
       const { rows } = await sql<{ result: Record<string, AppendResult[]> }>`select keyplane_append_batch(${payload}::jsonb) as result`.execute(this.db);
       results = rows[0]!.result;
     } catch (error) {
-      if ((error as { code?: string }).code === "KP001") this.batches = false;
-      // Nothing of the batch was written: each append again, alone, with its own outcome.
-      await Promise.all(batch.map((w) => this.settle(w)));
-      return;
+      if ((error as { code?: string }).code === "KP001") {
+        // Citus: from now on a lane per tenant; these go there, in order.
+        this.batches = false;
+        for (const w of batch) this.enqueue(w);
+        return;
+      }
+      return this.oneByOne(batch);
     }
     groups.forEach((group, g) => group.waiting.forEach((w, i) => w.resolve(results[String(g)]![i]!)));
+  }
+
+  /** Appends of one tenant in one statement, which Citus runs on the tenant's node. */
+  private async sendTenant(batch: Waiting[]): Promise<void> {
+    const { tenant, genesis } = batch[0]!.call;
+    let results: AppendResult[];
+    try {
+      const { rows } = await sql<{ result: AppendResult[] }>`
+        select keyplane_append_tenant(${tenant}, ${genesis}, ${JSON.stringify(batch.map((w) => w.call.append))}::jsonb) as result`.execute(this.db);
+      results = rows[0]!.result;
+    } catch {
+      return this.oneByOne(batch);
+    }
+    batch.forEach((w, i) => w.resolve(results[i]!));
+  }
+
+  /** Nothing of the statement was written: each append again, alone, in order, with its own outcome. */
+  private async oneByOne(batch: Waiting[]): Promise<void> {
+    for (const w of batch) await this.settle(w);
   }
 
   private async settle(w: Waiting): Promise<void> {
