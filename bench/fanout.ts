@@ -1,14 +1,20 @@
 /**
  * npm run bench:fanout
  *
- * Live tenant events to many graphql-ws subscribers on one process, with a baseline measured in the
- * same run on the same server:
+ * Live tenant events to many graphql-ws subscribers, with a baseline measured in the same run on the
+ * same server. Appends go through the real write path (appendEvents on its own: group commit):
  *   A  1,000 subscribers over 100 tenants (10 each), 200 appends/s spread over the tenants;
- *   B  one subscriber of one tenant, the same 200 appends/s to that tenant.
- * For each: commit-to-receive latency p50 / p99 (append committed in this process -> the event
- * parsed by the client, also in this process), events lost (expected minus received, must be 0),
- * cross-tenant deliveries (must be 0), and the event feed's database queries per appended event
- * (reads for live subscribers plus fallback polls; replays at subscribe time excluded).
+ *   B  one subscriber of one tenant, the same 200 appends/s to that tenant;
+ *   C  (with DATABASE_URL) two Keyplane servers on one database, 20 subscribers of 2 tenants spread
+ *      over both, the appends through both in turn: each server gets half of its events from memory
+ *      and half from the other's NOTIFY and a read. (Both servers run in this process, each with its
+ *      own pool, LISTEN connection and feed; they share its CPU.)
+ * For each: commit-to-receive latency p50 / p99 (append committed -> the event parsed by the client,
+ * in a worker thread of this process), events lost (expected minus received, must be 0),
+ * cross-tenant deliveries (must be 0), the event feeds' database queries per appended event (reads
+ * for live subscribers plus fallback polls; replays at subscribe time excluded), socket writes and
+ * frames per event (keyplane_websocket_writes_total, _frames_total), and GraphQL executions per
+ * event (a subscription's event is executed once per distinct operation: src/http/sharedSubscriptionResults.ts).
  * Prints A's latency over B's. Embedded PGlite unless DATABASE_URL is set (then a database of its
  * own there). Always exits 0 once measured (a benchmark, not a test).
  *
@@ -26,8 +32,8 @@ import { systemActor } from "../src/auth/actor.ts";
 import { loadConfig } from "../src/config.ts";
 import { AccessDenied } from "../src/domain/security/events.ts";
 import { createLogger } from "../src/logger.ts";
-import { createKeyplane } from "../src/main.ts";
-import { withTenant } from "../src/store/db.ts";
+import { subscriptionExecutionStats } from "../src/http/sharedSubscriptionResults.ts";
+import { createKeyplane, type Keyplane } from "../src/main.ts";
 import { appendEvents } from "../src/store/events/appendEvents.ts";
 import { benchDatabaseFromEnv } from "./benchDatabase.ts";
 
@@ -46,27 +52,25 @@ const benchDatabase = await benchDatabaseFromEnv("fanout");
 const benchDatabaseUrl = benchDatabase?.url;
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-bench-fanout-"));
-const kp = await createKeyplane(
-  loadConfig({
-    NODE_ENV: "test",
-    LOG_LEVEL: "silent",
-    KEYPLANE_DATA_DIR: dataDir,
-    // A principal per tenant holds 10 sockets here.
-    WS_MAX_SOCKETS_PER_PRINCIPAL: String(SUBSCRIBERS),
-    ...(benchDatabaseUrl
-      ? {
-          DATABASE_URL: benchDatabaseUrl,
-          DATABASE_POOL_MAX: "20",
-          KEYPLANE_MIGRATE_ON_START: "true",
-          KEYPLANE_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}`,
-          KEYPLANE_SIGNING_KEY: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-        }
-      : {}),
-  }),
-  { logger: createLogger({ level: "silent" }) },
-);
-const url = await kp.listen(0, "127.0.0.1");
-const wsUrl = `${url.replace(/^http/, "ws")}/graphql`;
+const env = {
+  NODE_ENV: "test",
+  LOG_LEVEL: "silent",
+  KEYPLANE_DATA_DIR: dataDir,
+  // A principal per tenant holds 10 sockets here.
+  WS_MAX_SOCKETS_PER_PRINCIPAL: String(SUBSCRIBERS),
+  ...(benchDatabaseUrl
+    ? {
+        DATABASE_URL: benchDatabaseUrl,
+        DATABASE_POOL_MAX: "20",
+        KEYPLANE_MIGRATE_ON_START: "true",
+        KEYPLANE_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}`,
+        KEYPLANE_SIGNING_KEY: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      }
+    : {}),
+};
+const kp = await createKeyplane(loadConfig(env), { logger: createLogger({ level: "silent" }) });
+const wsUrlOf = (url: string) => `${url.replace(/^http/, "ws")}/graphql`;
+const wsUrl = wsUrlOf(await kp.listen(0, "127.0.0.1"));
 const system = systemActor("bench");
 
 async function tenantWithToken(id: string): Promise<string> {
@@ -81,9 +85,12 @@ interface Run {
   crossTenant: number;
   queries: number;
   appended: number;
+  writes: number;
+  frames: number;
+  executions: number;
 }
 
-type ToClients = { type: "subscribe"; wsUrl: string; tenants: Array<{ id: string; token: string }>; perTenant: number } | { type: "collect"; expected: number };
+type ToClients = { type: "subscribe"; wsUrls: string[]; tenants: Array<{ id: string; token: string }>; perTenant: number } | { type: "collect"; expected: number };
 type FromClients = { type: "ready" } | { type: "receipts"; receipts: Array<[string, number, number]>; crossTenant: number; failures: number };
 const clients = new Worker(new URL("./fanoutClients.mjs", import.meta.url));
 const ask = (message: ToClients) =>
@@ -94,11 +101,26 @@ const ask = (message: ToClients) =>
   });
 const wallClock = () => performance.timeOrigin + performance.now();
 
-/** Subscribes `perTenant` clients (in the worker) to each tenant, appends at RATE for `seconds`, and measures. */
-async function run(tenants: Array<{ id: string; token: string }>, perTenant: number, seconds: number): Promise<Run> {
-  await ask({ type: "subscribe", wsUrl, tenants, perTenant });
+const counted = async (servers: Keyplane[]) => {
+  let queries = 0;
+  let writes = 0;
+  let frames = 0;
+  for (const server of servers) {
+    queries += server.deps.events.stats.liveReads + server.deps.events.stats.polls;
+    writes += (await server.deps.metrics.websocketWrites.get()).values[0]?.value ?? 0;
+    frames += (await server.deps.metrics.websocketFrames.get()).values[0]?.value ?? 0;
+  }
+  return { queries, writes, frames, executions: subscriptionExecutionStats.executions };
+};
+
+/**
+ * Subscribes `perTenant` clients (in the worker) to each tenant, spread over the servers, appends at
+ * RATE for `seconds` through the servers in turn, and measures.
+ */
+async function run(tenants: Array<{ id: string; token: string }>, perTenant: number, seconds: number, servers: Array<{ kp: Keyplane; wsUrl: string }>): Promise<Run> {
+  await ask({ type: "subscribe", wsUrls: servers.map((s) => s.wsUrl), tenants, perTenant });
   const commits = new Map<string, number>();
-  const before = { ...kp.deps.events.stats };
+  const before = await counted(servers.map((s) => s.kp));
   const total = RATE * seconds;
   const started = performance.now();
   const inflight = new Set<Promise<void>>();
@@ -109,9 +131,15 @@ async function run(tenants: Array<{ id: string; token: string }>, perTenant: num
     // Writers as a server has them: a bounded number at a time, never a pile-up on the pool.
     while (inflight.size >= WRITERS) await Promise.race(inflight);
     const tenant = tenants[n % tenants.length]!;
-    const append: Promise<void> = withTenant(kp.deps.db, tenant.id, (trx) =>
-      appendEvents(trx, { tenantId: tenant.id, streamType: "bench", streamId: "fanout", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: tenant.id })], metadata: { actor: { subject: "bench", kind: "system", roles: [] } } }),
-    )
+    const through = servers[n % servers.length]!.kp;
+    const append: Promise<void> = appendEvents(through.deps.db, {
+      tenantId: tenant.id,
+      streamType: "bench",
+      streamId: "fanout",
+      expectedVersion: "any",
+      events: [AccessDenied({ level: "info", status: "denied", reason: tenant.id })],
+      metadata: { actor: { subject: "bench", kind: "system", roles: [] } },
+    })
       .then(([event]) => void commits.set(`${tenant.id}:${event!.sequence}`, wallClock()))
       .finally(() => inflight.delete(append));
     inflight.add(append);
@@ -120,7 +148,7 @@ async function run(tenants: Array<{ id: string; token: string }>, perTenant: num
   const expected = total * perTenant;
   const answer = await ask({ type: "collect", expected });
   if (answer.type !== "receipts") throw new Error("unexpected answer from the clients");
-  const after = kp.deps.events.stats;
+  const after = await counted(servers.map((s) => s.kp));
   const latencies = answer.receipts.flatMap(([tenant, sequence, at]) => {
     const committed = commits.get(`${tenant}:${sequence}`);
     return committed === undefined ? [] : [at - committed];
@@ -129,7 +157,10 @@ async function run(tenants: Array<{ id: string; token: string }>, perTenant: num
     latencies,
     lost: expected - answer.receipts.length,
     crossTenant: answer.crossTenant,
-    queries: after.liveReads - before.liveReads + (after.polls - before.polls),
+    queries: after.queries - before.queries,
+    writes: after.writes - before.writes,
+    frames: after.frames - before.frames,
+    executions: after.executions - before.executions,
     appended: total,
   };
 }
@@ -141,23 +172,38 @@ const pct = (values: number[], p: number) => {
 };
 const ms = (n: number) => `${n.toFixed(2)} ms`;
 
+let second: Keyplane | undefined;
 try {
   const many = await Promise.all(Array.from({ length: TENANTS }, (_, i) => `bench-${i}`).map(async (id) => ({ id, token: await tenantWithToken(id) })));
   const lone = [{ id: "bench-lone", token: await tenantWithToken("bench-lone") }];
+  const pair = [{ id: "bench-pair-0", token: await tenantWithToken("bench-pair-0") }, { id: "bench-pair-1", token: await tenantWithToken("bench-pair-1") }];
   const perTenant = Math.max(1, Math.round(SUBSCRIBERS / TENANTS));
+  const one = [{ kp, wsUrl }];
 
-  const a = await run(many, perTenant, SECONDS);
-  const b = await run(lone, 1, Math.max(3, Math.round(SECONDS / 2)));
+  const a = await run(many, perTenant, SECONDS, one);
+  const b = await run(lone, 1, Math.max(3, Math.round(SECONDS / 2)), one);
+  let c: Run | undefined;
+  if (benchDatabaseUrl) {
+    // The second server migrates nothing (the first did) and signs with the same key, so one token serves both.
+    second = await createKeyplane(loadConfig({ ...env, KEYPLANE_MIGRATE_ON_START: "false" }), { logger: createLogger({ level: "silent" }) });
+    const secondWs = wsUrlOf(await second.listen(0, "127.0.0.1"));
+    c = await run(pair, 10, Math.max(3, Math.round(SECONDS / 2)), [...one, { kp: second, wsUrl: secondWs }]);
+  }
 
   const backend = benchDatabaseUrl ? "PostgreSQL" : "embedded PGlite";
+  const per = (n: number, r: Run) => (n / r.appended).toFixed(3);
+  const report = (label: string, r: Run) => {
+    console.log(`${label}, ${r.appended} events: p50 ${ms(pct(r.latencies, 50))}  p99 ${ms(pct(r.latencies, 99))}  (${r.latencies.length} deliveries)`);
+    console.log(`   events lost ${r.lost}  cross-tenant deliveries ${r.crossTenant}  per event: database queries ${per(r.queries, r)}  socket writes ${per(r.writes, r)}  frames ${per(r.frames, r)}  GraphQL executions ${per(r.executions, r)}`);
+  };
   console.log(`\nbench:fanout on ${backend}, ${RATE} appends/s`);
-  console.log(`A  ${TENANTS * perTenant} subscribers over ${TENANTS} tenants, ${a.appended} events: p50 ${ms(pct(a.latencies, 50))}  p99 ${ms(pct(a.latencies, 99))}  (${a.latencies.length} deliveries)`);
-  console.log(`   events lost ${a.lost}  cross-tenant deliveries ${a.crossTenant}  database queries per event ${(a.queries / a.appended).toFixed(3)}`);
-  console.log(`B  1 subscriber of 1 tenant, ${b.appended} events: p50 ${ms(pct(b.latencies, 50))}  p99 ${ms(pct(b.latencies, 99))}`);
-  console.log(`   events lost ${b.lost}  cross-tenant deliveries ${b.crossTenant}  database queries per event ${(b.queries / b.appended).toFixed(3)}`);
+  report(`A  ${TENANTS * perTenant} subscribers over ${TENANTS} tenants`, a);
+  report("B  1 subscriber of 1 tenant", b);
+  if (c) report("C  two servers on one database, 20 subscribers of 2 tenants on both, appends through both", c);
   console.log(`ratio A/B latency: p50 ${(pct(a.latencies, 50) / pct(b.latencies, 50)).toFixed(2)}  p99 ${(pct(a.latencies, 99) / pct(b.latencies, 99)).toFixed(2)}`);
 } finally {
   await clients.terminate();
+  await second?.close();
   await kp.close();
   await benchDatabase?.drop();
   rmSync(dataDir, { recursive: true, force: true });

@@ -8,7 +8,8 @@ import { performance } from "node:perf_hooks";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-// Messages: in { type: "subscribe", wsUrl, tenants: [{ id, token }], perTenant } | { type: "collect", expected };
+// Messages: in { type: "subscribe", wsUrls, tenants: [{ id, token }], perTenant } | { type: "collect", expected };
+// a tenant's subscribers are spread over the servers of wsUrls in turn.
 // out { type: "ready" } | { type: "receipts", receipts: [tenantId, sequence, at][], crossTenant, failures }.
 // Plain JavaScript: a worker thread does not inherit tsx's loader.
 
@@ -29,7 +30,7 @@ parentPort.on("message", async (message) => {
     await new Promise((resolve) => {
       for (const tenant of message.tenants) {
         for (let i = 0; i < message.perTenant; i++) {
-          const client = createClient({ url: message.wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${tenant.token}` }, retryAttempts: 0 });
+          const client = createClient({ url: message.wsUrls[i % message.wsUrls.length], webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${tenant.token}` }, retryAttempts: 0 });
           clients.push(client);
           client.on("connected", () => {
             if (++ready === all) resolve();

@@ -22,6 +22,9 @@ export interface Metrics {
   /** WebSockets open now, and how the closed ones ended (4008 slow consumer, 4403 token, …). */
   websocketsOpen: Gauge;
   websocketCloses: Counter<"code">;
+  /** graphql-ws messages sent, and the socket writes that carried them (frames of one turn share one). */
+  websocketFrames: Counter;
+  websocketWrites: Counter;
   /** tenantEvents subscribers following the live log on this process. */
   liveSubscribers: Gauge;
   /** route: a fixed set (src/http/httpMetrics.ts routeOf), never a raw path. */
@@ -101,6 +104,8 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
     rateLimitRejections: new Counter({ name: "keyplane_rate_limit_rejections_total", help: "Requests refused by a rate-limit policy, by policy", labelNames: ["policy"], registers }),
     rateLimitStoreFallbacks: new Counter({ name: "keyplane_rate_limit_store_fallbacks_total", help: "Counts taken in process memory because the shared rate-limit store failed or timed out", labelNames: ["store"], registers }),
     websocketsOpen: new Gauge({ name: "keyplane_websockets_open", help: "graphql-ws sockets open on this process", registers }),
+    websocketFrames: new Counter({ name: "keyplane_websocket_frames_total", help: "graphql-ws messages sent by this process", registers }),
+    websocketWrites: new Counter({ name: "keyplane_websocket_writes_total", help: "Socket writes carrying graphql-ws messages (the messages of one event-loop turn to one socket share one)", registers }),
     websocketCloses: new Counter({ name: "keyplane_websocket_closes_total", help: "graphql-ws sockets closed, by close code", labelNames: ["code"], registers }),
     liveSubscribers: new Gauge({ name: "keyplane_live_subscribers", help: "Subscribers following a tenant's live log on this process", registers }),
     httpRequests: new Counter({ name: "keyplane_http_requests_total", help: "HTTP requests answered, by method, route and status", labelNames: ["method", "route", "status"], registers }),

@@ -338,6 +338,8 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
         // within slowConsumerMs is closed, so it holds up neither the writers nor other subscribers.
         send: (data) => {
           if (socket.readyState !== socket.OPEN) return;
+          deps.metrics.websocketFrames.inc();
+          if (batchWrites(socket)) deps.metrics.websocketWrites.inc();
           if (socket.bufferedAmount + data.length <= settings.sendBufferBytes) return socket.send(data);
           return new Promise<void>((resolve) => {
             const timer = setTimeout(() => {
@@ -510,4 +512,22 @@ function formatError(error: GraphQLError | GraphQLFormattedError): GraphQLFormat
   if (!json.extensions || !("http" in json.extensions)) return json;
   const { http: _http, ...extensions } = json.extensions;
   return { ...json, extensions };
+}
+
+// Frames sent to one socket while one turn of the event loop runs (a tenant's events handed over
+// together, say) leave in one write: the socket is corked at the first and uncorked once the turn's
+// work is done. ws keeps its net socket as _socket.
+const corked = new WeakSet<WebSocket>();
+/** True for the first frame of the turn (it opens a write of its own). */
+function batchWrites(socket: WebSocket): boolean {
+  if (corked.has(socket)) return false;
+  const raw = (socket as unknown as { _socket?: Duplex })._socket;
+  if (!raw) return true;
+  corked.add(socket);
+  raw.cork();
+  setImmediate(() => {
+    corked.delete(socket);
+    raw.uncork();
+  });
+  return true;
 }

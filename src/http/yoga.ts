@@ -12,6 +12,7 @@ import { idempotencyPlugin } from "./idempotencyPlugin.ts";
 import { graphqlMetricsPlugin } from "./graphqlMetrics.ts";
 import { isDatabaseUnavailable } from "../store/databaseErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
+import { sharedSubscriptionResults } from "./sharedSubscriptionResults.ts";
 import { subscriptionsFollowTheirToken } from "./subscriptionCredentials.ts";
 import { wellFormedInputPlugin } from "./wellFormedInputPlugin.ts";
 
@@ -89,6 +90,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       corsPlugin(deps.config.corsOrigins),
       graphqlMetricsPlugin(deps.metrics),
       subscriptionsFollowTheirToken(deps.credentials),
+      sharedSubscriptionResults(),
     ],
   });
 }
