@@ -11,8 +11,8 @@
 drop function keyplane_append_events(text, text, text, integer, text, timestamptz, jsonb, jsonb);
 
 -- Appends of one tenant, in order: [{stream_type, stream_id, expected_version, occurred_at, metadata,
--- events: [{event_id, event_type, schema_version, data, content_hash}, ...], projections: [{s: sql,
--- h: the text of a single-row INSERT before its VALUES list, v: its values}, ...]}, ...].
+-- events: [{event_id, event_type, schema_version, data, content_hash}, ...], projections: [as
+-- keyplane_execute takes them]}, ...].
 -- Answers one result per append, in order: {"version": found} when its expected version is not the
 -- stream's (nothing of it written; the others go on), else {"appended": [{seq, recorded_at,
 -- chain_hash, version}, ...]}. chain_n = sha256(chain_{n-1} ':' n ':' content_n) as lowercase hex,
@@ -38,9 +38,6 @@ declare
   v_appended jsonb;
   v_results jsonb := '[]'::jsonb;
   v_rows jsonb := '[]'::jsonb;
-  v_projection jsonb;
-  v_head text;
-  v_values text[];
 begin
   -- Called on its own (no scope: the statement is the whole transaction), row-level security sees
   -- this tenant for the call. Inside a transaction scoped to a tenant, that scope stays: appending
@@ -95,30 +92,12 @@ begin
       from jsonb_array_elements(v_rows) r;
     update tenant_heads set last_seq = v_seq, last_chain_hash = v_chain where tenant_id = p_tenant;
 
-    -- The projection writes of the appends written, in order; consecutive single-row INSERTs with the
-    -- same text before VALUES become one multi-row INSERT.
-    for v_append in select a.value from jsonb_array_elements(p_appends) with ordinality a
-                     where (v_results->((a.ordinality - 1)::integer)) ? 'appended' order by a.ordinality loop
-      for v_projection in select value from jsonb_array_elements(v_append->'projections') loop
-        if v_head is not null and v_projection->>'h' is not distinct from v_head then
-          v_values := v_values || (v_projection->>'v');
-          continue;
-        end if;
-        if v_head is not null then
-          execute v_head || array_to_string(v_values, ', ');
-          v_head := null;
-        end if;
-        if v_projection ? 'h' then
-          v_head := v_projection->>'h';
-          v_values := array[v_projection->>'v'];
-        else
-          execute v_projection->>'s';
-        end if;
-      end loop;
-    end loop;
-    if v_head is not null then
-      execute v_head || array_to_string(v_values, ', ');
-    end if;
+    -- The projection writes of the appends written, in order.
+    perform keyplane_execute(coalesce((
+      select jsonb_agg(p.value order by a.ordinality, p.ordinality)
+        from jsonb_array_elements(p_appends) with ordinality a
+        cross join lateral jsonb_array_elements(a.value->'projections') with ordinality p
+       where (v_results->((a.ordinality - 1)::integer)) ? 'appended'), '[]'::jsonb));
   end if;
 
   if coalesce(v_scope, '') = '' then
@@ -177,17 +156,52 @@ begin
 end;
 $$;
 
--- A rebuild's page of projection writes in one round trip (src/app/rebuildProjections.ts), in the
--- caller's transaction and scope.
-create function keyplane_execute(p_statements text[]) returns void
+-- Projection writes, in order (the append's, a rebuild's page): [{s: the statement with its values as
+-- literals, and either h and v: a single-row INSERT's text before its VALUES list and its values, or
+-- q and p: the statement with $1.. placeholders and its values as literals}, ...]. Consecutive
+-- single-row INSERTs with the same h become one multi-row INSERT; a statement with q runs as a
+-- prepared statement of the session (planned once, then a generic plan: several times cheaper than
+-- planning each, as EXECUTE of its text would); others run as they are. In the caller's transaction
+-- and scope.
+create function keyplane_execute(p_statements jsonb) returns void
 language plpgsql
 set search_path from current
 as $$
 declare
-  v_statement text;
+  v_statement jsonb;
+  v_head text;
+  v_values text[];
+  v_name text;
+  v_prepared text[] := '{}';
 begin
-  foreach v_statement in array p_statements loop
-    execute v_statement;
+  for v_statement in select value from jsonb_array_elements(p_statements) loop
+    if v_head is not null and v_statement->>'h' is not distinct from v_head then
+      v_values := v_values || (v_statement->>'v');
+      continue;
+    end if;
+    if v_head is not null then
+      execute v_head || array_to_string(v_values, ', ');
+      v_head := null;
+    end if;
+    if v_statement ? 'h' then
+      v_head := v_statement->>'h';
+      v_values := array[v_statement->>'v'];
+    elsif v_statement ? 'q' then
+      -- Named by its text and the schema its tables resolve in, prepared once per session.
+      v_name := 'keyplane_' || md5(current_schema() || ' ' || (v_statement->>'q'));
+      if not v_name = any(v_prepared) then
+        if not exists (select 1 from pg_prepared_statements s where s.name = v_name) then
+          execute format('prepare %I as %s', v_name, v_statement->>'q');
+        end if;
+        v_prepared := v_prepared || v_name;
+      end if;
+      execute 'execute ' || quote_ident(v_name) || coalesce('(' || (select string_agg(value, ', ' order by ordinality) from jsonb_array_elements_text(v_statement->'p') with ordinality) || ')', '');
+    else
+      execute v_statement->>'s';
+    end if;
   end loop;
+  if v_head is not null then
+    execute v_head || array_to_string(v_values, ', ');
+  end if;
 end;
 $$;

@@ -19,17 +19,25 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
     const { count } = await trx.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("count")).executeTakeFirstOrThrow();
     const total = Number(count);
     let done = 0;
-    let cursor: { tenantId: string; seq: number } | undefined;
     onProgress(0, total);
-    for (;;) {
+    const readAfter = (cursor?: { tenant_id: string; tenant_seq: number }) => {
       let q = trx.selectFrom("events").selectAll();
-      if (cursor) q = q.where((eb) => eb.or([eb("tenant_id", ">", cursor!.tenantId), eb.and([eb("tenant_id", "=", cursor!.tenantId), eb("tenant_seq", ">", cursor!.seq)])]));
-      const rows = await q.orderBy("tenant_id").orderBy("tenant_seq").limit(PAGE).execute();
-      if (rows.length === 0) break;
-      await executeStatements(trx, projectionStatements(rows.map(rowToStoredEvent), true));
-      done += rows.length;
+      if (cursor) q = q.where((eb) => eb.or([eb("tenant_id", ">", cursor.tenant_id), eb.and([eb("tenant_id", "=", cursor.tenant_id), eb("tenant_seq", ">", cursor.tenant_seq)])]));
+      return q.orderBy("tenant_id").orderBy("tenant_seq").limit(PAGE).execute();
+    };
+    // Each page's writes in one round trip (consecutive inserts merged). While the database runs one
+    // page's writes, the next page, read first, is compiled here.
+    let rows = await readAfter();
+    let statements = projectionStatements(rows.map(rowToStoredEvent), true);
+    while (rows.length > 0) {
       const last = rows[rows.length - 1]!;
-      cursor = { tenantId: last.tenant_id, seq: Number(last.tenant_seq) };
+      const reading = readAfter({ tenant_id: last.tenant_id, tenant_seq: Number(last.tenant_seq) });
+      const writing = executeStatements(trx, statements);
+      writing.catch(() => {}); // awaited below; the read's failure may come first
+      done += rows.length;
+      rows = await reading;
+      statements = projectionStatements(rows.map(rowToStoredEvent), true);
+      await writing;
       onProgress(done, total);
     }
     for (const projection of projections) await projection.deriveAfterReplay?.(trx);

@@ -5,6 +5,7 @@ import { countAppended } from "../../metrics.ts";
 import { afterTransaction, insideOneTransaction } from "../ambientTransaction.ts";
 import { withTenant, type Db, type Tx } from "../db.ts";
 import { executeStatements, projectionStatements } from "../projections/applyProjections.ts";
+import { statementJson } from "../projections/projectionSql.ts";
 import { announceAppend, appendsCommitted } from "./announceAppends.ts";
 import { appendCall, appendQueue, type AppendCall, type AppendResult } from "./appendQueue.ts";
 import { contentHash, genesisHash } from "./hashing.ts";
@@ -65,7 +66,7 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
         occurred_at: occurredAt,
         metadata: storedMetadata,
         events,
-        projections: statements.filter((s) => !s.lookup).map((s) => (s.insertHead ? { s: s.sql, h: s.insertHead, v: s.values! } : { s: s.sql })),
+        projections: statements.filter((s) => !s.lookup).map(statementJson),
       },
     };
 

@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import type { Db, Tx } from "../db.ts";
+import type { ProjectionStatement } from "../projections/projectionSql.ts";
 
 /** One append as keyplane_append_tenant (migrations/0013) takes it, with its tenant. */
 export interface AppendCall {
@@ -12,8 +13,8 @@ export interface AppendCall {
     occurred_at: string;
     metadata: unknown;
     events: Array<{ event_id: string; event_type: string; schema_version: number; data: unknown; content_hash: string }>;
-    /** Projection writes on the tenant's tables: SQL with literal values, and a single-row INSERT split for merging (projectionSql.ts). */
-    projections: Array<{ s: string; h?: string; v?: string }>;
+    /** Projection writes on the tenant's tables, as keyplane_execute takes them (projectionSql.ts). */
+    projections: Array<Omit<ProjectionStatement, "lookup">>;
   };
 }
 

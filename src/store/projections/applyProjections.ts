@@ -6,7 +6,7 @@ import { githubOwnersProjection } from "./githubOwnersProjection.ts";
 import { githubTokensProjection } from "./githubTokensProjection.ts";
 import { installationsProjection } from "./installationsProjection.ts";
 import type { ProjectedEvent, Projection } from "./projection.ts";
-import { compileWrite, mergeInserts, type ProjectionStatement } from "./projectionSql.ts";
+import { compileWrite, statementJson, type ProjectionStatement } from "./projectionSql.ts";
 import { tasksProjection } from "./tasksProjection.ts";
 import { tenantsProjection } from "./tenantsProjection.ts";
 
@@ -35,9 +35,9 @@ export function projectionStatements(events: readonly ProjectedEvent[], replay =
 
 /**
  * Runs projection statements in the caller's transaction, in one round trip (keyplane_execute,
- * migrations/0013): a rebuild's page, consecutive inserts merged.
+ * migrations/0013): a rebuild's page, or the lookup writes beside an append.
  */
 export async function executeStatements(trx: Tx, statements: readonly ProjectionStatement[]): Promise<void> {
   if (statements.length === 0) return;
-  await sql`select keyplane_execute(${mergeInserts(statements)}::text[])`.execute(trx);
+  await sql`select keyplane_execute(${JSON.stringify(statements.map(statementJson))}::jsonb)`.execute(trx);
 }

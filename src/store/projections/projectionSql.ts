@@ -17,55 +17,37 @@ export const statementBuilder = new Kysely<Database>({
 const LOOKUP_TABLES: ReadonlySet<string> = new Set(REFERENCE_TABLES);
 
 /**
- * A projection write as one SQL statement whose values are literals: the append function runs it with
- * EXECUTE, which takes no variable list of parameters. Every value is quoted (sqlString), numbers and
- * booleans too: a quoted constant takes the type of the column it meets.
+ * A projection write, as keyplane_execute (migrations/0013) runs it: `s`, the statement with its
+ * values as literals (EXECUTE takes no variable list of parameters; every value is quoted with
+ * sqlString, numbers and booleans too: a quoted constant takes the type of the column it meets); and
+ * either `h` and `v`, a single-row INSERT split before its VALUES list (consecutive ones are merged
+ * into one multi-row INSERT), or `q` and `p`, the statement with its $n placeholders and the literals
+ * (run as a prepared statement: planned once per session).
  */
 export interface ProjectionStatement {
-  sql: string;
+  s: string;
+  h?: string;
+  v?: string;
+  q?: string;
+  p?: string[];
   /** Writes a lookup table (unique across tenants; on Citus a copy on every node), not the tenant's own. */
   lookup: boolean;
-  /** A plain single-row INSERT: the text before its VALUES list, so a rebuild can merge consecutive ones. */
-  insertHead?: string;
-  values?: string;
 }
 
 export function compileWrite(write: ProjectionWrite): ProjectionStatement {
   const compiled = write.compile();
-  const table = tableOf(compiled);
-  const lits = compiled.parameters.map(literal);
-  // kysely writes no literal of its own into these statements, so every $n is a placeholder.
-  const sql = compiled.sql.replace(/\$(\d+)/g, (_, n: string) => lits[Number(n) - 1]!);
+  const lookup = LOOKUP_TABLES.has(tableOf(compiled));
+  const p = compiled.parameters.map(literal);
+  // Neither kysely nor a projection writes "$" in a statement's own text, so every $n is a placeholder.
+  const s = compiled.sql.replace(/\$(\d+)/g, (_, n: string) => p[Number(n) - 1]!);
   const single = /^(insert into .+ values )\((?:\$\d+, )*\$\d+\)$/s.exec(compiled.sql);
-  return single ? { sql, lookup: LOOKUP_TABLES.has(table), insertHead: single[1], values: sql.slice(single[1]!.length) } : { sql, lookup: LOOKUP_TABLES.has(table) };
+  if (single) return { s, h: single[1]!, v: s.slice(single[1]!.length), lookup };
+  return { s, q: compiled.sql, p, lookup };
 }
 
-/**
- * Consecutive single-row INSERTs into the same columns become one multi-row INSERT (a rebuild's pages
- * are mostly such runs); the order of every other write is kept.
- */
-export function mergeInserts(statements: readonly ProjectionStatement[]): string[] {
-  const out: string[] = [];
-  let head: string | undefined;
-  let rows: string[] = [];
-  const flush = () => {
-    if (head) out.push(head + rows.join(", "));
-    head = undefined;
-    rows = [];
-  };
-  for (const s of statements) {
-    if (s.insertHead && s.insertHead === head) {
-      rows.push(s.values!);
-      continue;
-    }
-    flush();
-    if (s.insertHead) {
-      head = s.insertHead;
-      rows = [s.values!];
-    } else out.push(s.sql);
-  }
-  flush();
-  return out;
+/** What keyplane_execute takes of a statement. */
+export function statementJson({ lookup: _, ...statement }: ProjectionStatement): Omit<ProjectionStatement, "lookup"> {
+  return statement;
 }
 
 function literal(value: unknown): string {
