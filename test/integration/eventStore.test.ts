@@ -12,6 +12,7 @@ import { rowToStoredEvent } from "../../src/store/events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../../src/store/events/types.ts";
 import { eventRecordOf } from "../../src/store/audit/readLogRecords.ts";
 import { verifyAuditRecords } from "../../src/audit/verifyAuditRecords.ts";
+import { meterRoundTrips } from "../../src/store/roundTrips.ts";
 import { createTestDatabase, onCitus, onPostgres } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
@@ -133,6 +134,71 @@ describe("event store", () => {
     release();
     await first;
     expect(await second).toBe(firstSeq + 1);
+  });
+
+  // Appends on their own (no caller's transaction): one statement each, committing on its own, or
+  // several sharing one statement and one commit when they arrive together (group commit).
+  const alone = (tenantId: string, streamId: string, expectedVersion: number | "any", events: DomainEvent[] = [tokenIssued(streamId)]) =>
+    appendEvents(database.db, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata });
+  const roundTrips = async (fn: () => Promise<unknown>) => {
+    const meter = { count: 0 };
+    await meterRoundTrips(meter, fn);
+    return meter.count;
+  };
+
+  it("appends on its own in one round trip, and appends arriving together share statements", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    expect(await roundTrips(() => alone(tenant, randomUUID(), 0))).toBe(1);
+    expect(await roundTrips(() => alone(tenant, "two-events", 0, [tokenIssued("two-events"), tokenRevoked("two-events")]))).toBe(1);
+    const others = [0, 1, 2].map(() => `t-${randomUUID().slice(0, 8)}`);
+    const together = await roundTrips(() => Promise.all([tenant, ...others].flatMap((t) => Array.from({ length: 10 }, () => alone(t, randomUUID(), 0)))));
+    expect(together).toBeLessThan(40);
+    const log = await logOf(tenant);
+    expect(log.map((e) => e.sequence)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
+    expect(await firstProblem(log)).toBeNull();
+    for (const t of others) expect(await firstProblem(await logOf(t))).toBeNull();
+  });
+
+  it("on its own too, exactly one of 20 appends at the same expected version commits, whether or not they share a statement", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    for (let round = 0; round < 5; round++) {
+      const stream = randomUUID();
+      await alone(tenant, stream, 0);
+      const results = await Promise.allSettled(Array.from({ length: 20 }, () => alone(tenant, stream, 1, [tokenRevoked(stream)])));
+      expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+      expect(results.filter((r) => r.status === "rejected" && r.reason instanceof ConflictError)).toHaveLength(19);
+    }
+    const log = await logOf(tenant);
+    expect(log.map((e) => e.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(await firstProblem(log)).toBeNull();
+  });
+
+  it("fails only the append whose projection fails, when it shared a statement with others", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    const twice = randomUUID();
+    // The same token id in two streams: the second access_tokens row breaks its primary key.
+    const results = await Promise.allSettled([
+      ...Array.from({ length: 5 }, () => alone(tenant, randomUUID(), 0)),
+      alone(tenant, randomUUID(), 0, [tokenIssued(twice)]),
+      alone(tenant, randomUUID(), 0, [tokenIssued(twice)]),
+      ...Array.from({ length: 5 }, () => alone(tenant, randomUUID(), 0)),
+    ]);
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(11);
+    expect(results.filter((r) => r.status === "rejected")).toHaveLength(1);
+    const log = await logOf(tenant);
+    expect(log.map((e) => e.sequence)).toEqual(Array.from({ length: 11 }, (_, i) => i + 1));
+    expect(await firstProblem(log)).toBeNull();
+    const tokens = await withTenant(database.db, tenant, (trx) => trx.selectFrom("access_tokens").select("token_id").where("tenant_id", "=", tenant).execute());
+    expect(tokens).toHaveLength(11);
+  });
+
+  it("appends to a stream at whatever version it holds (\"any\"), many at once, each once, in order", async () => {
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    const stored = await Promise.all(Array.from({ length: 30 }, () => alone(tenant, "any-stream", "any", [tokenIssued()])));
+    expect(stored.map(([e]) => e!.streamVersion).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    const log = await logOf(tenant);
+    expect(log.map((e) => e.streamVersion)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(await firstProblem(log)).toBeNull();
   });
 
   it("rejects an unknown event type or invalid event data and writes nothing", async () => {
