@@ -29,18 +29,18 @@ describe("round trips per request", () => {
 
   it("createAgent: one transaction: the quota, the stream, the append, its projection and the row it answers with", async () => {
     const cost = await roundTrips('mutation { createAgent(input: { name: "budget", type: "worker" }) { id version lastSeenAt } }');
-    expect(cost).toBeLessThanOrEqual(7);
+    expect(cost).toBeLessThanOrEqual(6);
   });
 
   it("deleteAgent: one transaction that reads nothing back (it answers a Boolean)", async () => {
     const created = await app.gql('mutation { createAgent(input: { name: "doomed", type: "worker" }) { id } }', {}, { token: tenant.tokens.admin });
-    expect(await roundTrips("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: created.data.createAgent.id })).toBeLessThanOrEqual(5);
+    expect(await roundTrips("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: created.data.createAgent.id })).toBeLessThanOrEqual(4);
   });
 
   it("createTenant and changeTenantTier: one transaction each, answering the tenant as it projected", async () => {
     const platform = await app.platformToken();
     await roundTrips("{ me { __typename } }", {}, platform); // its standing known: authentication costs nothing
-    expect(await roundTrips('mutation { createTenant(input: { id: "budget-tenant", name: "Budget" }) { id tier version } }', {}, platform)).toBeLessThanOrEqual(6);
-    expect(await roundTrips('mutation { changeTenantTier(id: "budget-tenant", tier: pro) { tier version } }', {}, platform)).toBeLessThanOrEqual(6);
+    expect(await roundTrips('mutation { createTenant(input: { id: "budget-tenant", name: "Budget" }) { id tier version } }', {}, platform)).toBeLessThanOrEqual(5);
+    expect(await roundTrips('mutation { changeTenantTier(id: "budget-tenant", tier: pro) { tier version } }', {}, platform)).toBeLessThanOrEqual(5);
   });
 });

@@ -6,10 +6,10 @@ import { permissionMapSchema } from "../../domain/githubToken/events.ts";
 import { decideTokenRequest, type TokenPolicy } from "../../domain/githubToken/policy.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { BadInputError, ConflictError, DomainError, ForbiddenError, NotFoundError } from "../../errors.ts";
-import { withTenant, type Tx } from "../../store/db.ts";
+import { withTenant, type Db, type Tx } from "../../store/db.ts";
 import { readTokenRequestFacts, type TokenRequestFacts, type TokenRequestTarget } from "../../store/queries/tokenRequestQueries.ts";
 import type { AppDeps } from "../deps.ts";
-import { decideAndAppend } from "../handleCommand.ts";
+import { decideAndAppend, handleCommand } from "../handleCommand.ts";
 import { cacheKey, type CachedToken } from "./tokenCache.ts";
 import { storeTokenSecret } from "./tokenVault.ts";
 
@@ -84,7 +84,7 @@ export async function issueGitHubToken(
 
       const key = cacheKey({ tenantId: actor.tenantId, app: input.app, installationId: Number(installation.external_id), repositories: decision.repositories, permissions: decision.permissions });
       const hit = deps.tokenCache.peek(key, minValidityMs);
-      if (hit && !facts.revoked.has(hit.fingerprint)) return { issued: await record(trx, deps, actor, request, { token: hit, cached: true, installation, policy: decision.policy }) };
+      if (hit && !facts.revoked.has(hit.fingerprint)) return { hit: { token: hit, installation, policy: decision.policy } };
       // Revoked by another process (or a webhook) since it was cached: never handed out again.
       if (hit) deps.tokenCache.forgetFingerprint(hit.fingerprint);
       return { mint: { key, decision, installation } };
@@ -107,10 +107,12 @@ export async function issueGitHubToken(
       if (denied === "repositories-required") throw new BadInputError("repositories: the matching policy allows repository patterns only; name the repositories", "repositories");
       throw new ForbiddenError(`no token policy allows ${actor.subject} this ${input.app} token for ${owner}`);
     }
-    if ("issued" in step) {
+    if ("hit" in step) {
+      // Nothing beside the append: on its own, sharing a commit with whatever else is being appended.
+      const issued = await record(deps.db, deps, actor, request, { ...step.hit, cached: true });
       deps.metrics.githubTokenCacheHits.inc({ app: input.app });
       count("cached");
-      return step.issued;
+      return issued;
     }
 
     const { key, decision, installation } = step.mint;
@@ -137,12 +139,15 @@ export async function issueGitHubToken(
 type TargetInstallation = TokenRequestFacts["installations"][number];
 type RequestStep =
   | { denied: string; owner: string; asked: string[] }
-  | { issued: IssuedGitHubToken }
+  | { hit: { token: CachedToken; installation: TargetInstallation; policy: string } }
   | { mint: { key: string; decision: Extract<ReturnType<typeof decideTokenRequest>, { allowed: true }>; installation: TargetInstallation } };
 
-/** Records the hand-out (token.issued, on a stream of its own) inside the caller's transaction; a freshly minted token goes to the vault too. */
+/**
+ * Records the hand-out (token.issued, on a stream of its own): a cached token's on its own (`db`), a
+ * freshly minted one inside the caller's transaction, with its secret into the vault beside it.
+ */
 async function record(
-  trx: Tx,
+  target: Db | Tx,
   deps: Pick<AppDeps, "keyring">,
   actor: Actor,
   request: RequestMeta,
@@ -151,13 +156,13 @@ async function record(
   const { token, cached, installation, policy } = args;
   const tokenId = randomUUID();
   const repositories = token.repositories;
-  await decideAndAppend(trx, {
+  const command = {
     tenantId: actor.tenantId,
     ...githubTokenStream(tokenId),
     newStream: true,
     decider: githubTokenDecider,
     command: {
-      type: "IssueGitHubToken",
+      type: "IssueGitHubToken" as const,
       data: {
         tokenId,
         app: token.app,
@@ -173,8 +178,14 @@ async function record(
       },
     },
     metadata: eventMetadata(actor, request),
-  });
-  if (!cached) await storeTokenSecret(trx, deps.keyring, actor.tenantId, token.fingerprint, token.token, token.expiresAt);
+  };
+  if (target.isTransaction) {
+    await decideAndAppend(target as Tx, command);
+    if (!cached) await storeTokenSecret(target as Tx, deps.keyring, actor.tenantId, token.fingerprint, token.token, token.expiresAt);
+  } else {
+    if (!cached) throw new Error("a freshly minted token is recorded with its secret, in a transaction");
+    await handleCommand(target, command);
+  }
   return { id: tokenId, token: token.token, expiresAt: token.expiresAt, installationId: token.installationId, repositories, permissions: token.permissions, cached, fingerprint: token.fingerprint, policy };
 }
 
