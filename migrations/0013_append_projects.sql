@@ -156,52 +156,57 @@ begin
 end;
 $$;
 
--- Projection writes, in order (the append's, a rebuild's page): [{s: the statement with its values as
--- literals, and either h and v: a single-row INSERT's text before its VALUES list and its values, or
--- q and p: the statement with $1.. placeholders and its values as literals}, ...]. Consecutive
--- single-row INSERTs with the same h become one multi-row INSERT; a statement with q runs as a
--- prepared statement of the session (planned once, then a generic plan: several times cheaper than
--- planning each, as EXECUTE of its text would); others run as they are. In the caller's transaction
--- and scope.
+-- Projection writes, in order (the append's, a rebuild's page), each {q, a, h?}: q the statement with
+-- $1.. placeholders, a its values as an argument list of literals ("(v1, v2, ...)"), h for a
+-- single-row INSERT its text before the VALUES list. A statement runs as a prepared statement of the
+-- session, named by its text (planned once, then a generic plan: several times cheaper than planning
+-- each, as EXECUTE of its text would); consecutive single-row INSERTs with the same h run as one
+-- multi-row INSERT instead. In the caller's transaction and scope.
 create function keyplane_execute(p_statements jsonb) returns void
 language plpgsql
 set search_path from current
 as $$
 declare
   v_statement jsonb;
-  v_head text;
+  v_run jsonb; -- a single-row INSERT waiting for the next statement: merged with it if it is alike
   v_values text[];
+  v_todo jsonb[];
+  v_one jsonb;
   v_name text;
   v_prepared text[] := '{}';
 begin
-  for v_statement in select value from jsonb_array_elements(p_statements) loop
-    if v_head is not null and v_statement->>'h' is not distinct from v_head then
-      v_values := v_values || (v_statement->>'v');
+  -- The empty object at the end sends the last run.
+  for v_statement in select value from jsonb_array_elements(p_statements || '[{}]'::jsonb) loop
+    if v_run is not null and v_statement->>'h' is not distinct from v_run->>'h' then
+      v_values := v_values || (v_statement->>'a');
       continue;
     end if;
-    if v_head is not null then
-      execute v_head || array_to_string(v_values, ', ');
-      v_head := null;
+    v_todo := '{}';
+    if v_run is not null then
+      if cardinality(v_values) > 1 then
+        execute (v_run->>'h') || array_to_string(v_values, ', ');
+      else
+        v_todo := array[v_run];
+      end if;
+      v_run := null;
     end if;
     if v_statement ? 'h' then
-      v_head := v_statement->>'h';
-      v_values := array[v_statement->>'v'];
+      v_run := v_statement;
+      v_values := array[v_statement->>'a'];
     elsif v_statement ? 'q' then
-      -- Named by its text and the schema its tables resolve in, prepared once per session.
-      v_name := 'keyplane_' || md5(current_schema() || ' ' || (v_statement->>'q'));
+      v_todo := v_todo || v_statement;
+    end if;
+    foreach v_one in array v_todo loop
+      -- Named by its text and the schema its tables resolve in; looked up once per call.
+      v_name := 'keyplane_' || md5(current_schema() || ' ' || (v_one->>'q'));
       if not v_name = any(v_prepared) then
         if not exists (select 1 from pg_prepared_statements s where s.name = v_name) then
-          execute format('prepare %I as %s', v_name, v_statement->>'q');
+          execute format('prepare %I as %s', v_name, v_one->>'q');
         end if;
         v_prepared := v_prepared || v_name;
       end if;
-      execute 'execute ' || quote_ident(v_name) || coalesce('(' || (select string_agg(value, ', ' order by ordinality) from jsonb_array_elements_text(v_statement->'p') with ordinality) || ')', '');
-    else
-      execute v_statement->>'s';
-    end if;
+      execute 'execute ' || quote_ident(v_name) || (v_one->>'a');
+    end loop;
   end loop;
-  if v_head is not null then
-    execute v_head || array_to_string(v_values, ', ');
-  end if;
 end;
 $$;

@@ -1,6 +1,6 @@
 import { sql } from "kysely";
 import type { Db, Tx } from "../db.ts";
-import type { ProjectionStatement } from "../projections/projectionSql.ts";
+import type { StatementJson } from "../projections/projectionSql.ts";
 
 /** One append as keyplane_append_tenant (migrations/0013) takes it, with its tenant. */
 export interface AppendCall {
@@ -14,7 +14,7 @@ export interface AppendCall {
     metadata: unknown;
     events: Array<{ event_id: string; event_type: string; schema_version: number; data: unknown; content_hash: string }>;
     /** Projection writes on the tenant's tables, as keyplane_execute takes them (projectionSql.ts). */
-    projections: Array<Omit<ProjectionStatement, "lookup">>;
+    projections: StatementJson[];
   };
 }
 

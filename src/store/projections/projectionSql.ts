@@ -17,19 +17,17 @@ export const statementBuilder = new Kysely<Database>({
 const LOOKUP_TABLES: ReadonlySet<string> = new Set(REFERENCE_TABLES);
 
 /**
- * A projection write, as keyplane_execute (migrations/0013) runs it: `s`, the statement with its
- * values as literals (EXECUTE takes no variable list of parameters; every value is quoted with
- * sqlString, numbers and booleans too: a quoted constant takes the type of the column it meets); and
- * either `h` and `v`, a single-row INSERT split before its VALUES list (consecutive ones are merged
- * into one multi-row INSERT), or `q` and `p`, the statement with its $n placeholders and the literals
- * (run as a prepared statement: planned once per session).
+ * A projection write, as keyplane_execute (migrations/0013) runs it: `q`, the statement with its $n
+ * placeholders (run as a prepared statement of the session: planned once), and `a`, its values as an
+ * argument list of literals, "(v1, v2, …)" (EXECUTE takes no variable list of parameters; every value
+ * is quoted with sqlString, numbers and booleans too: a quoted constant takes the type of the column
+ * or parameter it meets). A single-row INSERT also has `h`, its text before the VALUES list:
+ * consecutive ones with the same `h` are merged into one multi-row INSERT.
  */
 export interface ProjectionStatement {
-  s: string;
+  q: string;
+  a: string;
   h?: string;
-  v?: string;
-  q?: string;
-  p?: string[];
   /** Writes a lookup table (unique across tenants; on Citus a copy on every node), not the tenant's own. */
   lookup: boolean;
 }
@@ -37,18 +35,16 @@ export interface ProjectionStatement {
 export function compileWrite(write: ProjectionWrite): ProjectionStatement {
   const compiled = write.compile();
   const lookup = LOOKUP_TABLES.has(tableOf(compiled));
-  const p = compiled.parameters.map(literal);
-  // Neither kysely nor a projection writes "$" in a statement's own text, so every $n is a placeholder.
-  const s = compiled.sql.replace(/\$(\d+)/g, (_, n: string) => p[Number(n) - 1]!);
+  const a = compiled.parameters.length ? `(${compiled.parameters.map(literal).join(", ")})` : "";
   const single = /^(insert into .+ values )\((?:\$\d+, )*\$\d+\)$/s.exec(compiled.sql);
-  if (single) return { s, h: single[1]!, v: s.slice(single[1]!.length), lookup };
-  return { s, q: compiled.sql, p, lookup };
+  return single ? { q: compiled.sql, a, h: single[1]!, lookup } : { q: compiled.sql, a, lookup };
 }
 
 /** What keyplane_execute takes of a statement. */
-export function statementJson({ lookup: _, ...statement }: ProjectionStatement): Omit<ProjectionStatement, "lookup"> {
-  return statement;
+export function statementJson({ q, a, h }: ProjectionStatement): StatementJson {
+  return h === undefined ? { q, a } : { q, a, h };
 }
+export type StatementJson = { q: string; a: string; h?: string };
 
 function literal(value: unknown): string {
   if (value === null || value === undefined) return "null";
