@@ -84,20 +84,15 @@ export interface DriverOptions {
   sendScript?: (script: string) => Promise<void>;
 }
 
-/**
- * What travels with a transaction's BEGIN and its COMMIT, in the same round trip where the backend
- * allows: its scope (the SET LOCAL of tenantScope.ts) and the statements it leaves for its commit
- * (the live feed's NOTIFY, on Citus).
- */
+/** What travels with a transaction's BEGIN, in the same round trip: its scope (the SET LOCAL of tenantScope.ts). */
 export interface TransactionBracket {
   open: string;
-  close: string[];
   connection?: DatabaseConnection;
 }
 
 const brackets = new AsyncLocalStorage<TransactionBracket>();
 
-/** Runs fn (which opens one transaction) with `bracket` around that transaction's BEGIN and COMMIT. */
+/** Runs fn (which opens one transaction) with `bracket` sent with that transaction's BEGIN. */
 export function withTransactionBracket<T>(bracket: TransactionBracket, fn: () => Promise<T>): Promise<T> {
   return brackets.run(bracket, fn);
 }
@@ -135,7 +130,7 @@ class ScopedDriver implements Driver {
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    const bracket = this.bracketFor(connection, true);
+    const bracket = this.bracketFor(connection);
     const scope = this.lentFrom(connection);
     if (scope) {
       scope.nested++;
@@ -152,15 +147,11 @@ class ScopedDriver implements Driver {
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    const close = this.bracketFor(connection)?.close ?? [];
     const scope = this.lentFrom(connection);
-    if (scope) {
-      scope.nested--;
-      // Cleared inside the savepoint, then released (the release keeps it).
-      return this.sendEach(connection, [...close, ...CLEARED_SCOPE, `release savepoint ${SAVEPOINT}`]);
-    }
-    if (close.length === 0) return this.inner.commitTransaction(connection);
-    await this.send(connection, [...close, "commit"]);
+    if (!scope) return this.inner.commitTransaction(connection);
+    scope.nested--;
+    // Cleared inside the savepoint, then released (the release keeps it).
+    return this.sendEach(connection, [...CLEARED_SCOPE, `release savepoint ${SAVEPOINT}`]);
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
@@ -184,14 +175,13 @@ class ScopedDriver implements Driver {
   }
 
   /**
-   * The bracket of the scoped transaction beginning (`claim`) or ending on this connection: the one
-   * of the innermost withTransactionBracket around the caller, taken by the first transaction that
-   * begins inside it.
+   * The bracket of the scoped transaction beginning on this connection: the one of the innermost
+   * withTransactionBracket around the caller, taken by the first transaction that begins inside it.
    */
-  private bracketFor(connection: DatabaseConnection, claim = false): TransactionBracket | undefined {
+  private bracketFor(connection: DatabaseConnection): TransactionBracket | undefined {
     const bracket = brackets.getStore();
     if (!bracket) return undefined;
-    if (claim && !bracket.connection) bracket.connection = connection;
+    if (!bracket.connection) bracket.connection = connection;
     return bracket.connection === connection ? bracket : undefined;
   }
 

@@ -162,7 +162,7 @@ export function withPlatform<T>(db: Db, fn: (trx: Tx) => Promise<T>): Promise<T>
  * own). What it appended is announced once it has committed (announceAppends.ts).
  */
 async function scoped<T>(db: Db, scope: string, fn: (trx: Tx) => Promise<T>): Promise<T> {
-  const bracket: TransactionBracket = { open: scope, close: [] };
+  const bracket: TransactionBracket = { open: scope };
   let events: StoredEvent[] = [];
   const result = await withTransactionBracket(bracket, () =>
     db.transaction().execute(async (trx) => {

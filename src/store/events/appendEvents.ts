@@ -40,11 +40,12 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
   const storedMetadata = asStored(metadata);
   const occurredAt = new Date().toISOString();
 
-  // "any" appends after whatever the stream holds: the version last seen here is tried, and on a
-  // conflict the one the function found (another process appended in between).
+  // "any" appends after whatever the stream holds: the version this process's appends to it reached
+  // is tried (0 in a caller's transaction), and on a conflict the one the function found.
+  const hints = expectedVersion === "any" && !target.isTransaction ? versionHintsOf(target as Db) : undefined;
   const hintKey = `${tenantId}\u0000${streamType}\u0000${streamId}`;
-  let base = expectedVersion === "any" ? (versionHints.get(hintKey) ?? 0) : expectedVersion;
-  if (expectedVersion === "any") rememberVersion(hintKey, base + validated.length);
+  let base = expectedVersion === "any" ? (hints?.get(hintKey) ?? 0) : expectedVersion;
+  hints?.remember(hintKey, base + validated.length);
   for (let attempt = 1; ; attempt++) {
     if (!Number.isInteger(base) || base < 0) throw conflict(request, base);
     const events = validated.map((event, i) => {
@@ -90,12 +91,13 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
 
     if (!("appended" in result)) {
       if (expectedVersion === "any" && attempt < ANY_ATTEMPTS) {
-        // After what the stream holds, and after what this process's other appends to it have taken meanwhile.
-        base = Math.max(result.version, versionHints.get(hintKey) ?? 0);
-        rememberVersion(hintKey, base + validated.length);
+        // Behind the stream (another process appended): after it, and after what this process's other
+        // appends to it have taken meanwhile. Ahead of it (a hint of appends that failed): at it.
+        base = result.version < base ? result.version : Math.max(result.version, hints?.get(hintKey) ?? 0);
+        hints?.remember(hintKey, base + validated.length);
         continue;
       }
-      if (expectedVersion === "any") versionHints.delete(hintKey);
+      hints?.delete(hintKey);
       throw conflict(request, result.version);
     }
 
@@ -127,13 +129,23 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
 /** Tries of an "any" append: each conflict means another process appended to the stream in between. */
 const ANY_ATTEMPTS = 8;
 
-// The version each "any" stream (security events, say) reached by this process's last append: the
-// next append tries it first. Bounded: a forgotten stream costs one conflict and a retry.
-const versionHints = new Map<string, number>();
-function rememberVersion(key: string, version: number): void {
-  versionHints.delete(key);
-  versionHints.set(key, version);
-  if (versionHints.size > 10_000) versionHints.delete(versionHints.keys().next().value!);
+/**
+ * Per database, the version each "any" stream (security events, say) reached by this process's
+ * appends: the next append tries it first, so that appends to one stream arriving together take
+ * consecutive versions. Bounded: a forgotten stream costs one conflict and a retry.
+ */
+class VersionHints extends Map<string, number> {
+  remember(key: string, version: number): void {
+    this.delete(key);
+    this.set(key, version);
+    if (this.size > 10_000) this.delete(this.keys().next().value!);
+  }
+}
+const versionHints = new WeakMap<Db, VersionHints>();
+function versionHintsOf(db: Db): VersionHints {
+  let hints = versionHints.get(db);
+  if (!hints) versionHints.set(db, (hints = new VersionHints()));
+  return hints;
 }
 
 function conflict({ streamType, streamId, expectedVersion }: AppendRequest, actualVersion: number): ConflictError {
