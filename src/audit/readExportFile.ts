@@ -1,6 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import type { Readable } from "node:stream";
 import { CSV_COLUMNS, CSV_FILLED, recordCells, type AuditFields, type CsvColumn, type ExportRecord } from "./exportFormat.ts";
+import { checkedRecordOfJsonLine, parseJson, recordOfJsonLine } from "./exportLines.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // Reading is where a file can mean two things to two readers: a key twice in one object (JSON.parse
@@ -14,51 +15,91 @@ import type { VerifiableRecord } from "./verifyAuditRecords.ts";
  * `malformed` for the verifier to report.
  */
 export async function* readExportRecords(input: Readable): AsyncGenerator<VerifiableRecord> {
-  let format: "ndjson" | "csv" | undefined;
-  let pending = ""; // a CSV record whose quoted field runs over several lines
-  let pendingStart = 0;
-  let n = 0;
+  for await (const batch of readExportBatches(input)) yield* batch;
+}
+
+/**
+ * readExportRecords a chunk of the file at a time (one await per chunk, not per line). `checked`:
+ * event lines that pass every check of a line alone come as CheckedEvents (exportLines.ts), for the
+ * verifier; without it every record is the line's as parsed.
+ */
+export async function* readExportBatches(input: Readable, { checked = false }: { checked?: boolean } = {}): AsyncGenerator<VerifiableRecord[]> {
+  const reader = new ExportLineReader(checked);
   try {
-    for await (const batch of linesOf(input)) for (const line of batch) {
-      n++;
+    for await (const lines of linesOf(input)) {
+      const records: VerifiableRecord[] = [];
+      reader.read(lines, records);
+      if (records.length) yield records;
+      if (reader.stopped) return;
+    }
+    const records: VerifiableRecord[] = [];
+    reader.end(records);
+    if (records.length) yield records;
+  } finally {
+    input.destroy();
+  }
+}
+
+/** The records of the lines of a file, read in order (a CSV record may run over several lines). */
+export class ExportLineReader {
+  format: "ndjson" | "csv" | undefined;
+  /** The first line is neither NDJSON nor the export's CSV header: nothing after it is read. */
+  stopped = false;
+  /** Lines read so far. */
+  n = 0;
+  private pending = ""; // a CSV record whose quoted field runs over several lines
+  private pendingStart = 0;
+  private readonly ofJsonLine: (line: string, n: number) => VerifiableRecord;
+
+  constructor(checked: boolean) {
+    this.ofJsonLine = checked ? checkedRecordOfJsonLine : recordOfJsonLine;
+  }
+
+  /** Appends the records of these lines (null: a line that is not UTF-8) to `out`. */
+  read(lines: ReadonlyArray<string | null>, out: VerifiableRecord[]): void {
+    for (const line of lines) {
+      if (this.stopped) return;
+      const n = ++this.n;
       if (line === null) {
-        yield { kind: "malformed", line: n, message: "not UTF-8 text" };
+        out.push({ kind: "malformed", line: n, message: "not UTF-8 text" });
         continue;
       }
-      if (format === undefined) {
+      if (this.format === undefined) {
         if (line.trim() === "") continue;
-        format = line.trimStart().startsWith("{") ? "ndjson" : "csv";
-        if (format === "csv") {
+        this.format = line.trimStart().startsWith("{") ? "ndjson" : "csv";
+        if (this.format === "csv") {
           if (!sameColumns(line.replace(/^\uFEFF/, ""))) {
-            yield { kind: "malformed", line: n, message: "neither NDJSON nor the export's CSV (the first row must name exactly the export's columns)" };
-            return;
+            out.push({ kind: "malformed", line: n, message: "neither NDJSON nor the export's CSV (the first row must name exactly the export's columns)" });
+            this.stopped = true;
           }
           continue;
         }
       }
-      if (format === "ndjson") {
+      if (this.format === "ndjson") {
         if (line.trim() === "") continue;
-        yield parseJsonLine(line, n);
+        out.push(this.ofJsonLine(line, n));
         continue;
       }
-      if (pending === "") pendingStart = n;
-      pending = pending === "" ? line : `${pending}\n${line}`;
+      if (this.pending === "") this.pendingStart = n;
+      this.pending = this.pending === "" ? line : `${this.pending}\n${line}`;
       let cells: string[] | null;
       try {
-        cells = parseCsvRecord(pending);
+        cells = parseCsvRecord(this.pending);
       } catch (error) {
-        pending = "";
-        yield { kind: "malformed", line: pendingStart, message: (error as Error).message };
+        this.pending = "";
+        out.push({ kind: "malformed", line: this.pendingStart, message: (error as Error).message });
         continue;
       }
       if (cells === null) continue; // inside a quoted field: the record goes on
-      pending = "";
+      this.pending = "";
       if (cells.length === 1 && cells[0] === "") continue;
-      yield csvRecord(cells, pendingStart);
+      out.push(csvRecord(cells, this.pendingStart));
     }
-    if (pending !== "") yield { kind: "malformed", line: pendingStart, message: "a quoted CSV field is never closed" };
-  } finally {
-    input.destroy();
+  }
+
+  /** The end of the file: a CSV record still open is one whose quoted field never closes. */
+  end(out: VerifiableRecord[]): void {
+    if (this.pending !== "" && !this.stopped) out.push({ kind: "malformed", line: this.pendingStart, message: "a quoted CSV field is never closed" });
   }
 }
 
@@ -68,99 +109,56 @@ export async function* readExportRecords(input: Readable): AsyncGenerator<Verifi
  * per line than parsing it).
  */
 async function* linesOf(input: Readable): AsyncGenerator<Array<string | null>> {
-  let rest: Buffer | undefined;
-  const text = (buf: Buffer, start: number, end: number) => (isUtf8(buf.subarray(start, end)) ? buf.toString("utf8", start, end) : null);
+  let rest: Buffer | undefined; // the start of a line that goes on in the next chunk
   for await (const piece of input) {
     const chunk: Buffer = typeof piece === "string" ? Buffer.from(piece) : (piece as Buffer);
-    const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
-    const lines: Array<string | null> = [];
-    let start = 0;
-    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
-      lines.push(text(buf, start, nl > start && buf[nl - 1] === 13 ? nl - 1 : nl));
-      start = nl + 1;
+    const first = chunk.indexOf(10);
+    if (first === -1) {
+      rest = rest ? Buffer.concat([rest, chunk]) : chunk;
+      continue;
     }
-    rest = start < buf.length ? buf.subarray(start) : undefined;
-    if (lines.length) yield lines;
+    const lines: Array<string | null> = [];
+    let from = 0;
+    if (rest) {
+      const line = Buffer.concat([rest, chunk.subarray(0, first + 1)]);
+      splitLines(line, 0, line.length, lines);
+      from = first + 1;
+    }
+    const last = chunk.lastIndexOf(10);
+    splitLines(chunk, from, last + 1, lines);
+    rest = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
+    yield lines;
   }
-  if (rest) yield [text(rest, 0, rest[rest.length - 1] === 13 ? rest.length - 1 : rest.length)];
-}
-
-const KINDS: ReadonlyArray<string> = ["header", "event", "omitted", "checkpoint", "end"];
-
-function parseJsonLine(line: string, n: number): VerifiableRecord {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return { kind: "malformed", line: n, message: "not JSON" };
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value) || typeof (value as { kind?: unknown }).kind !== "string") {
-    return { kind: "malformed", line: n, message: "not a record (an object with a kind)" };
-  }
-  if (!KINDS.includes((value as { kind: string }).kind)) {
-    return { kind: "malformed", line: n, message: `unknown kind ${JSON.stringify((value as { kind: string }).kind)}` };
-  }
-  if (hasDuplicateKey(line, value)) {
-    const claimed = (value as { sequence?: unknown }).sequence;
-    return { kind: "malformed", line: n, sequence: typeof claimed === "number" ? claimed : undefined, message: DUPLICATE_KEY };
-  }
-  return value as ExportRecord;
-}
-
-const DUPLICATE_KEY = "a key appears twice in one object (readers differ on which value counts)";
-
-/** JSON.parse that refuses a key twice in one object. */
-function parseJson(text: string): unknown {
-  const value: unknown = JSON.parse(text);
-  if (hasDuplicateKey(text, value)) throw new Error(DUPLICATE_KEY);
-  return value;
+  if (rest) yield splitLines(rest, 0, rest.length, []);
 }
 
 /**
- * Whether valid JSON text spells more object members than its parsed value holds: JSON.parse keeps
- * one member per key, so any repeated key shows as a lower count. A scan of the text (strings are
- * skipped with indexOf) and a walk of the value: no second parse, nothing kept.
+ * Appends the lines of bytes[start, end), which ends where a line does (after its LF, or at the end
+ * of the file), LF or CRLF: each as UTF-8 text, or null when it is not UTF-8. When all of it is
+ * UTF-8 (one check) it is decoded at once and the lines are cut from the text.
  */
-function hasDuplicateKey(text: string, value: unknown): boolean {
-  return membersSpelledIn(text) !== membersIn(value);
-}
-
-/** Each string followed by ":" names a member (in valid JSON, `"` only delimits strings). */
-function membersSpelledIn(text: string): number {
-  let members = 0;
-  for (let open = text.indexOf('"'); open !== -1; ) {
-    let close = text.indexOf('"', open + 1);
-    while (close !== -1 && isEscaped(text, close)) close = text.indexOf('"', close + 1);
-    if (close === -1) break;
-    let after = close + 1;
-    for (let c = text.charCodeAt(after); c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d; c = text.charCodeAt(++after));
-    if (text.charCodeAt(after) === 0x3a) members++;
-    open = text.indexOf('"', after);
+export function splitLines(bytes: Buffer, start: number, end: number, lines: Array<string | null>): Array<string | null> {
+  if (start >= end) return lines;
+  if (isUtf8(bytes.subarray(start, end))) {
+    // An LF byte is never part of another character: the text's LFs are the bytes'.
+    const text = bytes.toString("utf8", start, end);
+    const length = text.length;
+    let from = 0;
+    for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", from)) {
+      lines.push(text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));
+      from = nl + 1;
+    }
+    if (from < length) lines.push(text.slice(from, text.charCodeAt(length - 1) === 13 ? length - 1 : length));
+    return lines;
   }
-  return members;
-}
-
-/** A quote preceded by an odd number of backslashes is part of the string. */
-function isEscaped(text: string, quote: number): boolean {
-  let backslashes = 0;
-  while (text.charCodeAt(quote - 1 - backslashes) === 0x5c) backslashes++;
-  return backslashes % 2 === 1;
-}
-
-/** Members of the parsed value's objects, nested ones included (no call per primitive: this runs per line). */
-function membersIn(value: unknown): number {
-  if (typeof value !== "object" || value === null) return 0;
-  let members = 0;
-  if (Array.isArray(value)) {
-    for (const item of value) if (typeof item === "object" && item !== null) members += membersIn(item);
-    return members;
+  const text = (from: number, to: number) => (isUtf8(bytes.subarray(from, to)) ? bytes.toString("utf8", from, to) : null);
+  let from = start;
+  for (let nl = bytes.indexOf(10, from); nl !== -1 && nl < end; nl = bytes.indexOf(10, from)) {
+    lines.push(text(from, nl > from && bytes[nl - 1] === 13 ? nl - 1 : nl));
+    from = nl + 1;
   }
-  for (const key in value) {
-    members++;
-    const member = (value as Record<string, unknown>)[key];
-    if (typeof member === "object" && member !== null) members += membersIn(member);
-  }
-  return members;
+  if (from < end) lines.push(text(from, bytes[end - 1] === 13 ? end - 1 : end));
+  return lines;
 }
 
 /** The header row must name exactly the export's columns, in order: an extra column is a cell nobody checks. */
