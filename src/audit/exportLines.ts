@@ -141,7 +141,7 @@ function checkedEventLine(line: string, n: number, head: Record<string, unknown>
   // (the whole line has a field too many or too few, or of another type, when its head has)
   if (head.kind !== "event" || !checkableEvent(head) || fieldsProblem(head, FIELDS.logEvent) !== null) return withAudit(line, n, head, at);
   const plain = line.indexOf("\\") === -1;
-  if (!plain || !spellsAuditFields(line, at + AUDIT_MEMBER.length - 1, deriveAuditFields(head as never))) {
+  if (!plain || line.slice(at) !== keyplaneAuditMember(deriveAuditFields(head as never))) {
     // Spelled otherwise: parsed, and checked as the whole line's would be (recordOf found no key twice).
     const record = withAudit(line, n, head, at);
     return record === (head as unknown) ? (checkedEvent(head, plain, head.audit) ?? record) : record;
@@ -172,33 +172,58 @@ function withAudit(line: string, n: number, head: Record<string, unknown>, at: n
 }
 
 /**
- * Whether the audit member's value at `from` in a line without a backslash is exactly these fields
- * as readExportPage.ts spells them (each a string or null; an object or a number is spelled the
- * way PostgreSQL spells it, and is parsed instead), followed by the line's closing brace.
+ * The end of an event line as readExportPage.ts writes it for these audit fields, from their
+ * member on: each value as PostgreSQL prints jsonb (the line's strings need no escaping: it has no
+ * backslash). Only a guess of Keyplane's spelling: a line spelled otherwise is parsed instead, and
+ * whatever this spells is JSON whose value is the fields themselves.
  */
-function spellsAuditFields(line: string, from: number, a: AuditFields): boolean {
-  let at = spelled(line, from, '{"timestamp":', a.timestamp);
-  at = spelled(line, at, ',"eventType":', a.eventType);
-  at = spelled(line, at, ',"level":', a.level);
-  at = spelled(line, at, ',"tenantId":', a.tenantId);
-  at = spelled(line, at, ',"userId":', a.userId);
-  at = spelled(line, at, ',"sourceIp":', a.sourceIp);
-  at = spelled(line, at, ',"resource":', a.resource);
-  at = spelled(line, at, ',"action":', a.action);
-  at = spelled(line, at, ',"status":', a.status);
-  at = spelled(line, at, ',"requestId":', a.requestId);
-  at = spelled(line, at, ',"details":', a.details);
-  return at === line.length - 2 && line.charCodeAt(at) === 0x7d && line.charCodeAt(at + 1) === 0x7d;
+function keyplaneAuditMember(a: AuditFields): string {
+  return (
+    ',"audit":{"timestamp":' +
+    jsonbText(a.timestamp) +
+    ',"eventType":' +
+    jsonbText(a.eventType) +
+    ',"level":' +
+    jsonbText(a.level) +
+    ',"tenantId":' +
+    jsonbText(a.tenantId) +
+    ',"userId":' +
+    jsonbText(a.userId) +
+    ',"sourceIp":' +
+    jsonbText(a.sourceIp) +
+    ',"resource":' +
+    jsonbText(a.resource) +
+    ',"action":' +
+    jsonbText(a.action) +
+    ',"status":' +
+    jsonbText(a.status) +
+    ',"requestId":' +
+    jsonbText(a.requestId) +
+    ',"details":' +
+    jsonbText(a.details) +
+    "}}"
+  );
 }
 
-/** Where `key` and then the value (a string needing no escape, or null) end when spelled at `at`; -1 when not. */
-function spelled(line: string, at: number, key: string, value: unknown): number {
-  if (at < 0 || !line.startsWith(key, at)) return -1;
-  at += key.length;
-  if (value === null) return line.startsWith("null", at) ? at + 4 : -1;
-  if (typeof value !== "string" || line.charCodeAt(at) !== 0x22 || !line.startsWith(value, at + 1) || line.charCodeAt(at + 1 + value.length) !== 0x22) return -1;
-  return at + value.length + 2;
+/**
+ * A JSON value (of strings needing no escaping) as jsonb's output spells it: keys by length, then
+ * bytes; ", " and ": " between items. A number other than an integer is spelled as JSON.stringify
+ * spells it, which PostgreSQL may not (1.0 stays 1.0 there): such a line is parsed instead.
+ */
+function jsonbText(value: unknown): string {
+  if (typeof value === "string") return '"' + value + '"';
+  if (typeof value !== "object" || value === null) return String(value);
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? ", " : "") + jsonbText(value[i]);
+    return out + "]";
+  }
+  const keys = Object.keys(value).sort(byJsonbOrder);
+  let out = "{";
+  for (let i = 0; i < keys.length; i++) out += (i > 0 ? ', "' : '"') + keys[i] + '": ' + jsonbText((value as Record<string, unknown>)[keys[i]!]);
+  return out + "}";
 }
+const byJsonbOrder = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * Whether valid JSON text spells `members` object members, as many as its parsed value holds.
