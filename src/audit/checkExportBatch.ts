@@ -1,5 +1,5 @@
 import { CheckedEvent, checkedRecordOfJsonLine, recordOfJsonLine } from "./exportLines.ts";
-import { splitLines } from "./readExportFile.ts";
+import { LineCursor } from "./readExportFile.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // A batch of an NDJSON export's lines checked alone (exportLines.ts), on the main thread or in a
@@ -13,23 +13,20 @@ const NOT_UTF8 = 2;
 
 /** The records of bytes (whole lines of an NDJSON export) whose first line is line `first`. */
 export function checkJsonLines(bytes: Uint8Array, first: number): VerifiableRecord[] {
-  const lines = splitLines(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.byteLength, []);
+  const lines = new LineCursor(bytes, 0, bytes.byteLength);
   const records: VerifiableRecord[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line === null) records.push(notUtf8(first + i));
-    else if (line.trim() !== "") records.push(checkedRecordOfJsonLine(line, first + i));
+  for (let n = first, line = lines.next(); line !== undefined; n++, line = lines.next()) {
+    if (line === null) records.push(notUtf8(n));
+    else if (line.trim() !== "") records.push(checkedRecordOfJsonLine(line, n));
   }
   return records;
 }
 
 /** checkJsonLines as a worker sends it back (decodeCheckedLines reads it). */
 export function checkJsonLinesEncoded(bytes: Uint8Array, first: number): unknown[] {
-  const lines = splitLines(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.byteLength, []);
+  const lines = new LineCursor(bytes, 0, bytes.byteLength);
   const out: unknown[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    const n = first + i;
+  for (let n = first, line = lines.next(); line !== undefined; n++, line = lines.next()) {
     if (line === null) {
       out.push(NOT_UTF8, n);
       continue;

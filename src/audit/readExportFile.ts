@@ -1,4 +1,4 @@
-import { isUtf8 } from "node:buffer";
+import { isAscii, isUtf8 } from "node:buffer";
 import type { Readable } from "node:stream";
 import { CSV_COLUMNS, CSV_FILLED, recordCells, type AuditFields, type CsvColumn, type ExportRecord } from "./exportFormat.ts";
 import { checkedRecordOfJsonLine, parseJson, recordOfJsonLine } from "./exportLines.ts";
@@ -26,9 +26,9 @@ export async function* readExportRecords(input: Readable): AsyncGenerator<Verifi
 export async function* readExportBatches(input: Readable, { checked = false }: { checked?: boolean } = {}): AsyncGenerator<VerifiableRecord[]> {
   const reader = new ExportLineReader(checked);
   try {
-    for await (const lines of linesOf(input)) {
+    for await (const chunk of wholeLines(input)) {
       const records: VerifiableRecord[] = [];
-      reader.read(lines, records);
+      for (const lines of chunk) reader.read(lines, 0, lines.length, records);
       if (records.length) yield records;
       if (reader.stopped) return;
     }
@@ -55,9 +55,10 @@ export class ExportLineReader {
     this.ofJsonLine = checked ? checkedRecordOfJsonLine : recordOfJsonLine;
   }
 
-  /** Appends the records of these lines (null: a line that is not UTF-8) to `out`. */
-  read(lines: ReadonlyArray<string | null>, out: VerifiableRecord[]): void {
-    for (const line of lines) {
+  /** Appends the records of the lines of bytes[start, end) (whole lines) to `out`. */
+  read(bytes: Uint8Array, start: number, end: number, out: VerifiableRecord[]): void {
+    const lines = new LineCursor(bytes, start, end);
+    for (let line = lines.next(); line !== undefined; line = lines.next()) {
       if (this.stopped) return;
       const n = ++this.n;
       if (line === null) {
@@ -104,11 +105,11 @@ export class ExportLineReader {
 }
 
 /**
- * The lines of a byte stream (LF or CRLF) as UTF-8 strings (null for a line that is not UTF-8), a
- * chunk's worth at a time: one await per chunk rather than per line (readline's iterator costs more
- * per line than parsing it).
+ * A byte stream in buffers of whole lines, a chunk's worth at a time: one await per chunk rather
+ * than per line (readline's iterator costs more per line than parsing it). A line that runs over
+ * chunks comes in a buffer of its own, before the rest of the chunk its end is in.
  */
-async function* linesOf(input: Readable): AsyncGenerator<Array<string | null>> {
+async function* wholeLines(input: Readable): AsyncGenerator<Buffer[]> {
   let rest: Buffer | undefined; // the start of a line that goes on in the next chunk
   for await (const piece of input) {
     const chunk: Buffer = typeof piece === "string" ? Buffer.from(piece) : (piece as Buffer);
@@ -117,48 +118,53 @@ async function* linesOf(input: Readable): AsyncGenerator<Array<string | null>> {
       rest = rest ? Buffer.concat([rest, chunk]) : chunk;
       continue;
     }
-    const lines: Array<string | null> = [];
+    const buffers: Buffer[] = [];
     let from = 0;
     if (rest) {
-      const line = Buffer.concat([rest, chunk.subarray(0, first + 1)]);
-      splitLines(line, 0, line.length, lines);
+      buffers.push(Buffer.concat([rest, chunk.subarray(0, first + 1)]));
       from = first + 1;
     }
     const last = chunk.lastIndexOf(10);
-    splitLines(chunk, from, last + 1, lines);
+    if (last + 1 > from) buffers.push(chunk.subarray(from, last + 1));
     rest = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
-    yield lines;
+    yield buffers;
   }
-  if (rest) yield splitLines(rest, 0, rest.length, []);
+  if (rest) yield [rest];
 }
 
 /**
- * Appends the lines of bytes[start, end), which ends where a line does (after its LF, or at the end
- * of the file), LF or CRLF: each as UTF-8 text, or null when it is not UTF-8. When all of it is
- * UTF-8 (one check) it is decoded at once and the lines are cut from the text.
+ * The lines of bytes[start, end), which ends where a line does (after its LF, or at the end of the
+ * file), LF or CRLF, decoded one at a time as they are read (a batch of decoded lines would outlive
+ * a young-generation collection or two, and be copied by it): the text, or null for a line that
+ * is not UTF-8. Text that is all ASCII is taken as Latin-1 (the same characters, decoded faster).
  */
-export function splitLines(bytes: Buffer, start: number, end: number, lines: Array<string | null>): Array<string | null> {
-  if (start >= end) return lines;
-  if (isUtf8(bytes.subarray(start, end))) {
-    // An LF byte is never part of another character: the text's LFs are the bytes'.
-    const text = bytes.toString("utf8", start, end);
-    const length = text.length;
-    let from = 0;
-    for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", from)) {
-      lines.push(text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));
-      from = nl + 1;
-    }
-    if (from < length) lines.push(text.slice(from, text.charCodeAt(length - 1) === 13 ? length - 1 : length));
-    return lines;
+export class LineCursor {
+  private readonly bytes: Buffer;
+  private readonly end: number;
+  private from: number;
+  /** undefined: not all UTF-8, each line is checked. */
+  private readonly encoding: "latin1" | "utf8" | undefined;
+
+  constructor(bytes: Uint8Array, start: number, end: number) {
+    this.bytes = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.from = start;
+    this.end = end;
+    const all = this.bytes.subarray(start, end);
+    // (an LF byte is never part of another character: the lines of UTF-8 text are UTF-8)
+    this.encoding = isAscii(all) ? "latin1" : isUtf8(all) ? "utf8" : undefined;
   }
-  const text = (from: number, to: number) => (isUtf8(bytes.subarray(from, to)) ? bytes.toString("utf8", from, to) : null);
-  let from = start;
-  for (let nl = bytes.indexOf(10, from); nl !== -1 && nl < end; nl = bytes.indexOf(10, from)) {
-    lines.push(text(from, nl > from && bytes[nl - 1] === 13 ? nl - 1 : nl));
-    from = nl + 1;
+
+  /** The next line (null: not UTF-8), undefined after the last. */
+  next(): string | null | undefined {
+    const { bytes, end, from } = this;
+    if (from >= end) return undefined;
+    let nl = bytes.indexOf(10, from);
+    if (nl === -1 || nl > end) nl = end;
+    this.from = nl + 1;
+    const to = nl > from && bytes[nl - 1] === 13 ? nl - 1 : nl;
+    if (this.encoding !== undefined) return bytes.toString(this.encoding, from, to);
+    return isUtf8(bytes.subarray(from, to)) ? bytes.toString("utf8", from, to) : null;
   }
-  if (from < end) lines.push(text(from, bytes[end - 1] === 13 ? end - 1 : end));
-  return lines;
 }
 
 /** The header row must name exactly the export's columns, in order: an extra column is a cell nobody checks. */

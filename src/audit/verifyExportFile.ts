@@ -3,7 +3,7 @@ import type { Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import type { JSONWebKeySet } from "jose";
 import { checkJsonLines, countLines, decodeCheckedLines } from "./checkExportBatch.ts";
-import { ExportLineReader, readExportBatches, splitLines } from "./readExportFile.ts";
+import { ExportLineReader, readExportBatches } from "./readExportFile.ts";
 import { verifyRecordBatches, type VerifiableRecord, type VerificationReport } from "./verifyAuditRecords.ts";
 
 // `keyplane audit verify`: an export file verified at the speed of its hashes. Each line is parsed
@@ -23,8 +23,14 @@ export interface VerifyFileOptions {
   threads?: number;
   /** Bytes of lines per batch a thread checks at a time (tests make them small). */
   batchBytes?: number;
-  /** Filled in as it goes: batches of lines checked, and how many of them by worker threads. */
-  stats?: { batches: number; byWorkers: number };
+  /** Filled in as it goes: batches of lines checked, how many of them by worker threads, workers started. */
+  stats?: VerifyFileStats;
+}
+
+export interface VerifyFileStats {
+  batches: number;
+  byWorkers: number;
+  workersReady: number;
 }
 
 /** More threads than this add little: the main thread's share (the chain, reading) becomes the bound. */
@@ -37,7 +43,7 @@ export const defaultVerifyThreads = (): number => Math.max(1, Math.min(available
 /** Verifies an export file (NDJSON or CSV), read to its end or its first problem. */
 export async function verifyExportFile(input: Readable, options: VerifyFileOptions = {}): Promise<VerificationReport> {
   const threads = Math.floor(options.threads ?? defaultVerifyThreads());
-  const stats = options.stats ?? { batches: 0, byWorkers: 0 };
+  const stats = options.stats ?? { batches: 0, byWorkers: 0, workersReady: 0 };
   const batches = threads > 1 ? checkedBatches(input, threads - 1, options.batchBytes ?? BATCH_BYTES, stats) : readExportBatches(input, { checked: true });
   try {
     return await verifyRecordBatches(batches, { source: "export", keys: options.keys });
@@ -58,7 +64,7 @@ interface Batch {
  * before the format is known, and a CSV file's, on this thread; an NDJSON file's batches by the
  * workers and, when they all have work queued, by this thread too.
  */
-async function* checkedBatches(input: Readable, workers: number, batchBytes: number, stats: { batches: number; byWorkers: number }): AsyncGenerator<VerifiableRecord[]> {
+async function* checkedBatches(input: Readable, workers: number, batchBytes: number, stats: VerifyFileStats): AsyncGenerator<VerifiableRecord[]> {
   const chunks = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   let unread: Buffer | undefined; // the file from `at` on, as far as it was read
   let at = 0;
@@ -90,7 +96,7 @@ async function* checkedBatches(input: Readable, workers: number, batchBytes: num
   };
 
   const reader = new ExportLineReader(true);
-  const pool = new CheckerPool(workers);
+  const pool = new CheckerPool(workers, stats);
   try {
     // Until the first record tells the format, and all of a CSV file (a record may run over
     // several lines): the reader, on this thread.
@@ -98,7 +104,7 @@ async function* checkedBatches(input: Readable, workers: number, batchBytes: num
       const bytes = await read();
       if (!bytes) break;
       const records: VerifiableRecord[] = [];
-      reader.read(splitLines(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.byteLength, []), records);
+      reader.read(bytes, 0, bytes.byteLength, records);
       if (records.length) yield records;
     }
     if (reader.format !== "ndjson" || reader.stopped) {
@@ -170,17 +176,21 @@ const WORKER = new URL(import.meta.url.endsWith(".ts") ? "./verifyExportWorker.t
 
 /**
  * Worker threads that check batches of lines, two batches each at a time (one to start on when
- * the other is done), started with the first batch they are given. A worker that fails (it
- * cannot start, or it dies) gives its batches back to the queue: the main thread checks them.
+ * the other is done), started when there is a first batch for them and given batches once they
+ * are loaded (until then the main thread checks them). A worker that fails (it cannot start, or
+ * it dies) gives its batches back to the queue: the main thread checks them.
  */
 class CheckerPool {
   /** Results by batch id: this thread's records, or a worker's encoded lines. */
   readonly done = new Map<number, VerifiableRecord[] | { data: unknown[] }>();
   onChange: () => void = () => {};
-  private workers: Array<{ worker: Worker; batches: Map<number, Batch>; alive: boolean }> | undefined;
+  private workers: Array<{ worker: Worker; batches: Map<number, Batch>; alive: boolean; ready: boolean }> | undefined;
   private returned: Batch[] = [];
 
-  constructor(private readonly size: number) {}
+  constructor(
+    private readonly size: number,
+    private readonly stats: VerifyFileStats,
+  ) {}
 
   /** Gives queued batches (in order) to workers with room for them; batches of failed workers go first. */
   take(queue: Batch[]): void {
@@ -191,7 +201,7 @@ class CheckerPool {
     if (queue.length === 0 || this.size === 0) return;
     this.workers ??= Array.from({ length: this.size }, () => this.start());
     for (const w of this.workers) {
-      while (w.alive && w.batches.size < 2 && queue.length) {
+      while (w.ready && w.alive && w.batches.size < 2 && queue.length) {
         const batch = queue.shift()!;
         w.batches.set(batch.id, batch);
         w.worker.postMessage({ id: batch.id, bytes: batch.bytes, first: batch.first });
@@ -201,10 +211,15 @@ class CheckerPool {
 
   private start() {
     const worker = new Worker(WORKER);
-    const w = { worker, batches: new Map<number, Batch>(), alive: true };
-    worker.on("message", ({ id, data }: { id: number; data: unknown[] }) => {
-      w.batches.delete(id);
-      this.done.set(id, { data });
+    const w = { worker, batches: new Map<number, Batch>(), alive: true, ready: false };
+    worker.on("message", (message: { id: number; data: unknown[] } | { ready: true }) => {
+      if ("ready" in message) {
+        w.ready = true;
+        this.stats.workersReady++;
+      } else {
+        w.batches.delete(message.id);
+        this.done.set(message.id, { data: message.data });
+      }
       this.onChange();
     });
     const failed = () => {

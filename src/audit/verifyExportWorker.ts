@@ -15,3 +15,5 @@ interface Batch {
 parentPort!.on("message", ({ id, bytes, first }: Batch) => {
   parentPort!.postMessage({ id, data: checkJsonLinesEncoded(bytes, first) });
 });
+// Loaded: batches can come (until then the main thread checks them itself).
+parentPort!.postMessage({ ready: true });

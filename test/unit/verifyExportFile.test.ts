@@ -7,7 +7,7 @@ import { CheckedEvent, checkedRecordOfJsonLine, FIELDS, fieldsProblem, recordOfJ
 import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE, EXPORT_VERSION, signatureOf, type EventRecord, type ExportSummary, type HeaderRecord } from "../../src/audit/exportFormat.ts";
 import { readExportRecords } from "../../src/audit/readExportFile.ts";
 import { verifyAuditRecords, type VerifiableRecord } from "../../src/audit/verifyAuditRecords.ts";
-import { verifyExportFile } from "../../src/audit/verifyExportFile.ts";
+import { verifyExportFile, type VerifyFileStats } from "../../src/audit/verifyExportFile.ts";
 import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/store/events/hashing.ts";
 
 // `keyplane audit verify` reads an export checking each line alone where it is read (exportLines.ts),
@@ -110,19 +110,32 @@ async function exportFile(n: number, every = 50): Promise<string[]> {
   return lines;
 }
 
-/** The report verifyAuditRecords gives over readExportRecords (every record as parsed), and verifyExportFile's in each mode. */
+/**
+ * The report verifyAuditRecords gives over readExportRecords (every record as parsed), and
+ * verifyExportFile's in each mode: with threads, the rest of the file comes once the worker (started
+ * at the second batch) is loaded, so that it checks its share (until then the main thread does).
+ */
 async function reports(chunks: Array<string | Buffer>) {
   const reference = await verifyAuditRecords(readExportRecords(Readable.from(chunks)), { source: "export", keys: key.jwks });
-  const stats = { batches: 0, byWorkers: 0 };
   const oneCore = await verifyExportFile(Readable.from(chunks), { keys: key.jwks, threads: 1 });
-  const threads = await verifyExportFile(Readable.from(chunks), { keys: key.jwks, threads: 2, batchBytes: 4096, stats });
+  const stats: VerifyFileStats = { batches: 0, byWorkers: 0, workersReady: 0 };
+  async function* onceWorkerIsReady() {
+    let bytes = 0;
+    for (const chunk of chunks) {
+      if (bytes >= 16_384) while (stats.workersReady === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      yield chunk;
+      bytes += chunk.length;
+    }
+  }
+  const threads = await verifyExportFile(Readable.from(onceWorkerIsReady()), { keys: key.jwks, threads: 2, batchBytes: 4096, stats });
   return { reference, oneCore, threads, stats };
 }
 
 describe("verifying an export file", () => {
-  it("verifies a genuine file on one core and with worker threads, which check most of its lines", async () => {
+  it("verifies a genuine file on one core and with a worker thread, which checks batches of its lines", async () => {
     const lines = await exportFile(400);
-    const { reference, oneCore, threads, stats } = await reports([lines.join("\n") + "\n"]);
+    const text = lines.join("\n") + "\n";
+    const { reference, oneCore, threads, stats } = await reports([text.slice(0, 20_000), text.slice(20_000)]);
     expect(reference).toMatchObject({ ok: true, events: 400, checkpoints: 8 });
     expect(oneCore).toEqual(reference);
     expect(threads).toEqual(reference);
@@ -157,7 +170,8 @@ describe("verifying an export file", () => {
     for (const tamper of cases) {
       const copy = [...lines];
       tamper(copy);
-      const { reference, oneCore, threads } = await reports([copy.join("\n")]);
+      const text = copy.join("\n");
+      const { reference, oneCore, threads } = await reports([text.slice(0, 20_000), text.slice(20_000)]);
       expect(reference.ok, tamper.toString()).toBe(false);
       expect(oneCore, tamper.toString()).toEqual(reference);
       expect(threads, tamper.toString()).toEqual(reference);
