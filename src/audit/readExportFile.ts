@@ -1,5 +1,6 @@
 import { isAscii, isUtf8 } from "node:buffer";
-import type { Readable } from "node:stream";
+import type { FileHandle } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { CSV_COLUMNS, CSV_FILLED, recordCells, type AuditFields, type CsvColumn, type ExportRecord } from "./exportFormat.ts";
 import { checkedRecordOfJsonLine, parseJson, recordOfJsonLine } from "./exportLines.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
@@ -23,7 +24,7 @@ export async function* readExportRecords(input: Readable): AsyncGenerator<Verifi
  * event lines that pass every check of a line alone come as CheckedEvents (exportLines.ts), for the
  * verifier; without it every record is the line's as parsed.
  */
-export async function* readExportBatches(input: Readable, { checked = false }: { checked?: boolean } = {}): AsyncGenerator<VerifiableRecord[]> {
+export async function* readExportBatches(input: ExportInput, { checked = false }: { checked?: boolean } = {}): AsyncGenerator<VerifiableRecord[]> {
   const reader = new ExportLineReader(checked);
   try {
     for await (const chunk of wholeLines(input)) {
@@ -36,8 +37,36 @@ export async function* readExportBatches(input: Readable, { checked = false }: {
     reader.end(records);
     if (records.length) yield records;
   } finally {
-    input.destroy();
+    await closeInput(input);
   }
+}
+
+/** Where an export is read from: a stream (stdin, a test's text), or a file opened for reading. */
+export type ExportInput = Readable | FileHandle;
+
+const CHUNK_BYTES = 1 << 20;
+
+/**
+ * The bytes of an export a chunk at a time. A file is read a megabyte at a time into two buffers
+ * in turn (a fresh megabyte buffer per read costs about as much as the read, in page faults): a
+ * chunk stays as it is until the next-but-one is read, and no longer.
+ */
+export async function* chunksOf(input: ExportInput): AsyncGenerator<Buffer> {
+  if (input instanceof Readable) {
+    for await (const piece of input) yield typeof piece === "string" ? Buffer.from(piece) : (piece as Buffer);
+    return;
+  }
+  const buffers = [Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES)];
+  for (let i = 0; ; i ^= 1) {
+    const { bytesRead } = await input.read(buffers[i]!, 0, CHUNK_BYTES, null);
+    if (bytesRead === 0) return;
+    yield buffers[i]!.subarray(0, bytesRead);
+  }
+}
+
+export async function closeInput(input: ExportInput): Promise<void> {
+  if (input instanceof Readable) input.destroy();
+  else await input.close();
 }
 
 /** The records of the lines of a file, read in order (a CSV record may run over several lines). */
@@ -109,10 +138,11 @@ export class ExportLineReader {
  * than per line (readline's iterator costs more per line than parsing it). A line that runs over
  * chunks comes in a buffer of its own, before the rest of the chunk its end is in.
  */
-async function* wholeLines(input: Readable): AsyncGenerator<Buffer[]> {
-  let rest: Buffer | undefined; // the start of a line that goes on in the next chunk
-  for await (const piece of input) {
-    const chunk: Buffer = typeof piece === "string" ? Buffer.from(piece) : (piece as Buffer);
+async function* wholeLines(input: ExportInput): AsyncGenerator<Buffer[]> {
+  // The start of a line that goes on in the next chunk: a part of this chunk (valid until the
+  // next-but-one is read: chunksOf) or a copy.
+  let rest: Buffer | undefined;
+  for await (const chunk of chunksOf(input)) {
     const first = chunk.indexOf(10);
     if (first === -1) {
       rest = rest ? Buffer.concat([rest, chunk]) : chunk;

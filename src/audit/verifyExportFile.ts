@@ -1,9 +1,8 @@
 import { availableParallelism } from "node:os";
-import type { Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import type { JSONWebKeySet } from "jose";
 import { checkJsonLines, countLines, decodeCheckedLines } from "./checkExportBatch.ts";
-import { ExportLineReader, readExportBatches } from "./readExportFile.ts";
+import { chunksOf, closeInput, ExportLineReader, readExportBatches, type ExportInput } from "./readExportFile.ts";
 import { verifyRecordBatches, type VerifiableRecord, type VerificationReport } from "./verifyAuditRecords.ts";
 
 // `keyplane audit verify`: an export file verified at the speed of its hashes. Each line is parsed
@@ -40,8 +39,8 @@ const BATCH_BYTES = 1 << 20;
 /** The cores, at most MAX_DEFAULT_THREADS: the main thread and one worker per other core. */
 export const defaultVerifyThreads = (): number => Math.max(1, Math.min(availableParallelism(), MAX_DEFAULT_THREADS));
 
-/** Verifies an export file (NDJSON or CSV), read to its end or its first problem. */
-export async function verifyExportFile(input: Readable, options: VerifyFileOptions = {}): Promise<VerificationReport> {
+/** Verifies an export file (NDJSON or CSV), read to its end or its first problem; closes the input. */
+export async function verifyExportFile(input: ExportInput, options: VerifyFileOptions = {}): Promise<VerificationReport> {
   const threads = Math.floor(options.threads ?? defaultVerifyThreads());
   const stats = options.stats ?? { batches: 0, byWorkers: 0, workersReady: 0 };
   const batches = threads > 1 ? checkedBatches(input, threads - 1, options.batchBytes ?? BATCH_BYTES, stats) : readExportBatches(input, { checked: true });
@@ -49,6 +48,7 @@ export async function verifyExportFile(input: Readable, options: VerifyFileOptio
     return await verifyRecordBatches(batches, { source: "export", keys: options.keys });
   } finally {
     await batches.return(undefined);
+    await closeInput(input); // (closed already, unless the batches were never read)
   }
 }
 
@@ -64,9 +64,11 @@ interface Batch {
  * before the format is known, and a CSV file's, on this thread; an NDJSON file's batches by the
  * workers and, when they all have work queued, by this thread too.
  */
-async function* checkedBatches(input: Readable, workers: number, batchBytes: number, stats: VerifyFileStats): AsyncGenerator<VerifiableRecord[]> {
-  const chunks = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
-  let unread: Buffer | undefined; // the file from `at` on, as far as it was read
+async function* checkedBatches(input: ExportInput, workers: number, batchBytes: number, stats: VerifyFileStats): AsyncGenerator<VerifiableRecord[]> {
+  const chunks = chunksOf(input);
+  // The file from `at` on, as far as it was read: the last chunk (valid until the next-but-one is
+  // read: chunksOf), or a copy.
+  let unread: Buffer | undefined;
   let at = 0;
   let ended = false;
   /** The next whole lines of the file, batchBytes of them or a line more (a fresh buffer); undefined at its end. */
@@ -89,8 +91,7 @@ async function* checkedBatches(input: Readable, workers: number, batchBytes: num
         ended = true;
         continue;
       }
-      const chunk = typeof r.value === "string" ? Buffer.from(r.value) : r.value;
-      unread = left > 0 ? Buffer.concat([unread!.subarray(at), chunk]) : chunk;
+      unread = left > 0 ? Buffer.concat([unread!.subarray(at), r.value]) : r.value;
       at = 0;
     }
   };
@@ -168,7 +169,8 @@ async function* checkedBatches(input: Readable, workers: number, batchBytes: num
     }
   } finally {
     await pool.close();
-    input.destroy();
+    await chunks.return(undefined);
+    await closeInput(input);
   }
 }
 

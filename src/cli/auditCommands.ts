@@ -1,4 +1,3 @@
-import { createReadStream } from "node:fs";
 import { open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { JSONWebKeySet } from "jose";
@@ -62,16 +61,12 @@ export async function runAuditExport(kp: Keyplane, cmd: Extract<AuditCommand, { 
 /** keyplane audit verify: anyone can run it, with the file and the JWKS alone (no database). */
 export async function runAuditVerify(cmd: Extract<AuditCommand, { command: "verify" }>, io: CliIo): Promise<number> {
   const keys = cmd.jwks ? await loadJwks(cmd.jwks) : undefined;
-  // Large reads: the reader hands whole megabytes of lines to the threads that check them.
-  const input = cmd.file === "-" ? process.stdin : createReadStream(cmd.file, { highWaterMark: 1 << 20 });
-  const opened = new Promise<void>((resolve, reject) => {
-    if (input === process.stdin) return resolve();
-    input.once("open", () => resolve());
-    input.once("error", reject);
-  });
-  await opened.catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`cannot read ${cmd.file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
-  });
+  const input =
+    cmd.file === "-"
+      ? process.stdin
+      : await open(cmd.file).catch((error: NodeJS.ErrnoException) => {
+          throw new Error(`cannot read ${cmd.file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+        });
   const report = await verifyExportFile(input, { keys, threads: cmd.threads });
   if (cmd.json) io.out(JSON.stringify(report) + "\n");
   else io.out(describe(report));

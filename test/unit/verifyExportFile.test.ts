@@ -1,7 +1,11 @@
 import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAuditSigner, type AuditSigner } from "../../src/audit/auditSignatures.ts";
 import { CheckedEvent, checkedRecordOfJsonLine, FIELDS, fieldsProblem, recordOfJsonLine, sameAuditFields } from "../../src/audit/exportLines.ts";
 import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE, EXPORT_VERSION, signatureOf, type EventRecord, type ExportSummary, type HeaderRecord } from "../../src/audit/exportFormat.ts";
@@ -66,12 +70,15 @@ async function newKey(): Promise<{ signer: AuditSigner; jwks: JSONWebKeySet }> {
 }
 
 let key: Awaited<ReturnType<typeof newKey>>;
+let scratch: string;
 beforeAll(async () => {
   key = await newKey();
+  scratch = mkdtempSync(join(tmpdir(), "keyplane-verify-file-"));
 });
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** A genuine export of n events as the server writes it: header, event lines, a checkpoint every `every`, the signed end line. */
-async function exportFile(n: number, every = 50): Promise<string[]> {
+async function exportFile(n: number, every = 50, dataOf: (s: number) => unknown = (s) => DATA[s % DATA.length]!(s)): Promise<string[]> {
   const anchor = { type: "genesis" as const, sequence: 0 as const, chainHash: genesisHash(TENANT) };
   const header: HeaderRecord = {
     kind: "header",
@@ -92,7 +99,7 @@ async function exportFile(n: number, every = 50): Promise<string[]> {
   let lastCheckpoint: ExportSummary["lastCheckpoint"] = null;
   let checkpoints = 0;
   for (let s = 1; s <= n; s++) {
-    const e = content(s, DATA[s % DATA.length]!(s));
+    const e = content(s, dataOf(s));
     chain = chainHash(chain, s, contentHash(e));
     lines.push(keyplaneLine(e, s, chain));
     if (s % every === 0) {
@@ -176,6 +183,19 @@ describe("verifying an export file", () => {
       expect(oneCore, tamper.toString()).toEqual(reference);
       expect(threads, tamper.toString()).toEqual(reference);
     }
+  });
+
+  it("reads an open file in chunks of a megabyte, a line of several megabytes included", async () => {
+    const lines = await exportFile(3000, 500, (s) => (s === 1500 ? { big: "x".repeat(2_500_000) } : DATA[s % DATA.length]!(s)));
+    const path = join(scratch, "export.ndjson");
+    writeFileSync(path, lines.join("\n"));
+    const reference = await verifyAuditRecords(readExportRecords(Readable.from([lines.join("\n")])), { source: "export", keys: key.jwks });
+    expect(reference).toMatchObject({ ok: true, events: 3000 });
+    for (const threads of [1, 2]) expect(await verifyExportFile(await open(path), { keys: key.jwks, threads })).toEqual(reference);
+    writeFileSync(path, lines.join("\n").replace('"n": 2000', '"n": 2001'));
+    const tampered = await verifyExportFile(await open(path), { keys: key.jwks, threads: 1 });
+    expect(tampered.problem).toMatchObject({ kind: "modified", sequence: 2000 });
+    for (const threads of [2]) expect(await verifyExportFile(await open(path), { keys: key.jwks, threads })).toEqual(tampered);
   });
 
   it("verifies a CSV export on the main thread", async () => {
