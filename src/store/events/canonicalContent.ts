@@ -15,15 +15,22 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 const quote = (text: string, plain: boolean): string => (plain || !NEEDS_ESCAPE.test(text) ? '"' + text + '"' : JSON.stringify(text));
 
-// Events repeat the same few dozen keys: their quoted form (with the colon) is kept, up to a bound.
-const quotedKeys = new Map<string, string>();
-function quotedKey(key: string): string {
-  let quoted = quotedKeys.get(key);
-  if (quoted === undefined) {
-    quoted = JSON.stringify(key) + ":";
-    if (quotedKeys.size < 10_000 && key.length <= 64) quotedKeys.set(key, quoted);
+/**
+ * What goes before a member's value: `{"key":` for the first, `,"key":` for the others, and the
+ * same with the opening quote of a string value (`{"key":"`, `,"key":"`). Events repeat the same few
+ * dozen keys: these are kept, up to a bound. (Fewer, longer pieces: the text is a tree of the
+ * pieces concatenated, which hashing flattens at a cost per piece.)
+ */
+type KeyPieces = readonly [first: string, next: string, firstOpening: string, nextOpening: string];
+const keyPieces = new Map<string, KeyPieces>();
+function piecesOf(key: string): KeyPieces {
+  let pieces = keyPieces.get(key);
+  if (pieces === undefined) {
+    const quoted = JSON.stringify(key) + ":";
+    pieces = ["{" + quoted, "," + quoted, "{" + quoted + '"', "," + quoted + '"'];
+    if (keyPieces.size < 10_000 && key.length <= 64) keyPieces.set(key, pieces);
   }
-  return quoted;
+  return pieces;
 }
 
 /** Sorts by UTF-16 code units, as Array#sort does without a comparator. */
@@ -65,11 +72,12 @@ export function writeCanonicalJson(value: unknown, plainStrings = false): string
     case "object": {
       if (value === null) return "null";
       if (Array.isArray(value)) {
-        let out = "[";
+        if (value.length === 0) return "[]";
+        let out = "";
         for (let i = 0; i < value.length; i++) {
-          if (i > 0) out += ",";
           const item: unknown = value[i];
-          out += item === undefined ? "null" : writeCanonicalJson(item, plainStrings);
+          if (typeof item === "string" && (plainStrings || !NEEDS_ESCAPE.test(item))) out += (i > 0 ? ',"' : '["') + item + '"';
+          else out += (i > 0 ? "," : "[") + (item === undefined ? "null" : writeCanonicalJson(item, plainStrings));
         }
         return out + "]";
       }
@@ -78,17 +86,12 @@ export function writeCanonicalJson(value: unknown, plainStrings = false): string
       const keys = Object.keys(record);
       members += keys.length;
       sortKeys(keys);
-      let out = "{";
-      let first = true;
+      let out = "";
       for (let i = 0; i < keys.length; i++) {
-        const key = keys[i]!;
-        const member = record[key];
-        if (member === undefined) continue;
-        if (first) first = false;
-        else out += ",";
-        out += quotedKey(key) + writeCanonicalJson(member, plainStrings);
+        const member = record[keys[i]!];
+        if (member !== undefined) out = withMember(out, keys[i]!, member, plainStrings);
       }
-      return out + "}";
+      return out.length > 0 ? out + "}" : "{}";
     }
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);
@@ -102,47 +105,26 @@ export function writeCanonicalJson(value: unknown, plainStrings = false): string
  */
 export function canonicalContentJson(e: HashedContent, plainStrings = false): string {
   members = 0;
-  // (written out: a closure per event costs more than the repetition)
-  let out = "{";
-  let comma = "";
-  if (e.data !== undefined) {
-    out += '"data":' + writeCanonicalJson(e.data, plainStrings);
-    comma = ",";
-  }
-  if (e.eventId !== undefined) {
-    out += comma + '"eventId":' + writeCanonicalJson(e.eventId, plainStrings);
-    comma = ",";
-  }
-  if (e.metadata !== undefined) {
-    out += comma + '"metadata":' + writeCanonicalJson(e.metadata, plainStrings);
-    comma = ",";
-  }
-  if (e.occurredAt !== undefined) {
-    out += comma + '"occurredAt":' + writeCanonicalJson(e.occurredAt, plainStrings);
-    comma = ",";
-  }
-  if (e.schemaVersion !== undefined) {
-    out += comma + '"schemaVersion":' + writeCanonicalJson(e.schemaVersion, plainStrings);
-    comma = ",";
-  }
-  if (e.streamId !== undefined) {
-    out += comma + '"streamId":' + writeCanonicalJson(e.streamId, plainStrings);
-    comma = ",";
-  }
-  if (e.streamType !== undefined) {
-    out += comma + '"streamType":' + writeCanonicalJson(e.streamType, plainStrings);
-    comma = ",";
-  }
-  if (e.streamVersion !== undefined) {
-    out += comma + '"streamVersion":' + writeCanonicalJson(e.streamVersion, plainStrings);
-    comma = ",";
-  }
-  if (e.tenantId !== undefined) {
-    out += comma + '"tenantId":' + writeCanonicalJson(e.tenantId, plainStrings);
-    comma = ",";
-  }
-  if (e.type !== undefined) out += comma + '"type":' + writeCanonicalJson(e.type, plainStrings);
-  return out + "}";
+  let out = "";
+  if (e.data !== undefined) out = withMember(out, "data", e.data, plainStrings);
+  if (e.eventId !== undefined) out = withMember(out, "eventId", e.eventId, plainStrings);
+  if (e.metadata !== undefined) out = withMember(out, "metadata", e.metadata, plainStrings);
+  if (e.occurredAt !== undefined) out = withMember(out, "occurredAt", e.occurredAt, plainStrings);
+  if (e.schemaVersion !== undefined) out = withMember(out, "schemaVersion", e.schemaVersion, plainStrings);
+  if (e.streamId !== undefined) out = withMember(out, "streamId", e.streamId, plainStrings);
+  if (e.streamType !== undefined) out = withMember(out, "streamType", e.streamType, plainStrings);
+  if (e.streamVersion !== undefined) out = withMember(out, "streamVersion", e.streamVersion, plainStrings);
+  if (e.tenantId !== undefined) out = withMember(out, "tenantId", e.tenantId, plainStrings);
+  if (e.type !== undefined) out = withMember(out, "type", e.type, plainStrings);
+  return out.length > 0 ? out + "}" : "{}";
+}
+
+/** An object's members so far (empty: none yet) and then this one. */
+function withMember(out: string, key: string, value: unknown, plainStrings: boolean): string {
+  const pieces = piecesOf(key);
+  const next = out.length > 0 ? 1 : 0;
+  if (typeof value === "string" && (plainStrings || !NEEDS_ESCAPE.test(value))) return out + pieces[2 + next]! + value + '"';
+  return out + pieces[next]! + writeCanonicalJson(value, plainStrings);
 }
 
 /**
