@@ -71,7 +71,10 @@ async function* checkedBatches(input: ExportInput, workers: number, batchBytes: 
   let unread: Buffer | undefined;
   let at = 0;
   let ended = false;
-  /** The next whole lines of the file, batchBytes of them or a line more (a fresh buffer); undefined at its end. */
+  /**
+   * The next whole lines of the file, batchBytes of them or a line more, undefined at its end: in
+   * memory of their own, shared (a worker reads them where they are, not a copy).
+   */
   const read = async (): Promise<Uint8Array | undefined> => {
     for (;;) {
       const left = unread ? unread.length - at : 0;
@@ -79,7 +82,7 @@ async function* checkedBatches(input: ExportInput, workers: number, batchBytes: 
         const nl = left >= batchBytes ? unread!.indexOf(10, at + batchBytes - 1) : -1;
         const end = nl !== -1 ? nl + 1 : ended ? unread!.length : -1;
         if (end !== -1) {
-          const bytes = new Uint8Array(end - at);
+          const bytes = new Uint8Array(new SharedArrayBuffer(end - at));
           bytes.set(unread!.subarray(at, end));
           at = end;
           return bytes;
