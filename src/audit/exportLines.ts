@@ -226,9 +226,10 @@ function jsonbText(value: unknown): string {
 const byJsonbOrder = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 
 /**
- * Whether valid JSON text spells `members` object members, as many as its parsed value holds.
- * Fast: every `"` followed by `:` (after whitespace) is counted, which is each key's closing quote
- * and, rarely, a quote within a string or opening one: a count no larger than `members` is exact.
+ * Whether valid JSON text spells `members` object members, as many as its parsed value holds (no
+ * key twice). Fast: one count of the quotes followed by a colon (after whitespace): every key's
+ * closing quote, and rarely a quote inside or opening a string. That count is never below the keys
+ * spelled, so when it equals `members` no key is spelled twice; when it is higher, the exact scan.
  */
 function spellsEachKeyOnce(text: string, members: number): boolean {
   const quotesBeforeColons = text.match(QUOTE_COLON)?.length ?? 0;
