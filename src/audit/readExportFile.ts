@@ -47,20 +47,31 @@ export type ExportInput = Readable | FileHandle;
 const CHUNK_BYTES = 1 << 20;
 
 /**
- * The bytes of an export a chunk at a time. A file is read a megabyte at a time into two buffers
- * in turn (a fresh megabyte buffer per read costs about as much as the read, in page faults): a
- * chunk stays as it is until the next-but-one is read, and no longer.
+ * The bytes of an export a chunk at a time. A file is read a megabyte at a time, the next chunk
+ * while this one is checked, into three buffers in turn (a fresh megabyte buffer per read costs
+ * about as much as the read, in page faults): a chunk stays as it is until the next-but-one is
+ * taken (its buffer is then read into), and no longer.
  */
 export async function* chunksOf(input: ExportInput): AsyncGenerator<Buffer> {
   if (input instanceof Readable) {
     for await (const piece of input) yield typeof piece === "string" ? Buffer.from(piece) : (piece as Buffer);
     return;
   }
-  const buffers = [Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES)];
-  for (let i = 0; ; i ^= 1) {
-    const { bytesRead } = await input.read(buffers[i]!, 0, CHUNK_BYTES, null);
-    if (bytesRead === 0) return;
-    yield buffers[i]!.subarray(0, bytesRead);
+  const buffers = [Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES)];
+  let i = 0;
+  let reading = input.read(buffers[0]!, 0, CHUNK_BYTES, null);
+  try {
+    for (;;) {
+      const { bytesRead } = await reading;
+      if (bytesRead === 0) return;
+      const chunk = buffers[i]!.subarray(0, bytesRead);
+      i = (i + 1) % buffers.length;
+      reading = input.read(buffers[i]!, 0, CHUNK_BYTES, null);
+      yield chunk;
+    }
+  } finally {
+    // (a read still going when the reader stops: let it end before the file is closed)
+    await reading.catch(() => undefined);
   }
 }
 

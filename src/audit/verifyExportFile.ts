@@ -118,9 +118,10 @@ async function* checkedBatches(input: ExportInput, workers: number, batchBytes: 
       return;
     }
 
-    // NDJSON: each line stands alone. Batches are read ahead (a few per thread), checked by
-    // whichever thread is free, and handed on in order.
-    const ahead = workers * 2 + 2;
+    // NDJSON: each line stands alone. Batches are read ahead, checked by whichever thread is free,
+    // and handed on in order: two queued per worker, and a few more that this thread checks while
+    // it waits for a worker's (a worker given less of the CPU than this thread does not hold it up).
+    const ahead = workers * 2 + 8;
     const queued: Batch[] = [];
     let first = reader.n + 1;
     let readSoFar = 0;
