@@ -89,7 +89,7 @@ export function writeCanonicalJson(value: unknown, plainStrings = false): string
       let out = "";
       for (let i = 0; i < keys.length; i++) {
         const member = record[keys[i]!];
-        if (member !== undefined) out = withMember(out, keys[i]!, member, plainStrings);
+        if (member !== undefined) out = withMember(out, piecesOf(keys[i]!), member, plainStrings);
       }
       return out.length > 0 ? out + "}" : "{}";
     }
@@ -106,22 +106,34 @@ export function writeCanonicalJson(value: unknown, plainStrings = false): string
 export function canonicalContentJson(e: HashedContent, plainStrings = false): string {
   members = 0;
   let out = "";
-  if (e.data !== undefined) out = withMember(out, "data", e.data, plainStrings);
-  if (e.eventId !== undefined) out = withMember(out, "eventId", e.eventId, plainStrings);
-  if (e.metadata !== undefined) out = withMember(out, "metadata", e.metadata, plainStrings);
-  if (e.occurredAt !== undefined) out = withMember(out, "occurredAt", e.occurredAt, plainStrings);
-  if (e.schemaVersion !== undefined) out = withMember(out, "schemaVersion", e.schemaVersion, plainStrings);
-  if (e.streamId !== undefined) out = withMember(out, "streamId", e.streamId, plainStrings);
-  if (e.streamType !== undefined) out = withMember(out, "streamType", e.streamType, plainStrings);
-  if (e.streamVersion !== undefined) out = withMember(out, "streamVersion", e.streamVersion, plainStrings);
-  if (e.tenantId !== undefined) out = withMember(out, "tenantId", e.tenantId, plainStrings);
-  if (e.type !== undefined) out = withMember(out, "type", e.type, plainStrings);
+  if (e.data !== undefined) out = withMember(out, CONTENT_KEYS.data, e.data, plainStrings);
+  if (e.eventId !== undefined) out = withMember(out, CONTENT_KEYS.eventId, e.eventId, plainStrings);
+  if (e.metadata !== undefined) out = withMember(out, CONTENT_KEYS.metadata, e.metadata, plainStrings);
+  if (e.occurredAt !== undefined) out = withMember(out, CONTENT_KEYS.occurredAt, e.occurredAt, plainStrings);
+  if (e.schemaVersion !== undefined) out = withMember(out, CONTENT_KEYS.schemaVersion, e.schemaVersion, plainStrings);
+  if (e.streamId !== undefined) out = withMember(out, CONTENT_KEYS.streamId, e.streamId, plainStrings);
+  if (e.streamType !== undefined) out = withMember(out, CONTENT_KEYS.streamType, e.streamType, plainStrings);
+  if (e.streamVersion !== undefined) out = withMember(out, CONTENT_KEYS.streamVersion, e.streamVersion, plainStrings);
+  if (e.tenantId !== undefined) out = withMember(out, CONTENT_KEYS.tenantId, e.tenantId, plainStrings);
+  if (e.type !== undefined) out = withMember(out, CONTENT_KEYS.type, e.type, plainStrings);
   return out.length > 0 ? out + "}" : "{}";
 }
 
-/** An object's members so far (empty: none yet) and then this one. */
-function withMember(out: string, key: string, value: unknown, plainStrings: boolean): string {
-  const pieces = piecesOf(key);
+const CONTENT_KEYS = {
+  data: piecesOf("data"),
+  eventId: piecesOf("eventId"),
+  metadata: piecesOf("metadata"),
+  occurredAt: piecesOf("occurredAt"),
+  schemaVersion: piecesOf("schemaVersion"),
+  streamId: piecesOf("streamId"),
+  streamType: piecesOf("streamType"),
+  streamVersion: piecesOf("streamVersion"),
+  tenantId: piecesOf("tenantId"),
+  type: piecesOf("type"),
+} satisfies Record<keyof HashedContent, KeyPieces>;
+
+/** An object's members so far (empty: none yet) and then this one, whose key's pieces these are. */
+function withMember(out: string, pieces: KeyPieces, value: unknown, plainStrings: boolean): string {
   const next = out.length > 0 ? 1 : 0;
   if (typeof value === "string" && (plainStrings || !NEEDS_ESCAPE.test(value))) return out + pieces[2 + next]! + value + '"';
   return out + pieces[next]! + writeCanonicalJson(value, plainStrings);
