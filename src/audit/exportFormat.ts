@@ -43,9 +43,8 @@ export interface AuditFields {
  * edited audit field is caught like an edited event.
  */
 export function deriveAuditFields(e: Pick<EventRecord, "occurredAt" | "type" | "tenantId" | "streamType" | "data" | "metadata">): AuditFields {
-  const data = isObject(e.data) ? e.data : {};
-  const metadata = isObject(e.metadata) ? e.metadata : {};
-  const field = (from: Record<string, unknown>, key: string, fallback: unknown) => (Object.hasOwn(from, key) ? from[key] : fallback);
+  const data = isObject(e.data) ? e.data : NO_FIELDS;
+  const metadata = isObject(e.metadata) ? e.metadata : NO_FIELDS;
   return {
     timestamp: e.occurredAt,
     eventType: e.type,
@@ -62,6 +61,9 @@ export function deriveAuditFields(e: Pick<EventRecord, "occurredAt" | "type" | "
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const NO_FIELDS: Record<string, unknown> = Object.freeze({});
+/** A field of the data or metadata as it is when present, else the default (the verifier derives these for every event). */
+const field = (from: Record<string, unknown>, key: string, fallback: unknown) => (Object.hasOwn(from, key) ? from[key] : fallback);
 
 /** An event line: the hashed content as stored, its sequence and hashes, and the derived audit fields. */
 export type EventRecord = HashedContent & {

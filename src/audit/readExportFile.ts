@@ -1,6 +1,8 @@
-import { isUtf8 } from "node:buffer";
-import type { Readable } from "node:stream";
+import { isAscii, isUtf8 } from "node:buffer";
+import type { FileHandle } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { CSV_COLUMNS, CSV_FILLED, recordCells, type AuditFields, type CsvColumn, type ExportRecord } from "./exportFormat.ts";
+import { checkedRecordOfJsonLine, parseJson, recordOfJsonLine } from "./exportLines.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // Reading is where a file can mean two things to two readers: a key twice in one object (JSON.parse
@@ -14,153 +16,196 @@ import type { VerifiableRecord } from "./verifyAuditRecords.ts";
  * `malformed` for the verifier to report.
  */
 export async function* readExportRecords(input: Readable): AsyncGenerator<VerifiableRecord> {
-  let format: "ndjson" | "csv" | undefined;
-  let pending = ""; // a CSV record whose quoted field runs over several lines
-  let pendingStart = 0;
-  let n = 0;
+  for await (const batch of readExportBatches(input)) yield* batch;
+}
+
+/**
+ * readExportRecords a chunk of the file at a time (one await per chunk, not per line). `checked`:
+ * event lines that pass every check of a line alone come as CheckedEvents (exportLines.ts), for the
+ * verifier; without it every record is the line's as parsed.
+ */
+export async function* readExportBatches(input: ExportInput, { checked = false }: { checked?: boolean } = {}): AsyncGenerator<VerifiableRecord[]> {
+  const reader = new ExportLineReader(checked);
   try {
-    for await (const batch of linesOf(input)) for (const line of batch) {
-      n++;
+    for await (const chunk of wholeLines(input)) {
+      const records: VerifiableRecord[] = [];
+      for (const lines of chunk) reader.read(lines, 0, lines.length, records);
+      if (records.length) yield records;
+      if (reader.stopped) return;
+    }
+    const records: VerifiableRecord[] = [];
+    reader.end(records);
+    if (records.length) yield records;
+  } finally {
+    await closeInput(input);
+  }
+}
+
+/** Where an export is read from: a stream (stdin, a test's text), or a file opened for reading. */
+export type ExportInput = Readable | FileHandle;
+
+const CHUNK_BYTES = 1 << 20;
+
+/**
+ * The bytes of an export a chunk at a time. A file is read a megabyte at a time, the next chunk
+ * while this one is checked, into three buffers in turn (a fresh megabyte buffer per read costs
+ * about as much as the read, in page faults): a chunk stays as it is until the next-but-one is
+ * taken (its buffer is then read into), and no longer.
+ */
+export async function* chunksOf(input: ExportInput): AsyncGenerator<Buffer> {
+  if (input instanceof Readable) {
+    for await (const piece of input) yield typeof piece === "string" ? Buffer.from(piece) : (piece as Buffer);
+    return;
+  }
+  const buffers = [Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES)];
+  let i = 0;
+  let reading = input.read(buffers[0]!, 0, CHUNK_BYTES, null);
+  try {
+    for (;;) {
+      const { bytesRead } = await reading;
+      if (bytesRead === 0) return;
+      const chunk = buffers[i]!.subarray(0, bytesRead);
+      i = (i + 1) % buffers.length;
+      reading = input.read(buffers[i]!, 0, CHUNK_BYTES, null);
+      yield chunk;
+    }
+  } finally {
+    // (a read still going when the reader stops: let it end before the file is closed)
+    await reading.catch(() => undefined);
+  }
+}
+
+export async function closeInput(input: ExportInput): Promise<void> {
+  if (input instanceof Readable) input.destroy();
+  else await input.close();
+}
+
+/** The records of the lines of a file, read in order (a CSV record may run over several lines). */
+export class ExportLineReader {
+  format: "ndjson" | "csv" | undefined;
+  /** The first line is neither NDJSON nor the export's CSV header: nothing after it is read. */
+  stopped = false;
+  /** Lines read so far. */
+  n = 0;
+  private pending = ""; // a CSV record whose quoted field runs over several lines
+  private pendingStart = 0;
+  private readonly ofJsonLine: (line: string, n: number) => VerifiableRecord;
+
+  constructor(checked: boolean) {
+    this.ofJsonLine = checked ? checkedRecordOfJsonLine : recordOfJsonLine;
+  }
+
+  /** Appends the records of the lines of bytes[start, end) (whole lines) to `out`. */
+  read(bytes: Uint8Array, start: number, end: number, out: VerifiableRecord[]): void {
+    const lines = new LineCursor(bytes, start, end);
+    for (let line = lines.next(); line !== undefined; line = lines.next()) {
+      if (this.stopped) return;
+      const n = ++this.n;
       if (line === null) {
-        yield { kind: "malformed", line: n, message: "not UTF-8 text" };
+        out.push({ kind: "malformed", line: n, message: "not UTF-8 text" });
         continue;
       }
-      if (format === undefined) {
+      if (this.format === undefined) {
         if (line.trim() === "") continue;
-        format = line.trimStart().startsWith("{") ? "ndjson" : "csv";
-        if (format === "csv") {
+        this.format = line.trimStart().startsWith("{") ? "ndjson" : "csv";
+        if (this.format === "csv") {
           if (!sameColumns(line.replace(/^\uFEFF/, ""))) {
-            yield { kind: "malformed", line: n, message: "neither NDJSON nor the export's CSV (the first row must name exactly the export's columns)" };
-            return;
+            out.push({ kind: "malformed", line: n, message: "neither NDJSON nor the export's CSV (the first row must name exactly the export's columns)" });
+            this.stopped = true;
           }
           continue;
         }
       }
-      if (format === "ndjson") {
+      if (this.format === "ndjson") {
         if (line.trim() === "") continue;
-        yield parseJsonLine(line, n);
+        out.push(this.ofJsonLine(line, n));
         continue;
       }
-      if (pending === "") pendingStart = n;
-      pending = pending === "" ? line : `${pending}\n${line}`;
+      if (this.pending === "") this.pendingStart = n;
+      this.pending = this.pending === "" ? line : `${this.pending}\n${line}`;
       let cells: string[] | null;
       try {
-        cells = parseCsvRecord(pending);
+        cells = parseCsvRecord(this.pending);
       } catch (error) {
-        pending = "";
-        yield { kind: "malformed", line: pendingStart, message: (error as Error).message };
+        this.pending = "";
+        out.push({ kind: "malformed", line: this.pendingStart, message: (error as Error).message });
         continue;
       }
       if (cells === null) continue; // inside a quoted field: the record goes on
-      pending = "";
+      this.pending = "";
       if (cells.length === 1 && cells[0] === "") continue;
-      yield csvRecord(cells, pendingStart);
+      out.push(csvRecord(cells, this.pendingStart));
     }
-    if (pending !== "") yield { kind: "malformed", line: pendingStart, message: "a quoted CSV field is never closed" };
-  } finally {
-    input.destroy();
+  }
+
+  /** The end of the file: a CSV record still open is one whose quoted field never closes. */
+  end(out: VerifiableRecord[]): void {
+    if (this.pending !== "" && !this.stopped) out.push({ kind: "malformed", line: this.pendingStart, message: "a quoted CSV field is never closed" });
   }
 }
 
 /**
- * The lines of a byte stream (LF or CRLF) as UTF-8 strings (null for a line that is not UTF-8), a
- * chunk's worth at a time: one await per chunk rather than per line (readline's iterator costs more
- * per line than parsing it).
+ * A byte stream in buffers of whole lines, a chunk's worth at a time: one await per chunk rather
+ * than per line (readline's iterator costs more per line than parsing it). A line that runs over
+ * chunks comes in a buffer of its own, before the rest of the chunk its end is in.
  */
-async function* linesOf(input: Readable): AsyncGenerator<Array<string | null>> {
+async function* wholeLines(input: ExportInput): AsyncGenerator<Buffer[]> {
+  // The start of a line that goes on in the next chunk: a part of this chunk (valid until the
+  // next-but-one is read: chunksOf) or a copy.
   let rest: Buffer | undefined;
-  const text = (buf: Buffer, start: number, end: number) => (isUtf8(buf.subarray(start, end)) ? buf.toString("utf8", start, end) : null);
-  for await (const piece of input) {
-    const chunk: Buffer = typeof piece === "string" ? Buffer.from(piece) : (piece as Buffer);
-    const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
-    const lines: Array<string | null> = [];
-    let start = 0;
-    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
-      lines.push(text(buf, start, nl > start && buf[nl - 1] === 13 ? nl - 1 : nl));
-      start = nl + 1;
+  for await (const chunk of chunksOf(input)) {
+    const first = chunk.indexOf(10);
+    if (first === -1) {
+      rest = rest ? Buffer.concat([rest, chunk]) : chunk;
+      continue;
     }
-    rest = start < buf.length ? buf.subarray(start) : undefined;
-    if (lines.length) yield lines;
+    const buffers: Buffer[] = [];
+    let from = 0;
+    if (rest) {
+      buffers.push(Buffer.concat([rest, chunk.subarray(0, first + 1)]));
+      from = first + 1;
+    }
+    const last = chunk.lastIndexOf(10);
+    if (last + 1 > from) buffers.push(chunk.subarray(from, last + 1));
+    rest = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
+    yield buffers;
   }
-  if (rest) yield [text(rest, 0, rest[rest.length - 1] === 13 ? rest.length - 1 : rest.length)];
-}
-
-const KINDS: ReadonlyArray<string> = ["header", "event", "omitted", "checkpoint", "end"];
-
-function parseJsonLine(line: string, n: number): VerifiableRecord {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return { kind: "malformed", line: n, message: "not JSON" };
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value) || typeof (value as { kind?: unknown }).kind !== "string") {
-    return { kind: "malformed", line: n, message: "not a record (an object with a kind)" };
-  }
-  if (!KINDS.includes((value as { kind: string }).kind)) {
-    return { kind: "malformed", line: n, message: `unknown kind ${JSON.stringify((value as { kind: string }).kind)}` };
-  }
-  if (hasDuplicateKey(line, value)) {
-    const claimed = (value as { sequence?: unknown }).sequence;
-    return { kind: "malformed", line: n, sequence: typeof claimed === "number" ? claimed : undefined, message: DUPLICATE_KEY };
-  }
-  return value as ExportRecord;
-}
-
-const DUPLICATE_KEY = "a key appears twice in one object (readers differ on which value counts)";
-
-/** JSON.parse that refuses a key twice in one object. */
-function parseJson(text: string): unknown {
-  const value: unknown = JSON.parse(text);
-  if (hasDuplicateKey(text, value)) throw new Error(DUPLICATE_KEY);
-  return value;
+  if (rest) yield [rest];
 }
 
 /**
- * Whether valid JSON text spells more object members than its parsed value holds: JSON.parse keeps
- * one member per key, so any repeated key shows as a lower count. A scan of the text (strings are
- * skipped with indexOf) and a walk of the value: no second parse, nothing kept.
+ * The lines of bytes[start, end), which ends where a line does (after its LF, or at the end of the
+ * file), LF or CRLF, decoded one at a time as they are read (a batch of decoded lines would outlive
+ * a young-generation collection or two, and be copied by it): the text, or null for a line that
+ * is not UTF-8. Text that is all ASCII is taken as Latin-1 (the same characters, decoded faster).
  */
-function hasDuplicateKey(text: string, value: unknown): boolean {
-  return membersSpelledIn(text) !== membersIn(value);
-}
+export class LineCursor {
+  private readonly bytes: Buffer;
+  private readonly end: number;
+  private from: number;
+  /** undefined: not all UTF-8, each line is checked. */
+  private readonly encoding: "latin1" | "utf8" | undefined;
 
-/** Each string followed by ":" names a member (in valid JSON, `"` only delimits strings). */
-function membersSpelledIn(text: string): number {
-  let members = 0;
-  for (let open = text.indexOf('"'); open !== -1; ) {
-    let close = text.indexOf('"', open + 1);
-    while (close !== -1 && isEscaped(text, close)) close = text.indexOf('"', close + 1);
-    if (close === -1) break;
-    let after = close + 1;
-    for (let c = text.charCodeAt(after); c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d; c = text.charCodeAt(++after));
-    if (text.charCodeAt(after) === 0x3a) members++;
-    open = text.indexOf('"', after);
+  constructor(bytes: Uint8Array, start: number, end: number) {
+    this.bytes = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.from = start;
+    this.end = end;
+    const all = this.bytes.subarray(start, end);
+    // (an LF byte is never part of another character: the lines of UTF-8 text are UTF-8)
+    this.encoding = isAscii(all) ? "latin1" : isUtf8(all) ? "utf8" : undefined;
   }
-  return members;
-}
 
-/** A quote preceded by an odd number of backslashes is part of the string. */
-function isEscaped(text: string, quote: number): boolean {
-  let backslashes = 0;
-  while (text.charCodeAt(quote - 1 - backslashes) === 0x5c) backslashes++;
-  return backslashes % 2 === 1;
-}
-
-/** Members of the parsed value's objects, nested ones included (no call per primitive: this runs per line). */
-function membersIn(value: unknown): number {
-  if (typeof value !== "object" || value === null) return 0;
-  let members = 0;
-  if (Array.isArray(value)) {
-    for (const item of value) if (typeof item === "object" && item !== null) members += membersIn(item);
-    return members;
+  /** The next line (null: not UTF-8), undefined after the last. */
+  next(): string | null | undefined {
+    const { bytes, end, from } = this;
+    if (from >= end) return undefined;
+    let nl = bytes.indexOf(10, from);
+    if (nl === -1 || nl > end) nl = end;
+    this.from = nl + 1;
+    const to = nl > from && bytes[nl - 1] === 13 ? nl - 1 : nl;
+    if (this.encoding !== undefined) return bytes.toString(this.encoding, from, to);
+    return isUtf8(bytes.subarray(from, to)) ? bytes.toString("utf8", from, to) : null;
   }
-  for (const key in value) {
-    members++;
-    const member = (value as Record<string, unknown>)[key];
-    if (typeof member === "object" && member !== null) members += membersIn(member);
-  }
-  return members;
 }
 
 /** The header row must name exactly the export's columns, in order: an extra column is a cell nobody checks. */

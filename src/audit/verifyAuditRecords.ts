@@ -1,8 +1,9 @@
 import type { JSONWebKeySet } from "jose";
-import { chainHash, contentHash, genesisHash } from "../store/events/hashing.ts";
+import { hashContent } from "../store/events/canonicalContent.ts";
+import { chainHash, genesisHash } from "../store/events/hashing.ts";
 import { checkAuditJws } from "./auditSignatures.ts";
+import { CheckedEvent, FIELDS, fieldsProblem, sameAuditFields, stable } from "./exportLines.ts";
 import {
-  ANCHOR_FIELDS,
   CHECKPOINT_JWS_TYPE,
   deriveAuditFields,
   EXPORT_FORMAT,
@@ -10,7 +11,6 @@ import {
   EXPORT_VERSION,
   LINE_FIELDS,
   signatureOf,
-  type AuditFields,
   type CheckpointPayload,
   type CheckpointRecord,
   type EndRecord,
@@ -84,7 +84,8 @@ export interface MalformedRecord {
   message: string;
 }
 
-export type VerifiableRecord = ExportRecord | MalformedRecord;
+/** CheckedEvent: an event line the reader already checked alone (exportLines.ts). */
+export type VerifiableRecord = ExportRecord | MalformedRecord | CheckedEvent;
 
 export type VerifyOptions = {
   /** The JWKS to check signatures against; without it they are reported unchecked. */
@@ -95,9 +96,10 @@ export type VerifyOptions = {
   | { source: "log"; tenantId: string; anchor: ExportAnchor; head?: { lastSequence: number; lastChainHash: string } }
 );
 
-type Row = EventRecord | OmittedRecord;
+type Row = EventRecord | OmittedRecord | CheckedEvent;
 
-const contentOf = (row: Row): string => (row.kind === "omitted" ? row.contentHash : contentHash(row));
+/** The content hash of a row: a stub's is the one it says; a checked event's was recomputed by the reader. */
+const contentOf = (row: Row): string => (row.kind === "omitted" || row instanceof CheckedEvent ? row.contentHash : hashContent(row));
 
 /** The content hash a row really has, or null when the row cannot be hashed (wrong field types). */
 function safeContentOf(row: Row): string | null {
@@ -117,41 +119,48 @@ function fail(kind: ProblemKind, sequence: number | null, message: string): neve
   throw new Problem({ kind, sequence, message });
 }
 
-const FIELDS = {
-  header: new Set<string>(LINE_FIELDS.header),
-  event: new Set<string>(LINE_FIELDS.event),
-  /** The database's rows have no audit fields: those are derived for the export only. */
-  logEvent: new Set<string>(LINE_FIELDS.event.filter((f) => f !== "audit")),
-  omitted: new Set<string>(LINE_FIELDS.omitted),
-  checkpoint: new Set<string>(LINE_FIELDS.checkpoint),
-  genesis: new Set<string>(ANCHOR_FIELDS.genesis),
-};
-
-/** What is wrong with a record's fields (one it must not have, or one it lacks); null when it has exactly `fields`. */
-function fieldsProblem(record: object, fields: ReadonlySet<string>): string | null {
-  let n = 0;
-  for (const key in record) {
-    if (!fields.has(key)) return `a field ${JSON.stringify(key)} that is not part of the format`;
-    n++;
-  }
-  if (n === fields.size) return null;
-  for (const key of fields) if (!Object.hasOwn(record, key)) return `no ${key}`;
-  return null;
-}
-
 /**
  * Verifies records in order. Returns at the first problem (the rest of the input is read only when
  * telling a deletion from a move needs it).
  */
 export async function verifyAuditRecords(records: AsyncIterable<VerifiableRecord> | Iterable<VerifiableRecord>, options: VerifyOptions): Promise<VerificationReport> {
-  const state = new ChainState(options.keys, options.source === "export");
-  const iterator = (Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : (records as Iterable<VerifiableRecord>)[Symbol.iterator]()) as
-    | AsyncIterator<VerifiableRecord>
-    | Iterator<VerifiableRecord>;
-  const next = async (): Promise<VerifiableRecord | undefined> => {
-    const r = await iterator.next();
+  if (Symbol.asyncIterator in records) {
+    const iterator = records[Symbol.asyncIterator]();
+    return verify(async () => {
+      const r = await iterator.next();
+      return r.done ? undefined : r.value;
+    }, options);
+  }
+  const iterator = records[Symbol.iterator]();
+  return verify(() => {
+    const r = iterator.next();
     return r.done ? undefined : r.value;
+  }, options);
+}
+
+/** verifyAuditRecords over records read a batch at a time: one await per batch, not per record. */
+export async function verifyRecordBatches(batches: AsyncIterable<ReadonlyArray<VerifiableRecord>>, options: VerifyOptions): Promise<VerificationReport> {
+  const iterator = batches[Symbol.asyncIterator]();
+  let batch: ReadonlyArray<VerifiableRecord> = [];
+  let i = 0;
+  const refill = async (): Promise<VerifiableRecord | undefined> => {
+    for (;;) {
+      const r = await iterator.next();
+      if (r.done) return undefined;
+      batch = r.value;
+      i = 0;
+      if (batch.length > 0) return batch[i++];
+    }
   };
+  return verify(() => (i < batch.length ? batch[i++] : refill()), options);
+}
+
+/** The next record: at once when it is at hand, else a promise of it (undefined: no more). */
+type Pull = () => VerifiableRecord | undefined | Promise<VerifiableRecord | undefined>;
+
+async function verify(pull: Pull, options: VerifyOptions): Promise<VerificationReport> {
+  const state = new ChainState(options.keys, options.source === "export");
+  const next = async (): Promise<VerifiableRecord | undefined> => pull();
   let header: HeaderRecord | undefined;
   try {
     if (options.source === "export") {
@@ -162,15 +171,20 @@ export async function verifyAuditRecords(records: AsyncIterable<VerifiableRecord
       await state.begin(options.tenantId, options.anchor);
     }
     let end: EndRecord | undefined;
-    for (let record = await next(); record !== undefined; record = await next()) {
+    for (;;) {
+      let record = pull();
+      if (record instanceof Promise) record = await record;
+      if (record === undefined) break;
       if (end) {
         fail(record.kind === "event" || record.kind === "omitted" ? "inserted" : "malformed", "sequence" in record ? (record.sequence ?? null) : null, `a ${record.kind} line after the end line`);
       }
       switch (record.kind) {
         case "event":
-        case "omitted":
-          await state.row(record, next);
+        case "omitted": {
+          const lookingAhead = state.row(record, next);
+          if (lookingAhead) await lookingAhead;
           break;
+        }
         case "checkpoint":
           await state.checkpoint(record);
           break;
@@ -297,10 +311,18 @@ class ChainState {
     return content !== null && content === row.contentHash && chainHash(this.previous, this.expected, content) === row.chainHash;
   }
 
-  async row(row: Row, next: () => Promise<VerifiableRecord | undefined>) {
+  /**
+   * Checks a row that should be at the expected sequence: returns once it is accepted, or a promise
+   * (rejected with the problem) when telling what happened needs the rows after it.
+   */
+  row(row: Row, next: () => Promise<VerifiableRecord | undefined>): Promise<never> | undefined {
     const e = this.expected;
-    const wrong = fieldsProblem(row, row.kind === "omitted" ? FIELDS.omitted : this.withAuditFields ? FIELDS.event : FIELDS.logEvent);
-    if (wrong) fail("malformed", this.at(row.sequence), `the ${row.kind} line at ${this.at(row.sequence)} has ${wrong}`);
+    // A checked event's fields and audit fields were checked by the reader, its content hash recomputed.
+    const checked = row instanceof CheckedEvent;
+    if (!checked) {
+      const wrong = fieldsProblem(row, row.kind === "omitted" ? FIELDS.omitted : this.withAuditFields ? FIELDS.event : FIELDS.logEvent);
+      if (wrong) fail("malformed", this.at(row.sequence), `the ${row.kind} line at ${this.at(row.sequence)} has ${wrong}`);
+    }
     if (!Number.isSafeInteger(row.sequence)) fail("malformed", e, "a row without a sequence");
     if (row.sequence < e) {
       // Two lines claiming one sequence is the finding, whichever came first: a forged line chained
@@ -316,13 +338,14 @@ class ChainState {
     if (content !== row.contentHash) fail("modified", e, `event ${e}'s content does not match its content hash`);
     const chain = chainHash(this.previous, e, content!);
     if (chain === row.chainHash) {
-      if (row.kind === "event" && this.withAuditFields && !sameAuditFields(row.audit, deriveAuditFields(row))) {
+      if (!checked && row.kind === "event" && this.withAuditFields && !sameAuditFields(row.audit, deriveAuditFields(row))) {
         fail("modified", e, `event ${e}'s audit fields do not match its content`);
       }
       if (this.header) this.checkPlacement(row, this.header);
-      return this.accept(row, chain);
+      this.accept(row, chain);
+      return undefined;
     }
-    return this.classifyChainBreak(row, content!, await nextRow(next));
+    return nextRow(next).then((upcoming) => this.classifyChainBreak(row, content!, upcoming));
   }
 
   /**
@@ -514,39 +537,4 @@ async function nextRecord(next: () => Promise<VerifiableRecord | undefined>): Pr
     if (r.kind !== "checkpoint" && r.kind !== "end") return r;
   }
   return undefined;
-}
-
-/** Whether a line's audit fields are the ones derived from its content (every event: kept cheap). */
-function sameAuditFields(said: unknown, derived: AuditFields): boolean {
-  if (typeof said !== "object" || said === null) return false;
-  const s = said as Record<string, unknown>;
-  let n = 0;
-  for (const key in s) {
-    n++;
-    if (!(key in derived)) return false;
-  }
-  if (n !== 11) return false;
-  for (const key of AUDIT_KEYS) {
-    const a = s[key];
-    const b = derived[key];
-    if (a === b) continue;
-    if (typeof a !== "object" || typeof b !== "object" || a === null || b === null || stable(a) !== stable(b)) return false;
-  }
-  return true;
-}
-const AUDIT_KEYS = ["timestamp", "eventType", "level", "tenantId", "userId", "sourceIp", "resource", "action", "status", "requestId", "details"] as const satisfies ReadonlyArray<keyof AuditFields>;
-
-/** JSON with sorted keys, to compare what a line says with what was signed. */
-function stable(value: unknown): string {
-  if (value === null || typeof value !== "object") return JSON.stringify(value ?? null);
-  if (Array.isArray(value)) return "[" + value.map(stable).join(",") + "]";
-  return (
-    "{" +
-    Object.keys(value)
-      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .sort()
-      .map((k) => JSON.stringify(k) + ":" + stable((value as Record<string, unknown>)[k]))
-      .join(",") +
-    "}"
-  );
 }

@@ -7,7 +7,7 @@ import { UsageError } from "./main.ts";
 
 export type AuditCommand =
   | { command: "export"; tenantId: string; out: string; request: AuditExportRequest }
-  | { command: "verify"; file: string; jwks?: string; json: boolean }
+  | { command: "verify"; file: string; jwks?: string; json: boolean; threads?: number }
   | { command: "checkpoint"; tenantId?: string };
 
 const FLAG_OF: Record<string, string> = { from: "--from", to: "--to", fromSequence: "--from-sequence", toSequence: "--to-sequence", types: "--types", format: "--format" };
@@ -42,9 +42,14 @@ export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCo
       }
     }
     case "verify": {
-      const { values: v, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { jwks: { type: "string" }, json: { type: "boolean" } } });
+      const { values: v, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { jwks: { type: "string" }, json: { type: "boolean" }, threads: { type: "string" } } });
       if (positionals.length !== 1) throw new UsageError("audit verify needs one FILE (an export, NDJSON or CSV)");
-      return { command: "verify", file: positionals[0]!, jwks: v.jwks, json: Boolean(v.json) };
+      let threads: number | undefined;
+      if (v.threads !== undefined) {
+        threads = /^\d{1,3}$/.test(v.threads) ? Number(v.threads) : NaN;
+        if (!(threads <= 256)) throw new UsageError("invalid --threads: a number of threads, 0 or 1 for one core");
+      }
+      return { command: "verify", file: positionals[0]!, jwks: v.jwks, json: Boolean(v.json), ...(threads === undefined ? {} : { threads }) };
     }
     case "checkpoint": {
       const { values: v } = parseArgs({ args, strict: true, allowPositionals: false, options: { tenant: { type: "string" } } });

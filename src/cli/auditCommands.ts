@@ -1,12 +1,11 @@
-import { createReadStream } from "node:fs";
 import { open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { createCheckpointSigner } from "../app/audit/checkpointSigner.ts";
 import { signCheckpoint, type CheckpointDeps } from "../app/audit/signCheckpoint.ts";
 import { startAuditExport } from "../app/audit/startAuditExport.ts";
-import { readExportRecords } from "../audit/readExportFile.ts";
-import { verifyAuditRecords, type VerificationReport } from "../audit/verifyAuditRecords.ts";
+import type { VerificationReport } from "../audit/verifyAuditRecords.ts";
+import { verifyExportFile } from "../audit/verifyExportFile.ts";
 import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
 import type { Keyplane } from "../main.ts";
 import { listAllTenants } from "../store/queries/tenantQueries.ts";
@@ -62,16 +61,13 @@ export async function runAuditExport(kp: Keyplane, cmd: Extract<AuditCommand, { 
 /** keyplane audit verify: anyone can run it, with the file and the JWKS alone (no database). */
 export async function runAuditVerify(cmd: Extract<AuditCommand, { command: "verify" }>, io: CliIo): Promise<number> {
   const keys = cmd.jwks ? await loadJwks(cmd.jwks) : undefined;
-  const input = cmd.file === "-" ? process.stdin : createReadStream(cmd.file);
-  const opened = new Promise<void>((resolve, reject) => {
-    if (input === process.stdin) return resolve();
-    input.once("open", () => resolve());
-    input.once("error", reject);
-  });
-  await opened.catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`cannot read ${cmd.file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
-  });
-  const report = await verifyAuditRecords(readExportRecords(input), { source: "export", keys });
+  const input =
+    cmd.file === "-"
+      ? process.stdin
+      : await open(cmd.file).catch((error: NodeJS.ErrnoException) => {
+          throw new Error(`cannot read ${cmd.file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+        });
+  const report = await verifyExportFile(input, { keys, threads: cmd.threads });
   if (cmd.json) io.out(JSON.stringify(report) + "\n");
   else io.out(describe(report));
   if (!keys) io.err("warning: signatures not checked: pass --jwks FILE|URL (Keyplane's /.well-known/jwks.json) to check checkpoints and the end line\n");

@@ -72,10 +72,11 @@ commands:
                [--types TYPE[,TYPE...]...] [--format ndjson|csv]
                                           export the tenant's log, read from the database, as a verifiable file
                                           (--out - for stdout); recorded as an audit.exported event; progress on stderr
-  audit verify FILE [--jwks FILE|URL] [--json]
+  audit verify FILE [--jwks FILE|URL] [--json] [--threads N]
                                           verify an export (NDJSON or CSV; - for stdin) with nothing but the file and
                                           Keyplane's JWKS (/.well-known/jwks.json): names the first modified, deleted,
-                                          inserted or reordered sequence; exit 0 intact, 1 not
+                                          inserted or reordered sequence; exit 0 intact, 1 not. --threads: threads that
+                                          check lines (default: the cores, at most 8; 0 or 1: one core)
   audit checkpoint [--tenant ID]          sign a checkpoint of the hash chain now (every tenant with new events)
   help                                    show this text
 

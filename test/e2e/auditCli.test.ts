@@ -114,6 +114,7 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
 
     const verified = await keyplane(["audit", "verify", file, "--jwks", jwksFile], env);
     expect(verified).toEqual({ code: 0, out: "ok: tenant acme, chain intact from genesis to sequence 3 (3 events, 0 omitted, 1 checkpoints; signatures verified)\n", err: "" });
+    for (const threads of ["1", "4"]) expect(await keyplane(["audit", "verify", file, "--jwks", jwksFile, "--threads", threads], env)).toEqual(verified);
     const json = await keyplane(["audit", "verify", file, "--jwks", jwksFile, "--json"], env);
     expect(JSON.parse(json.out)).toMatchObject({ ok: true, tenantId: "acme", startsFrom: "genesis", lastSequence: 3, events: 3, checkpoints: 1, signatures: "verified", problem: null });
 
@@ -200,6 +201,7 @@ describe("keyplane audit usage errors", () => {
     [["audit", "export", "--tenant", "acme", "--out", "x", "--types", "no.such"], "invalid --types: unknown event type no.such"],
     [["audit", "verify"], "audit verify needs one FILE"],
     [["audit", "verify", "a", "b"], "audit verify needs one FILE"],
+    [["audit", "verify", "a", "--threads", "all"], "invalid --threads: a number of threads, 0 or 1 for one core"],
     [["audit", "checkpoint", "--all"], "Unknown option '--all'"],
   ])("keyplane %j → exit 2: %s", async (argv, message) => {
     const r = await keyplane(argv, env);

@@ -10,6 +10,7 @@ import { createAuditSigner } from "../../src/audit/auditSignatures.ts";
 import { CHECKPOINT_JWS_TYPE, csvField, deriveAuditFields, type CheckpointPayload, type CheckpointRecord, type EventRecord, type HeaderRecord } from "../../src/audit/exportFormat.ts";
 import { parseCsvRecord, readExportRecords } from "../../src/audit/readExportFile.ts";
 import { verifyAuditRecords, type ProblemKind } from "../../src/audit/verifyAuditRecords.ts";
+import { verifyExportFile } from "../../src/audit/verifyExportFile.ts";
 import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
 import { AccessDenied } from "../../src/domain/security/events.ts";
 import { openDatabase, withPlatform, withTenant } from "../../src/store/db.ts";
@@ -64,7 +65,12 @@ async function exportText(token: string, query = ""): Promise<string> {
   return res.text();
 }
 
-const verifyText = (text: string, keys: JSONWebKeySet = jwks) => verifyAuditRecords(readExportRecords(Readable.from([text])), { source: "export", keys });
+/** The report on an export's text; `keyplane audit verify` (verifyExportFile, one core and two threads) must give the same. */
+async function verifyText(text: string, keys: JSONWebKeySet = jwks) {
+  const report = await verifyAuditRecords(readExportRecords(Readable.from([text])), { source: "export", keys });
+  for (const threads of [1, 2]) expect(await verifyExportFile(Readable.from([text]), { keys, threads, batchBytes: 2048 }), `threads: ${threads}`).toEqual(report);
+  return report;
+}
 
 async function expectFileProblem(text: string, kind: ProblemKind, sequence: number | null) {
   const report = await verifyText(text);

@@ -1,5 +1,6 @@
 import { createHash, generateKeyPairSync, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isDeepStrictEqual } from "node:util";
 import { Readable } from "node:stream";
 import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -23,7 +24,8 @@ import {
   type OmittedRecord,
 } from "../../src/audit/exportFormat.ts";
 import { readExportRecords } from "../../src/audit/readExportFile.ts";
-import { verifyAuditRecords, type ProblemKind, type VerifiableRecord } from "../../src/audit/verifyAuditRecords.ts";
+import { verifyAuditRecords, type ProblemKind, type VerifiableRecord, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
+import { verifyExportFile } from "../../src/audit/verifyExportFile.ts";
 import { canonicalJson } from "../../src/store/events/canonicalJson.ts";
 import { chainHash, contentHash, genesisHash } from "../../src/store/events/hashing.ts";
 
@@ -166,7 +168,27 @@ async function resigned(records: ExportRecord[], signer = keyplane.signer): Prom
   return [records[0]!, ...body, { kind: "end", ...now, jws: await signer.sign(EXPORT_JWS_TYPE, now) }];
 }
 
-const verify = (records: ExportRecord[], keys: JSONWebKeySet | undefined = keyplane.jwks) => verifyAuditRecords(records, { source: "export", keys });
+const verify = async (records: ExportRecord[], keys: JSONWebKeySet | undefined = keyplane.jwks) => {
+  const report = await verifyAuditRecords(records, { source: "export", keys });
+  await expectSameReportFromFile(records, keys, report);
+  return report;
+};
+
+/**
+ * `keyplane audit verify` reads the records from a file, checking each line alone where it is read
+ * (verifyExportFile.test.ts runs it with worker threads): the report must be the one
+ * verifyAuditRecords gives for the records, whatever was tampered with, with the lines' members in
+ * the records' order or in the server's (the audit fields last, which the reader reads faster).
+ */
+async function expectSameReportFromFile(records: ExportRecord[], keys: JSONWebKeySet | undefined, report: VerificationReport) {
+  // Only records a file can hold as they are (no undefined field, no malformed stand-in).
+  if (records.some((r) => (r.kind as string) === "malformed" || !isDeepStrictEqual(JSON.parse(JSON.stringify(r)), r))) return;
+  const serverOrder = (r: ExportRecord) => (r.kind === "event" && "audit" in r ? (({ kind, audit, ...rest }) => ({ kind, ...rest, audit }))(r) : r);
+  for (const order of [(r: ExportRecord) => r, serverOrder]) {
+    const file = records.map((r) => JSON.stringify(order(r))).join("\n") + "\n";
+    expect(await verifyExportFile(Readable.from([file]), { keys, threads: 1 })).toEqual(report);
+  }
+}
 
 async function expectProblem(records: ExportRecord[], kind: ProblemKind, sequence: number | null) {
   const report = await verify(records);
