@@ -93,7 +93,7 @@ async function readLog(db: Db): Promise<number> {
     let cursor: { tenantId: string; seq: number } | undefined;
     for (;;) {
       let q = trx.selectFrom("events").selectAll();
-      if (cursor) q = q.where((eb) => eb.or([eb("tenant_id", ">", cursor!.tenantId), eb.and([eb("tenant_id", "=", cursor!.tenantId), eb("tenant_seq", ">", cursor!.seq)])]));
+      if (cursor) q = q.where((eb) => eb(eb.refTuple("tenant_id", "tenant_seq"), ">", eb.tuple(cursor!.tenantId, cursor!.seq)));
       const rows = await q.orderBy("tenant_id").orderBy("tenant_seq").limit(PAGE).execute();
       if (rows.length === 0) return n;
       n += rows.length;

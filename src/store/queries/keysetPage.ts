@@ -26,11 +26,11 @@ export async function readKeysetPage<DB, TB extends keyof DB, Row>(
   return { rows: rows.slice(0, page.first), hasNextPage: rows.length > page.first };
 }
 
-/** (c1, c2, …) strictly beyond (v1, v2, …) in lexicographic order: c1 > v1, or c1 = v1 and c2 > v2, … */
+/**
+ * (c1, c2, …) strictly beyond (v1, v2, …) in lexicographic order, as a row comparison: an index on
+ * the columns (after the tenant's) starts the scan there, where the spelled-out OR of
+ * "c1 > v1, or c1 = v1 and c2 > v2" would scan from the top and filter, page after page.
+ */
 function beyond(columns: readonly string[], values: readonly unknown[], op: "<" | ">"): Expression<SqlBool> {
-  const alternatives = columns.map((column, i) => {
-    const equalBefore = columns.slice(0, i).map((before, j) => sql<SqlBool>`${sql.ref(before)} = ${values[j]}`);
-    return sql.join([...equalBefore, sql<SqlBool>`${sql.ref(column)} ${sql.raw(op)} ${values[i]}`], sql` and `);
-  });
-  return sql<SqlBool>`(${sql.join(alternatives.map((a) => sql`(${a})`), sql` or `)})`;
+  return sql<SqlBool>`(${sql.join(columns.map((c) => sql.ref(c)))}) ${sql.raw(op)} (${sql.join(values.map((v) => sql`${v}`))})`;
 }
