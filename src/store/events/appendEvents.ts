@@ -22,10 +22,10 @@ import type { AppendRequest, StoredEvent } from "./types.ts";
  * are computed here. Given the database (`db`), the append is that one statement, committing on its
  * own, so the head lock is held only while it runs; concurrent ones of this process share a
  * statement and a commit (appendQueue.ts), except inside a unit of work's one transaction
- * (runInOneTransaction: an idempotent mutation), which it joins. Given a transaction, it joins it (a use case that writes
- * beside its append, such as the credential vault). Writes to lookup tables run in a transaction too.
- * Once committed, the append is announced (announceAppends.ts): to this process's live feed and
- * caches at once, to other processes by a NOTIFY.
+ * (runInOneTransaction: an idempotent mutation), which it joins. Given a transaction, it joins it
+ * (a use case that writes beside its append, such as the credential vault). Writes to lookup tables
+ * run in a transaction too. Once committed, the append is announced (announceAppends.ts): to this
+ * process's live feed and caches at once, to other processes by a NOTIFY.
  */
 export async function appendEvents(target: Db | Tx, request: AppendRequest): Promise<StoredEvent[]> {
   const { tenantId, streamType, streamId, expectedVersion, metadata } = request;
@@ -46,8 +46,9 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
   const hintKey = `${tenantId}\u0000${streamType}\u0000${streamId}`;
   let base = expectedVersion === "any" ? (hints?.get(hintKey) ?? 0) : expectedVersion;
   hints?.remember(hintKey, base + validated.length);
+  // A version no stream has: the function answers a conflict naming the one the stream has.
+  if (!Number.isInteger(base) || base < 0) base = -1;
   for (let attempt = 1; ; attempt++) {
-    if (!Number.isInteger(base) || base < 0) throw conflict(request, base);
     const events = validated.map((event, i) => {
       const eventId = randomUUID();
       const content = contentHash({ eventId, tenantId, streamType, streamId, streamVersion: base + i + 1, type: event.type, schemaVersion: event.schemaVersion, data: event.data, metadata: storedMetadata, occurredAt });
