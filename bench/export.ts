@@ -43,16 +43,9 @@ import { createKeyplane } from "../src/main.ts";
 import { eventLinesSql } from "../src/store/audit/readExportPage.ts";
 import { chainHash, contentHash } from "../src/store/events/hashing.ts";
 import { createBenchDatabase } from "./benchDatabase.ts";
+import { intEnv } from "./benchEnv.ts";
 import { timeVerifier } from "./verifierSpeed.ts";
 
-const intEnv = (name: string, fallback: number) => {
-  const n = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`${name} must be a positive integer`);
-    process.exit(2);
-  }
-  return n;
-};
 const EVENTS = intEnv("BENCH_EVENTS", 1_000_000);
 const ROUNDS = intEnv("BENCH_ROUNDS", 2);
 const BATCH = 5000;

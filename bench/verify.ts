@@ -21,16 +21,9 @@ import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
 import { createAuditSigner } from "../src/audit/auditSignatures.ts";
 import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE, EXPORT_VERSION, signatureOf, type ExportSummary, type HeaderRecord } from "../src/audit/exportFormat.ts";
 import { chainHash, contentHash, genesisHash } from "../src/store/events/hashing.ts";
+import { intEnv } from "./benchEnv.ts";
 import { describeSpeed, timeVerifier } from "./verifierSpeed.ts";
 
-const intEnv = (name: string, fallback: number) => {
-  const n = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`${name} must be a positive integer`);
-    process.exit(2);
-  }
-  return n;
-};
 const EVENTS = intEnv("BENCH_EVENTS", 300_000);
 const ROUNDS = intEnv("BENCH_ROUNDS", 3);
 const CHECKPOINT_EVERY = 1800;
