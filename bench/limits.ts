@@ -30,7 +30,7 @@ import { systemActor } from "../src/auth/actor.ts";
 import { loadConfig } from "../src/config.ts";
 import { schema } from "../src/graphql/schema.ts";
 import { createGraphQLServer } from "../src/http/yoga.ts";
-import { DEFAULT_DOCUMENT_LIMITS } from "../src/limits/policies.ts";
+import { DEFAULT_DOCUMENT_LIMITS } from "../src/config/limitDefaults.ts";
 import { operationCost } from "../src/limits/queryCost.ts";
 import { createLogger } from "../src/logger.ts";
 import { createKeyplane, type Keyplane } from "../src/main.ts";

@@ -44,15 +44,6 @@ function normalize(address: string | undefined): string | undefined {
   return mapped ? mapped[1] : address;
 }
 
-/** TRUSTED_PROXIES: comma-separated addresses and CIDR ranges; the problem with an entry, or null. */
-export function trustedProxyProblem(entry: string): string | null {
-  const [address, prefix, extra] = entry.split("/");
-  const family = isIP(address ?? "");
-  if (family === 0 || extra !== undefined) return `"${entry}" is not an IP address or CIDR range`;
-  if (prefix !== undefined && (!/^\d{1,3}$/.test(prefix) || Number(prefix) > (family === 6 ? 128 : 32))) return `"${entry}" has a bad prefix length`;
-  return null;
-}
-
 const resolved = new WeakMap<IncomingMessage, string | undefined>();
 
 /** The HTTP server records each request's client address once (server.ts, websocket.ts). */

@@ -13,7 +13,7 @@ import type { Actor, RequestMeta } from "../auth/actor.ts";
 import type { Tier } from "../domain/tenant/events.ts";
 import { ConfigError } from "../config.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
-import type { LimitsConfig } from "../limits/policies.ts";
+import type { LimitsConfig } from "../config.ts";
 import { operationCost, PageSizeError } from "../limits/queryCost.ts";
 import { rateLimitedError, rateLimitHeaders, type Decision, type PolicyCheck, type RateLimits } from "../limits/rateLimits.ts";
 import { requestMetaOf } from "./requestMeta.ts";

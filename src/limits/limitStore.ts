@@ -4,7 +4,7 @@ import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RLWrapperTime
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Db } from "../store/db.ts";
-import type { LimitsConfig } from "./policies.ts";
+import type { LimitsConfig } from "../config.ts";
 
 /** A fixed-window counter: how much a key has consumed in its current window, and when that ends. */
 export interface CounterState {

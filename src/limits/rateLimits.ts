@@ -6,7 +6,8 @@ import type { Metrics } from "../metrics.ts";
 import type { Db } from "../store/db.ts";
 import type { SecurityRecorder } from "../app/recordSecurityEvent.ts";
 import { createLimitStore, type Counter, type LimitStore } from "./limitStore.ts";
-import { POLICIES, type LimitsConfig, type PolicyName } from "./policies.ts";
+import type { LimitsConfig } from "../config.ts";
+import { POLICIES, type PolicyName } from "./policies.ts";
 
 /** One policy's verdict on one request. */
 export interface PolicyCheck {

@@ -1,7 +1,7 @@
 import { getOperationAST, parse } from "graphql";
 import { describe, expect, it } from "vitest";
 import { schema } from "../../src/graphql/schema.ts";
-import { DEFAULT_DOCUMENT_LIMITS } from "../../src/limits/policies.ts";
+import { DEFAULT_DOCUMENT_LIMITS } from "../../src/config/limitDefaults.ts";
 import { operationCost, PageSizeError } from "../../src/limits/queryCost.ts";
 import { rateLimitHeaders, type PolicyCheck } from "../../src/limits/rateLimits.ts";
 

@@ -1,15 +1,16 @@
 import { sql } from "kysely";
-import { AGENT_QUOTA_WINDOW_SECONDS, DEFAULT_AGENT_QUOTAS, type AgentQuota, type TierTable } from "../../limits/policies.ts";
+import { DEFAULT_AGENT_QUOTAS, type AgentQuota, type TierTable } from "../../config/limitDefaults.ts";
+import { AGENT_QUOTA_WINDOW_SECONDS } from "../../limits/policies.ts";
 import { RateLimitedError } from "../../errors.ts";
 import type { Tx } from "../../store/db.ts";
 import { latestOccurrences } from "../../store/queries/auditLogQueries.ts";
 import { tenantTier } from "../../store/queries/tenantQueries.ts";
 
 // The product's tier table for agents (creations per day, updates per hour; null = unlimited) lives
-// with the other named limit policies in src/limits/policies.ts and is configuration
+// with the other default limits in src/config/limitDefaults.ts and is configuration
 // (AGENT_CREATES_PER_DAY, AGENT_UPDATES_PER_HOUR). Counted from the tenant's own log, under a
 // per-tenant advisory lock, so every Keyplane process sharing the database sees one count.
-export { DEFAULT_AGENT_QUOTAS as AGENT_QUOTAS, type AgentQuota } from "../../limits/policies.ts";
+export { DEFAULT_AGENT_QUOTAS as AGENT_QUOTAS, type AgentQuota } from "../../config/limitDefaults.ts";
 const WINDOW_SECONDS = AGENT_QUOTA_WINDOW_SECONDS;
 const EVENT_TYPE: Record<AgentQuota, string> = { "agent-create": "agent.created", "agent-update": "agent.updated" };
 
