@@ -1,5 +1,5 @@
 import { CheckedEvent, checkedRecordOfJsonLine, recordOfJsonLine } from "./exportLines.ts";
-import { LineCursor } from "./readExportFile.ts";
+import { LineCursor } from "./platform.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // A batch of an NDJSON export's lines checked alone (exportLines.ts), on the main thread or in a

@@ -1,8 +1,8 @@
-import { isAscii, isUtf8 } from "node:buffer";
 import type { FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { CSV_COLUMNS, CSV_FILLED, recordCells, type AuditFields, type CsvColumn, type ExportRecord } from "./exportFormat.ts";
 import { checkedRecordOfJsonLine, parseJson, recordOfJsonLine } from "./exportLines.ts";
+import { LineCursor } from "./platform.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // Reading is where a file can mean two things to two readers: a key twice in one object (JSON.parse
@@ -171,41 +171,6 @@ async function* wholeLines(input: ExportInput): AsyncGenerator<Buffer[]> {
     yield buffers;
   }
   if (rest) yield [rest];
-}
-
-/**
- * The lines of bytes[start, end), which ends where a line does (after its LF, or at the end of the
- * file), LF or CRLF, decoded one at a time as they are read (a batch of decoded lines would outlive
- * a young-generation collection or two, and be copied by it): the text, or null for a line that
- * is not UTF-8. Text that is all ASCII is taken as Latin-1 (the same characters, decoded faster).
- */
-export class LineCursor {
-  private readonly bytes: Buffer;
-  private readonly end: number;
-  private from: number;
-  /** undefined: not all UTF-8, each line is checked. */
-  private readonly encoding: "latin1" | "utf8" | undefined;
-
-  constructor(bytes: Uint8Array, start: number, end: number) {
-    this.bytes = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.from = start;
-    this.end = end;
-    const all = this.bytes.subarray(start, end);
-    // (an LF byte is never part of another character: the lines of UTF-8 text are UTF-8)
-    this.encoding = isAscii(all) ? "latin1" : isUtf8(all) ? "utf8" : undefined;
-  }
-
-  /** The next line (null: not UTF-8), undefined after the last. */
-  next(): string | null | undefined {
-    const { bytes, end, from } = this;
-    if (from >= end) return undefined;
-    let nl = bytes.indexOf(10, from);
-    if (nl === -1 || nl > end) nl = end;
-    this.from = nl + 1;
-    const to = nl > from && bytes[nl - 1] === 13 ? nl - 1 : nl;
-    if (this.encoding !== undefined) return bytes.toString(this.encoding, from, to);
-    return isUtf8(bytes.subarray(from, to)) ? bytes.toString("utf8", from, to) : null;
-  }
 }
 
 /** The header row must name exactly the export's columns, in order: an extra column is a cell nobody checks. */

@@ -15,7 +15,7 @@ import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
 import { AccessDenied } from "../../src/domain/security/events.ts";
 import { openDatabase, withPlatform, withTenant } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
-import { chainHash, contentHash } from "../../src/store/events/hashing.ts";
+import { chainHash, contentHash } from "../../src/audit/hashing.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type TestApp } from "../testkit/testApp.ts";
 import { adminUrlOf, onCitus } from "../testkit/testDatabase.ts";

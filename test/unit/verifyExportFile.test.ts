@@ -12,7 +12,7 @@ import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE,
 import { readExportRecords } from "../../src/audit/readExportFile.ts";
 import { verifyAuditRecords, type VerifiableRecord } from "../../src/audit/verifyAuditRecords.ts";
 import { verifyExportFile, type VerifyFileStats } from "../../src/audit/verifyExportFile.ts";
-import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/store/events/hashing.ts";
+import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/audit/hashing.ts";
 
 // `keyplane audit verify` reads an export checking each line alone where it is read (exportLines.ts),
 // on one core or in worker threads: what it finds must be what the verifier finds in the records
