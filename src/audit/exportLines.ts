@@ -4,9 +4,10 @@ import { sha256Hex } from "./platform.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // One export line as the verifier reads it: the JSON parsed once, and what can be checked of a line
-// alone (its fields, its audit fields, its content hash) checked there, by the reader or by a worker
-// thread (verifyExportFile.ts). What needs the lines before it (sequences, the chain, signatures)
-// is the verifier's. This module needs only exportFormat.ts and the hashing: worker threads load it.
+// alone (its fields, its audit fields, its content hash) checked there, by the reader or by a
+// worker thread (node/verifyExportFile.ts). What needs the lines before it (sequences, the chain,
+// signatures) is the verifier's. This module needs only exportFormat.ts and the hashing: worker
+// threads load it.
 
 export const FIELDS = {
   header: new Set<string>(LINE_FIELDS.header),

@@ -23,9 +23,9 @@ import {
   type HeaderRecord,
   type OmittedRecord,
 } from "../../src/audit/exportFormat.ts";
-import { readExportRecords } from "../../src/audit/readExportFile.ts";
+import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
 import { verifyAuditRecords, type ProblemKind, type VerifiableRecord, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
-import { verifyExportFile } from "../../src/audit/verifyExportFile.ts";
+import { verifyExportFile } from "../../src/audit/node/verifyExportFile.ts";
 import { canonicalJson } from "../../src/audit/canonicalJson.ts";
 import { chainHash, contentHash, genesisHash } from "../../src/audit/hashing.ts";
 
