@@ -32,7 +32,7 @@ import { AccessTokenIssued } from "../src/domain/session/events.ts";
 import { openDatabase, type DatabaseHandle, type Db } from "../src/store/db.ts";
 import { appendEvents } from "../src/store/events/appendEvents.ts";
 import { appendQueue } from "../src/store/events/appendQueue.ts";
-import { chainHash, contentHash, genesisHash } from "../src/store/events/hashing.ts";
+import { chainHash, contentHash, genesisHash } from "../src/audit/hashing.ts";
 import type { EventMetadata } from "../src/store/events/types.ts";
 import { migrateToLatest } from "../src/store/migrate.ts";
 import { createBenchDatabase, createBenchSchema, type BenchDatabase } from "./benchDatabase.ts";

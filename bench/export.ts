@@ -41,7 +41,7 @@ import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { createKeyplane } from "../src/main.ts";
 import { eventLinesSql } from "../src/store/audit/readExportPage.ts";
-import { chainHash, contentHash } from "../src/store/events/hashing.ts";
+import { chainHash, contentHash } from "../src/audit/hashing.ts";
 import { createBenchDatabase } from "./benchDatabase.ts";
 import { intEnv } from "./benchEnv.ts";
 import { timeVerifier } from "./verifierSpeed.ts";

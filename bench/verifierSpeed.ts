@@ -1,6 +1,6 @@
 import { open } from "node:fs/promises";
 import type { JSONWebKeySet } from "jose";
-import { defaultVerifyThreads, verifyExportFile } from "../src/audit/verifyExportFile.ts";
+import { defaultVerifyThreads, verifyExportFile } from "../src/audit/node/verifyExportFile.ts";
 
 // The verifier's speed on an export file as `keyplane audit verify FILE --jwks …` runs it (every
 // hash and signature checked): on one core (--threads 1) and with its default threads (the cores,

@@ -20,7 +20,7 @@ import { finished } from "node:stream/promises";
 import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
 import { createAuditSigner } from "../src/audit/auditSignatures.ts";
 import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE, EXPORT_VERSION, signatureOf, type ExportSummary, type HeaderRecord } from "../src/audit/exportFormat.ts";
-import { chainHash, contentHash, genesisHash } from "../src/store/events/hashing.ts";
+import { chainHash, contentHash, genesisHash } from "../src/audit/hashing.ts";
 import { intEnv } from "./benchEnv.ts";
 import { describeSpeed, timeVerifier } from "./verifierSpeed.ts";
 

@@ -23,10 +23,10 @@ import { createRateLimits } from "./limits/rateLimits.ts";
 import { createHttpServer } from "./http/server.ts";
 import { graphQLWebSocketOf } from "./http/websocket.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { readOldestUnsignedEventAge } from "./store/audit/readOldestUnsignedEventAge.ts";
 import { lockDataDir } from "./store/dataDirLock.ts";
 import { openDatabase, type DatabaseHandle, type Db } from "./store/db.ts";
 import { migrateToLatest } from "./store/migrate.ts";
-import { readOldestUnsignedEventAge } from "./store/queries/auditCheckpointAge.ts";
 
 export interface Keyplane {
   deps: AppDeps;

@@ -1,5 +1,5 @@
-import type { KeyObject } from "node:crypto";
 import { CompactSign, compactVerify, createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet } from "jose";
+import { base64urlText, type PrivateKey } from "./platform.ts";
 
 // Checkpoints and export trailers are JWS compact serializations (ES256) with Keyplane's signing
 // key, verifiable by anyone with the JWKS Keyplane publishes at /.well-known/jwks.json.
@@ -20,7 +20,7 @@ export interface AuditSigner {
   sign(typ: string, payload: object): Promise<string>;
 }
 
-export function createAuditSigner(key: { kid: string; privateKey: KeyObject }): AuditSigner {
+export function createAuditSigner(key: { kid: string; privateKey: PrivateKey }): AuditSigner {
   return {
     kid: key.kid,
     sign: (typ, payload) =>
@@ -41,7 +41,7 @@ export async function checkAuditJws<T>(jws: string, typ: string, keys: JSONWebKe
     header = decodeProtectedHeader(jws);
     const part = jws.split(".")[1];
     if (part === undefined || jws.split(".").length !== 3) throw new Error("not compact");
-    payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as T;
+    payload = JSON.parse(base64urlText(part)) as T;
   } catch {
     return { ok: false, reason: "not a JWS compact serialization" };
   }

@@ -1,11 +1,11 @@
 import { CheckedEvent, checkedRecordOfJsonLine, recordOfJsonLine } from "./exportLines.ts";
-import { LineCursor } from "./readExportFile.ts";
+import { LineCursor } from "./platform.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // A batch of an NDJSON export's lines checked alone (exportLines.ts), on the main thread or in a
-// worker thread (verifyExportWorker.ts), and what a worker sends back: each checked event's fields
-// in one flat array (a structured clone of strings and numbers, no object per line), and the text
-// of any other line, which the main thread reads again into the same record (recordOfJsonLine).
+// worker thread (node/verifyExportWorker.ts), and what a worker sends back: each checked event's
+// fields in one flat array (a structured clone of strings and numbers, no object per line), and the
+// text of any other line, which the main thread reads again into the same record (recordOfJsonLine).
 
 const CHECKED = 0;
 const OTHER = 1;

@@ -9,9 +9,9 @@
 //
 // Each line holds exactly its listed fields (LINE_FIELDS), each hashed or signed or derived from what
 // is: the verifier refuses anything else on a line. docs/audit-format.md is the auditor's spec.
-// Everything here is plain data: the verifier needs this module, hashing.ts and jose, nothing else.
+// Everything here is plain data: the verifier needs src/audit and jose, nothing else.
 
-import type { HashedContent } from "../store/events/hashing.ts";
+import type { HashedContent } from "./hashing.ts";
 
 export const EXPORT_FORMAT = "keyplane-audit-export";
 /**

@@ -1,12 +1,13 @@
-import * as crypto from "node:crypto";
-import { canonicalContentJson, hashContent, membersWritten } from "../store/events/canonicalContent.ts";
+import { canonicalContentJson, hashContent, membersWritten } from "./canonicalContent.ts";
 import { ANCHOR_FIELDS, deriveAuditFields, LINE_FIELDS, type AuditFields, type ExportRecord } from "./exportFormat.ts";
+import { sha256Hex } from "./platform.ts";
 import type { VerifiableRecord } from "./verifyAuditRecords.ts";
 
 // One export line as the verifier reads it: the JSON parsed once, and what can be checked of a line
-// alone (its fields, its audit fields, its content hash) checked there, by the reader or by a worker
-// thread (verifyExportFile.ts). What needs the lines before it (sequences, the chain, signatures)
-// is the verifier's. This module needs only exportFormat.ts and the hashing: worker threads load it.
+// alone (its fields, its audit fields, its content hash) checked there, by the reader or by a
+// worker thread (node/verifyExportFile.ts). What needs the lines before it (sequences, the chain,
+// signatures) is the verifier's. This module needs only exportFormat.ts and the hashing: worker
+// threads load it.
 
 export const FIELDS = {
   header: new Set<string>(LINE_FIELDS.header),
@@ -155,7 +156,7 @@ function checkedEventLine(line: string, n: number, head: Record<string, unknown>
   }
   // The head's 14 keys and the members of their values (the content's are the ones written).
   if (!spellsEachKeyOnce(line.slice(0, at), FIELDS.logEvent.size + membersWritten())) return withAudit(line, n, head, at);
-  if (crypto.hash("sha256", text, "hex") !== head.contentHash) return withAudit(line, n, head, at);
+  if (sha256Hex(text) !== head.contentHash) return withAudit(line, n, head, at);
   return new CheckedEvent(head.sequence as number, head.tenantId as string, head.type as string, head.occurredAt as string, head.contentHash as string, head.chainHash as string);
 }
 

@@ -1,7 +1,6 @@
 import type { JSONWebKeySet } from "jose";
-import { hashContent } from "../store/events/canonicalContent.ts";
-import { chainHash, genesisHash } from "../store/events/hashing.ts";
 import { checkAuditJws } from "./auditSignatures.ts";
+import { hashContent } from "./canonicalContent.ts";
 import { CheckedEvent, FIELDS, fieldsProblem, sameAuditFields, stable } from "./exportLines.ts";
 import {
   CHECKPOINT_JWS_TYPE,
@@ -21,6 +20,7 @@ import {
   type HeaderRecord,
   type OmittedRecord,
 } from "./exportFormat.ts";
+import { chainHash, genesisHash } from "./hashing.ts";
 
 // The one verifier: exports (NDJSON or CSV, from the CLI and the tests) and the database's own rows
 // (verifyAuditLog, the checkpoint signer) go through it. It recomputes every content hash from the

@@ -5,7 +5,7 @@ import { createCheckpointSigner } from "../app/audit/checkpointSigner.ts";
 import { signCheckpoint, type CheckpointDeps } from "../app/audit/signCheckpoint.ts";
 import { startAuditExport } from "../app/audit/startAuditExport.ts";
 import type { VerificationReport } from "../audit/verifyAuditRecords.ts";
-import { verifyExportFile } from "../audit/verifyExportFile.ts";
+import { verifyExportFile } from "../audit/node/verifyExportFile.ts";
 import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
 import type { Keyplane } from "../main.ts";
 import { listAllTenants } from "../store/queries/tenantQueries.ts";

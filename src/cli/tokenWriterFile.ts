@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { access, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
-import { fingerprint } from "../store/events/hashing.ts";
+import { fingerprint } from "../crypto/fingerprint.ts";
 
 // The token file of `keyplane github-token`: written so that a reader sees the old token or the new one,
 // never a half-written file, and only ever readable by the workload's own user.

@@ -5,7 +5,7 @@ import type { Actor } from "../auth/actor.ts";
 import { DomainError } from "../errors.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 import { runInOneTransaction } from "../store/ambientTransaction.ts";
-import { canonicalJson } from "../store/events/canonicalJson.ts";
+import { canonicalJson } from "../audit/canonicalJson.ts";
 import { lookUpIdempotencyKey, storeIdempotentResponse, type IdempotencyKeyRef } from "../store/idempotencyStore.ts";
 
 const KEY_PATTERN = /^[\x21-\x7e]{8,255}$/;

@@ -10,7 +10,7 @@ import { USAGE } from "../../src/cli/main.ts";
 import { nextRefreshAt, retryDelay, DEFAULT_TIMING, type Clock } from "../../src/cli/tokenWriter.ts";
 import { TokenSourceError } from "../../src/cli/tokenWriterSource.ts";
 import { loadConfig } from "../../src/config.ts";
-import { fingerprint } from "../../src/store/events/hashing.ts";
+import { fingerprint } from "../../src/crypto/fingerprint.ts";
 import { startFakeGitHub, type FakeGitHub, type FakeGitHubApp, type GitHubInstallation } from "../fakes/github.ts";
 import { logLines as keyplaneLogLines, runKeyplane, spawnKeyplane, type LogLine } from "../testkit/keyplaneCli.ts";
 import { browseInstall, freePort, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";

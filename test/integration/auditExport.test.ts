@@ -3,7 +3,7 @@ import { request as httpRequest } from "node:http";
 import { Readable } from "node:stream";
 import type { JSONWebKeySet } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readExportRecords } from "../../src/audit/readExportFile.ts";
+import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
 import { verifyAuditRecords, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
 import { EXPORT_VERSION, signatureOf, type CheckpointRecord, type EndRecord, type EventRecord, type ExportRecord, type HeaderRecord } from "../../src/audit/exportFormat.ts";
 import { eventMetadata, systemActor } from "../../src/auth/actor.ts";

@@ -7,7 +7,7 @@ import type { DomainEvent } from "../../src/domain/eventDefinition.ts";
 import { ConflictError } from "../../src/errors.ts";
 import { withPlatform, withTenant, type DatabaseHandle } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
-import { genesisHash } from "../../src/store/events/hashing.ts";
+import { genesisHash } from "../../src/audit/hashing.ts";
 import { rowToStoredEvent } from "../../src/store/events/rowToStoredEvent.ts";
 import type { StoredEvent } from "../../src/store/events/types.ts";
 import { eventRecordOf } from "../../src/store/audit/readLogRecords.ts";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logger.ts";
-import { readOldestUnsignedEventAge } from "../../src/store/queries/auditCheckpointAge.ts";
+import { readOldestUnsignedEventAge } from "../../src/store/audit/readOldestUnsignedEventAge.ts";
 import { onPostgres } from "../testkit/testDatabase.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { subscribeEvents } from "../testkit/eventSubscriber.ts";

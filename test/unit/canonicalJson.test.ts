@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { canonicalContentJson, hashContent, membersWritten, writeCanonicalJson } from "../../src/store/events/canonicalContent.ts";
-import { canonicalJson } from "../../src/store/events/canonicalJson.ts";
-import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/store/events/hashing.ts";
+import { canonicalContentJson, hashContent, membersWritten, writeCanonicalJson } from "../../src/audit/canonicalContent.ts";
+import { canonicalJson } from "../../src/audit/canonicalJson.ts";
+import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/audit/hashing.ts";
 
 describe("canonical JSON (RFC 8785)", () => {
   it("sorts keys by UTF-16 code units and drops whitespace", () => {

@@ -23,11 +23,11 @@ import {
   type HeaderRecord,
   type OmittedRecord,
 } from "../../src/audit/exportFormat.ts";
-import { readExportRecords } from "../../src/audit/readExportFile.ts";
+import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
 import { verifyAuditRecords, type ProblemKind, type VerifiableRecord, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
-import { verifyExportFile } from "../../src/audit/verifyExportFile.ts";
-import { canonicalJson } from "../../src/store/events/canonicalJson.ts";
-import { chainHash, contentHash, genesisHash } from "../../src/store/events/hashing.ts";
+import { verifyExportFile } from "../../src/audit/node/verifyExportFile.ts";
+import { canonicalJson } from "../../src/audit/canonicalJson.ts";
+import { chainHash, contentHash, genesisHash } from "../../src/audit/hashing.ts";
 
 // The verifier on exports built here with the real hashing and a real ES256 key: every kind of
 // tampering, with and without renumbering, and the first bad sequence it must name.

@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAuditSigner, type AuditSigner } from "../../src/audit/auditSignatures.ts";
 import { CheckedEvent, checkedRecordOfJsonLine, FIELDS, fieldsProblem, recordOfJsonLine, sameAuditFields } from "../../src/audit/exportLines.ts";
 import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE, EXPORT_VERSION, signatureOf, type EventRecord, type ExportSummary, type HeaderRecord } from "../../src/audit/exportFormat.ts";
-import { readExportRecords } from "../../src/audit/readExportFile.ts";
+import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
 import { verifyAuditRecords, type VerifiableRecord } from "../../src/audit/verifyAuditRecords.ts";
-import { verifyExportFile, type VerifyFileStats } from "../../src/audit/verifyExportFile.ts";
-import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/store/events/hashing.ts";
+import { verifyExportFile, type VerifyFileStats } from "../../src/audit/node/verifyExportFile.ts";
+import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/audit/hashing.ts";
 
 // `keyplane audit verify` reads an export checking each line alone where it is read (exportLines.ts),
 // on one core or in worker threads: what it finds must be what the verifier finds in the records

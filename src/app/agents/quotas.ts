@@ -3,7 +3,7 @@ import { DEFAULT_AGENT_QUOTAS, type AgentQuota, type TierTable } from "../../con
 import { AGENT_QUOTA_WINDOW_SECONDS } from "../../limits/policies.ts";
 import { RateLimitedError } from "../../errors.ts";
 import type { Tx } from "../../store/db.ts";
-import { latestOccurrences } from "../../store/queries/auditLogQueries.ts";
+import { latestOccurrences } from "../../store/queries/latestOccurrences.ts";
 import { tenantTier } from "../../store/queries/tenantQueries.ts";
 
 // The product's tier table for agents (creations per day, updates per hour; null = unlimited) lives

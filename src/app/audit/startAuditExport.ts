@@ -21,7 +21,7 @@ import { readFirstSequenceFrom, readLastSequenceBefore } from "../../store/audit
 import { copyExportPage, type CopiedPage } from "../../store/audit/copyExportPage.ts";
 import { countExportRows, exportPageSql, readExportPage, readLastRow, type ExportRowFilter } from "../../store/audit/readExportPage.ts";
 import { appendEvents } from "../../store/events/appendEvents.ts";
-import { genesisHash } from "../../store/events/hashing.ts";
+import { genesisHash } from "../../audit/hashing.ts";
 import type { AuditExportRequest } from "./parseExportRequest.ts";
 
 /** Rows per page: a few MB of text, so memory stays flat whatever the size of the log. */

@@ -1,11 +1,11 @@
 import type { JSONWebKeySet } from "jose";
 import type { CheckpointRecord, ExportAnchor } from "../../audit/exportFormat.ts";
+import { genesisHash } from "../../audit/hashing.ts";
 import { verifyAuditRecords, type VerificationReport } from "../../audit/verifyAuditRecords.ts";
 import { BadInputError } from "../../errors.ts";
 import { readLatestCheckpoint, readTenantHead } from "../../store/audit/checkpointQueries.ts";
 import { readLogRecords } from "../../store/audit/readLogRecords.ts";
 import { withTenant, type Db } from "../../store/db.ts";
-import { genesisHash } from "../../store/events/hashing.ts";
 
 export interface LogVerification extends VerificationReport {
   /** The sequences asked for; the chain is verified from the anchor (genesis or the checkpoint before them). */

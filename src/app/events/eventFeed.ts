@@ -3,7 +3,7 @@ import type { Logger } from "../../logger.ts";
 import type { Metrics } from "../../metrics.ts";
 import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../../store/db.ts";
 import { EVENTS_CHANNEL, onCommittedAppends, parseAppendNotice } from "../../store/events/announceAppends.ts";
-import { eventsAfterAlone, tenantHeads } from "../../store/queries/auditLogQueries.ts";
+import { eventsAfterAlone, tenantHeads } from "../../store/events/readTenantLog.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import { abortableStream, Bell } from "../abortableStream.ts";
 

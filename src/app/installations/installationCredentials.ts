@@ -4,7 +4,7 @@ import { parseInput } from "../../domain/validation.ts";
 import { ConflictError, NotFoundError } from "../../errors.ts";
 import type { Platform, ProviderCredentials } from "../../providers/provider.ts";
 import { withTenant } from "../../store/db.ts";
-import { fingerprint } from "../../store/events/hashing.ts";
+import { fingerprint } from "../../crypto/fingerprint.ts";
 import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { providerOf } from "./startInstallation.ts";

@@ -1,12 +1,12 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { fingerprint } from "../../crypto/fingerprint.ts";
 import { InstallationRequested } from "../../domain/installation/events.ts";
 import { BadInputError } from "../../errors.ts";
 import { isPlatform, type InstallationProvider, type Platform } from "../../providers/provider.ts";
 import { newPkceVerifier, pkceChallenge } from "../../providers/registry.ts";
 import { withTenant } from "../../store/db.ts";
 import { appendEvents } from "../../store/events/appendEvents.ts";
-import { fingerprint } from "../../store/events/hashing.ts";
 import type { AppDeps } from "../deps.ts";
 
 export const hashState = (state: string) => createHash("sha256").update(state).digest("hex");

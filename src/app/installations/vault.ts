@@ -1,8 +1,8 @@
+import { fingerprint } from "../../crypto/fingerprint.ts";
 import type { Keyring } from "../../crypto/keyring.ts";
 import type { CredentialFacts } from "../../domain/installation/decide.ts";
 import type { ProviderCredentials } from "../../providers/provider.ts";
 import type { Tx } from "../../store/db.ts";
-import { fingerprint } from "../../store/events/hashing.ts";
 
 // The credential vault: one row per installation holding AES-GCM envelopes. Each value's additional
 // authenticated data names its tenant, installation and field, so a ciphertext copied to another row

@@ -1,7 +1,7 @@
 import { verifyAuditLog, type LogVerification } from "../../app/audit/verifyAuditLog.ts";
 import type { AuditProblem, ProblemKind } from "../../audit/verifyAuditRecords.ts";
+import { readAuditLogPage } from "../../store/audit/readAuditLogPage.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
-import { readAuditLogPage } from "../../store/queries/auditLogQueries.ts";
 import { builder } from "../builder.ts";
 import { connectionType, pageArgs, sequenceCursor } from "../pagination.ts";
 

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { contentHash, genesisHash } from "../../audit/hashing.ts";
 import { validateEventData } from "../../domain/eventRegistry.ts";
 import { ConflictError } from "../../errors.ts";
 import { countAppended } from "../../metrics.ts";
@@ -8,7 +9,6 @@ import { executeStatements, projectionStatements } from "../projections/applyPro
 import { statementJson } from "../projections/projectionSql.ts";
 import { announceAppend, appendsCommitted } from "./announceAppends.ts";
 import { appendCall, appendQueue, type AppendCall, type AppendResult } from "./appendQueue.ts";
-import { contentHash, genesisHash } from "./hashing.ts";
 import { jsonbOrder } from "./jsonbOrder.ts";
 import type { AppendRequest, StoredEvent } from "./types.ts";
 

@@ -1,5 +1,5 @@
 import { parentPort } from "node:worker_threads";
-import { checkJsonLinesEncoded } from "./checkExportBatch.ts";
+import { checkJsonLinesEncoded } from "../checkExportBatch.ts";
 
 // A worker thread of verifyExportFile.ts: checks the lines of the batches it is sent, each line
 // alone (parse, fields, audit fields, content hash), and sends back what it found. The chain is

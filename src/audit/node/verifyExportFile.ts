@@ -1,9 +1,10 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { JSONWebKeySet } from "jose";
-import { checkJsonLines, countLines, decodeCheckedLines } from "./checkExportBatch.ts";
-import { chunksOf, closeInput, ExportLineReader, readExportBatches, type ExportInput } from "./readExportFile.ts";
-import { verifyRecordBatches, type VerifiableRecord, type VerificationReport } from "./verifyAuditRecords.ts";
+import { checkJsonLines, countLines, decodeCheckedLines } from "../checkExportBatch.ts";
+import { ExportLineReader } from "../exportLineReader.ts";
+import { verifyRecordBatches, type VerifiableRecord, type VerificationReport } from "../verifyAuditRecords.ts";
+import { chunksOf, closeInput, readExportBatches, type ExportInput } from "./readExportFile.ts";
 
 // `keyplane audit verify`: an export file verified at the speed of its hashes. Each line is parsed
 // once and checked alone where it is read (its fields, its audit fields, its content hash:

@@ -1,5 +1,5 @@
-import * as crypto from "node:crypto";
 import type { HashedContent } from "./hashing.ts";
+import { sha256Hex } from "./platform.ts";
 
 // canonicalJson and contentHash for the verifier, which hashes every event of an export: the same
 // bytes (test/unit/canonicalJson.test.ts holds them equal on varied inputs), written faster.
@@ -150,5 +150,5 @@ export function membersWritten(): number {
 
 /** contentHash(e), the same hex digest. */
 export function hashContent(e: HashedContent, plainStrings = false): string {
-  return crypto.hash("sha256", canonicalContentJson(e, plainStrings), "hex");
+  return sha256Hex(canonicalContentJson(e, plainStrings));
 }

@@ -1,5 +1,8 @@
-import * as crypto from "node:crypto";
 import { canonicalJson } from "./canonicalJson.ts";
+import { sha256Hex } from "./platform.ts";
+
+// The two hashes of the log, as the append writes them and an auditor re-computes them from an
+// export: content = SHA-256(canonical JSON of HashedContent), chain = SHA-256(prev:seq:content).
 
 /** The part of an event its content hash covers: everything but the sequence and the hashes. */
 export interface HashedContent {
@@ -14,11 +17,6 @@ export interface HashedContent {
   metadata: unknown;
   occurredAt: string; // ISO 8601 with milliseconds, UTC
 }
-
-// crypto.hash (Node >= 20.12) hashes in one native call, several times faster than a Hash object;
-// a verifier computes two per event. Strings are hashed as UTF-8 either way.
-const oneShot = typeof crypto.hash === "function" ? crypto.hash : undefined;
-const sha256Hex = oneShot ? (text: string) => oneShot("sha256", text, "hex") : (text: string) => crypto.createHash("sha256").update(text, "utf8").digest("hex");
 
 /** Hashes exactly the HashedContent fields, whatever else the record carries (sequence, hashes, audit view). */
 export function contentHash(e: HashedContent): string {
@@ -46,9 +44,4 @@ export function genesisHash(tenantId: string): string {
 /** chain_n = SHA-256(chain_{n-1} ":" n ":" content_n), all hex, as UTF-8. */
 export function chainHash(previousChainHash: string, sequence: number, content: string): string {
   return sha256Hex(`${previousChainHash}:${sequence}:${content}`);
-}
-
-/** Short, non-reversible reference to a secret for events and logs. */
-export function fingerprint(secret: string): string {
-  return "sha256:" + sha256Hex(secret).slice(0, 16);
 }

@@ -1,0 +1,15 @@
+import type { Tx } from "../db.ts";
+
+/** When the latest `limit` events of a type since a time occurred, newest first (the agent quotas' window). */
+export async function latestOccurrences(trx: Tx, tenantId: string, eventType: string, since: Date, limit: number): Promise<Date[]> {
+  const rows = await trx
+    .selectFrom("events")
+    .select("occurred_at")
+    .where("tenant_id", "=", tenantId)
+    .where("event_type", "=", eventType)
+    .where("occurred_at", ">", since)
+    .orderBy("occurred_at", "desc")
+    .limit(limit)
+    .execute();
+  return rows.map((r) => new Date(r.occurred_at));
+}
