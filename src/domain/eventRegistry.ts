@@ -9,9 +9,10 @@ import { securityEvents } from "./security/events.ts";
 import { sessionEvents } from "./session/events.ts";
 import { taskEvents } from "./task/events.ts";
 import { tenantEvents } from "./tenant/events.ts";
+import { tokenPolicyEvents } from "./tokenPolicy/events.ts";
 
 // Every event type Keyplane may append. The store validates each event against it on the way in.
-const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents, ...installationEvents, ...githubTokenEvents, ...agentEvents, ...enrollmentKeyEvents, ...taskEvents, ...auditEvents];
+const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents, ...installationEvents, ...tokenPolicyEvents, ...githubTokenEvents, ...agentEvents, ...enrollmentKeyEvents, ...taskEvents, ...auditEvents];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));
 
