@@ -8,7 +8,7 @@ import type { EventMetadata } from "../../store/events/types.ts";
 import { findGitHubOwner, findInstallation, findLiveByExternalId, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { callbackUrl, hashState, providerFor, stateAad } from "./startInstallation.ts";
 import { storeCredentials } from "./vault.ts";
 

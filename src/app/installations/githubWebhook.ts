@@ -10,7 +10,7 @@ import { findGitHubOwner } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 
 /**
  * How long a webhook body is remembered, like its delivery id (pruneInstallationState keeps those 30

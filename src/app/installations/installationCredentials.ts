@@ -9,7 +9,7 @@ import { findInstallation, type InstallationRow } from "../../store/queries/inst
 import type { AppDeps } from "../deps.ts";
 import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { currentCredentials, lockInstallation } from "./refreshCredentials.ts";
 
 export const InstallationIdInput = z.object({ id: z.string().uuid("not an installation id") });

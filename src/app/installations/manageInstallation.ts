@@ -8,7 +8,7 @@ import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { InstallationIdInput, loadInstallation } from "./installationCredentials.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { forgetCredentials, readCredentials } from "./vault.ts";
 import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
 import { readTokenSecret } from "../githubTokens/tokenVault.ts";

@@ -7,7 +7,7 @@ import { findInstallation } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { readCredentials, storeCredentials } from "./vault.ts";
 
 type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">;
