@@ -3,16 +3,14 @@ import { z } from "zod";
 import { eventMetadata, PLATFORM_TENANT, type Actor, type RequestMeta } from "../auth/actor.ts";
 import { AuthFailure } from "../auth/verifyToken.ts";
 import { roleSchema, tokenKindSchema } from "../domain/eventDefinition.ts";
-import { decideAccessToken, decideSession, SESSION_INVALID } from "../domain/session/decide.ts";
-import { evolveAccessToken, evolveSession, initialAccessTokenState, initialSessionState, type Grant } from "../domain/session/evolve.ts";
+import { SESSION_INVALID } from "../domain/session/decide.ts";
+import { accessTokenDecider, accessTokenStream, sessionDecider, sessionStream } from "../domain/session/decider.ts";
+import type { Grant } from "../domain/session/evolve.ts";
 import { parseInput } from "../domain/validation.ts";
 import { ConflictError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import { effectivePermissions, SERVICE_ONLY_PERMISSIONS, type Permission } from "../auth/permissions.ts";
 import type { AppDeps } from "./deps.ts";
 import { handleCommand } from "./handleCommand.ts";
-
-const accessTokenDecider = { initialState: initialAccessTokenState, evolve: evolveAccessToken, decide: decideAccessToken };
-const sessionDecider = { initialState: initialSessionState, evolve: evolveSession, decide: decideSession };
 
 const MAX_TTL_SECONDS = 366 * 86400;
 
@@ -64,8 +62,7 @@ export async function issueAccessToken(
     const tokenId = randomUUID();
     await handleCommand(deps.db, {
       tenantId: input.tenantId,
-      streamType: "access_token",
-      streamId: tokenId,
+      ...accessTokenStream(tokenId),
       decider: accessTokenDecider,
       command: { type: "IssueAccessToken", tokenId, grant, expiresAt: expiresAt.toISOString(), issuedVia: input.issuedVia },
       metadata,
@@ -80,8 +77,7 @@ export async function issueAccessToken(
   const refreshExpiresAt = new Date(now.getTime() + deps.config.auth.refreshTokenTtl * 1000);
   await handleCommand(deps.db, {
     tenantId: input.tenantId,
-    streamType: "session",
-    streamId: familyId,
+    ...sessionStream(familyId),
     decider: sessionDecider,
     command: { type: "StartSession", familyId, grant, refreshTokenId, accessTokenId, expiresAt: refreshExpiresAt.toISOString() },
     metadata,
@@ -111,8 +107,7 @@ export async function refreshSession(
   const run = () =>
     handleCommand(deps.db, {
       tenantId: presented.tenantId,
-      streamType: "session",
-      streamId: presented.familyId,
+      ...sessionStream(presented.familyId),
       decider: sessionDecider,
       command: { type: "RefreshSession", presentedRefreshTokenId: presented.tokenId, refreshTokenId, accessTokenId, now: deps.now().toISOString() },
       metadata: eventMetadata({ subject: presented.subject, kind: presented.kind, roles: [], tokenId: presented.tokenId }, request),
@@ -177,8 +172,7 @@ export async function revokeAccessToken(
   const fallbackExpiry = new Date(deps.now().getTime() + MAX_TTL_SECONDS * 1000).toISOString();
   await handleCommand(deps.db, {
     tenantId: actor.tenantId,
-    streamType: "access_token",
-    streamId: tokenId,
+    ...accessTokenStream(tokenId),
     decider: accessTokenDecider,
     command: { type: "RevokeAccessToken", tokenId, reason: "revoked", expiresAt: fallbackExpiry },
     metadata: eventMetadata(actor, request),

@@ -1,14 +1,9 @@
+import type { Decider } from "../domain/decider.ts";
 import type { DomainEvent } from "../domain/eventDefinition.ts";
 import { withTenant, type Db, type Tx } from "../store/db.ts";
 import { appendEvents } from "../store/events/appendEvents.ts";
 import { readStream } from "../store/events/readStream.ts";
 import type { EventMetadata, StoredEvent } from "../store/events/types.ts";
-
-export interface Decider<S, C, E extends DomainEvent> {
-  initialState: () => S;
-  evolve: (state: S, event: E) => S;
-  decide: (command: C, state: S) => E[];
-}
 
 type CommandArgs<S, C, E extends DomainEvent> = {
   tenantId: string;

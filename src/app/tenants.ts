@@ -1,18 +1,16 @@
 import { eventMetadata, type Actor, type RequestMeta } from "../auth/actor.ts";
-import { decideTenant, type ChangeTenantTierCommand, type CreateTenantCommand, type TenantCommand } from "../domain/tenant/decide.ts";
-import { evolveTenant, initialTenantState } from "../domain/tenant/evolve.ts";
+import type { ChangeTenantTierCommand, CreateTenantCommand, TenantCommand } from "../domain/tenant/decide.ts";
+import { tenantDecider, tenantStream } from "../domain/tenant/decider.ts";
 import { withTenant } from "../store/db.ts";
 import type { StoredEvent } from "../store/events/types.ts";
 import { findTenantRow, type TenantRow } from "../store/queries/tenantQueries.ts";
 import type { AppDeps } from "./deps.ts";
 import { decideAndAppend } from "./handleCommand.ts";
 
-export const tenantDecider = { initialState: initialTenantState, evolve: evolveTenant, decide: decideTenant };
-
 /** One tenant command in the tenant's own transaction: what it recorded, and the tenant as it projected. */
 async function runTenantCommand(deps: Pick<AppDeps, "db">, actor: Actor, tenantId: string, command: TenantCommand, request: RequestMeta): Promise<{ stored: StoredEvent[]; tenant: TenantRow }> {
   return withTenant(deps.db, tenantId, async (trx) => {
-    const { stored } = await decideAndAppend(trx, { tenantId, streamType: "tenant", streamId: tenantId, decider: tenantDecider, command, metadata: eventMetadata(actor, request) });
+    const { stored } = await decideAndAppend(trx, { tenantId, ...tenantStream(tenantId), decider: tenantDecider, command, metadata: eventMetadata(actor, request) });
     return { stored, tenant: (await findTenantRow(trx, tenantId))! };
   });
 }

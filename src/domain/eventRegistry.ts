@@ -2,15 +2,17 @@ import { BadInputError } from "../errors.ts";
 import type { EventDefinition } from "./eventDefinition.ts";
 import { agentEvents } from "./agent/events.ts";
 import { auditEvents } from "./audit/events.ts";
+import { enrollmentKeyEvents } from "./enrollmentKey/events.ts";
 import { githubTokenEvents } from "./githubToken/events.ts";
 import { installationEvents } from "./installation/events.ts";
 import { securityEvents } from "./security/events.ts";
 import { sessionEvents } from "./session/events.ts";
 import { taskEvents } from "./task/events.ts";
 import { tenantEvents } from "./tenant/events.ts";
+import { tokenPolicyEvents } from "./tokenPolicy/events.ts";
 
 // Every event type Keyplane may append. The store validates each event against it on the way in.
-const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents, ...installationEvents, ...githubTokenEvents, ...agentEvents, ...taskEvents, ...auditEvents];
+const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents, ...installationEvents, ...tokenPolicyEvents, ...githubTokenEvents, ...agentEvents, ...enrollmentKeyEvents, ...taskEvents, ...auditEvents];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));
 

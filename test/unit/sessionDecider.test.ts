@@ -1,48 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { decideAccessToken, decideSession, SESSION_INVALID, type AccessTokenCommand, type SessionCommand } from "../../src/domain/session/decide.ts";
-import {
-  AccessTokenIssued,
-  AccessTokenRevoked,
-  SessionRefreshed,
-  SessionRevoked,
-  SessionStarted,
-  type AccessTokenEvent,
-  type SessionEvent,
-} from "../../src/domain/session/events.ts";
-import { evolveAccessToken, evolveSession, initialAccessTokenState, initialSessionState, type Grant } from "../../src/domain/session/evolve.ts";
-import { DomainError } from "../../src/errors.ts";
+import { SESSION_INVALID, type SessionCommand } from "../../src/domain/session/decide.ts";
+import { accessTokenDecider, sessionDecider } from "../../src/domain/session/decider.ts";
+import { AccessTokenIssued, AccessTokenRevoked, SessionRefreshed, SessionRevoked, SessionStarted, type SessionEvent } from "../../src/domain/session/events.ts";
+import type { Grant } from "../../src/domain/session/evolve.ts";
+import { deciderSpec, stateAfter } from "../testkit/deciderSpec.ts";
 
-// Given the events of a stream, when a command is decided, then these events (or this error):
-// the pure decider, no database.
-
-function decider<S, C, E>(initialState: () => S, evolve: (state: S, event: E) => S, decide: (command: C, state: S) => E[]) {
-  return (given: E[]) => ({
-    when: (command: C) => {
-      const run = () => decide(command, given.reduce(evolve, initialState()));
-      return {
-        then: (expected: E[]) => expect(run()).toEqual(expected),
-        thenFails: (code: string, message?: string) => {
-          let caught: unknown;
-          try {
-            run();
-          } catch (error) {
-            caught = error;
-          }
-          expect(caught, "the decision should have failed").toBeInstanceOf(DomainError);
-          expect((caught as DomainError).code).toBe(code);
-          if (message) expect((caught as DomainError).message).toBe(message);
-        },
-      };
-    },
-  });
-}
-
-const session = decider<ReturnType<typeof initialSessionState>, SessionCommand, SessionEvent>(initialSessionState, evolveSession, decideSession);
-const accessToken = decider<ReturnType<typeof initialAccessTokenState>, AccessTokenCommand, AccessTokenEvent>(
-  initialAccessTokenState,
-  evolveAccessToken,
-  decideAccessToken,
-);
+const session = deciderSpec(sessionDecider);
+const accessToken = deciderSpec(accessTokenDecider);
 
 const grant: Grant = { subject: "ci-runner", kind: "service", roles: ["service"], scopes: [] };
 const familyId = "fam-1";
@@ -70,7 +34,7 @@ describe("session decider", () => {
         .then([{ type: "session.started", data: { familyId, ...grant, refreshTokenId: "r1", accessTokenId: "a1", expiresAt } }]));
 
     it("does not start the same family twice", () =>
-      session([started]).when({ type: "StartSession", familyId, grant, refreshTokenId: "r9", accessTokenId: "a9", expiresAt }).thenFails("CONFLICT"));
+      session([started]).when({ type: "StartSession", familyId, grant, refreshTokenId: "r9", accessTokenId: "a9", expiresAt }).thenThrows("CONFLICT"));
   });
 
   describe("refresh", () => {
@@ -94,22 +58,22 @@ describe("session decider", () => {
       session([started]).when(refreshWith("forged-or-foreign")).then([revokedForReuse]));
 
     it("refuses any refresh after the family was revoked, even with its newest token", () => {
-      session([started, refreshedToR2, revokedForReuse]).when(refreshWith("r2")).thenFails("UNAUTHENTICATED", SESSION_INVALID);
-      session([started, refreshedToR2, revokedForReuse]).when(refreshWith("r1")).thenFails("UNAUTHENTICATED", SESSION_INVALID);
+      session([started, refreshedToR2, revokedForReuse]).when(refreshWith("r2")).thenThrows("UNAUTHENTICATED", { message: SESSION_INVALID });
+      session([started, refreshedToR2, revokedForReuse]).when(refreshWith("r1")).thenThrows("UNAUTHENTICATED", { message: SESSION_INVALID });
     });
 
     it("refuses a refresh after an explicit revocation", () =>
-      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })]).when(refreshWith("r1")).thenFails("UNAUTHENTICATED"));
+      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })]).when(refreshWith("r1")).thenThrows("UNAUTHENTICATED"));
 
-    it("refuses a refresh of a family that does not exist", () => session([]).when(refreshWith("r1")).thenFails("UNAUTHENTICATED", SESSION_INVALID));
+    it("refuses a refresh of a family that does not exist", () => session([]).when(refreshWith("r1")).thenThrows("UNAUTHENTICATED", { message: SESSION_INVALID }));
 
     it("refuses a refresh once the family has expired, and at the very instant it expires", () => {
-      session([started]).when(refreshWith("r1", "2030-01-01T00:00:00.001Z")).thenFails("UNAUTHENTICATED");
-      session([started]).when(refreshWith("r1", expiresAt)).thenFails("UNAUTHENTICATED");
+      session([started]).when(refreshWith("r1", "2030-01-01T00:00:00.001Z")).thenThrows("UNAUTHENTICATED");
+      session([started]).when(refreshWith("r1", expiresAt)).thenThrows("UNAUTHENTICATED");
     });
 
     it("does not call an expired family's old token reuse (no revocation is recorded)", () =>
-      session([started, refreshedToR2]).when(refreshWith("r1", "2031-01-01T00:00:00.000Z")).thenFails("UNAUTHENTICATED"));
+      session([started, refreshedToR2]).when(refreshWith("r1", "2031-01-01T00:00:00.000Z")).thenThrows("UNAUTHENTICATED"));
   });
 
   describe("revoke", () => {
@@ -117,16 +81,16 @@ describe("session decider", () => {
       session([started, refreshedToR2]).when({ type: "RevokeSession", reason: "revoked" }).then([{ type: "session.revoked", data: { familyId, reason: "revoked", expiresAt } }]));
 
     it("records nothing when revoking twice", () =>
-      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })]).when({ type: "RevokeSession", reason: "revoked" }).then([]));
+      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
 
-    it("records nothing when revoking a family already revoked for reuse", () => session([started, revokedForReuse]).when({ type: "RevokeSession", reason: "revoked" }).then([]));
+    it("records nothing when revoking a family already revoked for reuse", () => session([started, revokedForReuse]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
 
-    it("records nothing when revoking a family that does not exist", () => session([]).when({ type: "RevokeSession", reason: "revoked" }).then([]));
+    it("records nothing when revoking a family that does not exist", () => session([]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
   });
 
   describe("evolve", () => {
     it("follows the current refresh token and the revocation", () => {
-      const fold = (events: SessionEvent[]) => events.reduce(evolveSession, initialSessionState());
+      const fold = (events: SessionEvent[]) => stateAfter(sessionDecider, events);
       expect(fold([])).toEqual({ exists: false });
       expect(fold([started])).toEqual({ exists: true, familyId, grant, currentRefreshTokenId: "r1", revoked: false, expiresAt });
       expect(fold([started, refreshedToR2, refreshedToR3])).toMatchObject({ currentRefreshTokenId: "r3", revoked: false });
@@ -134,7 +98,7 @@ describe("session decider", () => {
     });
 
     it("ignores events of a family it never saw start", () => {
-      expect([refreshedToR2, revokedForReuse].reduce(evolveSession, initialSessionState())).toEqual({ exists: false });
+      expect(stateAfter(sessionDecider, [refreshedToR2, revokedForReuse])).toEqual({ exists: false });
     });
   });
 });
@@ -147,7 +111,7 @@ describe("access token decider", () => {
     accessToken([])
       .when({ type: "IssueAccessToken", tokenId, grant, expiresAt, issuedVia: "api" })
       .then([{ type: "access_token.issued", data: { tokenId, ...grant, expiresAt, issuedVia: "api" } }]);
-    accessToken([issued]).when({ type: "IssueAccessToken", tokenId, grant, expiresAt, issuedVia: "api" }).thenFails("CONFLICT");
+    accessToken([issued]).when({ type: "IssueAccessToken", tokenId, grant, expiresAt, issuedVia: "api" }).thenThrows("CONFLICT");
   });
 
   it("revokes until the token's own expiry, whatever fallback the command brings", () =>
@@ -161,5 +125,5 @@ describe("access token decider", () => {
       .then([{ type: "access_token.revoked", data: { tokenId: "ext-1", reason: "revoked", expiresAt: "2031-06-01T00:00:00.000Z" } }]));
 
   it("records nothing when revoking twice", () =>
-    accessToken([issued, AccessTokenRevoked({ tokenId, reason: "revoked", expiresAt })]).when({ type: "RevokeAccessToken", tokenId, reason: "revoked", expiresAt }).then([]));
+    accessToken([issued, AccessTokenRevoked({ tokenId, reason: "revoked", expiresAt })]).when({ type: "RevokeAccessToken", tokenId, reason: "revoked", expiresAt }).thenNothingHappened());
 });

@@ -1,17 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { decideTask, TaskTimedOutError, type TaskCommand } from "../../src/domain/task/decide.ts";
+import { TaskTimedOutError, type TaskCommand } from "../../src/domain/task/decide.ts";
+import { taskDecider } from "../../src/domain/task/decider.ts";
 import type { TaskEvent } from "../../src/domain/task/events.ts";
-import { evolveTask, initialTaskState } from "../../src/domain/task/evolve.ts";
-import { ConflictError, NotFoundError } from "../../src/errors.ts";
+import { ConflictError } from "../../src/errors.ts";
+import { deciderSpec, stateAfter } from "../testkit/deciderSpec.ts";
 
-// Given events, when a command, then events (or an error): no database involved.
+const given = deciderSpec(taskDecider);
+const stateOf = (events: TaskEvent[]) => stateAfter(taskDecider, events);
+
 const T0 = new Date("2026-03-01T12:00:00.000Z");
 const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
-const stateOf = (events: TaskEvent[]) => events.reduce(evolveTask, initialTaskState());
-const given = (...events: TaskEvent[]) => ({
-  when: (command: TaskCommand) => () => decideTask(command, stateOf(events)),
-  then: (command: TaskCommand) => decideTask(command, stateOf(events)),
-});
 
 const dispatched: TaskEvent = {
   type: "task.dispatched",
@@ -27,64 +25,59 @@ const complete = (now = at(2), agentId = "a-1"): TaskCommand => ({ type: "Comple
 const fail = (now = at(2)): TaskCommand => ({ type: "FailTask", agentId: "a-1", error: "boom", now });
 const progress = (now = at(2)): TaskCommand => ({ type: "ReportTaskProgress", agentId: "a-1", progress: { done: 3, of: 10 }, message: "copying", now });
 
+/** The refusal an agent gets once its task's deadline passed (the use case then records task.timed_out). */
+const TIMED_OUT = { instanceOf: TaskTimedOutError };
+
 describe("task decider", () => {
   it("dispatches once, with the deadline timeoutSeconds after now and a missing payload as null", () => {
-    expect(given().then({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: { say: "hi" }, timeoutSeconds: 60, now: T0 })).toEqual([dispatched]);
-    const bare = given().then({ type: "DispatchTask", taskId: "t-2", agentId: "a-1", kind: "echo", payload: undefined, timeoutSeconds: 300, now: T0 });
-    expect(bare[0]?.data).toMatchObject({ payload: null, deadlineAt: "2026-03-01T12:05:00.000Z" });
-    expect(given(dispatched).when({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: null, timeoutSeconds: 60, now: T0 })).toThrow(ConflictError);
+    given([]).when({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: { say: "hi" }, timeoutSeconds: 60, now: T0 }).then([dispatched]);
+    given([])
+      .when({ type: "DispatchTask", taskId: "t-2", agentId: "a-1", kind: "echo", payload: undefined, timeoutSeconds: 300, now: T0 })
+      .then([{ type: "task.dispatched", data: { taskId: "t-2", agentId: "a-1", kind: "echo", payload: null, timeoutSeconds: 300, deadlineAt: "2026-03-01T12:05:00.000Z" } }]);
+    given([dispatched]).when({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: null, timeoutSeconds: 60, now: T0 }).thenThrows("CONFLICT");
   });
 
   it("runs pending -> claimed -> completed or failed, with progress reports while claimed", () => {
-    expect(given(dispatched).then(claim())).toEqual([claimed]);
-    expect(given(dispatched, claimed).then(progress())).toEqual([{ type: "task.progressed", data: { taskId: "t-1", progress: { done: 3, of: 10 }, message: "copying" } }]);
-    expect(given(dispatched, claimed).then(complete())).toEqual([completed]);
-    expect(given(dispatched, claimed).then(fail())).toEqual([failed]);
+    given([dispatched]).when(claim()).then([claimed]);
+    given([dispatched, claimed]).when(progress()).then([{ type: "task.progressed", data: { taskId: "t-1", progress: { done: 3, of: 10 }, message: "copying" } }]);
+    given([dispatched, claimed]).when(complete()).then([completed]);
+    given([dispatched, claimed]).when(fail()).then([failed]);
     expect(stateOf([dispatched, claimed, completed])).toMatchObject({ status: "completed" });
   });
 
   it("claims a task at most once; everything but pending is CONFLICT", () => {
-    expect(given(dispatched, claimed).when(claim())).toThrow(/task is claimed/);
-    for (const end of [completed, failed]) expect(given(dispatched, claimed, end).when(claim())).toThrow(ConflictError);
-    expect(given(dispatched, timedOut("pending")).when(claim())).toThrow(TaskTimedOutError);
+    given([dispatched, claimed]).when(claim()).thenThrows("CONFLICT", { message: /task is claimed/ });
+    for (const end of [completed, failed]) given([dispatched, claimed, end]).when(claim()).thenThrows("CONFLICT");
+    given([dispatched, timedOut("pending")]).when(claim()).thenThrows("CONFLICT", TIMED_OUT);
   });
 
   it("progress, completion and failure need a claimed task", () => {
-    expect(given(dispatched).when(complete())).toThrow(/pending: claim it first/);
-    expect(given(dispatched).when(progress())).toThrow(ConflictError);
-    expect(given(dispatched, claimed, completed).when(fail())).toThrow(/task is completed/);
-    expect(given(dispatched, claimed, failed).when(complete())).toThrow(/task is failed/);
+    given([dispatched]).when(complete()).thenThrows("CONFLICT", { message: /pending: claim it first/ });
+    given([dispatched]).when(progress()).thenThrows("CONFLICT");
+    given([dispatched, claimed, completed]).when(fail()).thenThrows("CONFLICT", { message: /task is completed/ });
+    given([dispatched, claimed, failed]).when(complete()).thenThrows("CONFLICT", { message: /task is failed/ });
   });
 
   it("hides the task from every agent but its own, and a missing task from everyone (NOT_FOUND)", () => {
-    expect(given(dispatched).when(claim("a-2"))).toThrow(NotFoundError);
-    expect(given(dispatched, claimed).when(complete(at(2), "a-2"))).toThrow(NotFoundError);
-    expect(given().when(claim())).toThrow(NotFoundError);
-    expect(given().when({ type: "TimeOutTask", now: at(100) })).toThrow(NotFoundError);
+    given([dispatched]).when(claim("a-2")).thenThrows("NOT_FOUND");
+    given([dispatched, claimed]).when(complete(at(2), "a-2")).thenThrows("NOT_FOUND");
+    given([]).when(claim()).thenThrows("NOT_FOUND");
+    given([]).when({ type: "TimeOutTask", now: at(100) }).thenThrows("NOT_FOUND");
   });
 
   it("refuses every step of the agent once the deadline has passed, before any sweep recorded it", () => {
-    expect(given(dispatched).when(claim("a-1", at(60)))).toThrow(TaskTimedOutError);
-    expect(given(dispatched, claimed).when(complete(at(61)))).toThrow(TaskTimedOutError);
-    expect(given(dispatched, claimed).when(progress(at(61)))).toThrow(TaskTimedOutError);
-    const error = (() => {
-      try {
-        given(dispatched, claimed).then(fail(at(61)));
-      } catch (e) {
-        return e as ConflictError;
-      }
-    })();
-    expect(error).toBeInstanceOf(ConflictError);
-    expect(error?.code).toBe("CONFLICT");
-    expect(error?.extensions).toMatchObject({ status: "timed_out" });
+    given([dispatched]).when(claim("a-1", at(60))).thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, claimed]).when(complete(at(61))).thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, claimed]).when(progress(at(61))).thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, claimed]).when(fail(at(61))).thenThrows("CONFLICT", { instanceOf: ConflictError, extensions: { status: "timed_out" } });
   });
 
   it("times out open tasks past their deadline only, recording what they were; finished ones stay as they are", () => {
-    expect(given(dispatched).then({ type: "TimeOutTask", now: at(59) })).toEqual([]);
-    expect(given(dispatched).then({ type: "TimeOutTask", now: at(60) })).toEqual([timedOut("pending")]);
-    expect(given(dispatched, claimed).then({ type: "TimeOutTask", now: at(90) })).toEqual([timedOut("claimed")]);
-    for (const end of [completed, failed, timedOut("claimed")]) expect(given(dispatched, claimed, end).then({ type: "TimeOutTask", now: at(90) })).toEqual([]);
+    given([dispatched]).when({ type: "TimeOutTask", now: at(59) }).thenNothingHappened();
+    given([dispatched]).when({ type: "TimeOutTask", now: at(60) }).then([timedOut("pending")]);
+    given([dispatched, claimed]).when({ type: "TimeOutTask", now: at(90) }).then([timedOut("claimed")]);
+    for (const end of [completed, failed, timedOut("claimed")]) given([dispatched, claimed, end]).when({ type: "TimeOutTask", now: at(90) }).thenNothingHappened();
     expect(stateOf([dispatched, timedOut("pending")])).toMatchObject({ status: "timed_out" });
-    expect(given(dispatched, claimed, timedOut("claimed")).when(complete(at(30)))).toThrow(TaskTimedOutError);
+    given([dispatched, claimed, timedOut("claimed")]).when(complete(at(30))).thenThrows("CONFLICT", TIMED_OUT);
   });
 });

@@ -1,44 +1,42 @@
 import { describe, expect, it } from "vitest";
-import { decideTenant, type CreateTenantCommand } from "../../src/domain/tenant/decide.ts";
+import type { CreateTenantCommand, TenantCommand } from "../../src/domain/tenant/decide.ts";
+import { tenantDecider } from "../../src/domain/tenant/decider.ts";
 import type { TenantEvent } from "../../src/domain/tenant/events.ts";
-import { evolveTenant, initialTenantState } from "../../src/domain/tenant/evolve.ts";
-import { ConflictError, BadInputError, NotFoundError } from "../../src/errors.ts";
+import { deciderSpec, stateAfter } from "../testkit/deciderSpec.ts";
 
-// Given events, when a command, then events (or an error): no database involved.
-const given = (events: TenantEvent[]) => ({
-  when: (input: CreateTenantCommand["input"]) => () => decideTenant({ type: "CreateTenant", input }, events.reduce(evolveTenant, initialTenantState())),
-});
+const given = deciderSpec(tenantDecider);
+const create = (input: CreateTenantCommand["input"]): TenantCommand => ({ type: "CreateTenant", input });
+const changeTier = (tier: string): TenantCommand => ({ type: "ChangeTenantTier", input: { tier: tier as "pro" } });
 
 describe("tenant decider", () => {
   it("creates a tenant on the free tier by default", () => {
-    expect(given([]).when({ id: "acme", name: " Acme " })()).toEqual([{ type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } }]);
+    given([]).when(create({ id: "acme", name: " Acme " })).then([{ type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } }]);
   });
 
   it("refuses a tenant that exists", () => {
     const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } };
-    expect(given([created]).when({ id: "acme", name: "Again" })).toThrow(ConflictError);
+    given([created]).when(create({ id: "acme", name: "Again" })).thenThrows("CONFLICT");
   });
 
   it("names the field of bad input", () => {
-    expect(given([]).when({ id: "Not A Slug", name: "x" })).toThrow(/^id: /);
-    expect(given([]).when({ id: "ok-id", name: "" })).toThrow(/^name: /);
-    expect(given([]).when({ id: "ok-id", name: "x", tier: "gold" as "free" })).toThrow(BadInputError);
-    expect(given([]).when({ id: "_platform", name: "x" })).toThrow(/^id: /);
+    given([]).when(create({ id: "Not A Slug", name: "x" })).thenThrows("BAD_USER_INPUT", { message: /^id: /, extensions: { field: "id" } });
+    given([]).when(create({ id: "ok-id", name: "" })).thenThrows("BAD_USER_INPUT", { message: /^name: /, extensions: { field: "name" } });
+    given([]).when(create({ id: "ok-id", name: "x", tier: "gold" as "free" })).thenThrows("BAD_USER_INPUT");
+    given([]).when(create({ id: "_platform", name: "x" })).thenThrows("BAD_USER_INPUT", { message: /^id: / });
   });
 
   it("evolves to the created state", () => {
-    const state = evolveTenant(initialTenantState(), { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } });
+    const state = stateAfter(tenantDecider, [{ type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } }]);
     expect(state).toEqual({ exists: true, id: "acme", name: "Acme", tier: "pro", status: "active" });
   });
 
   it("changes the tier once; the same tier again records nothing; an unknown tenant is NOT_FOUND", () => {
     const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } };
-    const change = (events: TenantEvent[], tier: string) => decideTenant({ type: "ChangeTenantTier", input: { tier: tier as "pro" } }, events.reduce(evolveTenant, initialTenantState()));
-    const changed = change([created], "pro");
-    expect(changed).toEqual([{ type: "tenant.tier_changed", data: { tenantId: "acme", from: "free", to: "pro" } }]);
-    expect(change([created, ...changed], "pro")).toEqual([]);
-    expect([created, ...changed].reduce(evolveTenant, initialTenantState())).toMatchObject({ tier: "pro" });
-    expect(() => change([], "pro")).toThrow(NotFoundError);
-    expect(() => change([created], "gold")).toThrow(BadInputError);
+    const changed: TenantEvent = { type: "tenant.tier_changed", data: { tenantId: "acme", from: "free", to: "pro" } };
+    given([created]).when(changeTier("pro")).then([changed]);
+    given([created, changed]).when(changeTier("pro")).thenNothingHappened();
+    expect(stateAfter(tenantDecider, [created, changed])).toMatchObject({ tier: "pro" });
+    given([]).when(changeTier("pro")).thenThrows("NOT_FOUND");
+    given([created]).when(changeTier("gold")).thenThrows("BAD_USER_INPUT");
   });
 });

@@ -1,11 +1,11 @@
 import { sql } from "kysely";
 import { eventMetadata, systemActor } from "../../auth/actor.ts";
+import { agentDecider, agentStream } from "../../domain/agent/decider.ts";
 import { withPlatform } from "../../store/db.ts";
 import { expiredEphemeralAgents, silentOnlineAgents } from "../../store/queries/agentQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { periodicJob } from "../periodicJob.ts";
-import { agentDecider, agentStream } from "./agentStream.ts";
 
 /** Agents marked offline, and ephemeral agents removed, per sweep at most (each kind). */
 const SWEEP_BATCH = 500;

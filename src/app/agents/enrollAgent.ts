@@ -1,7 +1,9 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { eventMetadata, systemActor, type RequestMeta } from "../../auth/actor.ts";
-import { INVALID_ENROLLMENT_KEY, keyRefusal } from "../../domain/agent/agent.ts";
+import { agentDecider, agentStream } from "../../domain/agent/decider.ts";
+import { enrollmentKeyDecider, enrollmentKeyStream } from "../../domain/enrollmentKey/decider.ts";
+import { INVALID_ENROLLMENT_KEY, keyRefusal } from "../../domain/enrollmentKey/keyRefusal.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { ConflictError, NotFoundError, UnauthenticatedError } from "../../errors.ts";
 import { rateLimitedError } from "../../limits/rateLimits.ts";
@@ -10,7 +12,6 @@ import { findEnrollmentKeyByPrefix } from "../../store/queries/enrollmentKeyQuer
 import { issueAccessToken } from "../credentials.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { agentDecider, agentStream, enrollmentKeyDecider, enrollmentKeyStream } from "./agentStream.ts";
 import { hashEnrollmentKey, KEY_FORMAT } from "./enrollmentKeys.ts";
 import { checkAgentQuota, QuotaExceededError } from "./quotas.ts";
 

@@ -1,7 +1,8 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
-import { keyRefusal } from "../../domain/agent/agent.ts";
+import { enrollmentKeyDecider, enrollmentKeyStream } from "../../domain/enrollmentKey/decider.ts";
+import { keyRefusal } from "../../domain/enrollmentKey/keyRefusal.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { BadInputError, NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
@@ -9,7 +10,6 @@ import { findAgentState } from "../../store/queries/agentQueries.ts";
 import { listEnrollmentKeys } from "../../store/queries/enrollmentKeyQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { enrollmentKeyDecider, enrollmentKeyStream } from "./agentStream.ts";
 
 // Enrollment keys (Headscale's pre-auth keys): `kpe_<prefix>_<secret>`, shown once. Keyplane keeps
 // the prefix (to find the key) and a SHA-256 of the whole key (to check it), nothing else.

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { agentDecider, agentStream } from "../../domain/agent/decider.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
@@ -7,7 +8,6 @@ import { findAgentState } from "../../store/queries/agentQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { agentIdOf } from "./agentPrincipal.ts";
-import { agentDecider, agentStream } from "./agentStream.ts";
 
 export const HeartbeatInput = z.object({
   status: z.string().trim().regex(/^[a-z][a-z_-]{0,30}$/, "a short lower-case word such as ready or busy").default("ready"),

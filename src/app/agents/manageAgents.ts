@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
-import type { AgentCommand } from "../../domain/agent/agent.ts";
+import type { AgentCommand } from "../../domain/agent/decide.ts";
+import { agentDecider, agentStream } from "../../domain/agent/decider.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { agentDecider, agentStream } from "./agentStream.ts";
 import { checkAgentQuota, QuotaExceededError, type AgentQuota } from "./quotas.ts";
 import { findAgentRow, type AgentRow } from "../../store/queries/agentQueries.ts";
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
-import { decideGitHubToken, evolveGitHubToken, initialGitHubTokenState } from "../../domain/githubToken/decide.ts";
+import { githubTokenDecider, githubTokenStream } from "../../domain/githubToken/decider.ts";
 import { permissionMapSchema } from "../../domain/githubToken/events.ts";
 import { decideTokenRequest, type TokenPolicy } from "../../domain/githubToken/policy.ts";
 import { parseInput } from "../../domain/validation.ts";
@@ -12,9 +12,6 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend, handleCommand } from "../handleCommand.ts";
 import { cacheKey, type CachedToken } from "./tokenCache.ts";
 import { storeTokenSecret } from "./tokenVault.ts";
-
-export const githubTokenDecider = { initialState: initialGitHubTokenState, evolve: evolveGitHubToken, decide: decideGitHubToken };
-export const githubTokenStream = (tokenId: string) => ({ streamType: "github_token", streamId: tokenId });
 
 const name = z.string().trim().regex(/^[A-Za-z0-9_.-]{1,100}$/, "a repository name");
 export const IssueGitHubTokenInput = z

@@ -1,12 +1,12 @@
 import { z } from "zod";
 import { can, eventMetadata, systemActor, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { githubTokenDecider, githubTokenStream } from "../../domain/githubToken/decider.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { ForbiddenError, NotFoundError } from "../../errors.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
 import type { EventMetadata } from "../../store/events/types.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { githubTokenDecider, githubTokenStream } from "./issueGitHubToken.ts";
 import { findIssuedToken, liveTokensOfInstallation, unrevokedIssuesOf, type IssuedTokenRow } from "../../store/queries/githubTokenQueries.ts";
 import { forgetTokenSecret, readTokenSecret } from "./tokenVault.ts";
 

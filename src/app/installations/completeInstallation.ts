@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { RequestMeta } from "../../auth/actor.ts";
 import type { InstallationInfoData } from "../../domain/installation/events.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { BadInputError, ConflictError } from "../../errors.ts";
 import type { CompletedInstallation, Platform } from "../../providers/provider.ts";
 import { withPlatform, withTenant, type Tx } from "../../store/db.ts";
@@ -8,7 +9,6 @@ import type { EventMetadata } from "../../store/events/types.ts";
 import { findGitHubOwner, findInstallation, findLiveByExternalId, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
 import { callbackUrl, hashState, providerFor, stateAad } from "./startInstallation.ts";
 import { storeCredentials } from "./vault.ts";
 

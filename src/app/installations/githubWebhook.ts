@@ -3,6 +3,7 @@ import { sql } from "kysely";
 import type { RequestMeta } from "../../auth/actor.ts";
 import type { InstallationCommand } from "../../domain/installation/decide.ts";
 import { assertWellFormedInput, truncateWellFormed } from "../../domain/wellFormedInput.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { BadInputError, DomainError, NotFoundError } from "../../errors.ts";
 import { withPlatform, type Tx } from "../../store/db.ts";
 import type { EventMetadata } from "../../store/events/types.ts";
@@ -10,7 +11,6 @@ import { findGitHubOwner } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
 
 /**
  * How long a webhook body is remembered, like its delivery id (pruneInstallationState keeps those 30

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { parseInput } from "../../domain/validation.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { ConflictError, NotFoundError } from "../../errors.ts";
 import type { Platform, ProviderCredentials } from "../../providers/provider.ts";
 import { withTenant } from "../../store/db.ts";
@@ -9,7 +10,6 @@ import { findInstallation, type InstallationRow } from "../../store/queries/inst
 import type { AppDeps } from "../deps.ts";
 import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
 import { currentCredentials, lockInstallation } from "./refreshCredentials.ts";
 
 export const InstallationIdInput = z.object({ id: z.string().uuid("not an installation id") });

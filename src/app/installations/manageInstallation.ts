@@ -1,5 +1,6 @@
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { ProviderError } from "../../providers/provider.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
 import { findInstallation, type InstallationRow } from "../../store/queries/installationQueries.ts";
@@ -8,7 +9,6 @@ import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { InstallationIdInput, loadInstallation } from "./installationCredentials.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
 import { forgetCredentials, readCredentials } from "./vault.ts";
 import { revokeInstallationTokens } from "../githubTokens/revokeGitHubToken.ts";
 import { readTokenSecret } from "../githubTokens/tokenVault.ts";

@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import { systemActor, eventMetadata } from "../../auth/actor.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { ConflictError, DomainError } from "../../errors.ts";
 import { ProviderError, type ProviderCredentials } from "../../providers/provider.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
@@ -7,7 +8,6 @@ import { findInstallation } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { providerOf } from "./startInstallation.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
 import { readCredentials, storeCredentials } from "./vault.ts";
 
 type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">;

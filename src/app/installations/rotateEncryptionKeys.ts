@@ -1,8 +1,8 @@
 import { eventMetadata, systemActor } from "../../auth/actor.ts";
+import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
 import { withPlatform, withTenant } from "../../store/db.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { installationDecider, installationStream } from "./installationStream.ts";
 import { stateAad } from "./startInstallation.ts";
 import { readCredentials, storeCredentials } from "./vault.ts";
 

@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { taskDecider, taskStream } from "../../domain/task/decider.ts";
 import { TaskTimedOutError, type TaskCommand } from "../../domain/task/decide.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { withTenant } from "../../store/db.ts";
@@ -6,10 +8,11 @@ import { agentIdOf } from "../agents/agentPrincipal.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { findTask, type TaskRow } from "../../store/queries/taskQueries.ts";
-import { TaskIdInput, taskDecider, taskStream } from "./taskStream.ts";
 import { timeOutTask } from "./timeOutTasks.ts";
 
 export type TaskDeps = Pick<AppDeps, "db" | "now">;
+
+export const TaskIdInput = z.object({ id: z.string().uuid("not a task id") });
 
 /**
  * One step of an agent on one of its own tasks (claim, progress, complete, fail), decided on the

@@ -1,9 +1,10 @@
 import { z } from "zod";
 import type { Actor, RequestMeta } from "../../auth/actor.ts";
+import { jsonWithin } from "../../domain/byteLimits.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { actOnOwnTask, type TaskDeps } from "./actOnOwnTask.ts";
 import type { TaskRow } from "../../store/queries/taskQueries.ts";
-import { jsonWithin, MAX_TASK_JSON_BYTES } from "./taskStream.ts";
+import { MAX_TASK_JSON_BYTES } from "./taskLimits.ts";
 
 export const CompleteTaskInput = z.object({ result: jsonWithin(MAX_TASK_JSON_BYTES) });
 

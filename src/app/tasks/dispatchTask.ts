@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { jsonWithin } from "../../domain/byteLimits.ts";
+import { taskDecider, taskStream } from "../../domain/task/decider.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
@@ -10,7 +12,7 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { taskNotifier } from "./taskNotifier.ts";
 import { findTask, type TaskRow } from "../../store/queries/taskQueries.ts";
-import { jsonWithin, MAX_TASK_JSON_BYTES, taskDecider, taskStream } from "./taskStream.ts";
+import { MAX_TASK_JSON_BYTES } from "./taskLimits.ts";
 
 export const DEFAULT_TASK_TIMEOUT_SECONDS = 300;
 export const MAX_TASK_TIMEOUT_SECONDS = 86_400;

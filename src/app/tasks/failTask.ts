@@ -1,9 +1,10 @@
 import { z } from "zod";
 import type { Actor, RequestMeta } from "../../auth/actor.ts";
+import { textWithin } from "../../domain/byteLimits.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { actOnOwnTask, type TaskDeps } from "./actOnOwnTask.ts";
 import type { TaskRow } from "../../store/queries/taskQueries.ts";
-import { MAX_TASK_ERROR_BYTES, textWithin } from "./taskStream.ts";
+import { MAX_TASK_ERROR_BYTES } from "./taskLimits.ts";
 
 export const FailTaskInput = z.object({ error: textWithin(MAX_TASK_ERROR_BYTES).pipe(z.string().trim().min(1, "required")) });
 

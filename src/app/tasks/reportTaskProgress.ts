@@ -1,9 +1,10 @@
 import { z } from "zod";
 import type { Actor, RequestMeta } from "../../auth/actor.ts";
+import { jsonWithin, textWithin } from "../../domain/byteLimits.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { actOnOwnTask, type TaskDeps } from "./actOnOwnTask.ts";
 import type { TaskRow } from "../../store/queries/taskQueries.ts";
-import { jsonWithin, MAX_PROGRESS_JSON_BYTES, MAX_PROGRESS_MESSAGE_BYTES, textWithin } from "./taskStream.ts";
+import { MAX_PROGRESS_JSON_BYTES, MAX_PROGRESS_MESSAGE_BYTES } from "./taskLimits.ts";
 
 export const ReportTaskProgressInput = z
   .object({

@@ -1,10 +1,10 @@
 import { eventMetadata, systemActor } from "../../auth/actor.ts";
+import { taskDecider, taskStream } from "../../domain/task/decider.ts";
 import { ConflictError } from "../../errors.ts";
 import { withPlatform, withTenant } from "../../store/db.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { overdueTasks } from "../../store/queries/taskQueries.ts";
-import { taskDecider, taskStream } from "./taskStream.ts";
 
 const BATCH = 200;
 

@@ -1,26 +1,11 @@
 import { z } from "zod";
 import { defineEvent, isoTime, type EventOf } from "../eventDefinition.ts";
 
-// GitHub installation tokens handed out by Keyplane, and the policies that allow them. Events hold
-// the token's fingerprint, never the token.
+// GitHub installation tokens handed out by Keyplane (the policies that allow them: domain/tokenPolicy).
+// Events hold the token's fingerprint, never the token.
 
 export const accessLevelSchema = z.enum(["read", "write", "admin"]);
 export const permissionMapSchema = z.record(z.string().regex(/^[a-z_]{1,60}$/, "permission names look like contents or pull_requests"), accessLevelSchema);
-
-export const TokenPolicySet = defineEvent(
-  "token_policy.set",
-  1,
-  z.object({
-    name: z.string(),
-    app: z.string(),
-    roles: z.array(z.string()),
-    subjects: z.array(z.string()),
-    agentTags: z.array(z.string()),
-    repositories: z.array(z.string()),
-    permissions: permissionMapSchema,
-  }),
-);
-export const TokenPolicyDeleted = defineEvent("token_policy.deleted", 1, z.object({ name: z.string() }));
 
 export const GitHubTokenIssued = defineEvent(
   "token.issued",
@@ -54,5 +39,5 @@ export const GitHubTokenRevoked = defineEvent(
   }),
 );
 
-export const githubTokenEvents = [TokenPolicySet, TokenPolicyDeleted, GitHubTokenIssued, GitHubTokenRevoked] as const;
+export const githubTokenEvents = [GitHubTokenIssued, GitHubTokenRevoked] as const;
 export type GitHubTokenEvent = EventOf<(typeof githubTokenEvents)[number]>;

@@ -1,10 +1,10 @@
 import { agentIdOf } from "../../app/agents/agentPrincipal.ts";
+import { TaskIdInput } from "../../app/tasks/actOnOwnTask.ts";
 import { claimTask } from "../../app/tasks/claimTask.ts";
 import { completeTask } from "../../app/tasks/completeTask.ts";
 import { DEFAULT_TASK_TIMEOUT_SECONDS, dispatchTask, MAX_TASK_TIMEOUT_SECONDS } from "../../app/tasks/dispatchTask.ts";
 import { failTask } from "../../app/tasks/failTask.ts";
 import { reportTaskProgress } from "../../app/tasks/reportTaskProgress.ts";
-import { TaskIdInput } from "../../app/tasks/taskStream.ts";
 import { watchAgentTasks } from "../../app/tasks/watchAgentTasks.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { withTenant } from "../../store/db.ts";
