@@ -8,7 +8,7 @@ import { ApiError, ENROLL_AGENT, graphqlClient, graphqlEndpoint, sessionPairOf, 
 import { AgentSession } from "./agentSession.ts";
 import { CREDENTIAL_FILE, lockStateDir, prepareStateDir, readCredential, StateDirError, TaskJournal, writeCredential, type Credential } from "./agentState.ts";
 import { backoffDelay, DEFAULT_WORKER_TIMING, runWorker, type WorkerTiming } from "./agentWorker.ts";
-import { UsageError, type CliIo } from "./main.ts";
+import { UsageError, type CliIo } from "./command.ts";
 import { jsonLog, systemClock, type Clock, type Log, type LogLevel } from "./tokenWriter.ts";
 
 /**

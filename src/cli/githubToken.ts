@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import type { Config } from "../config.ts";
 import { ConfigError } from "../config.ts";
 import { createLogger } from "../logger.ts";
-import { UsageError, type CliIo } from "./main.ts";
+import { UsageError, type CliIo } from "./command.ts";
 import { DEFAULT_TIMING, jsonLog, runOnce, runWatch, startHealthServer, systemClock, type Clock, type HealthServer, type Timing, type WriterState } from "./tokenWriter.ts";
 import { fingerprint, outputProblem, removeStaleTemporaries } from "./tokenWriterFile.ts";
 import { brokeredSource, classifyGitHubError, TokenSourceError, type TokenSource, type TokenSpec } from "./tokenWriterSource.ts";

@@ -9,6 +9,7 @@ import { BadInputError, ConflictError, DomainError, NotFoundError } from "../err
 import type { Keyplane } from "../main.ts";
 import { DataDirInUseError, lockDataDir } from "../store/dataDirLock.ts";
 import { parseAuditArgs } from "./auditArgs.ts";
+import { defaultIo, UsageError, type CliIo, type Command } from "./command.ts";
 import { progressReporter } from "./progress.ts";
 
 // The server, the database drivers and the schema load only for a command that needs them, so a
@@ -86,26 +87,6 @@ github-token also 3 refused by GitHub or Keyplane, 4 GitHub or Keyplane unreacha
 agent run also 3 refused (bad enrollment key, dead credential: enroll again), 4 Keyplane unreachable at first
 start (only with --exit-on-unreachable; by default it keeps retrying).
 `;
-
-export class UsageError extends Error {}
-
-export interface CliIo {
-  out: (s: string) => void;
-  err: (s: string) => void;
-  /** Whether err is a terminal (progress is then drawn on one rewritten line). */
-  isTty?: boolean;
-}
-
-const defaultIo: CliIo = {
-  out: (s) => process.stdout.write(s),
-  err: (s) => process.stderr.write(s),
-  get isTty() {
-    return Boolean(process.stderr.isTTY);
-  },
-};
-
-/** A parsed command line: run() needs the configuration, which is read only once the arguments are valid. */
-type Command = (config: Config, io: CliIo) => Promise<number>;
 
 /**
  * The `keyplane` command line. Returns the exit status: 0 success, 1 failure, 2 usage or configuration error.
