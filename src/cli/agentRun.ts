@@ -9,7 +9,8 @@ import { AgentSession } from "./agentSession.ts";
 import { CREDENTIAL_FILE, lockStateDir, prepareStateDir, readCredential, StateDirError, TaskJournal, writeCredential, type Credential } from "./agentState.ts";
 import { backoffDelay, DEFAULT_WORKER_TIMING, runWorker, type WorkerTiming } from "./agentWorker.ts";
 import { UsageError, type CliIo } from "./command.ts";
-import { jsonLog, systemClock, type Clock, type Log, type LogLevel } from "./tokenWriter.ts";
+import { systemClock, type Clock } from "./clock.ts";
+import { jsonLog, type Log, type LogLevel } from "./jsonLog.ts";
 
 /**
  * `keyplane agent run`: the reference agent. It enrolls once with an enrollment key (kpe_…) and keeps

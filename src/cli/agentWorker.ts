@@ -18,7 +18,8 @@ import {
 import { AgentSession, DeadCredentialError } from "./agentSession.ts";
 import type { PendingReport, TaskJournal } from "./agentState.ts";
 import { runTask } from "./agentTasks.ts";
-import type { Clock, Log } from "./tokenWriter.ts";
+import type { Clock } from "./clock.ts";
+import type { Log } from "./jsonLog.ts";
 
 // The running agent: a graphql-ws subscription to its tasks (reconnected with backoff, token refreshed
 // on 4401/4403), a pendingTasks poll after every connect and every minute as a safety net, heartbeats,

@@ -2,9 +2,13 @@ import { parseArgs } from "node:util";
 import type { Config } from "../config.ts";
 import { ConfigError } from "../config.ts";
 import { createLogger } from "../logger.ts";
+import { fingerprint } from "../store/events/hashing.ts";
+import { systemClock, type Clock } from "./clock.ts";
 import { UsageError, type CliIo } from "./command.ts";
-import { DEFAULT_TIMING, jsonLog, runOnce, runWatch, startHealthServer, systemClock, type Clock, type HealthServer, type Timing, type WriterState } from "./tokenWriter.ts";
-import { fingerprint, outputProblem, removeStaleTemporaries } from "./tokenWriterFile.ts";
+import { jsonLog } from "./jsonLog.ts";
+import { removeStaleTemporaries } from "./secretFile.ts";
+import { DEFAULT_TIMING, runOnce, runWatch, startHealthServer, type HealthServer, type Timing, type WriterState } from "./tokenWriter.ts";
+import { outputProblem } from "./tokenWriterFile.ts";
 import { brokeredSource, classifyGitHubError, TokenSourceError, type TokenSource, type TokenSpec } from "./tokenWriterSource.ts";
 
 /**

@@ -1,36 +1,15 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { fileFingerprint, fingerprint, writeTokenFile } from "./tokenWriterFile.ts";
+import { fingerprint } from "../store/events/hashing.ts";
+import type { Clock } from "./clock.ts";
+import type { Log } from "./jsonLog.ts";
+import { writeSecretFile } from "./secretFile.ts";
+import { fileFingerprint } from "./tokenWriterFile.ts";
 import { EXIT_CODE, TokenSourceError, type IssuedToken, type TokenSource } from "./tokenWriterSource.ts";
 
 // The loop of `keyplane github-token`: one write and exit (an initContainer), or keep the file fresh
 // (--watch, a sidecar) with a /healthz that tells whether the token on disk is good for a while yet.
 // Time is injected so the schedule can be tested without waiting minutes.
-
-/** Wall-clock time, and waiting. Expiry judgments use `now`; request deadlines use real time. */
-export interface Clock {
-  now(): number;
-  /** Resolves after ms, or at once when signal aborts. */
-  sleep(ms: number, signal: AbortSignal): Promise<void>;
-  /** In [0, 1): jitter. */
-  random(): number;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  random: Math.random,
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, Math.max(0, ms));
-      signal.addEventListener("abort", done, { once: true });
-    }),
-};
 
 export interface Timing {
   /** Refresh this long before expiry; unset = a random lead between 5 and 10 minutes, drawn per token. */
@@ -82,18 +61,6 @@ export function retryDelay(failures: number, error: TokenSourceError, timing: Ti
   const cap = error.kind === "refused" || error.kind === "config" ? timing.refusedRetryMaxMs : timing.retryMaxMs;
   const backoff = Math.min(cap, timing.retryBaseMs * 2 ** Math.min(30, failures - 1)) * (0.8 + 0.4 * random());
   return error.kind === "rate_limited" && error.retryAfterMs !== undefined ? Math.max(error.retryAfterMs, backoff) : backoff;
-}
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
-export type Log = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
-
-/** JSON lines: {time, level, msg, …fields}. Callers pass only non-secret fields (never a token). */
-export function jsonLog(write: (line: string) => void, base: Record<string, unknown>, clock: Pick<Clock, "now"> = systemClock): Log {
-  return (level, msg, fields = {}) => {
-    const line: Record<string, unknown> = { time: new Date(clock.now()).toISOString(), level, msg, ...base };
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) line[k] = v;
-    write(JSON.stringify(line) + "\n");
-  };
 }
 
 /** What was last written to the output file. */
@@ -203,7 +170,7 @@ async function issueAndWrite(options: RunOptions): Promise<IssuedToken> {
   } else {
     state.writing = { expiresAt: issued.expiresAt, fingerprint: issued.fingerprint, fileFingerprint: fileFp, installationId: issued.installationId };
     try {
-      await writeTokenFile(output, issued.token);
+      await writeSecretFile(output, issued.token);
     } catch (error) {
       state.writing = undefined;
       // The file system, not GitHub or Keyplane: a configuration problem (2) in once-mode, retried in watch mode.
