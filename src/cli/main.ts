@@ -25,7 +25,7 @@ const load = {
   db: () => import("../store/db.ts"),
   migrate: () => import("../store/migrate.ts"),
   tenantQueries: () => import("../store/queries/tenantQueries.ts"),
-  githubToken: () => import("./githubToken.ts"),
+  githubToken: () => import("../tokenWriter/run.ts"),
   agentRun: () => import("./agentRun.ts"),
   audit: () => import("./auditCommands.ts"),
 };
