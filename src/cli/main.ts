@@ -26,7 +26,7 @@ const load = {
   migrate: () => import("../store/migrate.ts"),
   tenantQueries: () => import("../store/queries/tenantQueries.ts"),
   githubToken: () => import("../tokenWriter/run.ts"),
-  agentRun: () => import("./agentRun.ts"),
+  agentRun: () => import("../referenceAgent/run.ts"),
   audit: () => import("./auditCommands.ts"),
 };
 

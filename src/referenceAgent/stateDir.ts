@@ -1,7 +1,7 @@
 import { constants, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { access, readFile } from "node:fs/promises";
 import path from "node:path";
-import { removeStaleTemporaries, writeSecretFile } from "./secretFile.ts";
+import { removeStaleTemporaries, writeSecretFile } from "../cli/secretFile.ts";
 
 // What the reference agent keeps between runs, in its state directory:
 //   credential.json  who it is and its session pair (mode 0600, replaced atomically on every refresh)
