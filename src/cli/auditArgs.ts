@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { parseExportRequest, type AuditExportRequest } from "../app/audit/parseExportRequest.ts";
 import { BadInputError } from "../errors.ts";
-import { UsageError } from "./main.ts";
+import { UsageError } from "./command.ts";
 
 // The command lines of `keyplane audit …`, checked before any configuration or database is touched.
 

@@ -10,7 +10,7 @@ import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
 import type { Keyplane } from "../main.ts";
 import { listAllTenants } from "../store/queries/tenantQueries.ts";
 import type { AuditCommand } from "./auditArgs.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./command.ts";
 import { progressReporter } from "./progress.ts";
 
 /**

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseGitHubTokenArgs } from "../../src/cli/githubToken.ts";
+import { parseGitHubTokenArgs } from "../../src/tokenWriter/run.ts";
 import { loadConfig } from "../../src/config.ts";
 import { loadGitHubApps } from "../../src/github/appRegistry.ts";
 import { createMetrics } from "../../src/metrics.ts";

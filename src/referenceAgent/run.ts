@@ -3,13 +3,14 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { systemClock, type Clock } from "../cli/clock.ts";
+import { UsageError, type CliIo } from "../cli/command.ts";
+import { jsonLog, type Log, type LogLevel } from "../cli/jsonLog.ts";
 import type { Config } from "../config.ts";
-import { ApiError, ENROLL_AGENT, graphqlClient, graphqlEndpoint, sessionPairOf, websocketEndpoint, type GraphQLRequest } from "./agentApi.ts";
-import { AgentSession } from "./agentSession.ts";
-import { CREDENTIAL_FILE, lockStateDir, prepareStateDir, readCredential, StateDirError, TaskJournal, writeCredential, type Credential } from "./agentState.ts";
-import { backoffDelay, DEFAULT_WORKER_TIMING, runWorker, type WorkerTiming } from "./agentWorker.ts";
-import { UsageError, type CliIo } from "./main.ts";
-import { jsonLog, systemClock, type Clock, type Log, type LogLevel } from "./tokenWriter.ts";
+import { ApiError, ENROLL_AGENT, graphqlClient, graphqlEndpoint, sessionPairOf, websocketEndpoint, type GraphQLRequest } from "./keyplaneApi.ts";
+import { AgentSession } from "./session.ts";
+import { CREDENTIAL_FILE, lockStateDir, prepareStateDir, readCredential, StateDirError, TaskJournal, writeCredential, type Credential } from "./stateDir.ts";
+import { backoffDelay, DEFAULT_WORKER_TIMING, runWorker, type WorkerTiming } from "./worker.ts";
 
 /**
  * `keyplane agent run`: the reference agent. It enrolls once with an enrollment key (kpe_…) and keeps

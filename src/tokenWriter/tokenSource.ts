@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { DomainError } from "../errors.ts";
-import { fingerprint } from "./tokenWriterFile.ts";
+import { fingerprint } from "../crypto/fingerprint.ts";
 
 // Where `keyplane github-token` gets its installation token: from Keyplane's GraphQL API with a service
 // token (brokered: the workload never sees the app's private key), or from GitHub with the app's key

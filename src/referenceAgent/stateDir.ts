@@ -1,7 +1,7 @@
 import { constants, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { access, readFile } from "node:fs/promises";
 import path from "node:path";
-import { removeStaleTemporaries, writeTokenFile } from "./tokenWriterFile.ts";
+import { removeStaleTemporaries, writeSecretFile } from "../cli/secretFile.ts";
 
 // What the reference agent keeps between runs, in its state directory:
 //   credential.json  who it is and its session pair (mode 0600, replaced atomically on every refresh)
@@ -126,7 +126,7 @@ export async function readCredential(dir: string): Promise<Credential | null> {
 
 /** Replaces credential.json atomically (temporary file 0600, fsync, rename, directory fsync). */
 export async function writeCredential(dir: string, credential: Credential): Promise<void> {
-  await writeTokenFile(path.join(dir, CREDENTIAL_FILE), JSON.stringify(credential, null, 2) + "\n");
+  await writeSecretFile(path.join(dir, CREDENTIAL_FILE), JSON.stringify(credential, null, 2) + "\n");
 }
 
 /** A result the agent has but Keyplane has not acknowledged yet. */
@@ -208,7 +208,7 @@ export class TaskJournal {
   }
 
   private save(): Promise<void> {
-    const next = this.writing.then(() => writeTokenFile(this.file, JSON.stringify({ version: 1, done: this.done, outbox: [...this.outbox.values()] } satisfies TasksFile) + "\n"));
+    const next = this.writing.then(() => writeSecretFile(this.file, JSON.stringify({ version: 1, done: this.done, outbox: [...this.outbox.values()] } satisfies TasksFile) + "\n"));
     this.writing = next.catch(() => {});
     return next;
   }

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { createClient, type Client } from "graphql-ws";
 import WebSocket from "ws";
+import type { Clock } from "../cli/clock.ts";
+import type { Log } from "../cli/jsonLog.ts";
 import {
   AGENT_HEARTBEAT,
   AGENT_TASKS,
@@ -14,11 +16,10 @@ import {
   taskOf,
   type AgentTask,
   type GraphQLRequest,
-} from "./agentApi.ts";
-import { AgentSession, DeadCredentialError } from "./agentSession.ts";
-import type { PendingReport, TaskJournal } from "./agentState.ts";
-import { runTask } from "./agentTasks.ts";
-import type { Clock, Log } from "./tokenWriter.ts";
+} from "./keyplaneApi.ts";
+import { AgentSession, DeadCredentialError } from "./session.ts";
+import type { PendingReport, TaskJournal } from "./stateDir.ts";
+import { runTask } from "./taskKinds.ts";
 
 // The running agent: a graphql-ws subscription to its tasks (reconnected with backoff, token refreshed
 // on 4401/4403), a pendingTasks poll after every connect and every minute as a safety net, heartbeats,

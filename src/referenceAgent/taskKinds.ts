@@ -1,4 +1,4 @@
-import type { AgentTask } from "./agentApi.ts";
+import type { AgentTask } from "./keyplaneApi.ts";
 
 // The task kinds the reference agent runs. A kind is a function from the task's payload to its result;
 // whatever it throws becomes the task's error (TaskFailure messages verbatim, others prefixed).

@@ -1,11 +1,17 @@
 import { parseArgs } from "node:util";
+import { systemClock, type Clock } from "../cli/clock.ts";
+import { UsageError, type CliIo } from "../cli/command.ts";
+import { jsonLog } from "../cli/jsonLog.ts";
+import { removeStaleTemporaries } from "../cli/secretFile.ts";
 import type { Config } from "../config.ts";
 import { ConfigError } from "../config.ts";
 import { createLogger } from "../logger.ts";
-import { UsageError, type CliIo } from "./main.ts";
-import { DEFAULT_TIMING, jsonLog, runOnce, runWatch, startHealthServer, systemClock, type Clock, type HealthServer, type Timing, type WriterState } from "./tokenWriter.ts";
-import { fingerprint, outputProblem, removeStaleTemporaries } from "./tokenWriterFile.ts";
-import { brokeredSource, classifyGitHubError, TokenSourceError, type TokenSource, type TokenSpec } from "./tokenWriterSource.ts";
+import { fingerprint } from "../crypto/fingerprint.ts";
+import { startHealthServer, type HealthServer, type WriterState } from "./health.ts";
+import { outputProblem } from "./outputFile.ts";
+import { runOnce, runWatch } from "./refreshLoop.ts";
+import { DEFAULT_TIMING, type Timing } from "./schedule.ts";
+import { brokeredSource, classifyGitHubError, TokenSourceError, type TokenSource, type TokenSpec } from "./tokenSource.ts";
 
 /**
  * `keyplane github-token`: writes a GitHub App installation token for a workload to a file.

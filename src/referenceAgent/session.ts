@@ -1,6 +1,6 @@
-import { ApiError, REFRESH_SESSION, sessionPairOf, type GraphQLRequest } from "./agentApi.ts";
-import { writeCredential, type Credential } from "./agentState.ts";
-import type { Log } from "./tokenWriter.ts";
+import type { Log } from "../cli/jsonLog.ts";
+import { ApiError, REFRESH_SESSION, sessionPairOf, type GraphQLRequest } from "./keyplaneApi.ts";
+import { writeCredential, type Credential } from "./stateDir.ts";
 
 // The agent's session: an access token used for everything, and a rotating refresh token. Refreshing
 // spends the old refresh token; presenting a spent one again makes Keyplane revoke the whole session.
