@@ -1,7 +1,8 @@
-import { constants, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { constants, mkdirSync, statSync } from "node:fs";
 import { access, readFile } from "node:fs/promises";
 import path from "node:path";
 import { removeStaleTemporaries, writeSecretFile } from "../cli/secretFile.ts";
+import { lockWithPidFile } from "../pidFileLock.ts";
 
 // What the reference agent keeps between runs, in its state directory:
 //   credential.json  who it is and its session pair (mode 0600, replaced atomically on every refresh)
@@ -58,35 +59,10 @@ export async function prepareStateDir(dir: string): Promise<string> {
 
 /** Takes the state directory for this process; returns the release. Throws StateDirError when another live agent has it. */
 export function lockStateDir(dir: string): () => void {
-  const file = path.join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(file, String(process.pid), { flag: "wx", mode: 0o600 });
-      return () => rmSync(file, { force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw new StateDirError(`cannot lock --state-dir ${dir} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
-      let holder = 0;
-      try {
-        holder = Number(readFileSync(file, "utf8").trim());
-      } catch {
-        // removed meanwhile
-      }
-      if (holder && holder !== process.pid && isAlive(holder)) {
-        throw new StateDirError(`another agent (process ${holder}) is running on --state-dir ${dir}; one credential serves one agent process`);
-      }
-      rmSync(file, { force: true }); // left by an agent that is gone
-    }
-  }
-  throw new StateDirError(`could not lock --state-dir ${dir}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return lockWithPidFile(path.join(dir, LOCK_FILE), {
+    refused: (holder) => new StateDirError(`another agent (process ${holder}) is running on --state-dir ${dir}; one credential serves one agent process`),
+    failed: (cause) => new StateDirError(cause ? `cannot lock --state-dir ${dir} (${cause.code ?? "error"})` : `could not lock --state-dir ${dir}`),
+  });
 }
 
 /** The stored credential, null when there is none; StateDirError when the file is unreadable or not a credential. */
