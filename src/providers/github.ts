@@ -1,5 +1,4 @@
 import { createAppRequester, createGitHubAppClient, toProviderError, type AppRequester } from "../github/appClient.ts";
-import { GitHubAppConfigError, parsePrivateKey } from "../github/appRegistry.ts";
 import type { GitHubApp, GitHubAppClient } from "../github/types.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
