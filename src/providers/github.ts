@@ -1,4 +1,5 @@
-import { createAppRequester, createGitHubAppClient, toProviderError, type AppRequester } from "../github/appClient.ts";
+import { type AppRequester, createAppRequester } from "../github/appRequester.ts";
+import { toProviderError } from "../github/githubAppErrors.ts";
 import type { GitHubApp, GitHubAppClient } from "../github/types.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
