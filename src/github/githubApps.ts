@@ -1,10 +1,11 @@
 import type { GitHubAppsConfig } from "../config.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
-import { createGitHubProvider } from "../providers/github.ts";
 import type { InstallationProvider } from "../providers/provider.ts";
 import { createGitHubAppClient, type GitHubAppClientOptions } from "./appClient.ts";
-import { loadGitHubApps, publicKeyFingerprint, type WatchedGitHubAppRegistry } from "./appRegistry.ts";
+import { loadGitHubApps, type WatchedGitHubAppRegistry } from "./appRegistry.ts";
+import { createGitHubProvider } from "./installProvider.ts";
+import { publicKeyFingerprint } from "./privateKey.ts";
 import type { GitHubApp, GitHubAppClient } from "./types.ts";
 
 // Every configured GitHub App with its client (installation tokens) and its install provider, built

@@ -4,7 +4,7 @@ import { createPrivateKey, generateKeyPairSync, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGitHubAppClient } from "../../src/github/appClient.ts";
 import type { GitHubApp } from "../../src/github/types.ts";
-import { createGitHubProvider } from "../../src/providers/github.ts";
+import { createGitHubProvider } from "../../src/github/installProvider.ts";
 import { providerFetch } from "../../src/providers/http.ts";
 import { createJiraProvider } from "../../src/providers/jira.ts";
 import { ProviderError, type InstallationProvider } from "../../src/providers/provider.ts";

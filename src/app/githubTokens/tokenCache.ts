@@ -27,6 +27,25 @@ export const cacheKey = (k: CacheKeyParts) =>
       .join(","),
   ].join("|");
 
+// Why this is not @octokit/auth-app's pluggable `cache` ({ get, set } by string key) behind a
+// tenant-keyed adapter (read in auth-app 8.3.1, cache.js and get-installation-authentication.js):
+// - Its key is installationId|repositoryIds|repositoryNames|permissions with every level but "read"
+//   written `name!`: write and admin share a key, so an admin request would get a cached write token
+//   (and be told it has admin). Names are keyed as given (order, case); there is no app, no tenant.
+// - Its single flight is a module-global map keyed by that same string, before the cache is asked: a
+//   tenant-keyed adapter never sees it, concurrent identical requests share one mint whichever auth
+//   they came through, and no caller can tell whether its own request reached GitHub. token.issued's
+//   `cached` flag and the one vault row per minted token depend on exactly that (getOrMint's `cached`).
+// - Its value is token|createdAt|expiresAt|selection|permissions: a hit returns the names asked, not
+//   the owner/name list GitHub answered (MintedToken.repositories), and levels as read/write only.
+// - get/set is all it asks of a store, and get does not look at expiry (the store's TTL, 59 min by
+//   default, does): a caller's minValiditySeconds and the reuse margin cannot reach get(key), and the
+//   revocation side (fingerprintsOf, checked against other processes' revocations in the request's one
+//   statement; forgetFingerprint; forgetInstallation) lies outside it. An adapter would re-implement all
+//   of this on its own store and carry per-call context past auth-app, which would then add only the
+//   POST the app's client already makes. What Keyplane does build on auth-app is the app JWT: its hook
+//   and clock-skew correction (src/github/appRequester.ts).
+
 /**
  * Per-process cache of GitHub installation tokens with single-flight: an identical request reuses a
  * token until `reuseMarginMs` before it expires, and concurrent identical misses share one mint.

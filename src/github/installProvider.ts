@@ -1,15 +1,15 @@
-import { createAppRequester, createGitHubAppClient, toProviderError, type AppRequester } from "../github/appClient.ts";
-import { GitHubAppConfigError, parsePrivateKey } from "../github/appRegistry.ts";
-import type { GitHubApp, GitHubAppClient } from "../github/types.ts";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
-import { isRecord, messageCode, num, providerFetch, safeCode, str } from "./http.ts";
-import { ProviderError, type InstallationInfo, type InstallationProvider, type ProviderCredentials } from "./provider.ts";
+import { isRecord, messageCode, num, providerFetch, safeCode, str } from "../providers/http.ts";
+import { ProviderError, type InstallationInfo, type InstallationProvider, type ProviderCredentials } from "../providers/provider.ts";
+import { type AppRequester, type AppSource, createAppRequester } from "./appRequester.ts";
+import { toProviderError } from "./githubAppErrors.ts";
+import type { GitHubApp, GitHubAppClient } from "./types.ts";
 
 // A GitHub App: Keyplane holds the app's private key, never a long-lived token. The browser installs the
 // app at `${webUrl}/apps/<slug>/installations/new`; GitHub sends it back with installation_id (and, when the
 // app asks for user authorization during installation, an OAuth code). Installation tokens are minted on
-// demand by the app's GitHubAppClient (src/github/appClient.ts), which signs the app JWT from the key the
+// demand by the app's GitHubAppClient (appClient.ts), which signs the app JWT from the key the
 // registry holds now (a rotated key is used at once).
 
 const API_VERSION = "2022-11-28";
@@ -27,26 +27,15 @@ export interface GitHubProviderOptions {
 }
 
 /**
- * The install provider of one named GitHub App. `app` is the app or a getter of its current version
+ * The install provider of one named GitHub App. `source` is the app or a getter of its current version
  * (registry.get(name)), `client` mints its installation tokens.
  */
-export function createGitHubProvider(app: GitHubApp | (() => GitHubApp), client: GitHubAppClient, options: GitHubProviderOptions): InstallationProvider {
-  return buildProvider(app, client, options);
-}
-
-
-function buildProvider(
-  source: GitHubApp | (() => GitHubApp),
-  client: GitHubAppClient,
-  options: GitHubProviderOptions,
-  fallback?: Pick<GitHubApp, "slug" | "clientId" | "clientSecret">,
-): InstallationProvider {
+export function createGitHubProvider(source: AppSource, client: GitHubAppClient, options: GitHubProviderOptions): InstallationProvider {
   const { timeoutMs } = options;
   const requester: AppRequester = createAppRequester(source, options);
   const getApp = typeof source === "function" ? source : () => source;
   /** The app's public settings (slug, OAuth client) as they are now. */
   const settings = (): Pick<GitHubApp, "slug" | "clientId" | "clientSecret"> => {
-    if (fallback) return fallback;
     const { slug, clientId, clientSecret } = getApp();
     return { slug, clientId, clientSecret };
   };
