@@ -57,6 +57,10 @@ async function metric(port: number, pattern: RegExp): Promise<number> {
   return match ? Number(match[1]) : 0;
 }
 
+// Each test starts two Keyplane processes, each opening its own embedded database: on a loaded two-core
+// machine that alone can take most of the suite-wide 60 s.
+const SPAWNS_TWO = 180_000;
+
 describe.skipIf(!hasRedis)("two processes on one Redis", () => {
   let redis: ChildProcess;
   let redisPort: number;
@@ -89,7 +93,7 @@ describe.skipIf(!hasRedis)("two processes on one Redis", () => {
     expect(after.every((s) => s === 200)).toBe(true);
     expect(await metric(a.port, /keyplane_rate_limit_store_fallbacks_total\{store="redis"\} (\d+)/)).toBeGreaterThan(0);
     expect(a.output()).toContain("rate-limit store unavailable or slow");
-  });
+  }, SPAWNS_TWO);
 });
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("two processes on one PostgreSQL (no Redis)", () => {
@@ -111,5 +115,5 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("two processes on one PostgreSQL
     const statuses = await floodBoth([a.port, b.port], token, 45);
     expect(statuses.filter((s) => s === 200)).toHaveLength(60);
     expect(statuses.filter((s) => s === 429)).toHaveLength(30);
-  });
+  }, SPAWNS_TWO);
 });
