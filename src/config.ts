@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import { z } from "zod";
+import type { z } from "zod";
 import {
   DEFAULT_AGENT_QUOTAS,
   DEFAULT_COST_PER_MINUTE,

@@ -11,6 +11,7 @@ import { sha256Hex } from "./platform.ts";
 // The append path keeps canonicalJson.ts, which is the specification's reading of RFC 8785.
 
 /** A character JSON.stringify escapes: `"`, `\`, a control character, or a surrogate (paired or lone: the slow path tells). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what canonical JSON escapes
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 const quote = (text: string, plain: boolean): string => (plain || !NEEDS_ESCAPE.test(text) ? '"' + text + '"' : JSON.stringify(text));

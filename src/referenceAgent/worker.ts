@@ -17,7 +17,7 @@ import {
   type AgentTask,
   type GraphQLRequest,
 } from "./keyplaneApi.ts";
-import { AgentSession, DeadCredentialError } from "./session.ts";
+import { type AgentSession, DeadCredentialError } from "./session.ts";
 import type { PendingReport, TaskJournal } from "./stateDir.ts";
 import { runTask } from "./taskKinds.ts";
 

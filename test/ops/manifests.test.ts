@@ -511,7 +511,7 @@ describe("docker-compose.yml", () => {
     const upstream = /upstream keyplane \{([\s\S]*?)\}/.exec(conf)![1]!;
     const servers = [...upstream.matchAll(/server\s+([\w.-]+):(\d+)/g)].map((m) => `${m[1]}:${m[2]}`);
     expect(servers).toEqual(["keyplane-1:4000", "keyplane-2:4000"]);
-    const graphql = /location = \/graphql \{([\s\S]*?)\n    \}/.exec(conf)![1]!;
+    const graphql = /location = \/graphql \{([\s\S]*?)\n {4}\}/.exec(conf)![1]!;
     expect(graphql).toContain("proxy_pass http://keyplane;");
     expect(graphql).toMatch(/proxy_set_header Upgrade \$http_upgrade;/);
     expect(graphql).toMatch(/proxy_set_header Connection \$connection_upgrade;/);

@@ -22,7 +22,7 @@ if (!hasNginx) console.warn("nginx is not installed: test/ops/proxy.test.ts (the
 describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane.conf) in front of two replicas", () => {
   let dir: string;
   let database: ScratchDatabase | undefined;
-  let replicas: Served[] = [];
+  const replicas: Served[] = [];
   let nginx: ChildProcess | undefined;
   let proxy: string;
   let adminToken: string;

@@ -13,6 +13,7 @@ export function jsonbOrder<T>(value: T): T {
   return out as T;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the whole ASCII range, control characters included
 const ASCII = /^[\x00-\x7f]*$/;
 
 function compareKeys(a: string, b: string): number {
