@@ -2,6 +2,7 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
 import { withPlatform } from "../../src/store/db.ts";
+import { createEnrollmentKey, enrollWithKey } from "../testkit/fixtures.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { waitFor } from "../testkit/waitFor.ts";
@@ -18,24 +19,8 @@ afterAll(() => app?.close());
 const AGENT = "id name type version config tags status connection ephemeral host lastSeenAt";
 const create = (t: SeededTenant, input: Record<string, unknown>, token = t.tokens.editor) =>
   app.gql(`mutation ($input: CreateAgentInput!) { createAgent(input: $input) { ${AGENT} } }`, { input }, { token });
-const newKey = async (t: SeededTenant, input: Record<string, unknown> = {}) => {
-  const res = await app.gql("mutation ($input: CreateEnrollmentKeyInput!) { createEnrollmentKey(input: $input) { id key prefix expiresAt } }", { input }, { token: t.tokens.admin });
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  registerSecret(res.data.createEnrollmentKey.key);
-  return res.data.createEnrollmentKey as { id: string; key: string; prefix: string };
-};
-const enroll = async (key: string, hostname = "build-01", headers: Record<string, string> = {}) => {
-  const res = await app.gql(
-    "mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId tenantId accessToken refreshToken expiresAt } }",
-    { input: { key, hostname, os: "linux", arch: "x64", agentVersion: "1.0.0" } },
-    { headers },
-  );
-  if (res.data?.enrollAgent) {
-    registerSecret(res.data.enrollAgent.accessToken);
-    registerSecret(res.data.enrollAgent.refreshToken);
-  }
-  return res;
-};
+const newKey = (t: SeededTenant, input: Record<string, unknown> = {}) => createEnrollmentKey(app, t, input);
+const enroll = (key: string, hostname = "build-01", headers: Record<string, string> = {}) => enrollWithKey(app, key, { hostname, headers });
 const log = async (t: SeededTenant, types: string[]) => {
   const res = await app.gql("query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data streamId } } } }", { types }, { token: t.tokens.admin });
   return res.data.auditLog.edges.map((e: any) => e.node);

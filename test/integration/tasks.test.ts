@@ -8,7 +8,7 @@ import { taskNotifier } from "../../src/app/tasks/taskNotifier.ts";
 import { AGENT_TASKS_POLL_MS } from "../../src/app/tasks/watchAgentTasks.ts";
 import { timeOutTasks } from "../../src/app/tasks/timeOutTasks.ts";
 import { openDatabase, withPlatform, type DatabaseHandle } from "../../src/store/db.ts";
-import { registerSecret } from "../testkit/secrets.ts";
+import { enroll as enrollAgent, seedAgent } from "../testkit/fixtures.ts";
 import { onPostgres } from "../testkit/testDatabase.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { waitFor } from "../testkit/waitFor.ts";
@@ -64,23 +64,12 @@ const codeOf = (res: GraphQLResponse) => res.errors?.map((e) => e.extensions?.co
 
 /** A machine enrolls with a single-use key an admin created: a new agent and its own credential. */
 async function enroll(t: SeededTenant, target: TestApp = app): Promise<EnrolledAgent> {
-  const created = ok(await target.gql("mutation { createEnrollmentKey(input: { reusable: false }) { key } }", {}, { token: t.tokens.admin }));
-  registerSecret(created.createEnrollmentKey.key);
-  const enrolled = ok(
-    await target.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId accessToken refreshToken } }", {
-      input: { key: created.createEnrollmentKey.key, hostname: `host-${randomUUID().slice(0, 8)}`, os: "linux", arch: "x64", agentVersion: "0.1.0" },
-    }),
-  ).enrollAgent;
-  registerSecret(enrolled.accessToken);
-  registerSecret(enrolled.refreshToken);
+  const enrolled = await enrollAgent(target, t, { reusable: false });
   return { agentId: enrolled.agentId, token: enrolled.accessToken };
 }
 
 /** An agent that exists (a draft) and was never enrolled: a valid target no one polls. */
-async function createAgent(t: SeededTenant): Promise<string> {
-  const res = await app.gql('mutation { createAgent(input: { name: "Build box", type: "builder", tags: ["ci"] }) { id } }', {}, { token: t.tokens.editor });
-  return ok(res).createAgent.id;
-}
+const createAgent = (t: SeededTenant): Promise<string> => seedAgent(app, t, { name: "Build box", type: "builder", tags: ["ci"] });
 
 async function dispatch(agentId: string, input: Record<string, unknown> = {}, token = tenant.tokens.editor) {
   return app.gql(DISPATCH, { input: { agentId, kind: "echo", ...input } }, { token });
