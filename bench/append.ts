@@ -90,7 +90,7 @@ function appendJob(db: Db, inputs: AppendInput[], opts: { groupCommit: boolean; 
     appendQueue(db).groupCommit = opts.groupCommit;
     const tenantId = opts.hot ? tenantIds[0]! : tenantIds[i % TENANTS]!;
     const { streamId, event } = inputs[i]!;
-    return appendEvents(db, { tenantId, streamType: "access_token", streamId, expectedVersion: 0, events: [event], metadata });
+    return appendEvents(db, { tenantId, streamType: "access_token", streamId, expectedVersion: 0, events: [event], metadata, occurredAt: new Date() });
   };
 }
 
@@ -128,7 +128,7 @@ async function prepare(handle: DatabaseHandle): Promise<void> {
   const actor = systemActor("bench:append");
   for (const id of tenantIds) {
     if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-    await createTenant({ db: handle.db }, actor, { id, name: `Bench ${id}`, tier: "free" });
+    await createTenant({ db: handle.db, now: () => new Date() }, actor, { id, name: `Bench ${id}`, tier: "free" });
   }
 }
 

@@ -139,6 +139,7 @@ async function run(tenants: Array<{ id: string; token: string }>, perTenant: num
       expectedVersion: "any",
       events: [AccessDenied({ level: "info", status: "denied", reason: tenant.id })],
       metadata: { actor: { subject: "bench", kind: "system", roles: [] } },
+      occurredAt: new Date(),
     })
       .then(([event]) => void commits.set(`${tenant.id}:${event!.sequence}`, wallClock()))
       .finally(() => inflight.delete(append));

@@ -57,7 +57,7 @@ async function unit(db: Db, u: number): Promise<void> {
   const taskId = randomUUID();
   const agent = { tenantId, agentId, agentName: `agent-${u}`, timestamp: now };
   const append = (streamType: string, streamId: string, events: Parameters<typeof appendEvents>[1]["events"], expectedVersion: number | "any" = 0) =>
-    appendEvents(db, { tenantId, streamType, streamId, expectedVersion, events, metadata });
+    appendEvents(db, { tenantId, streamType, streamId, expectedVersion, events, metadata, occurredAt: new Date() });
   await Promise.all([
     append("access_token", randomUUID(), [AccessTokenIssued({ tokenId: randomUUID(), subject: `svc-${u % 50}`, kind: "service", roles: ["service"], scopes: [], expiresAt: new Date(Date.now() + 3_600_000).toISOString(), issuedVia: "api" })]),
     append("agent", agentId, [
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     handle = await openDatabase({ url: scratch.url, poolMax: WRITERS + 2 });
     const db = handle.db;
     await migrateToLatest(handle);
-    for (const id of tenantIds) await createTenant({ db }, systemActor("bench:rebuild"), { id, name: id, tier: "enterprise" });
+    for (const id of tenantIds) await createTenant({ db, now: () => new Date() }, systemActor("bench:rebuild"), { id, name: id, tier: "enterprise" });
 
     const units = Math.ceil(EVENTS / 8);
     const writing = performance.now();

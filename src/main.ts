@@ -46,7 +46,7 @@ export interface Keyplane {
  * The composition root: config -> database -> keys -> use-case deps -> transports.
  * The only place that wires things together; CLI and tests go through it too.
  */
-export async function createKeyplane(config: Config, options: { logger?: Logger; database?: DatabaseHandle } = {}): Promise<Keyplane> {
+export async function createKeyplane(config: Config, options: { logger?: Logger; database?: DatabaseHandle; now?: () => Date } = {}): Promise<Keyplane> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const embedded = !options.database && !config.database.url;
   const unlock = embedded ? lockDataDir(config.dataDir) : () => {};
@@ -74,7 +74,8 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       allowGenerate: !config.database.url && config.env !== "production",
     });
     const keyring = loadKeyring({ spec: config.encryptionKeys, dataDir: config.dataDir, allowGenerate: !config.database.url && config.env !== "production" });
-    const now = () => new Date();
+    // The clock (deps.now): the system's, unless a caller (a test) brings its own.
+    const now = options.now ?? (() => new Date());
     const opened = database;
     const metrics = createMetrics({
       defaultMetrics: true,
@@ -97,8 +98,8 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       config,
       logger,
       now,
-      minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience),
-      verifier: createTokenVerifier({ keys, issuer: config.auth.issuer, audience: config.auth.audience, external: config.auth.external }),
+      minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience, now),
+      verifier: createTokenVerifier({ keys, issuer: config.auth.issuer, audience: config.auth.audience, external: config.auth.external, now }),
       security,
       keyring,
       // GitHub installs go through the named apps; Slack and Jira through their providers.
@@ -109,7 +110,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       auditSigner: createAuditSigner(keys.current),
       limits,
       events: createEventFeed({ db, database, logger, metrics }, { pollMs: config.realtime.pollMs, maxQueued: config.realtime.maxQueuedEvents }),
-      credentials: createCredentialWatch(db, { intervalMs: config.realtime.tokenCheckSeconds * 1000, logger }),
+      credentials: createCredentialWatch(db, { intervalMs: config.realtime.tokenCheckSeconds * 1000, logger, now }),
       standing: createCredentialCache({ db, database, logger }, { revalidateMs: config.auth.cacheRevalidateMs }),
     };
     await deps.events.start();

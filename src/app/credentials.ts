@@ -66,6 +66,7 @@ export async function issueAccessToken(
       decider: accessTokenDecider,
       command: { type: "IssueAccessToken", tokenId, grant, expiresAt: expiresAt.toISOString(), issuedVia: input.issuedVia },
       metadata,
+      occurredAt: now,
     });
     const access = await deps.minter.mintAccessToken({ tenantId: input.tenantId, ...grant, tokenId, expiresAt });
     return { accessToken: access.token, tokenId, expiresAt };
@@ -81,6 +82,7 @@ export async function issueAccessToken(
     decider: sessionDecider,
     command: { type: "StartSession", familyId, grant, refreshTokenId, accessTokenId, expiresAt: refreshExpiresAt.toISOString() },
     metadata,
+    occurredAt: now,
   });
   return mintPair(deps, input.tenantId, familyId, grant, accessTokenId, refreshTokenId, expiresAt, refreshExpiresAt);
 }
@@ -104,14 +106,17 @@ export async function refreshSession(
   }
   const refreshTokenId = randomUUID();
   const accessTokenId = randomUUID();
-  const run = () =>
-    handleCommand(deps.db, {
+  const run = () => {
+    const at = deps.now();
+    return handleCommand(deps.db, {
       tenantId: presented.tenantId,
       ...sessionStream(presented.familyId),
       decider: sessionDecider,
-      command: { type: "RefreshSession", presentedRefreshTokenId: presented.tokenId, refreshTokenId, accessTokenId, now: deps.now().toISOString() },
+      command: { type: "RefreshSession", presentedRefreshTokenId: presented.tokenId, refreshTokenId, accessTokenId, now: at.toISOString() },
       metadata: eventMetadata({ subject: presented.subject, kind: presented.kind, roles: [], tokenId: presented.tokenId }, request),
+      occurredAt: at,
     });
+  };
   let result;
   try {
     result = await run();
@@ -169,13 +174,15 @@ export async function revokeAccessToken(
 ): Promise<{ tokenId: string; revokedAt: Date }> {
   const { tokenId } = parseInput(RevokeTokenInput, rawInput);
   // Tokens Keyplane did not record (external issuer) stay on the list as long as any token may live.
-  const fallbackExpiry = new Date(deps.now().getTime() + MAX_TTL_SECONDS * 1000).toISOString();
+  const now = deps.now();
+  const fallbackExpiry = new Date(now.getTime() + MAX_TTL_SECONDS * 1000).toISOString();
   await handleCommand(deps.db, {
     tenantId: actor.tenantId,
     ...accessTokenStream(tokenId),
     decider: accessTokenDecider,
     command: { type: "RevokeAccessToken", tokenId, reason: "revoked", expiresAt: fallbackExpiry },
     metadata: eventMetadata(actor, request),
+    occurredAt: now,
   });
   return { tokenId, revokedAt: deps.now() };
 }

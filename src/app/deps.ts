@@ -25,6 +25,10 @@ export interface AppDeps {
   /** Token standing (revocations, tenant status and tier) kept in memory, kept fresh: see credentialCache.ts. */
   standing: CredentialCache;
   security: SecurityRecorder;
+  /**
+   * The clock every use case, periodic job and expiry check reads (createKeyplane's `now` option: the
+   * system clock, or a test's clock that advances instead of sleeping). Events take their occurredAt from it.
+   */
   now: () => Date;
   /** Encrypts credentials at rest. */
   keyring: Keyring;

@@ -12,6 +12,8 @@ type CommandArgs<S, C, E extends DomainEvent> = {
   decider: Decider<S, C, E>;
   command: C;
   metadata: EventMetadata;
+  /** When the command happened, by the use case's clock (deps.now): the events' occurredAt. */
+  occurredAt: Date;
   /** The stream id was just generated (a random UUID): nothing to read, and the append checks it is still empty. */
   newStream?: boolean;
 };
@@ -38,9 +40,9 @@ export async function decideAndAppend<S, C, E extends DomainEvent>(trx: Tx, args
 const NEW_STREAM = { version: 0, events: [] };
 
 async function decideThenAppend<S, C, E extends DomainEvent>(target: Db | Tx, args: CommandArgs<S, C, E>, stream: { version: number; events: DomainEvent[] }): Promise<CommandResult<S, E>> {
-  const { tenantId, streamType, streamId, decider, command, metadata } = args;
+  const { tenantId, streamType, streamId, decider, command, metadata, occurredAt } = args;
   const state = (stream.events as E[]).reduce(decider.evolve, decider.initialState());
   const decided = decider.decide(command, state);
-  const stored = await appendEvents(target, { tenantId, streamType, streamId, expectedVersion: stream.version, events: decided, metadata });
+  const stored = await appendEvents(target, { tenantId, streamType, streamId, expectedVersion: stream.version, events: decided, metadata, occurredAt });
   return { state: decided.reduce(decider.evolve, state), decided, stored };
 }

@@ -42,7 +42,8 @@ export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () =
       // Critical alarms name what they are about (a family, a token): two of them are never folded.
       const about = incident.level === "critical" ? `|${incident.details?.familyId ?? incident.details?.tokenId ?? ""}` : "";
       const key = `${tenantId}|${incident.type}|${incident.reason}|${principal}${about}`;
-      const now = deps.now().getTime();
+      const at = deps.now();
+      const now = at.getTime();
       const window = windows.get(key);
       if (window && window.until > now) {
         window.suppressed++;
@@ -68,6 +69,7 @@ export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () =
           expectedVersion: "any",
           events: [event],
           metadata: eventMetadata(incident.actor, incident.request),
+          occurredAt: at,
         });
       } catch (error) {
         deps.logger.error({ err: error, tenantId, type: incident.type }, "could not record security event");

@@ -21,7 +21,9 @@ interface Watched {
   expiry?: NodeJS.Timeout;
 }
 
-export function createCredentialWatch(db: Db, options: { intervalMs: number; logger: Logger }): CredentialWatch {
+/** `now` (deps.now) says how long a watched token has left; the end itself is a timer of real time. */
+export function createCredentialWatch(db: Db, options: { intervalMs: number; logger: Logger; now?: () => Date }): CredentialWatch {
+  const now = options.now ?? (() => new Date());
   const watched = new Set<Watched>();
   let timer: NodeJS.Timeout | undefined;
   let checking = false;
@@ -63,7 +65,7 @@ export function createCredentialWatch(db: Db, options: { intervalMs: number; log
     watch(actor, end) {
       const entry: Watched = { actor, end };
       watched.add(entry);
-      const left = actor.expiresAt.getTime() - Date.now();
+      const left = actor.expiresAt.getTime() - now().getTime();
       // setTimeout holds 32-bit delays; a platform actor "never" expires.
       if (left < 2 ** 31 - 1) {
         entry.expiry = setTimeout(() => finish(entry, "Token expired"), Math.max(left, 0));

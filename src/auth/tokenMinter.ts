@@ -22,7 +22,8 @@ export interface TokenMinter {
   mintRefreshToken(claims: { tenantId: string; subject: string; kind: TokenKind; familyId: string; tokenId: string; expiresAt: Date }): Promise<string>;
 }
 
-export function createTokenMinter(keys: SigningKeys, issuer: string, audience: string): TokenMinter {
+/** `now` is the clock a token's iat is read from (deps.now). */
+export function createTokenMinter(keys: SigningKeys, issuer: string, audience: string, now: () => Date = () => new Date()): TokenMinter {
   const sign = (payload: Record<string, unknown>, typ: string, subject: string, tokenId: string, expiresAt: Date) =>
     new SignJWT(payload)
       .setProtectedHeader({ alg: SIGNING_ALG, kid: keys.current.kid, typ })
@@ -30,7 +31,7 @@ export function createTokenMinter(keys: SigningKeys, issuer: string, audience: s
       .setAudience(audience)
       .setSubject(subject)
       .setJti(tokenId)
-      .setIssuedAt(Math.floor(Date.now() / 1000))
+      .setIssuedAt(Math.floor(now().getTime() / 1000))
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
       .sign(keys.current.privateKey);
 

@@ -60,7 +60,10 @@ export function createTokenVerifier(options: {
   audience: string;
   external?: { jwksUrl: string; issuer: string; audience: string };
   clockToleranceSeconds?: number;
+  /** The clock expiry (exp, nbf) is judged by: deps.now. */
+  now?: () => Date;
 }): TokenVerifier {
+  const now = options.now ?? (() => new Date());
   const localKeys = createLocalJWKSet(options.keys.jwks);
   const external = options.external
     ? { ...options.external, keys: createRemoteJWKSet(new URL(options.external.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 600_000 }) }
@@ -69,7 +72,7 @@ export function createTokenVerifier(options: {
 
   async function verify(token: string, key: JWTVerifyGetKey, issuer: string, audience: string, algorithms: string[], typ: string | undefined) {
     try {
-      return await jwtVerify(token, key, { issuer, audience, algorithms, clockTolerance: tolerance, ...(typ ? { typ } : {}) });
+      return await jwtVerify(token, key, { issuer, audience, algorithms, clockTolerance: tolerance, currentDate: now(), ...(typ ? { typ } : {}) });
     } catch (error) {
       throw classify(error);
     }
@@ -112,8 +115,8 @@ export function createTokenVerifier(options: {
   const verified = new Map<string, Actor>();
   const rememberVerified = (digest: string, actor: Actor): Actor => {
     if (verified.size >= VERIFIED_CACHE_SIZE) {
-      const now = Date.now();
-      for (const [key, cached] of verified) if (cached.expiresAt.getTime() <= now) verified.delete(key);
+      const at = now().getTime();
+      for (const [key, cached] of verified) if (cached.expiresAt.getTime() <= at) verified.delete(key);
       if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
     }
     verified.set(digest, actor);
@@ -125,7 +128,7 @@ export function createTokenVerifier(options: {
     async verifyAccessToken(token) {
       const digest = createHash("sha256").update(token).digest("base64url");
       const cached = verified.get(digest);
-      if (cached && cached.expiresAt.getTime() > Date.now()) return cached;
+      if (cached && cached.expiresAt.getTime() > now().getTime()) return cached;
       if (cached) verified.delete(digest);
       return rememberVerified(digest, await verifyAccessTokenOnce(token));
     },

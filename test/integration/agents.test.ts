@@ -2,45 +2,35 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
 import { withPlatform } from "../../src/store/db.ts";
+import { createEnrollmentKey, enrollWithKey } from "../testkit/fixtures.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { testClock } from "../testkit/testClock.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
 // Agents as dashboards and machines see them: the registry, one-time enrollment keys, the agent's
 // own credential, liveness, and the tier quotas.
 
 let app: TestApp;
+// Liveness follows the clock: a test lets an agent's silence (AGENT_OFFLINE_AFTER, 1 s here) or an
+// offline ephemeral agent's grace (1 s) pass by moving it on, not by sleeping.
+const clock = testClock();
+const PAST_ONE_SECOND = 1_100;
 beforeAll(async () => {
-  app = await createTestApp({ name: "agents", env: { AGENT_OFFLINE_AFTER: "1", AGENT_EPHEMERAL_GRACE_SECONDS: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+  app = await createTestApp({ name: "agents", now: clock.now, env: { AGENT_OFFLINE_AFTER: "1", AGENT_EPHEMERAL_GRACE_SECONDS: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
 });
 afterAll(() => app?.close());
 
 const AGENT = "id name type version config tags status connection ephemeral host lastSeenAt";
 const create = (t: SeededTenant, input: Record<string, unknown>, token = t.tokens.editor) =>
   app.gql(`mutation ($input: CreateAgentInput!) { createAgent(input: $input) { ${AGENT} } }`, { input }, { token });
-const newKey = async (t: SeededTenant, input: Record<string, unknown> = {}) => {
-  const res = await app.gql("mutation ($input: CreateEnrollmentKeyInput!) { createEnrollmentKey(input: $input) { id key prefix expiresAt } }", { input }, { token: t.tokens.admin });
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  registerSecret(res.data.createEnrollmentKey.key);
-  return res.data.createEnrollmentKey as { id: string; key: string; prefix: string };
-};
-const enroll = async (key: string, hostname = "build-01", headers: Record<string, string> = {}) => {
-  const res = await app.gql(
-    "mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId tenantId accessToken refreshToken expiresAt } }",
-    { input: { key, hostname, os: "linux", arch: "x64", agentVersion: "1.0.0" } },
-    { headers },
-  );
-  if (res.data?.enrollAgent) {
-    registerSecret(res.data.enrollAgent.accessToken);
-    registerSecret(res.data.enrollAgent.refreshToken);
-  }
-  return res;
-};
+const newKey = (t: SeededTenant, input: Record<string, unknown> = {}) => createEnrollmentKey(app, t, input);
+const enroll = (key: string, hostname = "build-01", headers: Record<string, string> = {}) => enrollWithKey(app, key, { hostname, headers });
 const log = async (t: SeededTenant, types: string[]) => {
   const res = await app.gql("query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data streamId } } } }", { types }, { token: t.tokens.admin });
   return res.data.auditLog.edges.map((e: any) => e.node);
 };
-/** Sweeps until the tenant's log holds `count` events of these types: liveness follows the clock (AGENT_OFFLINE_AFTER=1 here). */
+/** Sweeps until the tenant's log holds `count` events of these types (a background sweep holding the sweep lock makes one skip). */
 const sweepUntil = (what: string, t: SeededTenant, types: string[], count = 1) =>
   waitFor(what, async () => {
     await app.kp.agentSweeper.runOnce();
@@ -201,6 +191,7 @@ describe("liveness", () => {
     for (let i = 0; i < 3; i++) expect((await beat()).data.agentHeartbeat).toMatchObject({ agentId: enrolled.agentId, connection: "online" });
     expect((await log(t, ["agent.online"])).length).toBe(1);
     // Silent for AGENT_OFFLINE_AFTER (1 s in this suite): offline at a sweep; a further sweep records nothing more.
+    clock.advance(PAST_ONE_SECOND);
     await sweepUntil("the agent to be swept offline", t, ["agent.offline"]);
     await app.kp.agentSweeper.runOnce();
     expect((await log(t, ["agent.offline"])).length).toBe(1);
@@ -220,7 +211,9 @@ describe("ephemeral agents", () => {
     for (const a of [ephemeral, lasting]) await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: a.accessToken });
     // Both go offline once silent for AGENT_OFFLINE_AFTER (1 s), then the ephemeral one is deleted
     // once offline for AGENT_EPHEMERAL_GRACE_SECONDS (1 s): sweep until each has happened.
+    clock.advance(PAST_ONE_SECOND);
     await sweepUntil("both agents to be swept offline", t, ["agent.offline"], 2);
+    clock.advance(PAST_ONE_SECOND);
     await sweepUntil("the ephemeral agent to be deleted past its grace", t, ["agent.deleted"]);
     const deleted = await log(t, ["agent.deleted"]);
     expect(deleted.map((e: any) => [e.streamId, e.data.reason])).toEqual([[ephemeral.agentId, "ephemeral-expired"]]);
@@ -362,7 +355,7 @@ describe("enrollment is limited per source address", () => {
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("two Keyplane processes on one PostgreSQL", () => {
   it("share the tier quota exactly and sweep an agent offline once", async () => {
-    const second = await createTestApp({ name: "agents-second", database: app.database, env: { AGENT_OFFLINE_AFTER: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+    const second = await createTestApp({ name: "agents-second", database: app.database, now: clock.now, env: { AGENT_OFFLINE_AFTER: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
     try {
       const t = await app.seedTenant({ tier: "free" });
       const other = await second.mintToken({ tenantId: t.tenantId, roles: ["editor"], subject: "editor-2" });
@@ -378,9 +371,9 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("two Keyplane processes on one P
       const made = results.find((r) => r.data?.createAgent)!.data.createAgent.id as string;
       const enrolled = (await enroll((await newKey(t, { agentId: made })).key)).data.enrollAgent;
       await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: enrolled.accessToken });
-      // The three sweeps below must race on an agent already silent for AGENT_OFFLINE_AFTER (1 s), so
-      // this waits for time itself, not for a condition (a sleep only ever lasts longer on a busy machine).
-      await new Promise((r) => setTimeout(r, 1200));
+      // The three sweeps below must race on an agent already silent for AGENT_OFFLINE_AFTER (1 s): both
+      // processes read the one clock, which moves on past it.
+      clock.advance(PAST_ONE_SECOND);
       await Promise.all([app.kp.agentSweeper.runOnce(), second.kp.agentSweeper.runOnce(), app.kp.agentSweeper.runOnce()]);
       // A background sweep holding the sweep lock meanwhile makes all three skip: sweep on until it is offline.
       await sweepUntil("the agent to be swept offline", t, ["agent.offline"]);

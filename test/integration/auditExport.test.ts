@@ -64,7 +64,7 @@ async function appendMany(tenantId: string, count: number, batch = 250): Promise
   for (let done = 0; done < count; done += batch) {
     const n = Math.min(batch, count - done);
     const events = Array.from({ length: n }, (_, i) => AccessDenied({ level: "warning", status: "denied", reason: "bulk-test", resource: "audit", action: "audit:read", details: { i: done + i } }));
-    await withTenant(app.database.db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "bulk", streamId: randomUUID(), expectedVersion: 0, events, metadata }));
+    await withTenant(app.database.db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "bulk", streamId: randomUUID(), expectedVersion: 0, events, metadata, occurredAt: new Date() }));
   }
 }
 

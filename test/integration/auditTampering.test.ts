@@ -52,6 +52,7 @@ async function tenantWithLog(): Promise<{ tenantId: string; admin: string }> {
         expectedVersion: 0,
         events: Array.from({ length: count }, (_, i) => AccessDenied({ level: "warning", status: "denied", reason: "tamper-test", details: { i } })),
         metadata: eventMetadata(systemActor("tamper-test", tenantId)),
+        occurredAt: new Date(),
       }),
     );
   await append(15);

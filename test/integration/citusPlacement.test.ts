@@ -95,7 +95,7 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
   });
 
   it("delegates the append to the tenant's node: one command reaches the worker, projections included, under the tenant's row-level security", async () => {
-    await createTenant({ db: database.db }, systemActor("citus-test"), { id: "citus-a", name: "A" });
+    await createTenant({ db: database.db, now: () => new Date() }, systemActor("citus-test"), { id: "citus-a", name: "A" });
     // A pool of its own, whose connections report each command Citus sends to a worker (as a notice,
     // while log_remote_commands is on): the real append path, counted.
     const { rows: named } = await sql<{ name: string }>`select current_database() as name`.execute(database.db);
@@ -111,7 +111,7 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
       const stored = await withTenant(counted.db, "citus-a", async (trx) => {
         await sql`set local citus.log_remote_commands = on`.execute(trx);
         await sql`set local client_min_messages = log`.execute(trx);
-        return appendEvents(trx, { tenantId: "citus-a", streamType: "access_token", streamId: randomUUID(), expectedVersion: 0, events: [tokenIssued()], metadata: eventMetadata(systemActor("citus-test", "citus-a")) });
+        return appendEvents(trx, { tenantId: "citus-a", streamType: "access_token", streamId: randomUUID(), expectedVersion: 0, events: [tokenIssued()], metadata: eventMetadata(systemActor("citus-test", "citus-a")), occurredAt: new Date() });
       });
       expect(stored).toHaveLength(1);
     } finally {
@@ -126,7 +126,7 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
   });
 
   it("an append on its own is one statement, run on the tenant's node with its projection, which scopes itself to the tenant", async () => {
-    await createTenant({ db: database.db }, systemActor("citus-test"), { id: "citus-c", name: "C" });
+    await createTenant({ db: database.db, now: () => new Date() }, systemActor("citus-test"), { id: "citus-c", name: "C" });
     const { rows: named } = await sql<{ name: string }>`select current_database() as name`.execute(database.db);
     const url = Object.assign(new URL(process.env.TEST_DATABASE_URL!), { pathname: `/${named[0]!.name}` }).toString();
     const counted = await openDatabase({ url, poolMax: 1 });
@@ -142,7 +142,7 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
       await sql`select 1`.execute(counted.db);
       const trips = { count: 0 };
       const stored = await meterRoundTrips(trips, () =>
-        appendEvents(counted.db, { tenantId: "citus-c", streamType: "access_token", streamId: randomUUID(), expectedVersion: 0, events: [tokenIssued()], metadata: eventMetadata(systemActor("citus-test", "citus-c")) }),
+        appendEvents(counted.db, { tenantId: "citus-c", streamType: "access_token", streamId: randomUUID(), expectedVersion: 0, events: [tokenIssued()], metadata: eventMetadata(systemActor("citus-test", "citus-c")), occurredAt: new Date() }),
       );
       sent.statements = trips.count;
       expect(stored).toHaveLength(1);
@@ -158,7 +158,7 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
   });
 
   it("appends under row-level security on the worker: the right tenant writes, another tenant is refused", async () => {
-    await createTenant({ db: database.db }, systemActor("citus-test"), { id: "citus-b", name: "B" });
+    await createTenant({ db: database.db, now: () => new Date() }, systemActor("citus-test"), { id: "citus-b", name: "B" });
     const append = (scope: string, tenantId: string) =>
       withTenant(database.db, scope, (trx) =>
         appendEvents(trx, {
@@ -168,6 +168,7 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
           expectedVersion: 0,
           events: [tokenIssued()],
           metadata: eventMetadata(systemActor("citus-test", tenantId)),
+          occurredAt: new Date(),
         }),
       );
     const [stored] = await append("citus-b", "citus-b");

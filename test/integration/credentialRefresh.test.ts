@@ -3,10 +3,11 @@ import { sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
 import { readCredentials } from "../../src/app/installations/vault.ts";
 import { openDatabase, withTenant, type DatabaseHandle } from "../../src/store/db.ts";
-import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { createTestDatabase, onPostgres } from "../testkit/testDatabase.ts";
+import { seedInstallation } from "../testkit/fixtures.ts";
 
 // Rotating credentials (Jira here: Atlassian 3LO, single-use refresh tokens) are refreshed ahead of
 // expiry by the sweep and on read, under a per-installation lock so that no refresh token is ever
@@ -48,12 +49,7 @@ async function setup(options: { ttl?: number } = {}): Promise<World> {
   return { world, app, tenant, admin };
 }
 
-async function installJira(app: TestApp, editorToken: string): Promise<{ id: string; externalId: string; login: string; outcome: string }> {
-  const result = await browseInstall(app, "jira", editorToken);
-  expect(result.status, JSON.stringify(result.body)).toBe(200);
-  const { installation, outcome } = result.body;
-  return { id: installation.id, externalId: installation.externalId, login: installation.account.login, outcome };
-}
+const installJira = (app: TestApp, editorToken: string) => seedInstallation(app, editorToken, "jira");
 
 async function installation(w: World, id: string) {
   const res = await w.app.gql(INSTALLATION, { id }, { token: w.tenant.tokens.viewer });

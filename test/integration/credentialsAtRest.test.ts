@@ -10,10 +10,11 @@ import { stateAad } from "../../src/app/installations/startInstallation.ts";
 import { readCredentials } from "../../src/app/installations/vault.ts";
 import { openDatabase, withPlatform, withTenant, type DatabaseHandle, type Db } from "../../src/store/db.ts";
 import { migrateToLatest } from "../../src/store/migrate.ts";
-import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { createTestDatabase, onPostgres } from "../testkit/testDatabase.ts";
+import { seedInstallation } from "../testkit/fixtures.ts";
 
 // What an attacker with a copy of the database (a backup, a replica, a leaked dump) learns about
 // the credentials Keyplane holds: nothing usable. Every table is dumped as text and searched for
@@ -91,10 +92,9 @@ async function vault(app: TestApp, tenantId: string, installationId: string) {
 }
 
 async function install(app: TestApp, platform: "github" | "slack" | "jira", token: string): Promise<string> {
-  const result = await browseInstall(app, platform, token);
-  expect(result.status, JSON.stringify(result.body)).toBe(200);
-  expect(result.body.outcome).toBe("created");
-  return result.body.installation.id as string;
+  const installed = await seedInstallation(app, token, platform);
+  expect(installed.outcome).toBe("created");
+  return installed.id;
 }
 
 async function readToken(app: TestApp, token: string, id: string): Promise<string> {

@@ -38,7 +38,7 @@ describe("event store", () => {
   afterAll(() => database.close());
 
   const append = (tenantId: string, streamId: string, expectedVersion: number | "any", events: DomainEvent[] = [tokenIssued(streamId)]) =>
-    withTenant(database.db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata }));
+    withTenant(database.db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata, occurredAt: new Date() }));
 
   const logOf = (tenantId: string) =>
     withTenant(database.db, tenantId, (trx) => trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).orderBy("tenant_seq").execute()).then((rows) =>
@@ -107,7 +107,7 @@ describe("event store", () => {
     const gate = new Promise<void>((r) => (release = r));
     let firstSeq = 0;
     const first = withTenant(database.db, tenant, async (trx) => {
-      const [e] = await appendEvents(trx, { tenantId: tenant, streamType: "access_token", streamId: "first", expectedVersion: 0, events: [tokenIssued("first")], metadata });
+      const [e] = await appendEvents(trx, { tenantId: tenant, streamType: "access_token", streamId: "first", expectedVersion: 0, events: [tokenIssued("first")], metadata, occurredAt: new Date() });
       firstSeq = e!.sequence;
       await gate;
     });
@@ -139,7 +139,7 @@ describe("event store", () => {
   // Appends on their own (no caller's transaction): one statement each, committing on its own, or
   // several sharing one statement and one commit when they arrive together (group commit).
   const alone = (tenantId: string, streamId: string, expectedVersion: number | "any", events: DomainEvent[] = [tokenIssued(streamId)]) =>
-    appendEvents(database.db, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata });
+    appendEvents(database.db, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata, occurredAt: new Date() });
   const roundTrips = async (fn: () => Promise<unknown>) => {
     const meter = { count: 0 };
     await meterRoundTrips(meter, fn);

@@ -2,9 +2,10 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withPlatform } from "../../src/store/db.ts";
-import { browseInstall, freePort, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { freePort, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { enroll, seedInstallation } from "../testkit/fixtures.ts";
 
 // GitHub App installation tokens as services, agents and admins obtain them: only for installations
 // the tenant claimed, only as far as a token policy allows, cached, audited and revocable.
@@ -38,9 +39,8 @@ async function orgWithRex(): Promise<Org> {
   const tenant = await app.seedTenant();
   const org = `org-${randomBytes(4).toString("hex")}`;
   world.github.setNextInstall({ account: { login: org, type: "Organization" }, repositories: ["api", "web-app", "web-docs", "infra"], permissions: { contents: "write", pull_requests: "write", issues: "write", metadata: "read" } });
-  const installed = await browseInstall(app, "github", tenant.tokens.editor, { query: "app=rex" });
-  expect(installed.status, JSON.stringify(installed.body)).toBe(200);
-  return { tenant, org, installationId: installed.body.installation.id, githubInstallationId: Number(installed.body.installation.externalId) };
+  const installed = await seedInstallation(app, tenant.tokens.editor, "github", { query: "app=rex" });
+  return { tenant, org, installationId: installed.id, githubInstallationId: Number(installed.externalId) };
 }
 
 async function setPolicy(o: Org, policy: Record<string, unknown>) {
@@ -374,20 +374,9 @@ describe("enrolled agents", () => {
   it("an agent gets the tokens a policy allows for its tags, and no others", async () => {
     const o = await orgWithRex();
     await setPolicy(o, { name: "coders", roles: [], agentTags: ["coding-agent"], repositories: [`${o.org}/api`], permissions: { contents: "write" } });
-    const key = async (tags: string[]) => {
-      const res = await app.gql("mutation ($input: CreateEnrollmentKeyInput!) { createEnrollmentKey(input: $input) { key } }", { input: { tags } }, { token: o.tenant.tokens.admin });
-      registerSecret(res.data.createEnrollmentKey.key);
-      return res.data.createEnrollmentKey.key as string;
-    };
-    const enroll = async (k: string) => {
-      const res = await app.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { accessToken refreshToken } }", { input: { key: k, hostname: "h", os: "linux", arch: "x64", agentVersion: "1" } });
-      expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-      registerSecret(res.data.enrollAgent.accessToken);
-      registerSecret(res.data.enrollAgent.refreshToken);
-      return res.data.enrollAgent.accessToken as string;
-    };
-    const coder = await enroll(await key(["coding-agent"]));
-    const other = await enroll(await key(["support"]));
+    const agentWith = async (tags: string[]) => (await enroll(app, o.tenant, { tags })).accessToken;
+    const coder = await agentWith(["coding-agent"]);
+    const other = await agentWith(["support"]);
     const ok = await issue(coder, { repository: `${o.org}/api` });
     expect(ok.errors, JSON.stringify(ok.errors)).toBeUndefined();
     expect(ok.data.issueGitHubToken.permissions).toEqual({ contents: "write" });

@@ -11,6 +11,7 @@ import type { GitHubPermissions } from "../fakes/github.ts";
 import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { seedInstallation } from "../testkit/fixtures.ts";
 
 // GitHub tells Keyplane what happens to an installation through signed webhooks. What a tenant sees
 // of them: the installation's fields (status, suspension, permissions, repositories, revocation) and
@@ -73,10 +74,9 @@ interface Claimed {
 /** The tenant's editor installs the app on a new GitHub organization through the browser flow. */
 async function installThroughBrowser(tenant: SeededTenant, login = uniqueLogin("org"), repositories = ["api", "web"]): Promise<Claimed> {
   world.github.setNextInstall({ account: { login, type: "Organization" }, repositories, permissions: PERMISSIONS });
-  const result = await browseInstall(app, "github", tenant.tokens.editor);
-  expect(result.status, JSON.stringify(result.body)).toBe(200);
-  expect(result.body.installation.account.login).toBe(login);
-  return { id: result.body.installation.id, githubId: Number(result.body.installation.externalId), login };
+  const installed = await seedInstallation(app, tenant.tokens.editor, "github");
+  expect(installed.login).toBe(login);
+  return { id: installed.id, githubId: Number(installed.externalId), login };
 }
 
 async function deliver(event: string, payload: unknown, options: { deliveryId?: string; secret?: string; signature?: string | null } = {}) {

@@ -7,6 +7,7 @@ import { withPlatform } from "../../src/store/db.ts";
 import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { testClock } from "../testkit/testClock.ts";
 
 // The install flow as a tenant's people and services live it: real HTTP redirects between Keyplane
 // and the local GitHub, Slack and Atlassian fakes, then the installation through GraphQL.
@@ -243,15 +244,16 @@ describe("refusals on the install endpoints", () => {
 
   it("an expired state is 400 and recorded in the tenant's log", async () => {
     const other = await startProviderWorld();
-    const shortLived = await createTestApp({ env: { ...other.env, OAUTH_STATE_TTL_SECONDS: "1" }, name: "installations-expiry" });
+    const clock = testClock();
+    const shortLived = await createTestApp({ env: { ...other.env, OAUTH_STATE_TTL_SECONDS: "1" }, name: "installations-expiry", now: clock.now });
     try {
       const tenant = await shortLived.seedTenant();
       const started = await fetch(`${shortLived.url}/oauth/install/slack`, { redirect: "manual", headers: { authorization: `Bearer ${tenant.tokens.editor}` } });
       const consent = await fetch(started.headers.get("location")!, { redirect: "manual" });
       // Time itself is the subject: the state must be older than OAUTH_STATE_TTL_SECONDS (1 s) when the
       // callback arrives. Its only observer is the callback, which would complete the installation while
-      // the state is still valid, so this waits for time (a sleep only lasts longer on a busy machine).
-      await new Promise((r) => setTimeout(r, 1200));
+      // the state is still valid, so Keyplane's clock moves on past it first.
+      clock.advance(1200);
       const late = await fetch(consent.headers.get("location")!, { redirect: "manual" });
       expect(late.status).toBe(400);
       expect(((await late.json()) as any).error.message).toMatch(/expired/);

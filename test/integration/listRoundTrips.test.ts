@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { getNamedType, getNullableType, isListType, isObjectType, type GraphQLObjectType } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { schema } from "../../src/graphql/schema.ts";
-import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { createEnrollmentKey, enrollWithKey, seedAgent, seedInstallation } from "../testkit/fixtures.ts";
+import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 
@@ -58,15 +59,7 @@ function ok<T = any>(res: GraphQLResponse<T>): T {
   return res.data;
 }
 
-async function createAgent(name: string): Promise<string> {
-  return ok(await app.gql("mutation ($n: String!) { createAgent(input: { name: $n, type: \"worker\" }) { id } }", { n: name }, { token: big.tokens.admin })).createAgent.id;
-}
-
-async function createEnrollmentKey(t: SeededTenant): Promise<string> {
-  const key = ok(await app.gql("mutation { createEnrollmentKey(input: {}) { key } }", {}, { token: t.tokens.admin })).createEnrollmentKey.key;
-  registerSecret(key);
-  return key;
-}
+const createAgent = (name: string): Promise<string> => seedAgent(app, big, { name, type: "worker" }, big.tokens.admin);
 
 async function setPolicy(t: SeededTenant, name: string, repositories: string[]) {
   const input = { name, app: "rex", roles: ["service"], repositories, permissions: { contents: "read" } };
@@ -90,24 +83,19 @@ beforeAll(async () => {
 
   // Enrollment keys (one of them enrolls the machine the tasks go to), and 50 tasks pending for it.
   const keys: string[] = [];
-  for (let i = 0; i < 50; i++) keys.push(await createEnrollmentKey(big));
-  await createEnrollmentKey(small);
-  const enrolled = ok(
-    await app.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId accessToken } }", {
-      input: { key: keys[0], hostname: "worker-1", os: "linux", arch: "x64", agentVersion: "0.1.0" },
-    }),
-  ).enrollAgent;
-  registerSecret(enrolled.accessToken);
+  for (let i = 0; i < 50; i++) keys.push((await createEnrollmentKey(app, big)).key);
+  await createEnrollmentKey(app, small);
+  const enrolled = ok(await enrollWithKey(app, keys[0]!, { hostname: "worker-1" })).enrollAgent;
   taskAgentToken = enrolled.accessToken;
   for (let i = 0; i < 50; i++) {
     ok(await app.gql("mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id } }", { input: { agentId: enrolled.agentId, kind: "build", payload: { i } } }, { token: big.tokens.editor }));
   }
 
   // Installations: 50 Slack workspaces, and the rex GitHub App on an org for the tokens.
-  for (let i = 0; i < 50; i++) expect((await browseInstall(app, "slack", big.tokens.editor)).body?.outcome).toBe("created");
+  for (let i = 0; i < 50; i++) expect((await seedInstallation(app, big.tokens.editor, "slack")).outcome).toBe("created");
   const org = `org-${randomBytes(4).toString("hex")}`;
   world.github.setNextInstall({ account: { login: org, type: "Organization" }, repositories: ["api"], permissions: { contents: "read", metadata: "read" } });
-  expect((await browseInstall(app, "github", big.tokens.editor, { query: "app=rex" })).status).toBe(200);
+  await seedInstallation(app, big.tokens.editor, "github", { query: "app=rex" });
 
   // Token policies (50 here, 1 in the small tenant), and 50 issues of a token (the first minted, then cached).
   for (let i = 0; i < 50; i++) await setPolicy(big, `policy-${i}`, [`${org}/api`]);

@@ -15,7 +15,7 @@ describe("row-level security on tenant tables", () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     const db = database.db;
-    for (const id of ["rls-a", "rls-b"]) await createTenant({ db }, systemActor("rls-test"), { id, name: id });
+    for (const id of ["rls-a", "rls-b"]) await createTenant({ db, now: () => new Date() }, systemActor("rls-test"), { id, name: id });
     const schema = database.schema ?? "public";
     for (const statement of !PROBE_ROLE ? [] : [
       `do $$ begin if not exists (select 1 from pg_roles where rolname = '${PROBE_ROLE}') then create role ${PROBE_ROLE} nologin; end if; exception when duplicate_object or unique_violation then null; end $$`,

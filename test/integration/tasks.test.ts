@@ -8,9 +8,10 @@ import { taskNotifier } from "../../src/app/tasks/taskNotifier.ts";
 import { AGENT_TASKS_POLL_MS } from "../../src/app/tasks/watchAgentTasks.ts";
 import { timeOutTasks } from "../../src/app/tasks/timeOutTasks.ts";
 import { openDatabase, withPlatform, type DatabaseHandle } from "../../src/store/db.ts";
-import { registerSecret } from "../testkit/secrets.ts";
+import { enroll as enrollAgent, seedAgent } from "../testkit/fixtures.ts";
 import { onPostgres } from "../testkit/testDatabase.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
+import { testClock } from "../testkit/testClock.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
 // Tasks: an editor dispatches work to one agent; the agent receives it (subscription or polling),
@@ -35,6 +36,8 @@ interface EnrolledAgent {
 }
 
 let app: TestApp;
+// Deadlines are judged by the server's clock: a test moves it past one rather than waiting for it.
+const clock = testClock();
 let tenant: SeededTenant;
 let other: SeededTenant;
 let agentA: EnrolledAgent;
@@ -44,7 +47,7 @@ let foreignAgent: EnrolledAgent;
 beforeAll(async () => {
   // The suite runs the sweeps itself (timeOutTasks): a background one landing between a deadline and
   // the test's own sweeps would take their work, and hide a missing check.
-  app = await createTestApp({ name: "tasks", env: { AGENT_SWEEP_INTERVAL_SECONDS: "3600" } });
+  app = await createTestApp({ name: "tasks", now: clock.now, env: { AGENT_SWEEP_INTERVAL_SECONDS: "3600" } });
   // Enterprise: this suite creates more agents than the free tier allows per day.
   tenant = await app.seedTenant({ tier: "enterprise" });
   other = await app.seedTenant();
@@ -64,23 +67,12 @@ const codeOf = (res: GraphQLResponse) => res.errors?.map((e) => e.extensions?.co
 
 /** A machine enrolls with a single-use key an admin created: a new agent and its own credential. */
 async function enroll(t: SeededTenant, target: TestApp = app): Promise<EnrolledAgent> {
-  const created = ok(await target.gql("mutation { createEnrollmentKey(input: { reusable: false }) { key } }", {}, { token: t.tokens.admin }));
-  registerSecret(created.createEnrollmentKey.key);
-  const enrolled = ok(
-    await target.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId accessToken refreshToken } }", {
-      input: { key: created.createEnrollmentKey.key, hostname: `host-${randomUUID().slice(0, 8)}`, os: "linux", arch: "x64", agentVersion: "0.1.0" },
-    }),
-  ).enrollAgent;
-  registerSecret(enrolled.accessToken);
-  registerSecret(enrolled.refreshToken);
+  const enrolled = await enrollAgent(target, t, { reusable: false });
   return { agentId: enrolled.agentId, token: enrolled.accessToken };
 }
 
 /** An agent that exists (a draft) and was never enrolled: a valid target no one polls. */
-async function createAgent(t: SeededTenant): Promise<string> {
-  const res = await app.gql('mutation { createAgent(input: { name: "Build box", type: "builder", tags: ["ci"] }) { id } }', {}, { token: t.tokens.editor });
-  return ok(res).createAgent.id;
-}
+const createAgent = (t: SeededTenant): Promise<string> => seedAgent(app, t, { name: "Build box", type: "builder", tags: ["ci"] });
 
 async function dispatch(agentId: string, input: Record<string, unknown> = {}, token = tenant.tokens.editor) {
   return app.gql(DISPATCH, { input: { agentId, kind: "echo", ...input } }, { token });
@@ -95,14 +87,11 @@ async function auditOf(taskId: string, t: SeededTenant = tenant) {
 }
 
 /**
- * Until the clock is past `deadlineAt` (an ISO time the server computed from the same clock): what
- * the server does at the deadline is then asserted once. Polling the API for the outcome instead would
+ * Moves the server's clock past `deadlineAt` (an ISO time the server computed from it): what the
+ * server does at the deadline is then asserted once. Polling the API for the outcome instead would
  * let the background sweep (every AGENT_SWEEP_INTERVAL_SECONDS) hide a missing check.
  */
-const pastDeadline = (...tasks: Array<{ deadlineAt: string }>) => {
-  const deadline = Math.max(...tasks.map((t) => Date.parse(t.deadlineAt)));
-  return waitFor(`the clock to pass the deadline ${new Date(deadline).toISOString()}`, () => Date.now() > deadline, deadline - Date.now() + 15_000);
-};
+const pastDeadline = (...tasks: Array<{ deadlineAt: string }>) => clock.advanceTo(Math.max(...tasks.map((t) => Date.parse(t.deadlineAt))) + 1);
 
 describe("a task's life", () => {
   it("dispatch -> the agent polls it -> claim -> progress -> complete: each step an event, the task shows the result", async () => {
@@ -304,7 +293,7 @@ describe("tasks for dashboards", () => {
   it("lists newest first with a keyset cursor, filtered by agent, status and kind", async () => {
     const agentId = await createAgent(tenant);
     // Newest first is by dispatch time: each dispatch after the clock has moved past the one before.
-    const clockPast = (task: { dispatchedAt: string }) => waitFor(`the clock to pass ${task.dispatchedAt}`, () => Date.now() > Date.parse(task.dispatchedAt));
+    const clockPast = (task: { dispatchedAt: string }) => clock.advanceTo(Date.parse(task.dispatchedAt) + 1);
     const t1 = await dispatched(agentId, { kind: "deploy" });
     await clockPast(t1);
     const t2 = await dispatched(agentId, { kind: "backup" });
@@ -440,9 +429,9 @@ describe("agentTasks", () => {
       expect((await stream.next(1500)).data.agentTasks).toMatchObject({ id: third.id, kind: "third", status: "pending" });
       // Woken by the dispatch itself, not by the next poll.
       expect(Date.now() - started).toBeLessThan(1500);
-      // Nothing else: no repeat, no other agent's task, across a poll. The poll runs on time alone
-      // (nothing observable says it ran), so this waits for its interval before the marker.
-      await new Promise((r) => setTimeout(r, AGENT_TASKS_POLL_MS + 500));
+      // Nothing else: no repeat, no other agent's task, across a poll. A wake-up without a dispatch
+      // makes the subscription read the log as its poll (every AGENT_TASKS_POLL_MS) does, at once.
+      taskNotifier(app.kp.deps.db).notify(tenant.tenantId, agent.agentId);
       await dispatched(agentB.agentId, { kind: "not-yours" });
       await nextIsOnly(stream, await dispatched(agent.agentId, { kind: "marker" }));
     } finally {
@@ -500,7 +489,7 @@ async function secondPool(database: DatabaseHandle): Promise<DatabaseHandle> {
 describe.skipIf(!onPostgres)("agentTasks across two Keyplane processes on one PostgreSQL", () => {
   it("a task dispatched through the other process arrives with the next poll", async () => {
     const pool = await secondPool(app.database);
-    const otherProcess = await createTestApp({ database: pool, name: "tasks-process-b", env: { AGENT_SWEEP_INTERVAL_SECONDS: "3600" } });
+    const otherProcess = await createTestApp({ database: pool, name: "tasks-process-b", now: clock.now, env: { AGENT_SWEEP_INTERVAL_SECONDS: "3600" } });
     try {
       const agent = await enroll(tenant);
       const stream = sse(app, agent.token, AGENT_TASKS);

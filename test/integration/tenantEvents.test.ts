@@ -39,7 +39,7 @@ function subscribe(token: string, variables: { after?: string; types?: string[] 
 async function append(tenantId: string, n: number, reason = "test", details?: Record<string, unknown>) {
   const events = Array.from({ length: n }, () => AccessDenied({ level: "info", status: "denied", reason, details }));
   const stored = await withTenant(app.kp.deps.db, tenantId, (trx) =>
-    appendEvents(trx, { tenantId, streamType: "test", streamId: "bulk", expectedVersion: "any", events, metadata: { actor: { subject: "tests", kind: "system", roles: [] } } }),
+    appendEvents(trx, { tenantId, streamType: "test", streamId: "bulk", expectedVersion: "any", events, metadata: { actor: { subject: "tests", kind: "system", roles: [] } }, occurredAt: new Date() }),
   );
   return stored.map((e) => e.sequence);
 }
@@ -146,7 +146,7 @@ describe("tenantEvents", () => {
     // Alone (each its own statement), concurrently (sharing statements), and in a caller's transaction.
     const alone = (n: number) =>
       Array.from({ length: n }, () =>
-        appendEvents(app.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "memory", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "memory", details })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } } }),
+        appendEvents(app.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "memory", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "memory", details })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } }, occurredAt: new Date() }),
       );
     await Promise.all([...alone(20), append(t.tenantId, 5, "memory", details), ...alone(20)]);
     const head = await lastSequence(t);
@@ -169,7 +169,7 @@ describe("tenantEvents", () => {
       await Promise.all([onFirst.connected, onSecond.connected]);
       const through = (on: TestApp, n: number) =>
         Array.from({ length: n }, () =>
-          appendEvents(on.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "two", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "two" })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } } }),
+          appendEvents(on.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "two", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "two" })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } }, occurredAt: new Date() }),
         );
       await Promise.all([...through(app, 30), ...through(second, 30), append(t.tenantId, 10), ...through(second, 10)]);
       const total = 80;

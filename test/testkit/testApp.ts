@@ -49,13 +49,14 @@ export interface SeededTenant {
  * play a second process sharing it).
  */
 export async function createTestApp(
-  options: { database?: DatabaseHandle; env?: Record<string, string>; name?: string; logger?: Logger } = {},
+  options: { database?: DatabaseHandle; env?: Record<string, string>; name?: string; logger?: Logger; now?: () => Date } = {},
 ): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase());
   const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-test-"));
   // Suites run many requests for one tenant: request limits are off unless a suite turns them on.
   const config = loadConfig({ NODE_ENV: "test", KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "debug", RATE_LIMITS: "off", ...options.env });
-  const kp = await createKeyplane(config, { database, logger: options.logger ?? testLogger(options.name ?? "app") });
+  // `now`: a testClock's, for a suite that advances time rather than sleeping.
+  const kp = await createKeyplane(config, { database, logger: options.logger ?? testLogger(options.name ?? "app"), now: options.now });
   // A port given up front (providers must know the callback URL before Keyplane starts).
   const url = await kp.listen(options.env?.PORT ? Number(options.env.PORT) : 0, "127.0.0.1");
 

@@ -40,6 +40,7 @@ export function createAgentSweeper(
           decider: agentDecider,
           command: { type: "MarkOffline", lastSeenAt: new Date(a.last_seen_at).toISOString(), meta },
           metadata: eventMetadata(systemActor("agent-sweeper", a.tenant_id)),
+          occurredAt: now,
         });
       }
       const expired = await expiredEphemeralAgents(trx, new Date(now.getTime() - options.ephemeralGraceSeconds * 1000), SWEEP_BATCH);
@@ -50,6 +51,7 @@ export function createAgentSweeper(
           decider: agentDecider,
           command: { type: "DeleteAgent", reason: "ephemeral-expired", meta: { tenantId: a.tenant_id, timestamp: now.toISOString() } },
           metadata: eventMetadata(systemActor("agent-sweeper", a.tenant_id)),
+          occurredAt: now,
         });
       }
       return { offline: silent.length, removed: expired.length };

@@ -76,7 +76,7 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
     withTenant(deps.db, tenantId, async (trx) => {
       if (!found.agent_id) await checkAgentQuota(trx, tenantId, "agent-create", now, deps.config.limits.agentQuotas);
       // The key's stream version decides the race: a second use of a single-use key conflicts here.
-      await decideAndAppend(trx, { tenantId, ...enrollmentKeyStream(found.key_id), decider: enrollmentKeyDecider, command: { type: "UseEnrollmentKey", agentId, now: now.toISOString() }, metadata });
+      await decideAndAppend(trx, { tenantId, ...enrollmentKeyStream(found.key_id), decider: enrollmentKeyDecider, command: { type: "UseEnrollmentKey", agentId, now: now.toISOString() }, metadata, occurredAt: now });
       if (!found.agent_id) {
         await decideAndAppend(trx, {
           tenantId,
@@ -84,6 +84,7 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
           decider: agentDecider,
           command: { type: "CreateAgent", agentId, name: input.hostname, agentType: "enrolled", config: {}, tags: [], ephemeral: found.ephemeral, meta },
           metadata,
+          occurredAt: now,
         });
       }
       await decideAndAppend(trx, {
@@ -92,6 +93,7 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
         decider: agentDecider,
         command: { type: "EnrollAgent", keyId: found.key_id, keyPrefix: prefix, tags: found.tags, host: { hostname: input.hostname, os: input.os, arch: input.arch, agentVersion: input.agentVersion }, meta },
         metadata,
+        occurredAt: now,
       });
     });
   try {

@@ -40,7 +40,8 @@ export async function createEnrollmentKey(deps: Pick<AppDeps, "db" | "now">, act
   const keyId = randomUUID();
   const prefix = randomBytes(8).toString("hex").slice(0, 10);
   const key = `kpe_${prefix}_${randomBytes(32).toString("base64url")}`;
-  const expiresAt = new Date(deps.now().getTime() + input.expiresIn * 1000);
+  const now = deps.now();
+  const expiresAt = new Date(now.getTime() + input.expiresIn * 1000);
   await withTenant(deps.db, actor.tenantId, async (trx) => {
     if (input.agentId) {
       const agent = await findAgentState(trx, actor.tenantId, input.agentId);
@@ -66,6 +67,7 @@ export async function createEnrollmentKey(deps: Pick<AppDeps, "db" | "now">, act
         },
       },
       metadata: eventMetadata(actor, request),
+      occurredAt: now,
     });
   });
   return { id: keyId, key, prefix, expiresAt };
@@ -73,17 +75,18 @@ export async function createEnrollmentKey(deps: Pick<AppDeps, "db" | "now">, act
 
 const KeyId = z.object({ id: z.string().uuid("not an enrollment key id") });
 
-export async function revokeEnrollmentKey(deps: Pick<AppDeps, "db">, actor: Actor, rawId: unknown, request: RequestMeta = {}) {
+export async function revokeEnrollmentKey(deps: Pick<AppDeps, "db" | "now">, actor: Actor, rawId: unknown, request: RequestMeta = {}) {
   const { id } = parseInput(KeyId, { id: rawId });
   await withTenant(deps.db, actor.tenantId, (trx) =>
-    decideAndAppend(trx, { tenantId: actor.tenantId, ...enrollmentKeyStream(id), decider: enrollmentKeyDecider, command: { type: "RevokeEnrollmentKey" }, metadata: eventMetadata(actor, request) }),
+    decideAndAppend(trx, { tenantId: actor.tenantId, ...enrollmentKeyStream(id), decider: enrollmentKeyDecider, command: { type: "RevokeEnrollmentKey" }, metadata: eventMetadata(actor, request), occurredAt: deps.now() }),
   );
   return id;
 }
 
 /** Removes expired, revoked and used-up keys from the list (their events stay). Returns how many. */
 export async function pruneEnrollmentKeys(deps: Pick<AppDeps, "db" | "now">, actor: Actor, request: RequestMeta = {}): Promise<number> {
-  const now = deps.now().toISOString();
+  const at = deps.now();
+  const now = at.toISOString();
   return withTenant(deps.db, actor.tenantId, async (trx) => {
     const keys = await listEnrollmentKeys(trx, actor.tenantId);
     let pruned = 0;
@@ -93,7 +96,7 @@ export async function pruneEnrollmentKeys(deps: Pick<AppDeps, "db" | "now">, act
         now,
       );
       if (!reason) continue;
-      await decideAndAppend(trx, { tenantId: actor.tenantId, ...enrollmentKeyStream(k.key_id), decider: enrollmentKeyDecider, command: { type: "PruneEnrollmentKey", reason }, metadata: eventMetadata(actor, request) });
+      await decideAndAppend(trx, { tenantId: actor.tenantId, ...enrollmentKeyStream(k.key_id), decider: enrollmentKeyDecider, command: { type: "PruneEnrollmentKey", reason }, metadata: eventMetadata(actor, request), occurredAt: at });
       pruned++;
     }
     return pruned;

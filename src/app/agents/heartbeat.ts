@@ -41,6 +41,7 @@ export async function agentHeartbeat(deps: Pick<AppDeps, "db" | "now">, actor: A
         decider: agentDecider,
         command: { type: "MarkOnline", meta: { tenantId: actor.tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId } },
         metadata: eventMetadata(actor, request),
+        occurredAt: now,
       });
     }
     return { agentId, connection: "online" as const, lastSeenAt: now };

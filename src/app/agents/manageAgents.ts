@@ -46,6 +46,7 @@ async function run<T>(deps: Deps, actor: Actor, agentId: string, command: AgentC
         decider: agentDecider,
         command: { ...command, meta: { tenantId: actor.tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId } },
         metadata: eventMetadata(actor, request),
+        occurredAt: now,
       });
       return answer(trx);
     });

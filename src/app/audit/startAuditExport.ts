@@ -71,7 +71,8 @@ export async function startAuditExport(
 ): Promise<AuditExport> {
   const tenantId = actor.tenantId;
   const exportId = randomUUID();
-  const exportedAt = deps.now().toISOString();
+  const now = deps.now();
+  const exportedAt = now.toISOString();
   const filterOf = (fromSequence: number): ExportRowFilter => ({ fromSequence, from: request.from ?? null, to: request.to ?? null, types: request.types ?? null });
 
   const plan = await withTenant(deps.db, tenantId, async (trx) => {
@@ -105,6 +106,7 @@ export async function startAuditExport(
         }),
       ],
       metadata: eventMetadata(actor, meta),
+      occurredAt: now,
     });
     return { fromSequence, toSequence, anchor, upTo, recordedAs: recorded!.sequence };
   });

@@ -145,7 +145,7 @@ type RequestStep =
  */
 async function record(
   target: Db | Tx,
-  deps: Pick<AppDeps, "keyring">,
+  deps: Pick<AppDeps, "keyring" | "now">,
   actor: Actor,
   request: RequestMeta,
   args: { token: CachedToken; cached: boolean; installation: TargetInstallation; policy: string },
@@ -175,6 +175,7 @@ async function record(
       },
     },
     metadata: eventMetadata(actor, request),
+    occurredAt: deps.now(),
   };
   if (target.isTransaction) {
     await decideAndAppend(target as Tx, command);

@@ -46,7 +46,7 @@ export async function revokeGitHubToken(deps: Deps, actor: Actor, rawId: unknown
   }
   // The answer is the row as this transaction's own projection left it.
   const revoked = await withTenant(deps.db, actor.tenantId, async (trx) => {
-    await revokeByFingerprint(trx, actor.tenantId, row.fingerprint, live ? "requested" : "expired", atGitHub, eventMetadata(actor, request));
+    await revokeByFingerprint(trx, actor.tenantId, row.fingerprint, live ? "requested" : "expired", atGitHub, eventMetadata(actor, request), deps.now());
     return (await findIssuedToken(trx, actor.tenantId, id))!;
   });
   deps.tokenCache.forgetFingerprint(row.fingerprint);
@@ -54,10 +54,10 @@ export async function revokeGitHubToken(deps: Deps, actor: Actor, rawId: unknown
   return revoked;
 }
 
-async function revokeByFingerprint(trx: Tx, tenantId: string, fp: string, reason: string, revokedAtGitHub: boolean, metadata: EventMetadata): Promise<number> {
+async function revokeByFingerprint(trx: Tx, tenantId: string, fp: string, reason: string, revokedAtGitHub: boolean, metadata: EventMetadata, occurredAt: Date): Promise<number> {
   const issues = await unrevokedIssuesOf(trx, tenantId, fp);
   for (const tokenId of issues) {
-    await decideAndAppend(trx, { tenantId, ...githubTokenStream(tokenId), decider: githubTokenDecider, command: { type: "RevokeGitHubToken", reason, revokedAtGitHub }, metadata });
+    await decideAndAppend(trx, { tenantId, ...githubTokenStream(tokenId), decider: githubTokenDecider, command: { type: "RevokeGitHubToken", reason, revokedAtGitHub }, metadata, occurredAt });
   }
   await forgetTokenSecret(trx, tenantId, fp);
   return issues.length;
@@ -71,6 +71,6 @@ async function revokeByFingerprint(trx: Tx, tenantId: string, fp: string, reason
 export async function revokeInstallationTokens(trx: Tx, args: { tenantId: string; installationId: string; reason: string; revokedAtGitHub: boolean; now: Date; metadata?: EventMetadata }): Promise<string[]> {
   const outstanding = await liveTokensOfInstallation(trx, args.tenantId, args.installationId, args.now);
   const metadata = args.metadata ?? eventMetadata(systemActor("github-token-revoker", args.tenantId));
-  for (const { fingerprint } of outstanding) await revokeByFingerprint(trx, args.tenantId, fingerprint, args.reason, args.revokedAtGitHub, metadata);
+  for (const { fingerprint } of outstanding) await revokeByFingerprint(trx, args.tenantId, fingerprint, args.reason, args.revokedAtGitHub, metadata, args.now);
   return outstanding.map((o) => o.fingerprint);
 }

@@ -105,14 +105,15 @@ async function record(
   const info: InstallationInfoData = completed.info;
   const existing = await findLiveByExternalId(trx, tenantId, platform, info.externalId);
   const installationId = existing?.installation_id ?? randomUUID();
-  const credentials = completed.credentials ? await storeCredentials(trx, deps.keyring, tenantId, installationId, completed.credentials, deps.now()) : undefined;
+  const now = deps.now();
+  const credentials = completed.credentials ? await storeCredentials(trx, deps.keyring, tenantId, installationId, completed.credentials, now) : undefined;
   const command = existing
     ? { type: "ReauthorizeInstallation" as const, info, requestId, credentials }
     : { type: "CreateInstallation" as const, installationId, platform, app: args.app, info, requestId, repositories: args.repositories, credentials };
-  await decideAndAppend(trx, { tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata });
+  await decideAndAppend(trx, { tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata, occurredAt: now });
   const suspendedAtProvider = args.suspended || (platform === "github" && Boolean(info.details?.suspendedAt));
   if (suspendedAtProvider && !existing) {
-    await decideAndAppend(trx, { tenantId, ...installationStream(installationId), decider: installationDecider, command: { type: "SuspendInstallation", by: "provider", reason: "suspended at GitHub" }, metadata });
+    await decideAndAppend(trx, { tenantId, ...installationStream(installationId), decider: installationDecider, command: { type: "SuspendInstallation", by: "provider", reason: "suspended at GitHub" }, metadata, occurredAt: now });
   }
   deps.logger.info({ tenantId, installationId, platform }, existing ? "installation reauthorized" : "installation created");
   return { tenantId, installation: (await findInstallation(trx, tenantId, installationId))!, outcome: existing ? "reauthorized" : "created" };

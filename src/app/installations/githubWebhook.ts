@@ -152,7 +152,7 @@ export async function handleGitHubWebhook(
     };
     const applied: string[] = [];
     for (const command of commands) {
-      const { stored } = await decideAndAppend(trx, { tenantId: owner.tenant_id, ...installationStream(owner.installation_id), decider: installationDecider, command, metadata });
+      const { stored } = await decideAndAppend(trx, { tenantId: owner.tenant_id, ...installationStream(owner.installation_id), decider: installationDecider, command, metadata, occurredAt: now });
       applied.push(...stored.map((e) => e.type));
     }
     // Uninstalled or suspended at GitHub: GitHub already refuses its tokens; the record says so too.

@@ -61,6 +61,7 @@ export async function installationCredentials(
       decider: installationDecider,
       command: { type: "ReadCredentials", fingerprint: fingerprint(credentials.accessToken), expiresAt: credentials.expiresAt?.toISOString() },
       metadata: eventMetadata(actor, request),
+      occurredAt: deps.now(),
     });
   });
   return { installationId: row.installation_id, platform: row.platform, externalId: row.external_id, accessToken: credentials.accessToken, expiresAt: credentials.expiresAt };

@@ -27,7 +27,7 @@ async function run(
 ): Promise<InstallationRow> {
   return withTenant(deps.db, actor.tenantId, async (trx) => {
     await alongside?.(trx);
-    await decideAndAppend(trx, { tenantId: actor.tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata: eventMetadata(actor, request) });
+    await decideAndAppend(trx, { tenantId: actor.tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata: eventMetadata(actor, request), occurredAt: deps.now() });
     return (await findInstallation(trx, actor.tenantId, installationId))!;
   });
 }

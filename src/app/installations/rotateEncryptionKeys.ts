@@ -36,13 +36,15 @@ export async function rotateEncryptionKeys(
           throw new Error(`installation ${installationId} of tenant ${tenantId}: ${error.message}`);
         });
         if (!stored || stored.keyIds.every((k) => k === current)) return; // done meanwhile (a refresh, or another run)
-        await storeCredentials(trx, deps.keyring, tenantId, installationId, stored.credentials, deps.now());
+        const now = deps.now();
+        await storeCredentials(trx, deps.keyring, tenantId, installationId, stored.credentials, now);
         await decideAndAppend(trx, {
           tenantId,
           ...installationStream(installationId),
           decider: installationDecider,
           command: { type: "ReencryptCredentials", fromKeyIds: stored.keyIds, toKeyId: current },
           metadata: eventMetadata(systemActor("keys-rotate", tenantId)),
+          occurredAt: now,
         });
       });
       onProgress(++done, Math.max(total, done));

@@ -87,6 +87,7 @@ export async function startInstallation(
       expectedVersion: 0,
       events: [InstallationRequested({ requestId, platform: provider.platform, stateFingerprint: fingerprint(state), expiresAt: expiresAt.toISOString() })],
       metadata: eventMetadata(actor, request),
+      occurredAt: now,
     });
   });
   const authorizationUrl = provider.authorizationUrl({

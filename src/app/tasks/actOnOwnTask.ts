@@ -32,7 +32,8 @@ export async function actOnOwnTask(
   const tenantId = actor.tenantId;
   try {
     return await withTenant(deps.db, tenantId, async (trx) => {
-      await decideAndAppend(trx, { tenantId, ...taskStream(id), decider: taskDecider, command: command(agentId, deps.now()), metadata: eventMetadata(actor, request) });
+      const now = deps.now();
+      await decideAndAppend(trx, { tenantId, ...taskStream(id), decider: taskDecider, command: command(agentId, now), metadata: eventMetadata(actor, request), occurredAt: now });
       return (await findTask(trx, tenantId, id))!;
     });
   } catch (error) {

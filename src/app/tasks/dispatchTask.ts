@@ -48,12 +48,14 @@ export async function dispatchTask(deps: Pick<AppDeps, "db" | "now">, actor: Act
     await sql`select last_seq from tenant_heads where tenant_id = ${tenantId} for update`.execute(trx);
     const agent = await findAgentState(trx, tenantId, agentId);
     if (!agent || agent.status === "deleted") throw new NotFoundError("agent");
+    const now = deps.now();
     await decideAndAppend(trx, {
       tenantId,
       ...taskStream(taskId),
       decider: taskDecider,
-      command: { type: "DispatchTask", taskId, agentId, kind, payload: payload ?? null, timeoutSeconds, now: deps.now() },
+      command: { type: "DispatchTask", taskId, agentId, kind, payload: payload ?? null, timeoutSeconds, now },
       metadata: eventMetadata(actor, request),
+      occurredAt: now,
     });
     return (await findTask(trx, tenantId, taskId))!;
   });

@@ -38,7 +38,7 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
     return { type: e.type, schemaVersion, data: asStored(data) };
   });
   const storedMetadata = asStored(metadata);
-  const occurredAt = new Date().toISOString();
+  const occurredAt = request.occurredAt.toISOString();
 
   // "any" appends after whatever the stream holds: the version this process's appends to it reached
   // is tried (0 in a caller's transaction), and on a conflict the one the function found.

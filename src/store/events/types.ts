@@ -21,6 +21,8 @@ export interface AppendRequest {
   expectedVersion: ExpectedVersion;
   events: DomainEvent[];
   metadata: EventMetadata;
+  /** When it happened, by the use case's clock (deps.now): the events' occurredAt. */
+  occurredAt: Date;
 }
 
 export interface StoredEvent {
