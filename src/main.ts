@@ -178,7 +178,11 @@ function cachedCheckpointAge(db: Db, logger: Logger): () => Promise<number | und
   return () => {
     if (last && Date.now() - last.at < 30_000) return Promise.resolve(last.value);
     running ??= readOldestUnsignedEventAge(db).then(
-      (value) => ((last = { at: Date.now(), value }), (running = undefined), value),
+      (value) => {
+        last = { at: Date.now(), value };
+        running = undefined;
+        return value;
+      },
       (error: unknown) => {
         logger.warn({ err: (error as Error).message }, "metrics: the audit checkpoint age could not be read");
         last = { at: Date.now(), value: undefined };

@@ -43,7 +43,10 @@ export function sendError(res: ServerResponse, error: unknown, logger: Logger): 
     res.destroy();
     return;
   }
-  if (!known) return sendJson(res, 500, { error: { code: "INTERNAL_SERVER_ERROR", message: "Unexpected error." } });
+  if (!known) {
+    sendJson(res, 500, { error: { code: "INTERNAL_SERVER_ERROR", message: "Unexpected error." } });
+    return;
+  }
   const headers: Record<string, string> = {};
   if (known.code === "UNAUTHENTICATED") headers["www-authenticate"] = "Bearer";
   const retryAfter = known.extensions.retryAfter;

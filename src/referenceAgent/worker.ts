@@ -155,7 +155,10 @@ class Worker {
 
   /** An unexpected error in a loop: the agent cannot go on (exit 1). */
   private crash(error: unknown): void {
-    if (error instanceof DeadCredentialError) return this.stopWith(3, error.message);
+    if (error instanceof DeadCredentialError) {
+      this.stopWith(3, error.message);
+      return;
+    }
     this.stopWith(1, `agent failed: ${error instanceof Error ? error.message : String(error)}`);
   }
 

@@ -297,7 +297,10 @@ describe("keyplane github-token: direct mode against GitHub", () => {
     let skew = 0;
     const clock: Clock = { now: () => Date.now() + skew, random: Math.random, sleep: (ms, signal) => new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);
-      signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
     }) };
     const stop = new AbortController();
     const lines: LogLine[] = [];

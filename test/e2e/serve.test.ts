@@ -76,7 +76,7 @@ describe("keyplane serve on the embedded database", () => {
     const { code } = await Promise.race([second.exited, new Promise<never>((_, r) => setTimeout(() => r(new Error("second serve kept running")), 45_000))]);
     expect(code).not.toBe(0);
     expect(code).toBe(1);
-    expect(second.stderr()).toMatch(new RegExp(`the embedded database in ${escape(path.resolve(dataDir))} is in use by process ${first.child.pid}`));
+    expect(second.stderr()).toMatch(new RegExp(`the embedded database in ${escapeRegExp(path.resolve(dataDir))} is in use by process ${first.child.pid}`));
     expect(second.stderr()).toMatch(/set DATABASE_URL/);
     // The first is unharmed.
     expect((await gql(first.port, token, "{ me { tenantId } }")).body.data).toEqual({ me: { tenantId: "default" } });
@@ -115,6 +115,6 @@ describe("keyplane serve on the embedded database", () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

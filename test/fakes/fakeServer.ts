@@ -176,7 +176,7 @@ export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
 
 export function basicCredentials(headers: IncomingHttpHeaders): { user: string; password: string } | undefined {
   const auth = authorization(headers);
-  if (!auth || auth.scheme !== "basic") return undefined;
+  if (auth?.scheme !== "basic") return undefined;
   const decoded = Buffer.from(auth.credentials, "base64").toString("utf8");
   const colon = decoded.indexOf(":");
   if (colon < 0) return undefined;
@@ -213,10 +213,10 @@ export function withQuery(base: string, params: Record<string, string | undefine
 }
 
 export function htmlPage(status: number, title: string, message: string): FakeResponse {
-  const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   return {
     status,
     headers: { "content-type": "text/html; charset=utf-8" },
-    text: `<!DOCTYPE html><html><head><title>${escape(title)}</title></head><body><h1>${escape(title)}</h1><p>${escape(message)}</p></body></html>`,
+    text: `<!DOCTYPE html><html><head><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`,
   };
 }

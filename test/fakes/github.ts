@@ -430,7 +430,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
   const authenticateApp = async (req: FakeRequest): Promise<AppRecord | FakeResponse> => {
     const auth = authorization(req.headers);
     // A JWT must be sent with the Bearer scheme ("token" is for OAuth and installation tokens).
-    if (!auth || auth.scheme !== "bearer") return gh(401, GITHUB_JWT_MESSAGES.decode);
+    if (auth?.scheme !== "bearer") return gh(401, GITHUB_JWT_MESSAGES.decode);
     const jwt = auth.credentials;
     let app: AppRecord | undefined;
     try {

@@ -181,7 +181,7 @@ export async function startFakeSlack(options: StartFakeSlackOptions): Promise<Fa
 
     if (grantType === "refresh_token") {
       const record = params.refresh_token ? refreshTokens.get(params.refresh_token) : undefined;
-      if (!record || record.state !== "active") {
+      if (record?.state !== "active") {
         if (record?.state === "spent") reuseCount++;
         return fail("invalid_refresh_token");
       }

@@ -9,7 +9,10 @@ describe("logs", () => {
   let app: TestApp;
   let tenant: SeededTenant;
   beforeAll(async () => {
-    const logger = createLogger({ level: "debug", destination: { write: (s: string) => void (raw.push(s), lines.push(JSON.parse(s))) } });
+    const logger = createLogger({ level: "debug", destination: { write: (s: string) => {
+    raw.push(s);
+    lines.push(JSON.parse(s));
+  } } });
     app = await createTestApp({ logger });
     tenant = await app.seedTenant();
   });

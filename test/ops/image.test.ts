@@ -177,6 +177,7 @@ describe("the image (ops/Dockerfile) as built and run", () => {
     // On PostgreSQL (TEST_DATABASE_URL) as in production: a database of its own, `migrate` first, then `serve`;
     // otherwise on the embedded database in the volume, which `serve` migrates.
     let database: ScratchDatabase | undefined;
+    // biome-ignore lint/suspicious/noDuplicateTestHooks: this one drops the database declared just above; the first removes the layout
     afterAll(async () => {
       await database?.drop();
     });

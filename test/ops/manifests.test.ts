@@ -463,6 +463,7 @@ describe("docker-compose.yml", () => {
     }
     // Each replica has its own data volume.
     expect(services["keyplane-1"].volumes[0].split(":")[0]).not.toBe(services["keyplane-2"].volumes[0].split(":")[0]);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's own ${VAR:-default} syntax, checked as written
     expect(services.proxy.ports).toEqual(["${KEYPLANE_PORT:-4000}:8080"]);
   });
 

@@ -38,6 +38,7 @@ export function deciderSpec<S, C, E extends DomainEvent>(decider: Decider<S, C, 
       // Folded on each assertion, so one `given` serves several `when`s without sharing state.
       const decide = () => decider.decide(command, stateAfter(decider, given));
       return {
+        // biome-ignore lint/suspicious/noThenProperty: given/when/then is the spec's language (as emmett's); a spec is never awaited
         then: (expected) => expect(decide()).toEqual(expected),
         thenNothingHappened: () => expect(decide()).toEqual([]),
         thenThrows(code, refusal = {}) {

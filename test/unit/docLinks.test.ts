@@ -25,7 +25,7 @@ function prose(text: string): string[] {
 }
 
 /** GitHub's anchors of a document's headings (lower case, punctuation dropped, spaces to dashes, repeats numbered). */
-export function anchorsOf(text: string): Set<string> {
+function anchorsOf(text: string): Set<string> {
   const seen = new Map<string, number>();
   const anchors = new Set<string>();
   for (const line of prose(text)) {

@@ -57,7 +57,7 @@ async function refreshUnderLock(deps: Deps, tenantId: string, installationId: st
   const outcome = await withTenant(deps.db, tenantId, async (trx) => {
     await lockInstallation(trx, tenantId, installationId);
     const row = await findInstallation(trx, tenantId, installationId);
-    if (!row || row.status !== "active") throw new ConflictError(`installation is ${row?.status.replace("_", " ") ?? "gone"}: no credentials are handed out`, { status: row?.status ?? null });
+    if (row?.status !== "active") throw new ConflictError(`installation is ${row?.status.replace("_", " ") ?? "gone"}: no credentials are handed out`, { status: row?.status ?? null });
     const stored = await readCredentials(trx, deps.keyring, tenantId, installationId, true);
     if (!stored) throw new ConflictError("installation has no stored credentials");
     const current = stored.credentials;
