@@ -10,7 +10,10 @@ const TESTS = "test/**/*.test.ts";
 // reads TEST_DATABASE_URL itself. With TEST_DATABASE_URL set (CI's PostgreSQL run) only those suites
 // run: the others never open that database, and would repeat the embedded run exactly.
 const usesTestDatabase = (file: string) => /testkit\/(testDatabase|testApp)\.ts|TEST_DATABASE_URL/.test(readFileSync(file, "utf8"));
-const testFiles = () => readdirSync("test", { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".test.ts")).map((f) => `test/${f}`);
+const testFiles = () =>
+  readdirSync("test", { recursive: true, encoding: "utf8" })
+    .filter((f) => f.endsWith(".test.ts"))
+    .map((f) => `test/${f}`);
 const databaseFree = process.env.TEST_DATABASE_URL ? testFiles().filter((file) => !usesTestDatabase(file)) : [];
 
 export default defineConfig({

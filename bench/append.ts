@@ -60,8 +60,15 @@ const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
 
 /** The event A appends: has an inline projection (access_tokens), so its cost is included. */
 const tokenIssued = () =>
-  AccessTokenIssued({ tokenId: randomUUID(), subject: "svc:bench", kind: "service", roles: ["service"], scopes: ["credentials:read"], expiresAt, issuedVia: "api" });
-
+  AccessTokenIssued({
+    tokenId: randomUUID(),
+    subject: "svc:bench",
+    kind: "service",
+    roles: ["service"],
+    scopes: ["credentials:read"],
+    expiresAt,
+    issuedVia: "api",
+  });
 
 /** Set by SIGINT/SIGTERM: writers stop taking jobs, and the run unwinds through its cleanup. */
 let interrupted: NodeJS.Signals | undefined;
@@ -106,7 +113,18 @@ function plainRows(n: number): PlainRow[] {
     const eventId = randomUUID();
     const event = tokenIssued();
     const occurredAt = new Date().toISOString();
-    const content = contentHash({ eventId, tenantId, streamType: "access_token", streamId, streamVersion: 1, type: event.type, schemaVersion: 1, data: event.data, metadata, occurredAt });
+    const content = contentHash({
+      eventId,
+      tenantId,
+      streamType: "access_token",
+      streamId,
+      streamVersion: 1,
+      type: event.type,
+      schemaVersion: 1,
+      data: event.data,
+      metadata,
+      occurredAt,
+    });
     const chain = chainHash(genesisHash(tenantId), seq, content);
     return [tenantId, seq, "access_token", streamId, 1, eventId, event.type, 1, JSON.stringify(event.data), metadataJson, occurredAt, content, chain];
   });
@@ -165,7 +183,10 @@ async function main(): Promise<void> {
     // Same columns, types and defaults as events; primary key only (LIKE copies no index, trigger or policy).
     await sql`create table bench_plain (like events including defaults, primary key (tenant_id, tenant_seq))`.execute(db);
 
-    const { rows: info } = await sql<{ version: string; sync: string }>`select current_setting('server_version') as version, current_setting('synchronous_commit') as sync`.execute(db);
+    const { rows: info } = await sql<{
+      version: string;
+      sync: string;
+    }>`select current_setting('server_version') as version, current_setting('synchronous_commit') as sync`.execute(db);
     console.log(`bench:append  PostgreSQL ${info[0]!.version} (synchronous_commit=${info[0]!.sync}), database ${new URL(scratch.url).pathname.slice(1)}`);
     if (citus) console.log(`  C on Citus at ${new URL(citusUrl!).host}, schema ${citusScratch!.schema}`);
     console.log(`  ${APPENDS} events per run, ${WRITERS} writers, ${TENANTS} tenants, ${ROUNDS} rounds of A/B${citus ? "/C" : ""}, warm-up ${WARMUP}\n`);

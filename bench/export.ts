@@ -68,7 +68,11 @@ const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFracti
  * (with the server's key), up to the last event: the server's job finds nothing to sign while it is
  * measured, and the exports carry ~550 checkpoints the verifier checks.
  */
-async function loadLog(pool: pg.Pool, signer: AuditSigner, first: { seq: number; chain: string }): Promise<{ lastSeq: number; lastChain: string; checkpoints: number }> {
+async function loadLog(
+  pool: pg.Pool,
+  signer: AuditSigner,
+  first: { seq: number; chain: string },
+): Promise<{ lastSeq: number; lastChain: string; checkpoints: number }> {
   const started = Date.now() - EVENTS * 2_000; // one event every 2 s, ending now
   let chain = first.chain;
   let seq = first.seq;
@@ -87,8 +91,23 @@ async function loadLog(pool: pg.Pool, signer: AuditSigner, first: { seq: number;
       const type = denied ? "access.denied" : "access_token.issued";
       const occurredAt = new Date(started + k * 2_000).toISOString();
       const data = denied
-        ? { level: "warning", status: "denied", reason: "forbidden", resource: "graphql", action: "installation:manage", details: { operation: "revokeInstallation" } }
-        : { tokenId, subject: `svc-${k % 97}@bench`, kind: "service", roles: ["service"], scopes: ["installation:credentials"], expiresAt: new Date(started + k * 2_000 + 86_400_000).toISOString(), issuedVia: "api" };
+        ? {
+            level: "warning",
+            status: "denied",
+            reason: "forbidden",
+            resource: "graphql",
+            action: "installation:manage",
+            details: { operation: "revokeInstallation" },
+          }
+        : {
+            tokenId,
+            subject: `svc-${k % 97}@bench`,
+            kind: "service",
+            roles: ["service"],
+            scopes: ["installation:credentials"],
+            expiresAt: new Date(started + k * 2_000 + 86_400_000).toISOString(),
+            issuedVia: "api",
+          };
       const metadata = {
         actor: { subject: `admin-${k % 13}@bench`, kind: "user", roles: ["admin"], tokenId: randomUUID() },
         requestId: randomUUID(),
@@ -96,9 +115,31 @@ async function loadLog(pool: pg.Pool, signer: AuditSigner, first: { seq: number;
         userAgent: "bench/1.0 (keyplane export benchmark)",
       };
       const eventId = randomUUID();
-      const content = contentHash({ eventId, tenantId: TENANT, streamType: denied ? "security" : "access_token", streamId, streamVersion: 1, type, schemaVersion: 1, data, metadata, occurredAt });
+      const content = contentHash({
+        eventId,
+        tenantId: TENANT,
+        streamType: denied ? "security" : "access_token",
+        streamId,
+        streamVersion: 1,
+        type,
+        schemaVersion: 1,
+        data,
+        metadata,
+        occurredAt,
+      });
       chain = chainHash(chain, seq, content);
-      const row = [seq, denied ? "security" : "access_token", streamId, eventId, type, JSON.stringify(data), JSON.stringify(metadata), occurredAt, content, chain];
+      const row = [
+        seq,
+        denied ? "security" : "access_token",
+        streamId,
+        eventId,
+        type,
+        JSON.stringify(data),
+        JSON.stringify(metadata),
+        occurredAt,
+        content,
+        chain,
+      ];
       row.forEach((v, c) => cols[c]!.push(v));
       if ((k + 1) % CHECKPOINT_EVERY === 0 || k + 1 === EVENTS) {
         const payload = { tenantId: TENANT, sequence: seq, chainHash: chain, previousSignature, signedAt: occurredAt };
@@ -135,7 +176,11 @@ function buildServer(): string {
   const out = path.join(ROOT, "node_modules/.cache/keyplane-bench");
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
-  execFileSync(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", path.join(ROOT, "tsconfig.build.json"), "--outDir", path.join(out, "dist")], { stdio: "inherit" });
+  execFileSync(
+    process.execPath,
+    [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", path.join(ROOT, "tsconfig.build.json"), "--outDir", path.join(out, "dist")],
+    { stdio: "inherit" },
+  );
   symlinkSync(path.join(ROOT, "migrations"), path.join(out, "migrations"));
   return path.join(out, "dist/cli/main.js");
 }
@@ -143,7 +188,11 @@ function buildServer(): string {
 function startServer(cli: string, env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   return new Promise((resolve, reject) => {
     const launcher = `const { runCli } = await import(${JSON.stringify(pathToFileURL(cli).href)}); process.exitCode = await runCli(["serve"]);`;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", launcher], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, ["--input-type=module", "-e", launcher], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let err = "";
     child.stderr!.on("data", (d: Buffer) => {
       err += d.toString();
@@ -257,14 +306,27 @@ async function main() {
       console.log(`bench:export  PostgreSQL ${info[0]!.version}, database ${new URL(dbUrl).pathname.slice(1)}, ${fmt(EVENTS)} events, ${ROUNDS} rounds\n`);
       const loadStart = performance.now();
       // Rows of the tenant appended later than the token below would be exported too: the token first.
-      const issued = await issueAccessToken(kp.deps, systemActor("bench:export"), { tenantId: TENANT, subject: "auditor", kind: "user", roles: ["viewer"], scopes: ["audit:read"], ttlSeconds: 86_400, issuedVia: "cli" });
+      const issued = await issueAccessToken(kp.deps, systemActor("bench:export"), {
+        tenantId: TENANT,
+        subject: "auditor",
+        kind: "user",
+        roles: ["viewer"],
+        scopes: ["audit:read"],
+        ttlSeconds: 86_400,
+        issuedVia: "cli",
+      });
       token = issued.accessToken;
-      const { rows: head } = await pool.query<{ last_seq: string; last_chain_hash: string }>("select last_seq, last_chain_hash from tenant_heads where tenant_id = $1", [TENANT]);
+      const { rows: head } = await pool.query<{ last_seq: string; last_chain_hash: string }>(
+        "select last_seq, last_chain_hash from tenant_heads where tenant_id = $1",
+        [TENANT],
+      );
       const keys = await loadSigningKeys({ pem: signingKey, dataDir, allowGenerate: false });
       const last = await loadLog(pool, createAuditSigner(keys.current), { seq: Number(head[0]!.last_seq), chain: head[0]!.last_chain_hash });
       await pool.query("update tenant_heads set last_seq = $2, last_chain_hash = $3 where tenant_id = $1", [TENANT, last.lastSeq, last.lastChain]);
       await pool.query("vacuum analyze events");
-      console.log(`  loaded in ${((performance.now() - loadStart) / 1000).toFixed(1)} s (tenant.created at sequence ${created.sequence}, head now ${fmt(last.lastSeq)}, ${last.checkpoints} signed checkpoints)`);
+      console.log(
+        `  loaded in ${((performance.now() - loadStart) / 1000).toFixed(1)} s (tenant.created at sequence ${created.sequence}, head now ${fmt(last.lastSeq)}, ${last.checkpoints} signed checkpoints)`,
+      );
       await pool.end();
     } finally {
       await kp.close();
@@ -293,7 +355,9 @@ async function main() {
       results.A.push(rows / a.seconds);
       results.B.push(rows / b);
       results.C.push(rows / c);
-      console.log(`  round ${round}: A ${fmt(rows / a.seconds)} events/s (${a.seconds.toFixed(2)} s, ${fmt(a.bytes / 1e6)} MB)   B ${fmt(rows / b)} rows/s (${b.toFixed(2)} s)   C ${fmt(rows / c)} lines/s (${c.toFixed(2)} s)`);
+      console.log(
+        `  round ${round}: A ${fmt(rows / a.seconds)} events/s (${a.seconds.toFixed(2)} s, ${fmt(a.bytes / 1e6)} MB)   B ${fmt(rows / b)} rows/s (${b.toFixed(2)} s)   C ${fmt(rows / c)} lines/s (${c.toFixed(2)} s)`,
+      );
     }
     const memory = memoryOf(server.pid!);
 

@@ -75,7 +75,14 @@ const system = systemActor("bench");
 
 async function tenantWithToken(id: string): Promise<string> {
   await createTenant(kp.deps, system, { id, name: id, tier: "enterprise" });
-  const issued = await issueAccessToken(kp.deps, system, { tenantId: id, subject: `svc@${id}`, kind: "service", roles: ["service"], scopes: [], issuedVia: "cli" });
+  const issued = await issueAccessToken(kp.deps, system, {
+    tenantId: id,
+    subject: `svc@${id}`,
+    kind: "service",
+    roles: ["service"],
+    scopes: [],
+    issuedVia: "cli",
+  });
   return issued.accessToken;
 }
 
@@ -90,7 +97,9 @@ interface Run {
   executions: number;
 }
 
-type ToClients = { type: "subscribe"; wsUrls: string[]; tenants: Array<{ id: string; token: string }>; perTenant: number } | { type: "collect"; expected: number };
+type ToClients =
+  | { type: "subscribe"; wsUrls: string[]; tenants: Array<{ id: string; token: string }>; perTenant: number }
+  | { type: "collect"; expected: number };
 type FromClients = { type: "ready" } | { type: "receipts"; receipts: Array<[string, number, number]>; crossTenant: number; failures: number };
 const clients = new Worker(new URL("./fanoutClients.mjs", import.meta.url));
 const ask = (message: ToClients) =>
@@ -117,7 +126,12 @@ const counted = async (servers: Keyplane[]) => {
  * Subscribes `perTenant` clients (in the worker) to each tenant, spread over the servers, appends at
  * RATE for `seconds` through the servers in turn, and measures.
  */
-async function run(tenants: Array<{ id: string; token: string }>, perTenant: number, seconds: number, servers: Array<{ kp: Keyplane; wsUrl: string }>): Promise<Run> {
+async function run(
+  tenants: Array<{ id: string; token: string }>,
+  perTenant: number,
+  seconds: number,
+  servers: Array<{ kp: Keyplane; wsUrl: string }>,
+): Promise<Run> {
   await ask({ type: "subscribe", wsUrls: servers.map((s) => s.wsUrl), tenants, perTenant });
   const commits = new Map<string, number>();
   const before = await counted(servers.map((s) => s.kp));
@@ -177,7 +191,10 @@ let second: Keyplane | undefined;
 try {
   const many = await Promise.all(Array.from({ length: TENANTS }, (_, i) => `bench-${i}`).map(async (id) => ({ id, token: await tenantWithToken(id) })));
   const lone = [{ id: "bench-lone", token: await tenantWithToken("bench-lone") }];
-  const pair = [{ id: "bench-pair-0", token: await tenantWithToken("bench-pair-0") }, { id: "bench-pair-1", token: await tenantWithToken("bench-pair-1") }];
+  const pair = [
+    { id: "bench-pair-0", token: await tenantWithToken("bench-pair-0") },
+    { id: "bench-pair-1", token: await tenantWithToken("bench-pair-1") },
+  ];
   const perTenant = Math.max(1, Math.round(SUBSCRIBERS / TENANTS));
   const one = [{ kp, wsUrl }];
 
@@ -195,13 +212,17 @@ try {
   const per = (n: number, r: Run) => (n / r.appended).toFixed(3);
   const report = (label: string, r: Run) => {
     console.log(`${label}, ${r.appended} events: p50 ${ms(pct(r.latencies, 50))}  p99 ${ms(pct(r.latencies, 99))}  (${r.latencies.length} deliveries)`);
-    console.log(`   events lost ${r.lost}  cross-tenant deliveries ${r.crossTenant}  per event: database queries ${per(r.queries, r)}  socket writes ${per(r.writes, r)}  frames ${per(r.frames, r)}  GraphQL executions ${per(r.executions, r)}`);
+    console.log(
+      `   events lost ${r.lost}  cross-tenant deliveries ${r.crossTenant}  per event: database queries ${per(r.queries, r)}  socket writes ${per(r.writes, r)}  frames ${per(r.frames, r)}  GraphQL executions ${per(r.executions, r)}`,
+    );
   };
   console.log(`\nbench:fanout on ${backend}, ${RATE} appends/s`);
   report(`A  ${TENANTS * perTenant} subscribers over ${TENANTS} tenants`, a);
   report("B  1 subscriber of 1 tenant", b);
   if (c) report("C  two servers on one database, 20 subscribers of 2 tenants on both, appends through both", c);
-  console.log(`ratio A/B latency: p50 ${(pct(a.latencies, 50) / pct(b.latencies, 50)).toFixed(2)}  p99 ${(pct(a.latencies, 99) / pct(b.latencies, 99)).toFixed(2)}`);
+  console.log(
+    `ratio A/B latency: p50 ${(pct(a.latencies, 50) / pct(b.latencies, 50)).toFixed(2)}  p99 ${(pct(a.latencies, 99) / pct(b.latencies, 99)).toFixed(2)}`,
+  );
 } finally {
   await clients.terminate();
   await second?.close();

@@ -30,7 +30,12 @@ parentPort.on("message", async (message) => {
     await new Promise((resolve) => {
       for (const tenant of message.tenants) {
         for (let i = 0; i < message.perTenant; i++) {
-          const client = createClient({ url: message.wsUrls[i % message.wsUrls.length], webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${tenant.token}` }, retryAttempts: 0 });
+          const client = createClient({
+            url: message.wsUrls[i % message.wsUrls.length],
+            webSocketImpl: WebSocket,
+            connectionParams: { authorization: `Bearer ${tenant.token}` },
+            retryAttempts: 0,
+          });
           clients.push(client);
           client.on("connected", () => {
             if (++ready === all) resolve();

@@ -86,7 +86,12 @@ await migrateToLatest(database);
 
 const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 const dirs: string[] = [];
-const HIGH = { RATE_LIMIT_REQUESTS_PER_MINUTE: "enterprise:100000000", RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000", RATE_LIMIT_COST_PER_MINUTE: "enterprise:100000000" };
+const HIGH = {
+  RATE_LIMIT_REQUESTS_PER_MINUTE: "enterprise:100000000",
+  RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000000",
+  RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000",
+  RATE_LIMIT_COST_PER_MINUTE: "enterprise:100000000",
+};
 
 async function keyplane(env: Record<string, string>, protections = true): Promise<{ kp: Keyplane; url: string }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-bench-limits-"));
@@ -118,9 +123,12 @@ async function load(url: string, token: string, requests: number, concurrency: n
   return { perSecond: requests / ((performance.now() - start) / 1000), statuses };
 }
 
-const mint = async (kp: Keyplane, tenantId: string, subject: string) => (await issueAccessToken(kp.deps, systemActor("bench"), { tenantId, subject, kind: "service", roles: ["service"], issuedVia: "cli" })).accessToken;
+const mint = async (kp: Keyplane, tenantId: string, subject: string) =>
+  (await issueAccessToken(kp.deps, systemActor("bench"), { tenantId, subject, kind: "service", roles: ["service"], issuedVia: "cli" })).accessToken;
 
-console.log(`bench:limits on ${database.backend === "pg" ? "PostgreSQL" : "embedded PGlite"}, Redis ${redisUrl ? (ownRedis ? "of its own" : redisUrl.replace(/\/\/.*@/, "//…@")) : "none (skipped)"}; ${REQUESTS} requests × ${ROUNDS} rounds, ${CONCURRENCY} concurrent`);
+console.log(
+  `bench:limits on ${database.backend === "pg" ? "PostgreSQL" : "embedded PGlite"}, Redis ${redisUrl ? (ownRedis ? "of its own" : redisUrl.replace(/\/\/.*@/, "//…@")) : "none (skipped)"}; ${REQUESTS} requests × ${ROUNDS} rounds, ${CONCURRENCY} concurrent`,
+);
 
 // C (first, on a fresh heap): the cost of refusing hostile documents (unique texts, so no parse cache helps).
 const host = await keyplane({ RATE_LIMITS: "off" });
@@ -143,7 +151,8 @@ for (const [kind, make] of Object.entries(hostile)) {
       const document = enveloped.parse(make(i));
       const errors = enveloped.validate(enveloped.schema, document);
       if (errors.length) refused++;
-      else if (kind === "cost" && operationCost(schema, document, getOperationAST(document)!, {}, DEFAULT_DOCUMENT_LIMITS) > DEFAULT_DOCUMENT_LIMITS.maxCost) refused++;
+      else if (kind === "cost" && operationCost(schema, document, getOperationAST(document)!, {}, DEFAULT_DOCUMENT_LIMITS) > DEFAULT_DOCUMENT_LIMITS.maxCost)
+        refused++;
     } catch {
       refused++;
     }
@@ -157,7 +166,9 @@ await host.kp.close();
 const configs: Array<{ label: string; env: Record<string, string>; protections: boolean }> = [
   { label: "all protections off", env: { RATE_LIMITS: "off" }, protections: false },
   { label: "all on, memory store", env: { RATE_LIMITS: "on", RATE_LIMIT_STORE: "memory", ...HIGH }, protections: true },
-  ...(redisUrl ? [{ label: "all on, Redis store", env: { RATE_LIMITS: "on", REDIS_URL: redisUrl, RATE_LIMIT_STORE: "redis", ...HIGH }, protections: true }] : []),
+  ...(redisUrl
+    ? [{ label: "all on, Redis store", env: { RATE_LIMITS: "on", REDIS_URL: redisUrl, RATE_LIMIT_STORE: "redis", ...HIGH }, protections: true }]
+    : []),
 ];
 const servers = await Promise.all(configs.map((c) => keyplane(c.env, c.protections)));
 const tenantId = `bench-${Date.now().toString(36)}`;
@@ -181,7 +192,17 @@ await Promise.all(servers.map((s) => s.kp.close()));
 
 // B: accuracy under overload (3× the quota at once, one window).
 async function accuracy(label: string, env: Record<string, string>, processes: number) {
-  const apps = await Promise.all(Array.from({ length: processes }, () => keyplane({ RATE_LIMITS: "on", RATE_LIMIT_REQUESTS_PER_MINUTE: `enterprise:${QUOTA}`, RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000000", RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000", ...env })));
+  const apps = await Promise.all(
+    Array.from({ length: processes }, () =>
+      keyplane({
+        RATE_LIMITS: "on",
+        RATE_LIMIT_REQUESTS_PER_MINUTE: `enterprise:${QUOTA}`,
+        RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000000",
+        RATE_LIMIT_PRINCIPAL_PER_MINUTE: "100000000",
+        ...env,
+      }),
+    ),
+  );
   const id = `acc-${Math.random().toString(36).slice(2, 8)}`;
   await createTenant(apps[0]!.kp.deps, systemActor("bench"), { id, name: "Accuracy", tier: "enterprise" });
   const t = await mint(apps[0]!.kp, id, "bench-accuracy");
@@ -189,13 +210,14 @@ async function accuracy(label: string, env: Record<string, string>, processes: n
   const results = await Promise.all(apps.map((a) => load(a.url, t, Math.ceil((3 * QUOTA) / processes), 32)));
   const seconds = (performance.now() - start) / 1000;
   const ok = results.flatMap((r) => r.statuses).filter((s) => s === 200).length;
-  console.log(`B  ${label.padEnd(34)} accepted ${ok} of quota ${QUOTA} (${(((ok - QUOTA) / QUOTA) * 100).toFixed(2)} %, target within 1 %) in ${seconds.toFixed(1)} s`);
+  console.log(
+    `B  ${label.padEnd(34)} accepted ${ok} of quota ${QUOTA} (${(((ok - QUOTA) / QUOTA) * 100).toFixed(2)} %, target within 1 %) in ${seconds.toFixed(1)} s`,
+  );
   await Promise.all(apps.map((a) => a.kp.close()));
 }
 await accuracy("memory store, 1 Keyplane", { RATE_LIMIT_STORE: "memory" }, 1);
 if (redisUrl) await accuracy("Redis store, 2 Keyplanes", { RATE_LIMIT_STORE: "redis", REDIS_URL: redisUrl }, 2);
 await accuracy("database store, 2 Keyplanes", { RATE_LIMIT_STORE: "database" }, 2);
-
 
 await database.close();
 await benchDatabase?.drop();

@@ -151,7 +151,8 @@ async function send(t: Target): Promise<void> {
 async function verify(t: Target): Promise<void> {
   const res = await fetch(t.url, t.init);
   const body = (await res.json()) as { data?: unknown; errors?: unknown };
-  if (res.status !== 200 || body.errors || !t.expect(body.data)) throw new Error(`${t.label}: unexpected answer (HTTP ${res.status}): ${JSON.stringify(body).slice(0, 500)}`);
+  if (res.status !== 200 || body.errors || !t.expect(body.data))
+    throw new Error(`${t.label}: unexpected answer (HTTP ${res.status}): ${JSON.stringify(body).slice(0, 500)}`);
 }
 
 interface Run {
@@ -266,7 +267,13 @@ async function prepare(store: Store, github: FakeGitHub): Promise<void> {
   const deps = store.kp!.deps;
   const actor = systemActor("bench:reads", TENANT);
   await createTenant(deps, systemActor("bench:reads"), { id: TENANT, name: "Bench reads", tier: "enterprise" });
-  const { accessToken } = await issueAccessToken(deps, systemActor("bench:reads"), { tenantId: TENANT, subject: "admin@bench-reads", kind: "user", roles: ["admin"], issuedVia: "cli" });
+  const { accessToken } = await issueAccessToken(deps, systemActor("bench:reads"), {
+    tenantId: TENANT,
+    subject: "admin@bench-reads",
+    kind: "user",
+    roles: ["admin"],
+    issuedVia: "cli",
+  });
   for (let i = 0; i < AGENTS; i++) {
     checkInterrupted();
     const agent = await createAgent(deps, actor, { name: `Agent ${String(i).padStart(2, "0")}`, type: "bench-bot", tags: ["bench"] });
@@ -274,11 +281,17 @@ async function prepare(store: Store, github: FakeGitHub): Promise<void> {
   }
   for (let i = 0; i < INSTALLATIONS; i++) {
     checkInterrupted();
-    github.setNextInstall({ account: { login: `bench-org-${i}`, type: "Organization" }, repositories: ["api", "web"], permissions: { contents: "read", metadata: "read" } });
+    github.setNextInstall({
+      account: { login: `bench-org-${i}`, type: "Organization" },
+      repositories: ["api", "web"],
+      permissions: { contents: "read", metadata: "read" },
+    });
     await installGitHub(base, accessToken);
   }
   const endpoint = `${base}/graphql`;
-  store.targets = Object.fromEntries(QUERY_NAMES.map((name) => [name, target(`${store.name} ${name}`, endpoint, QUERIES[name], expectations[name], accessToken)])) as Record<QueryName, Target>;
+  store.targets = Object.fromEntries(
+    QUERY_NAMES.map((name) => [name, target(`${store.name} ${name}`, endpoint, QUERIES[name], expectations[name], accessToken)]),
+  ) as Record<QueryName, Target>;
 }
 
 async function main(): Promise<void> {
@@ -309,7 +322,11 @@ async function main(): Promise<void> {
     for (const store of stores) await prepare(store, github);
 
     // Y: bare Yoga on node:http.
-    const yoga = createYoga({ schema: createSchema({ typeDefs: "type Query { hello: String }", resolvers: { Query: { hello: () => "world" } } }), logging: false, graphiql: false });
+    const yoga = createYoga({
+      schema: createSchema({ typeDefs: "type Query { hello: String }", resolvers: { Query: { hello: () => "world" } } }),
+      logging: false,
+      graphiql: false,
+    });
     yogaServer = createServer(yoga);
     const yogaUrl = `${await listen(yogaServer, await freePort())}${yoga.graphqlEndpoint}`;
     const contenders: Array<{ key: string; target: Target }> = [{ key: "Y", target: target("Y hello", yogaUrl, "{ hello }", expectations.hello) }];
@@ -320,11 +337,17 @@ async function main(): Promise<void> {
     console.log(`  E on embedded PGlite (PostgreSQL ${await version(stores[1]!)}) in ${path.join(dataRoot, "E")}`);
     const citus = stores.find((s) => s.name === "C");
     if (citus) {
-      const { rows } = await sql<{ version: string | null }>`select (select extversion from pg_extension where extname = 'citus') as version`.execute(citus.kp!.database.db);
+      const { rows } = await sql<{ version: string | null }>`select (select extversion from pg_extension where extname = 'citus') as version`.execute(
+        citus.kp!.database.db,
+      );
       console.log(`  C on Citus ${rows[0]?.version ?? "(extension not found)"} at ${new URL(citusUrl!).host}, schema ${citusScratch!.schema}`);
     }
-    console.log(`  ${REQUESTS} requests per run, ${CONCURRENCY} concurrent clients, ${ROUNDS} round${ROUNDS === 1 ? "" : "s"} of ${contenders.length} contenders, warm-up ${WARMUP} each, pool ${poolMax}`);
-    console.log(`  tenant ${TENANT} (enterprise): ${AGENTS} agents, ${AGENTS * TASKS_PER_AGENT} tasks, ${INSTALLATIONS} GitHub installations; an admin's token`);
+    console.log(
+      `  ${REQUESTS} requests per run, ${CONCURRENCY} concurrent clients, ${ROUNDS} round${ROUNDS === 1 ? "" : "s"} of ${contenders.length} contenders, warm-up ${WARMUP} each, pool ${poolMax}`,
+    );
+    console.log(
+      `  tenant ${TENANT} (enterprise): ${AGENTS} agents, ${AGENTS * TASKS_PER_AGENT} tasks, ${INSTALLATIONS} GitHub installations; an admin's token`,
+    );
     for (const name of QUERY_NAMES) console.log(`  ${name.padEnd(13)} ${QUERIES[name]}`);
     console.log("");
 
@@ -345,12 +368,15 @@ async function main(): Promise<void> {
 
     const trips = new Map<string, number>();
     for (const store of stores) {
-      for (const name of QUERY_NAMES) trips.set(`${store.name}:${name}`, await roundTripsPerRequest(store.kp!.deps.metrics, COUNTED, () => send(store.targets![name])));
+      for (const name of QUERY_NAMES)
+        trips.set(`${store.name}:${name}`, await roundTripsPerRequest(store.kp!.deps.metrics, COUNTED, () => send(store.targets![name])));
     }
 
     const y = best("Y");
     const header = ["contender", "requests/s", "p50 ms", "p99 ms", "vs Y", "vs P", "loop ms/req", "Y/loop", "round trips", "goal", "met"];
-    const table: string[][] = [["Y  bare Yoga { hello }", fmtRate(y.rate), y.p50.toFixed(2), y.p99.toFixed(2), "1.000", "", y.loopMs.toFixed(3), "1.000", "", "", ""]];
+    const table: string[][] = [
+      ["Y  bare Yoga { hello }", fmtRate(y.rate), y.p50.toFixed(2), y.p99.toFixed(2), "1.000", "", y.loopMs.toFixed(3), "1.000", "", "", ""],
+    ];
     const missed: string[] = [];
     for (const store of stores) {
       for (const name of QUERY_NAMES) {
@@ -379,8 +405,12 @@ async function main(): Promise<void> {
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
     const line = `  +${widths.map((w) => "-".repeat(w + 2)).join("+")}+`;
     const row = (cells: string[]) => `  | ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
-    console.log(`\n  best of ${ROUNDS} run${ROUNDS === 1 ? "" : "s"} each (its p50/p99 under ${CONCURRENCY} clients); round trips: mean of ${COUNTED} sequential requests, as the server counts them`);
-    console.log("  loop ms/req: the servers' event loop busy per request in that run (PostgreSQL's own work not included; the embedded database's is); Y/loop: bare Yoga's over it");
+    console.log(
+      `\n  best of ${ROUNDS} run${ROUNDS === 1 ? "" : "s"} each (its p50/p99 under ${CONCURRENCY} clients); round trips: mean of ${COUNTED} sequential requests, as the server counts them`,
+    );
+    console.log(
+      "  loop ms/req: the servers' event loop busy per request in that run (PostgreSQL's own work not included; the embedded database's is); Y/loop: bare Yoga's over it",
+    );
     console.log(`${line}\n${row(header)}\n${line}`);
     for (const r of table) console.log(row(r));
     console.log(line);

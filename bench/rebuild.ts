@@ -59,7 +59,17 @@ async function unit(db: Db, u: number): Promise<void> {
   const append = (streamType: string, streamId: string, events: Parameters<typeof appendEvents>[1]["events"], expectedVersion: number | "any" = 0) =>
     appendEvents(db, { tenantId, streamType, streamId, expectedVersion, events, metadata, occurredAt: new Date() });
   await Promise.all([
-    append("access_token", randomUUID(), [AccessTokenIssued({ tokenId: randomUUID(), subject: `svc-${u % 50}`, kind: "service", roles: ["service"], scopes: [], expiresAt: new Date(Date.now() + 3_600_000).toISOString(), issuedVia: "api" })]),
+    append("access_token", randomUUID(), [
+      AccessTokenIssued({
+        tokenId: randomUUID(),
+        subject: `svc-${u % 50}`,
+        kind: "service",
+        roles: ["service"],
+        scopes: [],
+        expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+        issuedVia: "api",
+      }),
+    ]),
     append("agent", agentId, [
       AgentCreated({ ...agent, version: 1, type: "coder", config: { model: "m", n: u }, tags: ["bench", `t${u % 7}`], ephemeral: false }),
       AgentUpdated({ ...agent, version: 2, changed: ["config"], type: "coder", config: { model: "m2", n: u }, tags: ["bench"] }),
@@ -79,7 +89,10 @@ function fingerprint(db: Db): Promise<Record<string, string>> {
   return withPlatform(db, async (trx) => {
     const out: Record<string, string> = {};
     for (const table of PROJECTED_TABLES) {
-      const { rows } = await sql<{ n: number; md5: string | null }>`select count(*)::int as n, md5(string_agg(t::text, '|' order by t::text)) as md5 from ${sql.table(table)} t`.execute(trx);
+      const { rows } = await sql<{
+        n: number;
+        md5: string | null;
+      }>`select count(*)::int as n, md5(string_agg(t::text, '|' order by t::text)) as md5 from ${sql.table(table)} t`.execute(trx);
       out[table] = `${rows[0]!.n} rows ${rows[0]!.md5 ?? "-"}`;
     }
     return out;
@@ -146,7 +159,8 @@ async function main(): Promise<void> {
     const R = events / rebuildSeconds;
     const B = read / readSeconds;
     console.log(`bench:rebuild  ${total} events, ${TENANTS} tenants, pages of ${PAGE}`);
-    for (const table of PROJECTED_TABLES) console.log(`  ${table.padEnd(28)} ${rebuilt[table]}${live[table] === rebuilt[table] ? "" : `  (live: ${live[table]})`}`);
+    for (const table of PROJECTED_TABLES)
+      console.log(`  ${table.padEnd(28)} ${rebuilt[table]}${live[table] === rebuilt[table] ? "" : `  (live: ${live[table]})`}`);
     const rows: [string, string][] = [
       ["R rebuild (replay into the read tables)", `${Math.round(R).toLocaleString("en-US")} events/s (${rebuildSeconds.toFixed(2)} s)`],
       ["B read the log in the same pages", `${Math.round(B).toLocaleString("en-US")} events/s (${readSeconds.toFixed(2)} s)`],

@@ -21,7 +21,8 @@ export async function roundTripsOf(fn: () => Promise<unknown>): Promise<number> 
 export async function roundTripsPerRequest(metrics: Metrics, n: number, request: () => Promise<unknown>): Promise<number> {
   const read = async () => {
     const { values } = await metrics.httpDbRoundTrips.get();
-    const total = (suffix: string) => values.filter((v) => v.labels.route === "/graphql" && v.metricName?.endsWith(suffix)).reduce((sum, v) => sum + v.value, 0);
+    const total = (suffix: string) =>
+      values.filter((v) => v.labels.route === "/graphql" && v.metricName?.endsWith(suffix)).reduce((sum, v) => sum + v.value, 0);
     return { sum: total("_sum"), count: total("_count") };
   };
   for (let i = 0; i < 3; i++) await request();

@@ -48,7 +48,11 @@ const port = await freePort();
 const publicUrl = `http://127.0.0.1:${port}`;
 const github = await startFakeGitHub();
 const rex = await github.createApp({ slug: "rex-bench", setupUrl: `${publicUrl}/oauth/callback/github`, webhookSecret: "bench-webhook-secret" });
-github.setNextInstall({ account: { login: "bench-org", type: "Organization" }, repositories: ["api", "web"], permissions: { contents: "write", pull_requests: "write", metadata: "read" } });
+github.setNextInstall({
+  account: { login: "bench-org", type: "Organization" },
+  repositories: ["api", "web"],
+  permissions: { contents: "write", pull_requests: "write", metadata: "read" },
+});
 const dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-bench-"));
 const env = {
   NODE_ENV: "test",
@@ -56,7 +60,9 @@ const env = {
   PORT: String(port),
   KEYPLANE_PUBLIC_URL: publicUrl,
   KEYPLANE_DATA_DIR: dataDir,
-  ...(benchDatabaseUrl ? { DATABASE_URL: benchDatabaseUrl, KEYPLANE_MIGRATE_ON_START: "true", KEYPLANE_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` } : {}),
+  ...(benchDatabaseUrl
+    ? { DATABASE_URL: benchDatabaseUrl, KEYPLANE_MIGRATE_ON_START: "true", KEYPLANE_ENCRYPTION_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}` }
+    : {}),
   GITHUB_URL: github.url,
   GITHUB_API_URL: github.url,
   GITHUB_APP_REX_ID: String(rex.appId),
@@ -66,7 +72,9 @@ const env = {
 };
 if (benchDatabaseUrl) {
   const { generateKeyPairSync } = await import("node:crypto");
-  Object.assign(env, { KEYPLANE_SIGNING_KEY: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString() });
+  Object.assign(env, {
+    KEYPLANE_SIGNING_KEY: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+  });
 }
 const kp = await createKeyplane(loadConfig(env), { logger: createLogger({ level: "silent" }) });
 const url = await kp.listen(port, "127.0.0.1");
@@ -74,19 +82,27 @@ const url = await kp.listen(port, "127.0.0.1");
 const tenantId = `bench-${Date.now().toString(36)}`;
 await createTenant(kp.deps, systemActor("bench"), { id: tenantId, name: "Bench", tier: "enterprise" });
 const mint = async (roles: Array<"admin" | "editor" | "service">, subject: string) =>
-  (await issueAccessToken(kp.deps, systemActor("bench"), { tenantId, subject, kind: roles.includes("service") ? "service" : "user", roles, issuedVia: "cli" })).accessToken;
+  (await issueAccessToken(kp.deps, systemActor("bench"), { tenantId, subject, kind: roles.includes("service") ? "service" : "user", roles, issuedVia: "cli" }))
+    .accessToken;
 const [editor, admin, service] = await Promise.all([mint(["editor"], "bench-editor"), mint(["admin"], "bench-admin"), mint(["service"], "bench-service")]);
 
 // Install rex through the browser flow, then a policy for the service.
 const installed = await browseInstall({ url }, "github", editor, { query: "app=rex" });
 if (installed.status !== 200) throw new Error(`install failed: ${installed.status} ${JSON.stringify(installed.body).slice(0, 300)}`);
 const gql = async (token: string, query: string, variables: Record<string, unknown> = {}) => {
-  const res = await fetch(`${url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(`${url}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
   const body = (await res.json()) as { data?: any; errors?: unknown[] };
   if (body.errors) throw new Error(JSON.stringify(body.errors));
   return body.data;
 };
-await gql(admin, 'mutation { setTokenPolicy(input: { name: "bench", app: "rex", roles: ["service"], repositories: ["bench-org/*"], permissions: { contents: "write", pull_requests: "write" } }) { name } }');
+await gql(
+  admin,
+  'mutation { setTokenPolicy(input: { name: "bench", app: "rex", roles: ["service"], repositories: ["bench-org/*"], permissions: { contents: "write", pull_requests: "write" } }) { name } }',
+);
 
 const ISSUE = "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id cached } }";
 const issue = (permissions: Record<string, string>) => gql(service, ISSUE, { input: { app: "rex", owner: "bench-org", repositories: ["api"], permissions } });
@@ -103,7 +119,9 @@ async function latencies(label: string, fn: () => Promise<unknown>): Promise<{ p
   samples.sort((a, b) => a - b);
   const at = (q: number) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]!;
   const result = { p50: at(0.5), p99: at(0.99), mean: samples.reduce((a, b) => a + b, 0) / samples.length };
-  console.log(`${label.padEnd(34)} p50 ${result.p50.toFixed(2)} ms   p99 ${result.p99.toFixed(2)} ms   mean ${result.mean.toFixed(2)} ms   (${REQUESTS} sequential)`);
+  console.log(
+    `${label.padEnd(34)} p50 ${result.p50.toFixed(2)} ms   p99 ${result.p99.toFixed(2)} ms   mean ${result.mean.toFixed(2)} ms   (${REQUESTS} sequential)`,
+  );
   return result;
 }
 
@@ -119,14 +137,18 @@ const baselineTrips = await roundTripsPerRequest(kp.deps.metrics, COUNTED, me);
 const cachedTrips = await roundTripsPerRequest(kp.deps.metrics, COUNTED, () => issue({ contents: "read" }));
 console.log(`round trips per request: A ${fmtTrips(cachedTrips)}   B ${fmtTrips(baselineTrips)}   (mean of ${COUNTED} sequential, as the server counts them)`);
 const met = (ok: boolean) => (ok ? "met" : "NOT MET");
-console.log(`goals for A: round trips <= ${GOAL_TRIPS}: ${fmtTrips(cachedTrips)} ${met(cachedTrips <= GOAL_TRIPS)}   p99 <= ${GOAL_P99_MS} ms (quiet machine): ${cached.p99.toFixed(2)} ms ${met(cached.p99 <= GOAL_P99_MS)}`);
+console.log(
+  `goals for A: round trips <= ${GOAL_TRIPS}: ${fmtTrips(cachedTrips)} ${met(cachedTrips <= GOAL_TRIPS)}   p99 <= ${GOAL_P99_MS} ms (quiet machine): ${cached.p99.toFixed(2)} ms ${met(cached.p99 <= GOAL_P99_MS)}`,
+);
 
 const before = mintCalls();
 const start = performance.now();
 const burst = await Promise.all(Array.from({ length: CONCURRENT }, () => issue({ contents: "write", pull_requests: "write" })));
 const elapsed = performance.now() - start;
 const upstream = mintCalls() - before;
-console.log(`C  ${CONCURRENT} concurrent identical requests: ${upstream} upstream call(s) (target 1), ${burst.filter((b) => !b.issueGitHubToken.cached).length} uncached answer(s), ${elapsed.toFixed(0)} ms in all`);
+console.log(
+  `C  ${CONCURRENT} concurrent identical requests: ${upstream} upstream call(s) (target 1), ${burst.filter((b) => !b.issueGitHubToken.cached).length} uncached answer(s), ${elapsed.toFixed(0)} ms in all`,
+);
 
 await kp.close();
 await github.close();

@@ -18,12 +18,19 @@ export interface VerifierSpeed {
   checkpoints: number;
 }
 
-export async function timeVerifier(file: string, keys: JSONWebKeySet, { rounds = 1, threads = defaultVerifyThreads(), log }: { rounds?: number; threads?: number; log?: (line: string) => void } = {}): Promise<VerifierSpeed> {
+export async function timeVerifier(
+  file: string,
+  keys: JSONWebKeySet,
+  { rounds = 1, threads = defaultVerifyThreads(), log }: { rounds?: number; threads?: number; log?: (line: string) => void } = {},
+): Promise<VerifierSpeed> {
   const best = { one: 0, all: 0 };
   let events = 0;
   let checkpoints = 0;
   for (let round = 1; round <= rounds; round++) {
-    for (const [mode, n] of [["one", 1], ["all", threads]] as const) {
+    for (const [mode, n] of [
+      ["one", 1],
+      ["all", threads],
+    ] as const) {
       if (mode === "all" && threads <= 1) continue;
       const stats = { batches: 0, byWorkers: 0, workersReady: 0 };
       const t0 = performance.now();
@@ -40,4 +47,5 @@ export async function timeVerifier(file: string, keys: JSONWebKeySet, { rounds =
 }
 
 /** "N events/s on one core, M events/s with T threads". */
-export const describeSpeed = (s: VerifierSpeed): string => `${fmt(s.oneCore)} events/s on one core, ${fmt(s.allCores)} events/s with ${s.threads} threads (all cores)`;
+export const describeSpeed = (s: VerifierSpeed): string =>
+  `${fmt(s.oneCore)} events/s on one core, ${fmt(s.allCores)} events/s with ${s.threads} threads (all cores)`;

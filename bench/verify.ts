@@ -19,7 +19,16 @@ import path from "node:path";
 import { finished } from "node:stream/promises";
 import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
 import { createAuditSigner } from "../src/audit/auditSignatures.ts";
-import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE, EXPORT_VERSION, signatureOf, type ExportSummary, type HeaderRecord } from "../src/audit/exportFormat.ts";
+import {
+  CHECKPOINT_JWS_TYPE,
+  deriveAuditFields,
+  EXPORT_FORMAT,
+  EXPORT_JWS_TYPE,
+  EXPORT_VERSION,
+  signatureOf,
+  type ExportSummary,
+  type HeaderRecord,
+} from "../src/audit/exportFormat.ts";
 import { chainHash, contentHash, genesisHash } from "../src/audit/hashing.ts";
 import { intEnv } from "./benchEnv.ts";
 import { describeSpeed, timeVerifier } from "./verifierSpeed.ts";
@@ -82,8 +91,23 @@ async function writeExport(file: string): Promise<JSONWebKeySet> {
     const type = denied ? "access.denied" : "access_token.issued";
     const occurredAt = new Date(started + k * 2_000).toISOString();
     const data = denied
-      ? { level: "warning", status: "denied", reason: "forbidden", resource: "graphql", action: "installation:manage", details: { operation: "revokeInstallation" } }
-      : { tokenId, subject: `svc-${k % 97}@bench`, kind: "service", roles: ["service"], scopes: ["installation:credentials"], expiresAt: new Date(started + k * 2_000 + 86_400_000).toISOString(), issuedVia: "api" };
+      ? {
+          level: "warning",
+          status: "denied",
+          reason: "forbidden",
+          resource: "graphql",
+          action: "installation:manage",
+          details: { operation: "revokeInstallation" },
+        }
+      : {
+          tokenId,
+          subject: `svc-${k % 97}@bench`,
+          kind: "service",
+          roles: ["service"],
+          scopes: ["installation:credentials"],
+          expiresAt: new Date(started + k * 2_000 + 86_400_000).toISOString(),
+          issuedVia: "api",
+        };
     const metadata = {
       actor: { subject: `admin-${k % 13}@bench`, kind: "user", roles: ["admin"], tokenId: randomUUID() },
       requestId: randomUUID(),

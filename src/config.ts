@@ -41,7 +41,11 @@ function configOf(e: Env) {
   requireTogether(["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"], e);
   requireTogether(["ATLASSIAN_CLIENT_ID", "ATLASSIAN_CLIENT_SECRET"], e);
   const publicUrl = (e.KEYPLANE_PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, "");
-  const list = (value: string, separator: RegExp) => value.split(separator).map((s) => s.trim()).filter(Boolean);
+  const list = (value: string, separator: RegExp) =>
+    value
+      .split(separator)
+      .map((s) => s.trim())
+      .filter(Boolean);
   const externalParts = [e.AUTH_JWKS_URL, e.AUTH_ISSUER, e.AUTH_AUDIENCE];
   if (externalParts.some(Boolean) && !externalParts.every(Boolean)) {
     throw new ConfigError("invalid configuration: AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE must be set together");
@@ -51,9 +55,18 @@ function configOf(e: Env) {
   }
   if (e.RATE_LIMIT_STORE === "redis" && !e.REDIS_URL) throw new ConfigError("invalid configuration: RATE_LIMIT_STORE=redis needs REDIS_URL");
   const requestsPerMinute = tierTable("RATE_LIMIT_REQUESTS_PER_MINUTE", e.RATE_LIMIT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_MINUTE);
-  const derivedBurst: TierTable = { free: defaultBurstPer10Seconds(requestsPerMinute.free), pro: defaultBurstPer10Seconds(requestsPerMinute.pro), enterprise: defaultBurstPer10Seconds(requestsPerMinute.enterprise) };
+  const derivedBurst: TierTable = {
+    free: defaultBurstPer10Seconds(requestsPerMinute.free),
+    pro: defaultBurstPer10Seconds(requestsPerMinute.pro),
+    enterprise: defaultBurstPer10Seconds(requestsPerMinute.enterprise),
+  };
   const quotaOf = (name: string, value: string | undefined, key: "agent-create" | "agent-update") =>
-    tierTable(name, value, { free: DEFAULT_AGENT_QUOTAS.free[key], pro: DEFAULT_AGENT_QUOTAS.pro[key], enterprise: DEFAULT_AGENT_QUOTAS.enterprise[key] }, true);
+    tierTable(
+      name,
+      value,
+      { free: DEFAULT_AGENT_QUOTAS.free[key], pro: DEFAULT_AGENT_QUOTAS.pro[key], enterprise: DEFAULT_AGENT_QUOTAS.enterprise[key] },
+      true,
+    );
   const creates = quotaOf("AGENT_CREATES_PER_DAY", e.AGENT_CREATES_PER_DAY, "agent-create");
   const updates = quotaOf("AGENT_UPDATES_PER_HOUR", e.AGENT_UPDATES_PER_HOUR, "agent-update");
   const store: NonNullable<Env["RATE_LIMIT_STORE"]> = e.RATE_LIMIT_STORE ?? (e.REDIS_URL ? "redis" : e.DATABASE_URL ? "database" : "memory");
@@ -133,7 +146,12 @@ function configOf(e: Env) {
       refreshWindowSeconds: e.CREDENTIAL_REFRESH_WINDOW_SECONDS,
     },
     limits,
-    agents: { offlineAfterSeconds: e.AGENT_OFFLINE_AFTER, sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS, enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE, ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS },
+    agents: {
+      offlineAfterSeconds: e.AGENT_OFFLINE_AFTER,
+      sweepIntervalSeconds: e.AGENT_SWEEP_INTERVAL_SECONDS,
+      enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE,
+      ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS,
+    },
     audit: { checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS },
     realtime: {
       pollMs: e.EVENT_FEED_POLL_MS,
@@ -151,7 +169,14 @@ function configOf(e: Env) {
       timeoutMs: e.PROVIDER_TIMEOUT_MS,
       // Set only when configured: a provider is offered only then.
       ...(e.SLACK_CLIENT_ID
-        ? { slack: { clientId: e.SLACK_CLIENT_ID, clientSecret: e.SLACK_CLIENT_SECRET!, scopes: list(e.SLACK_SCOPES, /[,\s]+/), apiUrl: e.SLACK_API_URL.replace(/\/+$/, "") } }
+        ? {
+            slack: {
+              clientId: e.SLACK_CLIENT_ID,
+              clientSecret: e.SLACK_CLIENT_SECRET!,
+              scopes: list(e.SLACK_SCOPES, /[,\s]+/),
+              apiUrl: e.SLACK_API_URL.replace(/\/+$/, ""),
+            },
+          }
         : {}),
       ...(e.ATLASSIAN_CLIENT_ID
         ? {
@@ -185,10 +210,15 @@ function configOf(e: Env) {
 function tierTable<T extends number | null>(name: string, value: string | undefined, defaults: TierTable<T>, allowUnlimited = false): TierTable<T> {
   const table = { ...defaults };
   if (value === undefined || value.trim() === "") return table;
-  for (const part of value.split(",").map((p) => p.trim()).filter(Boolean)) {
+  for (const part of value
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const match = /^(free|pro|enterprise)\s*[:=]\s*(\d+|unlimited)$/.exec(part);
     if (!match || (match[2] === "unlimited" && !allowUnlimited) || match[2] === "0") {
-      throw new ConfigError(`invalid configuration: ${name}: expected tier:number pairs such as free:60,pro:300,enterprise:1000${allowUnlimited ? " (or tier:unlimited)" : ""}, got "${part}"`);
+      throw new ConfigError(
+        `invalid configuration: ${name}: expected tier:number pairs such as free:60,pro:300,enterprise:1000${allowUnlimited ? " (or tier:unlimited)" : ""}, got "${part}"`,
+      );
     }
     table[match[1] as keyof TierTable] = (match[2] === "unlimited" ? null : Number(match[2])) as T;
   }
@@ -204,7 +234,10 @@ function requireTogether(names: Array<keyof Env>, e: Env) {
 
 /** Exact origins (scheme://host[:port]); "*" is refused: a browser client is named, not guessed. */
 function corsOriginsOf(spec: string | undefined): string[] {
-  const entries = (spec ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const entries = (spec ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const entry of entries) {
     let origin: string | undefined;
     try {
@@ -212,13 +245,17 @@ function corsOriginsOf(spec: string | undefined): string[] {
     } catch {
       origin = undefined;
     }
-    if (origin !== entry) throw new ConfigError(`invalid configuration: CORS_ORIGINS: "${entry.slice(0, 80)}" is not an origin (scheme://host[:port], no path, no "*")`);
+    if (origin !== entry)
+      throw new ConfigError(`invalid configuration: CORS_ORIGINS: "${entry.slice(0, 80)}" is not an origin (scheme://host[:port], no path, no "*")`);
   }
   return entries;
 }
 
 function trustedProxiesOf(spec: string | undefined): string[] {
-  const entries = (spec ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const entries = (spec ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const entry of entries) {
     const problem = trustedProxyProblem(entry);
     if (problem) throw new ConfigError(`invalid configuration: TRUSTED_PROXIES: ${problem}`);

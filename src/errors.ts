@@ -46,7 +46,10 @@ export class ConflictError extends DomainError {
   }
 }
 export class BadInputError extends DomainError {
-  constructor(message: string, readonly field?: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super("BAD_USER_INPUT", message, field ? { field } : {});
   }
 }

@@ -60,7 +60,8 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
         poolMax: config.database.poolMax,
         connectTimeoutMs: config.database.connectTimeoutMs,
         dataDir: config.dataDir,
-        onConnectionError: (error) => logger.warn({ code: (error as { code?: string }).code, err: error.message }, "the database dropped a connection; the pool replaces it"),
+        onConnectionError: (error) =>
+          logger.warn({ code: (error as { code?: string }).code, err: error.message }, "the database dropped a connection; the pool replaces it"),
       }));
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(database);

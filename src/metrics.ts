@@ -50,7 +50,12 @@ export interface Metrics {
  * transaction, not a Keyplane: one counter per process, registered in every Keyplane's registry. A
  * process runs one Keyplane in production; tests read differences.
  */
-export const eventAppends = new Counter({ name: "keyplane_event_appends_total", help: "Events appended to the log, by event type", labelNames: ["type"], registers: [] });
+export const eventAppends = new Counter({
+  name: "keyplane_event_appends_total",
+  help: "Events appended to the log, by event type",
+  labelNames: ["type"],
+  registers: [],
+});
 
 /** Counts events that an append returned (inside its transaction). */
 export function countAppended(events: ReadonlyArray<{ type: string }>): void {
@@ -88,9 +93,24 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
   const registers = [own];
   const metrics: Metrics = {
     registry: own,
-    githubTokenIssues: new Counter({ name: "keyplane_github_token_issues_total", help: "GitHub installation token requests by app and outcome", labelNames: ["app", "outcome"], registers }),
-    githubTokenCacheHits: new Counter({ name: "keyplane_github_token_cache_hits_total", help: "Token requests served from the per-process cache", labelNames: ["app"], registers }),
-    githubTokenRevocations: new Counter({ name: "keyplane_github_token_revocations_total", help: "Issued GitHub tokens revoked, by reason", labelNames: ["app", "reason"], registers }),
+    githubTokenIssues: new Counter({
+      name: "keyplane_github_token_issues_total",
+      help: "GitHub installation token requests by app and outcome",
+      labelNames: ["app", "outcome"],
+      registers,
+    }),
+    githubTokenCacheHits: new Counter({
+      name: "keyplane_github_token_cache_hits_total",
+      help: "Token requests served from the per-process cache",
+      labelNames: ["app"],
+      registers,
+    }),
+    githubTokenRevocations: new Counter({
+      name: "keyplane_github_token_revocations_total",
+      help: "Issued GitHub tokens revoked, by reason",
+      labelNames: ["app", "reason"],
+      registers,
+    }),
     githubUpstreamDuration: new Histogram({
       name: "keyplane_github_upstream_request_duration_seconds",
       help: "Latency of calls to the GitHub API",
@@ -98,17 +118,51 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
-    githubUpstreamRequests: new Counter({ name: "keyplane_github_upstream_requests_total", help: "Calls to the GitHub API by outcome", labelNames: ["app", "route", "outcome"], registers }),
-    githubRateLimitRemaining: new Gauge({ name: "keyplane_github_rate_limit_remaining", help: "X-RateLimit-Remaining GitHub last reported, per installation (0 = app JWT calls)", labelNames: ["app", "installation"], registers }),
+    githubUpstreamRequests: new Counter({
+      name: "keyplane_github_upstream_requests_total",
+      help: "Calls to the GitHub API by outcome",
+      labelNames: ["app", "route", "outcome"],
+      registers,
+    }),
+    githubRateLimitRemaining: new Gauge({
+      name: "keyplane_github_rate_limit_remaining",
+      help: "X-RateLimit-Remaining GitHub last reported, per installation (0 = app JWT calls)",
+      labelNames: ["app", "installation"],
+      registers,
+    }),
     authFailures: new Counter({ name: "keyplane_auth_failures_total", help: "Refused credentials, by reason", labelNames: ["reason"], registers }),
-    rateLimitRejections: new Counter({ name: "keyplane_rate_limit_rejections_total", help: "Requests refused by a rate-limit policy, by policy", labelNames: ["policy"], registers }),
-    rateLimitStoreFallbacks: new Counter({ name: "keyplane_rate_limit_store_fallbacks_total", help: "Counts taken in process memory because the shared rate-limit store failed or timed out", labelNames: ["store"], registers }),
+    rateLimitRejections: new Counter({
+      name: "keyplane_rate_limit_rejections_total",
+      help: "Requests refused by a rate-limit policy, by policy",
+      labelNames: ["policy"],
+      registers,
+    }),
+    rateLimitStoreFallbacks: new Counter({
+      name: "keyplane_rate_limit_store_fallbacks_total",
+      help: "Counts taken in process memory because the shared rate-limit store failed or timed out",
+      labelNames: ["store"],
+      registers,
+    }),
     websocketsOpen: new Gauge({ name: "keyplane_websockets_open", help: "graphql-ws sockets open on this process", registers }),
     websocketFrames: new Counter({ name: "keyplane_websocket_frames_total", help: "graphql-ws messages sent by this process", registers }),
-    websocketWrites: new Counter({ name: "keyplane_websocket_writes_total", help: "Socket writes carrying graphql-ws messages (the messages of one event-loop turn to one socket share one)", registers }),
-    websocketCloses: new Counter({ name: "keyplane_websocket_closes_total", help: "graphql-ws sockets closed, by close code", labelNames: ["code"], registers }),
+    websocketWrites: new Counter({
+      name: "keyplane_websocket_writes_total",
+      help: "Socket writes carrying graphql-ws messages (the messages of one event-loop turn to one socket share one)",
+      registers,
+    }),
+    websocketCloses: new Counter({
+      name: "keyplane_websocket_closes_total",
+      help: "graphql-ws sockets closed, by close code",
+      labelNames: ["code"],
+      registers,
+    }),
     liveSubscribers: new Gauge({ name: "keyplane_live_subscribers", help: "Subscribers following a tenant's live log on this process", registers }),
-    httpRequests: new Counter({ name: "keyplane_http_requests_total", help: "HTTP requests answered, by method, route and status", labelNames: ["method", "route", "status"], registers }),
+    httpRequests: new Counter({
+      name: "keyplane_http_requests_total",
+      help: "HTTP requests answered, by method, route and status",
+      labelNames: ["method", "route", "status"],
+      registers,
+    }),
     httpDuration: new Histogram({
       name: "keyplane_http_request_duration_seconds",
       help: "Time from an HTTP request's arrival to the end of its response (subscriptions over SSE: their lifetime)",

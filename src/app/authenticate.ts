@@ -34,7 +34,10 @@ export async function authenticate(
       status: "failed",
       reason: error.reason,
       action: "authenticate",
-      details: { ...(error.verified?.subject ? { subject: error.verified.subject } : {}), ...(error.verified?.tokenId ? { tokenId: error.verified.tokenId } : {}) },
+      details: {
+        ...(error.verified?.subject ? { subject: error.verified.subject } : {}),
+        ...(error.verified?.tokenId ? { tokenId: error.verified.tokenId } : {}),
+      },
       request,
     });
     throw new UnauthenticatedError(INVALID_TOKEN);

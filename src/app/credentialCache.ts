@@ -47,7 +47,10 @@ interface TenantEntry {
 /** Ids kept over all tenants; past it the cache starts again (a read each, then kept anew). */
 const MAX_IDS = 20_000;
 
-export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger }, options: { revalidateMs: number }): CredentialCache {
+export function createCredentialCache(
+  deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger },
+  options: { revalidateMs: number },
+): CredentialCache {
   const tenants = new Map<string, TenantEntry>();
   const epochs = new Map<string, number>();
   let kept = 0;
@@ -102,9 +105,17 @@ export function createCredentialCache(deps: { db: Db; database: Pick<DatabaseHan
     const ids = [...new Set(snapshot.flatMap((s) => [...s.entry.ids.keys()]))];
     const tenantIds = snapshot.map((s) => s.tenantId);
     const { rows, revoked } = await withPlatform(deps.db, async (trx) => ({
-      rows: (await sql<{ tenant_id: string; status: string; tier: Tier }>`select tenant_id, status, tier from tenants where tenant_id = any(${tenantIds}::text[])`.execute(trx)).rows,
-      revoked: (await sql<{ tenant_id: string; token_id: string }>`
-        select tenant_id, token_id from revoked_tokens where tenant_id = any(${tenantIds}::text[]) and token_id = any(${ids}::text[])`.execute(trx)).rows,
+      rows: (
+        await sql<{
+          tenant_id: string;
+          status: string;
+          tier: Tier;
+        }>`select tenant_id, status, tier from tenants where tenant_id = any(${tenantIds}::text[])`.execute(trx)
+      ).rows,
+      revoked: (
+        await sql<{ tenant_id: string; token_id: string }>`
+        select tenant_id, token_id from revoked_tokens where tenant_id = any(${tenantIds}::text[]) and token_id = any(${ids}::text[])`.execute(trx)
+      ).rows,
     }));
     const byTenant = new Map(rows.map((r) => [r.tenant_id, r]));
     const revokedIds = new Set(revoked.map((r) => `${r.tenant_id}\u0000${r.token_id}`));

@@ -20,7 +20,10 @@ export const IssueTokenInput = z
     subject: z.string().trim().min(1, "must not be empty").max(200),
     kind: tokenKindSchema,
     roles: z.array(roleSchema).min(1, "at least one role"),
-    scopes: z.array(z.string().regex(/^[a-z-]+(:[a-z-]+)?$/, "scopes look like resource:verb")).max(50).default([]),
+    scopes: z
+      .array(z.string().regex(/^[a-z-]+(:[a-z-]+)?$/, "scopes look like resource:verb"))
+      .max(50)
+      .default([]),
     ttlSeconds: z.number().int().min(60, "at least 60 seconds").max(MAX_TTL_SECONDS, "at most 366 days").optional(),
     refreshable: z.boolean().default(false),
     issuedVia: z.enum(["api", "cli", "bootstrap", "enrollment"]),
@@ -101,7 +104,16 @@ export async function refreshSession(
     presented = await deps.verifier.verifyRefreshToken(refreshToken);
   } catch (error) {
     if (!(error instanceof AuthFailure)) throw error;
-    await deps.security.record({ type: "auth.failed", tenantId: error.verified?.tenantId ?? null, actor: null, level: "warning", status: "failed", reason: error.reason, action: "refresh-session", request });
+    await deps.security.record({
+      type: "auth.failed",
+      tenantId: error.verified?.tenantId ?? null,
+      actor: null,
+      level: "warning",
+      status: "failed",
+      reason: error.reason,
+      action: "refresh-session",
+      request,
+    });
     throw new UnauthenticatedError(SESSION_INVALID);
   }
   const refreshTokenId = randomUUID();
@@ -143,7 +155,16 @@ export async function refreshSession(
   }
   const now = deps.now();
   const ttl = state.grant.kind === "user" ? deps.config.auth.userTokenTtl : deps.config.auth.serviceTokenTtl;
-  return mintPair(deps, presented.tenantId, presented.familyId, state.grant, accessTokenId, refreshTokenId, new Date(now.getTime() + ttl * 1000), new Date(state.expiresAt));
+  return mintPair(
+    deps,
+    presented.tenantId,
+    presented.familyId,
+    state.grant,
+    accessTokenId,
+    refreshTokenId,
+    new Date(now.getTime() + ttl * 1000),
+    new Date(state.expiresAt),
+  );
 }
 
 async function mintPair(
@@ -159,7 +180,14 @@ async function mintPair(
   // An access token never outlives the family it came from.
   const accessExpiresAt = expiresAt < refreshExpiresAt ? expiresAt : refreshExpiresAt;
   const access = await deps.minter.mintAccessToken({ tenantId, ...grant, tokenId: accessTokenId, sessionId: familyId, expiresAt: accessExpiresAt });
-  const refreshToken = await deps.minter.mintRefreshToken({ tenantId, subject: grant.subject, kind: grant.kind, familyId, tokenId: refreshTokenId, expiresAt: refreshExpiresAt });
+  const refreshToken = await deps.minter.mintRefreshToken({
+    tenantId,
+    subject: grant.subject,
+    kind: grant.kind,
+    familyId,
+    tokenId: refreshTokenId,
+    expiresAt: refreshExpiresAt,
+  });
   return { accessToken: access.token, tokenId: accessTokenId, expiresAt: accessExpiresAt, refreshToken, refreshExpiresAt };
 }
 

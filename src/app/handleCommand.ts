@@ -39,7 +39,11 @@ export async function decideAndAppend<S, C, E extends DomainEvent>(trx: Tx, args
 
 const NEW_STREAM = { version: 0, events: [] };
 
-async function decideThenAppend<S, C, E extends DomainEvent>(target: Db | Tx, args: CommandArgs<S, C, E>, stream: { version: number; events: DomainEvent[] }): Promise<CommandResult<S, E>> {
+async function decideThenAppend<S, C, E extends DomainEvent>(
+  target: Db | Tx,
+  args: CommandArgs<S, C, E>,
+  stream: { version: number; events: DomainEvent[] },
+): Promise<CommandResult<S, E>> {
   const { tenantId, streamType, streamId, decider, command, metadata, occurredAt } = args;
   const state = (stream.events as E[]).reduce(decider.evolve, decider.initialState());
   const decided = decider.decide(command, state);

@@ -17,14 +17,17 @@ export function periodicJob(name: string, intervalMs: number, run: () => Promise
 
   function schedule() {
     if (stopped) return;
-    timer = setTimeout(() => {
-      running = run()
-        .catch((error) => logger.error({ err: error }, `${name} failed`))
-        .finally(() => {
-          running = undefined;
-          schedule();
-        });
-    }, intervalMs * (0.75 + Math.random() * 0.5));
+    timer = setTimeout(
+      () => {
+        running = run()
+          .catch((error) => logger.error({ err: error }, `${name} failed`))
+          .finally(() => {
+            running = undefined;
+            schedule();
+          });
+      },
+      intervalMs * (0.75 + Math.random() * 0.5),
+    );
     timer.unref();
   }
 

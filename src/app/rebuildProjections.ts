@@ -16,7 +16,10 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
     // Lock the read tables so no append projects into them while they are rebuilt.
     await sql.raw(`lock table ${tables.join(", ")} in exclusive mode`).execute(trx);
     for (const table of tables) await trx.deleteFrom(table).execute();
-    const { count } = await trx.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("count")).executeTakeFirstOrThrow();
+    const { count } = await trx
+      .selectFrom("events")
+      .select((eb) => eb.fn.countAll<number>().as("count"))
+      .executeTakeFirstOrThrow();
     const total = Number(count);
     let done = 0;
     onProgress(0, total);

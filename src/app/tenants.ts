@@ -8,9 +8,22 @@ import type { AppDeps } from "./deps.ts";
 import { decideAndAppend } from "./handleCommand.ts";
 
 /** One tenant command in the tenant's own transaction: what it recorded, and the tenant as it projected. */
-async function runTenantCommand(deps: Pick<AppDeps, "db" | "now">, actor: Actor, tenantId: string, command: TenantCommand, request: RequestMeta): Promise<{ stored: StoredEvent[]; tenant: TenantRow }> {
+async function runTenantCommand(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  tenantId: string,
+  command: TenantCommand,
+  request: RequestMeta,
+): Promise<{ stored: StoredEvent[]; tenant: TenantRow }> {
   return withTenant(deps.db, tenantId, async (trx) => {
-    const { stored } = await decideAndAppend(trx, { tenantId, ...tenantStream(tenantId), decider: tenantDecider, command, metadata: eventMetadata(actor, request), occurredAt: deps.now() });
+    const { stored } = await decideAndAppend(trx, {
+      tenantId,
+      ...tenantStream(tenantId),
+      decider: tenantDecider,
+      command,
+      metadata: eventMetadata(actor, request),
+      occurredAt: deps.now(),
+    });
     return { stored, tenant: (await findTenantRow(trx, tenantId))! };
   });
 }
@@ -18,12 +31,22 @@ async function runTenantCommand(deps: Pick<AppDeps, "db" | "now">, actor: Actor,
 const idOf = (input: CreateTenantCommand["input"]) => (typeof input.id === "string" ? input.id : "");
 
 /** A tenant's first event opens its own hash chain. Answers that event. */
-export async function createTenant(deps: Pick<AppDeps, "db" | "now">, actor: Actor, input: CreateTenantCommand["input"], request: RequestMeta = {}): Promise<StoredEvent> {
+export async function createTenant(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  input: CreateTenantCommand["input"],
+  request: RequestMeta = {},
+): Promise<StoredEvent> {
   return (await runTenantCommand(deps, actor, idOf(input), { type: "CreateTenant", input }, request)).stored[0]!;
 }
 
 /** The same, answering with the tenant as created (the createTenant mutation). */
-export async function createTenantRow(deps: Pick<AppDeps, "db" | "now">, actor: Actor, input: CreateTenantCommand["input"], request: RequestMeta = {}): Promise<TenantRow> {
+export async function createTenantRow(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  input: CreateTenantCommand["input"],
+  request: RequestMeta = {},
+): Promise<TenantRow> {
   return (await runTenantCommand(deps, actor, idOf(input), { type: "CreateTenant", input }, request)).tenant;
 }
 
@@ -32,11 +55,23 @@ export async function createTenantRow(deps: Pick<AppDeps, "db" | "now">, actor: 
  * Its rate limits, cost budget and agent quotas follow from the next request on, in every process:
  * the tier is read with each request's token check. Answers the event; none when already on that tier.
  */
-export async function changeTenantTier(deps: Pick<AppDeps, "db" | "now">, actor: Actor, tenantId: string, input: ChangeTenantTierCommand["input"], request: RequestMeta = {}): Promise<StoredEvent | undefined> {
+export async function changeTenantTier(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  tenantId: string,
+  input: ChangeTenantTierCommand["input"],
+  request: RequestMeta = {},
+): Promise<StoredEvent | undefined> {
   return (await runTenantCommand(deps, actor, tenantId, { type: "ChangeTenantTier", input }, request)).stored[0];
 }
 
 /** The same, answering with the tenant on its new tier (the changeTenantTier mutation). NOT_FOUND for no such tenant. */
-export async function changeTenantTierRow(deps: Pick<AppDeps, "db" | "now">, actor: Actor, tenantId: string, input: ChangeTenantTierCommand["input"], request: RequestMeta = {}): Promise<TenantRow> {
+export async function changeTenantTierRow(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  tenantId: string,
+  input: ChangeTenantTierCommand["input"],
+  request: RequestMeta = {},
+): Promise<TenantRow> {
   return (await runTenantCommand(deps, actor, tenantId, { type: "ChangeTenantTier", input }, request)).tenant;
 }

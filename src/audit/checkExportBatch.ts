@@ -45,7 +45,16 @@ export function decodeCheckedLines(data: ReadonlyArray<unknown>): VerifiableReco
   for (let i = 0; i < data.length; ) {
     switch (data[i]) {
       case CHECKED:
-        records.push(new CheckedEvent(data[i + 1] as number, data[i + 2] as string, data[i + 3] as string, data[i + 4] as string, data[i + 5] as string, data[i + 6] as string));
+        records.push(
+          new CheckedEvent(
+            data[i + 1] as number,
+            data[i + 2] as string,
+            data[i + 3] as string,
+            data[i + 4] as string,
+            data[i + 5] as string,
+            data[i + 6] as string,
+          ),
+        );
         i += 7;
         break;
       case OTHER:

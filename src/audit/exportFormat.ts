@@ -150,7 +150,23 @@ export type ExportRecord = HeaderRecord | EventRecord | OmittedRecord | Checkpoi
  */
 export const LINE_FIELDS = {
   header: ["kind", "format", "version", "exportId", "tenantId", "exportedAt", "fromSequence", "toSequence", "filter", "anchor", "recordedAs"],
-  event: ["kind", "sequence", "eventId", "tenantId", "streamType", "streamId", "streamVersion", "type", "schemaVersion", "data", "metadata", "occurredAt", "contentHash", "chainHash", "audit"],
+  event: [
+    "kind",
+    "sequence",
+    "eventId",
+    "tenantId",
+    "streamType",
+    "streamId",
+    "streamVersion",
+    "type",
+    "schemaVersion",
+    "data",
+    "metadata",
+    "occurredAt",
+    "contentHash",
+    "chainHash",
+    "audit",
+  ],
   omitted: ["kind", "sequence", "contentHash", "chainHash"],
   checkpoint: ["kind", "sequence", "chainHash", "previousSignature", "signedAt", "kid", "jws"],
 } as const;

@@ -157,7 +157,14 @@ function checkedEventLine(line: string, n: number, head: Record<string, unknown>
   // The head's 14 keys and the members of their values (the content's are the ones written).
   if (!spellsEachKeyOnce(line.slice(0, at), FIELDS.logEvent.size + membersWritten())) return withAudit(line, n, head, at);
   if (sha256Hex(text) !== head.contentHash) return withAudit(line, n, head, at);
-  return new CheckedEvent(head.sequence as number, head.tenantId as string, head.type as string, head.occurredAt as string, head.contentHash as string, head.chainHash as string);
+  return new CheckedEvent(
+    head.sequence as number,
+    head.tenantId as string,
+    head.type as string,
+    head.occurredAt as string,
+    head.contentHash as string,
+    head.chainHash as string,
+  );
 }
 
 /** The record of the whole line: the head and its audit member's value (parsed here); undefined when that is not JSON. */
@@ -240,7 +247,14 @@ const QUOTE_COLON = /"[ \t\n\r]*:/g;
 
 /** The fields a CheckedEvent keeps have the types it holds them as. */
 function checkableEvent(e: Record<string, unknown>): boolean {
-  return Number.isSafeInteger(e.sequence) && typeof e.tenantId === "string" && typeof e.type === "string" && typeof e.occurredAt === "string" && typeof e.contentHash === "string" && typeof e.chainHash === "string";
+  return (
+    Number.isSafeInteger(e.sequence) &&
+    typeof e.tenantId === "string" &&
+    typeof e.type === "string" &&
+    typeof e.occurredAt === "string" &&
+    typeof e.contentHash === "string" &&
+    typeof e.chainHash === "string"
+  );
 }
 
 /** The event (its fields and keys already checked) as a CheckedEvent when its content hash and audit fields hold. */
@@ -329,7 +343,19 @@ export function sameAuditFields(said: unknown, derived: AuditFields): boolean {
   }
   return true;
 }
-const AUDIT_KEYS = ["timestamp", "eventType", "level", "tenantId", "userId", "sourceIp", "resource", "action", "status", "requestId", "details"] as const satisfies ReadonlyArray<keyof AuditFields>;
+const AUDIT_KEYS = [
+  "timestamp",
+  "eventType",
+  "level",
+  "tenantId",
+  "userId",
+  "sourceIp",
+  "resource",
+  "action",
+  "status",
+  "requestId",
+  "details",
+] as const satisfies ReadonlyArray<keyof AuditFields>;
 
 /** JSON with sorted keys, to compare what a line says with what was signed. */
 export function stable(value: unknown): string {

@@ -18,7 +18,8 @@ export function csvHeaderMatches(line: string): boolean {
 
 /** The record a CSV row's cells stand for, or why it is not one (`malformed`, at line `n`). */
 export function csvRecordOf(cells: string[], n: number): VerifiableRecord {
-  if (cells.length !== CSV_COLUMNS.length) return { kind: "malformed", line: n, message: `${cells.length} fields where the header names ${CSV_COLUMNS.length}` };
+  if (cells.length !== CSV_COLUMNS.length)
+    return { kind: "malformed", line: n, message: `${cells.length} fields where the header names ${CSV_COLUMNS.length}` };
   const row = {} as Record<CsvColumn, string>;
   CSV_COLUMNS.forEach((c, i) => (row[c] = cells[i]!));
   try {

@@ -123,7 +123,10 @@ function fail(kind: ProblemKind, sequence: number | null, message: string): neve
  * Verifies records in order. Returns at the first problem (the rest of the input is read only when
  * telling a deletion from a move needs it).
  */
-export async function verifyAuditRecords(records: AsyncIterable<VerifiableRecord> | Iterable<VerifiableRecord>, options: VerifyOptions): Promise<VerificationReport> {
+export async function verifyAuditRecords(
+  records: AsyncIterable<VerifiableRecord> | Iterable<VerifiableRecord>,
+  options: VerifyOptions,
+): Promise<VerificationReport> {
   if (Symbol.asyncIterator in records) {
     const iterator = records[Symbol.asyncIterator]();
     return verify(async () => {
@@ -176,7 +179,11 @@ async function verify(pull: Pull, options: VerifyOptions): Promise<VerificationR
       if (record instanceof Promise) record = await record;
       if (record === undefined) break;
       if (end) {
-        fail(record.kind === "event" || record.kind === "omitted" ? "inserted" : "malformed", "sequence" in record ? (record.sequence ?? null) : null, `a ${record.kind} line after the end line`);
+        fail(
+          record.kind === "event" || record.kind === "omitted" ? "inserted" : "malformed",
+          "sequence" in record ? (record.sequence ?? null) : null,
+          `a ${record.kind} line after the end line`,
+        );
       }
       switch (record.kind) {
         case "event":
@@ -223,7 +230,8 @@ function checkHeader(first: VerifiableRecord | undefined): HeaderRecord {
   }
   const wrong = fieldsProblem(first, FIELDS.header);
   if (wrong) return fail("header", null, `the header has ${wrong}`);
-  if (typeof first.tenantId !== "string" || typeof first.anchor !== "object" || first.anchor === null) return fail("header", null, "the header has no tenant or anchor");
+  if (typeof first.tenantId !== "string" || typeof first.anchor !== "object" || first.anchor === null)
+    return fail("header", null, "the header has no tenant or anchor");
   if (typeof first.filter !== "object" || first.filter === null) return fail("header", null, "the header has no filter");
   return first;
 }
@@ -261,7 +269,8 @@ class ChainState {
     this.header = header;
     this.types = Array.isArray(header?.filter.types) ? new Set(header.filter.types) : null;
     if (anchor.type === "genesis") {
-      if (fieldsProblem(anchor, FIELDS.genesis) || anchor.sequence !== 0 || anchor.chainHash !== genesisHash(tenantId)) fail("header", 1, `the genesis anchor is not tenant ${tenantId}'s genesis`);
+      if (fieldsProblem(anchor, FIELDS.genesis) || anchor.sequence !== 0 || anchor.chainHash !== genesisHash(tenantId))
+        fail("header", 1, `the genesis anchor is not tenant ${tenantId}'s genesis`);
       this.previous = anchor.chainHash;
     } else if (anchor.type === "checkpoint") {
       // The anchor is a checkpoint line with `type` for `kind`: every field of it must be the signed one.
@@ -277,7 +286,9 @@ class ChainState {
 
   /** Where a bad line is named: the sequence it claims when that is a row already passed, else the one expected here. */
   at(claimed: unknown): number {
-    return typeof claimed === "number" && Number.isSafeInteger(claimed) && claimed > (this.anchor?.sequence ?? 0) && claimed < this.expected ? claimed : this.expected;
+    return typeof claimed === "number" && Number.isSafeInteger(claimed) && claimed > (this.anchor?.sequence ?? 0) && claimed < this.expected
+      ? claimed
+      : this.expected;
   }
 
   report(problem: AuditProblem | null): VerificationReport {
@@ -359,10 +370,23 @@ class ChainState {
     const s = row.sequence;
     if (row.kind === "omitted") {
       if (s >= fromSequence && !this.types && !filter.from && !filter.to) {
-        this.misplaced = { kind: "modified", sequence: s, message: `event ${s} is a stub, but the export shows every event from ${fromSequence} on: its content was withheld` };
+        this.misplaced = {
+          kind: "modified",
+          sequence: s,
+          message: `event ${s} is a stub, but the export shows every event from ${fromSequence} on: its content was withheld`,
+        };
       }
-    } else if (s < fromSequence || (this.types && !this.types.has(row.type)) || (filter.from && row.occurredAt < filter.from) || (filter.to && row.occurredAt >= filter.to)) {
-      this.misplaced = { kind: "modified", sequence: s, message: `event ${s} is shown in full, but the export's range and filter leave it out (a stub stands there)` };
+    } else if (
+      s < fromSequence ||
+      (this.types && !this.types.has(row.type)) ||
+      (filter.from && row.occurredAt < filter.from) ||
+      (filter.to && row.occurredAt >= filter.to)
+    ) {
+      this.misplaced = {
+        kind: "modified",
+        sequence: s,
+        message: `event ${s} is shown in full, but the export's range and filter leave it out (a stub stands there)`,
+      };
     }
   }
 
@@ -431,10 +455,18 @@ class ChainState {
     if (s !== this.expected - 1) fail("checkpoint-link", s, `the checkpoint for sequence ${s} stands after sequence ${this.expected - 1}`);
     const expectedLink = this.lastCheckpoint.signature;
     if (payload.previousSignature !== expectedLink) {
-      fail("checkpoint-link", s, `the checkpoint at ${s} does not follow the checkpoint at ${this.lastCheckpoint.sequence || "genesis"}: a checkpoint in between is missing or was replaced`);
+      fail(
+        "checkpoint-link",
+        s,
+        `the checkpoint at ${s} does not follow the checkpoint at ${this.lastCheckpoint.sequence || "genesis"}: a checkpoint in between is missing or was replaced`,
+      );
     }
     if (payload.chainHash !== this.previous) {
-      fail("checkpoint-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${s} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${s} were rewritten with recomputed hashes`);
+      fail(
+        "checkpoint-mismatch",
+        this.lastCheckpoint.sequence + 1,
+        `the chain at ${s} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${s} were rewritten with recomputed hashes`,
+      );
     }
     this.lastCheckpoint = { sequence: s, signature: signatureOf(record.jws) };
     this.checkpoints++;
@@ -493,12 +525,20 @@ class ChainState {
     const theirs = signed.lastCheckpoint ?? null;
     if (stable(mine) !== stable(theirs)) {
       if (theirs && (!mine || theirs.sequence > mine.sequence)) {
-        fail("checkpoint-link", theirs.sequence, `the checkpoint at ${theirs.sequence}, the last the export was signed with, is missing${mine ? ` (the file's last is at ${mine.sequence})` : ""}`);
+        fail(
+          "checkpoint-link",
+          theirs.sequence,
+          `the checkpoint at ${theirs.sequence}, the last the export was signed with, is missing${mine ? ` (the file's last is at ${mine.sequence})` : ""}`,
+        );
       }
       fail("checkpoint-link", mine!.sequence, `the checkpoint at ${mine!.sequence} is not the last one the export was signed with`);
     }
     if (signed.lastChainHash !== this.previous) {
-      fail("end-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${last} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${last} were rewritten with recomputed hashes`);
+      fail(
+        "end-mismatch",
+        this.lastCheckpoint.sequence + 1,
+        `the chain at ${last} is not the one Keyplane signed: events ${this.lastCheckpoint.sequence + 1}–${last} were rewritten with recomputed hashes`,
+      );
     }
     // Left for the counts: an event shown as a stub in a filtered export (a stub's type and time are
     // hidden, so which one cannot be told).
@@ -516,7 +556,8 @@ class ChainState {
     const last = this.expected - 1;
     if (head.lastSequence > last) fail("deleted", this.expected, `the log should run to sequence ${head.lastSequence} but its rows end at ${last}`);
     if (head.lastSequence < last) fail("inserted", head.lastSequence + 1, `rows past sequence ${head.lastSequence}, where the log ends`);
-    if (head.lastChainHash !== this.previous) fail("end-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${last} is not the tenant's head chain hash`);
+    if (head.lastChainHash !== this.previous)
+      fail("end-mismatch", this.lastCheckpoint.sequence + 1, `the chain at ${last} is not the tenant's head chain hash`);
   }
 }
 

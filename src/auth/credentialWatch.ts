@@ -42,7 +42,10 @@ export function createCredentialWatch(db: Db, options: { intervalMs: number; log
   async function check() {
     const entries = [...watched];
     if (entries.length === 0) return;
-    const refused = await refusedActors(db, entries.map((e) => e.actor));
+    const refused = await refusedActors(
+      db,
+      entries.map((e) => e.actor),
+    );
     for (const entry of entries) if (refused.has(entry.actor)) finish(entry, "Token revoked");
   }
 

@@ -10,7 +10,14 @@ export type AuditCommand =
   | { command: "verify"; file: string; jwks?: string; json: boolean; threads?: number }
   | { command: "checkpoint"; tenantId?: string };
 
-const FLAG_OF: Record<string, string> = { from: "--from", to: "--to", fromSequence: "--from-sequence", toSequence: "--to-sequence", types: "--types", format: "--format" };
+const FLAG_OF: Record<string, string> = {
+  from: "--from",
+  to: "--to",
+  fromSequence: "--from-sequence",
+  toSequence: "--to-sequence",
+  types: "--types",
+  format: "--format",
+};
 
 export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCommand {
   switch (sub) {
@@ -33,7 +40,14 @@ export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCo
       if (!v.tenant) throw new UsageError("audit export needs --tenant (the tenant's id)");
       if (!v.out) throw new UsageError("audit export needs --out (a file, or - for stdout)");
       try {
-        const request = parseExportRequest({ from: v.from, to: v.to, fromSequence: v["from-sequence"], toSequence: v["to-sequence"], types: v.types, format: v.format });
+        const request = parseExportRequest({
+          from: v.from,
+          to: v.to,
+          fromSequence: v["from-sequence"],
+          toSequence: v["to-sequence"],
+          types: v.types,
+          format: v.format,
+        });
         return { command: "export", tenantId: v.tenant, out: v.out, request };
       } catch (error) {
         if (!(error instanceof BadInputError)) throw error;
@@ -42,7 +56,12 @@ export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCo
       }
     }
     case "verify": {
-      const { values: v, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { jwks: { type: "string" }, json: { type: "boolean" }, threads: { type: "string" } } });
+      const { values: v, positionals } = parseArgs({
+        args,
+        strict: true,
+        allowPositionals: true,
+        options: { jwks: { type: "string" }, json: { type: "boolean" }, threads: { type: "string" } },
+      });
       if (positionals.length !== 1) throw new UsageError("audit verify needs one FILE (an export, NDJSON or CSV)");
       let threads: number | undefined;
       if (v.threads !== undefined) {

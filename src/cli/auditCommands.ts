@@ -80,7 +80,10 @@ function describe(r: VerificationReport): string {
   const signatures = r.signatures === "verified" ? "signatures verified" : "signatures NOT checked";
   if (r.ok) return `ok: tenant ${r.tenantId}, chain intact from ${start} to sequence ${r.lastSequence} (${counts}; ${signatures})\n`;
   const p = r.problem!;
-  return `FAILED: ${p.kind}${p.sequence === null ? "" : ` at sequence ${p.sequence}`}: ${p.message}\n` + (r.tenantId ? `(tenant ${r.tenantId}, chained from ${start}; verified up to sequence ${r.lastSequence}: ${counts}; ${signatures})\n` : "");
+  return (
+    `FAILED: ${p.kind}${p.sequence === null ? "" : ` at sequence ${p.sequence}`}: ${p.message}\n` +
+    (r.tenantId ? `(tenant ${r.tenantId}, chained from ${start}; verified up to sequence ${r.lastSequence}: ${counts}; ${signatures})\n` : "")
+  );
 }
 
 async function loadJwks(source: string): Promise<JSONWebKeySet> {

@@ -17,7 +17,17 @@ import { tokenGroup } from "./commands/token.ts";
 // Each group (cli/commands/) parses its own command lines and brings its own lines of the usage text.
 
 /** In the order `keyplane help` lists them. */
-const GROUPS: readonly CommandGroup[] = [serveGroup, migrateGroup, tenantGroup, tokenGroup, projectionsGroup, keysGroup, githubTokenGroup, agentGroup, auditGroup];
+const GROUPS: readonly CommandGroup[] = [
+  serveGroup,
+  migrateGroup,
+  tenantGroup,
+  tokenGroup,
+  projectionsGroup,
+  keysGroup,
+  githubTokenGroup,
+  agentGroup,
+  auditGroup,
+];
 
 export const USAGE =
   "usage: keyplane <command> [options]\n\ncommands:\n" +

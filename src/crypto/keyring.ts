@@ -34,7 +34,11 @@ export interface Keyring {
 export function parseKeyring(spec: string): Keyring {
   const keys = new Map<string, KeyObject>();
   let currentKeyId: string | undefined;
-  for (const [index, entry] of spec.split(",").map((s) => s.trim()).filter(Boolean).entries()) {
+  for (const [index, entry] of spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .entries()) {
     const colon = entry.indexOf(":");
     const id = colon > 0 ? entry.slice(0, colon) : "";
     if (!KEY_ID.test(id)) throw new KeyringError(`KEYPLANE_ENCRYPTION_KEYS entry ${index + 1}: expected id:base64key with an id of letters, digits, _ or -`);
@@ -74,7 +78,8 @@ export function parseKeyring(spec: string): Keyring {
       // otherwise verify a truncated tag (a 4-byte tag is forged in 2^32 tries), and a malformed IV
       // or tag would surface as a bare TypeError instead of a DecryptionError.
       const named = keyId !== undefined && KEY_ID.test(keyId) ? keyId : "unknown";
-      if (parts.length !== 5 || version !== ENVELOPE_VERSION || named === "unknown" || !parts.slice(2).every((p) => BASE64URL.test(p ?? ""))) throw new DecryptionError(named);
+      if (parts.length !== 5 || version !== ENVELOPE_VERSION || named === "unknown" || !parts.slice(2).every((p) => BASE64URL.test(p ?? "")))
+        throw new DecryptionError(named);
       const key = keyFor(named);
       const ivBytes = Buffer.from(iv!, "base64url");
       const tagBytes = Buffer.from(tag!, "base64url");

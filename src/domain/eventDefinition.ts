@@ -18,11 +18,7 @@ export interface EventDefinition<T extends string, S extends z.ZodType<Record<st
  * Declares an event type with its zod schema and schema version. Add fields as optional and bump
  * the schema version; never change what an existing field means.
  */
-export function defineEvent<T extends string, S extends z.ZodType<Record<string, unknown>>>(
-  type: T,
-  schemaVersion: number,
-  schema: S,
-): EventDefinition<T, S> {
+export function defineEvent<T extends string, S extends z.ZodType<Record<string, unknown>>>(type: T, schemaVersion: number, schema: S): EventDefinition<T, S> {
   const create = ((data: z.input<S>) => ({ type, data: schema.parse(data) })) as EventDefinition<T, S>;
   return Object.assign(create, { type, schemaVersion, schema });
 }

@@ -12,7 +12,18 @@ import { tenantEvents } from "./tenant/events.ts";
 import { tokenPolicyEvents } from "./tokenPolicy/events.ts";
 
 // Every event type Keyplane may append. The store validates each event against it on the way in.
-const definitions: ReadonlyArray<EventDefinition<string, any>> = [...tenantEvents, ...sessionEvents, ...securityEvents, ...installationEvents, ...tokenPolicyEvents, ...githubTokenEvents, ...agentEvents, ...enrollmentKeyEvents, ...taskEvents, ...auditEvents];
+const definitions: ReadonlyArray<EventDefinition<string, any>> = [
+  ...tenantEvents,
+  ...sessionEvents,
+  ...securityEvents,
+  ...installationEvents,
+  ...tokenPolicyEvents,
+  ...githubTokenEvents,
+  ...agentEvents,
+  ...enrollmentKeyEvents,
+  ...taskEvents,
+  ...auditEvents,
+];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));
 

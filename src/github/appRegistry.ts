@@ -89,7 +89,10 @@ export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsO
   const apps = new Map<string, GitHubApp>();
 
   for (const [name, { material, unnamed }] of envApps(source.env ?? {}, logger)) {
-    apps.set(name, buildApp(name, material, (field) => envName(unnamed ? undefined : name, field)));
+    apps.set(
+      name,
+      buildApp(name, material, (field) => envName(unnamed ? undefined : name, field)),
+    );
   }
 
   const watched = new Map<string, WatchedApp>();
@@ -99,7 +102,10 @@ export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsO
       const appDir = path.join(source.dir, name);
       const snapshot = readSnapshotSync(name, appDir);
       try {
-        apps.set(name, buildApp(name, snapshot.material, (field) => path.join(appDir, FILES[field]), REQUIRED_FILES));
+        apps.set(
+          name,
+          buildApp(name, snapshot.material, (field) => path.join(appDir, FILES[field]), REQUIRED_FILES),
+        );
       } finally {
         wipe(snapshot.material);
       }
@@ -139,7 +145,10 @@ export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsO
       apps.set(name, app);
       state.hash = snapshot.hash;
       state.rejectedHash = undefined;
-      logger.info({ app: name, appId: app.appId, keyFingerprint: publicKeyFingerprint(app.privateKey) }, `GitHub App ${name}: files changed; the new values are in use`);
+      logger.info(
+        { app: name, appId: app.appId, keyFingerprint: publicKeyFingerprint(app.privateKey) },
+        `GitHub App ${name}: files changed; the new values are in use`,
+      );
       for (const listener of listeners) {
         try {
           listener(app);
@@ -241,7 +250,10 @@ function envApps(env: Record<string, string | undefined>, logger: Logger): Map<s
     const field = ENV_FIELDS.find(([suffix]) => rest.endsWith(`_${suffix}`));
     const upper = field ? rest.slice(0, -(field[0].length + 1)) : "";
     if (!field || !/^[A-Z0-9]+(_[A-Z0-9]+)*$/.test(upper)) {
-      logger.warn({ variable }, `${variable} is not a GitHub App setting (GITHUB_APP_<NAME>_ID, _PRIVATE_KEY, _WEBHOOK_SECRET, _SLUG, _CLIENT_ID, _CLIENT_SECRET); ignored`);
+      logger.warn(
+        { variable },
+        `${variable} is not a GitHub App setting (GITHUB_APP_<NAME>_ID, _PRIVATE_KEY, _WEBHOOK_SECRET, _SLUG, _CLIENT_ID, _CLIENT_SECRET); ignored`,
+      );
       continue;
     }
     const name = upper.toLowerCase().replace(/_/g, "-");
@@ -254,7 +266,11 @@ function envApps(env: Record<string, string | undefined>, logger: Logger): Map<s
   if (unnamed.appId !== undefined || unnamed.privateKey !== undefined) {
     const name = env.GITHUB_APP_NAME?.trim() || "default";
     if (!GITHUB_APP_NAME.test(name)) throw new GitHubAppConfigError(undefined, "GITHUB_APP_NAME must be lower-case letters, digits and dashes");
-    if (named.has(name)) throw new GitHubAppConfigError(name, `configured both by the unnamed GITHUB_APP_* variables (GITHUB_APP_NAME=${name}) and by GITHUB_APP_${envPart(name)}_*; keep one`);
+    if (named.has(name))
+      throw new GitHubAppConfigError(
+        name,
+        `configured both by the unnamed GITHUB_APP_* variables (GITHUB_APP_NAME=${name}) and by GITHUB_APP_${envPart(name)}_*; keep one`,
+      );
     named.set(name, { material: unnamed, unnamed: true });
   } else if (Object.keys(unnamed).length) {
     logger.warn({ variables: Object.keys(unnamed) }, "GITHUB_APP_* variables without GITHUB_APP_ID or GITHUB_APP_PRIVATE_KEY configure no app; ignored");
@@ -360,7 +376,10 @@ function buildApp(name: string, material: Material, where: (field: Field) => str
   const clientId = text(material.clientId);
   const issuer = appId ?? clientId;
   if (!issuer) {
-    const hint = name === "client" || name.endsWith("-client") ? ` (an app named "${name}" cannot be configured by variables: GITHUB_APP_${envPart(name)}_ID reads as a client id; use GITHUB_APPS_DIR)` : "";
+    const hint =
+      name === "client" || name.endsWith("-client")
+        ? ` (an app named "${name}" cannot be configured by variables: GITHUB_APP_${envPart(name)}_ID reads as a client id; use GITHUB_APPS_DIR)`
+        : "";
     throw new GitHubAppConfigError(name, `${where("appId")} (or ${where("clientId")}) is missing${hint}`);
   }
   if (appId !== undefined && !/^[0-9]{1,20}$/.test(appId) && !/^Iv[A-Za-z0-9.]{4,60}$/.test(appId)) {
@@ -370,7 +389,8 @@ function buildApp(name: string, material: Material, where: (field: Field) => str
   const slug = text(material.slug);
   if (slug !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(slug)) throw new GitHubAppConfigError(name, `${where("slug")} is not an app slug`);
   const clientSecret = text(material.clientSecret);
-  if (clientSecret !== undefined && clientId === undefined) throw new GitHubAppConfigError(name, `${where("clientSecret")} is set without ${where("clientId")}`);
+  if (clientSecret !== undefined && clientId === undefined)
+    throw new GitHubAppConfigError(name, `${where("clientSecret")} is set without ${where("clientId")}`);
   const webhookSecret = text(material.webhookSecret);
   if (material.webhookSecret !== undefined && webhookSecret === undefined) throw new GitHubAppConfigError(name, `${where("webhookSecret")} is empty`);
 

@@ -86,7 +86,8 @@ export function createAppRequester(source: AppSource, options: AppRequesterOptio
         .clone()
         .text()
         .catch(() => "");
-      if (isRateLimit(response.headers.get("x-ratelimit-remaining") ?? undefined, response.headers.get("retry-after") ?? undefined, body)) outcome = "rate_limited";
+      if (isRateLimit(response.headers.get("x-ratelimit-remaining") ?? undefined, response.headers.get("retry-after") ?? undefined, body))
+        outcome = "rate_limited";
     }
     observe(String(response.status), outcome);
     const remaining = Number(response.headers.get("x-ratelimit-remaining") ?? Number.NaN);

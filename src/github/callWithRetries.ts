@@ -89,8 +89,17 @@ export function createCaller(options: CallerOptions): Caller {
         failure = failureOf(error);
         if (!failure) {
           // Not an HTTP answer nor a network failure: the JWT could not be made (the key refused to sign).
-          logger.error({ app, route: context.route, error: error instanceof Error ? error.name : "error" }, `GitHub App ${app}: the app JWT could not be signed`);
-          throw new GitHubAppError(app, "app_authentication_failed", "invalid", undefined, `GitHub App ${app}: the app JWT could not be signed with its private key`);
+          logger.error(
+            { app, route: context.route, error: error instanceof Error ? error.name : "error" },
+            `GitHub App ${app}: the app JWT could not be signed`,
+          );
+          throw new GitHubAppError(
+            app,
+            "app_authentication_failed",
+            "invalid",
+            undefined,
+            `GitHub App ${app}: the app JWT could not be signed with its private key`,
+          );
         }
       }
       const status = failure.status;
@@ -100,9 +109,18 @@ export function createCaller(options: CallerOptions): Caller {
         const wait = Math.min(capMs, baseMs * 2 ** (failures - 1)) * (0.5 + Math.random() * 0.5);
         if (failures >= attempts || Date.now() + wait > context.deadline) {
           const what = status === undefined ? (code === "timeout" ? "timed out" : "could not be reached") : `failed (HTTP ${status})`;
-          throw new GitHubAppError(app, code, "transient", status, `GitHub App ${app}: GitHub ${what} on ${context.route}, ${failures} attempt${failures === 1 ? "" : "s"}`);
+          throw new GitHubAppError(
+            app,
+            code,
+            "transient",
+            status,
+            `GitHub App ${app}: GitHub ${what} on ${context.route}, ${failures} attempt${failures === 1 ? "" : "s"}`,
+          );
         }
-        logger.warn({ app, route: context.route, status, providerCode: code, attempt: failures, waitMs: Math.round(wait) }, `GitHub App ${app}: GitHub failed; retrying`);
+        logger.warn(
+          { app, route: context.route, status, providerCode: code, attempt: failures, waitMs: Math.round(wait) },
+          `GitHub App ${app}: GitHub failed; retrying`,
+        );
         await sleep(wait);
         continue;
       }
@@ -116,7 +134,11 @@ export function createCaller(options: CallerOptions): Caller {
         }
         const retryAfter = Math.max(1, Math.ceil(wait / 1000));
         logger.warn({ app, route: context.route, status, retryAfter }, `GitHub App ${app}: rate limited by GitHub beyond the request's deadline`);
-        throw tag(new RateLimitedError(`GitHub App ${app}: GitHub's rate limit is exhausted (${context.route}); retry after ${retryAfter} s`, retryAfter), app, { status, providerCode: code, retryAfter });
+        throw tag(
+          new RateLimitedError(`GitHub App ${app}: GitHub's rate limit is exhausted (${context.route}); retry after ${retryAfter} s`, retryAfter),
+          app,
+          { status, providerCode: code, retryAfter },
+        );
       }
       throw context.refuse({ ...failure, status }, code);
     }

@@ -60,12 +60,21 @@ export function toProviderError(error: unknown): ProviderError {
 /** 401/403 and other refusals common to every app route; `appId` is named when the JWT was refused. */
 export function refused(app: string, appId: string, status: number, code: string, subject?: string): Error {
   if (status === 401) {
-    const hint = /expiration_time|issued_at/.test(code) ? "its JWT's times even after correcting for GitHub's clock" : `its JWT: wrong private key or app id (${appId})?`;
+    const hint = /expiration_time|issued_at/.test(code)
+      ? "its JWT's times even after correcting for GitHub's clock"
+      : `its JWT: wrong private key or app id (${appId})?`;
     return new GitHubAppError(app, code, "rejected", status, `GitHub App ${app}: GitHub refused ${hint} (HTTP 401 ${code})`);
   }
   if (status === 403) {
-    if (/suspended/.test(code)) return new GitHubAppError(app, code, "rejected", status, `GitHub App ${app}: ${subject ?? "the installation"} is suspended (HTTP 403)`);
+    if (/suspended/.test(code))
+      return new GitHubAppError(app, code, "rejected", status, `GitHub App ${app}: ${subject ?? "the installation"} is suspended (HTTP 403)`);
     return new GitHubAppError(app, code, "rejected", status, `GitHub App ${app}: GitHub refused access${subject ? ` to ${subject}` : ""} (HTTP 403 ${code})`);
   }
-  return new GitHubAppError(app, code, "invalid", status, `GitHub App ${app}: GitHub refused the request${subject ? ` for ${subject}` : ""} (HTTP ${status} ${code})`);
+  return new GitHubAppError(
+    app,
+    code,
+    "invalid",
+    status,
+    `GitHub App ${app}: GitHub refused the request${subject ? ` for ${subject}` : ""} (HTTP ${status} ${code})`,
+  );
 }

@@ -42,10 +42,28 @@ export function createGitHubApps(config: GitHubAppsConfig, deps: GitHubAppsDeps 
   for (const name of registry.names()) {
     // Apps are never dropped from the registry (a broken rotation keeps the previous values).
     const current = (): GitHubApp => registry.get(name)!;
-    const options = { apiUrl: config.apiUrl, timeoutMs: config.timeoutMs, metrics: deps.metrics, logger, fetch: deps.fetch, sleep: deps.sleep, retry: deps.retry };
+    const options = {
+      apiUrl: config.apiUrl,
+      timeoutMs: config.timeoutMs,
+      metrics: deps.metrics,
+      logger,
+      fetch: deps.fetch,
+      sleep: deps.sleep,
+      retry: deps.retry,
+    };
     const client = createGitHubAppClient(current, options);
     clients.set(name, client);
-    providers.set(name, createGitHubProvider(current, client, { apiUrl: config.apiUrl, webUrl: config.webUrl, timeoutMs: config.timeoutMs, metrics: deps.metrics, logger, fetch: deps.fetch }));
+    providers.set(
+      name,
+      createGitHubProvider(current, client, {
+        apiUrl: config.apiUrl,
+        webUrl: config.webUrl,
+        timeoutMs: config.timeoutMs,
+        metrics: deps.metrics,
+        logger,
+        fetch: deps.fetch,
+      }),
+    );
     const app = current();
     logger.info({ app: name, appId: app.appId, slug: app.slug, keyFingerprint: publicKeyFingerprint(app.privateKey) }, `GitHub App ${name} configured`);
   }

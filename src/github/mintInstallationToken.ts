@@ -27,10 +27,15 @@ export async function mintInstallationToken(deps: MintDeps, mintRequest: MintReq
   const body: Record<string, unknown> = { installation_id: installationId };
   const names = mintRequest.repositories;
   if (names !== undefined) {
-    if (!Array.isArray(names) || names.length === 0) throw tag(new BadInputError("repositories: name at least one repository, or leave it out for all of them", "repositories"), app, { providerCode: "invalid_repositories" });
+    if (!Array.isArray(names) || names.length === 0)
+      throw tag(new BadInputError("repositories: name at least one repository, or leave it out for all of them", "repositories"), app, {
+        providerCode: "invalid_repositories",
+      });
     for (const name of names) {
       if (typeof name !== "string" || !/^[A-Za-z0-9_.-]{1,100}$/.test(name)) {
-        throw tag(new BadInputError("repositories: repository names without the owner expected (letters, digits, . _ -)", "repositories"), app, { providerCode: "invalid_repositories" });
+        throw tag(new BadInputError("repositories: repository names without the owner expected (letters, digits, . _ -)", "repositories"), app, {
+          providerCode: "invalid_repositories",
+        });
       }
     }
     body.repositories = [...names];
@@ -38,14 +43,21 @@ export async function mintInstallationToken(deps: MintDeps, mintRequest: MintReq
   const ids = mintRequest.repositoryIds;
   if (ids !== undefined) {
     if (!Array.isArray(ids) || ids.length === 0 || !ids.every((id) => Number.isSafeInteger(id) && id > 0)) {
-      throw tag(new BadInputError("repositoryIds: positive repository ids expected, at least one", "repositoryIds"), app, { providerCode: "invalid_repository_ids" });
+      throw tag(new BadInputError("repositoryIds: positive repository ids expected, at least one", "repositoryIds"), app, {
+        providerCode: "invalid_repository_ids",
+      });
     }
     body.repository_ids = [...ids];
   }
   if (mintRequest.permissions !== undefined) {
     const permissions = mintRequest.permissions;
-    if (!isRecord(permissions) || !Object.entries(permissions).every(([k, v]) => /^[a-z][a-z0-9_]{0,63}$/.test(k) && (v === "read" || v === "write" || v === "admin"))) {
-      throw tag(new BadInputError("permissions: a map of permission name to read, write or admin expected", "permissions"), app, { providerCode: "invalid_permissions" });
+    if (
+      !isRecord(permissions) ||
+      !Object.entries(permissions).every(([k, v]) => /^[a-z][a-z0-9_]{0,63}$/.test(k) && (v === "read" || v === "write" || v === "admin"))
+    ) {
+      throw tag(new BadInputError("permissions: a map of permission name to read, write or admin expected", "permissions"), app, {
+        providerCode: "invalid_permissions",
+      });
     }
     body.permissions = { ...permissions };
   }
@@ -75,16 +87,30 @@ function lacking(app: string, installationId: number, request: MintRequest, mess
     const list = Object.entries(request.permissions)
       .map(([k, v]) => `${k}:${v}`)
       .join(", ");
-    return tag(new BadInputError(`permissions: installation ${installationId} of GitHub App ${app} does not grant ${list} (GitHub: ${code})`, "permissions"), app, { status: 422, providerCode: code });
+    return tag(
+      new BadInputError(`permissions: installation ${installationId} of GitHub App ${app} does not grant ${list} (GitHub: ${code})`, "permissions"),
+      app,
+      { status: 422, providerCode: code },
+    );
   }
   if (request.repositories?.length) asked.push(...request.repositories);
   if (request.repositoryIds?.length) asked.push(...request.repositoryIds.map((id) => `id ${id}`));
   if (/repositor/i.test(message) && asked.length) {
     const field = request.repositories?.length ? "repositories" : "repositoryIds";
     const which = asked.length === 1 ? `repository ${asked[0]}` : `every one of the repositories ${asked.join(", ")}`;
-    return tag(new BadInputError(`${field}: installation ${installationId} of GitHub App ${app} does not cover ${which} (it does not exist or is not accessible to the installation)`, field), app, { status: 422, providerCode: code });
+    return tag(
+      new BadInputError(
+        `${field}: installation ${installationId} of GitHub App ${app} does not cover ${which} (it does not exist or is not accessible to the installation)`,
+        field,
+      ),
+      app,
+      { status: 422, providerCode: code },
+    );
   }
-  return tag(new BadInputError(`installation ${installationId} of GitHub App ${app}: GitHub refused the token request (${code})`), app, { status: 422, providerCode: code });
+  return tag(new BadInputError(`installation ${installationId} of GitHub App ${app}: GitHub refused the token request (${code})`), app, {
+    status: 422,
+    providerCode: code,
+  });
 }
 
 function mintedToken(app: string, installationId: number, data: unknown): MintedToken {
@@ -92,7 +118,13 @@ function mintedToken(app: string, installationId: number, data: unknown): Minted
   const token = str(body.token);
   const expiresAt = typeof body.expires_at === "string" ? new Date(body.expires_at) : undefined;
   if (!token || !expiresAt || Number.isNaN(expiresAt.getTime())) {
-    throw new GitHubAppError(app, "invalid_response", "transient", undefined, `GitHub App ${app}: GitHub's token answer for installation ${installationId} is incomplete`);
+    throw new GitHubAppError(
+      app,
+      "invalid_response",
+      "transient",
+      undefined,
+      `GitHub App ${app}: GitHub's token answer for installation ${installationId} is incomplete`,
+    );
   }
   const permissions: Record<string, string> = {};
   if (isRecord(body.permissions)) for (const [k, v] of Object.entries(body.permissions)) if (typeof v === "string") permissions[k] = v;

@@ -66,7 +66,13 @@ export function createInstallationResolver(requester: AppRequester, call: Caller
       return {
         key: `repo:${owner.toLowerCase()}/${repo.toLowerCase()}`,
         find: async () => {
-          const id = await lookup(app, "GET /repos/{owner}/{repo}/installation", { owner, repo }, `installation of GitHub App ${app} on repository ${owner}/${repo}`, deadline);
+          const id = await lookup(
+            app,
+            "GET /repos/{owner}/{repo}/installation",
+            { owner, repo },
+            `installation of GitHub App ${app} on repository ${owner}/${repo}`,
+            deadline,
+          );
           if (id === undefined) throw notInstalled(app, `repository ${owner}/${repo}`);
           return id;
         },
@@ -74,7 +80,8 @@ export function createInstallationResolver(requester: AppRequester, call: Caller
     }
     if (target.owner !== undefined) {
       const owner = target.owner.trim();
-      if (!/^[A-Za-z0-9_.-]{1,39}$/.test(owner)) throw tag(new BadInputError("owner: a GitHub account login expected", "owner"), app, { providerCode: "invalid_owner" });
+      if (!/^[A-Za-z0-9_.-]{1,39}$/.test(owner))
+        throw tag(new BadInputError("owner: a GitHub account login expected", "owner"), app, { providerCode: "invalid_owner" });
       return {
         key: `owner:${owner.toLowerCase()}`,
         find: async () => {
@@ -91,11 +98,16 @@ export function createInstallationResolver(requester: AppRequester, call: Caller
       key: "only",
       find: async () => {
         const route = "GET /app/installations";
-        const { data } = await call({ route, deadline, refuse: (failure, code) => refused(app, appId(), failure.status, code) }, () => requester.appRequest(route, { per_page: 2 }));
+        const { data } = await call({ route, deadline, refuse: (failure, code) => refused(app, appId(), failure.status, code) }, () =>
+          requester.appRequest(route, { per_page: 2 }),
+        );
         const list = Array.isArray(data) ? data : [];
-        if (list.length === 0) throw tag(new NotFoundError(`installation of GitHub App ${app} (it is installed nowhere)`), app, { status: 404, providerCode: "no_installation" });
+        if (list.length === 0)
+          throw tag(new NotFoundError(`installation of GitHub App ${app} (it is installed nowhere)`), app, { status: 404, providerCode: "no_installation" });
         if (list.length > 1) {
-          throw tag(new BadInputError(`GitHub App ${app} has several installations: name the owner or the repository`, "owner"), app, { providerCode: "several_installations" });
+          throw tag(new BadInputError(`GitHub App ${app} has several installations: name the owner or the repository`, "owner"), app, {
+            providerCode: "several_installations",
+          });
         }
         return installationIdOf(app, list[0]);
       },
@@ -141,7 +153,8 @@ export function checkInstallationId(app: string, installationId: unknown): numbe
 
 function installationIdOf(app: string, data: unknown): number {
   const id = isRecord(data) ? num(data.id) : undefined;
-  if (id === undefined || !Number.isSafeInteger(id) || id <= 0) throw new GitHubAppError(app, "invalid_response", "transient", undefined, `GitHub App ${app}: GitHub's installation answer has no id`);
+  if (id === undefined || !Number.isSafeInteger(id) || id <= 0)
+    throw new GitHubAppError(app, "invalid_response", "transient", undefined, `GitHub App ${app}: GitHub's installation answer has no id`);
   return id;
 }
 

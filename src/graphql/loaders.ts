@@ -57,7 +57,12 @@ export async function preloadAgentHistories(ctx: GraphQLContext, info: GraphQLRe
   for (const first of firsts) {
     // An invalid size is the field's own error to raise, when it resolves.
     if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE_SIZE) continue;
-    const histories = await agentHistories(trx, ctx.actor!.tenantId, agents.map((a) => a.agent_id), first);
+    const histories = await agentHistories(
+      trx,
+      ctx.actor!.tenantId,
+      agents.map((a) => a.agent_id),
+      first,
+    );
     for (const [agentId, events] of histories) loader.prime(historyKey(first, agentId), events);
   }
 }

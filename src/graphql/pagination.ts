@@ -80,7 +80,11 @@ type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T
  * The `XConnection` type of a paged list (edges with their cursor, nodes, pageInfo) and its `XEdge`
  * type, over a Page the store read. Every list has the same shape, so clients page them all alike.
  */
-export function connectionType<Row>(names: { connection: string; edge: string }, node: ObjectRef<Types, Row>, cursor: CursorKind<Row, unknown>): ObjectRef<Types, Page<Row>> {
+export function connectionType<Row>(
+  names: { connection: string; edge: string },
+  node: ObjectRef<Types, Row>,
+  cursor: CursorKind<Row, unknown>,
+): ObjectRef<Types, Page<Row>> {
   const Edge = builder.objectRef<Row>(names.edge).implement({
     fields: (t) => ({
       cursor: t.string({ resolve: (row) => cursor.encode(row) }),

@@ -29,7 +29,15 @@ export function auditExportRoute(deps: AppDeps, database: Pick<DatabaseHandle, "
     }
     Object.assign(logContext.getStore() ?? {}, { tenantId: actor.tenantId, actor: actor.subject });
     if (!can(actor, "audit:read")) {
-      await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "missing-permission", ...refusal });
+      await deps.security.record({
+        type: "access.denied",
+        tenantId: actor.tenantId,
+        actor,
+        level: "warning",
+        status: "denied",
+        reason: "missing-permission",
+        ...refusal,
+      });
       throw new ForbiddenError("exporting the audit log needs the audit:read permission");
     }
     // Counted as a request of the principal and tenant, and against the tenant's exports of the hour.
@@ -64,7 +72,14 @@ function rawRequestOf(query: URLSearchParams): RawExportRequest {
     if (key !== "types" && query.getAll(key).length > 1) throw new BadInputError(`${key}: given more than once`, key);
   }
   const one = (key: string) => query.get(key) ?? undefined;
-  return { from: one("from"), to: one("to"), fromSequence: one("fromSequence"), toSequence: one("toSequence"), types: query.getAll("types"), format: one("format") };
+  return {
+    from: one("from"),
+    to: one("to"),
+    fromSequence: one("fromSequence"),
+    toSequence: one("toSequence"),
+    types: query.getAll("types"),
+    format: one("format"),
+  };
 }
 
 /**

@@ -26,7 +26,10 @@ export function createClientAddressResolver(trusted: readonly string[]): (req: I
     let client = peerOf(req);
     if (!client || !isTrusted(client)) return client;
     const header = req.headers["x-forwarded-for"];
-    const hops = (Array.isArray(header) ? header.join(",") : (header ?? "")).split(",").map((h) => normalize(h.trim())).filter(Boolean) as string[];
+    const hops = (Array.isArray(header) ? header.join(",") : (header ?? ""))
+      .split(",")
+      .map((h) => normalize(h.trim()))
+      .filter(Boolean) as string[];
     while (hops.length) {
       const next = hops.pop()!;
       if (isIP(next) === 0) return client; // a garbled hop: stop at the last address a trusted proxy vouched for

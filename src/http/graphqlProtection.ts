@@ -5,7 +5,19 @@ import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
 import { maxDirectivesRule } from "@escape.tech/graphql-armor-max-directives";
 import { blockFieldSuggestionsPlugin } from "@escape.tech/graphql-armor-block-field-suggestions";
-import { getNamedType, getOperationAST, GraphQLError, isIntrospectionType, validate, type DocumentNode, type ExecutionResult, type OperationDefinitionNode, type GraphQLSchema, type ValidationContext, type ValidationRule } from "graphql";
+import {
+  getNamedType,
+  getOperationAST,
+  GraphQLError,
+  isIntrospectionType,
+  validate,
+  type DocumentNode,
+  type ExecutionResult,
+  type OperationDefinitionNode,
+  type GraphQLSchema,
+  type ValidationContext,
+  type ValidationRule,
+} from "graphql";
 import type { Plugin } from "graphql-yoga";
 import type { AppDeps } from "../app/deps.ts";
 import { authenticate } from "../app/authenticate.ts";
@@ -35,9 +47,16 @@ function documentError(message: string, reason: string, extensions: Record<strin
  * refused document never reaches.
  */
 export function documentLimitPlugins(limits: LimitsConfig["document"]): Plugin[] {
-  const report = (reason: string) => [(context: ValidationContext | null, error: GraphQLError) => context?.reportError(documentError(error.message.replace(/^Syntax Error: /, ""), reason))];
+  const report = (reason: string) => [
+    (context: ValidationContext | null, error: GraphQLError) => context?.reportError(documentError(error.message.replace(/^Syntax Error: /, ""), reason)),
+  ];
   const rules: ValidationRule[] = [
-    maxDepthRule({ n: limits.maxDepth, ignoreIntrospection: true, propagateOnRejection: false, onReject: report("MAX_DEPTH_EXCEEDED") }) as unknown as ValidationRule,
+    maxDepthRule({
+      n: limits.maxDepth,
+      ignoreIntrospection: true,
+      propagateOnRejection: false,
+      onReject: report("MAX_DEPTH_EXCEEDED"),
+    }) as unknown as ValidationRule,
     maxAliasesRule({ n: limits.maxAliases, propagateOnRejection: false, onReject: report("MAX_ALIASES_EXCEEDED") }) as unknown as ValidationRule,
     maxDirectivesRule({ n: limits.maxDirectives, propagateOnRejection: false, onReject: report("MAX_DIRECTIVES_EXCEEDED") }) as unknown as ValidationRule,
   ];
@@ -53,7 +72,8 @@ export function documentLimitPlugins(limits: LimitsConfig["document"]): Plugin[]
             return parseFn(source, { ...options, maxTokens: limits.maxTokens });
           } catch (error) {
             // graphql-js: "Syntax Error: Document contains more that N tokens. Parsing aborted."
-            if (error instanceof GraphQLError && /tokens\. Parsing aborted/.test(error.message)) throw documentError(`Token limit of ${limits.maxTokens} exceeded.`, "MAX_TOKENS_EXCEEDED");
+            if (error instanceof GraphQLError && /tokens\. Parsing aborted/.test(error.message))
+              throw documentError(`Token limit of ${limits.maxTokens} exceeded.`, "MAX_TOKENS_EXCEEDED");
             throw error;
           }
         });
@@ -101,7 +121,9 @@ function batchLimit(max: number): Plugin {
     onRequestParse: () => ({
       onRequestParseDone({ requestParserResult }) {
         if (Array.isArray(requestParserResult) && requestParserResult.length > max) {
-          throw new GraphQLError(`at most ${max} operations in one batched request`, { extensions: { code: "BAD_USER_INPUT", reason: "BATCH_TOO_LARGE", http: { status: 413 } } });
+          throw new GraphQLError(`at most ${max} operations in one batched request`, {
+            extensions: { code: "BAD_USER_INPUT", reason: "BATCH_TOO_LARGE", http: { status: 413 } },
+          });
         }
       },
     }),
@@ -159,7 +181,11 @@ type OperationContext = GraphQLContext & { request?: Request; params?: { query?:
 function rateLimitedResult(refused: PolicyCheck, extensions: Record<string, unknown> = {}): ExecutionResult {
   const error = rateLimitedError(refused);
   return {
-    errors: [new GraphQLError(error.message, { extensions: { code: error.code, ...error.extensions, http: { status: 429, headers: { "Retry-After": String(refused.resetSeconds) } } } })],
+    errors: [
+      new GraphQLError(error.message, {
+        extensions: { code: error.code, ...error.extensions, http: { status: 429, headers: { "Retry-After": String(refused.resetSeconds) } } },
+      }),
+    ],
     ...(Object.keys(extensions).length ? { extensions } : {}),
   };
 }
@@ -185,7 +211,14 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     return (await deps.standing.standing(actor)).tier ?? undefined;
   }
 
-  async function beforeOperation(ctx: OperationContext, schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | null | undefined, stop: (result: ExecutionResult) => void): Promise<Record<string, unknown> | undefined> {
+  async function beforeOperation(
+    ctx: OperationContext,
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operationName: string | null | undefined,
+    variables: Record<string, unknown> | null | undefined,
+    stop: (result: ExecutionResult) => void,
+  ): Promise<Record<string, unknown> | undefined> {
     const state = ctx.request ? stateOf(ctx.request) : { checks: [] as PolicyCheck[] };
     let tier = ctx.actor?.tenantTier;
     if (limits.enabled && !state.request) {
@@ -199,7 +232,9 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     if (persisted && ctx.actor?.kind === "user") {
       const query = ctx.params?.query;
       if (typeof query !== "string" || !persisted.has(operationHash(query))) {
-        return void stop({ errors: [documentError("only persisted operations are accepted: this document's sha256 is not in the allowed list", "PERSISTED_OPERATION_REQUIRED")] });
+        return void stop({
+          errors: [documentError("only persisted operations are accepted: this document's sha256 is not in the allowed list", "PERSISTED_OPERATION_REQUIRED")],
+        });
       }
     }
     const operation = getOperationAST(document, operationName ?? undefined);
@@ -213,7 +248,16 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     }
     const cost: Record<string, unknown> = { requested, maximum: doc.maxCost };
     if (requested > doc.maxCost) {
-      return void stop({ errors: [documentError(`query cost ${requested} is over the maximum of ${doc.maxCost}: ask for fewer objects (smaller first/last, fewer nested lists)`, "QUERY_COST_EXCEEDED", { cost })], extensions: { cost } });
+      return void stop({
+        errors: [
+          documentError(
+            `query cost ${requested} is over the maximum of ${doc.maxCost}: ask for fewer objects (smaller first/last, fewer nested lists)`,
+            "QUERY_COST_EXCEEDED",
+            { cost },
+          ),
+        ],
+        extensions: { cost },
+      });
     }
     if (ctx.actor && limits.enabled) {
       const charged = await limits.chargeCost(ctx.actor, tier, requested, ctx.meta);
@@ -261,7 +305,14 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     onExecute({ args, setResultAndStopExecution }) {
       return (async () => {
         const ctx = args.contextValue as unknown as OperationContext;
-        const cost = await beforeOperation(ctx, args.schema, args.document, args.operationName, args.variableValues as Record<string, unknown> | undefined, setResultAndStopExecution);
+        const cost = await beforeOperation(
+          ctx,
+          args.schema,
+          args.document,
+          args.operationName,
+          args.variableValues as Record<string, unknown> | undefined,
+          setResultAndStopExecution,
+        );
         if (!cost) return;
         return {
           onExecuteDone({ result, setResult }) {
@@ -276,7 +327,14 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     onSubscribe({ args, setResultAndStopExecution }) {
       return (async () => {
         const ctx = args.contextValue as unknown as OperationContext;
-        await beforeOperation(ctx, args.schema, args.document, args.operationName, args.variableValues as Record<string, unknown> | undefined, setResultAndStopExecution);
+        await beforeOperation(
+          ctx,
+          args.schema,
+          args.document,
+          args.operationName,
+          args.variableValues as Record<string, unknown> | undefined,
+          setResultAndStopExecution,
+        );
       })();
     },
     onResponse({ request, response }) {

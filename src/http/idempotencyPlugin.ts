@@ -43,7 +43,9 @@ export function idempotencyPlugin(): Plugin<GraphQLContext & { request: Request 
       const operation = getOperationAST(args.document, args.operationName);
       if (key === null || operation?.operation !== "mutation" || !ctx.actor) return;
       if (!KEY_PATTERN.test(key)) {
-        setResultAndStopExecution({ errors: [new GraphQLError("Idempotency-Key must be 8-255 printable characters", { extensions: { code: "BAD_USER_INPUT" } })] });
+        setResultAndStopExecution({
+          errors: [new GraphQLError("Idempotency-Key must be 8-255 printable characters", { extensions: { code: "BAD_USER_INPUT" } })],
+        });
         return;
       }
       const ref: IdempotencyKeyRef = {
@@ -96,7 +98,8 @@ function storable(result: ExecutionResult): { data: unknown; errors?: StoredErro
   const errors = result.errors.map((error): StoredError => {
     const original = error.originalError;
     const path = error.path ? { path: error.path } : {};
-    if (original && !(original instanceof DomainError) && !(original instanceof GraphQLError)) return { message: "Unexpected error.", ...path, extensions: { code: "INTERNAL_SERVER_ERROR" } };
+    if (original && !(original instanceof DomainError) && !(original instanceof GraphQLError))
+      return { message: "Unexpected error.", ...path, extensions: { code: "INTERNAL_SERVER_ERROR" } };
     const code = original instanceof DomainError ? original.code : error.extensions?.code;
     const extensions: Record<string, unknown> = original instanceof DomainError ? { code, ...original.extensions } : { ...error.extensions };
     delete extensions.http;

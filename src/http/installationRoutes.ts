@@ -24,7 +24,17 @@ export function installationRoutes(deps: AppDeps) {
     if (!actor) throw new UnauthenticatedError();
     Object.assign(logContext.getStore() ?? {}, { tenantId: actor.tenantId, actor: actor.subject });
     if (!can(actor, "installation:create")) {
-      await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "missing-permission", resource: "installation", action: "installation:create", request: meta });
+      await deps.security.record({
+        type: "access.denied",
+        tenantId: actor.tenantId,
+        actor,
+        level: "warning",
+        status: "denied",
+        reason: "missing-permission",
+        resource: "installation",
+        action: "installation:create",
+        request: meta,
+      });
       throw new ForbiddenError("starting an installation needs the editor or admin role");
     }
     const started = await startInstallation(deps, actor, platform, meta, query.get("app"));
@@ -54,9 +64,20 @@ export function installationRoutes(deps: AppDeps) {
   async function githubWebhook(req: IncomingMessage, res: ServerResponse) {
     const limit = deps.config.installations.webhookMaxBodyBytes;
     const rawBody = await readBody(req, limit);
-    if (rawBody === "too-large") return sendJson(res, 413, { error: { code: "BAD_USER_INPUT", message: `webhook body over ${limit} bytes` } }, { connection: "close" });
+    if (rawBody === "too-large")
+      return sendJson(res, 413, { error: { code: "BAD_USER_INPUT", message: `webhook body over ${limit} bytes` } }, { connection: "close" });
     const header = (name: string) => (req.headers[name] as string | undefined) ?? undefined;
-    const outcome = await handleGitHubWebhook(deps, { deliveryId: header("x-github-delivery"), event: header("x-github-event"), signature: header("x-hub-signature-256"), targetAppId: header("x-github-hook-installation-target-id"), rawBody }, metaOf(req));
+    const outcome = await handleGitHubWebhook(
+      deps,
+      {
+        deliveryId: header("x-github-delivery"),
+        event: header("x-github-event"),
+        signature: header("x-hub-signature-256"),
+        targetAppId: header("x-github-hook-installation-target-id"),
+        rawBody,
+      },
+      metaOf(req),
+    );
     sendJson(res, 200, { ok: true, duplicate: outcome.duplicate });
   }
 

@@ -53,7 +53,10 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
       deps.metrics.httpDuration.observe({ method, route }, durationMs / 1000);
       deps.metrics.httpDbRoundTrips.observe({ method, route }, roundTrips.count);
       if (path === "/healthz" || path === "/readyz" || path === "/metrics") return;
-      deps.logger.info({ ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10, dbRoundTrips: roundTrips.count }, "request");
+      deps.logger.info(
+        { ...context, method: req.method, path, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10, dbRoundTrips: roundTrips.count },
+        "request",
+      );
     });
     // Inside the request's log context, so that what the guard logs carries the request id.
     logContext.run(context, () => meterRoundTrips(roundTrips, () => guarded(res, () => route(req, res, path, new URLSearchParams(search)))));
@@ -113,7 +116,12 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     if (installed) return installed;
     const length = Number(req.headers["content-length"] ?? 0);
     if (length > deps.config.maxBodyBytes) {
-      return sendJson(res, 413, { errors: [{ message: `request body over ${deps.config.maxBodyBytes} bytes`, extensions: { code: "BAD_USER_INPUT" } }] }, { connection: "close" });
+      return sendJson(
+        res,
+        413,
+        { errors: [{ message: `request body over ${deps.config.maxBodyBytes} bytes`, extensions: { code: "BAD_USER_INPUT" } }] },
+        { connection: "close" },
+      );
     }
     // GraphQL bodies are small documents: a body of unknown length is refused rather than read unbounded.
     if (path === "/graphql" && req.method === "POST" && req.headers["content-length"] === undefined) {

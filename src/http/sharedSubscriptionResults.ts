@@ -52,7 +52,10 @@ function operationKey(args: ExecutionArgs): string {
 }
 
 /** The source's events mapped; return() reaches the source at once, even while an event is awaited. */
-function mapEvents(source: AsyncIterable<unknown>, map: (event: unknown) => ExecutionResult | Promise<ExecutionResult>): AsyncIterableIterator<ExecutionResult> {
+function mapEvents(
+  source: AsyncIterable<unknown>,
+  map: (event: unknown) => ExecutionResult | Promise<ExecutionResult>,
+): AsyncIterableIterator<ExecutionResult> {
   const iterator = source[Symbol.asyncIterator]();
   return {
     [Symbol.asyncIterator]() {

@@ -22,7 +22,11 @@ export function subscriptionsFollowTheirToken(credentials: CredentialWatch): Plu
   };
 }
 
-function endWithCredential(source: AsyncIterable<ExecutionResult>, credentials: CredentialWatch, actor: Actor): AsyncGenerator<ExecutionResult, void, undefined> {
+function endWithCredential(
+  source: AsyncIterable<ExecutionResult>,
+  credentials: CredentialWatch,
+  actor: Actor,
+): AsyncGenerator<ExecutionResult, void, undefined> {
   return abortableStream(async function* (signal) {
     const iterator = source[Symbol.asyncIterator]();
     let ended: CredentialEnd | undefined;

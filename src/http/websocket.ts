@@ -232,7 +232,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       // graphql-ws closes with 4401 before this for an unacknowledged connection; this is a second wall.
       if (!actor) return [new GraphQLError("authentication required", { extensions: { code: "UNAUTHENTICATED" } })];
       if (connection.running >= settings.maxOperationsPerConnection) {
-        return [new GraphQLError(`at most ${settings.maxOperationsPerConnection} operations at a time on one connection`, { extensions: { code: "RATE_LIMITED" } })];
+        return [
+          new GraphQLError(`at most ${settings.maxOperationsPerConnection} operations at a time on one connection`, { extensions: { code: "RATE_LIMITED" } }),
+        ];
       }
       // Counted from here (operations arrive concurrently); graphql-ws reports the end through onComplete.
       connection.running += 1;
@@ -255,7 +257,12 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     onError: (_ctx, _id, _payload, errors) => errors.map(formatError),
   });
 
-  async function prepareOperation(connection: Connection, actor: Actor, id: string, payload: SubscribePayload): Promise<ExecutionArgs | readonly GraphQLError[]> {
+  async function prepareOperation(
+    connection: Connection,
+    actor: Actor,
+    id: string,
+    payload: SubscribePayload,
+  ): Promise<ExecutionArgs | readonly GraphQLError[]> {
     // Each operation is a request of its own: its own request id in logs and in the events it appends.
     const requestId = randomUUID();
     const log = logContext.getStore();
@@ -273,7 +280,14 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       // field, as over HTTP; Yoga's HTTP status is for HTTP only.
       const { http: _http, ...extensions } = error.extensions ?? {};
       const reason = typeof extensions.reason === "string" ? extensions.reason : "GRAPHQL_PARSE_FAILED";
-      return [new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, extensions: { ...extensions, code: "BAD_USER_INPUT", reason } })];
+      return [
+        new GraphQLError(error.message, {
+          nodes: error.nodes,
+          source: error.source,
+          positions: error.positions,
+          extensions: { ...extensions, code: "BAD_USER_INPUT", reason },
+        }),
+      ];
     }
     // Yoga's plugins (validationErrorsAreBadInput among them) see the validation as over HTTP.
     const errors = enveloped.validate(enveloped.schema, document);
@@ -321,9 +335,26 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
   function opened(socket: WebSocket, request: IncomingMessage, id: string) {
     // The upgrade request's trace context (traceparent) tags the connection's log lines.
     const trace = traceContextOf(headerOf(request, "traceparent"));
-    const log: LogContext = { requestId: id, traceId: trace.traceId, spanId: trace.spanId, ...(trace.parentSpanId ? { parentSpanId: trace.parentSpanId } : {}) };
+    const log: LogContext = {
+      requestId: id,
+      traceId: trace.traceId,
+      spanId: trace.spanId,
+      ...(trace.parentSpanId ? { parentSpanId: trace.parentSpanId } : {}),
+    };
     const meta = logContext.run(log, () => requestMetaOf(null, request));
-    const connection: Connection = { id, socket, request, meta, log, opened: Date.now(), actor: null, alive: true, operations: 0, running: 0, idleSince: Date.now() };
+    const connection: Connection = {
+      id,
+      socket,
+      request,
+      meta,
+      log,
+      opened: Date.now(),
+      actor: null,
+      alive: true,
+      operations: 0,
+      running: 0,
+      idleSince: Date.now(),
+    };
     connections.add(connection);
     deps.metrics.websocketsOpen.inc();
     socket.on("pong", () => (connection.alive = true));
@@ -381,7 +412,16 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
         .finally(() => cleanups.delete(cleanup));
       cleanups.add(cleanup);
       logContext.run({ ...connection.log }, () =>
-        logger.info({ method: "GET", path: settings.path, status: 101, websocket: { code, operations: connection.operations }, durationMs: Date.now() - connection.opened }, "websocket closed"),
+        logger.info(
+          {
+            method: "GET",
+            path: settings.path,
+            status: 101,
+            websocket: { code, operations: connection.operations },
+            durationMs: Date.now() - connection.opened,
+          },
+          "websocket closed",
+        ),
       );
     });
   }
@@ -395,7 +435,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
   // The close frame queues behind what the client has not read; if it does not read on, it is cut.
   function closeSlowConsumer(connection: Connection) {
     if (connection.socket.readyState !== connection.socket.OPEN) return;
-    logContext.run({ ...connection.log }, () => logger.info({ connectionId: connection.id, buffered: connection.socket.bufferedAmount }, "websocket closed: slow consumer"));
+    logContext.run({ ...connection.log }, () =>
+      logger.info({ connectionId: connection.id, buffered: connection.socket.bufferedAmount }, "websocket closed: slow consumer"),
+    );
     closeSocket(connection, WS_CLOSE.slowConsumer, "Slow consumer");
     setTimeout(() => connection.socket.terminate(), settings.closeGraceMs).unref();
   }
@@ -439,7 +481,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
         clearInterval(heartbeat);
         clearInterval(idleChecks);
         const open = [...connections];
-        const gone = Promise.all(open.map((c) => new Promise<void>((resolve) => (c.socket.readyState === c.socket.CLOSED ? resolve() : c.socket.once("close", () => resolve())))));
+        const gone = Promise.all(
+          open.map((c) => new Promise<void>((resolve) => (c.socket.readyState === c.socket.CLOSED ? resolve() : c.socket.once("close", () => resolve())))),
+        );
         for (const connection of open) closeSocket(connection, WS_CLOSE.goingAway, "Going away");
         let grace: NodeJS.Timeout | undefined;
         await Promise.race([gone, new Promise<void>((resolve) => (grace = setTimeout(resolve, settings.closeGraceMs)))]);
@@ -458,7 +502,6 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
 }
 
 const principalOf = (actor: Actor) => `${actor.tenantId}\u0000${actor.subject}`;
-
 
 /** The token of `connection_init`: `{ authorization: "Bearer …" }` (or `Authorization`). Null when there is none. */
 function authorizationOf(params: Record<string, unknown> | undefined): string | null {
@@ -508,7 +551,8 @@ function formatError(error: GraphQLError | GraphQLFormattedError): GraphQLFormat
   if (error instanceof GraphQLError && error.originalError instanceof DomainError && !error.extensions?.code) {
     return { message: error.message, extensions: { code: error.originalError.code, ...error.originalError.extensions } };
   }
-  const json: GraphQLFormattedError = error instanceof GraphQLError || typeof (error as { toJSON?: unknown }).toJSON === "function" ? (error as GraphQLError).toJSON() : error;
+  const json: GraphQLFormattedError =
+    error instanceof GraphQLError || typeof (error as { toJSON?: unknown }).toJSON === "function" ? (error as GraphQLError).toJSON() : error;
   if (!json.extensions || !("http" in json.extensions)) return json;
   const { http: _http, ...extensions } = json.extensions;
   return { ...json, extensions };

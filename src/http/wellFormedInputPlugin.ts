@@ -95,10 +95,16 @@ function cachedDocumentInputProblem(document: DocumentNode): InputProblem | unde
   return problem ?? undefined;
 }
 
-function checkOperation(args: { document: DocumentNode; variableValues?: unknown; operationName?: unknown; contextValue?: unknown }): ExecutionResult | undefined {
+function checkOperation(args: {
+  document: DocumentNode;
+  variableValues?: unknown;
+  operationName?: unknown;
+  contextValue?: unknown;
+}): ExecutionResult | undefined {
   const params = (args.contextValue as WithParams)?.params;
   const problem =
-    operationInputProblem({ operationName: args.operationName, variables: args.variableValues, extensions: params?.extensions }) ?? cachedDocumentInputProblem(args.document);
+    operationInputProblem({ operationName: args.operationName, variables: args.variableValues, extensions: params?.extensions }) ??
+    cachedDocumentInputProblem(args.document);
   return problem ? { errors: [malformedInputError(problem)] } : undefined;
 }
 
@@ -123,7 +129,11 @@ export function wellFormedInputPlugin(): Plugin {
         } catch (error) {
           // graphql-js parses nested selections and literals recursively.
           if (error instanceof RangeError) {
-            throw malformedInputError({ field: "query", reason: "TOO_DEEP", message: `query: the document nests too deeply to parse (at most ${MAX_INPUT_DEPTH} levels of input are accepted)` });
+            throw malformedInputError({
+              field: "query",
+              reason: "TOO_DEEP",
+              message: `query: the document nests too deeply to parse (at most ${MAX_INPUT_DEPTH} levels of input are accepted)`,
+            });
           }
           throw error;
         }

@@ -44,7 +44,8 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       info: (...args) => deps.logger.info({ yoga: args.map(String) }),
       warn: (...args) => deps.logger.warn({ yoga: args.map(String) }),
       // Expected failures (a refused token in the context) are not server errors.
-      error: (...args) => (args.some((a) => a instanceof DomainError) ? deps.logger.debug({ yoga: args.map(String) }) : deps.logger.error({ yoga: args.map(String) })),
+      error: (...args) =>
+        args.some((a) => a instanceof DomainError) ? deps.logger.debug({ yoga: args.map(String) }) : deps.logger.error({ yoga: args.map(String) }),
     },
     context: async ({ request, req }) => {
       const meta = requestMetaOf(request, req);
@@ -73,7 +74,10 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
           }
           // A variable of the wrong type: GraphQL's coercion error, before any field ran.
           if (code === undefined && !error.path) {
-            return new GraphQLError(error.message, { nodes: error.nodes, extensions: { ...error.extensions, code: "BAD_USER_INPUT", reason: "GRAPHQL_VARIABLES_INVALID" } });
+            return new GraphQLError(error.message, {
+              nodes: error.nodes,
+              extensions: { ...error.extensions, code: "BAD_USER_INPUT", reason: "GRAPHQL_VARIABLES_INVALID" },
+            });
           }
           return error;
         }

@@ -1,6 +1,13 @@
 import { CompiledQuery } from "kysely";
 import { Redis } from "ioredis";
-import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RLWrapperTimeouts, type RateLimiterAbstract, type RateLimiterRes } from "rate-limiter-flexible";
+import {
+  RateLimiterMemory,
+  RateLimiterPostgres,
+  RateLimiterRedis,
+  RLWrapperTimeouts,
+  type RateLimiterAbstract,
+  type RateLimiterRes,
+} from "rate-limiter-flexible";
 import type { Logger } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Db } from "../store/db.ts";
@@ -50,10 +57,15 @@ export function createLimitStore(config: LimitsConfig, deps: { db: Db; logger: L
       log.warn({ store }, "rate-limit store unavailable or slow: counting in this process until it answers again");
     }
   };
-  const insurance = (name: string, windowSeconds: number, store: string) => new InsuranceLimiter({ keyPrefix: `kp:${name}`, points: NEVER, duration: windowSeconds }, () => fellBack(store));
+  const insurance = (name: string, windowSeconds: number, store: string) =>
+    new InsuranceLimiter({ keyPrefix: `kp:${name}`, points: NEVER, duration: windowSeconds }, () => fellBack(store));
 
   if (config.store === "memory") {
-    return { kind: "memory", counter: (name, windowSeconds) => counterOf(new RateLimiterMemory({ keyPrefix: `kp:${name}`, points: NEVER, duration: windowSeconds })), close: async () => {} };
+    return {
+      kind: "memory",
+      counter: (name, windowSeconds) => counterOf(new RateLimiterMemory({ keyPrefix: `kp:${name}`, points: NEVER, duration: windowSeconds })),
+      close: async () => {},
+    };
   }
 
   if (config.store === "redis") {
@@ -77,7 +89,14 @@ export function createLimitStore(config: LimitsConfig, deps: { db: Db; logger: L
       kind: "redis",
       counter(name, windowSeconds) {
         const insuranceLimiter = insurance(name, windowSeconds, "redis");
-        const limiter = new RateLimiterRedis({ storeClient: redis, keyPrefix: `kp:${name}`, points: NEVER, duration: windowSeconds, rejectIfRedisNotReady: true, insuranceLimiter });
+        const limiter = new RateLimiterRedis({
+          storeClient: redis,
+          keyPrefix: `kp:${name}`,
+          points: NEVER,
+          duration: windowSeconds,
+          rejectIfRedisNotReady: true,
+          insuranceLimiter,
+        });
         return counterOf(new RLWrapperTimeouts({ limiter, timeoutMs: config.storeTimeoutMs, insuranceLimiter }));
       },
       async close() {

@@ -14,17 +14,7 @@ void sameTiers;
  * process, Redis or PostgreSQL when several share the work. A request is refused when a counter's
  * count in its window passes the policy's limit; the refusal says when the window ends (Retry-After).
  */
-export type PolicyName =
-  | "tenant"
-  | "tenant-burst"
-  | "principal"
-  | "cost"
-  | "anonymous"
-  | "enroll"
-  | "oauth"
-  | "webhooks"
-  | "auth-failures"
-  | "audit-export";
+export type PolicyName = "tenant" | "tenant-burst" | "principal" | "cost" | "anonymous" | "enroll" | "oauth" | "webhooks" | "auth-failures" | "audit-export";
 
 export interface PolicyDefinition {
   /** What one unit is. */
@@ -38,19 +28,45 @@ export interface PolicyDefinition {
 }
 
 export const POLICIES: Record<PolicyName, PolicyDefinition> = {
-  tenant: { counts: "requests", keyedOn: "tenant id", windowSeconds: 60, limit: "the tenant's tier: RATE_LIMIT_REQUESTS_PER_MINUTE (free 60, pro 300, enterprise 1000)" },
+  tenant: {
+    counts: "requests",
+    keyedOn: "tenant id",
+    windowSeconds: 60,
+    limit: "the tenant's tier: RATE_LIMIT_REQUESTS_PER_MINUTE (free 60, pro 300, enterprise 1000)",
+  },
   "tenant-burst": {
     counts: "requests",
     keyedOn: "tenant id",
     windowSeconds: 10,
-    limit: "the tenant's tier: RATE_LIMIT_BURST_PER_10_SECONDS (default: the largest b with 7·b < 2·per-minute quota, so no 60-second span ever lets through twice the quota)",
+    limit:
+      "the tenant's tier: RATE_LIMIT_BURST_PER_10_SECONDS (default: the largest b with 7·b < 2·per-minute quota, so no 60-second span ever lets through twice the quota)",
   },
-  principal: { counts: "requests", keyedOn: "tenant id + subject (a user, a service or an agent)", windowSeconds: 60, limit: "RATE_LIMIT_PRINCIPAL_PER_MINUTE (100)" },
-  cost: { counts: "query cost", keyedOn: "tenant id", windowSeconds: 60, limit: "the tenant's tier: RATE_LIMIT_COST_PER_MINUTE (free 3000, pro 15000, enterprise 50000)" },
-  anonymous: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_ANONYMOUS_PER_MINUTE (60): GraphQL operations without a token (enrollAgent, refreshSession)" },
+  principal: {
+    counts: "requests",
+    keyedOn: "tenant id + subject (a user, a service or an agent)",
+    windowSeconds: 60,
+    limit: "RATE_LIMIT_PRINCIPAL_PER_MINUTE (100)",
+  },
+  cost: {
+    counts: "query cost",
+    keyedOn: "tenant id",
+    windowSeconds: 60,
+    limit: "the tenant's tier: RATE_LIMIT_COST_PER_MINUTE (free 3000, pro 15000, enterprise 50000)",
+  },
+  anonymous: {
+    counts: "requests",
+    keyedOn: "source address",
+    windowSeconds: 60,
+    limit: "RATE_LIMIT_ANONYMOUS_PER_MINUTE (60): GraphQL operations without a token (enrollAgent, refreshSession)",
+  },
   // Only refused keys count, and only refused keys are refused for it: a valid key enrolls whatever
   // others behind the same address tried (it is bounded by its own uses and the agent-create quota).
-  enroll: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "ENROLL_ATTEMPTS_PER_MINUTE (10): refused enrollAgent attempts; past it further refused keys are answered RATE_LIMITED" },
+  enroll: {
+    counts: "requests",
+    keyedOn: "source address",
+    windowSeconds: 60,
+    limit: "ENROLL_ATTEMPTS_PER_MINUTE (10): refused enrollAgent attempts; past it further refused keys are answered RATE_LIMITED",
+  },
   oauth: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_OAUTH_PER_MINUTE (30): /oauth/install and /oauth/callback" },
   webhooks: { counts: "requests", keyedOn: "source address", windowSeconds: 60, limit: "RATE_LIMIT_WEBHOOKS_PER_MINUTE (600): /webhooks/*" },
   // Refused credentials only ever refuse refused credentials: a request whose token verifies is never
@@ -60,7 +76,8 @@ export const POLICIES: Record<PolicyName, PolicyDefinition> = {
     counts: "failed authentications",
     keyedOn: "source address",
     windowSeconds: 60,
-    limit: "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE (30): refused tokens, refresh tokens, enrollment keys and webhook signatures; past it the address's refused credentials are answered RATE_LIMITED (WebSocket 4029) until the window ends, while valid ones still pass",
+    limit:
+      "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE (30): refused tokens, refresh tokens, enrollment keys and webhook signatures; past it the address's refused credentials are answered RATE_LIMITED (WebSocket 4029) until the window ends, while valid ones still pass",
   },
   // An export streams the whole log (a million events is over a gigabyte): a budget of its own, on
   // top of the request limits it also counts against.

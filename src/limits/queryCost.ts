@@ -48,11 +48,18 @@ export class PageSizeError extends Error {
  * Every `first`/`last` must be 1..maxPageSize, or PageSizeError: the schema already requires `first`
  * on every connection, so the cost is always known.
  */
-export function operationCost(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown> | null | undefined, settings: CostSettings): number {
+export function operationCost(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  variables: Record<string, unknown> | null | undefined,
+  settings: CostSettings,
+): number {
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
   const vars = variables ?? {};
-  const root = operation.operation === "query" ? schema.getQueryType() : operation.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
+  const root =
+    operation.operation === "query" ? schema.getQueryType() : operation.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
   if (!root) return 0;
 
   const included = (node: { directives?: readonly import("graphql").DirectiveNode[] }) => {
@@ -84,7 +91,15 @@ export function operationCost(schema: GraphQLSchema, document: DocumentNode, ope
     return size;
   }
 
-  function walk(selectionSet: SelectionSetNode, parent: GraphQLCompositeType, instances: number, inheritedPage: number | undefined, weight: number, path: string, depth: number): number {
+  function walk(
+    selectionSet: SelectionSetNode,
+    parent: GraphQLCompositeType,
+    instances: number,
+    inheritedPage: number | undefined,
+    weight: number,
+    path: string,
+    depth: number,
+  ): number {
     if (depth > 64) return 0; // validation bounds depth long before this
     let cost = 0;
     for (const selection of selectionSet.selections) {

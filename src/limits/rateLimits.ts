@@ -77,7 +77,14 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
     const windowSeconds = POLICIES[policy].windowSeconds;
     const state = await counter(policy).hit(key, points);
     const limited = state.consumed > limit;
-    return { policy, limit, windowSeconds, remaining: Math.max(0, limit - state.consumed), resetSeconds: Math.max(limited ? 1 : 0, Math.ceil(state.msBeforeNext / 1000)), limited };
+    return {
+      policy,
+      limit,
+      windowSeconds,
+      remaining: Math.max(0, limit - state.consumed),
+      resetSeconds: Math.max(limited ? 1 : 0, Math.ceil(state.msBeforeNext / 1000)),
+      limited,
+    };
   }
 
   async function decide(checks: PolicyCheck[], actor: Actor | null, meta: RequestMeta): Promise<Decision> {
@@ -116,7 +123,10 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
       // The burst cap first: a request it refuses does not eat into the minute's quota.
       const burst = await check("tenant-burst", actor.tenantId, config.burstPer10Seconds[t]);
       if (burst.limited) return decide([burst], actor, meta);
-      const [tenant, principal] = await Promise.all([check("tenant", actor.tenantId, config.requestsPerMinute[t]), check("principal", `${actor.tenantId}:${actor.subject}`, config.principalPerMinute)]);
+      const [tenant, principal] = await Promise.all([
+        check("tenant", actor.tenantId, config.requestsPerMinute[t]),
+        check("principal", `${actor.tenantId}:${actor.subject}`, config.principalPerMinute),
+      ]);
       return decide([tenant, burst, principal], actor, meta);
     },
     async chargeCost(actor, tier, cost, meta) {
@@ -140,7 +150,9 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
     },
     async checkAddress(policy, meta, actor = null) {
       if (!config.enabled && policy !== "enroll") return NO_DECISION;
-      const limit = { anonymous: config.anonymousPerMinute, enroll: config.enrollPerMinute, oauth: config.oauthPerMinute, webhooks: config.webhooksPerMinute }[policy];
+      const limit = { anonymous: config.anonymousPerMinute, enroll: config.enrollPerMinute, oauth: config.oauthPerMinute, webhooks: config.webhooksPerMinute }[
+        policy
+      ];
       return decide([await check(policy, meta.sourceIp ?? "unknown", limit)], actor, meta);
     },
     async noteAuthFailure(sourceIp) {
@@ -167,7 +179,14 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
         blocked.delete(ip);
         return undefined;
       }
-      const check: PolicyCheck = { policy: "auth-failures", limit: config.authFailuresPerMinute, windowSeconds: POLICIES["auth-failures"].windowSeconds, remaining: 0, resetSeconds: Math.ceil(ms / 1000), limited: true };
+      const check: PolicyCheck = {
+        policy: "auth-failures",
+        limit: config.authFailuresPerMinute,
+        windowSeconds: POLICIES["auth-failures"].windowSeconds,
+        remaining: 0,
+        resetSeconds: Math.ceil(ms / 1000),
+        limited: true,
+      };
       return decide([check], null, meta);
     },
     close: () => store.close(),
@@ -189,7 +208,11 @@ const MESSAGES: Record<PolicyName, string> = {
 
 /** The caller's error for a refusal: RATE_LIMITED with retryAfter (seconds) and the policy's name. */
 export function rateLimitedError(refused: PolicyCheck): DomainError {
-  return new DomainError("RATE_LIMITED", `${MESSAGES[refused.policy]}; retry in ${refused.resetSeconds} s`, { retryAfter: refused.resetSeconds, policy: refused.policy, limit: refused.limit });
+  return new DomainError("RATE_LIMITED", `${MESSAGES[refused.policy]}; retry in ${refused.resetSeconds} s`, {
+    retryAfter: refused.resetSeconds,
+    policy: refused.policy,
+    limit: refused.limit,
+  });
 }
 
 /**

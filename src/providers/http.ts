@@ -108,4 +108,9 @@ export const expiresIn = (seconds: unknown): Date | undefined => {
 };
 
 export const splitScopes = (value: unknown, separator: RegExp): string[] =>
-  typeof value === "string" ? value.split(separator).map((s) => s.trim()).filter(Boolean) : [];
+  typeof value === "string"
+    ? value
+        .split(separator)
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];

@@ -103,10 +103,7 @@ export function createJiraProvider(config: JiraConfig, timeoutMs: number): Insta
       const code = query.get("code");
       if (!code) throw new ProviderError("jira", "missing_code", "invalid");
       if (!codeVerifier) throw new ProviderError("jira", "missing_code_verifier", "invalid");
-      const credentials = await token(
-        { grant_type: "authorization_code", code, redirect_uri: redirectUri, code_verifier: codeVerifier },
-        [code, codeVerifier],
-      );
+      const credentials = await token({ grant_type: "authorization_code", code, redirect_uri: redirectUri, code_verifier: codeVerifier }, [code, codeVerifier]);
       const sites = await accessibleResources(credentials.accessToken);
       const site = sites[0];
       // Consent that covers no site gives nothing to install into.

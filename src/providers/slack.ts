@@ -19,7 +19,11 @@ export function createSlackProvider(config: SlackConfig, timeoutMs: number): Ins
   const apiUrl = config.apiUrl.replace(/\/+$/, "");
 
   /** Calls a Web API method; resolves with the body when ok, throws ProviderError otherwise. */
-  async function call(method: string, options: { form?: Record<string, string | undefined>; bearer?: string }, secrets: Array<string | undefined>): Promise<{ body: SlackBody; headers: Headers }> {
+  async function call(
+    method: string,
+    options: { form?: Record<string, string | undefined>; bearer?: string },
+    secrets: Array<string | undefined>,
+  ): Promise<{ body: SlackBody; headers: Headers }> {
     const response = await providerFetch("slack", timeoutMs, { url: `${apiUrl}/${method}`, method: "POST", form: options.form ?? {}, bearer: options.bearer });
     const body = response.body;
     if (isRecord(body) && body.ok === true && response.status === 200) return { body, headers: response.headers };

@@ -104,7 +104,8 @@ export function graphqlClient(endpoint: string, doFetch: typeof fetch = fetch): 
       throw new ApiError(kind, `${message} (${code}${kind === "unavailable" ? `, HTTP ${response.status}` : ""})`, code, retryAfterMs);
     }
     if (response.status === 401) throw new ApiError("auth", `Keyplane at ${origin} answered HTTP 401`, "http_401");
-    if (response.status === 429) throw new ApiError("rate_limited", `Keyplane at ${origin} answered HTTP 429`, "http_429", retryAfterHeader(response) ?? 60_000);
+    if (response.status === 429)
+      throw new ApiError("rate_limited", `Keyplane at ${origin} answered HTTP 429`, "http_429", retryAfterHeader(response) ?? 60_000);
     if (response.status >= 500) throw new ApiError("unavailable", `Keyplane at ${origin} answered HTTP ${response.status}`, `http_${response.status}`);
     if (response.status >= 400) throw new ApiError("refused", `Keyplane at ${origin} answered HTTP ${response.status}`, `http_${response.status}`);
     if (!body?.data) throw new ApiError("unavailable", `Keyplane at ${origin} gave no data (HTTP ${response.status})`, "bad_answer");
@@ -198,6 +199,7 @@ export function sessionPairOf(value: unknown, what: string): SessionPair {
     accessToken: v.accessToken,
     refreshToken: v.refreshToken,
     expiresAt: new Date(expires).toISOString(),
-    refreshExpiresAt: typeof v.refreshExpiresAt === "string" && !Number.isNaN(Date.parse(v.refreshExpiresAt)) ? new Date(v.refreshExpiresAt).toISOString() : null,
+    refreshExpiresAt:
+      typeof v.refreshExpiresAt === "string" && !Number.isNaN(Date.parse(v.refreshExpiresAt)) ? new Date(v.refreshExpiresAt).toISOString() : null,
   };
 }

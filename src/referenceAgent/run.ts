@@ -163,8 +163,10 @@ export async function runAgentRun(args: string[], config: Config, io: CliIo, dep
     let contacted = false;
     if (credential) {
       agentId = credential.agentId;
-      if (options.key !== undefined || options.keyFile !== undefined) log("info", "already enrolled; --key is ignored (remove credential.json to enroll again)", { stateDir });
-      if (credential.server && credential.server !== options.server) log("warn", "the credential was issued by another --server", { enrolledWith: credential.server, server: options.server });
+      if (options.key !== undefined || options.keyFile !== undefined)
+        log("info", "already enrolled; --key is ignored (remove credential.json to enroll again)", { stateDir });
+      if (credential.server && credential.server !== options.server)
+        log("warn", "the credential was issued by another --server", { enrolledWith: credential.server, server: options.server });
     } else {
       let key: string;
       try {
@@ -181,7 +183,11 @@ export async function runAgentRun(args: string[], config: Config, io: CliIo, dep
       try {
         await writeCredential(stateDir, credential);
       } catch (error) {
-        log("error", `enrolled, but could not write ${path.join(stateDir, CREDENTIAL_FILE)} (${(error as NodeJS.ErrnoException).code ?? String(error)}); the key is spent: create a new one`, { kind: "config" });
+        log(
+          "error",
+          `enrolled, but could not write ${path.join(stateDir, CREDENTIAL_FILE)} (${(error as NodeJS.ErrnoException).code ?? String(error)}); the key is spent: create a new one`,
+          { kind: "config" },
+        );
         return 2;
       }
       contacted = true;
@@ -262,7 +268,10 @@ async function enroll(e: EnrollRequest): Promise<Credential | number> {
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       if (error.kind === "auth") {
-        e.log("error", "Keyplane refused the enrollment key: it is wrong, expired, revoked or used up; ask for a new one", { code: error.code, kind: "refused" });
+        e.log("error", "Keyplane refused the enrollment key: it is wrong, expired, revoked or used up; ask for a new one", {
+          code: error.code,
+          kind: "refused",
+        });
         return 3;
       }
       if (error.kind === "refused" || error.kind === "conflict") {
@@ -270,7 +279,9 @@ async function enroll(e: EnrollRequest): Promise<Credential | number> {
         return 3;
       }
       if (error.kind === "unavailable" && e.options.exitOnUnreachable && attempt >= UNREACHABLE_ATTEMPTS) {
-        e.log("error", `Keyplane could not be reached after ${attempt} attempts (${error.message}); giving up (--exit-on-unreachable)`, { kind: "unavailable" });
+        e.log("error", `Keyplane could not be reached after ${attempt} attempts (${error.message}); giving up (--exit-on-unreachable)`, {
+          kind: "unavailable",
+        });
         return 4;
       }
       delay = error.retryAfterMs ?? backoffDelay(attempt, e.options.timing, e.clock.random);

@@ -54,7 +54,10 @@ export class AgentSession {
         await this.refresh();
       } catch (error) {
         if (error instanceof ApiError && error.kind !== "auth" && !this.expired()) {
-          this.options.log("warn", "could not refresh the session yet; the access token is still valid", { error: error.message, expiresAt: this.current.expiresAt });
+          this.options.log("warn", "could not refresh the session yet; the access token is still valid", {
+            error: error.message,
+            expiresAt: this.current.expiresAt,
+          });
           return this.current.accessToken;
         }
         throw error;
@@ -88,7 +91,11 @@ export class AgentSession {
     let data: { refreshSession?: unknown };
     try {
       // No stop signal: once sent, the answer must be kept whatever happens.
-      data = await this.options.request<{ refreshSession?: unknown }>(REFRESH_SESSION, { refreshToken: before.refreshToken }, { timeoutMs: this.options.requestTimeoutMs });
+      data = await this.options.request<{ refreshSession?: unknown }>(
+        REFRESH_SESSION,
+        { refreshToken: before.refreshToken },
+        { timeoutMs: this.options.requestTimeoutMs },
+      );
     } catch (error) {
       if (error instanceof ApiError && error.kind === "auth") {
         throw new DeadCredentialError(
@@ -99,13 +106,22 @@ export class AgentSession {
       throw error;
     }
     const pair = sessionPairOf(data.refreshSession, "refreshSession");
-    this.current = { ...before, ...pair, refreshExpiresAt: pair.refreshExpiresAt ?? before.refreshExpiresAt, obtainedAt: new Date(this.options.now()).toISOString() };
+    this.current = {
+      ...before,
+      ...pair,
+      refreshExpiresAt: pair.refreshExpiresAt ?? before.refreshExpiresAt,
+      obtainedAt: new Date(this.options.now()).toISOString(),
+    };
     try {
       await writeCredential(this.options.stateDir, this.current);
     } catch (error) {
-      this.options.log("error", "could not store the refreshed credential; the stored refresh token is spent, so if this process stops the agent must be enrolled again", {
-        error: (error as NodeJS.ErrnoException).code ?? String(error),
-      });
+      this.options.log(
+        "error",
+        "could not store the refreshed credential; the stored refresh token is spent, so if this process stops the agent must be enrolled again",
+        {
+          error: (error as NodeJS.ErrnoException).code ?? String(error),
+        },
+      );
       return;
     }
     this.options.log("info", "session refreshed", { expiresAt: this.current.expiresAt });

@@ -45,7 +45,9 @@ export async function prepareStateDir(dir: string): Promise<string> {
     mkdirSync(resolved, { recursive: true, mode: 0o700 });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new StateDirError(code === "EEXIST" || code === "ENOTDIR" ? `--state-dir is not a directory: ${resolved}` : `cannot create --state-dir ${resolved} (${code ?? "error"})`);
+    throw new StateDirError(
+      code === "EEXIST" || code === "ENOTDIR" ? `--state-dir is not a directory: ${resolved}` : `cannot create --state-dir ${resolved} (${code ?? "error"})`,
+    );
   }
   if (!statSync(resolved).isDirectory()) throw new StateDirError(`--state-dir is not a directory: ${resolved}`);
   try {
@@ -106,7 +108,10 @@ export async function writeCredential(dir: string, credential: Credential): Prom
 }
 
 /** A result the agent has but Keyplane has not acknowledged yet. */
-export type PendingReport = { taskId: string; kind: string; idempotencyKey: string } & ({ outcome: "completed"; result: unknown } | { outcome: "failed"; error: string });
+export type PendingReport = { taskId: string; kind: string; idempotencyKey: string } & (
+  | { outcome: "completed"; result: unknown }
+  | { outcome: "failed"; error: string }
+);
 
 interface TasksFile {
   version: 1;
@@ -148,7 +153,8 @@ export class TaskJournal {
         outbox: Array.isArray(parsed.outbox) ? parsed.outbox.filter(isPendingReport) : [],
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") warning = `${file} could not be read (${(error as NodeJS.ErrnoException).code ?? "not JSON"}); starting with no memory of finished tasks`;
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT")
+        warning = `${file} could not be read (${(error as NodeJS.ErrnoException).code ?? "not JSON"}); starting with no memory of finished tasks`;
     }
     return { journal: new TaskJournal(file, data), warning };
   }
@@ -184,7 +190,9 @@ export class TaskJournal {
   }
 
   private save(): Promise<void> {
-    const next = this.writing.then(() => writeSecretFile(this.file, JSON.stringify({ version: 1, done: this.done, outbox: [...this.outbox.values()] } satisfies TasksFile) + "\n"));
+    const next = this.writing.then(() =>
+      writeSecretFile(this.file, JSON.stringify({ version: 1, done: this.done, outbox: [...this.outbox.values()] } satisfies TasksFile) + "\n"),
+    );
     this.writing = next.catch(() => {});
     return next;
   }

@@ -47,7 +47,8 @@ const httpCheck: TaskKind = async (payload, { signal, fetch: doFetch, progress }
     throw new TaskFailure("invalid http-check payload: expectStatus must be an HTTP status (100-599)");
   }
   const timeoutMs = p.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS;
-  if (!(typeof timeoutMs === "number" && Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new TaskFailure("invalid http-check payload: timeoutMs must be a positive number");
+  if (!(typeof timeoutMs === "number" && Number.isFinite(timeoutMs) && timeoutMs > 0))
+    throw new TaskFailure("invalid http-check payload: timeoutMs must be a positive number");
 
   // Only origin and path in messages: a query string may carry a secret.
   const shown = `${method.toUpperCase()} ${url.origin}${url.pathname}`;
@@ -61,7 +62,14 @@ const httpCheck: TaskKind = async (payload, { signal, fetch: doFetch, progress }
     if (signal.aborted) throw error; // the task's own deadline or a stop: the runner says which
     if (timeout.aborted) throw new TaskFailure(`http-check ${shown}: no answer within ${timeoutMs} ms`);
     const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
-    const why = typeof cause?.code === "string" ? cause.code : typeof cause?.message === "string" ? cause.message : error instanceof Error ? error.message : String(error);
+    const why =
+      typeof cause?.code === "string"
+        ? cause.code
+        : typeof cause?.message === "string"
+          ? cause.message
+          : error instanceof Error
+            ? error.message
+            : String(error);
     throw new TaskFailure(`http-check ${shown}: request failed (${why})`);
   }
   const durationMs = Math.round(performance.now() - started);

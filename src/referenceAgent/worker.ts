@@ -223,9 +223,13 @@ class Worker {
         // A connection outliving its token is closed by Keyplane (4403 "Token expired"): the session
         // has moved on already, so reconnecting with the current token is all it takes.
         const stale = tokenUsed !== undefined && tokenUsed !== this.o.session.credential.accessToken;
-        this.o.log(stale ? "info" : "warn", stale ? "the connection's token expired; reconnecting with the current one" : "Keyplane refused the agent's token on the subscription; refreshing it", {
-          reason: kind.reason,
-        });
+        this.o.log(
+          stale ? "info" : "warn",
+          stale ? "the connection's token expired; reconnecting with the current one" : "Keyplane refused the agent's token on the subscription; refreshing it",
+          {
+            reason: kind.reason,
+          },
+        );
         try {
           if (tokenUsed && !stale) await this.o.session.refused(tokenUsed);
         } catch (refreshError) {
@@ -246,11 +250,15 @@ class Worker {
         return this.stopWith(4, `Keyplane could not be reached after ${failures} attempts (${kind.reason}); giving up (--exit-on-unreachable)`);
       }
       const delay = backoffDelay(failures, this.o.timing, this.o.clock.random);
-      this.o.log(connected ? "warn" : failures > 1 ? "info" : "warn", connected ? "disconnected from Keyplane; reconnecting" : "could not connect to Keyplane; retrying", {
-        reason: kind.reason,
-        retryInMs: delay,
-        attempt: failures,
-      });
+      this.o.log(
+        connected ? "warn" : failures > 1 ? "info" : "warn",
+        connected ? "disconnected from Keyplane; reconnecting" : "could not connect to Keyplane; retrying",
+        {
+          reason: kind.reason,
+          retryInMs: delay,
+          attempt: failures,
+        },
+      );
       await this.sleep(delay);
     }
   }
@@ -373,7 +381,11 @@ class Worker {
       try {
         const { hostname, os, arch, agentVersion } = this.o.facts;
         const uptimeSeconds = Math.floor((this.o.clock.now() - this.startedAt) / 1000);
-        await this.call(AGENT_HEARTBEAT, { input: { status: this.running > 0 ? "busy" : "ready", facts: { hostname, os, arch, agentVersion, uptimeSeconds } } }, { signal: this.halt.signal });
+        await this.call(
+          AGENT_HEARTBEAT,
+          { input: { status: this.running > 0 ? "busy" : "ready", facts: { hostname, os, arch, agentVersion, uptimeSeconds } } },
+          { signal: this.halt.signal },
+        );
         if (failing) this.o.log("info", "heartbeat accepted again");
         failing = false;
       } catch (error) {
@@ -390,7 +402,9 @@ class Worker {
   private async refreshLoop(): Promise<void> {
     let failures = 0;
     while (!this.stopping) {
-      const wait = failures ? backoffDelay(failures, { backoffBaseMs: 5_000, backoffMaxMs: 60_000 }, this.o.clock.random) : this.o.session.refreshDueAt() - this.o.clock.now();
+      const wait = failures
+        ? backoffDelay(failures, { backoffBaseMs: 5_000, backoffMaxMs: 60_000 }, this.o.clock.random)
+        : this.o.session.refreshDueAt() - this.o.clock.now();
       await this.sleep(Math.min(Math.max(wait, 1_000), 3_600_000));
       if (this.stopping || this.o.clock.now() < this.o.session.refreshDueAt()) continue;
       try {
@@ -485,10 +499,14 @@ class Worker {
         }
         const retryable = error instanceof ApiError && (error.kind === "unavailable" || error.kind === "rate_limited");
         if (!retryable || attempt >= CLAIM_ATTEMPTS) {
-          this.o.log("warn", retryable ? "could not claim the task; it stays pending and comes again on reconnect or the next poll" : "Keyplane refused the claim; task skipped", {
-            taskId: task.id,
-            error: message(error),
-          });
+          this.o.log(
+            "warn",
+            retryable ? "could not claim the task; it stays pending and comes again on reconnect or the next poll" : "Keyplane refused the claim; task skipped",
+            {
+              taskId: task.id,
+              error: message(error),
+            },
+          );
           return false;
         }
         await this.sleep(error.retryAfterMs ?? backoffDelay(attempt, this.o.timing, this.o.clock.random));
@@ -498,7 +516,8 @@ class Worker {
 
   /** Reports a result until Keyplane takes it or refuses it for good; kept in tasks.json meanwhile. */
   private async deliver(report: PendingReport): Promise<void> {
-    const [query, variables] = report.outcome === "completed" ? [COMPLETE_TASK, { id: report.taskId, result: report.result }] : [FAIL_TASK, { id: report.taskId, error: report.error }];
+    const [query, variables] =
+      report.outcome === "completed" ? [COMPLETE_TASK, { id: report.taskId, result: report.result }] : [FAIL_TASK, { id: report.taskId, error: report.error }];
     for (let attempt = 1; ; attempt++) {
       try {
         // Not cut off by a stop: a report in flight finishes (bounded by the request timeout).
@@ -515,11 +534,19 @@ class Worker {
           return;
         }
         if (this.stopping) {
-          this.o.log("warn", "the task's result is kept in the state directory and delivered on the next start", { taskId: report.taskId, error: message(error) });
+          this.o.log("warn", "the task's result is kept in the state directory and delivered on the next start", {
+            taskId: report.taskId,
+            error: message(error),
+          });
           return;
         }
-        const delay = error instanceof ApiError && error.retryAfterMs !== undefined ? error.retryAfterMs : backoffDelay(attempt, this.o.timing, this.o.clock.random);
-        this.o.log(attempt === 1 ? "warn" : "debug", "could not report the task's result; retrying", { taskId: report.taskId, error: message(error), retryInMs: delay });
+        const delay =
+          error instanceof ApiError && error.retryAfterMs !== undefined ? error.retryAfterMs : backoffDelay(attempt, this.o.timing, this.o.clock.random);
+        this.o.log(attempt === 1 ? "warn" : "debug", "could not report the task's result; retrying", {
+          taskId: report.taskId,
+          error: message(error),
+          retryInMs: delay,
+        });
         await this.sleep(delay);
       }
     }

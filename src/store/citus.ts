@@ -92,7 +92,9 @@ export async function distributeOnCitus(handle: Pick<DatabaseHandle, "db" | "bac
   const anchor = TENANT_TABLES[0];
   for (const fn of TENANT_FUNCTIONS) {
     const { rows } = await sql<{ delegated: boolean }>`
-      select exists (select 1 from pg_dist_object where objid = ${fn}::regprocedure and distribution_argument_index is not null) as delegated`.execute(handle.db);
+      select exists (select 1 from pg_dist_object where objid = ${fn}::regprocedure and distribution_argument_index is not null) as delegated`.execute(
+      handle.db,
+    );
     if (rows[0]!.delegated) continue;
     await sql`select create_distributed_function(${fn}, 'p_tenant', colocate_with => ${anchor}, force_delegation => true)`.execute(handle.db);
     done.push(`${fn.slice(0, fn.indexOf("("))}: delegated to the tenant's node`);

@@ -13,7 +13,9 @@ export function lockDataDir(dataDir: string): () => void {
   const file = path.resolve(dataDir, "keyplane.pid");
   return lockWithPidFile(file, {
     refused: (holder) =>
-      new DataDirInUseError(`the embedded database in ${path.resolve(dataDir)} is in use by process ${holder}; stop it first, or set DATABASE_URL to share a PostgreSQL`),
+      new DataDirInUseError(
+        `the embedded database in ${path.resolve(dataDir)} is in use by process ${holder}; stop it first, or set DATABASE_URL to share a PostgreSQL`,
+      ),
     failed: (cause) => cause ?? new DataDirInUseError(`could not lock ${file}`),
   });
 }

@@ -130,7 +130,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     probe: (timeoutMs) => {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)));
-      const query = sql.raw<{ name: string }>(APPLIED_MIGRATIONS).execute(db).then((r) => r.rows.map((row) => row.name), noMigrationTable);
+      const query = sql
+        .raw<{ name: string }>(APPLIED_MIGRATIONS)
+        .execute(db)
+        .then((r) => r.rows.map((row) => row.name), noMigrationTable);
       query.catch(() => {});
       return Promise.race([query, timeout]).finally(() => clearTimeout(timer));
     },

@@ -4,11 +4,7 @@ import { withTenant, type Db } from "./db.ts";
 
 const TTL_MS = 24 * 3600_000;
 
-export type IdempotencyLookup =
-  | { status: "new" }
-  | { status: "replay"; response: unknown }
-  | { status: "mismatch" }
-  | { status: "in-progress" };
+export type IdempotencyLookup = { status: "new" } | { status: "replay"; response: unknown } | { status: "mismatch" } | { status: "in-progress" };
 
 export interface IdempotencyKeyRef {
   tenantId: string;
@@ -31,7 +27,9 @@ const derive = (label: string, ref: IdempotencyKeyRef) =>
 export async function lookUpIdempotencyKey(db: Db, ref: IdempotencyKeyRef, now: Date): Promise<IdempotencyLookup> {
   const keyHash = derive("id", ref).toString("hex");
   return withTenant(db, ref.tenantId, async (trx) => {
-    const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtextextended(${`idempotency:${ref.tenantId}:${keyHash}`}, 0)) as locked`.execute(trx);
+    const { rows } = await sql<{
+      locked: boolean;
+    }>`select pg_try_advisory_xact_lock(hashtextextended(${`idempotency:${ref.tenantId}:${keyHash}`}, 0)) as locked`.execute(trx);
     if (!rows[0]!.locked) return { status: "in-progress" };
     // Expired keys are forgotten; so are claims left 'pending' by a Keyplane before issue 14, whose
     // requests committed nothing with them.
@@ -41,7 +39,12 @@ export async function lookUpIdempotencyKey(db: Db, ref: IdempotencyKeyRef, now: 
       .where("key_hash", "=", keyHash)
       .where((eb) => eb.or([eb("expires_at", "<", now), eb("status", "=", "pending")]))
       .execute();
-    const row = await trx.selectFrom("idempotency_keys").select(["request_hash", "response"]).where("tenant_id", "=", ref.tenantId).where("key_hash", "=", keyHash).executeTakeFirst();
+    const row = await trx
+      .selectFrom("idempotency_keys")
+      .select(["request_hash", "response"])
+      .where("tenant_id", "=", ref.tenantId)
+      .where("key_hash", "=", keyHash)
+      .executeTakeFirst();
     if (!row) return { status: "new" };
     if (row.request_hash !== ref.requestHash) return { status: "mismatch" };
     return { status: "replay", response: JSON.parse(decrypt(derive("enc", ref), row.response!)) };

@@ -59,7 +59,10 @@ export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]>
 
 /** The names of Keyplane's migrations (the files in migrations/), in order. */
 export async function migrationNames(): Promise<string[]> {
-  return (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith(".sql")).sort().map((f) => f.replace(/\.sql$/, ""));
+  return (await readdir(MIGRATIONS_DIR))
+    .filter((f) => f.endsWith(".sql"))
+    .sort()
+    .map((f) => f.replace(/\.sql$/, ""));
 }
 
 /** Names of migrations not yet applied; empty when the database is current. */

@@ -33,7 +33,12 @@ export interface HealthVerdict {
   body: { status: "ok" | "no_token" | "expiring" | "expired" | "file_changed"; expiresAt?: string; validForSeconds?: number };
 }
 
-export async function health(output: string, state: WriterState, clock: Pick<Clock, "now">, timing: Pick<Timing, "healthMinValidityMs">): Promise<HealthVerdict> {
+export async function health(
+  output: string,
+  state: WriterState,
+  clock: Pick<Clock, "now">,
+  timing: Pick<Timing, "healthMinValidityMs">,
+): Promise<HealthVerdict> {
   const onDisk = await fileFingerprint(output);
   const current = state.writing && onDisk === state.writing.fileFingerprint ? state.writing : state.current;
   if (!current) return { ok: false, body: { status: "no_token" } };

@@ -80,12 +80,14 @@ export function parseGitHubTokenArgs(args: string[]): GitHubTokenOptions {
   if (!v.output) throw new UsageError("github-token needs --output (the file to write the token to)");
 
   const targets = (["installation-id", "owner", "repository"] as const).filter((f) => v[f] !== undefined);
-  if (targets.length > 1) throw new UsageError(`--installation-id, --owner and --repository are alternatives (got ${targets.map((t) => `--${t}`).join(" and ")})`);
+  if (targets.length > 1)
+    throw new UsageError(`--installation-id, --owner and --repository are alternatives (got ${targets.map((t) => `--${t}`).join(" and ")})`);
   const spec: TokenSpec = { app };
   let owner: string | undefined;
   if (v["installation-id"] !== undefined) {
     const id = Number(v["installation-id"]);
-    if (!/^\d+$/.test(v["installation-id"]) || !Number.isSafeInteger(id) || id <= 0) throw new UsageError(`--installation-id is a positive whole number (got '${v["installation-id"]}')`);
+    if (!/^\d+$/.test(v["installation-id"]) || !Number.isSafeInteger(id) || id <= 0)
+      throw new UsageError(`--installation-id is a positive whole number (got '${v["installation-id"]}')`);
     spec.installationId = id;
   }
   if (v.owner !== undefined) {
@@ -94,7 +96,8 @@ export function parseGitHubTokenArgs(args: string[]): GitHubTokenOptions {
   }
   if (v.repository !== undefined) {
     const [o, name, extra] = v.repository.split("/");
-    if (extra !== undefined || !o || !name || !LOGIN.test(o) || !REPO_NAME.test(name)) throw new UsageError(`--repository is owner/name (got '${v.repository}')`);
+    if (extra !== undefined || !o || !name || !LOGIN.test(o) || !REPO_NAME.test(name))
+      throw new UsageError(`--repository is owner/name (got '${v.repository}')`);
     spec.repository = v.repository;
     owner = o;
   }
@@ -106,7 +109,8 @@ export function parseGitHubTokenArgs(args: string[]): GitHubTokenOptions {
     if (!item) continue;
     const parts = item.split("/");
     const name = parts.length === 2 ? parts[1]! : parts[0]!;
-    if (parts.length > 2 || !REPO_NAME.test(name) || (parts.length === 2 && !LOGIN.test(parts[0]!))) throw new UsageError(`--repositories takes names or owner/name (got '${item}')`);
+    if (parts.length > 2 || !REPO_NAME.test(name) || (parts.length === 2 && !LOGIN.test(parts[0]!)))
+      throw new UsageError(`--repositories takes names or owner/name (got '${item}')`);
     if (parts.length === 2) {
       if (owner !== undefined && owner.toLowerCase() !== parts[0]!.toLowerCase()) {
         throw new UsageError(`--repositories ${item} is not under ${owner}: a token covers one owner's repositories`);
@@ -271,7 +275,10 @@ async function directSource(config: Config, options: GitHubTokenOptions, io: Cli
     close: () => apps.close(),
     async issue(deadline) {
       try {
-        const installationId = await client.resolveInstallation({ installationId: spec.installationId, owner: spec.owner, repository: spec.repository }, deadline);
+        const installationId = await client.resolveInstallation(
+          { installationId: spec.installationId, owner: spec.owner, repository: spec.repository },
+          deadline,
+        );
         const minted = await client.mint({ installationId, repositories, permissions: spec.permissions, deadline });
         return {
           token: minted.token,

@@ -65,7 +65,17 @@ export const ISSUE_GITHUB_TOKEN = `mutation IssueGitHubToken($input: IssueGitHub
   issueGitHubToken(input: $input) { id token expiresAt installationId repositories permissions cached fingerprint }
 }`;
 
-const REFUSALS = new Set(["FORBIDDEN", "NOT_FOUND", "BAD_USER_INPUT", "PROVIDER_ERROR", "UNAUTHENTICATED", "CONFLICT", "GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED", "BAD_REQUEST"]);
+const REFUSALS = new Set([
+  "FORBIDDEN",
+  "NOT_FOUND",
+  "BAD_USER_INPUT",
+  "PROVIDER_ERROR",
+  "UNAUTHENTICATED",
+  "CONFLICT",
+  "GRAPHQL_VALIDATION_FAILED",
+  "GRAPHQL_PARSE_FAILED",
+  "BAD_REQUEST",
+]);
 
 /** The GraphQL endpoint for a base URL given with or without /graphql. */
 export function graphqlEndpoint(base: string): string {
@@ -157,7 +167,8 @@ function readAnswer(response: Response, text: string, endpoint: string): IssuedT
     throw new TokenSourceError("unavailable", `Keyplane failed: ${message} (${code}, HTTP ${response.status})`, code);
   }
   if (response.status >= 500) throw new TokenSourceError("unavailable", `Keyplane at ${where} answered HTTP ${response.status}`, `http_${response.status}`);
-  if (response.status === 429) throw new TokenSourceError("rate_limited", `Keyplane at ${where} answered HTTP 429`, "http_429", retryAfterHeader(response) ?? 60_000);
+  if (response.status === 429)
+    throw new TokenSourceError("rate_limited", `Keyplane at ${where} answered HTTP 429`, "http_429", retryAfterHeader(response) ?? 60_000);
   if (response.status >= 400) throw new TokenSourceError("refused", `Keyplane at ${where} answered HTTP ${response.status}`, `http_${response.status}`);
   const issued = body?.data?.issueGitHubToken;
   const token = issued?.token;
@@ -215,6 +226,7 @@ export function classifyGitHubError(error: unknown): TokenSourceError {
   }
   const name = error instanceof Error ? error.name : "";
   if (name === "TimeoutError" || name === "AbortError") return new TokenSourceError("unavailable", "GitHub did not answer in time", "timeout");
-  if (error instanceof TypeError && /fetch failed/i.test(error.message)) return new TokenSourceError("unavailable", `GitHub could not be reached${causeCode(error)}`, "network_error");
+  if (error instanceof TypeError && /fetch failed/i.test(error.message))
+    return new TokenSourceError("unavailable", `GitHub could not be reached${causeCode(error)}`, "network_error");
   return new TokenSourceError("unavailable", `GitHub request failed: ${error instanceof Error ? error.message : String(error)}`, "error");
 }

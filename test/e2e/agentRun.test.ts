@@ -118,7 +118,8 @@ class FakeKeyplane {
       return t!.getFields()[name]!;
     };
     const resolvers: Record<string, GraphQLFieldResolver<unknown, Ctx & { idempotencyKey?: string }, any>> = {
-      pendingTasks: (_r, { first }, ctx) => this.agentOf(ctx) && [...this.tasks.values()].filter((t) => t.agentId === ctx.agentId && t.status === "pending").slice(0, first),
+      pendingTasks: (_r, { first }, ctx) =>
+        this.agentOf(ctx) && [...this.tasks.values()].filter((t) => t.agentId === ctx.agentId && t.status === "pending").slice(0, first),
       enrollAgent: (_r, { input }) => this.enroll(input),
       refreshSession: (_r, { refreshToken }) => this.refreshPair(refreshToken),
       agentHeartbeat: (_r, { input }, ctx) => {
@@ -244,7 +245,18 @@ class FakeKeyplane {
   }
 
   dispatch(agentId: string, kind: string, payload: unknown, timeoutSeconds = 30): FakeTask {
-    const task: FakeTask = { id: randomUUID(), agentId, kind, payload, status: "pending", timeoutSeconds, dispatchedAt: new Date().toISOString(), progress: [], claims: 0, reports: 0 };
+    const task: FakeTask = {
+      id: randomUUID(),
+      agentId,
+      kind,
+      payload,
+      status: "pending",
+      timeoutSeconds,
+      dispatchedAt: new Date().toISOString(),
+      progress: [],
+      claims: 0,
+      reports: 0,
+    };
     this.tasks.set(task.id, task);
     for (const push of this.subscribers.get(agentId) ?? []) push(task);
     return task;
@@ -280,7 +292,9 @@ class FakeKeyplane {
     if (token) {
       const session = this.access.get(token);
       if (!session || session.expiresAt <= Date.now() || this.deadFamilies.has(session.family)) {
-        res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ errors: [{ message: "invalid or expired access token", extensions: { code: "UNAUTHENTICATED" } }] }));
+        res
+          .writeHead(401, { "content-type": "application/json" })
+          .end(JSON.stringify({ errors: [{ message: "invalid or expired access token", extensions: { code: "UNAUTHENTICATED" } }] }));
         return;
       }
       ctx = { agentId: session.agentId, token };
@@ -380,7 +394,9 @@ function startAgent(args: string[], env: Record<string, string> = {}): InProcess
   let err = "";
   const controller = new AbortController();
   const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "debug", ...env });
-  const done = runAgentRun(args, config, { out: (s) => void (err += `stdout: ${s}`), err: (s) => void (err += s) }, { signal: controller.signal }).finally(() => keepLog("in-process", err));
+  const done = runAgentRun(args, config, { out: (s) => void (err += `stdout: ${s}`), err: (s) => void (err += s) }, { signal: controller.signal }).finally(() =>
+    keepLog("in-process", err),
+  );
   return {
     done,
     err: () => err,
@@ -415,7 +431,11 @@ afterAll(async () => {
 
 /** bin/keyplane.mjs agent run …, as an operator (or a container) runs it; at debug level, so the log shows what it did. */
 function agentProcess(args: string[], env: Record<string, string> = {}): KeyplaneProcess {
-  return spawnKeyplane(["agent", "run", ...args], { HOME: process.env.HOME ?? tmpdir(), LOG_LEVEL: "debug", ...env }, { log: { command: "agent", name: "process", streams: "both" } });
+  return spawnKeyplane(
+    ["agent", "run", ...args],
+    { HOME: process.env.HOME ?? tmpdir(), LOG_LEVEL: "debug", ...env },
+    { log: { command: "agent", name: "process", streams: "both" } },
+  );
 }
 
 async function exitOf(p: KeyplaneProcess, timeoutMs = 20_000): Promise<number | null> {
@@ -459,7 +479,10 @@ describe("keyplane agent run: usage and configuration (exit 2)", () => {
     { argv: ["agent", "run", "--server", "keyplane:4000"], message: "--server is an http(s) URL (got 'keyplane:4000')" },
     { argv: ["agent", "run", "--server", "ftp://keyplane"], message: "--server is an http(s) URL" },
     { argv: ["agent", "run", "--server", "https://user:pw@keyplane"], message: "--server must not carry credentials" },
-    { argv: ["agent", "run", "--server", "http://k", "--heartbeat-seconds", "soon"], message: "--heartbeat-seconds is a positive number up to 86400 (got 'soon')" },
+    {
+      argv: ["agent", "run", "--server", "http://k", "--heartbeat-seconds", "soon"],
+      message: "--heartbeat-seconds is a positive number up to 86400 (got 'soon')",
+    },
     { argv: ["agent", "run", "--server", "http://k", "--heartbeat-seconds", "0"], message: "--heartbeat-seconds is a positive number" },
     { argv: ["agent", "run", "--server", "http://k", "--concurrency", "2.5"], message: "--concurrency is a positive whole number up to 64 (got '2.5')" },
     { argv: ["agent", "run", "--server", "http://k", "--key", "kpe_abcdefgh12_x", "--key-file", "/k"], message: "--key and --key-file are alternatives" },
@@ -493,7 +516,10 @@ describe("keyplane agent run: usage and configuration (exit 2)", () => {
     const stateDir = freshDir();
     const { code, err } = await cli(["agent", "run", "--server", "http://127.0.0.1:9", "--state-dir", stateDir]);
     expect(code).toBe(2);
-    expect(logLines(err).at(-1)).toMatchObject({ level: "error", msg: `no credential in ${stateDir}: enroll the agent once with --key (or --key-file) and an enrollment key (kpe_…)` });
+    expect(logLines(err).at(-1)).toMatchObject({
+      level: "error",
+      msg: `no credential in ${stateDir}: enroll the agent once with --key (or --key-file) and an enrollment key (kpe_…)`,
+    });
   });
 
   it("a state dir that is a file, or a credential.json that is not one: 2", async () => {
@@ -524,7 +550,10 @@ describe("keyplane agent run: the pieces", () => {
     expect(classifyDisconnect({ code: 4401, reason: "Unauthorized" }).auth).toBe(true);
     expect(classifyDisconnect({ code: 1001, reason: "Going away" })).toEqual({ auth: false, reason: "closed with 1001 Going away" });
     expect(classifyDisconnect([{ message: "authentication required", extensions: { code: "UNAUTHENTICATED" } }]).auth).toBe(true);
-    expect(classifyDisconnect({ type: "error", message: "connect ECONNREFUSED 127.0.0.1:9", error: { code: "ECONNREFUSED" } })).toEqual({ auth: false, reason: "connect ECONNREFUSED 127.0.0.1:9" });
+    expect(classifyDisconnect({ type: "error", message: "connect ECONNREFUSED 127.0.0.1:9", error: { code: "ECONNREFUSED" } })).toEqual({
+      auth: false,
+      reason: "connect ECONNREFUSED 127.0.0.1:9",
+    });
   });
 
   it("runs echo and http-check, fails unknown kinds and honours timeoutSeconds", async () => {
@@ -536,19 +565,46 @@ describe("keyplane agent run: the pieces", () => {
     try {
       expect(await run("echo", { hello: ["world", 1] })).toEqual({ outcome: "completed", result: { hello: ["world", 1] } });
       expect(await run("echo", "text")).toEqual({ outcome: "completed", result: "text" });
-      expect(await run("http-check", { url: `${target.url}/ok` })).toMatchObject({ outcome: "completed", result: { status: 200, ok: true, durationMs: expect.any(Number) } });
+      expect(await run("http-check", { url: `${target.url}/ok` })).toMatchObject({
+        outcome: "completed",
+        result: { status: 200, ok: true, durationMs: expect.any(Number) },
+      });
       expect(await run("http-check", { url: `${target.url}/broken` })).toMatchObject({ outcome: "completed", result: { status: 500, ok: false } });
-      expect(await run("http-check", { url: `${target.url}/broken`, expectStatus: 500 })).toMatchObject({ outcome: "completed", result: { status: 500, ok: true } });
+      expect(await run("http-check", { url: `${target.url}/broken`, expectStatus: 500 })).toMatchObject({
+        outcome: "completed",
+        result: { status: 500, ok: true },
+      });
       expect(await run("http-check", { url: `${target.url}/moved` })).toMatchObject({ outcome: "completed", result: { status: 301, ok: false } });
-      expect(await run("http-check", { url: `${target.url}/created`, method: "HEAD" })).toMatchObject({ outcome: "completed", result: { status: 201, ok: true } });
+      expect(await run("http-check", { url: `${target.url}/created`, method: "HEAD" })).toMatchObject({
+        outcome: "completed",
+        result: { status: 201, ok: true },
+      });
       expect(target.requests).toContain("HEAD /created");
-      expect(await run("http-check", { url: `${target.url}/hang?token=sekrit`, timeoutMs: 200 })).toEqual({ outcome: "failed", error: `http-check GET ${target.url}/hang: no answer within 200 ms` });
+      expect(await run("http-check", { url: `${target.url}/hang?token=sekrit`, timeoutMs: 200 })).toEqual({
+        outcome: "failed",
+        error: `http-check GET ${target.url}/hang: no answer within 200 ms`,
+      });
       expect(await run("http-check", { url: `${target.url}/hang` }, 1)).toEqual({ outcome: "failed", error: "timed out after 1 s (timeoutSeconds)" });
-      expect(await run("http-check", { url: `http://127.0.0.1:${closed}/` })).toEqual({ outcome: "failed", error: `http-check GET http://127.0.0.1:${closed}/: request failed (ECONNREFUSED)` });
-      expect(await run("http-check", { url: "file:///etc/passwd" })).toEqual({ outcome: "failed", error: "invalid http-check payload: url must be an http(s) URL" });
-      expect(await run("http-check", { url: `${target.url}/ok`, method: "POST" })).toEqual({ outcome: "failed", error: "invalid http-check payload: method must be GET or HEAD" });
-      expect(await run("http-check", { url: `${target.url}/ok`, expectStatus: 2000 })).toEqual({ outcome: "failed", error: "invalid http-check payload: expectStatus must be an HTTP status (100-599)" });
-      expect(await run("http-check", "http://x")).toMatchObject({ outcome: "failed", error: expect.stringContaining("invalid http-check payload: expected an object") });
+      expect(await run("http-check", { url: `http://127.0.0.1:${closed}/` })).toEqual({
+        outcome: "failed",
+        error: `http-check GET http://127.0.0.1:${closed}/: request failed (ECONNREFUSED)`,
+      });
+      expect(await run("http-check", { url: "file:///etc/passwd" })).toEqual({
+        outcome: "failed",
+        error: "invalid http-check payload: url must be an http(s) URL",
+      });
+      expect(await run("http-check", { url: `${target.url}/ok`, method: "POST" })).toEqual({
+        outcome: "failed",
+        error: "invalid http-check payload: method must be GET or HEAD",
+      });
+      expect(await run("http-check", { url: `${target.url}/ok`, expectStatus: 2000 })).toEqual({
+        outcome: "failed",
+        error: "invalid http-check payload: expectStatus must be an HTTP status (100-599)",
+      });
+      expect(await run("http-check", "http://x")).toMatchObject({
+        outcome: "failed",
+        error: expect.stringContaining("invalid http-check payload: expected an object"),
+      });
       expect(await run("shell", { cmd: "rm -rf /" })).toEqual({ outcome: "failed", error: "unknown task kind: shell (this agent runs: echo, http-check)" });
       expect(unknownKindMessage("x")).toBe("unknown task kind: x (this agent runs: echo, http-check)");
       stop.abort();
@@ -571,12 +627,18 @@ describe("keyplane agent run against a scripted Keyplane", () => {
   async function enrolled(extra: string[] = []): Promise<{ a: InProcessAgent; stateDir: string; agentId: string }> {
     const stateDir = path.join(freshDir(), "state");
     const a = agent(["--server", kp.url, "--key", kp.issueKey(), "--state-dir", stateDir, ...FAST, ...extra]);
-    const credential = await waitFor("credential.json", () => existsSync(path.join(stateDir, "credential.json")) && readJson(path.join(stateDir, "credential.json")), 10_000, a.err);
+    const credential = await waitFor(
+      "credential.json",
+      () => existsSync(path.join(stateDir, "credential.json")) && readJson(path.join(stateDir, "credential.json")),
+      10_000,
+      a.err,
+    );
     await waitFor("the subscription", () => a.err().includes('"connected; subscribed to tasks"'), 10_000, a.err);
     return { a, stateDir, agentId: credential.agentId as string };
   }
 
-  const settled = (task: FakeTask, a?: InProcessAgent) => waitFor(`task ${task.kind} to finish`, () => (task.status === "completed" || task.status === "failed") && task, 15_000, a?.err);
+  const settled = (task: FakeTask, a?: InProcessAgent) =>
+    waitFor(`task ${task.kind} to finish`, () => (task.status === "completed" || task.status === "failed") && task, 15_000, a?.err);
 
   it("a bad key: exit 3 with a clear message, nothing written, the key never printed", async () => {
     const stateDir = freshDir();
@@ -584,7 +646,11 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     registerSecret(key);
     const a = startAgent(["--server", kp.url, "--key", key, "--state-dir", stateDir]);
     expect(await a.done).toBe(3);
-    expect(logLines(a.err()).at(-1)).toMatchObject({ level: "error", msg: "Keyplane refused the enrollment key: it is wrong, expired, revoked or used up; ask for a new one", code: "UNAUTHENTICATED" });
+    expect(logLines(a.err()).at(-1)).toMatchObject({
+      level: "error",
+      msg: "Keyplane refused the enrollment key: it is wrong, expired, revoked or used up; ask for a new one",
+      code: "UNAUTHENTICATED",
+    });
     expect(a.err()).not.toContain(key);
     expect(readdirSync(stateDir)).toEqual([]);
   });
@@ -600,9 +666,18 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     const text = readFileSync(file, "utf8");
     expect(text).not.toContain(key);
     const credential = JSON.parse(text);
-    expect(credential).toMatchObject({ agentId: expect.any(String), tenantId: "default", accessToken: expect.stringMatching(/^kpa_/), refreshToken: expect.stringMatching(/^kpr_/), expiresAt: expect.any(String) });
+    expect(credential).toMatchObject({
+      agentId: expect.any(String),
+      tenantId: "default",
+      accessToken: expect.stringMatching(/^kpa_/),
+      refreshToken: expect.stringMatching(/^kpr_/),
+      expiresAt: expect.any(String),
+    });
     const beat = await waitFor("a heartbeat", () => kp.heartbeats.find((h) => h.agentId === credential.agentId), 10_000, first.err);
-    expect(beat.input).toMatchObject({ status: "ready", facts: { hostname: expect.any(String), os: process.platform, arch: process.arch, agentVersion: expect.any(String), uptimeSeconds: expect.any(Number) } });
+    expect(beat.input).toMatchObject({
+      status: "ready",
+      facts: { hostname: expect.any(String), os: process.platform, arch: process.arch, agentVersion: expect.any(String), uptimeSeconds: expect.any(Number) },
+    });
     expect(await first.stop()).toBe(0);
     expect(existsSync(path.join(stateDir, "agent.pid"))).toBe(false);
 
@@ -610,7 +685,10 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     const second = agent(["--server", kp.url, "--key", kp.issueKey(), "--state-dir", stateDir, ...FAST]);
     await waitFor("the subscription", () => second.err().includes('"connected; subscribed to tasks"'), 10_000, second.err);
     expect(kp.operations.filter((o) => o === "http:EnrollAgent").length).toBe(enrollsBefore);
-    expect(logLines(second.err()).find((l) => l.msg.startsWith("already enrolled"))).toMatchObject({ level: "info", msg: "already enrolled; --key is ignored (remove credential.json to enroll again)" });
+    expect(logLines(second.err()).find((l) => l.msg.startsWith("already enrolled"))).toMatchObject({
+      level: "info",
+      msg: "already enrolled; --key is ignored (remove credential.json to enroll again)",
+    });
     expect(await second.stop()).toBe(0);
     const lines = logLines(first.err() + second.err());
     expect(lines.every((l) => !JSON.stringify(l).includes(credential.accessToken) && !JSON.stringify(l).includes(credential.refreshToken))).toBe(true);
@@ -620,7 +698,10 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     const { stateDir } = await enrolled();
     const second = agentProcess(["--server", kp.url, "--state-dir", stateDir]);
     expect(await exitOf(second)).toBe(2);
-    expect(logLines(second.err()).at(-1)).toMatchObject({ level: "error", msg: `another agent (process ${process.pid}) is running on --state-dir ${stateDir}; one credential serves one agent process` });
+    expect(logLines(second.err()).at(-1)).toMatchObject({
+      level: "error",
+      msg: `another agent (process ${process.pid}) is running on --state-dir ${stateDir}; one credential serves one agent process`,
+    });
   });
 
   it("runs echo, http-check and an unknown kind, and reports each result", async () => {
@@ -665,7 +746,14 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     try {
       const stateDir = freshDir();
       const first = agent(["--server", kp.url, "--key", kp.issueKey(), "--state-dir", stateDir, ...FAST]);
-      const agentId = (await waitFor("credential", () => existsSync(path.join(stateDir, "credential.json")) && readJson(path.join(stateDir, "credential.json")), 10_000, first.err)).agentId as string;
+      const agentId = (
+        await waitFor(
+          "credential",
+          () => existsSync(path.join(stateDir, "credential.json")) && readJson(path.join(stateDir, "credential.json")),
+          10_000,
+          first.err,
+        )
+      ).agentId as string;
       await first.stop();
       // Dispatched while the agent is not running, and not replayed on subscribe: the poll after connect finds it.
       const task = kp.dispatch(agentId, "echo", { polled: true });
@@ -694,7 +782,11 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     expect(whileDown).toMatchObject({ status: "completed", result: { whileDown: true }, claims: 1 });
     const afterRestart = kp.dispatch(agentId, "echo", { afterRestart: true });
     await settled(afterRestart, a);
-    expect(logLines(a.err()).find((l) => l.msg === "disconnected from Keyplane; reconnecting")).toMatchObject({ level: "warn", reason: expect.any(String), retryInMs: expect.any(Number) });
+    expect(logLines(a.err()).find((l) => l.msg === "disconnected from Keyplane; reconnecting")).toMatchObject({
+      level: "warn",
+      reason: expect.any(String),
+      retryInMs: expect.any(Number),
+    });
   });
 
   it("keeps a result Keyplane cannot take yet, retries it, and delivers it after an agent restart", async () => {
@@ -765,7 +857,17 @@ describe("keyplane agent run against a scripted Keyplane", () => {
   it("--exit-on-unreachable: 4 after a bounded number of attempts, enrolling or not; without it, it keeps trying", async () => {
     const closed = await freePort();
     const nowhere = `http://127.0.0.1:${closed}`;
-    const enrolling = startAgent(["--server", nowhere, "--key", kp.issueKey(), "--state-dir", freshDir(), "--exit-on-unreachable", "--reconnect-max-seconds", "0.05"]);
+    const enrolling = startAgent([
+      "--server",
+      nowhere,
+      "--key",
+      kp.issueKey(),
+      "--state-dir",
+      freshDir(),
+      "--exit-on-unreachable",
+      "--reconnect-max-seconds",
+      "0.05",
+    ]);
     expect(await enrolling.done).toBe(4);
     expect(logLines(enrolling.err()).at(-1)!.msg).toBe(
       `Keyplane could not be reached after 5 attempts (Keyplane at ${nowhere} did not answer (network_error: ECONNREFUSED)); giving up (--exit-on-unreachable)`,
@@ -777,7 +879,12 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     expect(await connecting.done).toBe(4);
 
     const patient = agent(["--server", nowhere, "--state-dir", stateDir, "--reconnect-max-seconds", "0.05"]);
-    await waitFor("ten attempts", () => logLines(patient.err()).filter((l) => l.msg === "could not connect to Keyplane; retrying").length >= 10, 10_000, patient.err);
+    await waitFor(
+      "ten attempts",
+      () => logLines(patient.err()).filter((l) => l.msg === "could not connect to Keyplane; retrying").length >= 10,
+      10_000,
+      patient.err,
+    );
     expect(await patient.stop()).toBe(0);
   });
 
@@ -854,7 +961,9 @@ describe("keyplane agent run against keyplane serve (restarted mid-run)", () => 
   }
 
   async function dispatch(agentId: string, kind: string, payload: unknown, timeoutSeconds = 30): Promise<string> {
-    const data = await gql(port, editor, `mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id status } }`, { input: { agentId, kind, payload, timeoutSeconds } });
+    const data = await gql(port, editor, `mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id status } }`, {
+      input: { agentId, kind, payload, timeoutSeconds },
+    });
     return data.dispatchTask.id as string;
   }
 
@@ -957,7 +1066,12 @@ describe("keyplane agent run against keyplane serve (restarted mid-run)", () => 
             if (!seen.has(secret)) registerSecret(secret);
             seen.add(secret);
           }
-          return refreshes() >= 3 && logLines(p.err()).some((l) => l.msg === "the connection's token expired; reconnecting with the current one" && l.reason === "closed with 4403 Token expired");
+          return (
+            refreshes() >= 3 &&
+            logLines(p.err()).some(
+              (l) => l.msg === "the connection's token expired; reconnecting with the current one" && l.reason === "closed with 4403 Token expired",
+            )
+          );
         },
         30_000,
         p.err,

@@ -113,16 +113,35 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
     expect(lines.map((l) => JSON.parse(l).kind)).toEqual(["header", "event", "event", "event", "checkpoint", "end"]);
 
     const verified = await keyplane(["audit", "verify", file, "--jwks", jwksFile], env);
-    expect(verified).toEqual({ code: 0, out: "ok: tenant acme, chain intact from genesis to sequence 3 (3 events, 0 omitted, 1 checkpoints; signatures verified)\n", err: "" });
+    expect(verified).toEqual({
+      code: 0,
+      out: "ok: tenant acme, chain intact from genesis to sequence 3 (3 events, 0 omitted, 1 checkpoints; signatures verified)\n",
+      err: "",
+    });
     for (const threads of ["1", "4"]) expect(await keyplane(["audit", "verify", file, "--jwks", jwksFile, "--threads", threads], env)).toEqual(verified);
     const json = await keyplane(["audit", "verify", file, "--jwks", jwksFile, "--json"], env);
-    expect(JSON.parse(json.out)).toMatchObject({ ok: true, tenantId: "acme", startsFrom: "genesis", lastSequence: 3, events: 3, checkpoints: 1, signatures: "verified", problem: null });
+    expect(JSON.parse(json.out)).toMatchObject({
+      ok: true,
+      tenantId: "acme",
+      startsFrom: "genesis",
+      lastSequence: 3,
+      events: 3,
+      checkpoints: 1,
+      signatures: "verified",
+      problem: null,
+    });
 
     // The export is in the log: done by the actor "cli".
     const next = await keyplane(["audit", "export", "--tenant", "acme", "--out", path.join(dir, "acme-2.ndjson"), "--from-sequence", "4"], env);
     expect(next.code).toBe(0);
     const exported = JSON.parse(readFileSync(path.join(dir, "acme-2.ndjson"), "utf8").split("\n")[1]!);
-    expect(exported).toMatchObject({ kind: "event", sequence: 4, type: "audit.exported", data: { via: "cli", format: "ndjson", fromSequence: 1, toSequence: 3, events: 3 }, audit: { userId: "cli" } });
+    expect(exported).toMatchObject({
+      kind: "event",
+      sequence: 4,
+      type: "audit.exported",
+      data: { via: "cli", format: "ndjson", fromSequence: 1, toSequence: 3, events: 3 },
+      audit: { userId: "cli" },
+    });
   });
 
   it("verify names the first bad sequence of a tampered file, and exits 1", async () => {
@@ -143,11 +162,16 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
     // Every field of a checkpoint line is signed, and the end line names the last checkpoint.
     const checkpoint = lines.findIndex((l) => l.startsWith('{"kind":"checkpoint",'));
     const edited = path.join(dir, "edited-checkpoint.ndjson");
-    writeFileSync(edited, lines.map((l, j) => (j === checkpoint ? JSON.stringify({ ...JSON.parse(l), signedAt: "2020-01-01T00:00:00.000Z" }) : l)).join("\n") + "\n");
+    writeFileSync(
+      edited,
+      lines.map((l, j) => (j === checkpoint ? JSON.stringify({ ...JSON.parse(l), signedAt: "2020-01-01T00:00:00.000Z" }) : l)).join("\n") + "\n",
+    );
     expect((await keyplane(["audit", "verify", edited, "--jwks", jwksFile], env)).out).toMatch(/^FAILED: checkpoint-signature at sequence 3: /);
     const dropped = path.join(dir, "dropped-checkpoint.ndjson");
     writeFileSync(dropped, lines.filter((_, j) => j !== checkpoint).join("\n") + "\n");
-    expect((await keyplane(["audit", "verify", dropped, "--jwks", jwksFile], env)).out).toMatch(/^FAILED: checkpoint-link at sequence 3: the checkpoint at 3, the last the export was signed with, is missing/);
+    expect((await keyplane(["audit", "verify", dropped, "--jwks", jwksFile], env)).out).toMatch(
+      /^FAILED: checkpoint-link at sequence 3: the checkpoint at 3, the last the export was signed with, is missing/,
+    );
   });
 
   it("exports CSV with a type filter, and verifies it as it is", async () => {
@@ -172,7 +196,9 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
     try {
       const url = await kp.listen(0, "127.0.0.1");
       // The embedded database is this server's now: verify must not need it.
-      const r = await runKeyplaneProcess(["audit", "verify", path.join(dir, "acme.ndjson"), "--jwks", `${url}/.well-known/jwks.json`], env, { timeoutMs: 50_000 });
+      const r = await runKeyplaneProcess(["audit", "verify", path.join(dir, "acme.ndjson"), "--jwks", `${url}/.well-known/jwks.json`], env, {
+        timeoutMs: 50_000,
+      });
       expect(r).toMatchObject({ code: 0, err: "" });
       expect(r.out).toMatch(/^ok: tenant acme, chain intact from genesis/);
     } finally {
@@ -181,9 +207,15 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
   });
 
   it("refuses a tenant that does not exist, a missing file and a bad JWKS", async () => {
-    expect(await keyplane(["audit", "export", "--tenant", "nope", "--out", path.join(dir, "nope.ndjson")], env)).toMatchObject({ code: 1, err: "keyplane: no tenant nope (see: keyplane tenant list)\n" });
+    expect(await keyplane(["audit", "export", "--tenant", "nope", "--out", path.join(dir, "nope.ndjson")], env)).toMatchObject({
+      code: 1,
+      err: "keyplane: no tenant nope (see: keyplane tenant list)\n",
+    });
     expect(existsSync(path.join(dir, "nope.ndjson"))).toBe(false);
-    expect(await keyplane(["audit", "verify", path.join(dir, "missing.ndjson")], env)).toMatchObject({ code: 1, err: expect.stringMatching(/cannot read .*missing\.ndjson: no such file/) });
+    expect(await keyplane(["audit", "verify", path.join(dir, "missing.ndjson")], env)).toMatchObject({
+      code: 1,
+      err: expect.stringMatching(/cannot read .*missing\.ndjson: no such file/),
+    });
     expect((await keyplane(["audit", "verify", path.join(dir, "acme.ndjson"), "--jwks", path.join(dir, "acme.csv")], env)).err).toMatch(/--jwks .*: not JSON/);
   });
 });

@@ -49,7 +49,14 @@ const postgres: Backend = {
     const dataDir = tempDir("keyplane-cli-pg-");
     return {
       // Processes sharing a PostgreSQL must share one signing key: Keyplane will not generate one there.
-      env: { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, DATABASE_URL: database.url, KEYPLANE_SIGNING_KEY: signingKeyPem(), KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` },
+      env: {
+        NODE_ENV: "test",
+        LOG_LEVEL: "warn",
+        KEYPLANE_DATA_DIR: dataDir,
+        DATABASE_URL: database.url,
+        KEYPLANE_SIGNING_KEY: signingKeyPem(),
+        KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}`,
+      },
       pendingAtStart: true,
       teardown: async () => {
         rmSync(dataDir, { recursive: true, force: true });
@@ -273,7 +280,9 @@ describe.each(backends)("keyplane CLI on $name", (backend) => {
       });
       const body = (await res.json()) as any;
       expect(body.data.tenant.tier).toBe("enterprise");
-      expect(body.data.auditLog.edges.map((e: any) => e.node).filter((n: any) => n.type === "tenant.tier_changed")).toEqual([{ type: "tenant.tier_changed", actor: "cli" }]);
+      expect(body.data.auditLog.edges.map((e: any) => e.node).filter((n: any) => n.type === "tenant.tier_changed")).toEqual([
+        { type: "tenant.tier_changed", actor: "cli" },
+      ]);
     } finally {
       await kp.close();
     }
@@ -342,10 +351,19 @@ describe("keyplane CLI usage errors", () => {
     { argv: ["token", "mint", "--tenant", "acme", "--role", "admin"], message: "token mint needs --sub" },
     { argv: ["token", "mint", "--tenant", "acme", "--sub", "alice"], message: "token mint needs --role" },
     { argv: ["token", "mint", "--role", "admin", "--sub", "alice"], message: "token mint needs --tenant (or --role platform)" },
-    { argv: ["token", "mint", "--tenant", "acme", "--role", "owner", "--sub", "alice"], message: "--role must be one of viewer, editor, admin, service, platform (got 'owner')" },
-    { argv: ["token", "mint", "--tenant", "acme", "--role", "admin", "--sub", "alice", "--ttl", "1h"], message: "--ttl is a whole number of seconds (got '1h')" },
+    {
+      argv: ["token", "mint", "--tenant", "acme", "--role", "owner", "--sub", "alice"],
+      message: "--role must be one of viewer, editor, admin, service, platform (got 'owner')",
+    },
+    {
+      argv: ["token", "mint", "--tenant", "acme", "--role", "admin", "--sub", "alice", "--ttl", "1h"],
+      message: "--ttl is a whole number of seconds (got '1h')",
+    },
     { argv: ["token", "mint", "--role", "platform", "--role", "admin", "--sub", "op"], message: "--role platform cannot be combined with other roles" },
-    { argv: ["token", "mint", "--tenant", "acme", "--role", "platform", "--sub", "op"], message: "--role platform mints a platform-operator token: leave out --tenant" },
+    {
+      argv: ["token", "mint", "--tenant", "acme", "--role", "platform", "--sub", "op"],
+      message: "--role platform mints a platform-operator token: leave out --tenant",
+    },
     { argv: ["serve", "--port", "80"], message: "serve takes no arguments (got --port 80)" },
     { argv: ["projections", "rebuild", "now"], message: "projections rebuild takes no arguments (got now)" },
   ])("keyplane $argv → exit 2: $message", async ({ argv, message }) => {
@@ -368,7 +386,12 @@ describe("keyplane CLI usage errors", () => {
     const dataDir = tempDir("keyplane-keys-");
     try {
       // A Keyplane given both keys starts and uses the first.
-      const r = await keyplane(["tenant", "list", "--json"], { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: dataDir, KEYPLANE_ENCRYPTION_KEYS: `${first.out.trim()},${second.out.trim()}` });
+      const r = await keyplane(["tenant", "list", "--json"], {
+        NODE_ENV: "test",
+        LOG_LEVEL: "warn",
+        KEYPLANE_DATA_DIR: dataDir,
+        KEYPLANE_ENCRYPTION_KEYS: `${first.out.trim()},${second.out.trim()}`,
+      });
       expect(r.code, r.err).toBe(0);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });

@@ -32,11 +32,20 @@ async function issueToken(url: string, token: string, subject: string): Promise<
     const res = await fetch(`${url}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      body: JSON.stringify({ query: "mutation ($s: String!) { issueServiceToken(input: { subject: $s, ttlSeconds: 300 }) { tokenId } }", variables: { s: subject } }),
+      body: JSON.stringify({
+        query: "mutation ($s: String!) { issueServiceToken(input: { subject: $s, ttlSeconds: 300 }) { tokenId } }",
+        variables: { s: subject },
+      }),
       signal: AbortSignal.timeout(15_000),
     });
     const body = (await res.json()) as { data?: { issueServiceToken?: { tokenId: string } }; errors?: Array<{ extensions?: { code?: string } }> };
-    return { at: Date.now(), status: res.status, tokenId: body.data?.issueServiceToken?.tokenId, code: body.errors?.[0]?.extensions?.code, retryAfter: res.headers.get("retry-after") };
+    return {
+      at: Date.now(),
+      status: res.status,
+      tokenId: body.data?.issueServiceToken?.tokenId,
+      code: body.errors?.[0]?.extensions?.code,
+      retryAfter: res.headers.get("retry-after"),
+    };
   } catch (error) {
     // No answer at all would mean the process is gone (or hung): recorded, and the test fails on it.
     return { at: Date.now(), status: 0, code: (error as Error).name };
@@ -44,7 +53,11 @@ async function issueToken(url: string, token: string, subject: string): Promise<
 }
 
 /** One operation over graphql-ws: its result, or its errors when it fails. */
-function overSocket(client: Client, query: string, variables: Record<string, unknown>): Promise<{ data?: unknown; errors?: Array<{ extensions?: { code?: string } }> }> {
+function overSocket(
+  client: Client,
+  query: string,
+  variables: Record<string, unknown>,
+): Promise<{ data?: unknown; errors?: Array<{ extensions?: { code?: string } }> }> {
   return new Promise((resolve, reject) => {
     let result: { data?: unknown; errors?: Array<{ extensions?: { code?: string } }> } = {};
     client.subscribe(
@@ -113,7 +126,13 @@ describe.skipIf(unavailable)("keyplane serve while its PostgreSQL restarts", () 
     const recoveries: number[] = [];
     // A socket opened (and authenticated) before the crash: its operations meanwhile get the same code.
     const wsUrl = served.url.replace("http", "ws") + "/graphql";
-    const socket = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: false });
+    const socket = createClient({
+      url: wsUrl,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${token}` },
+      retryAttempts: 0,
+      lazy: false,
+    });
     const MUTATION = "mutation ($s: String!) { issueServiceToken(input: { subject: $s, ttlSeconds: 300 }) { tokenId } }";
     expect(await overSocket(socket, MUTATION, { s: "socket-before" })).toMatchObject({ data: { issueServiceToken: { tokenId: expect.any(String) } } });
     let socketDuringOutage: Awaited<ReturnType<typeof overSocket>> | undefined;

@@ -36,7 +36,8 @@ function registerPem(pem: string): void {
 // Its stderr (the JSON log) is kept for the secret scan: the token must never be in it.
 
 /** Runs `keyplane github-token …` in this process. */
-const githubToken = (args: string[], env: Record<string, string>) => runKeyplane(["github-token", ...args], env, { command: "github-token", name: "in-process" });
+const githubToken = (args: string[], env: Record<string, string>) =>
+  runKeyplane(["github-token", ...args], env, { command: "github-token", name: "in-process" });
 
 /** Runs bin/keyplane.mjs github-token … as its own process, as a container would; SIGKILL after 30 s. */
 const githubTokenProcess = (args: string[], env: Record<string, string>) =>
@@ -63,16 +64,34 @@ describe("keyplane github-token: usage", () => {
     { argv: [], message: "github-token needs --app" },
     { argv: ["--app", "rex"], message: "github-token needs --output" },
     { argv: ["--app", "Rex Bot", "--output", "/tmp/t"], message: "--app is an app name of lower-case letters, digits and dashes (got 'Rex Bot')" },
-    { argv: ["--app", "rex", "--output", "/tmp/t", "--owner", "acme", "--repository", "acme/api"], message: "--installation-id, --owner and --repository are alternatives (got --owner and --repository)" },
+    {
+      argv: ["--app", "rex", "--output", "/tmp/t", "--owner", "acme", "--repository", "acme/api"],
+      message: "--installation-id, --owner and --repository are alternatives (got --owner and --repository)",
+    },
     { argv: ["--app", "rex", "--output", "/tmp/t", "--installation-id", "12a"], message: "--installation-id is a positive whole number (got '12a')" },
     { argv: ["--app", "rex", "--output", "/tmp/t", "--repository", "acme"], message: "--repository is owner/name (got 'acme')" },
-    { argv: ["--app", "rex", "--output", "/tmp/t", "--permission", "contents"], message: "--permission is name=read|write|admin, e.g. contents=read (got 'contents')" },
+    {
+      argv: ["--app", "rex", "--output", "/tmp/t", "--permission", "contents"],
+      message: "--permission is name=read|write|admin, e.g. contents=read (got 'contents')",
+    },
     { argv: ["--app", "rex", "--output", "/tmp/t", "--permission", "contents=owner"], message: "--permission is name=read|write|admin" },
     { argv: ["--app", "rex", "--output", "/tmp/t", "--owner", "acme", "--repositories", "globex/api"], message: "--repositories globex/api is not under acme" },
-    { argv: ["--app", "rex", "--output", "/tmp/t", "--keyplane-url", "http://keyplane:4000"], message: "--keyplane-url and --token-file go together (brokered mode)" },
-    { argv: ["--app", "rex", "--output", "/tmp/t", "--token-file", "/var/run/secrets/token"], message: "--keyplane-url and --token-file go together (brokered mode)" },
-    { argv: ["--app", "rex", "--output", "/tmp/t", "--keyplane-url", "ftp://x", "--token-file", "/t", "--owner", "acme"], message: "--keyplane-url is an http(s) URL (got 'ftp://x')" },
-    { argv: ["--app", "rex", "--output", "/tmp/t", "--keyplane-url", "http://k", "--token-file", "/t"], message: "brokered mode needs one of --installation-id, --owner or --repository" },
+    {
+      argv: ["--app", "rex", "--output", "/tmp/t", "--keyplane-url", "http://keyplane:4000"],
+      message: "--keyplane-url and --token-file go together (brokered mode)",
+    },
+    {
+      argv: ["--app", "rex", "--output", "/tmp/t", "--token-file", "/var/run/secrets/token"],
+      message: "--keyplane-url and --token-file go together (brokered mode)",
+    },
+    {
+      argv: ["--app", "rex", "--output", "/tmp/t", "--keyplane-url", "ftp://x", "--token-file", "/t", "--owner", "acme"],
+      message: "--keyplane-url is an http(s) URL (got 'ftp://x')",
+    },
+    {
+      argv: ["--app", "rex", "--output", "/tmp/t", "--keyplane-url", "http://k", "--token-file", "/t"],
+      message: "brokered mode needs one of --installation-id, --owner or --repository",
+    },
     { argv: ["--app", "rex", "--output", "/tmp/t", "--health-port", "http"], message: "--health-port is a port number (got 'http')" },
     { argv: ["--app", "rex", "--output", "/tmp/t", "--timeout", "0"], message: "--timeout is a number of seconds (at least 1) (got '0')" },
     { argv: ["--app", "rex", "--output", "/tmp/t", "--scope", "repo"], message: "Unknown option '--scope'" },
@@ -92,7 +111,20 @@ describe("keyplane github-token: usage", () => {
   });
 
   it("reads narrowing flags as one owner's repositories and a permission map", () => {
-    const o = parseGitHubTokenArgs(["--app", "Rex", "--output", "t", "--repositories", "acme/api,web", "--repositories", "API", "--permission", "contents=read,pull_requests=write", "--permission", "contents=read"]);
+    const o = parseGitHubTokenArgs([
+      "--app",
+      "Rex",
+      "--output",
+      "t",
+      "--repositories",
+      "acme/api,web",
+      "--repositories",
+      "API",
+      "--permission",
+      "contents=read,pull_requests=write",
+      "--permission",
+      "contents=read",
+    ]);
     expect(o.spec).toEqual({ app: "rex", owner: "acme", repositories: ["api", "web"], permissions: { contents: "read", pull_requests: "write" } });
     expect(o.watch).toBe(false);
     expect(parseGitHubTokenArgs(["--app", "rex", "--output", "t", "--repository", "acme/api", "--watch", "--health-port", "8080"])).toMatchObject({
@@ -150,7 +182,14 @@ describe("keyplane github-token: direct mode against GitHub", () => {
       repositories: ["api", "web", "docs"],
       permissions: { contents: "write", metadata: "read", pull_requests: "write" },
     });
-    env = { NODE_ENV: "test", LOG_LEVEL: "info", GITHUB_URL: github.url, GITHUB_API_URL: github.url, GITHUB_APP_REX_ID: String(rex.appId), GITHUB_APP_REX_PRIVATE_KEY: rex.privateKeyPem };
+    env = {
+      NODE_ENV: "test",
+      LOG_LEVEL: "info",
+      GITHUB_URL: github.url,
+      GITHUB_API_URL: github.url,
+      GITHUB_APP_REX_ID: String(rex.appId),
+      GITHUB_APP_REX_PRIVATE_KEY: rex.privateKeyPem,
+    };
   });
   afterAll(() => github?.close());
 
@@ -193,7 +232,11 @@ describe("keyplane github-token: direct mode against GitHub", () => {
     const token = readFileSync(output, "utf8");
     registerSecret(token);
     expect(await repositoriesWith(token)).toEqual({ status: 200, names: ["acme/api"] });
-    expect(github.installationTokens.find((t) => t.token === token)).toMatchObject({ installationId: acme.id, repositories: ["api"], permissions: { contents: "read" } });
+    expect(github.installationTokens.find((t) => t.token === token)).toMatchObject({
+      installationId: acme.id,
+      repositories: ["api"],
+      permissions: { contents: "read" },
+    });
     expect(logLines(r.err).find((l) => l.msg === "token written")).toMatchObject({ repositories: ["acme/api"], permissions: { contents: "read" } });
 
     const two = path.join(outDir(), "token");
@@ -229,7 +272,12 @@ describe("keyplane github-token: direct mode against GitHub", () => {
     writeFileSync(path.join(apps, "rex", "privateKey"), rex.privateKeyPem);
     writeFileSync(path.join(apps, "rex", "webhookSecret"), rex.webhookSecret);
     const output = path.join(outDir(), "token");
-    const r = await githubToken(["--app", "rex", "--owner", "acme", "--output", output], { NODE_ENV: "test", GITHUB_URL: github.url, GITHUB_API_URL: github.url, GITHUB_APPS_DIR: apps });
+    const r = await githubToken(["--app", "rex", "--owner", "acme", "--output", output], {
+      NODE_ENV: "test",
+      GITHUB_URL: github.url,
+      GITHUB_API_URL: github.url,
+      GITHUB_APPS_DIR: apps,
+    });
     expect(r.code, r.err).toBe(0);
     const token = readFileSync(output, "utf8");
     registerSecret(token);
@@ -240,7 +288,10 @@ describe("keyplane github-token: direct mode against GitHub", () => {
     const output = path.join(outDir(), "token");
     const missing = await githubToken(["--app", "clippy", "--owner", "acme", "--output", output], env);
     expect(missing.code).toBe(2);
-    expect(logLines(missing.err).at(-1)).toMatchObject({ level: "error", msg: expect.stringMatching(/GitHub App clippy is not configured.*GITHUB_APP_CLIPPY_ID/) });
+    expect(logLines(missing.err).at(-1)).toMatchObject({
+      level: "error",
+      msg: expect.stringMatching(/GitHub App clippy is not configured.*GITHUB_APP_CLIPPY_ID/),
+    });
 
     const broken = rex.privateKeyPem.slice(0, 200);
     const bad = await githubToken(["--app", "rex", "--owner", "acme", "--output", output], { ...env, GITHUB_APP_REX_PRIVATE_KEY: broken });
@@ -249,7 +300,11 @@ describe("keyplane github-token: direct mode against GitHub", () => {
     for (const line of broken.split("\n").filter((l) => l.length > 10 && !l.startsWith("-----"))) expect(bad.err).not.toContain(line);
 
     // Another app's broken settings do not stop this one.
-    const other = await githubToken(["--app", "rex", "--owner", "acme", "--output", output], { ...env, GITHUB_APP_QA_ID: "not-an-id", GITHUB_APP_QA_PRIVATE_KEY: "nonsense" });
+    const other = await githubToken(["--app", "rex", "--owner", "acme", "--output", output], {
+      ...env,
+      GITHUB_APP_QA_ID: "not-an-id",
+      GITHUB_APP_QA_PRIVATE_KEY: "nonsense",
+    });
     expect(other.code, other.err).toBe(0);
     registerSecret(readFileSync(output, "utf8"));
   });
@@ -282,7 +337,10 @@ describe("keyplane github-token: direct mode against GitHub", () => {
     const port = await freePort(); // nothing listens there
     const output = path.join(outDir(), "token");
     const started = Date.now();
-    const r = await githubToken(["--app", "rex", "--installation-id", String(acme.id), "--output", output, "--timeout", "3"], { ...env, GITHUB_API_URL: `http://127.0.0.1:${port}` });
+    const r = await githubToken(["--app", "rex", "--installation-id", String(acme.id), "--output", output, "--timeout", "3"], {
+      ...env,
+      GITHUB_API_URL: `http://127.0.0.1:${port}`,
+    });
     expect(r.code, r.err).toBe(4);
     expect(existsSync(output)).toBe(false);
     expect(logLines(r.err).at(-1)).toMatchObject({ level: "error", kind: "unavailable" });
@@ -291,17 +349,31 @@ describe("keyplane github-token: direct mode against GitHub", () => {
 
   it("--watch rewrites the token before it expires, keeps the last good one while GitHub fails, and /healthz says whether it is good for 5 more minutes", async () => {
     // Its own installation: the failures queued below must not reach other tests.
-    const watched = github.addInstallation({ appId: rex.appId, account: { login: "initech", type: "Organization" }, repositories: ["tps"], permissions: { contents: "read" } });
+    const watched = github.addInstallation({
+      appId: rex.appId,
+      account: { login: "initech", type: "Organization" },
+      repositories: ["tps"],
+      permissions: { contents: "read" },
+    });
     const dir = outDir();
     const output = path.join(dir, "token");
     let skew = 0;
-    const clock: Clock = { now: () => Date.now() + skew, random: Math.random, sleep: (ms, signal) => new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
-    }) };
+    const clock: Clock = {
+      now: () => Date.now() + skew,
+      random: Math.random,
+      sleep: (ms, signal) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          signal.addEventListener(
+            "abort",
+            () => {
+              clearTimeout(timer);
+              resolve();
+            },
+            { once: true },
+          );
+        }),
+    };
     const stop = new AbortController();
     const lines: LogLine[] = [];
     const onDiskAtFailure: Array<{ file: string | undefined; lastWritten: string | undefined }> = [];
@@ -322,7 +394,21 @@ describe("keyplane github-token: direct mode against GitHub", () => {
         }
       },
     };
-    const args = ["--app", "rex", "--installation-id", String(watched.id), "--output", output, "--watch", "--health-port", "0", "--refresh-before", "3598", "--retry-delay", "0.2"];
+    const args = [
+      "--app",
+      "rex",
+      "--installation-id",
+      String(watched.id),
+      "--output",
+      output,
+      "--watch",
+      "--health-port",
+      "0",
+      "--refresh-before",
+      "3598",
+      "--retry-delay",
+      "0.2",
+    ];
     const running = runGitHubToken(args, loadConfig(env), io, { clock, signal: stop.signal, onHealthListening: (p) => (port = p) });
     try {
       const first = await waitFor("the first token", () => readIfExists(output));
@@ -401,7 +487,10 @@ describe("keyplane github-token: direct mode against GitHub", () => {
   it("bin/keyplane.mjs github-token --watch as a sidecar: /healthz 200 once written, refreshes, exits 0 on SIGTERM", async () => {
     const port = await freePort();
     const output = path.join(outDir(), "token");
-    const proc = githubTokenProcess(["--app", "rex", "--owner", "acme", "--output", output, "--watch", "--health-port", String(port), "--refresh-before", "3599"], env);
+    const proc = githubTokenProcess(
+      ["--app", "rex", "--owner", "acme", "--output", output, "--watch", "--health-port", String(port), "--refresh-before", "3599"],
+      env,
+    );
     try {
       const first = await waitFor("the first token", () => readIfExists(output), 15_000);
       registerSecret(first);
@@ -499,7 +588,22 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
     try {
       const output = path.join(outDir(), "token");
       const r = await githubToken(
-        ["--app", "rex", "--keyplane-url", stub.url, "--token-file", tokenFile, "--repository", "acme/api", "--repositories", "web", "--permission", "contents=read,pull_requests=write", "--output", output],
+        [
+          "--app",
+          "rex",
+          "--keyplane-url",
+          stub.url,
+          "--token-file",
+          tokenFile,
+          "--repository",
+          "acme/api",
+          "--repositories",
+          "web",
+          "--permission",
+          "contents=read,pull_requests=write",
+          "--output",
+          output,
+        ],
         env,
       );
       expect(r.code, r.err).toBe(0);
@@ -511,8 +615,20 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
       expect(call.body.query.replace(/\s+/g, " ")).toContain(
         "mutation IssueGitHubToken($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token expiresAt installationId repositories permissions cached fingerprint } }",
       );
-      expect(call.body.variables.input).toEqual({ app: "rex", repository: "acme/api", repositories: ["web"], permissions: { contents: "read", pull_requests: "write" }, minValiditySeconds: 900 });
-      expect(logLines(r.err).find((l) => l.msg === "token written")).toMatchObject({ app: "rex", mode: "brokered", installationId: 4242, fingerprint: fingerprint(token), cached: true });
+      expect(call.body.variables.input).toEqual({
+        app: "rex",
+        repository: "acme/api",
+        repositories: ["web"],
+        permissions: { contents: "read", pull_requests: "write" },
+        minValiditySeconds: 900,
+      });
+      expect(logLines(r.err).find((l) => l.msg === "token written")).toMatchObject({
+        app: "rex",
+        mode: "brokered",
+        installationId: 4242,
+        fingerprint: fingerprint(token),
+        cached: true,
+      });
       expect(r.err).not.toContain(token);
       expect(r.err).not.toContain("kp-service-token-1");
     } finally {
@@ -525,7 +641,21 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
     registerSecret(token);
     const stub = await startStubKeyplane(() => issued(token));
     try {
-      const r = await githubToken(["--app", "rex", "--keyplane-url", `${stub.url}/graphql`, "--token-file", tokenFile, "--installation-id", "77", "--output", path.join(outDir(), "token")], env);
+      const r = await githubToken(
+        [
+          "--app",
+          "rex",
+          "--keyplane-url",
+          `${stub.url}/graphql`,
+          "--token-file",
+          tokenFile,
+          "--installation-id",
+          "77",
+          "--output",
+          path.join(outDir(), "token"),
+        ],
+        env,
+      );
       expect(r.code, r.err).toBe(0);
       expect(stub.calls[0]!.body.variables.input).toEqual({ app: "rex", installationId: 77, minValiditySeconds: 900 });
     } finally {
@@ -577,14 +707,20 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
 
   it("Keyplane unreachable or not answering in time → exit 4", async () => {
     const port = await freePort();
-    const r = await githubToken(["--app", "rex", "--keyplane-url", `http://127.0.0.1:${port}`, "--token-file", tokenFile, "--owner", "acme", "--output", path.join(outDir(), "token")], env);
+    const r = await githubToken(
+      ["--app", "rex", "--keyplane-url", `http://127.0.0.1:${port}`, "--token-file", tokenFile, "--owner", "acme", "--output", path.join(outDir(), "token")],
+      env,
+    );
     expect(r.code, r.err).toBe(4);
     expect(logLines(r.err).at(-1)).toMatchObject({ kind: "unavailable", code: "network_error" });
 
     const stub = await startStubKeyplane(() => ({ status: 200, hang: true }));
     try {
       const started = Date.now();
-      const slow = await githubToken(["--app", "rex", "--keyplane-url", stub.url, "--token-file", tokenFile, "--owner", "acme", "--timeout", "1", "--output", path.join(outDir(), "token")], env);
+      const slow = await githubToken(
+        ["--app", "rex", "--keyplane-url", stub.url, "--token-file", tokenFile, "--owner", "acme", "--timeout", "1", "--output", path.join(outDir(), "token")],
+        env,
+      );
       expect(slow.code, slow.err).toBe(4);
       expect(logLines(slow.err).at(-1)).toMatchObject({ kind: "unavailable", code: "timeout" });
       expect(Date.now() - started).toBeLessThan(5_000);
@@ -596,12 +732,29 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
   it("a missing or empty token file is a configuration error (2)", async () => {
     const stub = await startStubKeyplane(() => issued(fakeGhs()));
     try {
-      const missing = await githubToken(["--app", "rex", "--keyplane-url", stub.url, "--token-file", path.join(scratchDir.root(), "absent"), "--owner", "acme", "--output", path.join(outDir(), "token")], env);
+      const missing = await githubToken(
+        [
+          "--app",
+          "rex",
+          "--keyplane-url",
+          stub.url,
+          "--token-file",
+          path.join(scratchDir.root(), "absent"),
+          "--owner",
+          "acme",
+          "--output",
+          path.join(outDir(), "token"),
+        ],
+        env,
+      );
       expect(missing.code).toBe(2);
       expect(logLines(missing.err).at(-1)!.msg).toMatch(/cannot read --token-file .*absent \(ENOENT\)/);
       const empty = path.join(outDir(), "empty");
       writeFileSync(empty, "\n");
-      const blank = await githubToken(["--app", "rex", "--keyplane-url", stub.url, "--token-file", empty, "--owner", "acme", "--output", path.join(outDir(), "token")], env);
+      const blank = await githubToken(
+        ["--app", "rex", "--keyplane-url", stub.url, "--token-file", empty, "--owner", "acme", "--output", path.join(outDir(), "token")],
+        env,
+      );
       expect(blank.code).toBe(2);
       expect(stub.calls).toHaveLength(0);
     } finally {
@@ -628,7 +781,23 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
     const stop = new AbortController();
     let err = "";
     const running = runGitHubToken(
-      ["--app", "rex", "--keyplane-url", stub.url, "--token-file", rotating, "--owner", "acme", "--output", output, "--watch", "--refresh-before", "3599.5", "--retry-delay", "0.1"],
+      [
+        "--app",
+        "rex",
+        "--keyplane-url",
+        stub.url,
+        "--token-file",
+        rotating,
+        "--owner",
+        "acme",
+        "--output",
+        output,
+        "--watch",
+        "--refresh-before",
+        "3599.5",
+        "--retry-delay",
+        "0.1",
+      ],
       loadConfig(env),
       { out: () => {}, err: (s) => void (err += s) },
       { signal: stop.signal },
@@ -646,7 +815,11 @@ describe("keyplane github-token: brokered mode (the Keyplane GraphQL contract)",
     expect(stub.calls[1]!.authorization).toBe("Bearer kp-service-token-B");
     expect(fileAtSecondCall).toBe(a);
     expect(stub.calls[2]!.at - stub.calls[1]!.at).toBeGreaterThanOrEqual(950);
-    expect(logLines(err).find((l) => l.msg.startsWith("token refresh failed"))).toMatchObject({ kind: "rate_limited", code: "RATE_LIMITED", retryInSeconds: expect.any(Number) });
+    expect(logLines(err).find((l) => l.msg.startsWith("token refresh failed"))).toMatchObject({
+      kind: "rate_limited",
+      code: "RATE_LIMITED",
+      retryInSeconds: expect.any(Number),
+    });
     keepLog("brokered-watch", err);
     expect(err).not.toContain(a);
     expect(err).not.toContain(b);
@@ -667,7 +840,11 @@ describe("keyplane github-token: brokered mode against a running Keyplane", () =
     registerPem(world.githubApp.privateKeyPem);
     app = await createTestApp({ env: world.env, name: "github-token-brokered" });
     tenant = await app.seedTenant();
-    world.github.setNextInstall({ account: { login, type: "Organization" }, repositories: ["api", "web"], permissions: { contents: "write", metadata: "read" } });
+    world.github.setNextInstall({
+      account: { login, type: "Organization" },
+      repositories: ["api", "web"],
+      permissions: { contents: "write", metadata: "read" },
+    });
     const installed = await browseInstall(app, "github", tenant.tokens.admin);
     expect(installed.status, JSON.stringify(installed.body)).toBe(200);
     const policy = await app.gql(
@@ -686,7 +863,9 @@ describe("keyplane github-token: brokered mode against a running Keyplane", () =
 
   it("writes a token Keyplane issued under the tenant's policy; the workload never holds the app key", async () => {
     const output = path.join(outDir(), "token");
-    const r = await githubToken(["--app", "default", "--keyplane-url", app.url, "--token-file", tokenFile, "--owner", login, "--output", output], { NODE_ENV: "test" });
+    const r = await githubToken(["--app", "default", "--keyplane-url", app.url, "--token-file", tokenFile, "--owner", login, "--output", output], {
+      NODE_ENV: "test",
+    });
     expect(r.code, r.err).toBe(0);
     const token = readFileSync(output, "utf8");
     registerSecret(token);
@@ -702,13 +881,18 @@ describe("keyplane github-token: brokered mode against a running Keyplane", () =
 
   it("a repository outside the policy is refused (3), and so is a bad service token", async () => {
     const output = path.join(outDir(), "token");
-    const denied = await githubToken(["--app", "default", "--keyplane-url", app.url, "--token-file", tokenFile, "--repository", `${login}/web`, "--output", output], { NODE_ENV: "test" });
+    const denied = await githubToken(
+      ["--app", "default", "--keyplane-url", app.url, "--token-file", tokenFile, "--repository", `${login}/web`, "--output", output],
+      { NODE_ENV: "test" },
+    );
     expect(denied.code, denied.err).toBe(3);
     expect(logLines(denied.err).at(-1)).toMatchObject({ kind: "refused", code: "FORBIDDEN" });
 
     const forged = path.join(outDir(), "forged");
     writeFileSync(forged, "not-a-keyplane-token");
-    const unauthenticated = await githubToken(["--app", "default", "--keyplane-url", app.url, "--token-file", forged, "--owner", login, "--output", output], { NODE_ENV: "test" });
+    const unauthenticated = await githubToken(["--app", "default", "--keyplane-url", app.url, "--token-file", forged, "--owner", login, "--output", output], {
+      NODE_ENV: "test",
+    });
     expect(unauthenticated.code, unauthenticated.err).toBe(3);
     expect(logLines(unauthenticated.err).at(-1)).toMatchObject({ kind: "refused", code: "UNAUTHENTICATED" });
     expect(existsSync(output)).toBe(false);
@@ -716,7 +900,10 @@ describe("keyplane github-token: brokered mode against a running Keyplane", () =
 
   it("bin/keyplane.mjs github-token in brokered mode, as its own process", async () => {
     const output = path.join(outDir(), "token");
-    const r = await githubTokenProcess(["--app", "default", "--keyplane-url", app.url, "--token-file", tokenFile, "--repository", `${login}/api`, "--output", output], { NODE_ENV: "test" }).done;
+    const r = await githubTokenProcess(
+      ["--app", "default", "--keyplane-url", app.url, "--token-file", tokenFile, "--repository", `${login}/api`, "--output", output],
+      { NODE_ENV: "test" },
+    ).done;
     expect(r.code, r.err).toBe(0);
     expect(r.out).toBe("");
     const token = readFileSync(output, "utf8");

@@ -11,7 +11,17 @@ import { killServedProcesses, serveProcess, type Served } from "../testkit/serve
 
 const scratch = scratchDirectory("keyplane-hostile-");
 
-const ROUTES = ["/graphql", "/oauth/install/github", "/oauth/callback/github", "/webhooks/github", "/audit/export", "/.well-known/jwks.json", "/metrics", "/healthz", "/readyz"];
+const ROUTES = [
+  "/graphql",
+  "/oauth/install/github",
+  "/oauth/callback/github",
+  "/webhooks/github",
+  "/audit/export",
+  "/.well-known/jwks.json",
+  "/metrics",
+  "/healthz",
+  "/readyz",
+];
 
 interface RawAnswer {
   status: number | null;
@@ -60,7 +70,14 @@ function hostileRequests(route: string): Array<{ name: string; request: Buffer |
     { name: "malformed percent-encoding in the path", request: crlf([line(`${route}/%E0%A4%A`), ...base, ...json], body) },
     { name: "%ZZ in the path", request: crlf([line(`${route}%ZZ`), ...base, ...json], body) },
     { name: "malformed percent-encoding in the query", request: crlf([line(`${route}?%E0%A4%A=%ZZ&state=%&code=%ff%fe`), ...base, ...json], body) },
-    { name: "invalid UTF-8 bytes in the path", request: Buffer.concat([Buffer.from(`${method} ${route}/`), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from(` HTTP/1.1\r\n${[...base, ...json].join("\r\n")}\r\n\r\n${body}`)]) },
+    {
+      name: "invalid UTF-8 bytes in the path",
+      request: Buffer.concat([
+        Buffer.from(`${method} ${route}/`),
+        Buffer.from([0xc3, 0x28, 0xff, 0xfe]),
+        Buffer.from(` HTTP/1.1\r\n${[...base, ...json].join("\r\n")}\r\n\r\n${body}`),
+      ]),
+    },
     {
       name: "invalid UTF-8 in header values",
       request: Buffer.concat([
@@ -104,7 +121,10 @@ function hostileRequests(route: string): Array<{ name: string; request: Buffer |
         body,
       ),
     },
-    { name: "two different Content-Length headers", request: crlf([line(route), ...base, "content-type: application/json", "content-length: 2", "content-length: 3"], "{}") },
+    {
+      name: "two different Content-Length headers",
+      request: crlf([line(route), ...base, "content-type: application/json", "content-length: 2", "content-length: 3"], "{}"),
+    },
   ];
 }
 
@@ -113,12 +133,38 @@ function hostileUpgrades(): Array<{ name: string; request: Buffer | string }> {
   const upgrade = ["host: 127.0.0.1", "connection: Upgrade", "upgrade: websocket", "sec-websocket-version: 13", "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ=="];
   return [
     { name: "malformed percent-encoding in the upgrade path", request: crlf(["GET /graphql/%E0%A4%A HTTP/1.1", ...upgrade]) },
-    { name: "malformed query on the upgrade", request: crlf(["GET /graphql?%ZZ=%E0%A4%A HTTP/1.1", ...upgrade, "sec-websocket-protocol: graphql-transport-ws"]) },
+    {
+      name: "malformed query on the upgrade",
+      request: crlf(["GET /graphql?%ZZ=%E0%A4%A HTTP/1.1", ...upgrade, "sec-websocket-protocol: graphql-transport-ws"]),
+    },
     { name: "no key", request: crlf(["GET /graphql HTTP/1.1", "host: 127.0.0.1", "connection: Upgrade", "upgrade: websocket", "sec-websocket-version: 13"]) },
     { name: "a bad version", request: crlf(["GET /graphql HTTP/1.1", ...upgrade.slice(0, 3), "sec-websocket-version: 99", upgrade[4]!]) },
-    { name: "invalid UTF-8 in the protocol and request id", request: Buffer.concat([Buffer.from(`GET /graphql HTTP/1.1\r\n${upgrade.join("\r\n")}\r\nsec-websocket-protocol: `), Buffer.from([0xff, 0xfe]), Buffer.from("\r\nx-request-id: "), Buffer.from([0xc3, 0x28]), Buffer.from("\r\n\r\n")]) },
-    { name: "duplicated upgrade headers", request: crlf(["GET /graphql HTTP/1.1", ...upgrade, "sec-websocket-key: AAAAAAAAAAAAAAAAAAAAAA==", "sec-websocket-protocol: graphql-transport-ws", "sec-websocket-protocol: graphql-ws", "x-forwarded-for: 1.1.1.1", "x-forwarded-for: 2.2.2.2"]) },
-    { name: "an oversized upgrade header", request: crlf(["GET /graphql HTTP/1.1", ...upgrade, `sec-websocket-protocol: ${"graphql-transport-ws,".repeat(4000)}`]) },
+    {
+      name: "invalid UTF-8 in the protocol and request id",
+      request: Buffer.concat([
+        Buffer.from(`GET /graphql HTTP/1.1\r\n${upgrade.join("\r\n")}\r\nsec-websocket-protocol: `),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from("\r\nx-request-id: "),
+        Buffer.from([0xc3, 0x28]),
+        Buffer.from("\r\n\r\n"),
+      ]),
+    },
+    {
+      name: "duplicated upgrade headers",
+      request: crlf([
+        "GET /graphql HTTP/1.1",
+        ...upgrade,
+        "sec-websocket-key: AAAAAAAAAAAAAAAAAAAAAA==",
+        "sec-websocket-protocol: graphql-transport-ws",
+        "sec-websocket-protocol: graphql-ws",
+        "x-forwarded-for: 1.1.1.1",
+        "x-forwarded-for: 2.2.2.2",
+      ]),
+    },
+    {
+      name: "an oversized upgrade header",
+      request: crlf(["GET /graphql HTTP/1.1", ...upgrade, `sec-websocket-protocol: ${"graphql-transport-ws,".repeat(4000)}`]),
+    },
   ];
 }
 
@@ -195,7 +241,14 @@ describe.each([
   it("keeps answering /healthz within 100 ms while 50 fragment fan-out documents arrive", async () => {
     expect(fanOut(120, 0).length).toBeLessThan(3200);
     // Warm (the first documents run through graphql-js before the JIT has compiled it).
-    for (let i = 0; i < 3; i++) await (await fetch(`${served.url}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: fanOut(120, 1000 + i) }) })).arrayBuffer();
+    for (let i = 0; i < 3; i++)
+      await (
+        await fetch(`${served.url}/graphql`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ query: fanOut(120, 1000 + i) }),
+        })
+      ).arrayBuffer();
     let sending = true;
     const latencies: number[] = [];
     const probing = (async () => {
@@ -211,7 +264,11 @@ describe.each([
       Array.from({ length: 2 }, async (_, client) => {
         const seen: number[] = [];
         for (let i = 0; i < 25; i++) {
-          const res = await fetch(`${served.url}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: fanOut(120, client * 25 + i) }) });
+          const res = await fetch(`${served.url}/graphql`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ query: fanOut(120, client * 25 + i) }),
+          });
           await res.arrayBuffer();
           seen.push(res.status);
         }

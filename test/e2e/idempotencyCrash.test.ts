@@ -30,7 +30,17 @@ describe.skipIf(unavailable)("an idempotent mutation whose process is killed mid
   let token: string;
 
   const serve = () =>
-    serveProcess("idempotency-crash", { DATABASE_URL: cluster.url, KEYPLANE_MIGRATE_ON_START: "true", KEYPLANE_SIGNING_KEY: signingKey, KEYPLANE_ENCRYPTION_KEYS: encryptionKeys, KEYPLANE_DATA_DIR: dataDir }, { port });
+    serveProcess(
+      "idempotency-crash",
+      {
+        DATABASE_URL: cluster.url,
+        KEYPLANE_MIGRATE_ON_START: "true",
+        KEYPLANE_SIGNING_KEY: signingKey,
+        KEYPLANE_ENCRYPTION_KEYS: encryptionKeys,
+        KEYPLANE_DATA_DIR: dataDir,
+      },
+      { port },
+    );
 
   beforeAll(async () => {
     cluster = await startPrivatePostgres();
@@ -50,7 +60,10 @@ describe.skipIf(unavailable)("an idempotent mutation whose process is killed mid
       headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "idempotency-key": key },
       body: JSON.stringify({ query: ISSUE, variables: { s: subject } }),
     });
-    const body = (await res.json()) as { data?: { issueServiceToken?: { tokenId: string; accessToken: string } }; errors?: Array<{ extensions?: { code?: string } }> };
+    const body = (await res.json()) as {
+      data?: { issueServiceToken?: { tokenId: string; accessToken: string } };
+      errors?: Array<{ extensions?: { code?: string } }>;
+    };
     registerSecret(body.data?.issueServiceToken?.accessToken);
     return body;
   }
@@ -67,7 +80,9 @@ describe.skipIf(unavailable)("an idempotent mutation whose process is killed mid
   }
 
   const issuedFor = async (subject: string) =>
-    (await cluster.query(`select data->>'tokenId' as id from events where event_type = 'access_token.issued' and data->>'subject' = '${subject}'`)).rows.map((r: { id: string }) => r.id);
+    (await cluster.query(`select data->>'tokenId' as id from events where event_type = 'access_token.issued' and data->>'subject' = '${subject}'`)).rows.map(
+      (r: { id: string }) => r.id,
+    );
 
   async function killAndRestart() {
     await served.stop("SIGKILL");
@@ -82,13 +97,21 @@ describe.skipIf(unavailable)("an idempotent mutation whose process is killed mid
     await holder.query("begin");
     await holder.query("select 1 from tenant_heads where tenant_id = 'default' for update");
     const inFlight = send(key, "killed-before-commit").catch((error: Error) => error);
-    await waitFor("the mutation to wait on the lock", async () => (await cluster.query("select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n > 0, 30_000);
+    await waitFor(
+      "the mutation to wait on the lock",
+      async () => (await cluster.query("select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n > 0,
+      30_000,
+    );
     await killAndRestart();
     expect(await inFlight).toBeInstanceOf(Error);
     await holder.query("rollback");
     await holder.end();
     // The killed process's transaction never committed: nothing of it is left.
-    await waitFor("the killed request's transaction to end", async () => (await cluster.query("select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n === 0, 30_000);
+    await waitFor(
+      "the killed request's transaction to end",
+      async () => (await cluster.query("select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'")).rows[0].n === 0,
+      30_000,
+    );
     expect(await issuedFor("killed-before-commit")).toEqual([]);
 
     const retry = await send(key, "killed-before-commit");

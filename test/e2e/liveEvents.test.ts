@@ -79,7 +79,10 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("live events across processes (P
     const onA = subscribeEvents(a.url, token, { after: fromStart });
     subscribers.push(onA);
     await onA.until((e) => e.length >= 1);
-    const killed = await adminQuery(database.adminUrl, `select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'LISTEN%'`);
+    const killed = await adminQuery(
+      database.adminUrl,
+      `select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'LISTEN%'`,
+    );
     expect(killed.rowCount).toBe(2);
     for (let i = 0; i < 4; i++) await createKey(b, `after-kill ${i}`);
     const last = await head();

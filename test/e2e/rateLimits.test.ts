@@ -45,7 +45,8 @@ async function ping(port: number, token: string): Promise<number> {
 async function floodBoth(ports: number[], token: string, count: number, parallel = 15): Promise<number[]> {
   const perProcess = async (port: number) => {
     const statuses: number[] = [];
-    for (let i = 0; i < count; i += parallel) statuses.push(...(await Promise.all(Array.from({ length: Math.min(parallel, count - i) }, () => ping(port, token)))));
+    for (let i = 0; i < count; i += parallel)
+      statuses.push(...(await Promise.all(Array.from({ length: Math.min(parallel, count - i) }, () => ping(port, token)))));
     return statuses;
   };
   return (await Promise.all(ports.map(perProcess))).flat();
@@ -68,32 +69,51 @@ describe.skipIf(!hasRedis)("two processes on one Redis", () => {
     redisPort = await freePort();
     // A Redis of this suite's own on a free port: the machine's Redis is never touched.
     redis = spawn("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
-    await waitFor("redis", () => new Promise<boolean>((resolve) => connect(redisPort, "127.0.0.1").once("connect", function (this: import("node:net").Socket) { this.destroy(); resolve(true); }).once("error", () => resolve(false))), 60_000);
+    await waitFor(
+      "redis",
+      () =>
+        new Promise<boolean>((resolve) =>
+          connect(redisPort, "127.0.0.1")
+            .once("connect", function (this: import("node:net").Socket) {
+              this.destroy();
+              resolve(true);
+            })
+            .once("error", () => resolve(false)),
+        ),
+      60_000,
+    );
   });
   afterAll(() => {
     if (redis.exitCode === null) redis.kill("SIGKILL");
   });
 
-  it("accept together exactly the tier's quota per window; with Redis stopped mid-run every request is still answered at once", async () => {
-    // Redis failing is noticed at once (the connection drops), not by the timeout.
-    const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...PATIENT };
-    const [a, b] = await Promise.all([serve("redis-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() }), serve("redis-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() })]);
-    // Each bootstrapped its own tenant 'default'; one signing key, so a's admin token works on both.
-    const token = a.adminToken();
+  it(
+    "accept together exactly the tier's quota per window; with Redis stopped mid-run every request is still answered at once",
+    async () => {
+      // Redis failing is noticed at once (the connection drops), not by the timeout.
+      const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...PATIENT };
+      const [a, b] = await Promise.all([
+        serve("redis-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() }),
+        serve("redis-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() }),
+      ]);
+      // Each bootstrapped its own tenant 'default'; one signing key, so a's admin token works on both.
+      const token = a.adminToken();
 
-    const statuses = await floodBoth([a.port, b.port], token, 45);
-    expect(statuses.filter((s) => s === 200)).toHaveLength(60);
-    expect(statuses.filter((s) => s === 429)).toHaveLength(30);
+      const statuses = await floodBoth([a.port, b.port], token, 45);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(60);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(30);
 
-    redis.kill("SIGKILL");
-    await new Promise((resolve) => redis.once("exit", resolve));
-    // The insurance limiter of each process counts from zero: requests are answered, not held.
-    const after = await floodBoth([a.port, b.port], token, 10, 5);
-    expect(after).toHaveLength(20);
-    expect(after.every((s) => s === 200)).toBe(true);
-    expect(await metric(a.port, /keyplane_rate_limit_store_fallbacks_total\{store="redis"\} (\d+)/)).toBeGreaterThan(0);
-    expect(a.output()).toContain("rate-limit store unavailable or slow");
-  }, SPAWNS_TWO);
+      redis.kill("SIGKILL");
+      await new Promise((resolve) => redis.once("exit", resolve));
+      // The insurance limiter of each process counts from zero: requests are answered, not held.
+      const after = await floodBoth([a.port, b.port], token, 10, 5);
+      expect(after).toHaveLength(20);
+      expect(after.every((s) => s === 200)).toBe(true);
+      expect(await metric(a.port, /keyplane_rate_limit_store_fallbacks_total\{store="redis"\} (\d+)/)).toBeGreaterThan(0);
+      expect(a.output()).toContain("rate-limit store unavailable or slow");
+    },
+    SPAWNS_TWO,
+  );
 });
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("two processes on one PostgreSQL (no Redis)", () => {
@@ -107,13 +127,17 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("two processes on one PostgreSQL
     await database?.drop();
   });
 
-  it("accept together exactly the tier's quota per window", async () => {
-    const env = { ...PATIENT, DATABASE_URL: url, KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` };
-    const a = await serve("pg-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh(), KEYPLANE_MIGRATE_ON_START: "true" });
-    const b = await serve("pg-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() });
-    const token = a.adminToken();
-    const statuses = await floodBoth([a.port, b.port], token, 45);
-    expect(statuses.filter((s) => s === 200)).toHaveLength(60);
-    expect(statuses.filter((s) => s === 429)).toHaveLength(30);
-  }, SPAWNS_TWO);
+  it(
+    "accept together exactly the tier's quota per window",
+    async () => {
+      const env = { ...PATIENT, DATABASE_URL: url, KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` };
+      const a = await serve("pg-a", { ...env, KEYPLANE_DATA_DIR: scratch.fresh(), KEYPLANE_MIGRATE_ON_START: "true" });
+      const b = await serve("pg-b", { ...env, KEYPLANE_DATA_DIR: scratch.fresh() });
+      const token = a.adminToken();
+      const statuses = await floodBoth([a.port, b.port], token, 45);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(60);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(30);
+    },
+    SPAWNS_TWO,
+  );
 });

@@ -43,7 +43,9 @@ describe("keyplane serve on the embedded database", () => {
     const ready = await fetch(`http://127.0.0.1:${first.port}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ status: "ready", checks: { database: "ok", migrations: "ok" } });
-    const jwks = (await (await fetch(`http://127.0.0.1:${first.port}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string; alg: string; d?: string }> };
+    const jwks = (await (await fetch(`http://127.0.0.1:${first.port}/.well-known/jwks.json`)).json()) as {
+      keys: Array<{ kid: string; alg: string; d?: string }>;
+    };
     expect(jwks.keys).toHaveLength(1);
     expect(jwks.keys[0]).toMatchObject({ alg: "ES256", kty: "EC", crv: "P-256" });
     expect(jwks.keys[0]!.d).toBeUndefined();
@@ -100,7 +102,11 @@ describe("keyplane serve on the embedded database", () => {
     expect(statSync(tokenFile).mtimeMs).toBe(mtimeBefore);
 
     // The same token still works (same signing key), and the log holds one tenant.created only.
-    const { body } = await gql(again.port, token, '{ me { tenantId } auditLog(first: 100, filter: { types: ["tenant.created"] }) { edges { node { type streamId } } } }');
+    const { body } = await gql(
+      again.port,
+      token,
+      '{ me { tenantId } auditLog(first: 100, filter: { types: ["tenant.created"] }) { edges { node { type streamId } } } }',
+    );
     expect(body.errors).toBeUndefined();
     expect(body.data.me.tenantId).toBe("default");
     expect(body.data.auditLog.edges).toEqual([{ node: { type: "tenant.created", streamId: "default" } }]);
@@ -109,7 +115,11 @@ describe("keyplane serve on the embedded database", () => {
     expect(code).toBe(0);
 
     let out = "";
-    const listed = await runCli(["tenant", "list", "--json"], { KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "warn" }, { out: (s) => void (out += s), err: () => {} });
+    const listed = await runCli(
+      ["tenant", "list", "--json"],
+      { KEYPLANE_DATA_DIR: dataDir, LOG_LEVEL: "warn" },
+      { out: (s) => void (out += s), err: () => {} },
+    );
     expect(listed).toBe(0);
     expect(JSON.parse(out).map((t: { id: string }) => t.id)).toEqual(["default"]);
   });

@@ -303,7 +303,14 @@ export async function startFakeAtlassian(options: StartFakeAtlassianOptions): Pr
       if (!scopes.includes("read:me")) return { status: 401, json: { code: 401, message: "Unauthorized; scope does not match" } };
       return {
         status: 200,
-        json: { account_type: "atlassian", account_id: user.accountId, email: user.emailAddress, name: user.displayName, nickname: user.displayName, account_status: "active" },
+        json: {
+          account_type: "atlassian",
+          account_id: user.accountId,
+          email: user.emailAddress,
+          name: user.displayName,
+          nickname: user.displayName,
+          account_status: "active",
+        },
       };
     }
     const m = /^\/ex\/jira\/([^/]+)\/rest\/api\/3\/myself$/.exec(path);

@@ -369,9 +369,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       access_tokens_url: `${origin}/app/installations/${id}/access_tokens`,
       repositories_url: `${origin}/installation/repositories`,
       html_url:
-        account.type === "Organization"
-          ? `${origin}/organizations/${account.login}/settings/installations/${id}`
-          : `${origin}/settings/installations/${id}`,
+        account.type === "Organization" ? `${origin}/organizations/${account.login}/settings/installations/${id}` : `${origin}/settings/installations/${id}`,
       app_id: app.appId,
       app_slug: app.slug,
       client_id: app.clientId,
@@ -717,10 +715,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
         const [owner, repo] = [decodeURIComponent(m[1]!).toLowerCase(), decodeURIComponent(m[2]!).toLowerCase()];
         const found = [...installations.values()].find(
           (r) =>
-            !r.deleted &&
-            r.data.app_id === app.appId &&
-            r.data.account.login.toLowerCase() === owner &&
-            r.repositories.some((n) => n.toLowerCase() === repo),
+            !r.deleted && r.data.app_id === app.appId && r.data.account.login.toLowerCase() === owner && r.repositories.some((n) => n.toLowerCase() === repo),
         );
         return found ? ok(found.data) : notFound("https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app");
       }
@@ -743,7 +738,11 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       const repos = tokenRepositories(auth.record, auth.installation);
       const { page, headers } = paginate(req, repos);
       return ok(
-        { total_count: repos.length, repository_selection: auth.record.repositories ? "selected" : auth.installation.data.repository_selection, repositories: page },
+        {
+          total_count: repos.length,
+          repository_selection: auth.record.repositories ? "selected" : auth.installation.data.repository_selection,
+          repositories: page,
+        },
         200,
         headers,
       );

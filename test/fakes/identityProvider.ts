@@ -54,7 +54,14 @@ export async function startIdentityProvider(options: { audience: string }): Prom
     jwksRequests: () => requests,
     sign(claims, opts = {}) {
       const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ iss: opts.issuer ?? issuer, aud: opts.audience ?? options.audience, iat: now, exp: now + (opts.expiresInSeconds ?? 300), jti: randomUUID(), ...claims })
+      return new SignJWT({
+        iss: opts.issuer ?? issuer,
+        aud: opts.audience ?? options.audience,
+        iat: now,
+        exp: now + (opts.expiresInSeconds ?? 300),
+        jti: randomUUID(),
+        ...claims,
+      })
         .setProtectedHeader({ alg: "RS256", kid, typ: "JWT" })
         .sign(privateKey as CryptoKey);
     },

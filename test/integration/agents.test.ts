@@ -17,7 +17,11 @@ let app: TestApp;
 const clock = testClock();
 const PAST_ONE_SECOND = 1_100;
 beforeAll(async () => {
-  app = await createTestApp({ name: "agents", now: clock.now, env: { AGENT_OFFLINE_AFTER: "1", AGENT_EPHEMERAL_GRACE_SECONDS: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+  app = await createTestApp({
+    name: "agents",
+    now: clock.now,
+    env: { AGENT_OFFLINE_AFTER: "1", AGENT_EPHEMERAL_GRACE_SECONDS: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" },
+  });
 });
 afterAll(() => app?.close());
 
@@ -27,7 +31,11 @@ const create = (t: SeededTenant, input: Record<string, unknown>, token = t.token
 const newKey = (t: SeededTenant, input: Record<string, unknown> = {}) => createEnrollmentKey(app, t, input);
 const enroll = (key: string, hostname = "build-01", headers: Record<string, string> = {}) => enrollWithKey(app, key, { hostname, headers });
 const log = async (t: SeededTenant, types: string[]) => {
-  const res = await app.gql("query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data streamId } } } }", { types }, { token: t.tokens.admin });
+  const res = await app.gql(
+    "query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data streamId } } } }",
+    { types },
+    { token: t.tokens.admin },
+  );
   return res.data.auditLog.edges.map((e: any) => e.node);
 };
 /** Sweeps until the tenant's log holds `count` events of these types (a background sweep holding the sweep lock makes one skip). */
@@ -37,7 +45,9 @@ const sweepUntil = (what: string, t: SeededTenant, types: string[], count = 1) =
     return (await log(t, types)).length >= count;
   });
 const eventCount = (tenantId: string) =>
-  withPlatform(app.kp.deps.db, async (trx) => Number((await sql<{ n: number }>`select count(*)::int as n from events where tenant_id = ${tenantId}`.execute(trx)).rows[0]!.n));
+  withPlatform(app.kp.deps.db, async (trx) =>
+    Number((await sql<{ n: number }>`select count(*)::int as n from events where tenant_id = ${tenantId}`.execute(trx)).rows[0]!.n),
+  );
 
 describe("the agent registry", () => {
   it("creates, updates with a version check, publishes and deletes; each change is an event consumers can read", async () => {
@@ -45,23 +55,54 @@ describe("the agent registry", () => {
     const created = await create(t, { name: "Support bot", type: "support-bot", config: { model: "x", replies: 3 }, tags: ["support", "eu"] }, t.tokens.editor);
     expect(created.errors, JSON.stringify(created.errors)).toBeUndefined();
     const agent = created.data.createAgent;
-    expect(agent).toMatchObject({ name: "Support bot", type: "support-bot", version: 1, status: "draft", connection: "pending", tags: ["eu", "support"], config: { model: "x", replies: 3 } });
+    expect(agent).toMatchObject({
+      name: "Support bot",
+      type: "support-bot",
+      version: 1,
+      status: "draft",
+      connection: "pending",
+      tags: ["eu", "support"],
+      config: { model: "x", replies: 3 },
+    });
 
     const update = (expectedVersion: number, patch: Record<string, unknown>) =>
-      app.gql("mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { version name config } }", { input: { id: agent.id, expectedVersion, ...patch } }, { token: t.tokens.editor });
+      app.gql(
+        "mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { version name config } }",
+        { input: { id: agent.id, expectedVersion, ...patch } },
+        { token: t.tokens.editor },
+      );
     expect((await update(1, { name: "Support bot 2" })).data.updateAgent).toMatchObject({ version: 2, name: "Support bot 2" });
     const stale = await update(1, { name: "lost update" });
     expect(stale.errors?.[0]?.extensions).toMatchObject({ code: "CONFLICT", currentVersion: 2 });
 
-    expect((await app.gql("mutation ($id: ID!) { publishAgent(id: $id) { status version } }", { id: agent.id }, { token: t.tokens.editor })).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
-    expect((await app.gql("mutation ($id: ID!) { publishAgent(id: $id) { status version } }", { id: agent.id }, { token: t.tokens.admin })).data.publishAgent).toEqual({ status: "published", version: 3 });
+    expect(
+      (await app.gql("mutation ($id: ID!) { publishAgent(id: $id) { status version } }", { id: agent.id }, { token: t.tokens.editor })).errors?.[0]?.extensions
+        ?.code,
+    ).toBe("FORBIDDEN");
+    expect(
+      (await app.gql("mutation ($id: ID!) { publishAgent(id: $id) { status version } }", { id: agent.id }, { token: t.tokens.admin })).data.publishAgent,
+    ).toEqual({ status: "published", version: 3 });
 
-    const one = await app.gql(`query ($id: ID!) { agent(id: $id) { ${AGENT} history { type streamVersion data } } }`, { id: agent.id }, { token: t.tokens.viewer });
+    const one = await app.gql(
+      `query ($id: ID!) { agent(id: $id) { ${AGENT} history { type streamVersion data } } }`,
+      { id: agent.id },
+      { token: t.tokens.viewer },
+    );
     expect(one.data.agent.history.map((e: any) => e.type)).toEqual(["agent.created", "agent.updated", "agent.published"]);
-    expect(one.data.agent.history[1].data).toMatchObject({ tenantId: t.tenantId, agentId: agent.id, agentName: "Support bot 2", version: 2, changed: ["name"], timestamp: expect.any(String), correlationId: expect.any(String) });
+    expect(one.data.agent.history[1].data).toMatchObject({
+      tenantId: t.tenantId,
+      agentId: agent.id,
+      agentName: "Support bot 2",
+      version: 2,
+      changed: ["name"],
+      timestamp: expect.any(String),
+      correlationId: expect.any(String),
+    });
 
     expect((await app.gql("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: agent.id }, { token: t.tokens.admin })).data.deleteAgent).toBe(true);
-    expect((await app.gql("query ($id: ID!) { agent(id: $id) { id } }", { id: agent.id }, { token: t.tokens.viewer })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect((await app.gql("query ($id: ID!) { agent(id: $id) { id } }", { id: agent.id }, { token: t.tokens.viewer })).errors?.[0]?.extensions?.code).toBe(
+      "NOT_FOUND",
+    );
     expect((await app.gql("{ agents(first: 10) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes).toEqual([]);
     expect((await log(t, ["agent.deleted"])).map((e: any) => e.streamId)).toEqual([agent.id]);
   });
@@ -104,7 +145,12 @@ describe("enrollment", () => {
     const enrolled = res.data.enrollAgent;
     expect(enrolled.tenantId).toBe(t.tenantId);
     const agent = await app.gql(`query ($id: ID!) { agent(id: $id) { ${AGENT} } }`, { id: enrolled.agentId }, { token: t.tokens.viewer });
-    expect(agent.data.agent).toMatchObject({ name: "runner-7", tags: ["ci"], host: { hostname: "runner-7", os: "linux", arch: "x64", agentVersion: "1.0.0" }, connection: "pending" });
+    expect(agent.data.agent).toMatchObject({
+      name: "runner-7",
+      tags: ["ci"],
+      host: { hostname: "runner-7", os: "linux", arch: "x64", agentVersion: "1.0.0" },
+      connection: "pending",
+    });
 
     const me = await app.gql("{ me { subject kind roles permissions } }", {}, { token: enrolled.accessToken });
     expect(me.data.me).toMatchObject({ subject: `agent:${enrolled.agentId}`, kind: "agent", roles: ["service"] });
@@ -187,7 +233,12 @@ describe("liveness", () => {
   it("heartbeats update last seen without an event per beat; silence makes the agent offline once, a beat brings it back once", async () => {
     const t = await app.seedTenant();
     const enrolled = (await enroll((await newKey(t)).key)).data.enrollAgent;
-    const beat = () => app.gql("mutation { agentHeartbeat(input: { status: \"ready\", facts: { load: 0.1 } }) { agentId connection lastSeenAt } }", {}, { token: enrolled.accessToken });
+    const beat = () =>
+      app.gql(
+        'mutation { agentHeartbeat(input: { status: "ready", facts: { load: 0.1 } }) { agentId connection lastSeenAt } }',
+        {},
+        { token: enrolled.accessToken },
+      );
     for (let i = 0; i < 3; i++) expect((await beat()).data.agentHeartbeat).toMatchObject({ agentId: enrolled.agentId, connection: "online" });
     expect((await log(t, ["agent.online"])).length).toBe(1);
     // Silent for AGENT_OFFLINE_AFTER (1 s in this suite): offline at a sweep; a further sweep records nothing more.
@@ -195,11 +246,16 @@ describe("liveness", () => {
     await sweepUntil("the agent to be swept offline", t, ["agent.offline"]);
     await app.kp.agentSweeper.runOnce();
     expect((await log(t, ["agent.offline"])).length).toBe(1);
-    expect((await app.gql("query ($id: ID!) { agent(id: $id) { connection lastSeenAt } }", { id: enrolled.agentId }, { token: t.tokens.viewer })).data.agent.connection).toBe("offline");
+    expect(
+      (await app.gql("query ($id: ID!) { agent(id: $id) { connection lastSeenAt } }", { id: enrolled.agentId }, { token: t.tokens.viewer })).data.agent
+        .connection,
+    ).toBe("offline");
     await beat();
     expect((await log(t, ["agent.online", "agent.offline"])).map((e: any) => e.type)).toEqual(["agent.online", "agent.offline", "agent.online"]);
     // Only an agent beats: a service or admin token is refused.
-    expect((await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: t.tokens.service })).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    expect((await app.gql("mutation { agentHeartbeat(input: {}) { agentId } }", {}, { token: t.tokens.service })).errors?.[0]?.extensions?.code).toBe(
+      "FORBIDDEN",
+    );
   });
 });
 
@@ -239,8 +295,10 @@ describe("tier quotas", () => {
 });
 
 describe("enrollment counts against the agent-create quota", () => {
-  const agentIds = async (t: SeededTenant) => (await app.gql("{ agents(first: 50) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes.map((n: any) => n.id).sort();
-  const keyState = async (t: SeededTenant, id: string) => (await app.gql("{ enrollmentKeys { id uses state } }", {}, { token: t.tokens.admin })).data.enrollmentKeys.find((k: any) => k.id === id);
+  const agentIds = async (t: SeededTenant) =>
+    (await app.gql("{ agents(first: 50) { nodes { id } } }", {}, { token: t.tokens.viewer })).data.agents.nodes.map((n: any) => n.id).sort();
+  const keyState = async (t: SeededTenant, id: string) =>
+    (await app.gql("{ enrollmentKeys { id uses state } }", {}, { token: t.tokens.admin })).data.enrollmentKeys.find((k: any) => k.id === id);
 
   it("a free tenant refused a sixth createAgent cannot get agents by enrolling: RATE_LIMITED with retryAfter, recorded, the key's uses untouched", async () => {
     const t = await app.seedTenant({ tier: "free" });
@@ -315,7 +373,10 @@ describe("enrollment is limited per source address", () => {
   it("answers RATE_LIMITED with retryAfter past ENROLL_ATTEMPTS_PER_MINUTE", async () => {
     const limited = await createTestApp({ name: "agents-limit", env: { ENROLL_ATTEMPTS_PER_MINUTE: "3" } });
     try {
-      const attempt = () => limited.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId } }", { input: { key: "kpe_nope", hostname: "h", os: "linux", arch: "x64", agentVersion: "1" } });
+      const attempt = () =>
+        limited.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId } }", {
+          input: { key: "kpe_nope", hostname: "h", os: "linux", arch: "x64", agentVersion: "1" },
+        });
       const codes = [];
       for (let i = 0; i < 4; i++) codes.push((await attempt()).errors?.[0]?.extensions);
       expect(codes.slice(0, 3).map((c) => c?.code)).toEqual(["UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED"]);
@@ -328,7 +389,10 @@ describe("enrollment is limited per source address", () => {
   it("counts refused keys only: a valid key from the same address still enrolls, and the refused ones stay refused", async () => {
     const limited = await createTestApp({ name: "agents-limit-valid", env: { ENROLL_ATTEMPTS_PER_MINUTE: "3" } });
     try {
-      const attempt = (key: string, hostname = "h") => limited.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId tenantId accessToken refreshToken } }", { input: { key, hostname, os: "linux", arch: "x64", agentVersion: "1" } });
+      const attempt = (key: string, hostname = "h") =>
+        limited.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { agentId tenantId accessToken refreshToken } }", {
+          input: { key, hostname, os: "linux", arch: "x64", agentVersion: "1" },
+        });
       // Someone behind the same address guesses keys until they are refused for it.
       for (let i = 0; i < 3; i++) expect((await attempt(`kpe_${"a".repeat(10)}_${"B".repeat(43)}`)).errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
       expect((await attempt("kpe_nope")).errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
@@ -355,13 +419,22 @@ describe("enrollment is limited per source address", () => {
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("two Keyplane processes on one PostgreSQL", () => {
   it("share the tier quota exactly and sweep an agent offline once", async () => {
-    const second = await createTestApp({ name: "agents-second", database: app.database, now: clock.now, env: { AGENT_OFFLINE_AFTER: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+    const second = await createTestApp({
+      name: "agents-second",
+      database: app.database,
+      now: clock.now,
+      env: { AGENT_OFFLINE_AFTER: "1", ENROLL_ATTEMPTS_PER_MINUTE: "1000" },
+    });
     try {
       const t = await app.seedTenant({ tier: "free" });
       const other = await second.mintToken({ tenantId: t.tenantId, roles: ["editor"], subject: "editor-2" });
       const results = await Promise.all(
         Array.from({ length: 8 }, (_, i) =>
-          (i % 2 ? second : app).gql('mutation ($n: String!) { createAgent(input: { name: $n, type: "x" }) { id } }', { n: `q${i}` }, { token: i % 2 ? other : t.tokens.editor }),
+          (i % 2 ? second : app).gql(
+            'mutation ($n: String!) { createAgent(input: { name: $n, type: "x" }) { id } }',
+            { n: `q${i}` },
+            { token: i % 2 ? other : t.tokens.editor },
+          ),
         ),
       );
       expect(results.filter((r) => r.data?.createAgent)).toHaveLength(5);
@@ -390,12 +463,26 @@ describe("tenant isolation", () => {
     const b = await app.seedTenant({ tier: "pro" });
     const agent = (await create(a, { name: "mine", type: "x" })).data.createAgent;
     const key = await newKey(a);
-    expect((await app.gql("query ($id: ID!) { agent(id: $id) { id } }", { id: agent.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect((await app.gql("query ($id: ID!) { agent(id: $id) { id } }", { id: agent.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe(
+      "NOT_FOUND",
+    );
     expect((await app.gql("{ agents(first: 10) { nodes { id } } }", {}, { token: b.tokens.admin })).data.agents.nodes).toEqual([]);
     expect((await app.gql("{ enrollmentKeys { id } }", {}, { token: b.tokens.admin })).data.enrollmentKeys).toEqual([]);
-    expect((await app.gql("mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { id } }", { input: { id: agent.id, expectedVersion: 1, name: "theirs" } }, { token: b.tokens.editor })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
-    expect((await app.gql("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: agent.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
-    expect((await app.gql("mutation ($id: ID!) { revokeEnrollmentKey(id: $id) }", { id: key.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect(
+      (
+        await app.gql(
+          "mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { id } }",
+          { input: { id: agent.id, expectedVersion: 1, name: "theirs" } },
+          { token: b.tokens.editor },
+        )
+      ).errors?.[0]?.extensions?.code,
+    ).toBe("NOT_FOUND");
+    expect((await app.gql("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: agent.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code).toBe(
+      "NOT_FOUND",
+    );
+    expect(
+      (await app.gql("mutation ($id: ID!) { revokeEnrollmentKey(id: $id) }", { id: key.id }, { token: b.tokens.admin })).errors?.[0]?.extensions?.code,
+    ).toBe("NOT_FOUND");
     const enrolled = (await enroll(key.key)).data.enrollAgent;
     expect(enrolled.tenantId).toBe(a.tenantId);
     expect((await app.gql("{ agents(first: 10) { nodes { id } } }", {}, { token: b.tokens.admin })).data.agents.nodes).toEqual([]);

@@ -5,7 +5,15 @@ import type { JSONWebKeySet } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
 import { verifyAuditRecords, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
-import { EXPORT_VERSION, signatureOf, type CheckpointRecord, type EndRecord, type EventRecord, type ExportRecord, type HeaderRecord } from "../../src/audit/exportFormat.ts";
+import {
+  EXPORT_VERSION,
+  signatureOf,
+  type CheckpointRecord,
+  type EndRecord,
+  type EventRecord,
+  type ExportRecord,
+  type HeaderRecord,
+} from "../../src/audit/exportFormat.ts";
 import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
 import { AccessDenied } from "../../src/domain/security/events.ts";
 import { withTenant } from "../../src/store/db.ts";
@@ -56,15 +64,20 @@ async function exportLog(token: string | undefined, query = ""): Promise<Exporte
   };
 }
 
-const verifyText = async (text: string): Promise<VerificationReport> => verifyAuditRecords(readExportRecords(Readable.from([text])), { source: "export", keys: jwks });
+const verifyText = async (text: string): Promise<VerificationReport> =>
+  verifyAuditRecords(readExportRecords(Readable.from([text])), { source: "export", keys: jwks });
 
 /** Appends `count` access.denied events through the write path, `batch` per append. */
 async function appendMany(tenantId: string, count: number, batch = 250): Promise<void> {
   const metadata = eventMetadata(systemActor("bulk-test", tenantId), { requestId: "bulk", sourceIp: "192.0.2.7" });
   for (let done = 0; done < count; done += batch) {
     const n = Math.min(batch, count - done);
-    const events = Array.from({ length: n }, (_, i) => AccessDenied({ level: "warning", status: "denied", reason: "bulk-test", resource: "audit", action: "audit:read", details: { i: done + i } }));
-    await withTenant(app.database.db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "bulk", streamId: randomUUID(), expectedVersion: 0, events, metadata, occurredAt: new Date() }));
+    const events = Array.from({ length: n }, (_, i) =>
+      AccessDenied({ level: "warning", status: "denied", reason: "bulk-test", resource: "audit", action: "audit:read", details: { i: done + i } }),
+    );
+    await withTenant(app.database.db, tenantId, (trx) =>
+      appendEvents(trx, { tenantId, streamType: "bulk", streamId: randomUUID(), expectedVersion: 0, events, metadata, occurredAt: new Date() }),
+    );
   }
 }
 
@@ -82,7 +95,14 @@ describe("GET /audit/export", () => {
     expect(exported.headers.get("content-type")).toBe("application/x-ndjson; charset=utf-8");
     expect(exported.headers.get("content-disposition")).toMatch(new RegExp(`^attachment; filename="keyplane-audit-${tenant.tenantId}-1-\\d+\\.ndjson"$`));
     const { header, end, events } = exported;
-    expect(header).toMatchObject({ kind: "header", format: "keyplane-audit-export", version: EXPORT_VERSION, tenantId: tenant.tenantId, fromSequence: 1, anchor: { type: "genesis", sequence: 0 } });
+    expect(header).toMatchObject({
+      kind: "header",
+      format: "keyplane-audit-export",
+      version: EXPORT_VERSION,
+      tenantId: tenant.tenantId,
+      fromSequence: 1,
+      anchor: { type: "genesis", sequence: 0 },
+    });
     // Dense, in order, every one of them: the whole log up to the head when the export started.
     expect(events.map((e) => e.sequence)).toEqual(Array.from({ length: header.toSequence }, (_, i) => i + 1));
     expect(header.toSequence).toBeGreaterThan(11_230);
@@ -104,7 +124,14 @@ describe("GET /audit/export", () => {
     });
 
     const report = await verifyText(exported.text);
-    expect(report).toMatchObject({ ok: true, startsFrom: "genesis", lastSequence: header.toSequence, events: header.toSequence, checkpoints: 2, signatures: "verified" });
+    expect(report).toMatchObject({
+      ok: true,
+      startsFrom: "genesis",
+      lastSequence: header.toSequence,
+      events: header.toSequence,
+      checkpoints: 2,
+      signatures: "verified",
+    });
   });
 
   it("gives every event line the hashed content, the hash chain and the product's audit fields", async () => {
@@ -199,7 +226,10 @@ describe("GET /audit/export", () => {
     const [first, second] = full.records.filter((r): r is CheckpointRecord => r.kind === "checkpoint");
     const exported = await exportLog(tenant.tokens.admin, `?fromSequence=${first!.sequence + 3}&toSequence=${second!.sequence + 10}`);
     expect(exported.header.anchor).toMatchObject({ type: "checkpoint", sequence: first!.sequence, chainHash: first!.chainHash, jws: first!.jws });
-    expect(exported.records.filter((r) => r.kind === "omitted").map((r) => (r as { sequence: number }).sequence)).toEqual([first!.sequence + 1, first!.sequence + 2]);
+    expect(exported.records.filter((r) => r.kind === "omitted").map((r) => (r as { sequence: number }).sequence)).toEqual([
+      first!.sequence + 1,
+      first!.sequence + 2,
+    ]);
     expect(exported.events[0]!.sequence).toBe(first!.sequence + 3);
     expect(exported.end.lastSequence).toBe(second!.sequence + 10);
     const report = await verifyText(exported.text);
@@ -224,10 +254,18 @@ describe("GET /audit/export", () => {
     const exported = await exportLog(tenant.tokens.admin, "?format=csv&toSequence=300&types=tenant.created,access.denied");
     expect(exported.headers.get("content-type")).toBe("text/csv; charset=utf-8");
     const lines = exported.text.split("\n");
-    expect(lines[0]).toBe("kind,sequence,eventId,tenantId,streamType,streamId,streamVersion,type,schemaVersion,occurredAt,data,metadata,contentHash,chainHash,audit,record");
+    expect(lines[0]).toBe(
+      "kind,sequence,eventId,tenantId,streamType,streamId,streamVersion,type,schemaVersion,occurredAt,data,metadata,contentHash,chainHash,audit,record",
+    );
     expect(lines[1]).toMatch(/^header,/);
     expect(lines[2]).toMatch(/^event,1,[0-9a-f-]{36},t-/);
-    expect(exported.records.map((r) => r.kind)).toEqual(["header", ...Array(300).fill(null).map((_, i) => (i < 1 || i >= 5 ? "event" : "omitted")), "end"]);
+    expect(exported.records.map((r) => r.kind)).toEqual([
+      "header",
+      ...Array(300)
+        .fill(null)
+        .map((_, i) => (i < 1 || i >= 5 ? "event" : "omitted")),
+      "end",
+    ]);
     const asJson = await exportLog(tenant.tokens.admin, "?toSequence=300&types=tenant.created,access.denied");
     expect(exported.events.map(({ audit: _a, ...e }) => e)).toEqual(asJson.events.map(({ audit: _a, ...e }) => e));
     expect(await verifyText(exported.text)).toMatchObject({ ok: true, events: 296, omitted: 4 });
@@ -236,7 +274,10 @@ describe("GET /audit/export", () => {
     const tampered = exported.text.replace('{""i"": 41}', '{""i"": 42}');
     expect(tampered).not.toBe(exported.text);
     const report = await verifyText(tampered);
-    expect(report.problem).toMatchObject({ kind: "modified", sequence: exported.events.find((e) => (e.data as { details?: { i: number } }).details?.i === 41)!.sequence });
+    expect(report.problem).toMatchObject({
+      kind: "modified",
+      sequence: exported.events.find((e) => (e.data as { details?: { i: number } }).details?.i === 41)!.sequence,
+    });
   });
 
   it("lets an auditor token (viewer with scope audit:read) export, and refuses everyone else", async () => {
@@ -254,7 +295,11 @@ describe("GET /audit/export", () => {
       expect(JSON.parse(refused.text).error.code).toBe("FORBIDDEN");
     }
     // The refusal is a security event in the tenant's log.
-    const denials = await app.gql(`{ auditLog(first: 5, order: NEWEST_FIRST, filter: { types: ["access.denied"], actor: "editor@${tenant.tenantId}" }) { edges { node { data } } } }`, {}, { token: tenant.tokens.admin });
+    const denials = await app.gql(
+      `{ auditLog(first: 5, order: NEWEST_FIRST, filter: { types: ["access.denied"], actor: "editor@${tenant.tenantId}" }) { edges { node { data } } } }`,
+      {},
+      { token: tenant.tokens.admin },
+    );
     expect(denials.data.auditLog.edges[0].node.data).toMatchObject({ reason: "missing-permission", resource: "audit", action: "audit:read", status: "denied" });
 
     const post = await fetch(`${app.url}/audit/export`, { method: "POST", headers: { authorization: `Bearer ${tenant.tokens.admin}` } });
@@ -274,7 +319,9 @@ describe("GET /audit/export", () => {
     ["?format=csv&format=ndjson", "format"],
     ["?cursor=5", "cursor"],
   ])("answers %s with 400 BAD_USER_INPUT naming %s, and records nothing", async (query, field) => {
-    const newest = async () => (await app.gql("{ auditLog(first: 1, order: NEWEST_FIRST) { edges { node { sequence } } } }", {}, { token: tenant.tokens.admin })).data.auditLog.edges[0].node.sequence;
+    const newest = async () =>
+      (await app.gql("{ auditLog(first: 1, order: NEWEST_FIRST) { edges { node { sequence } } } }", {}, { token: tenant.tokens.admin })).data.auditLog.edges[0]
+        .node.sequence;
     const before = await newest();
     const res = await exportLog(tenant.tokens.admin, query);
     expect(res.status).toBe(400);
@@ -341,7 +388,11 @@ describe("GET /audit/export", () => {
 
 describe("verifyAuditLog", () => {
   it("verifies the tenant's rows from genesis, or from the checkpoint before `from`, to the head", async () => {
-    const whole = await app.gql("{ verifyAuditLog { ok startsFrom anchorSequence fromSequence toSequence lastSequence events checkpoints problem { kind } } }", {}, { token: tenant.tokens.admin });
+    const whole = await app.gql(
+      "{ verifyAuditLog { ok startsFrom anchorSequence fromSequence toSequence lastSequence events checkpoints problem { kind } } }",
+      {},
+      { token: tenant.tokens.admin },
+    );
     expect(whole.errors).toBeUndefined();
     const v = whole.data.verifyAuditLog;
     expect(v).toMatchObject({ ok: true, startsFrom: "GENESIS", anchorSequence: 0, fromSequence: 1, checkpoints: 2, problem: null });
@@ -350,8 +401,20 @@ describe("verifyAuditLog", () => {
 
     const full = await exportLog(tenant.tokens.admin, "?types=tenant.created");
     const first = full.records.find((r): r is CheckpointRecord => r.kind === "checkpoint")!;
-    const part = await app.gql("query ($from: Int!, $to: Int!) { verifyAuditLog(from: $from, to: $to) { ok startsFrom anchorSequence fromSequence toSequence lastSequence checkpoints } }", { from: first.sequence + 100, to: first.sequence + 200 }, { token: tenant.tokens.admin });
-    expect(part.data.verifyAuditLog).toEqual({ ok: true, startsFrom: "CHECKPOINT", anchorSequence: first.sequence, fromSequence: first.sequence + 100, toSequence: first.sequence + 200, lastSequence: first.sequence + 200, checkpoints: 0 });
+    const part = await app.gql(
+      "query ($from: Int!, $to: Int!) { verifyAuditLog(from: $from, to: $to) { ok startsFrom anchorSequence fromSequence toSequence lastSequence checkpoints } }",
+      { from: first.sequence + 100, to: first.sequence + 200 },
+      { token: tenant.tokens.admin },
+    );
+    expect(part.data.verifyAuditLog).toEqual({
+      ok: true,
+      startsFrom: "CHECKPOINT",
+      anchorSequence: first.sequence,
+      fromSequence: first.sequence + 100,
+      toSequence: first.sequence + 200,
+      lastSequence: first.sequence + 200,
+      checkpoints: 0,
+    });
 
     const bad = await app.gql("{ verifyAuditLog(from: 0) { ok } }", {}, { token: tenant.tokens.admin });
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");

@@ -7,7 +7,15 @@ import type { JSONWebKeySet } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signCheckpoint } from "../../src/app/audit/signCheckpoint.ts";
 import { createAuditSigner } from "../../src/audit/auditSignatures.ts";
-import { CHECKPOINT_JWS_TYPE, csvField, deriveAuditFields, type CheckpointPayload, type CheckpointRecord, type EventRecord, type HeaderRecord } from "../../src/audit/exportFormat.ts";
+import {
+  CHECKPOINT_JWS_TYPE,
+  csvField,
+  deriveAuditFields,
+  type CheckpointPayload,
+  type CheckpointRecord,
+  type EventRecord,
+  type HeaderRecord,
+} from "../../src/audit/exportFormat.ts";
 import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
 import { parseCsvRecord } from "../../src/audit/readCsvRecord.ts";
 import { verifyAuditRecords, type ProblemKind } from "../../src/audit/verifyAuditRecords.ts";
@@ -70,7 +78,8 @@ async function exportText(token: string, query = ""): Promise<string> {
 /** The report on an export's text; `keyplane audit verify` (verifyExportFile, one core and two threads) must give the same. */
 async function verifyText(text: string, keys: JSONWebKeySet = jwks) {
   const report = await verifyAuditRecords(readExportRecords(Readable.from([text])), { source: "export", keys });
-  for (const threads of [1, 2]) expect(await verifyExportFile(Readable.from([text]), { keys, threads, batchBytes: 2048 }), `threads: ${threads}`).toEqual(report);
+  for (const threads of [1, 2])
+    expect(await verifyExportFile(Readable.from([text]), { keys, threads, batchBytes: 2048 }), `threads: ${threads}`).toEqual(report);
   return report;
 }
 
@@ -83,7 +92,11 @@ async function expectLogProblem(token: string, kind: ProblemKind, sequence: numb
   const res = await app.gql("{ verifyAuditLog { ok problem { kind sequence message } } }", {}, { token });
   expect(res.errors).toBeUndefined();
   const { ok, problem } = res.data.verifyAuditLog;
-  expect({ ok, kind: problem?.kind, sequence: problem?.sequence }, problem?.message).toEqual({ ok: false, kind: kind.toUpperCase().replace(/-/g, "_"), sequence });
+  expect({ ok, kind: problem?.kind, sequence: problem?.sequence }, problem?.message).toEqual({
+    ok: false,
+    kind: kind.toUpperCase().replace(/-/g, "_"),
+    sequence,
+  });
 }
 
 /**
@@ -159,7 +172,13 @@ describe("tampering with an export file", () => {
     await expectFileProblem(file(lines.map((l, j) => (j === i ? l.replace(checkpoint.chainHash, "0".repeat(64)) : l))), "checkpoint-signature", 20);
     const { privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
     const mallory = createAuditSigner({ kid: "mallory", privateKey });
-    const payload: CheckpointPayload = { tenantId: (JSON.parse(lines[0]!) as { tenantId: string }).tenantId, sequence: 20, chainHash: checkpoint.chainHash, previousSignature: null, signedAt: new Date().toISOString() };
+    const payload: CheckpointPayload = {
+      tenantId: (JSON.parse(lines[0]!) as { tenantId: string }).tenantId,
+      sequence: 20,
+      chainHash: checkpoint.chainHash,
+      previousSignature: null,
+      signedAt: new Date().toISOString(),
+    };
     const forged = { kind: "checkpoint", ...payload, kid: "mallory", jws: await mallory.sign(CHECKPOINT_JWS_TYPE, payload) };
     const { tenantId: _t, ...line } = forged;
     await expectFileProblem(file(lines.map((l, j) => (j === i ? JSON.stringify(line) : l))), "checkpoint-signature", 20);
@@ -167,7 +186,11 @@ describe("tampering with an export file", () => {
   it("refuses a checkpoint line saying anything its JWS does not sign: signedAt, kid, a field more", async () => {
     const i = lineIndex(lines, "checkpoint", 20);
     const checkpoint = JSON.parse(lines[i]!) as CheckpointRecord;
-    for (const line of [{ ...checkpoint, signedAt: "2020-01-01T00:00:00.000Z" }, { ...checkpoint, kid: "mallory" }, { ...checkpoint, note: "checked" }]) {
+    for (const line of [
+      { ...checkpoint, signedAt: "2020-01-01T00:00:00.000Z" },
+      { ...checkpoint, kid: "mallory" },
+      { ...checkpoint, note: "checked" },
+    ]) {
       await expectFileProblem(replaced(i, JSON.stringify(line)), "checkpoint-signature", 20);
     }
   });
@@ -177,12 +200,20 @@ describe("tampering with an export file", () => {
     const header = JSON.parse(partial[0]!) as HeaderRecord;
     expect(header.anchor).toMatchObject({ type: "checkpoint", sequence: 20 });
     expect((await verifyText(file(partial))).ok).toBe(true);
-    for (const anchor of [{ ...header.anchor, signedAt: "2020-01-01T00:00:00.000Z" }, { ...header.anchor, kid: "mallory" }, { ...header.anchor, note: "checked" }]) {
+    for (const anchor of [
+      { ...header.anchor, signedAt: "2020-01-01T00:00:00.000Z" },
+      { ...header.anchor, kid: "mallory" },
+      { ...header.anchor, note: "checked" },
+    ]) {
       await expectFileProblem(file([JSON.stringify({ ...header, anchor }), ...partial.slice(1)]), "header", 20);
     }
     // A stub between the anchor and the range holds exactly its fields too.
     const stub = partial.findIndex((l) => l.startsWith('{"kind":"omitted","sequence":22,'));
-    await expectFileProblem(file(partial.map((l, j) => (j === stub ? l.replace('{"kind":"omitted",', '{"kind":"omitted","type":"access.denied",') : l))), "malformed", 22);
+    await expectFileProblem(
+      file(partial.map((l, j) => (j === stub ? l.replace('{"kind":"omitted",', '{"kind":"omitted","type":"access.denied",') : l))),
+      "malformed",
+      22,
+    );
   });
 
   it("names two lines claiming one sequence: a forged line chained to fit, before or after the genuine one", async () => {
@@ -192,7 +223,13 @@ describe("tampering with an export file", () => {
     const { kind: _k, sequence: _s, contentHash: _c, chainHash: _h, audit: _a, ...content } = genuine;
     const data = { ...(genuine.data as object), reason: "nothing happened" };
     const forgedContent = contentHash({ ...content, data });
-    const forged = JSON.stringify({ ...genuine, data, contentHash: forgedContent, chainHash: chainHash(before.chainHash, 25, forgedContent), audit: deriveAuditFields({ ...genuine, data }) });
+    const forged = JSON.stringify({
+      ...genuine,
+      data,
+      contentHash: forgedContent,
+      chainHash: chainHash(before.chainHash, 25, forgedContent),
+      audit: deriveAuditFields({ ...genuine, data }),
+    });
     await expectFileProblem(file([...lines.slice(0, i), forged, ...lines.slice(i)]), "inserted", 25);
     await expectFileProblem(file([...lines.slice(0, i + 1), forged, ...lines.slice(i + 1)]), "inserted", 25);
   });
@@ -313,7 +350,9 @@ describe("tampering with the rows in the database", () => {
       const content = contentHash(forged);
       await sql`insert into events (tenant_id, tenant_seq, stream_type, stream_id, stream_version, event_id, event_type, schema_version, data, metadata, occurred_at, content_hash, chain_hash)
         values (${tenantId}, 27, ${forged.streamType}, ${forged.streamId}, 1, ${forged.eventId}, ${forged.type}, 1, ${JSON.stringify(forged.data)}::jsonb,
-                ${JSON.stringify(forged.metadata)}::jsonb, ${forged.occurredAt}::timestamptz, ${content}, ${chainHash(rows[0]!.chain_hash, 27, content)})`.execute(trx);
+                ${JSON.stringify(forged.metadata)}::jsonb, ${forged.occurredAt}::timestamptz, ${content}, ${chainHash(rows[0]!.chain_hash, 27, content)})`.execute(
+        trx,
+      );
     });
     await expectLogProblem(admin, "inserted", 27);
     await expectFileProblem(await exportText(admin), "inserted", 27);
@@ -335,18 +374,47 @@ describe("tampering with the rows in the database", () => {
     // Event 8 edited and every hash from there on recomputed, the head too: only the signature shows it.
     await tamper(async (trx) => {
       await sql`update events set data = jsonb_set(data, '{reason}', '"rewritten"') where tenant_id = ${tenantId} and tenant_seq = 8`.execute(trx);
-      const { rows } = await sql<{ tenant_seq: number; chain_hash: string; event_id: string; stream_type: string; stream_id: string; stream_version: number; event_type: string; schema_version: number; data: unknown; metadata: unknown; occurred_at: Date }>`
+      const { rows } = await sql<{
+        tenant_seq: number;
+        chain_hash: string;
+        event_id: string;
+        stream_type: string;
+        stream_id: string;
+        stream_version: number;
+        event_type: string;
+        schema_version: number;
+        data: unknown;
+        metadata: unknown;
+        occurred_at: Date;
+      }>`
         select * from events where tenant_id = ${tenantId} order by tenant_seq`.execute(trx);
       let chain = rows[6]!.chain_hash;
       for (const r of rows.slice(7)) {
-        const content = contentHash({ eventId: r.event_id, tenantId, streamType: r.stream_type, streamId: r.stream_id, streamVersion: r.stream_version, type: r.event_type, schemaVersion: r.schema_version, data: r.data, metadata: r.metadata, occurredAt: new Date(r.occurred_at).toISOString() });
+        const content = contentHash({
+          eventId: r.event_id,
+          tenantId,
+          streamType: r.stream_type,
+          streamId: r.stream_id,
+          streamVersion: r.stream_version,
+          type: r.event_type,
+          schemaVersion: r.schema_version,
+          data: r.data,
+          metadata: r.metadata,
+          occurredAt: new Date(r.occurred_at).toISOString(),
+        });
         chain = chainHash(chain, Number(r.tenant_seq), content);
-        await sql`update events set content_hash = ${content}, chain_hash = ${chain} where tenant_id = ${tenantId} and tenant_seq = ${r.tenant_seq}`.execute(trx);
+        await sql`update events set content_hash = ${content}, chain_hash = ${chain} where tenant_id = ${tenantId} and tenant_seq = ${r.tenant_seq}`.execute(
+          trx,
+        );
       }
       await sql`update tenant_heads set last_chain_hash = ${chain} where tenant_id = ${tenantId}`.execute(trx);
     });
     const res = await app.gql("{ verifyAuditLog { ok problem { kind sequence message } } }", {}, { token: admin });
-    expect(res.data.verifyAuditLog.problem).toMatchObject({ kind: "CHECKPOINT_MISMATCH", sequence: 1, message: expect.stringMatching(/events 1–20 were rewritten/) });
+    expect(res.data.verifyAuditLog.problem).toMatchObject({
+      kind: "CHECKPOINT_MISMATCH",
+      sequence: 1,
+      message: expect.stringMatching(/events 1–20 were rewritten/),
+    });
     await expectFileProblem(await exportText(admin), "checkpoint-mismatch", 1);
   });
 
@@ -372,12 +440,16 @@ describe("tampering with the rows in the database", () => {
 
   it("never signs a checkpoint over a chain that does not verify", async () => {
     const { tenantId, admin } = await tenantWithLog();
-    await tamper((trx) => sql`update events set metadata = jsonb_set(metadata, '{actor,subject}', '"someone else"') where tenant_id = ${tenantId} and tenant_seq = 31`.execute(trx));
+    await tamper((trx) =>
+      sql`update events set metadata = jsonb_set(metadata, '{actor,subject}', '"someone else"') where tenant_id = ${tenantId} and tenant_seq = 31`.execute(trx),
+    );
     const outcome = await signCheckpoint(checkpointDeps(), tenantId);
     expect(outcome).toMatchObject({ outcome: "refused", problem: { kind: "modified", sequence: 31 } });
     const forced = await app.kp.checkpointSigner.runOnce({ force: true });
     expect(forced[tenantId]).toMatchObject({ outcome: "refused" });
-    const checkpoints = await withTenant(app.database.db, tenantId, (trx) => sql<{ n: number }>`select count(*)::int as n from audit_checkpoints where tenant_id = ${tenantId}`.execute(trx));
+    const checkpoints = await withTenant(app.database.db, tenantId, (trx) =>
+      sql<{ n: number }>`select count(*)::int as n from audit_checkpoints where tenant_id = ${tenantId}`.execute(trx),
+    );
     expect(checkpoints.rows[0]!.n).toBe(1);
     await expectLogProblem(admin, "modified", 31);
   });
@@ -396,7 +468,9 @@ describe("signed checkpoints", () => {
       const outcomes = results.map((r) => r[tenantId]?.outcome ?? "not due");
       expect(outcomes.filter((o) => o === "signed")).toHaveLength(1);
       expect(outcomes.filter((o) => o !== "signed")).toEqual([expect.stringMatching(/^(current|not due)$/)]);
-      const { rows } = await withTenant(app.database.db, tenantId, (trx) => sql<{ tenant_seq: number }>`select tenant_seq from audit_checkpoints where tenant_id = ${tenantId} order by tenant_seq`.execute(trx));
+      const { rows } = await withTenant(app.database.db, tenantId, (trx) =>
+        sql<{ tenant_seq: number }>`select tenant_seq from audit_checkpoints where tenant_id = ${tenantId} order by tenant_seq`.execute(trx),
+      );
       expect(rows.map((r) => Number(r.tenant_seq))).toEqual([20, 40]);
       const res = await app.gql("{ verifyAuditLog { ok checkpoints } }", {}, { token: admin });
       expect(res.data.verifyAuditLog).toEqual({ ok: true, checkpoints: 2 });
@@ -409,7 +483,8 @@ describe("signed checkpoints", () => {
     const own = await createTestApp({ name: "audit-checkpoint-job", env: { AUDIT_CHECKPOINT_INTERVAL_SECONDS: "1" } });
     try {
       const seeded = await own.seedTenant();
-      const checkpoints = async () => (await own.gql("{ verifyAuditLog { ok checkpoints lastSequence } }", {}, { token: seeded.tokens.admin })).data.verifyAuditLog;
+      const checkpoints = async () =>
+        (await own.gql("{ verifyAuditLog { ok checkpoints lastSequence } }", {}, { token: seeded.tokens.admin })).data.verifyAuditLog;
       await waitFor("the periodic job to sign a checkpoint", async () => (await checkpoints()).checkpoints > 0);
       expect(await checkpoints()).toMatchObject({ ok: true, checkpoints: 1 });
     } finally {

@@ -73,7 +73,9 @@ function validClaims(overrides: JWTPayload = {}): JWTPayload {
 
 /** Signs claims as Keyplane would (ES256, our kid, typ at+jwt) unless the header says otherwise. */
 async function forge(claims: JWTPayload, options: { key?: KeyObject | Uint8Array | CryptoKey; header?: Record<string, unknown> } = {}): Promise<string> {
-  const token = await new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid, typ: "at+jwt", ...options.header } as { alg: string }).sign(options.key ?? signingKey);
+  const token = await new SignJWT(claims)
+    .setProtectedHeader({ alg: "ES256", kid, typ: "at+jwt", ...options.header } as { alg: string })
+    .sign(options.key ?? signingKey);
   registerSecret(token);
   return token;
 }
@@ -231,7 +233,11 @@ describe("a token that is not what Keyplane issued", () => {
       // The signature does not cover these claims, so their tenant_id must not pick the log.
       { reason: "bad-signature", log: "platform" },
     ],
-    ["a token signed by our key for another issuer", async () => forge(validClaims({ iss: "https://evil.example" })), { reason: "wrong-issuer", log: "platform" }],
+    [
+      "a token signed by our key for another issuer",
+      async () => forge(validClaims({ iss: "https://evil.example" })),
+      { reason: "wrong-issuer", log: "platform" },
+    ],
     ["a token without tenant_id", async () => forge(validClaims({ tenant_id: undefined })), { reason: "invalid-claims", log: "platform" }],
     [
       "a token of a tenant that does not exist",
@@ -421,7 +427,13 @@ describe("an external identity provider (AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIEN
     const token = await signed({ sub: "alice@example.com", tenant_id: tenant.tenantId, roles: ["viewer"] });
     const res = await external.gql(`${ME.slice(0, -1)} tenant { id } }`, {}, { token });
     expect(res.errors).toBeUndefined();
-    expect(res.data.me).toMatchObject({ subject: "alice@example.com", tenantId: tenant.tenantId, kind: "user", roles: ["viewer"], permissions: ["agent:read", "installation:read", "tenant:read", "token-policy:read"] });
+    expect(res.data.me).toMatchObject({
+      subject: "alice@example.com",
+      tenantId: tenant.tenantId,
+      kind: "user",
+      roles: ["viewer"],
+      permissions: ["agent:read", "installation:read", "tenant:read", "token-policy:read"],
+    });
     expect(res.data.tenant).toEqual({ id: tenant.tenantId });
     // Verified against the key it published, not taken on trust.
     expect(idp.jwksRequests()).toBeGreaterThanOrEqual(1);

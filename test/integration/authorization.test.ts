@@ -75,7 +75,9 @@ describe("schema walk: every root field declares authScopes", () => {
         open: t.string({ resolve: () => "x" }),
       }),
     });
-    const unguarded = rootFields(probe.toSchema()).filter((f) => !hasAuthScopes(f)).map((f) => f.key);
+    const unguarded = rootFields(probe.toSchema())
+      .filter((f) => !hasAuthScopes(f))
+      .map((f) => f.key);
     expect(unguarded).toEqual(["Query.open"]);
   });
 
@@ -151,7 +153,11 @@ let matrixTaskOnce: Promise<{ agentId: string; taskId: string }> | undefined;
 function matrixTask(ctx: MatrixContext): Promise<{ agentId: string; taskId: string }> {
   matrixTaskOnce ??= (async () => {
     const agentId = await matrixAgent(ctx);
-    const task = await ctx.app.gql("mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id } }", { input: { agentId, kind: "matrix", timeoutSeconds: 3600 } }, { token: ctx.adminToken });
+    const task = await ctx.app.gql(
+      "mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id } }",
+      { input: { agentId, kind: "matrix", timeoutSeconds: 3600 } },
+      { token: ctx.adminToken },
+    );
     expect(task.errors, JSON.stringify(task.errors)).toBeUndefined();
     return { agentId, taskId: task.data.dispatchTask.id as string };
   })();
@@ -183,27 +189,72 @@ const MATRIX: Record<string, MatrixRow> = {
   "Query.me": {
     operation: () => ({ query: "query { me { subject tenantId } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: allow,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": allow,
+    },
   },
   "Query.tenant": {
     operation: () => ({ query: "query { tenant { id } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": allow },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": allow,
+    },
   },
   "Query.tenants": {
     operation: () => ({ query: "query { tenants { id } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: allow, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.auditLog": {
     operation: () => ({ query: "query { auditLog(first: 1) { edges { cursor } pageInfo { hasNextPage } } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": allow, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.verifyAuditLog": {
     operation: () => ({ query: "query { verifyAuditLog { ok startsFrom lastSequence problem { kind sequence } } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": allow, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.createTenant": {
     operation: () => ({
@@ -211,18 +262,45 @@ const MATRIX: Record<string, MatrixRow> = {
       variables: { input: { id: `matrix-${unique()}`, name: "Matrix tenant" } },
     }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: allow, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.changeTenantTier": {
     // Moves the matrix tenant up to enterprise (its agent quotas only grow).
     operation: ({ tenantId }) => ({ query: "mutation ($id: ID!) { changeTenantTier(id: $id, tier: enterprise) { id tier } }", variables: { id: tenantId } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: allow, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.issueServiceToken": {
     operation: () => ({ query: 'mutation { issueServiceToken(input: { subject: "matrix-ci" }) { tokenId accessToken } }' }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.revokeAccessToken": {
     // Revokes a real, freshly minted token of the tenant (never the caller's own).
@@ -231,48 +309,132 @@ const MATRIX: Record<string, MatrixRow> = {
       variables: { tokenId: await tokenIdOf(app, await app.mintToken({ tenantId, roles: ["viewer"], subject: `throwaway-${unique()}` })) },
     }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.installations": {
     operation: () => ({ query: "query { installations(first: 5) { nodes { id } pageInfo { hasNextPage } } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.installation": {
     operation: async (ctx) => ({ query: "query ($id: ID!) { installation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.installationCredentials": {
     // People manage installations; only services receive their tokens.
-    operation: async (ctx) => ({ query: "query ($id: ID!) { installationCredentials(id: $id) { accessToken } }", variables: { id: await ctx.newInstallation() } }),
+    operation: async (ctx) => ({
+      query: "query ($id: ID!) { installationCredentials(id: $id) { accessToken } }",
+      variables: { id: await ctx.newInstallation() },
+    }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.startInstallation": {
     operation: () => ({ query: "mutation { startInstallation(platform: slack) { authorizationUrl requestId } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.suspendInstallation": {
     operation: async (ctx) => ({ query: "mutation ($id: ID!) { suspendInstallation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.resumeInstallation": {
     operation: async (ctx) => ({ query: "mutation ($id: ID!) { resumeInstallation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.revokeInstallation": {
     operation: async (ctx) => ({ query: "mutation ($id: ID!) { revokeInstallation(id: $id) { id status } }", variables: { id: await ctx.newInstallation() } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.tokenPolicies": {
     operation: () => ({ query: "query { tokenPolicies { name } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.setTokenPolicy": {
     operation: (ctx) => ({
@@ -280,7 +442,16 @@ const MATRIX: Record<string, MatrixRow> = {
       variables: { input: { name: `p-${unique()}`, app: "rex", roles: ["service"], repositories: [`${ctx.rexOrg}/api`], permissions: { contents: "read" } } },
     }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.deleteTokenPolicy": {
     operation: async (ctx) => {
@@ -294,139 +465,386 @@ const MATRIX: Record<string, MatrixRow> = {
       return { query: "mutation ($name: String!) { deleteTokenPolicy(name: $name) }", variables: { name } };
     },
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.issueGitHubToken": {
-    operation: (ctx) => ({ query: "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }", variables: { input: { app: "rex", repository: `${ctx.rexOrg}/api` } } }),
+    operation: (ctx) => ({
+      query: "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }",
+      variables: { input: { app: "rex", repository: `${ctx.rexOrg}/api` } },
+    }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.revokeGitHubToken": {
     // A token the admin received: the admin may revoke it, a service (not its requester) may not.
     operation: async (ctx) => {
-      const issued = await ctx.app.gql("mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }", { input: { app: "rex", repository: `${ctx.rexOrg}/web` } }, { token: ctx.adminToken });
+      const issued = await ctx.app.gql(
+        "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }",
+        { input: { app: "rex", repository: `${ctx.rexOrg}/web` } },
+        { token: ctx.adminToken },
+      );
       expect(issued.errors).toBeUndefined();
       registerSecret(issued.data.issueGitHubToken.token);
       return { query: "mutation ($id: ID!) { revokeGitHubToken(id: $id) { id revokedAt } }", variables: { id: issued.data.issueGitHubToken.id } };
     },
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.issuedTokens": {
     operation: () => ({ query: "query { issuedTokens(first: 5) { nodes { id fingerprint } pageInfo { hasNextPage } } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   // Tasks: people with agent:read see them, editors dispatch them; only an enrolled agent (none of
   // these principals: the service role's agent:act needs an agent's own credential) acts on them.
   "Query.tasks": {
     operation: () => ({ query: "query { tasks(first: 5) { nodes { id status } pageInfo { hasNextPage } } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.task": {
     operation: async (ctx) => ({ query: "query ($id: ID!) { task(id: $id) { id status } }", variables: { id: (await matrixTask(ctx)).taskId } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.pendingTasks": {
     operation: () => ({ query: "query { pendingTasks(first: 5) { id } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.dispatchTask": {
-    operation: async (ctx) => ({ query: "mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id status } }", variables: { input: { agentId: (await matrixTask(ctx)).agentId, kind: "matrix" } } }),
+    operation: async (ctx) => ({
+      query: "mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id status } }",
+      variables: { input: { agentId: (await matrixTask(ctx)).agentId, kind: "matrix" } },
+    }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.claimTask": {
     operation: async (ctx) => ({ query: "mutation ($id: ID!) { claimTask(id: $id) { id } }", variables: { id: (await matrixTask(ctx)).taskId } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.reportTaskProgress": {
-    operation: async (ctx) => ({ query: 'mutation ($id: ID!) { reportTaskProgress(id: $id, message: "half") { id } }', variables: { id: (await matrixTask(ctx)).taskId } }),
+    operation: async (ctx) => ({
+      query: 'mutation ($id: ID!) { reportTaskProgress(id: $id, message: "half") { id } }',
+      variables: { id: (await matrixTask(ctx)).taskId },
+    }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.completeTask": {
-    operation: async (ctx) => ({ query: "mutation ($id: ID!) { completeTask(id: $id, result: {ok: true}) { id } }", variables: { id: (await matrixTask(ctx)).taskId } }),
+    operation: async (ctx) => ({
+      query: "mutation ($id: ID!) { completeTask(id: $id, result: {ok: true}) { id } }",
+      variables: { id: (await matrixTask(ctx)).taskId },
+    }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.failTask": {
     operation: async (ctx) => ({ query: 'mutation ($id: ID!) { failTask(id: $id, error: "no") { id } }', variables: { id: (await matrixTask(ctx)).taskId } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Subscription.agentTasks": {
     operation: () => ({ query: "subscription { agentTasks { id } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Subscription.tenantEvents": {
     // From the start of the log, so the first item comes at once.
-    operation: () => ({ query: "subscription ($after: String) { tenantEvents(after: $after) { sequence } }", variables: { after: Buffer.from("seq:0").toString("base64url") } }),
+    operation: () => ({
+      query: "subscription ($after: String) { tenantEvents(after: $after) { sequence } }",
+      variables: { after: Buffer.from("seq:0").toString("base64url") },
+    }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: allow, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Subscription.ticks": {
     // Over graphql-ws: an anonymous connection is closed with 4401 before anything runs.
     operation: () => ({ query: "subscription { ticks(count: 1, intervalMs: 10) }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: allow,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": allow,
+    },
   },
   // Agents: viewers read, editors create and update, admins publish, delete and hold the keys;
   // enrollment is public (the key is the credential); only an enrolled agent beats.
   "Query.agents": {
     operation: () => ({ query: "query { agents(first: 5) { nodes { id } pageInfo { hasNextPage } } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.agent": {
     operation: async (ctx) => ({ query: "query ($id: ID!) { agent(id: $id) { id } }", variables: { id: await matrixAgent(ctx) } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Query.enrollmentKeys": {
     operation: () => ({ query: "query { enrollmentKeys { id prefix } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: allow, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.createAgent": {
     operation: () => ({ query: 'mutation { createAgent(input: { name: "m", type: "matrix" }) { id } }' }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.updateAgent": {
-    operation: async (ctx) => ({ query: 'mutation ($id: ID!) { updateAgent(input: { id: $id, expectedVersion: 1, name: "renamed" }) { id version } }', variables: { id: await matrixAgent(ctx, true) } }),
+    operation: async (ctx) => ({
+      query: 'mutation ($id: ID!) { updateAgent(input: { id: $id, expectedVersion: 1, name: "renamed" }) { id version } }',
+      variables: { id: await matrixAgent(ctx, true) },
+    }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: allow, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: allow,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.publishAgent": {
     operation: async (ctx) => ({ query: "mutation ($id: ID!) { publishAgent(id: $id) { id status } }", variables: { id: await matrixAgent(ctx, true) } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.deleteAgent": {
     operation: async (ctx) => ({ query: "mutation ($id: ID!) { deleteAgent(id: $id) }", variables: { id: await matrixAgent(ctx, true) } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.createEnrollmentKey": {
     operation: () => ({ query: "mutation { createEnrollmentKey(input: {}) { id key } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.revokeEnrollmentKey": {
     operation: async (ctx) => ({ query: "mutation ($id: ID!) { revokeEnrollmentKey(id: $id) }", variables: { id: (await matrixKey(ctx)).id } }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.pruneEnrollmentKeys": {
     operation: () => ({ query: "mutation { pruneEnrollmentKeys }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: allow, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.enrollAgent": {
     // Public: the enrollment key is the credential, whoever (if anyone) sends it.
@@ -435,12 +853,30 @@ const MATRIX: Record<string, MatrixRow> = {
       variables: { input: { key: (await matrixKey(ctx)).key, hostname: "matrix-host", os: "linux", arch: "x64", agentVersion: "1" } },
     }),
     // prettier-ignore
-    expect: { anonymous: allow, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+    expect: {
+      anonymous: allow,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: allow,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": allow,
+    },
   },
   "Mutation.agentHeartbeat": {
     operation: () => ({ query: "mutation { agentHeartbeat(input: {}) { agentId } }" }),
     // prettier-ignore
-    expect: { anonymous: UNAUTHENTICATED, viewer: FORBIDDEN, editor: FORBIDDEN, admin: FORBIDDEN, service: FORBIDDEN, platform: FORBIDDEN, "viewer+audit:read": FORBIDDEN, "admin+tenant:read": FORBIDDEN },
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
   },
   "Mutation.refreshSession": {
     // Public: the refresh token is the credential, whoever (if anyone) sends it.
@@ -449,7 +885,16 @@ const MATRIX: Record<string, MatrixRow> = {
       variables: { refreshToken: await freshRefreshToken(app, adminToken) },
     }),
     // prettier-ignore
-    expect: { anonymous: allow, viewer: allow, editor: allow, admin: allow, service: allow, platform: allow, "viewer+audit:read": allow, "admin+tenant:read": allow },
+    expect: {
+      anonymous: allow,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: allow,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": allow,
+    },
   },
 };
 
@@ -534,7 +979,11 @@ describe("authorization matrix", () => {
       return installed.body.installation.id as string;
     };
     const rexOrg = `matrix-${unique()}`;
-    world.github.setNextInstall({ account: { login: rexOrg, type: "Organization" }, repositories: ["api", "web"], permissions: { contents: "read", metadata: "read" } });
+    world.github.setNextInstall({
+      account: { login: rexOrg, type: "Organization" },
+      repositories: ["api", "web"],
+      permissions: { contents: "read", metadata: "read" },
+    });
     const rex = await browseInstall(app, "github", seeded.tokens.editor, { query: "app=rex" });
     expect(rex.status, JSON.stringify(rex.body)).toBe(200);
     const policy = await app.gql(
@@ -565,7 +1014,10 @@ describe("authorization matrix", () => {
       inSchema.filter((k) => !inTable.includes(k)),
       "root fields without a row in MATRIX (add one with the expected outcome per principal)",
     ).toEqual([]);
-    expect(inTable.filter((k) => !inSchema.includes(k)), "rows of MATRIX for fields that are not in the schema").toEqual([]);
+    expect(
+      inTable.filter((k) => !inSchema.includes(k)),
+      "rows of MATRIX for fields that are not in the schema",
+    ).toEqual([]);
   });
 
   for (const field of fields) {
@@ -583,7 +1035,10 @@ describe("authorization matrix", () => {
               expect(res.data?.[field.name]).toBeTruthy();
               registerReturnedSecrets(res.data);
             } else {
-              expect(res.errors?.map((e) => e.extensions?.code), JSON.stringify(res.errors)).toEqual([expected]);
+              expect(
+                res.errors?.map((e) => e.extensions?.code),
+                JSON.stringify(res.errors),
+              ).toEqual([expected]);
               expect(res.data?.[field.name] ?? null).toBeNull();
             }
             return;
@@ -594,7 +1049,10 @@ describe("authorization matrix", () => {
             expect(res.data?.[field.name]).toBeTruthy();
             registerReturnedSecrets(res.data);
           } else {
-            expect(res.errors?.map((e) => e.extensions?.code), JSON.stringify(res.errors)).toEqual([expected]);
+            expect(
+              res.errors?.map((e) => e.extensions?.code),
+              JSON.stringify(res.errors),
+            ).toEqual([expected]);
             expect(res.data?.[field.name] ?? null).toBeNull();
             if (expected === UNAUTHENTICATED) expect(res.status).toBe(401);
           }
@@ -626,7 +1084,11 @@ describe("issuing service tokens", () => {
 
   it("an admin hands on what it holds: a service token with scope audit:read reads the audit log", async () => {
     const admin = await app.mintToken({ tenantId, roles: ["admin"], subject: `full-admin@${tenantId}` });
-    const issued = await app.gql('mutation { issueServiceToken(input: { subject: "auditor-bot", scopes: ["audit:read"] }) { accessToken } }', {}, { token: admin });
+    const issued = await app.gql(
+      'mutation { issueServiceToken(input: { subject: "auditor-bot", scopes: ["audit:read"] }) { accessToken } }',
+      {},
+      { token: admin },
+    );
     expect(issued.errors).toBeUndefined();
     const token: string = issued.data.issueServiceToken.accessToken;
     registerSecret(token);
@@ -643,7 +1105,7 @@ describe("issuing service tokens", () => {
     expect(issuerPermissions).toEqual(["token:issue"]);
 
     const issued = await app.gql(
-      "mutation ($scopes: [String!]) { issueServiceToken(input: { subject: \"escalate\", scopes: $scopes }) { accessToken } }",
+      'mutation ($scopes: [String!]) { issueServiceToken(input: { subject: "escalate", scopes: $scopes }) { accessToken } }',
       { scopes },
       { token: issuer },
     );

@@ -15,7 +15,15 @@ import { createTestDatabase, onCitus, onPostgres } from "../testkit/testDatabase
 // two-node cluster of the CI's Citus lane, with every shard on the worker.
 
 const tokenIssued = () =>
-  AccessTokenIssued({ tokenId: randomUUID(), subject: "svc", kind: "service", roles: ["service"], scopes: [], expiresAt: new Date(Date.now() + 60_000).toISOString(), issuedVia: "api" });
+  AccessTokenIssued({
+    tokenId: randomUUID(),
+    subject: "svc",
+    kind: "service",
+    roles: ["service"],
+    scopes: [],
+    expiresAt: new Date(Date.now() + 60_000).toISOString(),
+    issuedVia: "api",
+  });
 
 let database: DatabaseHandle;
 beforeAll(async () => {
@@ -111,7 +119,15 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
       const stored = await withTenant(counted.db, "citus-a", async (trx) => {
         await sql`set local citus.log_remote_commands = on`.execute(trx);
         await sql`set local client_min_messages = log`.execute(trx);
-        return appendEvents(trx, { tenantId: "citus-a", streamType: "access_token", streamId: randomUUID(), expectedVersion: 0, events: [tokenIssued()], metadata: eventMetadata(systemActor("citus-test", "citus-a")), occurredAt: new Date() });
+        return appendEvents(trx, {
+          tenantId: "citus-a",
+          streamType: "access_token",
+          streamId: randomUUID(),
+          expectedVersion: 0,
+          events: [tokenIssued()],
+          metadata: eventMetadata(systemActor("citus-test", "citus-a")),
+          occurredAt: new Date(),
+        });
       });
       expect(stored).toHaveLength(1);
     } finally {
@@ -120,9 +136,15 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
     const appendCommands = commands.filter((c) => /keyplane_append_tenant/.test(c));
     expect(appendCommands, commands.join("\n")).toHaveLength(1);
     // Not statement by statement: nothing of the function's body (nor the projection) was sent from the coordinator.
-    expect(commands.filter((c) => /tenant_heads|insert into .*(events|access_tokens)/i.test(c) && !/keyplane_append_tenant/.test(c)), commands.join("\n")).toEqual([]);
+    expect(
+      commands.filter((c) => /tenant_heads|insert into .*(events|access_tokens)/i.test(c) && !/keyplane_append_tenant/.test(c)),
+      commands.join("\n"),
+    ).toEqual([]);
     // The tenant setting travelled with it (SET LOCAL propagation), so the worker saw the right tenant.
-    expect(commands.some((c) => /set local keyplane\.tenant_id = E'citus-a'/i.test(c)), commands.join("\n")).toBe(true);
+    expect(
+      commands.some((c) => /set local keyplane\.tenant_id = E'citus-a'/i.test(c)),
+      commands.join("\n"),
+    ).toBe(true);
   });
 
   it("an append on its own is one statement, run on the tenant's node with its projection, which scopes itself to the tenant", async () => {
@@ -142,11 +164,25 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
       await sql`select 1`.execute(counted.db);
       const trips = { count: 0 };
       const stored = await meterRoundTrips(trips, () =>
-        appendEvents(counted.db, { tenantId: "citus-c", streamType: "access_token", streamId: randomUUID(), expectedVersion: 0, events: [tokenIssued()], metadata: eventMetadata(systemActor("citus-test", "citus-c")), occurredAt: new Date() }),
+        appendEvents(counted.db, {
+          tenantId: "citus-c",
+          streamType: "access_token",
+          streamId: randomUUID(),
+          expectedVersion: 0,
+          events: [tokenIssued()],
+          metadata: eventMetadata(systemActor("citus-test", "citus-c")),
+          occurredAt: new Date(),
+        }),
       );
       sent.statements = trips.count;
       expect(stored).toHaveLength(1);
-      const row = await withTenant(counted.db, "citus-c", (trx) => trx.selectFrom("access_tokens").select("token_id").where("token_id", "=", (stored[0]!.data as { tokenId: string }).tokenId).executeTakeFirst());
+      const row = await withTenant(counted.db, "citus-c", (trx) =>
+        trx
+          .selectFrom("access_tokens")
+          .select("token_id")
+          .where("token_id", "=", (stored[0]!.data as { tokenId: string }).tokenId)
+          .executeTakeFirst(),
+      );
       expect(row).toBeDefined();
     } finally {
       await counted.close();
@@ -154,7 +190,10 @@ describe.skipIf(!onCitus)("on a two-node Citus cluster", () => {
     expect(sent.statements).toBe(1);
     const appendCommands = commands.filter((c) => /keyplane_append_tenant/.test(c));
     expect(appendCommands, commands.join("\n")).toHaveLength(1);
-    expect(commands.filter((c) => /^set local|tenant_heads|insert into .*(events|access_tokens)/i.test(c) && !/keyplane_append_tenant/.test(c)), commands.join("\n")).toEqual([]);
+    expect(
+      commands.filter((c) => /^set local|tenant_heads|insert into .*(events|access_tokens)/i.test(c) && !/keyplane_append_tenant/.test(c)),
+      commands.join("\n"),
+    ).toEqual([]);
   });
 
   it("appends under row-level security on the worker: the right tenant writes, another tenant is refused", async () => {

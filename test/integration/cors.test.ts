@@ -27,7 +27,10 @@ describe.each([
       body: JSON.stringify({ query: "{ me { subject } }" }),
     });
   const preflight = (origin: string) =>
-    fetch(`${app.url}/graphql`, { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" } });
+    fetch(`${app.url}/graphql`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+    });
 
   it("gives a foreign origin no CORS headers at all, on requests and preflights", async () => {
     for (const res of [await post(EVIL), await preflight(EVIL)]) {
@@ -56,6 +59,9 @@ describe("CORS_ORIGINS", () => {
     for (const bad of ["*", "https://console.example.com/", "console.example.com", "https://a.example/path"]) {
       expect(() => loadConfig({ NODE_ENV: "test", CORS_ORIGINS: bad })).toThrow(/CORS_ORIGINS/);
     }
-    expect(loadConfig({ NODE_ENV: "test", CORS_ORIGINS: "https://a.example, http://localhost:5173" }).corsOrigins).toEqual(["https://a.example", "http://localhost:5173"]);
+    expect(loadConfig({ NODE_ENV: "test", CORS_ORIGINS: "https://a.example, http://localhost:5173" }).corsOrigins).toEqual([
+      "https://a.example",
+      "http://localhost:5173",
+    ]);
   });
 });

@@ -77,7 +77,10 @@ describe.skipIf(!onPostgres)("two processes on one database", () => {
     const token = await a.mintToken({ tenantId: tenant.tenantId, roles: ["viewer"] });
     expect(await accepted(b, token)).toBe(true);
     expect(await accepted(b, token)).toBe(true);
-    const killed = await adminQuery(adminUrlOf(databaseName), `select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'LISTEN%'`);
+    const killed = await adminQuery(
+      adminUrlOf(databaseName),
+      `select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'LISTEN%'`,
+    );
     expect(killed.rowCount).toBeGreaterThan(0);
     await revoke(a, token);
     const started = Date.now();

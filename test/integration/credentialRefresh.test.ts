@@ -82,7 +82,12 @@ async function presentRefreshToken(world: ProviderWorld, refreshToken: string) {
   const res = await fetch(`${world.atlassian.url}/oauth/token`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ grant_type: "refresh_token", client_id: world.env.ATLASSIAN_CLIENT_ID, client_secret: world.env.ATLASSIAN_CLIENT_SECRET, refresh_token: refreshToken }),
+    body: JSON.stringify({
+      grant_type: "refresh_token",
+      client_id: world.env.ATLASSIAN_CLIENT_ID,
+      client_secret: world.env.ATLASSIAN_CLIENT_SECRET,
+      refresh_token: refreshToken,
+    }),
   });
   return { status: res.status, body: (await res.json()) as any };
 }
@@ -120,7 +125,12 @@ describe("credential refresh", () => {
 
     const refreshed = (await events(w, id)).filter((e) => e.type === "installation.credentials_refreshed");
     expect(refreshed).toHaveLength(1);
-    expect(refreshed[0]!.data).toMatchObject({ installationId: id, fingerprint: after.credentialFingerprint, previousFingerprint: before.credentialFingerprint, keyId: "k1" });
+    expect(refreshed[0]!.data).toMatchObject({
+      installationId: id,
+      fingerprint: after.credentialFingerprint,
+      previousFingerprint: before.credentialFingerprint,
+      keyId: "k1",
+    });
     expect(JSON.stringify(refreshed[0]!.data)).not.toContain(fresh.accessToken);
 
     // Not due any more: another sweep leaves it alone, and a service is handed the refreshed token.

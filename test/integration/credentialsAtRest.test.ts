@@ -82,7 +82,14 @@ function registeredSecrets(): string[] {
   const dir = process.env.KEYPLANE_TEST_LOG_DIR;
   const file = dir ? path.join(dir, "secrets.txt") : undefined;
   if (!file || !existsSync(file)) return [];
-  return [...new Set(readFileSync(file, "utf8").split("\n").map((s) => s.trim()).filter((s) => s.length >= 16))];
+  return [
+    ...new Set(
+      readFileSync(file, "utf8")
+        .split("\n")
+        .map((s) => s.trim())
+        .filter((s) => s.length >= 16),
+    ),
+  ];
 }
 
 async function vault(app: TestApp, tenantId: string, installationId: string) {
@@ -124,7 +131,11 @@ describe("credentials at rest: a database dump holds no usable secret", () => {
 
   it("stores neither tokens, refresh tokens, provider secrets, the app key nor the PKCE verifier in any table", async () => {
     // What services are handed: GitHub's minted on demand, Slack's and Jira's from the vault.
-    const accessTokens = [await readToken(app, tenant.tokens.service, ids.slack), await readToken(app, tenant.tokens.service, ids.jira), await readToken(app, tenant.tokens.service, ids.github)];
+    const accessTokens = [
+      await readToken(app, tenant.tokens.service, ids.slack),
+      await readToken(app, tenant.tokens.service, ids.jira),
+      await readToken(app, tenant.tokens.service, ids.github),
+    ];
     expect(accessTokens[0]).toMatch(/^xoxe\.xoxb-/);
     expect(accessTokens[2]).toMatch(/^ghs_/);
     expect(world.slack.isAccessTokenValid(accessTokens[0]!)).toBe(true);
@@ -186,9 +197,18 @@ describe("credentials at rest: a database dump holds no usable secret", () => {
     const secondToken = await readToken(app, tenant.tokens.service, second);
     await readToken(app, other.tokens.service, foreign);
 
-    const copy = async (from: { tenantId: string; id: string }, to: { tenantId: string; id: string }, column: "access_token" | "refresh_token" = "access_token") =>
+    const copy = async (
+      from: { tenantId: string; id: string },
+      to: { tenantId: string; id: string },
+      column: "access_token" | "refresh_token" = "access_token",
+    ) =>
       withPlatform(app.kp.deps.db, async (trx) => {
-        const source = await trx.selectFrom("installation_secrets").select([column]).where("tenant_id", "=", from.tenantId).where("installation_id", "=", from.id).executeTakeFirstOrThrow();
+        const source = await trx
+          .selectFrom("installation_secrets")
+          .select([column])
+          .where("tenant_id", "=", from.tenantId)
+          .where("installation_id", "=", from.id)
+          .executeTakeFirstOrThrow();
         const updated = await trx
           .updateTable("installation_secrets")
           .set({ access_token: source[column]! })
@@ -305,7 +325,9 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
   }
 
   const keyIds = async (db: Db) =>
-    withPlatform(db, (trx) => trx.selectFrom("installation_secrets").select(["installation_id", "key_id", "access_token", "refresh_token"]).orderBy("installation_id").execute());
+    withPlatform(db, (trx) =>
+      trx.selectFrom("installation_secrets").select(["installation_id", "key_id", "access_token", "refresh_token"]).orderBy("installation_id").execute(),
+    );
 
   it("re-encrypts under k2 with one audited event per installation; a rerun does nothing; k2 alone then reads everything", async () => {
     // Before: everything under k1.
@@ -329,7 +351,9 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
     expect(interrupted).toBeInstanceOf(Error);
     expect((await keyIds(second.app.kp.deps.db)).map((r) => r.key_id).sort()).toEqual(["k1", "k2"]);
     // Encrypted PKCE verifiers still under k1: the pending one (and any consumed one not yet pruned).
-    const oldStates = await withPlatform(second.app.kp.deps.db, (trx) => trx.selectFrom("oauth_states").select("request_id").where("key_id", "=", "k1").execute());
+    const oldStates = await withPlatform(second.app.kp.deps.db, (trx) =>
+      trx.selectFrom("oauth_states").select("request_id").where("key_id", "=", "k1").execute(),
+    );
     expect(oldStates.length).toBeGreaterThanOrEqual(1);
     await second.stop();
 
@@ -352,7 +376,9 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
       for (const row of rows) {
         for (const envelope of [row.access_token, row.refresh_token!]) expect(third.app.kp.deps.keyring.keyIdOf(envelope)).toBe("k2");
       }
-      const states = await withPlatform(third.app.kp.deps.db, (trx) => trx.selectFrom("oauth_states").select(["key_id", "code_verifier"]).where("code_verifier", "is not", null).execute());
+      const states = await withPlatform(third.app.kp.deps.db, (trx) =>
+        trx.selectFrom("oauth_states").select(["key_id", "code_verifier"]).where("code_verifier", "is not", null).execute(),
+      );
       expect(states.length).toBe(oldStates.length);
       for (const state of states) {
         expect(state.key_id).toBe("k2");

@@ -9,7 +9,10 @@ import { createTestDatabase } from "../testkit/testDatabase.ts";
 
 async function countEvents(app: TestApp): Promise<number> {
   const row = await withPlatform(app.database.db, (trx) =>
-    trx.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
+    trx
+      .selectFrom("events")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .executeTakeFirstOrThrow(),
   );
   return Number(row.n);
 }

@@ -18,15 +18,28 @@ import { waitFor } from "../testkit/waitFor.ts";
 
 const metadata = eventMetadata(systemActor("event-store-test"), { requestId: "req-1" });
 
-const tokenRevoked = (tokenId: string): DomainEvent => AccessTokenRevoked({ tokenId, reason: "test", expiresAt: new Date(Date.now() + 3600_000).toISOString() });
+const tokenRevoked = (tokenId: string): DomainEvent =>
+  AccessTokenRevoked({ tokenId, reason: "test", expiresAt: new Date(Date.now() + 3600_000).toISOString() });
 
 const tokenIssued = (tokenId: string = randomUUID()): DomainEvent =>
-  AccessTokenIssued({ tokenId, subject: "svc", kind: "service", roles: ["service"], scopes: [], expiresAt: new Date(Date.now() + 3600_000).toISOString(), issuedVia: "cli" });
+  AccessTokenIssued({
+    tokenId,
+    subject: "svc",
+    kind: "service",
+    roles: ["service"],
+    scopes: [],
+    expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+    issuedVia: "cli",
+  });
 
 /** The first problem the auditor's verifier finds re-computing the chain from the tenant's genesis. */
 const firstProblem = async (log: StoredEvent[]) => {
   const tenantId = log[0]!.tenantId;
-  const report = await verifyAuditRecords(log.map(eventRecordOf), { source: "log", tenantId, anchor: { type: "genesis", sequence: 0, chainHash: genesisHash(tenantId) } });
+  const report = await verifyAuditRecords(log.map(eventRecordOf), {
+    source: "log",
+    tenantId,
+    anchor: { type: "genesis", sequence: 0, chainHash: genesisHash(tenantId) },
+  });
   return report.problem && { sequence: report.problem.sequence, kind: report.problem.kind };
 };
 
@@ -38,11 +51,13 @@ describe("event store", () => {
   afterAll(() => database.close());
 
   const append = (tenantId: string, streamId: string, expectedVersion: number | "any", events: DomainEvent[] = [tokenIssued(streamId)]) =>
-    withTenant(database.db, tenantId, (trx) => appendEvents(trx, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata, occurredAt: new Date() }));
+    withTenant(database.db, tenantId, (trx) =>
+      appendEvents(trx, { tenantId, streamType: "access_token", streamId, expectedVersion, events, metadata, occurredAt: new Date() }),
+    );
 
   const logOf = (tenantId: string) =>
-    withTenant(database.db, tenantId, (trx) => trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).orderBy("tenant_seq").execute()).then((rows) =>
-      rows.map(rowToStoredEvent),
+    withTenant(database.db, tenantId, (trx) => trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).orderBy("tenant_seq").execute()).then(
+      (rows) => rows.map(rowToStoredEvent),
     );
 
   it("gives each tenant a dense sequence and a hash chain an auditor can re-compute", async () => {
@@ -51,7 +66,10 @@ describe("event store", () => {
     await append(tenant, "multi", 0, [tokenIssued("multi"), tokenRevoked("multi")]);
     const log = await logOf(tenant);
     expect(log.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5, 6, 7]);
-    expect(log.slice(5).map((e) => [e.streamId, e.streamVersion])).toEqual([["multi", 1], ["multi", 2]]);
+    expect(log.slice(5).map((e) => [e.streamId, e.streamVersion])).toEqual([
+      ["multi", 1],
+      ["multi", 2],
+    ]);
     expect(await firstProblem(log)).toBeNull();
     expect(log[0]!.metadata).toMatchObject({ actor: { subject: "event-store-test" }, requestId: "req-1" });
   });
@@ -68,7 +86,9 @@ describe("event store", () => {
   it("refuses UPDATE, DELETE and TRUNCATE of events in the database itself", async () => {
     const tenant = `t-${randomUUID().slice(0, 8)}`;
     await append(tenant, randomUUID(), 0);
-    await expect(withPlatform(database.db, (trx) => trx.updateTable("events").set({ event_type: "x" }).where("tenant_id", "=", tenant).execute())).rejects.toThrow(/append-only/);
+    await expect(
+      withPlatform(database.db, (trx) => trx.updateTable("events").set({ event_type: "x" }).where("tenant_id", "=", tenant).execute()),
+    ).rejects.toThrow(/append-only/);
     await expect(withPlatform(database.db, (trx) => trx.deleteFrom("events").where("tenant_id", "=", tenant).execute())).rejects.toThrow(/append-only/);
     await expect(withPlatform(database.db, (trx) => sql`truncate events`.execute(trx))).rejects.toThrow(/append-only/);
     expect(await logOf(tenant)).toHaveLength(1);
@@ -107,7 +127,15 @@ describe("event store", () => {
     const gate = new Promise<void>((r) => (release = r));
     let firstSeq = 0;
     const first = withTenant(database.db, tenant, async (trx) => {
-      const [e] = await appendEvents(trx, { tenantId: tenant, streamType: "access_token", streamId: "first", expectedVersion: 0, events: [tokenIssued("first")], metadata, occurredAt: new Date() });
+      const [e] = await appendEvents(trx, {
+        tenantId: tenant,
+        streamType: "access_token",
+        streamId: "first",
+        expectedVersion: 0,
+        events: [tokenIssued("first")],
+        metadata,
+        occurredAt: new Date(),
+      });
       firstSeq = e!.sequence;
       await gate;
     });
@@ -122,7 +150,9 @@ describe("event store", () => {
       // on Citus on the worker holding the tenant: citus_stat_activity sees every node.
       const activity = sql.raw(onCitus ? "citus_stat_activity" : "pg_stat_activity");
       await waitFor("the second append to wait on a lock", async () => {
-        const { rows } = await sql<{ n: number }>`select count(*)::int as n from ${activity} where datname = current_database() and wait_event_type = 'Lock'`.execute(database.db);
+        const { rows } = await sql<{
+          n: number;
+        }>`select count(*)::int as n from ${activity} where datname = current_database() and wait_event_type = 'Lock'`.execute(database.db);
         return rows[0]!.n > 0;
       });
     } else {
@@ -192,7 +222,7 @@ describe("event store", () => {
     expect(tokens).toHaveLength(11);
   });
 
-  it("appends to a stream at whatever version it holds (\"any\"), many at once, each once, in order", async () => {
+  it('appends to a stream at whatever version it holds ("any"), many at once, each once, in order', async () => {
     const tenant = `t-${randomUUID().slice(0, 8)}`;
     const stored = await Promise.all(Array.from({ length: 30 }, () => alone(tenant, "any-stream", "any", [tokenIssued()])));
     expect(stored.map(([e]) => e!.streamVersion).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));

@@ -181,13 +181,18 @@ describe("fake GitHub", () => {
   });
 
   it("refuses a redirect_uri outside the app's callback URLs when it has some", async () => {
-    const strict = await github.createApp({ slug: "strict-app", setupUrl: "http://127.0.0.1:9/setup", callbackUrls: ["http://127.0.0.1:9/oauth/callback/github"] });
+    const strict = await github.createApp({
+      slug: "strict-app",
+      setupUrl: "http://127.0.0.1:9/setup",
+      callbackUrls: ["http://127.0.0.1:9/oauth/callback/github"],
+    });
     const res = await fetch(`${github.url}/apps/strict-app/installations/new?state=s`, { redirect: "manual" });
     const code = location(res).searchParams.get("code")!;
     const exchange = (redirect_uri: string) =>
-      fetch(`${github.url}/login/oauth/access_token`, json({ client_id: strict.clientId, client_secret: strict.clientSecret, code, redirect_uri }, { accept: "application/json" })).then((r) =>
-        r.json(),
-      );
+      fetch(
+        `${github.url}/login/oauth/access_token`,
+        json({ client_id: strict.clientId, client_secret: strict.clientSecret, code, redirect_uri }, { accept: "application/json" }),
+      ).then((r) => r.json());
     expect((await exchange("http://127.0.0.1:9/elsewhere")).error).toBe("redirect_uri_mismatch");
     expect((await exchange("http://127.0.0.1:9/oauth/callback/github")).access_token).toMatch(/^ghu_/);
   });
@@ -293,7 +298,10 @@ describe("fake Slack", () => {
   it("rotates refresh tokens: a spent one is refused, and an expired or revoked access token is refused", async () => {
     const code = (await consent()).searchParams.get("code")!;
     const first = await (
-      await fetch(`${slack.apiUrl}/oauth.v2.access`, { ...form({ code, redirect_uri: redirectUri }), headers: { "content-type": "application/x-www-form-urlencoded", authorization: basic } })
+      await fetch(`${slack.apiUrl}/oauth.v2.access`, {
+        ...form({ code, redirect_uri: redirectUri }),
+        headers: { "content-type": "application/x-www-form-urlencoded", authorization: basic },
+      })
     ).json();
     const refreshed = await access({ client_id: clientId, client_secret: clientSecret, grant_type: "refresh_token", refresh_token: first.refresh_token });
     expect(refreshed.ok).toBe(true);
@@ -326,7 +334,9 @@ describe("fake Slack", () => {
     expect(res).toEqual({ ok: false, error: "missing_scope", needed: "team:read", provided: "chat:write" });
     slack.failNext("auth.test", { status: 503 });
     expect((await fetch(`${slack.apiUrl}/auth.test`, { method: "POST", headers: { authorization: `Bearer ${access_token}` } })).status).toBe(503);
-    expect(await fetch(`${slack.apiUrl}/auth.test`, { method: "POST", headers: { authorization: `Bearer ${access_token}` } }).then((r) => r.json())).toMatchObject({
+    expect(
+      await fetch(`${slack.apiUrl}/auth.test`, { method: "POST", headers: { authorization: `Bearer ${access_token}` } }).then((r) => r.json()),
+    ).toMatchObject({
       ok: true,
     });
   });
@@ -367,7 +377,8 @@ describe("fake Atlassian", () => {
     expect(target.searchParams.get("state")).toBe("st");
     return target.searchParams.get("code")!;
   };
-  const tokenRequest = (body: Record<string, string>) => fetch(`${atlassian.url}/oauth/token`, json({ client_id: clientId, client_secret: clientSecret, ...body }));
+  const tokenRequest = (body: Record<string, string>) =>
+    fetch(`${atlassian.url}/oauth/token`, json({ client_id: clientId, client_secret: clientSecret, ...body }));
   const exchange = async () => {
     const { verifier, challenge } = pkce();
     const code = await consent(challenge);
@@ -376,7 +387,8 @@ describe("fake Atlassian", () => {
     return res.json();
   };
   const refresh = (refreshToken: string) => tokenRequest({ grant_type: "refresh_token", refresh_token: refreshToken });
-  const myself = (accessToken: string) => fetch(`${atlassian.url}/ex/jira/${cloudId}/rest/api/3/myself`, { headers: { authorization: `Bearer ${accessToken}` } });
+  const myself = (accessToken: string) =>
+    fetch(`${atlassian.url}/ex/jira/${cloudId}/rest/api/3/myself`, { headers: { authorization: `Bearer ${accessToken}` } });
 
   it("refuses a wrong PKCE verifier, a missing challenge, and a reused code", async () => {
     const { challenge } = pkce();
@@ -402,8 +414,12 @@ describe("fake Atlassian", () => {
   it("rotates refresh tokens: the new pair works, a spent refresh token is refused and counted, and that reuse revokes the grant", async () => {
     const first = await exchange();
     expect(first).toMatchObject({ token_type: "Bearer", expires_in: 3600, scope: "read:jira-user read:jira-work offline_access" });
-    const resources = await (await fetch(`${atlassian.url}/oauth/token/accessible-resources`, { headers: { authorization: `Bearer ${first.access_token}` } })).json();
-    expect(resources).toEqual([{ id: cloudId, url: "https://acme.atlassian.net", name: "acme", scopes: ["read:jira-user", "read:jira-work"], avatarUrl: expect.any(String) }]);
+    const resources = await (
+      await fetch(`${atlassian.url}/oauth/token/accessible-resources`, { headers: { authorization: `Bearer ${first.access_token}` } })
+    ).json();
+    expect(resources).toEqual([
+      { id: cloudId, url: "https://acme.atlassian.net", name: "acme", scopes: ["read:jira-user", "read:jira-work"], avatarUrl: expect.any(String) },
+    ]);
 
     const reuseBefore = atlassian.refreshTokenReuseCount;
     const second = await (await refresh(first.refresh_token)).json();

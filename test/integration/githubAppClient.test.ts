@@ -63,7 +63,15 @@ function expectClean(error: Error, ...secrets: string[]) {
 }
 
 let org = 0;
-function install(options: { type?: "Organization" | "User"; repositories?: string[]; permissions?: Record<string, "read" | "write" | "admin">; selection?: "all" | "selected"; appId?: number } = {}) {
+function install(
+  options: {
+    type?: "Organization" | "User";
+    repositories?: string[];
+    permissions?: Record<string, "read" | "write" | "admin">;
+    selection?: "all" | "selected";
+    appId?: number;
+  } = {},
+) {
   const login = `org-${++org}-${Math.random().toString(36).slice(2, 6)}`;
   return fake.addInstallation({
     appId: options.appId ?? fakeApp.appId,
@@ -109,7 +117,10 @@ describe("installation discovery", () => {
     expect(seen(from)).toEqual([`GET /orgs/${orgInstallation.account.login}/installation 200`]);
     from = fake.requests.length;
     expect(await rex.resolveInstallation({ owner: userInstallation.account.login })).toBe(userInstallation.id);
-    expect(seen(from)).toEqual([`GET /orgs/${userInstallation.account.login}/installation 404`, `GET /users/${userInstallation.account.login}/installation 200`]);
+    expect(seen(from)).toEqual([
+      `GET /orgs/${userInstallation.account.login}/installation 404`,
+      `GET /users/${userInstallation.account.login}/installation 200`,
+    ]);
     from = fake.requests.length;
     await Promise.all([rex.resolveInstallation({ owner: userInstallation.account.login }), rex.resolveInstallation({ owner: orgInstallation.account.login })]);
     expect(fake.requests.length).toBe(from);
@@ -179,7 +190,12 @@ describe("minting installation tokens", () => {
     const issued = fake.installationTokens.at(-1)!;
     expect(minted.token).toBe(issued.token);
     expect(minted.token.length).not.toBe(40);
-    expect(minted).toMatchObject({ installationId: installation.id, repositorySelection: "all", repositories: null, permissions: { contents: "write", metadata: "read", pull_requests: "write" } });
+    expect(minted).toMatchObject({
+      installationId: installation.id,
+      repositorySelection: "all",
+      repositories: null,
+      permissions: { contents: "write", metadata: "read", pull_requests: "write" },
+    });
     expect(minted.expiresAt.toISOString().replace(".000", "")).toBe(issued.expiresAt);
     expect(fake.isInstallationTokenValid(minted.token)).toBe(true);
   });
@@ -262,7 +278,12 @@ describe("minting installation tokens", () => {
     const from = fake.requests.length;
     const error = await failure(client({ timeoutMs: 60_000 }).mint({ installationId: installation.id }));
     expect(error).toBeInstanceOf(ProviderError);
-    expect(error).toMatchObject({ code: "PROVIDER_ERROR", kind: "transient", httpStatus: 500, extensions: { platform: "github", app: "rex", providerCode: "server_error" } });
+    expect(error).toMatchObject({
+      code: "PROVIDER_ERROR",
+      kind: "transient",
+      httpStatus: 500,
+      extensions: { platform: "github", app: "rex", providerCode: "server_error" },
+    });
     expect(error.message).toMatch(/GitHub App rex: GitHub failed \(HTTP 500\) on POST \/app\/installations\/\{installation_id\}\/access_tokens, 5 attempts/);
     expect(seen(from)).toHaveLength(5);
     expect(sleeps).toHaveLength(4);
@@ -325,14 +346,22 @@ describe("minting installation tokens", () => {
     expect(beyond).toMatchObject({ code: "RATE_LIMITED", extensions: { retryAfter: 60 } }); // no header: GitHub says wait a minute
 
     const reset = Math.floor(fake.now() / 1000) + 30;
-    fake.failNext(MINT_PATH(installation.id), { status: 403, body: { message: "API rate limit exceeded for installation" }, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset) } });
+    fake.failNext(MINT_PATH(installation.id), {
+      status: 403,
+      body: { message: "API rate limit exceeded for installation" },
+      headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset) },
+    });
     sleeps = [];
     registerSecret((await rex.mint({ installationId: installation.id, deadline: Date.now() + 60_000 })).token);
     expect(sleeps).toHaveLength(1);
     expect(sleeps[0]).toBeGreaterThan(28_000);
     expect(sleeps[0]).toBeLessThanOrEqual(32_000);
 
-    fake.failNext(MINT_PATH(installation.id), { status: 403, body: { message: "API rate limit exceeded for installation" }, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset + 600) } });
+    fake.failNext(MINT_PATH(installation.id), {
+      status: 403,
+      body: { message: "API rate limit exceeded for installation" },
+      headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset + 600) },
+    });
     const primary = await failure(rex.mint({ installationId: installation.id, deadline: Date.now() + 60_000 }));
     expect(primary.code).toBe("RATE_LIMITED");
     expect(primary.extensions.retryAfter).toBeGreaterThan(600);
@@ -344,7 +373,12 @@ describe("minting installation tokens", () => {
     const from = fake.requests.length;
     const error = await failure(client({ app: wrongKey }).mint({ installationId: installation.id }));
     expect(error).toBeInstanceOf(ProviderError);
-    expect(error).toMatchObject({ code: "PROVIDER_ERROR", kind: "rejected", httpStatus: 401, extensions: { platform: "github", app: "rex-wrong-key", providerCode: "a_json_web_token_could_not_be_decoded" } });
+    expect(error).toMatchObject({
+      code: "PROVIDER_ERROR",
+      kind: "rejected",
+      httpStatus: 401,
+      extensions: { platform: "github", app: "rex-wrong-key", providerCode: "a_json_web_token_could_not_be_decoded" },
+    });
     expect(error.message).toMatch(/wrong private key or app id/);
     expect(seen(from)).toHaveLength(1);
     expect(sleeps).toEqual([]);
@@ -360,7 +394,12 @@ describe("minting installation tokens", () => {
     fake.suspend(installation.id);
     const from = fake.requests.length;
     const error = await failure(client().mint({ installationId: installation.id }));
-    expect(error).toMatchObject({ code: "PROVIDER_ERROR", kind: "rejected", httpStatus: 403, extensions: { providerCode: "this_installation_has_been_suspended", app: "rex" } });
+    expect(error).toMatchObject({
+      code: "PROVIDER_ERROR",
+      kind: "rejected",
+      httpStatus: 403,
+      extensions: { providerCode: "this_installation_has_been_suspended", app: "rex" },
+    });
     expect(error.message).toBe(`GitHub App rex: installation ${installation.id} is suspended (HTTP 403)`);
     expect(seen(from)).toHaveLength(1);
   });
@@ -428,7 +467,8 @@ describe("metrics", () => {
     registerSecret((await rex.mint({ installationId: installation.id })).token);
 
     const requests = await metrics.registry.getSingleMetricAsString("keyplane_github_upstream_requests_total");
-    const line = (route: string, outcome: string) => new RegExp(`keyplane_github_upstream_requests_total\\{app="rex",route="${route.replace(/[{}/]/g, "\\$&")}",outcome="${outcome}"\\} (\\d+)`);
+    const line = (route: string, outcome: string) =>
+      new RegExp(`keyplane_github_upstream_requests_total\\{app="rex",route="${route.replace(/[{}/]/g, "\\$&")}",outcome="${outcome}"\\} (\\d+)`);
     const count = (route: string, outcome: string) => Number(line(route, outcome).exec(requests)?.[1] ?? 0);
     expect(count(MINT_ROUTE, "success")).toBe(2);
     expect(count(MINT_ROUTE, "server_error")).toBe(1);

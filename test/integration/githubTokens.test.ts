@@ -38,7 +38,11 @@ interface Org {
 async function orgWithRex(): Promise<Org> {
   const tenant = await app.seedTenant();
   const org = `org-${randomBytes(4).toString("hex")}`;
-  world.github.setNextInstall({ account: { login: org, type: "Organization" }, repositories: ["api", "web-app", "web-docs", "infra"], permissions: { contents: "write", pull_requests: "write", issues: "write", metadata: "read" } });
+  world.github.setNextInstall({
+    account: { login: org, type: "Organization" },
+    repositories: ["api", "web-app", "web-docs", "infra"],
+    permissions: { contents: "write", pull_requests: "write", issues: "write", metadata: "read" },
+  });
   const installed = await seedInstallation(app, tenant.tokens.editor, "github", { query: "app=rex" });
   return { tenant, org, installationId: installed.id, githubInstallationId: Number(installed.externalId) };
 }
@@ -49,7 +53,12 @@ async function setPolicy(o: Org, policy: Record<string, unknown>) {
   return res.data.setTokenPolicy;
 }
 
-const servicePolicy = (o: Org) => ({ name: "ci", roles: ["service", "admin"], repositories: [`${o.org}/api`, `${o.org}/web-*`], permissions: { contents: "read", pull_requests: "write" } });
+const servicePolicy = (o: Org) => ({
+  name: "ci",
+  roles: ["service", "admin"],
+  repositories: [`${o.org}/api`, `${o.org}/web-*`],
+  permissions: { contents: "read", pull_requests: "write" },
+});
 
 async function issue(token: string, input: Record<string, unknown>) {
   const res = await app.gql(ISSUE, { input: { app: "rex", ...input } }, { token });
@@ -67,7 +76,11 @@ async function reposVisibleWith(token: string): Promise<{ status: number; names:
 }
 
 async function log(o: Org, types: string[]) {
-  const res = await app.gql("query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data metadata } } } }", { types }, { token: o.tenant.tokens.admin });
+  const res = await app.gql(
+    "query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type data metadata } } } }",
+    { types },
+    { token: o.tenant.tokens.admin },
+  );
   expect(res.errors).toBeUndefined();
   return res.data.auditLog.edges.map((e: any) => e.node);
 }
@@ -85,7 +98,11 @@ describe("token policies", () => {
     expect((await app.gql('mutation { deleteTokenPolicy(name: "ci") }', {}, { token: o.tenant.tokens.admin })).data.deleteTokenPolicy).toBe(true);
     const again = await app.gql('mutation { deleteTokenPolicy(name: "ci") }', {}, { token: o.tenant.tokens.admin });
     expect(again.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
-    expect((await log(o, ["token_policy.set", "token_policy.deleted"])).map((e: any) => e.type)).toEqual(["token_policy.set", "token_policy.set", "token_policy.deleted"]);
+    expect((await log(o, ["token_policy.set", "token_policy.deleted"])).map((e: any) => e.type)).toEqual([
+      "token_policy.set",
+      "token_policy.set",
+      "token_policy.deleted",
+    ]);
   });
 
   it("refuses malformed policies with the field named, storing nothing", async () => {
@@ -119,10 +136,24 @@ describe("issueGitHubToken", () => {
 
     const events = await log(o, ["token.issued"]);
     expect(events).toHaveLength(1);
-    expect(events[0].data).toMatchObject({ tokenId: issued.id, app: "rex", requester: `service@${o.tenant.tenantId}`, fingerprint: issued.fingerprint, cached: false, repositories: [`${o.org}/api`], permissions: { contents: "read" } });
+    expect(events[0].data).toMatchObject({
+      tokenId: issued.id,
+      app: "rex",
+      requester: `service@${o.tenant.tenantId}`,
+      fingerprint: issued.fingerprint,
+      cached: false,
+      repositories: [`${o.org}/api`],
+      permissions: { contents: "read" },
+    });
     expect(JSON.stringify(events)).not.toContain(issued.token);
-    const listed = await app.gql("{ issuedTokens(first: 10) { nodes { id requester fingerprint cached repositories } } }", {}, { token: o.tenant.tokens.admin });
-    expect(listed.data.issuedTokens.nodes).toEqual([{ id: issued.id, requester: `service@${o.tenant.tenantId}`, fingerprint: issued.fingerprint, cached: false, repositories: [`${o.org}/api`] }]);
+    const listed = await app.gql(
+      "{ issuedTokens(first: 10) { nodes { id requester fingerprint cached repositories } } }",
+      {},
+      { token: o.tenant.tokens.admin },
+    );
+    expect(listed.data.issuedTokens.nodes).toEqual([
+      { id: issued.id, requester: `service@${o.tenant.tenantId}`, fingerprint: issued.fingerprint, cached: false, repositories: [`${o.org}/api`] },
+    ]);
   });
 
   it("without repositories or permissions, grants the policy's narrowest: its exact repositories and its permissions, never the whole installation", async () => {
@@ -172,7 +203,10 @@ describe("issueGitHubToken", () => {
     await setPolicy(o, servicePolicy(o));
     expect((await issue(o.tenant.tokens.service, { owner: "someone-elses-org" })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
     expect((await issue(o.tenant.tokens.service, { installationId: 987654321 })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
-    expect((await issue(o.tenant.tokens.service, { app: "nosuchapp", owner: o.org })).errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "app" });
+    expect((await issue(o.tenant.tokens.service, { app: "nosuchapp", owner: o.org })).errors?.[0]?.extensions).toMatchObject({
+      code: "BAD_USER_INPUT",
+      field: "app",
+    });
     expect((await issue(o.tenant.tokens.service, { owner: o.org, repository: `${o.org}/api` })).errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
     // Naming no installation: the tenant's only one of the app.
     const only = await issue(o.tenant.tokens.service, { repositories: ["api"] });
@@ -220,12 +254,16 @@ describe("cache and single-flight", () => {
     const o = await orgWithRex();
     await setPolicy(o, servicePolicy(o));
     const before = mintCalls();
-    const results = await Promise.all(Array.from({ length: 200 }, () => issue(o.tenant.tokens.service, { repository: `${o.org}/web-docs`, permissions: { contents: "read" } })));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, () => issue(o.tenant.tokens.service, { repository: `${o.org}/web-docs`, permissions: { contents: "read" } })),
+    );
     expect(results.filter((r) => r.errors).map((r) => r.errors)).toEqual([]);
     expect(mintCalls() - before).toBe(1);
     expect(new Set(results.map((r) => r.data.issueGitHubToken.fingerprint)).size).toBe(1);
     expect(results.filter((r) => !r.data.issueGitHubToken.cached)).toHaveLength(1);
-    const recorded = await withPlatform(app.kp.deps.db, (trx) => trx.selectFrom("github_tokens").select("cached").where("tenant_id", "=", o.tenant.tenantId).execute());
+    const recorded = await withPlatform(app.kp.deps.db, (trx) =>
+      trx.selectFrom("github_tokens").select("cached").where("tenant_id", "=", o.tenant.tenantId).execute(),
+    );
     expect(recorded).toHaveLength(200);
     expect(recorded.filter((r) => !r.cached)).toHaveLength(1);
   });
@@ -243,7 +281,12 @@ describe("revocation", () => {
     expect(revoked.data.revokeGitHubToken).toMatchObject({ id: first.id, revokeReason: "requested" });
     expect((await reposVisibleWith(first.token)).status).toBe(401);
     const events = await log(o, ["token.revoked"]);
-    expect(events.map((e: any) => [e.data.tokenId, e.data.revokedAtGitHub]).sort()).toEqual([[first.id, true], [reuse.id, true]].sort());
+    expect(events.map((e: any) => [e.data.tokenId, e.data.revokedAtGitHub]).sort()).toEqual(
+      [
+        [first.id, true],
+        [reuse.id, true],
+      ].sort(),
+    );
     const fresh = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken;
     expect(fresh.cached).toBe(false);
     expect(fresh.fingerprint).not.toBe(first.fingerprint);
@@ -284,7 +327,11 @@ describe("revocation", () => {
     const o = await orgWithRex();
     await setPolicy(o, servicePolicy(o));
     const issued = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken;
-    const suspended = await app.gql("mutation ($id: ID!) { suspendInstallation(id: $id) { status } }", { id: o.installationId }, { token: o.tenant.tokens.admin });
+    const suspended = await app.gql(
+      "mutation ($id: ID!) { suspendInstallation(id: $id) { status } }",
+      { id: o.installationId },
+      { token: o.tenant.tokens.admin },
+    );
     expect(suspended.data.suspendInstallation.status).toBe("suspended");
     expect((await reposVisibleWith(issued.token)).status).toBe(401);
     expect((await log(o, ["token.revoked"])).map((e: any) => e.data.reason)).toEqual(["installation_suspended"]);
@@ -302,7 +349,12 @@ describe("revocation", () => {
     const o = await orgWithRex();
     await setPolicy(o, servicePolicy(o));
     const issued = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken;
-    const delivered = await world.github.deliverWebhook(`${app.url}/webhooks/github`, { event: "installation", payload: world.github.installationEvent(o.githubInstallationId, "suspend"), appId: world.rexApp.appId, secret: world.rexApp.webhookSecret });
+    const delivered = await world.github.deliverWebhook(`${app.url}/webhooks/github`, {
+      event: "installation",
+      payload: world.github.installationEvent(o.githubInstallationId, "suspend"),
+      appId: world.rexApp.appId,
+      secret: world.rexApp.webhookSecret,
+    });
     expect(delivered.status).toBe(200);
     const records = await app.gql("{ issuedTokens(first: 5) { nodes { id revokeReason } } }", {}, { token: o.tenant.tokens.admin });
     expect(records.data.issuedTokens.nodes).toEqual([{ id: issued.id, revokeReason: "installation_suspended" }]);
@@ -340,7 +392,9 @@ describe("metrics", () => {
 
   it("the stored rows hold no token", async () => {
     const dump = await withPlatform(app.kp.deps.db, async (trx) => {
-      const { rows } = await sql<{ t: string }>`select concat_ws(' ', (select string_agg(g::text, ' ') from github_tokens g), (select string_agg(e.data::text, ' ') from events e)) as t`.execute(trx);
+      const { rows } = await sql<{
+        t: string;
+      }>`select concat_ws(' ', (select string_agg(g::text, ' ') from github_tokens g), (select string_agg(e.data::text, ' ') from events e)) as t`.execute(trx);
       return rows[0]!.t;
     });
     expect(dump).not.toMatch(/ghs_[A-Za-z0-9]{20}/);
@@ -361,7 +415,10 @@ describe("minValiditySeconds", () => {
       world.github.setClockOffset(0);
     }
     expect((new Date(first.expiresAt).getTime() - Date.now()) / 60_000).toBeLessThan(21);
-    expect((await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken).toMatchObject({ cached: true, fingerprint: first.fingerprint });
+    expect((await issue(o.tenant.tokens.service, { repository: `${o.org}/api` })).data.issueGitHubToken).toMatchObject({
+      cached: true,
+      fingerprint: first.fingerprint,
+    });
     const longer = (await issue(o.tenant.tokens.service, { repository: `${o.org}/api`, minValiditySeconds: 1500 })).data.issueGitHubToken;
     expect(longer.cached).toBe(false);
     expect(longer.fingerprint).not.toBe(first.fingerprint);

@@ -130,7 +130,11 @@ const sign = (body: string | Buffer, secret = world.githubApp.webhookSecret) => 
  * server sends before reading the whole body (413) is seen even if it then closes the connection.
  * `status` is undefined when the connection died before any response arrived.
  */
-function post(body: string | Buffer, headers: Record<string, string>, options: { chunked?: boolean } = {}): Promise<{ status?: number; body?: any; error?: string }> {
+function post(
+  body: string | Buffer,
+  headers: Record<string, string>,
+  options: { chunked?: boolean } = {},
+): Promise<{ status?: number; body?: any; error?: string }> {
   const payload = typeof body === "string" ? Buffer.from(body) : body;
   return new Promise((resolve) => {
     let settled = false;
@@ -142,7 +146,12 @@ function post(body: string | Buffer, headers: Record<string, string>, options: {
     };
     const req = httpRequest(hookUrl, {
       method: "POST",
-      headers: { "content-type": "application/json", "user-agent": "GitHub-Hookshot/test", ...headers, ...(options.chunked ? {} : { "content-length": String(payload.length) }) },
+      headers: {
+        "content-type": "application/json",
+        "user-agent": "GitHub-Hookshot/test",
+        ...headers,
+        ...(options.chunked ? {} : { "content-length": String(payload.length) }),
+      },
     });
     req.on("response", (res) => {
       const chunks: Buffer[] = [];
@@ -181,11 +190,15 @@ const githubHeaders = (event: string, deliveryId: string | undefined, signature:
 });
 
 async function deliveryRows(deliveryId: string) {
-  return withPlatform(app.database.db, (trx) => trx.selectFrom("webhook_deliveries").selectAll().where("provider", "=", "github").where("delivery_id", "=", deliveryId).execute());
+  return withPlatform(app.database.db, (trx) =>
+    trx.selectFrom("webhook_deliveries").selectAll().where("provider", "=", "github").where("delivery_id", "=", deliveryId).execute(),
+  );
 }
 
 async function unclaimedRow(githubId: number) {
-  return withPlatform(app.database.db, (trx) => trx.selectFrom("github_unclaimed_installations").selectAll().where("external_id", "=", String(githubId)).executeTakeFirst());
+  return withPlatform(app.database.db, (trx) =>
+    trx.selectFrom("github_unclaimed_installations").selectAll().where("external_id", "=", String(githubId)).executeTakeFirst(),
+  );
 }
 
 /** Events (any tenant) recorded for this request id. */
@@ -208,7 +221,14 @@ describe("webhooks for an installation a tenant claimed", () => {
 
   it("starts active, without the repository list the callback cannot know", async () => {
     const view = await installation(claimed.id, tenant.tokens.viewer);
-    expect(view).toMatchObject({ externalId: String(claimed.githubId), status: "active", suspendedByProvider: false, suspendedByTenant: false, permissions: PERMISSIONS, revokedAt: null });
+    expect(view).toMatchObject({
+      externalId: String(claimed.githubId),
+      status: "active",
+      suspendedByProvider: false,
+      suspendedByTenant: false,
+      permissions: PERMISSIONS,
+      revokedAt: null,
+    });
     expect(view.repositories ?? []).toEqual([]);
   });
 
@@ -223,7 +243,12 @@ describe("webhooks for an installation a tenant claimed", () => {
   it("suspend: suspended by the provider, recorded with the delivery id and by provider", async () => {
     const hook = await deliver("installation", world.github.installationEvent(claimed.githubId, "suspend"));
     expect(hook).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
-    expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({ status: "suspended", suspendedByProvider: true, suspendedByTenant: false, revokedAt: null });
+    expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({
+      status: "suspended",
+      suspendedByProvider: true,
+      suspendedByTenant: false,
+      revokedAt: null,
+    });
     const events = byDelivery(await auditLog(tenant.tokens.admin), hook.deliveryId);
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({
@@ -246,7 +271,11 @@ describe("webhooks for an installation a tenant claimed", () => {
     expect(hook.status).toBe(200);
     expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({ status: "active", suspendedByProvider: false });
     expect(byDelivery(await auditLog(tenant.tokens.admin), hook.deliveryId)).toEqual([
-      expect.objectContaining({ type: "installation.resumed", data: expect.objectContaining({ by: "provider" }), metadata: expect.objectContaining({ deliveryId: hook.deliveryId }) }),
+      expect.objectContaining({
+        type: "installation.resumed",
+        data: expect.objectContaining({ by: "provider" }),
+        metadata: expect.objectContaining({ deliveryId: hook.deliveryId }),
+      }),
     ]);
   });
 
@@ -263,7 +292,12 @@ describe("webhooks for an installation a tenant claimed", () => {
   it("installation_repositories added and removed: the list follows, as owner/name", async () => {
     const added = await deliver("installation_repositories", world.github.installationRepositoriesEvent(claimed.githubId, { added: ["docs", "infra"] }));
     expect(added.status).toBe(200);
-    expect((await installation(claimed.id, tenant.tokens.viewer)).repositories).toEqual([`${claimed.login}/api`, `${claimed.login}/docs`, `${claimed.login}/infra`, `${claimed.login}/web`]);
+    expect((await installation(claimed.id, tenant.tokens.viewer)).repositories).toEqual([
+      `${claimed.login}/api`,
+      `${claimed.login}/docs`,
+      `${claimed.login}/infra`,
+      `${claimed.login}/web`,
+    ]);
 
     const removed = await deliver("installation_repositories", world.github.installationRepositoriesEvent(claimed.githubId, { removed: ["api", "infra"] }));
     expect(removed.status).toBe(200);
@@ -273,10 +307,16 @@ describe("webhooks for an installation a tenant claimed", () => {
 
     const log = await auditLog(tenant.tokens.admin);
     expect(byDelivery(log, added.deliveryId)).toEqual([
-      expect.objectContaining({ type: "installation.repositories_changed", data: expect.objectContaining({ added: [`${claimed.login}/docs`, `${claimed.login}/infra`], removed: [] }) }),
+      expect.objectContaining({
+        type: "installation.repositories_changed",
+        data: expect.objectContaining({ added: [`${claimed.login}/docs`, `${claimed.login}/infra`], removed: [] }),
+      }),
     ]);
     expect(byDelivery(log, removed.deliveryId)).toEqual([
-      expect.objectContaining({ type: "installation.repositories_changed", data: expect.objectContaining({ added: [], removed: [`${claimed.login}/api`, `${claimed.login}/infra`] }) }),
+      expect.objectContaining({
+        type: "installation.repositories_changed",
+        data: expect.objectContaining({ added: [], removed: [`${claimed.login}/api`, `${claimed.login}/infra`] }),
+      }),
     ]);
   });
 
@@ -293,7 +333,13 @@ describe("webhooks for an installation a tenant claimed", () => {
   });
 
   it("every installation event of this suite came from a delivery and names its sender", async () => {
-    const log = await auditLog(tenant.tokens.admin, ["installation.suspended", "installation.resumed", "installation.permissions_updated", "installation.repositories_changed", "installation.revoked"]);
+    const log = await auditLog(tenant.tokens.admin, [
+      "installation.suspended",
+      "installation.resumed",
+      "installation.permissions_updated",
+      "installation.repositories_changed",
+      "installation.revoked",
+    ]);
     expect(log.length).toBe(7);
     for (const event of log) {
       expect(event.metadata.deliveryId, event.type).toMatch(/^[0-9a-f-]{36}$/);
@@ -306,7 +352,12 @@ describe("webhooks that arrive before the install callback", () => {
   it("are invisible to every tenant until one claims the installation; the claim takes the repositories over", async () => {
     const tenant = await app.seedTenant();
     const login = uniqueLogin("early");
-    const gh = world.github.addInstallation({ appId: world.githubApp.appId, account: { login, type: "Organization" }, repositories: ["alpha", "beta"], permissions: PERMISSIONS });
+    const gh = world.github.addInstallation({
+      appId: world.githubApp.appId,
+      account: { login, type: "Organization" },
+      repositories: ["alpha", "beta"],
+      permissions: PERMISSIONS,
+    });
     const created = await deliver("installation", world.github.installationEvent(gh.id, "created"));
     expect(created).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
     const more = await deliver("installation_repositories", world.github.installationRepositoriesEvent(gh.id, { added: ["gamma"] }));
@@ -342,7 +393,12 @@ describe("webhooks that arrive before the install callback", () => {
   it("an installation suspended before it was claimed starts suspended by the provider", async () => {
     const tenant = await app.seedTenant();
     const login = uniqueLogin("early-suspended");
-    const gh = world.github.addInstallation({ appId: world.githubApp.appId, account: { login, type: "Organization" }, repositories: ["one"], permissions: PERMISSIONS });
+    const gh = world.github.addInstallation({
+      appId: world.githubApp.appId,
+      account: { login, type: "Organization" },
+      repositories: ["one"],
+      permissions: PERMISSIONS,
+    });
     expect((await deliver("installation", world.github.installationEvent(gh.id, "created"))).status).toBe(200);
     expect((await deliver("installation", world.github.installationEvent(gh.id, "suspend"))).status).toBe(200);
     expect(await unclaimedRow(gh.id)).toMatchObject({ suspended: true });
@@ -353,7 +409,9 @@ describe("webhooks that arrive before the install callback", () => {
     expect(result.status, JSON.stringify(result.body)).toBe(200);
     const view = await installation(result.body.installation.id, tenant.tokens.viewer);
     expect(view).toMatchObject({ status: "suspended", suspendedByProvider: true, suspendedByTenant: false, repositories: [`${login}/one`] });
-    expect(await auditLog(tenant.tokens.admin, ["installation.suspended"])).toEqual([expect.objectContaining({ data: expect.objectContaining({ by: "provider" }) })]);
+    expect(await auditLog(tenant.tokens.admin, ["installation.suspended"])).toEqual([
+      expect.objectContaining({ data: expect.objectContaining({ by: "provider" }) }),
+    ]);
 
     // GitHub lifting the suspension lifts it here.
     expect((await deliver("installation", world.github.installationEvent(gh.id, "unsuspend"))).status).toBe(200);
@@ -362,7 +420,12 @@ describe("webhooks that arrive before the install callback", () => {
 
   it("an installation deleted before it was claimed leaves nothing to claim", async () => {
     const login = uniqueLogin("early-deleted");
-    const gh = world.github.addInstallation({ appId: world.githubApp.appId, account: { login, type: "Organization" }, repositories: ["x"], permissions: PERMISSIONS });
+    const gh = world.github.addInstallation({
+      appId: world.githubApp.appId,
+      account: { login, type: "Organization" },
+      repositories: ["x"],
+      permissions: PERMISSIONS,
+    });
     expect((await deliver("installation", world.github.installationEvent(gh.id, "created"))).status).toBe(200);
     expect(await unclaimedRow(gh.id)).toBeDefined();
     expect((await deliver("installation", world.github.installationEvent(gh.id, "deleted"))).status).toBe(200);
@@ -398,7 +461,14 @@ describe("signatures", () => {
     const { requestId } = await refused(() => `sha256=${"0".repeat(64)}`);
     const events = await eventsOfRequest(requestId);
     expect(events.map((e) => [e.tenant_id, e.event_type])).toEqual([[PLATFORM_TENANT, "auth.failed"]]);
-    expect(json(events[0]!.data)).toMatchObject({ reason: "webhook-signature-invalid", status: "failed", level: "warning", resource: "webhook", action: "github-webhook", details: { event: "installation" } });
+    expect(json(events[0]!.data)).toMatchObject({
+      reason: "webhook-signature-invalid",
+      status: "failed",
+      level: "warning",
+      resource: "webhook",
+      action: "github-webhook",
+      details: { event: "installation" },
+    });
   });
 
   it("a missing signature is 401 and recorded as webhook-signature-missing", async () => {
@@ -477,7 +547,9 @@ describe("redelivery", () => {
     expect(log).toEqual(logAfterFirst);
     expect(byDelivery(log, deliveryId).map((e) => e.type)).toEqual(["installation.repositories_changed"]);
     expect((await installation(claimed.id, tenant.tokens.viewer)).repositories).toEqual([`${claimed.login}/extra`]);
-    expect(await deliveryRows(deliveryId)).toEqual([expect.objectContaining({ tenant_id: tenant.tenantId, event: "installation_repositories", action: "added" })]);
+    expect(await deliveryRows(deliveryId)).toEqual([
+      expect.objectContaining({ tenant_id: tenant.tenantId, event: "installation_repositories", action: "added" }),
+    ]);
   });
 });
 
@@ -491,7 +563,14 @@ describe("requests that are not deliveries", () => {
 
   /** A valid `installation_repositories` payload for the claimed installation, padded to `size` bytes. */
   function padded(size: number): Buffer {
-    const payload = { action: "added", installation: { id: claimed.githubId, app_id: world.githubApp.appId }, repository_selection: "selected", repositories_added: [{ full_name: `${claimed.login}/huge` }], repositories_removed: [], padding: "" };
+    const payload = {
+      action: "added",
+      installation: { id: claimed.githubId, app_id: world.githubApp.appId },
+      repository_selection: "selected",
+      repositories_added: [{ full_name: `${claimed.login}/huge` }],
+      repositories_removed: [],
+      padding: "",
+    };
     const base = Buffer.byteLength(JSON.stringify(payload));
     payload.padding = "x".repeat(size - base);
     const body = Buffer.from(JSON.stringify(payload));
@@ -595,7 +674,10 @@ describe("tenant isolation", () => {
       await deliver("installation_repositories", world.github.installationRepositoriesEvent(claimed.githubId, { added: ["secret-project"] })),
       await deliver("installation", world.github.installationEvent(claimed.githubId, "suspend")),
       await deliver("installation", world.github.installationEvent(claimed.githubId, "unsuspend")),
-      await deliver("installation", world.github.installationEvent(claimed.githubId, "new_permissions_accepted", { permissions: { ...PERMISSIONS, issues: "write" } })),
+      await deliver(
+        "installation",
+        world.github.installationEvent(claimed.githubId, "new_permissions_accepted", { permissions: { ...PERMISSIONS, issues: "write" } }),
+      ),
     ];
     for (const hook of hooks) expect(hook.status).toBe(200);
     expect((await installation(claimed.id, a.tokens.viewer)).repositories).toContain(`${claimed.login}/secret-project`);
@@ -643,7 +725,12 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
 
   async function payloadRows(body: string) {
     const hash = createHash("sha256").update(body).digest("hex");
-    return withPlatform(app.database.db, (trx) => sql<{ delivery_id: string; expires_at: Date }>`select delivery_id, expires_at from webhook_payloads where provider = 'github' and payload_sha256 = ${hash}`.execute(trx)).then((r) => r.rows);
+    return withPlatform(app.database.db, (trx) =>
+      sql<{
+        delivery_id: string;
+        expires_at: Date;
+      }>`select delivery_id, expires_at from webhook_payloads where provider = 'github' and payload_sha256 = ${hash}`.execute(trx),
+    ).then((r) => r.rows);
   }
 
   it("a signed body replayed under a new X-GitHub-Delivery answers like a redelivery (200, duplicate) and appends nothing", async () => {
@@ -667,11 +754,18 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
     // Recorded in the platform log (sampled: one a minute per address): the replayed delivery id, never the body.
     const events = await eventsOfRequest(requestIds[0]!);
     expect(events.map((e) => [e.tenant_id, e.event_type])).toEqual([[PLATFORM_TENANT, "access.denied"]]);
-    expect(json(events[0]!.data)).toMatchObject({ reason: "webhook-replayed", resource: "webhook", details: { deliveryId: replays[0], event: "installation" } });
+    expect(json(events[0]!.data)).toMatchObject({
+      reason: "webhook-replayed",
+      resource: "webhook",
+      details: { deliveryId: replays[0], event: "installation" },
+    });
     expect(JSON.stringify(events)).not.toContain(world.githubApp.webhookSecret);
     // A different body still goes through.
     const other = JSON.stringify(world.github.installationRepositoriesEvent(claimed.githubId, { added: ["after-replay"] }));
-    expect(await post(other, githubHeaders("installation_repositories", randomUUID(), sign(other)))).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
+    expect(await post(other, githubHeaders("installation_repositories", randomUUID(), sign(other)))).toMatchObject({
+      status: 200,
+      body: { ok: true, duplicate: false },
+    });
     expect(await installation(claimed.id, tenant.tokens.viewer)).toMatchObject({ status: "active", suspendedByProvider: false });
     const log = await auditLog(tenant.tokens.admin);
     expect(log.filter((e) => e.type === "installation.suspended")).toHaveLength(1);
@@ -688,7 +782,11 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
       expect(first).toMatchObject({ status: 200, body: { ok: true, duplicate: false } });
       const logBefore = await auditLog(tenant.tokens.admin);
       const deliveryId = randomUUID();
-      const res = await fetch(`${second.url}/webhooks/github`, { method: "POST", headers: { "content-type": "application/json", ...githubHeaders("installation_repositories", deliveryId, sign(body)) }, body });
+      const res = await fetch(`${second.url}/webhooks/github`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...githubHeaders("installation_repositories", deliveryId, sign(body)) },
+        body,
+      });
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ ok: true, duplicate: true });
       expect(await auditLog(tenant.tokens.admin)).toEqual(logBefore);
@@ -701,7 +799,12 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
   it("a signed body of another event is not taken for `installation`: a duplicate once seen, refused (400, nothing stored) before", async () => {
     // Every event of the app carries the installation by id; only the header says which event it is.
     const repositoryDeleted = (name: string) =>
-      JSON.stringify({ action: "deleted", repository: { id: Math.floor(Math.random() * 1e9), name, full_name: `${claimed.login}/${name}` }, installation: { id: claimed.githubId, node_id: "MDIz" }, sender: { login: `${claimed.login}-admin` } });
+      JSON.stringify({
+        action: "deleted",
+        repository: { id: Math.floor(Math.random() * 1e9), name, full_name: `${claimed.login}/${name}` },
+        installation: { id: claimed.githubId, node_id: "MDIz" },
+        sender: { login: `${claimed.login}-admin` },
+      });
     const logBefore = await auditLog(tenant.tokens.admin);
 
     // Seen under its own event first: any replay of it is a duplicate, whatever the header says.
@@ -731,7 +834,13 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
 
   it("a body is remembered for the delivery window, then accepted again (and expired hashes are pruned)", async () => {
     const body = JSON.stringify(world.github.installationRepositoriesEvent(claimed.githubId, { added: ["window"] }));
-    const delivery = (deliveryId: string) => ({ deliveryId, event: "installation_repositories", signature: sign(body), targetAppId: String(world.githubApp.appId), rawBody: Buffer.from(body) });
+    const delivery = (deliveryId: string) => ({
+      deliveryId,
+      event: "installation_repositories",
+      signature: sign(body),
+      targetAppId: String(world.githubApp.appId),
+      rawBody: Buffer.from(body),
+    });
     expect(await handleGitHubWebhook(app.kp.deps, delivery(randomUUID()))).toMatchObject({ duplicate: false, tenantId: tenant.tenantId });
     const [row] = await payloadRows(body);
     expect(new Date(row!.expires_at).getTime() - Date.now()).toBeGreaterThan((WEBHOOK_PAYLOAD_MEMORY_SECONDS - 60) * 1000);
@@ -746,7 +855,11 @@ describe("replays: GitHub's signature covers the body, not X-GitHub-Delivery or 
     expect((await payloadRows(body)).map((r) => r.delivery_id)).toEqual([afterWindow]);
     // The periodic prune deletes the other bodies whose window had ended by then.
     expect((await pruneInstallationState(later)).payloads).toBeGreaterThanOrEqual(1);
-    const expired = await withPlatform(app.database.db, (trx) => sql<{ n: number }>`select count(*)::int as n from webhook_payloads where expires_at <= now() + ${`${WEBHOOK_PAYLOAD_MEMORY_SECONDS} seconds`}::interval`.execute(trx));
+    const expired = await withPlatform(app.database.db, (trx) =>
+      sql<{
+        n: number;
+      }>`select count(*)::int as n from webhook_payloads where expires_at <= now() + ${`${WEBHOOK_PAYLOAD_MEMORY_SECONDS} seconds`}::interval`.execute(trx),
+    );
     expect(Number(expired.rows[0]!.n)).toBe(0);
     // And, once its own window has ended, this body too, though no delivery came.
     const prunedLater = { ...app.kp.deps, now: () => new Date(Date.now() + (2 * WEBHOOK_PAYLOAD_MEMORY_SECONDS + 7200) * 1000) };

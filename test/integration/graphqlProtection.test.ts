@@ -34,7 +34,10 @@ describe("hostile documents", () => {
     const deep = "{ a " + "{ b ".repeat(11) + "}".repeat(12);
     const res = await post(app, { query: deep }, t.tokens.viewer);
     expect(res.body.data).toBeUndefined();
-    expect(res.body.errors.find((e: any) => e.extensions.reason === "MAX_DEPTH_EXCEEDED")).toMatchObject({ message: expect.stringContaining("depth limit of 10"), extensions: { code: "BAD_USER_INPUT" } });
+    expect(res.body.errors.find((e: any) => e.extensions.reason === "MAX_DEPTH_EXCEEDED")).toMatchObject({
+      message: expect.stringContaining("depth limit of 10"),
+      extensions: { code: "BAD_USER_INPUT" },
+    });
   });
 
   it("too many aliases: MAX_ALIASES_EXCEEDED", async () => {
@@ -55,7 +58,10 @@ describe("hostile documents", () => {
     const query = "{ me { " + "subject ".repeat(2100) + "} }";
     const res = await post(app, { query }, t.tokens.viewer);
     expect(res.body.data).toBeUndefined();
-    expect(res.body.errors[0]).toMatchObject({ message: "Token limit of 2000 exceeded.", extensions: { code: "BAD_USER_INPUT", reason: "MAX_TOKENS_EXCEEDED" } });
+    expect(res.body.errors[0]).toMatchObject({
+      message: "Token limit of 2000 exceeded.",
+      extensions: { code: "BAD_USER_INPUT", reason: "MAX_TOKENS_EXCEEDED" },
+    });
   });
 
   it("too costly: QUERY_COST_EXCEEDED with the cost, before anything runs", async () => {
@@ -81,7 +87,11 @@ describe("hostile documents", () => {
     const ok = await post(app, [{ query: "{ me { subject } }" }, { query: "{ tenant { id } }" }], t.tokens.viewer);
     expect(ok.status).toBe(200);
     expect(ok.body).toEqual([{ data: { me: { subject: expect.any(String) } } }, { data: { tenant: { id: t.tenantId } } }]);
-    const many = await post(app, Array.from({ length: 6 }, () => ({ query: "{ me { subject } }" })), t.tokens.viewer);
+    const many = await post(
+      app,
+      Array.from({ length: 6 }, () => ({ query: "{ me { subject } }" })),
+      t.tokens.viewer,
+    );
     expect(many.status).toBe(413);
     expect(reasons(many.body)).toContain("BATCH_TOO_LARGE");
   });
@@ -123,7 +133,11 @@ describe("in production", () => {
     prod = await createTestApp({
       name: "graphql-protection-prod",
       database: app.database,
-      env: { NODE_ENV: "production", KEYPLANE_SIGNING_KEY: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}` },
+      env: {
+        NODE_ENV: "production",
+        KEYPLANE_SIGNING_KEY: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+        KEYPLANE_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}`,
+      },
     });
   });
   afterAll(() => prod?.close());
@@ -152,7 +166,11 @@ describe("persisted-operations-only mode", () => {
     dir = mkdtempSync(path.join(tmpdir(), "keyplane-persisted-"));
     const file = path.join(dir, "operations.json");
     writeFileSync(file, JSON.stringify([operationHash(allowed)]));
-    persisted = await createTestApp({ name: "graphql-protection-persisted", database: app.database, env: { GRAPHQL_PERSISTED_OPERATIONS_ONLY: "true", GRAPHQL_PERSISTED_OPERATIONS_FILE: file } });
+    persisted = await createTestApp({
+      name: "graphql-protection-persisted",
+      database: app.database,
+      env: { GRAPHQL_PERSISTED_OPERATIONS_ONLY: "true", GRAPHQL_PERSISTED_OPERATIONS_FILE: file },
+    });
   });
   afterAll(async () => {
     await persisted?.close();

@@ -53,7 +53,13 @@ afterAll(async () => {
 function snapshot() {
   return withPlatform(app.database.db, async (trx) => {
     const count = async (table: string, tenantOnly = true) =>
-      Number((await sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} ${tenantOnly ? sql`where tenant_id = ${tenant.tenantId}` : sql``}`.execute(trx)).rows[0]!.n);
+      Number(
+        (
+          await sql<{
+            n: number;
+          }>`select count(*)::int as n from ${sql.table(table)} ${tenantOnly ? sql`where tenant_id = ${tenant.tenantId}` : sql``}`.execute(trx)
+        ).rows[0]!.n,
+      );
     const uses = await sql<{ n: number }>`select coalesce(sum(uses), 0)::int as n from enrollment_keys where tenant_id = ${tenant.tenantId}`.execute(trx);
     return {
       events: await count("events", false),
@@ -69,7 +75,10 @@ function snapshot() {
 async function expectRefused(send: () => Promise<Answer>, expected: { field?: string; reason: string; status?: number | null }) {
   const before = await snapshot();
   const res = await send();
-  expect(res.errors?.map((e) => e.extensions?.code), JSON.stringify(res.errors)).toEqual(["BAD_USER_INPUT"]);
+  expect(
+    res.errors?.map((e) => e.extensions?.code),
+    JSON.stringify(res.errors),
+  ).toEqual(["BAD_USER_INPUT"]);
   const error = res.errors![0]!;
   expect(error.extensions).toMatchObject({ reason: expected.reason, ...(expected.field ? { field: expected.field } : {}) });
   // The message names the field, never the value.
@@ -85,10 +94,13 @@ async function expectRefused(send: () => Promise<Answer>, expected: { field?: st
 async function post(body: string, headers: Record<string, string> = {}): Promise<Answer> {
   const res = await fetch(`${app.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
   const answer = (await res.json()) as Answer | Answer[];
-  return Array.isArray(answer) ? { status: res.status, errors: answer.flatMap((a) => a.errors ?? []), data: answer.some((a) => a.data) ? answer.map((a) => a.data) : null } : { status: res.status, ...answer };
+  return Array.isArray(answer)
+    ? { status: res.status, errors: answer.flatMap((a) => a.errors ?? []), data: answer.some((a) => a.data) ? answer.map((a) => a.data) : null }
+    : { status: res.status, ...answer };
 }
 
-const http = (token: string | undefined, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Answer> => app.gql(query, variables, { token, headers });
+const http = (token: string | undefined, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Answer> =>
+  app.gql(query, variables, { token, headers });
 
 /** One graphql-ws connection per token, kept open across tests: a refused operation must not close it. */
 function socketFor(token: string): Client {
@@ -135,7 +147,10 @@ function wsRaw(token: string, payloadJson: string): Promise<Answer> {
 function literal(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(literal).join(", ")}]`;
-  if (value && typeof value === "object") return `{${Object.entries(value).map(([k, v]) => `${k}: ${literal(v)}`).join(", ")}}`;
+  if (value && typeof value === "object")
+    return `{${Object.entries(value)
+      .map(([k, v]) => `${k}: ${literal(v)}`)
+      .join(", ")}}`;
   return String(value);
 }
 
@@ -168,25 +183,50 @@ const TARGETS: Target[] = [
   {
     name: "a config key",
     token: () => tenant.tokens.editor,
-    asVariables: (bad) => ({ query: CREATE_AGENT, variables: { input: { name: "cfg", type: "bot", config: { fine: 1, [`key-${bad}`]: 1 } } }, field: "variables.input.config" }),
+    asVariables: (bad) => ({
+      query: CREATE_AGENT,
+      variables: { input: { name: "cfg", type: "bot", config: { fine: 1, [`key-${bad}`]: 1 } } },
+      field: "variables.input.config",
+    }),
   },
   {
     name: "a config value",
     token: () => tenant.tokens.editor,
-    asVariables: (bad) => ({ query: CREATE_AGENT, variables: { input: { name: "cfg", type: "bot", config: { nested: { value: bad } } } }, field: "variables.input.config.nested.value" }),
-    asLiteral: (bad) => ({ query: `mutation { createAgent(input: { name: "cfg", type: "bot", config: { nested: { value: ${literal(bad)} } } }) { id } }`, field: "createAgent.input.config.nested.value" }),
+    asVariables: (bad) => ({
+      query: CREATE_AGENT,
+      variables: { input: { name: "cfg", type: "bot", config: { nested: { value: bad } } } },
+      field: "variables.input.config.nested.value",
+    }),
+    asLiteral: (bad) => ({
+      query: `mutation { createAgent(input: { name: "cfg", type: "bot", config: { nested: { value: ${literal(bad)} } } }) { id } }`,
+      field: "createAgent.input.config.nested.value",
+    }),
   },
   {
     name: "a task payload",
     token: () => tenant.tokens.editor,
-    asVariables: (bad) => ({ query: DISPATCH, variables: { input: { agentId, kind: "run", payload: { items: ["fine", bad] } } }, field: "variables.input.payload.items[1]" }),
-    asLiteral: (bad) => ({ query: `mutation { dispatchTask(input: { agentId: "${agentId}", kind: "run", payload: { items: ["fine", ${literal(bad)}] } }) { id } }`, field: "dispatchTask.input.payload.items[1]" }),
+    asVariables: (bad) => ({
+      query: DISPATCH,
+      variables: { input: { agentId, kind: "run", payload: { items: ["fine", bad] } } },
+      field: "variables.input.payload.items[1]",
+    }),
+    asLiteral: (bad) => ({
+      query: `mutation { dispatchTask(input: { agentId: "${agentId}", kind: "run", payload: { items: ["fine", ${literal(bad)}] } }) { id } }`,
+      field: "dispatchTask.input.payload.items[1]",
+    }),
   },
   {
     name: "an enrollment host name",
     token: () => undefined,
-    asVariables: (bad) => ({ query: ENROLL, variables: { input: { key: enrollmentKey, hostname: bad, os: "linux", arch: "x64", agentVersion: "1.0.0" } }, field: "variables.input.hostname" }),
-    asLiteral: (bad) => ({ query: `mutation { enrollAgent(input: { key: "${enrollmentKey}", hostname: ${literal(bad)}, os: "linux", arch: "x64", agentVersion: "1.0.0" }) { agentId } }`, field: "enrollAgent.input.hostname" }),
+    asVariables: (bad) => ({
+      query: ENROLL,
+      variables: { input: { key: enrollmentKey, hostname: bad, os: "linux", arch: "x64", agentVersion: "1.0.0" } },
+      field: "variables.input.hostname",
+    }),
+    asLiteral: (bad) => ({
+      query: `mutation { enrollAgent(input: { key: "${enrollmentKey}", hostname: ${literal(bad)}, os: "linux", arch: "x64", agentVersion: "1.0.0" }) { agentId } }`,
+      field: "enrollAgent.input.hostname",
+    }),
   },
 ];
 
@@ -232,11 +272,14 @@ describe.each([
 
   it("valid input with emoji (surrogate pairs, raw and escaped) and nesting up to the limit still works", async () => {
     const target = TARGETS[0]!;
-    const config = { "emoji 😀": "ok 👍", list: ["🚀", { "ключ": "значение 🤖" }], deep: nested(MAX_INPUT_DEPTH - 3) };
+    const config = { "emoji 😀": "ok 👍", list: ["🚀", { ключ: "значение 🤖" }], deep: nested(MAX_INPUT_DEPTH - 3) };
     const res = await send(target, CREATE_AGENT, { input: { name: "Build 🤖 bot", type: "bot", config } });
     expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
     expect(res.data.createAgent).toMatchObject({ name: "Build 🤖 bot", config });
-    const escaped = await send(target, 'mutation { createAgent(input: { name: "Escaped \\uD83E\\uDD16", type: "bot", config: { rocket: "\\u{1F680}" } }) { name config } }');
+    const escaped = await send(
+      target,
+      'mutation { createAgent(input: { name: "Escaped \\uD83E\\uDD16", type: "bot", config: { rocket: "\\u{1F680}" } }) { name config } }',
+    );
     expect(escaped.errors, JSON.stringify(escaped.errors)).toBeUndefined();
     expect(escaped.data.createAgent).toEqual({ name: "Escaped 🤖", config: { rocket: "🚀" } });
     const enrolled = await send(TARGETS[4]!, ENROLL, { input: { key: enrollmentKey, hostname: "höst-🖥", os: "linux", arch: "x64", agentVersion: "1.0.0" } });
@@ -277,12 +320,18 @@ describe("JSON nested 10,000 levels deep", () => {
 
   it("in the variables over graphql-ws, with an Idempotency-Key in the extensions", async () => {
     const payload = `{"query":${JSON.stringify(CREATE_AGENT)},"variables":{"input":${valid},"config":{"a":${deepList(LEVELS)}}}},"extensions":{"idempotencyKey":"deep-ws-000001"}}`;
-    await expectRefused(() => wsRaw(tenant.tokens.editor, payload), { field: `variables.input.config.a${"[0]".repeat(MAX_INPUT_DEPTH - 3)}`, reason: "TOO_DEEP" });
+    await expectRefused(() => wsRaw(tenant.tokens.editor, payload), {
+      field: `variables.input.config.a${"[0]".repeat(MAX_INPUT_DEPTH - 3)}`,
+      reason: "TOO_DEEP",
+    });
   });
 
   it("in the extensions", async () => {
     const body = `{"query":"{ me { subject } }","extensions":{"trace":${deepList(LEVELS)}}}`;
-    await expectRefused(() => post(body, { authorization: `Bearer ${tenant.tokens.viewer}` }), { field: `extensions.trace${"[0]".repeat(MAX_INPUT_DEPTH - 1)}`, reason: "TOO_DEEP" });
+    await expectRefused(() => post(body, { authorization: `Bearer ${tenant.tokens.viewer}` }), {
+      field: `extensions.trace${"[0]".repeat(MAX_INPUT_DEPTH - 1)}`,
+      reason: "TOO_DEEP",
+    });
   });
 
   it("nesting exactly at the limit, with an Idempotency-Key, is stored once and replayed", async () => {
@@ -302,17 +351,23 @@ describe("every way a request can carry input", () => {
   it("a batch with one bad operation is refused whole: the good one does not run either", async () => {
     const good = { query: CREATE_AGENT, variables: { input: { name: "batched-good", type: "bot" } } };
     const bad = { query: CREATE_AGENT, variables: { input: { name: "bad\u0000name", type: "bot" } } };
-    await expectRefused(() => post(JSON.stringify([good, bad]), { authorization: `Bearer ${tenant.tokens.editor}` }), { field: "[1].variables.input.name", reason: "NUL_CHARACTER" });
+    await expectRefused(() => post(JSON.stringify([good, bad]), { authorization: `Bearer ${tenant.tokens.editor}` }), {
+      field: "[1].variables.input.name",
+      reason: "NUL_CHARACTER",
+    });
   });
 
   it("a GET query's variables (a tag filter that reaches SQL)", async () => {
     const query = "query ($tag: String) { agents(first: 5, filter: { tag: $tag }) { pageInfo { hasNextPage } } }";
     for (const [, bad] of Object.entries(HOSTILE)) {
       const url = `${app.url}/graphql?${new URLSearchParams({ query, variables: JSON.stringify({ tag: bad.value }) })}`;
-      await expectRefused(async () => {
-        const res = await fetch(url, { headers: { authorization: `Bearer ${tenant.tokens.viewer}`, accept: "application/graphql-response+json" } });
-        return { status: res.status, ...((await res.json()) as Answer) };
-      }, { field: "variables.tag", reason: bad.reason });
+      await expectRefused(
+        async () => {
+          const res = await fetch(url, { headers: { authorization: `Bearer ${tenant.tokens.viewer}`, accept: "application/graphql-response+json" } });
+          return { status: res.status, ...((await res.json()) as Answer) };
+        },
+        { field: "variables.tag", reason: bad.reason },
+      );
     }
   });
 
@@ -324,7 +379,10 @@ describe("every way a request can carry input", () => {
   it("extensions with a lone surrogate, over HTTP and graphql-ws", async () => {
     const body = JSON.stringify({ query: "{ me { subject } }", extensions: { note: "bad\ud800name" } });
     await expectRefused(() => post(body, { authorization: `Bearer ${tenant.tokens.viewer}` }), { field: "extensions.note", reason: "LONE_SURROGATE" });
-    await expectRefused(() => ws(tenant.tokens.viewer, "{ me { subject } }", undefined, { note: "bad\ud800name" }), { field: "extensions.note", reason: "LONE_SURROGATE" });
+    await expectRefused(() => ws(tenant.tokens.viewer, "{ me { subject } }", undefined, { note: "bad\ud800name" }), {
+      field: "extensions.note",
+      reason: "LONE_SURROGATE",
+    });
   });
 
   it("a variable's default value written in the document", async () => {
@@ -333,10 +391,13 @@ describe("every way a request can carry input", () => {
   });
 
   it("an odd object key is named in the path without echoing a bad one", async () => {
-    await expectRefused(() => http(tenant.tokens.editor, CREATE_AGENT, { input: { name: "keys", type: "bot", config: { "two words": { "key-\u0000": 1 } } } }), {
-      field: 'variables.input.config["two words"]',
-      reason: "NUL_CHARACTER",
-    });
+    await expectRefused(
+      () => http(tenant.tokens.editor, CREATE_AGENT, { input: { name: "keys", type: "bot", config: { "two words": { "key-\u0000": 1 } } } }),
+      {
+        field: 'variables.input.config["two words"]',
+        reason: "NUL_CHARACTER",
+      },
+    );
   });
 });
 
@@ -360,11 +421,20 @@ describe("a document nested deeper than the parser's stack (a raised GRAPHQL_MAX
   });
 
   it("and over graphql-ws", async () => {
-    const c = createClient({ url: `${roomy.url.replace(/^http/, "ws")}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
+    const c = createClient({
+      url: `${roomy.url.replace(/^http/, "ws")}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${token}` },
+      retryAttempts: 0,
+      lazy: true,
+    });
     try {
       const res = await new Promise<Answer>((resolve, reject) => {
         let result: Answer = {};
-        c.subscribe({ query }, { next: (r) => (result = r as Answer), error: (e) => (Array.isArray(e) ? resolve({ errors: e }) : reject(e)), complete: () => resolve(result) });
+        c.subscribe(
+          { query },
+          { next: (r) => (result = r as Answer), error: (e) => (Array.isArray(e) ? resolve({ errors: e }) : reject(e)), complete: () => resolve(result) },
+        );
       });
       expect(res.errors?.map((e) => e.extensions?.code)).toEqual(["BAD_USER_INPUT"]);
       // websocket.ts keeps the whole refusal of a parse, as HTTP does.
@@ -385,7 +455,13 @@ describe("input that Keyplane shortens before storing it", () => {
     const res = await app.gql("query ($id: ID!) { tenant(id: $id) { id } }", { id: long }, { token: tenant.tokens.viewer });
     expect(res.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
     const denied = await withPlatform(app.database.db, (trx) =>
-      trx.selectFrom("events").select(["event_type", "data"]).where("tenant_id", "=", tenant.tenantId).orderBy("tenant_seq", "desc").limit(1).executeTakeFirstOrThrow(),
+      trx
+        .selectFrom("events")
+        .select(["event_type", "data"])
+        .where("tenant_id", "=", tenant.tenantId)
+        .orderBy("tenant_seq", "desc")
+        .limit(1)
+        .executeTakeFirstOrThrow(),
     );
     expect(denied.event_type).toBe("access.denied");
     expect((denied.data as { details: { requested: string } }).details.requested).toBe("a".repeat(99));
@@ -393,7 +469,7 @@ describe("input that Keyplane shortens before storing it", () => {
   });
 
   it("deletes a token policy whose long name is cut between a surrogate pair", async () => {
-    const res = await app.gql('mutation ($n: String!) { deleteTokenPolicy(name: $n) }', { n: `${"p".repeat(62)}\u{1F600}` }, { token: tenant.tokens.admin });
+    const res = await app.gql("mutation ($n: String!) { deleteTokenPolicy(name: $n) }", { n: `${"p".repeat(62)}\u{1F600}` }, { token: tenant.tokens.admin });
     expect(res.errors?.map((e) => e.extensions?.code) ?? []).not.toContain("INTERNAL_SERVER_ERROR");
   });
 });

@@ -16,7 +16,13 @@ describe("Idempotency-Key on mutations", () => {
   afterAll(() => app.close());
 
   const eventCount = () =>
-    withPlatform(app.database.db, (trx) => trx.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("n")).where("tenant_id", "=", tenant.tenantId).executeTakeFirstOrThrow()).then((r) => Number(r.n));
+    withPlatform(app.database.db, (trx) =>
+      trx
+        .selectFrom("events")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("tenant_id", "=", tenant.tenantId)
+        .executeTakeFirstOrThrow(),
+    ).then((r) => Number(r.n));
 
   const issue = async (key: string, subject: string, token = tenant.tokens.admin) => {
     const res = await app.gql(ISSUE, { s: subject }, { token, headers: { "idempotency-key": key } });
@@ -55,7 +61,11 @@ describe("Idempotency-Key on mutations", () => {
 
   it("does not keep a failed request, so it can be corrected and retried under the same key", async () => {
     const key = randomUUID();
-    const bad = await app.gql("mutation { issueServiceToken(input: {subject: \"x\", ttlSeconds: 1}) { tokenId } }", {}, { token: tenant.tokens.admin, headers: { "idempotency-key": key } });
+    const bad = await app.gql(
+      'mutation { issueServiceToken(input: {subject: "x", ttlSeconds: 1}) { tokenId } }',
+      {},
+      { token: tenant.tokens.admin, headers: { "idempotency-key": key } },
+    );
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
     const good = await issue(key, "x");
     expect(good.errors).toBeUndefined();
@@ -85,7 +95,13 @@ describe("Idempotency-Key on mutations", () => {
     expect(JSON.stringify(stolen)).not.toContain(first.data.issueServiceToken.accessToken);
     // The refusal is audited (recorded after the request's transaction, which kept nothing else).
     const denied = await withPlatform(app.database.db, (trx) =>
-      trx.selectFrom("events").select(["event_type", "metadata"]).where("tenant_id", "=", tenant.tenantId).orderBy("tenant_seq", "desc").limit(1).executeTakeFirstOrThrow(),
+      trx
+        .selectFrom("events")
+        .select(["event_type", "metadata"])
+        .where("tenant_id", "=", tenant.tenantId)
+        .orderBy("tenant_seq", "desc")
+        .limit(1)
+        .executeTakeFirstOrThrow(),
     );
     expect(denied.event_type).toBe("access.denied");
     expect(await eventCount()).toBe(before + 1);
@@ -96,7 +112,8 @@ describe("Idempotency-Key on mutations", () => {
 
   it("is all or nothing: when one field fails, the writes of the others roll back too, and the key stays free", async () => {
     const key = randomUUID();
-    const query = (ttl: number) => `mutation { ok: issueServiceToken(input: { subject: "partial" }) { tokenId } other: issueServiceToken(input: { subject: "x", ttlSeconds: ${ttl} }) { tokenId } }`;
+    const query = (ttl: number) =>
+      `mutation { ok: issueServiceToken(input: { subject: "partial" }) { tokenId } other: issueServiceToken(input: { subject: "x", ttlSeconds: ${ttl} }) { tokenId } }`;
     const before = await eventCount();
     const failed = await app.gql(query(1), {}, { token: tenant.tokens.admin, headers: { "idempotency-key": key } });
     expect(failed.data).toBeNull();

@@ -44,7 +44,11 @@ async function credentials(tenant: SeededTenant, id: string) {
 }
 
 async function auditTypes(tenant: SeededTenant, types: string[]) {
-  const res = await app.gql("query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type streamId data metadata } } } }", { types }, { token: tenant.tokens.admin });
+  const res = await app.gql(
+    "query ($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type streamId data metadata } } } }",
+    { types },
+    { token: tenant.tokens.admin },
+  );
   expect(res.errors).toBeUndefined();
   return res.data.auditLog.edges.map((e: any) => e.node);
 }
@@ -107,12 +111,21 @@ describe("installing through the browser flow", () => {
     expect(authorize.searchParams.get("scope")!.split(" ")).toContain("offline_access");
     expect(result.status).toBe(200);
     const res = await app.gql(INSTALLATION, { id: result.body.installation.id }, { token: tenant.tokens.viewer });
-    expect(res.data.installation).toMatchObject({ platform: "jira", status: "active", externalId: site.id, account: { login: "acme-jira", type: "site", url: site.url } });
+    expect(res.data.installation).toMatchObject({
+      platform: "jira",
+      status: "active",
+      externalId: site.id,
+      account: { login: "acme-jira", type: "site", url: site.url },
+    });
   });
 
   it("GitHub App: the install page, the setup callback with installation_id, the installation read with the app JWT", async () => {
     const tenant = await app.seedTenant();
-    world.github.setNextInstall({ account: { login: `org-${tenant.tenantId}`, type: "Organization" }, repositories: ["api", "web"], permissions: { contents: "read", pull_requests: "write" } });
+    world.github.setNextInstall({
+      account: { login: `org-${tenant.tenantId}`, type: "Organization" },
+      repositories: ["api", "web"],
+      permissions: { contents: "read", pull_requests: "write" },
+    });
     const result = await browseInstall(app, "github", tenant.tokens.editor);
     expect(new URL(result.visited[1]!).pathname).toBe(`/apps/${world.githubApp.slug}/installations/new`);
     expect(result.status).toBe(200);
@@ -129,7 +142,11 @@ describe("installing through the browser flow", () => {
 
   it("startInstallation gives a single-page app the same authorization URL, and following it installs", async () => {
     const tenant = await app.seedTenant();
-    const started = await app.gql("mutation { startInstallation(platform: slack) { authorizationUrl requestId expiresAt } }", {}, { token: tenant.tokens.editor });
+    const started = await app.gql(
+      "mutation { startInstallation(platform: slack) { authorizationUrl requestId expiresAt } }",
+      {},
+      { token: tenant.tokens.editor },
+    );
     expect(started.errors).toBeUndefined();
     const { authorizationUrl, expiresAt } = started.data.startInstallation;
     expect(new URL(authorizationUrl).origin).toBe(world.slack.url);
@@ -153,7 +170,10 @@ describe("installing through the browser flow", () => {
 
   it("redirects to OAUTH_SUCCESS_URL when one is configured", async () => {
     const other = await startProviderWorld();
-    const dashboard = await createTestApp({ env: { ...other.env, OAUTH_SUCCESS_URL: "https://dashboard.example/installed?from=keyplane" }, name: "installations-success" });
+    const dashboard = await createTestApp({
+      env: { ...other.env, OAUTH_SUCCESS_URL: "https://dashboard.example/installed?from=keyplane" },
+      name: "installations-success",
+    });
     try {
       const tenant = await dashboard.seedTenant();
       const result = await browseInstall(dashboard, "slack", tenant.tokens.editor, { stopAt: "https://dashboard.example/" });
@@ -248,7 +268,10 @@ describe("refusals on the install endpoints", () => {
     const shortLived = await createTestApp({ env: { ...other.env, OAUTH_STATE_TTL_SECONDS: "1" }, name: "installations-expiry", now: clock.now });
     try {
       const tenant = await shortLived.seedTenant();
-      const started = await fetch(`${shortLived.url}/oauth/install/slack`, { redirect: "manual", headers: { authorization: `Bearer ${tenant.tokens.editor}` } });
+      const started = await fetch(`${shortLived.url}/oauth/install/slack`, {
+        redirect: "manual",
+        headers: { authorization: `Bearer ${tenant.tokens.editor}` },
+      });
       const consent = await fetch(started.headers.get("location")!, { redirect: "manual" });
       // Time itself is the subject: the state must be older than OAUTH_STATE_TTL_SECONDS (1 s) when the
       // callback arrives. Its only observer is the callback, which would complete the installation while
@@ -259,7 +282,11 @@ describe("refusals on the install endpoints", () => {
       expect(((await late.json()) as any).error.message).toMatch(/expired/);
       const list = await shortLived.gql("{ installations(first: 5) { nodes { id } } }", {}, { token: tenant.tokens.viewer });
       expect(list.data.installations.nodes).toEqual([]);
-      const log = await shortLived.gql('{ auditLog(first: 10, filter: { types: ["auth.failed"] }) { edges { node { data } } } }', {}, { token: tenant.tokens.admin });
+      const log = await shortLived.gql(
+        '{ auditLog(first: 10, filter: { types: ["auth.failed"] }) { edges { node { data } } } }',
+        {},
+        { token: tenant.tokens.admin },
+      );
       expect(log.data.auditLog.edges.map((e: any) => e.node.data.reason)).toEqual(["oauth-state-expired"]);
     } finally {
       await shortLived.close();
@@ -294,7 +321,12 @@ describe("refusals on the install endpoints", () => {
 
   it("a GitHub callback for an installation the user cannot see is refused (no claiming someone else's installation)", async () => {
     const tenant = await app.seedTenant();
-    const victim = await world.github.addInstallation({ appId: world.githubApp.appId, account: { login: `victim-${tenant.tenantId}`, type: "Organization" }, repositories: ["secret"], permissions: { contents: "write" } });
+    const victim = await world.github.addInstallation({
+      appId: world.githubApp.appId,
+      account: { login: `victim-${tenant.tenantId}`, type: "Organization" },
+      repositories: ["secret"],
+      permissions: { contents: "write" },
+    });
     // The attacker starts a real install, then swaps the installation id in the setup redirect.
     const started = await fetch(`${app.url}/oauth/install/github`, { redirect: "manual", headers: { authorization: `Bearer ${tenant.tokens.editor}` } });
     const installed = await fetch(started.headers.get("location")!, { redirect: "manual" });
@@ -319,7 +351,11 @@ describe("installationCredentials", () => {
     expect(world.slack.isAccessTokenValid(token)).toBe(true);
     const reads = await auditTypes(tenant, ["credentials.read"]);
     expect(reads).toHaveLength(1);
-    expect(reads[0]).toMatchObject({ streamId: id, data: { installationId: id, platform: "slack" }, metadata: { actor: { subject: `service@${tenant.tenantId}`, kind: "service" } } });
+    expect(reads[0]).toMatchObject({
+      streamId: id,
+      data: { installationId: id, platform: "slack" },
+      metadata: { actor: { subject: `service@${tenant.tenantId}`, kind: "service" } },
+    });
     expect(JSON.stringify(reads)).not.toContain(token);
     const row = await app.gql(INSTALLATION, { id }, { token: tenant.tokens.viewer });
     expect(reads[0].data.fingerprint).toBe(row.data.installation.credentialFingerprint);
@@ -327,7 +363,11 @@ describe("installationCredentials", () => {
 
   it("gives a service a GitHub installation token minted with the app's key, usable at GitHub", async () => {
     const tenant = await app.seedTenant();
-    world.github.setNextInstall({ account: { login: `gh-${tenant.tenantId}`, type: "Organization" }, repositories: ["api"], permissions: { contents: "read" } });
+    world.github.setNextInstall({
+      account: { login: `gh-${tenant.tenantId}`, type: "Organization" },
+      repositories: ["api"],
+      permissions: { contents: "read" },
+    });
     const id = await install(tenant, "github");
     const res = await credentials(tenant, id);
     expect(res.errors).toBeUndefined();
@@ -366,7 +406,8 @@ describe("installationCredentials", () => {
 });
 
 describe("suspend, resume, revoke", () => {
-  const mutate = (tenant: SeededTenant, name: string, id: string) => app.gql(`mutation ($id: ID!) { ${name}(id: $id) { id status suspendedByTenant revokedAt } }`, { id }, { token: tenant.tokens.admin });
+  const mutate = (tenant: SeededTenant, name: string, id: string) =>
+    app.gql(`mutation ($id: ID!) { ${name}(id: $id) { id status suspendedByTenant revokedAt } }`, { id }, { token: tenant.tokens.admin });
 
   it("a suspended installation hands out nothing until resumed", async () => {
     const tenant = await app.seedTenant();
@@ -394,7 +435,9 @@ describe("suspend, resume, revoke", () => {
     expect(revoked.data.revokeInstallation.status).toBe("revoked");
     expect(revoked.data.revokeInstallation.revokedAt).not.toBeNull();
     expect(world.slack.isAccessTokenValid(token)).toBe(false);
-    const vault = await withPlatform(app.kp.deps.db, (trx) => trx.selectFrom("installation_secrets").select("installation_id").where("installation_id", "=", id).execute());
+    const vault = await withPlatform(app.kp.deps.db, (trx) =>
+      trx.selectFrom("installation_secrets").select("installation_id").where("installation_id", "=", id).execute(),
+    );
     expect(vault).toEqual([]);
     expect((await credentials(tenant, id)).errors?.[0]?.extensions?.code).toBe("CONFLICT");
     const events = await auditTypes(tenant, ["installation.revoked"]);
@@ -481,7 +524,9 @@ describe("tenant isolation", () => {
     const moved = await app.gql(INSTALLATION, { id: after }, { token: claimer!.tokens.viewer });
     expect(moved.data.installation.externalId).toBe(revoked.data.revokeInstallation.externalId);
     const owners = () =>
-      withPlatform(app.kp.deps.db, (trx) => trx.selectFrom("github_installation_owners").selectAll().where("external_id", "=", moved.data.installation.externalId).execute());
+      withPlatform(app.kp.deps.db, (trx) =>
+        trx.selectFrom("github_installation_owners").selectAll().where("external_id", "=", moved.data.installation.externalId).execute(),
+      );
     expect(await owners()).toEqual([{ external_id: moved.data.installation.externalId, tenant_id: claimer!.tenantId, installation_id: after }]);
 
     await rebuildProjections(app.kp.deps.db);

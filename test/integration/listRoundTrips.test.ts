@@ -78,7 +78,13 @@ beforeAll(async () => {
   for (let i = 0; i < 50; i++) agents.push(await createAgent(`agent ${i}`));
   agentWithHistory = agents[0]!;
   for (let version = 1; version < 50; version++) {
-    ok(await app.gql("mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { version } }", { input: { id: agentWithHistory, expectedVersion: version, name: `renamed ${version}` } }, { token: big.tokens.admin }));
+    ok(
+      await app.gql(
+        "mutation ($input: UpdateAgentInput!) { updateAgent(input: $input) { version } }",
+        { input: { id: agentWithHistory, expectedVersion: version, name: `renamed ${version}` } },
+        { token: big.tokens.admin },
+      ),
+    );
   }
 
   // Enrollment keys (one of them enrolls the machine the tasks go to), and 50 tasks pending for it.
@@ -88,7 +94,13 @@ beforeAll(async () => {
   const enrolled = ok(await enrollWithKey(app, keys[0]!, { hostname: "worker-1" })).enrollAgent;
   taskAgentToken = enrolled.accessToken;
   for (let i = 0; i < 50; i++) {
-    ok(await app.gql("mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id } }", { input: { agentId: enrolled.agentId, kind: "build", payload: { i } } }, { token: big.tokens.editor }));
+    ok(
+      await app.gql(
+        "mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { id } }",
+        { input: { agentId: enrolled.agentId, kind: "build", payload: { i } } },
+        { token: big.tokens.editor },
+      ),
+    );
   }
 
   // Installations: 50 Slack workspaces, and the rex GitHub App on an org for the tokens.
@@ -101,7 +113,13 @@ beforeAll(async () => {
   for (let i = 0; i < 50; i++) await setPolicy(big, `policy-${i}`, [`${org}/api`]);
   await setPolicy(small, "only", ["elsewhere/api"]);
   for (let i = 0; i < 50; i++) {
-    const issued = ok(await app.gql("mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { token } }", { input: { app: "rex", repository: `${org}/api`, permissions: { contents: "read" } } }, { token: big.tokens.service }));
+    const issued = ok(
+      await app.gql(
+        "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { token } }",
+        { input: { app: "rex", repository: `${org}/api`, permissions: { contents: "read" } } },
+        { token: big.tokens.service },
+      ),
+    );
     registerSecret(issued.issueGitHubToken.token);
   }
 }, 300_000);
@@ -131,7 +149,13 @@ interface ListCase {
 }
 
 /** A field with `first`: the query takes $first, and the big tenant has at least 50 rows. */
-const paged = (label: string, query: string, token: () => string, rowsOf: (data: any) => number, variables: () => Record<string, unknown> = () => ({})): ListCase => ({
+const paged = (
+  label: string,
+  query: string,
+  token: () => string,
+  rowsOf: (data: any) => number,
+  variables: () => Record<string, unknown> = () => ({}),
+): ListCase => ({
   label,
   paged: true,
   measure: (size) => measure(query, { ...variables(), first: size }, token(), rowsOf),
@@ -146,25 +170,68 @@ const unpaged = (label: string, query: string, rowsOf: (data: any) => number): L
 
 const CASES: Record<string, ListCase[]> = {
   "Query.agents": [
-    paged("agents", "query ($first: Int!) { agents(first: $first) { edges { cursor node { id name status connection lastSeenAt host tags } } nodes { id } pageInfo { hasNextPage endCursor } } }", () => big.tokens.viewer, (d) => d.agents.nodes.length),
+    paged(
+      "agents",
+      "query ($first: Int!) { agents(first: $first) { edges { cursor node { id name status connection lastSeenAt host tags } } nodes { id } pageInfo { hasNextPage endCursor } } }",
+      () => big.tokens.viewer,
+      (d) => d.agents.nodes.length,
+    ),
   ],
   "Agent.history": [
-    paged("one agent's history", "query ($id: ID!, $first: Int!) { agent(id: $id) { history(first: $first) { sequence type data } } }", () => big.tokens.viewer, (d) => d.agent.history.length, () => ({ id: agentWithHistory })),
-    paged("a page of agents, each with its history", "query ($first: Int!) { agents(first: $first) { nodes { id history(first: 5) { type } } } }", () => big.tokens.viewer, (d) => d.agents.nodes.length),
+    paged(
+      "one agent's history",
+      "query ($id: ID!, $first: Int!) { agent(id: $id) { history(first: $first) { sequence type data } } }",
+      () => big.tokens.viewer,
+      (d) => d.agent.history.length,
+      () => ({ id: agentWithHistory }),
+    ),
+    paged(
+      "a page of agents, each with its history",
+      "query ($first: Int!) { agents(first: $first) { nodes { id history(first: 5) { type } } } }",
+      () => big.tokens.viewer,
+      (d) => d.agents.nodes.length,
+    ),
   ],
   "Query.auditLog": [
-    paged("auditLog", "query ($first: Int!) { auditLog(first: $first) { edges { cursor node { sequence type data metadata } } nodes { sequence } pageInfo { hasNextPage endCursor } } }", () => big.tokens.admin, (d) => d.auditLog.edges.length),
+    paged(
+      "auditLog",
+      "query ($first: Int!) { auditLog(first: $first) { edges { cursor node { sequence type data metadata } } nodes { sequence } pageInfo { hasNextPage endCursor } } }",
+      () => big.tokens.admin,
+      (d) => d.auditLog.edges.length,
+    ),
   ],
   "Query.installations": [
-    paged("installations", "query ($first: Int!) { installations(first: $first) { edges { cursor node { id platform status account { login } refresh { failures } } } pageInfo { hasNextPage } } }", () => big.tokens.viewer, (d) => d.installations.edges.length),
+    paged(
+      "installations",
+      "query ($first: Int!) { installations(first: $first) { edges { cursor node { id platform status account { login } refresh { failures } } } pageInfo { hasNextPage } } }",
+      () => big.tokens.viewer,
+      (d) => d.installations.edges.length,
+    ),
   ],
   "Query.issuedTokens": [
-    paged("issuedTokens", "query ($first: Int!) { issuedTokens(first: $first) { nodes { id app requester repositories cached expiresAt } pageInfo { hasNextPage endCursor } } }", () => big.tokens.admin, (d) => d.issuedTokens.nodes.length),
+    paged(
+      "issuedTokens",
+      "query ($first: Int!) { issuedTokens(first: $first) { nodes { id app requester repositories cached expiresAt } pageInfo { hasNextPage endCursor } } }",
+      () => big.tokens.admin,
+      (d) => d.issuedTokens.nodes.length,
+    ),
   ],
   "Query.tasks": [
-    paged("tasks", "query ($first: Int!) { tasks(first: $first) { edges { cursor node { id kind status payload } } pageInfo { hasNextPage } } }", () => big.tokens.viewer, (d) => d.tasks.edges.length),
+    paged(
+      "tasks",
+      "query ($first: Int!) { tasks(first: $first) { edges { cursor node { id kind status payload } } pageInfo { hasNextPage } } }",
+      () => big.tokens.viewer,
+      (d) => d.tasks.edges.length,
+    ),
   ],
-  "Query.pendingTasks": [paged("pendingTasks", "query ($first: Int!) { pendingTasks(first: $first) { id kind payload deadlineAt } }", () => taskAgentToken, (d) => d.pendingTasks.length)],
+  "Query.pendingTasks": [
+    paged(
+      "pendingTasks",
+      "query ($first: Int!) { pendingTasks(first: $first) { id kind payload deadlineAt } }",
+      () => taskAgentToken,
+      (d) => d.pendingTasks.length,
+    ),
+  ],
   "Query.enrollmentKeys": [unpaged("enrollmentKeys", "{ enrollmentKeys { id prefix state uses tags } }", (d) => d.enrollmentKeys.length)],
   "Query.tokenPolicies": [unpaged("tokenPolicies", "{ tokenPolicies { name app repositories permissions } }", (d) => d.tokenPolicies.length)],
   "Query.tenants": [
@@ -181,7 +248,9 @@ const CASES: Record<string, ListCase[]> = {
 
 describe("round trips of every list of the schema", () => {
   it("every list field has a case here, and every case a list field", () => {
-    const fields = listFieldsOf(schema.getQueryType()!).map((f) => f.name).sort();
+    const fields = listFieldsOf(schema.getQueryType()!)
+      .map((f) => f.name)
+      .sort();
     expect(Object.keys(CASES).sort()).toEqual(fields);
   });
 

@@ -9,10 +9,15 @@ describe("logs", () => {
   let app: TestApp;
   let tenant: SeededTenant;
   beforeAll(async () => {
-    const logger = createLogger({ level: "debug", destination: { write: (s: string) => {
-    raw.push(s);
-    lines.push(JSON.parse(s));
-  } } });
+    const logger = createLogger({
+      level: "debug",
+      destination: {
+        write: (s: string) => {
+          raw.push(s);
+          lines.push(JSON.parse(s));
+        },
+      },
+    });
     app = await createTestApp({ logger });
     tenant = await app.seedTenant();
   });
@@ -45,7 +50,10 @@ describe("logs", () => {
   });
 
   it("never hold the tokens, even when a caller's object is logged", async () => {
-    app.kp.deps.logger.info({ authorization: `Bearer ${tenant.tokens.admin}`, nested: { token: tenant.tokens.editor, refreshToken: tenant.tokens.service } }, "object with secrets");
+    app.kp.deps.logger.info(
+      { authorization: `Bearer ${tenant.tokens.admin}`, nested: { token: tenant.tokens.editor, refreshToken: tenant.tokens.service } },
+      "object with secrets",
+    );
     const text = raw.join("");
     for (const token of Object.values(tenant.tokens)) expect(text).not.toContain(token);
     expect(text).toContain("[redacted]");

@@ -39,7 +39,12 @@ describe("observability", () => {
       // A refused token: the request writes lines of its own (auth failure) besides its request line.
       const res = await fetch(`${app.url}/graphql`, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: "Bearer not-a-jwt", traceparent: `00-${traceId}-${parentId}-01`, "x-request-id": "trace-test-1" },
+        headers: {
+          "content-type": "application/json",
+          authorization: "Bearer not-a-jwt",
+          traceparent: `00-${traceId}-${parentId}-01`,
+          "x-request-id": "trace-test-1",
+        },
         body: JSON.stringify({ query: "{ me { subject } }" }),
       });
       expect(res.status).toBe(401);
@@ -97,7 +102,12 @@ describe("observability", () => {
       expect(res.status).toBe(200);
       const res2 = await fetch(`${app.url}/graphql`, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${tenant.tokens.viewer}`, traceparent: `01-${traceId}-${parentId}-01-future`, "x-request-id": "trace-test-v2" },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${tenant.tokens.viewer}`,
+          traceparent: `01-${traceId}-${parentId}-01-future`,
+          "x-request-id": "trace-test-v2",
+        },
         body: JSON.stringify({ query: "{ me { subject } }" }),
       });
       await res2.text();
@@ -116,7 +126,9 @@ describe("observability", () => {
       const text = await metrics();
       expect(sample(text, "keyplane_graphql_operations_total", { type: "query", operation: "WhoAmI", root_field: "me", outcome: "ok" })).toBe(2);
       expect(sample(text, "keyplane_graphql_operations_total", { type: "query", operation: "anonymous", root_field: "tenant", outcome: "ok" })).toBe(1);
-      expect(sample(text, "keyplane_graphql_operations_total", { type: "mutation", operation: "Issue", root_field: "issueServiceToken", outcome: "FORBIDDEN" })).toBe(1);
+      expect(
+        sample(text, "keyplane_graphql_operations_total", { type: "mutation", operation: "Issue", root_field: "issueServiceToken", outcome: "FORBIDDEN" }),
+      ).toBe(1);
       expect(sample(text, "keyplane_graphql_operation_duration_seconds_count", { type: "query", operation: "WhoAmI" })).toBe(2);
       expect(sample(text, "keyplane_graphql_operation_duration_seconds_sum", { type: "query", operation: "WhoAmI" })).toBeGreaterThan(0);
     });
@@ -126,7 +138,10 @@ describe("observability", () => {
       try {
         await subscriber.connected;
         // Counted once the subscription has started, which is after the connection's ack.
-        const subscriptions = () => metrics().then((text) => sample(text, "keyplane_graphql_operations_total", { type: "subscription", operation: "anonymous", root_field: "tenantEvents", outcome: "ok" }));
+        const subscriptions = () =>
+          metrics().then((text) =>
+            sample(text, "keyplane_graphql_operations_total", { type: "subscription", operation: "anonymous", root_field: "tenantEvents", outcome: "ok" }),
+          );
         await waitFor("the subscription to be counted", async () => (await subscriptions()) !== undefined);
         expect(await subscriptions()).toBe(1);
         await app.gql('mutation { issueServiceToken(input: { subject: "lag-probe" }) { tokenId } }', {}, { token: tenant.tokens.admin });

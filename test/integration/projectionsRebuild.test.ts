@@ -27,16 +27,20 @@ describe("keyplane projections rebuild", () => {
     for (let i = 0; i < 3; i++) {
       const { tokens } = await app.seedTenant({ tier: i === 0 ? "pro" : "free" });
       const issued = await app.gql(
-        "mutation { issueServiceToken(input: {subject: \"ci\", refreshable: true}) { tokenId refreshToken accessToken } }",
+        'mutation { issueServiceToken(input: {subject: "ci", refreshable: true}) { tokenId refreshToken accessToken } }',
         {},
         { token: tokens.admin },
       );
       registerSecret(issued.data.issueServiceToken.refreshToken);
       registerSecret(issued.data.issueServiceToken.accessToken);
-      await app.gql("mutation($r: String!) { refreshSession(refreshToken: $r) { tokenId refreshToken accessToken } }", { r: issued.data.issueServiceToken.refreshToken }).then((r) => {
-        registerSecret(r.data.refreshSession.refreshToken);
-        registerSecret(r.data.refreshSession.accessToken);
-      });
+      await app
+        .gql("mutation($r: String!) { refreshSession(refreshToken: $r) { tokenId refreshToken accessToken } }", {
+          r: issued.data.issueServiceToken.refreshToken,
+        })
+        .then((r) => {
+          registerSecret(r.data.refreshSession.refreshToken);
+          registerSecret(r.data.refreshSession.accessToken);
+        });
       const me = await app.gql("{ me { tokenId } }", {}, { token: tokens.viewer });
       await app.gql("mutation($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId } }", { id: me.data.me.tokenId }, { token: tokens.admin });
     }

@@ -63,7 +63,14 @@ describe("GitHub App provider", () => {
     gh = await startFakeGitHub();
     app = await gh.createApp({ slug: "keyplane-test", setupUrl: redirectUri });
     github = gitHubProvider(
-      { name: "keyplane-test", appId: String(app.appId), slug: app.slug, privateKey: createPrivateKey(app.privateKeyPem), clientId: app.clientId, clientSecret: app.clientSecret },
+      {
+        name: "keyplane-test",
+        appId: String(app.appId),
+        slug: app.slug,
+        privateKey: createPrivateKey(app.privateKeyPem),
+        clientId: app.clientId,
+        clientSecret: app.clientSecret,
+      },
       gh.url,
     );
   });
@@ -114,7 +121,12 @@ describe("GitHub App provider", () => {
   });
 
   it("refuses a callback claiming an installation the user cannot see", async () => {
-    const victim = gh.addInstallation({ appId: app.appId, account: { login: "victim-org", type: "Organization" }, repositories: ["secrets"], permissions: { contents: "read" } });
+    const victim = gh.addInstallation({
+      appId: app.appId,
+      account: { login: "victim-org", type: "Organization" },
+      repositories: ["secrets"],
+      permissions: { contents: "read" },
+    });
     // mallory installs the app on her own account, then swaps the installation id in the callback.
     const query = await install("mallory", "User");
     query.set("installation_id", String(victim.id));
@@ -143,7 +155,10 @@ describe("GitHub App provider", () => {
     for (const bad of [null, "", "12abc", "-4", "1e3", "0"]) {
       const q = new URLSearchParams({ code: "x", setup_action: "install" });
       if (bad !== null) q.set("installation_id", bad);
-      expect(await providerError(github.completeInstallation({ query: q, redirectUri }))).toMatchObject({ providerCode: "invalid_installation_id", kind: "invalid" });
+      expect(await providerError(github.completeInstallation({ query: q, redirectUri }))).toMatchObject({
+        providerCode: "invalid_installation_id",
+        kind: "invalid",
+      });
     }
   });
 
@@ -154,8 +169,17 @@ describe("GitHub App provider", () => {
 
   it("takes installation_id alone when no OAuth client is configured", async () => {
     const plain = gitHubProvider({ name: "plain", appId: String(app.appId), slug: app.slug, privateKey: createPrivateKey(app.privateKeyPem) }, gh.url);
-    const installation = gh.addInstallation({ appId: app.appId, account: { login: "plain-user", type: "User" }, repositories: ["x"], permissions: { metadata: "read" }, repositorySelection: "all" });
-    const { info } = await plain.completeInstallation({ query: new URLSearchParams({ installation_id: String(installation.id), setup_action: "install" }), redirectUri });
+    const installation = gh.addInstallation({
+      appId: app.appId,
+      account: { login: "plain-user", type: "User" },
+      repositories: ["x"],
+      permissions: { metadata: "read" },
+      repositorySelection: "all",
+    });
+    const { info } = await plain.completeInstallation({
+      query: new URLSearchParams({ installation_id: String(installation.id), setup_action: "install" }),
+      redirectUri,
+    });
     expect(info).toMatchObject({ externalId: String(installation.id), account: { login: "plain-user", type: "User" }, repositorySelection: "all" });
   });
 
@@ -163,19 +187,33 @@ describe("GitHub App provider", () => {
     const missing = await providerError(github.installationInfo({ externalId: "999999999" }));
     expect(missing).toMatchObject({ providerCode: "not_found", kind: "rejected", httpStatus: 404 });
 
-    const installation = gh.addInstallation({ appId: app.appId, account: { login: "flaky", type: "Organization" }, repositories: ["x"], permissions: { metadata: "read" } });
+    const installation = gh.addInstallation({
+      appId: app.appId,
+      account: { login: "flaky", type: "Organization" },
+      repositories: ["x"],
+      permissions: { metadata: "read" },
+    });
     gh.failNext("/app/installations", { status: 502 });
     expect(await providerError(github.installationInfo({ externalId: String(installation.id) }))).toMatchObject({ kind: "transient", httpStatus: 502 });
     gh.failNext("/app/installations", { status: 429, body: { message: "API rate limit exceeded" } });
     expect(await providerError(github.mintInstallationToken!(String(installation.id)))).toMatchObject({ kind: "transient", httpStatus: 429 });
-    gh.failNext("/app/installations", { status: 403, body: { message: "API rate limit exceeded for installation" }, headers: { "x-ratelimit-remaining": "0" } });
+    gh.failNext("/app/installations", {
+      status: 403,
+      body: { message: "API rate limit exceeded for installation" },
+      headers: { "x-ratelimit-remaining": "0" },
+    });
     expect(await providerError(github.installationInfo({ externalId: String(installation.id) }))).toMatchObject({ kind: "transient", httpStatus: 403 });
     // And the next call goes through.
     expect((await github.installationInfo({ externalId: String(installation.id) })).account.login).toBe("flaky");
   });
 
   it("refuses tokens for a suspended installation", async () => {
-    const installation = gh.addInstallation({ appId: app.appId, account: { login: "paused", type: "Organization" }, repositories: ["x"], permissions: { metadata: "read" } });
+    const installation = gh.addInstallation({
+      appId: app.appId,
+      account: { login: "paused", type: "Organization" },
+      repositories: ["x"],
+      permissions: { metadata: "read" },
+    });
     gh.suspend(installation.id);
     const error = await providerError(github.mintInstallationToken!(String(installation.id)));
     expect(error).toMatchObject({ providerCode: "this_installation_has_been_suspended", kind: "rejected", httpStatus: 403 });
@@ -196,7 +234,12 @@ describe("GitHub App provider", () => {
   it("reports a private key GitHub does not know as rejected, without the JWT", async () => {
     const other = await gh.createApp({ slug: "keyplane-other" });
     const wrongKey = gitHubProvider({ name: "wrong-key", appId: String(app.appId), slug: app.slug, privateKey: createPrivateKey(other.privateKeyPem) }, gh.url);
-    const installation = gh.addInstallation({ appId: app.appId, account: { login: "keyless", type: "Organization" }, repositories: ["x"], permissions: { metadata: "read" } });
+    const installation = gh.addInstallation({
+      appId: app.appId,
+      account: { login: "keyless", type: "Organization" },
+      repositories: ["x"],
+      permissions: { metadata: "read" },
+    });
     const error = await providerError(wrongKey.mintInstallationToken!(String(installation.id)));
     expect(error).toMatchObject({ platform: "github", kind: "rejected", httpStatus: 401 });
     expect(everythingIn(error)).not.toMatch(/eyJ/); // no JWT
@@ -226,7 +269,12 @@ describe("Slack provider", () => {
   it("builds the authorize URL beside the API", () => {
     const url = new URL(provider.authorizationUrl({ state: "s-2", redirectUri }));
     expect(`${url.origin}${url.pathname}`).toBe(`${slack.url}/oauth/v2/authorize`);
-    expect(Object.fromEntries(url.searchParams)).toEqual({ client_id: clientId, scope: "chat:write,channels:read,team:read", redirect_uri: redirectUri, state: "s-2" });
+    expect(Object.fromEntries(url.searchParams)).toEqual({
+      client_id: clientId,
+      scope: "chat:write,channels:read,team:read",
+      redirect_uri: redirectUri,
+      state: "s-2",
+    });
   });
 
   it("completes an installation with rotating credentials and the workspace's facts", async () => {
@@ -242,7 +290,10 @@ describe("Slack provider", () => {
       scopes: ["chat:write", "channels:read", "team:read"],
       details: { appId: slack.appId, botUserId: expect.stringMatching(/^U/) },
     });
-    expect(await provider.installationInfo({ externalId: team.id, accessToken: credentials!.accessToken })).toMatchObject({ externalId: team.id, account: info.account });
+    expect(await provider.installationInfo({ externalId: team.id, accessToken: credentials!.accessToken })).toMatchObject({
+      externalId: team.id,
+      account: info.account,
+    });
   });
 
   it("rotates the refresh token; the spent one is rejected", async () => {
@@ -271,7 +322,10 @@ describe("Slack provider", () => {
   it("maps refusals, Slack errors and outages", async () => {
     slack.denyNext();
     const denied = await browse(provider.authorizationUrl({ state: "d", redirectUri }), redirectUri);
-    expect(await providerError(provider.completeInstallation({ query: denied, redirectUri }))).toMatchObject({ providerCode: "access_denied", kind: "rejected" });
+    expect(await providerError(provider.completeInstallation({ query: denied, redirectUri }))).toMatchObject({
+      providerCode: "access_denied",
+      kind: "rejected",
+    });
 
     const { team, query, completed } = await install();
     // A code works once.
@@ -283,7 +337,11 @@ describe("Slack provider", () => {
     slack.failNext("team.info", { status: 503 });
     expect(await providerError(provider.installationInfo({ externalId: team.id, accessToken: token }))).toMatchObject({ kind: "transient", httpStatus: 503 });
     slack.failNext("team.info", { status: 429, retryAfterSeconds: 1 });
-    expect(await providerError(provider.installationInfo({ externalId: team.id, accessToken: token }))).toMatchObject({ providerCode: "rate_limited", kind: "transient", httpStatus: 429 });
+    expect(await providerError(provider.installationInfo({ externalId: team.id, accessToken: token }))).toMatchObject({
+      providerCode: "rate_limited",
+      kind: "transient",
+      httpStatus: 429,
+    });
     slack.failNext("oauth.v2.access", { error: "ratelimited" });
     expect(await providerError(provider.refresh(completed.credentials!.refreshToken!))).toMatchObject({ providerCode: "ratelimited", kind: "transient" });
     slack.failNext("oauth.v2.access", { error: "internal_error" });
@@ -296,7 +354,9 @@ describe("Slack provider", () => {
     expect(expired).toMatchObject({ providerCode: "token_expired", kind: "rejected" });
     expect(everythingIn(expired)).not.toContain(token);
 
-    expect(await providerError(provider.installationInfo({ externalId: "T0SOMEONEELSE", accessToken: (await install()).completed.credentials!.accessToken }))).toMatchObject({
+    expect(
+      await providerError(provider.installationInfo({ externalId: "T0SOMEONEELSE", accessToken: (await install()).completed.credentials!.accessToken })),
+    ).toMatchObject({
       providerCode: "team_mismatch",
     });
   });
@@ -309,7 +369,10 @@ describe("Slack provider", () => {
     await provider.revoke({ externalId: team.id, accessToken });
     await provider.revoke({ externalId: team.id, accessToken: "xoxb-never-issued" });
     expect(await providerError(provider.refresh(refreshToken!))).toMatchObject({ kind: "rejected" });
-    expect(await providerError(provider.installationInfo({ externalId: team.id, accessToken }))).toMatchObject({ providerCode: "token_revoked", kind: "rejected" });
+    expect(await providerError(provider.installationInfo({ externalId: team.id, accessToken }))).toMatchObject({
+      providerCode: "token_revoked",
+      kind: "rejected",
+    });
   });
 });
 
@@ -323,7 +386,10 @@ describe("Jira (Atlassian 3LO) provider", () => {
   beforeAll(async () => {
     atlassian = await startFakeAtlassian({ clientId, clientSecret, redirectUri });
     // offline_access left out on purpose: the provider adds it.
-    jira = createJiraProvider({ clientId, clientSecret, scopes: ["read:jira-work", "write:jira-work"], authUrl: atlassian.url, apiUrl: atlassian.url }, TIMEOUT_MS);
+    jira = createJiraProvider(
+      { clientId, clientSecret, scopes: ["read:jira-work", "write:jira-work"], authUrl: atlassian.url, apiUrl: atlassian.url },
+      TIMEOUT_MS,
+    );
   });
   afterAll(() => atlassian.close());
 
@@ -387,7 +453,10 @@ describe("Jira (Atlassian 3LO) provider", () => {
 
     atlassian.denyNext();
     const denied = await browse(jira.authorizationUrl({ state: "d", redirectUri, codeChallenge: pkceChallenge(newPkceVerifier()) }), redirectUri);
-    expect(await providerError(jira.completeInstallation({ query: denied, redirectUri, codeVerifier: "v" }))).toMatchObject({ providerCode: "access_denied", kind: "rejected" });
+    expect(await providerError(jira.completeInstallation({ query: denied, redirectUri, codeVerifier: "v" }))).toMatchObject({
+      providerCode: "access_denied",
+      kind: "rejected",
+    });
   });
 
   it("rotates refresh tokens: the returned one replaces the old, reusing the old is rejected", async () => {
@@ -435,7 +504,10 @@ describe("Jira (Atlassian 3LO) provider", () => {
   });
 
   it("refuses wrong client credentials as Keyplane's fault, not the grant's", async () => {
-    const misconfigured = createJiraProvider({ clientId, clientSecret: "wrong", scopes: ["read:jira-work"], authUrl: atlassian.url, apiUrl: atlassian.url }, TIMEOUT_MS);
+    const misconfigured = createJiraProvider(
+      { clientId, clientSecret: "wrong", scopes: ["read:jira-work"], authUrl: atlassian.url, apiUrl: atlassian.url },
+      TIMEOUT_MS,
+    );
     expect(await providerError(misconfigured.refresh("some-refresh-token"))).toMatchObject({ providerCode: "access_denied", kind: "invalid", httpStatus: 401 });
   });
 });
@@ -493,7 +565,10 @@ describe("providers: registry, PKCE, HTTP failures", () => {
       await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", () => resolve()));
       const port = (closed.address() as AddressInfo).port;
       await new Promise<void>((resolve) => closed.close(() => resolve()));
-      const jira = createJiraProvider({ clientId: "c", clientSecret: "s", scopes: ["read:jira-work"], authUrl: `http://127.0.0.1:${port}`, apiUrl: `http://127.0.0.1:${port}` }, 1000);
+      const jira = createJiraProvider(
+        { clientId: "c", clientSecret: "s", scopes: ["read:jira-work"], authUrl: `http://127.0.0.1:${port}`, apiUrl: `http://127.0.0.1:${port}` },
+        1000,
+      );
       expect(await providerError(jira.refresh("r"))).toMatchObject({ providerCode: "network_error", kind: "transient" });
     });
   });

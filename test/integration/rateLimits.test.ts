@@ -115,7 +115,11 @@ describe("per-principal and burst limits", () => {
   afterAll(() => app?.close());
 
   it("a principal gets 100 requests a minute; another principal of the tenant still gets through", async () => {
-    const appNoBurst = await createTestApp({ name: "limits-principal", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000" } });
+    const appNoBurst = await createTestApp({
+      name: "limits-principal",
+      database: app.database,
+      env: { ...LIMITS_ON, RATE_LIMIT_BURST_PER_10_SECONDS: "enterprise:100000" },
+    });
     try {
       const t = await appNoBurst.seedTenant({ tier: "enterprise" });
       const responses = await flood(appNoBurst, t.tokens.viewer, 105, 25);
@@ -216,7 +220,10 @@ describe("per-principal and burst limits", () => {
       const made = await guarded.gql("mutation { createEnrollmentKey(input: {}) { key } }", {}, { token: victim.tokens.admin });
       const key = made.data.createEnrollmentKey.key as string;
       registerSecret(key);
-      const enroll = (k: string) => guarded.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { tenantId accessToken refreshToken } }", { input: { key: k, hostname: "nat-host", os: "linux", arch: "x64", agentVersion: "1" } });
+      const enroll = (k: string) =>
+        guarded.gql("mutation ($input: EnrollAgentInput!) { enrollAgent(input: $input) { tenantId accessToken refreshToken } }", {
+          input: { key: k, hostname: "nat-host", os: "linux", arch: "x64", agentVersion: "1" },
+        });
       const enrolled = await enroll(key);
       expect(enrolled.errors, JSON.stringify(enrolled.errors)).toBeUndefined();
       registerSecret(enrolled.data.enrollAgent.accessToken);
@@ -244,7 +251,12 @@ describe("per-principal and burst limits", () => {
 
       // Recorded in the platform log, sampled (no secret in them): the failures and the refusal for the limit.
       const platform = await withPlatform(guarded.kp.deps.db, (trx) =>
-        trx.selectFrom("events").select(["event_type", "data"]).where("tenant_id", "=", PLATFORM_TENANT).where("event_type", "in", ["auth.failed", "access.denied"]).execute(),
+        trx
+          .selectFrom("events")
+          .select(["event_type", "data"])
+          .where("tenant_id", "=", PLATFORM_TENANT)
+          .where("event_type", "in", ["auth.failed", "access.denied"])
+          .execute(),
       );
       expect(platform.some((e) => e.event_type === "auth.failed" && (e.data as any).reason === "malformed")).toBe(true);
       expect(platform.filter((e) => e.event_type === "access.denied" && (e.data as any).reason === "rate-limit:auth-failures")).toEqual([
@@ -253,7 +265,14 @@ describe("per-principal and burst limits", () => {
       expect(JSON.stringify(platform)).not.toContain("not-a-token");
       // Nothing of the tokens in the tenants' own logs (the used key's refusal is its tenant's).
       const securityEvents = (t: SeededTenant) =>
-        withTenant(guarded.kp.deps.db, t.tenantId, (trx) => trx.selectFrom("events").select(["event_type", "data"]).where("tenant_id", "=", t.tenantId).where("event_type", "in", ["auth.failed", "access.denied"]).execute());
+        withTenant(guarded.kp.deps.db, t.tenantId, (trx) =>
+          trx
+            .selectFrom("events")
+            .select(["event_type", "data"])
+            .where("tenant_id", "=", t.tenantId)
+            .where("event_type", "in", ["auth.failed", "access.denied"])
+            .execute(),
+        );
       expect(await securityEvents(other)).toEqual([]);
       expect((await securityEvents(victim)).map((e) => [e.event_type, (e.data as any).reason])).toEqual([["auth.failed", "enrollment-key-used-up"]]);
     } finally {
@@ -262,9 +281,14 @@ describe("per-principal and burst limits", () => {
   });
 
   it("webhooks and OAuth redirects are limited per source address: 429 with Retry-After and RateLimit headers", async () => {
-    const hooks = await createTestApp({ name: "limits-webhooks", database: app.database, env: { ...LIMITS_ON, RATE_LIMIT_WEBHOOKS_PER_MINUTE: "2", RATE_LIMIT_OAUTH_PER_MINUTE: "1" } });
+    const hooks = await createTestApp({
+      name: "limits-webhooks",
+      database: app.database,
+      env: { ...LIMITS_ON, RATE_LIMIT_WEBHOOKS_PER_MINUTE: "2", RATE_LIMIT_OAUTH_PER_MINUTE: "1" },
+    });
     try {
-      const post = () => fetch(`${hooks.url}/webhooks/github`, { method: "POST", headers: { "content-type": "application/json", "x-github-event": "ping" }, body: "{}" });
+      const post = () =>
+        fetch(`${hooks.url}/webhooks/github`, { method: "POST", headers: { "content-type": "application/json", "x-github-event": "ping" }, body: "{}" });
       const first = await post();
       expect(first.status).not.toBe(429);
       expect(item(first.headers.get("ratelimit"), "webhooks")).toMatchObject({ r: "1" });
@@ -295,7 +319,13 @@ describe("query cost budget", () => {
     const query = "{ agents(first: 100) { nodes { id } } }"; // 1 connection + 100 agents
     const first = await app.gql(query, {}, { token: t.tokens.viewer });
     expect(first.errors).toBeUndefined();
-    const ext = (await (await fetch(`${app.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${t.tokens.viewer}` }, body: JSON.stringify({ query }) })).json()) as {
+    const ext = (await (
+      await fetch(`${app.url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${t.tokens.viewer}` },
+        body: JSON.stringify({ query }),
+      })
+    ).json()) as {
       extensions: { cost: Record<string, number> };
     };
     expect(ext.extensions.cost).toMatchObject({ requested: 101, maximum: 1000, budget: 250, remaining: 48 });
@@ -323,7 +353,9 @@ describe("audit exports", () => {
 
   const exportOf = (token: string) => fetch(`${app.url}/audit/export`, { headers: { authorization: `Bearer ${token}` } });
   const exportsRecorded = (tenantId: string) =>
-    withTenant(app.kp.deps.db, tenantId, (trx) => trx.selectFrom("events").select("tenant_seq").where("tenant_id", "=", tenantId).where("event_type", "=", "audit.exported").execute());
+    withTenant(app.kp.deps.db, tenantId, (trx) =>
+      trx.selectFrom("events").select("tenant_seq").where("tenant_id", "=", tenantId).where("event_type", "=", "audit.exported").execute(),
+    );
 
   it("a tenant gets RATE_LIMIT_AUDIT_EXPORTS_PER_HOUR exports an hour; the next is 429 with Retry-After, and is not recorded as an export", async () => {
     const t = await app.seedTenant({ tier: "enterprise" });
@@ -370,7 +402,9 @@ describe("two Keyplanes on one database (RATE_LIMIT_STORE=database)", () => {
     const responses = (await Promise.all([flood(one, t.tokens.viewer, 45, 15), flood(two, second, 45, 15)])).flat();
     expect(accepted(responses)).toBe(60);
     expect(limited(responses)).toHaveLength(30);
-    const rows = await sql<{ key: string; points: number }>`select key, points from rate_limits where key = ${`kp:tenant:${t.tenantId}`}`.execute(one.kp.deps.db);
+    const rows = await sql<{ key: string; points: number }>`select key, points from rate_limits where key = ${`kp:tenant:${t.tenantId}`}`.execute(
+      one.kp.deps.db,
+    );
     expect(Number(rows.rows[0]!.points)).toBe(90);
   });
 
@@ -396,13 +430,23 @@ describe("graphql-ws operations", () => {
   it("count as requests of the tenant and are refused with RATE_LIMITED once its quota is used", async () => {
     const t = await app.seedTenant({ tier: "free" });
     expect(accepted(await flood(app, t.tokens.viewer, 59))).toBe(59);
-    const client = createClient({ url: `${app.url.replace(/^http/, "ws")}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${t.tokens.viewer}` }, retryAttempts: 0, lazy: true });
+    const client = createClient({
+      url: `${app.url.replace(/^http/, "ws")}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${t.tokens.viewer}` },
+      retryAttempts: 0,
+      lazy: true,
+    });
     const once = () =>
       new Promise<{ data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> }>((resolve) => {
         let last: { data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> } = {};
         client.subscribe(
           { query: "subscription { ticks(count: 1, intervalMs: 10) }" },
-          { next: (v) => (last = v as typeof last), error: (e) => resolve({ errors: Array.isArray(e) ? e : [{ extensions: { message: String(e) } }] }), complete: () => resolve(last) },
+          {
+            next: (v) => (last = v as typeof last),
+            error: (e) => resolve({ errors: Array.isArray(e) ? e : [{ extensions: { message: String(e) } }] }),
+            complete: () => resolve(last),
+          },
         );
       });
     try {

@@ -40,7 +40,9 @@ describe("round trips per request", () => {
   it("createTenant and changeTenantTier: one transaction each, answering the tenant as it projected", async () => {
     const platform = await app.platformToken();
     await roundTrips("{ me { __typename } }", {}, platform); // its standing known: authentication costs nothing
-    expect(await roundTrips('mutation { createTenant(input: { id: "budget-tenant", name: "Budget" }) { id tier version } }', {}, platform)).toBeLessThanOrEqual(5);
+    expect(await roundTrips('mutation { createTenant(input: { id: "budget-tenant", name: "Budget" }) { id tier version } }', {}, platform)).toBeLessThanOrEqual(
+      5,
+    );
     expect(await roundTrips('mutation { changeTenantTier(id: "budget-tenant", tier: pro) { tier version } }', {}, platform)).toBeLessThanOrEqual(5);
   });
 });

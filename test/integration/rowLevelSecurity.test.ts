@@ -17,11 +17,13 @@ describe("row-level security on tenant tables", () => {
     const db = database.db;
     for (const id of ["rls-a", "rls-b"]) await createTenant({ db, now: () => new Date() }, systemActor("rls-test"), { id, name: id });
     const schema = database.schema ?? "public";
-    for (const statement of !PROBE_ROLE ? [] : [
-      `do $$ begin if not exists (select 1 from pg_roles where rolname = '${PROBE_ROLE}') then create role ${PROBE_ROLE} nologin; end if; exception when duplicate_object or unique_violation then null; end $$`,
-      `grant usage on schema ${schema} to ${PROBE_ROLE}`,
-      `grant select, insert on all tables in schema ${schema} to ${PROBE_ROLE}`,
-    ]) {
+    for (const statement of !PROBE_ROLE
+      ? []
+      : [
+          `do $$ begin if not exists (select 1 from pg_roles where rolname = '${PROBE_ROLE}') then create role ${PROBE_ROLE} nologin; end if; exception when duplicate_object or unique_violation then null; end $$`,
+          `grant usage on schema ${schema} to ${PROBE_ROLE}`,
+          `grant select, insert on all tables in schema ${schema} to ${PROBE_ROLE}`,
+        ]) {
       await sql.raw(statement).execute(db);
     }
   });
@@ -48,7 +50,9 @@ describe("row-level security on tenant tables", () => {
       where c.relkind = 'r' and n.nspname = current_schema()
         and (exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)
              or c.relname in ('webhook_deliveries', 'webhook_payloads', 'github_unclaimed_installations'))`.execute(database.db);
-    expect(rows.map((r) => r.table)).toEqual(expect.arrayContaining(["events", "installations", "installation_secrets", "oauth_states", "webhook_deliveries", "webhook_payloads"]));
+    expect(rows.map((r) => r.table)).toEqual(
+      expect.arrayContaining(["events", "installations", "installation_secrets", "oauth_states", "webhook_deliveries", "webhook_payloads"]),
+    );
     expect(rows.filter((r) => !r.rls || !r.forced).map((r) => r.table)).toEqual([]);
   });
 

@@ -20,17 +20,28 @@ afterAll(async () => {
 
 async function securityEvents(tenantId: string, since = 0): Promise<StoredEvent[]> {
   const query = (trx: Tx) =>
-    trx.selectFrom("events").selectAll().where("tenant_id", "=", tenantId).where("stream_type", "=", "security").where("tenant_seq", ">", since).orderBy("tenant_seq").execute();
+    trx
+      .selectFrom("events")
+      .selectAll()
+      .where("tenant_id", "=", tenantId)
+      .where("stream_type", "=", "security")
+      .where("tenant_seq", ">", since)
+      .orderBy("tenant_seq")
+      .execute();
   const rows = tenantId === PLATFORM_TENANT ? await withPlatform(app.kp.deps.db, query) : await withTenant(app.kp.deps.db, tenantId, query);
   return rows.map(rowToStoredEvent);
 }
 
-const head = async (tenantId: string) => ((await securityEvents(tenantId)).at(-1)?.sequence ?? 0);
+const head = async (tenantId: string) => (await securityEvents(tenantId)).at(-1)?.sequence ?? 0;
 
 describe("security events", () => {
   it("a forbidden operation is recorded in the tenant's log with who, from where, which request, what and how it ended", async () => {
     const t = await app.seedTenant();
-    const res = await app.gql(`mutation { publishAgent(id: "00000000-0000-4000-8000-000000000000") { id } }`, {}, { token: t.tokens.viewer, headers: { "x-request-id": "req-forbidden-1", "x-forwarded-for": "203.0.113.9" } });
+    const res = await app.gql(
+      `mutation { publishAgent(id: "00000000-0000-4000-8000-000000000000") { id } }`,
+      {},
+      { token: t.tokens.viewer, headers: { "x-request-id": "req-forbidden-1", "x-forwarded-for": "203.0.113.9" } },
+    );
     expect(res.errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
     const [event] = (await securityEvents(t.tenantId)).filter((e) => e.type === "access.denied");
     expect(event).toBeDefined();

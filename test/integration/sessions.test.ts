@@ -48,7 +48,11 @@ async function issue(adminToken: string, subject = "ci-runner"): Promise<Pair> {
 }
 
 function refresh(refreshToken: string, options: { token?: string; requestId?: string } = {}): Promise<GraphQLResponse> {
-  return app.gql(REFRESH, { refreshToken }, { ...(options.token ? { token: options.token } : {}), headers: options.requestId ? { "x-request-id": options.requestId } : {} });
+  return app.gql(
+    REFRESH,
+    { refreshToken },
+    { ...(options.token ? { token: options.token } : {}), headers: options.requestId ? { "x-request-id": options.requestId } : {} },
+  );
 }
 
 async function refreshOk(refreshToken: string): Promise<Pair> {
@@ -189,7 +193,10 @@ describe("refreshSession", () => {
     const refusedAccess = log.filter((e) => e.event_type === "auth.failed" && dataOf(e).reason === "revoked");
     expect(refusedAccess.length).toBeGreaterThanOrEqual(1);
     expect(dataOf(refusedAccess[0]!).level).toBe("critical");
-    expectNoSecretsIn(log, [first, second, third].flatMap((p) => [p.accessToken, p.refreshToken]));
+    expectNoSecretsIn(
+      log,
+      [first, second, third].flatMap((p) => [p.accessToken, p.refreshToken]),
+    );
 
     // The tenant's admin sees both in the audit log.
     const audit = await app.gql(
@@ -259,4 +266,3 @@ describe("refresh and access tokens are not interchangeable", () => {
     expect((await tenantLog(tenantId)).filter((e) => e.event_type === "session.refreshed")).toHaveLength(1);
   });
 });
-

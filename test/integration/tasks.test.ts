@@ -18,7 +18,8 @@ import { waitFor } from "../testkit/waitFor.ts";
 // claims it once, reports progress and finishes it; the deadline times it out. Agents are created and
 // enrolled through the real API, and act with the credential enrollment gave them.
 
-const TASK = "id agentId kind payload status timeoutSeconds dispatchedAt dispatchedBy claimedAt finishedAt deadlineAt progress progressMessage result error version";
+const TASK =
+  "id agentId kind payload status timeoutSeconds dispatchedAt dispatchedBy claimedAt finishedAt deadlineAt progress progressMessage result error version";
 const DISPATCH = `mutation ($input: DispatchTaskInput!) { dispatchTask(input: $input) { ${TASK} } }`;
 const PENDING = `query ($first: Int!) { pendingTasks(first: $first) { ${TASK} } }`;
 const CLAIM = `mutation ($id: ID!) { claimTask(id: $id) { ${TASK} } }`;
@@ -82,7 +83,11 @@ async function dispatched(agentId: string, input: Record<string, unknown> = {}, 
 }
 
 async function auditOf(taskId: string, t: SeededTenant = tenant) {
-  const res = await app.gql("query ($streamId: String) { auditLog(first: 100, filter: { streamId: $streamId }) { edges { node { type data metadata } } } }", { streamId: taskId }, { token: t.tokens.admin });
+  const res = await app.gql(
+    "query ($streamId: String) { auditLog(first: 100, filter: { streamId: $streamId }) { edges { node { type data metadata } } } }",
+    { streamId: taskId },
+    { token: t.tokens.admin },
+  );
   return ok(res).auditLog.edges.map((e: any) => e.node);
 }
 
@@ -96,7 +101,17 @@ const pastDeadline = (...tasks: Array<{ deadlineAt: string }>) => clock.advanceT
 describe("a task's life", () => {
   it("dispatch -> the agent polls it -> claim -> progress -> complete: each step an event, the task shows the result", async () => {
     const task = await dispatched(agentA.agentId, { kind: "echo", payload: { say: "hi", n: [1, 2] }, timeoutSeconds: 120 });
-    expect(task).toMatchObject({ agentId: agentA.agentId, kind: "echo", payload: { say: "hi", n: [1, 2] }, status: "pending", timeoutSeconds: 120, dispatchedBy: `editor@${tenant.tenantId}`, claimedAt: null, finishedAt: null, version: 1 });
+    expect(task).toMatchObject({
+      agentId: agentA.agentId,
+      kind: "echo",
+      payload: { say: "hi", n: [1, 2] },
+      status: "pending",
+      timeoutSeconds: 120,
+      dispatchedBy: `editor@${tenant.tenantId}`,
+      claimedAt: null,
+      finishedAt: null,
+      version: 1,
+    });
     expect(Date.parse(task.deadlineAt) - Date.parse(task.dispatchedAt)).toBeGreaterThan(119_000);
     expect(Date.parse(task.deadlineAt) - Date.parse(task.dispatchedAt)).toBeLessThanOrEqual(120_000);
 
@@ -114,7 +129,10 @@ describe("a task's life", () => {
     const later = ok(await app.gql(PROGRESS, { id: task.id, message: "almost" }, { token: agentA.token })).reportTaskProgress;
     expect(later).toMatchObject({ progress: { done: 1, of: 2 }, progressMessage: "almost" });
 
-    expect((await app.gql(PROGRESS, { id: task.id }, { token: agentA.token })).errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "progress" });
+    expect((await app.gql(PROGRESS, { id: task.id }, { token: agentA.token })).errors?.[0]?.extensions).toMatchObject({
+      code: "BAD_USER_INPUT",
+      field: "progress",
+    });
     const done = ok(await app.gql(COMPLETE, { id: task.id, result: { echoed: "hi" } }, { token: agentA.token })).completeTask;
     expect(done).toMatchObject({ status: "completed", result: { echoed: "hi" }, error: null, version: 5 });
     expect(Date.parse(done.finishedAt)).toBeGreaterThanOrEqual(Date.parse(done.claimedAt));
@@ -122,14 +140,24 @@ describe("a task's life", () => {
 
     const events = await auditOf(task.id);
     expect(events.map((e: any) => e.type)).toEqual(["task.dispatched", "task.claimed", "task.progressed", "task.progressed", "task.completed"]);
-    expect(events[0].data).toMatchObject({ taskId: task.id, agentId: agentA.agentId, kind: "echo", payload: { say: "hi", n: [1, 2] }, timeoutSeconds: 120, deadlineAt: task.deadlineAt });
+    expect(events[0].data).toMatchObject({
+      taskId: task.id,
+      agentId: agentA.agentId,
+      kind: "echo",
+      payload: { say: "hi", n: [1, 2] },
+      timeoutSeconds: 120,
+      deadlineAt: task.deadlineAt,
+    });
     expect(events[1].data).toEqual({ taskId: task.id, agentId: agentA.agentId });
     expect(events[3].data).toEqual({ taskId: task.id, message: "almost" });
     expect(events[4].data).toEqual({ taskId: task.id, result: { echoed: "hi" } });
     expect(events.map((e: any) => e.metadata.actor.subject)).toEqual([`editor@${tenant.tenantId}`, ...Array(4).fill(`agent:${agentA.agentId}`)]);
 
     // Finished is final.
-    for (const res of [await app.gql(CLAIM, { id: task.id }, { token: agentA.token }), await app.gql(FAIL, { id: task.id, error: "late" }, { token: agentA.token })]) {
+    for (const res of [
+      await app.gql(CLAIM, { id: task.id }, { token: agentA.token }),
+      await app.gql(FAIL, { id: task.id, error: "late" }, { token: agentA.token }),
+    ]) {
       expect(codeOf(res)).toEqual(["CONFLICT"]);
     }
   });
@@ -147,7 +175,9 @@ describe("a task's life", () => {
       expect(res.errors?.[0]?.extensions?.status).toBe("pending");
     }
     ok(await app.gql(CLAIM, { id: task.id }, { token: agentA.token }));
-    const failed = ok(await app.gql(FAIL, { id: task.id, error: "http-check https://example.test: no answer within 5000 ms" }, { token: agentA.token })).failTask;
+    const failed = ok(
+      await app.gql(FAIL, { id: task.id, error: "http-check https://example.test: no answer within 5000 ms" }, { token: agentA.token }),
+    ).failTask;
     expect(failed).toMatchObject({ status: "failed", error: "http-check https://example.test: no answer within 5000 ms", result: null });
     expect(failed.finishedAt).toBeTruthy();
     expect(codeOf(await app.gql(COMPLETE, { id: task.id, result: {} }, { token: agentA.token }))).toEqual(["CONFLICT"]);
@@ -191,7 +221,11 @@ describe("timeouts", () => {
       expect(now.finishedAt).toBeTruthy();
       const events = await auditOf(task.id);
       expect(events.filter((e: any) => e.type === "task.timed_out")).toHaveLength(1);
-      expect(events.at(-1)).toMatchObject({ type: "task.timed_out", data: { taskId: task.id, status: was }, metadata: { actor: { subject: "task-timeouts" } } });
+      expect(events.at(-1)).toMatchObject({
+        type: "task.timed_out",
+        data: { taskId: task.id, status: was },
+        metadata: { actor: { subject: "task-timeouts" } },
+      });
     }
     const late = await app.gql(COMPLETE, { id: claimedOne.id, result: { too: "late" } }, { token: agentA.token });
     expect(codeOf(late)).toEqual(["CONFLICT"]);
@@ -370,8 +404,17 @@ function ws(target: TestApp, token: string, query: string): Stream {
   const queue: any[] = [];
   const waiters: Array<(value: any) => void> = [];
   const deliver = (value: any) => (waiters.length ? waiters.shift()!(value) : queue.push(value));
-  const client = createClient({ url: `${target.url.replace(/^http/, "ws")}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
-  const unsubscribe = client.subscribe({ query }, { next: deliver, error: (error) => deliver({ errors: Array.isArray(error) ? error : [{ message: String(error) }] }), complete: () => {} });
+  const client = createClient({
+    url: `${target.url.replace(/^http/, "ws")}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${token}` },
+    retryAttempts: 0,
+    lazy: true,
+  });
+  const unsubscribe = client.subscribe(
+    { query },
+    { next: deliver, error: (error) => deliver({ errors: Array.isArray(error) ? error : [{ message: String(error) }] }), complete: () => {} },
+  );
   return streamOf(queue, waiters, () => {
     unsubscribe();
     void client.dispose();
@@ -398,7 +441,10 @@ function streamOf(queue: any[], waiters: Array<(value: any) => void>, close: () 
 
 /** Until `count` agentTasks subscriptions of the agent are open in this process (the test's app). */
 const watching = (agent: EnrolledAgent, count: number) =>
-  waitFor(`${count} agentTasks subscription(s) of agent ${agent.agentId}`, () => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === count);
+  waitFor(
+    `${count} agentTasks subscription(s) of agent ${agent.agentId}`,
+    () => taskNotifier(app.kp.deps.db).watching(tenant.tenantId, agent.agentId) === count,
+  );
 
 /**
  * A negative check made positive: `marker`, dispatched to the stream's agent after everything that
@@ -496,7 +542,8 @@ describe.skipIf(!onPostgres)("agentTasks across two Keyplane processes on one Po
       try {
         await watching(agent, 1);
         const editorB = await otherProcess.mintToken({ tenantId: tenant.tenantId, roles: ["editor"], subject: `editor-b@${tenant.tenantId}` });
-        const dispatchThroughB = async (kind: string) => ok(await otherProcess.gql(DISPATCH, { input: { agentId: agent.agentId, kind } }, { token: editorB })).dispatchTask;
+        const dispatchThroughB = async (kind: string) =>
+          ok(await otherProcess.gql(DISPATCH, { input: { agentId: agent.agentId, kind } }, { token: editorB })).dispatchTask;
         const task = await dispatchThroughB("elsewhere");
         expect((await stream.next(4000)).data.agentTasks).toMatchObject({ id: task.id, kind: "elsewhere" });
         // No repeat at a later poll: a second dispatch through the other process arrives only with a

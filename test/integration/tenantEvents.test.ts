@@ -39,7 +39,15 @@ function subscribe(token: string, variables: { after?: string; types?: string[] 
 async function append(tenantId: string, n: number, reason = "test", details?: Record<string, unknown>) {
   const events = Array.from({ length: n }, () => AccessDenied({ level: "info", status: "denied", reason, details }));
   const stored = await withTenant(app.kp.deps.db, tenantId, (trx) =>
-    appendEvents(trx, { tenantId, streamType: "test", streamId: "bulk", expectedVersion: "any", events, metadata: { actor: { subject: "tests", kind: "system", roles: [] } }, occurredAt: new Date() }),
+    appendEvents(trx, {
+      tenantId,
+      streamType: "test",
+      streamId: "bulk",
+      expectedVersion: "any",
+      events,
+      metadata: { actor: { subject: "tests", kind: "system", roles: [] } },
+      occurredAt: new Date(),
+    }),
   );
   return stored.map((e) => e.sequence);
 }
@@ -85,7 +93,12 @@ async function subscribeSse(token: string, variables: { after?: string } = {}) {
     messages,
     ended,
     async until(check: (m: any[]) => boolean, timeoutMs = 10_000) {
-      await waitFor("SSE messages", () => check(messages), timeoutMs, () => `${messages.length} messages: ${JSON.stringify(messages.slice(-3))}`);
+      await waitFor(
+        "SSE messages",
+        () => check(messages),
+        timeoutMs,
+        () => `${messages.length} messages: ${JSON.stringify(messages.slice(-3))}`,
+      );
     },
     cancel: () => reader.cancel(),
   };
@@ -112,7 +125,11 @@ describe("tenantEvents", () => {
     expect(last.chainHash).toMatch(/^[0-9a-f]{64}$/);
     expect(last.data.agentName).toBe("live");
     // The cursor is the one auditLog pages with.
-    const page = await app.gql(`query ($after: String) { auditLog(first: 1, after: $after) { edges { node { sequence } } } }`, { after: s.events.at(-2)!.cursor }, { token: t.tokens.admin });
+    const page = await app.gql(
+      `query ($after: String) { auditLog(first: 1, after: $after) { edges { node { sequence } } } }`,
+      { after: s.events.at(-2)!.cursor },
+      { token: t.tokens.admin },
+    );
     expect(page.data.auditLog.edges[0].node.sequence).toBe(total);
   });
 
@@ -146,14 +163,26 @@ describe("tenantEvents", () => {
     // Alone (each its own statement), concurrently (sharing statements), and in a caller's transaction.
     const alone = (n: number) =>
       Array.from({ length: n }, () =>
-        appendEvents(app.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "memory", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "memory", details })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } }, occurredAt: new Date() }),
+        appendEvents(app.kp.deps.db, {
+          tenantId: t.tenantId,
+          streamType: "test",
+          streamId: "memory",
+          expectedVersion: "any",
+          events: [AccessDenied({ level: "info", status: "denied", reason: "memory", details })],
+          metadata: { actor: { subject: "tests", kind: "system", roles: [] } },
+          occurredAt: new Date(),
+        }),
       );
     await Promise.all([...alone(20), append(t.tenantId, 5, "memory", details), ...alone(20)]);
     const head = await lastSequence(t);
     const live = await s.until((e) => e.length >= 45);
     expect(sequencesOf(live)).toEqual(range(head - 44, head));
     expect(feed.liveReads).toBe(readsBefore);
-    const stored = await app.gql(`query ($after: String) { auditLog(first: 100, after: $after) { nodes { sequence cursor type streamType streamId streamVersion occurredAt actor data contentHash chainHash } } }`, { after: encodeCursor("seq", head - 45) }, { token: t.tokens.admin });
+    const stored = await app.gql(
+      `query ($after: String) { auditLog(first: 100, after: $after) { nodes { sequence cursor type streamType streamId streamVersion occurredAt actor data contentHash chainHash } } }`,
+      { after: encodeCursor("seq", head - 45) },
+      { token: t.tokens.admin },
+    );
     expect(JSON.stringify(live)).toBe(JSON.stringify(stored.data.auditLog.nodes));
   });
 
@@ -169,7 +198,15 @@ describe("tenantEvents", () => {
       await Promise.all([onFirst.connected, onSecond.connected]);
       const through = (on: TestApp, n: number) =>
         Array.from({ length: n }, () =>
-          appendEvents(on.kp.deps.db, { tenantId: t.tenantId, streamType: "test", streamId: "two", expectedVersion: "any", events: [AccessDenied({ level: "info", status: "denied", reason: "two" })], metadata: { actor: { subject: "tests", kind: "system", roles: [] } }, occurredAt: new Date() }),
+          appendEvents(on.kp.deps.db, {
+            tenantId: t.tenantId,
+            streamType: "test",
+            streamId: "two",
+            expectedVersion: "any",
+            events: [AccessDenied({ level: "info", status: "denied", reason: "two" })],
+            metadata: { actor: { subject: "tests", kind: "system", roles: [] } },
+            occurredAt: new Date(),
+          }),
         );
       await Promise.all([...through(app, 30), ...through(second, 30), append(t.tenantId, 10), ...through(second, 10)]);
       const total = 80;
@@ -359,7 +396,11 @@ describe("idle sockets", () => {
 
 describe("slow consumers", () => {
   it("a subscriber that does not read is closed with 4008, and neither writers nor other subscribers wait for it", async () => {
-    const slowApp = await createTestApp({ name: "slow-consumer", env: { WS_SEND_BUFFER_BYTES: "65536", WS_SLOW_CONSUMER_SECONDS: "6" }, database: app.database });
+    const slowApp = await createTestApp({
+      name: "slow-consumer",
+      env: { WS_SEND_BUFFER_BYTES: "65536", WS_SLOW_CONSUMER_SECONDS: "6" },
+      database: app.database,
+    });
     try {
       const t = await slowApp.seedTenant();
       const fast = subscribeEvents(slowApp.url, t.tokens.service, { after: fromStart });
@@ -372,7 +413,11 @@ describe("slow consumers", () => {
       await fast.until((e) => e.length >= head, 40_000);
       // The server gives up on it after WS_SLOW_CONSUMER_SECONDS with a full buffer; a client that
       // then reads on gets the close frame behind the events it had not read.
-      await waitFor("the slow consumer's close (keyplane_websocket_closes_total 4008)", async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1, 30_000);
+      await waitFor(
+        "the slow consumer's close (keyplane_websocket_closes_total 4008)",
+        async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1,
+        30_000,
+      );
       const received = await slow.readToEnd();
       expect(received.subarray(-64).includes(closeFrame(4008, "Slow consumer"))).toBe(true);
       expect(received.length).toBeLessThan(2000 * 8 * 1024);
@@ -415,7 +460,8 @@ async function nonReadingSubscriber(url: string, token: string) {
 function maskedTextFrame(text: string): Buffer {
   const payload = Buffer.from(text);
   const mask = randomBytes(4);
-  const header = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  const header =
+    payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
   return Buffer.concat([header, mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!))]);
 }
 

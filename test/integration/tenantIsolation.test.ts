@@ -95,7 +95,10 @@ describe("tenant isolation", () => {
       const aCursor = aPage.data.auditLog.pageInfo.endCursor;
       expect(aCursor).toBeTruthy();
       const aIds = new Set(aEvents.map((e) => e.eventId));
-      for (const variables of [{ first: 100, order: "NEWEST_FIRST" }, { first: 100, after: aCursor }]) {
+      for (const variables of [
+        { first: 100, order: "NEWEST_FIRST" },
+        { first: 100, after: aCursor },
+      ]) {
         const res = await app.gql(AUDIT_PAGE, variables, { token: b.tokens.admin });
         expect(res.errors).toBeUndefined();
         const ids: string[] = res.data.auditLog.edges.map((e: { node: AuditNode }) => e.node.eventId);

@@ -42,7 +42,12 @@ describe("the client's address behind reverse proxies", () => {
 });
 
 describe("per-address limits behind a proxy", () => {
-  const env = { RATE_LIMITS: "on", RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "3", RATE_LIMIT_BURST_PER_10_SECONDS: "free:1000", RATE_LIMIT_REQUESTS_PER_MINUTE: "free:1000" };
+  const env = {
+    RATE_LIMITS: "on",
+    RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "3",
+    RATE_LIMIT_BURST_PER_10_SECONDS: "free:1000",
+    RATE_LIMIT_REQUESTS_PER_MINUTE: "free:1000",
+  };
   let behindProxy: TestApp;
   let direct: TestApp;
   let tenant: SeededTenant;

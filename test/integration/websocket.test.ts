@@ -43,7 +43,9 @@ function socketWithHeaders(headers: Record<string, string>) {
   };
 }
 
-function client(options: { url?: string; token?: string | null; connectionParams?: Record<string, unknown>; headers?: Record<string, string> } = {}): Client & { acknowledged(): boolean } {
+function client(
+  options: { url?: string; token?: string | null; connectionParams?: Record<string, unknown>; headers?: Record<string, string> } = {},
+): Client & { acknowledged(): boolean } {
   let acknowledged = false;
   const c = createClient({
     url: options.url ?? wsUrl(app.url),
@@ -69,7 +71,8 @@ function run(c: Client & { acknowledged(): boolean }, query: string, variables: 
         },
         error: (error: unknown) => {
           if (Array.isArray(error)) outcome.errors = error;
-          else if (error && typeof error === "object" && "code" in error) outcome.close = { code: (error as { code: number }).code, reason: String((error as { reason?: unknown }).reason ?? "") };
+          else if (error && typeof error === "object" && "code" in error)
+            outcome.close = { code: (error as { code: number }).code, reason: String((error as { reason?: unknown }).reason ?? "") };
           else outcome.errors = [{ message: String(error) }];
           outcome.acknowledged = c.acknowledged();
           resolve(outcome);
@@ -177,7 +180,11 @@ describe("subscriptions over WebSocket (graphql-ws)", () => {
       new Promise<{ data?: any; errors?: Array<{ extensions?: Record<string, unknown> }> }>((resolve, reject) => {
         let result: { data?: any; errors?: any } = {};
         c.subscribe(
-          { query: "mutation ($d: String) { createEnrollmentKey(input: { description: $d }) { id prefix } }", variables: { d: description }, extensions: { idempotencyKey } },
+          {
+            query: "mutation ($d: String) { createEnrollmentKey(input: { description: $d }) { id prefix } }",
+            variables: { d: description },
+            extensions: { idempotencyKey },
+          },
           { next: (r) => (result = r), error: (e) => (Array.isArray(e) ? resolve({ errors: e }) : reject(e)), complete: () => resolve(result) },
         );
       });
@@ -239,7 +246,11 @@ describe("subscriptions over WebSocket (graphql-ws)", () => {
   it("closes with 4403 for a revoked token (revokeAccessToken before connecting), and records auth.failed (revoked)", async () => {
     const token = await app.mintToken({ tenantId: tenant.tenantId, roles: ["viewer"], subject: `revoked-${randomUUID()}` });
     const tokenId = await tokenIdOf(token);
-    const revoked = await app.gql("mutation ($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId revokedAt } }", { id: tokenId }, { token: tenant.tokens.admin });
+    const revoked = await app.gql(
+      "mutation ($id: ID!) { revokeAccessToken(tokenId: $id) { tokenId revokedAt } }",
+      { id: tokenId },
+      { token: tenant.tokens.admin },
+    );
     expect(revoked.errors).toBeUndefined();
 
     const requestId = `ws-${randomUUID()}`;
@@ -281,7 +292,9 @@ describe("subscriptions over WebSocket (graphql-ws)", () => {
       expect(unparsable.errors?.map((e) => e.extensions)).toEqual([{ code: "BAD_USER_INPUT", reason: "GRAPHQL_PARSE_FAILED" }]);
 
       const wrongVariable = await run(c, TICKS, { count: "three", intervalMs: 10 });
-      expect([...(wrongVariable.errors ?? []), ...wrongVariable.results.flatMap((r) => r.errors ?? [])].map((e) => e.extensions?.code)).toEqual(["BAD_USER_INPUT"]);
+      expect([...(wrongVariable.errors ?? []), ...wrongVariable.results.flatMap((r) => r.errors ?? [])].map((e) => e.extensions?.code)).toEqual([
+        "BAD_USER_INPUT",
+      ]);
 
       // Out of range: the resolver's own refusal, as over HTTP.
       const outOfRange = await run(c, TICKS, { count: 1000, intervalMs: 10 });

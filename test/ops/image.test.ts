@@ -1,6 +1,20 @@
 import { spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -48,7 +62,9 @@ function runtimeStage(): DockerStage {
 
 /** Production packages per the lockfile (what npm ci --omit=dev --omit=optional installs), copied from the checkout. */
 function installProductionDependencies(target: string): string[] {
-  const lock = JSON.parse(readFileSync(path.join(ROOT, "package-lock.json"), "utf8")) as { packages: Record<string, { dev?: boolean; optional?: boolean; link?: boolean }> };
+  const lock = JSON.parse(readFileSync(path.join(ROOT, "package-lock.json"), "utf8")) as {
+    packages: Record<string, { dev?: boolean; optional?: boolean; link?: boolean }>;
+  };
   const installed: string[] = [];
   for (const [where, entry] of Object.entries(lock.packages)) {
     if (where === "" || entry.dev || entry.optional || entry.link) continue;
@@ -88,7 +104,8 @@ function layOut(): Layout {
       const local = target.startsWith("/app/") ? path.join(app, target.slice("/app/".length)) : undefined;
       if (from === "deps" && source === "/app/node_modules" && local) installProductionDependencies(local);
       else if (from === "build" && source === "/app/dist" && local) compile(local);
-      else if (from === "deps" && source === "/out/" && target === "/") continue; // the data directory: the volume below
+      else if (from === "deps" && source === "/out/" && target === "/")
+        continue; // the data directory: the volume below
       else if (from === undefined && local) cpSync(path.join(ROOT, source), local, { recursive: true });
       else throw new Error(`ops/Dockerfile:${ins.line}: COPY ${ins.args} is not mirrored by this test; teach layOut() about it`);
     }
@@ -118,7 +135,9 @@ function layOut(): Layout {
 
 /** npm run build (tsc -p tsconfig.build.json) into outDir, without the type check (see above). */
 function compile(outDir: string): void {
-  const tsc = spawnSync(process.execPath, [TSC, "-p", path.join(ROOT, "tsconfig.build.json"), "--noCheck", "--noResolve", "--outDir", outDir], { encoding: "utf8" });
+  const tsc = spawnSync(process.execPath, [TSC, "-p", path.join(ROOT, "tsconfig.build.json"), "--noCheck", "--noResolve", "--outDir", outDir], {
+    encoding: "utf8",
+  });
   if (tsc.status !== 0) throw new Error(`tsc failed:\n${tsc.stdout}${tsc.stderr}`);
 }
 
@@ -165,11 +184,16 @@ describe("the image (ops/Dockerfile) as built and run", () => {
     it("holds the compiled CLI and production dependencies only", () => {
       expect(existsSync(path.join(layout.app, "dist/cli/main.js"))).toBe(true);
       expect(existsSync(path.join(layout.app, "src"))).toBe(false);
-      for (const dev of ["tsx", "typescript", "vitest", "esbuild", "yaml", "kubernetes-models"]) expect(existsSync(path.join(layout.app, "node_modules", dev))).toBe(false);
-      for (const prod of ["graphql-yoga", "@electric-sql/pglite", "pg", "prom-client"]) expect(existsSync(path.join(layout.app, "node_modules", prod))).toBe(true);
+      for (const dev of ["tsx", "typescript", "vitest", "esbuild", "yaml", "kubernetes-models"])
+        expect(existsSync(path.join(layout.app, "node_modules", dev))).toBe(false);
+      for (const prod of ["graphql-yoga", "@electric-sql/pglite", "pg", "prom-client"])
+        expect(existsSync(path.join(layout.app, "node_modules", prod))).toBe(true);
       expect(readdirSync(path.join(layout.app, "migrations")).some((f) => f.endsWith(".sql"))).toBe(true);
       // The premise: the runtime user cannot write into the app.
-      const attempt = spawnSync(layout.node, ["-e", `require("fs").writeFileSync(${JSON.stringify(path.join(layout.app, "probe"))}, "x")`], { ...user, encoding: "utf8" });
+      const attempt = spawnSync(layout.node, ["-e", `require("fs").writeFileSync(${JSON.stringify(path.join(layout.app, "probe"))}, "x")`], {
+        ...user,
+        encoding: "utf8",
+      });
       expect(attempt.status).not.toBe(0);
       expect(attempt.stderr).toMatch(/EACCES|EROFS|EPERM/);
     });
@@ -198,7 +222,8 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         KEYPLANE_ENCRYPTION_KEYS: keyring,
       };
       expect(env.NODE_ENV).toBe("production");
-      const run = (args: string[]) => spawnSync(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), ...args], { cwd: layout.volume, env, encoding: "utf8", ...user, timeout: 60_000 });
+      const run = (args: string[]) =>
+        spawnSync(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), ...args], { cwd: layout.volume, env, encoding: "utf8", ...user, timeout: 60_000 });
       if (onPostgres) {
         database = await createScratchDatabase("kp_image");
         Object.assign(env, { DATABASE_URL: database.url });
@@ -207,7 +232,12 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         expect(first.stdout + first.stderr).toMatch(/applied/);
       }
 
-      const child = spawn(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), "serve"], { cwd: layout.volume, env, stdio: ["ignore", "pipe", "pipe"], ...user });
+      const child = spawn(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), "serve"], {
+        cwd: layout.volume,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+        ...user,
+      });
       let out = "";
       child.stdout!.on("data", (d: Buffer) => (out += d));
       child.stderr!.on("data", (d: Buffer) => (out += d));
@@ -218,7 +248,10 @@ describe("the image (ops/Dockerfile) as built and run", () => {
           "the image's serve to answer /healthz",
           async () => {
             if (child.exitCode !== null) throw new Error(`serve exited:\n${out}`);
-            return fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+            return fetch(`${url}/healthz`).then(
+              (r) => r.ok,
+              () => false,
+            );
           },
           60_000,
           () => out,
@@ -228,9 +261,17 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         expect(health.status).toBe(0);
         expect((await fetch(`${url}/readyz`)).status).toBe(200);
         // As compose asks it: readiness.
-        const ready = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), { env: { ...env, HEALTHCHECK_PATH: "/readyz" }, encoding: "utf8", ...user });
+        const ready = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), {
+          env: { ...env, HEALTHCHECK_PATH: "/readyz" },
+          encoding: "utf8",
+          ...user,
+        });
         expect(ready.status).toBe(0);
-        const missing = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), { env: { ...env, HEALTHCHECK_PATH: "/no-such-path" }, encoding: "utf8", ...user });
+        const missing = spawnSync(layout.healthcheck[0]!, layout.healthcheck.slice(1), {
+          env: { ...env, HEALTHCHECK_PATH: "/no-such-path" },
+          encoding: "utf8",
+          ...user,
+        });
         expect(missing.status).toBe(1);
 
         const tokenFile = path.join(layout.volume, "admin-token");
@@ -244,7 +285,10 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         });
         expect(res.status).toBe(200);
         // Production: rate limits on, so the answer reports its query cost too.
-        expect(await res.json()).toMatchObject({ data: { me: { subject: "bootstrap-admin", tenantId: "default", roles: ["admin"] } }, extensions: { cost: { requested: 1 } } });
+        expect(await res.json()).toMatchObject({
+          data: { me: { subject: "bootstrap-admin", tenantId: "default", roles: ["admin"] } },
+          extensions: { cost: { requested: 1 } },
+        });
         // The same image runs the workload commands against it. agent run: enrolls with a key the admin
         // made, keeping its credential in the working directory (the volume), and stops with 0 on SIGTERM.
         const keyRes = await fetch(`${url}/graphql`, {
@@ -254,7 +298,12 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         });
         const key = ((await keyRes.json()) as any).data.createEnrollmentKey.key as string;
         registerSecret(key);
-        const agent = spawn(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), "agent", "run", "--server", url, "--key", key], { cwd: layout.volume, env, stdio: ["ignore", "pipe", "pipe"], ...user });
+        const agent = spawn(layout.entrypoint[0]!, [...layout.entrypoint.slice(1), "agent", "run", "--server", url, "--key", key], {
+          cwd: layout.volume,
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+          ...user,
+        });
         let agentLog = "";
         agent.stderr!.on("data", (d: Buffer) => (agentLog += d));
         const agentExited = new Promise<number | null>((resolve) => agent.once("exit", (code) => resolve(code)));
@@ -278,7 +327,19 @@ describe("the image (ops/Dockerfile) as built and run", () => {
         const tokenFileForWriter = path.join(layout.volume, "service-token");
         writeFileSync(tokenFileForWriter, token, { mode: 0o600 });
         if (asRoot) chownSync(tokenFileForWriter, RUNTIME_USER, RUNTIME_USER);
-        const writer = run(["github-token", "--app", "rex", "--output", path.join(layout.volume, "github-token"), "--repository", "acme/api", "--keyplane-url", url, "--token-file", tokenFileForWriter]);
+        const writer = run([
+          "github-token",
+          "--app",
+          "rex",
+          "--output",
+          path.join(layout.volume, "github-token"),
+          "--repository",
+          "acme/api",
+          "--keyplane-url",
+          url,
+          "--token-file",
+          tokenFileForWriter,
+        ]);
         expect(writer.status, writer.stderr).toBe(3);
         expect(existsSync(path.join(layout.volume, "github-token"))).toBe(false);
         expect(writer.stderr).toMatch(/Keyplane refused: .*\((NOT_FOUND|FORBIDDEN|BAD_USER_INPUT)\)/);

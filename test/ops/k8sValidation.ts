@@ -54,7 +54,8 @@ const DNS_1123_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 /** The problems of one object (empty when valid): its schema, and what every object needs. */
 export function validateObject(object: K8sObject): string[] {
   const problems: string[] = [];
-  if (!object.metadata?.name || !DNS_1123_NAME.test(object.metadata.name) || object.metadata.name.length > 253) problems.push(`metadata.name '${object.metadata?.name}' is not a DNS-1123 name`);
+  if (!object.metadata?.name || !DNS_1123_NAME.test(object.metadata.name) || object.metadata.name.length > 253)
+    problems.push(`metadata.name '${object.metadata?.name}' is not a DNS-1123 name`);
   const key = `${object.apiVersion}/${object.kind}`;
   const model = MODELS[key];
   if (model) {

@@ -50,7 +50,12 @@ function pods(): Array<{ where: string; pod: PodSpecLike }> {
       if (!t.container) continue;
       out.push({
         where: `WorkflowTemplate/${wft.metadata.name}/${t.name}`,
-        pod: { securityContext: wft.spec.securityContext, containers: [t.container, ...(t.sidecars ?? [])], initContainers: t.initContainers, volumes: [...(wft.spec.volumes ?? []), ...(t.volumes ?? [])] },
+        pod: {
+          securityContext: wft.spec.securityContext,
+          containers: [t.container, ...(t.sidecars ?? [])],
+          initContainers: t.initContainers,
+          volumes: [...(wft.spec.volumes ?? []), ...(t.volumes ?? [])],
+        },
       });
     }
   }
@@ -135,7 +140,9 @@ describe("every Kubernetes object is valid against its schema", () => {
 describe("security settings", () => {
   it("every pod runs as non-root with seccomp RuntimeDefault; every container without privileges, capabilities or a writable root", () => {
     const found = pods();
-    expect(found.map((p) => p.where)).toEqual(expect.arrayContaining(["Deployment/keyplane", "Job/keyplane-migrate", "WorkflowTemplate/github-token/main", "WorkflowTemplate/github-token-watch/main"]));
+    expect(found.map((p) => p.where)).toEqual(
+      expect.arrayContaining(["Deployment/keyplane", "Job/keyplane-migrate", "WorkflowTemplate/github-token/main", "WorkflowTemplate/github-token-watch/main"]),
+    );
     for (const { where, pod } of found) {
       expect(pod.securityContext?.runAsNonRoot, where).toBe(true);
       expect(pod.securityContext?.seccompProfile?.type, where).toBe("RuntimeDefault");
@@ -185,7 +192,8 @@ describe("the Deployment", () => {
     expect(container.livenessProbe.httpGet.path).toBe("/healthz");
     expect(container.readinessProbe.httpGet.path).toBe("/readyz");
     expect(container.startupProbe.httpGet.path).toBe("/healthz");
-    for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe]) expect(container.ports.map((p: any) => p.name)).toContain(probe.httpGet.port);
+    for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe])
+      expect(container.ports.map((p: any) => p.name)).toContain(probe.httpGet.port);
     expect(container.ports[0].containerPort).toBe(4000);
     expect(deployment.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
     expect(container.lifecycle.preStop.sleep.seconds).toBeGreaterThan(0);
@@ -202,7 +210,13 @@ describe("the Deployment", () => {
     const config = one("ConfigMap", "keyplane-config").data;
     const runtime = one("ExternalSecret", "keyplane-runtime");
     const fromSecrets = Object.fromEntries(runtime.spec.data.map((d: any) => [d.secretKey, ""]));
-    expect(Object.keys(fromSecrets).sort()).toEqual(["DATABASE_URL", "KEYPLANE_ENCRYPTION_KEYS", "KEYPLANE_PREVIOUS_SIGNING_KEYS", "KEYPLANE_SIGNING_KEY", "REDIS_URL"]);
+    expect(Object.keys(fromSecrets).sort()).toEqual([
+      "DATABASE_URL",
+      "KEYPLANE_ENCRYPTION_KEYS",
+      "KEYPLANE_PREVIOUS_SIGNING_KEYS",
+      "KEYPLANE_SIGNING_KEY",
+      "REDIS_URL",
+    ]);
     expect(container.envFrom).toEqual([{ configMapRef: { name: "keyplane-config" } }, { secretRef: { name: runtime.spec.target.name } }]);
     const signingKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     const parsed = loadConfig({
@@ -319,14 +333,20 @@ describe("External Secrets", () => {
       const keys = Object.fromEntries(es.spec.data.map((d: any) => [d.secretKey, d.remoteRef.key]));
       expect(keys).toMatchObject({ appId: `/github-apps/${app}/appId`, privateKey: `/github-apps/${app}/privateKey` });
       // Keyplane also requires the webhook secret among mounted files (src/github/appRegistry.ts).
-      expect(keys).toEqual({ appId: `/github-apps/${app}/appId`, privateKey: `/github-apps/${app}/privateKey`, webhookSecret: `/github-apps/${app}/webhookSecret` });
+      expect(keys).toEqual({
+        appId: `/github-apps/${app}/appId`,
+        privateKey: `/github-apps/${app}/privateKey`,
+        webhookSecret: `/github-apps/${app}/webhookSecret`,
+      });
     }
   });
 });
 
 describe("RBAC for workflows", () => {
   it("a Role allows `get` on exactly the five app secrets by name, bound to the direct-mode workflows' ServiceAccount", () => {
-    const secretRules = byKind("Role").flatMap((role) => role.rules.filter((r: any) => r.resources.includes("secrets") || r.resources.includes("*")).map((rule: any) => ({ role, rule })));
+    const secretRules = byKind("Role").flatMap((role) =>
+      role.rules.filter((r: any) => r.resources.includes("secrets") || r.resources.includes("*")).map((rule: any) => ({ role, rule })),
+    );
     expect(secretRules).toHaveLength(1);
     const { role, rule } = secretRules[0]!;
     expect(rule.apiGroups).toEqual([""]);
@@ -436,7 +456,9 @@ describe("Argo WorkflowTemplates", () => {
     expect(text).not.toMatch(/github-app-(rex|clippy|qa|triage|security)/);
     expect(text).not.toMatch(/GITHUB_APP/);
     for (const wft of [brokered, watch]) {
-      const secrets = [...(wft.spec.volumes ?? []), ...wft.spec.templates.flatMap((t: any) => t.volumes ?? [])].filter((v: any) => v.secret).map((v: any) => v.secret.secretName);
+      const secrets = [...(wft.spec.volumes ?? []), ...wft.spec.templates.flatMap((t: any) => t.volumes ?? [])]
+        .filter((v: any) => v.secret)
+        .map((v: any) => v.secret.secretName);
       expect(secrets).toEqual(["keyplane-workflow-token"]);
     }
   });
@@ -478,7 +500,11 @@ describe("docker-compose.yml", () => {
       expect(services[name].environment.HEALTHCHECK_PATH).toBe("/readyz");
     }
     expect(services.migrate.depends_on).toEqual({ postgres: { condition: "service_healthy" } });
-    const server = { postgres: { condition: "service_healthy" }, redis: { condition: "service_healthy" }, migrate: { condition: "service_completed_successfully" } };
+    const server = {
+      postgres: { condition: "service_healthy" },
+      redis: { condition: "service_healthy" },
+      migrate: { condition: "service_completed_successfully" },
+    };
     expect(services["keyplane-1"].depends_on).toEqual(server);
     expect(services["keyplane-2"].depends_on).toEqual({ ...server, "keyplane-1": { condition: "service_healthy" } });
     expect(services.proxy.depends_on).toEqual({ "keyplane-1": { condition: "service_healthy" }, "keyplane-2": { condition: "service_healthy" } });
@@ -527,7 +553,7 @@ describe("docker-compose.yml", () => {
 describe("monitoring", () => {
   const known = (async () => {
     const names = new Set<string>();
-    for (const metric of (await createMetrics({ defaultMetrics: true }).registry.getMetricsAsJSON())) {
+    for (const metric of await createMetrics({ defaultMetrics: true }).registry.getMetricsAsJSON()) {
       names.add(metric.name);
       if (String(metric.type) === "histogram") for (const suffix of ["_bucket", "_sum", "_count"]) names.add(metric.name + suffix);
     }
@@ -540,7 +566,15 @@ describe("monitoring", () => {
     const file = readYaml("ops/prometheus/alerts.yaml")[0] as any;
     const rules = file.groups.flatMap((g: any) => g.rules);
     const alerts = rules.map((r: any) => r.alert);
-    expect(alerts).toEqual(expect.arrayContaining(["KeyplaneInstanceDown", "KeyplaneGitHubTokenFailures", "KeyplaneRateLimitRejectionSpike", "KeyplaneAuditCheckpointOverdue", "KeyplaneLiveEventLag"]));
+    expect(alerts).toEqual(
+      expect.arrayContaining([
+        "KeyplaneInstanceDown",
+        "KeyplaneGitHubTokenFailures",
+        "KeyplaneRateLimitRejectionSpike",
+        "KeyplaneAuditCheckpointOverdue",
+        "KeyplaneLiveEventLag",
+      ]),
+    );
     expect(new Set(alerts).size).toBe(alerts.length);
     for (const rule of rules) {
       expect(["critical", "warning", "info"], rule.alert).toContain(rule.labels.severity);
@@ -548,7 +582,12 @@ describe("monitoring", () => {
       expect(rule.for, rule.alert).toMatch(/^\d+[smh]$/);
       for (const metric of metricsIn(rule.expr)) expect(names, `${rule.alert}: ${metric}`).toContain(metric);
       // Balanced parentheses and braces: a cheap guard against a broken expression.
-      for (const [open, close] of [["(", ")"], ["{", "}"], ["[", "]"]]) expect(rule.expr.split(open).length, rule.alert).toBe(rule.expr.split(close).length);
+      for (const [open, close] of [
+        ["(", ")"],
+        ["{", "}"],
+        ["[", "]"],
+      ])
+        expect(rule.expr.split(open).length, rule.alert).toBe(rule.expr.split(close).length);
     }
   });
 
@@ -560,7 +599,15 @@ describe("monitoring", () => {
     expect(targets.length).toBeGreaterThan(20);
     const used = new Set(targets.flatMap((t: any) => metricsIn(t.expr)));
     for (const metric of used) expect(names, metric as string).toContain(metric);
-    for (const wanted of ["keyplane_http_requests_total", "keyplane_graphql_operations_total", "keyplane_event_appends_total", "keyplane_db_pool_connections", "keyplane_rate_limit_rejections_total", "keyplane_github_token_issues_total", "keyplane_live_subscribers"]) {
+    for (const wanted of [
+      "keyplane_http_requests_total",
+      "keyplane_graphql_operations_total",
+      "keyplane_event_appends_total",
+      "keyplane_db_pool_connections",
+      "keyplane_rate_limit_rejections_total",
+      "keyplane_github_token_issues_total",
+      "keyplane_live_subscribers",
+    ]) {
       expect(used).toContain(wanted);
     }
     const ids = dashboard.panels.map((p: any) => p.id);
@@ -585,8 +632,19 @@ describe("ops/README.md", () => {
       ]),
     );
     // The commands and mutations they name exist.
-    for (const name of ["suspendInstallation", "revokeInstallation", "revokeGitHubToken", "issuedTokens", "verifyAuditLog", "revokeAccessToken"]) expect(text).toContain(name);
+    for (const name of ["suspendInstallation", "revokeInstallation", "revokeGitHubToken", "issuedTokens", "verifyAuditLog", "revokeAccessToken"])
+      expect(text).toContain(name);
     const schema = readFileSync(path.join(ROOT, "schema/schema.graphql"), "utf8");
-    for (const field of ["suspendInstallation(", "revokeInstallation(", "revokeGitHubToken(", "issuedTokens(", "verifyAuditLog", "revokeAccessToken(", "setTokenPolicy(", "issueServiceToken("]) expect(schema).toContain(field);
+    for (const field of [
+      "suspendInstallation(",
+      "revokeInstallation(",
+      "revokeGitHubToken(",
+      "issuedTokens(",
+      "verifyAuditLog",
+      "revokeAccessToken(",
+      "setTokenPolicy(",
+      "issueServiceToken(",
+    ])
+      expect(schema).toContain(field);
   });
 });

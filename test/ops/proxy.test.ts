@@ -38,7 +38,10 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
       KEYPLANE_ENCRYPTION_KEYS: keyring,
       TRUSTED_PROXIES: "127.0.0.1",
     };
-    const migrate = spawnSync(process.execPath, [path.join(ROOT, "bin/keyplane.mjs"), "migrate"], { env: { PATH: process.env.PATH ?? "", ...env }, encoding: "utf8" });
+    const migrate = spawnSync(process.execPath, [path.join(ROOT, "bin/keyplane.mjs"), "migrate"], {
+      env: { PATH: process.env.PATH ?? "", ...env },
+      encoding: "utf8",
+    });
     expect(migrate.status, migrate.stderr).toBe(0);
     // As compose starts them: the second once the first is up (it created tenant 'default').
     for (const i of [1, 2]) {
@@ -70,7 +73,10 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
       "nginx to answer /proxy-health",
       async () => {
         if (nginxProcess.exitCode !== null) throw new Error(`nginx exited (${nginxProcess.exitCode}):\n${errorLog()}`);
-        return fetch(`${proxy}/proxy-health`).then((r) => r.ok, () => false);
+        return fetch(`${proxy}/proxy-health`).then(
+          (r) => r.ok,
+          () => false,
+        );
       },
       30_000,
       errorLog,
@@ -88,7 +94,11 @@ describe.skipIf(!hasNginx || !onPostgres)("the compose proxy (ops/nginx/keyplane
   });
 
   const gql = (query: string, headers: Record<string, string> = {}) =>
-    fetch(`${proxy}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}`, ...headers }, body: JSON.stringify({ query }) });
+    fetch(`${proxy}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}`, ...headers },
+      body: JSON.stringify({ query }),
+    });
 
   it("spreads requests over both replicas and keeps the request id", async () => {
     for (let i = 0; i < 8; i++) {

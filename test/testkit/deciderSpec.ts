@@ -15,7 +15,9 @@ export interface ExpectedRefusal {
   /** The exact message, or a pattern it matches. */
   message?: string | RegExp;
   /** A DomainError subclass the app layer tells apart (e.g. TaskTimedOutError). */
-  instanceOf?: abstract new (...args: never[]) => DomainError;
+  instanceOf?: abstract new (
+    ...args: never[]
+  ) => DomainError;
   /** Extensions the error must carry (matched as a subset). */
   extensions?: Record<string, unknown>;
 }

@@ -62,7 +62,11 @@ export function subscribeEvents(baseUrl: string, token: string, variables: { aft
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`timed out with ${subscriber.events.length} events (last ${subscriber.events.at(-1)?.sequence}); close ${JSON.stringify(subscriber.close)} errors ${JSON.stringify(subscriber.errors)}`));
+          reject(
+            new Error(
+              `timed out with ${subscriber.events.length} events (last ${subscriber.events.at(-1)?.sequence}); close ${JSON.stringify(subscriber.close)} errors ${JSON.stringify(subscriber.errors)}`,
+            ),
+          );
         }, timeoutMs);
         waiters.add(check);
         check();

@@ -25,7 +25,11 @@ export interface EnrollmentKey {
 
 /** An enrollment key the tenant's admin creates (single-use unless `input` says otherwise). */
 export async function createEnrollmentKey(app: Api, tenant: SeededTenant, input: Record<string, unknown> = {}): Promise<EnrollmentKey> {
-  const res = await app.gql("mutation ($input: CreateEnrollmentKeyInput!) { createEnrollmentKey(input: $input) { id key prefix expiresAt } }", { input }, { token: tenant.tokens.admin });
+  const res = await app.gql(
+    "mutation ($input: CreateEnrollmentKeyInput!) { createEnrollmentKey(input: $input) { id key prefix expiresAt } }",
+    { input },
+    { token: tenant.tokens.admin },
+  );
   const created = ok(res).createEnrollmentKey as EnrollmentKey;
   registerSecret(created.key);
   return created;
@@ -67,7 +71,12 @@ export async function enroll(app: Api, tenant: SeededTenant, keyInput: Record<st
 }
 
 /** An agent that exists (created by the tenant's editor, or `token`'s holder) and was never enrolled. Returns its id. */
-export async function seedAgent(app: Api, tenant: SeededTenant, input: { name?: string; type?: string; tags?: string[] } = {}, token = tenant.tokens.editor): Promise<string> {
+export async function seedAgent(
+  app: Api,
+  tenant: SeededTenant,
+  input: { name?: string; type?: string; tags?: string[] } = {},
+  token = tenant.tokens.editor,
+): Promise<string> {
   const res = await app.gql<{ createAgent: { id: string } }>(
     "mutation ($input: CreateAgentInput!) { createAgent(input: $input) { id } }",
     { input: { name: "Build box", type: "builder", ...input } },
@@ -91,7 +100,12 @@ export interface SeededInstallation {
  * `platform` on whatever account the provider fake offers next (world.<provider>.setNextInstall).
  * `query` is added to the install URL (`app=rex` for a named GitHub App).
  */
-export async function seedInstallation(app: Pick<TestApp, "url">, token: string, platform: "github" | "slack" | "jira", options: { query?: string } = {}): Promise<SeededInstallation> {
+export async function seedInstallation(
+  app: Pick<TestApp, "url">,
+  token: string,
+  platform: "github" | "slack" | "jira",
+  options: { query?: string } = {},
+): Promise<SeededInstallation> {
   const result = await browseInstall(app, platform, token, options.query ? { query: options.query } : {});
   expect(result.status, JSON.stringify(result.body)).toBe(200);
   const { installation, outcome } = result.body;

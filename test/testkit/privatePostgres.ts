@@ -44,7 +44,8 @@ export function privatePostgresUnavailable(): string | undefined {
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const bin = binDir()!;
   const dir = mkdtempSync(path.join(tmpdir(), "keyplane-pg-"));
-  if (asRoot) chownSync(dir, Number(execFileSync("id", ["-u", "postgres"]).toString().trim()), Number(execFileSync("id", ["-g", "postgres"]).toString().trim()));
+  if (asRoot)
+    chownSync(dir, Number(execFileSync("id", ["-u", "postgres"]).toString().trim()), Number(execFileSync("id", ["-g", "postgres"]).toString().trim()));
   const data = path.join(dir, "data");
   const port = await freePort();
   const run = (tool: string, args: string[]) => {
@@ -69,7 +70,13 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       }
     },
     remove() {
-      spawnSync(asRoot ? "runuser" : path.join(bin, "pg_ctl"), asRoot ? ["-u", "postgres", "--", path.join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"] : ["-D", data, "-m", "immediate", "-w", "stop"], { stdio: "ignore" });
+      spawnSync(
+        asRoot ? "runuser" : path.join(bin, "pg_ctl"),
+        asRoot
+          ? ["-u", "postgres", "--", path.join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]
+          : ["-D", data, "-m", "immediate", "-w", "stop"],
+        { stdio: "ignore" },
+      );
       rmSync(dir, { recursive: true, force: true });
     },
   };

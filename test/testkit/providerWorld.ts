@@ -61,8 +61,18 @@ export async function startProviderWorld(): Promise<ProviderWorld> {
     return value;
   };
   const github = await startFakeGitHub();
-  const githubApp = await github.createApp({ slug: `keyplane-${randomBytes(3).toString("hex")}`, setupUrl: callback("github"), clientSecret: secret(), webhookSecret: secret() });
-  const rexApp = await github.createApp({ slug: `rex-${randomBytes(3).toString("hex")}`, setupUrl: callback("github"), clientSecret: secret(), webhookSecret: secret() });
+  const githubApp = await github.createApp({
+    slug: `keyplane-${randomBytes(3).toString("hex")}`,
+    setupUrl: callback("github"),
+    clientSecret: secret(),
+    webhookSecret: secret(),
+  });
+  const rexApp = await github.createApp({
+    slug: `rex-${randomBytes(3).toString("hex")}`,
+    setupUrl: callback("github"),
+    clientSecret: secret(),
+    webhookSecret: secret(),
+  });
   const slackSecret = secret();
   const atlassianSecret = secret();
   const slack = await startFakeSlack({ clientId: "1111.2222", clientSecret: slackSecret, redirectUri: callback("slack") });
@@ -123,7 +133,12 @@ export interface BrowserResult {
  * redirect (without the token, as a browser would cross origins) until a page that is not a redirect,
  * or until a redirect leaves for `stopAt` (e.g. the dashboard's success URL).
  */
-export async function browseInstall(app: Pick<TestApp, "url">, platform: string, token: string, options: { stopAt?: string; maxHops?: number; query?: string } = {}): Promise<BrowserResult> {
+export async function browseInstall(
+  app: Pick<TestApp, "url">,
+  platform: string,
+  token: string,
+  options: { stopAt?: string; maxHops?: number; query?: string } = {},
+): Promise<BrowserResult> {
   let url = `${app.url}/oauth/install/${platform}${options.query ? `?${options.query}` : ""}`;
   const visited: string[] = [];
   let headers: Record<string, string> = { authorization: `Bearer ${token}` };

@@ -112,7 +112,10 @@ export async function waitHealthy(served: Served, timeoutMs = 60_000): Promise<S
     `${served.name} to answer /healthz`,
     async () => {
       if (exit) throw new Error(`${served.name} exited (code ${exit.code}, signal ${exit.signal}) before it was healthy:\n${served.output()}`);
-      return fetch(`${served.url}/healthz`).then((r) => r.ok, () => false);
+      return fetch(`${served.url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
     },
     timeoutMs,
     served.output,

@@ -131,7 +131,10 @@ let template: Promise<string> | undefined;
 function migratedTemplate(): Promise<string> {
   template ??= (async () => {
     const hash = createHash("sha256");
-    for (const file of readdirSync(MIGRATIONS).filter((f) => f.endsWith(".sql")).sort()) hash.update(file).update(readFileSync(MIGRATIONS + file));
+    for (const file of readdirSync(MIGRATIONS)
+      .filter((f) => f.endsWith(".sql"))
+      .sort())
+      hash.update(file).update(readFileSync(MIGRATIONS + file));
     const name = `kp_template_${hash.digest("hex").slice(0, 16)}`;
     const admin = process.env.TEST_ADMIN_DATABASE_URL ?? process.env.TEST_DATABASE_URL!;
     return oneAtATime(async () => {

@@ -25,11 +25,24 @@ function specifiersOf(text: string): string[] {
 }
 
 /** The text without comments and string literals' contents, to look for globals in code. */
-const codeOf = (text: string) => text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "").replace(/"(?:[^"\\\n]|\\.)*"/g, '""');
+const codeOf = (text: string) =>
+  text
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/\/\/.*$/gm, "")
+    .replace(/"(?:[^"\\\n]|\\.)*"/g, '""');
 
 describe("src/audit, the auditor's module", () => {
   it("holds the verifier, the format and the hashing", () => {
-    for (const f of ["canonicalJson.ts", "canonicalContent.ts", "hashing.ts", "exportFormat.ts", "exportLines.ts", "auditSignatures.ts", "verifyAuditRecords.ts", PLATFORM]) {
+    for (const f of [
+      "canonicalJson.ts",
+      "canonicalContent.ts",
+      "hashing.ts",
+      "exportFormat.ts",
+      "exportLines.ts",
+      "auditSignatures.ts",
+      "verifyAuditRecords.ts",
+      PLATFORM,
+    ]) {
       expect(files).toContain(f);
     }
   });

@@ -15,7 +15,7 @@ describe("canonical JSON (RFC 8785)", () => {
   });
 
   it("escapes strings minimally", () => {
-    expect(canonicalJson("\u2028\n\"\\\u001f é")).toBe('"\u2028\\n\\"\\\\\\u001f é"');
+    expect(canonicalJson('\u2028\n"\\\u001f é')).toBe('"\u2028\\n\\"\\\\\\u001f é"');
   });
 
   it("omits undefined members and refuses what JSON cannot hold", () => {
@@ -25,7 +25,16 @@ describe("canonical JSON (RFC 8785)", () => {
   });
 
   it("gives the same content hash whatever the key order", () => {
-    const base = { eventId: "e", tenantId: "t", streamType: "s", streamId: "1", streamVersion: 1, type: "x.y", schemaVersion: 1, occurredAt: "2026-01-01T00:00:00.000Z" };
+    const base = {
+      eventId: "e",
+      tenantId: "t",
+      streamType: "s",
+      streamId: "1",
+      streamVersion: 1,
+      type: "x.y",
+      schemaVersion: 1,
+      occurredAt: "2026-01-01T00:00:00.000Z",
+    };
     expect(contentHash({ ...base, data: { a: 1, b: 2 }, metadata: {} })).toBe(contentHash({ ...base, data: { b: 2, a: 1 }, metadata: {} }));
     expect(contentHash({ ...base, data: { a: 1 }, metadata: {} })).not.toBe(contentHash({ ...base, data: { a: 2 }, metadata: {} }));
   });
@@ -46,31 +55,95 @@ describe("the verifier's canonical JSON (canonicalContent.ts)", () => {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const STRINGS = ["", "a", "plain text", "é€𝄞", "\u2028\u2029", '"quoted"', "back\\slash", "\n\r\t\b\f", "\u0000\u001f\u007f", "\ud800", "x\udc00y", "😀", "\uFEFFbom", "日本語", "a:b", '":', "__proto__", "10", "9", "-1"];
-  const NUMBERS = [0, -0, 1, -1, 0.1, 0.1 + 0.2, 1e21, 1e-7, 1e20, 123456789012345680000, 2 ** 53, 2 ** 53 + 2, -(2 ** 63), 1e308, 5e-324, 333333333.3333333, 1.5e-10, 4.35, 100];
-  const KEYS = ["b", "a", "B", "A", "10", "9", "1", "€", "\u0080", "é", "😀", "\ud83d", "aa", "a\u0000", "", "__proto__", "constructor", "toString", "kind", "z"];
+  const STRINGS = [
+    "",
+    "a",
+    "plain text",
+    "é€𝄞",
+    "\u2028\u2029",
+    '"quoted"',
+    "back\\slash",
+    "\n\r\t\b\f",
+    "\u0000\u001f\u007f",
+    "\ud800",
+    "x\udc00y",
+    "😀",
+    "\uFEFFbom",
+    "日本語",
+    "a:b",
+    '":',
+    "__proto__",
+    "10",
+    "9",
+    "-1",
+  ];
+  const NUMBERS = [
+    0,
+    -0,
+    1,
+    -1,
+    0.1,
+    0.1 + 0.2,
+    1e21,
+    1e-7,
+    1e20,
+    123456789012345680000,
+    2 ** 53,
+    2 ** 53 + 2,
+    -(2 ** 63),
+    1e308,
+    5e-324,
+    333333333.3333333,
+    1.5e-10,
+    4.35,
+    100,
+  ];
+  const KEYS = [
+    "b",
+    "a",
+    "B",
+    "A",
+    "10",
+    "9",
+    "1",
+    "€",
+    "\u0080",
+    "é",
+    "😀",
+    "\ud83d",
+    "aa",
+    "a\u0000",
+    "",
+    "__proto__",
+    "constructor",
+    "toString",
+    "kind",
+    "z",
+  ];
   function value(next: () => number, depth: number): unknown {
     const pick = <T>(list: readonly T[]) => list[Math.floor(next() * list.length)]!;
     const r = next();
     if (depth > 3 || r < 0.35) return pick<unknown>([...STRINGS, ...NUMBERS, true, false, null]);
     if (r < 0.55) return Array.from({ length: Math.floor(next() * 4) }, () => value(next, depth + 1));
     const o: Record<string, unknown> = {};
-    for (let i = Math.floor(next() * 6); i > 0; i--) Object.defineProperty(o, pick(KEYS), { value: value(next, depth + 1), enumerable: true, configurable: true, writable: true });
+    for (let i = Math.floor(next() * 6); i > 0; i--)
+      Object.defineProperty(o, pick(KEYS), { value: value(next, depth + 1), enumerable: true, configurable: true, writable: true });
     return o;
   }
   /** Content as a line could hold it: any JSON value in any field (the writer must not assume the types). */
-  const content = (next: () => number): HashedContent => ({
-    eventId: pick(next, ["e-1", "événement", 'quote"d', 7]),
-    tenantId: pick(next, ["acme", "globex\n", "日本"]),
-    streamType: "thing",
-    streamId: pick(next, ["1", "a/b", "x\\y"]),
-    streamVersion: pick(next, [1, 2, 1e21]),
-    type: "thing.happened",
-    schemaVersion: 1,
-    data: value(next, 0),
-    metadata: value(next, 1),
-    occurredAt: "2026-01-01T00:00:00.000Z",
-  }) as HashedContent;
+  const content = (next: () => number): HashedContent =>
+    ({
+      eventId: pick(next, ["e-1", "événement", 'quote"d', 7]),
+      tenantId: pick(next, ["acme", "globex\n", "日本"]),
+      streamType: "thing",
+      streamId: pick(next, ["1", "a/b", "x\\y"]),
+      streamVersion: pick(next, [1, 2, 1e21]),
+      type: "thing.happened",
+      schemaVersion: 1,
+      data: value(next, 0),
+      metadata: value(next, 1),
+      occurredAt: "2026-01-01T00:00:00.000Z",
+    }) as HashedContent;
   const pick = <T>(next: () => number, list: readonly T[]) => list[Math.floor(next() * list.length)]!;
 
   it("writes what canonicalJson writes, for values of every kind", () => {
@@ -84,7 +157,7 @@ describe("the verifier's canonical JSON (canonicalContent.ts)", () => {
       { "10": 1, "9": 2, b: 3, a: 4, "": 5 },
       JSON.parse('{"__proto__":{"b":1,"a":2},"z":[1,{"y":1,"x":2}]}'),
       [1.0, 1e21, 1e-7, -0, 0.1 + 0.2, 333333333.3333333, 2 ** 53 + 2, -(2 ** 64)],
-      "\u2028\n\"\\\u001f é\ud800\udc00\udc00",
+      '\u2028\n"\\\u001f é\ud800\udc00\udc00',
       { a: undefined, b: 1, c: [undefined, 2] },
       { when: new Date(Date.UTC(2026, 0, 1)) },
       Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${(i * 7919) % 40}`, i])),
@@ -117,7 +190,18 @@ describe("the verifier's canonical JSON (canonicalContent.ts)", () => {
     for (let i = 0; i < 2000; i++) {
       const e = content(next);
       expect(canonicalContentJson(e)).toBe(
-        canonicalJson({ eventId: e.eventId, tenantId: e.tenantId, streamType: e.streamType, streamId: e.streamId, streamVersion: e.streamVersion, type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata, occurredAt: e.occurredAt }),
+        canonicalJson({
+          eventId: e.eventId,
+          tenantId: e.tenantId,
+          streamType: e.streamType,
+          streamId: e.streamId,
+          streamVersion: e.streamVersion,
+          type: e.type,
+          schemaVersion: e.schemaVersion,
+          data: e.data,
+          metadata: e.metadata,
+          occurredAt: e.occurredAt,
+        }),
       );
       expect(hashContent(e)).toBe(contentHash(e));
     }
@@ -128,7 +212,11 @@ describe("the verifier's canonical JSON (canonicalContent.ts)", () => {
 
   it("counts the members of the values it wrote, as a walk of them counts", () => {
     const walk = (v: unknown): number =>
-      typeof v !== "object" || v === null ? 0 : Array.isArray(v) ? v.reduce((n: number, x) => n + walk(x), 0) : Object.keys(v).reduce((n, k) => n + 1 + walk((v as Record<string, unknown>)[k]), 0);
+      typeof v !== "object" || v === null
+        ? 0
+        : Array.isArray(v)
+          ? v.reduce((n: number, x) => n + walk(x), 0)
+          : Object.keys(v).reduce((n, k) => n + 1 + walk((v as Record<string, unknown>)[k]), 0);
     const next = random(31);
     for (let i = 0; i < 500; i++) {
       const e = content(next);

@@ -18,7 +18,8 @@ class LimitReached extends ConflictError {
 
 const counter: Decider<State, Command, Event> = {
   initialState: () => ({ open: false }),
-  evolve: (state, event) => (event.type === "counter.opened" ? { open: true, limit: event.data.limit, count: 0 } : state.open ? { ...state, count: event.data.count } : state),
+  evolve: (state, event) =>
+    event.type === "counter.opened" ? { open: true, limit: event.data.limit, count: 0 } : state.open ? { ...state, count: event.data.count } : state,
   decide: (command, state) => {
     if (command.type === "Open") return state.open ? [] : [{ type: "counter.opened", data: { limit: command.limit } }];
     if (!state.open) throw new NotFoundError("counter");
@@ -33,14 +34,26 @@ const counted = (count: number): Event => ({ type: "counter.counted", data: { co
 
 describe("deciderSpec", () => {
   it("decides on the state folded from the given events", () => {
-    given([opened]).when({ type: "Count" }).then([counted(1)]);
-    given([opened, counted(1)]).when({ type: "Count" }).then([counted(2)]);
+    given([opened])
+      .when({ type: "Count" })
+      .then([counted(1)]);
+    given([opened, counted(1)])
+      .when({ type: "Count" })
+      .then([counted(2)]);
     given([opened]).when({ type: "Open", limit: 5 }).thenNothingHappened();
   });
 
   it("fails when other events, more events or none are decided", () => {
-    expect(() => given([opened]).when({ type: "Count" }).then([counted(2)])).toThrow();
-    expect(() => given([opened]).when({ type: "Count" }).then([counted(1), counted(1)])).toThrow();
+    expect(() =>
+      given([opened])
+        .when({ type: "Count" })
+        .then([counted(2)]),
+    ).toThrow();
+    expect(() =>
+      given([opened])
+        .when({ type: "Count" })
+        .then([counted(1), counted(1)]),
+    ).toThrow();
     expect(() => given([opened]).when({ type: "Count" }).thenNothingHappened()).toThrow();
     expect(() => given([opened]).when({ type: "Open", limit: 5 }).then([opened])).toThrow();
   });
@@ -57,7 +70,9 @@ describe("deciderSpec", () => {
   });
 
   it("fails when the command is accepted, or refused with something that is not a DomainError", () => {
-    expect(() => given([opened]).when({ type: "Count" }).thenThrows("CONFLICT")).toThrow(/should have been refused with CONFLICT; it decided \[\{"type":"counter.counted"/);
+    expect(() => given([opened]).when({ type: "Count" }).thenThrows("CONFLICT")).toThrow(
+      /should have been refused with CONFLICT; it decided \[\{"type":"counter.counted"/,
+    );
     const broken = deciderSpec<State, Command, Event>({
       ...counter,
       decide: () => {

@@ -31,7 +31,11 @@ function anchorsOf(text: string): Set<string> {
   for (const line of prose(text)) {
     const heading = /^#{1,6} (.*)$/.exec(line);
     if (!heading) continue;
-    const slug = heading[1]!.trim().toLowerCase().replace(/[^\p{L}\p{N}\- _]/gu, "").replace(/ /g, "-");
+    const slug = heading[1]!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\- _]/gu, "")
+      .replace(/ /g, "-");
     const n = seen.get(slug) ?? 0;
     seen.set(slug, n + 1);
     anchors.add(n === 0 ? slug : `${slug}-${n}`);
@@ -69,11 +73,22 @@ describe("links between the documents", () => {
   });
 
   it("every document closes its code blocks (an open fence swallows the rest of the page)", () => {
-    const open = files.filter((file) => readFileSync(file, "utf8").split("\n").filter((line) => line.startsWith("```")).length % 2 !== 0);
+    const open = files.filter(
+      (file) =>
+        readFileSync(file, "utf8")
+          .split("\n")
+          .filter((line) => line.startsWith("```")).length %
+          2 !==
+        0,
+    );
     expect(open.map((f) => path.relative(ROOT, f))).toEqual([]);
   });
 
   it("the anchors follow GitHub's rule", () => {
-    expect([...anchorsOf("# Live events (`tenantEvents`)\n## Errors\n## Errors\n```\n# not a heading\n```")]).toEqual(["live-events-tenantevents", "errors", "errors-1"]);
+    expect([...anchorsOf("# Live events (`tenantEvents`)\n## Errors\n## Errors\n```\n# not a heading\n```")]).toEqual([
+      "live-events-tenantevents",
+      "errors",
+      "errors-1",
+    ]);
   });
 });

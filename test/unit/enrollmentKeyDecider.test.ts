@@ -35,7 +35,9 @@ const REFUSED = { message: INVALID_ENROLLMENT_KEY };
 describe("enrollment key decider", () => {
   describe("create", () => {
     it("records the key's facts (its prefix and hash, never the key)", () => {
-      given([]).when({ type: "CreateEnrollmentKey", data: keyData() }).then([{ type: "enrollment_key.created", data: keyData() }]);
+      given([])
+        .when({ type: "CreateEnrollmentKey", data: keyData() })
+        .then([{ type: "enrollment_key.created", data: keyData() }]);
     });
 
     it("does not create the same key twice", () => given([singleUse]).when({ type: "CreateEnrollmentKey", data: keyData() }).thenThrows("CONFLICT"));
@@ -43,18 +45,31 @@ describe("enrollment key decider", () => {
 
   describe("use", () => {
     it("counts each use, naming the agent it enrolled", () => {
-      given([singleUse]).when(use("agent-1")).then([used(1)]);
-      given([reusableTwice, used(1)]).when(use("agent-2")).then([used(2)]);
+      given([singleUse])
+        .when(use("agent-1"))
+        .then([used(1)]);
+      given([reusableTwice, used(1)])
+        .when(use("agent-2"))
+        .then([used(2)]);
     });
 
     it("refuses a single-use key the second time, and a reusable one past its uses", () => {
-      given([singleUse, used(1)]).when(use("agent-2")).thenThrows("UNAUTHENTICATED", REFUSED);
-      given([reusableTwice, used(1), used(2)]).when(use("agent-3")).thenThrows("UNAUTHENTICATED", REFUSED);
+      given([singleUse, used(1)])
+        .when(use("agent-2"))
+        .thenThrows("UNAUTHENTICATED", REFUSED);
+      given([reusableTwice, used(1), used(2)])
+        .when(use("agent-3"))
+        .thenThrows("UNAUTHENTICATED", REFUSED);
       // A key that is not reusable is used once, whatever its maxUses says.
-      given([EnrollmentKeyCreated(keyData({ maxUses: null })), used(1)]).when(use("agent-2")).thenThrows("UNAUTHENTICATED", REFUSED);
+      given([EnrollmentKeyCreated(keyData({ maxUses: null })), used(1)])
+        .when(use("agent-2"))
+        .thenThrows("UNAUTHENTICATED", REFUSED);
     });
 
-    it("lets a reusable key without a limit enroll any number of machines", () => given([unlimited, used(1), used(2), used(3)]).when(use("agent-4")).then([used(4)]));
+    it("lets a reusable key without a limit enroll any number of machines", () =>
+      given([unlimited, used(1), used(2), used(3)])
+        .when(use("agent-4"))
+        .then([used(4)]));
 
     it("refuses an unknown, revoked or expired key with the same answer, at the very instant it expires too", () => {
       given([]).when(use("agent-1")).thenThrows("UNAUTHENTICATED", REFUSED);
@@ -72,7 +87,9 @@ describe("enrollment key decider", () => {
     });
 
     it("prunes a key with the reason it is refused; an unknown key is NOT_FOUND", () => {
-      given([singleUse, used(1)]).when({ type: "PruneEnrollmentKey", reason: "used-up" }).then([{ type: "enrollment_key.pruned", data: { keyId, reason: "used-up" } }]);
+      given([singleUse, used(1)])
+        .when({ type: "PruneEnrollmentKey", reason: "used-up" })
+        .then([{ type: "enrollment_key.pruned", data: { keyId, reason: "used-up" } }]);
       given([]).when({ type: "PruneEnrollmentKey", reason: "expired" }).thenThrows("NOT_FOUND");
     });
   });

@@ -123,7 +123,14 @@ describe("GitHub Apps from environment variables", () => {
     });
     expect(registry.names()).toEqual(["clippy", "rex", "triage-bot"]);
     const app = registry.get("rex")!;
-    expect(app).toMatchObject({ name: "rex", appId: "101", slug: "rex-bot", webhookSecret: "rex-hook-secret", clientId: "Iv23rexclientid00001", clientSecret: "rex-client-secret" });
+    expect(app).toMatchObject({
+      name: "rex",
+      appId: "101",
+      slug: "rex-bot",
+      webhookSecret: "rex-hook-secret",
+      clientId: "Iv23rexclientid00001",
+      clientSecret: "rex-client-secret",
+    });
     expect(app.privateKey.type).toBe("private");
     expect(app.privateKey.asymmetricKeyType).toBe("rsa");
     expect(samePublicKey(app.privateKey, rex)).toBe(true);
@@ -149,7 +156,13 @@ describe("GitHub Apps from environment variables", () => {
     };
     const registry = loadGitHubApps({ env: legacy });
     expect(registry.names()).toEqual(["default"]);
-    expect(registry.get("default")).toMatchObject({ appId: "303", slug: "keyplane", webhookSecret: "legacy-hook", clientId: "Iv23legacyclient0001", clientSecret: "legacy-client-secret" });
+    expect(registry.get("default")).toMatchObject({
+      appId: "303",
+      slug: "keyplane",
+      webhookSecret: "legacy-hook",
+      clientId: "Iv23legacyclient0001",
+      clientSecret: "legacy-client-secret",
+    });
     expect(registry.get("client")).toBeUndefined();
 
     const named = loadGitHubApps({ env: { ...legacy, GITHUB_APP_NAME: "rex", GITHUB_APP_QA_ID: "404", GITHUB_APP_QA_PRIVATE_KEY: rsaPem() } });
@@ -158,7 +171,9 @@ describe("GitHub Apps from environment variables", () => {
 
     // An OAuth client or a webhook secret alone configured no app before named apps, and still does not.
     const { logger, lines } = memoryLogger();
-    expect(loadGitHubApps({ env: { GITHUB_APP_CLIENT_ID: "Iv23x", GITHUB_APP_CLIENT_SECRET: "s", GITHUB_APP_WEBHOOK_SECRET: "w" } }, { logger }).names()).toEqual([]);
+    expect(
+      loadGitHubApps({ env: { GITHUB_APP_CLIENT_ID: "Iv23x", GITHUB_APP_CLIENT_SECRET: "s", GITHUB_APP_WEBHOOK_SECRET: "w" } }, { logger }).names(),
+    ).toEqual([]);
     expect(lines.join("")).toContain("configure no app");
     expect(lines.join("")).not.toContain('"s"');
   });
@@ -168,7 +183,9 @@ describe("GitHub Apps from environment variables", () => {
     expect(missing.app).toBe("rex");
     expect(missing.message).toBe("invalid configuration: GitHub App rex: GITHUB_APP_REX_PRIVATE_KEY is missing");
 
-    expect(configError(() => loadGitHubApps({ env: { GITHUB_APP_QA_PRIVATE_KEY: rsaPem() } })).message).toMatch(/GitHub App qa: GITHUB_APP_QA_ID \(or GITHUB_APP_QA_CLIENT_ID\) is missing/);
+    expect(configError(() => loadGitHubApps({ env: { GITHUB_APP_QA_PRIVATE_KEY: rsaPem() } })).message).toMatch(
+      /GitHub App qa: GITHUB_APP_QA_ID \(or GITHUB_APP_QA_CLIENT_ID\) is missing/,
+    );
 
     const good = rsaPem();
     const cases: Array<[string, string, RegExp]> = [
@@ -176,12 +193,24 @@ describe("GitHub Apps from environment variables", () => {
       ["cut short", good.slice(0, 900), /truncated/],
       ["damaged body", good.replace(/\n[A-Za-z0-9+/]{20}/, "\n!!!!!!!!!!!!!!!!!!!!"), /not a valid PEM private key/],
       ["not PEM", "just some text", /not a PEM private key/],
-      ["EC", remembered(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "sec1", format: "pem" }).toString()), /not an RSA key \(EC\)/],
-      ["Ed25519 PKCS#8", remembered(generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString()), /not an RSA key \(ed25519\)/],
+      [
+        "EC",
+        remembered(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "sec1", format: "pem" }).toString()),
+        /not an RSA key \(EC\)/,
+      ],
+      [
+        "Ed25519 PKCS#8",
+        remembered(generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString()),
+        /not an RSA key \(ed25519\)/,
+      ],
       ["public key", remembered(createPublicKey(createPrivateKey(good)).export({ type: "spki", format: "pem" }).toString()), /public key or certificate/],
       [
         "encrypted",
-        remembered(generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "pass" }).toString()),
+        remembered(
+          generateKeyPairSync("rsa", { modulusLength: 2048 })
+            .privateKey.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "pass" })
+            .toString(),
+        ),
         /encrypted/,
       ],
       ["1024-bit RSA", rsaPem("pkcs1", 1024), /RSA key of 1024 bits/],
@@ -193,13 +222,29 @@ describe("GitHub Apps from environment variables", () => {
       expect(error.message, label).toMatch(problem);
     }
 
-    expect(configError(() => loadGitHubApps({ env: { GITHUB_APP_REX_ID: "12; drop", GITHUB_APP_REX_PRIVATE_KEY: good } })).message).toMatch(/GITHUB_APP_REX_ID is not a GitHub App id/);
-    expect(configError(() => loadGitHubApps({ env: { GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: good, GITHUB_APP_REX_CLIENT_SECRET: "x" } })).message).toMatch(/CLIENT_SECRET is set without GITHUB_APP_REX_CLIENT_ID/);
-    expect(configError(() => loadGitHubApps({ env: { GITHUB_APP_ID: "1", GITHUB_APP_PRIVATE_KEY: good, GITHUB_APP_NAME: "rex", GITHUB_APP_REX_ID: "2", GITHUB_APP_REX_PRIVATE_KEY: good } })).message).toMatch(/GitHub App rex: configured both/);
+    expect(configError(() => loadGitHubApps({ env: { GITHUB_APP_REX_ID: "12; drop", GITHUB_APP_REX_PRIVATE_KEY: good } })).message).toMatch(
+      /GITHUB_APP_REX_ID is not a GitHub App id/,
+    );
+    expect(
+      configError(() => loadGitHubApps({ env: { GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: good, GITHUB_APP_REX_CLIENT_SECRET: "x" } })).message,
+    ).toMatch(/CLIENT_SECRET is set without GITHUB_APP_REX_CLIENT_ID/);
+    expect(
+      configError(() =>
+        loadGitHubApps({
+          env: { GITHUB_APP_ID: "1", GITHUB_APP_PRIVATE_KEY: good, GITHUB_APP_NAME: "rex", GITHUB_APP_REX_ID: "2", GITHUB_APP_REX_PRIVATE_KEY: good },
+        }),
+      ).message,
+    ).toMatch(/GitHub App rex: configured both/);
   });
 
   it("is what config.githubApps carries: only the GITHUB_APP_* variables, the directory and the poll interval", () => {
-    const config = loadConfig({ GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: "pem", GITHUB_APPS_DIR: "/secrets/github-apps", PATH: "/usr/bin", GITHUB_API_URL: "https://ghe.example/api/v3/" });
+    const config = loadConfig({
+      GITHUB_APP_REX_ID: "1",
+      GITHUB_APP_REX_PRIVATE_KEY: "pem",
+      GITHUB_APPS_DIR: "/secrets/github-apps",
+      PATH: "/usr/bin",
+      GITHUB_API_URL: "https://ghe.example/api/v3/",
+    });
     expect(config.githubApps).toEqual({
       env: { GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: "pem" },
       dir: "/secrets/github-apps",
@@ -225,7 +270,13 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
     const rex = rsaPem();
     kubernetesSecret(root, "rex", { appId: "101\n", privateKey: rex, webhookSecret: "rex-hook\n", slug: "rex-bot\n" });
     const clippy = rsaPem("pkcs8");
-    plainSecret(root, "clippy", { appId: "202", privateKey: clippy.replace(/\n/g, "\\n"), webhookSecret: "clippy-hook", clientId: "Iv23clippy", clientSecret: "clippy-secret" });
+    plainSecret(root, "clippy", {
+      appId: "202",
+      privateKey: clippy.replace(/\n/g, "\\n"),
+      webhookSecret: "clippy-hook",
+      clientId: "Iv23clippy",
+      clientSecret: "clippy-secret",
+    });
     mkdirSync(path.join(root, "..data"));
     mkdirSync(path.join(root, "Not_An_App"));
     writeFileSync(path.join(root, "README"), "not a directory");
@@ -243,7 +294,9 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
   it("fails at start naming the app and the missing or broken file", () => {
     const root = freshDir();
     plainSecret(root, "qa", { appId: "1", webhookSecret: "w" });
-    expect(configError(() => loadGitHubApps({ dir: root }, { watch: false })).message).toBe(`invalid configuration: GitHub App qa: ${path.join(root, "qa", "privateKey")} is missing`);
+    expect(configError(() => loadGitHubApps({ dir: root }, { watch: false })).message).toBe(
+      `invalid configuration: GitHub App qa: ${path.join(root, "qa", "privateKey")} is missing`,
+    );
 
     const other = freshDir();
     plainSecret(other, "triage", { appId: "1", privateKey: rsaPem() });
@@ -259,7 +312,9 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
 
     const both = freshDir();
     plainSecret(both, "rex", { appId: "1", webhookSecret: "w", privateKey: rsaPem() });
-    expect(configError(() => loadGitHubApps({ dir: both, env: { GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: rsaPem() } }, { watch: false })).message).toMatch(/GitHub App rex: configured both/);
+    expect(
+      configError(() => loadGitHubApps({ dir: both, env: { GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: rsaPem() } }, { watch: false })).message,
+    ).toMatch(/GitHub App rex: configured both/);
   });
 
   it("picks up a Kubernetes ..data swap by polling; a malformed rotation keeps the previous key and logs the app and the problem only", async () => {
@@ -337,7 +392,12 @@ describe("a rotated key at the GitHub fake", () => {
   it("is used by the next token request, which succeeds at once and is signed by the new key", async () => {
     const fakeApp = await fake.createApp({ slug: "rotating-rex" });
     remember(fakeApp.privateKeyPem);
-    const installation = fake.addInstallation({ appId: fakeApp.appId, account: { login: "rotation-org", type: "Organization" }, repositories: ["api"], permissions: { contents: "read" } });
+    const installation = fake.addInstallation({
+      appId: fakeApp.appId,
+      account: { login: "rotation-org", type: "Organization" },
+      repositories: ["api"],
+      permissions: { contents: "read" },
+    });
     // Mounted with a key GitHub does not know yet; the operator then rotates in the app's real key.
     const root = freshDir();
     const secret = kubernetesSecret(root, "rex", { appId: String(fakeApp.appId), privateKey: rsaPem(), webhookSecret: "hook" });
@@ -383,17 +443,31 @@ describe("a rotated key at the GitHub fake", () => {
 describe("createGitHubApps", () => {
   it("builds a client and an install provider per app and picks the default app", () => {
     const base = { dir: undefined, pollSeconds: 5, apiUrl: "https://api.github.com", webUrl: "https://github.com", timeoutMs: 1_000 };
-    const two = createGitHubApps({ ...base, env: { GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: rsaPem(), GITHUB_APP_QA_ID: "2", GITHUB_APP_QA_PRIVATE_KEY: rsaPem(), GITHUB_APP_QA_SLUG: "qa-bot" } });
+    const two = createGitHubApps({
+      ...base,
+      env: {
+        GITHUB_APP_REX_ID: "1",
+        GITHUB_APP_REX_PRIVATE_KEY: rsaPem(),
+        GITHUB_APP_QA_ID: "2",
+        GITHUB_APP_QA_PRIVATE_KEY: rsaPem(),
+        GITHUB_APP_QA_SLUG: "qa-bot",
+      },
+    });
     expect(two.registry.names()).toEqual(["qa", "rex"]);
     expect(two.defaultApp).toBe("qa"); // first by name
     expect(two.client("rex")!.app).toBe("rex");
     expect(two.client("nope")).toBeUndefined();
-    expect(two.provider("qa")!.authorizationUrl({ state: "s", redirectUri: "https://keyplane.example/cb" })).toBe("https://github.com/apps/qa-bot/installations/new?state=s");
+    expect(two.provider("qa")!.authorizationUrl({ state: "s", redirectUri: "https://keyplane.example/cb" })).toBe(
+      "https://github.com/apps/qa-bot/installations/new?state=s",
+    );
     // No slug, no install page: a clear refusal rather than a broken URL.
     expect(() => two.provider("rex")!.authorizationUrl({ state: "s", redirectUri: "https://keyplane.example/cb" })).toThrow(/app_slug_not_configured/);
     two.close();
 
-    const withDefault = createGitHubApps({ ...base, env: { GITHUB_APP_ID: "3", GITHUB_APP_PRIVATE_KEY: rsaPem(), GITHUB_APP_SLUG: "keyplane", GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: rsaPem() } });
+    const withDefault = createGitHubApps({
+      ...base,
+      env: { GITHUB_APP_ID: "3", GITHUB_APP_PRIVATE_KEY: rsaPem(), GITHUB_APP_SLUG: "keyplane", GITHUB_APP_REX_ID: "1", GITHUB_APP_REX_PRIVATE_KEY: rsaPem() },
+    });
     expect(withDefault.defaultApp).toBe("default");
     withDefault.close();
 

@@ -24,8 +24,12 @@ const revokedAsked = GitHubTokenRevoked({ tokenId, fingerprint: issue.fingerprin
 
 describe("GitHub token decider", () => {
   it("records a token handed out once, by its fingerprint", () => {
-    given([]).when({ type: "IssueGitHubToken", data: issue }).then([{ type: "token.issued", data: issue }]);
-    given([issued]).when({ type: "IssueGitHubToken", data: issue }).thenThrows("CONFLICT", { message: `token ${tokenId} already issued` });
+    given([])
+      .when({ type: "IssueGitHubToken", data: issue })
+      .then([{ type: "token.issued", data: issue }]);
+    given([issued])
+      .when({ type: "IssueGitHubToken", data: issue })
+      .thenThrows("CONFLICT", { message: `token ${tokenId} already issued` });
   });
 
   it("revokes with the issued token's id and fingerprint, whether GitHub was asked or not", () => {

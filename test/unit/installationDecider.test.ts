@@ -26,23 +26,34 @@ describe("installation decider", () => {
     const state = stateOf(afterTenantResume);
     expect(state.exists && statusOf(state)).toBe("suspended");
     // The tenant cannot lift GitHub's suspension.
-    given([created, suspendedBy("provider")]).when({ type: "ResumeInstallation", by: "tenant" }).thenThrows("CONFLICT", { message: /suspended at the provider/ });
+    given([created, suspendedBy("provider")])
+      .when({ type: "ResumeInstallation", by: "tenant" })
+      .thenThrows("CONFLICT", { message: /suspended at the provider/ });
     // Suspending twice records nothing.
-    given([created, suspendedBy("tenant")]).when({ type: "SuspendInstallation", by: "tenant" }).thenNothingHappened();
+    given([created, suspendedBy("tenant")])
+      .when({ type: "SuspendInstallation", by: "tenant" })
+      .thenNothingHappened();
   });
 
   it("hands out credentials only while active", () => {
     given([created])
       .when({ type: "ReadCredentials", fingerprint: "sha256:ab" })
       .then([{ type: "credentials.read", data: { installationId: "i-1", platform: "github", fingerprint: "sha256:ab" } }]);
-    given([created, suspendedBy("tenant")]).when({ type: "ReadCredentials", fingerprint: "sha256:ab" }).thenThrows("CONFLICT", { message: /suspended/ });
+    given([created, suspendedBy("tenant")])
+      .when({ type: "ReadCredentials", fingerprint: "sha256:ab" })
+      .thenThrows("CONFLICT", { message: /suspended/ });
     const needsReauth: InstallationEvent = { type: "installation.needs_reauth", data: { installationId: "i-1", providerCode: "invalid_grant" } };
-    given([created, needsReauth]).when({ type: "ReadCredentials", fingerprint: "sha256:ab" }).thenThrows("CONFLICT", { message: /needs reauth/ });
+    given([created, needsReauth])
+      .when({ type: "ReadCredentials", fingerprint: "sha256:ab" })
+      .thenThrows("CONFLICT", { message: /needs reauth/ });
   });
 
   it("counts transient refresh failures and turns a rejection into needs_reauth once", () => {
     const transient: InstallationCommand = { type: "RecordRefreshFailure", providerCode: "server_error", rejected: false, nextAttemptAt };
-    const failedOnce: InstallationEvent = { type: "installation.refresh_failed", data: { installationId: "i-1", providerCode: "server_error", attempt: 1, nextAttemptAt } };
+    const failedOnce: InstallationEvent = {
+      type: "installation.refresh_failed",
+      data: { installationId: "i-1", providerCode: "server_error", attempt: 1, nextAttemptAt },
+    };
     given([created]).when(transient).then([failedOnce]);
     given([created, failedOnce])
       .when(transient)
@@ -58,13 +69,19 @@ describe("installation decider", () => {
   });
 
   it("refuses a re-authorization for another account", () => {
-    given([created]).when({ type: "ReauthorizeInstallation", info: { ...info, externalId: "43" } }).thenThrows("CONFLICT", { message: /different account/ });
+    given([created])
+      .when({ type: "ReauthorizeInstallation", info: { ...info, externalId: "43" } })
+      .thenThrows("CONFLICT", { message: /different account/ });
   });
 
   it("makes revocation final: revoking again records nothing, everything else is CONFLICT", () => {
     const revoked: InstallationEvent = { type: "installation.revoked", data: { installationId: "i-1", by: "tenant", providerRevoked: true } };
     given([created, revoked]).when({ type: "RevokeInstallation", by: "provider", providerRevoked: true }).thenNothingHappened();
-    for (const command of [{ type: "ResumeInstallation", by: "tenant" }, { type: "ReadCredentials", fingerprint: "x" }, { type: "ChangeRepositories", added: ["a/b"], removed: [] }] as InstallationCommand[]) {
+    for (const command of [
+      { type: "ResumeInstallation", by: "tenant" },
+      { type: "ReadCredentials", fingerprint: "x" },
+      { type: "ChangeRepositories", added: ["a/b"], removed: [] },
+    ] as InstallationCommand[]) {
       given([created, revoked]).when(command).thenThrows("CONFLICT");
     }
   });

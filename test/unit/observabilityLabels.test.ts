@@ -55,13 +55,25 @@ describe("metric labels stay bounded", () => {
   it("keeps the first operation names and collapses later, overlong and missing ones", async () => {
     const metrics = createMetrics();
     const yoga = createYoga({
-      schema: createSchema({ typeDefs: "type Query { a: Int b: Int }", resolvers: { Query: { a: () => 1, b: () => { throw new Error("boom"); } } } }),
+      schema: createSchema({
+        typeDefs: "type Query { a: Int b: Int }",
+        resolvers: {
+          Query: {
+            a: () => 1,
+            b: () => {
+              throw new Error("boom");
+            },
+          },
+        },
+      }),
       plugins: [graphqlMetricsPlugin(metrics, { maxOperationNames: 2 })],
       logging: false,
       maskedErrors: false,
     });
     const run = async (query: string) =>
-      (await yoga.fetch("http://localhost/graphql", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query }) })).json();
+      (
+        await yoga.fetch("http://localhost/graphql", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query }) })
+      ).json();
     await run("query One { a }");
     await run("query Two { a }");
     await run("query Three { a }");

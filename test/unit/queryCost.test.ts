@@ -56,10 +56,22 @@ describe("query cost", () => {
 });
 
 describe("RateLimit headers (draft-ietf-httpapi-ratelimit-headers)", () => {
-  const check = (policy: PolicyCheck["policy"], limit: number, windowSeconds: number, remaining: number, resetSeconds: number, limited = false): PolicyCheck => ({ policy, limit, windowSeconds, remaining, resetSeconds, limited });
+  const check = (
+    policy: PolicyCheck["policy"],
+    limit: number,
+    windowSeconds: number,
+    remaining: number,
+    resetSeconds: number,
+    limited = false,
+  ): PolicyCheck => ({ policy, limit, windowSeconds, remaining, resetSeconds, limited });
 
   it("lists each policy once (the last state of a repeated one) and adds Retry-After for the longest refusal", () => {
-    const headers = rateLimitHeaders([check("tenant", 300, 60, 0, 42, true), check("tenant-burst", 9, 1, 3, 1), check("cost", 15000, 60, 14000, 42), check("cost", 15000, 60, 13900, 42)]);
+    const headers = rateLimitHeaders([
+      check("tenant", 300, 60, 0, 42, true),
+      check("tenant-burst", 9, 1, 3, 1),
+      check("cost", 15000, 60, 14000, 42),
+      check("cost", 15000, 60, 13900, 42),
+    ]);
     expect(headers).toEqual({
       "RateLimit-Policy": '"tenant";q=300;w=60, "tenant-burst";q=9;w=1, "cost";q=15000;w=60;keyplane-unit="query-cost"',
       RateLimit: '"tenant";r=0;t=42, "tenant-burst";r=3;t=1, "cost";r=13900;t=42',

@@ -49,13 +49,14 @@ describe("session decider", () => {
         .then([{ type: "session.refreshed", data: { familyId, previousRefreshTokenId: "r3", refreshTokenId: "r-next", accessTokenId: "a-next" } }]));
 
     it("revokes the family when a spent refresh token is presented again (reuse)", () =>
-      session([started, refreshedToR2]).when(refreshWith("r1")).then([{ type: "session.revoked", data: { familyId, reason: "refresh-token-reuse", expiresAt } }]));
+      session([started, refreshedToR2])
+        .when(refreshWith("r1"))
+        .then([{ type: "session.revoked", data: { familyId, reason: "refresh-token-reuse", expiresAt } }]));
 
     it("revokes the family on reuse of any earlier token, not only the previous one", () =>
       session([started, refreshedToR2, refreshedToR3]).when(refreshWith("r1")).then([revokedForReuse]));
 
-    it("treats a refresh token the family never issued as reuse too", () =>
-      session([started]).when(refreshWith("forged-or-foreign")).then([revokedForReuse]));
+    it("treats a refresh token the family never issued as reuse too", () => session([started]).when(refreshWith("forged-or-foreign")).then([revokedForReuse]));
 
     it("refuses any refresh after the family was revoked, even with its newest token", () => {
       session([started, refreshedToR2, revokedForReuse]).when(refreshWith("r2")).thenThrows("UNAUTHENTICATED", { message: SESSION_INVALID });
@@ -63,9 +64,12 @@ describe("session decider", () => {
     });
 
     it("refuses a refresh after an explicit revocation", () =>
-      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })]).when(refreshWith("r1")).thenThrows("UNAUTHENTICATED"));
+      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })])
+        .when(refreshWith("r1"))
+        .thenThrows("UNAUTHENTICATED"));
 
-    it("refuses a refresh of a family that does not exist", () => session([]).when(refreshWith("r1")).thenThrows("UNAUTHENTICATED", { message: SESSION_INVALID }));
+    it("refuses a refresh of a family that does not exist", () =>
+      session([]).when(refreshWith("r1")).thenThrows("UNAUTHENTICATED", { message: SESSION_INVALID }));
 
     it("refuses a refresh once the family has expired, and at the very instant it expires", () => {
       session([started]).when(refreshWith("r1", "2030-01-01T00:00:00.001Z")).thenThrows("UNAUTHENTICATED");
@@ -78,14 +82,20 @@ describe("session decider", () => {
 
   describe("revoke", () => {
     it("revokes an active family", () =>
-      session([started, refreshedToR2]).when({ type: "RevokeSession", reason: "revoked" }).then([{ type: "session.revoked", data: { familyId, reason: "revoked", expiresAt } }]));
+      session([started, refreshedToR2])
+        .when({ type: "RevokeSession", reason: "revoked" })
+        .then([{ type: "session.revoked", data: { familyId, reason: "revoked", expiresAt } }]));
 
     it("records nothing when revoking twice", () =>
-      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
+      session([started, SessionRevoked({ familyId, reason: "revoked", expiresAt })])
+        .when({ type: "RevokeSession", reason: "revoked" })
+        .thenNothingHappened());
 
-    it("records nothing when revoking a family already revoked for reuse", () => session([started, revokedForReuse]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
+    it("records nothing when revoking a family already revoked for reuse", () =>
+      session([started, revokedForReuse]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
 
-    it("records nothing when revoking a family that does not exist", () => session([]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
+    it("records nothing when revoking a family that does not exist", () =>
+      session([]).when({ type: "RevokeSession", reason: "revoked" }).thenNothingHappened());
   });
 
   describe("evolve", () => {
@@ -125,5 +135,7 @@ describe("access token decider", () => {
       .then([{ type: "access_token.revoked", data: { tokenId: "ext-1", reason: "revoked", expiresAt: "2031-06-01T00:00:00.000Z" } }]));
 
   it("records nothing when revoking twice", () =>
-    accessToken([issued, AccessTokenRevoked({ tokenId, reason: "revoked", expiresAt })]).when({ type: "RevokeAccessToken", tokenId, reason: "revoked", expiresAt }).thenNothingHappened());
+    accessToken([issued, AccessTokenRevoked({ tokenId, reason: "revoked", expiresAt })])
+      .when({ type: "RevokeAccessToken", tokenId, reason: "revoked", expiresAt })
+      .thenNothingHappened());
 });

@@ -30,54 +30,98 @@ const TIMED_OUT = { instanceOf: TaskTimedOutError };
 
 describe("task decider", () => {
   it("dispatches once, with the deadline timeoutSeconds after now and a missing payload as null", () => {
-    given([]).when({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: { say: "hi" }, timeoutSeconds: 60, now: T0 }).then([dispatched]);
+    given([])
+      .when({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: { say: "hi" }, timeoutSeconds: 60, now: T0 })
+      .then([dispatched]);
     given([])
       .when({ type: "DispatchTask", taskId: "t-2", agentId: "a-1", kind: "echo", payload: undefined, timeoutSeconds: 300, now: T0 })
-      .then([{ type: "task.dispatched", data: { taskId: "t-2", agentId: "a-1", kind: "echo", payload: null, timeoutSeconds: 300, deadlineAt: "2026-03-01T12:05:00.000Z" } }]);
-    given([dispatched]).when({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: null, timeoutSeconds: 60, now: T0 }).thenThrows("CONFLICT");
+      .then([
+        {
+          type: "task.dispatched",
+          data: { taskId: "t-2", agentId: "a-1", kind: "echo", payload: null, timeoutSeconds: 300, deadlineAt: "2026-03-01T12:05:00.000Z" },
+        },
+      ]);
+    given([dispatched])
+      .when({ type: "DispatchTask", taskId: "t-1", agentId: "a-1", kind: "echo", payload: null, timeoutSeconds: 60, now: T0 })
+      .thenThrows("CONFLICT");
   });
 
   it("runs pending -> claimed -> completed or failed, with progress reports while claimed", () => {
     given([dispatched]).when(claim()).then([claimed]);
-    given([dispatched, claimed]).when(progress()).then([{ type: "task.progressed", data: { taskId: "t-1", progress: { done: 3, of: 10 }, message: "copying" } }]);
+    given([dispatched, claimed])
+      .when(progress())
+      .then([{ type: "task.progressed", data: { taskId: "t-1", progress: { done: 3, of: 10 }, message: "copying" } }]);
     given([dispatched, claimed]).when(complete()).then([completed]);
     given([dispatched, claimed]).when(fail()).then([failed]);
     expect(stateOf([dispatched, claimed, completed])).toMatchObject({ status: "completed" });
   });
 
   it("claims a task at most once; everything but pending is CONFLICT", () => {
-    given([dispatched, claimed]).when(claim()).thenThrows("CONFLICT", { message: /task is claimed/ });
+    given([dispatched, claimed])
+      .when(claim())
+      .thenThrows("CONFLICT", { message: /task is claimed/ });
     for (const end of [completed, failed]) given([dispatched, claimed, end]).when(claim()).thenThrows("CONFLICT");
-    given([dispatched, timedOut("pending")]).when(claim()).thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, timedOut("pending")])
+      .when(claim())
+      .thenThrows("CONFLICT", TIMED_OUT);
   });
 
   it("progress, completion and failure need a claimed task", () => {
-    given([dispatched]).when(complete()).thenThrows("CONFLICT", { message: /pending: claim it first/ });
+    given([dispatched])
+      .when(complete())
+      .thenThrows("CONFLICT", { message: /pending: claim it first/ });
     given([dispatched]).when(progress()).thenThrows("CONFLICT");
-    given([dispatched, claimed, completed]).when(fail()).thenThrows("CONFLICT", { message: /task is completed/ });
-    given([dispatched, claimed, failed]).when(complete()).thenThrows("CONFLICT", { message: /task is failed/ });
+    given([dispatched, claimed, completed])
+      .when(fail())
+      .thenThrows("CONFLICT", { message: /task is completed/ });
+    given([dispatched, claimed, failed])
+      .when(complete())
+      .thenThrows("CONFLICT", { message: /task is failed/ });
   });
 
   it("hides the task from every agent but its own, and a missing task from everyone (NOT_FOUND)", () => {
     given([dispatched]).when(claim("a-2")).thenThrows("NOT_FOUND");
-    given([dispatched, claimed]).when(complete(at(2), "a-2")).thenThrows("NOT_FOUND");
+    given([dispatched, claimed])
+      .when(complete(at(2), "a-2"))
+      .thenThrows("NOT_FOUND");
     given([]).when(claim()).thenThrows("NOT_FOUND");
-    given([]).when({ type: "TimeOutTask", now: at(100) }).thenThrows("NOT_FOUND");
+    given([])
+      .when({ type: "TimeOutTask", now: at(100) })
+      .thenThrows("NOT_FOUND");
   });
 
   it("refuses every step of the agent once the deadline has passed, before any sweep recorded it", () => {
-    given([dispatched]).when(claim("a-1", at(60))).thenThrows("CONFLICT", TIMED_OUT);
-    given([dispatched, claimed]).when(complete(at(61))).thenThrows("CONFLICT", TIMED_OUT);
-    given([dispatched, claimed]).when(progress(at(61))).thenThrows("CONFLICT", TIMED_OUT);
-    given([dispatched, claimed]).when(fail(at(61))).thenThrows("CONFLICT", { instanceOf: ConflictError, extensions: { status: "timed_out" } });
+    given([dispatched])
+      .when(claim("a-1", at(60)))
+      .thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, claimed])
+      .when(complete(at(61)))
+      .thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, claimed])
+      .when(progress(at(61)))
+      .thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, claimed])
+      .when(fail(at(61)))
+      .thenThrows("CONFLICT", { instanceOf: ConflictError, extensions: { status: "timed_out" } });
   });
 
   it("times out open tasks past their deadline only, recording what they were; finished ones stay as they are", () => {
-    given([dispatched]).when({ type: "TimeOutTask", now: at(59) }).thenNothingHappened();
-    given([dispatched]).when({ type: "TimeOutTask", now: at(60) }).then([timedOut("pending")]);
-    given([dispatched, claimed]).when({ type: "TimeOutTask", now: at(90) }).then([timedOut("claimed")]);
-    for (const end of [completed, failed, timedOut("claimed")]) given([dispatched, claimed, end]).when({ type: "TimeOutTask", now: at(90) }).thenNothingHappened();
+    given([dispatched])
+      .when({ type: "TimeOutTask", now: at(59) })
+      .thenNothingHappened();
+    given([dispatched])
+      .when({ type: "TimeOutTask", now: at(60) })
+      .then([timedOut("pending")]);
+    given([dispatched, claimed])
+      .when({ type: "TimeOutTask", now: at(90) })
+      .then([timedOut("claimed")]);
+    for (const end of [completed, failed, timedOut("claimed")])
+      given([dispatched, claimed, end])
+        .when({ type: "TimeOutTask", now: at(90) })
+        .thenNothingHappened();
     expect(stateOf([dispatched, timedOut("pending")])).toMatchObject({ status: "timed_out" });
-    given([dispatched, claimed, timedOut("claimed")]).when(complete(at(30))).thenThrows("CONFLICT", TIMED_OUT);
+    given([dispatched, claimed, timedOut("claimed")])
+      .when(complete(at(30)))
+      .thenThrows("CONFLICT", TIMED_OUT);
   });
 });

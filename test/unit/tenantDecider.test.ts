@@ -10,19 +10,31 @@ const changeTier = (tier: string): TenantCommand => ({ type: "ChangeTenantTier",
 
 describe("tenant decider", () => {
   it("creates a tenant on the free tier by default", () => {
-    given([]).when(create({ id: "acme", name: " Acme " })).then([{ type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } }]);
+    given([])
+      .when(create({ id: "acme", name: " Acme " }))
+      .then([{ type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } }]);
   });
 
   it("refuses a tenant that exists", () => {
     const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } };
-    given([created]).when(create({ id: "acme", name: "Again" })).thenThrows("CONFLICT");
+    given([created])
+      .when(create({ id: "acme", name: "Again" }))
+      .thenThrows("CONFLICT");
   });
 
   it("names the field of bad input", () => {
-    given([]).when(create({ id: "Not A Slug", name: "x" })).thenThrows("BAD_USER_INPUT", { message: /^id: /, extensions: { field: "id" } });
-    given([]).when(create({ id: "ok-id", name: "" })).thenThrows("BAD_USER_INPUT", { message: /^name: /, extensions: { field: "name" } });
-    given([]).when(create({ id: "ok-id", name: "x", tier: "gold" as "free" })).thenThrows("BAD_USER_INPUT");
-    given([]).when(create({ id: "_platform", name: "x" })).thenThrows("BAD_USER_INPUT", { message: /^id: / });
+    given([])
+      .when(create({ id: "Not A Slug", name: "x" }))
+      .thenThrows("BAD_USER_INPUT", { message: /^id: /, extensions: { field: "id" } });
+    given([])
+      .when(create({ id: "ok-id", name: "" }))
+      .thenThrows("BAD_USER_INPUT", { message: /^name: /, extensions: { field: "name" } });
+    given([])
+      .when(create({ id: "ok-id", name: "x", tier: "gold" as "free" }))
+      .thenThrows("BAD_USER_INPUT");
+    given([])
+      .when(create({ id: "_platform", name: "x" }))
+      .thenThrows("BAD_USER_INPUT", { message: /^id: / });
   });
 
   it("evolves to the created state", () => {

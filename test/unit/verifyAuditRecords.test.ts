@@ -69,11 +69,26 @@ function event(sequence: number, data: Record<string, unknown> = { n: sequence }
 }
 
 /** The content hash over exactly the hashed fields (not kind, sequence or the hashes). */
-const hashOf = ({ eventId, tenantId, streamType, streamId, streamVersion, type, schemaVersion, data, metadata, occurredAt }: Omit<EventRecord, "kind" | "sequence" | "contentHash" | "chainHash" | "audit">) =>
+const hashOf = ({
+  eventId,
+  tenantId,
+  streamType,
+  streamId,
+  streamVersion,
+  type,
+  schemaVersion,
+  data,
+  metadata,
+  occurredAt,
+}: Omit<EventRecord, "kind" | "sequence" | "contentHash" | "chainHash" | "audit">) =>
   contentHash({ eventId, tenantId, streamType, streamId, streamVersion, type, schemaVersion, data, metadata, occurredAt });
 
 /** A genuine log of n events (chained), with checkpoints signed at the given sequences. */
-async function genuineLog(n: number, checkpointsAt: number[] = [], signer = keyplane.signer): Promise<{ rows: EventRecord[]; checkpoints: CheckpointRecord[] }> {
+async function genuineLog(
+  n: number,
+  checkpointsAt: number[] = [],
+  signer = keyplane.signer,
+): Promise<{ rows: EventRecord[]; checkpoints: CheckpointRecord[] }> {
   const rows: EventRecord[] = [];
   let chain = genesisHash(TENANT);
   for (let s = 1; s <= n; s++) {
@@ -92,7 +107,15 @@ async function genuineLog(n: number, checkpointsAt: number[] = [], signer = keyp
 
 async function signCheckpoint(sequence: number, chain: string, previousSignature: string | null, signer: AuditSigner): Promise<CheckpointRecord> {
   const payload = { tenantId: TENANT, sequence, chainHash: chain, previousSignature, signedAt: "2026-01-01T01:00:00.000Z" };
-  return { kind: "checkpoint", sequence, chainHash: chain, previousSignature, signedAt: payload.signedAt, kid: signer.kid, jws: await signer.sign(CHECKPOINT_JWS_TYPE, payload) };
+  return {
+    kind: "checkpoint",
+    sequence,
+    chainHash: chain,
+    previousSignature,
+    signedAt: payload.signedAt,
+    kid: signer.kid,
+    jws: await signer.sign(CHECKPOINT_JWS_TYPE, payload),
+  };
 }
 
 /** An export file's records: header, rows with checkpoints after their events, signed end line. */
@@ -102,7 +125,9 @@ async function exportOf(
   { anchor, filter = { from: null, to: null, types: null }, fromSequence }: { anchor?: CheckpointRecord; filter?: ExportFilter; fromSequence?: number } = {},
 ): Promise<ExportRecord[]> {
   const exportId = randomUUID();
-  const anchorField = anchor ? { type: "checkpoint" as const, ...withoutKind(anchor) } : { type: "genesis" as const, sequence: 0 as const, chainHash: genesisHash(TENANT) };
+  const anchorField = anchor
+    ? { type: "checkpoint" as const, ...withoutKind(anchor) }
+    : { type: "genesis" as const, sequence: 0 as const, chainHash: genesisHash(TENANT) };
   const header: HeaderRecord = {
     kind: "header",
     format: EXPORT_FORMAT,
@@ -200,8 +225,10 @@ async function expectProblem(records: ExportRecord[], kind: ProblemKind, sequenc
 const stubOf = (r: Row): OmittedRecord => ({ kind: "omitted", sequence: r.sequence, contentHash: r.contentHash, chainHash: r.chainHash });
 
 /** The records with the one at `index` changed. */
-const edited = (records: ExportRecord[], index: number, change: (r: never) => object): ExportRecord[] => records.map((r, i) => (i === index ? (change(r as never) as ExportRecord) : r));
-const indexOf = (records: ExportRecord[], kind: string, sequence: number) => records.findIndex((r) => r.kind === kind && (r as { sequence?: number }).sequence === sequence);
+const edited = (records: ExportRecord[], index: number, change: (r: never) => object): ExportRecord[] =>
+  records.map((r, i) => (i === index ? (change(r as never) as ExportRecord) : r));
+const indexOf = (records: ExportRecord[], kind: string, sequence: number) =>
+  records.findIndex((r) => r.kind === kind && (r as { sequence?: number }).sequence === sequence);
 
 /** The rows with sequences renumbered densely from the first one's, chain hashes left as they were. */
 const renumber = (rows: Row[]): Row[] => rows.map((r, i) => ({ ...r, sequence: rows[0]!.sequence + i }));
@@ -213,7 +240,9 @@ function rechain(rows: Row[], from: number): Row[] {
     if (r.sequence < from) return r;
     const content = r.kind === "event" ? hashOf(r) : r.contentHash;
     chain = chainHash(chain, r.sequence, content);
-    return r.kind === "event" ? { ...r, contentHash: content, chainHash: chain, audit: deriveAuditFields(r) } : { ...r, contentHash: content, chainHash: chain };
+    return r.kind === "event"
+      ? { ...r, contentHash: content, chainHash: chain, audit: deriveAuditFields(r) }
+      : { ...r, contentHash: content, chainHash: chain };
   });
 }
 
@@ -221,16 +250,33 @@ describe("verifying an export", () => {
   it("accepts a genuine export from genesis, with its checkpoints, and says what it verified", async () => {
     const { rows, checkpoints } = await genuineLog(30, [10, 25]);
     const report = await verify(await exportOf(rows, checkpoints));
-    expect(report).toMatchObject({ ok: true, tenantId: TENANT, startsFrom: "genesis", anchorSequence: 0, lastSequence: 30, events: 30, omitted: 0, checkpoints: 2, signatures: "verified", problem: null });
+    expect(report).toMatchObject({
+      ok: true,
+      tenantId: TENANT,
+      startsFrom: "genesis",
+      anchorSequence: 0,
+      lastSequence: 30,
+      events: 30,
+      omitted: 0,
+      checkpoints: 2,
+      signatures: "verified",
+      problem: null,
+    });
   });
 
   it("accepts an export that starts from a signed checkpoint, and one with omitted stubs", async () => {
     const { rows, checkpoints } = await genuineLog(30, [10, 25]);
     const fromCheckpoint = await verify(await exportOf(rows.slice(10), checkpoints.slice(1), { anchor: checkpoints[0] }));
     expect(fromCheckpoint).toMatchObject({ ok: true, startsFrom: "checkpoint", anchorSequence: 10, lastSequence: 30, events: 20 });
-    const stubbed: Row[] = rows.map((r) => (r.sequence % 3 ? r : { kind: "omitted", sequence: r.sequence, contentHash: r.contentHash, chainHash: r.chainHash }));
+    const stubbed: Row[] = rows.map((r) =>
+      r.sequence % 3 ? r : { kind: "omitted", sequence: r.sequence, contentHash: r.contentHash, chainHash: r.chainHash },
+    );
     // (stubs stand for events the filter leaves out; a stub's type is hidden, so any filter allows them)
-    expect(await verify(await exportOf(stubbed, checkpoints, { filter: { from: null, to: null, types: ["thing.happened"] } }))).toMatchObject({ ok: true, events: 20, omitted: 10 });
+    expect(await verify(await exportOf(stubbed, checkpoints, { filter: { from: null, to: null, types: ["thing.happened"] } }))).toMatchObject({
+      ok: true,
+      events: 20,
+      omitted: 10,
+    });
   });
 
   it("names a modified event: changed content, or content and content hash changed together", async () => {
@@ -254,7 +300,11 @@ describe("verifying an export", () => {
     await expectProblem(await exportOf([...rows.slice(0, 8), ...renumber(rows.slice(9))]), "deleted", 9);
     // The last event gone, the end line re-signed by nobody: the end line still says 20.
     const records = await exportOf(rows);
-    await expectProblem(records.filter((r) => !(r.kind === "event" && r.sequence === 20)), "deleted", 20);
+    await expectProblem(
+      records.filter((r) => !(r.kind === "event" && r.sequence === 20)),
+      "deleted",
+      20,
+    );
   });
 
   it("names an inserted row: a duplicate sequence, a forged event with or without a fitting chain hash", async () => {
@@ -266,7 +316,11 @@ describe("verifying an export", () => {
     const naive = [...rows.slice(0, 8), { ...forged, chainHash: "a".repeat(64) }, ...renumber(rows.slice(8)).map((r) => ({ ...r, sequence: r.sequence + 1 }))];
     await expectProblem(await exportOf(naive), "inserted", 9);
     // With a chain hash computed from the row before it: only the next row shows it.
-    const fitting = [...rows.slice(0, 8), { ...forged, chainHash: chainHash(rows[7]!.chainHash, 9, forged.contentHash) }, ...rows.slice(8).map((r) => ({ ...r, sequence: r.sequence + 1 }))];
+    const fitting = [
+      ...rows.slice(0, 8),
+      { ...forged, chainHash: chainHash(rows[7]!.chainHash, 9, forged.contentHash) },
+      ...rows.slice(8).map((r) => ({ ...r, sequence: r.sequence + 1 })),
+    ];
     await expectProblem(await exportOf(fitting), "inserted", 9);
     // A row claiming a later sequence, put before the genuine ones: two rows claim 15.
     await expectProblem(await exportOf([...rows.slice(0, 8), { ...forged, sequence: 15, chainHash: "b".repeat(64) }, ...rows.slice(8)]), "inserted", 15);
@@ -350,7 +404,10 @@ describe("verifying an export", () => {
     const { rows } = await genuineLog(3);
     expect((await verify(rows)).problem).toMatchObject({ kind: "header" });
     const records = await exportOf(rows);
-    const report = await verifyAuditRecords([records[0]!, records[1]!, { kind: "malformed", line: 3, message: "not JSON" }, ...records.slice(2)], { source: "export", keys: keyplane.jwks });
+    const report = await verifyAuditRecords([records[0]!, records[1]!, { kind: "malformed", line: 3, message: "not JSON" }, ...records.slice(2)], {
+      source: "export",
+      keys: keyplane.jwks,
+    });
     expect(report.problem).toMatchObject({ kind: "malformed", sequence: 2 });
     const otherTenant = await exportOf(rows);
     (otherTenant[0] as HeaderRecord).tenantId = "globex";
@@ -364,21 +421,38 @@ describe("verifying an export", () => {
     await expectProblem(await exportOf([...rows.slice(0, 9), fitting, ...rows.slice(9)]), "inserted", 9);
     // A line repeated as it is, and a stub of it next to it.
     await expectProblem(await exportOf([...rows.slice(0, 9), rows[8]!, ...rows.slice(9)]), "inserted", 9);
-    await expectProblem(await exportOf([...rows.slice(0, 9), stubOf(rows[8]!), ...rows.slice(9)], [], { filter: { from: null, to: null, types: ["thing.happened"] } }), "inserted", 9);
+    await expectProblem(
+      await exportOf([...rows.slice(0, 9), stubOf(rows[8]!), ...rows.slice(9)], [], { filter: { from: null, to: null, types: ["thing.happened"] } }),
+      "inserted",
+      9,
+    );
   });
 
   it("refuses a checkpoint line, or a checkpoint anchor, that says anything its JWS does not sign", async () => {
     const { rows, checkpoints } = await genuineLog(30, [10, 20]);
     const [first, second] = checkpoints as [CheckpointRecord, CheckpointRecord];
     const { signedAt: _signedAt, ...withoutSignedAt } = second;
-    for (const line of [{ ...second, signedAt: "2030-01-01T00:00:00.000Z" }, { ...second, kid: "someone-else" }, { ...second, tenantId: TENANT }, withoutSignedAt]) {
+    for (const line of [
+      { ...second, signedAt: "2030-01-01T00:00:00.000Z" },
+      { ...second, kid: "someone-else" },
+      { ...second, tenantId: TENANT },
+      withoutSignedAt,
+    ]) {
       await expectProblem(await exportOf(rows, [first, line as CheckpointRecord]), "checkpoint-signature", 20);
     }
-    for (const anchor of [{ ...first, signedAt: "2030-01-01T00:00:00.000Z" }, { ...first, kid: "someone-else" }, { ...first, note: "x" }]) {
+    for (const anchor of [
+      { ...first, signedAt: "2030-01-01T00:00:00.000Z" },
+      { ...first, kid: "someone-else" },
+      { ...first, note: "x" },
+    ]) {
       await expectProblem(await exportOf(rows.slice(10), [second], { anchor: anchor as CheckpointRecord }), "header", 10);
     }
     const genesis = await exportOf(rows);
-    await expectProblem(edited(genesis, 0, (h: HeaderRecord) => ({ ...h, anchor: { ...h.anchor, signedAt: "2030-01-01T00:00:00.000Z" } })), "header", 1);
+    await expectProblem(
+      edited(genesis, 0, (h: HeaderRecord) => ({ ...h, anchor: { ...h.anchor, signedAt: "2030-01-01T00:00:00.000Z" } })),
+      "header",
+      1,
+    );
   });
 
   it("names a dropped last checkpoint at its sequence: the end line signs the last one", async () => {
@@ -401,16 +475,52 @@ describe("verifying an export", () => {
     const { rows, checkpoints } = await genuineLog(10, [5]);
     const records = await exportOf(rows, checkpoints);
     const event4 = indexOf(records, "event", 4);
-    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, actor: "alice" })), "malformed", 4);
-    await expectProblem(edited(records, event4, ({ audit: _audit, ...r }: EventRecord) => r), "malformed", 4);
-    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, actor: "alice" } })), "modified", 4);
-    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, userId: "mallory" } })), "modified", 4);
-    await expectProblem(edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, details: { n: 4 } } })), "modified", 4);
-    const stubbed = await exportOf(rows.map((r) => (r.sequence === 4 ? stubOf(r) : r)), checkpoints, { filter: { from: null, to: null, types: ["thing.happened"] } });
+    await expectProblem(
+      edited(records, event4, (r: EventRecord) => ({ ...r, actor: "alice" })),
+      "malformed",
+      4,
+    );
+    await expectProblem(
+      edited(records, event4, ({ audit: _audit, ...r }: EventRecord) => r),
+      "malformed",
+      4,
+    );
+    await expectProblem(
+      edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, actor: "alice" } })),
+      "modified",
+      4,
+    );
+    await expectProblem(
+      edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, userId: "mallory" } })),
+      "modified",
+      4,
+    );
+    await expectProblem(
+      edited(records, event4, (r: EventRecord) => ({ ...r, audit: { ...r.audit, details: { n: 4 } } })),
+      "modified",
+      4,
+    );
+    const stubbed = await exportOf(
+      rows.map((r) => (r.sequence === 4 ? stubOf(r) : r)),
+      checkpoints,
+      { filter: { from: null, to: null, types: ["thing.happened"] } },
+    );
     expect((await verify(stubbed)).ok).toBe(true);
-    await expectProblem(edited(stubbed, event4, (r: OmittedRecord) => ({ ...r, type: "thing.happened" })), "malformed", 4);
-    await expectProblem(edited(records, 0, (h: HeaderRecord) => ({ ...h, note: "x" })), "header", null);
-    await expectProblem(edited(records, records.length - 1, (e: EndRecord) => ({ ...e, note: "x" })), "end-signature", null);
+    await expectProblem(
+      edited(stubbed, event4, (r: OmittedRecord) => ({ ...r, type: "thing.happened" })),
+      "malformed",
+      4,
+    );
+    await expectProblem(
+      edited(records, 0, (h: HeaderRecord) => ({ ...h, note: "x" })),
+      "header",
+      null,
+    );
+    await expectProblem(
+      edited(records, records.length - 1, (e: EndRecord) => ({ ...e, note: "x" })),
+      "end-signature",
+      null,
+    );
   });
 
   it("names a line whose kind is not the one the header says stands at its sequence", async () => {
@@ -427,7 +537,11 @@ describe("verifying an export", () => {
     await expectProblem(await resigned(await exportOf(rows, [], { filter: { from: null, to: null, types: ["other.type"] } })), "modified", 1);
     // The header is unsigned: one edited to excuse a stub is caught as a header that is not the signed one.
     const records = await exportOf(hidden, [], { anchor: checkpoints[0], fromSequence: 15 });
-    await expectProblem(edited(records, 0, (h: HeaderRecord) => ({ ...h, filter: { ...h.filter, types: ["thing.happened"] } })), "header", null);
+    await expectProblem(
+      edited(records, 0, (h: HeaderRecord) => ({ ...h, filter: { ...h.filter, types: ["thing.happened"] } })),
+      "header",
+      null,
+    );
   });
 
   it("refuses a version 1 file, whose end line does not sign its last checkpoint", async () => {
@@ -461,7 +575,8 @@ describe("reading an export file", () => {
       String.raw`{"kind":"event","a\"b":1,"a\"b":2}`,
       String.raw`{"kind":"event","__proto__":1,"__proto__":2}`,
     ];
-    for (const line of twice) expect(await read(line + "\n"), line).toEqual([expect.objectContaining({ kind: "malformed", message: expect.stringMatching(/twice/) })]);
+    for (const line of twice)
+      expect(await read(line + "\n"), line).toEqual([expect.objectContaining({ kind: "malformed", message: expect.stringMatching(/twice/) })]);
   });
 
   it("refuses a line that is not UTF-8", async () => {
@@ -486,8 +601,20 @@ describe("docs/audit-format.md", () => {
 
   it("has a worked example that verifies, with the content, canonical JSON and hashes the code computes", async () => {
     const file = block("example-export");
-    const report = await verifyAuditRecords(readExportRecords(Readable.from([file + "\n"])), { source: "export", keys: JSON.parse(block("example-jwks")) as JSONWebKeySet });
-    expect(report).toMatchObject({ ok: true, tenantId: "acme", startsFrom: "genesis", lastSequence: 3, events: 3, omitted: 0, checkpoints: 1, signatures: "verified" });
+    const report = await verifyAuditRecords(readExportRecords(Readable.from([file + "\n"])), {
+      source: "export",
+      keys: JSON.parse(block("example-jwks")) as JSONWebKeySet,
+    });
+    expect(report).toMatchObject({
+      ok: true,
+      tenantId: "acme",
+      startsFrom: "genesis",
+      lastSequence: 3,
+      events: 3,
+      omitted: 0,
+      checkpoints: 1,
+      signatures: "verified",
+    });
 
     const records = file.split("\n").map((line) => JSON.parse(line) as ExportRecord);
     const [first, second, third] = records.filter((r): r is EventRecord => r.kind === "event") as [EventRecord, EventRecord, EventRecord];
@@ -496,7 +623,11 @@ describe("docs/audit-format.md", () => {
     expect(content).toEqual(thirdContent);
     expect(block("example-canonical")).toBe(canonicalJson(content));
 
-    const hashes = Object.fromEntries(block("example-hashes").split("\n").map((line) => /^([a-z ]+):\s+(\S+)$/.exec(line)!.slice(1)));
+    const hashes = Object.fromEntries(
+      block("example-hashes")
+        .split("\n")
+        .map((line) => /^([a-z ]+):\s+(\S+)$/.exec(line)!.slice(1)),
+    );
     expect(hashes["genesis input"]).toBe("keyplane:genesis:acme");
     expect(hashes.genesis).toBe(genesisHash("acme"));
     expect(hashes.genesis).toBe(sha256(hashes["genesis input"]!));
@@ -519,7 +650,11 @@ describe("docs/audit-format.md", () => {
   });
 
   it("describes every field the verifier holds each line to", () => {
-    const fields = [...Object.values(LINE_FIELDS).flat(), ...Object.values(ANCHOR_FIELDS).flat(), ...Object.keys(deriveAuditFields({ occurredAt: "", type: "", tenantId: "", streamType: "", data: {}, metadata: {} }))];
+    const fields = [
+      ...Object.values(LINE_FIELDS).flat(),
+      ...Object.values(ANCHOR_FIELDS).flat(),
+      ...Object.keys(deriveAuditFields({ occurredAt: "", type: "", tenantId: "", streamType: "", data: {}, metadata: {} })),
+    ];
     const end = JSON.parse(block("example-end-payload")) as object;
     for (const field of [...fields, ...Object.keys(end)]) expect(doc, field).toContain(`\`${field}\``);
     expect(doc).toContain(`# The audit export format (version ${EXPORT_VERSION})`);

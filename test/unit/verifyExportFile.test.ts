@@ -8,7 +8,17 @@ import { calculateJwkThumbprint, exportJWK, type JSONWebKeySet } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAuditSigner, type AuditSigner } from "../../src/audit/auditSignatures.ts";
 import { CheckedEvent, checkedRecordOfJsonLine, FIELDS, fieldsProblem, recordOfJsonLine, sameAuditFields } from "../../src/audit/exportLines.ts";
-import { CHECKPOINT_JWS_TYPE, deriveAuditFields, EXPORT_FORMAT, EXPORT_JWS_TYPE, EXPORT_VERSION, signatureOf, type EventRecord, type ExportSummary, type HeaderRecord } from "../../src/audit/exportFormat.ts";
+import {
+  CHECKPOINT_JWS_TYPE,
+  deriveAuditFields,
+  EXPORT_FORMAT,
+  EXPORT_JWS_TYPE,
+  EXPORT_VERSION,
+  signatureOf,
+  type EventRecord,
+  type ExportSummary,
+  type HeaderRecord,
+} from "../../src/audit/exportFormat.ts";
 import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
 import { verifyAuditRecords, type VerifiableRecord } from "../../src/audit/verifyAuditRecords.ts";
 import { verifyExportFile, type VerifyFileStats } from "../../src/audit/node/verifyExportFile.ts";
@@ -57,7 +67,13 @@ function content(sequence: number, data: unknown = { n: sequence }): HashedConte
 
 const DATA = [
   (s: number) => ({ n: s }),
-  (s: number) => ({ level: "warning", status: "denied", resource: "graphql", action: "installation:manage", details: { operation: "revoke", ids: [s, s + 1] } }),
+  (s: number) => ({
+    level: "warning",
+    status: "denied",
+    resource: "graphql",
+    action: "installation:manage",
+    details: { operation: "revoke", ids: [s, s + 1] },
+  }),
   (s: number) => ({ text: `ünïcödé 😀 ${s}`, quote: 'say "hi"', path: "C:\\temp", tab: "a\tb", keys: { "10": 1, "9": 2, b: 3, a: [1.5, -0, 1e21, 0.1] } }),
   (s: number) => ({ details: `plain ${s}`, userAgent: "bench/1.0 (test)" }),
 ];
@@ -250,7 +266,13 @@ describe("checking a line alone", () => {
     ["audit of another spelling", (l) => l.replace(/"timestamp":"([^"]*)"/, '"timestamp":"\\u0032$1"'.replace("$1", "$1"))],
     ["content changed", (l) => l.replace('"streamId":"thing-7"', '"streamId":"thing-8"')],
     ["content rehashed", (_l, e) => keyplaneLine({ ...e, streamId: "other" }, 7, "c".repeat(64))],
-    ["content changed, hash recomputed, audit stale", (l, e) => l.replace(/"contentHash":"[0-9a-f]*"/, `"contentHash":"${contentHash({ ...e, data: { level: "error" } })}"`).replace(/"data":\{[^}]*\}/, '"data":{"level": "error"}')],
+    [
+      "content changed, hash recomputed, audit stale",
+      (l, e) =>
+        l
+          .replace(/"contentHash":"[0-9a-f]*"/, `"contentHash":"${contentHash({ ...e, data: { level: "error" } })}"`)
+          .replace(/"data":\{[^}]*\}/, '"data":{"level": "error"}'),
+    ],
     ["a field added", (l) => l.replace('"kind":"event",', '"kind":"event","actor":"alice",')],
     ["a field missing", (l) => l.replace(/"schemaVersion":1,/, "")],
     ["sequence a string", (l) => l.replace('"sequence":7,', '"sequence":"7",')],

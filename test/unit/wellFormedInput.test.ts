@@ -29,7 +29,11 @@ describe("stringProblem", () => {
 describe("findInputProblem", () => {
   it("names the path of the first bad value, in input order, without the value", () => {
     const problem = findInputProblem({ input: { list: ["ok", { name: "x\u0000secret" }], later: "\ud800" } }, "variables");
-    expect(problem).toEqual({ field: "variables.input.list[1].name", reason: "NUL_CHARACTER", message: "variables.input.list[1].name: contains a NUL character (U+0000), which cannot be stored" });
+    expect(problem).toEqual({
+      field: "variables.input.list[1].name",
+      reason: "NUL_CHARACTER",
+      message: "variables.input.list[1].name: contains a NUL character (U+0000), which cannot be stored",
+    });
   });
 
   it("checks object keys; a bad key is reported at its object, odd good keys are quoted", () => {
@@ -72,8 +76,12 @@ describe("for the REST routes", () => {
 
   it("assertWellFormedQuery checks every value of every key (a repeated key too), decoded", () => {
     expect(() => assertWellFormedQuery(new URLSearchParams("code=ok&state=ok"))).not.toThrow();
-    expect(() => assertWellFormedQuery(new URLSearchParams("state=ok&state=a%00b"))).toThrow(expect.objectContaining({ extensions: { field: "query.state", reason: "NUL_CHARACTER" } }));
-    expect(() => assertWellFormedQuery(new URLSearchParams("a%00=1"))).toThrow(expect.objectContaining({ extensions: { field: "query", reason: "NUL_CHARACTER" } }));
+    expect(() => assertWellFormedQuery(new URLSearchParams("state=ok&state=a%00b"))).toThrow(
+      expect.objectContaining({ extensions: { field: "query.state", reason: "NUL_CHARACTER" } }),
+    );
+    expect(() => assertWellFormedQuery(new URLSearchParams("a%00=1"))).toThrow(
+      expect.objectContaining({ extensions: { field: "query", reason: "NUL_CHARACTER" } }),
+    );
     // URLSearchParams already turns invalid UTF-8 (%ED%A0%80, a surrogate) into U+FFFD.
     expect(() => assertWellFormedQuery(new URLSearchParams("state=%ED%A0%80"))).not.toThrow();
   });
@@ -84,7 +92,7 @@ describe("truncateWellFormed", () => {
     expect(truncateWellFormed("ab😀", 3)).toBe("ab");
     expect(truncateWellFormed("ab😀", 4)).toBe("ab😀");
     expect(truncateWellFormed("abcdef", 3)).toBe("abc");
-    expect(("ab😀".slice(0, 3)).isWellFormed()).toBe(false);
+    expect("ab😀".slice(0, 3).isWellFormed()).toBe(false);
   });
 });
 
@@ -92,7 +100,9 @@ describe("operation parameters and document literals", () => {
   it("checks operationName, variables and extensions, with the batch position", () => {
     expect(operationInputProblem({ operationName: "Op\u0000" })).toMatchObject({ field: "operationName" });
     expect(operationInputProblem({ variables: { a: ["\ud800"] } }, "[2].")).toMatchObject({ field: "[2].variables.a[0]" });
-    expect(operationInputProblem({ extensions: { persistedQuery: { sha256Hash: "x\u0000" } } })).toMatchObject({ field: "extensions.persistedQuery.sha256Hash" });
+    expect(operationInputProblem({ extensions: { persistedQuery: { sha256Hash: "x\u0000" } } })).toMatchObject({
+      field: "extensions.persistedQuery.sha256Hash",
+    });
     expect(operationInputProblem({ operationName: "Op", variables: { a: "🤖" }, extensions: {} })).toBeUndefined();
   });
 
@@ -110,6 +120,9 @@ describe("operation parameters and document literals", () => {
     const nest = (levels: number) => "{ a: ".repeat(levels - 1) + "{ leaf: 1 }" + " }".repeat(levels - 1);
     // argument value at level 2: MAX - 1 levels inside it are allowed.
     expect(documentInputProblem(parse(`{ f(x: ${nest(MAX_INPUT_DEPTH - 1)}) }`))).toBeUndefined();
-    expect(documentInputProblem(parse(`{ f(x: ${nest(MAX_INPUT_DEPTH)}) }`))).toMatchObject({ field: `f.x${".a".repeat(MAX_INPUT_DEPTH - 1)}`, reason: "TOO_DEEP" });
+    expect(documentInputProblem(parse(`{ f(x: ${nest(MAX_INPUT_DEPTH)}) }`))).toMatchObject({
+      field: `f.x${".a".repeat(MAX_INPUT_DEPTH - 1)}`,
+      reason: "TOO_DEEP",
+    });
   });
 });

@@ -43,7 +43,11 @@ export interface EnrolledAgent {
  * access.denied event, and the transaction rolls back, so the key's use is not spent. A key bound
  * to an existing agent creates nothing and counts against no quota.
  */
-export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter" | "security" | "now" | "limits">, raw: z.input<typeof EnrollAgentInput>, request: RequestMeta = {}): Promise<EnrolledAgent> {
+export async function enrollAgent(
+  deps: Pick<AppDeps, "db" | "config" | "minter" | "security" | "now" | "limits">,
+  raw: z.input<typeof EnrollAgentInput>,
+  request: RequestMeta = {},
+): Promise<EnrolledAgent> {
   const input = parseInput(EnrollAgentInput, raw);
   const match = KEY_FORMAT.exec(input.key);
   // Enrollment is public. Its refused keys are counted per source address (policy "enroll", in the
@@ -52,7 +56,18 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
   // NAT enroll while someone next to them guesses. Valid keys are bounded by their own uses and
   // the tenant's agent-create quota.
   const refuse = async (reason: string, tenantId: string | null, prefix: string | null): Promise<never> => {
-    await deps.security.record({ type: "auth.failed", tenantId, actor: null, level: "warning", status: "failed", reason: `enrollment-key-${reason}`, resource: "agent", action: "enroll", details: { keyPrefix: prefix }, request });
+    await deps.security.record({
+      type: "auth.failed",
+      tenantId,
+      actor: null,
+      level: "warning",
+      status: "failed",
+      reason: `enrollment-key-${reason}`,
+      resource: "agent",
+      action: "enroll",
+      details: { keyPrefix: prefix },
+      request,
+    });
     const limited = (await deps.limits.checkAddress("enroll", request)).refused ?? (await deps.limits.refusedCredential(request))?.refused;
     if (limited) throw rateLimitedError(limited);
     throw new UnauthenticatedError(INVALID_ENROLLMENT_KEY);
@@ -63,7 +78,16 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
   if (!found) return refuse("unknown", null, prefix);
   if (!timingSafeEqual(Buffer.from(hashEnrollmentKey(input.key), "hex"), Buffer.from(found.key_hash, "hex"))) return refuse("unknown", found.tenant_id, prefix);
   const now = deps.now();
-  const state = { exists: true as const, keyId: found.key_id, reusable: found.reusable, maxUses: found.max_uses, uses: found.uses, expiresAt: new Date(found.expires_at).toISOString(), revoked: found.revoked_at !== null, agentId: found.agent_id };
+  const state = {
+    exists: true as const,
+    keyId: found.key_id,
+    reusable: found.reusable,
+    maxUses: found.max_uses,
+    uses: found.uses,
+    expiresAt: new Date(found.expires_at).toISOString(),
+    revoked: found.revoked_at !== null,
+    agentId: found.agent_id,
+  };
   const refusal = keyRefusal(state, now.toISOString());
   if (refusal) return refuse(refusal, found.tenant_id, prefix);
 
@@ -76,7 +100,14 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
     withTenant(deps.db, tenantId, async (trx) => {
       if (!found.agent_id) await checkAgentQuota(trx, tenantId, "agent-create", now, deps.config.limits.agentQuotas);
       // The key's stream version decides the race: a second use of a single-use key conflicts here.
-      await decideAndAppend(trx, { tenantId, ...enrollmentKeyStream(found.key_id), decider: enrollmentKeyDecider, command: { type: "UseEnrollmentKey", agentId, now: now.toISOString() }, metadata, occurredAt: now });
+      await decideAndAppend(trx, {
+        tenantId,
+        ...enrollmentKeyStream(found.key_id),
+        decider: enrollmentKeyDecider,
+        command: { type: "UseEnrollmentKey", agentId, now: now.toISOString() },
+        metadata,
+        occurredAt: now,
+      });
       if (!found.agent_id) {
         await decideAndAppend(trx, {
           tenantId,
@@ -91,7 +122,14 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
         tenantId,
         ...agentStream(agentId),
         decider: agentDecider,
-        command: { type: "EnrollAgent", keyId: found.key_id, keyPrefix: prefix, tags: found.tags, host: { hostname: input.hostname, os: input.os, arch: input.arch, agentVersion: input.agentVersion }, meta },
+        command: {
+          type: "EnrollAgent",
+          keyId: found.key_id,
+          keyPrefix: prefix,
+          tags: found.tags,
+          host: { hostname: input.hostname, os: input.os, arch: input.arch, agentVersion: input.agentVersion },
+          meta,
+        },
         metadata,
         occurredAt: now,
       });
@@ -110,13 +148,36 @@ export async function enrollAgent(deps: Pick<AppDeps, "db" | "config" | "minter"
     }
   } catch (error) {
     if (error instanceof QuotaExceededError) {
-      await deps.security.record({ type: "access.denied", tenantId, actor, level: "info", status: "denied", reason: `quota:${error.quota}`, resource: "agent", action: error.quota, details: { limit: error.limit, keyPrefix: prefix }, request });
+      await deps.security.record({
+        type: "access.denied",
+        tenantId,
+        actor,
+        level: "info",
+        status: "denied",
+        reason: `quota:${error.quota}`,
+        resource: "agent",
+        action: error.quota,
+        details: { limit: error.limit, keyPrefix: prefix },
+        request,
+      });
       throw error;
     }
     if (error instanceof ConflictError || error instanceof UnauthenticatedError) return refuse("used-up", tenantId, prefix);
     if (error instanceof NotFoundError) return refuse("agent-deleted", tenantId, prefix);
     throw error;
   }
-  const issued = await issueAccessToken(deps, actor, { tenantId, subject: `agent:${agentId}`, kind: "agent", roles: ["service"], scopes: ["agent"], refreshable: true, issuedVia: "enrollment" }, request);
-  return { agentId, tenantId, accessToken: issued.accessToken, refreshToken: issued.refreshToken!, expiresAt: issued.expiresAt, refreshExpiresAt: issued.refreshExpiresAt! };
+  const issued = await issueAccessToken(
+    deps,
+    actor,
+    { tenantId, subject: `agent:${agentId}`, kind: "agent", roles: ["service"], scopes: ["agent"], refreshable: true, issuedVia: "enrollment" },
+    request,
+  );
+  return {
+    agentId,
+    tenantId,
+    accessToken: issued.accessToken,
+    refreshToken: issued.refreshToken!,
+    expiresAt: issued.expiresAt,
+    refreshExpiresAt: issued.refreshExpiresAt!,
+  };
 }

@@ -21,9 +21,22 @@ export const CreateEnrollmentKeyInput = z.object({
   description: z.string().trim().max(500).default(""),
   reusable: z.boolean().default(false),
   ephemeral: z.boolean().default(false),
-  expiresIn: z.number().int().min(60, "at least 60 seconds").max(90 * 86400, "at most 90 days").default(3600),
+  expiresIn: z
+    .number()
+    .int()
+    .min(60, "at least 60 seconds")
+    .max(90 * 86400, "at most 90 days")
+    .default(3600),
   maxUses: z.number().int().positive().max(100_000).optional(),
-  tags: z.array(z.string().trim().regex(/^[a-z0-9][a-z0-9:._-]{0,62}$/, "tags are lower-case slugs")).max(50).default([]),
+  tags: z
+    .array(
+      z
+        .string()
+        .trim()
+        .regex(/^[a-z0-9][a-z0-9:._-]{0,62}$/, "tags are lower-case slugs"),
+    )
+    .max(50)
+    .default([]),
   agentId: z.string().uuid("not an agent id").optional(),
 });
 
@@ -34,9 +47,15 @@ export interface CreatedEnrollmentKey {
   expiresAt: Date;
 }
 
-export async function createEnrollmentKey(deps: Pick<AppDeps, "db" | "now">, actor: Actor, raw: z.input<typeof CreateEnrollmentKeyInput>, request: RequestMeta = {}): Promise<CreatedEnrollmentKey> {
+export async function createEnrollmentKey(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  raw: z.input<typeof CreateEnrollmentKeyInput>,
+  request: RequestMeta = {},
+): Promise<CreatedEnrollmentKey> {
   const input = parseInput(CreateEnrollmentKeyInput, raw);
-  if (input.maxUses !== undefined && !input.reusable && input.maxUses !== 1) throw new BadInputError("maxUses: a single-use key is used once; set reusable for more", "maxUses");
+  if (input.maxUses !== undefined && !input.reusable && input.maxUses !== 1)
+    throw new BadInputError("maxUses: a single-use key is used once; set reusable for more", "maxUses");
   const keyId = randomUUID();
   const prefix = randomBytes(8).toString("hex").slice(0, 10);
   const key = `kpe_${prefix}_${randomBytes(32).toString("base64url")}`;
@@ -78,7 +97,14 @@ const KeyId = z.object({ id: z.string().uuid("not an enrollment key id") });
 export async function revokeEnrollmentKey(deps: Pick<AppDeps, "db" | "now">, actor: Actor, rawId: unknown, request: RequestMeta = {}) {
   const { id } = parseInput(KeyId, { id: rawId });
   await withTenant(deps.db, actor.tenantId, (trx) =>
-    decideAndAppend(trx, { tenantId: actor.tenantId, ...enrollmentKeyStream(id), decider: enrollmentKeyDecider, command: { type: "RevokeEnrollmentKey" }, metadata: eventMetadata(actor, request), occurredAt: deps.now() }),
+    decideAndAppend(trx, {
+      tenantId: actor.tenantId,
+      ...enrollmentKeyStream(id),
+      decider: enrollmentKeyDecider,
+      command: { type: "RevokeEnrollmentKey" },
+      metadata: eventMetadata(actor, request),
+      occurredAt: deps.now(),
+    }),
   );
   return id;
 }
@@ -92,14 +118,29 @@ export async function pruneEnrollmentKeys(deps: Pick<AppDeps, "db" | "now">, act
     let pruned = 0;
     for (const k of keys) {
       const reason = keyRefusal(
-        { exists: true, keyId: k.key_id, reusable: k.reusable, maxUses: k.max_uses, uses: k.uses, expiresAt: new Date(k.expires_at).toISOString(), revoked: k.revoked_at !== null, agentId: k.agent_id },
+        {
+          exists: true,
+          keyId: k.key_id,
+          reusable: k.reusable,
+          maxUses: k.max_uses,
+          uses: k.uses,
+          expiresAt: new Date(k.expires_at).toISOString(),
+          revoked: k.revoked_at !== null,
+          agentId: k.agent_id,
+        },
         now,
       );
       if (!reason) continue;
-      await decideAndAppend(trx, { tenantId: actor.tenantId, ...enrollmentKeyStream(k.key_id), decider: enrollmentKeyDecider, command: { type: "PruneEnrollmentKey", reason }, metadata: eventMetadata(actor, request), occurredAt: at });
+      await decideAndAppend(trx, {
+        tenantId: actor.tenantId,
+        ...enrollmentKeyStream(k.key_id),
+        decider: enrollmentKeyDecider,
+        command: { type: "PruneEnrollmentKey", reason },
+        metadata: eventMetadata(actor, request),
+        occurredAt: at,
+      });
       pruned++;
     }
     return pruned;
   });
 }
-

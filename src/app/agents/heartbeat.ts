@@ -10,7 +10,11 @@ import { decideAndAppend } from "../handleCommand.ts";
 import { agentIdOf } from "./agentPrincipal.ts";
 
 export const HeartbeatInput = z.object({
-  status: z.string().trim().regex(/^[a-z][a-z_-]{0,30}$/, "a short lower-case word such as ready or busy").default("ready"),
+  status: z
+    .string()
+    .trim()
+    .regex(/^[a-z][a-z_-]{0,30}$/, "a short lower-case word such as ready or busy")
+    .default("ready"),
   facts: z
     .record(z.string(), z.unknown())
     .refine((f) => Buffer.byteLength(JSON.stringify(f)) <= 8192, "at most 8 KB of JSON")
@@ -39,7 +43,10 @@ export async function agentHeartbeat(deps: Pick<AppDeps, "db" | "now">, actor: A
         tenantId: actor.tenantId,
         ...agentStream(agentId),
         decider: agentDecider,
-        command: { type: "MarkOnline", meta: { tenantId: actor.tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId } },
+        command: {
+          type: "MarkOnline",
+          meta: { tenantId: actor.tenantId, timestamp: now.toISOString(), correlationId: request.correlationId ?? request.requestId },
+        },
         metadata: eventMetadata(actor, request),
         occurredAt: now,
       });

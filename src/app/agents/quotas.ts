@@ -20,12 +20,21 @@ export class QuotaExceededError extends RateLimitedError {
     readonly limit: number,
     retryAfter: number,
   ) {
-    super(`${quota === "agent-create" ? "agent creations" : "agent updates"} are limited to ${limit} per ${quota === "agent-create" ? "day" : "hour"} on this tier; retry in ${retryAfter} s`, retryAfter);
+    super(
+      `${quota === "agent-create" ? "agent creations" : "agent updates"} are limited to ${limit} per ${quota === "agent-create" ? "day" : "hour"} on this tier; retry in ${retryAfter} s`,
+      retryAfter,
+    );
   }
 }
 
 /** Inside the tenant transaction that will append: refuses when the window is full. */
-export async function checkAgentQuota(trx: Tx, tenantId: string, quota: AgentQuota, now: Date, quotas: TierTable<Record<AgentQuota, number | null>> = DEFAULT_AGENT_QUOTAS): Promise<void> {
+export async function checkAgentQuota(
+  trx: Tx,
+  tenantId: string,
+  quota: AgentQuota,
+  now: Date,
+  quotas: TierTable<Record<AgentQuota, number | null>> = DEFAULT_AGENT_QUOTAS,
+): Promise<void> {
   const limit = quotas[(await tenantTier(trx, tenantId)) ?? "free"][quota];
   if (limit === null) return;
   await sql`select pg_advisory_xact_lock(hashtextextended(${`keyplane:quota:${tenantId}:${quota}`}, 0))`.execute(trx);

@@ -39,7 +39,14 @@ export function parseExportRequest(raw: RawExportRequest): AuditExportRequest {
   if (request.fromSequence !== undefined && request.toSequence !== undefined && request.fromSequence > request.toSequence) {
     throw new BadInputError("toSequence: must not be below fromSequence", "toSequence");
   }
-  const types = [...new Set((raw.types ?? []).flatMap((t) => t.split(",")).map((t) => t.trim()).filter(Boolean))];
+  const types = [
+    ...new Set(
+      (raw.types ?? [])
+        .flatMap((t) => t.split(","))
+        .map((t) => t.trim())
+        .filter(Boolean),
+    ),
+  ];
   if (types.length) {
     const known = new Set(knownEventTypes());
     const unknown = types.filter((t) => !known.has(t));

@@ -24,7 +24,10 @@ export type CheckpointOutcome =
  * processes racing on one tenant sign once and the checkpoints form one chain.
  */
 export async function signCheckpoint(deps: CheckpointDeps, tenantId: string): Promise<CheckpointOutcome> {
-  const { head, previous } = await withTenant(deps.db, tenantId, async (trx) => ({ head: await readTenantHead(trx, tenantId), previous: await readLatestCheckpoint(trx, tenantId) }));
+  const { head, previous } = await withTenant(deps.db, tenantId, async (trx) => ({
+    head: await readTenantHead(trx, tenantId),
+    previous: await readLatestCheckpoint(trx, tenantId),
+  }));
   if (!head || head.lastSequence <= (previous?.sequence ?? 0)) return { outcome: "current" };
   const anchor = anchorOf(tenantId, previous);
   const report = await verifyAuditRecords(readLogRecords(deps.db, tenantId, { after: anchor.sequence, upTo: head.lastSequence }), {
@@ -51,7 +54,12 @@ export async function signCheckpoint(deps: CheckpointDeps, tenantId: string): Pr
       signedAt: deps.now().toISOString(),
     };
     const { tenantId: _tenant, ...fields } = payload;
-    const checkpoint: CheckpointRecord = { kind: "checkpoint", ...fields, kid: deps.auditSigner.kid, jws: await deps.auditSigner.sign(CHECKPOINT_JWS_TYPE, payload) };
+    const checkpoint: CheckpointRecord = {
+      kind: "checkpoint",
+      ...fields,
+      kid: deps.auditSigner.kid,
+      jws: await deps.auditSigner.sign(CHECKPOINT_JWS_TYPE, payload),
+    };
     await insertCheckpoint(trx, tenantId, checkpoint);
     return { outcome: "signed", checkpoint };
   });

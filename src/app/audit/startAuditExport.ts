@@ -73,7 +73,12 @@ export async function startAuditExport(
   const exportId = randomUUID();
   const now = deps.now();
   const exportedAt = now.toISOString();
-  const filterOf = (fromSequence: number): ExportRowFilter => ({ fromSequence, from: request.from ?? null, to: request.to ?? null, types: request.types ?? null });
+  const filterOf = (fromSequence: number): ExportRowFilter => ({
+    fromSequence,
+    from: request.from ?? null,
+    to: request.to ?? null,
+    types: request.types ?? null,
+  });
 
   const plan = await withTenant(deps.db, tenantId, async (trx) => {
     const head = (await readTenantHead(trx, tenantId))?.lastSequence ?? 0;
@@ -81,7 +86,9 @@ export async function startAuditExport(
     const toSequence = Math.min(head, request.toSequence ?? (request.to ? ((await readLastSequenceBefore(trx, tenantId, request.to)) ?? 0) : head));
     // Events before the range come as stubs from the anchor on, so the chain verifies from it.
     const checkpoint = fromSequence > 1 ? await readLatestCheckpoint(trx, tenantId, Math.min(fromSequence - 1, toSequence)) : null;
-    const anchor: ExportAnchor = checkpoint ? { type: "checkpoint", ...withoutKind(checkpoint) } : { type: "genesis", sequence: 0, chainHash: genesisHash(tenantId) };
+    const anchor: ExportAnchor = checkpoint
+      ? { type: "checkpoint", ...withoutKind(checkpoint) }
+      : { type: "genesis", sequence: 0, chainHash: genesisHash(tenantId) };
     // An empty range streams nothing after the anchor.
     const upTo = fromSequence > toSequence ? anchor.sequence : toSequence;
     const counts = await countExportRows(trx, tenantId, { after: anchor.sequence, upTo }, filterOf(fromSequence));

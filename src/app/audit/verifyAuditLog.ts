@@ -25,7 +25,11 @@ export const anchorOf = (tenantId: string, checkpoint: CheckpointRecord | null):
  * signature against Keyplane's JWKS, and (up to the end of the log) the tenant's head. Reads in
  * pages: constant memory, no long transaction.
  */
-export async function verifyAuditLog(deps: { db: Db; jwks: JSONWebKeySet }, tenantId: string, range: { from?: number | null; to?: number | null } = {}): Promise<LogVerification> {
+export async function verifyAuditLog(
+  deps: { db: Db; jwks: JSONWebKeySet },
+  tenantId: string,
+  range: { from?: number | null; to?: number | null } = {},
+): Promise<LogVerification> {
   const from = range.from ?? 1;
   if (!Number.isSafeInteger(from) || from < 1) throw new BadInputError("from: must be a sequence of 1 or more", "from");
   if (range.to != null && (!Number.isSafeInteger(range.to) || range.to < from)) throw new BadInputError("to: must be a sequence not below from", "to");

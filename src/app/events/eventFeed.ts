@@ -7,7 +7,6 @@ import { eventsAfterAlone, tenantHeads } from "../../store/events/readTenantLog.
 import type { StoredEvent } from "../../store/events/types.ts";
 import { abortableStream, Bell } from "../abortableStream.ts";
 
-
 export interface EventFeedOptions {
   /** Fallback poll: how often the heads of watched tenants are compared with what was read. */
   pollMs: number;
@@ -83,7 +82,10 @@ interface Channel {
  * `> head` never skips an event. A lost hint costs at most one fallback poll. A subscriber that does
  * not keep up is dropped, never waited for: writers and other subscribers do not notice it.
  */
-export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger; metrics?: Pick<Metrics, "liveSubscribers" | "liveEventLag"> }, options: EventFeedOptions): EventFeed {
+export function createEventFeed(
+  deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger; metrics?: Pick<Metrics, "liveSubscribers" | "liveEventLag"> },
+  options: EventFeedOptions,
+): EventFeed {
   const pageSize = options.pageSize ?? 500;
   const channels = new Map<string, Channel>();
   const opening = new Map<string, Promise<Channel>>();
@@ -192,7 +194,15 @@ export function createEventFeed(deps: { db: Db; database: Pick<DatabaseHandle, "
       let open = opening.get(tenantId);
       if (!open) {
         open = (async () => {
-          const created: Channel = { tenantId, head: await headOf(tenantId), subscribers: new Set(), wanted: 0, forced: false, reading: false, pending: new Map() };
+          const created: Channel = {
+            tenantId,
+            head: await headOf(tenantId),
+            subscribers: new Set(),
+            wanted: 0,
+            forced: false,
+            reading: false,
+            pending: new Map(),
+          };
           channels.set(tenantId, created);
           return created;
         })().finally(() => opening.delete(tenantId));

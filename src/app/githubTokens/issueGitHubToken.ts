@@ -13,18 +13,37 @@ import { decideAndAppend, handleCommand } from "../handleCommand.ts";
 import { cacheKey, type CachedToken } from "./tokenCache.ts";
 import { storeTokenSecret } from "./tokenVault.ts";
 
-const name = z.string().trim().regex(/^[A-Za-z0-9_.-]{1,100}$/, "a repository name");
+const name = z
+  .string()
+  .trim()
+  .regex(/^[A-Za-z0-9_.-]{1,100}$/, "a repository name");
 export const IssueGitHubTokenInput = z
   .object({
-    app: z.string().trim().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a GitHub App name as configured (e.g. rex)"),
+    app: z
+      .string()
+      .trim()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a GitHub App name as configured (e.g. rex)"),
     installationId: z.number().int().positive().optional(),
-    owner: z.string().trim().regex(/^[A-Za-z0-9_.-]{1,39}$/, "a GitHub account login").optional(),
-    repository: z.string().trim().regex(/^[A-Za-z0-9_.-]{1,39}\/[A-Za-z0-9_.-]{1,100}$/, "owner/name").optional(),
+    owner: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z0-9_.-]{1,39}$/, "a GitHub account login")
+      .optional(),
+    repository: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z0-9_.-]{1,39}\/[A-Za-z0-9_.-]{1,100}$/, "owner/name")
+      .optional(),
     /** Names under the installation's account; `owner/name` is accepted when the owner matches. */
     repositories: z.array(z.string().trim()).max(500).default([]),
     permissions: permissionMapSchema.default({}),
     /** A cached token is reused only when it has at least this long left (and always more than 5 minutes). */
-    minValiditySeconds: z.number().int().min(0).max(50 * 60, "at most 3000 seconds (tokens live an hour)").default(0),
+    minValiditySeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(50 * 60, "at most 3000 seconds (tokens live an hour)")
+      .default(0),
   })
   .refine((i) => [i.installationId, i.owner, i.repository].filter((v) => v !== undefined).length <= 1, {
     message: "name at most one of installationId, owner or repository (none: the tenant's only installation of the app)",
@@ -76,10 +95,20 @@ export async function issueGitHubToken(
       const installation = targetInstallation(facts, input);
       const owner = installation.account_login;
       const asked = [...(input.repository ? [input.repository.split("/")[1]!] : []), ...input.repositories.map((r) => repositoryName(r, owner))];
-      const decision = decideTokenRequest(facts.policies.map(policyOf), { subject: actor.subject, roles: actor.roles, tags: facts.agentTags }, { app: input.app, owner, repositories: asked, permissions: input.permissions });
+      const decision = decideTokenRequest(
+        facts.policies.map(policyOf),
+        { subject: actor.subject, roles: actor.roles, tags: facts.agentTags },
+        { app: input.app, owner, repositories: asked, permissions: input.permissions },
+      );
       if (!decision.allowed) return { denied: decision.reason, owner, asked };
 
-      const key = cacheKey({ tenantId: actor.tenantId, app: input.app, installationId: Number(installation.external_id), repositories: decision.repositories, permissions: decision.permissions });
+      const key = cacheKey({
+        tenantId: actor.tenantId,
+        app: input.app,
+        installationId: Number(installation.external_id),
+        repositories: decision.repositories,
+        permissions: decision.permissions,
+      });
       const hit = deps.tokenCache.peek(key, minValidityMs);
       if (hit && !facts.revoked.has(hit.fingerprint)) return { hit: { token: hit, installation, policy: decision.policy } };
       // Revoked by another process (or a webhook) since it was cached: never handed out again.
@@ -101,7 +130,8 @@ export async function issueGitHubToken(
         details: { app: input.app, owner, repositories: asked.slice(0, 20), permissions: input.permissions },
         request,
       });
-      if (denied === "repositories-required") throw new BadInputError("repositories: the matching policy allows repository patterns only; name the repositories", "repositories");
+      if (denied === "repositories-required")
+        throw new BadInputError("repositories: the matching policy allows repository patterns only; name the repositories", "repositories");
       throw new ForbiddenError(`no token policy allows ${actor.subject} this ${input.app} token for ${owner}`);
     }
     if ("hit" in step) {
@@ -123,7 +153,9 @@ export async function issueGitHubToken(
       });
     // `cached` here means another request's mint was shared (single flight): a token too new to have been revoked.
     const { token, cached } = await deps.tokenCache.getOrMint(key, { tenantId: actor.tenantId, app: input.app }, mint, minValidityMs);
-    const issued = await withTenant(deps.db, actor.tenantId, (trx) => record(trx, deps, actor, request, { token, cached, installation, policy: decision.policy }));
+    const issued = await withTenant(deps.db, actor.tenantId, (trx) =>
+      record(trx, deps, actor, request, { token, cached, installation, policy: decision.policy }),
+    );
     if (cached) deps.metrics.githubTokenCacheHits.inc({ app: input.app });
     count(cached ? "cached" : "issued");
     return issued;
@@ -184,13 +216,24 @@ async function record(
     if (!cached) throw new Error("a freshly minted token is recorded with its secret, in a transaction");
     await handleCommand(target, command);
   }
-  return { id: tokenId, token: token.token, expiresAt: token.expiresAt, installationId: token.installationId, repositories, permissions: token.permissions, cached, fingerprint: token.fingerprint, policy };
+  return {
+    id: tokenId,
+    token: token.token,
+    expiresAt: token.expiresAt,
+    installationId: token.installationId,
+    repositories,
+    permissions: token.permissions,
+    cached,
+    fingerprint: token.fingerprint,
+    policy,
+  };
 }
 
 function repositoryName(given: string, owner: string): string {
   const slash = given.indexOf("/");
   if (slash === -1) return parseInput(z.object({ repositories: z.array(name) }), { repositories: [given] }).repositories[0]!;
-  if (given.slice(0, slash).toLowerCase() !== owner.toLowerCase()) throw new BadInputError(`repositories: ${given} is not under ${owner}, the installation's account`, "repositories");
+  if (given.slice(0, slash).toLowerCase() !== owner.toLowerCase())
+    throw new BadInputError(`repositories: ${given} is not under ${owner}, the installation's account`, "repositories");
   return given.slice(slash + 1);
 }
 
@@ -206,12 +249,24 @@ function targetInstallation(facts: TokenRequestFacts, input: z.output<typeof Iss
     const what = input.installationId !== undefined ? `installation ${input.installationId}` : owner ? `an installation for ${owner}` : "an installation";
     throw new NotFoundError(`${what} of the GitHub App ${input.app} in this tenant`);
   }
-  if (facts.installations.length > 1) throw new BadInputError("installationId: the tenant has several installations of this app; name installationId, owner or repository", "installationId");
+  if (facts.installations.length > 1)
+    throw new BadInputError("installationId: the tenant has several installations of this app; name installationId, owner or repository", "installationId");
   const installation = facts.installations[0]!;
-  if (installation.status !== "active") throw new ConflictError(`the ${input.app} installation for ${installation.account_login} is ${installation.status.replace("_", " ")}`, { status: installation.status });
+  if (installation.status !== "active")
+    throw new ConflictError(`the ${input.app} installation for ${installation.account_login} is ${installation.status.replace("_", " ")}`, {
+      status: installation.status,
+    });
   return installation;
 }
 
 function policyOf(row: TokenRequestFacts["policies"][number]): TokenPolicy {
-  return { name: row.name, app: row.app, roles: row.roles as TokenPolicy["roles"], subjects: row.subjects, agentTags: row.agent_tags, repositories: row.repositories, permissions: row.permissions as TokenPolicy["permissions"] };
+  return {
+    name: row.name,
+    app: row.app,
+    roles: row.roles as TokenPolicy["roles"],
+    subjects: row.subjects,
+    agentTags: row.agent_tags,
+    repositories: row.repositories,
+    permissions: row.permissions as TokenPolicy["permissions"],
+  };
 }

@@ -33,7 +33,18 @@ export async function revokeGitHubToken(deps: Deps, actor: Actor, rawId: unknown
   });
   if (!row) throw new NotFoundError("token");
   if (!mayRevoke(row)) {
-    await deps.security.record({ type: "access.denied", tenantId: actor.tenantId, actor, level: "warning", status: "denied", reason: "not-the-requester", resource: "github-token", action: "github-token:revoke", details: { tokenId: id }, request });
+    await deps.security.record({
+      type: "access.denied",
+      tenantId: actor.tenantId,
+      actor,
+      level: "warning",
+      status: "denied",
+      reason: "not-the-requester",
+      resource: "github-token",
+      action: "github-token:revoke",
+      details: { tokenId: id },
+      request,
+    });
     throw new ForbiddenError("only an admin or the principal that received the token may revoke it");
   }
   if (row.revoked_at) return row;
@@ -54,10 +65,25 @@ export async function revokeGitHubToken(deps: Deps, actor: Actor, rawId: unknown
   return revoked;
 }
 
-async function revokeByFingerprint(trx: Tx, tenantId: string, fp: string, reason: string, revokedAtGitHub: boolean, metadata: EventMetadata, occurredAt: Date): Promise<number> {
+async function revokeByFingerprint(
+  trx: Tx,
+  tenantId: string,
+  fp: string,
+  reason: string,
+  revokedAtGitHub: boolean,
+  metadata: EventMetadata,
+  occurredAt: Date,
+): Promise<number> {
   const issues = await unrevokedIssuesOf(trx, tenantId, fp);
   for (const tokenId of issues) {
-    await decideAndAppend(trx, { tenantId, ...githubTokenStream(tokenId), decider: githubTokenDecider, command: { type: "RevokeGitHubToken", reason, revokedAtGitHub }, metadata, occurredAt });
+    await decideAndAppend(trx, {
+      tenantId,
+      ...githubTokenStream(tokenId),
+      decider: githubTokenDecider,
+      command: { type: "RevokeGitHubToken", reason, revokedAtGitHub },
+      metadata,
+      occurredAt,
+    });
   }
   await forgetTokenSecret(trx, tenantId, fp);
   return issues.length;
@@ -68,7 +94,10 @@ async function revokeByFingerprint(trx: Tx, tenantId: string, fp: string, reason
  * and leaves the vault (GitHub itself kills them when the app is uninstalled or suspended there).
  * Returns the fingerprints so the caller can drop them from the cache after commit.
  */
-export async function revokeInstallationTokens(trx: Tx, args: { tenantId: string; installationId: string; reason: string; revokedAtGitHub: boolean; now: Date; metadata?: EventMetadata }): Promise<string[]> {
+export async function revokeInstallationTokens(
+  trx: Tx,
+  args: { tenantId: string; installationId: string; reason: string; revokedAtGitHub: boolean; now: Date; metadata?: EventMetadata },
+): Promise<string[]> {
   const outstanding = await liveTokensOfInstallation(trx, args.tenantId, args.installationId, args.now);
   const metadata = args.metadata ?? eventMetadata(systemActor("github-token-revoker", args.tenantId));
   for (const { fingerprint } of outstanding) await revokeByFingerprint(trx, args.tenantId, fingerprint, args.reason, args.revokedAtGitHub, metadata, args.now);

@@ -20,7 +20,12 @@ export const cacheKey = (k: CacheKeyParts) =>
     k.tenantId,
     k.app,
     k.installationId,
-    k.repositories === "all" ? "*" : [...k.repositories].map((r) => r.toLowerCase()).sort().join(","),
+    k.repositories === "all"
+      ? "*"
+      : [...k.repositories]
+          .map((r) => r.toLowerCase())
+          .sort()
+          .join(","),
     Object.entries(k.permissions)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([p, l]) => `${p}=${l}`)
@@ -69,7 +74,12 @@ export class TokenCache {
    * The cached token for the key, or one minted by `mint` (shared with concurrent callers).
    * `cached` is false only for the caller whose request reached GitHub.
    */
-  async getOrMint(key: string, meta: { tenantId: string; app: string }, mint: () => Promise<MintedToken>, minValidityMs = 0): Promise<{ token: CachedToken; cached: boolean }> {
+  async getOrMint(
+    key: string,
+    meta: { tenantId: string; app: string },
+    mint: () => Promise<MintedToken>,
+    minValidityMs = 0,
+  ): Promise<{ token: CachedToken; cached: boolean }> {
     const hit = this.peek(key, minValidityMs);
     if (hit) return { token: hit, cached: true };
     const running = this.inFlight.get(key);
@@ -121,6 +131,7 @@ export class TokenCache {
 
   /** Forgets every token of an installation (revoked, suspended, uninstalled). */
   forgetInstallation(tenantId: string, app: string, installationId: number): void {
-    for (const [key, entry] of this.entries) if (entry.tenantId === tenantId && entry.app === app && entry.installationId === installationId) this.entries.delete(key);
+    for (const [key, entry] of this.entries)
+      if (entry.tenantId === tenantId && entry.app === app && entry.installationId === installationId) this.entries.delete(key);
   }
 }

@@ -28,7 +28,18 @@ type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApp
 export async function completeInstallation(deps: Deps, platform: string, query: URLSearchParams, request: RequestMeta = {}): Promise<CompletedCallback> {
   const { provider: platformProvider } = providerFor(deps, platform);
   const refuse = async (reason: string, tenantId: string | null, message: string): Promise<never> => {
-    await deps.security.record({ type: "auth.failed", tenantId, actor: null, level: "warning", status: "failed", reason, resource: "installation", action: "oauth-callback", details: { platform: platformProvider.platform }, request });
+    await deps.security.record({
+      type: "auth.failed",
+      tenantId,
+      actor: null,
+      level: "warning",
+      status: "failed",
+      reason,
+      resource: "installation",
+      action: "oauth-callback",
+      details: { platform: platformProvider.platform },
+      request,
+    });
     throw new BadInputError(message, "state");
   };
   const state = query.get("state");
@@ -47,7 +58,13 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
       .forUpdate()
       .executeTakeFirst();
     // A consumed state keeps only what tells a replay apart: the verifier goes with the first use.
-    if (row) await trx.updateTable("oauth_states").set({ consumed_at: deps.now(), code_verifier: null, key_id: null }).where("tenant_id", "=", row.tenant_id).where("request_id", "=", row.request_id).execute();
+    if (row)
+      await trx
+        .updateTable("oauth_states")
+        .set({ consumed_at: deps.now(), code_verifier: null, key_id: null })
+        .where("tenant_id", "=", row.tenant_id)
+        .where("request_id", "=", row.request_id)
+        .execute();
     return row ?? { replayOf: known };
   });
   if ("replayOf" in consumed) {
@@ -71,8 +88,15 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
   const result = await withPlatform(deps.db, async (trx) => {
     const owner = await findGitHubOwner(trx, completed.info.externalId);
     if (owner && owner.tenant_id !== tenantId) return { claimedElsewhere: true as const };
-    const unclaimed = await trx.deleteFrom("github_unclaimed_installations").where("external_id", "=", completed.info.externalId).returningAll().executeTakeFirst();
-    return { claimedElsewhere: false as const, done: await record(deps, trx, { ...args, repositories: unclaimed?.repositories, suspended: unclaimed?.suspended }) };
+    const unclaimed = await trx
+      .deleteFrom("github_unclaimed_installations")
+      .where("external_id", "=", completed.info.externalId)
+      .returningAll()
+      .executeTakeFirst();
+    return {
+      claimedElsewhere: false as const,
+      done: await record(deps, trx, { ...args, repositories: unclaimed?.repositories, suspended: unclaimed?.suspended }),
+    };
   }).catch((error: unknown) => {
     // Two tenants claiming one installation at the same moment: the unique index lets one through.
     if ((error as { code?: string }).code === "23505") return { claimedElsewhere: true as const };
@@ -99,7 +123,16 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
 async function record(
   deps: Deps,
   trx: Tx,
-  args: { tenantId: string; requestId: string; platform: Platform; app?: string; completed: CompletedInstallation; metadata: EventMetadata; repositories?: string[]; suspended?: boolean },
+  args: {
+    tenantId: string;
+    requestId: string;
+    platform: Platform;
+    app?: string;
+    completed: CompletedInstallation;
+    metadata: EventMetadata;
+    repositories?: string[];
+    suspended?: boolean;
+  },
 ): Promise<CompletedCallback> {
   const { tenantId, requestId, platform, completed, metadata } = args;
   const info: InstallationInfoData = completed.info;
@@ -113,7 +146,14 @@ async function record(
   await decideAndAppend(trx, { tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata, occurredAt: now });
   const suspendedAtProvider = args.suspended || (platform === "github" && Boolean(info.details?.suspendedAt));
   if (suspendedAtProvider && !existing) {
-    await decideAndAppend(trx, { tenantId, ...installationStream(installationId), decider: installationDecider, command: { type: "SuspendInstallation", by: "provider", reason: "suspended at GitHub" }, metadata, occurredAt: now });
+    await decideAndAppend(trx, {
+      tenantId,
+      ...installationStream(installationId),
+      decider: installationDecider,
+      command: { type: "SuspendInstallation", by: "provider", reason: "suspended at GitHub" },
+      metadata,
+      occurredAt: now,
+    });
   }
   deps.logger.info({ tenantId, installationId, platform }, existing ? "installation reauthorized" : "installation created");
   return { tenantId, installation: (await findInstallation(trx, tenantId, installationId))!, outcome: existing ? "reauthorized" : "created" };

@@ -19,7 +19,9 @@ const BATCH = 100;
  * Every process runs one; ticks are jittered and each refresh takes the installation's advisory
  * lock, so several processes cooperate instead of racing.
  */
-export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">): CredentialRefresher {
+export function createCredentialRefresher(
+  deps: Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApps" | "logger" | "now">,
+): CredentialRefresher {
   async function runOnce() {
     const due = await withPlatform(deps.db, (trx) => installationsDueForRefresh(trx, deps.now(), deps.config.installations.refreshWindowSeconds, BATCH));
     let refreshed = 0;
@@ -31,7 +33,10 @@ export function createCredentialRefresher(deps: Pick<AppDeps, "db" | "config" | 
         if (outcome.refreshError) failed++;
       } catch (error) {
         failed++;
-        deps.logger.debug({ tenantId: tenant_id, installationId: installation_id, code: (error as { code?: string }).code }, "scheduled refresh did not complete");
+        deps.logger.debug(
+          { tenantId: tenant_id, installationId: installation_id, code: (error as { code?: string }).code },
+          "scheduled refresh did not complete",
+        );
       }
     }
     await pruneInstallationState(deps);

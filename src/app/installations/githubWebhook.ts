@@ -73,7 +73,10 @@ export async function handleGitHubWebhook(
   request: RequestMeta = {},
 ): Promise<WebhookOutcome> {
   // Each app has its own webhook secret; GitHub names the app in X-GitHub-Hook-Installation-Target-ID.
-  const apps = deps.githubApps.registry.names().map((name) => deps.githubApps.registry.get(name)!).filter((a) => a.webhookSecret);
+  const apps = deps.githubApps.registry
+    .names()
+    .map((name) => deps.githubApps.registry.get(name)!)
+    .filter((a) => a.webhookSecret);
   if (!apps.length) throw new NotFoundError("webhook endpoint");
   const named = delivery.targetAppId ? deps.githubApps.registry.byAppId(delivery.targetAppId) : undefined;
   const candidates = named ? [named] : apps;
@@ -113,57 +116,79 @@ export async function handleGitHubWebhook(
   const now = deps.now();
   const bodyHash = createHash("sha256").update(delivery.rawBody).digest("hex");
   const forget: string[] = [];
-  const handleDelivery = (): Promise<WebhookOutcome & { replayed?: true }> => withPlatform(deps.db, async (trx) => {
-    // The body first: a row of the window that is still running means this body was handled
-    // (whatever delivery id it came with now); an expired one is taken over.
-    const firstOfBody = await sql<{ delivery_id: string }>`
+  const handleDelivery = (): Promise<WebhookOutcome & { replayed?: true }> =>
+    withPlatform(deps.db, async (trx) => {
+      // The body first: a row of the window that is still running means this body was handled
+      // (whatever delivery id it came with now); an expired one is taken over.
+      const firstOfBody = await sql<{ delivery_id: string }>`
       insert into webhook_payloads (provider, payload_sha256, delivery_id, received_at, expires_at)
       values ('github', ${bodyHash}, ${deliveryId}, ${now}, ${new Date(now.getTime() + WEBHOOK_PAYLOAD_MEMORY_SECONDS * 1000)})
       on conflict (provider, payload_sha256) do update
         set delivery_id = excluded.delivery_id, received_at = excluded.received_at, expires_at = excluded.expires_at
         where webhook_payloads.expires_at <= excluded.received_at
       returning delivery_id`.execute(trx);
-    if (!firstOfBody.rows.length) return { deliveryId, duplicate: true, tenantId: null, applied: [], replayed: true };
-    const fresh = await trx
-      .insertInto("webhook_deliveries")
-      .values({ provider: "github", delivery_id: deliveryId, event, action, tenant_id: null, received_at: now })
-      .onConflict((oc) => oc.columns(["provider", "delivery_id"]).doNothing())
-      .returning("delivery_id")
-      .executeTakeFirst();
-    if (!fresh) return { deliveryId, duplicate: true, tenantId: null, applied: [] };
-    if (mismatch) throw new EventMismatch();
-    const installationId = payload.installation?.id;
-    if ((event !== "installation" && event !== "installation_repositories") || typeof installationId !== "number") {
-      return { deliveryId, duplicate: false, tenantId: null, applied: [] };
-    }
-    const externalId = String(installationId);
-    const owner = await findGitHubOwner(trx, externalId);
-    if (!owner) {
-      await updateUnclaimed(trx, event, action, externalId, payload, deps.now());
-      return { deliveryId, duplicate: false, tenantId: null, applied: [] };
-    }
-    const commands = commandsFor(event, action, payload);
-    const metadata: EventMetadata = {
-      actor: { subject: "github-webhook", kind: "platform", roles: [] },
-      deliveryId,
-      ...(typeof payload.sender?.login === "string" ? { sender: payload.sender.login } : {}),
-      ...(request.requestId ? { requestId: request.requestId } : {}),
-      ...(request.sourceIp ? { sourceIp: request.sourceIp } : {}),
-    };
-    const applied: string[] = [];
-    for (const command of commands) {
-      const { stored } = await decideAndAppend(trx, { tenantId: owner.tenant_id, ...installationStream(owner.installation_id), decider: installationDecider, command, metadata, occurredAt: now });
-      applied.push(...stored.map((e) => e.type));
-    }
-    // Uninstalled or suspended at GitHub: GitHub already refuses its tokens; the record says so too.
-    if (event === "installation" && (action === "deleted" || action === "suspend")) {
-      const reason = action === "deleted" ? "installation_deleted" : "installation_suspended";
-      forget.push(...(await revokeInstallationTokens(trx, { tenantId: owner.tenant_id, installationId: owner.installation_id, reason, revokedAtGitHub: true, now: deps.now(), metadata })));
-    }
-    await trx.updateTable("webhook_deliveries").set({ tenant_id: owner.tenant_id }).where("provider", "=", "github").where("delivery_id", "=", deliveryId).execute();
-    deps.logger.info({ tenantId: owner.tenant_id, installationId: owner.installation_id, event, action, applied }, "github webhook applied");
-    return { deliveryId, duplicate: false, tenantId: owner.tenant_id, applied };
-  });
+      if (!firstOfBody.rows.length) return { deliveryId, duplicate: true, tenantId: null, applied: [], replayed: true };
+      const fresh = await trx
+        .insertInto("webhook_deliveries")
+        .values({ provider: "github", delivery_id: deliveryId, event, action, tenant_id: null, received_at: now })
+        .onConflict((oc) => oc.columns(["provider", "delivery_id"]).doNothing())
+        .returning("delivery_id")
+        .executeTakeFirst();
+      if (!fresh) return { deliveryId, duplicate: true, tenantId: null, applied: [] };
+      if (mismatch) throw new EventMismatch();
+      const installationId = payload.installation?.id;
+      if ((event !== "installation" && event !== "installation_repositories") || typeof installationId !== "number") {
+        return { deliveryId, duplicate: false, tenantId: null, applied: [] };
+      }
+      const externalId = String(installationId);
+      const owner = await findGitHubOwner(trx, externalId);
+      if (!owner) {
+        await updateUnclaimed(trx, event, action, externalId, payload, deps.now());
+        return { deliveryId, duplicate: false, tenantId: null, applied: [] };
+      }
+      const commands = commandsFor(event, action, payload);
+      const metadata: EventMetadata = {
+        actor: { subject: "github-webhook", kind: "platform", roles: [] },
+        deliveryId,
+        ...(typeof payload.sender?.login === "string" ? { sender: payload.sender.login } : {}),
+        ...(request.requestId ? { requestId: request.requestId } : {}),
+        ...(request.sourceIp ? { sourceIp: request.sourceIp } : {}),
+      };
+      const applied: string[] = [];
+      for (const command of commands) {
+        const { stored } = await decideAndAppend(trx, {
+          tenantId: owner.tenant_id,
+          ...installationStream(owner.installation_id),
+          decider: installationDecider,
+          command,
+          metadata,
+          occurredAt: now,
+        });
+        applied.push(...stored.map((e) => e.type));
+      }
+      // Uninstalled or suspended at GitHub: GitHub already refuses its tokens; the record says so too.
+      if (event === "installation" && (action === "deleted" || action === "suspend")) {
+        const reason = action === "deleted" ? "installation_deleted" : "installation_suspended";
+        forget.push(
+          ...(await revokeInstallationTokens(trx, {
+            tenantId: owner.tenant_id,
+            installationId: owner.installation_id,
+            reason,
+            revokedAtGitHub: true,
+            now: deps.now(),
+            metadata,
+          })),
+        );
+      }
+      await trx
+        .updateTable("webhook_deliveries")
+        .set({ tenant_id: owner.tenant_id })
+        .where("provider", "=", "github")
+        .where("delivery_id", "=", deliveryId)
+        .execute();
+      deps.logger.info({ tenantId: owner.tenant_id, installationId: owner.installation_id, event, action, applied }, "github webhook applied");
+      return { deliveryId, duplicate: false, tenantId: owner.tenant_id, applied };
+    });
   let outcome;
   try {
     outcome = await handleDelivery();
@@ -176,7 +201,9 @@ export async function handleGitHubWebhook(
   for (const fp of forget) deps.tokenCache.forgetFingerprint(fp);
   // GitHub keeps the delivery id when it redelivers: a body seen before under another id is a replay.
   if (outcome.replayed) {
-    const first = await withPlatform(deps.db, (trx) => trx.selectFrom("webhook_deliveries").select("delivery_id").where("provider", "=", "github").where("delivery_id", "=", deliveryId).executeTakeFirst());
+    const first = await withPlatform(deps.db, (trx) =>
+      trx.selectFrom("webhook_deliveries").select("delivery_id").where("provider", "=", "github").where("delivery_id", "=", deliveryId).executeTakeFirst(),
+    );
     if (!first) await recordRefusedDelivery(deps, "webhook-replayed", { deliveryId, event }, request);
   }
   return { deliveryId: outcome.deliveryId, duplicate: outcome.duplicate, tenantId: outcome.tenantId, applied: outcome.applied };
@@ -218,7 +245,14 @@ function hasShapeOf(event: "installation" | "installation_repositories", payload
 
 function commandsFor(event: string, action: string | null, payload: Record<string, any>): InstallationCommand[] {
   if (event === "installation_repositories") {
-    return [{ type: "ChangeRepositories", repositorySelection: payload.repository_selection, added: repoNames(payload.repositories_added), removed: repoNames(payload.repositories_removed) }];
+    return [
+      {
+        type: "ChangeRepositories",
+        repositorySelection: payload.repository_selection,
+        added: repoNames(payload.repositories_added),
+        removed: repoNames(payload.repositories_removed),
+      },
+    ];
   }
   switch (action) {
     // The callback arrived first: the webhook still knows the repository list the API call did not give.
@@ -253,7 +287,12 @@ async function updateUnclaimed(trx: Tx, event: string, action: string | null, ex
     for (const name of repoNames(payload.repositories_removed)) repositories.delete(name);
   }
   const row = {
-    account: JSON.stringify({ id: String(account.id ?? ""), login: String(account.login ?? ""), type: String(account.type ?? ""), ...(account.html_url ? { url: account.html_url } : {}) }),
+    account: JSON.stringify({
+      id: String(account.id ?? ""),
+      login: String(account.login ?? ""),
+      type: String(account.type ?? ""),
+      ...(account.html_url ? { url: account.html_url } : {}),
+    }),
     permissions: JSON.stringify(installation.permissions ?? {}),
     repository_selection: payload.repository_selection ?? installation.repository_selection ?? null,
     repositories: JSON.stringify([...repositories].sort()),

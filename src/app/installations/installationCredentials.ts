@@ -42,7 +42,8 @@ export async function installationCredentials(
   request: RequestMeta = {},
 ): Promise<HandedOutCredentials> {
   const row = await loadInstallation(deps, actor, rawId);
-  if (row.status !== "active") throw new ConflictError(`installation is ${row.status.replace("_", " ")}: no credentials are handed out`, { status: row.status });
+  if (row.status !== "active")
+    throw new ConflictError(`installation is ${row.status.replace("_", " ")}: no credentials are handed out`, { status: row.status });
   const provider = providerOf(deps, row);
   if (!provider) throw new ConflictError(`${row.platform} is not configured on this Keyplane`);
   let credentials: ProviderCredentials;
@@ -64,5 +65,11 @@ export async function installationCredentials(
       occurredAt: deps.now(),
     });
   });
-  return { installationId: row.installation_id, platform: row.platform, externalId: row.external_id, accessToken: credentials.accessToken, expiresAt: credentials.expiresAt };
+  return {
+    installationId: row.installation_id,
+    platform: row.platform,
+    externalId: row.external_id,
+    accessToken: credentials.accessToken,
+    expiresAt: credentials.expiresAt,
+  };
 }

@@ -27,7 +27,14 @@ async function run(
 ): Promise<InstallationRow> {
   return withTenant(deps.db, actor.tenantId, async (trx) => {
     await alongside?.(trx);
-    await decideAndAppend(trx, { tenantId: actor.tenantId, ...installationStream(installationId), decider: installationDecider, command, metadata: eventMetadata(actor, request), occurredAt: deps.now() });
+    await decideAndAppend(trx, {
+      tenantId: actor.tenantId,
+      ...installationStream(installationId),
+      decider: installationDecider,
+      command,
+      metadata: eventMetadata(actor, request),
+      occurredAt: deps.now(),
+    });
     return (await findInstallation(trx, actor.tenantId, installationId))!;
   });
 }
@@ -38,9 +45,25 @@ export async function suspendInstallation(deps: Deps, actor: Actor, input: { id:
   // GitHub keeps honouring tokens of an installation only Keyplane suspended: revoke them there too.
   const revokedAtGitHub = row.platform === "github" ? await revokeLiveTokensAtGitHub(deps, actor.tenantId, row) : false;
   const fingerprints: string[] = [];
-  const done = await run(deps, actor, row.installation_id, { type: "SuspendInstallation", by: "tenant", reason: input.reason == null ? undefined : truncateWellFormed(input.reason, 500) }, request, async (trx) => {
-    fingerprints.push(...(await revokeInstallationTokens(trx, { tenantId: actor.tenantId, installationId: row.installation_id, reason: "installation_suspended", revokedAtGitHub, now: deps.now(), metadata: eventMetadata(actor, request) })));
-  });
+  const done = await run(
+    deps,
+    actor,
+    row.installation_id,
+    { type: "SuspendInstallation", by: "tenant", reason: input.reason == null ? undefined : truncateWellFormed(input.reason, 500) },
+    request,
+    async (trx) => {
+      fingerprints.push(
+        ...(await revokeInstallationTokens(trx, {
+          tenantId: actor.tenantId,
+          installationId: row.installation_id,
+          reason: "installation_suspended",
+          revokedAtGitHub,
+          now: deps.now(),
+          metadata: eventMetadata(actor, request),
+        })),
+      );
+    },
+  );
   for (const fp of fingerprints) deps.tokenCache.forgetFingerprint(fp);
   return done;
 }
@@ -63,7 +86,10 @@ export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: 
   const provider = providerOf(deps, row);
   let providerRevoked = false;
   if (provider && row.platform !== "jira") {
-    const stored = row.platform === "github" ? null : await withTenant(deps.db, actor.tenantId, (trx) => readCredentials(trx, deps.keyring, actor.tenantId, row.installation_id));
+    const stored =
+      row.platform === "github"
+        ? null
+        : await withTenant(deps.db, actor.tenantId, (trx) => readCredentials(trx, deps.keyring, actor.tenantId, row.installation_id));
     try {
       await provider.revoke({ externalId: row.external_id, accessToken: stored?.credentials.accessToken });
       providerRevoked = true;
@@ -76,7 +102,16 @@ export async function revokeInstallation(deps: Deps, actor: Actor, input: { id: 
   const fingerprints: string[] = [];
   const done = await run(deps, actor, row.installation_id, { type: "RevokeInstallation", by: "tenant", providerRevoked }, request, async (trx) => {
     await forgetCredentials(trx, actor.tenantId, row.installation_id);
-    fingerprints.push(...(await revokeInstallationTokens(trx, { tenantId: actor.tenantId, installationId: row.installation_id, reason: "installation_revoked", revokedAtGitHub: providerRevoked, now: deps.now(), metadata: eventMetadata(actor, request) })));
+    fingerprints.push(
+      ...(await revokeInstallationTokens(trx, {
+        tenantId: actor.tenantId,
+        installationId: row.installation_id,
+        reason: "installation_revoked",
+        revokedAtGitHub: providerRevoked,
+        now: deps.now(),
+        metadata: eventMetadata(actor, request),
+      })),
+    );
   });
   for (const fp of fingerprints) deps.tokenCache.forgetFingerprint(fp);
   return done;
@@ -90,6 +125,7 @@ async function revokeLiveTokensAtGitHub(deps: Deps, tenantId: string, row: Insta
   });
   const results = await Promise.allSettled(live.map(({ app, token }) => (token ? deps.githubApps.client(app)?.revokeToken(token) : undefined)));
   const failed = results.filter((r) => r.status === "rejected").length;
-  if (failed) deps.logger.warn({ tenantId, installationId: row.installation_id, failed }, "some tokens could not be revoked at GitHub; they expire within the hour");
+  if (failed)
+    deps.logger.warn({ tenantId, installationId: row.installation_id, failed }, "some tokens could not be revoked at GitHub; they expire within the hour");
   return failed === 0;
 }

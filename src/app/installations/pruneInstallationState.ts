@@ -10,7 +10,10 @@ export async function pruneInstallationState(deps: Pick<AppDeps, "db" | "now">):
   return withPlatform(deps.db, async (trx) => {
     const states = await trx.deleteFrom("oauth_states").where("expires_at", "<", now).executeTakeFirst();
     await trx.deleteFrom("oauth_state_hashes").where("expires_at", "<", now).execute();
-    const deliveries = await trx.deleteFrom("webhook_deliveries").where("received_at", "<", new Date(now.getTime() - DELIVERY_MEMORY_MS)).executeTakeFirst();
+    const deliveries = await trx
+      .deleteFrom("webhook_deliveries")
+      .where("received_at", "<", new Date(now.getTime() - DELIVERY_MEMORY_MS))
+      .executeTakeFirst();
     const payloads = await trx.deleteFrom("webhook_payloads").where("expires_at", "<=", now).executeTakeFirst();
     return { oauthStates: Number(states.numDeletedRows), deliveries: Number(deliveries.numDeletedRows), payloads: Number(payloads.numDeletedRows) };
   });

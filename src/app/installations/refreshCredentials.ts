@@ -57,7 +57,8 @@ async function refreshUnderLock(deps: Deps, tenantId: string, installationId: st
   const outcome = await withTenant(deps.db, tenantId, async (trx) => {
     await lockInstallation(trx, tenantId, installationId);
     const row = await findInstallation(trx, tenantId, installationId);
-    if (row?.status !== "active") throw new ConflictError(`installation is ${row?.status.replace("_", " ") ?? "gone"}: no credentials are handed out`, { status: row?.status ?? null });
+    if (row?.status !== "active")
+      throw new ConflictError(`installation is ${row?.status.replace("_", " ") ?? "gone"}: no credentials are handed out`, { status: row?.status ?? null });
     const stored = await readCredentials(trx, deps.keyring, tenantId, installationId, true);
     if (!stored) throw new ConflictError("installation has no stored credentials");
     const current = stored.credentials;
@@ -89,8 +90,15 @@ async function refreshUnderLock(deps: Deps, tenantId: string, installationId: st
       // The failure is recorded and committed; the caller gets the error after the commit.
       const rejected = error.kind === "rejected";
       const nextAttemptAt = new Date(now.getTime() + backoffMs(row.refresh_failures + 1)).toISOString();
-      await decideAndAppend(trx, { ...stream, command: { type: "RecordRefreshFailure", providerCode: error.providerCode, rejected, nextAttemptAt }, occurredAt: deps.now() });
-      deps.logger.warn({ tenantId, installationId, platform: row.platform, providerCode: error.providerCode, rejected }, rejected ? "refresh rejected: installation needs re-authorization" : "refresh failed; will retry");
+      await decideAndAppend(trx, {
+        ...stream,
+        command: { type: "RecordRefreshFailure", providerCode: error.providerCode, rejected, nextAttemptAt },
+        occurredAt: deps.now(),
+      });
+      deps.logger.warn(
+        { tenantId, installationId, platform: row.platform, providerCode: error.providerCode, rejected },
+        rejected ? "refresh rejected: installation needs re-authorization" : "refresh failed; will retry",
+      );
       // A transient failure of an early refresh is no reason to fail a reader: the token still lives
       // (as it will for every read during the backoff that has just begun).
       if (!rejected && !force && current.expiresAt && current.expiresAt > now) return { credentials: current, refreshed: false, refreshError: error };
@@ -99,7 +107,11 @@ async function refreshUnderLock(deps: Deps, tenantId: string, installationId: st
     // A provider that does not rotate keeps the refresh token it had.
     const next = { ...fresh, refreshToken: fresh.refreshToken ?? current.refreshToken };
     const facts = await storeCredentials(trx, deps.keyring, tenantId, installationId, next, now);
-    await decideAndAppend(trx, { ...stream, command: { type: "RecordRefresh", credentials: facts, previousFingerprint: row.credential_fingerprint ?? undefined }, occurredAt: deps.now() });
+    await decideAndAppend(trx, {
+      ...stream,
+      command: { type: "RecordRefresh", credentials: facts, previousFingerprint: row.credential_fingerprint ?? undefined },
+      occurredAt: deps.now(),
+    });
     deps.logger.info({ tenantId, installationId, platform: row.platform }, "credentials refreshed");
     return { credentials: next, refreshed: true };
   });

@@ -20,14 +20,25 @@ export async function rotateEncryptionKeys(
 ): Promise<{ installations: number; oauthStates: number }> {
   const current = deps.keyring.currentKeyId;
   const { count } = await withPlatform(deps.db, (trx) =>
-    trx.selectFrom("installation_secrets").select((eb) => eb.fn.countAll<number>().as("count")).where("key_id", "<>", current).executeTakeFirstOrThrow(),
+    trx
+      .selectFrom("installation_secrets")
+      .select((eb) => eb.fn.countAll<number>().as("count"))
+      .where("key_id", "<>", current)
+      .executeTakeFirstOrThrow(),
   );
   const total = Number(count);
   let done = 0;
   onProgress(0, total);
   for (;;) {
     const batch = await withPlatform(deps.db, (trx) =>
-      trx.selectFrom("installation_secrets").select(["tenant_id", "installation_id"]).where("key_id", "<>", current).orderBy("tenant_id").orderBy("installation_id").limit(BATCH).execute(),
+      trx
+        .selectFrom("installation_secrets")
+        .select(["tenant_id", "installation_id"])
+        .where("key_id", "<>", current)
+        .orderBy("tenant_id")
+        .orderBy("installation_id")
+        .limit(BATCH)
+        .execute(),
     );
     if (batch.length === 0) break;
     for (const { tenant_id: tenantId, installation_id: installationId } of batch) {

@@ -17,12 +17,20 @@ export const stateAad = (requestId: string) => `oauth_state:${requestId}:code_ve
  * The configured provider for a platform (and, for GitHub, a named app: the default app when none is
  * named) as a caller named it, or a clear BAD_USER_INPUT.
  */
-export function providerFor(deps: Pick<AppDeps, "providers" | "githubApps">, platform: string, app?: string | null): { provider: InstallationProvider; app?: string } {
+export function providerFor(
+  deps: Pick<AppDeps, "providers" | "githubApps">,
+  platform: string,
+  app?: string | null,
+): { provider: InstallationProvider; app?: string } {
   if (!isPlatform(platform)) throw new BadInputError(`platform: unknown platform ${JSON.stringify(platform.slice(0, 40))} (github, slack or jira)`, "platform");
   if (platform === "github") {
     const name = app ?? deps.githubApps.defaultApp;
     const provider = name ? deps.githubApps.provider(name) : undefined;
-    if (!provider) throw new BadInputError(app ? `app: no GitHub App named ${JSON.stringify(app.slice(0, 40))} is configured` : "platform: github is not configured on this Keyplane", app ? "app" : "platform");
+    if (!provider)
+      throw new BadInputError(
+        app ? `app: no GitHub App named ${JSON.stringify(app.slice(0, 40))} is configured` : "platform: github is not configured on this Keyplane",
+        app ? "app" : "platform",
+      );
     return { provider, app: name };
   }
   if (app) throw new BadInputError("app: only GitHub installations name an app", "app");
@@ -79,7 +87,10 @@ export async function startInstallation(
       })
       .execute();
     // The callback knows only the state: its hash, unique across tenants, leads to this row.
-    await trx.insertInto("oauth_state_hashes").values({ state_hash: hashState(state), tenant_id: actor.tenantId, request_id: requestId, expires_at: expiresAt }).execute();
+    await trx
+      .insertInto("oauth_state_hashes")
+      .values({ state_hash: hashState(state), tenant_id: actor.tenantId, request_id: requestId, expires_at: expiresAt })
+      .execute();
     await appendEvents(trx, {
       tenantId: actor.tenantId,
       streamType: "installation_request",

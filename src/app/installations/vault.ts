@@ -16,7 +16,14 @@ export interface VaultEntry {
 }
 
 /** Encrypts and stores credentials beside the event that records their fingerprint; returns those facts. */
-export async function storeCredentials(trx: Tx, keyring: Keyring, tenantId: string, installationId: string, credentials: ProviderCredentials, now: Date): Promise<CredentialFacts> {
+export async function storeCredentials(
+  trx: Tx,
+  keyring: Keyring,
+  tenantId: string,
+  installationId: string,
+  credentials: ProviderCredentials,
+  now: Date,
+): Promise<CredentialFacts> {
   const row = {
     key_id: keyring.currentKeyId,
     access_token: keyring.encrypt(credentials.accessToken, aad(tenantId, installationId, "access_token")),

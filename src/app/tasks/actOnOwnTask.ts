@@ -33,7 +33,14 @@ export async function actOnOwnTask(
   try {
     return await withTenant(deps.db, tenantId, async (trx) => {
       const now = deps.now();
-      await decideAndAppend(trx, { tenantId, ...taskStream(id), decider: taskDecider, command: command(agentId, now), metadata: eventMetadata(actor, request), occurredAt: now });
+      await decideAndAppend(trx, {
+        tenantId,
+        ...taskStream(id),
+        decider: taskDecider,
+        command: command(agentId, now),
+        metadata: eventMetadata(actor, request),
+        occurredAt: now,
+      });
       return (await findTask(trx, tenantId, id))!;
     });
   } catch (error) {

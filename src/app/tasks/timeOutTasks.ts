@@ -37,7 +37,14 @@ export async function timeOutTasks(deps: Pick<AppDeps, "db" | "now" | "logger">)
 /** One task: task.timed_out when it is still open and past its deadline. True when recorded. */
 export async function timeOutTask(deps: Pick<AppDeps, "db" | "now">, tenantId: string, taskId: string, now: Date = deps.now()): Promise<boolean> {
   const { decided } = await withTenant(deps.db, tenantId, (trx) =>
-    decideAndAppend(trx, { tenantId, ...taskStream(taskId), decider: taskDecider, command: { type: "TimeOutTask", now }, metadata: eventMetadata(systemActor("task-timeouts", tenantId)), occurredAt: now }),
+    decideAndAppend(trx, {
+      tenantId,
+      ...taskStream(taskId),
+      decider: taskDecider,
+      command: { type: "TimeOutTask", now },
+      metadata: eventMetadata(systemActor("task-timeouts", tenantId)),
+      occurredAt: now,
+    }),
   );
   return decided.length > 0;
 }

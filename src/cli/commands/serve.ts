@@ -42,7 +42,9 @@ async function serve(config: Config, io: CliIo): Promise<number> {
     throw error;
   }
   const shown = url.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
-  io.err(`Keyplane is serving ${shown}/graphql (${kp.database.backend === "pglite" ? `embedded database in ${path.resolve(config.dataDir)}` : "PostgreSQL"})\n`);
+  io.err(
+    `Keyplane is serving ${shown}/graphql (${kp.database.backend === "pglite" ? `embedded database in ${path.resolve(config.dataDir)}` : "PostgreSQL"})\n`,
+  );
   if (tokenFile) {
     io.err(`Created tenant 'default'; a one-time admin token is in ${tokenFile}\n`);
   } else {

@@ -46,7 +46,10 @@ function tokenMint(args: string[]): Command {
   if (platform !== (kind === "platform")) throw new UsageError("--kind platform goes with --role platform only");
   return (config, io) =>
     withKeyplane(config, async (kp) => {
-      const [{ issueAccessToken }, { listAllTenants }] = await Promise.all([import("../../app/credentials.ts"), import("../../store/queries/tenantQueries.ts")]);
+      const [{ issueAccessToken }, { listAllTenants }] = await Promise.all([
+        import("../../app/credentials.ts"),
+        import("../../store/queries/tenantQueries.ts"),
+      ]);
       if (!platform && !(await listAllTenants(kp.deps.db)).some((t) => t.tenant_id === tenantId)) {
         throw new Error(`no tenant ${tenantId} (see: keyplane tenant list)`);
       }

@@ -23,10 +23,25 @@ export type AgentCommandWithMeta = AgentCommand & { meta: AgentNotificationMeta 
 
 export function decideAgent(command: AgentCommandWithMeta, state: AgentState): AgentEvent[] {
   const { meta } = command;
-  const base = (s: { id: string; name: string }, version: number) => ({ tenantId: meta.tenantId, agentId: s.id, agentName: s.name, version, timestamp: meta.timestamp, ...(meta.correlationId ? { correlationId: meta.correlationId } : {}) });
+  const base = (s: { id: string; name: string }, version: number) => ({
+    tenantId: meta.tenantId,
+    agentId: s.id,
+    agentName: s.name,
+    version,
+    timestamp: meta.timestamp,
+    ...(meta.correlationId ? { correlationId: meta.correlationId } : {}),
+  });
   if (command.type === "CreateAgent") {
     if (state.exists) throw new ConflictError(`agent ${command.agentId} already exists`);
-    return [AgentCreated({ ...base({ id: command.agentId, name: command.name }, 1), type: command.agentType, config: command.config, tags: command.tags, ephemeral: command.ephemeral })];
+    return [
+      AgentCreated({
+        ...base({ id: command.agentId, name: command.name }, 1),
+        type: command.agentType,
+        config: command.config,
+        tags: command.tags,
+        ephemeral: command.ephemeral,
+      }),
+    ];
   }
   if (!state.exists || state.status === "deleted") {
     if (command.type === "DeleteAgent" && state.exists) return [];
@@ -34,8 +49,16 @@ export function decideAgent(command: AgentCommandWithMeta, state: AgentState): A
   }
   switch (command.type) {
     case "UpdateAgent": {
-      if (command.expectedVersion !== state.version) throw new ConflictError(`agent changed meanwhile: expected version ${command.expectedVersion}, it is ${state.version}`, { currentVersion: state.version });
-      const next = { name: command.name ?? state.name, type: command.agentType ?? state.type, config: command.config ?? state.config, tags: command.tags ?? state.tags };
+      if (command.expectedVersion !== state.version)
+        throw new ConflictError(`agent changed meanwhile: expected version ${command.expectedVersion}, it is ${state.version}`, {
+          currentVersion: state.version,
+        });
+      const next = {
+        name: command.name ?? state.name,
+        type: command.agentType ?? state.type,
+        config: command.config ?? state.config,
+        tags: command.tags ?? state.tags,
+      };
       const changed = (["name", "type", "config", "tags"] as const).filter((k) => !isDeepStrictEqual(next[k], k === "type" ? state.type : state[k]));
       if (!changed.length) return [];
       return [AgentUpdated({ ...base({ id: state.id, name: next.name }, state.version + 1), changed, type: next.type, config: next.config, tags: next.tags })];

@@ -20,7 +20,18 @@ export const initialAgentState = (): AgentState => ({ exists: false });
 export function evolveAgent(state: AgentState, event: AgentEvent): AgentState {
   if (event.type === "agent.created") {
     const d = event.data;
-    return { exists: true, id: d.agentId, name: d.agentName, type: d.type, version: d.version, config: d.config, tags: d.tags, status: "draft", ephemeral: d.ephemeral, connection: "pending" };
+    return {
+      exists: true,
+      id: d.agentId,
+      name: d.agentName,
+      type: d.type,
+      version: d.version,
+      config: d.config,
+      tags: d.tags,
+      status: "draft",
+      ephemeral: d.ephemeral,
+      connection: "pending",
+    };
   }
   if (!state.exists) return state;
   switch (event.type) {

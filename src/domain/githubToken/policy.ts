@@ -15,11 +15,28 @@ const repositoryPattern = z
 
 export const TokenPolicyInput = z
   .object({
-    name: z.string().trim().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a slug of a-z, 0-9 and '-'"),
-    app: z.string().trim().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a GitHub App name as configured (e.g. rex)"),
-    roles: z.array(z.enum(["viewer", "editor", "admin", "service"])).max(4).default([]),
+    name: z
+      .string()
+      .trim()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a slug of a-z, 0-9 and '-'"),
+    app: z
+      .string()
+      .trim()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a GitHub App name as configured (e.g. rex)"),
+    roles: z
+      .array(z.enum(["viewer", "editor", "admin", "service"]))
+      .max(4)
+      .default([]),
     subjects: z.array(z.string().trim().min(1).max(200)).max(100).default([]),
-    agentTags: z.array(z.string().trim().regex(/^[a-z0-9][a-z0-9:._-]{0,62}$/, "tags are lower-case slugs")).max(50).default([]),
+    agentTags: z
+      .array(
+        z
+          .string()
+          .trim()
+          .regex(/^[a-z0-9][a-z0-9:._-]{0,62}$/, "tags are lower-case slugs"),
+      )
+      .max(50)
+      .default([]),
     repositories: z.array(repositoryPattern).min(1, "at least one repository pattern").max(200),
     permissions: permissionMapSchema.refine((p) => Object.keys(p).length > 0, "at least one permission"),
   })

@@ -25,7 +25,16 @@ export interface CredentialFacts {
 }
 
 export type InstallationCommand =
-  | { type: "CreateInstallation"; installationId: string; platform: Platform; app?: string; info: InstallationInfoData; requestId?: string; repositories?: string[]; credentials?: CredentialFacts }
+  | {
+      type: "CreateInstallation";
+      installationId: string;
+      platform: Platform;
+      app?: string;
+      info: InstallationInfoData;
+      requestId?: string;
+      repositories?: string[];
+      credentials?: CredentialFacts;
+    }
   | { type: "ReauthorizeInstallation"; info: InstallationInfoData; requestId?: string; credentials?: CredentialFacts }
   | { type: "SuspendInstallation"; by: Source; reason?: string }
   | { type: "ResumeInstallation"; by: Source }
@@ -72,12 +81,21 @@ export function decideInstallation(command: InstallationCommand, state: Installa
       return [InstallationPermissionsUpdated({ installationId, permissions: command.permissions, events: command.events })];
     case "ChangeRepositories":
       if (!command.added.length && !command.removed.length && !command.repositorySelection) return [];
-      return [InstallationRepositoriesChanged({ installationId, repositorySelection: command.repositorySelection, added: command.added, removed: command.removed })];
+      return [
+        InstallationRepositoriesChanged({ installationId, repositorySelection: command.repositorySelection, added: command.added, removed: command.removed }),
+      ];
     case "RecordRefresh":
       return [InstallationCredentialsRefreshed({ installationId, ...command.credentials, previousFingerprint: command.previousFingerprint })];
     case "RecordRefreshFailure":
       if (command.rejected) return state.needsReauth ? [] : [InstallationNeedsReauth({ installationId, providerCode: command.providerCode })];
-      return [InstallationRefreshFailed({ installationId, providerCode: command.providerCode, attempt: state.refreshFailures + 1, nextAttemptAt: command.nextAttemptAt })];
+      return [
+        InstallationRefreshFailed({
+          installationId,
+          providerCode: command.providerCode,
+          attempt: state.refreshFailures + 1,
+          nextAttemptAt: command.nextAttemptAt,
+        }),
+      ];
     case "ReencryptCredentials":
       return [InstallationCredentialsReencrypted({ installationId, fromKeyIds: command.fromKeyIds, toKeyId: command.toKeyId })];
     case "ReadCredentials":

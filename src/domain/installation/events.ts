@@ -48,9 +48,18 @@ export const InstallationCreated = defineEvent(
 export const InstallationReauthorized = defineEvent(
   "installation.reauthorized",
   1,
-  z.object({ installationId: z.string(), ...installationInfoSchema.shape, requestId: z.string().optional(), credentials: z.object(credentialFacts).optional() }),
+  z.object({
+    installationId: z.string(),
+    ...installationInfoSchema.shape,
+    requestId: z.string().optional(),
+    credentials: z.object(credentialFacts).optional(),
+  }),
 );
-export const InstallationSuspended = defineEvent("installation.suspended", 1, z.object({ installationId: z.string(), by: source, reason: z.string().optional() }));
+export const InstallationSuspended = defineEvent(
+  "installation.suspended",
+  1,
+  z.object({ installationId: z.string(), by: source, reason: z.string().optional() }),
+);
 export const InstallationResumed = defineEvent("installation.resumed", 1, z.object({ installationId: z.string(), by: source }));
 export const InstallationRevoked = defineEvent(
   "installation.revoked",
@@ -84,11 +93,7 @@ export const InstallationRefreshFailed = defineEvent(
   z.object({ installationId: z.string(), providerCode: z.string(), attempt: z.number().int().positive(), nextAttemptAt: isoTime }),
 );
 /** The provider refused the grant itself: a person must install again. */
-export const InstallationNeedsReauth = defineEvent(
-  "installation.needs_reauth",
-  1,
-  z.object({ installationId: z.string(), providerCode: z.string() }),
-);
+export const InstallationNeedsReauth = defineEvent("installation.needs_reauth", 1, z.object({ installationId: z.string(), providerCode: z.string() }));
 export const InstallationCredentialsReencrypted = defineEvent(
   "installation.credentials_reencrypted",
   1,

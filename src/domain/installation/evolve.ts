@@ -29,7 +29,17 @@ export function statusOf(state: Extract<InstallationState, { exists: true }>): I
 export function evolveInstallation(state: InstallationState, event: InstallationEvent): InstallationState {
   if (event.type === "installation.created") {
     const d = event.data;
-    return { exists: true, id: d.installationId, platform: d.platform, externalId: d.externalId, suspendedByTenant: false, suspendedByProvider: false, needsReauth: false, revoked: false, refreshFailures: 0 };
+    return {
+      exists: true,
+      id: d.installationId,
+      platform: d.platform,
+      externalId: d.externalId,
+      suspendedByTenant: false,
+      suspendedByProvider: false,
+      needsReauth: false,
+      revoked: false,
+      refreshFailures: 0,
+    };
   }
   if (!state.exists) return state;
   switch (event.type) {

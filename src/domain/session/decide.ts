@@ -1,13 +1,5 @@
 import { ConflictError, UnauthenticatedError } from "../../errors.ts";
-import {
-  AccessTokenIssued,
-  AccessTokenRevoked,
-  SessionRefreshed,
-  SessionRevoked,
-  SessionStarted,
-  type AccessTokenEvent,
-  type SessionEvent,
-} from "./events.ts";
+import { AccessTokenIssued, AccessTokenRevoked, SessionRefreshed, SessionRevoked, SessionStarted, type AccessTokenEvent, type SessionEvent } from "./events.ts";
 import type { AccessTokenState, Grant, SessionState } from "./evolve.ts";
 
 export type AccessTokenCommand =
@@ -41,13 +33,28 @@ export function decideSession(command: SessionCommand, state: SessionState): Ses
   switch (command.type) {
     case "StartSession":
       if (state.exists) throw new ConflictError(`session ${command.familyId} already exists`);
-      return [SessionStarted({ familyId: command.familyId, ...command.grant, refreshTokenId: command.refreshTokenId, accessTokenId: command.accessTokenId, expiresAt: command.expiresAt })];
+      return [
+        SessionStarted({
+          familyId: command.familyId,
+          ...command.grant,
+          refreshTokenId: command.refreshTokenId,
+          accessTokenId: command.accessTokenId,
+          expiresAt: command.expiresAt,
+        }),
+      ];
     case "RefreshSession": {
       if (!state.exists || state.revoked || state.expiresAt <= command.now) throw new UnauthenticatedError(SESSION_INVALID);
       if (command.presentedRefreshTokenId !== state.currentRefreshTokenId) {
         return [SessionRevoked({ familyId: state.familyId, reason: "refresh-token-reuse", expiresAt: state.expiresAt })];
       }
-      return [SessionRefreshed({ familyId: state.familyId, previousRefreshTokenId: state.currentRefreshTokenId, refreshTokenId: command.refreshTokenId, accessTokenId: command.accessTokenId })];
+      return [
+        SessionRefreshed({
+          familyId: state.familyId,
+          previousRefreshTokenId: state.currentRefreshTokenId,
+          refreshTokenId: command.refreshTokenId,
+          accessTokenId: command.accessTokenId,
+        }),
+      ];
     }
     case "RevokeSession":
       if (!state.exists || state.revoked) return [];

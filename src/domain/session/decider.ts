@@ -4,7 +4,11 @@ import type { AccessTokenEvent, SessionEvent } from "./events.ts";
 import { evolveAccessToken, evolveSession, initialAccessTokenState, initialSessionState, type AccessTokenState, type SessionState } from "./evolve.ts";
 
 /** A refresh-token family: started once, rotated on each refresh, revoked as a whole. */
-export const sessionDecider: Decider<SessionState, SessionCommand, SessionEvent> = { initialState: initialSessionState, evolve: evolveSession, decide: decideSession };
+export const sessionDecider: Decider<SessionState, SessionCommand, SessionEvent> = {
+  initialState: initialSessionState,
+  evolve: evolveSession,
+  decide: decideSession,
+};
 
 /** One access token (a jti) Keyplane minted, or one it was asked to revoke. */
 export const accessTokenDecider: Decider<AccessTokenState, AccessTokenCommand, AccessTokenEvent> = {

@@ -15,11 +15,7 @@ export const AccessTokenIssued = defineEvent(
   z.object({ tokenId: z.string(), ...grant, expiresAt: isoTime, issuedVia: z.enum(["api", "cli", "bootstrap", "enrollment"]) }),
 );
 
-export const AccessTokenRevoked = defineEvent(
-  "access_token.revoked",
-  1,
-  z.object({ tokenId: z.string(), reason: z.string(), expiresAt: isoTime }),
-);
+export const AccessTokenRevoked = defineEvent("access_token.revoked", 1, z.object({ tokenId: z.string(), reason: z.string(), expiresAt: isoTime }));
 
 /** A refresh-token family begins; each refresh token in it may be spent once. */
 export const SessionStarted = defineEvent(

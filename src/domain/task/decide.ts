@@ -15,7 +15,10 @@ export type TaskCommand =
  * use case records task.timed_out on the spot, so the task reads timed_out by the time the caller looks.
  */
 export class TaskTimedOutError extends ConflictError {
-  constructor(readonly taskId: string, deadlineAt: string) {
+  constructor(
+    readonly taskId: string,
+    deadlineAt: string,
+  ) {
     super(`task timed out at ${deadlineAt}`, { status: "timed_out", deadlineAt });
   }
 }

@@ -25,7 +25,11 @@ export const TaskDispatched = defineEvent(
 /** The agent took the task on: from now on no one else does. */
 export const TaskClaimed = defineEvent("task.claimed", 1, z.object({ taskId: z.string(), agentId: z.string() }));
 /** The agent reported how far it got (the last report is what the task shows). */
-export const TaskProgressed = defineEvent("task.progressed", 1, z.object({ taskId: z.string(), progress: z.unknown().optional(), message: z.string().optional() }));
+export const TaskProgressed = defineEvent(
+  "task.progressed",
+  1,
+  z.object({ taskId: z.string(), progress: z.unknown().optional(), message: z.string().optional() }),
+);
 export const TaskCompleted = defineEvent("task.completed", 1, z.object({ taskId: z.string(), result: z.unknown() }));
 export const TaskFailed = defineEvent("task.failed", 1, z.object({ taskId: z.string(), error: z.string() }));
 /** The deadline passed while the task was pending or claimed; status is what it was then. */

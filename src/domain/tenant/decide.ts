@@ -5,9 +5,7 @@ import { TenantCreated, TenantTierChanged, tierSchema, type TenantEvent } from "
 import type { TenantState } from "./evolve.ts";
 
 /** Tenant ids are slugs: they appear in URLs, logs and token claims. */
-export const tenantIdSchema = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, "must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit");
+export const tenantIdSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{1,62}$/, "must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit");
 
 export const CreateTenantInput = z.object({
   id: tenantIdSchema,

@@ -1,8 +1,6 @@
 import type { TenantEvent, Tier } from "./events.ts";
 
-export type TenantState =
-  | { exists: false }
-  | { exists: true; id: string; name: string; tier: Tier; status: "active" | "suspended" };
+export type TenantState = { exists: false } | { exists: true; id: string; name: string; tier: Tier; status: "active" | "suspended" };
 
 export const initialTenantState = (): TenantState => ({ exists: false });
 

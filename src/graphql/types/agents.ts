@@ -88,7 +88,12 @@ builder.queryField("agent", (t) =>
 );
 
 const CreateAgentInput = builder.inputType("CreateAgentInput", {
-  fields: (t) => ({ name: t.string({ required: true }), type: t.string({ required: true }), config: t.field({ type: "JSON", required: false }), tags: t.stringList({ required: false }) }),
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    type: t.string({ required: true }),
+    config: t.field({ type: "JSON", required: false }),
+    tags: t.stringList({ required: false }),
+  }),
 });
 const UpdateAgentInput = builder.inputType("UpdateAgentInput", {
   fields: (t) => ({
@@ -101,13 +106,18 @@ const UpdateAgentInput = builder.inputType("UpdateAgentInput", {
   }),
 });
 
-
 builder.mutationField("createAgent", (t) =>
   t.field({
     type: Agent,
     args: { input: t.arg({ type: CreateAgentInput, required: true }) },
     authScopes: { permission: "agent:write" },
-    resolve: (_root, { input }, ctx) => createAgent(ctx.deps, ctx.actor!, { name: input.name, type: input.type, config: (input.config ?? {}) as Record<string, unknown>, tags: input.tags ?? [] }, ctx.meta),
+    resolve: (_root, { input }, ctx) =>
+      createAgent(
+        ctx.deps,
+        ctx.actor!,
+        { name: input.name, type: input.type, config: (input.config ?? {}) as Record<string, unknown>, tags: input.tags ?? [] },
+        ctx.meta,
+      ),
   }),
 );
 builder.mutationField("updateAgent", (t) =>
@@ -132,7 +142,12 @@ builder.mutationField("updateAgent", (t) =>
   }),
 );
 builder.mutationField("publishAgent", (t) =>
-  t.field({ type: Agent, args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:manage" }, resolve: (_root, args, ctx) => publishAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta) }),
+  t.field({
+    type: Agent,
+    args: { id: t.arg.id({ required: true }) },
+    authScopes: { permission: "agent:manage" },
+    resolve: (_root, args, ctx) => publishAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta),
+  }),
 );
 builder.mutationField("deleteAgent", (t) =>
   t.field({
@@ -218,14 +233,25 @@ builder.queryField("enrollmentKeys", (t) =>
   t.field({
     type: [EnrollmentKey],
     authScopes: { permission: "agent:read" },
-    resolve: (_root, _args, ctx) => withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => listEnrollmentKeys(trx, ctx.actor!.tenantId, { limit: MAX_ENROLLMENT_KEYS_LISTED })),
+    resolve: (_root, _args, ctx) =>
+      withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => listEnrollmentKeys(trx, ctx.actor!.tenantId, { limit: MAX_ENROLLMENT_KEYS_LISTED })),
   }),
 );
 builder.mutationField("revokeEnrollmentKey", (t) =>
-  t.field({ type: "Boolean", args: { id: t.arg.id({ required: true }) }, authScopes: { permission: "agent:manage" }, resolve: async (_root, args, ctx) => Boolean(await revokeEnrollmentKey(ctx.deps, ctx.actor!, String(args.id), ctx.meta)) }),
+  t.field({
+    type: "Boolean",
+    args: { id: t.arg.id({ required: true }) },
+    authScopes: { permission: "agent:manage" },
+    resolve: async (_root, args, ctx) => Boolean(await revokeEnrollmentKey(ctx.deps, ctx.actor!, String(args.id), ctx.meta)),
+  }),
 );
 builder.mutationField("pruneEnrollmentKeys", (t) =>
-  t.field({ type: "Int", description: "Removes expired, revoked and used-up keys from the list", authScopes: { permission: "agent:manage" }, resolve: (_root, _args, ctx) => pruneEnrollmentKeys(ctx.deps, ctx.actor!, ctx.meta) }),
+  t.field({
+    type: "Int",
+    description: "Removes expired, revoked and used-up keys from the list",
+    authScopes: { permission: "agent:manage" },
+    resolve: (_root, _args, ctx) => pruneEnrollmentKeys(ctx.deps, ctx.actor!, ctx.meta),
+  }),
 );
 
 const Enrolled = builder.objectRef<EnrolledAgent>("EnrolledAgent").implement({
@@ -240,7 +266,13 @@ const Enrolled = builder.objectRef<EnrolledAgent>("EnrolledAgent").implement({
   }),
 });
 const EnrollAgentInput = builder.inputType("EnrollAgentInput", {
-  fields: (t) => ({ key: t.string({ required: true }), hostname: t.string({ required: true }), os: t.string({ required: true }), arch: t.string({ required: true }), agentVersion: t.string({ required: true }) }),
+  fields: (t) => ({
+    key: t.string({ required: true }),
+    hostname: t.string({ required: true }),
+    os: t.string({ required: true }),
+    arch: t.string({ required: true }),
+    agentVersion: t.string({ required: true }),
+  }),
 });
 builder.mutationField("enrollAgent", (t) =>
   t.field({
@@ -253,7 +285,11 @@ builder.mutationField("enrollAgent", (t) =>
 );
 
 const Heartbeat = builder.objectRef<{ agentId: string; connection: "online"; lastSeenAt: Date }>("AgentHeartbeat").implement({
-  fields: (t) => ({ agentId: t.exposeID("agentId"), connection: t.field({ type: AgentConnection, resolve: (h) => h.connection }), lastSeenAt: t.field({ type: "DateTime", resolve: (h) => h.lastSeenAt }) }),
+  fields: (t) => ({
+    agentId: t.exposeID("agentId"),
+    connection: t.field({ type: AgentConnection, resolve: (h) => h.connection }),
+    lastSeenAt: t.field({ type: "DateTime", resolve: (h) => h.lastSeenAt }),
+  }),
 });
 const AgentHeartbeatInput = builder.inputType("AgentHeartbeatInput", {
   fields: (t) => ({ status: t.string({ required: false }), facts: t.field({ type: "JSON", required: false }) }),
@@ -263,6 +299,12 @@ builder.mutationField("agentHeartbeat", (t) =>
     type: Heartbeat,
     args: { input: t.arg({ type: AgentHeartbeatInput, required: true }) },
     authScopes: { permission: "agent:act" },
-    resolve: (_root, { input }, ctx) => agentHeartbeat(ctx.deps, ctx.actor!, { status: input.status ?? undefined, facts: (input.facts ?? undefined) as Record<string, unknown> | undefined }, ctx.meta),
+    resolve: (_root, { input }, ctx) =>
+      agentHeartbeat(
+        ctx.deps,
+        ctx.actor!,
+        { status: input.status ?? undefined, facts: (input.facts ?? undefined) as Record<string, unknown> | undefined },
+        ctx.meta,
+      ),
   }),
 );

@@ -112,7 +112,10 @@ const AuditVerification = builder.objectRef<LogVerification>("AuditVerification"
   fields: (t) => ({
     ok: t.exposeBoolean("ok"),
     startsFrom: t.field({ type: AuditAnchor, resolve: (r) => r.startsFrom ?? "genesis" }),
-    anchorSequence: t.int({ description: "0 for genesis, else the sequence of the signed checkpoint the chain starts from", resolve: (r) => r.anchorSequence ?? 0 }),
+    anchorSequence: t.int({
+      description: "0 for genesis, else the sequence of the signed checkpoint the chain starts from",
+      resolve: (r) => r.anchorSequence ?? 0,
+    }),
     fromSequence: t.exposeInt("fromSequence"),
     toSequence: t.exposeInt("toSequence"),
     lastSequence: t.int({ description: "The last sequence verified in order", resolve: (r) => r.lastSequence ?? 0 }),

@@ -52,7 +52,15 @@ builder.mutationField("setTokenPolicy", (t) =>
       setTokenPolicy(
         ctx.deps,
         ctx.actor!,
-        { name: input.name, app: input.app, roles: (input.roles ?? []) as never[], subjects: input.subjects ?? [], agentTags: input.agentTags ?? [], repositories: input.repositories, permissions: input.permissions as never },
+        {
+          name: input.name,
+          app: input.app,
+          roles: (input.roles ?? []) as never[],
+          subjects: input.subjects ?? [],
+          agentTags: input.agentTags ?? [],
+          repositories: input.repositories,
+          permissions: input.permissions as never,
+        },
         ctx.meta,
       ),
   }),

@@ -43,7 +43,11 @@ export const Installation = builder.objectRef<InstallationRow>("Installation").i
     permissions: t.field({ type: "JSON", description: "GitHub: permission -> access level", resolve: (r) => r.permissions }),
     scopes: t.stringList({ resolve: (r) => r.scopes }),
     repositorySelection: t.exposeString("repository_selection", { nullable: true }),
-    repositories: t.stringList({ nullable: true, description: "GitHub: owner/name of the repositories the installation covers, as webhooks reported them", resolve: (r) => r.repositories }),
+    repositories: t.stringList({
+      nullable: true,
+      description: "GitHub: owner/name of the repositories the installation covers, as webhooks reported them",
+      resolve: (r) => r.repositories,
+    }),
     suspendedByTenant: t.exposeBoolean("suspended_by_tenant"),
     suspendedByProvider: t.exposeBoolean("suspended_by_provider"),
     credentialFingerprint: t.exposeString("credential_fingerprint", { nullable: true, description: "SHA-256 prefix of the stored access token" }),
@@ -125,7 +129,10 @@ builder.mutationField("startInstallation", (t) =>
   t.field({
     type: InstallationStart,
     description: "For single-page apps: the provider's authorization URL with a fresh single-use state",
-    args: { platform: t.arg({ type: Platform, required: true }), app: t.arg.string({ required: false, description: "GitHub: which configured app (default: the default app)" }) },
+    args: {
+      platform: t.arg({ type: Platform, required: true }),
+      app: t.arg.string({ required: false, description: "GitHub: which configured app (default: the default app)" }),
+    },
     authScopes: { permission: "installation:create" },
     resolve: (_root, args, ctx) => startInstallation(ctx.deps, ctx.actor!, args.platform, ctx.meta, args.app),
   }),
@@ -159,4 +166,3 @@ builder.mutationField("revokeInstallation", (t) =>
     resolve: (_root, args, ctx) => revokeInstallation(ctx.deps, ctx.actor!, { id: String(args.id) }, ctx.meta),
   }),
 );
-

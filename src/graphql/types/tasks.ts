@@ -59,9 +59,15 @@ const TaskFilter = builder.inputType("TaskFilter", {
 const DispatchTaskInput = builder.inputType("DispatchTaskInput", {
   fields: (t) => ({
     agentId: t.id({ required: true, description: "An agent of the caller's tenant that is not deleted" }),
-    kind: t.string({ required: true, description: "What to do, as the agent knows it: a slug of at most 60 characters (a-z, 0-9, separated by '-', '_' or '.')" }),
+    kind: t.string({
+      required: true,
+      description: "What to do, as the agent knows it: a slug of at most 60 characters (a-z, 0-9, separated by '-', '_' or '.')",
+    }),
     payload: t.field({ type: "JSON", required: false, description: "At most 64 KB of JSON, recorded in the audit log as given: no secrets" }),
-    timeoutSeconds: t.int({ required: false, description: `Seconds until it times out, 1-${MAX_TASK_TIMEOUT_SECONDS} (default ${DEFAULT_TASK_TIMEOUT_SECONDS})` }),
+    timeoutSeconds: t.int({
+      required: false,
+      description: `Seconds until it times out, 1-${MAX_TASK_TIMEOUT_SECONDS} (default ${DEFAULT_TASK_TIMEOUT_SECONDS})`,
+    }),
   }),
 });
 
@@ -168,7 +174,8 @@ builder.mutationField("failTask", (t) =>
 builder.subscriptionField("agentTasks", (t) =>
   t.field({
     type: Task,
-    description: "For an enrolled agent: first every task still pending for it, oldest first, then each task dispatched to it from then on. Never another agent's.",
+    description:
+      "For an enrolled agent: first every task still pending for it, oldest first, then each task dispatched to it from then on. Never another agent's.",
     authScopes: { permission: "agent:act" },
     subscribe: (_root, _args, ctx) => watchAgentTasks(ctx.deps, ctx.actor!),
     resolve: (task) => task,

@@ -27,10 +27,7 @@ function concat(pieces: Piece[]): string {
 const plain = (column: string): Piece[] => [lit('"'), expr(column), lit('"')];
 
 /** `{"k":v,...}`: each value is pieces yielding JSON text. */
-const jsonObject = (pairs: Array<[string, Piece[]]>): Piece[] => [
-  ...pairs.flatMap(([k, v], i) => [lit(`${i === 0 ? "{" : ","}"${k}":`), ...v]),
-  lit("}"),
-];
+const jsonObject = (pairs: Array<[string, Piece[]]>): Piece[] => [...pairs.flatMap(([k, v], i) => [lit(`${i === 0 ? "{" : ","}"${k}":`), ...v]), lit("}")];
 
 /**
  * The product's audit fields: a field of the data (or metadata) as its JSON text when present, else
@@ -103,7 +100,15 @@ const EVENT_CSV = csvRow([
   [],
 ]);
 
-const OMITTED_CSV = csvRow([[lit("omitted")], [expr("e.tenant_seq")], ...Array.from({ length: 10 }, () => []), [expr("e.content_hash")], [expr("e.chain_hash")], [], []]);
+const OMITTED_CSV = csvRow([
+  [lit("omitted")],
+  [expr("e.tenant_seq")],
+  ...Array.from({ length: 10 }, () => []),
+  [expr("e.content_hash")],
+  [expr("e.chain_hash")],
+  [],
+  [],
+]);
 
 const LINES: Record<ExportFileFormat, { event: string; omitted: string }> = {
   ndjson: { event: EVENT_NDJSON, omitted: OMITTED_NDJSON },
@@ -165,7 +170,13 @@ function shownSql(filter: ExportRowFilter): string {
 }
 
 /** The lines of the rows with sequence in (after, upTo], in order, and how many are shown in full. */
-export async function readExportPage(trx: Tx, tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter, format: ExportFileFormat): Promise<ExportPage> {
+export async function readExportPage(
+  trx: Tx,
+  tenantId: string,
+  range: { after: number; upTo: number },
+  filter: ExportRowFilter,
+  format: ExportFileFormat,
+): Promise<ExportPage> {
   const { rows } = await sql<{ line: string; shown: boolean }>`${sql.raw(exportPageSql(tenantId, range, filter, format))}`.execute(trx);
   let events = 0;
   for (const r of rows) if (r.shown) events++;
@@ -173,7 +184,12 @@ export async function readExportPage(trx: Tx, tenantId: string, range: { after: 
 }
 
 /** How many rows of (after, upTo] the export shows in full, and how many as stubs. */
-export async function countExportRows(trx: Tx, tenantId: string, range: { after: number; upTo: number }, filter: ExportRowFilter): Promise<{ events: number; omitted: number }> {
+export async function countExportRows(
+  trx: Tx,
+  tenantId: string,
+  range: { after: number; upTo: number },
+  filter: ExportRowFilter,
+): Promise<{ events: number; omitted: number }> {
   const { rows } = await sql<{ events: number; total: number }>`${sql.raw(
     `select (count(*) filter (where ${shownSql(filter)}))::int as events, count(*)::int as total from events e where ${rangeSql(tenantId, range)}`,
   )}`.execute(trx);
@@ -188,4 +204,3 @@ export async function readLastRow(trx: Tx, tenantId: string, range: { after: num
     order by tenant_seq desc limit 1`.execute(trx);
   return rows[0] ? { sequence: Number(rows[0].tenant_seq), chainHash: rows[0].chain_hash } : null;
 }
-

@@ -85,7 +85,10 @@ class Hints {
   add(events: readonly StoredEvent[]): void {
     for (const e of events) {
       const head = this.owed.get(e.tenantId);
-      this.owed.set(e.tenantId, { sequence: Math.max(e.sequence, head?.sequence ?? 0), credentials: (head?.credentials ?? false) || CREDENTIAL_EVENTS.has(e.type) });
+      this.owed.set(e.tenantId, {
+        sequence: Math.max(e.sequence, head?.sequence ?? 0),
+        credentials: (head?.credentials ?? false) || CREDENTIAL_EVENTS.has(e.type),
+      });
     }
     if (!this.sending) detached(() => void this.send());
   }

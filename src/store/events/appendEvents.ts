@@ -51,11 +51,32 @@ export async function appendEvents(target: Db | Tx, request: AppendRequest): Pro
   for (let attempt = 1; ; attempt++) {
     const events = validated.map((event, i) => {
       const eventId = randomUUID();
-      const content = contentHash({ eventId, tenantId, streamType, streamId, streamVersion: base + i + 1, type: event.type, schemaVersion: event.schemaVersion, data: event.data, metadata: storedMetadata, occurredAt });
+      const content = contentHash({
+        eventId,
+        tenantId,
+        streamType,
+        streamId,
+        streamVersion: base + i + 1,
+        type: event.type,
+        schemaVersion: event.schemaVersion,
+        data: event.data,
+        metadata: storedMetadata,
+        occurredAt,
+      });
       return { event_id: eventId, event_type: event.type, schema_version: event.schemaVersion, data: event.data, content_hash: content };
     });
     const statements = projectionStatements(
-      events.map((e, i) => ({ tenantId, streamType, streamId, streamVersion: base + i + 1, eventId: e.event_id, type: e.event_type, data: e.data, metadata: storedMetadata, occurredAt })),
+      events.map((e, i) => ({
+        tenantId,
+        streamType,
+        streamId,
+        streamVersion: base + i + 1,
+        eventId: e.event_id,
+        type: e.event_type,
+        data: e.data,
+        metadata: storedMetadata,
+        occurredAt,
+      })),
     );
     const lookup = statements.filter((s) => s.lookup);
     const call: AppendCall = {

@@ -12,7 +12,9 @@ import type { StoredEvent } from "./types.ts";
  * live feed's, once per wake-up.
  */
 export async function eventsAfterAlone(db: Db, tenantId: string, afterSequence: number, limit: number): Promise<StoredEvent[]> {
-  const { rows } = await sql<{ rows: Array<Selectable<EventsTable>> }>`select keyplane_events_after(${tenantId}, ${afterSequence}, ${limit}) as rows`.execute(db);
+  const { rows } = await sql<{ rows: Array<Selectable<EventsTable>> }>`select keyplane_events_after(${tenantId}, ${afterSequence}, ${limit}) as rows`.execute(
+    db,
+  );
   return rows[0]!.rows.map(rowToStoredEvent);
 }
 

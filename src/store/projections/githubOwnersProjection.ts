@@ -23,7 +23,16 @@ export const githubOwnersProjection: Projection = {
   // rebuilt installations say who owns what now. Read, then written in batches (on Citus an
   // INSERT … SELECT into a reference table goes through COPY, which row-level security refuses).
   async deriveAfterReplay(trx) {
-    const owners = await trx.selectFrom("installations").select(["external_id", "tenant_id", "installation_id"]).where("platform", "=", "github").where("status", "<>", "revoked").execute();
-    for (let i = 0; i < owners.length; i += 1000) await trx.insertInto("github_installation_owners").values(owners.slice(i, i + 1000)).execute();
+    const owners = await trx
+      .selectFrom("installations")
+      .select(["external_id", "tenant_id", "installation_id"])
+      .where("platform", "=", "github")
+      .where("status", "<>", "revoked")
+      .execute();
+    for (let i = 0; i < owners.length; i += 1000)
+      await trx
+        .insertInto("github_installation_owners")
+        .values(owners.slice(i, i + 1000))
+        .execute();
   },
 };

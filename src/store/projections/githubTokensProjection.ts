@@ -24,7 +24,12 @@ export const githubTokensProjection: Projection = {
           updated_by: event.metadata.actor.subject,
           updated_at: event.occurredAt,
         };
-        return [db.insertInto("token_policies").values({ tenant_id: tenant, name: d.name, ...row }).onConflict((oc) => oc.columns(["tenant_id", "name"]).doUpdateSet(row))];
+        return [
+          db
+            .insertInto("token_policies")
+            .values({ tenant_id: tenant, name: d.name, ...row })
+            .onConflict((oc) => oc.columns(["tenant_id", "name"]).doUpdateSet(row)),
+        ];
       }
       case "token_policy.deleted":
         return [db.deleteFrom("token_policies").where("tenant_id", "=", tenant).where("name", "=", d.name)];
@@ -49,7 +54,13 @@ export const githubTokensProjection: Projection = {
           }),
         ];
       case "token.revoked":
-        return [db.updateTable("github_tokens").set({ revoked_at: event.occurredAt, revoke_reason: d.reason }).where("tenant_id", "=", tenant).where("token_id", "=", d.tokenId)];
+        return [
+          db
+            .updateTable("github_tokens")
+            .set({ revoked_at: event.occurredAt, revoke_reason: d.reason })
+            .where("tenant_id", "=", tenant)
+            .where("token_id", "=", d.tokenId),
+        ];
     }
     return [];
   },

@@ -44,7 +44,14 @@ export const installationsProjection: Projection = {
           }),
         ];
       case "installation.reauthorized":
-        return update(event, { ...accountColumns(d), ...credentialColumns(d.credentials), needs_reauth: false, refresh_failures: 0, last_refresh_error: null, next_refresh_at: null });
+        return update(event, {
+          ...accountColumns(d),
+          ...credentialColumns(d.credentials),
+          needs_reauth: false,
+          refresh_failures: 0,
+          last_refresh_error: null,
+          next_refresh_at: null,
+        });
       case "installation.suspended":
         return update(event, d.by === "tenant" ? { suspended_by_tenant: true } : { suspended_by_provider: true });
       case "installation.resumed":
@@ -63,7 +70,13 @@ export const installationsProjection: Projection = {
           repository_selection: sql`coalesce(${d.repositorySelection ?? null}::text, repository_selection)`,
         });
       case "installation.credentials_refreshed":
-        return update(event, { ...credentialColumns(d), last_refreshed_at: event.occurredAt, refresh_failures: 0, last_refresh_error: null, next_refresh_at: null });
+        return update(event, {
+          ...credentialColumns(d),
+          last_refreshed_at: event.occurredAt,
+          refresh_failures: 0,
+          last_refresh_error: null,
+          next_refresh_at: null,
+        });
       case "installation.refresh_failed":
         return update(event, { refresh_failures: d.attempt, last_refresh_error: d.providerCode, next_refresh_at: d.nextAttemptAt });
       case "installation.needs_reauth":

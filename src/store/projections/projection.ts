@@ -4,7 +4,10 @@ import type { StoredEvent } from "../events/types.ts";
 import type { Database, ProjectedTable } from "../schema.ts";
 
 /** What a projection knows of an event: all but what the append assigns (sequence, hashes, recorded time). */
-export type ProjectedEvent = Pick<StoredEvent, "tenantId" | "streamType" | "streamId" | "streamVersion" | "eventId" | "type" | "data" | "metadata" | "occurredAt">;
+export type ProjectedEvent = Pick<
+  StoredEvent,
+  "tenantId" | "streamType" | "streamId" | "streamVersion" | "eventId" | "type" | "data" | "metadata" | "occurredAt"
+>;
 
 /** A write, built (statementBuilder) but not executed: the append runs it inside its own statement. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -19,7 +19,9 @@ export interface AgentFilter {
 function agentsWithPresence(trx: Tx, tenantId: string) {
   return trx
     .selectFrom("agents")
-    .leftJoin("agent_presence", (join) => join.onRef("agent_presence.tenant_id", "=", "agents.tenant_id").onRef("agent_presence.agent_id", "=", "agents.agent_id"))
+    .leftJoin("agent_presence", (join) =>
+      join.onRef("agent_presence.tenant_id", "=", "agents.tenant_id").onRef("agent_presence.agent_id", "=", "agents.agent_id"),
+    )
     .selectAll("agents")
     .select("agent_presence.last_seen_at")
     .where("agents.tenant_id", "=", tenantId);

@@ -19,7 +19,12 @@ export function findIssuedToken(trx: Tx, tenantId: string, tokenId: string): Pro
 }
 
 /** Newest first, keyset-paged on (issued_at, token_id); `now` tells active from expired. */
-export function listIssuedTokens(trx: Tx, tenantId: string, filter: IssuedTokenFilter, page: { first: number; after?: TimeIdPosition; now: Date }): Promise<Page<IssuedTokenRow>> {
+export function listIssuedTokens(
+  trx: Tx,
+  tenantId: string,
+  filter: IssuedTokenFilter,
+  page: { first: number; after?: TimeIdPosition; now: Date },
+): Promise<Page<IssuedTokenRow>> {
   let q = trx.selectFrom("github_tokens").selectAll().where("tenant_id", "=", tenantId);
   if (filter.app) q = q.where("app", "=", filter.app);
   if (filter.installationId) q = q.where("installation_id", "=", filter.installationId);
@@ -32,7 +37,13 @@ export function listIssuedTokens(trx: Tx, tenantId: string, filter: IssuedTokenF
 
 /** The issues of one token (its first issue and its cached reuses) not yet recorded revoked. */
 export async function unrevokedIssuesOf(trx: Tx, tenantId: string, fingerprint: string): Promise<string[]> {
-  const rows = await trx.selectFrom("github_tokens").select("token_id").where("tenant_id", "=", tenantId).where("fingerprint", "=", fingerprint).where("revoked_at", "is", null).execute();
+  const rows = await trx
+    .selectFrom("github_tokens")
+    .select("token_id")
+    .where("tenant_id", "=", tenantId)
+    .where("fingerprint", "=", fingerprint)
+    .where("revoked_at", "is", null)
+    .execute();
   return rows.map((r) => r.token_id);
 }
 

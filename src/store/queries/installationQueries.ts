@@ -32,7 +32,12 @@ export interface InstallationFilter {
 }
 
 /** Newest first, keyset-paged on (created_at, installation_id). */
-export function listInstallations(trx: Tx, tenantId: string, filter: InstallationFilter, page: { first: number; after?: TimeIdPosition }): Promise<Page<InstallationRow>> {
+export function listInstallations(
+  trx: Tx,
+  tenantId: string,
+  filter: InstallationFilter,
+  page: { first: number; after?: TimeIdPosition },
+): Promise<Page<InstallationRow>> {
   let query = trx.selectFrom("installations").selectAll().where("tenant_id", "=", tenantId);
   if (filter.platform) query = query.where("platform", "=", filter.platform as InstallationRow["platform"]);
   if (filter.status) query = query.where("status", "=", filter.status as InstallationRow["status"]);
@@ -40,7 +45,12 @@ export function listInstallations(trx: Tx, tenantId: string, filter: Installatio
 }
 
 /** Platform-wide: rotating credentials that expire within the window and are not waiting out a backoff. */
-export function installationsDueForRefresh(trx: Tx, now: Date, windowSeconds: number, limit: number): Promise<Pick<InstallationRow, "tenant_id" | "installation_id">[]> {
+export function installationsDueForRefresh(
+  trx: Tx,
+  now: Date,
+  windowSeconds: number,
+  limit: number,
+): Promise<Pick<InstallationRow, "tenant_id" | "installation_id">[]> {
   const horizon = new Date(now.getTime() + windowSeconds * 1000);
   return trx
     .selectFrom("installations")

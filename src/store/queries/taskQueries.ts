@@ -68,7 +68,12 @@ export async function lastDispatchSequence(trx: Tx, tenantId: string): Promise<n
  * task.dispatched events after a position in the tenant's log, in log order. The per-tenant sequence
  * becomes visible in commit order, so a reader that pages by it misses no dispatch that commits later.
  */
-export async function dispatchedSince(trx: Tx, tenantId: string, afterSequence: number, limit: number): Promise<Array<{ sequence: number; taskId: string; agentId: string }>> {
+export async function dispatchedSince(
+  trx: Tx,
+  tenantId: string,
+  afterSequence: number,
+  limit: number,
+): Promise<Array<{ sequence: number; taskId: string; agentId: string }>> {
   const rows = await trx
     .selectFrom("events")
     .select(["tenant_seq", sql<string>`data->>'taskId'`.as("task_id"), sql<string>`data->>'agentId'`.as("agent_id")])

@@ -13,7 +13,15 @@ export interface TokenRequestTarget {
 export interface TokenRequestFacts {
   /** At most two live (not revoked) installations matching the target: two means the target was ambiguous. */
   installations: Array<{ installation_id: string; external_id: string; account_login: string; status: string }>;
-  policies: Array<{ name: string; app: string; roles: string[]; subjects: string[]; agent_tags: string[]; repositories: string[]; permissions: Record<string, string> }>;
+  policies: Array<{
+    name: string;
+    app: string;
+    roles: string[];
+    subjects: string[];
+    agent_tags: string[];
+    repositories: string[];
+    permissions: Record<string, string>;
+  }>;
   /** The requesting agent's tags as they are now; none for a deleted agent or another principal. */
   agentTags: string[];
   /** Which of the candidate fingerprints were revoked (by anyone, in any process). */
@@ -43,7 +51,9 @@ export async function readTokenRequestFacts(
           .where("status", "<>", "revoked")
           .where((w) => (target.app === target.defaultApp ? w.or([w("app", "=", target.app), w("app", "is", null)]) : w("app", "=", target.app)))
           .$if(target.installationId !== undefined, (q) => q.where("external_id", "=", String(target.installationId)))
-          .$if(target.installationId === undefined && target.owner !== undefined, (q) => q.where(sql<string>`lower(account_login)`, "=", target.owner!.toLowerCase()))
+          .$if(target.installationId === undefined && target.owner !== undefined, (q) =>
+            q.where(sql<string>`lower(account_login)`, "=", target.owner!.toLowerCase()),
+          )
           .orderBy("installation_id")
           .limit(2),
       ).as("installations"),
@@ -57,7 +67,9 @@ export async function readTokenRequestFacts(
       ).as("policies"),
       requester.agentId === undefined
         ? sql<null>`null`.as("agent")
-        : jsonObjectFrom(eb.selectFrom("agents").select("tags").where("tenant_id", "=", tenantId).where("agent_id", "=", requester.agentId).where("status", "<>", "deleted")).as("agent"),
+        : jsonObjectFrom(
+            eb.selectFrom("agents").select("tags").where("tenant_id", "=", tenantId).where("agent_id", "=", requester.agentId).where("status", "<>", "deleted"),
+          ).as("agent"),
       eb
         .selectFrom("github_tokens")
         .select(sql<string[]>`coalesce(array_agg(distinct fingerprint), '{}')`.as("fingerprints"))
