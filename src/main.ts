@@ -10,13 +10,13 @@ import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
 import { createTokenVerifier } from "./auth/verifyToken.ts";
-import { createCredentialCache } from "./app/credentialCache.ts";
+import { createAuthenticationCache } from "./runtime/authenticationCache.ts";
 import { createCredentialWatch } from "./auth/credentialWatch.ts";
 import type { Config } from "./config.ts";
 import { loadKeyring } from "./crypto/keyring.ts";
 import { createProviders } from "./providers/registry.ts";
-import { createEventFeed } from "./app/events/eventFeed.ts";
-import { TokenCache } from "./app/githubTokens/tokenCache.ts";
+import { createEventFeed } from "./runtime/eventFeed.ts";
+import { TokenCache } from "./runtime/githubTokenCache.ts";
 import { createGitHubApps } from "./github/githubApps.ts";
 import { createMetrics } from "./metrics.ts";
 import { createRateLimits } from "./limits/rateLimits.ts";
@@ -112,7 +112,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       limits,
       events: createEventFeed({ db, database, logger, metrics }, { pollMs: config.realtime.pollMs, maxQueued: config.realtime.maxQueuedEvents }),
       credentials: createCredentialWatch(db, { intervalMs: config.realtime.tokenCheckSeconds * 1000, logger, now }),
-      standing: createCredentialCache({ db, database, logger }, { revalidateMs: config.auth.cacheRevalidateMs }),
+      standing: createAuthenticationCache({ db, database, logger }, { revalidateMs: config.auth.cacheRevalidateMs }),
     };
     await deps.events.start();
     await deps.standing.start();

@@ -45,7 +45,7 @@ export async function authenticate(
 }
 
 /**
- * Revocation and tenant state live in the database; the credential cache serves them from memory and
+ * Revocation and tenant state live in the database; the authentication cache serves them from memory and
  * keeps them fresh (a revocation is effective in this process when its mutation commits, in others
  * within AUTH_CACHE_REVALIDATE_MS at worst). The same standing gives the tenant's tier (rate limits).
  */

@@ -7,9 +7,9 @@ import type { Keyring } from "../crypto/keyring.ts";
 import type { RateLimits } from "../limits/rateLimits.ts";
 import type { GitHubApps } from "../github/types.ts";
 import type { Metrics } from "../metrics.ts";
-import type { CredentialCache } from "./credentialCache.ts";
-import type { EventFeed } from "./events/eventFeed.ts";
-import type { TokenCache } from "./githubTokens/tokenCache.ts";
+import type { AuthenticationCache } from "../runtime/authenticationCache.ts";
+import type { EventFeed } from "../runtime/eventFeed.ts";
+import type { TokenCache } from "../runtime/githubTokenCache.ts";
 import type { InstallationProvider, Platform } from "../providers/provider.ts";
 import type { Logger } from "../logger.ts";
 import type { Db } from "../store/db.ts";
@@ -22,8 +22,8 @@ export interface AppDeps {
   logger: Logger;
   minter: TokenMinter;
   verifier: TokenVerifier;
-  /** Token standing (revocations, tenant status and tier) kept in memory, kept fresh: see credentialCache.ts. */
-  standing: CredentialCache;
+  /** Token standing (revocations, tenant status and tier) kept in memory, kept fresh: see src/runtime/authenticationCache.ts. */
+  standing: AuthenticationCache;
   security: SecurityRecorder;
   /**
    * The clock every use case, periodic job and expiry check reads (createKeyplane's `now` option: the

@@ -11,7 +11,7 @@ import { MINT_ROUTE } from "./upstreamRoutes.ts";
 // and permissions. Requests that cannot be right are refused before GitHub sees them (an empty list
 // never means "all"); a 422 names the repository or permission the installation lacks; a 404 makes
 // the resolver forget the installation. No caching here: the caller caches
-// (src/app/githubTokens/tokenCache.ts).
+// (src/runtime/githubTokenCache.ts).
 
 export interface MintDeps {
   requester: AppRequester;

@@ -205,7 +205,7 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
   const persisted = doc.persistedOnly && doc.persistedFile ? loadPersistedOperations(doc.persistedFile) : undefined;
   const costOf = rememberedCosts();
 
-  // The tenant's standing as the credential cache keeps it (fresh within AUTH_CACHE_REVALIDATE_MS, and
+  // The tenant's standing as the authentication cache keeps it (fresh within AUTH_CACHE_REVALIDATE_MS, and
   // dropped at once on a tier change): no round trip per operation in the steady state.
   async function tierNow(actor: Actor): Promise<Tier | undefined> {
     return (await deps.standing.standing(actor)).tier ?? undefined;

@@ -1,6 +1,6 @@
 import { GraphQLError, type ExecutionResult } from "graphql";
 import { isAsyncIterable, type Plugin } from "graphql-yoga";
-import { abortableStream } from "../app/abortableStream.ts";
+import { abortableStream } from "../runtime/abortableStream.ts";
 import type { Actor } from "../auth/actor.ts";
 import type { CredentialEnd, CredentialWatch } from "../auth/credentialWatch.ts";
 import type { GraphQLContext } from "../graphql/context.ts";

@@ -138,7 +138,7 @@ describe.skipIf(unavailable)("keyplane serve while its PostgreSQL restarts", () 
     let socketDuringOutage: Awaited<ReturnType<typeof overSocket>> | undefined;
     let lateSocketClosed: number | undefined;
     // A token this process has not seen yet: authenticating it needs the database (a token seen
-    // before comes from memory, for as long as the credential cache's re-read has not failed).
+    // before comes from memory, for as long as the authentication cache's re-read has not failed).
     const unseen = await fetch(`${served.url}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },

@@ -5,7 +5,7 @@ import { withPlatform } from "../../store/db.ts";
 import { expiredEphemeralAgents, silentOnlineAgents } from "../../store/queries/agentQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { periodicJob } from "../periodicJob.ts";
+import { periodicJob } from "../../runtime/periodicJob.ts";
 
 /** Agents marked offline, and ephemeral agents removed, per sweep at most (each kind). */
 const SWEEP_BATCH = 500;

@@ -1,6 +1,6 @@
 import { withPlatform } from "../../store/db.ts";
 import { readTenantsToCheckpoint } from "../../store/audit/checkpointQueries.ts";
-import { periodicJob } from "../periodicJob.ts";
+import { periodicJob } from "../../runtime/periodicJob.ts";
 import { signCheckpoint, type CheckpointDeps, type CheckpointOutcome } from "./signCheckpoint.ts";
 
 export interface CheckpointSigner {

@@ -10,7 +10,7 @@ import { withTenant, type Db, type Tx } from "../../store/db.ts";
 import { readTokenRequestFacts, type TokenRequestFacts, type TokenRequestTarget } from "../../store/queries/tokenRequestQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend, handleCommand } from "../handleCommand.ts";
-import { cacheKey, type CachedToken } from "./tokenCache.ts";
+import { cacheKey, type CachedToken } from "../../runtime/githubTokenCache.ts";
 import { storeTokenSecret } from "./tokenVault.ts";
 
 const name = z

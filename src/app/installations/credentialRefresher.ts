@@ -1,7 +1,7 @@
 import { withPlatform } from "../../store/db.ts";
 import { installationsDueForRefresh } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
-import { periodicJob } from "../periodicJob.ts";
+import { periodicJob } from "../../runtime/periodicJob.ts";
 import { pruneInstallationState } from "./pruneInstallationState.ts";
 import { currentCredentials } from "./refreshCredentials.ts";
 

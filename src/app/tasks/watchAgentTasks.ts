@@ -2,7 +2,7 @@ import type { Actor } from "../../auth/actor.ts";
 import { withTenant } from "../../store/db.ts";
 import { agentIdOf } from "../agents/agentPrincipal.ts";
 import type { AppDeps } from "../deps.ts";
-import { abortableStream, Bell } from "../abortableStream.ts";
+import { abortableStream, Bell } from "../../runtime/abortableStream.ts";
 import { taskNotifier } from "./taskNotifier.ts";
 import type { TimeIdPosition } from "../../store/queries/keysetPage.ts";
 import { dispatchedSince, lastDispatchSequence, pendingTasksAmong, pendingTasksOf, type TaskRow } from "../../store/queries/taskQueries.ts";

@@ -14,7 +14,7 @@ export const EVENTS_CHANNEL = "keyplane_events";
 export const CREDENTIAL_EVENTS: ReadonlySet<string> = new Set(["access_token.revoked", "session.revoked", "tenant.created", "tenant.tier_changed"]);
 
 // Once appends have committed, this process hears of them at once, from memory (its live feed hands
-// the events to subscribers, its credential cache drops the tenant), and other processes by a NOTIFY
+// the events to subscribers, its authentication cache drops the tenant), and other processes by a NOTIFY
 // sent after the commit, off the appending request's path. Not inside the append: PostgreSQL commits
 // notifying transactions one at a time (a global lock held across the commit's WAL flush), which would
 // make every append of every process wait for the one before. A hint lost to a crash between the

@@ -1,5 +1,5 @@
-import { fingerprint } from "../../crypto/fingerprint.ts";
-import type { MintedToken } from "../../github/types.ts";
+import { fingerprint } from "../crypto/fingerprint.ts";
+import type { MintedToken } from "../github/types.ts";
 
 export interface CachedToken extends MintedToken {
   fingerprint: string;

@@ -21,7 +21,7 @@ import type { Actor } from "../auth/actor.ts";
  *   was asked about since the last re-read is dropped instead: an idle process asks nothing.
  * A read that raced with a change is not kept (the tenant's epoch moved meanwhile).
  */
-export interface CredentialCache {
+export interface AuthenticationCache {
   /** The tenant's status and tier, and which of these ids are revoked: from memory, or read and kept. */
   standing(actor: Actor): Promise<Standing>;
   start(): Promise<void>;
@@ -47,23 +47,23 @@ interface TenantEntry {
 /** Ids kept over all tenants; past it the cache starts again (a read each, then kept anew). */
 const MAX_IDS = 20_000;
 
-export function createCredentialCache(
+export function createAuthenticationCache(
   deps: { db: Db; database: Pick<DatabaseHandle, "listen">; logger: Logger },
   options: { revalidateMs: number },
-): CredentialCache {
+): AuthenticationCache {
   const tenants = new Map<string, TenantEntry>();
   const epochs = new Map<string, number>();
   let kept = 0;
   let unlisten: (() => Promise<void>) | undefined;
   let unlistenLocal: (() => void) | undefined;
   const rereads = periodicJob(
-    "credential cache re-read",
+    "authentication cache re-read",
     options.revalidateMs,
     () =>
       revalidate().catch((error: unknown) => {
         // Unsure what is current: nothing is served from memory until a read succeeds.
         dropAll();
-        deps.logger.warn({ err: (error as Error).message }, "credential cache: re-read failed; reading from the database meanwhile");
+        deps.logger.warn({ err: (error as Error).message }, "authentication cache: re-read failed; reading from the database meanwhile");
       }),
     deps.logger,
   );

@@ -1,11 +1,11 @@
-import { DomainError } from "../../errors.ts";
-import type { Logger } from "../../logger.ts";
-import type { Metrics } from "../../metrics.ts";
-import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../../store/db.ts";
-import { EVENTS_CHANNEL, onCommittedAppends, parseAppendNotice } from "../../store/events/announceAppends.ts";
-import { eventsAfterAlone, tenantHeads } from "../../store/events/readTenantLog.ts";
-import type { StoredEvent } from "../../store/events/types.ts";
-import { abortableStream, Bell } from "../abortableStream.ts";
+import { DomainError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import type { Metrics } from "../metrics.ts";
+import { withPlatform, withTenant, type DatabaseHandle, type Db } from "../store/db.ts";
+import { EVENTS_CHANNEL, onCommittedAppends, parseAppendNotice } from "../store/events/announceAppends.ts";
+import { eventsAfterAlone, tenantHeads } from "../store/events/readTenantLog.ts";
+import type { StoredEvent } from "../store/events/types.ts";
+import { abortableStream, Bell } from "./abortableStream.ts";
 
 export interface EventFeedOptions {
   /** Fallback poll: how often the heads of watched tenants are compared with what was read. */
