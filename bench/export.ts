@@ -34,7 +34,7 @@ import pg from "pg";
 import { createAuditSigner, type AuditSigner } from "../src/audit/auditSignatures.ts";
 import { CHECKPOINT_JWS_TYPE, signatureOf } from "../src/audit/exportFormat.ts";
 import { loadSigningKeys } from "../src/auth/signingKeys.ts";
-import { issueAccessToken } from "../src/app/credentials.ts";
+import { issueAccessToken } from "../src/app/sessions/issueAccessToken.ts";
 import { createTenant } from "../src/app/tenants.ts";
 import { systemActor } from "../src/auth/actor.ts";
 import { loadConfig } from "../src/config.ts";

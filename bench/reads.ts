@@ -49,7 +49,7 @@ import { performance } from "node:perf_hooks";
 import { createSchema, createYoga } from "graphql-yoga";
 import { sql } from "kysely";
 import { createAgent } from "../src/app/agents/manageAgents.ts";
-import { issueAccessToken } from "../src/app/credentials.ts";
+import { issueAccessToken } from "../src/app/sessions/issueAccessToken.ts";
 import { dispatchTask } from "../src/app/tasks/dispatchTask.ts";
 import { createTenant } from "../src/app/tenants.ts";
 import { systemActor } from "../src/auth/actor.ts";

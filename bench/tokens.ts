@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { issueAccessToken } from "../src/app/credentials.ts";
+import { issueAccessToken } from "../src/app/sessions/issueAccessToken.ts";
 import { createTenant } from "../src/app/tenants.ts";
 import { systemActor } from "../src/auth/actor.ts";
 import { loadConfig } from "../src/config.ts";

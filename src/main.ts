@@ -11,7 +11,7 @@ import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
 import { createTokenVerifier } from "./auth/verifyToken.ts";
 import { createAuthenticationCache } from "./runtime/authenticationCache.ts";
-import { createCredentialWatch } from "./auth/credentialWatch.ts";
+import { createTokenWatch } from "./auth/tokenWatch.ts";
 import type { Config } from "./config.ts";
 import { loadKeyring } from "./crypto/keyring.ts";
 import { createProviders } from "./providers/registry.ts";
@@ -111,7 +111,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       auditSigner: createAuditSigner(keys.current),
       limits,
       events: createEventFeed({ db, database, logger, metrics }, { pollMs: config.realtime.pollMs, maxQueued: config.realtime.maxQueuedEvents }),
-      credentials: createCredentialWatch(db, { intervalMs: config.realtime.tokenCheckSeconds * 1000, logger, now }),
+      tokenWatch: createTokenWatch(db, { intervalMs: config.realtime.tokenCheckSeconds * 1000, logger, now }),
       standing: createAuthenticationCache({ db, database, logger }, { revalidateMs: config.auth.cacheRevalidateMs }),
     };
     await deps.events.start();

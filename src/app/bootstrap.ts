@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { systemActor } from "../auth/actor.ts";
 import { listAllTenants } from "../store/queries/tenantQueries.ts";
-import { issueAccessToken } from "./credentials.ts";
+import { issueAccessToken } from "./sessions/issueAccessToken.ts";
 import type { AppDeps } from "./deps.ts";
 import { createTenant } from "./tenants.ts";
 

@@ -1,5 +1,5 @@
 import type { AuditSigner } from "../audit/auditSignatures.ts";
-import type { CredentialWatch } from "../auth/credentialWatch.ts";
+import type { TokenWatch } from "../auth/tokenWatch.ts";
 import type { TokenMinter } from "../auth/tokenMinter.ts";
 import type { TokenVerifier } from "../auth/verifyToken.ts";
 import type { Config } from "../config.ts";
@@ -46,5 +46,5 @@ export interface AppDeps {
   /** Each tenant's log, replayed and then live, for subscribers of this process. */
   events: EventFeed;
   /** Ends WebSockets and SSE subscriptions whose token is revoked or expires. */
-  credentials: CredentialWatch;
+  tokenWatch: TokenWatch;
 }

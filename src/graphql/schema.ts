@@ -3,7 +3,7 @@ import { builder } from "./builder.ts";
 import "./types/me.ts";
 import "./types/tenant.ts";
 import "./types/auditLog.ts";
-import "./types/credentials.ts";
+import "./types/sessions.ts";
 import "./types/installation.ts";
 import "./types/githubTokens.ts";
 import "./types/agents.ts";

@@ -25,7 +25,7 @@ import type { ServerContext } from "./yoga.ts";
  * The token travels once, in `connection_init`'s payload (`{ authorization: "Bearer …" }`), and is
  * checked once by `authenticate`, as an HTTP request's header is. The Actor it gives serves every
  * operation of the connection (no re-verification per message). The socket then follows its token
- * (deps.credentials): it is closed when the token or its session is revoked, its tenant suspended,
+ * (deps.tokenWatch): it is closed when the token or its session is revoked, its tenant suspended,
  * or the token expires.
  */
 
@@ -72,7 +72,7 @@ export interface GraphQLWebSocketOptions {
   maxSocketsPerPrincipal?: number;
   /** A socket without any operation for this long is closed. Default 5 min. */
   idleTimeoutMs?: number;
-  /** How often sockets are checked for idleness. Default 2 s. (Their tokens: deps.credentials.) */
+  /** How often sockets are checked for idleness. Default 2 s. (Their tokens: deps.tokenWatch.) */
   idleCheckMs?: number;
   /** On close, how long sockets get to finish the close handshake before they are cut. Default 2 s. */
   closeGraceMs?: number;
@@ -116,7 +116,7 @@ interface Connection {
   running: number;
   /** When the last operation ended, or the connection opened: the idle clock. */
   idleSince: number;
-  /** Stops following the token (deps.credentials) once the socket is closed. */
+  /** Stops following the token (deps.tokenWatch) once the socket is closed. */
   unwatch?: () => void;
 }
 
@@ -221,7 +221,7 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       if (current) Object.assign(current, { tenantId: actor.tenantId, actor: actor.subject });
       // The socket follows its token: a revocation (of the token or its session), a suspended tenant
       // or the token's expiry closes it.
-      connection.unwatch = deps.credentials.watch(actor, (reason) => closeSocket(connection, WS_CLOSE.forbidden, reason));
+      connection.unwatch = deps.tokenWatch.watch(actor, (reason) => closeSocket(connection, WS_CLOSE.forbidden, reason));
       logger.debug({ connectionId: connection.id }, "websocket connection authenticated");
       return true;
     },

@@ -13,7 +13,7 @@ import { graphqlMetricsPlugin } from "./graphqlMetrics.ts";
 import { isDatabaseUnavailable } from "../store/databaseErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 import { sharedSubscriptionResults } from "./sharedSubscriptionResults.ts";
-import { subscriptionsFollowTheirToken } from "./subscriptionCredentials.ts";
+import { subscriptionsFollowTheirToken } from "./subscriptionTokenWatch.ts";
 import { wellFormedInputPlugin } from "./wellFormedInputPlugin.ts";
 
 export interface ServerContext {
@@ -93,7 +93,7 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
       idempotencyPlugin(),
       corsPlugin(deps.config.corsOrigins),
       graphqlMetricsPlugin(deps.metrics),
-      subscriptionsFollowTheirToken(deps.credentials),
+      subscriptionsFollowTheirToken(deps.tokenWatch),
       sharedSubscriptionResults(),
     ],
   });

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { systemActor, PLATFORM_TENANT } from "../../src/auth/actor.ts";
-import { issueAccessToken } from "../../src/app/credentials.ts";
+import { issueAccessToken } from "../../src/app/sessions/issueAccessToken.ts";
 import { createTenant } from "../../src/app/tenants.ts";
 import { loadConfig } from "../../src/config.ts";
 import type { Role, TokenKind } from "../../src/domain/eventDefinition.ts";

@@ -9,7 +9,7 @@ import { ConflictError, NotFoundError, UnauthenticatedError } from "../../errors
 import { rateLimitedError } from "../../limits/rateLimits.ts";
 import { withPlatform, withTenant } from "../../store/db.ts";
 import { findEnrollmentKeyByPrefix } from "../../store/queries/enrollmentKeyQueries.ts";
-import { issueAccessToken } from "../credentials.ts";
+import { issueAccessToken } from "../sessions/issueAccessToken.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { hashEnrollmentKey, KEY_FORMAT } from "./enrollmentKeys.ts";

@@ -47,7 +47,7 @@ function tokenMint(args: string[]): Command {
   return (config, io) =>
     withKeyplane(config, async (kp) => {
       const [{ issueAccessToken }, { listAllTenants }] = await Promise.all([
-        import("../../app/credentials.ts"),
+        import("../../app/sessions/issueAccessToken.ts"),
         import("../../store/queries/tenantQueries.ts"),
       ]);
       if (!platform && !(await listAllTenants(kp.deps.db)).some((t) => t.tenant_id === tenantId)) {

@@ -10,7 +10,7 @@ export type CredentialEnd = "Token revoked" | "Token expired";
  * check, and expiry ends them on time. One query per check covers everything this process watches;
  * no query runs while nothing is watched.
  */
-export interface CredentialWatch {
+export interface TokenWatch {
   /** Calls `end` once when the actor's credential stops being good; the function returned stops watching. */
   watch(actor: Actor, end: (reason: CredentialEnd) => void): () => void;
 }
@@ -22,7 +22,7 @@ interface Watched {
 }
 
 /** `now` (deps.now) says how long a watched token has left; the end itself is a timer of real time. */
-export function createCredentialWatch(db: Db, options: { intervalMs: number; logger: Logger; now?: () => Date }): CredentialWatch {
+export function createTokenWatch(db: Db, options: { intervalMs: number; logger: Logger; now?: () => Date }): TokenWatch {
   const now = options.now ?? (() => new Date());
   const watched = new Set<Watched>();
   let timer: NodeJS.Timeout | undefined;

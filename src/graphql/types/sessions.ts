@@ -1,4 +1,7 @@
-import { issueAccessToken, refreshSession, revokeAccessToken, type IssuedTokens } from "../../app/credentials.ts";
+import { issueAccessToken } from "../../app/sessions/issueAccessToken.ts";
+import { refreshSession } from "../../app/sessions/refreshSession.ts";
+import { revokeAccessToken } from "../../app/sessions/revokeAccessToken.ts";
+import type { IssuedTokens } from "../../app/sessions/tokenPair.ts";
 import { builder } from "../builder.ts";
 
 const IssuedToken = builder.objectRef<IssuedTokens>("IssuedToken").implement({

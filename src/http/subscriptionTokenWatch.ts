@@ -2,7 +2,7 @@ import { GraphQLError, type ExecutionResult } from "graphql";
 import { isAsyncIterable, type Plugin } from "graphql-yoga";
 import { abortableStream } from "../runtime/abortableStream.ts";
 import type { Actor } from "../auth/actor.ts";
-import type { CredentialEnd, CredentialWatch } from "../auth/credentialWatch.ts";
+import type { CredentialEnd, TokenWatch } from "../auth/tokenWatch.ts";
 import type { GraphQLContext } from "../graphql/context.ts";
 
 /**
@@ -10,30 +10,26 @@ import type { GraphQLContext } from "../graphql/context.ts";
  * the token or its session is revoked, its tenant suspended, or the token expires, the stream sends
  * one UNAUTHENTICATED error naming why and ends. Over graphql-ws the socket itself is closed instead.
  */
-export function subscriptionsFollowTheirToken(credentials: CredentialWatch): Plugin<GraphQLContext> {
+export function subscriptionsFollowTheirToken(tokenWatch: TokenWatch): Plugin<GraphQLContext> {
   return {
     onSubscribe: ({ args }) => ({
       onSubscribeResult: ({ result, setResult }) => {
         const { actor, transport } = args.contextValue as GraphQLContext;
         if (!actor || transport === "ws" || !isAsyncIterable(result)) return;
-        setResult(endWithCredential(result, credentials, actor));
+        setResult(endWithCredential(result, tokenWatch, actor));
       },
     }),
   };
 }
 
-function endWithCredential(
-  source: AsyncIterable<ExecutionResult>,
-  credentials: CredentialWatch,
-  actor: Actor,
-): AsyncGenerator<ExecutionResult, void, undefined> {
+function endWithCredential(source: AsyncIterable<ExecutionResult>, tokenWatch: TokenWatch, actor: Actor): AsyncGenerator<ExecutionResult, void, undefined> {
   return abortableStream(async function* (signal) {
     const iterator = source[Symbol.asyncIterator]();
     let ended: CredentialEnd | undefined;
     let wake!: () => void;
     const stopped = new Promise<null>((resolve) => (wake = () => resolve(null)));
     signal.addEventListener("abort", wake, { once: true });
-    const unwatch = credentials.watch(actor, (reason) => {
+    const unwatch = tokenWatch.watch(actor, (reason) => {
       ended = reason;
       wake();
     });
