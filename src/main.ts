@@ -6,7 +6,7 @@ import { createCheckpointSigner, type CheckpointSigner } from "./app/audit/check
 import { createAuditSigner } from "./audit/auditSignatures.ts";
 import { createCredentialRefresher, type CredentialRefresher } from "./app/installations/credentialRefresher.ts";
 import { timeOutTasks } from "./app/tasks/timeOutTasks.ts";
-import { createSecurityRecorder } from "./app/recordSecurityEvent.ts";
+import { createSecurityRecorder, securityRecorderOf } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
 import { createTokenVerifier } from "./auth/verifyToken.ts";
@@ -87,12 +87,10 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     // Every refused credential (token, refresh token, enrollment key) counts against its address,
     // counted before the refusal is answered (so limits.refusedCredential sees it at once).
     const recorder = createSecurityRecorder({ db, logger, now });
-    const security: AppDeps["security"] = {
-      async record(incident) {
-        if (incident.type !== "auth.failed") return recorder.record(incident);
-        await Promise.all([limits.noteAuthFailure(incident.request.sourceIp), recorder.record(incident)]);
-      },
-    };
+    const security = securityRecorderOf(async (incident) => {
+      if (incident.type !== "auth.failed") return recorder.record(incident);
+      await Promise.all([limits.noteAuthFailure(incident.request.sourceIp), recorder.record(incident)]);
+    });
     const limits = createRateLimits({ config: config.limits, db, logger, metrics, security: recorder });
     const deps: AppDeps = {
       db,

@@ -26,12 +26,10 @@ export async function authenticate(
   } catch (error) {
     if (!(error instanceof AuthFailure)) throw error;
     deps.metrics?.authFailures.inc({ reason: error.reason });
-    await deps.security.record({
-      type: "auth.failed",
+    await deps.security.authFailed({
       tenantId: error.verified?.tenantId ?? null,
       actor: null,
       level: error.reason === "revoked" ? "critical" : "warning",
-      status: "failed",
       reason: error.reason,
       action: "authenticate",
       details: {

@@ -19,8 +19,15 @@ export interface SecurityIncident {
   request: RequestMeta;
 }
 
+/** A refused credential (auth.failed, status failed) or a refused action (access.denied, status denied); level warning unless said. */
+export type SecurityRefusal = Omit<SecurityIncident, "type" | "status" | "level"> & { level?: SecurityIncident["level"] };
+
 export interface SecurityRecorder {
   record(incident: SecurityIncident): Promise<void>;
+  /** A credential was refused: a token, a refresh token, an enrollment key, a webhook signature. */
+  authFailed(refusal: SecurityRefusal): Promise<void>;
+  /** An authenticated caller was refused an action or a resource. */
+  accessDenied(refusal: SecurityRefusal): Promise<void>;
 }
 
 const WINDOW_MS = 60_000;
@@ -32,48 +39,55 @@ const WINDOW_MS = 60_000;
  */
 export function createSecurityRecorder(deps: { db: Db; logger: Logger; now: () => Date }): SecurityRecorder {
   const windows = new Map<string, { until: number; suppressed: number }>();
-  return {
-    async record(incident) {
-      // Inside an idempotent request's one transaction, the record waits until that transaction has
-      // ended: a refusal is audited even when the request's writes roll back.
-      if (afterTransaction(() => this.record(incident))) return;
-      const tenantId = incident.tenantId ?? PLATFORM_TENANT;
-      const principal = incident.actor?.subject ?? incident.request.sourceIp ?? "unknown";
-      // Critical alarms name what they are about (a family, a token): two of them are never folded.
-      const about = incident.level === "critical" ? `|${incident.details?.familyId ?? incident.details?.tokenId ?? ""}` : "";
-      const key = `${tenantId}|${incident.type}|${incident.reason}|${principal}${about}`;
-      const at = deps.now();
-      const now = at.getTime();
-      const window = windows.get(key);
-      if (window && window.until > now) {
-        window.suppressed++;
-        return;
-      }
-      if (windows.size > 10_000) for (const [k, w] of windows) if (w.until <= now) windows.delete(k);
-      windows.set(key, { until: now + WINDOW_MS, suppressed: 0 });
-      const define = incident.type === "auth.failed" ? AuthFailed : AccessDenied;
-      const event = define({
-        level: incident.level,
-        status: incident.status,
-        reason: incident.reason,
-        resource: incident.resource,
-        action: incident.action,
-        details: incident.details,
-        ...(window?.suppressed ? { suppressed: window.suppressed } : {}),
+  return securityRecorderOf(async function record(incident) {
+    // Inside an idempotent request's one transaction, the record waits until that transaction has
+    // ended: a refusal is audited even when the request's writes roll back.
+    if (afterTransaction(() => record(incident))) return;
+    const tenantId = incident.tenantId ?? PLATFORM_TENANT;
+    const principal = incident.actor?.subject ?? incident.request.sourceIp ?? "unknown";
+    // Critical alarms name what they are about (a family, a token): two of them are never folded.
+    const about = incident.level === "critical" ? `|${incident.details?.familyId ?? incident.details?.tokenId ?? ""}` : "";
+    const key = `${tenantId}|${incident.type}|${incident.reason}|${principal}${about}`;
+    const at = deps.now();
+    const now = at.getTime();
+    const window = windows.get(key);
+    if (window && window.until > now) {
+      window.suppressed++;
+      return;
+    }
+    if (windows.size > 10_000) for (const [k, w] of windows) if (w.until <= now) windows.delete(k);
+    windows.set(key, { until: now + WINDOW_MS, suppressed: 0 });
+    const define = incident.type === "auth.failed" ? AuthFailed : AccessDenied;
+    const event = define({
+      level: incident.level,
+      status: incident.status,
+      reason: incident.reason,
+      resource: incident.resource,
+      action: incident.action,
+      details: incident.details,
+      ...(window?.suppressed ? { suppressed: window.suppressed } : {}),
+    });
+    try {
+      await appendEvents(deps.db, {
+        tenantId,
+        streamType: "security",
+        streamId: incident.type,
+        expectedVersion: "any",
+        events: [event],
+        metadata: eventMetadata(incident.actor, incident.request),
+        occurredAt: at,
       });
-      try {
-        await appendEvents(deps.db, {
-          tenantId,
-          streamType: "security",
-          streamId: incident.type,
-          expectedVersion: "any",
-          events: [event],
-          metadata: eventMetadata(incident.actor, incident.request),
-          occurredAt: at,
-        });
-      } catch (error) {
-        deps.logger.error({ err: error, tenantId, type: incident.type }, "could not record security event");
-      }
-    },
+    } catch (error) {
+      deps.logger.error({ err: error, tenantId, type: incident.type }, "could not record security event");
+    }
+  });
+}
+
+/** A recorder around `record`, with the two named refusals. */
+export function securityRecorderOf(record: (incident: SecurityIncident) => Promise<void>): SecurityRecorder {
+  return {
+    record,
+    authFailed: (refusal) => record({ level: "warning", ...refusal, type: "auth.failed", status: "failed" }),
+    accessDenied: (refusal) => record({ level: "warning", ...refusal, type: "access.denied", status: "denied" }),
   };
 }

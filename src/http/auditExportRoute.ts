@@ -24,17 +24,14 @@ export function auditExportRoute(deps: AppDeps, database: Pick<DatabaseHandle, "
     const actor = await authenticate(deps, req.headers.authorization, meta);
     const refusal = { resource: "audit", action: "audit:read", request: meta } as const;
     if (!actor) {
-      await deps.security.record({ type: "auth.failed", tenantId: null, actor: null, level: "warning", status: "failed", reason: "missing", ...refusal });
+      await deps.security.authFailed({ tenantId: null, actor: null, reason: "missing", ...refusal });
       throw new UnauthenticatedError();
     }
     Object.assign(logContext.getStore() ?? {}, { tenantId: actor.tenantId, actor: actor.subject });
     if (!can(actor, "audit:read")) {
-      await deps.security.record({
-        type: "access.denied",
+      await deps.security.accessDenied({
         tenantId: actor.tenantId,
         actor,
-        level: "warning",
-        status: "denied",
         reason: "missing-permission",
         ...refusal,
       });

@@ -24,12 +24,9 @@ export function installationRoutes(deps: AppDeps) {
     if (!actor) throw new UnauthenticatedError();
     Object.assign(logContext.getStore() ?? {}, { tenantId: actor.tenantId, actor: actor.subject });
     if (!can(actor, "installation:create")) {
-      await deps.security.record({
-        type: "access.denied",
+      await deps.security.accessDenied({
         tenantId: actor.tenantId,
         actor,
-        level: "warning",
-        status: "denied",
         reason: "missing-permission",
         resource: "installation",
         action: "installation:create",

@@ -165,12 +165,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       const connection = ctx.extra.connection;
       const authorization = authorizationOf(ctx.connectionParams);
       if (authorization === null) {
-        await deps.security.record({
-          type: "auth.failed",
+        await deps.security.authFailed({
           tenantId: null,
           actor: null,
-          level: "warning",
-          status: "failed",
           reason: "missing",
           action: "authenticate",
           resource: "graphql-ws",
@@ -200,12 +197,9 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
       const principal = principalOf(actor);
       const held = [...connections].filter((c) => c.actor && principalOf(c.actor) === principal).length;
       if (held >= settings.maxSocketsPerPrincipal) {
-        await deps.security.record({
-          type: "access.denied",
+        await deps.security.accessDenied({
           tenantId: actor.tenantId,
           actor,
-          level: "warning",
-          status: "denied",
           reason: "rate-limited",
           action: "connect",
           resource: "graphql-ws",

@@ -94,12 +94,9 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
       deps.metrics?.rateLimitRejections.inc({ policy: refused.policy });
       // Sampled by the recorder: one event per tenant (or address), policy and principal a minute
       // (the others return at once); recording never fails the request.
-      await deps.security.record({
-        type: "access.denied",
+      await deps.security.accessDenied({
         tenantId: actor && actor.tenantId !== PLATFORM_TENANT ? actor.tenantId : null,
         actor,
-        level: "warning",
-        status: "denied",
         reason: `rate-limit:${refused.policy}`,
         resource: "api",
         action: "request",

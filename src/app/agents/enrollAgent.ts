@@ -56,12 +56,9 @@ export async function enrollAgent(
   // NAT enroll while someone next to them guesses. Valid keys are bounded by their own uses and
   // the tenant's agent-create quota.
   const refuse = async (reason: string, tenantId: string | null, prefix: string | null): Promise<never> => {
-    await deps.security.record({
-      type: "auth.failed",
+    await deps.security.authFailed({
       tenantId,
       actor: null,
-      level: "warning",
-      status: "failed",
       reason: `enrollment-key-${reason}`,
       resource: "agent",
       action: "enroll",
@@ -148,12 +145,10 @@ export async function enrollAgent(
     }
   } catch (error) {
     if (error instanceof QuotaExceededError) {
-      await deps.security.record({
-        type: "access.denied",
+      await deps.security.accessDenied({
         tenantId,
         actor,
         level: "info",
-        status: "denied",
         reason: `quota:${error.quota}`,
         resource: "agent",
         action: error.quota,

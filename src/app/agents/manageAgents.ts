@@ -66,12 +66,10 @@ async function run<T>(
     });
   } catch (error) {
     if (error instanceof QuotaExceededError) {
-      await deps.security.record({
-        type: "access.denied",
+      await deps.security.accessDenied({
         tenantId: actor.tenantId,
         actor,
         level: "info",
-        status: "denied",
         reason: `quota:${error.quota}`,
         resource: "agent",
         action: quota,

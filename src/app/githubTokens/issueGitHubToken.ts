@@ -118,12 +118,9 @@ export async function issueGitHubToken(
 
     if ("denied" in step) {
       const { denied, owner, asked } = step;
-      await deps.security.record({
-        type: "access.denied",
+      await deps.security.accessDenied({
         tenantId: actor.tenantId,
         actor,
-        level: "warning",
-        status: "denied",
         reason: `token-policy:${denied}`,
         resource: "github-token",
         action: "github-token:issue",

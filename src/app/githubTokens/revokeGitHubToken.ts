@@ -33,12 +33,9 @@ export async function revokeGitHubToken(deps: Deps, actor: Actor, rawId: unknown
   });
   if (!row) throw new NotFoundError("token");
   if (!mayRevoke(row)) {
-    await deps.security.record({
-      type: "access.denied",
+    await deps.security.accessDenied({
       tenantId: actor.tenantId,
       actor,
-      level: "warning",
-      status: "denied",
       reason: "not-the-requester",
       resource: "github-token",
       action: "github-token:revoke",

@@ -28,12 +28,9 @@ type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApp
 export async function completeInstallation(deps: Deps, platform: string, query: URLSearchParams, request: RequestMeta = {}): Promise<CompletedCallback> {
   const { provider: platformProvider } = providerFor(deps, platform);
   const refuse = async (reason: string, tenantId: string | null, message: string): Promise<never> => {
-    await deps.security.record({
-      type: "auth.failed",
+    await deps.security.authFailed({
       tenantId,
       actor: null,
-      level: "warning",
-      status: "failed",
       reason,
       resource: "installation",
       action: "oauth-callback",
@@ -103,12 +100,10 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
     throw error;
   });
   if (result.claimedElsewhere) {
-    await deps.security.record({
-      type: "access.denied",
+    await deps.security.accessDenied({
       tenantId,
       actor: null,
       level: "critical",
-      status: "denied",
       reason: "installation-claimed-by-another-tenant",
       resource: "installation",
       action: "oauth-callback",

@@ -82,12 +82,9 @@ export async function handleGitHubWebhook(
   const candidates = named ? [named] : apps;
   const app = candidates.find((a) => a.webhookSecret && verifyGitHubSignature(a.webhookSecret, delivery.rawBody, delivery.signature));
   if (!app) {
-    await deps.security.record({
-      type: "auth.failed",
+    await deps.security.authFailed({
       tenantId: null,
       actor: null,
-      level: "warning",
-      status: "failed",
       reason: delivery.signature ? "webhook-signature-invalid" : "webhook-signature-missing",
       resource: "webhook",
       action: "github-webhook",
@@ -214,12 +211,9 @@ class EventMismatch extends Error {}
 
 /** A signed body Keyplane does not act on (replayed, or under another event's name): a platform security event. */
 async function recordRefusedDelivery(deps: Pick<AppDeps, "security">, reason: string, details: { deliveryId: string; event: string }, request: RequestMeta) {
-  await deps.security.record({
-    type: "access.denied",
+  await deps.security.accessDenied({
     tenantId: null,
     actor: null,
-    level: "warning",
-    status: "denied",
     reason,
     resource: "webhook",
     action: "github-webhook",

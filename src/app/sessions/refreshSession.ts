@@ -22,12 +22,9 @@ export async function refreshSession(
     presented = await deps.verifier.verifyRefreshToken(refreshToken);
   } catch (error) {
     if (!(error instanceof AuthFailure)) throw error;
-    await deps.security.record({
-      type: "auth.failed",
+    await deps.security.authFailed({
       tenantId: error.verified?.tenantId ?? null,
       actor: null,
-      level: "warning",
-      status: "failed",
       reason: error.reason,
       action: "refresh-session",
       request,
@@ -58,12 +55,10 @@ export async function refreshSession(
   const state = result.state;
   if (!state.exists) throw new UnauthenticatedError(SESSION_INVALID);
   if (result.decided[0]?.type === "session.revoked") {
-    await deps.security.record({
-      type: "auth.failed",
+    await deps.security.authFailed({
       tenantId: presented.tenantId,
       actor: null,
       level: "critical",
-      status: "failed",
       reason: "refresh-token-reuse",
       action: "refresh-session",
       details: { familyId: presented.familyId, subject: presented.subject },

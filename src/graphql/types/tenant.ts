@@ -27,12 +27,9 @@ builder.queryField("tenant", (t) =>
     resolve: async (_root, args, ctx) => {
       const actor = ctx.actor!;
       if (args.id !== null && args.id !== undefined && String(args.id) !== actor.tenantId) {
-        await ctx.deps.security.record({
-          type: "access.denied",
+        await ctx.deps.security.accessDenied({
           tenantId: actor.tenantId,
           actor,
-          level: "warning",
-          status: "denied",
           reason: "cross-tenant",
           resource: "tenant",
           action: "tenant:read",
