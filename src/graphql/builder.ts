@@ -2,7 +2,7 @@ import SchemaBuilder from "@pothos/core";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
 import { GraphQLError, Kind } from "graphql";
 import type { Permission } from "../auth/permissions.ts";
-import type { GraphQLContext } from "./context.ts";
+import type { AuthenticatedContext, GraphQLContext } from "./context.ts";
 
 export interface AuthScopes {
   /** Explicitly open to anonymous callers (the refresh token itself is the credential). */
@@ -14,6 +14,8 @@ export interface AuthScopes {
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
   AuthScopes: AuthScopes;
+  // A field built with t.withAuth({ authenticated | permission }) resolves with the actor known.
+  AuthContexts: { public: GraphQLContext; authenticated: AuthenticatedContext; permission: AuthenticatedContext };
   DefaultFieldNullability: false;
   Scalars: {
     DateTime: { Input: Date; Output: Date | string };
@@ -50,17 +52,8 @@ export const builder = new SchemaBuilder<{
 });
 
 function recordRefusal(context: GraphQLContext, type: "auth.failed" | "access.denied", reason: string, action?: string) {
-  return context.deps.security.record({
-    type,
-    tenantId: context.actor?.tenantId ?? null,
-    actor: context.actor,
-    level: "warning",
-    status: type === "auth.failed" ? "failed" : "denied",
-    reason,
-    action,
-    resource: "graphql",
-    request: context.meta,
-  });
+  const refusal = { tenantId: context.actor?.tenantId ?? null, actor: context.actor, reason, action, resource: "graphql", request: context.meta };
+  return type === "auth.failed" ? context.deps.security.authFailed(refusal) : context.deps.security.accessDenied(refusal);
 }
 
 builder.scalarType("DateTime", {

@@ -9,3 +9,6 @@ export interface GraphQLContext {
   /** "ws" over graphql-ws, whose socket follows its token (src/http/websocket.ts); absent over HTTP. */
   transport?: "ws";
 }
+
+/** The context of a field that requires a caller (t.withAuth({ authenticated }) or { permission }): the actor is known. */
+export type AuthenticatedContext = GraphQLContext & { actor: Actor };

@@ -3,7 +3,7 @@ import { getArgumentValues, getNamedType, isObjectType, type GraphQLObjectType, 
 import { withTenant, type Tx } from "../store/db.ts";
 import type { StoredEvent } from "../store/events/types.ts";
 import { agentHistories, type AgentRow } from "../store/queries/agentQueries.ts";
-import type { GraphQLContext } from "./context.ts";
+import type { AuthenticatedContext } from "./context.ts";
 import { MAX_PAGE_SIZE } from "./pagination.ts";
 
 // Per-row fields of a list load in one batched query per request (DataLoader), never one per row.
@@ -14,9 +14,9 @@ export interface Loaders {
   agentHistory: DataLoader<string, StoredEvent[]>;
 }
 
-const perRequest = new WeakMap<GraphQLContext, Loaders>();
+const perRequest = new WeakMap<AuthenticatedContext, Loaders>();
 
-export function loadersOf(ctx: GraphQLContext): Loaders {
+export function loadersOf(ctx: AuthenticatedContext): Loaders {
   let loaders = perRequest.get(ctx);
   if (!loaders) perRequest.set(ctx, (loaders = createLoaders(ctx)));
   return loaders;
@@ -25,8 +25,8 @@ export function loadersOf(ctx: GraphQLContext): Loaders {
 export const DEFAULT_HISTORY_SIZE = 50;
 const historyKey = (first: number, agentId: string) => `${first}:${agentId}`;
 
-function createLoaders(ctx: GraphQLContext): Loaders {
-  const tenantId = () => ctx.actor!.tenantId;
+function createLoaders(ctx: AuthenticatedContext): Loaders {
+  const tenantId = () => ctx.actor.tenantId;
   return {
     agentHistory: new DataLoader(async (keys) => {
       const byFirst = new Map<number, string[]>();
@@ -50,7 +50,7 @@ function createLoaders(ctx: GraphQLContext): Loaders {
  * read now, in that transaction, and kept for Agent.history, which then needs no transaction of its
  * own (a page of agents with their histories: one BEGIN, two queries, one COMMIT).
  */
-export async function preloadAgentHistories(ctx: GraphQLContext, info: GraphQLResolveInfo, trx: Tx, agents: AgentRow[]): Promise<void> {
+export async function preloadAgentHistories(ctx: AuthenticatedContext, info: GraphQLResolveInfo, trx: Tx, agents: AgentRow[]): Promise<void> {
   if (agents.length === 0) return;
   const firsts = new Set(selectedArguments(info, "Agent", "history").map((args) => Number(args.first ?? DEFAULT_HISTORY_SIZE)));
   const loader = loadersOf(ctx).agentHistory;
@@ -59,7 +59,7 @@ export async function preloadAgentHistories(ctx: GraphQLContext, info: GraphQLRe
     if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE_SIZE) continue;
     const histories = await agentHistories(
       trx,
-      ctx.actor!.tenantId,
+      ctx.actor.tenantId,
       agents.map((a) => a.agent_id),
       first,
     );

@@ -35,7 +35,7 @@ export const Agent = builder.objectRef<AgentRow>("Agent").implement({
     createdBy: t.exposeString("created_by"),
     createdAt: t.field({ type: "DateTime", resolve: (a) => a.created_at }),
     updatedAt: t.field({ type: "DateTime", resolve: (a) => a.updated_at }),
-    history: t.field({
+    history: t.withAuth({ authenticated: true }).field({
       type: [AuditEvent],
       description: "The agent's own events, oldest first",
       args: { first: t.arg.int({ required: false, defaultValue: DEFAULT_HISTORY_SIZE }) },
@@ -52,12 +52,11 @@ const AgentFilter = builder.inputType("AgentFilter", {
 });
 
 builder.queryField("agents", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:read" }).field({
     type: AgentConnectionPage,
     args: { filter: t.arg({ type: AgentFilter, required: false }), first: t.arg.int({ required: true }), after: t.arg.string({ required: false }) },
-    authScopes: { permission: "agent:read" },
     resolve: (_root, args, ctx, info) => {
-      const tenantId = ctx.actor!.tenantId;
+      const tenantId = ctx.actor.tenantId;
       const page = pageArgs(agentCursor, args);
       return withTenant(ctx.deps.db, tenantId, async (trx) => {
         const agents = await listAgents(trx, tenantId, args.filter ?? {}, page);
@@ -69,13 +68,12 @@ builder.queryField("agents", (t) =>
 );
 
 builder.queryField("agent", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:read" }).field({
     type: Agent,
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "agent:read" },
     resolve: async (_root, args, ctx, info) => {
       const { id } = parseInput(AgentIdInput, { id: String(args.id) });
-      const tenantId = ctx.actor!.tenantId;
+      const tenantId = ctx.actor.tenantId;
       const agent = await withTenant(ctx.deps.db, tenantId, async (trx) => {
         const row = await findAgentRow(trx, tenantId, id);
         if (row) await preloadAgentHistories(ctx, info, trx, [row]);
@@ -107,28 +105,26 @@ const UpdateAgentInput = builder.inputType("UpdateAgentInput", {
 });
 
 builder.mutationField("createAgent", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:write" }).field({
     type: Agent,
     args: { input: t.arg({ type: CreateAgentInput, required: true }) },
-    authScopes: { permission: "agent:write" },
     resolve: (_root, { input }, ctx) =>
       createAgent(
         ctx.deps,
-        ctx.actor!,
+        ctx.actor,
         { name: input.name, type: input.type, config: (input.config ?? {}) as Record<string, unknown>, tags: input.tags ?? [] },
         ctx.meta,
       ),
   }),
 );
 builder.mutationField("updateAgent", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:write" }).field({
     type: Agent,
     args: { input: t.arg({ type: UpdateAgentInput, required: true }) },
-    authScopes: { permission: "agent:write" },
     resolve: (_root, { input }, ctx) =>
       updateAgent(
         ctx.deps,
-        ctx.actor!,
+        ctx.actor,
         {
           id: String(input.id),
           expectedVersion: input.expectedVersion,
@@ -142,20 +138,18 @@ builder.mutationField("updateAgent", (t) =>
   }),
 );
 builder.mutationField("publishAgent", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:manage" }).field({
     type: Agent,
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "agent:manage" },
-    resolve: (_root, args, ctx) => publishAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta),
+    resolve: (_root, args, ctx) => publishAgent(ctx.deps, ctx.actor, String(args.id), ctx.meta),
   }),
 );
 builder.mutationField("deleteAgent", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:manage" }).field({
     type: "Boolean",
     description: "The agent leaves the read side; its events stay",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "agent:manage" },
-    resolve: async (_root, args, ctx) => Boolean(await deleteAgent(ctx.deps, ctx.actor!, String(args.id), ctx.meta)),
+    resolve: async (_root, args, ctx) => Boolean(await deleteAgent(ctx.deps, ctx.actor, String(args.id), ctx.meta)),
   }),
 );
 
@@ -208,14 +202,13 @@ const CreateEnrollmentKeyInput = builder.inputType("CreateEnrollmentKeyInput", {
 });
 
 builder.mutationField("createEnrollmentKey", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:manage" }).field({
     type: CreatedKey,
     args: { input: t.arg({ type: CreateEnrollmentKeyInput, required: true }) },
-    authScopes: { permission: "agent:manage" },
     resolve: (_root, { input }, ctx) =>
       createEnrollmentKey(
         ctx.deps,
-        ctx.actor!,
+        ctx.actor,
         {
           description: input.description ?? undefined,
           reusable: input.reusable ?? undefined,
@@ -230,27 +223,24 @@ builder.mutationField("createEnrollmentKey", (t) =>
   }),
 );
 builder.queryField("enrollmentKeys", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:read" }).field({
     type: [EnrollmentKey],
-    authScopes: { permission: "agent:read" },
     resolve: (_root, _args, ctx) =>
-      withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => listEnrollmentKeys(trx, ctx.actor!.tenantId, { limit: MAX_ENROLLMENT_KEYS_LISTED })),
+      withTenant(ctx.deps.db, ctx.actor.tenantId, (trx) => listEnrollmentKeys(trx, ctx.actor.tenantId, { limit: MAX_ENROLLMENT_KEYS_LISTED })),
   }),
 );
 builder.mutationField("revokeEnrollmentKey", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:manage" }).field({
     type: "Boolean",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "agent:manage" },
-    resolve: async (_root, args, ctx) => Boolean(await revokeEnrollmentKey(ctx.deps, ctx.actor!, String(args.id), ctx.meta)),
+    resolve: async (_root, args, ctx) => Boolean(await revokeEnrollmentKey(ctx.deps, ctx.actor, String(args.id), ctx.meta)),
   }),
 );
 builder.mutationField("pruneEnrollmentKeys", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:manage" }).field({
     type: "Int",
     description: "Removes expired, revoked and used-up keys from the list",
-    authScopes: { permission: "agent:manage" },
-    resolve: (_root, _args, ctx) => pruneEnrollmentKeys(ctx.deps, ctx.actor!, ctx.meta),
+    resolve: (_root, _args, ctx) => pruneEnrollmentKeys(ctx.deps, ctx.actor, ctx.meta),
   }),
 );
 
@@ -295,14 +285,13 @@ const AgentHeartbeatInput = builder.inputType("AgentHeartbeatInput", {
   fields: (t) => ({ status: t.string({ required: false }), facts: t.field({ type: "JSON", required: false }) }),
 });
 builder.mutationField("agentHeartbeat", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:act" }).field({
     type: Heartbeat,
     args: { input: t.arg({ type: AgentHeartbeatInput, required: true }) },
-    authScopes: { permission: "agent:act" },
     resolve: (_root, { input }, ctx) =>
       agentHeartbeat(
         ctx.deps,
-        ctx.actor!,
+        ctx.actor,
         { status: input.status ?? undefined, facts: (input.facts ?? undefined) as Record<string, unknown> | undefined },
         ctx.meta,
       ),

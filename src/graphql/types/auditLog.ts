@@ -44,7 +44,7 @@ const AuditLogFilter = builder.inputType("AuditLogFilter", {
 const AuditOrder = builder.enumType("AuditOrder", { values: ["OLDEST_FIRST", "NEWEST_FIRST"] as const });
 
 builder.queryField("auditLog", (t) =>
-  t.field({
+  t.withAuth({ permission: "audit:read" }).field({
     type: AuditEventConnection,
     description: "The caller's tenant log, with the hash fields an auditor verifies",
     args: {
@@ -53,10 +53,9 @@ builder.queryField("auditLog", (t) =>
       after: t.arg.string({ required: false }),
       order: t.arg({ type: AuditOrder, required: false, defaultValue: "OLDEST_FIRST" }),
     },
-    authScopes: { permission: "audit:read" },
     resolve: (_root, args, ctx) => {
       const page = pageArgs(logCursor, args);
-      return readAuditLogPage(ctx.deps.db, ctx.actor!.tenantId, {
+      return readAuditLogPage(ctx.deps.db, ctx.actor.tenantId, {
         filter: {
           types: args.filter?.types ?? undefined,
           actor: args.filter?.actor ?? undefined,
@@ -126,14 +125,13 @@ const AuditVerification = builder.objectRef<LogVerification>("AuditVerification"
 });
 
 builder.queryField("verifyAuditLog", (t) =>
-  t.field({
+  t.withAuth({ permission: "audit:read" }).field({
     type: AuditVerification,
     description: "Re-verifies the caller's tenant log between two sequences (the whole log by default)",
     args: {
       from: t.arg.int({ required: false, description: "First sequence (default 1)" }),
       to: t.arg.int({ required: false, description: "Last sequence (default: the end of the log)" }),
     },
-    authScopes: { permission: "audit:read" },
-    resolve: (_root, args, ctx) => verifyAuditLog({ db: ctx.deps.db, jwks: ctx.deps.verifier.jwks }, ctx.actor!.tenantId, { from: args.from, to: args.to }),
+    resolve: (_root, args, ctx) => verifyAuditLog({ db: ctx.deps.db, jwks: ctx.deps.verifier.jwks }, ctx.actor.tenantId, { from: args.from, to: args.to }),
   }),
 );

@@ -35,23 +35,21 @@ const TokenPolicyInput = builder.inputType("TokenPolicyInput", {
 });
 
 builder.queryField("tokenPolicies", (t) =>
-  t.field({
+  t.withAuth({ permission: "token-policy:read" }).field({
     type: [TokenPolicy],
     args: { app: t.arg.string({ required: false }) },
-    authScopes: { permission: "token-policy:read" },
-    resolve: (_root, args, ctx) => withTenant(ctx.deps.db, ctx.actor!.tenantId, (trx) => listTokenPolicies(trx, ctx.actor!.tenantId, args.app)),
+    resolve: (_root, args, ctx) => withTenant(ctx.deps.db, ctx.actor.tenantId, (trx) => listTokenPolicies(trx, ctx.actor.tenantId, args.app)),
   }),
 );
 
 builder.mutationField("setTokenPolicy", (t) =>
-  t.field({
+  t.withAuth({ permission: "token-policy:manage" }).field({
     type: TokenPolicy,
     args: { input: t.arg({ type: TokenPolicyInput, required: true }) },
-    authScopes: { permission: "token-policy:manage" },
     resolve: (_root, { input }, ctx) =>
       setTokenPolicy(
         ctx.deps,
-        ctx.actor!,
+        ctx.actor,
         {
           name: input.name,
           app: input.app,
@@ -67,11 +65,10 @@ builder.mutationField("setTokenPolicy", (t) =>
 );
 
 builder.mutationField("deleteTokenPolicy", (t) =>
-  t.field({
+  t.withAuth({ permission: "token-policy:manage" }).field({
     type: "Boolean",
     args: { name: t.arg.string({ required: true }) },
-    authScopes: { permission: "token-policy:manage" },
-    resolve: (_root, args, ctx) => deleteTokenPolicy(ctx.deps, ctx.actor!, args.name, ctx.meta),
+    resolve: (_root, args, ctx) => deleteTokenPolicy(ctx.deps, ctx.actor, args.name, ctx.meta),
   }),
 );
 
@@ -103,14 +100,13 @@ const IssueGitHubTokenInput = builder.inputType("IssueGitHubTokenInput", {
 });
 
 builder.mutationField("issueGitHubToken", (t) =>
-  t.field({
+  t.withAuth({ permission: "github-token:issue" }).field({
     type: IssuedGitHubTokenRef,
     args: { input: t.arg({ type: IssueGitHubTokenInput, required: true }) },
-    authScopes: { permission: "github-token:issue" },
     resolve: (_root, { input }, ctx) =>
       issueGitHubToken(
         ctx.deps,
-        ctx.actor!,
+        ctx.actor,
         {
           app: input.app,
           installationId: input.installationId ?? undefined,
@@ -146,12 +142,11 @@ const GitHubTokenRecord = builder.objectRef<IssuedTokenRow>("GitHubTokenRecord")
 });
 
 builder.mutationField("revokeGitHubToken", (t) =>
-  t.field({
+  t.withAuth({ permission: "github-token:issue" }).field({
     type: GitHubTokenRecord,
     description: "Revoked at GitHub (DELETE /installation/token) unless already expired. Admins, or the principal that received it.",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "github-token:issue" },
-    resolve: (_root, args, ctx) => revokeGitHubToken(ctx.deps, ctx.actor!, String(args.id), ctx.meta),
+    resolve: (_root, args, ctx) => revokeGitHubToken(ctx.deps, ctx.actor, String(args.id), ctx.meta),
   }),
 );
 
@@ -170,13 +165,12 @@ const issuedTokenCursor = timeIdCursor<IssuedTokenRow>("tok", (r) => ({ at: r.is
 const GitHubTokenConnection = connectionType({ connection: "GitHubTokenConnection", edge: "GitHubTokenEdge" }, GitHubTokenRecord, issuedTokenCursor);
 
 builder.queryField("issuedTokens", (t) =>
-  t.field({
+  t.withAuth({ permission: "github-token:read" }).field({
     type: GitHubTokenConnection,
     description: "GitHub tokens handed out, newest first (fingerprints, never tokens)",
     args: { filter: t.arg({ type: IssuedTokensFilter, required: false }), first: t.arg.int({ required: true }), after: t.arg.string({ required: false }) },
-    authScopes: { permission: "github-token:read" },
     resolve: (_root, args, ctx) => {
-      const tenantId = ctx.actor!.tenantId;
+      const tenantId = ctx.actor.tenantId;
       const f = args.filter ?? {};
       const filter = { app: f.app, installationId: f.installationId ? String(f.installationId) : null, requester: f.requester, status: f.status };
       const page = { ...pageArgs(issuedTokenCursor, args), now: ctx.deps.now() };

@@ -68,7 +68,7 @@ const installationCursor = timeIdCursor<InstallationRow>("inst", (r) => ({ at: r
 const InstallationConnection = connectionType({ connection: "InstallationConnection", edge: "InstallationEdge" }, Installation, installationCursor);
 
 builder.queryField("installations", (t) =>
-  t.field({
+  t.withAuth({ permission: "installation:read" }).field({
     type: InstallationConnection,
     description: "The caller's tenant's installations, newest first",
     args: {
@@ -77,9 +77,8 @@ builder.queryField("installations", (t) =>
       first: t.arg.int({ required: true }),
       after: t.arg.string({ required: false }),
     },
-    authScopes: { permission: "installation:read" },
     resolve: (_root, args, ctx) => {
-      const tenantId = ctx.actor!.tenantId;
+      const tenantId = ctx.actor.tenantId;
       const page = pageArgs(installationCursor, args);
       return withTenant(ctx.deps.db, tenantId, (trx) => listInstallations(trx, tenantId, { platform: args.platform, status: args.status }, page));
     },
@@ -87,12 +86,11 @@ builder.queryField("installations", (t) =>
 );
 
 builder.queryField("installation", (t) =>
-  t.field({
+  t.withAuth({ permission: "installation:read" }).field({
     type: Installation,
     description: "One installation of the caller's tenant (NOT_FOUND for any other id)",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "installation:read" },
-    resolve: (_root, args, ctx) => loadInstallation(ctx.deps, ctx.actor!, String(args.id)),
+    resolve: (_root, args, ctx) => loadInstallation(ctx.deps, ctx.actor, String(args.id)),
   }),
 );
 
@@ -108,12 +106,11 @@ const InstallationCredentials = builder.objectRef<HandedOutCredentials>("Install
 });
 
 builder.queryField("installationCredentials", (t) =>
-  t.field({
+  t.withAuth({ permission: "installation:credentials" }).field({
     type: InstallationCredentials,
     description: "For services: the installation's access token, refreshed first when near expiry. Audited.",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "installation:credentials" },
-    resolve: (_root, args, ctx) => installationCredentials(ctx.deps, ctx.actor!, String(args.id), ctx.meta),
+    resolve: (_root, args, ctx) => installationCredentials(ctx.deps, ctx.actor, String(args.id), ctx.meta),
   }),
 );
 
@@ -126,43 +123,39 @@ const InstallationStart = builder.objectRef<StartedInstallation>("InstallationSt
 });
 
 builder.mutationField("startInstallation", (t) =>
-  t.field({
+  t.withAuth({ permission: "installation:create" }).field({
     type: InstallationStart,
     description: "For single-page apps: the provider's authorization URL with a fresh single-use state",
     args: {
       platform: t.arg({ type: Platform, required: true }),
       app: t.arg.string({ required: false, description: "GitHub: which configured app (default: the default app)" }),
     },
-    authScopes: { permission: "installation:create" },
-    resolve: (_root, args, ctx) => startInstallation(ctx.deps, ctx.actor!, args.platform, ctx.meta, args.app),
+    resolve: (_root, args, ctx) => startInstallation(ctx.deps, ctx.actor, args.platform, ctx.meta, args.app),
   }),
 );
 
 builder.mutationField("suspendInstallation", (t) =>
-  t.field({
+  t.withAuth({ permission: "installation:manage" }).field({
     type: Installation,
     description: "Stop handing out the installation's credentials until resumed",
     args: { id: t.arg.id({ required: true }), reason: t.arg.string({ required: false }) },
-    authScopes: { permission: "installation:manage" },
-    resolve: (_root, args, ctx) => suspendInstallation(ctx.deps, ctx.actor!, { id: String(args.id), reason: args.reason }, ctx.meta),
+    resolve: (_root, args, ctx) => suspendInstallation(ctx.deps, ctx.actor, { id: String(args.id), reason: args.reason }, ctx.meta),
   }),
 );
 
 builder.mutationField("resumeInstallation", (t) =>
-  t.field({
+  t.withAuth({ permission: "installation:manage" }).field({
     type: Installation,
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "installation:manage" },
-    resolve: (_root, args, ctx) => resumeInstallation(ctx.deps, ctx.actor!, { id: String(args.id) }, ctx.meta),
+    resolve: (_root, args, ctx) => resumeInstallation(ctx.deps, ctx.actor, { id: String(args.id) }, ctx.meta),
   }),
 );
 
 builder.mutationField("revokeInstallation", (t) =>
-  t.field({
+  t.withAuth({ permission: "installation:manage" }).field({
     type: Installation,
     description: "Revoke at the provider where possible (GitHub: uninstall, Slack: auth.revoke), forget the credentials, record it",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "installation:manage" },
-    resolve: (_root, args, ctx) => revokeInstallation(ctx.deps, ctx.actor!, { id: String(args.id) }, ctx.meta),
+    resolve: (_root, args, ctx) => revokeInstallation(ctx.deps, ctx.actor, { id: String(args.id) }, ctx.meta),
   }),
 );

@@ -16,9 +16,8 @@ const Viewer = builder.objectRef<Actor>("Viewer").implement({
 });
 
 builder.queryField("me", (t) =>
-  t.field({
+  t.withAuth({ authenticated: true }).field({
     type: Viewer,
-    authScopes: { authenticated: true },
-    resolve: (_root, _args, ctx) => ctx.actor!,
+    resolve: (_root, _args, ctx) => ctx.actor,
   }),
 );

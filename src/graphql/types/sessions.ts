@@ -25,16 +25,15 @@ const IssueServiceTokenInput = builder.inputType("IssueServiceTokenInput", {
 });
 
 builder.mutationField("issueServiceToken", (t) =>
-  t.field({
+  t.withAuth({ permission: "token:issue" }).field({
     type: IssuedToken,
     args: { input: t.arg({ type: IssueServiceTokenInput, required: true }) },
-    authScopes: { permission: "token:issue" },
     resolve: (_root, { input }, ctx) =>
       issueAccessToken(
         ctx.deps,
-        ctx.actor!,
+        ctx.actor,
         {
-          tenantId: ctx.actor!.tenantId,
+          tenantId: ctx.actor.tenantId,
           subject: input.subject,
           kind: "service",
           roles: ["service"],
@@ -56,12 +55,11 @@ const RevokedToken = builder.objectRef<{ tokenId: string; revokedAt: Date }>("Re
 });
 
 builder.mutationField("revokeAccessToken", (t) =>
-  t.field({
+  t.withAuth({ permission: "token:revoke" }).field({
     type: RevokedToken,
     description: "Refused from the next request on, by every Keyplane process",
     args: { tokenId: t.arg.id({ required: true, description: "The token's jti" }) },
-    authScopes: { permission: "token:revoke" },
-    resolve: (_root, { tokenId }, ctx) => revokeAccessToken(ctx.deps, ctx.actor!, { tokenId: String(tokenId) }, ctx.meta),
+    resolve: (_root, { tokenId }, ctx) => revokeAccessToken(ctx.deps, ctx.actor, { tokenId: String(tokenId) }, ctx.meta),
   }),
 );
 

@@ -72,7 +72,7 @@ const DispatchTaskInput = builder.inputType("DispatchTaskInput", {
 });
 
 builder.queryField("tasks", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:read" }).field({
     type: TaskConnection,
     description: "The caller's tenant's tasks, newest first",
     args: {
@@ -80,9 +80,8 @@ builder.queryField("tasks", (t) =>
       first: t.arg.int({ required: true }),
       after: t.arg.string({ required: false }),
     },
-    authScopes: { permission: "agent:read" },
     resolve: (_root, args, ctx) => {
-      const tenantId = ctx.actor!.tenantId;
+      const tenantId = ctx.actor.tenantId;
       const filter = { agentId: args.filter?.agentId?.toString(), status: args.filter?.status, kind: args.filter?.kind };
       const page = pageArgs(taskCursor, args);
       return withTenant(ctx.deps.db, tenantId, (trx) => listTasks(trx, tenantId, filter, page));
@@ -91,93 +90,85 @@ builder.queryField("tasks", (t) =>
 );
 
 builder.queryField("task", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:read" }).field({
     type: Task,
     nullable: true,
     description: "One task of the caller's tenant (null for any other id)",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "agent:read" },
     resolve: async (_root, args, ctx) => {
       // Another tenant's id reads as null too: nothing tells the two apart.
       const { id } = parseInput(TaskIdInput, { id: String(args.id) });
-      const tenantId = ctx.actor!.tenantId;
+      const tenantId = ctx.actor.tenantId;
       return (await withTenant(ctx.deps.db, tenantId, (trx) => findTask(trx, tenantId, id))) ?? null;
     },
   }),
 );
 
 builder.queryField("pendingTasks", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:act" }).field({
     type: [Task],
     description: "For an enrolled agent polling instead of subscribing: its own pending tasks, oldest first",
     args: { first: t.arg.int({ required: true }) },
-    authScopes: { permission: "agent:act" },
     resolve: async (_root, args, ctx) => {
       const page = { first: checkPageSize(args.first), now: ctx.deps.now() };
-      const { tenantId } = ctx.actor!;
-      const agentId = agentIdOf(ctx.actor!);
+      const { tenantId } = ctx.actor;
+      const agentId = agentIdOf(ctx.actor);
       return (await withTenant(ctx.deps.db, tenantId, (trx) => pendingTasksOf(trx, tenantId, agentId, page))).rows;
     },
   }),
 );
 
 builder.mutationField("dispatchTask", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:write" }).field({
     type: Task,
     description: "Dispatch a task to one agent; it receives it over agentTasks or pendingTasks",
     args: { input: t.arg({ type: DispatchTaskInput, required: true }) },
-    authScopes: { permission: "agent:write" },
-    resolve: (_root, { input }, ctx) => dispatchTask(ctx.deps, ctx.actor!, { ...input, agentId: String(input.agentId) }, ctx.meta),
+    resolve: (_root, { input }, ctx) => dispatchTask(ctx.deps, ctx.actor, { ...input, agentId: String(input.agentId) }, ctx.meta),
   }),
 );
 
 builder.mutationField("claimTask", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:act" }).field({
     type: Task,
     description: "For the task's agent: take on a pending task. A task is claimed at most once; anything but pending is CONFLICT",
     args: { id: t.arg.id({ required: true }) },
-    authScopes: { permission: "agent:act" },
-    resolve: (_root, args, ctx) => claimTask(ctx.deps, ctx.actor!, { id: String(args.id) }, ctx.meta),
+    resolve: (_root, args, ctx) => claimTask(ctx.deps, ctx.actor, { id: String(args.id) }, ctx.meta),
   }),
 );
 
 builder.mutationField("reportTaskProgress", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:act" }).field({
     type: Task,
     description: "For the task's agent: how far it got on a claimed task (at most 16 KB of JSON and a message of 1 KB)",
     args: { id: t.arg.id({ required: true }), progress: t.arg({ type: "JSON", required: false }), message: t.arg.string({ required: false }) },
-    authScopes: { permission: "agent:act" },
-    resolve: (_root, args, ctx) => reportTaskProgress(ctx.deps, ctx.actor!, { id: String(args.id), progress: args.progress, message: args.message }, ctx.meta),
+    resolve: (_root, args, ctx) => reportTaskProgress(ctx.deps, ctx.actor, { id: String(args.id), progress: args.progress, message: args.message }, ctx.meta),
   }),
 );
 
 builder.mutationField("completeTask", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:act" }).field({
     type: Task,
     description: "For the task's agent: finish a claimed task with its result (at most 64 KB of JSON, recorded in the audit log)",
     args: { id: t.arg.id({ required: true }), result: t.arg({ type: "JSON", required: true }) },
-    authScopes: { permission: "agent:act" },
-    resolve: (_root, args, ctx) => completeTask(ctx.deps, ctx.actor!, { id: String(args.id), result: args.result }, ctx.meta),
+    resolve: (_root, args, ctx) => completeTask(ctx.deps, ctx.actor, { id: String(args.id), result: args.result }, ctx.meta),
   }),
 );
 
 builder.mutationField("failTask", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:act" }).field({
     type: Task,
     description: "For the task's agent: give up on a claimed task with an error (at most 4 KB)",
     args: { id: t.arg.id({ required: true }), error: t.arg.string({ required: true }) },
-    authScopes: { permission: "agent:act" },
-    resolve: (_root, args, ctx) => failTask(ctx.deps, ctx.actor!, { id: String(args.id), error: args.error }, ctx.meta),
+    resolve: (_root, args, ctx) => failTask(ctx.deps, ctx.actor, { id: String(args.id), error: args.error }, ctx.meta),
   }),
 );
 
 builder.subscriptionField("agentTasks", (t) =>
-  t.field({
+  t.withAuth({ permission: "agent:act" }).field({
     type: Task,
     description:
       "For an enrolled agent: first every task still pending for it, oldest first, then each task dispatched to it from then on. Never another agent's.",
-    authScopes: { permission: "agent:act" },
-    subscribe: (_root, _args, ctx) => watchAgentTasks(ctx.deps, ctx.actor!),
+    subscribe: (_root, _args, ctx) => watchAgentTasks(ctx.deps, ctx.actor),
     resolve: (task) => task,
   }),
 );

@@ -19,13 +19,12 @@ export const Tenant = builder.objectRef<TenantRow>("Tenant").implement({
 });
 
 builder.queryField("tenant", (t) =>
-  t.field({
+  t.withAuth({ permission: "tenant:read" }).field({
     type: Tenant,
     description: "The caller's tenant. Naming any other tenant answers NOT_FOUND.",
     args: { id: t.arg.id({ required: false }) },
-    authScopes: { permission: "tenant:read" },
     resolve: async (_root, args, ctx) => {
-      const actor = ctx.actor!;
+      const actor = ctx.actor;
       if (args.id !== null && args.id !== undefined && String(args.id) !== actor.tenantId) {
         await ctx.deps.security.accessDenied({
           tenantId: actor.tenantId,
@@ -63,20 +62,18 @@ const CreateTenantInput = builder.inputType("CreateTenantInput", {
 });
 
 builder.mutationField("createTenant", (t) =>
-  t.field({
+  t.withAuth({ permission: "tenant:create" }).field({
     type: Tenant,
     args: { input: t.arg({ type: CreateTenantInput, required: true }) },
-    authScopes: { permission: "tenant:create" },
-    resolve: (_root, { input }, ctx) => createTenantRow(ctx.deps, ctx.actor!, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.meta),
+    resolve: (_root, { input }, ctx) => createTenantRow(ctx.deps, ctx.actor, { id: input.id, name: input.name, tier: input.tier ?? undefined }, ctx.meta),
   }),
 );
 
 builder.mutationField("changeTenantTier", (t) =>
-  t.field({
+  t.withAuth({ permission: "tenant:manage" }).field({
     type: Tenant,
     description: "Platform operators: move a tenant to another tier. Its rate limits, cost budget and agent quotas apply from its next request.",
     args: { id: t.arg.id({ required: true }), tier: t.arg({ type: Tier, required: true }) },
-    authScopes: { permission: "tenant:manage" },
-    resolve: (_root, args, ctx) => changeTenantTierRow(ctx.deps, ctx.actor!, String(args.id), { tier: args.tier }, ctx.meta),
+    resolve: (_root, args, ctx) => changeTenantTierRow(ctx.deps, ctx.actor, String(args.id), { tier: args.tier }, ctx.meta),
   }),
 );

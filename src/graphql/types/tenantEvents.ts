@@ -7,11 +7,10 @@ const MAX_TYPES = 50;
 const EVENT_TYPE = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$/;
 
 builder.subscriptionField("tenantEvents", (t) =>
-  t.field({
+  t.withAuth({ permission: "event:subscribe" }).field({
     type: AuditEvent,
     description:
       "The caller's tenant log as it grows: first every event after `after` (a cursor from this subscription, `auditLog` or an export), then each new event as it commits, in sequence order, with no gap and no duplicate. Without `after`, only events from now on. Reconnect with the last cursor received to get exactly what was missed. Ends with SLOW_CONSUMER when the client falls too far behind.",
-    authScopes: { permission: "event:subscribe" },
     args: {
       after: t.arg.string({ required: false }),
       types: t.arg.stringList({ required: false, description: `Only these event types (at most ${MAX_TYPES}), e.g. agent.created` }),
@@ -21,7 +20,7 @@ builder.subscriptionField("tenantEvents", (t) =>
       if (types && (types.length > MAX_TYPES || types.some((type) => !EVENT_TYPE.test(type)))) {
         throw new BadInputError(`types: at most ${MAX_TYPES} event types such as agent.created`, "types");
       }
-      return ctx.deps.events.watch(ctx.actor!.tenantId, { after: decodeCursor("seq", args.after) ?? "latest", types });
+      return ctx.deps.events.watch(ctx.actor.tenantId, { after: decodeCursor("seq", args.after) ?? "latest", types });
     },
     resolve: (event) => event,
   }),
