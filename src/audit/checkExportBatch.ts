@@ -1,6 +1,6 @@
 import { CheckedEvent, checkedRecordOfJsonLine, recordOfJsonLine } from "./exportLines.ts";
 import { LineCursor } from "./platform.ts";
-import type { VerifiableRecord } from "./verifyAuditRecords.ts";
+import type { VerifiableRecord } from "./exportLines.ts";
 
 // A batch of an NDJSON export's lines checked alone (exportLines.ts), on the main thread or in a
 // worker thread (node/verifyExportWorker.ts), and what a worker sends back: each checked event's

@@ -1,7 +1,7 @@
 import { checkedRecordOfJsonLine, recordOfJsonLine } from "./exportLines.ts";
 import { LineCursor } from "./platform.ts";
 import { csvHeaderMatches, csvRecordOf, parseCsvRecord } from "./readCsvRecord.ts";
-import type { VerifiableRecord } from "./verifyAuditRecords.ts";
+import type { VerifiableRecord } from "./exportLines.ts";
 
 // Reading is where a file can mean two things to two readers: a key twice in one object (JSON.parse
 // keeps the last value, other readers the first), a CSV cell nobody reads, text after a closing

@@ -1,7 +1,18 @@
 import { canonicalContentJson, hashContent, membersWritten } from "./canonicalContent.ts";
 import { ANCHOR_FIELDS, deriveAuditFields, LINE_FIELDS, type AuditFields, type ExportRecord } from "./exportFormat.ts";
 import { sha256Hex } from "./platform.ts";
-import type { VerifiableRecord } from "./verifyAuditRecords.ts";
+
+/** A line that is not a record (bad JSON, duplicate keys, unknown kind, bad CSV row). */
+export interface MalformedRecord {
+  kind: "malformed";
+  line: number;
+  /** The sequence the line claims, when it can be read (it is named if it is the first bad one). */
+  sequence?: number | undefined;
+  message: string;
+}
+
+/** What the verifier takes: a header, end or checkpoint line, a malformed line, or an event line checked alone here (CheckedEvent). */
+export type VerifiableRecord = ExportRecord | MalformedRecord | CheckedEvent;
 
 // One export line as the verifier reads it: the JSON parsed once, and what can be checked of a line
 // alone (its fields, its audit fields, its content hash) checked there, by the reader or by a

@@ -1,6 +1,6 @@
 import { CSV_COLUMNS, CSV_FILLED, recordCells, type AuditFields, type CsvColumn, type ExportRecord } from "./exportFormat.ts";
 import { parseJson } from "./exportLines.ts";
-import type { VerifiableRecord } from "./verifyAuditRecords.ts";
+import type { VerifiableRecord } from "./exportLines.ts";
 
 // A CSV export's rows read back into the records they stand for (exportFormat.ts writes them),
 // refusing any cell two CSV readers could read differently: strict RFC 4180 quoting, integers

@@ -1,7 +1,7 @@
 import type { JSONWebKeySet } from "jose";
 import { checkAuditJws } from "./auditSignatures.ts";
 import { hashContent } from "./canonicalContent.ts";
-import { CheckedEvent, FIELDS, fieldsProblem, sameAuditFields, stable } from "./exportLines.ts";
+import { CheckedEvent, FIELDS, fieldsProblem, sameAuditFields, stable, type MalformedRecord, type VerifiableRecord } from "./exportLines.ts";
 import {
   CHECKPOINT_JWS_TYPE,
   deriveAuditFields,
@@ -74,18 +74,6 @@ export interface VerificationReport {
   signatures: "verified" | "unchecked";
   problem: AuditProblem | null;
 }
-
-/** A line that is not a record (bad JSON, duplicate keys, unknown kind, bad CSV row). */
-export interface MalformedRecord {
-  kind: "malformed";
-  line: number;
-  /** The sequence the line claims, when it can be read (it is named if it is the first bad one). */
-  sequence?: number | undefined;
-  message: string;
-}
-
-/** CheckedEvent: an event line the reader already checked alone (exportLines.ts). */
-export type VerifiableRecord = ExportRecord | MalformedRecord | CheckedEvent;
 
 export type VerifyOptions = {
   /** The JWKS to check signatures against; without it they are reported unchecked. */

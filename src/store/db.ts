@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGliteDialect } from "kysely-pglite-dialect";
@@ -8,10 +8,9 @@ import { afterTransaction, withOneTransactionSupport, withTransactionBracket, ty
 import { appendsCommitted, takeAppended } from "./events/announceAppends.ts";
 import type { StoredEvent } from "./events/types.ts";
 import { CITUS_SESSION_OPTIONS, PLATFORM_SCOPE, tenantScope } from "./tenantScope.ts";
-import type { Database } from "./schema.ts";
+import type { Database, Db, Tx } from "./schema.ts";
 
-export type Db = Kysely<Database>;
-export type Tx = Transaction<Database>;
+export type { Db, Tx };
 /** Either the root handle or a transaction: queries accept both. */
 export type Queryable = Kysely<Database>;
 

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated } from "kysely";
+import type { ColumnType, Generated, Kysely, Transaction } from "kysely";
 
 // Row shapes of every table, as kysely sees them. Timestamps come back as Date on both backends.
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -340,3 +340,7 @@ export const PROJECTED_TABLES = [
   "tasks",
 ] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];
+
+/** The database as kysely sees it, and a transaction on it (re-exported by db.ts, where they are opened). */
+export type Db = Kysely<Database>;
+export type Tx = Transaction<Database>;

@@ -24,7 +24,8 @@ import {
   type OmittedRecord,
 } from "../../src/audit/exportFormat.ts";
 import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
-import { verifyAuditRecords, type ProblemKind, type VerifiableRecord, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
+import type { VerifiableRecord } from "../../src/audit/exportLines.ts";
+import { verifyAuditRecords, type ProblemKind, type VerificationReport } from "../../src/audit/verifyAuditRecords.ts";
 import { verifyExportFile } from "../../src/audit/node/verifyExportFile.ts";
 import { canonicalJson } from "../../src/audit/canonicalJson.ts";
 import { chainHash, contentHash, genesisHash } from "../../src/audit/hashing.ts";

@@ -20,7 +20,8 @@ import {
   type HeaderRecord,
 } from "../../src/audit/exportFormat.ts";
 import { readExportRecords } from "../../src/audit/node/readExportFile.ts";
-import { verifyAuditRecords, type VerifiableRecord } from "../../src/audit/verifyAuditRecords.ts";
+import type { VerifiableRecord } from "../../src/audit/exportLines.ts";
+import { verifyAuditRecords } from "../../src/audit/verifyAuditRecords.ts";
 import { verifyExportFile, type VerifyFileStats } from "../../src/audit/node/verifyExportFile.ts";
 import { chainHash, contentHash, genesisHash, type HashedContent } from "../../src/audit/hashing.ts";
 

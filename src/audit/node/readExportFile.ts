@@ -1,7 +1,7 @@
 import type { FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { ExportLineReader } from "../exportLineReader.ts";
-import type { VerifiableRecord } from "../verifyAuditRecords.ts";
+import type { VerifiableRecord } from "../exportLines.ts";
 
 // An export read from a Node.js stream or open file, a chunk of whole lines at a time, through the
 // portable line reader (exportLineReader.ts).

@@ -3,7 +3,8 @@ import { Worker } from "node:worker_threads";
 import type { JSONWebKeySet } from "jose";
 import { checkJsonLines, countLines, decodeCheckedLines } from "../checkExportBatch.ts";
 import { ExportLineReader } from "../exportLineReader.ts";
-import { verifyRecordBatches, type VerifiableRecord, type VerificationReport } from "../verifyAuditRecords.ts";
+import type { VerifiableRecord } from "../exportLines.ts";
+import { verifyRecordBatches, type VerificationReport } from "../verifyAuditRecords.ts";
 import { chunksOf, closeInput, readExportBatches, type ExportInput } from "./readExportFile.ts";
 
 // `keyplane audit verify`: an export file verified at the speed of its hashes. Each line is parsed
