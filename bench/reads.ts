@@ -48,7 +48,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { createSchema, createYoga } from "graphql-yoga";
 import { sql } from "kysely";
-import { createAgent } from "../src/app/agents/manageAgents.ts";
+import { createAgent } from "../src/app/agents/createAgent.ts";
 import { issueAccessToken } from "../src/app/sessions/issueAccessToken.ts";
 import { dispatchTask } from "../src/app/tasks/dispatchTask.ts";
 import { createTenant } from "../src/app/tenants.ts";

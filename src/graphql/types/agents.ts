@@ -1,7 +1,11 @@
 import { createEnrollmentKey, pruneEnrollmentKeys, revokeEnrollmentKey, type CreatedEnrollmentKey } from "../../app/agents/enrollmentKeys.ts";
 import { enrollAgent, type EnrolledAgent } from "../../app/agents/enrollAgent.ts";
 import { agentHeartbeat } from "../../app/agents/heartbeat.ts";
-import { AgentIdInput, createAgent, deleteAgent, publishAgent, updateAgent } from "../../app/agents/manageAgents.ts";
+import { AgentIdInput } from "../../app/agents/agentCommand.ts";
+import { createAgent } from "../../app/agents/createAgent.ts";
+import { deleteAgent } from "../../app/agents/deleteAgent.ts";
+import { publishAgent } from "../../app/agents/publishAgent.ts";
+import { updateAgent } from "../../app/agents/updateAgent.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
