@@ -426,15 +426,15 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
     connection.socket.close(code, reason);
   }
 
-  // The close frame queues behind what the client has not read; a client that reads on within another
-  // slowConsumerMs gets it (the same patience it had for the events), else it is cut.
+  // The close frame queues behind what the client has not read: a client that reads on gets it. One
+  // that does not is cut by ws itself 30 s after the close (its closing handshake's limit); an earlier
+  // cut of our own lost the close frame of clients that resumed reading on a busy machine.
   function closeSlowConsumer(connection: Connection) {
     if (connection.socket.readyState !== connection.socket.OPEN) return;
     logContext.run({ ...connection.log }, () =>
       logger.info({ connectionId: connection.id, buffered: connection.socket.bufferedAmount }, "websocket closed: slow consumer"),
     );
     closeSocket(connection, WS_CLOSE.slowConsumer, "Slow consumer");
-    setTimeout(() => connection.socket.terminate(), Math.max(settings.closeGraceMs, settings.slowConsumerMs)).unref();
   }
 
   function operationEnded(connection: Connection) {

@@ -418,7 +418,7 @@ describe("slow consumers", () => {
         async () => (await metric(slowApp.url, 'keyplane_websocket_closes_total{code="4008"}')) === 1,
         30_000,
       );
-      const received = await slow.readToEnd();
+      const received = await slow.readToClose();
       expect(received.subarray(-64).includes(closeFrame(4008, "Slow consumer"))).toBe(true);
       expect(received.length).toBeLessThan(2000 * 8 * 1024);
     } finally {
@@ -446,12 +446,23 @@ async function nonReadingSubscriber(url: string, token: string) {
   socket.pause();
   return {
     bytesRead: () => socket.bytesRead,
-    readToEnd: () =>
+    /** Reads on until the server's close frame (4008) or the connection's end, whichever is first. */
+    readToClose: () =>
       new Promise<Buffer>((resolve) => {
         const chunks: Buffer[] = [];
-        socket.on("data", (chunk) => chunks.push(chunk));
+        const expected = closeFrame(4008, "Slow consumer");
+        let tail = Buffer.alloc(0);
+        const done = () => {
+          socket.destroy();
+          resolve(Buffer.concat(chunks));
+        };
+        socket.on("data", (chunk: Buffer) => {
+          chunks.push(chunk);
+          tail = Buffer.concat([tail, chunk]).subarray(-expected.length);
+          if (tail.equals(expected)) done();
+        });
         socket.on("error", () => {});
-        socket.on("close", () => resolve(Buffer.concat(chunks)));
+        socket.on("close", done);
         socket.resume();
       }),
   };
