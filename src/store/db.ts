@@ -51,6 +51,11 @@ export interface DatabaseOptions {
   poolMax?: number;
   /** PGlite data directory; "memory://" for an in-memory database. */
   dataDir?: string;
+  /**
+   * An embedded database its caller opened and closes: the handle's close leaves it open (the test
+   * suites hand one migrated instance from suite to suite instead of starting PGlite again).
+   */
+  embedded?: PGlite;
   /** pg only: schema to use as search_path (tests run each suite in a fresh schema). */
   schema?: string;
   /** pg only: how long a query may wait for a connection before it fails as unavailable (default 5000). */
@@ -100,10 +105,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       close: () => db.destroy(),
     };
   }
-  const dataDir = options.dataDir ?? "memory://";
-  if (!dataDir.startsWith("memory://")) mkdirSync(path.resolve(dataDir), { recursive: true });
-  const opened = new PGlite(dataDir.startsWith("memory://") ? undefined : path.resolve(dataDir, "pgdata"));
-  await opened.waitReady;
+  const opened = options.embedded ?? (await openEmbedded(options.dataDir ?? "memory://"));
   // Dropped on close: a closed handle that is still referenced (a test's variable, say) must not keep
   // the database's WebAssembly memory (about 200 MB) alive.
   let pglite: PGlite | undefined = opened;
@@ -111,7 +113,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     if (!pglite) throw new Error("the embedded database is closed");
     return pglite;
   };
-  const dialect = new PGliteDialect(opened);
+  const dialect = new PGliteDialect(options.embedded ? withoutClose(opened) : opened);
   const db = new Kysely<Database>({ dialect: withOneTransactionSupport(dialect, { sendScript: async (script) => void (await live().exec(script)) }) });
   return {
     db,
@@ -144,6 +146,25 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       Object.assign(dialect, { pgLite: undefined });
     },
   };
+}
+
+async function openEmbedded(dataDir: string): Promise<PGlite> {
+  if (!dataDir.startsWith("memory://")) mkdirSync(path.resolve(dataDir), { recursive: true });
+  const opened = new PGlite(dataDir.startsWith("memory://") ? undefined : path.resolve(dataDir, "pgdata"));
+  await opened.waitReady;
+  return opened;
+}
+
+/** The instance as the dialect sees it, but whose close() (kysely's destroy) leaves it open for its owner. */
+function withoutClose(pglite: PGlite): PGlite {
+  return new Proxy(pglite, {
+    get(target, key) {
+      if (key === "close") return async () => {};
+      const value: unknown = Reflect.get(target, key);
+      // PGlite's methods use private fields: call them on the instance, not on the proxy.
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }
 
 /**
