@@ -82,7 +82,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       defaultMetrics: true,
       scrape: { dbPool: () => opened.poolStats?.(), auditCheckpointAge: cachedCheckpointAge(opened.db, logger) },
     });
-    githubApps = createGitHubApps(config.githubApps, { logger, metrics });
+    githubApps = createGitHubApps(config.githubApps, { logger, metrics, now });
     const db = database.db;
     // Every refused credential (token, refresh token, enrollment key) counts against its address,
     // counted before the refusal is answered (so limits.refusedCredential sees it at once).
@@ -102,7 +102,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       security,
       keyring,
       // GitHub installs go through the named apps; Slack and Jira through their providers.
-      providers: { ...createProviders(config.providers), github: githubApps.defaultApp ? githubApps.provider(githubApps.defaultApp) : undefined },
+      providers: { ...createProviders(config.providers, now), github: githubApps.defaultApp ? githubApps.provider(githubApps.defaultApp) : undefined },
       githubApps,
       tokenCache: new TokenCache(1000, 5 * 60_000, now),
       metrics,

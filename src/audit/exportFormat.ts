@@ -116,18 +116,12 @@ export interface HeaderRecord {
   recordedAs: { sequence: number };
 }
 
-/** What the end line's signature covers: everything in it but `kind` and `jws`. */
-export interface ExportSummary {
-  format: typeof EXPORT_FORMAT;
-  version: number;
-  exportId: string;
-  tenantId: string;
-  exportedAt: string;
-  fromSequence: number;
-  toSequence: number;
-  filter: ExportFilter;
+/**
+ * What the end line's signature covers: everything in it but `kind` and `jws`: the header's fields
+ * (its anchor without the checkpoint's signature) and the totals.
+ */
+export interface ExportSummary extends Omit<HeaderRecord, "kind" | "anchor"> {
   anchor: { type: "genesis" | "checkpoint"; sequence: number; chainHash: string };
-  recordedAs: { sequence: number };
   events: number;
   omitted: number;
   checkpoints: number;

@@ -21,6 +21,8 @@ export interface GitHubAppClientOptions extends AppRequesterOptions {
   retry?: RetryPolicy;
   /** How long a discovered installation id is reused (default 10 minutes), and how many are kept (default 1000). */
   discovery?: InstallationResolverOptions;
+  /** Keyplane's clock for what the client caches (deadlines and backoff stay on real time). */
+  now?: () => Date;
 }
 
 /**
@@ -31,7 +33,7 @@ export function createGitHubAppClient(source: AppSource, options: GitHubAppClien
   const requester = createAppRequester(source, options);
   const logger = options.logger ?? createLogger({ level: "silent" });
   const call = createCaller({ app: () => requester.app().name, logger, sleep: options.sleep, retry: options.retry });
-  const resolver = createInstallationResolver(requester, call, options.discovery);
+  const resolver = createInstallationResolver(requester, call, { now: options.now, ...options.discovery });
   const deadlineOf = (deadline: number | undefined) => deadline ?? Date.now() + options.timeoutMs;
 
   return {

@@ -31,6 +31,8 @@ export interface GitHubAppsDeps {
   retry?: GitHubAppClientOptions["retry"];
   /** Re-read mounted files while running (default true). */
   watch?: boolean;
+  /** Keyplane's clock (deps.now). */
+  now?: () => Date;
 }
 
 /** Throws GitHubAppConfigError (a ConfigError) naming the app and the problem when an app is unusable. */
@@ -50,6 +52,7 @@ export function createGitHubApps(config: GitHubAppsConfig, deps: GitHubAppsDeps 
       fetch: deps.fetch,
       sleep: deps.sleep,
       retry: deps.retry,
+      now: deps.now,
     };
     const client = createGitHubAppClient(current, options);
     clients.set(name, client);

@@ -15,6 +15,8 @@ export interface InstallationResolverOptions {
   /** How long a discovered installation id is reused (default 10 minutes), and how many are kept (default 1000). */
   ttlMs?: number;
   maxEntries?: number;
+  /** Keyplane's clock, which ages the cached ids (the system's by default). */
+  now?: () => Date;
 }
 
 export interface InstallationResolver {
@@ -26,6 +28,7 @@ export interface InstallationResolver {
 export function createInstallationResolver(requester: AppRequester, call: Caller, options: InstallationResolverOptions = {}): InstallationResolver {
   const ttlMs = options.ttlMs ?? 10 * 60_000;
   const maxEntries = options.maxEntries ?? 1000;
+  const now = () => (options.now ? options.now().getTime() : Date.now());
   const discovered = new Map<string, { installationId: number; expiresAt: number; appId: string }>();
   const inflight = new Map<string, Promise<number>>();
   const appName = () => requester.app().name;
@@ -33,7 +36,7 @@ export function createInstallationResolver(requester: AppRequester, call: Caller
 
   function remember(key: string, installationId: number, appId: string) {
     discovered.delete(key);
-    discovered.set(key, { installationId, expiresAt: Date.now() + ttlMs, appId });
+    discovered.set(key, { installationId, expiresAt: now() + ttlMs, appId });
     while (discovered.size > maxEntries) discovered.delete(discovered.keys().next().value!);
   }
 
@@ -120,7 +123,7 @@ export function createInstallationResolver(requester: AppRequester, call: Caller
       const { key, find } = await discover(target, deadline);
       const currentAppId = appId();
       const cached = discovered.get(key);
-      if (cached && cached.expiresAt > Date.now() && cached.appId === currentAppId) {
+      if (cached && cached.expiresAt > now() && cached.appId === currentAppId) {
         discovered.delete(key);
         discovered.set(key, cached);
         return cached.installationId;

@@ -101,10 +101,10 @@ export const str = (value: unknown): string | undefined => (typeof value === "st
 
 export const num = (value: unknown): number | undefined => (typeof value === "number" && Number.isFinite(value) ? value : undefined);
 
-/** `expires_in` seconds from now, or undefined. */
-export const expiresIn = (seconds: unknown): Date | undefined => {
+/** `expires_in` seconds after `now` (Keyplane's clock), or undefined. */
+export const expiresIn = (seconds: unknown, now: Date): Date | undefined => {
   const n = num(seconds);
-  return n !== undefined && n > 0 ? new Date(Date.now() + n * 1000) : undefined;
+  return n !== undefined && n > 0 ? new Date(now.getTime() + n * 1000) : undefined;
 };
 
 export const splitScopes = (value: unknown, separator: RegExp): string[] =>

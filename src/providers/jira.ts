@@ -20,7 +20,7 @@ interface Site {
   scopes: string[];
 }
 
-export function createJiraProvider(config: JiraConfig, timeoutMs: number): InstallationProvider {
+export function createJiraProvider(config: JiraConfig, timeoutMs: number, now: () => Date): InstallationProvider {
   const authUrl = config.authUrl.replace(/\/+$/, "");
   const apiUrl = config.apiUrl.replace(/\/+$/, "");
   // Without offline_access Atlassian issues no refresh token, and the installation dies within the hour.
@@ -37,7 +37,7 @@ export function createJiraProvider(config: JiraConfig, timeoutMs: number): Insta
       return {
         accessToken,
         refreshToken: str(data.refresh_token),
-        expiresAt: expiresIn(data.expires_in),
+        expiresAt: expiresIn(data.expires_in, now()),
         scopes: splitScopes(data.scope, /\s+/),
       };
     }

@@ -4,11 +4,14 @@ import { createJiraProvider } from "./jira.ts";
 import type { InstallationProvider, Platform } from "./provider.ts";
 import { createSlackProvider } from "./slack.ts";
 
-/** Slack and Jira, when configured. GitHub installs go through the named apps (src/github/githubApps.ts). */
-export function createProviders(config: ProvidersConfig): Partial<Record<Platform, InstallationProvider>> {
+/**
+ * Slack and Jira, when configured. GitHub installs go through the named apps (src/github/githubApps.ts).
+ * `now` is Keyplane's clock: a token's expiry is its `expires_in` from then.
+ */
+export function createProviders(config: ProvidersConfig, now: () => Date): Partial<Record<Platform, InstallationProvider>> {
   const providers: Partial<Record<Platform, InstallationProvider>> = {};
-  if (config.slack) providers.slack = createSlackProvider(config.slack, config.timeoutMs);
-  if (config.jira) providers.jira = createJiraProvider(config.jira, config.timeoutMs);
+  if (config.slack) providers.slack = createSlackProvider(config.slack, config.timeoutMs, now);
+  if (config.jira) providers.jira = createJiraProvider(config.jira, config.timeoutMs, now);
   return providers;
 }
 

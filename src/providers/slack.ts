@@ -15,7 +15,7 @@ const ALREADY_REVOKED = new Set(["invalid_auth", "token_revoked", "token_expired
 
 type SlackBody = Record<string, unknown>;
 
-export function createSlackProvider(config: SlackConfig, timeoutMs: number): InstallationProvider {
+export function createSlackProvider(config: SlackConfig, timeoutMs: number, now: () => Date): InstallationProvider {
   const apiUrl = config.apiUrl.replace(/\/+$/, "");
 
   /** Calls a Web API method; resolves with the body when ok, throws ProviderError otherwise. */
@@ -39,7 +39,7 @@ export function createSlackProvider(config: SlackConfig, timeoutMs: number): Ins
     return {
       accessToken,
       refreshToken: str(body.refresh_token),
-      expiresAt: expiresIn(body.expires_in),
+      expiresAt: expiresIn(body.expires_in, now()),
       scopes: splitScopes(body.scope, /[,\s]+/),
     };
   }

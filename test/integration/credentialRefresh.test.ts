@@ -7,6 +7,7 @@ import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { createTestDatabase, onPostgres } from "../testkit/testDatabase.ts";
+import { testClock, type TestClock } from "../testkit/testClock.ts";
 import { seedInstallation } from "../testkit/fixtures.ts";
 
 // Rotating credentials (Jira here: Atlassian 3LO, single-use refresh tokens) are refreshed ahead of
@@ -318,34 +319,35 @@ describe.skipIf(!onPostgres)("credential refresh: two processes, one database", 
     // Processes sharing a database share their keys: the encryption keys and the signing key.
     const signingKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     const env: Record<string, string> = { ...world.env, ...QUIET, KEYPLANE_SIGNING_KEY: signingKey };
-    const a = await createTestApp({ env, database, name: "refresh-process-a" });
+    // One clock for both, as two processes share the system's: a test moves it to the next round.
+    const clock = testClock();
+    const a = await createTestApp({ env, database, name: "refresh-process-a", now: clock.now });
     cleanups.push(() => a.close());
     const { PORT: _port, ...envB } = env;
-    const b = await createTestApp({ env: envB, database: other, name: "refresh-process-b" });
+    const b = await createTestApp({ env: envB, database: other, name: "refresh-process-b", now: clock.now });
     cleanups.push(() => b.close());
     const tenant = await a.seedTenant();
     world.atlassian.accessTokenTtlSeconds = SHORT_TTL;
     const { id } = await installJira(a, tenant.tokens.editor);
     world.atlassian.accessTokenTtlSeconds = TTL;
-    return { world, a, b, tenant, id };
+    const untilDue = () => moveToDue(clock, a, tenant.tenantId, id);
+    return { world, a, b, tenant, id, untilDue };
   }
 
   /**
-   * Waits until the stored token is due (expires within the window) again: a wait for a time, computed
-   * from the token's expiry, not a guess. Only a sweep could observe "due", and the concurrent sweeps
-   * after it are what the test is about; a sleep only lasts longer on a busy machine.
+   * Moves both processes' clock to when the stored token is due (expires within the window) again.
+   * Only a sweep could observe "due", and the concurrent sweeps after it are what the test is about.
    */
-  async function untilDue(app: TestApp, tenantId: string, id: string) {
+  async function moveToDue(clock: TestClock, app: TestApp, tenantId: string, id: string) {
     const { expiresAt } = await vault(app, tenantId, id);
-    const dueAt = expiresAt!.getTime() - WINDOW_SECONDS * 1000 + 50;
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, dueAt - Date.now())));
+    clock.advanceTo(expiresAt!.getTime() - WINDOW_SECONDS * 1000 + 50);
   }
 
   it("concurrent sweeps in both processes refresh once per round and never reuse a refresh token", async () => {
-    const { world, a, b, tenant, id } = await twoProcesses();
+    const { world, a, b, tenant, id, untilDue } = await twoProcesses();
     const rounds = 4;
     for (let round = 1; round <= rounds; round++) {
-      await untilDue(a, tenant.tenantId, id);
+      await untilDue();
       const [ra, rb] = await Promise.all([a.kp.refresher.runOnce(), b.kp.refresher.runOnce()]);
       expect(ra.failed + rb.failed, `round ${round}`).toBe(0);
       expect(ra.refreshed + rb.refreshed, `round ${round}`).toBe(1);
@@ -363,10 +365,10 @@ describe.skipIf(!onPostgres)("credential refresh: two processes, one database", 
   });
 
   it("concurrent reads through both processes refresh once and hand out the same token", async () => {
-    const { world, a, b, tenant, id } = await twoProcesses();
+    const { world, a, b, tenant, id, untilDue } = await twoProcesses();
     const rounds = 3;
     for (let round = 1; round <= rounds; round++) {
-      await untilDue(a, tenant.tenantId, id);
+      await untilDue();
       const reads = await Promise.all(Array.from({ length: 6 }, (_, i) => credentials(i % 2 ? b : a, tenant.tokens.service, id)));
       for (const read of reads) expect(read.errors, JSON.stringify(read.errors)).toBeUndefined();
       const tokens = new Set(reads.map((r) => r.data.installationCredentials.accessToken as string));

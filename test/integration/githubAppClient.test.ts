@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from "../../src/metrics.ts";
 import { ProviderError } from "../../src/providers/provider.ts";
 import { startFakeGitHub, type FakeGitHub, type FakeGitHubApp } from "../fakes/github.ts";
 import { registerSecret, testLogger } from "../testkit/secrets.ts";
+import { testClock } from "../testkit/testClock.ts";
 
 // One named app's client against the local GitHub fake: installation discovery and its cache, token
 // narrowing, every failure class (retries with backoff, rate-limit waits within the deadline, refusals
@@ -162,7 +163,8 @@ describe("installation discovery", () => {
 
   it("retries a 5xx, does not cache a failure, and forgets cached ids after the TTL", async () => {
     const installation = install();
-    const rex = client({ discovery: { ttlMs: 50 } });
+    const clock = testClock();
+    const rex = client({ discovery: { ttlMs: 60_000 }, now: clock.now });
     const repository = `${installation.account.login}/web`;
     for (let i = 0; i < 5; i++) fake.failNext(`/repos/${installation.account.login}/`, { status: 503 });
     const from = fake.requests.length;
@@ -172,8 +174,7 @@ describe("installation discovery", () => {
     expect(await rex.resolveInstallation({ repository })).toBe(installation.id);
     expect(await rex.resolveInstallation({ repository })).toBe(installation.id);
     expect(seen(from)).toHaveLength(6);
-    // Time itself is the subject: at least the 50 ms TTL must pass (a sleep only lasts longer on a busy machine).
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    clock.advance(60_000);
     expect(await rex.resolveInstallation({ repository })).toBe(installation.id);
     expect(seen(from)).toHaveLength(7);
     // A given id needs no lookup at all.

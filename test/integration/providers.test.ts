@@ -21,6 +21,8 @@ import { startFakeSlack, type FakeSlack } from "../fakes/slack.ts";
 const PUBLIC_URL = "http://127.0.0.1:9/keyplane";
 const callbackUri = (platform: string) => `${PUBLIC_URL}/oauth/callback/${platform}`;
 const TIMEOUT_MS = 5_000;
+/** The providers date a token's expiry on Keyplane's clock; here the real one. */
+const now = () => new Date();
 
 /** Plays the browser: opens the authorization URL and returns the query the provider sends back to the callback. */
 async function browse(url: string, redirectUri: string): Promise<URLSearchParams> {
@@ -255,7 +257,7 @@ describe("Slack provider", () => {
 
   beforeAll(async () => {
     slack = await startFakeSlack({ clientId, clientSecret, redirectUri });
-    provider = createSlackProvider({ clientId, clientSecret, scopes: ["chat:write", "channels:read", "team:read"], apiUrl: slack.apiUrl }, TIMEOUT_MS);
+    provider = createSlackProvider({ clientId, clientSecret, scopes: ["chat:write", "channels:read", "team:read"], apiUrl: slack.apiUrl }, TIMEOUT_MS, now);
   });
   afterAll(() => slack.close());
 
@@ -389,6 +391,7 @@ describe("Jira (Atlassian 3LO) provider", () => {
     jira = createJiraProvider(
       { clientId, clientSecret, scopes: ["read:jira-work", "write:jira-work"], authUrl: atlassian.url, apiUrl: atlassian.url },
       TIMEOUT_MS,
+      now,
     );
   });
   afterAll(() => atlassian.close());
@@ -507,6 +510,7 @@ describe("Jira (Atlassian 3LO) provider", () => {
     const misconfigured = createJiraProvider(
       { clientId, clientSecret: "wrong", scopes: ["read:jira-work"], authUrl: atlassian.url, apiUrl: atlassian.url },
       TIMEOUT_MS,
+      now,
     );
     expect(await providerError(misconfigured.refresh("some-refresh-token"))).toMatchObject({ providerCode: "access_denied", kind: "invalid", httpStatus: 401 });
   });
@@ -514,14 +518,17 @@ describe("Jira (Atlassian 3LO) provider", () => {
 
 describe("providers: registry, PKCE, HTTP failures", () => {
   it("creates only the configured providers", () => {
-    const providers = createProviders({
-      publicUrl: PUBLIC_URL,
-      timeoutMs: TIMEOUT_MS,
-      slack: { clientId: "c", clientSecret: "s", scopes: ["team:read"], apiUrl: "https://slack.com/api" },
-    });
+    const providers = createProviders(
+      {
+        publicUrl: PUBLIC_URL,
+        timeoutMs: TIMEOUT_MS,
+        slack: { clientId: "c", clientSecret: "s", scopes: ["team:read"], apiUrl: "https://slack.com/api" },
+      },
+      now,
+    );
     expect(Object.keys(providers)).toEqual(["slack"]);
     expect(providers.slack!.platform).toBe("slack");
-    expect(Object.keys(createProviders({ publicUrl: PUBLIC_URL, timeoutMs: TIMEOUT_MS }))).toEqual([]);
+    expect(Object.keys(createProviders({ publicUrl: PUBLIC_URL, timeoutMs: TIMEOUT_MS }, now))).toEqual([]);
   });
 
   it("computes S256 challenges (RFC 7636 appendix B) and fresh verifiers", () => {
@@ -551,7 +558,7 @@ describe("providers: registry, PKCE, HTTP failures", () => {
       expect(error).toMatchObject({ providerCode: "timeout", kind: "transient" });
       expect(everythingIn(error)).not.toContain(token);
 
-      const slow = createSlackProvider({ clientId: "c", clientSecret: "s", scopes: ["team:read"], apiUrl: `${url}/api` }, 200);
+      const slow = createSlackProvider({ clientId: "c", clientSecret: "s", scopes: ["team:read"], apiUrl: `${url}/api` }, 200, now);
       expect(await providerError(slow.refresh(`xoxe-1-${randomUUID()}`))).toMatchObject({ providerCode: "timeout", kind: "transient" });
       const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
       const slowGitHub = gitHubProvider({ name: "slow", appId: "1", slug: "s", privateKey }, url, 200);
@@ -568,6 +575,7 @@ describe("providers: registry, PKCE, HTTP failures", () => {
       const jira = createJiraProvider(
         { clientId: "c", clientSecret: "s", scopes: ["read:jira-work"], authUrl: `http://127.0.0.1:${port}`, apiUrl: `http://127.0.0.1:${port}` },
         1000,
+        now,
       );
       expect(await providerError(jira.refresh("r"))).toMatchObject({ providerCode: "network_error", kind: "transient" });
     });

@@ -17,10 +17,6 @@ export const agentType = z
   .string()
   .trim()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "a lower-case slug such as support-bot");
-export const agentTag = z
-  .string()
-  .trim()
-  .regex(/^[a-z0-9][a-z0-9:._-]{0,62}$/, "tags are lower-case slugs");
 export const agentConfig = z
   .record(z.string(), z.unknown())
   .refine((c) => Buffer.byteLength(JSON.stringify(c)) <= MAX_CONFIG_BYTES, `at most ${MAX_CONFIG_BYTES / 1024} KB of JSON`);

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { Actor, RequestMeta } from "../../auth/actor.ts";
+import { agentTags } from "../../domain/agent/tags.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { agentConfig, agentName, agentTag, agentType, projectedAgent, runAgentCommand, type AgentDeps } from "./agentCommand.ts";
+import { agentConfig, agentName, agentType, projectedAgent, runAgentCommand, type AgentDeps } from "./agentCommand.ts";
 
-export const CreateAgentInput = z.object({ name: agentName, type: agentType, config: agentConfig.default({}), tags: z.array(agentTag).max(50).default([]) });
+export const CreateAgentInput = z.object({ name: agentName, type: agentType, config: agentConfig.default({}), tags: agentTags.default([]) });
 
 export async function createAgent(deps: AgentDeps, actor: Actor, raw: z.input<typeof CreateAgentInput>, request: RequestMeta = {}) {
   const input = parseInput(CreateAgentInput, raw);

@@ -8,7 +8,7 @@ import { parseInput } from "../../domain/validation.ts";
 import { ConflictError, NotFoundError, UnauthenticatedError } from "../../errors.ts";
 import { rateLimitedError } from "../../limits/rateLimits.ts";
 import { withPlatform, withTenant } from "../../store/db.ts";
-import { findEnrollmentKeyByPrefix } from "../../store/queries/enrollmentKeyQueries.ts";
+import { enrollmentKeyStateOf, findEnrollmentKeyByPrefix } from "../../store/queries/enrollmentKeyQueries.ts";
 import { issueAccessToken } from "../sessions/issueAccessToken.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
@@ -75,17 +75,7 @@ export async function enrollAgent(
   if (!found) return refuse("unknown", null, prefix);
   if (!timingSafeEqual(Buffer.from(hashEnrollmentKey(input.key), "hex"), Buffer.from(found.key_hash, "hex"))) return refuse("unknown", found.tenant_id, prefix);
   const now = deps.now();
-  const state = {
-    exists: true as const,
-    keyId: found.key_id,
-    reusable: found.reusable,
-    maxUses: found.max_uses,
-    uses: found.uses,
-    expiresAt: new Date(found.expires_at).toISOString(),
-    revoked: found.revoked_at !== null,
-    agentId: found.agent_id,
-  };
-  const refusal = keyRefusal(state, now.toISOString());
+  const refusal = keyRefusal(enrollmentKeyStateOf(found), now.toISOString());
   if (refusal) return refuse(refusal, found.tenant_id, prefix);
 
   const tenantId = found.tenant_id;

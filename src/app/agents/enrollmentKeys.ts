@@ -3,11 +3,12 @@ import { z } from "zod";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { enrollmentKeyDecider, enrollmentKeyStream } from "../../domain/enrollmentKey/decider.ts";
 import { keyRefusal } from "../../domain/enrollmentKey/keyRefusal.ts";
+import { agentTags } from "../../domain/agent/tags.ts";
 import { parseInput } from "../../domain/validation.ts";
 import { BadInputError, NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
 import { findAgentState } from "../../store/queries/agentQueries.ts";
-import { listEnrollmentKeys } from "../../store/queries/enrollmentKeyQueries.ts";
+import { enrollmentKeyStateOf, listEnrollmentKeys } from "../../store/queries/enrollmentKeyQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 
@@ -28,15 +29,7 @@ export const CreateEnrollmentKeyInput = z.object({
     .max(90 * 86400, "at most 90 days")
     .default(3600),
   maxUses: z.number().int().positive().max(100_000).optional(),
-  tags: z
-    .array(
-      z
-        .string()
-        .trim()
-        .regex(/^[a-z0-9][a-z0-9:._-]{0,62}$/, "tags are lower-case slugs"),
-    )
-    .max(50)
-    .default([]),
+  tags: agentTags.default([]),
   agentId: z.string().uuid("not an agent id").optional(),
 });
 
@@ -117,19 +110,7 @@ export async function pruneEnrollmentKeys(deps: Pick<AppDeps, "db" | "now">, act
     const keys = await listEnrollmentKeys(trx, actor.tenantId);
     let pruned = 0;
     for (const k of keys) {
-      const reason = keyRefusal(
-        {
-          exists: true,
-          keyId: k.key_id,
-          reusable: k.reusable,
-          maxUses: k.max_uses,
-          uses: k.uses,
-          expiresAt: new Date(k.expires_at).toISOString(),
-          revoked: k.revoked_at !== null,
-          agentId: k.agent_id,
-        },
-        now,
-      );
+      const reason = keyRefusal(enrollmentKeyStateOf(k), now);
       if (!reason) continue;
       await decideAndAppend(trx, {
         tenantId: actor.tenantId,

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import type { Actor, RequestMeta } from "../../auth/actor.ts";
+import { agentTags } from "../../domain/agent/tags.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { agentConfig, agentName, agentTag, agentType, projectedAgent, runAgentCommand, type AgentDeps } from "./agentCommand.ts";
+import { agentConfig, agentName, agentType, projectedAgent, runAgentCommand, type AgentDeps } from "./agentCommand.ts";
 
 export const UpdateAgentInput = z.object({
   id: z.string().uuid("not an agent id"),
@@ -9,7 +10,7 @@ export const UpdateAgentInput = z.object({
   name: agentName.optional(),
   type: agentType.optional(),
   config: agentConfig.optional(),
-  tags: z.array(agentTag).max(50).optional(),
+  tags: agentTags.optional(),
 });
 
 export async function updateAgent(deps: AgentDeps, actor: Actor, raw: z.input<typeof UpdateAgentInput>, request: RequestMeta = {}) {

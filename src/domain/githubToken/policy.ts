@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { agentTags } from "../agent/tags.ts";
 import { accessLevelSchema, permissionMapSchema } from "./events.ts";
 
 // Least privilege for GitHub tokens, as data: who may ask for which app, which repositories
@@ -28,15 +29,7 @@ export const TokenPolicyInput = z
       .max(4)
       .default([]),
     subjects: z.array(z.string().trim().min(1).max(200)).max(100).default([]),
-    agentTags: z
-      .array(
-        z
-          .string()
-          .trim()
-          .regex(/^[a-z0-9][a-z0-9:._-]{0,62}$/, "tags are lower-case slugs"),
-      )
-      .max(50)
-      .default([]),
+    agentTags: agentTags.default([]),
     repositories: z.array(repositoryPattern).min(1, "at least one repository pattern").max(200),
     permissions: permissionMapSchema.refine((p) => Object.keys(p).length > 0, "at least one permission"),
   })

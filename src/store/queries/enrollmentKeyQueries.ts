@@ -1,4 +1,5 @@
 import type { Selectable } from "kysely";
+import type { EnrollmentKeyState } from "../../domain/enrollmentKey/evolve.ts";
 import type { Tx } from "../db.ts";
 import type { EnrollmentKeysTable } from "../schema.ts";
 
@@ -18,4 +19,18 @@ export function listEnrollmentKeys(trx: Tx, tenantId: string, options: { limit?:
 export async function findEnrollmentKeyByPrefix(trx: Tx, prefix: string): Promise<EnrollmentKeyRow | undefined> {
   const known = await trx.selectFrom("enrollment_key_prefixes").select(["tenant_id", "key_id"]).where("prefix", "=", prefix).executeTakeFirst();
   return known && trx.selectFrom("enrollment_keys").selectAll().where("tenant_id", "=", known.tenant_id).where("key_id", "=", known.key_id).executeTakeFirst();
+}
+
+/** A listed key's row as its decider's state: what keyRefusal judges before a use or a prune. */
+export function enrollmentKeyStateOf(row: EnrollmentKeyRow): EnrollmentKeyState {
+  return {
+    exists: true,
+    keyId: row.key_id,
+    reusable: row.reusable,
+    maxUses: row.max_uses,
+    uses: row.uses,
+    expiresAt: new Date(row.expires_at).toISOString(),
+    revoked: row.revoked_at !== null,
+    agentId: row.agent_id,
+  };
 }
