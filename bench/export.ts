@@ -43,6 +43,7 @@ import { createKeyplane } from "../src/main.ts";
 import { eventLinesSql } from "../src/store/audit/readExportPage.ts";
 import { chainHash, contentHash } from "../src/audit/hashing.ts";
 import { createBenchDatabase } from "./benchDatabase.ts";
+import { auditWorkloadEvent } from "./auditWorkload.ts";
 import { intEnv } from "./benchEnv.ts";
 import { timeVerifier } from "./verifierSpeed.ts";
 
@@ -85,40 +86,12 @@ async function loadLog(
     for (let i = 0; i < n; i++) {
       seq++;
       const k = done + i;
-      const denied = k % 10 === 9;
-      const tokenId = randomUUID();
-      const streamId = denied ? `bench-${k}` : tokenId;
-      const type = denied ? "access.denied" : "access_token.issued";
-      const occurredAt = new Date(started + k * 2_000).toISOString();
-      const data = denied
-        ? {
-            level: "warning",
-            status: "denied",
-            reason: "forbidden",
-            resource: "graphql",
-            action: "installation:manage",
-            details: { operation: "revokeInstallation" },
-          }
-        : {
-            tokenId,
-            subject: `svc-${k % 97}@bench`,
-            kind: "service",
-            roles: ["service"],
-            scopes: ["installation:credentials"],
-            expiresAt: new Date(started + k * 2_000 + 86_400_000).toISOString(),
-            issuedVia: "api",
-          };
-      const metadata = {
-        actor: { subject: `admin-${k % 13}@bench`, kind: "user", roles: ["admin"], tokenId: randomUUID() },
-        requestId: randomUUID(),
-        sourceIp: `10.0.${(k >> 8) & 255}.${k & 255}`,
-        userAgent: "bench/1.0 (keyplane export benchmark)",
-      };
+      const { streamType, streamId, type, occurredAt, data, metadata } = auditWorkloadEvent(k, started);
       const eventId = randomUUID();
       const content = contentHash({
         eventId,
         tenantId: TENANT,
-        streamType: denied ? "security" : "access_token",
+        streamType,
         streamId,
         streamVersion: 1,
         type,
@@ -128,18 +101,7 @@ async function loadLog(
         occurredAt,
       });
       chain = chainHash(chain, seq, content);
-      const row = [
-        seq,
-        denied ? "security" : "access_token",
-        streamId,
-        eventId,
-        type,
-        JSON.stringify(data),
-        JSON.stringify(metadata),
-        occurredAt,
-        content,
-        chain,
-      ];
+      const row = [seq, streamType, streamId, eventId, type, JSON.stringify(data), JSON.stringify(metadata), occurredAt, content, chain];
       row.forEach((v, c) => cols[c]!.push(v));
       if ((k + 1) % CHECKPOINT_EVERY === 0 || k + 1 === EVENTS) {
         const payload = { tenantId: TENANT, sequence: seq, chainHash: chain, previousSignature, signedAt: occurredAt };

@@ -30,6 +30,7 @@ import {
   type HeaderRecord,
 } from "../src/audit/exportFormat.ts";
 import { chainHash, contentHash, genesisHash } from "../src/audit/hashing.ts";
+import { auditWorkloadEvent } from "./auditWorkload.ts";
 import { intEnv } from "./benchEnv.ts";
 import { describeSpeed, timeVerifier } from "./verifierSpeed.ts";
 
@@ -84,36 +85,7 @@ async function writeExport(file: string): Promise<JSONWebKeySet> {
   let lastCheckpoint: ExportSummary["lastCheckpoint"] = null;
   for (let k = 0; k < EVENTS; k++) {
     const seq = k + 1;
-    const denied = k % 10 === 9;
-    const tokenId = randomUUID();
-    const streamType = denied ? "security" : "access_token";
-    const streamId = denied ? `bench-${k}` : tokenId;
-    const type = denied ? "access.denied" : "access_token.issued";
-    const occurredAt = new Date(started + k * 2_000).toISOString();
-    const data = denied
-      ? {
-          level: "warning",
-          status: "denied",
-          reason: "forbidden",
-          resource: "graphql",
-          action: "installation:manage",
-          details: { operation: "revokeInstallation" },
-        }
-      : {
-          tokenId,
-          subject: `svc-${k % 97}@bench`,
-          kind: "service",
-          roles: ["service"],
-          scopes: ["installation:credentials"],
-          expiresAt: new Date(started + k * 2_000 + 86_400_000).toISOString(),
-          issuedVia: "api",
-        };
-    const metadata = {
-      actor: { subject: `admin-${k % 13}@bench`, kind: "user", roles: ["admin"], tokenId: randomUUID() },
-      requestId: randomUUID(),
-      sourceIp: `10.0.${(k >> 8) & 255}.${k & 255}`,
-      userAgent: "bench/1.0 (keyplane export benchmark)",
-    };
+    const { streamType, streamId, type, occurredAt, data, metadata } = auditWorkloadEvent(k, started);
     const e = { eventId: randomUUID(), tenantId: TENANT, streamType, streamId, streamVersion: 1, type, schemaVersion: 1, data, metadata, occurredAt };
     const content = contentHash(e);
     chain = chainHash(chain, seq, content);
