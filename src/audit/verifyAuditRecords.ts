@@ -1,7 +1,7 @@
 import type { JSONWebKeySet } from "jose";
 import { checkAuditJws } from "./auditSignatures.ts";
 import { hashContent } from "./canonicalContent.ts";
-import { CheckedEvent, FIELDS, fieldsProblem, sameAuditFields, stable, type MalformedRecord, type VerifiableRecord } from "./exportLines.ts";
+import { CheckedEvent, FIELDS, fieldsProblem, sameAuditFields, stable, type VerifiableRecord } from "./exportLines.ts";
 import {
   CHECKPOINT_JWS_TYPE,
   deriveAuditFields,
@@ -15,7 +15,6 @@ import {
   type EndRecord,
   type EventRecord,
   type ExportAnchor,
-  type ExportRecord,
   type ExportSummary,
   type HeaderRecord,
   type OmittedRecord,

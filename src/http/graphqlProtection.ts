@@ -12,9 +12,9 @@ import {
   isIntrospectionType,
   validate,
   type DocumentNode,
+  type ExecutionArgs,
   type ExecutionResult,
   type OperationDefinitionNode,
-  type GraphQLSchema,
   type ValidationContext,
   type ValidationRule,
 } from "graphql";
@@ -211,14 +211,10 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     return (await deps.standing.standing(actor)).tier ?? undefined;
   }
 
-  async function beforeOperation(
-    ctx: OperationContext,
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    operationName: string | null | undefined,
-    variables: Record<string, unknown> | null | undefined,
-    stop: (result: ExecutionResult) => void,
-  ): Promise<Record<string, unknown> | undefined> {
+  async function admit(args: ExecutionArgs, stop: (result: ExecutionResult) => void): Promise<Record<string, unknown> | undefined> {
+    const { schema, document, operationName } = args;
+    const ctx = args.contextValue as OperationContext;
+    const variables = args.variableValues as Record<string, unknown> | null | undefined;
     const state = ctx.request ? stateOf(ctx.request) : { checks: [] as PolicyCheck[] };
     let tier = ctx.actor?.tenantTier;
     if (limits.enabled && !state.request) {
@@ -304,15 +300,7 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     },
     onExecute({ args, setResultAndStopExecution }) {
       return (async () => {
-        const ctx = args.contextValue as unknown as OperationContext;
-        const cost = await beforeOperation(
-          ctx,
-          args.schema,
-          args.document,
-          args.operationName,
-          args.variableValues as Record<string, unknown> | undefined,
-          setResultAndStopExecution,
-        );
+        const cost = await admit(args, setResultAndStopExecution);
         if (!cost) return;
         return {
           onExecuteDone({ result, setResult }) {
@@ -326,15 +314,7 @@ export function rateLimitPlugin(deps: AppDeps & { limits: RateLimits }): Plugin 
     },
     onSubscribe({ args, setResultAndStopExecution }) {
       return (async () => {
-        const ctx = args.contextValue as unknown as OperationContext;
-        await beforeOperation(
-          ctx,
-          args.schema,
-          args.document,
-          args.operationName,
-          args.variableValues as Record<string, unknown> | undefined,
-          setResultAndStopExecution,
-        );
+        await admit(args, setResultAndStopExecution);
       })();
     },
     onResponse({ request, response }) {

@@ -1,7 +1,5 @@
-import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { circlesIn, importGraph, nameOf, SRC, sourcesUnder } from "../testkit/sourceImports.ts";
+import { circlesIn, importGraph, nameOf, sourcesUnder } from "../testkit/sourceImports.ts";
 
 // GitHub is one package: src/github holds the app registry, private-key handling, the requester, the
 // installation-token client and the install provider. These tests hold the boundary with src/providers
