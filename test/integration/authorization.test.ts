@@ -143,6 +143,11 @@ interface Operation {
 interface MatrixRow {
   /** A minimal valid operation on the field: when allowed, it really succeeds. */
   operation: (ctx: MatrixContext) => Operation | Promise<Operation>;
+  /**
+   * For a field that spends the token presented (endSession revokes it): the token of the same
+   * principal to present instead of the shared one, which the rows after it still need.
+   */
+  presenting?: (ctx: MatrixContext, token: string) => Promise<string>;
   expect: Record<Principal, Outcome>;
 }
 
@@ -878,6 +883,37 @@ const MATRIX: Record<string, MatrixRow> = {
       "admin+tenant:read": FORBIDDEN,
     },
   },
+  "Mutation.startSession": {
+    // Any signed-in principal, for a session of its own grant (nothing is revoked: the token presented lives on).
+    operation: () => ({ query: "mutation { startSession { tokenId accessToken refreshToken } }" }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: allow,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": allow,
+    },
+  },
+  "Mutation.endSession": {
+    // Any signed-in principal ends its own session: each presents a session it started for this row.
+    operation: () => ({ query: "mutation { endSession }" }),
+    presenting: ({ app }, token) => sessionOf(app, token),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: allow,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": allow,
+    },
+  },
   "Mutation.refreshSession": {
     // Public: the refresh token is the credential, whoever (if anyone) sends it.
     operation: async ({ app, adminToken }) => ({
@@ -914,6 +950,15 @@ async function freshRefreshToken(app: TestApp, adminToken: string): Promise<stri
   registerSecret(res.data.issueServiceToken.accessToken);
   registerSecret(res.data.issueServiceToken.refreshToken);
   return res.data.issueServiceToken.refreshToken;
+}
+
+/** The access token of a session started with the token given: the same principal, its own family. */
+async function sessionOf(app: TestApp, token: string): Promise<string> {
+  const res = await app.gql("mutation { startSession { accessToken refreshToken } }", {}, { token });
+  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+  registerSecret(res.data.startSession.accessToken);
+  registerSecret(res.data.startSession.refreshToken);
+  return res.data.startSession.accessToken;
 }
 
 /**
@@ -1028,8 +1073,10 @@ describe("authorization matrix", () => {
           const row = MATRIX[field.key];
           if (!row) throw new Error(`no row in MATRIX for ${field.key}`);
           const op = await row.operation(ctx);
+          const shared = tokens[principal];
+          const token = row.presenting && shared ? await row.presenting(ctx, shared) : shared;
           if (field.rootType === "Subscription") {
-            const res = await subscribeOnce(app, op, tokens[principal]);
+            const res = await subscribeOnce(app, op, token);
             if (expected === allow) {
               expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
               expect(res.data?.[field.name]).toBeTruthy();
@@ -1043,7 +1090,7 @@ describe("authorization matrix", () => {
             }
             return;
           }
-          const res: GraphQLResponse = await app.gql(op.query, op.variables ?? {}, { token: tokens[principal] });
+          const res: GraphQLResponse = await app.gql(op.query, op.variables ?? {}, { token });
           if (expected === allow) {
             expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
             expect(res.data?.[field.name]).toBeTruthy();

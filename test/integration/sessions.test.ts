@@ -266,3 +266,149 @@ describe("refresh and access tokens are not interchangeable", () => {
     expect((await tenantLog(tenantId)).filter((e) => e.event_type === "session.refreshed")).toHaveLength(1);
   });
 });
+
+describe("startSession and endSession (the console's sign-in and sign-out)", () => {
+  const START = "mutation { startSession { accessToken tokenId expiresAt refreshToken refreshExpiresAt } }";
+  const END = "mutation { endSession }";
+  const WHO = "{ me { subject tenantId kind roles scopes permissions } }";
+
+  async function start(token: string): Promise<Pair> {
+    const res = await app.gql(START, {}, { token });
+    expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+    return remember(res.data.startSession);
+  }
+
+  async function who(token: string): Promise<Record<string, unknown>> {
+    const res = await app.gql(WHO, {}, { token });
+    expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+    return res.data.me;
+  }
+
+  it("exchanges the token presented for a 15-minute session of the same principal, which refreshSession rotates", async () => {
+    const { tenantId } = await app.seedTenant();
+    // Like the bootstrap admin token: a user admin token that lives 7 days.
+    const pasted = await app.mintToken({ tenantId, roles: ["admin"], kind: "user", subject: "bootstrap-admin", ttlSeconds: 7 * 86400 });
+    const before = Date.now();
+    const pair = await start(pasted);
+
+    expect(await who(pair.accessToken)).toEqual(await who(pasted));
+    const session = await app.gql("{ me { subject tenantId roles } }", {}, { token: pair.accessToken });
+    expect(session.data.me).toEqual({ subject: "bootstrap-admin", tenantId, roles: ["admin"] });
+    // A 15-minute access token, in a family of its own.
+    const claims = decodeJwt(pair.accessToken);
+    expect(claims.exp! - claims.iat!).toBe(900);
+    expect(Math.floor(new Date(pair.expiresAt).getTime() / 1000)).toBe(claims.exp);
+    expect(new Date(pair.expiresAt).getTime() - before).toBeGreaterThan(880_000);
+    expect(new Date(pair.expiresAt).getTime() - before).toBeLessThanOrEqual(905_000);
+    expect(familyOf(pair.accessToken)).toEqual(expect.any(String));
+    expect(new Date(pair.refreshExpiresAt).getTime()).toBeGreaterThan(new Date(pair.expiresAt).getTime());
+
+    // The refresh token rotates like any other: a new pair of the same family and principal.
+    const next = await refreshOk(pair.refreshToken);
+    expect(familyOf(next.accessToken)).toBe(familyOf(pair.accessToken));
+    expect(next.refreshToken).not.toBe(pair.refreshToken);
+    expect(await who(next.accessToken)).toEqual(await who(pasted));
+    // The token presented is not spent by the exchange.
+    expect((await me(pasted)).errors).toBeUndefined();
+
+    const log = await tenantLog(tenantId);
+    const started = log.filter((e) => e.event_type === "session.started").map(dataOf);
+    expect(started).toEqual([
+      expect.objectContaining({
+        familyId: familyOf(pair.accessToken),
+        subject: "bootstrap-admin",
+        kind: "user",
+        roles: ["admin"],
+        scopes: [],
+        accessTokenId: pair.tokenId,
+      }),
+    ]);
+    expectNoSecretsIn(log, [pasted, pair.accessToken, pair.refreshToken, next.accessToken, next.refreshToken]);
+  });
+
+  it("gives a viewer a viewer's session, and a narrowed token a session just as narrow", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const viewer = await start(tokens.viewer);
+    expect(await who(viewer.accessToken)).toEqual(await who(tokens.viewer));
+    expect((await who(viewer.accessToken)).roles).toEqual(["viewer"]);
+    for (const token of [tokens.viewer, viewer.accessToken]) {
+      const res = await app.gql(ISSUE, { input: { subject: "escalate", refreshable: true } }, { token });
+      expect(res.errors?.map((e) => e.extensions?.code)).toEqual(["FORBIDDEN"]);
+    }
+    // Refreshing keeps the grant.
+    const refreshed = await refreshOk(viewer.refreshToken);
+    expect((await who(refreshed.accessToken)).roles).toEqual(["viewer"]);
+
+    const narrow = await app.mintToken({ tenantId, roles: ["admin"], scopes: ["tenant:read"], subject: `narrow@${tenantId}` });
+    const narrowSession = await start(narrow);
+    expect(await who(narrowSession.accessToken)).toMatchObject({ roles: ["admin"], scopes: ["tenant:read"], permissions: ["tenant:read"] });
+    const res = await app.gql(ISSUE, { input: { subject: "escalate" } }, { token: narrowSession.accessToken });
+    expect(res.errors?.map((e) => e.extensions?.code)).toEqual(["FORBIDDEN"]);
+  });
+
+  it("endSession revokes the session's family and the access token presented: both tokens and every access token of the family are refused", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const first = await start(tokens.editor);
+    const second = await refreshOk(first.refreshToken);
+    const family = familyOf(first.accessToken);
+
+    const ended = await app.gql(END, {}, { token: second.accessToken });
+    expect(ended.errors).toBeUndefined();
+    expect(ended.data.endSession).toBe(true);
+
+    for (const pair of [first, second]) expectUnauthenticated(await me(pair.accessToken));
+    expectUnauthenticated(await refresh(second.refreshToken));
+    // A second sign-out with the same token is refused by authentication itself.
+    const again = await app.gql(END, {}, { token: second.accessToken });
+    expectUnauthenticated(again);
+    expect(again.data?.endSession ?? null).toBeNull();
+    // The token the session was started with is untouched.
+    expect((await me(tokens.editor)).errors).toBeUndefined();
+
+    const log = await tenantLog(tenantId);
+    expect(log.filter((e) => e.event_type === "session.revoked").map(dataOf)).toEqual([expect.objectContaining({ familyId: family, reason: "revoked" })]);
+    expect(log.filter((e) => e.event_type === "access_token.revoked").map(dataOf)).toEqual([expect.objectContaining({ tokenId: second.tokenId })]);
+    expectNoSecretsIn(log, [first.accessToken, first.refreshToken, second.accessToken, second.refreshToken]);
+  });
+
+  it("endSession with a token that is not from a session revokes just that token", async () => {
+    const { tenantId } = await app.seedTenant();
+    const token = await app.mintToken({ tenantId, roles: ["viewer"], subject: `leaving@${tenantId}` });
+    const tokenId = decodeJwt(token).jti;
+    const ended = await app.gql(END, {}, { token });
+    expect(ended.errors).toBeUndefined();
+    expect(ended.data.endSession).toBe(true);
+    expectUnauthenticated(await me(token));
+    expectUnauthenticated(await app.gql(END, {}, { token }));
+
+    const log = await tenantLog(tenantId);
+    expect(log.filter((e) => e.event_type === "session.revoked")).toEqual([]);
+    expect(log.filter((e) => e.event_type === "access_token.revoked").map(dataOf)).toEqual([expect.objectContaining({ tokenId })]);
+  });
+
+  it("ending one's own session leaves another tenant's session working", async () => {
+    const ours = await app.seedTenant();
+    const theirs = await app.seedTenant();
+    const mine = await start(ours.tokens.admin);
+    const other = await start(theirs.tokens.admin);
+
+    expect((await app.gql(END, {}, { token: mine.accessToken })).data?.endSession).toBe(true);
+    expectUnauthenticated(await me(mine.accessToken));
+
+    expect((await who(other.accessToken)).tenantId).toBe(theirs.tenantId);
+    const rotated = await refreshOk(other.refreshToken);
+    expect((await who(rotated.accessToken)).tenantId).toBe(theirs.tenantId);
+    const theirLog = await tenantLog(theirs.tenantId);
+    expect(theirLog.filter((e) => e.event_type === "session.revoked" || e.event_type === "access_token.revoked")).toEqual([]);
+  });
+
+  it("refuses both to an unauthenticated caller", async () => {
+    for (const query of [START, END]) {
+      for (const token of [undefined, "not-a-token"]) {
+        const res = await app.gql(query, {}, token ? { token } : {});
+        expectUnauthenticated(res);
+        expect(res.data?.startSession ?? res.data?.endSession ?? null).toBeNull();
+      }
+    }
+  });
+});

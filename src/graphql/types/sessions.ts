@@ -1,6 +1,8 @@
+import { endSession } from "../../app/sessions/endSession.ts";
 import { issueAccessToken } from "../../app/sessions/issueAccessToken.ts";
 import { refreshSession } from "../../app/sessions/refreshSession.ts";
 import { revokeAccessToken } from "../../app/sessions/revokeAccessToken.ts";
+import { startSession } from "../../app/sessions/startSession.ts";
 import type { IssuedTokens } from "../../app/sessions/tokenPair.ts";
 import { builder } from "../builder.ts";
 
@@ -70,5 +72,24 @@ builder.mutationField("refreshSession", (t) =>
     args: { refreshToken: t.arg.string({ required: true }) },
     authScopes: { public: true },
     resolve: (_root, { refreshToken }, ctx) => refreshSession(ctx.deps, refreshToken, ctx.meta),
+  }),
+);
+
+// The console's sign-in and sign-out: any signed-in principal, for itself only (no argument names anyone else).
+builder.mutationField("startSession", (t) =>
+  t.withAuth({ authenticated: true }).field({
+    type: IssuedToken,
+    description:
+      "Exchanges the token presented for a session of the same principal (same tenant, subject, kind, roles and scopes): a 15-minute access token and a rotating refresh token",
+    resolve: (_root, _args, ctx) => startSession(ctx.deps, ctx.actor, ctx.meta),
+  }),
+);
+
+builder.mutationField("endSession", (t) =>
+  t.withAuth({ authenticated: true }).field({
+    type: "Boolean",
+    description:
+      "Signs out: revokes the session of the token presented (its refresh-token family and the access token itself); true when something was revoked",
+    resolve: (_root, _args, ctx) => endSession(ctx.deps, ctx.actor, ctx.meta),
   }),
 );
