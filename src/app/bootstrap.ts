@@ -10,7 +10,7 @@ export const DEFAULT_TENANT = "default";
 const ADMIN_TOKEN_TTL_SECONDS = 7 * 86400;
 
 /**
- * First start of an empty database: a `default` tenant and a one-time admin token written to
+ * First start of an empty database: a `default` tenant and an admin token (valid for 7 days) written to
  * <data dir>/admin-token (0600), so a new user can send a first query at once.
  */
 export async function bootstrapDefaultTenant(deps: Pick<AppDeps, "db" | "config" | "minter" | "now" | "logger">): Promise<string | null> {
@@ -27,6 +27,6 @@ export async function bootstrapDefaultTenant(deps: Pick<AppDeps, "db" | "config"
   });
   const file = path.resolve(deps.config.dataDir, "admin-token");
   writeFileSync(file, issued.accessToken + "\n", { mode: 0o600 });
-  deps.logger.info({ file, tenantId: DEFAULT_TENANT, expiresAt: issued.expiresAt }, "created tenant 'default'; wrote a one-time admin token");
+  deps.logger.info({ file, tenantId: DEFAULT_TENANT, expiresAt: issued.expiresAt }, "created tenant 'default'; wrote its admin token");
   return file;
 }

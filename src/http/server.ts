@@ -10,16 +10,18 @@ import { methodOf, routeOf } from "./httpMetrics.ts";
 import { traceContextOf } from "./traceContext.ts";
 import { createClientAddressResolver, rememberClientAddress } from "./clientAddress.ts";
 import { auditExportRoute } from "./auditExportRoute.ts";
+import { consoleRoute } from "./consoleRoute.ts";
 import { installationRoutes } from "./installationRoutes.ts";
 import { addressPolicyOf, admitAddress } from "./addressLimits.ts";
 import { createGraphQLServer } from "./yoga.ts";
 import { attachGraphQLWebSocket } from "./websocket.ts";
 
-/** One HTTP server: /graphql (Yoga), health probes and the JWKS beside it. */
+/** One HTTP server: /graphql (Yoga), the console at /console, health probes and the JWKS beside it. */
 export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Server {
   const yoga = createGraphQLServer(deps);
   const installations = installationRoutes(deps);
   const auditExport = auditExportRoute(deps, database);
+  const consolePages = consoleRoute();
 
   const readiness = createReadinessCheck(database, deps.logger);
 
@@ -102,6 +104,7 @@ export function createHttpServer(deps: AppDeps, database: DatabaseHandle): Serve
     if (req.method === "GET" && path === "/.well-known/jwks.json") {
       return sendJson(res, 200, deps.verifier.jwks, { "cache-control": "public, max-age=300" });
     }
+    if (consolePages(req, res, path)) return;
     // OAuth redirects and webhooks are public: counted per source address first.
     const addressPolicy = addressPolicyOf(path);
     if (addressPolicy && deps.limits.enabled) {

@@ -1,3 +1,4 @@
+import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { GraphQLError } from "graphql";
 import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
@@ -33,7 +34,18 @@ export function createGraphQLServer(deps: AppDeps): YogaServerInstance<ServerCon
     landingPage: false,
     // Only the configured origins, without credentials (src/http/cors.ts); Yoga's own CORS is off.
     cors: false,
-    graphiql: deps.config.env !== "production" ? { title: "Keyplane" } : false,
+    // GraphiQL (not in production) from the installed package's own assets, not a CDN, so it works
+    // offline; its Headers tab starts with the header a token goes in.
+    graphiql:
+      deps.config.env !== "production"
+        ? {
+            title: "Keyplane",
+            headers: JSON.stringify({ authorization: "Bearer <paste ./data/admin-token here>" }, null, 2),
+            defaultEditorToolsVisibility: "headers",
+            defaultQuery: "{\n  me { subject tenantId roles }\n  tenant { id name tier }\n}\n",
+          }
+        : false,
+    renderGraphiQL,
     // Documents that fail to parse are not cached: hostile ones vary, and keeping each error (with its
     // source) costs several times more than parsing it again (bench:limits, part C).
     parserAndValidationCache: { errorCache: { get: () => undefined, set: () => {} } },

@@ -38,7 +38,8 @@ describe("keyplane serve on the embedded database", () => {
     first = await serve(dataDir, "first");
     await waitHealthy(first);
     expect(first.stderr()).toContain(`Keyplane is serving http://127.0.0.1:${first.port}/graphql (embedded database in ${path.resolve(dataDir)})`);
-    expect(first.stderr()).toContain(`Created tenant 'default'; a one-time admin token is in ${tokenFile}`);
+    expect(first.stderr()).toContain(`Created tenant 'default'; its admin token (valid for 7 days) is in ${tokenFile}`);
+    expect(first.stderr()).toContain(`Open http://127.0.0.1:${first.port}/console/ and sign in with that token`);
 
     const ready = await fetch(`http://127.0.0.1:${first.port}/readyz`);
     expect(ready.status).toBe(200);
@@ -54,7 +55,7 @@ describe("keyplane serve on the embedded database", () => {
     expect(await graphiql.text()).toMatch(/<title>Keyplane<\/title>/);
   });
 
-  it("wrote a one-time admin token readable by its owner only", () => {
+  it("wrote an admin token readable by its owner only", () => {
     const stat = statSync(tokenFile);
     expect(stat.mode & 0o777).toBe(0o600);
     token = readFileSync(tokenFile, "utf8").trim();
@@ -97,7 +98,7 @@ describe("keyplane serve on the embedded database", () => {
     const again = await serve(dataDir, "restart");
     await waitHealthy(again);
     expect(again.stderr()).not.toContain("Created tenant");
-    expect(again.stderr()).toContain(`The admin token written on first start is in ${tokenFile}`);
+    expect(again.stderr()).toContain(`The admin token written on first start (valid for 7 days from then) is in ${tokenFile}`);
     expect(readFileSync(tokenFile, "utf8")).toBe(tokenBefore);
     expect(statSync(tokenFile).mtimeMs).toBe(mtimeBefore);
 

@@ -302,6 +302,8 @@ describe("startSession and endSession (the console's sign-in and sign-out)", () 
     expect(new Date(pair.expiresAt).getTime() - before).toBeLessThanOrEqual(905_000);
     expect(familyOf(pair.accessToken)).toEqual(expect.any(String));
     expect(new Date(pair.refreshExpiresAt).getTime()).toBeGreaterThan(new Date(pair.expiresAt).getTime());
+    // The session ends when the token it came from does, at the latest.
+    expect(Math.floor(new Date(pair.refreshExpiresAt).getTime() / 1000)).toBeLessThanOrEqual(decodeJwt(pasted).exp!);
 
     // The refresh token rotates like any other: a new pair of the same family and principal.
     const next = await refreshOk(pair.refreshToken);
@@ -324,6 +326,17 @@ describe("startSession and endSession (the console's sign-in and sign-out)", () 
       }),
     ]);
     expectNoSecretsIn(log, [pasted, pair.accessToken, pair.refreshToken, next.accessToken, next.refreshToken]);
+  });
+
+  it("never outlives the token presented: a session of a 2-minute token ends with it, refreshes included", async () => {
+    const { tenantId } = await app.seedTenant();
+    const pasted = await app.mintToken({ tenantId, roles: ["viewer"], kind: "user", subject: "short-lived", ttlSeconds: 120 });
+    const pair = await start(pasted);
+    const ends = decodeJwt(pasted).exp!;
+    expect(Math.floor(new Date(pair.refreshExpiresAt).getTime() / 1000)).toBeLessThanOrEqual(ends);
+    expect(decodeJwt(pair.accessToken).exp!).toBeLessThanOrEqual(ends);
+    const next = await refreshOk(pair.refreshToken);
+    expect(decodeJwt(next.accessToken).exp!).toBeLessThanOrEqual(ends);
   });
 
   it("gives a viewer a viewer's session, and a narrowed token a session just as narrow", async () => {

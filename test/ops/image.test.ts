@@ -104,6 +104,7 @@ function layOut(): Layout {
       const local = target.startsWith("/app/") ? path.join(app, target.slice("/app/".length)) : undefined;
       if (from === "deps" && source === "/app/node_modules" && local) installProductionDependencies(local);
       else if (from === "build" && source === "/app/dist" && local) compile(local);
+      else if (from === "build" && source === "/app/console/dist" && local) buildConsole(local);
       else if (from === "deps" && source === "/out/" && target === "/")
         continue; // the data directory: the volume below
       else if (from === undefined && local) cpSync(path.join(ROOT, source), local, { recursive: true });
@@ -134,6 +135,13 @@ function layOut(): Layout {
 }
 
 /** npm run build (tsc -p tsconfig.build.json) into outDir, without the type check (see above). */
+/** The build stage's `npm run build:console`: the console built from this checkout, copied in. */
+function buildConsole(outDir: string): void {
+  const build = spawnSync(process.execPath, [path.join(ROOT, "console/build.mjs")], { cwd: ROOT, encoding: "utf8" });
+  if (build.status !== 0) throw new Error(`the console's build failed:\n${build.stdout}${build.stderr}`);
+  cpSync(path.join(ROOT, "console/dist"), outDir, { recursive: true });
+}
+
 function compile(outDir: string): void {
   const tsc = spawnSync(process.execPath, [TSC, "-p", path.join(ROOT, "tsconfig.build.json"), "--noCheck", "--noResolve", "--outDir", outDir], {
     encoding: "utf8",
@@ -273,6 +281,12 @@ describe("the image (ops/Dockerfile) as built and run", () => {
           ...user,
         });
         expect(missing.status).toBe(1);
+        // The console, in production too, from the image's own files and under its strict policy.
+        const consolePage = await fetch(`${url}/console/`);
+        expect(consolePage.status).toBe(200);
+        expect(consolePage.headers.get("content-security-policy")).toContain("script-src 'self'");
+        const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(await consolePage.text())?.[1];
+        expect((await fetch(`${url}${script}`)).status).toBe(200);
 
         const tokenFile = path.join(layout.volume, "admin-token");
         expect(statSync(tokenFile).mode & 0o777).toBe(0o600);

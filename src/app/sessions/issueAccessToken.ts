@@ -23,6 +23,8 @@ export const IssueTokenInput = z
       .default([]),
     ttlSeconds: z.number().int().min(60, "at least 60 seconds").max(MAX_TTL_SECONDS, "at most 366 days").optional(),
     refreshable: z.boolean().default(false),
+    /** A refreshable token's family ends by then at the latest (a session never outlives the token it came from). */
+    refreshUntil: z.date().optional(),
     issuedVia: z.enum(["api", "cli", "bootstrap", "enrollment"]),
   })
   .refine((i) => i.roles.includes("platform") === (i.tenantId === PLATFORM_TENANT), {
@@ -67,7 +69,8 @@ export async function issueAccessToken(
   const familyId = randomUUID();
   const refreshTokenId = randomUUID();
   const accessTokenId = randomUUID();
-  const refreshExpiresAt = new Date(now.getTime() + deps.config.auth.refreshTokenTtl * 1000);
+  const refreshLimit = now.getTime() + deps.config.auth.refreshTokenTtl * 1000;
+  const refreshExpiresAt = new Date(Math.min(refreshLimit, input.refreshUntil?.getTime() ?? refreshLimit));
   await handleCommand(deps.db, {
     tenantId: input.tenantId,
     ...sessionStream(familyId),

@@ -45,12 +45,13 @@ async function serve(config: Config, io: CliIo): Promise<number> {
   io.err(
     `Keyplane is serving ${shown}/graphql (${kp.database.backend === "pglite" ? `embedded database in ${path.resolve(config.dataDir)}` : "PostgreSQL"})\n`,
   );
-  if (tokenFile) {
-    io.err(`Created tenant 'default'; a one-time admin token is in ${tokenFile}\n`);
-  } else {
-    const existing = path.resolve(config.dataDir, "admin-token");
-    if (existsSync(existing)) io.err(`The admin token written on first start is in ${existing}\n`);
-  }
+  // Where a person goes next: the console, signed in with the admin token.
+  const existing = path.resolve(config.dataDir, "admin-token");
+  if (tokenFile) io.err(`Created tenant 'default'; its admin token (valid for 7 days) is in ${tokenFile}\n`);
+  else if (existsSync(existing)) io.err(`The admin token written on first start (valid for 7 days from then) is in ${existing}\n`);
+  io.err(
+    `Open ${shown}/console/ and sign in${tokenFile || existsSync(existing) ? ` with that token (cat ${path.relative(process.cwd(), tokenFile ?? existing) || tokenFile})` : " with a Keyplane token"}\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off("SIGINT", stop);

@@ -1,0 +1,93 @@
+import { useEffect, useMemo, useState, useSyncExternalStore } from "react";
+import { Provider, useQuery } from "urql";
+import { createApiClient } from "./client.ts";
+import { describeError } from "./errors.ts";
+import { graphql, type ResultOf } from "./graphql.ts";
+import { Overview } from "./pages/Overview.tsx";
+import { SignIn } from "./pages/SignIn.tsx";
+import { navigate, usePath } from "./router.ts";
+import type { SessionStore } from "./session.ts";
+
+export const ViewerQuery = graphql(`
+  query Viewer {
+    me {
+      subject
+      kind
+      roles
+      permissions
+      tenantId
+    }
+  }
+`);
+
+export type Viewer = ResultOf<typeof ViewerQuery>["me"];
+
+const PAGES = [{ path: "/", title: "Overview" }] as const;
+
+export function App({ sessions }: { sessions: SessionStore }) {
+  const session = useSyncExternalStore(sessions.subscribe, sessions.current);
+  // One client per session (a refresh keeps it, and its subscriptions): nothing read under one
+  // principal is shown to the next.
+  const signedIn = session !== null;
+  const client = useMemo(() => (signedIn ? createApiClient(sessions) : null), [signedIn, sessions]);
+  if (!session || !client) return <SignIn sessions={sessions} />;
+  return (
+    <Provider value={client}>
+      <SignedIn sessions={sessions} />
+    </Provider>
+  );
+}
+
+function SignedIn({ sessions }: { sessions: SessionStore }) {
+  const [{ data, error }] = useQuery({ query: ViewerQuery });
+  const path = usePath();
+  const [signingOut, setSigningOut] = useState(false);
+  const page = PAGES.find((p) => p.path === path) ?? PAGES[0];
+  useEffect(() => {
+    document.title = `${page.title} · Keyplane`;
+  }, [page]);
+  const viewer = data?.me;
+  return (
+    <div className="layout">
+      <header className="topbar">
+        <span className="brand">Keyplane</span>
+        <nav aria-label="Pages">
+          {PAGES.map((p) => (
+            <a
+              key={p.path}
+              href={`/console${p.path}`}
+              aria-current={p.path === page.path ? "page" : undefined}
+              onClick={(event) => {
+                event.preventDefault();
+                navigate(p.path);
+              }}
+            >
+              {p.title}
+            </a>
+          ))}
+        </nav>
+        <span className="who" data-testid="who">
+          {viewer ? `${viewer.subject} · ${viewer.tenantId} · ${viewer.roles.join(", ")}` : ""}
+        </span>
+        <button
+          type="button"
+          disabled={signingOut}
+          onClick={async () => {
+            setSigningOut(true);
+            await sessions.signOut();
+          }}
+        >
+          Sign out
+        </button>
+      </header>
+      <main>
+        {error && (
+          <p role="alert" className="error">
+            {describeError(error)}
+          </p>
+        )}
+        {viewer && page.path === "/" && <Overview viewer={viewer} />}
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,124 @@
+import { useQuery } from "urql";
+import type { Viewer } from "../App.tsx";
+import { describeError } from "../errors.ts";
+import { graphql } from "../graphql.ts";
+
+const OverviewQuery = graphql(`
+  query Overview {
+    tenant {
+      id
+      name
+      tier
+      status
+      createdAt
+    }
+    agents(first: 100) {
+      nodes {
+        id
+        connection
+      }
+      pageInfo {
+        hasNextPage
+      }
+    }
+    auditLog(first: 10, order: NEWEST_FIRST, filter: { types: ["auth.failed", "access.denied"] }) {
+      nodes {
+        sequence
+        type
+        actor
+        occurredAt
+        data
+      }
+    }
+  }
+`);
+
+export function Overview({ viewer }: { viewer: Viewer }) {
+  const [{ data, error, fetching }] = useQuery({ query: OverviewQuery });
+  if (error)
+    return (
+      <p role="alert" className="error">
+        {describeError(error)}
+      </p>
+    );
+  if (!data) return <p aria-busy={fetching}>Loading…</p>;
+  const agents = data.agents.nodes;
+  const online = agents.filter((a) => a.connection === "online").length;
+  const more = data.agents.pageInfo.hasNextPage ? "+" : "";
+  return (
+    <>
+      <h1>Overview</h1>
+      <section className="cards" aria-label="Tenant">
+        <article className="card">
+          <h2>Tenant</h2>
+          <p data-testid="tenant-name">{data.tenant.name}</p>
+          <dl>
+            <dt>Id</dt>
+            <dd>{data.tenant.id}</dd>
+            <dt>Tier</dt>
+            <dd data-testid="tenant-tier">{data.tenant.tier}</dd>
+            <dt>Status</dt>
+            <dd>{data.tenant.status}</dd>
+          </dl>
+        </article>
+        <article className="card">
+          <h2>Signed in as</h2>
+          <p>{viewer.subject}</p>
+          <dl>
+            <dt>Kind</dt>
+            <dd>{viewer.kind}</dd>
+            <dt>Roles</dt>
+            <dd>{viewer.roles.join(", ")}</dd>
+            <dt>Permissions</dt>
+            <dd>{viewer.permissions.length}</dd>
+          </dl>
+        </article>
+        <article className="card">
+          <h2>Agents</h2>
+          <p data-testid="agents-online">
+            {online}
+            {more} online
+          </p>
+          <dl>
+            <dt>Offline or pending</dt>
+            <dd>
+              {agents.length - online}
+              {more}
+            </dd>
+          </dl>
+        </article>
+      </section>
+      <section aria-labelledby="security-heading">
+        <h2 id="security-heading">Last security events</h2>
+        {data.auditLog.nodes.length === 0 ? (
+          <p>None.</p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">#</th>
+                <th scope="col">Event</th>
+                <th scope="col">Actor</th>
+                <th scope="col">When</th>
+                <th scope="col">Reason</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.auditLog.nodes.map((e) => (
+                <tr key={e.sequence}>
+                  <td>{e.sequence}</td>
+                  <td>{e.type}</td>
+                  <td>{e.actor}</td>
+                  <td>
+                    <time dateTime={e.occurredAt}>{new Date(e.occurredAt).toLocaleString()}</time>
+                  </td>
+                  <td>{String((e.data as { reason?: unknown }).reason ?? "")}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </>
+  );
+}

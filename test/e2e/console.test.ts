@@ -1,0 +1,135 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
+
+// The console as a person uses it: `keyplane serve` on the embedded database (as `npm start` runs
+// it), a real Chromium, the admin token the first start wrote. Screenshots of each page go to the
+// run's log directory, and to docs/images/ with UPDATE_SCREENSHOTS=1.
+
+const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images") : path.join(process.env.KEYPLANE_TEST_LOG_DIR ?? tmpdir(), "screenshots");
+
+/** npm install built the console; a checkout whose console sources changed since is built again (a few seconds). */
+function buildConsoleIfStale() {
+  const built = path.resolve("console/dist/index.html");
+  const newest = readdirSync("console", { recursive: true, encoding: "utf8" })
+    .filter((f) => !f.startsWith("dist") && !f.endsWith("graphql-env.d.ts"))
+    .map((f) => statSync(path.join("console", f)).mtimeMs)
+    .reduce((a, b) => Math.max(a, b), 0);
+  if (!existsSync(built) || statSync(built).mtimeMs < newest) execFileSync(process.execPath, ["console/build.mjs"], { stdio: "ignore" });
+}
+
+describe.skipIf(!chromiumPath)("the console in a browser", () => {
+  let dataDir: string;
+  let served: Served;
+  let adminToken: string;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    buildConsoleIfStale();
+    dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-"));
+    served = await serveProcess("console", { KEYPLANE_DATA_DIR: dataDir });
+    adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
+    registerSecret(adminToken);
+    browser = await launchBrowser();
+    mkdirSync(SCREENSHOTS, { recursive: true });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await killServedProcesses();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function signIn(page: Page, token = adminToken) {
+    await page.goto(served.url);
+    await page.getByLabel("Access token").fill(token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByTestId("who").filter({ hasText: "bootstrap-admin" }).waitFor();
+  }
+
+  it("/ leads to the console, served with a Content-Security-Policy that allows only its own origin", async () => {
+    const root = await fetch(served.url, { redirect: "manual" });
+    expect(root.status).toBe(302);
+    expect(root.headers.get("location")).toBe("/console/");
+    const page = await fetch(`${served.url}/console/agents`);
+    expect(page.status).toBe(200);
+    const csp = page.headers.get("content-security-policy") ?? "";
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("default-src 'self'");
+    const html = await page.text();
+    // No inline script: every script is a file of the console's own.
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    const missing = await fetch(`${served.url}/console/assets/../../package.json`);
+    expect(missing.status).not.toBe(200);
+  });
+
+  it("signs in with the admin token, shows who and which tenant, and keeps only a session in the tab", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const problems = pageProblems(page);
+    await signIn(page);
+    await expect.poll(() => page.getByTestId("who").textContent()).toBe("bootstrap-admin · default · admin");
+    await page.getByTestId("tenant-name").filter({ hasText: "Default" }).waitFor();
+    expect(await page.getByTestId("tenant-tier").textContent()).toBe("free");
+    await page.screenshot({ path: path.join(SCREENSHOTS, "console-overview.png"), fullPage: true });
+
+    const stored = await page.evaluate(() => ({ session: sessionStorage.getItem("keyplane.session"), local: JSON.stringify(localStorage) }));
+    const session = JSON.parse(stored.session!) as { accessToken: string; refreshToken: string; expiresAt: string };
+    registerSecret(session.accessToken);
+    registerSecret(session.refreshToken);
+    expect(session.accessToken).not.toBe(adminToken);
+    expect(stored.session).not.toContain(adminToken);
+    expect(stored.local).not.toContain(adminToken);
+    expect(Date.parse(session.expiresAt) - Date.now()).toBeLessThanOrEqual(15 * 60_000);
+
+    // A reload keeps the session (this tab's storage); signing out revokes it.
+    await page.reload();
+    await page.getByTestId("who").filter({ hasText: "bootstrap-admin" }).waitFor();
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Access token").waitFor();
+    expect(await page.evaluate(() => sessionStorage.getItem("keyplane.session"))).toBeNull();
+    await expect.poll(() => codeOf(session.accessToken)).toBe("UNAUTHENTICATED");
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it("says in words, with the code, why a token is refused", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(served.url);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "console-sign-in.png") });
+    await page.getByLabel("Access token").fill("not-a-token");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect.poll(() => page.getByRole("alert").textContent()).toMatch(/sign in again.*\(UNAUTHENTICATED\)/);
+    await context.close();
+  });
+
+  it("serves GraphiQL from the installed package, with nothing from a CDN", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const outside: string[] = [];
+    page.on("request", (request) => {
+      if (!request.url().startsWith(served.url) && !request.url().startsWith("blob:") && !request.url().startsWith("data:")) outside.push(request.url());
+    });
+    await page.goto(`${served.url}/graphql`);
+    await page.getByText("authorization").first().waitFor();
+    expect(outside).toEqual([]);
+    await context.close();
+  });
+
+  async function codeOf(token: string): Promise<string | undefined> {
+    const response = await fetch(`${served.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: "{ me { subject } }" }),
+    });
+    const body = (await response.json()) as { errors?: { extensions?: { code?: string } }[] };
+    return body.errors?.[0]?.extensions?.code;
+  }
+});
