@@ -1,15 +1,29 @@
+import path from "node:path";
 import react from "@vitejs/plugin-react";
-import { defineConfig } from "vite";
+import { defineConfig, type Plugin } from "vite";
 
 // The console is served by Keyplane itself at /console (src/http/consoleRoute.ts), from console/dist.
 // `npm run dev:console` serves it with hot reload and passes /graphql (HTTP and WebSocket) to a running
 // Keyplane (KEYPLANE_URL, default http://127.0.0.1:4000): same origin either way, so no CORS.
 const keyplane = process.env.KEYPLANE_URL ?? "http://127.0.0.1:4000";
 
+// The audit verifier (src/audit/) is the CLI's own; its one Node.js file, platform.ts, is swapped for
+// the browser's (src/audit/browserPlatform.ts) when the console imports it.
+const auditDir = path.resolve(import.meta.dirname, "../src/audit");
+const browserPlatform = path.resolve(import.meta.dirname, "src/audit/browserPlatform.ts");
+const auditPlatform: Plugin = {
+  name: "keyplane-audit-platform",
+  enforce: "pre",
+  resolveId(source, importer) {
+    if (source === "./platform.ts" && importer && path.dirname(importer) === auditDir) return browserPlatform;
+    return null;
+  },
+};
+
 export default defineConfig({
   root: import.meta.dirname,
   base: "/console/",
-  plugins: [react()],
+  plugins: [auditPlatform, react()],
   build: {
     outDir: "dist",
     emptyOutDir: true,
@@ -18,6 +32,8 @@ export default defineConfig({
     sourcemap: true,
   },
   server: {
+    // The verifier's modules live in ../src/audit.
+    fs: { allow: [".."] },
     proxy: {
       "/graphql": { target: keyplane, ws: true },
       "/.well-known": keyplane,

@@ -3,6 +3,7 @@ import { Provider, useQuery } from "urql";
 import { createApiClient } from "./client.ts";
 import { describeError } from "./errors.ts";
 import { graphql, type ResultOf } from "./graphql.ts";
+import { Audit } from "./pages/Audit.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
 import { navigate, usePath } from "./router.ts";
@@ -22,7 +23,10 @@ export const ViewerQuery = graphql(`
 
 export type Viewer = ResultOf<typeof ViewerQuery>["me"];
 
-const PAGES = [{ path: "/", title: "Overview" }] as const;
+const PAGES = [
+  { path: "/", title: "Overview" },
+  { path: "/audit", title: "Audit" },
+] as const;
 
 export function App({ sessions }: { sessions: SessionStore }) {
   const session = useSyncExternalStore(sessions.subscribe, sessions.current);
@@ -87,6 +91,7 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
           </p>
         )}
         {viewer && page.path === "/" && <Overview viewer={viewer} />}
+        {viewer && page.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
       </main>
     </div>
   );

@@ -1,0 +1,55 @@
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
+
+// src/audit/platform.ts for the browser: the console's build puts this file in its place (console/
+// vite.config.ts), so the verifier the console runs is the CLI's, module for module. The same
+// exports, without Node.js:
+//  - sha256Hex: synchronous (the verifier hashes twice per event, in order), so a small audited
+//    pure-JS SHA-256 (@noble/hashes) rather than WebCrypto's asynchronous digest.
+//  - base64urlText: atob on the base64 alphabet, then UTF-8.
+//  - LineCursor: the lines of a byte range, each decoded with a fatal UTF-8 decoder (null when a
+//    line is not UTF-8), as Node's cursor does.
+
+/** Only the server signs; in the browser a key would be a CryptoKey. */
+export type PrivateKey = CryptoKey;
+
+export const sha256Hex = (text: string): string => bytesToHex(sha256(utf8ToBytes(text)));
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const lenient = new TextDecoder("utf-8");
+
+/** The UTF-8 text of a base64url part (a JWS payload). */
+export function base64urlText(part: string): string {
+  const base64 = part.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return lenient.decode(bytes);
+}
+
+export class LineCursor {
+  private from: number;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    start: number,
+    private readonly end: number,
+  ) {
+    this.from = start;
+  }
+
+  /** The next line (null: not UTF-8), undefined after the last. */
+  next(): string | null | undefined {
+    const { bytes, end, from } = this;
+    if (from >= end) return undefined;
+    let nl = bytes.indexOf(10, from);
+    if (nl === -1 || nl > end) nl = end;
+    this.from = nl + 1;
+    const to = nl > from && bytes[nl - 1] === 13 ? nl - 1 : nl;
+    try {
+      return utf8.decode(bytes.subarray(from, to));
+    } catch {
+      return null;
+    }
+  }
+}
