@@ -138,7 +138,9 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     const event = JSON.parse(lines[victim]!);
     event.data.subject = "someone-else";
     lines[victim] = JSON.stringify(event);
-    await page.getByLabel("Verify an export file").setInputFiles({ name: "tampered.ndjson", mimeType: "application/x-ndjson", buffer: Buffer.from(lines.join("\n") + "\n") });
+    await page
+      .getByLabel("Verify an export file")
+      .setInputFiles({ name: "tampered.ndjson", mimeType: "application/x-ndjson", buffer: Buffer.from(lines.join("\n") + "\n") });
     await expect.poll(() => page.getByTestId("verification").textContent()).toContain(`tampered.ndjson: NOT intact`);
     expect(await page.getByTestId("verification").textContent()).toContain(`at sequence ${event.sequence}`);
     expect(problems).toEqual([]);

@@ -1,5 +1,5 @@
 import type { JSONWebKeySet } from "jose";
-import { type FormEvent, useEffect, useState } from "react";
+import { type FormEvent, useState } from "react";
 import { useQuery, useSubscription } from "urql";
 import type { Viewer } from "../App.tsx";
 import { type BrowserVerification, verifyExportInBrowser } from "../audit/verifyInBrowser.ts";
@@ -63,7 +63,8 @@ export function Audit({ viewer, sessions }: { viewer: Viewer; sessions: SessionS
     <>
       <h1>Audit log</h1>
       <FilterForm onApply={setFilter} />
-      <LogExplorer filter={filter} />
+      {/* A new filter starts again from the newest (a fresh explorer). */}
+      <LogExplorer key={JSON.stringify(filter)} filter={filter} />
       <ExportAndVerify sessions={sessions} />
     </>
   );
@@ -117,11 +118,6 @@ function LogExplorer({ filter }: { filter: Filter }) {
   const [live, setLive] = useState(false);
   const [tail, setTail] = useState<AuditEvent[]>([]);
   const [open, setOpen] = useState<number | null>(null);
-  // A new filter starts again from the newest.
-  useEffect(() => {
-    setPages([null]);
-    setTail([]);
-  }, [filter]);
   const [first] = useQuery({ query: AuditLogQuery, variables: { first: PAGE, after: null, filter } });
   const newest = tail[0]?.cursor ?? first.data?.auditLog.nodes[0]?.cursor ?? null;
   const [{ error: tailError }] = useSubscription(
