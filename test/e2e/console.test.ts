@@ -1,7 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import path from "node:path";
+import { gzipSync } from "node:zlib";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
@@ -13,6 +15,8 @@ import { killServedProcesses, serveProcess, type Served } from "../testkit/serve
 // run's log directory, and to docs/images/ with UPDATE_SCREENSHOTS=1.
 
 const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images") : path.join(process.env.KEYPLANE_TEST_LOG_DIR ?? tmpdir(), "screenshots");
+
+const require = createRequire(import.meta.url);
 
 /** npm install built the console; a checkout whose console sources changed since is built again (a few seconds). */
 function buildConsoleIfStale() {
@@ -145,6 +149,42 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     expect(await page.getByTestId("verification").textContent()).toContain(`at sequence ${event.sequence}`);
     expect(problems).toEqual([]);
     await context.close();
+  });
+
+  it("has no serious or critical accessibility violation on any page (axe-core)", async () => {
+    // axe is injected through the DevTools protocol: the console's own policy admits no other script.
+    const context = await browser.newContext({ bypassCSP: true });
+    const page = await context.newPage();
+    const axe = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+    const check = async (name: string) => {
+      await page.evaluate(axe);
+      const violations = await page.evaluate(async () => {
+        const result = await (globalThis as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe.run();
+        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`);
+      });
+      expect(violations, name).toEqual([]);
+    };
+    await page.goto(served.url);
+    await page.getByLabel("Access token").waitFor();
+    await check("sign in");
+    await signIn(page);
+    await page.getByTestId("tenant-name").waitFor();
+    await check("overview");
+    for (const link of ["Audit"]) {
+      await page.getByRole("link", { name: link }).click();
+      await page.getByRole("heading", { level: 1 }).first().waitFor();
+      await check(link);
+    }
+    await context.close();
+  });
+
+  it("loads at most 200 KB of JavaScript, gzipped, on first load", () => {
+    const html = readFileSync("console/dist/index.html", "utf8");
+    const scripts = [...html.matchAll(/<script[^>]*src="\/console\/([^"]+)"/g)].map((m) => m[1]!);
+    const preloads = [...html.matchAll(/<link[^>]*rel="modulepreload"[^>]*href="\/console\/([^"]+)"/g)].map((m) => m[1]!);
+    const bytes = [...scripts, ...preloads].reduce((sum, file) => sum + gzipSync(readFileSync(path.join("console/dist", file))).length, 0);
+    expect(scripts.length).toBeGreaterThan(0);
+    expect(bytes).toBeLessThanOrEqual(200 * 1024);
   });
 
   it("serves GraphiQL from the installed package, with nothing from a CDN", async () => {
