@@ -36,5 +36,7 @@ export function createApiClient(sessions: SessionStore): Client {
       return { headers: authorization ? { authorization } : {} };
     },
     requestPolicy: "cache-and-network",
+    // POST for every operation: documents stay out of URLs (and of any proxy's access log).
+    preferGetMethod: false,
   });
 }

@@ -24,6 +24,8 @@ export interface Counter {
   hit(key: string, points?: number): Promise<CounterState>;
   /** Gives points back (a refused operation's cost). */
   refund(key: string, points: number): Promise<void>;
+  /** The key's count in its current window, counting nothing (0 when no window is open). */
+  peek(key: string): Promise<CounterState>;
 }
 
 export interface LimitStore {
@@ -161,6 +163,10 @@ function counterOf(limiter: RateLimiterAbstract | RLWrapperTimeouts): Counter {
     },
     async refund(key, points) {
       await limiter.reward(key, points);
+    },
+    async peek(key) {
+      const res = await limiter.get(key);
+      return res ? { consumed: res.consumedPoints, msBeforeNext: Math.max(0, res.msBeforeNext) } : { consumed: 0, msBeforeNext: 0 };
     },
   };
 }

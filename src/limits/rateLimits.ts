@@ -57,7 +57,19 @@ export interface RateLimits {
    * never refused for what other clients behind the same address (a NAT, an unlisted proxy) did.
    */
   refusedCredential(meta: RequestMeta): Promise<Decision | undefined>;
+  /** A tenant's requests and query cost in the current minute, against its tier's limits (counting nothing). */
+  tenantUsage(tenantId: string, tier: Tier): Promise<Record<"requests" | "cost", WindowUsage>>;
   close(): Promise<void>;
+}
+
+/** How much of a limit a window has used. */
+export interface WindowUsage {
+  used: number;
+  /** null: unlimited. */
+  limit: number | null;
+  windowSeconds: number;
+  /** Seconds until the window ends (0: no window open). */
+  resetSeconds: number;
 }
 
 const NO_DECISION: Decision = { checks: [] };
@@ -125,6 +137,14 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
         check("principal", `${actor.tenantId}:${actor.subject}`, config.principalPerMinute),
       ]);
       return decide([tenant, burst, principal], actor, meta);
+    },
+    async tenantUsage(tenantId, tier) {
+      const peek = async (policy: "tenant" | "cost", limit: number): Promise<WindowUsage> => {
+        const state = config.enabled ? await counter(policy).peek(tenantId) : { consumed: 0, msBeforeNext: 0 };
+        return { used: state.consumed, limit, windowSeconds: POLICIES[policy].windowSeconds, resetSeconds: Math.ceil(state.msBeforeNext / 1000) };
+      };
+      const [requests, cost] = await Promise.all([peek("tenant", config.requestsPerMinute[tier]), peek("cost", config.costPerMinute[tier])]);
+      return { requests, cost };
     },
     async chargeCost(actor, tier, cost, meta) {
       if (!config.enabled) return NO_DECISION;

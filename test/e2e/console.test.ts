@@ -81,6 +81,11 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     await expect.poll(() => page.getByTestId("who").textContent()).toBe("bootstrap-admin · default · admin");
     await page.getByTestId("tenant-name").filter({ hasText: "Default" }).waitFor();
     expect(await page.getByTestId("tenant-tier").textContent()).toBe("free");
+    // What the tier allows against what is used: the free tier's 60 requests a minute (npm start runs
+    // without rate limits, which the page says) and agents created today.
+    const usage = (name: string) => page.getByTestId("usage").filter({ hasText: name }).textContent();
+    expect(await usage("API requests this minute")).toBe("API requests this minutenot counted (rate limits are off)60 ");
+    expect(await usage("Agent creations in the last 24 hours")).toMatch(/^Agent creations in the last 24 hours0\d+/);
     await page.screenshot({ path: path.join(SCREENSHOTS, "console-overview.png"), fullPage: true });
 
     const stored = await page.evaluate(() => ({ session: sessionStorage.getItem("keyplane.session"), local: JSON.stringify(localStorage) }));

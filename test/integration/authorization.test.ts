@@ -205,6 +205,20 @@ const MATRIX: Record<string, MatrixRow> = {
       "admin+tenant:read": allow,
     },
   },
+  "Query.tenantUsage": {
+    operation: () => ({ query: "query { tenantUsage { tier requests { used } } }" }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": allow,
+    },
+  },
   "Query.tenant": {
     operation: () => ({ query: "query { tenant { id } }" }),
     // prettier-ignore

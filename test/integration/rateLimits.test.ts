@@ -107,6 +107,42 @@ describe("tier limits", () => {
   });
 });
 
+describe("tenantUsage: what a tenant has used of its tier", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp({ name: "limits-usage", env: TIER_ONLY });
+  });
+  afterAll(() => app?.close());
+
+  const USAGE = `{ tenantUsage { tier requestLimitsEnforced requests { used limit windowSeconds resetSeconds } cost { used limit }
+    agentCreations { used limit windowSeconds } agentUpdates { used limit windowSeconds } } }`;
+
+  it("counts the minute's requests and cost and the day's agent creations, of this tenant only, without counting itself twice", async () => {
+    const t = await app.seedTenant({ tier: "pro" });
+    const other = await app.seedTenant({ tier: "free" });
+    await flood(app, t.tokens.viewer, 7);
+    for (const name of ["usage-a", "usage-b"]) {
+      const created = await app.gql(`mutation { createAgent(input: { name: "${name}", type: "bot" }) { id } }`, {}, { token: t.tokens.editor });
+      expect(created.errors).toBeUndefined();
+    }
+    const res = await app.gql(USAGE, {}, { token: t.tokens.viewer });
+    expect(res.errors).toBeUndefined();
+    const usage = res.data.tenantUsage;
+    expect(usage).toMatchObject({ tier: "pro", requestLimitsEnforced: true });
+    // 7 pings, 2 creations, and this query itself.
+    expect(usage.requests).toMatchObject({ used: 10, limit: 300, windowSeconds: 60 });
+    expect(usage.requests.resetSeconds).toBeGreaterThan(0);
+    expect(usage.cost.used).toBeGreaterThan(0);
+    expect(usage.cost.limit).toBe(15000);
+    expect(usage.agentCreations).toEqual({ used: 2, limit: expect.any(Number), windowSeconds: 86400 });
+    expect(usage.agentUpdates).toEqual({ used: 0, limit: expect.any(Number), windowSeconds: 3600 });
+
+    // Another tenant's usage is its own: only its own query so far.
+    const theirs = await app.gql(USAGE, {}, { token: other.tokens.viewer });
+    expect(theirs.data.tenantUsage).toMatchObject({ tier: "free", requests: { used: 1, limit: 60 }, agentCreations: { used: 0 } });
+  });
+});
+
 describe("per-principal and burst limits", () => {
   let app: TestApp;
   beforeAll(async () => {

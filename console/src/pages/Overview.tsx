@@ -3,7 +3,16 @@ import type { Viewer } from "../App.tsx";
 import { describeError } from "../errors.ts";
 import { graphql } from "../graphql.ts";
 
-const OverviewQuery = graphql(`
+const UsageFields = graphql(`
+  fragment UsageFields on WindowUsage @_unmask {
+    used
+    limit
+    windowSeconds
+  }
+`);
+
+const OverviewQuery = graphql(
+  `
   query Overview {
     tenant {
       id
@@ -11,6 +20,21 @@ const OverviewQuery = graphql(`
       tier
       status
       createdAt
+    }
+    tenantUsage {
+      requestLimitsEnforced
+      requests {
+        ...UsageFields
+      }
+      cost {
+        ...UsageFields
+      }
+      agentCreations {
+        ...UsageFields
+      }
+      agentUpdates {
+        ...UsageFields
+      }
     }
     agents(first: 100) {
       nodes {
@@ -31,7 +55,9 @@ const OverviewQuery = graphql(`
       }
     }
   }
-`);
+`,
+  [UsageFields],
+);
 
 export function Overview({ viewer }: { viewer: Viewer }) {
   const [{ data, error, fetching }] = useQuery({ query: OverviewQuery });
@@ -88,6 +114,24 @@ export function Overview({ viewer }: { viewer: Viewer }) {
           </dl>
         </article>
       </section>
+      <section aria-labelledby="usage-heading">
+        <h2 id="usage-heading">What the {data.tenant.tier} tier allows, and what is used</h2>
+        <table className="usage">
+          <thead>
+            <tr>
+              <th scope="col">Limit</th>
+              <th scope="col">Used</th>
+              <th scope="col">Allowed</th>
+            </tr>
+          </thead>
+          <tbody>
+            <UsageRow name="API requests this minute" usage={data.tenantUsage.requests} counted={data.tenantUsage.requestLimitsEnforced} />
+            <UsageRow name="Query cost this minute" usage={data.tenantUsage.cost} counted={data.tenantUsage.requestLimitsEnforced} />
+            <UsageRow name="Agent creations in the last 24 hours" usage={data.tenantUsage.agentCreations} />
+            <UsageRow name="Agent updates in the last hour" usage={data.tenantUsage.agentUpdates} />
+          </tbody>
+        </table>
+      </section>
       <section aria-labelledby="security-heading">
         <h2 id="security-heading">Last security events</h2>
         {data.auditLog.nodes.length === 0 ? (
@@ -120,5 +164,23 @@ export function Overview({ viewer }: { viewer: Viewer }) {
         )}
       </section>
     </>
+  );
+}
+
+function UsageRow({ name, usage, counted = true }: { name: string; usage: { used: number; limit: number | null }; counted?: boolean }) {
+  return (
+    <tr data-testid="usage">
+      <th scope="row">{name}</th>
+      <td>{counted ? usage.used : "not counted (rate limits are off)"}</td>
+      <td>
+        {usage.limit === null ? (
+          "unlimited"
+        ) : (
+          <>
+            {usage.limit} <meter min={0} max={usage.limit} value={Math.min(usage.used, usage.limit)} aria-label={`${name}: ${usage.used} of ${usage.limit}`} />
+          </>
+        )}
+      </td>
+    </tr>
   );
 }

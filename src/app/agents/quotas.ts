@@ -3,7 +3,7 @@ import { DEFAULT_AGENT_QUOTAS, type AgentQuota, type TierTable } from "../../con
 import { AGENT_QUOTA_WINDOW_SECONDS } from "../../limits/policies.ts";
 import { RateLimitedError } from "../../errors.ts";
 import type { Tx } from "../../store/db.ts";
-import { latestOccurrences } from "../../store/queries/latestOccurrences.ts";
+import { countOccurrences, latestOccurrences } from "../../store/queries/latestOccurrences.ts";
 import { tenantTier } from "../../store/queries/tenantQueries.ts";
 
 // The product's tier table for agents (creations per day, updates per hour; null = unlimited) lives
@@ -44,4 +44,20 @@ export async function checkAgentQuota(
   const oldest = times[times.length - 1]!;
   const retryAfter = Math.max(1, Math.ceil((oldest.getTime() + WINDOW_SECONDS[quota] * 1000 - now.getTime()) / 1000));
   throw new QuotaExceededError(quota, limit, retryAfter);
+}
+
+/** What each agent quota's window holds now, against the tier's limit (null: unlimited): the console's overview. */
+export async function agentQuotaUsage(
+  trx: Tx,
+  tenantId: string,
+  tier: keyof TierTable<unknown>,
+  now: Date,
+  quotas: TierTable<Record<AgentQuota, number | null>> = DEFAULT_AGENT_QUOTAS,
+): Promise<Record<AgentQuota, { used: number; limit: number | null; windowSeconds: number }>> {
+  const usage = async (quota: AgentQuota) => ({
+    used: await countOccurrences(trx, tenantId, EVENT_TYPE[quota], new Date(now.getTime() - WINDOW_SECONDS[quota] * 1000)),
+    limit: quotas[tier][quota],
+    windowSeconds: WINDOW_SECONDS[quota],
+  });
+  return { "agent-create": await usage("agent-create"), "agent-update": await usage("agent-update") };
 }

@@ -1,4 +1,5 @@
 import { changeTenantTierRow, createTenantRow } from "../../app/tenants.ts";
+import { tenantUsage, type TenantUsage } from "../../app/tenantUsage.ts";
 import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { NotFoundError } from "../../errors.ts";
 import { findTenant, listAllTenants, type TenantRow } from "../../store/queries/tenantQueries.ts";
@@ -41,6 +42,38 @@ builder.queryField("tenant", (t) =>
       if (!row) throw new NotFoundError("tenant");
       return row;
     },
+  }),
+);
+
+const WindowUsage = builder.objectRef<{ used: number; limit: number | null; windowSeconds: number; resetSeconds?: number }>("WindowUsage").implement({
+  description: "How much of a limit a window has used",
+  fields: (t) => ({
+    used: t.exposeInt("used"),
+    limit: t.exposeInt("limit", { nullable: true, description: "null: unlimited on this tier" }),
+    windowSeconds: t.exposeInt("windowSeconds"),
+    resetSeconds: t.int({ nullable: true, description: "Seconds until the window ends (fixed windows only)", resolve: (u) => u.resetSeconds ?? null }),
+  }),
+});
+
+const TenantUsageRef = builder.objectRef<TenantUsage>("TenantUsage").implement({
+  description: "What the caller's tenant has used of what its tier allows",
+  fields: (t) => ({
+    tier: t.field({ type: Tier, resolve: (u) => u.tier }),
+    requestLimitsEnforced: t.exposeBoolean("requestLimitsEnforced", {
+      description: "False where this Keyplane counts no requests (RATE_LIMITS off): requests and cost then read 0",
+    }),
+    requests: t.field({ type: WindowUsage, description: "API requests this minute", resolve: (u) => u.requests }),
+    cost: t.field({ type: WindowUsage, description: "Query cost this minute", resolve: (u) => u.cost }),
+    agentCreations: t.field({ type: WindowUsage, description: "Agents created in the last 24 hours", resolve: (u) => u.agentCreations }),
+    agentUpdates: t.field({ type: WindowUsage, description: "Agent updates in the last hour", resolve: (u) => u.agentUpdates }),
+  }),
+});
+
+builder.queryField("tenantUsage", (t) =>
+  t.withAuth({ permission: "tenant:read" }).field({
+    type: TenantUsageRef,
+    description: "The caller's tenant: requests and query cost this minute, agent creations today and updates this hour, against its tier's limits",
+    resolve: (_root, _args, ctx) => tenantUsage(ctx.deps, ctx.actor),
   }),
 );
 

@@ -13,3 +13,15 @@ export async function latestOccurrences(trx: Tx, tenantId: string, eventType: st
     .execute();
   return rows.map((r) => new Date(r.occurred_at));
 }
+
+/** How many events of a type occurred since a time (what a quota's window holds now). */
+export async function countOccurrences(trx: Tx, tenantId: string, eventType: string, since: Date): Promise<number> {
+  const row = await trx
+    .selectFrom("events")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("tenant_id", "=", tenantId)
+    .where("event_type", "=", eventType)
+    .where("occurred_at", ">", since)
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
