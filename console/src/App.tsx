@@ -6,6 +6,7 @@ import { graphql, type ResultOf } from "./graphql.ts";
 import { Audit } from "./pages/Audit.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
+import { Tenants } from "./pages/Tenants.tsx";
 import { navigate, usePath } from "./router.ts";
 import type { SessionStore } from "./session.ts";
 
@@ -23,9 +24,11 @@ export const ViewerQuery = graphql(`
 
 export type Viewer = ResultOf<typeof ViewerQuery>["me"];
 
+/** The pages, each shown to a principal holding the permission it needs (the server checks again). */
 const PAGES = [
-  { path: "/", title: "Overview" },
-  { path: "/audit", title: "Audit" },
+  { path: "/", title: "Overview", needs: "tenant:read" },
+  { path: "/audit", title: "Audit", needs: "audit:read" },
+  { path: "/tenants", title: "Tenants", needs: "tenant:list" },
 ] as const;
 
 export function App({ sessions }: { sessions: SessionStore }) {
@@ -46,21 +49,22 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
   const [{ data, error }] = useQuery({ query: ViewerQuery });
   const path = usePath();
   const [signingOut, setSigningOut] = useState(false);
-  const page = PAGES.find((p) => p.path === path) ?? PAGES[0];
-  useEffect(() => {
-    document.title = `${page.title} · Keyplane`;
-  }, [page]);
   const viewer = data?.me;
+  const pages = PAGES.filter((p) => viewer?.permissions.includes(p.needs));
+  const page = pages.find((p) => p.path === path) ?? pages[0];
+  useEffect(() => {
+    document.title = `${page?.title ?? "Console"} · Keyplane`;
+  }, [page]);
   return (
     <div className="layout">
       <header className="topbar">
         <span className="brand">Keyplane</span>
         <nav aria-label="Pages">
-          {PAGES.map((p) => (
+          {pages.map((p) => (
             <a
               key={p.path}
               href={`/console${p.path}`}
-              aria-current={p.path === page.path ? "page" : undefined}
+              aria-current={p.path === page?.path ? "page" : undefined}
               onClick={(event) => {
                 event.preventDefault();
                 navigate(p.path);
@@ -90,8 +94,9 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
             {describeError(error)}
           </p>
         )}
-        {viewer && page.path === "/" && <Overview viewer={viewer} />}
-        {viewer && page.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
+        {viewer && page?.path === "/" && <Overview viewer={viewer} />}
+        {viewer && page?.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
+        {viewer && page?.path === "/tenants" && <Tenants viewer={viewer} />}
       </main>
     </div>
   );

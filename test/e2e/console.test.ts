@@ -7,6 +7,7 @@ import { gzipSync } from "node:zlib";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { runKeyplane } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
 
@@ -32,11 +33,17 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
   let dataDir: string;
   let served: Served;
   let adminToken: string;
+  let platformToken: string;
   let browser: Browser;
 
   beforeAll(async () => {
     buildConsoleIfStale();
     dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-"));
+    // A platform operator's token, minted before serve holds the embedded database.
+    const minted = await runKeyplane(["token", "mint", "--role", "platform", "--sub", "ops@platform"], { KEYPLANE_DATA_DIR: dataDir });
+    expect(minted.code, minted.err).toBe(0);
+    platformToken = minted.out.trim();
+    registerSecret(platformToken);
     served = await serveProcess("console", { KEYPLANE_DATA_DIR: dataDir });
     adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
     registerSecret(adminToken);
@@ -182,6 +189,11 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
       await page.getByRole("heading", { level: 1 }).first().waitFor();
       await check(link);
     }
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Access token").fill(platformToken);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByTestId("tenants").getByText("Default", { exact: true }).waitFor();
+    await check("tenants");
     await context.close();
   });
 
@@ -192,6 +204,27 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     const bytes = [...scripts, ...preloads].reduce((sum, file) => sum + gzipSync(readFileSync(path.join("console/dist", file))).length, 0);
     expect(scripts.length).toBeGreaterThan(0);
     expect(bytes).toBeLessThanOrEqual(200 * 1024);
+  });
+
+  it("shows a platform operator every tenant, creates one and changes its tier, and no tenant's pages", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const problems = pageProblems(page);
+    await page.goto(served.url);
+    await page.getByLabel("Access token").fill(platformToken);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const tenants = page.getByTestId("tenants");
+    await tenants.getByText("Default", { exact: true }).waitFor();
+    expect(await page.getByRole("navigation", { name: "Pages" }).getByRole("link").allTextContents()).toEqual(["Tenants"]);
+    await page.getByLabel("Id").fill("acme");
+    await page.getByLabel("Name").fill("Acme Inc.");
+    await page.getByRole("button", { name: "Create tenant" }).click();
+    await tenants.getByText("Acme Inc.").waitFor();
+    await page.getByLabel("Tier of acme").selectOption("pro");
+    await expect.poll(async () => (await platformQuery("{ tenants { id tier } }")).tenants).toContainEqual({ id: "acme", tier: "pro" });
+    await page.screenshot({ path: path.join(SCREENSHOTS, "console-tenants.png"), fullPage: true });
+    expect(problems).toEqual([]);
+    await context.close();
   });
 
   it("serves GraphiQL from the installed package, with nothing from a CDN", async () => {
@@ -206,6 +239,15 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     expect(outside).toEqual([]);
     await context.close();
   });
+
+  async function platformQuery(query: string): Promise<any> {
+    const response = await fetch(`${served.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${platformToken}` },
+      body: JSON.stringify({ query }),
+    });
+    return ((await response.json()) as { data: unknown }).data;
+  }
 
   async function codeOf(token: string): Promise<string | undefined> {
     const response = await fetch(`${served.url}/graphql`, {

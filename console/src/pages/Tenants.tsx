@@ -1,0 +1,145 @@
+import { type FormEvent, useState } from "react";
+import { useMutation, useQuery } from "urql";
+import type { Viewer } from "../App.tsx";
+import { describeError } from "../errors.ts";
+import { graphql } from "../graphql.ts";
+
+// Platform operators: every tenant, a new one, another tier. (Suspending a tenant is not in the API yet.)
+
+const TenantsQuery = graphql(`
+  query Tenants {
+    tenants {
+      id
+      name
+      tier
+      status
+      createdAt
+    }
+  }
+`);
+
+const CreateTenant = graphql(`
+  mutation CreateTenant($input: CreateTenantInput!) {
+    createTenant(input: $input) {
+      id
+      name
+      tier
+      status
+      createdAt
+    }
+  }
+`);
+
+const ChangeTier = graphql(`
+  mutation ChangeTenantTier($id: ID!, $tier: Tier!) {
+    changeTenantTier(id: $id, tier: $tier) {
+      id
+      tier
+    }
+  }
+`);
+
+type TierName = "free" | "pro" | "enterprise";
+const TIERS: TierName[] = ["free", "pro", "enterprise"];
+
+export function Tenants({ viewer }: { viewer: Viewer }) {
+  const [{ data, error }, reload] = useQuery({ query: TenantsQuery });
+  const [created, create] = useMutation(CreateTenant);
+  const [changed, changeTier] = useMutation(ChangeTier);
+  const [id, setId] = useState("");
+  const [name, setName] = useState("");
+  const [tier, setTier] = useState<TierName>("free");
+  const mayCreate = viewer.permissions.includes("tenant:create");
+  const mayManage = viewer.permissions.includes("tenant:manage");
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    const result = await create({ input: { id: id.trim(), name: name.trim(), tier } });
+    if (!result.error) {
+      setId("");
+      setName("");
+      reload({ requestPolicy: "network-only" });
+    }
+  }
+
+  return (
+    <>
+      <h1>Tenants</h1>
+      {error && (
+        <p role="alert" className="error">
+          {describeError(error)}
+        </p>
+      )}
+      {mayCreate && (
+        <form className="filters" onSubmit={submit} aria-label="Create a tenant">
+          <label>
+            Id <input value={id} onChange={(e) => setId(e.target.value)} pattern={"[a-z0-9][a-z0-9\\-]*"} required placeholder="acme" />
+          </label>
+          <label>
+            Name <input value={name} onChange={(e) => setName(e.target.value)} required placeholder="Acme Inc." />
+          </label>
+          <label>
+            Tier{" "}
+            <select value={tier} onChange={(e) => setTier(e.target.value as TierName)}>
+              {TIERS.map((t) => (
+                <option key={t}>{t}</option>
+              ))}
+            </select>
+          </label>
+          <button type="submit" disabled={created.fetching}>
+            Create tenant
+          </button>
+        </form>
+      )}
+      {created.error && (
+        <p role="alert" className="error">
+          {describeError(created.error)}
+        </p>
+      )}
+      {changed.error && (
+        <p role="alert" className="error">
+          {describeError(changed.error)}
+        </p>
+      )}
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Id</th>
+            <th scope="col">Name</th>
+            <th scope="col">Tier</th>
+            <th scope="col">Status</th>
+            <th scope="col">Created</th>
+          </tr>
+        </thead>
+        <tbody data-testid="tenants">
+          {data?.tenants.map((t) => (
+            <tr key={t.id} data-tenant={t.id}>
+              <td>{t.id}</td>
+              <td>{t.name}</td>
+              <td>
+                {mayManage ? (
+                  <select
+                    aria-label={`Tier of ${t.id}`}
+                    value={t.tier}
+                    disabled={changed.fetching}
+                    onChange={(e) => void changeTier({ id: t.id, tier: e.target.value as TierName })}
+                  >
+                    {TIERS.map((tier) => (
+                      <option key={tier}>{tier}</option>
+                    ))}
+                  </select>
+                ) : (
+                  t.tier
+                )}
+              </td>
+              <td>{t.status}</td>
+              <td>
+                <time dateTime={t.createdAt}>{new Date(t.createdAt).toLocaleDateString()}</time>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}
