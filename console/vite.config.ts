@@ -24,6 +24,8 @@ export default defineConfig({
   root: import.meta.dirname,
   base: "/console/",
   plugins: [auditPlatform, react()],
+  // The verifier's worker (src/audit/verifyWorker.ts): an ES module, built with the same swap.
+  worker: { format: "es", plugins: () => [auditPlatform] },
   build: {
     outDir: "dist",
     emptyOutDir: true,

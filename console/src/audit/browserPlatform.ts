@@ -1,5 +1,5 @@
 import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 
 // src/audit/platform.ts for the browser: the console's build puts this file in its place (console/
 // vite.config.ts), so the verifier the console runs is the CLI's, module for module. The same
@@ -13,7 +13,17 @@ import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
 /** Only the server signs; in the browser a key would be a CryptoKey. */
 export type PrivateKey = CryptoKey;
 
-export const sha256Hex = (text: string): string => bytesToHex(sha256(utf8ToBytes(text)));
+// One buffer the text is encoded into (grown as needed): no allocation per hash.
+let scratch = new Uint8Array(4096);
+
+export const sha256Hex = (text: string): string => {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit.
+  if (text.length * 3 > scratch.length) scratch = new Uint8Array(text.length * 3);
+  const { written } = encoder.encodeInto(text, scratch);
+  return bytesToHex(sha256(scratch.subarray(0, written)));
+};
+
+const encoder = new TextEncoder();
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const lenient = new TextDecoder("utf-8");
