@@ -36,6 +36,16 @@ const REFRESH = graphql(`
   }
 `);
 
+const REDEEM = graphql(`
+  mutation RedeemSignInCode($code: String!) {
+    redeemSignInCode(code: $code) {
+      accessToken
+      refreshToken
+      expiresAt
+    }
+  }
+`);
+
 const END = graphql(`
   mutation EndSession {
     endSession
@@ -74,6 +84,10 @@ export interface SessionStore {
   subscribe(listener: Listener): () => void;
   /** Exchanges a pasted token for a session; the pasted token is not kept. */
   signIn(token: string): Promise<void>;
+  /** Exchanges a one-time sign-in code (a link of `keyplane console link`) for a session, in place of any session held. */
+  redeem(code: string): Promise<void>;
+  /** Why the last sign-in link was refused (for the sign-in page), until the next sign-in. */
+  problem(): ApiError | null;
   /** Revokes the session (when Keyplane can be reached) and forgets it. */
   signOut(): Promise<void>;
   /** A fresh pair now (also done on a timer): false when the session is gone. */
@@ -84,6 +98,7 @@ export function createSessionStore(storage: Storage = sessionStorage): SessionSt
   let session: Session | null = read();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let refreshing: Promise<boolean> | undefined;
+  let problem: ApiError | null = null;
   const listeners = new Set<Listener>();
 
   function read(): Session | null {
@@ -97,6 +112,7 @@ export function createSessionStore(storage: Storage = sessionStorage): SessionSt
 
   function set(next: Session | null) {
     session = next;
+    if (next) problem = null;
     if (next) storage.setItem(STORAGE_KEY, JSON.stringify(next));
     else storage.removeItem(STORAGE_KEY);
     clearTimeout(timer);
@@ -116,6 +132,21 @@ export function createSessionStore(storage: Storage = sessionStorage): SessionSt
       if (!refreshToken) throw new ApiError("Keyplane started a session without a refresh token", "INTERNAL");
       set({ accessToken, refreshToken, expiresAt });
     },
+    async redeem(code) {
+      // Nothing read under the session held is shown to the link's principal (the client is per session).
+      if (session) await store.signOut();
+      try {
+        const data = await post<{ redeemSignInCode: Session & { refreshToken: string | null } }>(REDEEM, { code: code.trim() });
+        const { accessToken, refreshToken, expiresAt } = data.redeemSignInCode;
+        if (!refreshToken) throw new ApiError("Keyplane started a session without a refresh token", "INTERNAL");
+        set({ accessToken, refreshToken, expiresAt });
+      } catch (error) {
+        problem = error instanceof ApiError ? error : new ApiError("Keyplane cannot be reached; check that it is running.", "UNAVAILABLE");
+        for (const listener of listeners) listener(session);
+        throw problem;
+      }
+    },
+    problem: () => problem,
     async signOut() {
       const ending = session;
       set(null);

@@ -5,6 +5,8 @@ import { SIGNING_ALG, type SigningKeys } from "./signingKeys.ts";
 
 export const ACCESS_TOKEN_TYPE = "at+jwt"; // RFC 9068
 export const REFRESH_TOKEN_TYPE = "kp-refresh+jwt";
+/** A one-time sign-in code (`keyplane console link`): redeemed once for a session, never a bearer token. */
+export const SIGN_IN_CODE_TYPE = "kp-sign-in+jwt";
 
 export interface AccessTokenClaims {
   tenantId: string;
@@ -20,6 +22,8 @@ export interface AccessTokenClaims {
 export interface TokenMinter {
   mintAccessToken(claims: AccessTokenClaims): Promise<{ token: string; tokenId: string; expiresAt: Date }>;
   mintRefreshToken(claims: { tenantId: string; subject: string; kind: TokenKind; familyId: string; tokenId: string; expiresAt: Date }): Promise<string>;
+  /** The code's jti (codeId) becomes the id of the session it is redeemed for. */
+  mintSignInCode(claims: { tenantId: string; subject: string; kind: TokenKind; roles: Role[]; codeId: string; expiresAt: Date }): Promise<string>;
 }
 
 /** `now` is the clock a token's iat is read from (deps.now). */
@@ -45,6 +49,9 @@ export function createTokenMinter(keys: SigningKeys, issuer: string, audience: s
     },
     mintRefreshToken(c) {
       return sign({ tenant_id: c.tenantId, fam: c.familyId, kind: c.kind }, REFRESH_TOKEN_TYPE, c.subject, c.tokenId, c.expiresAt);
+    },
+    mintSignInCode(c) {
+      return sign({ tenant_id: c.tenantId, roles: c.roles, kind: c.kind }, SIGN_IN_CODE_TYPE, c.subject, c.codeId, c.expiresAt);
     },
   };
 }

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { z } from "zod";
-import { roleSchema, tokenKindSchema, type TokenKind } from "../domain/eventDefinition.ts";
+import { roleSchema, tokenKindSchema, type Role, type TokenKind } from "../domain/eventDefinition.ts";
 import { makeActor, PLATFORM_TENANT, type Actor } from "./actor.ts";
-import { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from "./tokenMinter.ts";
+import { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, SIGN_IN_CODE_TYPE } from "./tokenMinter.ts";
 import { SIGNING_ALG, type SigningKeys } from "./signingKeys.ts";
 
 /** Why a token was refused: stable strings that go into auth.failed events, never to the caller. */
@@ -43,6 +43,26 @@ const ClaimsSchema = z.object({
   sid: z.string().optional(),
 });
 
+const SignInCodeClaimsSchema = z.object({
+  sub: z.string().min(1),
+  tenant_id: z.string().min(1),
+  roles: z.array(roleSchema).min(1),
+  kind: tokenKindSchema,
+  jti: z.string().min(1),
+  exp: z.number(),
+});
+
+/** What a verified sign-in code grants (src/app/sessions/signInCode.ts). */
+export interface SignInCodeClaims {
+  tenantId: string;
+  subject: string;
+  kind: TokenKind;
+  roles: Role[];
+  /** The code's jti: the id of the session it is redeemed for. */
+  codeId: string;
+  expiresAt: Date;
+}
+
 const EXTERNAL_ALGS = ["RS256", "PS256", "ES256", "EdDSA"];
 
 /** Verified access tokens kept per process (by SHA-256, until they expire). */
@@ -51,6 +71,8 @@ const VERIFIED_CACHE_SIZE = 10_000;
 export interface TokenVerifier {
   verifyAccessToken(token: string): Promise<Actor>;
   verifyRefreshToken(token: string): Promise<{ tenantId: string; subject: string; familyId: string; tokenId: string; kind: TokenKind }>;
+  /** A one-time sign-in code: Keyplane's own key and issuer only, its own `typ`, not expired. */
+  verifySignInCode(token: string): Promise<SignInCodeClaims>;
   jwks: SigningKeys["jwks"];
 }
 
@@ -140,6 +162,21 @@ export function createTokenVerifier(options: {
       }
       const parsedKind = tokenKindSchema.safeParse(kind);
       return { tenantId: tenant_id, subject: sub, familyId: fam, tokenId: jti, kind: parsedKind.success ? parsedKind.data : "user" };
+    },
+    async verifySignInCode(token) {
+      const { payload } = await verify(token, localKeys, options.issuer, options.audience, [SIGNING_ALG], SIGN_IN_CODE_TYPE);
+      const parsed = SignInCodeClaimsSchema.safeParse(payload);
+      if (!parsed.success) throw new AuthFailure("invalid-claims", verifiedClaims(payload));
+      const c = parsed.data;
+      // The platform role, the platform tenant and the platform kind go together or not at all.
+      const platform = c.roles.includes("platform");
+      if (
+        (platform || c.tenant_id === PLATFORM_TENANT || c.kind === "platform") &&
+        !(platform && c.roles.length === 1 && c.tenant_id === PLATFORM_TENANT && c.kind === "platform")
+      ) {
+        throw new AuthFailure("invalid-claims", verifiedClaims(payload));
+      }
+      return { tenantId: c.tenant_id, subject: c.sub, kind: c.kind, roles: c.roles, codeId: c.jti, expiresAt: new Date(c.exp * 1000) };
     },
   };
 }

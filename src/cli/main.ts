@@ -5,6 +5,7 @@ import { isParseArgsError } from "./args.ts";
 import { defaultIo, UsageError, type CliIo, type CommandGroup } from "./command.ts";
 import { agentGroup } from "./commands/agent.ts";
 import { auditGroup } from "./commands/audit.ts";
+import { consoleGroup } from "./commands/console.ts";
 import { githubTokenGroup } from "./commands/githubToken.ts";
 import { keysGroup } from "./commands/keys.ts";
 import { migrateGroup } from "./commands/migrate.ts";
@@ -22,6 +23,7 @@ const GROUPS: readonly CommandGroup[] = [
   migrateGroup,
   tenantGroup,
   tokenGroup,
+  consoleGroup,
   projectionsGroup,
   keysGroup,
   githubTokenGroup,

@@ -120,6 +120,36 @@ describe.each(backends)("keyplane CLI on $name", (backend) => {
     ]);
   });
 
+  it("console link prints a one-time sign-in link for the console, the code in its fragment, and needs no database", async () => {
+    const r = await keyplane(["console", "link", "--tenant", "acme"], env);
+    expect(r.code, r.err).toBe(0);
+    const match = /^http:\/\/localhost:\d+\/console\/#code=([A-Za-z0-9._-]+)\n$/.exec(r.out);
+    expect(match, r.out).not.toBeNull();
+    const code = match![1]!;
+    registerSecret(code);
+    expect(code).toMatch(JWT);
+    expect(decodeProtectedHeader(code)).toMatchObject({ alg: "ES256", typ: "kp-sign-in+jwt" });
+    const claims = decodeJwt(code);
+    expect(claims).toMatchObject({ sub: "console-link", tenant_id: "acme", roles: ["admin"], kind: "user", iss: "keyplane", aud: "keyplane" });
+    expect([299, 300]).toContain(claims.exp! - claims.iat!);
+    expect(r.err).toMatch(/^This link signs in once, as console-link \(admin\) in tenant acme; it expires at \d{4}-\d\d-\d\dT[\d:.]+Z\./);
+
+    const viewer = await keyplane(["console", "link", "--tenant", "globex", "--role", "viewer", "--sub", "bob", "--ttl", "900"], env);
+    expect(viewer.code, viewer.err).toBe(0);
+    const viewerCode = viewer.out.trim().split("#code=")[1]!;
+    registerSecret(viewerCode);
+    const viewerClaims = decodeJwt(viewerCode);
+    expect(viewerClaims).toMatchObject({ sub: "bob", tenant_id: "globex", roles: ["viewer"] });
+    expect([899, 900]).toContain(viewerClaims.exp! - viewerClaims.iat!);
+    expect(viewerClaims.jti).not.toBe(claims.jti);
+
+    const operator = await keyplane(["console", "link", "--role", "platform"], env);
+    expect(operator.code, operator.err).toBe(0);
+    const operatorCode = operator.out.trim().split("#code=")[1]!;
+    registerSecret(operatorCode);
+    expect(decodeJwt(operatorCode)).toMatchObject({ tenant_id: "_platform", roles: ["platform"], kind: "platform" });
+  });
+
   it("a duplicate tenant fails with a clear message and changes nothing", async () => {
     const r = await keyplane(["tenant", "create", "--id", "acme", "--name", "Other name"], env);
     expect(r.code).toBe(1);
@@ -364,6 +394,14 @@ describe("keyplane CLI usage errors", () => {
       argv: ["token", "mint", "--tenant", "acme", "--role", "platform", "--sub", "op"],
       message: "--role platform mints a platform-operator token: leave out --tenant",
     },
+    { argv: ["console"], message: "console needs a command: link" },
+    { argv: ["console", "open"], message: "unknown console command: open" },
+    { argv: ["console", "link"], message: "console link needs --tenant (or --role platform)" },
+    { argv: ["console", "link", "--role", "viewer"], message: "console link needs --tenant (or --role platform)" },
+    { argv: ["console", "link", "--tenant", "acme", "--ttl", "901"], message: "--ttl is a whole number of seconds from 30 to 900 (got '901')" },
+    { argv: ["console", "link", "--tenant", "acme", "--ttl", "5m"], message: "--ttl is a whole number of seconds from 30 to 900 (got '5m')" },
+    { argv: ["console", "link", "--tenant", "acme", "--role", "platform"], message: "--role platform signs in a platform operator: leave out --tenant" },
+    { argv: ["console", "link", "--tenant", "Acme Inc"], message: "invalid --tenant: is not a tenant id" },
     { argv: ["serve", "--port", "80"], message: "serve takes no arguments (got --port 80)" },
     { argv: ["projections", "rebuild", "now"], message: "projections rebuild takes no arguments (got now)" },
   ])("keyplane $argv → exit 2: $message", async ({ argv, message }) => {
@@ -415,6 +453,12 @@ describe("keyplane CLI usage errors", () => {
     const r = await keyplane(["tenant", "list"], { ...env, PORT: "eighty" });
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/^keyplane: invalid configuration: PORT: /);
+  });
+
+  it("console link before any start says there is no signing key yet, and creates nothing", async () => {
+    const r = await keyplane(["console", "link", "--tenant", "default"], env);
+    expect(r).toMatchObject({ code: 1, out: "" });
+    expect(r.err).toMatch(/^keyplane: no signing key in .*never-created yet: start keyplane serve once first/);
   });
 
   it("opened no database for any of it", async () => {

@@ -4,6 +4,7 @@ import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mintSignInCode } from "../../src/app/sessions/signInCode.ts";
 import { PERMISSIONS } from "../../src/auth/permissions.ts";
 import { schema } from "../../src/graphql/schema.ts";
 import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
@@ -934,6 +935,25 @@ const MATRIX: Record<string, MatrixRow> = {
       query: "mutation ($refreshToken: String!) { refreshSession(refreshToken: $refreshToken) { tokenId accessToken refreshToken } }",
       variables: { refreshToken: await freshRefreshToken(app, adminToken) },
     }),
+    // prettier-ignore
+    expect: {
+      anonymous: allow,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: allow,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": allow,
+    },
+  },
+  "Mutation.redeemSignInCode": {
+    // Public: the one-time code (keyplane console link) is the credential, whoever (if anyone) sends it.
+    operation: async ({ app, tenantId }) => {
+      const { code } = await mintSignInCode(app.kp.deps, { tenantId });
+      registerSecret(code);
+      return { query: "mutation ($code: String!) { redeemSignInCode(code: $code) { tokenId accessToken refreshToken } }", variables: { code } };
+    },
     // prettier-ignore
     expect: {
       anonymous: allow,

@@ -1,11 +1,18 @@
-import { randomUUID } from "node:crypto";
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Selectable } from "kysely";
-import { decodeJwt } from "jose";
+import { decodeJwt, decodeProtectedHeader } from "jose";
+import { mintSignInCode } from "../../src/app/sessions/signInCode.ts";
+import { loadSigningKeys } from "../../src/auth/signingKeys.ts";
+import { createTokenMinter } from "../../src/auth/tokenMinter.ts";
 import { withPlatform } from "../../src/store/db.ts";
 import type { EventsTable } from "../../src/store/schema.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type TestApp } from "../testkit/testApp.ts";
+import { testClock } from "../testkit/testClock.ts";
 
 // Refreshable service tokens: an access token plus a refresh token that may be spent once. Spending
 // it again (a copy in a thief's hands, or the client's) revokes the whole family.
@@ -29,8 +36,10 @@ interface Pair {
 type EventRow = Selectable<EventsTable>;
 
 let app: TestApp;
+// Sign-in codes expire by Keyplane's clock: the last test moves it.
+const clock = testClock();
 beforeAll(async () => {
-  app = await createTestApp({ name: "sessions" });
+  app = await createTestApp({ name: "sessions", now: clock.now });
 });
 afterAll(() => app?.close());
 
@@ -423,5 +432,160 @@ describe("startSession and endSession (the console's sign-in and sign-out)", () 
         expect(res.data?.startSession ?? res.data?.endSession ?? null).toBeNull();
       }
     }
+  });
+});
+
+describe("redeemSignInCode (keyplane console link)", () => {
+  const REDEEM = "mutation ($code: String!) { redeemSignInCode(code: $code) { accessToken tokenId expiresAt refreshToken refreshExpiresAt } }";
+  const WHO = "{ me { subject tenantId kind roles scopes } }";
+
+  /** A code as `keyplane console link` makes it: the same function, Keyplane's key. */
+  async function link(input: Parameters<typeof mintSignInCode>[1], minter = app.kp.deps.minter) {
+    const issued = await mintSignInCode({ ...app.kp.deps, minter }, input);
+    registerSecret(issued.code);
+    return issued;
+  }
+
+  function redeem(code: string, requestId?: string): Promise<GraphQLResponse> {
+    return app.gql(REDEEM, { code }, requestId ? { headers: { "x-request-id": requestId } } : {});
+  }
+
+  async function redeemOk(code: string): Promise<Pair> {
+    const res = await redeem(code);
+    expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+    return remember(res.data.redeemSignInCode);
+  }
+
+  function expectRefused(res: GraphQLResponse) {
+    expectUnauthenticated(res);
+    expect(res.errors![0]!.message).toBe("this sign-in link was already used or has expired");
+    expect(res.data?.redeemSignInCode ?? null).toBeNull();
+  }
+
+  const refusalsOf = async (tenantId: string, requestId: string) =>
+    (await tenantLog(tenantId))
+      .filter((e) => (e.metadata as Record<string, any>).requestId === requestId)
+      .map((e) => [e.event_type, dataOf(e).reason, dataOf(e).action]);
+
+  it("is a short-lived JWT of its own type, in the fragment of a console URL", async () => {
+    const { tenantId } = await app.seedTenant();
+    const before = clock.now().getTime();
+    const issued = await link({ tenantId });
+    expect(issued.link).toBe(`${app.kp.deps.config.publicUrl}/console/#code=${issued.code}`);
+    expect(decodeProtectedHeader(issued.code)).toMatchObject({ alg: "ES256", typ: "kp-sign-in+jwt" });
+    const claims = decodeJwt(issued.code);
+    expect(claims).toMatchObject({ sub: "console-link", tenant_id: tenantId, roles: ["admin"], kind: "user", jti: issued.codeId });
+    // exp is in whole seconds, counted from the moment of minting (a little after `before`).
+    const after = clock.now().getTime();
+    expect(claims.exp! * 1000).toBeGreaterThan(before + 299_000);
+    expect(claims.exp! * 1000).toBeLessThanOrEqual(after + 300_000);
+    await expect(link({ tenantId, ttlSeconds: 901 })).rejects.toThrow(/at most 900 seconds/);
+    await expect(link({ tenantId, roles: ["platform"] })).rejects.toThrow(/platform role/);
+  });
+
+  it("redeems once into a 15-minute session of the code's tenant, subject and roles; the second redemption is refused and starts nothing", async () => {
+    const { tenantId } = await app.seedTenant();
+    const issued = await link({ tenantId, subject: "alice@example.com", roles: ["editor", "viewer"] });
+    const pair = await redeemOk(issued.code);
+
+    const who = await app.gql(WHO, {}, { token: pair.accessToken });
+    expect(who.errors).toBeUndefined();
+    expect(who.data.me).toEqual({ subject: "alice@example.com", tenantId, kind: "user", roles: ["editor", "viewer"], scopes: [] });
+    const claims = decodeJwt(pair.accessToken);
+    expect(claims.exp! - claims.iat!).toBe(900);
+    // The session is the code's: its family id is the code's id.
+    expect(familyOf(pair.accessToken)).toBe(issued.codeId);
+    // The family ends within 12 hours, and the refresh token rotates like any other.
+    expect(new Date(pair.refreshExpiresAt).getTime() - clock.now().getTime()).toBeLessThanOrEqual(12 * 3600_000);
+    const next = await refreshOk(pair.refreshToken);
+    expect(familyOf(next.accessToken)).toBe(issued.codeId);
+
+    const logBefore = await tenantLog(tenantId);
+    const requestId = `again-${randomUUID()}`;
+    expectRefused(await redeem(issued.code, requestId));
+    const logAfter = await tenantLog(tenantId);
+    // Nothing new but the refusal itself.
+    expect(logAfter.slice(logBefore.length).map((e) => [e.event_type, dataOf(e).reason])).toEqual([["auth.failed", "sign-in-code-reuse"]]);
+    expect(await refusalsOf(tenantId, requestId)).toEqual([["auth.failed", "sign-in-code-reuse", "redeem-sign-in-code"]]);
+    expect(logAfter.filter((e) => e.event_type === "session.started").map(dataOf)).toEqual([
+      expect.objectContaining({ familyId: issued.codeId, subject: "alice@example.com", roles: ["editor", "viewer"], accessTokenId: pair.tokenId }),
+    ]);
+    // The session of the first redemption is untouched.
+    expect((await me(next.accessToken)).errors).toBeUndefined();
+    expectNoSecretsIn(logAfter, [issued.code, pair.accessToken, pair.refreshToken, next.accessToken, next.refreshToken]);
+  });
+
+  it("lets at most one of two concurrent redemptions of a code succeed", async () => {
+    const { tenantId } = await app.seedTenant();
+    const issued = await link({ tenantId });
+    const results = await Promise.all([redeem(issued.code), redeem(issued.code)]);
+    for (const r of results) if (r.data?.redeemSignInCode) remember(r.data.redeemSignInCode);
+    expect(results.filter((r) => r.errors === undefined)).toHaveLength(1);
+    expect(results.filter((r) => r.errors?.[0]?.extensions?.code === "UNAUTHENTICATED")).toHaveLength(1);
+    expect((await tenantLog(tenantId)).filter((e) => e.event_type === "session.started")).toHaveLength(1);
+  });
+
+  it("refuses the code presented as a Bearer token, and as a refresh token; it still redeems afterwards", async () => {
+    const { tenantId } = await app.seedTenant();
+    const issued = await link({ tenantId });
+    const requestId = `bearer-${randomUUID()}`;
+    const res = await app.gql(ME, {}, { token: issued.code, headers: { "x-request-id": requestId } });
+    expectUnauthenticated(res);
+    expect(res.data?.me ?? null).toBeNull();
+    expect((await refusalsOf(tenantId, requestId)).map(([type, reason]) => [type, reason])).toEqual([["auth.failed", "wrong-token-type"]]);
+    expectUnauthenticated(await refresh(issued.code));
+    await redeemOk(issued.code);
+  });
+
+  it("refuses a code signed by another key, an access or refresh token, and garbage, all alike, and records why", async () => {
+    const { tenantId, tokens } = await app.seedTenant();
+    const pem = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const otherKeys = await loadSigningKeys({ pem, dataDir: mkdtempSync(path.join(tmpdir(), "keyplane-other-key-")), allowGenerate: false });
+    const config = app.kp.deps.config;
+    const forged = await link({ tenantId }, createTokenMinter(otherKeys, config.auth.issuer, config.auth.audience, clock.now));
+    const pair = await issue(tokens.admin);
+    // A signature Keyplane cannot verify names no tenant it could trust: that refusal goes to the platform log.
+    for (const [code, reason, log] of [
+      [forged.code, "unknown-key", "_platform"],
+      [tokens.admin, "wrong-token-type", tenantId],
+    ] as const) {
+      const requestId = `refused-${randomUUID()}`;
+      expectRefused(await redeem(code, requestId));
+      expect(await refusalsOf(log, requestId)).toEqual([["auth.failed", reason, "redeem-sign-in-code"]]);
+    }
+    // Refused alike (and recorded, folded into the one above within the minute).
+    expectRefused(await redeem(pair.refreshToken));
+    expectRefused(await redeem("not-a-code"));
+    expect((await tenantLog(tenantId)).filter((e) => e.event_type === "session.started")).toHaveLength(1); // the service token's
+  });
+
+  it("gives another tenant's code a session of that tenant only", async () => {
+    const ours = await app.seedTenant();
+    const theirs = await app.seedTenant();
+    const pair = await redeemOk((await link({ tenantId: theirs.tenantId })).code);
+    const who = await app.gql(WHO, {}, { token: pair.accessToken });
+    expect(who.data.me.tenantId).toBe(theirs.tenantId);
+    const cross = await app.gql("query ($id: ID) { tenant(id: $id) { id } }", { id: ours.tenantId }, { token: pair.accessToken });
+    expect(cross.errors?.map((e) => e.extensions?.code)).toEqual(["NOT_FOUND"]);
+    expect((await tenantLog(ours.tenantId)).filter((e) => e.event_type === "session.started")).toEqual([]);
+    expect((await tenantLog(theirs.tenantId)).filter((e) => e.event_type === "session.started")).toHaveLength(1);
+  });
+
+  it("refuses a code of a tenant that does not exist, recorded in the platform log", async () => {
+    const issued = await link({ tenantId: `gone-${randomUUID().slice(0, 8)}` });
+    const requestId = `unknown-${randomUUID()}`;
+    expectRefused(await redeem(issued.code, requestId));
+    expect(await refusalsOf("_platform", requestId)).toEqual([["auth.failed", "unknown-tenant", "redeem-sign-in-code"]]);
+  });
+
+  // Last: it moves the suite's clock.
+  it("refuses an expired code, with the same answer", async () => {
+    const { tenantId } = await app.seedTenant();
+    const issued = await link({ tenantId, ttlSeconds: 60 });
+    clock.advance(60_000 + 6_000); // past its expiry and the 5 seconds of clock tolerance
+    const requestId = `expired-${randomUUID()}`;
+    expectRefused(await redeem(issued.code, requestId));
+    expect(await refusalsOf(tenantId, requestId)).toEqual([["auth.failed", "expired", "redeem-sign-in-code"]]);
+    expect((await tenantLog(tenantId)).filter((e) => e.event_type === "session.started")).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import { type FormEvent, useState } from "react";
+import { type FormEvent, useState, useSyncExternalStore } from "react";
 import { describeError } from "../errors.ts";
 import type { SessionStore } from "../session.ts";
 
@@ -6,6 +6,15 @@ export function SignIn({ sessions }: { sessions: SessionStore }) {
   const [token, setToken] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  // A sign-in link that was refused (main.tsx redeems it on load).
+  const linkProblem = useSyncExternalStore(sessions.subscribe, sessions.problem);
+  const shown =
+    error ??
+    (linkProblem === null
+      ? null
+      : linkProblem.code === "UNAUTHENTICATED"
+        ? `The sign-in link did not work: ${linkProblem.message}. Ask for a new one (keyplane console link), or paste a token. (${linkProblem.code})`
+        : describeError(linkProblem));
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -44,9 +53,9 @@ export function SignIn({ sessions }: { sessions: SessionStore }) {
         <button type="submit" disabled={busy || token.trim() === ""}>
           Sign in
         </button>
-        {error && (
+        {shown && (
           <p role="alert" className="error">
-            {error}
+            {shown}
           </p>
         )}
       </form>

@@ -25,6 +25,11 @@ export const IssueTokenInput = z
     refreshable: z.boolean().default(false),
     /** A refreshable token's family ends by then at the latest (a session never outlives the token it came from). */
     refreshUntil: z.date().optional(),
+    /**
+     * The refresh-token family's id, when the caller names it (a sign-in code's id, so that the code
+     * starts one session at most); a fresh one otherwise. Starting a family that exists is a conflict.
+     */
+    familyId: z.string().min(1).max(200).optional(),
     issuedVia: z.enum(["api", "cli", "bootstrap", "enrollment"]),
   })
   .refine((i) => i.roles.includes("platform") === (i.tenantId === PLATFORM_TENANT), {
@@ -66,7 +71,7 @@ export async function issueAccessToken(
     return { accessToken: access.token, tokenId, expiresAt };
   }
 
-  const familyId = randomUUID();
+  const familyId = input.familyId ?? randomUUID();
   const refreshTokenId = randomUUID();
   const accessTokenId = randomUUID();
   const refreshLimit = now.getTime() + deps.config.auth.refreshTokenTtl * 1000;

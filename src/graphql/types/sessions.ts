@@ -1,6 +1,7 @@
 import { endSession } from "../../app/sessions/endSession.ts";
 import { issueAccessToken } from "../../app/sessions/issueAccessToken.ts";
 import { refreshSession } from "../../app/sessions/refreshSession.ts";
+import { redeemSignInCode } from "../../app/sessions/signInCode.ts";
 import { revokeAccessToken } from "../../app/sessions/revokeAccessToken.ts";
 import { startSession } from "../../app/sessions/startSession.ts";
 import type { IssuedTokens } from "../../app/sessions/tokenPair.ts";
@@ -72,6 +73,17 @@ builder.mutationField("refreshSession", (t) =>
     args: { refreshToken: t.arg.string({ required: true }) },
     authScopes: { public: true },
     resolve: (_root, { refreshToken }, ctx) => refreshSession(ctx.deps, refreshToken, ctx.meta),
+  }),
+);
+
+builder.mutationField("redeemSignInCode", (t) =>
+  t.field({
+    type: IssuedToken,
+    description:
+      "Exchanges a one-time sign-in code (`keyplane console link`) for a session of the principal it names: a 15-minute access token and a rotating refresh token. A code works once and for a few minutes",
+    args: { code: t.arg.string({ required: true }) },
+    authScopes: { public: true },
+    resolve: (_root, { code }, ctx) => redeemSignInCode(ctx.deps, code, ctx.meta),
   }),
 );
 
