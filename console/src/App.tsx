@@ -4,6 +4,7 @@ import { createApiClient } from "./client.ts";
 import { describeError } from "./errors.ts";
 import { graphql, type ResultOf } from "./graphql.ts";
 import { Audit } from "./pages/Audit.tsx";
+import { Installations } from "./pages/Installations.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
 import { Tenants } from "./pages/Tenants.tsx";
@@ -27,6 +28,7 @@ export type Viewer = ResultOf<typeof ViewerQuery>["me"];
 /** The pages, each shown to a principal holding the permission it needs (the server checks again). */
 const PAGES = [
   { path: "/", title: "Overview", needs: "tenant:read" },
+  { path: "/installations", title: "Installations", needs: "installation:read" },
   { path: "/audit", title: "Audit", needs: "audit:read" },
   { path: "/tenants", title: "Tenants", needs: "tenant:list" },
 ] as const;
@@ -97,6 +99,7 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
         {viewer && page?.path === "/" && <Overview viewer={viewer} />}
         {viewer && page?.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
         {viewer && page?.path === "/tenants" && <Tenants viewer={viewer} />}
+        {viewer && page?.path === "/installations" && <Installations viewer={viewer} />}
       </main>
     </div>
   );

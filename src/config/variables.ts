@@ -164,7 +164,7 @@ export const variables = {
   OAUTH_SUCCESS_URL: about(
     z.string().url().optional(),
     "Installations",
-    "Where the install callback sends the browser (with `installation`, `platform`, `outcome` added to the query). Without it the callback answers JSON.",
+    "Where the install callback sends the browser (with `installation`, `platform`, `outcome` added to the query). Without it a browser goes to the console's installations page (`<KEYPLANE_PUBLIC_URL>/console/installations`) and an API client (not asking for HTML) gets JSON.",
   ),
   OAUTH_STATE_TTL_SECONDS: about(seconds.default(600), "Installations", "How long an install may take between start and callback."),
   WEBHOOK_MAX_BODY_BYTES: about(count.default(25 * 1024 * 1024), "Installations", "Largest webhook body (GitHub sends up to 25 MB); larger get 413."),

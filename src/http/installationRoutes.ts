@@ -48,7 +48,10 @@ export function installationRoutes(deps: AppDeps) {
       externalId: done.installation.external_id,
       account: { id: done.installation.account_id, login: done.installation.account_login, type: done.installation.account_type },
     };
-    const successUrl = deps.config.installations.successUrl;
+    // A browser (it asks for HTML) goes on to OAUTH_SUCCESS_URL, by default the console's
+    // installations page; an API client gets the outcome as JSON.
+    const browser = /\btext\/html\b/.test(req.headers.accept ?? "");
+    const successUrl = deps.config.installations.successUrl ?? (browser ? `${deps.config.publicUrl}/console/installations` : undefined);
     if (!successUrl) return sendJson(res, 200, { outcome: done.outcome, installation: view });
     const target = new URL(successUrl);
     target.searchParams.set("installation", view.id);

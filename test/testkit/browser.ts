@@ -1,4 +1,6 @@
-import { existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 
 // A real browser for the console's tests: Debian's Chromium (CHROMIUM_PATH, else the usual paths),
@@ -31,4 +33,14 @@ export function pageProblems(page: Page): string[] {
     if (request.failure()?.errorText !== "net::ERR_ABORTED") problems.push(`request failed: ${request.url()} ${request.failure()?.errorText ?? ""}`);
   });
   return problems;
+}
+
+/** npm install built the console; a checkout whose console sources changed since is built again (a few seconds). */
+export function buildConsoleIfStale() {
+  const built = path.resolve("console/dist/index.html");
+  const newest = readdirSync("console", { recursive: true, encoding: "utf8" })
+    .filter((f) => !f.startsWith("dist") && !f.endsWith("graphql-env.d.ts"))
+    .map((f) => statSync(path.join("console", f)).mtimeMs)
+    .reduce((a, b) => Math.max(a, b), 0);
+  if (!existsSync(built) || statSync(built).mtimeMs < newest) execFileSync(process.execPath, ["console/build.mjs"], { stdio: "ignore" });
 }

@@ -1,0 +1,71 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
+
+// Installing from the console: `keyplane serve` configured with the local fakes of Slack, Atlassian
+// and GitHub (test/fakes/), a real Chromium that follows the provider's consent and comes back to
+// the console, then suspends, resumes and revokes the installation there.
+
+const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images") : path.join(process.env.KEYPLANE_TEST_LOG_DIR ?? tmpdir(), "screenshots");
+
+describe.skipIf(!chromiumPath)("installations in the console", () => {
+  let world: ProviderWorld;
+  let dataDir: string;
+  let served: Served;
+  let adminToken: string;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    buildConsoleIfStale();
+    world = await startProviderWorld();
+    dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-installs-"));
+    // The providers send the browser back to KEYPLANE_PUBLIC_URL: serve on its port.
+    served = await serveProcess("console-installs", { ...world.env, KEYPLANE_DATA_DIR: dataDir }, { port: Number(world.env.PORT) });
+    adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
+    registerSecret(adminToken);
+    browser = await launchBrowser();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await killServedProcesses();
+    await world?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("installs Slack through its consent and back, shows it with its refresh health, then suspends, resumes and revokes it", async () => {
+    const page = await browser.newPage();
+    const problems = pageProblems(page);
+    page.on("dialog", (dialog) => void dialog.accept());
+    await page.goto(world.publicUrl);
+    await page.getByLabel("Access token").fill(adminToken);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("link", { name: "Installations" }).click();
+    await page.getByText("No installation yet.").waitFor();
+
+    await page.getByRole("button", { name: "Install Slack" }).click();
+    // The fake's consent sends the browser to Keyplane's callback, which sends it back here.
+    await page.getByTestId("install-outcome").filter({ hasText: "slack: created" }).waitFor();
+    expect(new URL(page.url()).search).toBe("");
+    const row = page.getByTestId("installations").getByRole("row").filter({ hasText: "slack" });
+    await row.getByText("active").waitFor();
+    expect(await row.textContent()).toContain("Fake Workspace");
+    await page.screenshot({ path: path.join(SCREENSHOTS, "console-installations.png"), fullPage: true });
+
+    await row.getByRole("button", { name: "Suspend" }).click();
+    await row.getByText("suspended").waitFor();
+    await row.getByRole("button", { name: "Resume" }).click();
+    await row.getByText("active").waitFor();
+    await row.getByRole("button", { name: "Revoke" }).click();
+    await row.getByText("revoked").waitFor();
+    expect(await row.getByRole("button").count()).toBe(0);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+});
