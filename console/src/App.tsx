@@ -3,8 +3,10 @@ import { Provider, useQuery } from "urql";
 import { createApiClient } from "./client.ts";
 import { describeError } from "./errors.ts";
 import { graphql, type ResultOf } from "./graphql.ts";
+import { AgentsPage } from "./pages/Agents.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
+import { TasksPage } from "./pages/Tasks.tsx";
 import { navigate, usePath } from "./router.ts";
 import type { SessionStore } from "./session.ts";
 
@@ -22,7 +24,11 @@ export const ViewerQuery = graphql(`
 
 export type Viewer = ResultOf<typeof ViewerQuery>["me"];
 
-const PAGES = [{ path: "/", title: "Overview" }] as const;
+const PAGES = [
+  { path: "/", title: "Overview" },
+  { path: "/agents", title: "Agents" },
+  { path: "/tasks", title: "Tasks" },
+] as const;
 
 export function App({ sessions }: { sessions: SessionStore }) {
   const session = useSyncExternalStore(sessions.subscribe, sessions.current);
@@ -87,6 +93,8 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
           </p>
         )}
         {viewer && page.path === "/" && <Overview viewer={viewer} />}
+        {viewer && page.path === "/agents" && <AgentsPage viewer={viewer} />}
+        {viewer && page.path === "/tasks" && <TasksPage viewer={viewer} />}
       </main>
     </div>
   );
