@@ -3,10 +3,12 @@ import { Provider, useQuery } from "urql";
 import { createApiClient } from "./client.ts";
 import { describeError } from "./errors.ts";
 import { graphql, type ResultOf } from "./graphql.ts";
+import { AgentsPage } from "./pages/Agents.tsx";
 import { Audit } from "./pages/Audit.tsx";
 import { Installations } from "./pages/Installations.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
+import { TasksPage } from "./pages/Tasks.tsx";
 import { Tenants } from "./pages/Tenants.tsx";
 import { navigate, usePath } from "./router.ts";
 import type { SessionStore } from "./session.ts";
@@ -28,6 +30,8 @@ export type Viewer = ResultOf<typeof ViewerQuery>["me"];
 /** The pages, each shown to a principal holding the permission it needs (the server checks again). */
 const PAGES = [
   { path: "/", title: "Overview", needs: "tenant:read" },
+  { path: "/agents", title: "Agents", needs: "agent:read" },
+  { path: "/tasks", title: "Tasks", needs: "agent:read" },
   { path: "/installations", title: "Installations", needs: "installation:read" },
   { path: "/audit", title: "Audit", needs: "audit:read" },
   { path: "/tenants", title: "Tenants", needs: "tenant:list" },
@@ -97,9 +101,11 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
           </p>
         )}
         {viewer && page?.path === "/" && <Overview viewer={viewer} />}
+        {viewer && page?.path === "/agents" && <AgentsPage viewer={viewer} />}
+        {viewer && page?.path === "/tasks" && <TasksPage viewer={viewer} />}
+        {viewer && page?.path === "/installations" && <Installations viewer={viewer} />}
         {viewer && page?.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
         {viewer && page?.path === "/tenants" && <Tenants viewer={viewer} />}
-        {viewer && page?.path === "/installations" && <Installations viewer={viewer} />}
       </main>
     </div>
   );

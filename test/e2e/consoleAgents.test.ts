@@ -1,0 +1,208 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { killKeyplaneProcesses, runKeyplane, spawnKeyplane, type KeyplaneProcess } from "../testkit/keyplaneCli.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
+import { waitFor } from "../testkit/waitFor.ts";
+
+// The console's Agents and Tasks pages as a person uses them: `keyplane serve` on the embedded
+// database, a real Chromium, the admin token. An enrollment key made in the page enrolls a real
+// `keyplane agent run`, which shows up online in the open page without a reload; an echo task
+// dispatched from the Tasks page completes live. A viewer sees no buttons to change anything, and the
+// API refuses the viewer's mutation anyway. Screenshots as in console.test.ts.
+
+const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images") : path.join(process.env.KEYPLANE_TEST_LOG_DIR ?? tmpdir(), "screenshots");
+
+/** npm install built the console; a checkout whose console sources changed since is built again (a few seconds). */
+function buildConsoleIfStale() {
+  const built = path.resolve("console/dist/index.html");
+  const newest = readdirSync("console", { recursive: true, encoding: "utf8" })
+    .filter((f) => !f.startsWith("dist") && !f.endsWith("graphql-env.d.ts"))
+    .map((f) => statSync(path.join("console", f)).mtimeMs)
+    .reduce((a, b) => Math.max(a, b), 0);
+  if (!existsSync(built) || statSync(built).mtimeMs < newest) execFileSync(process.execPath, ["console/build.mjs"], { stdio: "ignore" });
+}
+
+describe.skipIf(!chromiumPath)("the console's Agents and Tasks pages in a browser", () => {
+  let dataDir: string;
+  let stateDir: string;
+  let served: Served;
+  let adminToken: string;
+  let viewerToken: string;
+  let browser: Browser;
+  let agent: KeyplaneProcess | undefined;
+  let agentId: string;
+
+  beforeAll(async () => {
+    buildConsoleIfStale();
+    dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-agents-"));
+    stateDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-agent-state-"));
+    // The first start makes tenant `default` and its admin token. No mutation issues a person's
+    // token, and the CLI cannot open the embedded database beside serve: stop, mint a viewer, serve again.
+    const first = await serveProcess("console-agents", { KEYPLANE_DATA_DIR: dataDir });
+    adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
+    registerSecret(adminToken);
+    expect((await first.stop()).code).toBe(0);
+    const minted = await runKeyplane(["token", "mint", "--tenant", "default", "--role", "viewer", "--sub", "viewer@console", "--ttl", "3600"], {
+      KEYPLANE_DATA_DIR: dataDir,
+      LOG_LEVEL: "warn",
+    });
+    expect(minted.code, minted.err).toBe(0);
+    viewerToken = minted.out.trim();
+    registerSecret(viewerToken);
+    served = await serveProcess("console-agents", { KEYPLANE_DATA_DIR: dataDir });
+    browser = await launchBrowser();
+    mkdirSync(SCREENSHOTS, { recursive: true });
+  }, 120_000);
+
+  afterAll(async () => {
+    if (agent) {
+      agent.kill("SIGTERM");
+      await Promise.race([agent.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    }
+    await killKeyplaneProcesses();
+    await browser?.close();
+    await killServedProcesses();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  async function signIn(page: Page, token: string, subject: string) {
+    await page.goto(served.url);
+    await page.getByLabel("Access token").fill(token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByTestId("who").filter({ hasText: subject }).waitFor();
+  }
+
+  /** Moves to a page with the console's own links (History API): the document stays the same. */
+  async function open(page: Page, title: "Agents" | "Tasks") {
+    await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: title }).click();
+    await page.getByRole("heading", { level: 1, name: title }).waitFor();
+  }
+
+  it("enrolls a machine with a key made in the page, shows it online live, and runs an echo task to completion live", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const problems = pageProblems(page);
+    await signIn(page, adminToken, "bootstrap-admin");
+    await open(page, "Agents");
+    await page.getByTestId("live-state").filter({ hasText: "Live" }).waitFor();
+    // Set once: still there at the end only if the page was never reloaded.
+    await page.evaluate(() => Object.assign(window, { sameDocument: true }));
+    const sameDocument = () => page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument === true);
+
+    // An agent made by hand; a config that is JSON but not an object is refused next to its field, with the code.
+    const create = page.getByRole("form", { name: "Create an agent" });
+    await create.getByLabel("Name").fill("support-bot");
+    await create.getByLabel("Type").fill("support-bot");
+    await create.getByLabel("Tags").fill("eu, prod");
+    await create.getByLabel("Config (JSON object)").fill("[1, 2]");
+    await create.getByRole("button", { name: "Create agent" }).click();
+    await expect.poll(() => create.getByRole("alert").textContent()).toMatch(/config.*\(BAD_USER_INPUT\)/);
+    await create.getByLabel("Config (JSON object)").fill('{ "greeting": "hello" }');
+    await create.getByRole("button", { name: "Create agent" }).click();
+    const row = page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: "support-bot" }) });
+    await row.getByText("pending").waitFor();
+    await row.getByRole("button", { name: "Publish support-bot" }).click();
+    await row.getByText("published").waitFor();
+
+    // A key, shown once with the command that uses it.
+    const keys = page.getByTestId("enrollment-keys");
+    await keys.getByLabel("Description").fill("console e2e");
+    await keys.getByRole("button", { name: "Create enrollment key" }).click();
+    const key = (await page.getByTestId("enrollment-key").textContent())!;
+    registerSecret(key);
+    expect(key).toMatch(/^kpe_[A-Za-z0-9]+_\S+$/);
+    expect(await page.getByTestId("enrollment-command").textContent()).toBe(`keyplane agent run --server ${served.url} --key ${key}`);
+    const prefix = key.split("_")[1]!;
+    await page.getByTestId(`key-state-${prefix}`).filter({ hasText: "active" }).waitFor();
+
+    agent = spawnKeyplane(
+      ["agent", "run", "--server", served.url, "--key", key, "--state-dir", stateDir],
+      { HOME: process.env.HOME ?? tmpdir(), LOG_LEVEL: "debug" },
+      { log: { command: "console-agents", name: "agent", streams: "both" } },
+    );
+    const running = agent;
+    const credential = await waitFor(
+      "the agent to enroll",
+      () => {
+        const file = path.join(stateDir, "credential.json");
+        return existsSync(file) && (JSON.parse(readFileSync(file, "utf8")) as { agentId: string; accessToken: string; refreshToken: string });
+      },
+      30_000,
+      running.err,
+    );
+    registerSecret(credential.accessToken);
+    registerSecret(credential.refreshToken);
+    agentId = credential.agentId;
+
+    // Online in the open page, from tenantEvents: no reload, no polling.
+    await page.getByTestId(`connection-${agentId}`).filter({ hasText: "online" }).waitFor({ timeout: 30_000 });
+    await page.getByTestId(`key-state-${prefix}`).filter({ hasText: "used up" }).waitFor();
+    expect(await sameDocument()).toBe(true);
+    await page.getByRole("button", { name: "Done (forget the key)" }).click();
+    await expect.poll(() => page.getByTestId("enrollment-key").count()).toBe(0);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "console-agents.png"), fullPage: true });
+
+    // An echo task from the Tasks page, followed live to its end.
+    await open(page, "Tasks");
+    await page.getByTestId("live-state").filter({ hasText: "Live" }).waitFor();
+    const dispatch = page.getByRole("form", { name: "Dispatch a task" });
+    await dispatch.getByLabel("Agent").selectOption(agentId);
+    await dispatch.getByLabel("Kind").fill("echo");
+    await dispatch.getByLabel("Input (JSON)").fill('{ "from": "the console" }');
+    await dispatch.getByRole("button", { name: "Dispatch" }).click();
+    const taskId = (await page.getByTestId("dispatched").getAttribute("data-task-id"))!;
+    await page.getByTestId(`task-status-${taskId}`).filter({ hasText: "completed" }).waitFor({ timeout: 30_000 });
+    expect(JSON.parse((await page.getByTestId(`task-result-${taskId}`).textContent())!)).toEqual({ from: "the console" });
+    expect(await sameDocument()).toBe(true);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "console-tasks.png"), fullPage: true });
+
+    // A read that a newer one supersedes (an event while urql reads the list again after a mutation)
+    // is cancelled by urql: not a failure.
+    expect(problems.filter((p) => !/^request failed: \S+\/graphql\?query=\S+ net::ERR_ABORTED/.test(p))).toEqual([]);
+    await context.close();
+  });
+
+  it("a viewer sees no button that changes anything, and the API refuses the viewer's mutation (FORBIDDEN)", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await signIn(page, viewerToken, "viewer@console");
+    await open(page, "Agents");
+    await page.getByTestId(`connection-${agentId}`).waitFor();
+    // A viewer may not subscribe to the tenant's events (event:subscribe is the admins'): it is told so.
+    await page.getByTestId("live-state").filter({ hasText: "Not live" }).waitFor();
+    for (const name of [/create/i, /delete/i, /publish/i, /revoke/i, /prune/i, /edit/i]) expect(await page.getByRole("button", { name }).count()).toBe(0);
+    expect(await page.getByRole("form").count()).toBe(0);
+
+    await open(page, "Tasks");
+    await page.getByTestId("tasks-table").waitFor();
+    expect(await page.getByRole("button", { name: "Dispatch" }).count()).toBe(0);
+
+    // Forced: the page's own session calls the API directly.
+    const answers = await page.evaluate(async (id) => {
+      const { accessToken } = JSON.parse(sessionStorage.getItem("keyplane.session")!) as { accessToken: string };
+      const call = async (query: string) => {
+        const response = await fetch("/graphql", {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${accessToken}` },
+          body: JSON.stringify({ query, variables: { id } }),
+        });
+        const body = (await response.json()) as { errors?: { extensions?: { code?: string } }[] };
+        return body.errors?.[0]?.extensions?.code;
+      };
+      return [
+        await call(`mutation { createAgent(input: { name: "sneaky", type: "x" }) { id } }`),
+        await call(`mutation ($id: ID!) { deleteAgent(id: $id) }`),
+        await call(`mutation { createEnrollmentKey(input: {}) { key } }`),
+      ];
+    }, agentId);
+    expect(answers).toEqual(["FORBIDDEN", "FORBIDDEN", "FORBIDDEN"]);
+    await context.close();
+  });
+});
