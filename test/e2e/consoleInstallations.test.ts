@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
 import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
-import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
+import { killServedProcesses, serveProcess } from "../testkit/servedProcess.ts";
 
 // Installing from the console: `keyplane serve` configured with the local fakes of Slack, Atlassian
 // and GitHub (test/fakes/), a real Chromium that follows the provider's consent and comes back to
@@ -17,7 +17,6 @@ const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images")
 describe.skipIf(!chromiumPath)("installations in the console", () => {
   let world: ProviderWorld;
   let dataDir: string;
-  let served: Served;
   let adminToken: string;
   let browser: Browser;
 
@@ -26,7 +25,7 @@ describe.skipIf(!chromiumPath)("installations in the console", () => {
     world = await startProviderWorld();
     dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-installs-"));
     // The providers send the browser back to KEYPLANE_PUBLIC_URL: serve on its port.
-    served = await serveProcess("console-installs", { ...world.env, KEYPLANE_DATA_DIR: dataDir }, { port: Number(world.env.PORT) });
+    await serveProcess("console-installs", { ...world.env, KEYPLANE_DATA_DIR: dataDir }, { port: Number(world.env.PORT) });
     adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
     registerSecret(adminToken);
     browser = await launchBrowser();
