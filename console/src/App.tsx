@@ -5,6 +5,7 @@ import { describeError } from "./errors.ts";
 import { graphql, type ResultOf } from "./graphql.ts";
 import { AgentsPage } from "./pages/Agents.tsx";
 import { Audit } from "./pages/Audit.tsx";
+import { GitHubTokens } from "./pages/GitHubTokens.tsx";
 import { Installations } from "./pages/Installations.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
@@ -33,6 +34,7 @@ const PAGES = [
   { path: "/agents", title: "Agents", needs: "agent:read" },
   { path: "/tasks", title: "Tasks", needs: "agent:read" },
   { path: "/installations", title: "Installations", needs: "installation:read" },
+  { path: "/github-tokens", title: "GitHub tokens", needs: "token-policy:read" },
   { path: "/audit", title: "Audit", needs: "audit:read" },
   { path: "/tenants", title: "Tenants", needs: "tenant:list" },
 ] as const;
@@ -104,6 +106,7 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
         {viewer && page?.path === "/agents" && <AgentsPage viewer={viewer} />}
         {viewer && page?.path === "/tasks" && <TasksPage viewer={viewer} />}
         {viewer && page?.path === "/installations" && <Installations viewer={viewer} />}
+        {viewer && page?.path === "/github-tokens" && <GitHubTokens viewer={viewer} />}
         {viewer && page?.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
         {viewer && page?.path === "/tenants" && <Tenants viewer={viewer} />}
       </main>

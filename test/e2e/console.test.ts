@@ -173,7 +173,7 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     await signIn(page);
     await page.getByTestId("tenant-name").waitFor();
     await check("overview");
-    for (const link of ["Agents", "Tasks", "Installations", "Audit"]) {
+    for (const link of ["Agents", "Tasks", "Installations", "GitHub tokens", "Audit"]) {
       await page.getByRole("link", { name: link }).click();
       await page.getByRole("heading", { level: 1 }).first().waitFor();
       await check(link);

@@ -81,7 +81,7 @@ export async function spawnServe(name: string, env: Record<string, string> = {},
     stderr: () => err,
     output: () => both,
     adminToken() {
-      const file = /admin token is in (\S+)/.exec(both)?.[1];
+      const file = /admin token (?:\([^)]*\) )?is in (\S+)/.exec(both)?.[1];
       if (!file) throw new Error(`${name} wrote no admin token:\n${both}`);
       const token = readFileSync(file, "utf8").trim();
       registerSecret(token);
