@@ -1,7 +1,7 @@
+import { ErrorAlert } from "./ErrorAlert.tsx";
 import { useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { Provider, useQuery } from "urql";
 import { createApiClient } from "./client.ts";
-import { describeError } from "./errors.ts";
 import { graphql, type ResultOf } from "./graphql.ts";
 import { AgentsPage } from "./pages/Agents.tsx";
 import { Audit } from "./pages/Audit.tsx";
@@ -97,11 +97,7 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
         </button>
       </header>
       <main>
-        {error && (
-          <p role="alert" className="error">
-            {describeError(error)}
-          </p>
-        )}
+        <ErrorAlert error={error} />
         {viewer && page?.path === "/" && <Overview viewer={viewer} />}
         {viewer && page?.path === "/agents" && <AgentsPage viewer={viewer} />}
         {viewer && page?.path === "/tasks" && <TasksPage viewer={viewer} />}

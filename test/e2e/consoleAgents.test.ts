@@ -1,10 +1,9 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
 import { killKeyplaneProcesses, runKeyplane, spawnKeyplane, type KeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
@@ -17,16 +16,6 @@ import { waitFor } from "../testkit/waitFor.ts";
 // API refuses the viewer's mutation anyway. Screenshots as in console.test.ts.
 
 const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images") : path.join(process.env.KEYPLANE_TEST_LOG_DIR ?? tmpdir(), "screenshots");
-
-/** npm install built the console; a checkout whose console sources changed since is built again (a few seconds). */
-function buildConsoleIfStale() {
-  const built = path.resolve("console/dist/index.html");
-  const newest = readdirSync("console", { recursive: true, encoding: "utf8" })
-    .filter((f) => !f.startsWith("dist") && !f.endsWith("graphql-env.d.ts"))
-    .map((f) => statSync(path.join("console", f)).mtimeMs)
-    .reduce((a, b) => Math.max(a, b), 0);
-  if (!existsSync(built) || statSync(built).mtimeMs < newest) execFileSync(process.execPath, ["console/build.mjs"], { stdio: "ignore" });
-}
 
 describe.skipIf(!chromiumPath)("the console's Agents and Tasks pages in a browser", () => {
   let dataDir: string;

@@ -1,26 +1,15 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
 import { killKeyplaneProcesses, runKeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
 
 // `keyplane console link` as an operator runs it: its own process, on the embedded database's data dir
 // while `keyplane serve` holds that database, and the link it prints opened in a real Chromium.
-
-/** npm install built the console; a checkout whose console sources changed since is built again (a few seconds). */
-function buildConsoleIfStale() {
-  const built = path.resolve("console/dist/index.html");
-  const newest = readdirSync("console", { recursive: true, encoding: "utf8" })
-    .filter((f) => !f.startsWith("dist") && !f.endsWith("graphql-env.d.ts"))
-    .map((f) => statSync(path.join("console", f)).mtimeMs)
-    .reduce((a, b) => Math.max(a, b), 0);
-  if (!existsSync(built) || statSync(built).mtimeMs < newest) execFileSync(process.execPath, ["console/build.mjs"], { stdio: "ignore" });
-}
 
 describe.skipIf(!chromiumPath)("a one-time sign-in link for the console", () => {
   let dataDir: string;

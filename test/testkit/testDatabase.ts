@@ -67,7 +67,7 @@ export async function createScratchDatabase(prefix = "kp_test", options: { templ
     }
     // Fewer shards than production's 32: each suite distributes every table afresh.
     placement.push(`alter database ${name} set citus.shard_count = 4`);
-    for (const statement of placement) await adminQuery(withDatabase(admin, name), statement);
+    for (const statement of placement) await withWorkerConnections(() => adminQuery(withDatabase(admin, name), statement));
   } catch (error) {
     await drop().catch(() => {});
     throw error;
@@ -244,6 +244,23 @@ async function oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } finally {
     await lock.end();
+  }
+}
+
+/**
+ * Runs a statement that needs a fresh connection from the coordinator to a worker (citus_add_node),
+ * again while the worker has none to give: the other suites' open databases can hold all of the
+ * worker's connections for a moment ("failure on connection marked as essential"), and they give
+ * them back as their queries end.
+ */
+async function withWorkerConnections<T>(run: () => Promise<T>, attempts = 8): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if (attempt >= attempts || !/connection marked as essential|remaining connection slots|too many clients/.test(String(error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+    }
   }
 }
 

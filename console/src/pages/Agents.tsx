@@ -1,9 +1,11 @@
+import { ErrorAlert } from "../ErrorAlert.tsx";
 import { type FormEvent, useId, useState } from "react";
 import { type CombinedError, useMutation, useQuery } from "urql";
 import type { Viewer } from "../App.tsx";
 import { describeError } from "../errors.ts";
 import { graphql, type ResultOf } from "../graphql.ts";
-import { type LiveEvent, liveLabel, useReread, useTenantEvents } from "../liveEvents.ts";
+import { LiveHeading } from "../LiveHeading.tsx";
+import { type LiveEvent, useReread, useTenantEvents } from "../liveEvents.ts";
 import { EnrollmentKeys, splitTags } from "./EnrollmentKeys.tsx";
 
 const AgentsQuery = graphql(`
@@ -97,27 +99,9 @@ export function AgentsPage({ viewer }: { viewer: Viewer }) {
 
   return (
     <>
-      <div className="page-heading">
-        <h1>Agents</h1>
-        <span className={`live live-${live.state}`} data-testid="live-state" role="status">
-          {liveLabel(live.state)}
-        </span>
-        {live.state !== "live" && (
-          <button type="button" onClick={() => refresh()}>
-            Refresh
-          </button>
-        )}
-      </div>
-      {error && (
-        <p role="alert" className="error">
-          {describeError(error)}
-        </p>
-      )}
-      {live.error && (
-        <p role="alert" className="error">
-          {describeError(live.error)}
-        </p>
-      )}
+      <LiveHeading title="Agents" state={live.state} refresh={refresh} />
+      <ErrorAlert error={error} />
+      <ErrorAlert error={live.error} />
       {!data ? (
         <p aria-busy={fetching}>Loading…</p>
       ) : (

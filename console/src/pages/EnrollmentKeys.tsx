@@ -1,3 +1,4 @@
+import { ErrorAlert } from "../ErrorAlert.tsx";
 import { type FormEvent, useEffect, useId, useState } from "react";
 import { type CombinedError, useMutation, useQuery } from "urql";
 import type { Viewer } from "../App.tsx";
@@ -82,11 +83,7 @@ export function EnrollmentKeys({ viewer, version }: { viewer: Viewer; version: n
         A machine enrolls as an agent with a key: <code>keyplane agent run --server … --key kpe_…</code>. Keyplane keeps only a key's prefix and a hash.
       </p>
       {canManage && <CreateKeyForm onCreated={refresh} />}
-      {error && (
-        <p role="alert" className="error">
-          {describeError(error)}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {keys.length === 0 ? (
         <p>No enrollment keys.</p>
       ) : (

@@ -1,3 +1,4 @@
+import { ErrorAlert } from "../ErrorAlert.tsx";
 import { type FormEvent, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import type { Viewer } from "../App.tsx";
@@ -123,11 +124,7 @@ function Policies({ mayManage }: { mayManage: boolean }) {
   return (
     <section aria-labelledby="policies-heading">
       <h2 id="policies-heading">Token policies</h2>
-      {(error ?? deleted.error) && (
-        <p role="alert" className="error">
-          {describeError((error ?? deleted.error)!)}
-        </p>
-      )}
+      <ErrorAlert error={error ?? deleted.error} />
       <table>
         <thead>
           <tr>
@@ -220,11 +217,7 @@ function Issued({ mayRevoke }: { mayRevoke: boolean }) {
           </select>
         </label>
       </form>
-      {(error ?? revoked.error) && (
-        <p role="alert" className="error">
-          {describeError((error ?? revoked.error)!)}
-        </p>
-      )}
+      <ErrorAlert error={error ?? revoked.error} />
       {data && data.issuedTokens.nodes.length === 0 ? (
         <p>None.</p>
       ) : (

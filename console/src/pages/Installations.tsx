@@ -1,7 +1,7 @@
+import { ErrorAlert } from "../ErrorAlert.tsx";
 import { useState } from "react";
 import { useMutation, useQuery } from "urql";
 import type { Viewer } from "../App.tsx";
-import { describeError } from "../errors.ts";
 import { graphql } from "../graphql.ts";
 
 // The tenant's installations of GitHub, Slack and Jira, with their credentials' refresh health; a new
@@ -122,11 +122,7 @@ export function Installations({ viewer }: { viewer: Viewer }) {
           ))}
         </p>
       )}
-      {(error ?? failure) && (
-        <p role="alert" className="error">
-          {describeError((error ?? failure)!)}
-        </p>
-      )}
+      <ErrorAlert error={error ?? failure} />
       <form className="filters" aria-label="Filter installations" onSubmit={(e) => e.preventDefault()}>
         <label>
           Platform{" "}

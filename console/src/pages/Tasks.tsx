@@ -1,9 +1,10 @@
+import { ErrorAlert } from "../ErrorAlert.tsx";
 import { type FormEvent, useEffect, useId, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import type { Viewer } from "../App.tsx";
-import { describeError } from "../errors.ts";
 import { graphql, type ResultOf } from "../graphql.ts";
-import { type LiveEvent, liveLabel, useReread, useTenantEvents } from "../liveEvents.ts";
+import { LiveHeading } from "../LiveHeading.tsx";
+import { type LiveEvent, useReread, useTenantEvents } from "../liveEvents.ts";
 import { fieldProblem, JsonField, parseJson } from "./Agents.tsx";
 
 const TasksQuery = graphql(`
@@ -101,27 +102,9 @@ export function TasksPage({ viewer }: { viewer: Viewer }) {
   const names = new Map(agents.map((a) => [a.id, a.name]));
   return (
     <>
-      <div className="page-heading">
-        <h1>Tasks</h1>
-        <span className={`live live-${live.state}`} data-testid="live-state" role="status">
-          {liveLabel(live.state)}
-        </span>
-        {live.state !== "live" && (
-          <button type="button" onClick={() => refresh()}>
-            Refresh
-          </button>
-        )}
-      </div>
-      {error && (
-        <p role="alert" className="error">
-          {describeError(error)}
-        </p>
-      )}
-      {live.error && (
-        <p role="alert" className="error">
-          {describeError(live.error)}
-        </p>
-      )}
+      <LiveHeading title="Tasks" state={live.state} refresh={refresh} />
+      <ErrorAlert error={error} />
+      <ErrorAlert error={live.error} />
       {canDispatch && data && <DispatchForm agents={agents} />}
       <section aria-labelledby="tasks-heading">
         <h2 id="tasks-heading">Recent tasks</h2>

@@ -1,7 +1,7 @@
+import { ErrorAlert } from "../ErrorAlert.tsx";
 import { type FormEvent, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import type { Viewer } from "../App.tsx";
-import { describeError } from "../errors.ts";
 import { graphql } from "../graphql.ts";
 
 // Platform operators: every tenant, a new one, another tier. (Suspending a tenant is not in the API yet.)
@@ -65,11 +65,7 @@ export function Tenants({ viewer }: { viewer: Viewer }) {
   return (
     <>
       <h1>Tenants</h1>
-      {error && (
-        <p role="alert" className="error">
-          {describeError(error)}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {mayCreate && (
         <form className="filters" onSubmit={submit} aria-label="Create a tenant">
           <label>
@@ -91,16 +87,8 @@ export function Tenants({ viewer }: { viewer: Viewer }) {
           </button>
         </form>
       )}
-      {created.error && (
-        <p role="alert" className="error">
-          {describeError(created.error)}
-        </p>
-      )}
-      {changed.error && (
-        <p role="alert" className="error">
-          {describeError(changed.error)}
-        </p>
-      )}
+      <ErrorAlert error={created.error} />
+      <ErrorAlert error={changed.error} />
       <table>
         <thead>
           <tr>
