@@ -148,6 +148,11 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
       .setInputFiles({ name: "tampered.ndjson", mimeType: "application/x-ndjson", buffer: Buffer.from(lines.join("\n") + "\n") });
     await expect.poll(() => page.getByTestId("verification").textContent()).toContain(`tampered.ndjson: NOT intact`);
     expect(await page.getByTestId("verification").textContent()).toContain(`at sequence ${event.sequence}`);
+    // Bytes that are not UTF-8 in a line (the page reads a non-ASCII file line by line): malformed.
+    const bytes = Buffer.from(exported);
+    bytes[bytes.indexOf('"subject"') + 2] = 0xff;
+    await page.getByLabel("Verify an export file").setInputFiles({ name: "garbled.ndjson", mimeType: "application/x-ndjson", buffer: bytes });
+    await expect.poll(() => page.getByTestId("verification").textContent()).toMatch(/garbled\.ndjson: NOT intact — malformed.*not UTF-8/);
     expect(problems).toEqual([]);
     await context.close();
   });

@@ -7,8 +7,8 @@ import { bytesToHex } from "@noble/hashes/utils.js";
 //  - sha256Hex: synchronous (the verifier hashes twice per event, in order), so a small audited
 //    pure-JS SHA-256 (@noble/hashes) rather than WebCrypto's asynchronous digest.
 //  - base64urlText: atob on the base64 alphabet, then UTF-8.
-//  - LineCursor: the lines of a byte range, each decoded with a fatal UTF-8 decoder (null when a
-//    line is not UTF-8), as Node's cursor does.
+//  - LineCursor: the lines of a byte range: an ASCII range decoded once and sliced, as Node's cursor
+//    does; otherwise each line decoded with a fatal UTF-8 decoder (null when it is not UTF-8).
 
 /** Only the server signs; in the browser a key would be a CryptoKey. */
 export type PrivateKey = CryptoKey;
@@ -39,6 +39,8 @@ export function base64urlText(part: string): string {
 
 export class LineCursor {
   private from: number;
+  /** The whole range as text when it is all ASCII (each line is then a slice of it), else undefined. */
+  private readonly text: string | undefined;
 
   constructor(
     private readonly bytes: Uint8Array,
@@ -46,10 +48,23 @@ export class LineCursor {
     private readonly end: number,
   ) {
     this.from = start;
+    // ASCII text (exports almost always are) is decoded once, as Node's cursor does, not line by line.
+    const range = bytes.subarray(start, end);
+    this.text = isAscii(range) ? lenient.decode(range) : undefined;
+    if (this.text !== undefined) this.from = 0;
   }
 
   /** The next line (null: not UTF-8), undefined after the last. */
   next(): string | null | undefined {
+    const { text } = this;
+    if (text !== undefined) {
+      const from = this.from;
+      if (from >= text.length) return undefined;
+      let nl = text.indexOf("\n", from);
+      if (nl === -1) nl = text.length;
+      this.from = nl + 1;
+      return text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl);
+    }
     const { bytes, end, from } = this;
     if (from >= end) return undefined;
     let nl = bytes.indexOf(10, from);
@@ -62,4 +77,16 @@ export class LineCursor {
       return null;
     }
   }
+}
+
+function isAscii(bytes: Uint8Array): boolean {
+  // Four bytes at a time where the range is aligned.
+  const aligned = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2) : undefined;
+  let i = 0;
+  if (aligned) {
+    for (let w = 0; w < aligned.length; w++) if ((aligned[w]! & 0x80808080) !== 0) return false;
+    i = aligned.length << 2;
+  }
+  for (; i < bytes.length; i++) if (bytes[i]! > 0x7f) return false;
+  return true;
 }
