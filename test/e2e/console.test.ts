@@ -5,7 +5,7 @@ import path from "node:path";
 import { gzipSync } from "node:zlib";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
 import { runKeyplane } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
@@ -47,9 +47,7 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
   });
 
   async function signIn(page: Page, token = adminToken) {
-    await page.goto(served.url);
-    await page.getByLabel("Access token").fill(token);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signInWithToken(page, served.url, token);
     await page.getByTestId("who").filter({ hasText: "bootstrap-admin" }).waitFor();
   }
 
@@ -184,8 +182,7 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
       await check(link);
     }
     await page.getByRole("button", { name: "Sign out" }).click();
-    await page.getByLabel("Access token").fill(platformToken);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signInWithToken(page, served.url, platformToken);
     await page.getByTestId("tenants").getByText("Default", { exact: true }).waitFor();
     await check("tenants");
     await context.close();
@@ -204,9 +201,7 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     const problems = pageProblems(page);
-    await page.goto(served.url);
-    await page.getByLabel("Access token").fill(platformToken);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signInWithToken(page, served.url, platformToken);
     const tenants = page.getByTestId("tenants");
     await tenants.getByText("Default", { exact: true }).waitFor();
     expect(await page.getByRole("navigation", { name: "Pages" }).getByRole("link").allTextContents()).toEqual(["Tenants"]);

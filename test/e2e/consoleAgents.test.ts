@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
 import { killKeyplaneProcesses, runKeyplane, spawnKeyplane, type KeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
@@ -62,9 +62,7 @@ describe.skipIf(!chromiumPath)("the console's Agents and Tasks pages in a browse
   });
 
   async function signIn(page: Page, token: string, subject: string) {
-    await page.goto(served.url);
-    await page.getByLabel("Access token").fill(token);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signInWithToken(page, served.url, token);
     await page.getByTestId("who").filter({ hasText: subject }).waitFor();
   }
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
 import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess } from "../testkit/servedProcess.ts";
@@ -42,9 +42,7 @@ describe.skipIf(!chromiumPath)("installations in the console", () => {
     const page = await browser.newPage();
     const problems = pageProblems(page);
     page.on("dialog", (dialog) => void dialog.accept());
-    await page.goto(world.publicUrl);
-    await page.getByLabel("Access token").fill(adminToken);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signInWithToken(page, world.publicUrl, adminToken);
     await page.getByRole("link", { name: "Installations" }).click();
     await page.getByText("No installation yet.").waitFor();
 
@@ -72,9 +70,7 @@ describe.skipIf(!chromiumPath)("installations in the console", () => {
     const page = await browser.newPage();
     const problems = pageProblems(page);
     page.on("dialog", (dialog) => void dialog.accept());
-    await page.goto(world.publicUrl);
-    await page.getByLabel("Access token").fill(adminToken);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await signInWithToken(page, world.publicUrl, adminToken);
     await page.getByRole("link", { name: "GitHub tokens" }).click();
     const form = page.getByRole("form", { name: "Set a token policy" });
     await form.getByLabel("Name").fill("ci-read");

@@ -44,3 +44,10 @@ export function buildConsoleIfStale() {
     .reduce((a, b) => Math.max(a, b), 0);
   if (!existsSync(built) || statSync(built).mtimeMs < newest) execFileSync(process.execPath, ["console/build.mjs"], { stdio: "ignore" });
 }
+
+/** Opens the console at `url` and signs in with a pasted token, as a person does (resolves once the sign-in is sent). */
+export async function signInWithToken(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(url);
+  await page.getByLabel("Access token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
