@@ -1,5 +1,5 @@
 import type { JSONWebKeySet } from "jose";
-import { type FormEvent, useState } from "react";
+import { type FormEvent, memo, useCallback, useState } from "react";
 import { useQuery, useSubscription } from "urql";
 import type { Viewer } from "../App.tsx";
 import { type BrowserVerification, verifyExportInBrowser } from "../audit/verifyInBrowser.ts";
@@ -118,6 +118,8 @@ function LogExplorer({ filter }: { filter: Filter }) {
   const [live, setLive] = useState(false);
   const [tail, setTail] = useState<AuditEvent[]>([]);
   const [open, setOpen] = useState<number | null>(null);
+  // Stable, so that loading one more page renders that page alone (the pages above are memoized).
+  const more = useCallback((cursor: string) => setPages((p) => (p.includes(cursor) ? p : [...p, cursor])), []);
   const [first] = useQuery({ query: AuditLogQuery, variables: { first: PAGE, after: null, filter } });
   const newest = tail[0]?.cursor ?? first.data?.auditLog.nodes[0]?.cursor ?? null;
   const [{ error: tailError }] = useSubscription(
@@ -150,15 +152,7 @@ function LogExplorer({ filter }: { filter: Filter }) {
         <tbody data-testid="audit-rows">
           <Rows events={tail} open={open} setOpen={setOpen} />
           {pages.map((after) => (
-            <Page
-              key={after ?? "first"}
-              after={after}
-              filter={filter}
-              open={open}
-              setOpen={setOpen}
-              onMore={(cursor) => setPages((p) => (p.includes(cursor) ? p : [...p, cursor]))}
-              last={after === pages.at(-1)}
-            />
+            <Page key={after ?? "first"} after={after} filter={filter} open={open} setOpen={setOpen} onMore={more} last={after === pages.at(-1)} />
           ))}
         </tbody>
       </table>
@@ -166,7 +160,8 @@ function LogExplorer({ filter }: { filter: Filter }) {
   );
 }
 
-function Page({
+/** One page of 50 events: rendered again only when its own props change (the log can hold thousands of rows). */
+const Page = memo(function Page({
   after,
   filter,
   open,
@@ -213,7 +208,7 @@ function Page({
       )}
     </>
   );
-}
+});
 
 function Rows({ events, open, setOpen }: { events: readonly AuditEvent[]; open: number | null; setOpen: (n: number | null) => void }) {
   return events.map((e) => <EventRow key={e.sequence} event={e} open={open === e.sequence} toggle={() => setOpen(open === e.sequence ? null : e.sequence)} />);
