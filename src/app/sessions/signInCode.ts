@@ -9,6 +9,7 @@ import { ConflictError, UnauthenticatedError } from "../../errors.ts";
 import type { AppDeps } from "../deps.ts";
 import { issueAccessToken } from "./issueAccessToken.ts";
 import { SESSION_ACCESS_TOKEN_TTL_SECONDS } from "./startSession.ts";
+import { SIGN_IN_CODE_DEFAULT_TTL_SECONDS, SIGN_IN_CODE_MAX_TTL_SECONDS, SIGN_IN_CODE_MIN_TTL_SECONDS } from "./signInCodeLimits.ts";
 import type { IssuedTokens } from "./tokenPair.ts";
 
 // A one-time sign-in link for the console (`keyplane console link`): a short-lived code, signed with
@@ -16,8 +17,6 @@ import type { IssuedTokens } from "./tokenPair.ts";
 // embedded one), that redeemSignInCode exchanges once for a session. The code's id is the id of the
 // session it starts: a second redemption finds that session's stream taken and is refused.
 
-export const SIGN_IN_CODE_DEFAULT_TTL_SECONDS = 300;
-export const SIGN_IN_CODE_MAX_TTL_SECONDS = 900;
 /** A session started from a sign-in code ends by then at the latest (REFRESH_TOKEN_TTL_SECONDS when shorter). */
 export const SIGN_IN_SESSION_MAX_SECONDS = 12 * 3600;
 
@@ -32,7 +31,7 @@ export const SignInCodeInput = z
     ttlSeconds: z
       .number()
       .int()
-      .min(30, "at least 30 seconds")
+      .min(SIGN_IN_CODE_MIN_TTL_SECONDS, `at least ${SIGN_IN_CODE_MIN_TTL_SECONDS} seconds`)
       .max(SIGN_IN_CODE_MAX_TTL_SECONDS, `at most ${SIGN_IN_CODE_MAX_TTL_SECONDS} seconds`)
       .default(SIGN_IN_CODE_DEFAULT_TTL_SECONDS),
   })

@@ -1,4 +1,9 @@
 import path from "node:path";
+import {
+  SIGN_IN_CODE_DEFAULT_TTL_SECONDS,
+  SIGN_IN_CODE_MAX_TTL_SECONDS as MAX_TTL_SECONDS,
+  SIGN_IN_CODE_MIN_TTL_SECONDS as MIN_TTL_SECONDS,
+} from "../../app/sessions/signInCodeLimits.ts";
 import { PLATFORM_TENANT } from "../../auth/actor.ts";
 import type { Config } from "../../config.ts";
 import { roleSchema, type Role } from "../../domain/eventDefinition.ts";
@@ -8,15 +13,11 @@ import { UsageError, type Command, type CommandGroup } from "../command.ts";
 // `keyplane console link`: a one-time sign-in link for the console. It is signed with Keyplane's key
 // and needs no database, so it runs beside `keyplane serve` on the embedded database too.
 
-/** The bounds of --ttl (SignInCodeInput holds the same). */
-const MIN_TTL_SECONDS = 30;
-const MAX_TTL_SECONDS = 900;
-
 export const consoleGroup: CommandGroup = {
   name: "console",
   usage: `  console link --tenant ID [--role ROLE...] [--sub SUBJECT] [--ttl SECONDS]
                                           print a one-time sign-in link for the console (role admin,
-                                          subject console-link, 300 seconds by default, at most 900);
+                                          subject console-link, ${SIGN_IN_CODE_DEFAULT_TTL_SECONDS} seconds by default, at most ${MAX_TTL_SECONDS});
                                           needs no database: works while keyplane serve runs
 `,
   parse([sub, ...rest]) {
