@@ -43,8 +43,9 @@ const TYPES: Record<string, string> = {
 
 /** Serves /console and / (which leads to it); undefined for every other path. */
 export function consoleRoute(dir = BUILT) {
-  let page: Buffer | undefined;
-  const indexPage = () => (page ??= readFileSync(path.join(dir, "index.html")));
+  // Read on each request (a few hundred bytes), not kept: a console built again while Keyplane runs
+  // names new assets, and a kept page would point at files the build removed.
+  const indexPage = () => readFileSync(path.join(dir, "index.html"));
 
   return (req: IncomingMessage, res: ServerResponse, urlPath: string): true | undefined => {
     if (urlPath !== "/" && urlPath !== "/console" && !urlPath.startsWith("/console/")) return undefined;
