@@ -21,6 +21,7 @@ export const ViewerQuery = graphql(`
       kind
       roles
       permissions
+      liveEventTypes
       tenantId
     }
   }

@@ -4,8 +4,9 @@ import type { Viewer } from "./App.tsx";
 import { graphql, type ResultOf } from "./graphql.ts";
 
 // The tenant's events as they are appended (tenantEvents over graphql-ws), for pages that show state
-// live: a page re-reads what an event changed. No polling. Needs event:subscribe (admins); others
-// see a page that changes when they act or reload.
+// live: a page re-reads what an event changed. No polling. A principal receives the events of the
+// areas it reads (`me.liveEventTypes`: a viewer sees agents come online); one that receives none of
+// a page's types sees a page that changes when it acts or reloads.
 //
 // With audit:read the subscription starts at the log's newest event as it was just before the page
 // read its data again (the `after` cursor), so nothing appended between the page's first read and
@@ -36,7 +37,7 @@ const TenantEvents = graphql(`
 
 export type LiveEvent = ResultOf<typeof TenantEvents>["tenantEvents"];
 
-/** "off": not allowed (no event:subscribe); "live": subscribed; "error": refused or ended. */
+/** "off": none of the page's events is the principal's to receive; "live": subscribed; "error": refused or ended. */
 export type LiveState = "off" | "starting" | "live" | "error";
 
 /**
@@ -48,7 +49,9 @@ export function useTenantEvents(
   types: readonly string[],
   onEvent: (event: LiveEvent | null) => void,
 ): { state: LiveState; error?: CombinedError } {
-  const allowed = viewer.permissions.includes("event:subscribe");
+  const receives = new Set(viewer.liveEventTypes);
+  const wanted = types.filter((type) => receives.has(type));
+  const allowed = wanted.length > 0;
   const withCursor = allowed && viewer.permissions.includes("audit:read");
   const [{ data: newest, error: cursorError }] = useQuery({ query: NewestCursor, pause: !withCursor, requestPolicy: "network-only" });
   // The first cursor read, kept: a later one would restart the subscription.
@@ -61,7 +64,7 @@ export function useTenantEvents(
 
   const ready = allowed && after !== undefined;
   const [{ data, error }] = useSubscription(
-    { query: TenantEvents, variables: { after: after ?? null, types: [...types] }, pause: !ready },
+    { query: TenantEvents, variables: { after: after ?? null, types: wanted }, pause: !ready },
     (previous: { count: number; last: LiveEvent } | undefined, next) => ({ count: (previous?.count ?? 0) + 1, last: next.tenantEvents }),
   );
 
@@ -122,6 +125,6 @@ export function liveLabel(state: LiveState): string {
     case "error":
       return "Live updates stopped: reload the page";
     default:
-      return "Not live: your role lacks event:subscribe";
+      return "Not live: your role receives none of these events live";
   }
 }

@@ -7,7 +7,7 @@ export const PERMISSIONS = {
   "tenant:list": "list every tenant (platform operators)",
   "tenant:manage": "change a tenant's tier (platform operators)",
   "audit:read": "read and export the tenant's audit log",
-  "event:subscribe": "receive the tenant's events live as they are appended (tenantEvents)",
+  "event:subscribe": "receive all of the tenant's events live as they are appended (tenantEvents; without it, only those of the areas the principal reads)",
   "token:issue": "issue service tokens for the tenant",
   "token:revoke": "revoke any access token of the tenant",
   "installation:read": "list and read installations (never their secrets)",

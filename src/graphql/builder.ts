@@ -9,13 +9,15 @@ export interface AuthScopes {
   public: boolean;
   authenticated: boolean;
   permission: Permission;
+  /** Any one of these (a field whose answer each of them narrows, such as tenantEvents). */
+  anyPermission: readonly Permission[];
 }
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
   AuthScopes: AuthScopes;
   // A field built with t.withAuth({ authenticated | permission }) resolves with the actor known.
-  AuthContexts: { public: GraphQLContext; authenticated: AuthenticatedContext; permission: AuthenticatedContext };
+  AuthContexts: { public: GraphQLContext; authenticated: AuthenticatedContext; permission: AuthenticatedContext; anyPermission: AuthenticatedContext };
   DefaultFieldNullability: false;
   Scalars: {
     DateTime: { Input: Date; Output: Date | string };
@@ -45,6 +47,15 @@ export const builder = new SchemaBuilder<{
         }
         if (context.actor.permissions.has(permission)) return true;
         await recordRefusal(context, "access.denied", "forbidden", permission);
+        return false;
+      },
+      anyPermission: async (permissions: readonly Permission[]) => {
+        if (!context.actor) {
+          await recordRefusal(context, "auth.failed", "missing", permissions.join("|"));
+          return false;
+        }
+        if (permissions.some((p) => context.actor!.permissions.has(p))) return true;
+        await recordRefusal(context, "access.denied", "forbidden", permissions.join("|"));
         return false;
       },
     }),

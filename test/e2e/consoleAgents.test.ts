@@ -12,7 +12,7 @@ import { waitFor } from "../testkit/waitFor.ts";
 // The console's Agents and Tasks pages as a person uses them: `keyplane serve` on the embedded
 // database, a real Chromium, the admin token. An enrollment key made in the page enrolls a real
 // `keyplane agent run`, which shows up online in the open page without a reload; an echo task
-// dispatched from the Tasks page completes live. A viewer sees no buttons to change anything, and the
+// dispatched from the Tasks page completes live. A viewer sees agents change live but no buttons to change anything, and the
 // API refuses the viewer's mutation anyway. Screenshots as in console.test.ts.
 
 const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images") : path.join(process.env.KEYPLANE_TEST_LOG_DIR ?? tmpdir(), "screenshots");
@@ -156,14 +156,27 @@ describe.skipIf(!chromiumPath)("the console's Agents and Tasks pages in a browse
     await context.close();
   });
 
-  it("a viewer sees no button that changes anything, and the API refuses the viewer's mutation (FORBIDDEN)", async () => {
+  it("a viewer sees agents change live, no button that changes anything, and the API refuses its mutations (FORBIDDEN)", async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await signIn(page, viewerToken, "viewer@console");
     await open(page, "Agents");
     await page.getByTestId(`connection-${agentId}`).waitFor();
-    // A viewer may not subscribe to the tenant's events (event:subscribe is the admins'): it is told so.
-    await page.getByTestId("live-state").filter({ hasText: "Not live" }).waitFor();
+    // A viewer receives the events of the areas it reads: an agent an admin creates elsewhere appears
+    // in the viewer's open page without a reload.
+    await page
+      .getByTestId("live-state")
+      .filter({ hasText: /^Live$/ })
+      .waitFor();
+    await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
+    const created = await fetch(`${served.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}` },
+      body: JSON.stringify({ query: `mutation { createAgent(input: { name: "seen-live-by-a-viewer", type: "ci" }) { id } }` }),
+    });
+    const createdId = ((await created.json()) as { data: { createAgent: { id: string } } }).data.createAgent.id;
+    await page.getByTestId(`agent-${createdId}`).waitFor();
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
     for (const name of [/create/i, /delete/i, /publish/i, /revoke/i, /prune/i, /edit/i]) expect(await page.getByRole("button", { name }).count()).toBe(0);
     expect(await page.getByRole("form").count()).toBe(0);
 

@@ -52,7 +52,7 @@ function hasAuthScopes(field: RootField): boolean {
   return typeof scopes === "object" && scopes !== null && Object.keys(scopes).length > 0;
 }
 
-const KNOWN_SCOPES = new Set(["public", "authenticated", "permission"]);
+const KNOWN_SCOPES = new Set(["public", "authenticated", "permission", "anyPermission"]);
 
 describe("schema walk: every root field declares authScopes", () => {
   const fields = rootFields(schema);
@@ -96,6 +96,9 @@ describe("schema walk: every root field declares authScopes", () => {
         if (scope.startsWith("$")) continue; // $any / $all combinators
         if (!KNOWN_SCOPES.has(scope)) problems.push(`${f.key}: unknown scope ${scope}`);
         if (scope === "permission" && !(String(value) in PERMISSIONS)) problems.push(`${f.key}: permission ${String(value)} is not in the catalogue`);
+        if (scope === "anyPermission") {
+          for (const p of value as string[]) if (!(p in PERMISSIONS)) problems.push(`${f.key}: permission ${p} is not in the catalogue`);
+        }
         if ((scope === "public" || scope === "authenticated") && value !== true) problems.push(`${f.key}: ${scope} must be true`);
       }
     }
@@ -697,13 +700,13 @@ const MATRIX: Record<string, MatrixRow> = {
     // prettier-ignore
     expect: {
       anonymous: UNAUTHENTICATED,
-      viewer: FORBIDDEN,
-      editor: FORBIDDEN,
+      viewer: allow,
+      editor: allow,
       admin: allow,
       service: allow,
       platform: FORBIDDEN,
       "viewer+audit:read": FORBIDDEN,
-      "admin+tenant:read": FORBIDDEN,
+      "admin+tenant:read": allow,
     },
   },
   "Subscription.ticks": {

@@ -255,11 +255,36 @@ describe("tenantEvents", () => {
     expect(replay.events.every((e) => e.data.reason !== "tenant-a")).toBe(true);
   });
 
-  it("is refused to a token without event:subscribe, and for bad arguments", async () => {
+  it("gives a reader without event:subscribe the events of the areas it reads, and nothing else", async () => {
     const t = await app.seedTenant();
     const viewer = subscribe(t.tokens.viewer, { after: fromStart });
-    await viewer.ended;
-    expect(viewer.errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    const everything = subscribe(t.tokens.service, { after: fromStart });
+    await append(t.tenantId, 2, "refusal-a-viewer-must-not-see");
+    const created = await app.gql(`mutation { createAgent(input: { name: "watched", type: "ci" }) { id } }`, {}, { token: t.tokens.editor });
+    expect(created.errors).toBeUndefined();
+    await everything.until((e) => e.some((x) => x.type === "agent.created"));
+    await viewer.until((e) => e.some((x) => x.type === "agent.created"));
+    // What it receives is what `me` says it receives: the areas it reads, not the refusals or sessions.
+    const me = await app.gql(`{ me { liveEventTypes } }`, {}, { token: t.tokens.viewer });
+    const readable = new Set<string>(me.data.me.liveEventTypes);
+    expect(readable.has("agent.online") && readable.has("tenant.created")).toBe(true);
+    expect(readable.has("access.denied") || readable.has("session.started") || readable.has("credentials.read")).toBe(false);
+    // In order, every one of those, and only those (the service gets every event).
+    expect(everything.events.map((e) => e.type)).toContain("access.denied");
+    expect(viewer.events.map((e) => e.sequence)).toEqual(everything.events.filter((e) => readable.has(e.type)).map((e) => e.sequence));
+    expect(viewer.events.map((e) => e.type)).toEqual(expect.arrayContaining(["tenant.created", "agent.created"]));
+  });
+
+  it("is refused to a token that reads no area, for a type outside the caller's, and for bad arguments", async () => {
+    const t = await app.seedTenant();
+    // An auditor-only token (viewer narrowed to audit:read) reads the log, not the areas: no live events.
+    const auditor = await app.mintToken({ tenantId: t.tenantId, roles: ["viewer"], scopes: ["audit:read"], subject: "auditor" });
+    const refused = subscribe(auditor, { after: fromStart });
+    await refused.ended;
+    expect(refused.errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    const outside = subscribe(t.tokens.viewer, { types: ["agent.online", "auth.failed"] });
+    await outside.ended;
+    expect(outside.errors?.[0]).toMatchObject({ message: expect.stringContaining("auth.failed"), extensions: { code: "FORBIDDEN" } });
     const badCursor = subscribe(t.tokens.service, { after: "not-a-cursor" });
     await badCursor.ended;
     expect(badCursor.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");

@@ -1,4 +1,5 @@
 import type { Actor } from "../../auth/actor.ts";
+import { liveEventTypes } from "../../auth/liveEventTypes.ts";
 import { builder } from "../builder.ts";
 
 const Viewer = builder.objectRef<Actor>("Viewer").implement({
@@ -10,6 +11,10 @@ const Viewer = builder.objectRef<Actor>("Viewer").implement({
     roles: t.exposeStringList("roles"),
     scopes: t.exposeStringList("scopes"),
     permissions: t.stringList({ resolve: (actor) => [...actor.permissions].sort() }),
+    liveEventTypes: t.stringList({
+      description: "The event types tenantEvents delivers to this principal: all with event:subscribe, else those of the areas it may read",
+      resolve: (actor) => liveEventTypes(actor.permissions),
+    }),
     tokenId: t.exposeString("tokenId"),
     expiresAt: t.field({ type: "DateTime", resolve: (actor) => actor.expiresAt }),
   }),

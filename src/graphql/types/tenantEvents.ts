@@ -1,4 +1,5 @@
-import { BadInputError } from "../../errors.ts";
+import { liveEventTypes, receivesEveryEvent } from "../../auth/liveEventTypes.ts";
+import { BadInputError, ForbiddenError } from "../../errors.ts";
 import { builder } from "../builder.ts";
 import { decodeCursor } from "../pagination.ts";
 import { AuditEvent } from "./auditLog.ts";
@@ -7,10 +8,11 @@ const MAX_TYPES = 50;
 const EVENT_TYPE = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$/;
 
 builder.subscriptionField("tenantEvents", (t) =>
-  t.withAuth({ permission: "event:subscribe" }).field({
+  // event:subscribe: every event; the areas' readers: the events of the areas they read (liveEventTypes.ts).
+  t.withAuth({ anyPermission: ["event:subscribe", "tenant:read", "agent:read", "installation:read", "token-policy:read", "github-token:read"] }).field({
     type: AuditEvent,
     description:
-      "The caller's tenant log as it grows: first every event after `after` (a cursor from this subscription, `auditLog` or an export), then each new event as it commits, in sequence order, with no gap and no duplicate. Without `after`, only events from now on. Reconnect with the last cursor received to get exactly what was missed. Ends with SLOW_CONSUMER when the client falls too far behind.",
+      "The caller's tenant log as it grows (with event:subscribe every event, otherwise the events of the areas the caller may read: `me.liveEventTypes`): first every event after `after` (a cursor from this subscription, `auditLog` or an export), then each new event as it commits, in sequence order, with no gap and no duplicate. Without `after`, only events from now on. Reconnect with the last cursor received to get exactly what was missed. Ends with SLOW_CONSUMER when the client falls too far behind.",
     args: {
       after: t.arg.string({ required: false }),
       types: t.arg.stringList({ required: false, description: `Only these event types (at most ${MAX_TYPES}), e.g. agent.created` }),
@@ -20,8 +22,19 @@ builder.subscriptionField("tenantEvents", (t) =>
       if (types && (types.length > MAX_TYPES || types.some((type) => !EVENT_TYPE.test(type)))) {
         throw new BadInputError(`types: at most ${MAX_TYPES} event types such as agent.created`, "types");
       }
-      return ctx.deps.events.watch(ctx.actor.tenantId, { after: decodeCursor("seq", args.after) ?? "latest", types });
+      return ctx.deps.events.watch(ctx.actor.tenantId, { after: decodeCursor("seq", args.after) ?? "latest", types: narrowed(ctx.actor.permissions, types) });
     },
     resolve: (event) => event,
   }),
 );
+
+/** The types asked for, within what the caller may receive; FORBIDDEN names a type outside it. */
+function narrowed(permissions: Parameters<typeof liveEventTypes>[0], types: readonly string[] | undefined): readonly string[] | undefined {
+  if (receivesEveryEvent(permissions)) return types;
+  const readable = liveEventTypes(permissions);
+  if (!types?.length) return readable;
+  const allowed = new Set(readable);
+  const refused = types.filter((type) => !allowed.has(type));
+  if (refused.length > 0) throw new ForbiddenError(`types: ${refused.join(", ")} not among the events your role receives live (me.liveEventTypes)`);
+  return types;
+}
