@@ -7,6 +7,8 @@ export type ErrorCode =
   | "CONFLICT"
   | "BAD_USER_INPUT"
   | "RATE_LIMITED"
+  /** The token is good but its tenant is suspended by a platform operator: nothing works until it is resumed. */
+  | "TENANT_SUSPENDED"
   /** A subscriber fell too far behind the live log and was dropped; it resumes from its last cursor. */
   | "SLOW_CONSUMER"
   /** An outside service (GitHub, Slack, Atlassian) refused or failed; extensions name its own code. */
@@ -56,6 +58,12 @@ export class BadInputError extends DomainError {
 export class RateLimitedError extends DomainError {
   constructor(message: string, retryAfterSeconds: number) {
     super("RATE_LIMITED", message, { retryAfter: retryAfterSeconds });
+  }
+}
+
+export class TenantSuspendedError extends DomainError {
+  constructor() {
+    super("TENANT_SUSPENDED", "this tenant is suspended; its platform operator can resume it");
   }
 }
 

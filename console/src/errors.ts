@@ -20,6 +20,7 @@ const WORDS: Record<string, string> = {
   BAD_USER_INPUT: "Keyplane did not accept this input.",
   CONFLICT: "Someone changed it meanwhile: reload and try again.",
   UNAVAILABLE: "Keyplane is unavailable for a moment: try again.",
+  TENANT_SUSPENDED: "This tenant is suspended by its platform operator.",
 };
 
 function sentence(message: string, code: string, retryAfter?: number): string {

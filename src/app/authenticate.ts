@@ -1,7 +1,7 @@
 import { PLATFORM_TENANT, type Actor, type RequestMeta } from "../auth/actor.ts";
 import { AuthFailure } from "../auth/verifyToken.ts";
 import type { Tier } from "../domain/tenant/events.ts";
-import { UnauthenticatedError } from "../errors.ts";
+import { TenantSuspendedError, UnauthenticatedError } from "../errors.ts";
 import type { AppDeps } from "./deps.ts";
 
 /** One message for every refused token: the reason goes to the audit log, not to the caller. */
@@ -38,7 +38,8 @@ export async function authenticate(
       },
       request,
     });
-    throw new UnauthenticatedError(INVALID_TOKEN);
+    // A good token of a suspended tenant: saying so tells its holder nothing it may not know.
+    throw error.reason === "tenant-suspended" ? new TenantSuspendedError() : new UnauthenticatedError(INVALID_TOKEN);
   }
 }
 
@@ -55,6 +56,7 @@ async function checkStillValid(deps: Pick<AppDeps, "standing">, actor: Actor): P
   if (platformToken) return undefined;
   // A tenant that does not exist has no log of its own: that refusal goes to the platform log.
   if (standing.status === null) throw new AuthFailure("unknown-tenant", { subject: actor.subject, tokenId: actor.tokenId });
+  if (standing.status === "suspended") throw new AuthFailure("tenant-suspended", verified);
   if (standing.status !== "active") throw new AuthFailure("unknown-tenant", verified);
   return standing.tier ?? undefined;
 }

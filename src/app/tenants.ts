@@ -1,5 +1,5 @@
 import { eventMetadata, type Actor, type RequestMeta } from "../auth/actor.ts";
-import type { ChangeTenantTierCommand, CreateTenantCommand, TenantCommand } from "../domain/tenant/decide.ts";
+import type { ChangeTenantTierCommand, CreateTenantCommand, SuspendTenantCommand, TenantCommand } from "../domain/tenant/decide.ts";
 import { tenantDecider, tenantStream } from "../domain/tenant/decider.ts";
 import { withTenant } from "../store/db.ts";
 import type { StoredEvent } from "../store/events/types.ts";
@@ -74,4 +74,26 @@ export async function changeTenantTierRow(
   request: RequestMeta = {},
 ): Promise<TenantRow> {
   return (await runTenantCommand(deps, actor, tenantId, { type: "ChangeTenantTier", input }, request)).tenant;
+}
+
+/**
+ * A platform operator suspends a tenant (`tenant.suspended` in its log): from the commit on, none of
+ * its access tokens, sessions, sign-in codes or enrollment keys is accepted, by any process (the
+ * standing of its tokens is dropped from every authentication cache, and open sockets and
+ * subscriptions end within one token check). Its data and its log stay; webhooks from providers are
+ * still recorded. Answers the tenant; suspending a suspended tenant records nothing.
+ */
+export async function suspendTenant(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  tenantId: string,
+  input: SuspendTenantCommand["input"],
+  request: RequestMeta = {},
+): Promise<TenantRow> {
+  return (await runTenantCommand(deps, actor, tenantId, { type: "SuspendTenant", input }, request)).tenant;
+}
+
+/** Lifts a suspension (`tenant.resumed`): the tenant's unexpired tokens work again. Records nothing for an active tenant. */
+export async function resumeTenant(deps: Pick<AppDeps, "db" | "now">, actor: Actor, tenantId: string, request: RequestMeta = {}): Promise<TenantRow> {
+  return (await runTenantCommand(deps, actor, tenantId, { type: "ResumeTenant" }, request)).tenant;
 }

@@ -5,7 +5,7 @@ export const PERMISSIONS = {
   "tenant:read": "read the caller's own tenant",
   "tenant:create": "create tenants (platform operators)",
   "tenant:list": "list every tenant (platform operators)",
-  "tenant:manage": "change a tenant's tier (platform operators)",
+  "tenant:manage": "change a tenant's tier, suspend and resume it (platform operators)",
   "audit:read": "read and export the tenant's audit log",
   "event:subscribe": "receive all of the tenant's events live as they are appended (tenantEvents; without it, only those of the areas the principal reads)",
   "token:issue": "issue service tokens for the tenant",

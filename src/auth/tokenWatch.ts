@@ -2,7 +2,7 @@ import type { Logger } from "../logger.ts";
 import { withPlatform, type Db } from "../store/db.ts";
 import type { Actor } from "./actor.ts";
 
-export type CredentialEnd = "Token revoked" | "Token expired";
+export type CredentialEnd = "Token revoked" | "Token expired" | "Tenant suspended";
 
 /**
  * Long-lived operations (WebSockets, SSE subscriptions) follow the token they started with: a
@@ -46,7 +46,10 @@ export function createTokenWatch(db: Db, options: { intervalMs: number; logger: 
       db,
       entries.map((e) => e.actor),
     );
-    for (const entry of entries) if (refused.has(entry.actor)) finish(entry, "Token revoked");
+    for (const entry of entries) {
+      const reason = refused.get(entry.actor);
+      if (reason) finish(entry, reason);
+    }
   }
 
   function start() {
@@ -80,22 +83,26 @@ export function createTokenWatch(db: Db, options: { intervalMs: number; logger: 
   };
 }
 
-/** Of these actors, those whose token or session was revoked since, or whose tenant is no longer active. */
-async function refusedActors(db: Db, actors: Actor[]): Promise<Set<Actor>> {
+/** Of these actors, those whose token or session was revoked since, or whose tenant is no longer active, and why. */
+async function refusedActors(db: Db, actors: Actor[]): Promise<Map<Actor, CredentialEnd>> {
   const tokenIds = [...new Set(actors.flatMap((a) => (a.sessionId ? [a.tokenId, a.sessionId] : [a.tokenId])))];
   const tenantIds = [...new Set(actors.map((a) => a.tenantId))];
   const { revoked, inactive } = await withPlatform(db, async (trx) => ({
     revoked: await trx.selectFrom("revoked_tokens").select(["tenant_id", "token_id"]).where("token_id", "in", tokenIds).execute(),
-    inactive: await trx.selectFrom("tenants").select("tenant_id").where("tenant_id", "in", tenantIds).where("status", "!=", "active").execute(),
+    inactive: await trx.selectFrom("tenants").select(["tenant_id", "status"]).where("tenant_id", "in", tenantIds).where("status", "!=", "active").execute(),
   }));
   const revokedIds = new Set(revoked.map((r) => `${r.tenant_id}\u0000${r.token_id}`));
-  const inactiveTenants = new Set(inactive.map((t) => t.tenant_id));
-  return new Set(
-    actors.filter(
-      (a) =>
-        inactiveTenants.has(a.tenantId) ||
-        revokedIds.has(`${a.tenantId}\u0000${a.tokenId}`) ||
-        (a.sessionId !== undefined && revokedIds.has(`${a.tenantId}\u0000${a.sessionId}`)),
-    ),
-  );
+  const inactiveTenants = new Map(inactive.map((t) => [t.tenant_id, t.status]));
+  const refused = new Map<Actor, CredentialEnd>();
+  for (const a of actors) {
+    if (inactiveTenants.get(a.tenantId) === "suspended") refused.set(a, "Tenant suspended");
+    else if (
+      inactiveTenants.has(a.tenantId) ||
+      revokedIds.has(`${a.tenantId}\u0000${a.tokenId}`) ||
+      (a.sessionId !== undefined && revokedIds.has(`${a.tenantId}\u0000${a.sessionId}`))
+    ) {
+      refused.set(a, "Token revoked");
+    }
+  }
+  return refused;
 }

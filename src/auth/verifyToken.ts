@@ -20,7 +20,8 @@ export type AuthFailureReason =
   | "wrong-token-type"
   | "invalid-claims"
   | "revoked"
-  | "unknown-tenant";
+  | "unknown-tenant"
+  | "tenant-suspended";
 
 export class AuthFailure extends Error {
   constructor(

@@ -8,7 +8,7 @@ import type { GraphQLContext } from "../graphql/context.ts";
 /**
  * A subscription over HTTP (SSE) follows its token as a WebSocket does (src/http/websocket.ts): when
  * the token or its session is revoked, its tenant suspended, or the token expires, the stream sends
- * one UNAUTHENTICATED error naming why and ends. Over graphql-ws the socket itself is closed instead.
+ * one error naming why (UNAUTHENTICATED, or TENANT_SUSPENDED) and ends. Over graphql-ws the socket itself is closed instead.
  */
 export function subscriptionsFollowTheirToken(tokenWatch: TokenWatch): Plugin<GraphQLContext> {
   return {
@@ -37,7 +37,8 @@ function endWithCredential(source: AsyncIterable<ExecutionResult>, tokenWatch: T
       for (;;) {
         const next = await Promise.race([iterator.next(), stopped]);
         if (next === null) {
-          if (ended) yield { errors: [new GraphQLError(ended, { extensions: { code: "UNAUTHENTICATED" } })] };
+          if (ended)
+            yield { errors: [new GraphQLError(ended, { extensions: { code: ended === "Tenant suspended" ? "TENANT_SUSPENDED" : "UNAUTHENTICATED" } })] };
           return;
         }
         if (next.done) return;

@@ -33,7 +33,7 @@ import type { ServerContext } from "./yoga.ts";
 export const WS_CLOSE = {
   /** `connection_init` without a token (or a subscribe before the connection was acknowledged). */
   unauthorized: CloseCode.Unauthorized, // 4401 "Unauthorized"
-  /** A token that is malformed, bad, expired, revoked or of an unknown/suspended tenant; or, while connected, "Token revoked" / "Token expired". */
+  /** A token that is malformed, bad, expired, revoked or of an unknown tenant, or "Tenant suspended"; or, while connected, "Token revoked" / "Token expired" / "Tenant suspended". */
   forbidden: CloseCode.Forbidden, // 4403 "Forbidden"
   /** No `connection_init` within the wait timeout. */
   initTimeout: CloseCode.ConnectionInitialisationTimeout, // 4408
@@ -183,6 +183,10 @@ export function attachGraphQLWebSocket(server: Server, yoga: Yoga, deps: AppDeps
         // authenticate recorded the refusal (auth.failed with its reason) already, and it counted
         // against the address: past the address's limit the refusal is 4029, as HTTP answers 429.
         // A valid token never gets here, so it is never refused for others' failures.
+        if (error instanceof DomainError && error.code === "TENANT_SUSPENDED") {
+          closeSocket(connection, WS_CLOSE.forbidden, "Tenant suspended");
+          return false;
+        }
         if (error instanceof DomainError && error.code === "UNAUTHENTICATED") {
           if (await deps.limits.refusedCredential(connection.meta)) closeSocket(connection, WS_CLOSE.tooManySockets, "Too many failed authentications");
           else closeSocket(connection, WS_CLOSE.forbidden, "Forbidden");

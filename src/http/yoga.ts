@@ -136,6 +136,7 @@ function validationErrorsAreBadInput(): Plugin {
 /** The HTTP status (and Retry-After) a GraphQL-over-HTTP answer takes from its error's code; none for the others (200). */
 function httpOf(error: DomainError): { http?: { status: number; headers?: Record<string, string> } } {
   if (error.code === "UNAUTHENTICATED") return { http: { status: 401 } };
+  if (error.code === "TENANT_SUSPENDED") return { http: { status: 403 } };
   if (error.code === "RATE_LIMITED") return { http: { status: 429 } };
   if (error.code === "UNAVAILABLE") return { http: { status: 503, headers: { "Retry-After": String(error.extensions.retryAfter) } } };
   return {};

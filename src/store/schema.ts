@@ -33,6 +33,8 @@ export interface TenantsTable {
   name: string;
   tier: string;
   status: string;
+  suspended_at: Timestamp | null;
+  suspension_reason: string | null;
   version: number;
   created_at: Timestamp;
   updated_at: Timestamp;

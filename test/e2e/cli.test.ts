@@ -324,6 +324,22 @@ describe.each(backends)("keyplane CLI on $name", (backend) => {
     expect(badTier.err).toMatch(/^keyplane: --tier must be one of free, pro, enterprise \(got 'platinum'\)/);
     expect((await keyplane(["tenant", "set-tier", "--id", "globex"], env)).err).toMatch(/^keyplane: tenant set-tier needs --id and --tier/);
   });
+
+  it("tenant suspend and resume change the tenant's status, as the list shows", async () => {
+    const status = async () =>
+      (JSON.parse((await keyplane(["tenant", "list", "--json"], env)).out) as { id: string; status: string }[]).find((t) => t.id === "globex")?.status;
+    expect(await keyplane(["tenant", "suspend", "--id", "globex", "--reason", "unpaid invoice"], env)).toEqual({
+      code: 0,
+      out: "tenant globex: suspended\n",
+      err: "",
+    });
+    expect(await status()).toBe("suspended");
+    expect(await keyplane(["tenant", "resume", "--id", "globex"], env)).toEqual({ code: 0, out: "tenant globex: active\n", err: "" });
+    expect(await status()).toBe("active");
+    expect(await keyplane(["tenant", "resume", "--id", "nope"], env)).toMatchObject({ code: 1, err: "keyplane: no tenant nope (see: keyplane tenant list)\n" });
+    expect((await keyplane(["tenant", "suspend", "--id", "globex"], env)).err).toMatch(/^keyplane: tenant suspend needs --id and --reason/);
+    expect(await status()).toBe("active");
+  });
 });
 
 describe("progress of a long command", () => {
@@ -369,7 +385,7 @@ describe("keyplane CLI usage errors", () => {
   it.each([
     { argv: [], message: "no command given" },
     { argv: ["nonsense"], message: "unknown command: nonsense" },
-    { argv: ["tenant"], message: "tenant needs a command: create, list or set-tier" },
+    { argv: ["tenant"], message: "tenant needs a command: create, list, set-tier, suspend or resume" },
     { argv: ["tenant", "delete"], message: "unknown tenant command: delete" },
     { argv: ["token", "burn"], message: "unknown token command: burn" },
     { argv: ["projections", "replay"], message: "unknown projections command: replay" },

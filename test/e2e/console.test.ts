@@ -197,7 +197,7 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     expect(bytes).toBeLessThanOrEqual(200 * 1024);
   });
 
-  it("shows a platform operator every tenant, creates one and changes its tier, and no tenant's pages", async () => {
+  it("shows a platform operator every tenant, creates one, changes its tier, suspends and resumes it, and no tenant's pages", async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     const problems = pageProblems(page);
@@ -211,7 +211,24 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     await tenants.getByText("Acme Inc.").waitFor();
     await page.getByLabel("Tier of acme").selectOption("pro");
     await expect.poll(async () => (await platformQuery("{ tenants { id tier } }")).tenants).toContainEqual({ id: "acme", tier: "pro" });
+    // Suspend asks why first; the reason is shown and recorded; Resume lifts it.
+    await page.getByRole("button", { name: "Suspend acme" }).click();
+    const suspension = page.getByRole("form", { name: "Suspend acme" });
+    await suspension.getByLabel("Reason").fill("unpaid invoice");
+    await suspension.getByRole("button", { name: "Confirm suspension" }).click();
+    await page.getByTestId("status-acme").filter({ hasText: "suspended (unpaid invoice)" }).waitFor();
+    expect((await platformQuery("{ tenants { id status suspensionReason } }")).tenants).toContainEqual({
+      id: "acme",
+      status: "suspended",
+      suspensionReason: "unpaid invoice",
+    });
     await page.screenshot({ path: path.join(SCREENSHOTS, "console-tenants.png"), fullPage: true });
+    await page.getByRole("button", { name: "Resume acme" }).click();
+    await page
+      .getByTestId("status-acme")
+      .filter({ hasText: /^active$/ })
+      .waitFor();
+    expect((await platformQuery("{ tenants { id status } }")).tenants).toContainEqual({ id: "acme", status: "active" });
     expect(problems).toEqual([]);
     await context.close();
   });

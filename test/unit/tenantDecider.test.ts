@@ -7,6 +7,8 @@ import { deciderSpec, stateAfter } from "../testkit/deciderSpec.ts";
 const given = deciderSpec(tenantDecider);
 const create = (input: CreateTenantCommand["input"]): TenantCommand => ({ type: "CreateTenant", input });
 const changeTier = (tier: string): TenantCommand => ({ type: "ChangeTenantTier", input: { tier: tier as "pro" } });
+const suspend = (reason: string): TenantCommand => ({ type: "SuspendTenant", input: { reason } });
+const resume: TenantCommand = { type: "ResumeTenant" };
 
 describe("tenant decider", () => {
   it("creates a tenant on the free tier by default", () => {
@@ -50,5 +52,25 @@ describe("tenant decider", () => {
     expect(stateAfter(tenantDecider, [created, changed])).toMatchObject({ tier: "pro" });
     given([]).when(changeTier("pro")).thenThrows("NOT_FOUND");
     given([created]).when(changeTier("gold")).thenThrows("BAD_USER_INPUT");
+  });
+
+  it("suspends an active tenant with a reason and resumes it; each only once; an unknown tenant is NOT_FOUND", () => {
+    const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } };
+    const suspended: TenantEvent = { type: "tenant.suspended", data: { tenantId: "acme", reason: "unpaid invoice" } };
+    const resumed: TenantEvent = { type: "tenant.resumed", data: { tenantId: "acme" } };
+    given([created]).when(suspend("  unpaid invoice ")).then([suspended]);
+    expect(stateAfter(tenantDecider, [created, suspended])).toMatchObject({ status: "suspended" });
+    given([created, suspended]).when(suspend("again")).thenNothingHappened();
+    given([created, suspended]).when(resume).then([resumed]);
+    expect(stateAfter(tenantDecider, [created, suspended, resumed])).toMatchObject({ status: "active" });
+    given([created]).when(resume).thenNothingHappened();
+    given([created])
+      .when(suspend(" "))
+      .thenThrows("BAD_USER_INPUT", { message: /^reason: /, extensions: { field: "reason" } });
+    given([created])
+      .when(suspend("x".repeat(501)))
+      .thenThrows("BAD_USER_INPUT");
+    given([]).when(suspend("why")).thenThrows("NOT_FOUND");
+    given([]).when(resume).thenThrows("NOT_FOUND");
   });
 });

@@ -4,7 +4,7 @@ import { useMutation, useQuery } from "urql";
 import type { Viewer } from "../App.tsx";
 import { graphql } from "../graphql.ts";
 
-// Platform operators: every tenant, a new one, another tier. (Suspending a tenant is not in the API yet.)
+// Platform operators: every tenant, a new one, another tier, a suspension (with why) and its end.
 
 const TenantsQuery = graphql(`
   query Tenants {
@@ -13,6 +13,8 @@ const TenantsQuery = graphql(`
       name
       tier
       status
+      suspendedAt
+      suspensionReason
       createdAt
     }
   }
@@ -39,6 +41,28 @@ const ChangeTier = graphql(`
   }
 `);
 
+const SuspendTenant = graphql(`
+  mutation SuspendTenant($id: ID!, $reason: String!) {
+    suspendTenant(id: $id, reason: $reason) {
+      id
+      status
+      suspendedAt
+      suspensionReason
+    }
+  }
+`);
+
+const ResumeTenant = graphql(`
+  mutation ResumeTenant($id: ID!) {
+    resumeTenant(id: $id) {
+      id
+      status
+      suspendedAt
+      suspensionReason
+    }
+  }
+`);
+
 type TierName = "free" | "pro" | "enterprise";
 const TIERS: TierName[] = ["free", "pro", "enterprise"];
 
@@ -46,6 +70,8 @@ export function Tenants({ viewer }: { viewer: Viewer }) {
   const [{ data, error }, reload] = useQuery({ query: TenantsQuery });
   const [created, create] = useMutation(CreateTenant);
   const [changed, changeTier] = useMutation(ChangeTier);
+  const [suspended, suspend] = useMutation(SuspendTenant);
+  const [resumed, resume] = useMutation(ResumeTenant);
   const [id, setId] = useState("");
   const [name, setName] = useState("");
   const [tier, setTier] = useState<TierName>("free");
@@ -89,6 +115,7 @@ export function Tenants({ viewer }: { viewer: Viewer }) {
       )}
       <ErrorAlert error={created.error} />
       <ErrorAlert error={changed.error} />
+      <ErrorAlert error={suspended.error ?? resumed.error} />
       <table>
         <thead>
           <tr>
@@ -97,6 +124,7 @@ export function Tenants({ viewer }: { viewer: Viewer }) {
             <th scope="col">Tier</th>
             <th scope="col">Status</th>
             <th scope="col">Created</th>
+            {mayManage && <th scope="col">Suspension</th>}
           </tr>
         </thead>
         <tbody data-testid="tenants">
@@ -120,14 +148,62 @@ export function Tenants({ viewer }: { viewer: Viewer }) {
                   t.tier
                 )}
               </td>
-              <td>{t.status}</td>
+              <td data-testid={`status-${t.id}`}>
+                {t.status}
+                {t.suspensionReason && <span className="hint"> ({t.suspensionReason})</span>}
+              </td>
               <td>
                 <time dateTime={t.createdAt}>{new Date(t.createdAt).toLocaleDateString()}</time>
               </td>
+              {mayManage && (
+                <td>
+                  {t.status === "suspended" ? (
+                    <button type="button" aria-label={`Resume ${t.id}`} disabled={resumed.fetching} onClick={() => void resume({ id: t.id })}>
+                      Resume
+                    </button>
+                  ) : (
+                    <SuspendForm tenantId={t.id} busy={suspended.fetching} suspend={(reason) => suspend({ id: t.id, reason })} />
+                  )}
+                </td>
+              )}
             </tr>
           ))}
         </tbody>
       </table>
     </>
+  );
+}
+
+/** Suspend, then the reason (it is recorded and shown here), then confirm: a suspension is never one stray click. */
+function SuspendForm(props: { tenantId: string; busy: boolean; suspend: (reason: string) => Promise<{ error?: unknown }> }) {
+  const [asking, setAsking] = useState(false);
+  const [reason, setReason] = useState("");
+  if (!asking) {
+    return (
+      <button type="button" aria-label={`Suspend ${props.tenantId}`} onClick={() => setAsking(true)}>
+        Suspend
+      </button>
+    );
+  }
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    const result = await props.suspend(reason.trim());
+    if (!result.error) {
+      setAsking(false);
+      setReason("");
+    }
+  }
+  return (
+    <form className="row-form" onSubmit={submit} aria-label={`Suspend ${props.tenantId}`}>
+      <label>
+        Reason <input value={reason} onChange={(e) => setReason(e.target.value)} required maxLength={500} placeholder="unpaid invoice" />
+      </label>
+      <button type="submit" disabled={props.busy}>
+        Confirm suspension
+      </button>
+      <button type="button" onClick={() => setAsking(false)}>
+        Cancel
+      </button>
+    </form>
   );
 }

@@ -5,7 +5,7 @@ import { agentDecider, agentStream } from "../../domain/agent/decider.ts";
 import { enrollmentKeyDecider, enrollmentKeyStream } from "../../domain/enrollmentKey/decider.ts";
 import { INVALID_ENROLLMENT_KEY, keyRefusal } from "../../domain/enrollmentKey/keyRefusal.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { ConflictError, NotFoundError, UnauthenticatedError } from "../../errors.ts";
+import { ConflictError, NotFoundError, TenantSuspendedError, UnauthenticatedError } from "../../errors.ts";
 import { rateLimitedError } from "../../limits/rateLimits.ts";
 import { withPlatform, withTenant } from "../../store/db.ts";
 import { enrollmentKeyStateOf, findEnrollmentKeyByPrefix } from "../../store/queries/enrollmentKeyQueries.ts";
@@ -77,6 +77,18 @@ export async function enrollAgent(
   const now = deps.now();
   const refusal = keyRefusal(enrollmentKeyStateOf(found), now.toISOString());
   if (refusal) return refuse(refusal, found.tenant_id, prefix);
+  if (found.tenant_status === "suspended") {
+    await deps.security.authFailed({
+      tenantId: found.tenant_id,
+      actor: null,
+      reason: "tenant-suspended",
+      resource: "agent",
+      action: "enroll",
+      details: { keyPrefix: prefix },
+      request,
+    });
+    throw new TenantSuspendedError();
+  }
 
   const tenantId = found.tenant_id;
   const agentId = found.agent_id ?? randomUUID();

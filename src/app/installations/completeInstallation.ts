@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { RequestMeta } from "../../auth/actor.ts";
 import type { InstallationInfoData } from "../../domain/installation/events.ts";
 import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
-import { BadInputError, ConflictError } from "../../errors.ts";
+import { BadInputError, ConflictError, TenantSuspendedError } from "../../errors.ts";
 import type { CompletedInstallation, Platform } from "../../providers/provider.ts";
 import { withPlatform, withTenant, type Tx } from "../../store/db.ts";
 import type { EventMetadata } from "../../store/events/types.ts";
@@ -27,7 +27,7 @@ type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApp
  */
 export async function completeInstallation(deps: Deps, platform: string, query: URLSearchParams, request: RequestMeta = {}): Promise<CompletedCallback> {
   const { provider: platformProvider } = providerFor(deps, platform);
-  const refuse = async (reason: string, tenantId: string | null, message: string): Promise<never> => {
+  const refuse = async (reason: string, tenantId: string | null, message: string, answer: Error = new BadInputError(message, "state")): Promise<never> => {
     await deps.security.authFailed({
       tenantId,
       actor: null,
@@ -37,7 +37,7 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
       details: { platform: platformProvider.platform },
       request,
     });
-    throw new BadInputError(message, "state");
+    throw answer;
   };
   const state = query.get("state");
   if (!state) return refuse("oauth-state-missing", null, "state: missing from the callback");
@@ -48,8 +48,10 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
     if (!known) return { replayOf: undefined };
     const row = await trx
       .selectFrom("oauth_states")
-      .selectAll()
-      .where("tenant_id", "=", known.tenant_id)
+      .selectAll("oauth_states")
+      // A tenant suspended since the install started installs nothing (read in the same statement).
+      .select((eb) => eb.selectFrom("tenants").select("status").whereRef("tenants.tenant_id", "=", "oauth_states.tenant_id").as("tenant_status"))
+      .where("oauth_states.tenant_id", "=", known.tenant_id)
       .where("request_id", "=", known.request_id)
       .where("consumed_at", "is", null)
       .forUpdate()
@@ -70,6 +72,7 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
   }
   if (consumed.platform !== platformProvider.platform) return refuse("oauth-state-platform-mismatch", consumed.tenant_id, "state: issued for another platform");
   if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start the installation again");
+  if (consumed.tenant_status === "suspended") return refuse("tenant-suspended", consumed.tenant_id, "", new TenantSuspendedError());
   // The app the install was started for (GitHub); its provider finishes it.
   const { provider, app } = providerFor(deps, platform, consumed.app);
   const codeVerifier = consumed.code_verifier ? deps.keyring.decrypt(consumed.code_verifier, stateAad(consumed.request_id)) : undefined;

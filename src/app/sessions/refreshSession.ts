@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { eventMetadata, type RequestMeta } from "../../auth/actor.ts";
+import { eventMetadata, makeActor, type RequestMeta } from "../../auth/actor.ts";
 import { AuthFailure } from "../../auth/verifyToken.ts";
 import { SESSION_INVALID } from "../../domain/session/decide.ts";
 import { sessionDecider, sessionStream } from "../../domain/session/decider.ts";
-import { ConflictError, UnauthenticatedError } from "../../errors.ts";
+import { ConflictError, TenantSuspendedError, UnauthenticatedError } from "../../errors.ts";
 import type { AppDeps } from "../deps.ts";
 import { handleCommand } from "../handleCommand.ts";
 import { mintPair, type IssuedTokens } from "./tokenPair.ts";
@@ -13,7 +13,7 @@ import { mintPair, type IssuedTokens } from "./tokenPair.ts";
  * every access token minted from it, and is recorded as a critical security event.
  */
 export async function refreshSession(
-  deps: Pick<AppDeps, "db" | "config" | "minter" | "verifier" | "security" | "now">,
+  deps: Pick<AppDeps, "db" | "config" | "minter" | "verifier" | "security" | "standing" | "now">,
   refreshToken: string,
   request: RequestMeta = {},
 ): Promise<IssuedTokens> {
@@ -30,6 +30,22 @@ export async function refreshSession(
       request,
     });
     throw new UnauthenticatedError(SESSION_INVALID);
+  }
+  // A suspended tenant's sessions do not renew (the authentication cache answers from memory).
+  const holder = makeActor({
+    kind: presented.kind,
+    subject: presented.subject,
+    tenantId: presented.tenantId,
+    roles: [],
+    scopes: [],
+    tokenId: presented.tokenId,
+    sessionId: presented.familyId,
+    issuer: deps.config.auth.issuer,
+    expiresAt: deps.now(),
+  });
+  if ((await deps.standing.standing(holder)).status === "suspended") {
+    await deps.security.authFailed({ tenantId: presented.tenantId, actor: null, reason: "tenant-suspended", action: "refresh-session", request });
+    throw new TenantSuspendedError();
   }
   const refreshTokenId = randomUUID();
   const accessTokenId = randomUUID();

@@ -5,7 +5,7 @@ import { AuthFailure, type AuthFailureReason } from "../../auth/verifyToken.ts";
 import { roleSchema, type TokenKind } from "../../domain/eventDefinition.ts";
 import { tenantIdSchema } from "../../domain/tenant/decide.ts";
 import { parseInput } from "../../domain/validation.ts";
-import { ConflictError, UnauthenticatedError } from "../../errors.ts";
+import { ConflictError, TenantSuspendedError, UnauthenticatedError } from "../../errors.ts";
 import type { AppDeps } from "../deps.ts";
 import { issueAccessToken } from "./issueAccessToken.ts";
 import { SESSION_ACCESS_TOKEN_TTL_SECONDS } from "./startSession.ts";
@@ -73,6 +73,7 @@ export async function redeemSignInCode(
     reason: AuthFailureReason | "sign-in-code-reuse",
     tenantId: string | null,
     details: Record<string, string | undefined>,
+    answer: Error = new UnauthenticatedError(SIGN_IN_CODE_INVALID),
   ): Promise<never> => {
     await deps.security.authFailed({
       tenantId,
@@ -84,7 +85,7 @@ export async function redeemSignInCode(
       details: Object.fromEntries(Object.entries(details).filter(([, value]) => value !== undefined)),
       request,
     });
-    throw new UnauthenticatedError(SIGN_IN_CODE_INVALID);
+    throw answer;
   };
 
   let claims;
@@ -109,6 +110,7 @@ export async function redeemSignInCode(
     // The CLI signs codes without the database: whether the tenant exists (and is active) is known here.
     const standing = await deps.standing.standing(actor);
     // A tenant that does not exist has no log of its own: that refusal goes to the platform log.
+    if (standing.status === "suspended") return refuse("tenant-suspended", claims.tenantId, details, new TenantSuspendedError());
     if (standing.status !== "active") return refuse("unknown-tenant", standing.status === null ? null : claims.tenantId, details);
   }
   const refreshLimit = deps.now().getTime() + Math.min(deps.config.auth.refreshTokenTtl, SIGN_IN_SESSION_MAX_SECONDS) * 1000;

@@ -12,12 +12,17 @@ export const tenantGroup: CommandGroup = {
   tenant set-tier --id ID --tier free|pro|enterprise
                                           move a tenant to another tier: its rate limits, cost
                                           budget and agent quotas follow from its next request
+  tenant suspend --id ID --reason TEXT    refuse every token, session and enrollment key of the
+                                          tenant until resumed (its data and log stay)
+  tenant resume --id ID
 `,
   parse([sub, ...rest]) {
     if (sub === "create") return tenantCreate(rest);
     if (sub === "list") return tenantList(rest);
     if (sub === "set-tier") return tenantSetTier(rest);
-    throw new UsageError(sub ? `unknown tenant command: ${sub}` : "tenant needs a command: create, list or set-tier");
+    if (sub === "suspend") return tenantSuspension(rest, true);
+    if (sub === "resume") return tenantSuspension(rest, false);
+    throw new UsageError(sub ? `unknown tenant command: ${sub}` : "tenant needs a command: create, list, set-tier, suspend or resume");
   },
 };
 
@@ -48,6 +53,23 @@ function tenantSetTier(args: string[]): Command {
         throw error instanceof NotFoundError ? new Error(`no tenant ${id} (see: keyplane tenant list)`) : error;
       });
       io.out(changed ? `tenant ${id}: ${String(changed.data.from)} -> ${tier}\n` : `tenant ${id} is already on ${tier}\n`);
+      return 0;
+    });
+}
+
+/** The same use cases as the suspendTenant and resumeTenant mutations. */
+function tenantSuspension(args: string[], suspend: boolean): Command {
+  const v = parse(args, suspend ? { id: { type: "string" }, reason: { type: "string" } } : { id: { type: "string" } });
+  if (!v.id || (suspend && !v.reason)) throw new UsageError(suspend ? "tenant suspend needs --id and --reason" : "tenant resume needs --id");
+  const id = v.id as string;
+  return (config, io) =>
+    withKeyplane(config, async (kp) => {
+      const { resumeTenant, suspendTenant } = await import("../../app/tenants.ts");
+      const run = suspend ? suspendTenant(kp.deps, systemActor("cli"), id, { reason: v.reason as string }) : resumeTenant(kp.deps, systemActor("cli"), id);
+      const tenant = await asUsage(run).catch((error: unknown) => {
+        throw error instanceof NotFoundError ? new Error(`no tenant ${id} (see: keyplane tenant list)`) : error;
+      });
+      io.out(`tenant ${id}: ${tenant.status}\n`);
       return 0;
     });
 }

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConflictError, NotFoundError } from "../../errors.ts";
 import { parseInput } from "../validation.ts";
-import { TenantCreated, TenantTierChanged, tierSchema, type TenantEvent } from "./events.ts";
+import { TenantCreated, TenantResumed, TenantSuspended, TenantTierChanged, tierSchema, type TenantEvent } from "./events.ts";
 import type { TenantState } from "./evolve.ts";
 
 /** Tenant ids are slugs: they appear in URLs, logs and token claims. */
@@ -17,7 +17,12 @@ export type CreateTenantCommand = { type: "CreateTenant"; input: z.input<typeof 
 export const ChangeTenantTierInput = z.object({ tier: tierSchema });
 export type ChangeTenantTierCommand = { type: "ChangeTenantTier"; input: z.input<typeof ChangeTenantTierInput> };
 
-export type TenantCommand = CreateTenantCommand | ChangeTenantTierCommand;
+/** Why, in words the tenant's people will read when they are refused. */
+export const SuspendTenantInput = z.object({ reason: z.string().trim().min(1, "must not be empty").max(500) });
+export type SuspendTenantCommand = { type: "SuspendTenant"; input: z.input<typeof SuspendTenantInput> };
+export type ResumeTenantCommand = { type: "ResumeTenant" };
+
+export type TenantCommand = CreateTenantCommand | ChangeTenantTierCommand | SuspendTenantCommand | ResumeTenantCommand;
 
 export function decideTenant(command: TenantCommand, state: TenantState): TenantEvent[] {
   switch (command.type) {
@@ -27,6 +32,18 @@ export function decideTenant(command: TenantCommand, state: TenantState): Tenant
       // Already on that tier: nothing to record.
       if (state.tier === input.tier) return [];
       return [TenantTierChanged({ tenantId: state.id, from: state.tier, to: input.tier })];
+    }
+    case "SuspendTenant": {
+      const input = parseInput(SuspendTenantInput, command.input);
+      if (!state.exists) throw new NotFoundError("tenant");
+      // Already suspended: the first reason stands, nothing to record.
+      if (state.status === "suspended") return [];
+      return [TenantSuspended({ tenantId: state.id, reason: input.reason })];
+    }
+    case "ResumeTenant": {
+      if (!state.exists) throw new NotFoundError("tenant");
+      if (state.status === "active") return [];
+      return [TenantResumed({ tenantId: state.id })];
     }
     case "CreateTenant": {
       const input = parseInput(CreateTenantInput, command.input);

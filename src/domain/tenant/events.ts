@@ -9,5 +9,11 @@ export const TenantCreated = defineEvent("tenant.created", 1, z.object({ tenantI
 /** A platform operator moved the tenant to another tier: its limits change from the next request. */
 export const TenantTierChanged = defineEvent("tenant.tier_changed", 1, z.object({ tenantId: z.string(), from: tierSchema, to: tierSchema }));
 
-export const tenantEvents = [TenantCreated, TenantTierChanged] as const;
-export type TenantEvent = EventOf<typeof TenantCreated> | EventOf<typeof TenantTierChanged>;
+/** A platform operator suspended the tenant: none of its tokens, sessions or enrollment keys is accepted until resumed. */
+export const TenantSuspended = defineEvent("tenant.suspended", 1, z.object({ tenantId: z.string(), reason: z.string() }));
+
+/** A platform operator resumed a suspended tenant: its tokens that have not expired work again. */
+export const TenantResumed = defineEvent("tenant.resumed", 1, z.object({ tenantId: z.string() }));
+
+export const tenantEvents = [TenantCreated, TenantTierChanged, TenantSuspended, TenantResumed] as const;
+export type TenantEvent = EventOf<typeof TenantCreated> | EventOf<typeof TenantTierChanged> | EventOf<typeof TenantSuspended> | EventOf<typeof TenantResumed>;

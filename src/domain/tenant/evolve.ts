@@ -10,5 +10,9 @@ export function evolveTenant(state: TenantState, event: TenantEvent): TenantStat
       return { exists: true, id: event.data.tenantId, name: event.data.name, tier: event.data.tier, status: "active" };
     case "tenant.tier_changed":
       return state.exists ? { ...state, tier: event.data.to } : state;
+    case "tenant.suspended":
+      return state.exists ? { ...state, status: "suspended" } : state;
+    case "tenant.resumed":
+      return state.exists ? { ...state, status: "active" } : state;
   }
 }

@@ -1,4 +1,4 @@
-import { changeTenantTierRow, createTenantRow } from "../../app/tenants.ts";
+import { changeTenantTierRow, createTenantRow, resumeTenant, suspendTenant } from "../../app/tenants.ts";
 import { tenantUsage, type TenantUsage } from "../../app/tenantUsage.ts";
 import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { NotFoundError } from "../../errors.ts";
@@ -12,7 +12,9 @@ export const Tenant = builder.objectRef<TenantRow>("Tenant").implement({
     id: t.exposeID("tenant_id"),
     name: t.exposeString("name"),
     tier: t.field({ type: Tier, resolve: (row) => row.tier as "free" | "pro" | "enterprise" }),
-    status: t.exposeString("status"),
+    status: t.exposeString("status", { description: "active, or suspended by a platform operator (its tokens are refused with TENANT_SUSPENDED)" }),
+    suspendedAt: t.field({ type: "DateTime", nullable: true, resolve: (row) => row.suspended_at }),
+    suspensionReason: t.exposeString("suspension_reason", { nullable: true, description: "Why, as the platform operator gave it" }),
     version: t.exposeInt("version"),
     createdAt: t.field({ type: "DateTime", resolve: (row) => row.created_at }),
     updatedAt: t.field({ type: "DateTime", resolve: (row) => row.updated_at }),
@@ -108,5 +110,27 @@ builder.mutationField("changeTenantTier", (t) =>
     description: "Platform operators: move a tenant to another tier. Its rate limits, cost budget and agent quotas apply from its next request.",
     args: { id: t.arg.id({ required: true }), tier: t.arg({ type: Tier, required: true }) },
     resolve: (_root, args, ctx) => changeTenantTierRow(ctx.deps, ctx.actor, String(args.id), { tier: args.tier }, ctx.meta),
+  }),
+);
+
+builder.mutationField("suspendTenant", (t) =>
+  t.withAuth({ permission: "tenant:manage" }).field({
+    type: Tenant,
+    description:
+      "Platform operators: refuse every token, session, sign-in code and enrollment key of the tenant (TENANT_SUSPENDED) until it is resumed; open connections end within seconds. Its data and log stay.",
+    args: {
+      id: t.arg.id({ required: true }),
+      reason: t.arg.string({ required: true, description: "Why (at most 500 characters): recorded in the tenant's log and shown to platform operators" }),
+    },
+    resolve: (_root, args, ctx) => suspendTenant(ctx.deps, ctx.actor, String(args.id), { reason: args.reason }, ctx.meta),
+  }),
+);
+
+builder.mutationField("resumeTenant", (t) =>
+  t.withAuth({ permission: "tenant:manage" }).field({
+    type: Tenant,
+    description: "Platform operators: lift a suspension; the tenant's unexpired tokens work again",
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) => resumeTenant(ctx.deps, ctx.actor, String(args.id), ctx.meta),
   }),
 );

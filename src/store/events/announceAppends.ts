@@ -11,7 +11,14 @@ import type { StoredEvent } from "./types.ts";
 export const EVENTS_CHANNEL = "keyplane_events";
 
 /** Events after which a token or a tenant's standing may have changed: authentication caches drop the tenant. */
-export const CREDENTIAL_EVENTS: ReadonlySet<string> = new Set(["access_token.revoked", "session.revoked", "tenant.created", "tenant.tier_changed"]);
+export const CREDENTIAL_EVENTS: ReadonlySet<string> = new Set([
+  "access_token.revoked",
+  "session.revoked",
+  "tenant.created",
+  "tenant.tier_changed",
+  "tenant.suspended",
+  "tenant.resumed",
+]);
 
 // Once appends have committed, this process hears of them at once, from memory (its live feed hands
 // the events to subscribers, its authentication cache drops the tenant), and other processes by a NOTIFY

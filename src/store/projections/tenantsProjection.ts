@@ -4,7 +4,7 @@ import { statementBuilder as db } from "./projectionSql.ts";
 export const tenantsProjection: Projection = {
   name: "tenants",
   tables: ["tenants"],
-  handles: new Set(["tenant.created", "tenant.tier_changed"]),
+  handles: new Set(["tenant.created", "tenant.tier_changed", "tenant.suspended", "tenant.resumed"]),
   project(event) {
     switch (event.type) {
       case "tenant.created":
@@ -24,6 +24,26 @@ export const tenantsProjection: Projection = {
           db
             .updateTable("tenants")
             .set({ tier: event.data.to as string, version: event.streamVersion, updated_at: event.occurredAt })
+            .where("tenant_id", "=", event.tenantId),
+        ];
+      case "tenant.suspended":
+        return [
+          db
+            .updateTable("tenants")
+            .set({
+              status: "suspended",
+              suspended_at: event.occurredAt,
+              suspension_reason: event.data.reason as string,
+              version: event.streamVersion,
+              updated_at: event.occurredAt,
+            })
+            .where("tenant_id", "=", event.tenantId),
+        ];
+      case "tenant.resumed":
+        return [
+          db
+            .updateTable("tenants")
+            .set({ status: "active", suspended_at: null, suspension_reason: null, version: event.streamVersion, updated_at: event.occurredAt })
             .where("tenant_id", "=", event.tenantId),
         ];
     }

@@ -16,9 +16,19 @@ export function listEnrollmentKeys(trx: Tx, tenantId: string, options: { limit?:
  * Platform-wide (withPlatform): the key with this prefix, in whichever tenant. The prefix is unique
  * across tenants in its lookup table, which names the tenant's key row (two primary-key lookups).
  */
-export async function findEnrollmentKeyByPrefix(trx: Tx, prefix: string): Promise<EnrollmentKeyRow | undefined> {
+export async function findEnrollmentKeyByPrefix(trx: Tx, prefix: string): Promise<(EnrollmentKeyRow & { tenant_status: string | null }) | undefined> {
   const known = await trx.selectFrom("enrollment_key_prefixes").select(["tenant_id", "key_id"]).where("prefix", "=", prefix).executeTakeFirst();
-  return known && trx.selectFrom("enrollment_keys").selectAll().where("tenant_id", "=", known.tenant_id).where("key_id", "=", known.key_id).executeTakeFirst();
+  return (
+    known &&
+    trx
+      .selectFrom("enrollment_keys")
+      .selectAll("enrollment_keys")
+      // The key's tenant's status in the same statement (a suspended tenant's keys enroll nothing).
+      .select((eb) => eb.selectFrom("tenants").select("status").whereRef("tenants.tenant_id", "=", "enrollment_keys.tenant_id").as("tenant_status"))
+      .where("enrollment_keys.tenant_id", "=", known.tenant_id)
+      .where("key_id", "=", known.key_id)
+      .executeTakeFirst()
+  );
 }
 
 /** A listed key's row as its decider's state: what keyRefusal judges before a use or a prune. */
