@@ -311,6 +311,38 @@ const MATRIX: Record<string, MatrixRow> = {
       "admin+tenant:read": FORBIDDEN,
     },
   },
+  "Mutation.suspendTenant": {
+    // A tenant of its own: suspending the matrix tenant would refuse every other row's tokens.
+    operation: async ({ app }) => ({
+      query: 'mutation ($id: ID!) { suspendTenant(id: $id, reason: "matrix") { id status } }',
+      variables: { id: (await app.seedTenant()).tenantId },
+    }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.resumeTenant": {
+    operation: async ({ app }) => ({ query: "mutation ($id: ID!) { resumeTenant(id: $id) { id status } }", variables: { id: (await app.seedTenant()).tenantId } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
   "Mutation.issueServiceToken": {
     operation: () => ({ query: 'mutation { issueServiceToken(input: { subject: "matrix-ci" }) { tokenId accessToken } }' }),
     // prettier-ignore
