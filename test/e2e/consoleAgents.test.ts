@@ -1,4 +1,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -12,8 +14,9 @@ import { waitFor } from "../testkit/waitFor.ts";
 // The console's Agents and Tasks pages as a person uses them: `keyplane serve` on the embedded
 // database, a real Chromium, the admin token. An enrollment key made in the page enrolls a real
 // `keyplane agent run`, which shows up online in the open page without a reload; an echo task
-// dispatched from the Tasks page completes live. A viewer sees agents change live but no buttons to change anything, and the
-// API refuses the viewer's mutation anyway. Screenshots as in console.test.ts.
+// dispatched from the Tasks page completes live, and an http-check is seen in progress, then
+// completed. A viewer sees agents change live but no buttons to change anything, and the API
+// refuses the viewer's mutations anyway. Screenshots as in console.test.ts.
 
 const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS ? path.resolve("docs/images") : path.join(process.env.KEYPLANE_TEST_LOG_DIR ?? tmpdir(), "screenshots");
 
@@ -147,6 +150,29 @@ describe.skipIf(!chromiumPath)("the console's Agents and Tasks pages in a browse
     const taskId = (await page.getByTestId("dispatched").getAttribute("data-task-id"))!;
     await page.getByTestId(`task-status-${taskId}`).filter({ hasText: "completed" }).waitFor({ timeout: 30_000 });
     expect(JSON.parse((await page.getByTestId(`task-result-${taskId}`).textContent())!)).toEqual({ from: "the console" });
+
+    // An http-check against a server that answers only once the page shows the task in progress:
+    // claimed, then progress, then completed, each seen live.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const target = http.createServer((_req, res) => void held.then(() => res.writeHead(204).end()));
+    await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(target.address() as AddressInfo).port}/health`;
+      await dispatch.getByLabel("Kind").fill("http-check");
+      await dispatch.getByLabel("Input (JSON)").fill(JSON.stringify({ url }));
+      await dispatch.getByRole("button", { name: "Dispatch" }).click();
+      await expect.poll(() => page.getByTestId("dispatched").getAttribute("data-task-id")).not.toBe(taskId);
+      const checkId = (await page.getByTestId("dispatched").getAttribute("data-task-id"))!;
+      await page.getByTestId(`task-status-${checkId}`).filter({ hasText: "in progress" }).waitFor({ timeout: 30_000 });
+      release();
+      await page.getByTestId(`task-status-${checkId}`).filter({ hasText: "completed" }).waitFor({ timeout: 30_000 });
+      expect(JSON.parse((await page.getByTestId(`task-result-${checkId}`).textContent())!)).toMatchObject({ status: 204, ok: true });
+      expect(await page.getByTestId(`task-trail-${checkId}`).textContent()).toMatch(/in progress → completed$/);
+    } finally {
+      release();
+      await new Promise((resolve) => target.close(resolve));
+    }
     expect(await sameDocument()).toBe(true);
     await page.screenshot({ path: path.join(SCREENSHOTS, "console-tasks.png"), fullPage: true });
 

@@ -330,7 +330,10 @@ const MATRIX: Record<string, MatrixRow> = {
     },
   },
   "Mutation.resumeTenant": {
-    operation: async ({ app }) => ({ query: "mutation ($id: ID!) { resumeTenant(id: $id) { id status } }", variables: { id: (await app.seedTenant()).tenantId } }),
+    operation: async ({ app }) => ({
+      query: "mutation ($id: ID!) { resumeTenant(id: $id) { id status } }",
+      variables: { id: (await app.seedTenant()).tenantId },
+    }),
     // prettier-ignore
     expect: {
       anonymous: UNAUTHENTICATED,
