@@ -48,23 +48,24 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
     if (!known) return { replayOf: undefined };
     const row = await trx
       .selectFrom("oauth_states")
-      .selectAll("oauth_states")
-      // A tenant suspended since the install started installs nothing (read in the same statement).
-      .select((eb) => eb.selectFrom("tenants").select("status").whereRef("tenants.tenant_id", "=", "oauth_states.tenant_id").as("tenant_status"))
-      .where("oauth_states.tenant_id", "=", known.tenant_id)
+      .selectAll()
+      .where("tenant_id", "=", known.tenant_id)
       .where("request_id", "=", known.request_id)
       .where("consumed_at", "is", null)
       .forUpdate()
       .executeTakeFirst();
     // A consumed state keeps only what tells a replay apart: the verifier goes with the first use.
-    if (row)
-      await trx
-        .updateTable("oauth_states")
-        .set({ consumed_at: deps.now(), code_verifier: null, key_id: null })
-        .where("tenant_id", "=", row.tenant_id)
-        .where("request_id", "=", row.request_id)
-        .execute();
-    return row ?? { replayOf: known };
+    if (!row) return { replayOf: known };
+    await trx
+      .updateTable("oauth_states")
+      .set({ consumed_at: deps.now(), code_verifier: null, key_id: null })
+      .where("tenant_id", "=", row.tenant_id)
+      .where("request_id", "=", row.request_id)
+      .execute();
+    // A tenant suspended since the install started installs nothing. (Its own statement: Citus runs
+    // no FOR UPDATE beside a subquery.)
+    const tenant = await trx.selectFrom("tenants").select("status").where("tenant_id", "=", row.tenant_id).executeTakeFirst();
+    return { ...row, tenant_status: tenant?.status ?? null };
   });
   if ("replayOf" in consumed) {
     if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start the installation again");
