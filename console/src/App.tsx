@@ -3,6 +3,7 @@ import { useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { Provider, useQuery } from "urql";
 import { createApiClient } from "./client.ts";
 import { graphql, type ResultOf } from "./graphql.ts";
+import { AgentDetail } from "./pages/AgentDetail.tsx";
 import { AgentsPage } from "./pages/Agents.tsx";
 import { Audit } from "./pages/Audit.tsx";
 import { GitHubTokens } from "./pages/GitHubTokens.tsx";
@@ -60,7 +61,9 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
   const [signingOut, setSigningOut] = useState(false);
   const viewer = data?.me;
   const pages = PAGES.filter((p) => viewer?.permissions.includes(p.needs));
-  const page = pages.find((p) => p.path === path) ?? pages[0];
+  // An agent's own page (/agents/<id>) sits under Agents.
+  const agentId = /^\/agents\/([^/]+)$/.exec(path)?.[1];
+  const page = pages.find((p) => p.path === (agentId ? "/agents" : path)) ?? pages[0];
   useEffect(() => {
     document.title = `${page?.title ?? "Console"} · Keyplane`;
   }, [page]);
@@ -100,7 +103,7 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
       <main>
         <ErrorAlert error={error} />
         {viewer && page?.path === "/" && <Overview viewer={viewer} />}
-        {viewer && page?.path === "/agents" && <AgentsPage viewer={viewer} />}
+        {viewer && page?.path === "/agents" && (agentId ? <AgentDetail viewer={viewer} id={decodeURIComponent(agentId)} /> : <AgentsPage viewer={viewer} />)}
         {viewer && page?.path === "/tasks" && <TasksPage viewer={viewer} />}
         {viewer && page?.path === "/installations" && <Installations viewer={viewer} />}
         {viewer && page?.path === "/github-tokens" && <GitHubTokens viewer={viewer} />}

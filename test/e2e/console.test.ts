@@ -5,7 +5,7 @@ import path from "node:path";
 import { gzipSync } from "node:zlib";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
+import { chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
 import { runKeyplane } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
@@ -26,7 +26,6 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    buildConsoleIfStale();
     dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-"));
     // A platform operator's token, minted before serve holds the embedded database.
     const minted = await runKeyplane(["token", "mint", "--role", "platform", "--sub", "ops@platform"], { KEYPLANE_DATA_DIR: dataDir });
@@ -176,11 +175,22 @@ describe.skipIf(!chromiumPath)("the console in a browser", () => {
     await signIn(page);
     await page.getByTestId("tenant-name").waitFor();
     await check("overview");
+    // An agent, so that its own page is checked too.
+    const created = await fetch(`${served.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}` },
+      body: JSON.stringify({ query: `mutation { createAgent(input: { name: "axe-checked", type: "ci", tags: ["a11y"] }) { id } }` }),
+    });
+    expect(((await created.json()) as { errors?: unknown }).errors).toBeUndefined();
     for (const link of ["Agents", "Tasks", "Installations", "GitHub tokens", "Audit"]) {
       await page.getByRole("link", { name: link }).click();
       await page.getByRole("heading", { level: 1 }).first().waitFor();
       await check(link);
     }
+    await page.getByRole("link", { name: "Agents" }).click();
+    await page.getByRole("link", { name: "axe-checked" }).click();
+    await page.getByTestId("agent-history").waitFor();
+    await check("an agent");
     await page.getByRole("button", { name: "Sign out" }).click();
     await signInWithToken(page, served.url, platformToken);
     await page.getByTestId("tenants").getByText("Default", { exact: true }).waitFor();

@@ -1,11 +1,12 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
+import os from "node:os";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
+import { chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
 import { killKeyplaneProcesses, runKeyplane, spawnKeyplane, type KeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
@@ -31,7 +32,6 @@ describe.skipIf(!chromiumPath)("the console's Agents and Tasks pages in a browse
   let agentId: string;
 
   beforeAll(async () => {
-    buildConsoleIfStale();
     dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-agents-"));
     stateDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-agent-state-"));
     // The first start makes tenant `default` and its admin token. No mutation issues a person's
@@ -138,6 +138,21 @@ describe.skipIf(!chromiumPath)("the console's Agents and Tasks pages in a browse
     await page.getByRole("button", { name: "Done (forget the key)" }).click();
     await expect.poll(() => page.getByTestId("enrollment-key").count()).toBe(0);
     await page.screenshot({ path: path.join(SCREENSHOTS, "console-agents.png"), fullPage: true });
+
+    // The agent's own page: what its machine reported, and its events, live.
+    await page.getByTestId(`agent-${agentId}`).getByRole("link").click();
+    expect(new URL(page.url()).pathname).toBe(`/console/agents/${agentId}`);
+    const host = page.getByTestId("agent-host");
+    await host.waitFor();
+    expect(await host.textContent()).toContain(`hostname${os.hostname()}`);
+    expect(await host.textContent()).toContain(`arch${process.arch}`);
+    await page.getByTestId("agent-connection").filter({ hasText: "online" }).waitFor();
+    const history = page.getByTestId("agent-history");
+    await history.getByRole("cell", { name: "agent.enrolled", exact: true }).waitFor();
+    await history.getByRole("cell", { name: "agent.online", exact: true }).waitFor();
+    await page.screenshot({ path: path.join(SCREENSHOTS, "console-agent.png"), fullPage: true });
+    await page.getByRole("link", { name: "← All agents" }).click();
+    await page.getByTestId(`connection-${agentId}`).waitFor();
 
     // An echo task from the Tasks page, followed live to its end.
     await open(page, "Tasks");

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
+import { chromiumPath, launchBrowser, pageProblems, signInWithToken } from "../testkit/browser.ts";
 import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess } from "../testkit/servedProcess.ts";
@@ -21,7 +21,6 @@ describe.skipIf(!chromiumPath)("installations in the console", () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    buildConsoleIfStale();
     world = await startProviderWorld();
     dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-installs-"));
     // The providers send the browser back to KEYPLANE_PUBLIC_URL: serve on its port.

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConsoleIfStale, chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
+import { chromiumPath, launchBrowser, pageProblems } from "../testkit/browser.ts";
 import { killKeyplaneProcesses, runKeyplaneProcess } from "../testkit/keyplaneCli.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
@@ -17,7 +17,6 @@ describe.skipIf(!chromiumPath)("a one-time sign-in link for the console", () => 
   let browser: Browser;
 
   beforeAll(async () => {
-    buildConsoleIfStale();
     dataDir = mkdtempSync(path.join(tmpdir(), "keyplane-console-link-"));
     served = await serveProcess("console-link", { KEYPLANE_DATA_DIR: dataDir });
     browser = await launchBrowser();

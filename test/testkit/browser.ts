@@ -1,6 +1,4 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
-import path from "node:path";
+import { existsSync } from "node:fs";
 import { chromium, type Browser, type Page } from "playwright-core";
 
 // A real browser for the console's tests: Debian's Chromium (CHROMIUM_PATH, else the usual paths),
@@ -33,19 +31,6 @@ export function pageProblems(page: Page): string[] {
     if (request.failure()?.errorText !== "net::ERR_ABORTED") problems.push(`request failed: ${request.url()} ${request.failure()?.errorText ?? ""}`);
   });
   return problems;
-}
-
-/** npm install built the console; a checkout whose console sources changed since is built again (a few seconds). */
-export function buildConsoleIfStale() {
-  const built = path.resolve("console/dist/index.html");
-  // Files only: a folder's time changes when the typecheck writes the schema's types into it
-  // (graphql-env.d.ts, not a source), which made every suite build again, at the same time.
-  const newest = readdirSync("console", { recursive: true, encoding: "utf8" })
-    .filter((f) => !f.startsWith("dist") && !f.endsWith("graphql-env.d.ts"))
-    .map((f) => statSync(path.join("console", f)))
-    .filter((stat) => stat.isFile())
-    .reduce((a, stat) => Math.max(a, stat.mtimeMs), 0);
-  if (!existsSync(built) || statSync(built).mtimeMs < newest) execFileSync(process.execPath, ["console/build.mjs"], { stdio: "ignore" });
 }
 
 /** Opens the console at `url` and signs in with a pasted token, as a person does (resolves once the sign-in is sent). */

@@ -1,10 +1,12 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { buildConsoleIfStale } from "./consoleBuild.ts";
 
 export function setup() {
   const dir = mkdtempSync(path.join(tmpdir(), "keyplane-test-logs-"));
   process.env.KEYPLANE_TEST_LOG_DIR = dir;
+  buildConsoleIfStale();
   return () => {
     const secretsFile = path.join(dir, "secrets.txt");
     const secrets = new Set(

@@ -5,6 +5,7 @@ import type { Viewer } from "../App.tsx";
 import { describeError } from "../errors.ts";
 import { graphql, type ResultOf } from "../graphql.ts";
 import { LiveHeading } from "../LiveHeading.tsx";
+import { navigate } from "../router.ts";
 import { type LiveEvent, useReread, useTenantEvents } from "../liveEvents.ts";
 import { EnrollmentKeys, splitTags } from "./EnrollmentKeys.tsx";
 
@@ -142,7 +143,15 @@ function AgentTable(props: { agents: Agent[]; more: boolean; canWrite: boolean; 
         {agents.map((agent) => (
           <tr key={agent.id} data-testid={`agent-${agent.id}`}>
             <th scope="row">
-              {agent.name}
+              <a
+                href={`/console/agents/${agent.id}`}
+                onClick={(event) => {
+                  event.preventDefault();
+                  navigate(`/agents/${agent.id}`);
+                }}
+              >
+                {agent.name}
+              </a>
               {agent.ephemeral && <span className="tag">ephemeral</span>}
             </th>
             <td>{agent.type}</td>
@@ -163,7 +172,7 @@ function AgentTable(props: { agents: Agent[]; more: boolean; canWrite: boolean; 
             {(canWrite || canManage) && (
               <td className="actions">
                 {canWrite && (
-                  <button type="button" aria-label={`Edit the config of ${agent.name}`} onClick={() => props.onEdit(agent.id)}>
+                  <button type="button" aria-label={`Edit config of ${agent.name}`} onClick={() => props.onEdit(agent.id)}>
                     Edit config
                   </button>
                 )}
