@@ -5,6 +5,7 @@ import { auditEvents } from "./audit/events.ts";
 import { enrollmentKeyEvents } from "./enrollmentKey/events.ts";
 import { githubTokenEvents } from "./githubToken/events.ts";
 import { installationEvents } from "./installation/events.ts";
+import { logStreamEvents } from "./logStream/events.ts";
 import { securityEvents } from "./security/events.ts";
 import { sessionEvents } from "./session/events.ts";
 import { taskEvents } from "./task/events.ts";
@@ -23,6 +24,7 @@ const definitions: ReadonlyArray<EventDefinition<string, any>> = [
   ...enrollmentKeyEvents,
   ...taskEvents,
   ...auditEvents,
+  ...logStreamEvents,
 ];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));

@@ -29,6 +29,9 @@ export const TENANT_TABLES = [
   "agent_presence",
   "enrollment_keys",
   "tasks",
+  "log_streams",
+  "log_stream_secrets",
+  "log_stream_deliveries",
 ] as const;
 
 /**

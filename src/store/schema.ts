@@ -280,6 +280,46 @@ export interface TasksTable {
   version: number;
 }
 
+export interface LogStreamsTable {
+  tenant_id: string;
+  log_stream_id: string;
+  name: string;
+  kind: "webhook" | "splunk" | "datadog";
+  destination: string;
+  settings: Json<Record<string, string>>;
+  filter: Json<{ types?: string[]; securityOnly: boolean }>;
+  secret_fingerprint: string;
+  state: "active" | "paused" | "deleted";
+  health: "pending" | "healthy" | "degraded" | "error";
+  last_error: string | null;
+  version: number;
+  created_by: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface LogStreamSecretsTable {
+  tenant_id: string;
+  log_stream_id: string;
+  key_id: string;
+  ciphertext: string;
+  updated_at: Timestamp;
+}
+
+export interface LogStreamDeliveriesTable {
+  tenant_id: string;
+  log_stream_id: string;
+  delivered_seq: ColumnType<number, number, number>;
+  generation: Generated<number>;
+  lease_owner: string | null;
+  lease_until: Timestamp | null;
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp | null;
+  last_success_at: Timestamp | null;
+  last_attempt_at: Timestamp | null;
+  last_error: string | null;
+}
+
 /** Lookup tables of keys unique across tenants (migrations/0012): each key names its tenant's row. */
 export interface GitHubInstallationOwnersTable {
   external_id: string;
@@ -321,6 +361,9 @@ export interface Database {
   agent_presence: AgentPresenceTable;
   enrollment_keys: EnrollmentKeysTable;
   tasks: TasksTable;
+  log_streams: LogStreamsTable;
+  log_stream_secrets: LogStreamSecretsTable;
+  log_stream_deliveries: LogStreamDeliveriesTable;
   github_installation_owners: GitHubInstallationOwnersTable;
   oauth_state_hashes: OAuthStateHashesTable;
   enrollment_key_prefixes: EnrollmentKeyPrefixesTable;
@@ -340,6 +383,7 @@ export const PROJECTED_TABLES = [
   "enrollment_keys",
   "enrollment_key_prefixes",
   "tasks",
+  "log_streams",
 ] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];
 

@@ -5,6 +5,7 @@ import { credentialsProjection } from "./credentialsProjection.ts";
 import { githubOwnersProjection } from "./githubOwnersProjection.ts";
 import { githubTokensProjection } from "./githubTokensProjection.ts";
 import { installationsProjection } from "./installationsProjection.ts";
+import { logStreamsProjection } from "./logStreamsProjection.ts";
 import type { ProjectedEvent, Projection } from "./projection.ts";
 import { compileWrite, statementJson, type ProjectionStatement } from "./projectionSql.ts";
 import { tasksProjection } from "./tasksProjection.ts";
@@ -19,6 +20,7 @@ export const projections: readonly Projection[] = [
   githubTokensProjection,
   agentsProjection,
   tasksProjection,
+  logStreamsProjection,
 ];
 
 /** The writes that project these events, in order; a replay (rebuild) leaves out the read models it derives afterwards. */
