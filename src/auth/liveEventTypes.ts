@@ -15,6 +15,9 @@ const AREA_READERS: Readonly<Record<string, Permission>> = {
   token: "github-token:read",
 };
 
+/** Holding any of these, a principal receives some events live (tenantEvents' auth scope). */
+export const LIVE_EVENT_PERMISSIONS: readonly Permission[] = ["event:subscribe", ...new Set(Object.values(AREA_READERS))];
+
 const areaOf = (type: string) => type.slice(0, type.indexOf("."));
 
 /** Every event type tenantEvents delivers to a principal holding these permissions (none: it may not subscribe). */

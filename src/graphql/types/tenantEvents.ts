@@ -1,4 +1,4 @@
-import { liveEventTypes, receivesEveryEvent } from "../../auth/liveEventTypes.ts";
+import { LIVE_EVENT_PERMISSIONS, liveEventTypes, receivesEveryEvent } from "../../auth/liveEventTypes.ts";
 import { BadInputError, ForbiddenError } from "../../errors.ts";
 import { builder } from "../builder.ts";
 import { decodeCursor } from "../pagination.ts";
@@ -9,7 +9,7 @@ const EVENT_TYPE = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$/;
 
 builder.subscriptionField("tenantEvents", (t) =>
   // event:subscribe: every event; the areas' readers: the events of the areas they read (liveEventTypes.ts).
-  t.withAuth({ anyPermission: ["event:subscribe", "tenant:read", "agent:read", "installation:read", "token-policy:read", "github-token:read"] }).field({
+  t.withAuth({ anyPermission: LIVE_EVENT_PERMISSIONS }).field({
     type: AuditEvent,
     description:
       "The caller's tenant log as it grows (with event:subscribe every event, otherwise the events of the areas the caller may read: `me.liveEventTypes`): first every event after `after` (a cursor from this subscription, `auditLog` or an export), then each new event as it commits, in sequence order, with no gap and no duplicate. Without `after`, only events from now on. Reconnect with the last cursor received to get exactly what was missed. Ends with SLOW_CONSUMER when the client falls too far behind.",
