@@ -13,7 +13,6 @@ const TenantsQuery = graphql(`
       name
       tier
       status
-      suspendedAt
       suspensionReason
       createdAt
     }
@@ -46,7 +45,6 @@ const SuspendTenant = graphql(`
     suspendTenant(id: $id, reason: $reason) {
       id
       status
-      suspendedAt
       suspensionReason
     }
   }
@@ -57,7 +55,6 @@ const ResumeTenant = graphql(`
     resumeTenant(id: $id) {
       id
       status
-      suspendedAt
       suspensionReason
     }
   }
