@@ -97,7 +97,9 @@ describe.skipIf(unavailable)("keyplane serve while its PostgreSQL restarts", () 
       EVENT_FEED_POLL_MS: "500",
     });
     token = served.adminToken();
-  });
+    // initdb, a first start and migrating a fresh cluster: past a minute once on a loaded two-core CI
+    // (the browser suites run beside it). A wait for readiness, not a budget.
+  }, 180_000);
   afterAll(async () => {
     await killServedProcesses();
     cluster?.remove();
