@@ -8,6 +8,16 @@ import { UsageError } from "./command.ts";
 export type AuditCommand =
   | { command: "export"; tenantId: string; out: string; request: AuditExportRequest }
   | { command: "verify"; file: string; jwks?: string; json: boolean; threads?: number }
+  | {
+      command: "verify-stream";
+      files: string[];
+      checkpoints: string[];
+      jwks?: string;
+      tenantId?: string;
+      json: boolean;
+      requireCheckpoint: boolean;
+      allowGaps: boolean;
+    }
   | { command: "checkpoint"; tenantId?: string };
 
 const FLAG_OF: Record<string, string> = {
@@ -70,11 +80,45 @@ export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCo
       }
       return { command: "verify", file: positionals[0]!, jwks: v.jwks, json: Boolean(v.json), ...(threads === undefined ? {} : { threads }) };
     }
+    case "verify-stream": {
+      const { values: v, positionals } = parseArgs({
+        args,
+        strict: true,
+        allowPositionals: true,
+        options: {
+          checkpoint: { type: "string", multiple: true },
+          jwks: { type: "string" },
+          tenant: { type: "string" },
+          json: { type: "boolean" },
+          "require-checkpoint": { type: "boolean" },
+          "allow-gaps": { type: "boolean" },
+        },
+      });
+      if (positionals.length === 0) throw new UsageError("audit verify-stream needs a FILE of delivered events (or several; - for stdin)");
+      const checkpoints = v.checkpoint ?? [];
+      if (checkpoints.length === 0) {
+        throw new UsageError("audit verify-stream needs --checkpoint FILE: Keyplane's answer to the auditCheckpoint query (- for stdin)");
+      }
+      if ([...positionals, ...checkpoints].filter((f) => f === "-").length > 1) {
+        throw new UsageError("audit verify-stream reads stdin once: - stands for one FILE or one --checkpoint");
+      }
+      if (v.tenant === "") throw new UsageError("invalid --tenant: a tenant's id");
+      return {
+        command: "verify-stream",
+        files: positionals,
+        checkpoints,
+        ...(v.jwks === undefined ? {} : { jwks: v.jwks }),
+        ...(v.tenant === undefined ? {} : { tenantId: v.tenant }),
+        json: Boolean(v.json),
+        requireCheckpoint: Boolean(v["require-checkpoint"]),
+        allowGaps: Boolean(v["allow-gaps"]),
+      };
+    }
     case "checkpoint": {
       const { values: v } = parseArgs({ args, strict: true, allowPositionals: false, options: { tenant: { type: "string" } } });
       return { command: "checkpoint", tenantId: v.tenant };
     }
     default:
-      throw new UsageError(sub ? `unknown audit command: ${sub}` : "audit needs a command: export, verify or checkpoint");
+      throw new UsageError(sub ? `unknown audit command: ${sub}` : "audit needs a command: export, verify, verify-stream or checkpoint");
   }
 }

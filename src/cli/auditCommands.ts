@@ -1,10 +1,19 @@
 import { open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
+import { createInterface } from "node:readline";
+import { text as streamText } from "node:stream/consumers";
 import type { JSONWebKeySet } from "jose";
 import { createCheckpointSigner } from "../app/audit/checkpointSigner.ts";
 import { signCheckpoint, type CheckpointDeps } from "../app/audit/signCheckpoint.ts";
 import { startAuditExport } from "../app/audit/startAuditExport.ts";
 import type { VerificationReport } from "../audit/verifyAuditRecords.ts";
+import {
+  checkpointOfJson,
+  verifyDeliveredInputs,
+  type DeliveredProblem,
+  type DeliveredTenantReport,
+  type DeliveredVerificationReport,
+} from "../audit/verifyDeliveredEvents.ts";
 import { verifyExportFile } from "../audit/node/verifyExportFile.ts";
 import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
 import type { Keyplane } from "../main.ts";
@@ -85,6 +94,95 @@ function describe(r: VerificationReport): string {
     (r.tenantId ? `(tenant ${r.tenantId}, chained from ${start}; verified up to sequence ${r.lastSequence}: ${counts}; ${signatures})\n` : "")
   );
 }
+
+/**
+ * keyplane audit verify-stream: what a log stream delivered, checked by its receiver with the files,
+ * a signed checkpoint fetched from Keyplane (auditCheckpoint) and Keyplane's JWKS; no database.
+ */
+export async function runAuditVerifyStream(cmd: Extract<AuditCommand, { command: "verify-stream" }>, io: CliIo): Promise<number> {
+  const keys = cmd.jwks ? await loadJwks(cmd.jwks) : undefined;
+  const checkpoints = [];
+  for (const source of cmd.checkpoints) {
+    const text =
+      source === "-"
+        ? await streamText(process.stdin)
+        : await readFile(source, "utf8").catch((error: NodeJS.ErrnoException) => {
+            throw new Error(`--checkpoint ${source}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+          });
+    try {
+      checkpoints.push(checkpointOfJson(text));
+    } catch (error) {
+      throw new Error(`--checkpoint ${source}: ${(error as Error).message}`);
+    }
+  }
+  const report = await verifyDeliveredInputs(
+    cmd.files.map((file) => ({ name: file === "-" ? "stdin" : file, lines: linesOf(file) })),
+    { keys, checkpoints, tenantId: cmd.tenantId, requireCheckpoint: cmd.requireCheckpoint, allowGaps: cmd.allowGaps },
+  );
+  io.out(cmd.json ? JSON.stringify(report) + "\n" : describeStream(report));
+  if (!keys) io.err("warning: the checkpoint's signature was not checked: pass --jwks FILE|URL (Keyplane's /.well-known/jwks.json)\n");
+  return report.ok ? 0 : 1;
+}
+
+/** The lines of a file (or stdin), opened when the verifier comes to it. */
+async function* linesOf(file: string): AsyncGenerator<string> {
+  const handle =
+    file === "-"
+      ? undefined
+      : await open(file).catch((error: NodeJS.ErrnoException) => {
+          throw new Error(`cannot read ${file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+        });
+  const input = handle ? handle.createReadStream() : process.stdin;
+  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  try {
+    yield* lines;
+  } finally {
+    lines.close();
+    if (handle) input.destroy();
+  }
+}
+
+function describeStream(r: DeliveredVerificationReport): string {
+  const signatures = r.signatures === "verified" ? "signatures verified" : "signatures NOT checked";
+  let out = "";
+  for (const t of r.tenants) out += describeTenant(t, signatures);
+  for (const p of r.problems) out += `FAILED: ${problemLine(p, true)}\n`;
+  if (r.problemsNotListed) out += `FAILED: ${r.problemsNotListed} more problems not listed\n`;
+  if (r.skipped) out += `(${r.skipped} event records of other tenants left out)\n`;
+  return out;
+}
+
+function describeTenant(t: DeliveredTenantReport, signatures: string): string {
+  const received =
+    t.firstSequence === null
+      ? "no events received"
+      : `events ${t.firstSequence}–${t.lastSequence} (${t.events} events, ${t.duplicates} repeats dropped` +
+        (t.missing ? `, ${t.missing} not received${t.runs > 1 ? ` in ${t.runs - 1} gaps` : ""}` : "") +
+        ")";
+  if (!t.ok) {
+    const count = t.problems.length + t.problemsNotListed;
+    return (
+      `FAILED: tenant ${t.tenantId}, ${received}: ${count} ${count === 1 ? "problem" : "problems"}\n` +
+      t.problems.map((p) => `  ${problemLine(p, false)}\n`).join("") +
+      (t.problemsNotListed ? `  … and ${t.problemsNotListed} more\n` : "")
+    );
+  }
+  const from =
+    t.chainFrom === "genesis"
+      ? "genesis"
+      : t.chainFrom === "checkpoint"
+        ? `the signed checkpoint at ${t.firstSequence! - 1}`
+        : `event ${t.firstSequence} (the stream starts mid-log: its chain hash is taken as given)`;
+  const anchored =
+    t.anchoredThrough === null ? "no checkpoint at a received event, nothing anchored" : `anchored by the signed checkpoint at ${t.anchoredThrough}`;
+  const pending = t.onlyChained
+    ? `; ${t.onlyChained.from === t.onlyChained.to ? `event ${t.onlyChained.from}` : `${t.onlyChained.events} events ${t.onlyChained.from}–${t.onlyChained.to}`} only chained, not yet anchored`
+    : "";
+  return `ok: tenant ${t.tenantId}, ${received}, chain intact from ${from}, ${anchored}${pending} (${signatures})\n`;
+}
+
+const problemLine = (p: DeliveredProblem, withTenant: boolean) =>
+  `${p.kind}${withTenant && p.tenantId !== null ? ` (tenant ${p.tenantId})` : ""}${p.sequence === null ? "" : ` at sequence ${p.sequence}`}: ${p.message}`;
 
 async function loadJwks(source: string): Promise<JSONWebKeySet> {
   let text: string;

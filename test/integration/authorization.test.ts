@@ -173,6 +173,9 @@ function matrixTask(ctx: MatrixContext): Promise<{ agentId: string; taskId: stri
   return matrixTaskOnce;
 }
 
+/** The checkpoint signer's run for the auditCheckpoint row (once: the matrix tenant's log is signed then). */
+let matrixCheckpointOnce: Promise<unknown> | undefined;
+
 /** An agent of the matrix tenant: one shared, or a fresh one for rows that change it. */
 let sharedAgent: Promise<string> | undefined;
 function matrixAgent(ctx: MatrixContext, fresh = false): Promise<string> {
@@ -267,6 +270,25 @@ const MATRIX: Record<string, MatrixRow> = {
   },
   "Query.verifyAuditLog": {
     operation: () => ({ query: "query { verifyAuditLog { ok startsFrom lastSequence problem { kind sequence } } }" }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": allow,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Query.auditCheckpoint": {
+    operation: async (ctx) => {
+      // A checkpoint of the matrix tenant's log, signed once: when allowed, the answer is not null.
+      matrixCheckpointOnce ??= ctx.app.kp.checkpointSigner.runOnce({ force: true });
+      await matrixCheckpointOnce;
+      return { query: "query { auditCheckpoint { sequence chainHash previousSignature signedAt kid jws } }" };
+    },
     // prettier-ignore
     expect: {
       anonymous: UNAUTHENTICATED,

@@ -13,6 +13,14 @@ export const auditGroup: CommandGroup = {
                                           Keyplane's JWKS (/.well-known/jwks.json): names the first modified, deleted,
                                           inserted or reordered sequence; exit 0 intact, 1 not. --threads: threads that
                                           check lines (default: the cores, at most 8; 0 or 1: one core)
+  audit verify-stream FILE... --checkpoint FILE|- [--jwks FILE|URL] [--tenant ID] [--json] [--require-checkpoint]
+               [--allow-gaps]
+                                          verify events a log stream delivered (webhook bodies, Splunk HEC events,
+                                          Datadog entries or event records, one a line; - for stdin) against a signed
+                                          checkpoint (the auditCheckpoint query's answer): per tenant, repeats dropped,
+                                          content hashes, no gaps, the chain, the checkpoint's chain hash. Exit 0 intact,
+                                          1 not. --require-checkpoint: the events must reach the checkpoint;
+                                          --allow-gaps: a stream filtered by type (gaps counted, not refused)
   audit checkpoint [--tenant ID]          sign a checkpoint of the hash chain now (every tenant with new events)
 `,
   parse([sub, ...rest]) {
@@ -20,6 +28,7 @@ export const auditGroup: CommandGroup = {
     return async (config, io) => {
       const commands = await import("../auditCommands.ts");
       if (audit.command === "verify") return commands.runAuditVerify(audit, io);
+      if (audit.command === "verify-stream") return commands.runAuditVerifyStream(audit, io);
       return withKeyplane(config, (kp) => (audit.command === "export" ? commands.runAuditExport(kp, audit, io) : commands.runAuditCheckpoint(kp, audit, io)));
     };
   },

@@ -1,6 +1,10 @@
 import { verifyAuditLog, type LogVerification } from "../../app/audit/verifyAuditLog.ts";
+import type { CheckpointRecord } from "../../audit/exportFormat.ts";
 import type { AuditProblem, ProblemKind } from "../../audit/verifyAuditRecords.ts";
+import { BadInputError } from "../../errors.ts";
+import { readLatestCheckpoint } from "../../store/audit/checkpointQueries.ts";
 import { readAuditLogPage } from "../../store/audit/readAuditLogPage.ts";
+import { withTenant } from "../../store/db.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import { builder } from "../builder.ts";
 import { connectionType, pageArgs, sequenceCursor } from "../pagination.ts";
@@ -133,5 +137,39 @@ builder.queryField("verifyAuditLog", (t) =>
       to: t.arg.int({ required: false, description: "Last sequence (default: the end of the log)" }),
     },
     resolve: (_root, args, ctx) => verifyAuditLog({ db: ctx.deps.db, jwks: ctx.deps.verifier.jwks }, ctx.actor.tenantId, { from: args.from, to: args.to }),
+  }),
+);
+
+// ---- auditCheckpoint: a signed checkpoint, for a receiver to verify what a log stream delivered ----
+
+const AuditCheckpoint = builder.objectRef<CheckpointRecord>("AuditCheckpoint").implement({
+  description:
+    "A signed checkpoint of the tenant's hash chain: Keyplane's JWS (ES256, typ kp-audit-checkpoint+jws, verifiable with /.well-known/jwks.json) of {tenantId, sequence, chainHash, previousSignature, signedAt}. The other fields repeat what it signs",
+  fields: (t) => ({
+    sequence: t.exposeInt("sequence", { description: "The sequence whose chain hash is signed" }),
+    chainHash: t.exposeString("chainHash", { description: "The chain hash after that sequence" }),
+    previousSignature: t.exposeString("previousSignature", {
+      nullable: true,
+      description: "The signature part of the tenant's previous checkpoint's JWS (null for its first)",
+    }),
+    signedAt: t.field({ type: "DateTime", resolve: (c) => c.signedAt }),
+    kid: t.exposeString("kid", { description: "The signing key's id in the JWKS" }),
+    jws: t.exposeString("jws", { description: "The JWS compact serialization: the authority, the fields above repeat it" }),
+  }),
+});
+
+builder.queryField("auditCheckpoint", (t) =>
+  t.withAuth({ permission: "audit:read" }).field({
+    type: AuditCheckpoint,
+    nullable: true,
+    description:
+      "The caller's tenant's latest signed checkpoint at or before a sequence (the latest of all without one); null when none is signed yet. keyplane audit verify-stream checks delivered events against it",
+    args: { atOrBefore: t.arg.int({ required: false, description: "The highest sequence the checkpoint may sign" }) },
+    resolve: (_root, args, ctx) => {
+      const atOrBefore = args.atOrBefore ?? undefined;
+      if (atOrBefore !== undefined && atOrBefore < 0) throw new BadInputError("atOrBefore: must be a sequence of 0 or more", "atOrBefore");
+      const { tenantId } = ctx.actor;
+      return withTenant(ctx.deps.db, tenantId, (trx) => readLatestCheckpoint(trx, tenantId, atOrBefore));
+    },
   }),
 );
