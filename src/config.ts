@@ -153,6 +153,15 @@ function configOf(e: Env) {
       ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS,
     },
     audit: { checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS },
+    logStreams: {
+      allowedHosts: list(e.LOG_STREAM_ALLOWED_HOSTS ?? "", /[,\s]+/).map((h) => h.toLowerCase()),
+      caFile: e.LOG_STREAM_CA_FILE,
+      batchSize: e.LOG_STREAM_BATCH_SIZE,
+      maxPerTenant: e.LOG_STREAM_MAX_PER_TENANT,
+      retryMaxSeconds: e.LOG_STREAM_RETRY_MAX_SECONDS,
+      timeoutMs: e.LOG_STREAM_TIMEOUT_MS,
+      leaseSeconds: e.LOG_STREAM_LEASE_SECONDS,
+    },
     realtime: {
       pollMs: e.EVENT_FEED_POLL_MS,
       maxQueuedEvents: e.SUBSCRIBER_MAX_QUEUED_EVENTS,

@@ -6,6 +6,7 @@ import { createCheckpointSigner, type CheckpointSigner } from "./app/audit/check
 import { createAuditSigner } from "./audit/auditSignatures.ts";
 import { createCredentialRefresher, type CredentialRefresher } from "./app/installations/credentialRefresher.ts";
 import { timeOutTasks } from "./app/tasks/timeOutTasks.ts";
+import { createLogStreamDeliverer, type LogStreamDeliverer } from "./app/logStreams/logStreamDeliverer.ts";
 import { createSecurityRecorder, securityRecorderOf } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
@@ -24,8 +25,9 @@ import { createHttpServer } from "./http/server.ts";
 import { graphQLWebSocketOf } from "./http/websocket.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { readOldestUnsignedEventAge } from "./store/audit/readOldestUnsignedEventAge.ts";
+import { readLogStreamStats } from "./store/queries/logStreamDeliveryQueries.ts";
 import { lockDataDir } from "./store/dataDirLock.ts";
-import { openDatabase, type DatabaseHandle, type Db } from "./store/db.ts";
+import { openDatabase, type DatabaseHandle } from "./store/db.ts";
 import { migrateToLatest } from "./store/migrate.ts";
 
 export interface Keyplane {
@@ -38,6 +40,8 @@ export interface Keyplane {
   agentSweeper: AgentSweeper;
   /** Signs a checkpoint of each active tenant's hash chain every AUDIT_CHECKPOINT_INTERVAL_SECONDS. */
   checkpointSigner: CheckpointSigner;
+  /** Delivers the tenants' log streams this process holds the lease of; runs while the server listens. */
+  logStreams: LogStreamDeliverer;
   listen(port?: number, host?: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -80,7 +84,11 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     const opened = database;
     const metrics = createMetrics({
       defaultMetrics: true,
-      scrape: { dbPool: () => opened.poolStats?.(), auditCheckpointAge: cachedCheckpointAge(opened.db, logger) },
+      scrape: {
+        dbPool: () => opened.poolStats?.(),
+        auditCheckpointAge: cachedRead(() => readOldestUnsignedEventAge(opened.db), 30_000, logger, "the audit checkpoint age"),
+        logStreams: cachedRead(() => readLogStreamStats(opened.db), 5_000, logger, "the log streams' health"),
+      },
     });
     githubApps = createGitHubApps(config.githubApps, { logger, metrics, now });
     const db = database.db;
@@ -123,6 +131,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       afterSweep: () => timeOutTasks(deps),
     });
     const checkpointSigner = createCheckpointSigner({ ...deps, jwks: keys.jwks }, { intervalSeconds: config.audit.checkpointIntervalSeconds });
+    const logStreams = createLogStreamDeliverer(deps);
     const handle = database;
     return {
       deps,
@@ -131,6 +140,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       refresher,
       agentSweeper,
       checkpointSigner,
+      logStreams,
       listen: (port = config.port, host = config.host) =>
         new Promise((resolve, reject) => {
           server.once("error", reject);
@@ -139,10 +149,12 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
             refresher.start();
             agentSweeper.start();
             checkpointSigner.start();
+            logStreams.start();
             resolve(`http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`);
           });
         }),
       async close() {
+        await logStreams.stop();
         await refresher.stop();
         await deps.events.stop();
         await deps.standing.stop();
@@ -170,20 +182,20 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
   }
 }
 
-/** The checkpoint-age gauge's query, run at most every 30 s however often (and by how many) /metrics is scraped. */
-function cachedCheckpointAge(db: Db, logger: Logger): () => Promise<number | undefined> {
-  let last: { at: number; value: number | undefined } | undefined;
-  let running: Promise<number | undefined> | undefined;
+/** A gauge's query, run at most once per `maxAgeMs` however often (and by how many) /metrics is scraped. */
+function cachedRead<T>(read: () => Promise<T>, maxAgeMs: number, logger: Logger, what: string): () => Promise<T | undefined> {
+  let last: { at: number; value: T | undefined } | undefined;
+  let running: Promise<T | undefined> | undefined;
   return () => {
-    if (last && Date.now() - last.at < 30_000) return Promise.resolve(last.value);
-    running ??= readOldestUnsignedEventAge(db).then(
+    if (last && Date.now() - last.at < maxAgeMs) return Promise.resolve(last.value);
+    running ??= read().then(
       (value) => {
         last = { at: Date.now(), value };
         running = undefined;
         return value;
       },
       (error: unknown) => {
-        logger.warn({ err: (error as Error).message }, "metrics: the audit checkpoint age could not be read");
+        logger.warn({ err: (error as Error).message }, `metrics: ${what} could not be read`);
         last = { at: Date.now(), value: undefined };
         running = undefined;
         return undefined;

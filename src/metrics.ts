@@ -43,6 +43,16 @@ export interface Metrics {
   dbPool: Gauge<"state">;
   /** Age of the oldest event no signed audit checkpoint covers yet, over every tenant (0: all covered); read on scrape. */
   auditCheckpointAge: Gauge;
+  /** Attempts at delivering a batch to a log stream: outcome delivered | retry | refused. */
+  logStreamDeliveries: Counter<"kind" | "outcome">;
+  /** Events log streams delivered (a redelivered batch counts again). */
+  logStreamEvents: Counter<"kind">;
+  logStreamDeliveryDuration: Histogram<"kind">;
+  /** Active log streams of every tenant by health; read on scrape. */
+  logStreams: Gauge<"health">;
+  /** The largest lag of an active log stream, in events and in seconds; read on scrape. */
+  logStreamLagEvents: Gauge;
+  logStreamLagSeconds: Gauge;
 }
 
 /**
@@ -67,6 +77,14 @@ export interface ScrapeSources {
   dbPool?: () => { total: number; idle?: number; waiting?: number; max: number } | undefined;
   /** Seconds; undefined when it cannot be read (the gauge keeps its last value). */
   auditCheckpointAge?: () => Promise<number | undefined>;
+  /** Active log streams by health and their largest lags (one cached read serves the three gauges); undefined when it cannot be read. */
+  logStreams?: () => Promise<LogStreamStats | undefined>;
+}
+
+export interface LogStreamStats {
+  byHealth: Record<"pending" | "healthy" | "degraded" | "error", number>;
+  maxLagEvents: number;
+  maxLagSeconds: number;
 }
 
 /** Seconds: latency buckets of HTTP requests and GraphQL operations alike, so their panels line up. */
@@ -217,6 +235,53 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
       async collect() {
         const age = await scrape.auditCheckpointAge?.();
         if (age !== undefined) this.set(age);
+      },
+    }),
+    logStreamDeliveries: new Counter({
+      name: "keyplane_log_stream_deliveries_total",
+      help: "Attempts at delivering a batch of events to a log stream, by kind and outcome (delivered, retry, refused)",
+      labelNames: ["kind", "outcome"],
+      registers,
+    }),
+    logStreamEvents: new Counter({
+      name: "keyplane_log_stream_events_delivered_total",
+      help: "Events delivered to log streams by this process (a redelivered batch counts again)",
+      labelNames: ["kind"],
+      registers,
+    }),
+    logStreamDeliveryDuration: new Histogram({
+      name: "keyplane_log_stream_delivery_duration_seconds",
+      help: "Time from sending a batch to a log stream to its answer",
+      labelNames: ["kind"],
+      buckets: REQUEST_BUCKETS,
+      registers,
+    }),
+    logStreams: new Gauge({
+      name: "keyplane_log_streams",
+      help: "Active log streams of every tenant, by health (pending, healthy, degraded, error)",
+      labelNames: ["health"],
+      registers,
+      async collect() {
+        const stats = await scrape.logStreams?.();
+        if (stats) for (const [health, count] of Object.entries(stats.byHealth)) this.set({ health }, count);
+      },
+    }),
+    logStreamLagEvents: new Gauge({
+      name: "keyplane_log_stream_lag_max_events",
+      help: "The most events an active log stream has not delivered yet",
+      registers,
+      async collect() {
+        const stats = await scrape.logStreams?.();
+        if (stats) this.set(stats.maxLagEvents);
+      },
+    }),
+    logStreamLagSeconds: new Gauge({
+      name: "keyplane_log_stream_lag_max_seconds",
+      help: "The age of the oldest event an active log stream has not delivered yet (0: all caught up)",
+      registers,
+      async collect() {
+        const stats = await scrape.logStreams?.();
+        if (stats) this.set(stats.maxLagSeconds);
       },
     }),
   };

@@ -13,6 +13,7 @@ const AREA_READERS: Readonly<Record<string, Permission>> = {
   installation: "installation:read",
   token_policy: "token-policy:read",
   token: "github-token:read",
+  log_stream: "log-stream:manage",
 };
 
 /** Holding any of these, a principal receives some events live (tenantEvents' auth scope). */

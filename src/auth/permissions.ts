@@ -23,6 +23,7 @@ export const PERMISSIONS = {
   "agent:write": "create and update agents, dispatch tasks",
   "agent:manage": "publish and delete agents, create and revoke enrollment keys",
   "agent:act": "act as the one agent the token was enrolled as (heartbeat, its own tasks)",
+  "log-stream:manage": "list, create, change, replay and delete the tenant's log streams (never their secrets)",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
@@ -41,6 +42,7 @@ const ADMIN: Permission[] = [
   "token-policy:manage",
   "agent:manage",
   "event:subscribe",
+  "log-stream:manage",
 ];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {

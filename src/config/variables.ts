@@ -38,6 +38,7 @@ export const SECTIONS = [
   "Agents",
   "Audit",
   "Live events",
+  "Log streams",
   "Rate limits and abuse protection",
   "GitHub",
   "Slack",
@@ -195,6 +196,31 @@ export const variables = {
     seconds.default(3600),
     "Audit",
     "Every tenant with events gets a signed audit checkpoint once the oldest event after its latest one is this old.",
+  ),
+
+  // Log streams
+  LOG_STREAM_ALLOWED_HOSTS: about(
+    z.string().optional(),
+    "Log streams",
+    "Hostnames or IP addresses (comma-separated, exact) that log streams may send to even though they resolve to loopback, private or link-local addresses: a receiver on the operator's own network. Everything else must resolve to public addresses only.",
+  ),
+  LOG_STREAM_CA_FILE: about(
+    z.string().min(1).optional(),
+    "Log streams",
+    "A PEM file of certificate authorities trusted by log stream connections besides the public roots (a receiver with an internal CA).",
+  ),
+  LOG_STREAM_BATCH_SIZE: about(count.max(5000).default(500), "Log streams", "Most events one delivery carries."),
+  LOG_STREAM_MAX_PER_TENANT: about(count.default(10), "Log streams", "Log streams one tenant may have (deleted ones do not count)."),
+  LOG_STREAM_RETRY_MAX_SECONDS: about(
+    seconds.default(300),
+    "Log streams",
+    "Longest wait between two attempts at a failing delivery (exponential backoff with jitter from 1 s; a longer `Retry-After` is honoured up to an hour).",
+  ),
+  LOG_STREAM_TIMEOUT_MS: about(seconds.default(10_000), "Log streams", "Timeout of one delivery: connecting, sending and reading the answer."),
+  LOG_STREAM_LEASE_SECONDS: about(
+    seconds.default(15),
+    "Log streams",
+    "How long a process holds a stream without renewing: when a delivering process dies, another takes its streams over within this time.",
   ),
 
   // Live events

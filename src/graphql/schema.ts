@@ -10,6 +10,7 @@ import "./types/agents.ts";
 import "./types/tasks.ts";
 import "./types/ping.ts";
 import "./types/tenantEvents.ts";
+import "./types/logStreams.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

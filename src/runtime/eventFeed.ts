@@ -32,6 +32,12 @@ export interface EventFeed {
   watch(tenantId: string, options: WatchOptions): AsyncGenerator<StoredEvent, void, undefined>;
   /** Says that the tenant's log reached `sequence` (unknown: look anyway). */
   wake(tenantId: string, sequence?: number): void;
+  /**
+   * Tells `listener` of every append this process hears of: its own once committed, other processes'
+   * by their NOTIFY (tenant and newest sequence; null tenant: notices may have been lost, look at
+   * every tenant). For background consumers of the log such as the log stream deliverer.
+   */
+  onAppended(listener: AppendListener): () => void;
   /** LISTENs and starts the fallback poll. */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -41,6 +47,8 @@ export interface EventFeed {
    */
   readonly stats: { subscribers: number; liveReads: number; polls: number; handedOver: number };
 }
+
+export type AppendListener = (tenantId: string | null, sequence?: number) => void;
 
 export class SlowConsumerError extends DomainError {
   constructor(maxQueued: number) {
@@ -93,6 +101,10 @@ export function createEventFeed(
   let unlisten: (() => Promise<void>) | undefined;
   let unhandOver: (() => void) | undefined;
   let poller: NodeJS.Timeout | undefined;
+  const appendListeners = new Set<AppendListener>();
+  const tell = (tenantId: string | null, sequence?: number) => {
+    for (const listener of appendListeners) listener(tenantId, sequence);
+  };
 
   const readAfter = (tenantId: string, after: number) => eventsAfterAlone(deps.db, tenantId, after, pageSize);
 
@@ -109,6 +121,11 @@ export function createEventFeed(
 
   /** Events of this process, just committed: handed to the subscribers of their tenants without a read. */
   function handOver(events: readonly StoredEvent[]) {
+    if (appendListeners.size > 0) {
+      const heads = new Map<string, number>();
+      for (const e of events) heads.set(e.tenantId, Math.max(e.sequence, heads.get(e.tenantId) ?? 0));
+      for (const [tenantId, sequence] of heads) tell(tenantId, sequence);
+    }
     const touched = new Set<Channel>();
     for (const event of events) {
       const channel = channels.get(event.tenantId);
@@ -305,16 +322,23 @@ export function createEventFeed(
     watch,
     wake,
     stats,
+    onAppended(listener) {
+      appendListeners.add(listener);
+      return () => void appendListeners.delete(listener);
+    },
     async start() {
       if (unlisten) return;
       unhandOver = onCommittedAppends(deps.db, handOver);
       unlisten = await deps.database.listen(EVENTS_CHANNEL, {
         onNotify(payload) {
           const notice = parseAppendNotice(payload);
-          if (notice) wake(notice.tenantId, notice.sequence);
+          if (!notice) return;
+          wake(notice.tenantId, notice.sequence);
+          tell(notice.tenantId, notice.sequence);
         },
         onGap() {
           for (const tenantId of channels.keys()) wake(tenantId);
+          tell(null);
         },
         onError(error) {
           deps.logger.warn({ err: error.message }, "event feed: LISTEN connection lost; reconnecting (the fallback poll delivers meanwhile)");

@@ -176,6 +176,33 @@ function matrixTask(ctx: MatrixContext): Promise<{ agentId: string; taskId: stri
 /** The checkpoint signer's run for the auditCheckpoint row (once: the matrix tenant's log is signed then). */
 let matrixCheckpointOnce: Promise<unknown> | undefined;
 
+/**
+ * A paused log stream of the matrix tenant made by its admin (a fresh one per operation: the rows
+ * pause, delete and rotate it). Paused at once: nothing is delivered to its address.
+ */
+async function matrixLogStream(ctx: MatrixContext, kind: "splunk" | "webhook" = "splunk"): Promise<string> {
+  const made = await ctx.app.gql(
+    "mutation ($input: CreateLogStreamInput!) { createLogStream(input: $input) { secret logStream { id } } }",
+    { input: { name: `m-${unique()}`, kind, url: "https://127.0.0.1:9", ...(kind === "splunk" ? { secret: "matrix-splunk-token" } : {}) } },
+    { token: ctx.adminToken },
+  );
+  expect(made.errors).toBeUndefined();
+  registerSecret(made.data.createLogStream.secret);
+  registerSecret("matrix-splunk-token");
+  const id = made.data.createLogStream.logStream.id as string;
+  const paused = await ctx.app.gql("mutation ($id: ID!) { pauseLogStream(id: $id) { state } }", { id }, { token: ctx.adminToken });
+  expect(paused.errors).toBeUndefined();
+  return id;
+}
+
+/** Pauses the streams createLogStream rows made (their address is no receiver). */
+async function pauseMatrixStreams(ctx: MatrixContext): Promise<void> {
+  const list = await ctx.app.gql("query { logStreams { id state } }", {}, { token: ctx.adminToken });
+  for (const stream of list.data.logStreams as { id: string; state: string }[]) {
+    if (stream.state === "active") await ctx.app.gql("mutation ($id: ID!) { pauseLogStream(id: $id) { id } }", { id: stream.id }, { token: ctx.adminToken });
+  }
+}
+
 /** An agent of the matrix tenant: one shared, or a fresh one for rows that change it. */
 let sharedAgent: Promise<string> | undefined;
 function matrixAgent(ctx: MatrixContext, fresh = false): Promise<string> {
@@ -544,6 +571,144 @@ const MATRIX: Record<string, MatrixRow> = {
       expect(set.errors).toBeUndefined();
       return { query: "mutation ($name: String!) { deleteTokenPolicy(name: $name) }", variables: { name } };
     },
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Query.logStreams": {
+    operation: () => ({ query: "query { logStreams { id health lagEvents } }" }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Query.logStream": {
+    operation: async (ctx) => ({ query: "query ($id: ID!) { logStream(id: $id) { id } }", variables: { id: await matrixLogStream(ctx) } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.createLogStream": {
+    operation: async (ctx) => {
+      await pauseMatrixStreams(ctx);
+      return {
+        query: "mutation ($input: CreateLogStreamInput!) { createLogStream(input: $input) { logStream { id } } }",
+        variables: { input: { name: `m-${unique()}`, kind: "splunk", url: "https://127.0.0.1:9", secret: "matrix-splunk-token" } },
+      };
+    },
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.updateLogStream": {
+    operation: async (ctx) => ({
+      query: 'mutation ($id: ID!) { updateLogStream(id: $id, input: { name: "renamed" }) { id } }',
+      variables: { id: await matrixLogStream(ctx) },
+    }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.rotateLogStreamSecret": {
+    operation: async (ctx) => ({
+      query: "mutation ($id: ID!) { rotateLogStreamSecret(id: $id, overlapSeconds: 0) { logStream { id } } }",
+      variables: { id: await matrixLogStream(ctx, "webhook") },
+    }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.pauseLogStream": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { pauseLogStream(id: $id) { id } }", variables: { id: await matrixLogStream(ctx) } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.resumeLogStream": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { resumeLogStream(id: $id) { id } }", variables: { id: await matrixLogStream(ctx) } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.replayLogStream": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { replayLogStream(id: $id, from: 1) { id } }", variables: { id: await matrixLogStream(ctx) } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.deleteLogStream": {
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { deleteLogStream(id: $id) }", variables: { id: await matrixLogStream(ctx) } }),
     // prettier-ignore
     expect: {
       anonymous: UNAUTHENTICATED,
@@ -1109,7 +1274,11 @@ describe("authorization matrix", () => {
 
   beforeAll(async () => {
     world = await startProviderWorld();
-    app = await createTestApp({ name: "authorization", env: { ...world.env, ENROLL_ATTEMPTS_PER_MINUTE: "1000" } });
+    app = await createTestApp({
+      name: "authorization",
+      // Log streams to 127.0.0.1 (allowed here), as many as the rows make; each is paused once made.
+      env: { ...world.env, ENROLL_ATTEMPTS_PER_MINUTE: "1000", LOG_STREAM_ALLOWED_HOSTS: "127.0.0.1", LOG_STREAM_MAX_PER_TENANT: "1000" },
+    });
     const seeded = await app.seedTenant({ tier: "enterprise" });
     const { tenantId } = seeded;
     const newInstallation = async () => {

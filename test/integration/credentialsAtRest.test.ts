@@ -8,6 +8,7 @@ import { runCli } from "../../src/cli/main.ts";
 import { rotateEncryptionKeys } from "../../src/app/installations/rotateEncryptionKeys.ts";
 import { stateAad } from "../../src/app/installations/startInstallation.ts";
 import { readCredentials } from "../../src/app/installations/vault.ts";
+import { readStreamSecrets } from "../../src/app/logStreams/streamSecrets.ts";
 import { openDatabase, withPlatform, withTenant, type DatabaseHandle, type Db } from "../../src/store/db.ts";
 import { migrateToLatest } from "../../src/store/migrate.ts";
 import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
@@ -25,7 +26,8 @@ const START = `mutation { startInstallation(platform: jira) { authorizationUrl }
 const AUDIT = `query($types: [String!]) { auditLog(first: 100, filter: { types: $types }) { edges { node { type streamId actor data } } } }`;
 
 // The background refresher stays out of the way: these suites drive every refresh themselves.
-const QUIET = { CREDENTIAL_REFRESH_INTERVAL_SECONDS: "86400" };
+// A log stream to 127.0.0.1 (allowed here), paused at once: its destination is a secret at rest too.
+const QUIET = { CREDENTIAL_REFRESH_INTERVAL_SECONDS: "86400", LOG_STREAM_ALLOWED_HOSTS: "127.0.0.1" };
 
 const newKey = () => randomBytes(32).toString("base64");
 
@@ -339,6 +341,15 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
     const pending = await first.app.gql(START, {}, { token: tenant.tokens.editor });
     const pendingUrl = pending.data.startInstallation.authorizationUrl as string;
     expect((await keyIds(first.app.kp.deps.db)).map((r) => r.key_id)).toEqual(["k1", "k1"]);
+    const stream = await first.app.gql(
+      `mutation ($input: CreateLogStreamInput!) { createLogStream(input: $input) { secret logStream { id } } }`,
+      { input: { name: "siem", kind: "splunk", url: "https://127.0.0.1:9/?channel=rotate-me", secret: "splunk-token-at-rest" } },
+      { token: tenant.tokens.admin },
+    );
+    expect(stream.errors).toBeUndefined();
+    registerSecret("splunk-token-at-rest");
+    const streamId = stream.data.createLogStream.logStream.id as string;
+    await first.app.gql(`mutation ($id: ID!) { pauseLogStream(id: $id) { state } }`, { id: streamId }, { token: tenant.tokens.admin });
     await first.stop();
 
     // Restarted with the new key first: old values still read; rotation interrupted after one installation.
@@ -361,12 +372,12 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
     const cliEnv = { ...store.cliEnv, KEYPLANE_ENCRYPTION_KEYS: `${k2},${k1}` };
     const run = await keyplaneCli(["keys", "rotate"], cliEnv);
     expect(run, run.err).toMatchObject({ code: 0 });
-    expect(run.out).toContain(`re-encrypted 1 installation(s) and ${oldStates.length} pending OAuth state(s) under key k2`);
+    expect(run.out).toContain(`re-encrypted 1 installation(s), ${oldStates.length} pending OAuth state(s), 1 log stream(s) and 0 GitHub token(s) under key k2`);
     expect(run.out + run.err).not.toContain(k2.slice(3));
     expect(run.out + run.err).not.toContain(k1.slice(3));
     const rerun = await keyplaneCli(["keys", "rotate"], cliEnv);
     expect(rerun, rerun.err).toMatchObject({ code: 0 });
-    expect(rerun.out).toMatch(/re-encrypted 0 installation\(s\) and 0 pending OAuth state\(s\) under key k2/);
+    expect(rerun.out).toMatch(/re-encrypted 0 installation\(s\), 0 pending OAuth state\(s\), 0 log stream\(s\) and 0 GitHub token\(s\) under key k2/);
 
     // Only k2 left: everything still reads, nothing was rotated twice.
     const third = await keyplaneWith(k2, "rotate-k2");
@@ -384,7 +395,12 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
         expect(state.key_id).toBe("k2");
         expect(third.app.kp.deps.keyring.keyIdOf(state.code_verifier!)).toBe("k2");
       }
-      expect(await rotateEncryptionKeys(third.app.kp.deps)).toEqual({ installations: 0, oauthStates: 0 });
+      expect(await rotateEncryptionKeys(third.app.kp.deps)).toEqual({ installations: 0, oauthStates: 0, logStreams: 0, githubTokens: 0 });
+      // The stream's destination reads under k2 alone.
+      const destination = await withTenant(third.app.kp.deps.db, tenant.tenantId, (trx) =>
+        readStreamSecrets(trx, third.app.kp.deps.keyring, tenant.tenantId, streamId),
+      );
+      expect(destination).toEqual({ url: "https://127.0.0.1:9/?channel=rotate-me", secret: "splunk-token-at-rest" });
 
       const service3 = await third.app.mintToken({ tenantId: tenant.tenantId, roles: ["service"] });
       for (const id of [slack, jira]) expect(await readToken(third.app, service3, id)).toBe(before[id]);

@@ -19,6 +19,25 @@ export async function readTokenSecret(trx: Tx, keyring: Keyring, tenantId: strin
   return row ? keyring.decrypt(row.token, aad(tenantId, fp)) : null;
 }
 
+/** Re-encrypts the token under the keyring's current key (keys rotate), the row locked meanwhile. */
+export async function reencryptTokenSecret(trx: Tx, keyring: Keyring, tenantId: string, fp: string): Promise<void> {
+  const row = await trx
+    .selectFrom("github_token_secrets")
+    .select("token")
+    .where("tenant_id", "=", tenantId)
+    .where("fingerprint", "=", fp)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!row || keyring.keyIdOf(row.token) === keyring.currentKeyId) return;
+  const token = keyring.encrypt(keyring.decrypt(row.token, aad(tenantId, fp)), aad(tenantId, fp));
+  await trx
+    .updateTable("github_token_secrets")
+    .set({ token, key_id: keyring.currentKeyId })
+    .where("tenant_id", "=", tenantId)
+    .where("fingerprint", "=", fp)
+    .execute();
+}
+
 export async function forgetTokenSecret(trx: Tx, tenantId: string, fp: string): Promise<void> {
   await trx.deleteFrom("github_token_secrets").where("tenant_id", "=", tenantId).where("fingerprint", "=", fp).execute();
 }

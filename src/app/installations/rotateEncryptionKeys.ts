@@ -5,6 +5,8 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { stateAad } from "./startInstallation.ts";
 import { readCredentials, storeCredentials } from "./vault.ts";
+import { readStreamSecrets, storeStreamSecrets } from "../logStreams/streamSecrets.ts";
+import { reencryptTokenSecret } from "../githubTokens/tokenVault.ts";
 
 const BATCH = 100;
 
@@ -17,7 +19,7 @@ const BATCH = 100;
 export async function rotateEncryptionKeys(
   deps: Pick<AppDeps, "db" | "keyring" | "now">,
   onProgress: (done: number, total: number) => void = () => {},
-): Promise<{ installations: number; oauthStates: number }> {
+): Promise<{ installations: number; oauthStates: number; logStreams: number; githubTokens: number }> {
   const current = deps.keyring.currentKeyId;
   const { count } = await withPlatform(deps.db, (trx) =>
     trx
@@ -85,5 +87,32 @@ export async function rotateEncryptionKeys(
     }
     return pending.length;
   });
-  return { installations: done, oauthStates };
+  return { installations: done, oauthStates, logStreams: await rotateLogStreamSecrets(deps), githubTokens: await rotateGitHubTokenSecrets(deps) };
+}
+
+/** Log streams' destinations (URL and secret), each in its tenant's transaction, the row locked; no event (nothing about the stream changed). */
+async function rotateLogStreamSecrets(deps: Pick<AppDeps, "db" | "keyring" | "now">): Promise<number> {
+  const current = deps.keyring.currentKeyId;
+  const pending = await withPlatform(deps.db, (trx) =>
+    trx.selectFrom("log_stream_secrets").select(["tenant_id", "log_stream_id"]).where("key_id", "<>", current).execute(),
+  );
+  for (const { tenant_id: tenantId, log_stream_id: logStreamId } of pending) {
+    await withTenant(deps.db, tenantId, async (trx) => {
+      const secrets = await readStreamSecrets(trx, deps.keyring, tenantId, logStreamId, true);
+      if (secrets) await storeStreamSecrets(trx, deps.keyring, tenantId, logStreamId, secrets, deps.now());
+    });
+  }
+  return pending.length;
+}
+
+/** Issued GitHub tokens kept for revocation (an hour at most, but revoking one must not fail once the old key is gone). */
+async function rotateGitHubTokenSecrets(deps: Pick<AppDeps, "db" | "keyring">): Promise<number> {
+  const current = deps.keyring.currentKeyId;
+  const pending = await withPlatform(deps.db, (trx) =>
+    trx.selectFrom("github_token_secrets").select(["tenant_id", "fingerprint"]).where("key_id", "<>", current).execute(),
+  );
+  for (const { tenant_id: tenantId, fingerprint } of pending) {
+    await withTenant(deps.db, tenantId, (trx) => reencryptTokenSecret(trx, deps.keyring, tenantId, fingerprint));
+  }
+  return pending.length;
 }

@@ -32,7 +32,9 @@ async function keysRotate(config: Config, io: CliIo): Promise<number> {
     const progress = progressReporter("re-encrypting installation secrets", io.err, Boolean(io.isTty));
     const result = await rotateEncryptionKeys(kp.deps, progress.update);
     progress.done();
-    io.out(`re-encrypted ${result.installations} installation(s) and ${result.oauthStates} pending OAuth state(s) under key ${kp.deps.keyring.currentKeyId}\n`);
+    io.out(
+      `re-encrypted ${result.installations} installation(s), ${result.oauthStates} pending OAuth state(s), ${result.logStreams} log stream(s) and ${result.githubTokens} GitHub token(s) under key ${kp.deps.keyring.currentKeyId}\n`,
+    );
     return 0;
   });
 }
