@@ -44,10 +44,16 @@ export class DestinationRefusedError extends Error {
 
 /**
  * scheme://host[:port]/path of a URL: never its query string or credentials, which may hold a
- * secret (a token in `?token=`, a password before `@`).
+ * secret (a token in `?token=`, a password before `@`), nor a path segment that looks like one (16
+ * or more letters, digits, `_` or `-`, with both letters and digits: hooks such as
+ * /services/T0001/B0002/XXXXXXXXXXXXXXXXXXXXXXXX carry their secret in the path), shown as `****`.
  */
 export function describeDestination(url: URL): string {
-  return `${url.protocol}//${url.host}${url.pathname}`;
+  const path = url.pathname
+    .split("/")
+    .map((segment) => (/^[A-Za-z0-9_-]{16,}$/.test(segment) && /[0-9]/.test(segment) && /[A-Za-z]/.test(segment) ? "****" : segment))
+    .join("/");
+  return `${url.protocol}//${url.host}${path}`;
 }
 
 const blockList = (subnets: [string, number][], type: "ipv4" | "ipv6") => {

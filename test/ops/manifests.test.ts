@@ -573,6 +573,8 @@ describe("monitoring", () => {
         "KeyplaneRateLimitRejectionSpike",
         "KeyplaneAuditCheckpointOverdue",
         "KeyplaneLiveEventLag",
+        "KeyplaneLogStreamRefused",
+        "KeyplaneLogStreamLagging",
       ]),
     );
     expect(new Set(alerts).size).toBe(alerts.length);

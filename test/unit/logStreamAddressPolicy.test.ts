@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { checkDestinationUrl, DestinationRefusedError, type DestinationPolicy, isPublicAddress, type LookupAll } from "../../src/logStreams/addressPolicy.ts";
+import {
+  checkDestinationUrl,
+  DestinationRefusedError,
+  type DestinationPolicy,
+  describeDestination,
+  isPublicAddress,
+  type LookupAll,
+} from "../../src/logStreams/addressPolicy.ts";
 
 // A DNS of our own: each name answers what the test needs, anything else does not resolve.
 const answers: Record<string, string[]> = {
@@ -192,5 +199,16 @@ describe("checkDestinationUrl", () => {
       expect(error.message).not.toContain(secret);
       expect(String(error.stack)).not.toContain(secret);
     }
+  });
+});
+
+describe("describeDestination", () => {
+  it("shows scheme, host and path, never the query, credentials or a token-like path segment", () => {
+    expect(describeDestination(new URL("https://user:pw@siem.example.com:8443/in/keyplane?token=abc123"))).toBe("https://siem.example.com:8443/in/keyplane");
+    expect(describeDestination(new URL("https://hooks.example.com/services/T0001/B0002/Xy7kq2LmNp9RsTuVwZ1a"))).toBe("https://hooks.example.com/services/T0001/B0002/****");
+    // Long words without digits, and digits alone, are not taken for secrets.
+    expect(describeDestination(new URL("https://h.example/audit-events-for-keyplane/12345678901234567890"))).toBe(
+      "https://h.example/audit-events-for-keyplane/12345678901234567890",
+    );
   });
 });

@@ -292,8 +292,11 @@ function retryDelay(attempt: number, verdict: Extract<Verdict, { outcome: "retry
   return Math.max(jittered, Math.min(verdict.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
 }
 
-/** The receiver's answer without anything of ours it might echo: the secrets and the URL's query. */
+/** The receiver's answer without anything of ours it might echo: the secrets, the URL's query and path segments. */
 function scrub(reason: string, secrets: DestinationSecrets): string {
-  const ours = [secrets.secret, secrets.previous?.secret, ...new URL(secrets.url).searchParams.values()].filter((s): s is string => !!s && s.length >= 4);
+  const url = new URL(secrets.url);
+  const ours = [secrets.secret, secrets.previous?.secret, ...url.searchParams.values(), ...url.pathname.split("/")].filter(
+    (s): s is string => !!s && s.length >= 8,
+  );
   return ours.reduce((text, secret) => text.split(secret).join("[redacted]"), reason);
 }
