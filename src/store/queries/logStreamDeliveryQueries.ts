@@ -69,13 +69,13 @@ export async function advanceCursor(
   owner: string,
   at: { generation: number; from: number; to: number; delivered: boolean; leaseSeconds: number },
 ): Promise<boolean> {
+  // Two shapes rather than a CASE: Citus refuses now() inside CASE in an UPDATE.
+  const delivered = at.delivered ? sql`, last_success_at = now(), last_attempt_at = now()` : sql``;
   const result = await withTenant(db, key.tenantId, (trx) =>
     sql`
       update log_stream_deliveries
       set delivered_seq = ${at.to}, attempts = 0, next_attempt_at = null, last_error = null,
-          last_success_at = case when ${at.delivered} then now() else last_success_at end,
-          last_attempt_at = case when ${at.delivered} then now() else last_attempt_at end,
-          lease_until = now() + make_interval(secs => ${at.leaseSeconds})
+          lease_until = now() + make_interval(secs => ${at.leaseSeconds})${delivered}
       where tenant_id = ${key.tenantId} and log_stream_id = ${key.logStreamId}
         and lease_owner = ${owner} and generation = ${at.generation} and delivered_seq = ${at.from}`.execute(trx),
   );
