@@ -7,6 +7,8 @@ import { createAuditSigner } from "./audit/auditSignatures.ts";
 import { createCredentialRefresher, type CredentialRefresher } from "./app/installations/credentialRefresher.ts";
 import { timeOutTasks } from "./app/tasks/timeOutTasks.ts";
 import { createLogStreamDeliverer, type LogStreamDeliverer } from "./app/logStreams/logStreamDeliverer.ts";
+import { createAlertEvaluator } from "./app/alerts/alertEvaluator.ts";
+import type { LeasedWorkers } from "./runtime/leasedWorkers.ts";
 import { createSecurityRecorder, securityRecorderOf } from "./app/recordSecurityEvent.ts";
 import { loadSigningKeys } from "./auth/signingKeys.ts";
 import { createTokenMinter } from "./auth/tokenMinter.ts";
@@ -42,6 +44,8 @@ export interface Keyplane {
   checkpointSigner: CheckpointSigner;
   /** Delivers the tenants' log streams this process holds the lease of; runs while the server listens. */
   logStreams: LogStreamDeliverer;
+  /** Evaluates the tenants' alert rules as their events are appended; runs while the server listens. */
+  alerts: LeasedWorkers;
   listen(port?: number, host?: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -132,6 +136,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     });
     const checkpointSigner = createCheckpointSigner({ ...deps, jwks: keys.jwks }, { intervalSeconds: config.audit.checkpointIntervalSeconds });
     const logStreams = createLogStreamDeliverer(deps);
+    const alerts = createAlertEvaluator(deps);
     const handle = database;
     return {
       deps,
@@ -141,6 +146,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       agentSweeper,
       checkpointSigner,
       logStreams,
+      alerts,
       listen: (port = config.port, host = config.host) =>
         new Promise((resolve, reject) => {
           server.once("error", reject);
@@ -150,11 +156,13 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
             agentSweeper.start();
             checkpointSigner.start();
             logStreams.start();
+            alerts.start();
             resolve(`http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`);
           });
         }),
       async close() {
         await logStreams.stop();
+        await alerts.stop();
         await refresher.stop();
         await deps.events.stop();
         await deps.standing.stop();

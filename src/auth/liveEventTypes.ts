@@ -14,6 +14,8 @@ const AREA_READERS: Readonly<Record<string, Permission>> = {
   token_policy: "token-policy:read",
   token: "github-token:read",
   log_stream: "log-stream:manage",
+  alert_rule: "alert-rule:manage",
+  alert: "alert-rule:manage",
 };
 
 /** Holding any of these, a principal receives some events live (tenantEvents' auth scope). */

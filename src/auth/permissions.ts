@@ -24,6 +24,7 @@ export const PERMISSIONS = {
   "agent:manage": "publish and delete agents, create and revoke enrollment keys",
   "agent:act": "act as the one agent the token was enrolled as (heartbeat, its own tasks)",
   "log-stream:manage": "list, create, change, replay and delete the tenant's log streams (never their secrets)",
+  "alert-rule:manage": "list, create and delete the tenant's alert rules, and receive their firings live",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
@@ -43,6 +44,7 @@ const ADMIN: Permission[] = [
   "agent:manage",
   "event:subscribe",
   "log-stream:manage",
+  "alert-rule:manage",
 ];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {

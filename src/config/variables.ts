@@ -220,7 +220,7 @@ export const variables = {
   LOG_STREAM_LEASE_SECONDS: about(
     seconds.default(15),
     "Log streams",
-    "How long a process holds a stream without renewing: when a delivering process dies, another takes its streams over within this time.",
+    "How long a process holds a log stream (or a tenant's alert evaluation) without renewing: when it dies, another process takes over within this time.",
   ),
 
   // Live events

@@ -1,6 +1,7 @@
 import { BadInputError } from "../errors.ts";
 import type { EventDefinition } from "./eventDefinition.ts";
 import { agentEvents } from "./agent/events.ts";
+import { alertRuleEvents } from "./alertRule/events.ts";
 import { auditEvents } from "./audit/events.ts";
 import { enrollmentKeyEvents } from "./enrollmentKey/events.ts";
 import { githubTokenEvents } from "./githubToken/events.ts";
@@ -25,6 +26,7 @@ const definitions: ReadonlyArray<EventDefinition<string, any>> = [
   ...taskEvents,
   ...auditEvents,
   ...logStreamEvents,
+  ...alertRuleEvents,
 ];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));

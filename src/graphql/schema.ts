@@ -11,6 +11,7 @@ import "./types/tasks.ts";
 import "./types/ping.ts";
 import "./types/tenantEvents.ts";
 import "./types/logStreams.ts";
+import "./types/alerts.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

@@ -32,6 +32,8 @@ export const TENANT_TABLES = [
   "log_streams",
   "log_stream_secrets",
   "log_stream_deliveries",
+  "alert_rules",
+  "alert_evaluations",
 ] as const;
 
 /**

@@ -298,6 +298,29 @@ export interface LogStreamsTable {
   updated_at: Timestamp;
 }
 
+export interface AlertRulesTable {
+  tenant_id: string;
+  rule_id: string;
+  name: string;
+  condition: Json<Record<string, unknown>>;
+  cooldown_minutes: number;
+  slack: Json<{ installationId: string; channel: string }> | null;
+  deleted: Generated<boolean>;
+  fired_count: Generated<number>;
+  last_fired_at: Timestamp | null;
+  created_by: string;
+  created_at: Timestamp;
+}
+
+export interface AlertEvaluationsTable {
+  tenant_id: string;
+  evaluated_seq: ColumnType<number, number, number>;
+  generation: Generated<number>;
+  memory: Generated<Json<Record<string, unknown>>>;
+  lease_owner: string | null;
+  lease_until: Timestamp | null;
+}
+
 export interface LogStreamSecretsTable {
   tenant_id: string;
   log_stream_id: string;
@@ -364,6 +387,8 @@ export interface Database {
   log_streams: LogStreamsTable;
   log_stream_secrets: LogStreamSecretsTable;
   log_stream_deliveries: LogStreamDeliveriesTable;
+  alert_rules: AlertRulesTable;
+  alert_evaluations: AlertEvaluationsTable;
   github_installation_owners: GitHubInstallationOwnersTable;
   oauth_state_hashes: OAuthStateHashesTable;
   enrollment_key_prefixes: EnrollmentKeyPrefixesTable;
@@ -384,6 +409,7 @@ export const PROJECTED_TABLES = [
   "enrollment_key_prefixes",
   "tasks",
   "log_streams",
+  "alert_rules",
 ] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];
 

@@ -68,7 +68,20 @@ export interface FakeSlack {
   isAccessTokenValid(token: string): boolean;
   /** Every grant is revoked (like uninstalling the app everywhere): access tokens get token_revoked, refresh tokens invalid_refresh_token. */
   revokeAllGrants(): void;
+  /** The channels of every workspace, by name; default #security and #general. Others get channel_not_found. */
+  setChannels(names: string[]): void;
+  /** Messages posted with chat.postMessage, in order. */
+  messages(): SlackMessage[];
   close(): Promise<void>;
+}
+
+export interface SlackMessage {
+  teamId: string;
+  /** The channel's id (C…), whichever way it was named. */
+  channel: string;
+  channelName: string;
+  text: string;
+  ts: string;
 }
 
 type TokenKind = "bot" | "user";
@@ -115,6 +128,9 @@ export async function startFakeSlack(options: StartFakeSlackOptions): Promise<Fa
   const codes = new Map<string, CodeRecord>();
   const failures = new Map<string, SlackFailure>();
   let nextTeam: SlackTeam | undefined;
+  const channelId = (name: string) => `C${createHash("sha256").update(name).digest("hex").slice(0, 10).toUpperCase()}`;
+  let channels = new Map(["security", "general"].map((name) => [name, channelId(name)]));
+  const posted: SlackMessage[] = [];
   let deny = false;
   let refreshCount = 0;
   let reuseCount = 0;
@@ -281,6 +297,24 @@ export async function startFakeSlack(options: StartFakeSlackOptions): Promise<Fa
         ? api({ ...base, user: "keyplane", user_id: grant.botUserId, bot_id: grant.botId, is_enterprise_install: false })
         : api({ ...base, user: "fake.user", user_id: grant.userId, is_enterprise_install: false });
     },
+    // Like Slack: a bot token with chat:write, a channel by #name or id, text of at most 40,000 characters.
+    "chat.postMessage": (req, params) => {
+      const auth = authenticate(req, params);
+      if ("status" in auth) return auth;
+      const scopes = scopesOf(auth.record);
+      if (!scopes.includes("chat:write")) return fail("missing_scope", { needed: "chat:write", provided: scopes.join(",") });
+      const wanted = params.channel ?? "";
+      if (!wanted) return fail("channel_not_found");
+      const named = wanted.startsWith("#") ? wanted.slice(1) : [...channels].find(([, id]) => id === wanted)?.[0];
+      const id = named === undefined ? undefined : channels.get(named);
+      if (!id || !named) return fail("channel_not_found");
+      const text = params.text ?? "";
+      if (!text.trim()) return fail("no_text");
+      if (text.length > 40_000) return fail("msg_too_long");
+      const ts = `${Math.floor(clock.now() / 1000)}.${String(posted.length).padStart(6, "0")}`;
+      posted.push({ teamId: auth.record.grant.team.id, channel: id, channelName: named, text, ts });
+      return api({ ok: true, channel: id, ts, message: { type: "message", text, bot_id: auth.record.grant.botId, ts } });
+    },
     "auth.revoke": (req, params) => {
       const auth = authenticate(req, params);
       if ("status" in auth) return auth;
@@ -360,6 +394,10 @@ export async function startFakeSlack(options: StartFakeSlackOptions): Promise<Fa
       const record = accessTokens.get(token);
       return !!record && !record.revoked && (record.expiresAtMs === null || record.expiresAtMs > clock.now());
     },
+    setChannels(names) {
+      channels = new Map(names.map((name) => [name.replace(/^#/, ""), channelId(name.replace(/^#/, ""))]));
+    },
+    messages: () => [...posted],
     revokeAllGrants() {
       for (const record of accessTokens.values()) record.revoked = true;
       for (const record of refreshTokens.values()) if (record.state === "active") record.state = "revoked";

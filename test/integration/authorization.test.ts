@@ -721,6 +721,59 @@ const MATRIX: Record<string, MatrixRow> = {
       "admin+tenant:read": FORBIDDEN,
     },
   },
+  "Query.alertRules": {
+    operation: () => ({ query: "query { alertRules { id name firedCount } }" }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.createAlertRule": {
+    operation: () => ({
+      query: "mutation ($input: CreateAlertRuleInput!) { createAlertRule(input: $input) { id } }",
+      variables: { input: { name: `a-${unique()}`, condition: { kind: "refresh_token_reuse" } } },
+    }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.deleteAlertRule": {
+    operation: async (ctx) => {
+      const made = await ctx.app.gql(
+        "mutation ($input: CreateAlertRuleInput!) { createAlertRule(input: $input) { id } }",
+        { input: { name: `d-${unique()}`, condition: { kind: "cross_tenant_access" } } },
+        { token: ctx.adminToken },
+      );
+      expect(made.errors).toBeUndefined();
+      return { query: "mutation ($id: ID!) { deleteAlertRule(id: $id) }", variables: { id: made.data.createAlertRule.id } };
+    },
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
   "Mutation.issueGitHubToken": {
     operation: (ctx) => ({
       query: "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }",

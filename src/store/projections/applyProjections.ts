@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import type { Tx } from "../db.ts";
 import { agentsProjection } from "./agentsProjection.ts";
+import { alertRulesProjection } from "./alertRulesProjection.ts";
 import { credentialsProjection } from "./credentialsProjection.ts";
 import { githubOwnersProjection } from "./githubOwnersProjection.ts";
 import { githubTokensProjection } from "./githubTokensProjection.ts";
@@ -21,6 +22,7 @@ export const projections: readonly Projection[] = [
   agentsProjection,
   tasksProjection,
   logStreamsProjection,
+  alertRulesProjection,
 ];
 
 /** The writes that project these events, in order; a replay (rebuild) leaves out the read models it derives afterwards. */
