@@ -8,6 +8,7 @@ import { AgentsPage } from "./pages/Agents.tsx";
 import { Audit } from "./pages/Audit.tsx";
 import { GitHubTokens } from "./pages/GitHubTokens.tsx";
 import { Installations } from "./pages/Installations.tsx";
+import { LogStreamsPage } from "./pages/LogStreams.tsx";
 import { Overview } from "./pages/Overview.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
 import { TasksPage } from "./pages/Tasks.tsx";
@@ -37,6 +38,7 @@ const PAGES = [
   { path: "/tasks", title: "Tasks", needs: "agent:read" },
   { path: "/installations", title: "Installations", needs: "installation:read" },
   { path: "/github-tokens", title: "GitHub tokens", needs: "token-policy:read" },
+  { path: "/log-streams", title: "Log streams", needs: "log-stream:manage" },
   { path: "/audit", title: "Audit", needs: "audit:read" },
   { path: "/tenants", title: "Tenants", needs: "tenant:list" },
 ] as const;
@@ -107,6 +109,7 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
         {viewer && page?.path === "/tasks" && <TasksPage viewer={viewer} />}
         {viewer && page?.path === "/installations" && <Installations viewer={viewer} />}
         {viewer && page?.path === "/github-tokens" && <GitHubTokens viewer={viewer} />}
+        {viewer && page?.path === "/log-streams" && <LogStreamsPage viewer={viewer} />}
         {viewer && page?.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
         {viewer && page?.path === "/tenants" && <Tenants viewer={viewer} />}
       </main>
