@@ -160,6 +160,7 @@ function configOf(e: Env) {
       maxPerTenant: e.LOG_STREAM_MAX_PER_TENANT,
       retryMaxSeconds: e.LOG_STREAM_RETRY_MAX_SECONDS,
       timeoutMs: e.LOG_STREAM_TIMEOUT_MS,
+      busyIntervalMs: e.LOG_STREAM_BUSY_INTERVAL_MS,
       leaseSeconds: e.LOG_STREAM_LEASE_SECONDS,
     },
     realtime: {

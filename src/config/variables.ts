@@ -216,6 +216,11 @@ export const variables = {
     "Log streams",
     "Longest wait between two attempts at a failing delivery (exponential backoff with jitter from 1 s; a longer `Retry-After` is honoured up to an hour).",
   ),
+  LOG_STREAM_BUSY_INTERVAL_MS: about(
+    z.coerce.number().int().min(0).max(60_000).default(1000),
+    "Log streams",
+    "While this process is busy (its event loop over half used, or the tenants' logs growing by over 500 events a second), each stream delivers at most once per this interval, in larger batches, so that delivery yields to serving requests; otherwise every event goes at once. 0: never wait.",
+  ),
   LOG_STREAM_TIMEOUT_MS: about(seconds.default(10_000), "Log streams", "Timeout of one delivery: connecting, sending and reading the answer."),
   LOG_STREAM_LEASE_SECONDS: about(
     seconds.default(15),

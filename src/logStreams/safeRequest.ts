@@ -1,6 +1,6 @@
-import { request as httpsRequest } from "node:https";
+import { Agent, request as httpsRequest } from "node:https";
 import type { IncomingMessage } from "node:http";
-import { rootCertificates } from "node:tls";
+import { createSecureContext, rootCertificates, type SecureContext } from "node:tls";
 import {
   DestinationRefusedError,
   type DestinationPolicy,
@@ -27,6 +27,33 @@ export interface SafeRequest {
   totalTimeoutMs?: number;
   /** Bytes of the answer's body kept; the rest is never read. Default 16384. */
   maxResponseBytes?: number;
+  /**
+   * A connection pool of one destination (destinationAgent): its connection is kept open between
+   * requests. Without one, every request opens (and checks) a connection of its own.
+   */
+  agent?: Agent;
+}
+
+/**
+ * A kept-alive connection to one stream's destination, never shared with another stream: the
+ * addresses are checked each time it connects, and an idle connection closes after a few seconds
+ * (before a receiver's usual keep-alive timeout). destroy() when the stream is done with it.
+ */
+export function destinationAgent(): Agent {
+  return new Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: 4000, scheduling: "lifo" });
+}
+
+const secureContexts = new WeakMap<DestinationPolicy, SecureContext>();
+
+/**
+ * The public roots plus the operator's CA, as one TLS context per policy: building it parses every
+ * root certificate (about 4 ms), which per request was most of a delivery's cost.
+ */
+function secureContextOf(policy: DestinationPolicy): SecureContext | undefined {
+  if (!policy.ca) return undefined;
+  let context = secureContexts.get(policy);
+  if (!context) secureContexts.set(policy, (context = createSecureContext({ ca: [...rootCertificates, policy.ca] })));
+  return context;
 }
 
 export interface SafeResponse {
@@ -106,37 +133,40 @@ export async function safePost(url: URL, request: SafeRequest, policy: Destinati
         req.destroy();
       });
 
+    const secureContext = secureContextOf(policy);
     const req = httpsRequest(url, {
       method: "POST",
       headers: { ...request.headers, "content-length": String(body.length) },
       lookup: guardedLookup(policy, lookup),
-      ca: policy.ca ? [...rootCertificates, policy.ca] : undefined,
-      // No pooled connection: each request resolves and checks its addresses again, and a socket
-      // opened for one destination (with its CA) never carries another tenant's request.
-      agent: false,
+      ...(secureContext ? { secureContext } : {}),
+      // Without the stream's own pool, no pooled connection: each request resolves and checks its
+      // addresses again, and a socket opened for one destination never carries another's request.
+      agent: request.agent ?? false,
     });
 
     timers.push(
       setTimeout(() => fail(new DeliveryTransportError("timeout", `no connection to ${where} within ${connectTimeoutMs} ms`)), connectTimeoutMs),
       setTimeout(() => fail(new DeliveryTransportError("timeout", `no complete answer from ${where} within ${totalTimeoutMs} ms`)), totalTimeoutMs),
     );
-    req.on("socket", (socket) => socket.once("secureConnect", () => clearTimeout(timers[0])));
+    // A kept-alive connection is connected already; a new one is once its TLS handshake is done.
+    req.on("socket", (socket) => (socket.connecting ? socket.once("secureConnect", () => clearTimeout(timers[0])) : clearTimeout(timers[0])));
     req.on("error", (error: NodeJS.ErrnoException) => fail(transportError(error, where)));
     req.on("response", (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       let size = 0;
-      const answer = () =>
+      const answer = (complete: boolean) =>
         finish(() => {
           resolve({ status: res.statusCode ?? 0, headers: flatHeaders(res), body: Buffer.concat(chunks).subarray(0, maxResponseBytes).toString("utf8") });
-          // Whatever is left of a long body is not read: the connection is closed instead.
-          res.destroy();
+          // Whatever is left of a long body is not read: the connection is closed instead (a
+          // complete answer leaves it to its pool, if any).
+          if (!complete) res.destroy();
         });
       res.on("data", (chunk: Buffer) => {
         chunks.push(chunk);
         size += chunk.length;
-        if (size >= maxResponseBytes) answer();
+        if (size >= maxResponseBytes) answer(false);
       });
-      res.on("end", answer);
+      res.on("end", () => answer(true));
       res.on("error", (error: NodeJS.ErrnoException) => fail(transportError(error, where)));
     });
     req.end(body);

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { checkDestinationUrl, DestinationRefusedError, type DestinationPolicy, type LookupAll } from "../../src/logStreams/addressPolicy.ts";
-import { DeliveryTransportError, safePost } from "../../src/logStreams/safeRequest.ts";
+import { DeliveryTransportError, destinationAgent, safePost } from "../../src/logStreams/safeRequest.ts";
 import { selfSignedCert } from "../testkit/selfSignedCert.ts";
 
 interface SeenRequest {
@@ -98,6 +98,20 @@ describe("safePost", () => {
     expect(server.requests).toHaveLength(1);
     expect(server.requests[0]).toMatchObject({ method: "POST", path: "/in?sig=1", body: '{"event":{"n":1}}' });
     expect(server.requests[0]!.headers).toMatchObject({ authorization: "Splunk t-1", "content-length": "17" });
+  });
+
+  it("keeps one connection open across requests with a stream's own agent, and opens one per request without", async () => {
+    const server = await httpsServer(ok);
+    const agent = destinationAgent();
+    const policy = trusting();
+    try {
+      for (let i = 0; i < 3; i++) expect((await safePost(new URL(server.url), { headers: {}, body: "{}", agent }, policy)).status).toBe(200);
+      expect(server.connections()).toBe(1);
+    } finally {
+      agent.destroy();
+    }
+    for (let i = 0; i < 2; i++) await safePost(new URL(server.url), { headers: {}, body: "{}" }, trusting());
+    expect(server.connections()).toBe(3);
   });
 
   it("sends a Buffer body with its byte length", async () => {

@@ -91,13 +91,12 @@ async function listRules(trx: Tx, tenantId: string, ruleId?: string): Promise<Al
   let query = trx.selectFrom("alert_rules").selectAll().where("tenant_id", "=", tenantId).where("deleted", "=", false);
   if (ruleId) query = query.where("rule_id", "=", ruleId);
   const rows = await query.orderBy("created_at").orderBy("rule_id").execute();
-  const json = <T>(v: unknown): T => (typeof v === "string" ? JSON.parse(v) : v) as T;
   return rows.map((r) => ({
     ruleId: r.rule_id,
     name: r.name,
-    condition: json(r.condition),
+    condition: r.condition,
     cooldownMinutes: r.cooldown_minutes,
-    slack: r.slack === null ? null : json(r.slack),
+    slack: r.slack,
     firedCount: r.fired_count,
     lastFiredAt: r.last_fired_at ? new Date(r.last_fired_at) : null,
     createdBy: r.created_by,

@@ -1,16 +1,18 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
 import { systemActor, eventMetadata } from "../../auth/actor.ts";
 import { logStreamDecider, logStreamStream } from "../../domain/logStream/decider.ts";
 import type { LogStreamFilter, LogStreamHealth, LogStreamKind, LogStreamSettings } from "../../domain/logStream/events.ts";
 import { ConflictError, NotFoundError } from "../../errors.ts";
 import type { LookupAll } from "../../logStreams/addressPolicy.ts";
 import { buildRequest, verdictOf, type DestinationSecrets, type Verdict } from "../../logStreams/destinations.ts";
-import { DeliveryTransportError, safePost } from "../../logStreams/safeRequest.ts";
-import { Bell } from "../../runtime/abortableStream.ts";
+import { DeliveryTransportError, destinationAgent, safePost } from "../../logStreams/safeRequest.ts";
+import type { Agent } from "node:https";
+import type { Bell } from "../../runtime/abortableStream.ts";
+import { leasedWorkers, type LeasedWorkers, type WorkerContext } from "../../runtime/leasedWorkers.ts";
 import { eventRecordOf } from "../../store/audit/readLogRecords.ts";
 import { withTenant } from "../../store/db.ts";
-import { onCommittedAppends } from "../../store/events/announceAppends.ts";
 import { eventsAfterAlone } from "../../store/events/readTenantLog.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
 import {
@@ -20,6 +22,7 @@ import {
   recordFailedAttempt,
   releaseStreams,
   type StreamKey,
+  type StreamPosition,
 } from "../../store/queries/logStreamDeliveryQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { handleCommand } from "../handleCommand.ts";
@@ -33,16 +36,9 @@ import { readStreamSecrets } from "./streamSecrets.ts";
 // batch in flight is sent again. New events wake the workers of their tenant (this process's commits
 // at once, other processes' through the event feed's LISTEN); a slow poll covers lost notifications.
 
-export interface LogStreamDeliverer {
-  start(): void;
-  /** Stops every worker (a batch in flight is abandoned, not acknowledged) and releases the leases. */
-  stop(): Promise<void>;
-  /** Looks for streams to take now (a stream was created, resumed or changed on this process). */
-  claimSoon(): void;
+export interface LogStreamDeliverer extends LeasedWorkers {
   /** This process's identity in lease_owner. */
   readonly owner: string;
-  /** Streams this process delivers now. */
-  readonly holding: number;
 }
 
 type Deps = Pick<AppDeps, "db" | "keyring" | "config" | "logger" | "metrics" | "events" | "now">;
@@ -62,127 +58,95 @@ interface StreamView {
   secrets: DestinationSecrets;
 }
 
-interface Worker {
-  key: StreamKey;
-  stop: AbortController;
-  bell: Bell;
-  done: Promise<void>;
-}
-
 export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; lookup?: LookupAll; idlePollMs?: number } = {}): LogStreamDeliverer {
   const settings = deps.config.logStreams;
   const owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const idlePollMs = options.idlePollMs ?? 10_000;
-  const workers = new Map<string, Worker>();
-  const keyOf = (k: StreamKey) => `${k.tenantId}\u0000${k.logStreamId}`;
-  let running = false;
-  let timer: NodeJS.Timeout | undefined;
-  let claiming: Promise<void> | undefined;
-  let again = false;
-  const unsubscribe: Array<() => void> = [];
-
-  async function claim() {
-    const claimed = await claimStreams(deps.db, owner, settings.leaseSeconds);
-    if (!running) return;
-    const keep = new Set(claimed.map(keyOf));
-    // A stream no longer ours (lapsed while this process stalled) or no longer active: let it go.
-    for (const [k, worker] of workers) if (!keep.has(k)) worker.stop.abort();
-    for (const key of claimed) if (!workers.has(keyOf(key))) startWorker(key);
-  }
-
-  /** Claims now, or right after the claim in flight; then every third of a lease. */
-  function claimSoon() {
-    if (!running) return;
-    if (claiming) {
-      again = true;
-      return;
-    }
-    clearTimeout(timer);
-    claiming = claim()
-      .catch((error) => deps.logger.warn({ err: error }, "log streams: claiming streams failed; trying again shortly"))
-      .finally(() => {
-        claiming = undefined;
-        if (again) {
-          again = false;
-          claimSoon();
-        } else if (running) {
-          timer = setTimeout(claimSoon, (settings.leaseSeconds * 1000) / 3);
-          timer.unref();
-        }
-      });
-  }
-
-  function startWorker(key: StreamKey) {
-    const stop = new AbortController();
-    const worker: Worker = { key, stop, bell: new Bell(stop.signal), done: Promise.resolve() };
-    workers.set(keyOf(key), worker);
-    worker.done = deliverStream(worker)
-      .catch((error) => deps.logger.error({ err: error, tenantId: key.tenantId, logStreamId: key.logStreamId }, "log stream worker failed"))
-      .finally(() => {
-        if (workers.get(keyOf(key)) === worker) workers.delete(keyOf(key));
-      });
-  }
-
-  function ring(tenantId: string | null) {
-    for (const worker of workers.values()) if (tenantId === null || worker.key.tenantId === tenantId) worker.bell.ring();
-  }
+  const load = writeLoad();
+  deps.events.onAppended(load.appended);
 
   /** One stream, while this process holds it: read after the cursor, send, move the cursor. */
-  async function deliverStream(worker: Worker): Promise<void> {
-    const { key, stop, bell } = worker;
+  async function deliverStream(key: StreamKey, { signal, bell }: WorkerContext): Promise<void> {
+    // The stream's own kept-alive connection, closed when this process lets the stream go.
+    const agent = destinationAgent();
+    try {
+      await deliverWith(key, signal, bell, agent);
+    } finally {
+      agent.destroy();
+    }
+  }
+
+  async function deliverWith(key: StreamKey, signal: AbortSignal, bell: Bell, agent: Agent): Promise<void> {
     let view: StreamView | null = null;
     let generation = -1;
+    // Where the stream stands, as last read or moved by this worker; null: read it again. Every write
+    // names the generation and position it was decided on, so a stale one changes nothing.
+    let position: StreamPosition | null = null;
     let failures = 0;
-    while (!stop.signal.aborted) {
+    while (!signal.aborted) {
       try {
-        const position = await readPosition(deps.db, key, owner);
-        if (!position) return; // the lease lapsed (another process may hold it now) or the stream is gone
-        if (position.generation !== generation) {
-          view = await loadStream(key);
-          generation = position.generation;
+        if (!position) {
+          position = await readPosition(deps.db, key, owner);
+          if (!position) return; // the lease lapsed (another process may hold it now) or the stream is gone
+          if (position.generation !== generation) {
+            view = await loadStream(key);
+            generation = position.generation;
+          }
         }
         if (!view?.active || view.health === "error") return;
         if (position.waitMs > 0) {
           await bell.wait(position.waitMs);
+          position = null;
           continue;
         }
         const events = await eventsAfterAlone(deps.db, key.tenantId, position.deliveredSeq, settings.batchSize);
         if (events.length === 0) {
-          await bell.wait(idlePollMs);
+          // New events ring the bell; a quiet poll reads the position again (a lease taken over, a lost notice).
+          if (!(await rung(bell, idlePollMs))) position = null;
           continue;
+        }
+        // The stream was changed (destination, secret, filter, paused, replayed) after the position was
+        // read: read it again before sending anything on the old terms.
+        if (events.some((e) => e.streamType === "log_stream" && e.streamId === key.logStreamId && e.type !== "log_stream.health_changed")) {
+          const fresh = await readPosition(deps.db, key, owner);
+          if (!fresh || fresh.generation !== generation || fresh.deliveredSeq !== position.deliveredSeq) {
+            position = null;
+            continue;
+          }
         }
         const at = { generation, from: position.deliveredSeq, to: events.at(-1)!.sequence, leaseSeconds: settings.leaseSeconds };
         const wanted = events.filter((event) => matches(view!.filter, event));
-        if (wanted.length === 0) {
-          await advanceCursor(deps.db, key, owner, { ...at, delivered: false });
-          continue;
-        }
-        const verdict = await send(key, view, wanted);
-        if (stop.signal.aborted) return; // stopping: the batch is not acknowledged, the next holder sends it again
+        const verdict: Verdict = wanted.length === 0 ? { outcome: "delivered" } : await send(key, view, wanted, agent);
+        if (signal.aborted) return; // stopping: the batch is not acknowledged, the next holder sends it again
         failures = 0;
         if (verdict.outcome === "delivered") {
-          if (!(await advanceCursor(deps.db, key, owner, { ...at, delivered: true }))) continue; // changed meanwhile: look again
-          if (view.health !== "healthy") view.health = await recordHealth(key, "healthy", at.to);
+          if (!(await advanceCursor(deps.db, key, owner, { ...at, delivered: wanted.length > 0 }))) {
+            position = null; // changed meanwhile: look again
+            continue;
+          }
+          position = { ...position, deliveredSeq: at.to, attempts: 0, waitMs: 0 };
+          if (wanted.length > 0 && view.health !== "healthy") view.health = await recordHealth(key, "healthy", at.to);
+          // Busy: let events gather into the next batch rather than send each one on its own.
+          if (wanted.length > 0 && events.length < settings.batchSize && load.busy()) await pause(settings.busyIntervalMs, signal);
           continue;
         }
         const reason = scrub(verdict.reason, view.secrets);
+        const from = position.deliveredSeq;
         if (verdict.outcome === "refused") {
           await recordFailedAttempt(deps.db, key, owner, { generation, error: reason, retryInMs: 0 });
-          view.health = await recordHealth(key, "error", position.deliveredSeq, reason);
+          view.health = await recordHealth(key, "error", from, reason);
           return;
         }
-        const attempts = await recordFailedAttempt(deps.db, key, owner, {
-          generation,
-          error: reason,
-          retryInMs: retryDelay(position.attempts + 1, verdict, settings.retryMaxSeconds),
-        });
-        if (attempts === null) continue;
-        if (attempts >= DEGRADED_AFTER && (view.health === "pending" || view.health === "healthy")) {
-          view.health = await recordHealth(key, "degraded", position.deliveredSeq, reason);
+        const retryInMs = retryDelay(position.attempts + 1, verdict, settings.retryMaxSeconds);
+        const attempts = await recordFailedAttempt(deps.db, key, owner, { generation, error: reason, retryInMs });
+        position = attempts === null ? null : { ...position, attempts, waitMs: retryInMs };
+        if (attempts !== null && attempts >= DEGRADED_AFTER && (view.health === "pending" || view.health === "healthy")) {
+          view.health = await recordHealth(key, "degraded", from, reason);
         }
       } catch (error) {
         // The database or our own code failed, not the receiver: wait a little, growing, and go on.
         failures++;
+        position = null;
         deps.logger.warn({ err: error, tenantId: key.tenantId, logStreamId: key.logStreamId }, "log stream: delivering failed; trying again");
         await bell.wait(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)));
       }
@@ -199,12 +163,11 @@ export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; 
         .executeTakeFirst();
       const secrets = row ? await readStreamSecrets(trx, deps.keyring, key.tenantId, key.logStreamId) : null;
       if (!row || !secrets) return null;
-      const json = <T>(v: unknown): T => (typeof v === "string" ? JSON.parse(v) : v) as T;
-      return { kind: row.kind, settings: json(row.settings), filter: json(row.filter), health: row.health, active: row.state === "active", secrets };
+      return { kind: row.kind, settings: row.settings, filter: row.filter, health: row.health, active: row.state === "active", secrets };
     });
   }
 
-  async function send(key: StreamKey, view: StreamView, events: StoredEvent[]): Promise<Verdict> {
+  async function send(key: StreamKey, view: StreamView, events: StoredEvent[], agent: Agent): Promise<Verdict> {
     const now = deps.now();
     const request = buildRequest(view.kind, view.settings, view.secrets, { ...key, events: events.map(eventRecordOf) }, now);
     const end = deps.metrics.logStreamDeliveryDuration.startTimer({ kind: view.kind });
@@ -212,7 +175,7 @@ export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; 
     try {
       const response = await safePost(
         request.url,
-        { headers: request.headers, body: request.body, connectTimeoutMs: Math.min(5000, settings.timeoutMs), totalTimeoutMs: settings.timeoutMs },
+        { headers: request.headers, body: request.body, connectTimeoutMs: Math.min(5000, settings.timeoutMs), totalTimeoutMs: settings.timeoutMs, agent },
         destinationPolicy(deps.config),
         options.lookup,
       );
@@ -250,36 +213,83 @@ export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; 
     }
   }
 
+  const workers = leasedWorkers<StreamKey>({
+    name: "log streams",
+    db: deps.db,
+    logger: deps.logger,
+    events: deps.events,
+    leaseSeconds: settings.leaseSeconds,
+    claim: () => claimStreams(deps.db, owner, settings.leaseSeconds),
+    release: () => releaseStreams(deps.db, owner),
+    keyOf: (k) => `${k.tenantId}\u0000${k.logStreamId}`,
+    work: deliverStream,
+    // A stream created, changed or resumed here is taken at once, not at the next renewal.
+    claimAfter: (events) => events.some((e) => e.type.startsWith("log_stream.") && e.type !== "log_stream.health_changed"),
+  });
+  return Object.assign(workers, { owner });
+}
+
+/** Events a second, over every tenant, past which this process counts as busy. */
+const BUSY_EVENTS_PER_SECOND = 500;
+
+/**
+ * Whether this process is busy: its event loop more than half used, or the tenants' logs growing by
+ * more than BUSY_EVENTS_PER_SECOND (what the appends it hears of add up to: a measure of the load
+ * that does not fall when deliveries wait, so the deliverer does not swing between the two).
+ * Measured every half second.
+ */
+function writeLoad(): { appended(tenantId: string | null, sequence?: number): void; busy(): boolean } {
+  const heads = new Map<string, number>();
+  let last = performance.eventLoopUtilization();
+  let measuredAt = performance.now();
+  let events = 0;
+  let busy = false;
   return {
-    owner,
-    get holding() {
-      return workers.size;
+    appended(tenantId, sequence) {
+      if (tenantId === null || sequence === undefined) return;
+      const head = heads.get(tenantId);
+      if (head === undefined || sequence > head) {
+        if (head !== undefined) events += sequence - head;
+        heads.set(tenantId, sequence);
+      }
     },
-    claimSoon,
-    start() {
-      if (running) return;
-      running = true;
-      unsubscribe.push(
-        deps.events.onAppended((tenantId) => ring(tenantId)),
-        // A stream created, changed or resumed here is taken at once, not at the next claim.
-        onCommittedAppends(deps.db, (events) => {
-          if (events.some((e) => e.type.startsWith("log_stream.") && e.type !== "log_stream.health_changed")) claimSoon();
-        }),
-      );
-      claimSoon();
-    },
-    async stop() {
-      if (!running) return;
-      running = false;
-      clearTimeout(timer);
-      for (const off of unsubscribe.splice(0)) off();
-      await claiming;
-      const stopping = [...workers.values()];
-      for (const worker of stopping) worker.stop.abort();
-      await Promise.all(stopping.map((w) => w.done));
-      await releaseStreams(deps.db, owner).catch((error) => deps.logger.warn({ err: error }, "log streams: releasing leases failed; they lapse on their own"));
+    busy() {
+      const now = performance.now();
+      if (now - measuredAt >= 500) {
+        const current = performance.eventLoopUtilization();
+        busy = performance.eventLoopUtilization(current, last).utilization > 0.5 || (events * 1000) / (now - measuredAt) > BUSY_EVENTS_PER_SECOND;
+        last = current;
+        measuredAt = now;
+        events = 0;
+        // Only the tenants heard of lately are worth remembering.
+        if (heads.size > 100_000) heads.clear();
+      }
+      return busy;
     },
   };
+}
+
+/** Sleeps `ms`, or less if the signal aborts (new events do not cut it short). */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Waits for the bell or `ms`; true when the bell rang. */
+async function rung(bell: Bell, ms: number): Promise<boolean> {
+  let timedOut = false;
+  const timer = setTimeout(() => (timedOut = true), ms);
+  await bell.wait(ms + 10);
+  clearTimeout(timer);
+  return !timedOut;
 }
 
 const matches = (filter: LogStreamFilter, event: StoredEvent) =>

@@ -49,8 +49,7 @@ export async function readEvaluation(db: Db, tenantId: string, owner: string): P
       .executeTakeFirst(),
   );
   if (!row) return null;
-  const memory = typeof row.memory === "string" ? JSON.parse(row.memory) : row.memory;
-  return { evaluatedSeq: Number(row.evaluated_seq), generation: row.generation, memory: memory as Record<string, RuleMemory> };
+  return { evaluatedSeq: Number(row.evaluated_seq), generation: row.generation, memory: row.memory as unknown as Record<string, RuleMemory> };
 }
 
 /** Moves the cursor from `from` to `to` with the rules' memory; false when no longer this process's at this generation and position. */
@@ -82,9 +81,9 @@ export async function readActiveRules(db: Db, tenantId: string): Promise<ActiveR
     sql<{
       rule_id: string;
       name: string;
-      condition: AlertCondition | string;
+      condition: AlertCondition;
       cooldown_minutes: number;
-      slack: SlackTarget | string | null;
+      slack: SlackTarget | null;
       from_seq: string | number;
     }>`
       select r.rule_id, r.name, r.condition, r.cooldown_minutes, r.slack,
@@ -93,13 +92,12 @@ export async function readActiveRules(db: Db, tenantId: string): Promise<ActiveR
       from alert_rules r where r.tenant_id = ${tenantId} and not r.deleted
       order by r.created_at, r.rule_id`.execute(trx),
   );
-  const json = <T>(v: T | string): T => (typeof v === "string" ? (JSON.parse(v) as T) : v);
   return rows.map((r) => ({
     ruleId: r.rule_id,
     name: r.name,
-    condition: json(r.condition),
+    condition: r.condition,
     cooldownMinutes: r.cooldown_minutes,
-    slack: r.slack === null ? null : json(r.slack),
+    slack: r.slack,
     fromSeq: Number(r.from_seq),
   }));
 }

@@ -35,8 +35,8 @@ interface Raw {
   name: string;
   kind: LogStreamKind;
   destination: string;
-  settings: LogStreamSettings | string;
-  filter: LogStreamFilter | string;
+  settings: LogStreamSettings;
+  filter: LogStreamFilter;
   secret_fingerprint: string;
   state: LogStreamRow["state"];
   health: LogStreamHealth;
@@ -55,7 +55,6 @@ interface Raw {
 }
 
 const date = (v: Date | string | null) => (v === null ? null : new Date(v));
-const json = <T>(v: T | string): T => (typeof v === "string" ? (JSON.parse(v) as T) : v);
 
 function toRow(r: Raw): LogStreamRow {
   return {
@@ -64,8 +63,8 @@ function toRow(r: Raw): LogStreamRow {
     name: r.name,
     kind: r.kind,
     destination: r.destination,
-    settings: json(r.settings),
-    filter: json(r.filter),
+    settings: r.settings,
+    filter: r.filter,
     secretFingerprint: r.secret_fingerprint,
     state: r.state,
     health: r.health,
