@@ -271,6 +271,11 @@ describe.skipIf(!chromiumPath)("log streams and alerts in the console", () => {
     await page.locator('nav a[aria-current="page"]').filter({ hasText: "Overview" }).waitFor();
     expect(await page.getByRole("heading", { level: 1, name: "Log streams" }).count()).toBe(0);
     expect(await page.getByTestId("log-streams").count()).toBe(0);
+    // The viewer's Overview asks only for what a viewer may read: it shows, and no refusal is recorded.
+    await page.getByTestId("tenant-name").waitFor();
+    await page.getByTestId("agents-online").waitFor();
+    expect(await page.getByRole("heading", { name: "Last security events" }).count()).toBe(0);
+    expect(await page.getByRole("alert").count()).toBe(0);
     expect(problems).toEqual([]);
     await context.close();
   });

@@ -13,7 +13,7 @@ const UsageFields = graphql(`
 
 const OverviewQuery = graphql(
   `
-  query Overview {
+  query Overview($withAgents: Boolean!, $withAudit: Boolean!) {
     tenant {
       id
       name
@@ -36,7 +36,7 @@ const OverviewQuery = graphql(
         ...UsageFields
       }
     }
-    agents(first: 100) {
+    agents(first: 100) @include(if: $withAgents) {
       nodes {
         id
         connection
@@ -45,7 +45,7 @@ const OverviewQuery = graphql(
         hasNextPage
       }
     }
-    auditLog(first: 10, order: NEWEST_FIRST, filter: { types: ["auth.failed", "access.denied"] }) {
+    auditLog(first: 10, order: NEWEST_FIRST, filter: { types: ["auth.failed", "access.denied"] }) @include(if: $withAudit) {
       nodes {
         sequence
         type
@@ -60,7 +60,11 @@ const OverviewQuery = graphql(
 );
 
 export function Overview({ viewer }: { viewer: Viewer }) {
-  const [{ data, error, fetching }] = useQuery({ query: OverviewQuery });
+  // Only what the principal may read: asking for more would be refused (and recorded as access.denied).
+  const [{ data, error, fetching }] = useQuery({
+    query: OverviewQuery,
+    variables: { withAgents: viewer.permissions.includes("agent:read"), withAudit: viewer.permissions.includes("audit:read") },
+  });
   if (error)
     return (
       <p role="alert" className="error">
@@ -68,9 +72,10 @@ export function Overview({ viewer }: { viewer: Viewer }) {
       </p>
     );
   if (!data) return <p aria-busy={fetching}>Loading…</p>;
-  const agents = data.agents.nodes;
+  const agents = data.agents?.nodes ?? [];
   const online = agents.filter((a) => a.connection === "online").length;
-  const more = data.agents.pageInfo.hasNextPage ? "+" : "";
+  const more = data.agents?.pageInfo.hasNextPage ? "+" : "";
+  const security = data.auditLog?.nodes;
   return (
     <>
       <h1>Overview</h1>
@@ -99,20 +104,22 @@ export function Overview({ viewer }: { viewer: Viewer }) {
             <dd>{viewer.permissions.length}</dd>
           </dl>
         </article>
-        <article className="card">
-          <h2>Agents</h2>
-          <p data-testid="agents-online">
-            {online}
-            {more} online
-          </p>
-          <dl>
-            <dt>Offline or pending</dt>
-            <dd>
-              {agents.length - online}
-              {more}
-            </dd>
-          </dl>
-        </article>
+        {data.agents && (
+          <article className="card">
+            <h2>Agents</h2>
+            <p data-testid="agents-online">
+              {online}
+              {more} online
+            </p>
+            <dl>
+              <dt>Offline or pending</dt>
+              <dd>
+                {agents.length - online}
+                {more}
+              </dd>
+            </dl>
+          </article>
+        )}
       </section>
       <section aria-labelledby="usage-heading">
         <h2 id="usage-heading">What the {data.tenant.tier} tier allows, and what is used</h2>
@@ -132,37 +139,39 @@ export function Overview({ viewer }: { viewer: Viewer }) {
           </tbody>
         </table>
       </section>
-      <section aria-labelledby="security-heading">
-        <h2 id="security-heading">Last security events</h2>
-        {data.auditLog.nodes.length === 0 ? (
-          <p>None.</p>
-        ) : (
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">Event</th>
-                <th scope="col">Actor</th>
-                <th scope="col">When</th>
-                <th scope="col">Reason</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.auditLog.nodes.map((e) => (
-                <tr key={e.sequence}>
-                  <td>{e.sequence}</td>
-                  <td>{e.type}</td>
-                  <td>{e.actor}</td>
-                  <td>
-                    <time dateTime={e.occurredAt}>{new Date(e.occurredAt).toLocaleString()}</time>
-                  </td>
-                  <td>{String((e.data as { reason?: unknown }).reason ?? "")}</td>
+      {security && (
+        <section aria-labelledby="security-heading">
+          <h2 id="security-heading">Last security events</h2>
+          {security.length === 0 ? (
+            <p>None.</p>
+          ) : (
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">#</th>
+                  <th scope="col">Event</th>
+                  <th scope="col">Actor</th>
+                  <th scope="col">When</th>
+                  <th scope="col">Reason</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </section>
+              </thead>
+              <tbody>
+                {security.map((e) => (
+                  <tr key={e.sequence}>
+                    <td>{e.sequence}</td>
+                    <td>{e.type}</td>
+                    <td>{e.actor}</td>
+                    <td>
+                      <time dateTime={e.occurredAt}>{new Date(e.occurredAt).toLocaleString()}</time>
+                    </td>
+                    <td>{String((e.data as { reason?: unknown }).reason ?? "")}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </section>
+      )}
     </>
   );
 }
