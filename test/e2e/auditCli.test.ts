@@ -223,7 +223,7 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
 describe("keyplane audit usage errors", () => {
   const env = { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: "/nonexistent/keyplane-never-created" };
   it.each([
-    [["audit"], "audit needs a command: export, verify or checkpoint"],
+    [["audit"], "audit needs a command: export, verify, verify-stream or checkpoint"],
     [["audit", "burn"], "unknown audit command: burn"],
     [["audit", "export", "--out", "x"], "audit export needs --tenant"],
     [["audit", "export", "--tenant", "acme"], "audit export needs --out"],

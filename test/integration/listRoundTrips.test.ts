@@ -68,7 +68,10 @@ async function setPolicy(t: SeededTenant, name: string, repositories: string[]) 
 
 beforeAll(async () => {
   world = await startProviderWorld();
-  app = await createTestApp({ name: "list-round-trips", env: { ...world.env, AGENT_SWEEP_INTERVAL_SECONDS: "3600" } });
+  app = await createTestApp({
+    name: "list-round-trips",
+    env: { ...world.env, AGENT_SWEEP_INTERVAL_SECONDS: "3600", LOG_STREAM_ALLOWED_HOSTS: "127.0.0.1", LOG_STREAM_MAX_PER_TENANT: "50" },
+  });
   big = await app.seedTenant({ tier: "enterprise" });
   small = await app.seedTenant();
   platform = await app.platformToken();
@@ -108,6 +111,31 @@ beforeAll(async () => {
   const org = `org-${randomBytes(4).toString("hex")}`;
   world.github.setNextInstall({ account: { login: org, type: "Organization" }, repositories: ["api"], permissions: { contents: "read", metadata: "read" } });
   await seedInstallation(app, big.tokens.editor, "github", { query: "app=rex" });
+
+  // Log streams (paused: their address is no receiver) and alert rules, 50 here and 1 in the small tenant.
+  for (const [t, count] of [
+    [big, 50],
+    [small, 1],
+  ] as const) {
+    for (let i = 0; i < count; i++) {
+      const made = ok(
+        await app.gql(
+          "mutation ($input: CreateLogStreamInput!) { createLogStream(input: $input) { logStream { id } } }",
+          { input: { name: `stream ${i}`, kind: "splunk", url: "https://127.0.0.1:9", secret: "list-round-trips-token" } },
+          { token: t.tokens.admin },
+        ),
+      );
+      ok(await app.gql("mutation ($id: ID!) { pauseLogStream(id: $id) { id } }", { id: made.createLogStream.logStream.id }, { token: t.tokens.admin }));
+      ok(
+        await app.gql(
+          "mutation ($input: CreateAlertRuleInput!) { createAlertRule(input: $input) { id } }",
+          { input: { name: `rule ${i}`, condition: { kind: "event_count", eventType: "auth.failed", count: 10, windowMinutes: 5 } } },
+          { token: t.tokens.admin },
+        ),
+      );
+    }
+  }
+  registerSecret("list-round-trips-token");
 
   // Token policies (50 here, 1 in the small tenant), and 50 issues of a token (the first minted, then cached).
   for (let i = 0; i < 50; i++) await setPolicy(big, `policy-${i}`, [`${org}/api`]);
@@ -234,6 +262,14 @@ const CASES: Record<string, ListCase[]> = {
   ],
   "Query.enrollmentKeys": [unpaged("enrollmentKeys", "{ enrollmentKeys { id prefix state uses tags } }", (d) => d.enrollmentKeys.length)],
   "Query.tokenPolicies": [unpaged("tokenPolicies", "{ tokenPolicies { name app repositories permissions } }", (d) => d.tokenPolicies.length)],
+  "Query.logStreams": [
+    unpaged(
+      "logStreams",
+      "{ logStreams { id name kind destination settings filter { types securityOnly } state health lastError lagEvents lagSeconds lastSuccessAt } }",
+      (d) => d.logStreams.length,
+    ),
+  ],
+  "Query.alertRules": [unpaged("alertRules", "{ alertRules { id name condition cooldownMinutes slack { channel } firedCount lastFiredAt } }", (d) => d.alertRules.length)],
   "Query.tenants": [
     {
       label: "tenants (the suite's own few, then 50 more)",
