@@ -269,7 +269,9 @@ const CASES: Record<string, ListCase[]> = {
       (d) => d.logStreams.length,
     ),
   ],
-  "Query.alertRules": [unpaged("alertRules", "{ alertRules { id name condition cooldownMinutes slack { channel } firedCount lastFiredAt } }", (d) => d.alertRules.length)],
+  "Query.alertRules": [
+    unpaged("alertRules", "{ alertRules { id name condition cooldownMinutes slack { channel } firedCount lastFiredAt } }", (d) => d.alertRules.length),
+  ],
   "Query.tenants": [
     {
       label: "tenants (the suite's own few, then 50 more)",

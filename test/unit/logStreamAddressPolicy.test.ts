@@ -205,7 +205,9 @@ describe("checkDestinationUrl", () => {
 describe("describeDestination", () => {
   it("shows scheme, host and path, never the query, credentials or a token-like path segment", () => {
     expect(describeDestination(new URL("https://user:pw@siem.example.com:8443/in/keyplane?token=abc123"))).toBe("https://siem.example.com:8443/in/keyplane");
-    expect(describeDestination(new URL("https://hooks.example.com/services/T0001/B0002/Xy7kq2LmNp9RsTuVwZ1a"))).toBe("https://hooks.example.com/services/T0001/B0002/****");
+    expect(describeDestination(new URL("https://hooks.example.com/services/T0001/B0002/Xy7kq2LmNp9RsTuVwZ1a"))).toBe(
+      "https://hooks.example.com/services/T0001/B0002/****",
+    );
     // Long words without digits, and digits alone, are not taken for secrets.
     expect(describeDestination(new URL("https://h.example/audit-events-for-keyplane/12345678901234567890"))).toBe(
       "https://h.example/audit-events-for-keyplane/12345678901234567890",
