@@ -19,6 +19,8 @@ export interface Metrics {
   rateLimitRejections: Counter<"policy">;
   /** Counts taken by the in-memory insurance limiter because the shared store failed or was slow. */
   rateLimitStoreFallbacks: Counter<"store">;
+  /** 1 while the shared limit store (Redis) is connected, 0 while this process counts alone. */
+  rateLimitStoreUp: Gauge<"store">;
   /** WebSockets open now, and how the closed ones ended (4008 slow consumer, 4403 token, …). */
   websocketsOpen: Gauge;
   websocketCloses: Counter<"code">;
@@ -158,6 +160,12 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
     rateLimitStoreFallbacks: new Counter({
       name: "keyplane_rate_limit_store_fallbacks_total",
       help: "Counts taken in process memory because the shared rate-limit store failed or timed out",
+      labelNames: ["store"],
+      registers,
+    }),
+    rateLimitStoreUp: new Gauge({
+      name: "keyplane_rate_limit_store_up",
+      help: "1 while the shared rate-limit store (Redis) is connected; 0 while this process counts alone (the insurance limiter)",
       labelNames: ["store"],
       registers,
     }),

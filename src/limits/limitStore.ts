@@ -79,6 +79,10 @@ export function createLimitStore(config: LimitsConfig, deps: { db: Db; logger: L
       enableAutoPipelining: true,
       retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     });
+    // Whether counts are shared right now, for operators (and for tests that need exact counts).
+    deps.metrics?.rateLimitStoreUp.set({ store: "redis" }, 0);
+    redis.on("ready", () => deps.metrics?.rateLimitStoreUp.set({ store: "redis" }, 1));
+    redis.on("close", () => deps.metrics?.rateLimitStoreUp.set({ store: "redis" }, 0));
     let redisWarnedAt = 0;
     redis.on("error", (error: Error) => {
       const now = Date.now();

@@ -98,13 +98,19 @@ describe.skipIf(!hasRedis)("two processes on one Redis", () => {
       ]);
       // Each bootstrapped its own tenant 'default'; one signing key, so a's admin token works on both.
       const token = a.adminToken();
+      // Exact sharing needs both connected to Redis: until then (a loaded machine) each counts alone.
+      for (const p of [a, b])
+        await waitFor(`${p.name} connected to Redis`, async () => (await metric(p.port, /keyplane_rate_limit_store_up\{store="redis"\} (\d+)/)) === 1, 60_000);
 
       const statuses = await floodBoth([a.port, b.port], token, 45);
+      expect(await metric(a.port, /keyplane_rate_limit_store_fallbacks_total\{store="redis"\} (\d+)/)).toBe(0);
+      expect(await metric(b.port, /keyplane_rate_limit_store_fallbacks_total\{store="redis"\} (\d+)/)).toBe(0);
       expect(statuses.filter((s) => s === 200)).toHaveLength(60);
       expect(statuses.filter((s) => s === 429)).toHaveLength(30);
 
       redis.kill("SIGKILL");
       await new Promise((resolve) => redis.once("exit", resolve));
+      await waitFor("a to notice Redis gone", async () => (await metric(a.port, /keyplane_rate_limit_store_up\{store="redis"\} (\d+)/)) === 0);
       // The insurance limiter of each process counts from zero: requests are answered, not held.
       const after = await floodBoth([a.port, b.port], token, 10, 5);
       expect(after).toHaveLength(20);
