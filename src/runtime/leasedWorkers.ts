@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import type { Logger } from "../logger.ts";
 import type { Db } from "../store/db.ts";
 import { onCommittedAppends } from "../store/events/announceAppends.ts";
@@ -27,6 +29,12 @@ export interface WorkerContext {
   /** Rung by new events of the worker's tenant (and by the abort). */
   bell: Bell;
 }
+
+/** A process's name in lease_owner columns: host, pid and a random part (a restarted pid is another owner). */
+export const processOwner = () => `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+
+/** How long a worker waits after its `failures`-th failure in a row of its own (the database, a bug): 1 s growing to 30 s. */
+export const failureBackoffMs = (failures: number) => Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
 
 export interface LeasedWorkersOptions<K extends { tenantId: string }> {
   name: string;

@@ -1,9 +1,7 @@
-import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
 import { eventMetadata, systemActor } from "../../auth/actor.ts";
 import { emptyMemory, matchWeight, observe, type EventFacts, type Firing, type RuleMemory } from "../../domain/alertRule/conditions.ts";
 import { alertRuleDecider, alertRuleStream } from "../../domain/alertRule/decider.ts";
-import { leasedWorkers, type LeasedWorkers, type WorkerContext } from "../../runtime/leasedWorkers.ts";
+import { failureBackoffMs, leasedWorkers, processOwner, type LeasedWorkers, type WorkerContext } from "../../runtime/leasedWorkers.ts";
 import { withTenant } from "../../store/db.ts";
 import { eventsAfterAlone } from "../../store/events/readTenantLog.ts";
 import type { StoredEvent } from "../../store/events/types.ts";
@@ -34,7 +32,7 @@ const BATCH = 500;
 class LostEvaluation extends Error {}
 
 export function createAlertEvaluator(deps: Deps, options: { owner?: string; idlePollMs?: number } = {}): LeasedWorkers {
-  const owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const owner = options.owner ?? processOwner();
   const leaseSeconds = deps.config.logStreams.leaseSeconds;
   const idlePollMs = options.idlePollMs ?? 10_000;
 
@@ -94,7 +92,7 @@ export function createAlertEvaluator(deps: Deps, options: { owner?: string; idle
       } catch (error) {
         failures++;
         deps.logger.warn({ err: error, tenantId }, "alerts: evaluating failed; trying again");
-        await bell.wait(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)));
+        await bell.wait(failureBackoffMs(failures));
       }
     }
   }

@@ -1,5 +1,3 @@
-import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
 import { systemActor, eventMetadata } from "../../auth/actor.ts";
 import { logStreamDecider, logStreamStream } from "../../domain/logStream/decider.ts";
@@ -10,7 +8,7 @@ import { buildRequest, verdictOf, type DestinationSecrets, type Verdict } from "
 import { DeliveryTransportError, destinationAgent, safePost } from "../../logStreams/safeRequest.ts";
 import type { Agent } from "node:https";
 import type { Bell } from "../../runtime/abortableStream.ts";
-import { leasedWorkers, type LeasedWorkers, type WorkerContext } from "../../runtime/leasedWorkers.ts";
+import { failureBackoffMs, leasedWorkers, processOwner, type LeasedWorkers, type WorkerContext } from "../../runtime/leasedWorkers.ts";
 import { eventRecordOf } from "../../store/audit/readLogRecords.ts";
 import { withTenant } from "../../store/db.ts";
 import { eventsAfterAlone } from "../../store/events/readTenantLog.ts";
@@ -60,7 +58,7 @@ interface StreamView {
 
 export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; lookup?: LookupAll; idlePollMs?: number } = {}): LogStreamDeliverer {
   const settings = deps.config.logStreams;
-  const owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const owner = options.owner ?? processOwner();
   const idlePollMs = options.idlePollMs ?? 10_000;
   const load = writeLoad();
   deps.events.onAppended(load.appended);
@@ -148,7 +146,7 @@ export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; 
         failures++;
         position = null;
         deps.logger.warn({ err: error, tenantId: key.tenantId, logStreamId: key.logStreamId }, "log stream: delivering failed; trying again");
-        await bell.wait(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)));
+        await bell.wait(failureBackoffMs(failures));
       }
     }
   }
