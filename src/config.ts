@@ -5,6 +5,7 @@ import {
   DEFAULT_COST_PER_MINUTE,
   DEFAULT_DOCUMENT_LIMITS,
   DEFAULT_REQUESTS_PER_MINUTE,
+  DEFAULT_RETENTION_DAYS,
   defaultBurstPer10Seconds,
   type TierTable,
 } from "./config/limitDefaults.ts";
@@ -152,7 +153,10 @@ function configOf(e: Env) {
       enrollAttemptsPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE,
       ephemeralGraceSeconds: e.AGENT_EPHEMERAL_GRACE_SECONDS,
     },
-    audit: { checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS },
+    audit: {
+      checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS,
+      retentionDays: tierTable("AUDIT_RETENTION_DAYS", e.AUDIT_RETENTION_DAYS, DEFAULT_RETENTION_DAYS, true),
+    },
     logStreams: {
       allowedHosts: list(e.LOG_STREAM_ALLOWED_HOSTS ?? "", /[,\s]+/).map((h) => h.toLowerCase()),
       caFile: e.LOG_STREAM_CA_FILE,

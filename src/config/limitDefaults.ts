@@ -57,3 +57,6 @@ export const DEFAULT_DOCUMENT_LIMITS = {
   /** Weight of each root mutation field: a write costs more than a read. */
   mutationCost: 10,
 };
+
+/** How long each tier keeps a tenant's log at most (and by default), in days; null: unlimited. */
+export const DEFAULT_RETENTION_DAYS: TierTable<number | null> = { free: 30, pro: 365, enterprise: null };

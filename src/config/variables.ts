@@ -1,6 +1,7 @@
 import { z } from "zod";
 import {
   DEFAULT_AGENT_QUOTAS,
+  DEFAULT_RETENTION_DAYS,
   DEFAULT_ANONYMOUS_PER_MINUTE,
   DEFAULT_AUDIT_EXPORTS_PER_HOUR,
   DEFAULT_AUTH_FAILURES_PER_MINUTE,
@@ -226,6 +227,13 @@ export const variables = {
     seconds.default(15),
     "Log streams",
     "How long a process holds a log stream (or a tenant's alert evaluation) without renewing: when it dies, another process takes over within this time.",
+  ),
+
+  AUDIT_RETENTION_DAYS: about(
+    z.string().optional(),
+    "Audit",
+    "Days each tier keeps a tenant's log at most, and by default (`free:30,pro:365,enterprise:unlimited`); a tenant's admin may choose fewer. Older events are pruned only behind a signed checkpoint.",
+    tierText(DEFAULT_RETENTION_DAYS),
   ),
 
   // Live events

@@ -35,6 +35,9 @@ export interface TenantsTable {
   status: string;
   suspended_at: Timestamp | null;
   suspension_reason: string | null;
+  retention_days: number | null;
+  legal_hold_reason: string | null;
+  legal_hold_since: Timestamp | null;
   version: number;
   created_at: Timestamp;
   updated_at: Timestamp;

@@ -41,7 +41,7 @@ describe("tenant decider", () => {
 
   it("evolves to the created state", () => {
     const state = stateAfter(tenantDecider, [{ type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } }]);
-    expect(state).toEqual({ exists: true, id: "acme", name: "Acme", tier: "pro", status: "active" });
+    expect(state).toEqual({ exists: true, id: "acme", name: "Acme", tier: "pro", status: "active", retentionDays: null, legalHold: null });
   });
 
   it("changes the tier once; the same tier again records nothing; an unknown tenant is NOT_FOUND", () => {
@@ -72,5 +72,45 @@ describe("tenant decider", () => {
       .thenThrows("BAD_USER_INPUT");
     given([]).when(suspend("why")).thenThrows("NOT_FOUND");
     given([]).when(resume).thenThrows("NOT_FOUND");
+  });
+
+  it("sets a retention within the tier's bound (null: as long as the tier allows), recording only changes", () => {
+    const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "free" } };
+    const retention = (days: number | null, tierMaxDays: number | null): TenantCommand => ({ type: "SetRetentionPolicy", input: { days }, tierMaxDays });
+    const set: TenantEvent = { type: "tenant.retention_set", data: { tenantId: "acme", days: 7, previousDays: null, tierMaxDays: 30 } };
+    given([created]).when(retention(7, 30)).then([set]);
+    expect(stateAfter(tenantDecider, [created, set])).toMatchObject({ retentionDays: 7 });
+    given([created, set]).when(retention(7, 30)).thenNothingHappened();
+    given([created, set])
+      .when(retention(null, 30))
+      .then([{ type: "tenant.retention_set", data: { tenantId: "acme", days: null, previousDays: 7, tierMaxDays: 30 } }]);
+    given([created])
+      .when(retention(31, 30))
+      .thenThrows("BAD_USER_INPUT", { message: /^days: the free tier keeps the log at most 30 days/, extensions: { field: "days" } });
+    given([created])
+      .when(retention(3650, null))
+      .then([{ type: "tenant.retention_set", data: { tenantId: "acme", days: 3650, previousDays: null, tierMaxDays: null } }]);
+    for (const bad of [0, -1, 1.5, 36_501]) given([created]).when(retention(bad, null)).thenThrows("BAD_USER_INPUT");
+    given([]).when(retention(7, 30)).thenThrows("NOT_FOUND");
+  });
+
+  it("holds pruning with a reason until released; each only once", () => {
+    const created: TenantEvent = { type: "tenant.created", data: { tenantId: "acme", name: "Acme", tier: "pro" } };
+    const held: TenantEvent = { type: "tenant.legal_hold_set", data: { tenantId: "acme", reason: "litigation 2026-114" } };
+    const released: TenantEvent = { type: "tenant.legal_hold_released", data: { tenantId: "acme" } };
+    given([created])
+      .when({ type: "SetLegalHold", input: { reason: " litigation 2026-114 " } })
+      .then([held]);
+    expect(stateAfter(tenantDecider, [created, held])).toMatchObject({ legalHold: "litigation 2026-114" });
+    given([created, held])
+      .when({ type: "SetLegalHold", input: { reason: "another" } })
+      .thenNothingHappened();
+    given([created, held]).when({ type: "ReleaseLegalHold" }).then([released]);
+    expect(stateAfter(tenantDecider, [created, held, released])).toMatchObject({ legalHold: null });
+    given([created]).when({ type: "ReleaseLegalHold" }).thenNothingHappened();
+    given([created])
+      .when({ type: "SetLegalHold", input: { reason: "" } })
+      .thenThrows("BAD_USER_INPUT");
+    given([]).when({ type: "ReleaseLegalHold" }).thenThrows("NOT_FOUND");
   });
 });

@@ -1,7 +1,17 @@
 import { z } from "zod";
-import { ConflictError, NotFoundError } from "../../errors.ts";
+import { BadInputError, ConflictError, NotFoundError } from "../../errors.ts";
 import { parseInput } from "../validation.ts";
-import { TenantCreated, TenantResumed, TenantSuspended, TenantTierChanged, tierSchema, type TenantEvent } from "./events.ts";
+import {
+  TenantCreated,
+  TenantLegalHoldReleased,
+  TenantLegalHoldSet,
+  TenantResumed,
+  TenantRetentionSet,
+  TenantSuspended,
+  TenantTierChanged,
+  tierSchema,
+  type TenantEvent,
+} from "./events.ts";
 import type { TenantState } from "./evolve.ts";
 
 /** Tenant ids are slugs: they appear in URLs, logs and token claims. */
@@ -22,7 +32,26 @@ export const SuspendTenantInput = z.object({ reason: z.string().trim().min(1, "m
 export type SuspendTenantCommand = { type: "SuspendTenant"; input: z.input<typeof SuspendTenantInput> };
 export type ResumeTenantCommand = { type: "ResumeTenant" };
 
-export type TenantCommand = CreateTenantCommand | ChangeTenantTierCommand | SuspendTenantCommand | ResumeTenantCommand;
+/** Days to keep the log (at most what the tier allows); null: as long as the tier allows. */
+export const SetRetentionInput = z.object({ days: z.number().int().min(1, "must be at least 1 day").max(36_500).nullable() });
+export type SetRetentionCommand = {
+  type: "SetRetentionPolicy";
+  input: z.input<typeof SetRetentionInput>;
+  /** The tenant's tier's bound, from configuration (AUDIT_RETENTION_DAYS); null: unlimited. */
+  tierMaxDays: number | null;
+};
+export const SetLegalHoldInput = z.object({ reason: z.string().trim().min(1, "must not be empty").max(500) });
+export type SetLegalHoldCommand = { type: "SetLegalHold"; input: z.input<typeof SetLegalHoldInput> };
+export type ReleaseLegalHoldCommand = { type: "ReleaseLegalHold" };
+
+export type TenantCommand =
+  | CreateTenantCommand
+  | ChangeTenantTierCommand
+  | SuspendTenantCommand
+  | ResumeTenantCommand
+  | SetRetentionCommand
+  | SetLegalHoldCommand
+  | ReleaseLegalHoldCommand;
 
 export function decideTenant(command: TenantCommand, state: TenantState): TenantEvent[] {
   switch (command.type) {
@@ -44,6 +73,27 @@ export function decideTenant(command: TenantCommand, state: TenantState): Tenant
       if (!state.exists) throw new NotFoundError("tenant");
       if (state.status === "active") return [];
       return [TenantResumed({ tenantId: state.id })];
+    }
+    case "SetRetentionPolicy": {
+      const { days } = parseInput(SetRetentionInput, command.input);
+      if (!state.exists) throw new NotFoundError("tenant");
+      if (days !== null && command.tierMaxDays !== null && days > command.tierMaxDays) {
+        throw new BadInputError(`days: the ${state.tier} tier keeps the log at most ${command.tierMaxDays} days`, "days");
+      }
+      if (days === state.retentionDays) return [];
+      return [TenantRetentionSet({ tenantId: state.id, days, previousDays: state.retentionDays, tierMaxDays: command.tierMaxDays })];
+    }
+    case "SetLegalHold": {
+      const input = parseInput(SetLegalHoldInput, command.input);
+      if (!state.exists) throw new NotFoundError("tenant");
+      // Already held: the first reason stands until released.
+      if (state.legalHold !== null) return [];
+      return [TenantLegalHoldSet({ tenantId: state.id, reason: input.reason })];
+    }
+    case "ReleaseLegalHold": {
+      if (!state.exists) throw new NotFoundError("tenant");
+      if (state.legalHold === null) return [];
+      return [TenantLegalHoldReleased({ tenantId: state.id })];
     }
     case "CreateTenant": {
       const input = parseInput(CreateTenantInput, command.input);

@@ -15,5 +15,33 @@ export const TenantSuspended = defineEvent("tenant.suspended", 1, z.object({ ten
 /** A platform operator resumed a suspended tenant: its tokens that have not expired work again. */
 export const TenantResumed = defineEvent("tenant.resumed", 1, z.object({ tenantId: z.string() }));
 
-export const tenantEvents = [TenantCreated, TenantTierChanged, TenantSuspended, TenantResumed] as const;
-export type TenantEvent = EventOf<typeof TenantCreated> | EventOf<typeof TenantTierChanged> | EventOf<typeof TenantSuspended> | EventOf<typeof TenantResumed>;
+/**
+ * How long the tenant's log is kept before its oldest events may be pruned (behind a signed
+ * checkpoint): `days`, or null for as long as the tier allows; `tierMaxDays` is the tier's bound when
+ * it was set (null: unlimited).
+ */
+export const TenantRetentionSet = defineEvent(
+  "tenant.retention_set",
+  1,
+  z.object({
+    tenantId: z.string(),
+    days: z.number().int().positive().nullable(),
+    previousDays: z.number().int().positive().nullable(),
+    tierMaxDays: z.number().int().positive().nullable(),
+  }),
+);
+
+/** Nothing of the tenant's log is pruned until the hold is released, whatever its retention says. */
+export const TenantLegalHoldSet = defineEvent("tenant.legal_hold_set", 1, z.object({ tenantId: z.string(), reason: z.string() }));
+export const TenantLegalHoldReleased = defineEvent("tenant.legal_hold_released", 1, z.object({ tenantId: z.string() }));
+
+export const tenantEvents = [
+  TenantCreated,
+  TenantTierChanged,
+  TenantSuspended,
+  TenantResumed,
+  TenantRetentionSet,
+  TenantLegalHoldSet,
+  TenantLegalHoldReleased,
+] as const;
+export type TenantEvent = EventOf<(typeof tenantEvents)[number]>;

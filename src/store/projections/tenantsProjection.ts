@@ -4,7 +4,15 @@ import { statementBuilder as db } from "./projectionSql.ts";
 export const tenantsProjection: Projection = {
   name: "tenants",
   tables: ["tenants"],
-  handles: new Set(["tenant.created", "tenant.tier_changed", "tenant.suspended", "tenant.resumed"]),
+  handles: new Set([
+    "tenant.created",
+    "tenant.tier_changed",
+    "tenant.suspended",
+    "tenant.resumed",
+    "tenant.retention_set",
+    "tenant.legal_hold_set",
+    "tenant.legal_hold_released",
+  ]),
   project(event) {
     switch (event.type) {
       case "tenant.created":
@@ -44,6 +52,32 @@ export const tenantsProjection: Projection = {
           db
             .updateTable("tenants")
             .set({ status: "active", suspended_at: null, suspension_reason: null, version: event.streamVersion, updated_at: event.occurredAt })
+            .where("tenant_id", "=", event.tenantId),
+        ];
+      case "tenant.retention_set":
+        return [
+          db
+            .updateTable("tenants")
+            .set({ retention_days: event.data.days as number | null, version: event.streamVersion, updated_at: event.occurredAt })
+            .where("tenant_id", "=", event.tenantId),
+        ];
+      case "tenant.legal_hold_set":
+        return [
+          db
+            .updateTable("tenants")
+            .set({
+              legal_hold_reason: event.data.reason as string,
+              legal_hold_since: event.occurredAt,
+              version: event.streamVersion,
+              updated_at: event.occurredAt,
+            })
+            .where("tenant_id", "=", event.tenantId),
+        ];
+      case "tenant.legal_hold_released":
+        return [
+          db
+            .updateTable("tenants")
+            .set({ legal_hold_reason: null, legal_hold_since: null, version: event.streamVersion, updated_at: event.occurredAt })
             .where("tenant_id", "=", event.tenantId),
         ];
     }
