@@ -51,6 +51,8 @@ export interface LeasedWorkersOptions<K extends { tenantId: string }> {
   work(key: K, context: WorkerContext): Promise<void>;
   /** Whether events this process just committed call for a claim now. */
   claimAfter?(events: readonly StoredEvent[]): boolean;
+  /** Told of every append heard of while running, besides the workers' bells (e.g. to gauge the load). */
+  onAppended?(tenantId: string | null, sequence?: number): void;
 }
 
 export function leasedWorkers<K extends { tenantId: string }>(options: LeasedWorkersOptions<K>): LeasedWorkers {
@@ -113,7 +115,8 @@ export function leasedWorkers<K extends { tenantId: string }>(options: LeasedWor
       if (running) return;
       running = true;
       unsubscribe.push(
-        options.events.onAppended((tenantId) => {
+        options.events.onAppended((tenantId, sequence) => {
+          options.onAppended?.(tenantId, sequence);
           for (const worker of workers.values()) if (tenantId === null || worker.key.tenantId === tenantId) worker.bell.ring();
         }),
       );

@@ -61,7 +61,6 @@ export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; 
   const owner = options.owner ?? processOwner();
   const idlePollMs = options.idlePollMs ?? 10_000;
   const load = writeLoad();
-  deps.events.onAppended(load.appended);
 
   /** One stream, while this process holds it: read after the cursor, send, move the cursor. */
   async function deliverStream(key: StreamKey, { signal, bell }: WorkerContext): Promise<void> {
@@ -223,6 +222,7 @@ export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; 
     work: deliverStream,
     // A stream created, changed or resumed here is taken at once, not at the next renewal.
     claimAfter: (events) => events.some((e) => e.type.startsWith("log_stream.") && e.type !== "log_stream.health_changed"),
+    onAppended: load.appended,
   });
   return Object.assign(workers, { owner });
 }

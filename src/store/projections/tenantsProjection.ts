@@ -14,6 +14,12 @@ export const tenantsProjection: Projection = {
     "tenant.legal_hold_released",
   ]),
   project(event) {
+    // A change of the tenant's row, with the stream version and time every change records.
+    const update = (set: Record<string, unknown>) =>
+      db
+        .updateTable("tenants")
+        .set({ ...set, version: event.streamVersion, updated_at: event.occurredAt })
+        .where("tenant_id", "=", event.tenantId);
     switch (event.type) {
       case "tenant.created":
         return [
@@ -28,58 +34,17 @@ export const tenantsProjection: Projection = {
           }),
         ];
       case "tenant.tier_changed":
-        return [
-          db
-            .updateTable("tenants")
-            .set({ tier: event.data.to as string, version: event.streamVersion, updated_at: event.occurredAt })
-            .where("tenant_id", "=", event.tenantId),
-        ];
+        return [update({ tier: event.data.to as string })];
       case "tenant.suspended":
-        return [
-          db
-            .updateTable("tenants")
-            .set({
-              status: "suspended",
-              suspended_at: event.occurredAt,
-              suspension_reason: event.data.reason as string,
-              version: event.streamVersion,
-              updated_at: event.occurredAt,
-            })
-            .where("tenant_id", "=", event.tenantId),
-        ];
+        return [update({ status: "suspended", suspended_at: event.occurredAt, suspension_reason: event.data.reason as string })];
       case "tenant.resumed":
-        return [
-          db
-            .updateTable("tenants")
-            .set({ status: "active", suspended_at: null, suspension_reason: null, version: event.streamVersion, updated_at: event.occurredAt })
-            .where("tenant_id", "=", event.tenantId),
-        ];
+        return [update({ status: "active", suspended_at: null, suspension_reason: null })];
       case "tenant.retention_set":
-        return [
-          db
-            .updateTable("tenants")
-            .set({ retention_days: event.data.days as number | null, version: event.streamVersion, updated_at: event.occurredAt })
-            .where("tenant_id", "=", event.tenantId),
-        ];
+        return [update({ retention_days: event.data.days as number | null })];
       case "tenant.legal_hold_set":
-        return [
-          db
-            .updateTable("tenants")
-            .set({
-              legal_hold_reason: event.data.reason as string,
-              legal_hold_since: event.occurredAt,
-              version: event.streamVersion,
-              updated_at: event.occurredAt,
-            })
-            .where("tenant_id", "=", event.tenantId),
-        ];
+        return [update({ legal_hold_reason: event.data.reason as string, legal_hold_since: event.occurredAt })];
       case "tenant.legal_hold_released":
-        return [
-          db
-            .updateTable("tenants")
-            .set({ legal_hold_reason: null, legal_hold_since: null, version: event.streamVersion, updated_at: event.occurredAt })
-            .where("tenant_id", "=", event.tenantId),
-        ];
+        return [update({ legal_hold_reason: null, legal_hold_since: null })];
     }
     return [];
   },
