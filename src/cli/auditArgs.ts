@@ -7,7 +7,8 @@ import { UsageError } from "./command.ts";
 
 export type AuditCommand =
   | { command: "export"; tenantId: string; out: string; request: AuditExportRequest }
-  | { command: "verify"; file: string; jwks?: string; json: boolean; threads?: number }
+  /** Several files: a tenant's archives and live export, oldest first, verified as one chain. */
+  | { command: "verify"; files: string[]; jwks?: string; json: boolean; threads?: number }
   | {
       command: "verify-stream";
       files: string[];
@@ -72,13 +73,18 @@ export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCo
         allowPositionals: true,
         options: { jwks: { type: "string" }, json: { type: "boolean" }, threads: { type: "string" } },
       });
-      if (positionals.length !== 1) throw new UsageError("audit verify needs one FILE (an export, NDJSON or CSV)");
+      if (positionals.length === 0) {
+        throw new UsageError(
+          "audit verify needs a FILE (an export, NDJSON or CSV; several: archives and the live export, oldest first, verified as one chain)",
+        );
+      }
+      if (positionals.filter((f) => f === "-").length > 1) throw new UsageError("audit verify reads stdin once: - stands for one FILE");
       let threads: number | undefined;
       if (v.threads !== undefined) {
         threads = /^\d{1,3}$/.test(v.threads) ? Number(v.threads) : NaN;
         if (!(threads <= 256)) throw new UsageError("invalid --threads: a number of threads, 0 or 1 for one core");
       }
-      return { command: "verify", file: positionals[0]!, jwks: v.jwks, json: Boolean(v.json), ...(threads === undefined ? {} : { threads }) };
+      return { command: "verify", files: positionals, jwks: v.jwks, json: Boolean(v.json), ...(threads === undefined ? {} : { threads }) };
     }
     case "verify-stream": {
       const { values: v, positionals } = parseArgs({

@@ -14,6 +14,8 @@ import {
   type DeliveredTenantReport,
   type DeliveredVerificationReport,
 } from "../audit/verifyDeliveredEvents.ts";
+import type { ExportInput } from "../audit/node/readExportFile.ts";
+import { verifyExportChain, type ExportChainReport } from "../audit/node/verifyExportChain.ts";
 import { verifyExportFile } from "../audit/node/verifyExportFile.ts";
 import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
 import type { Keyplane } from "../main.ts";
@@ -67,20 +69,45 @@ export async function runAuditExport(kp: Keyplane, cmd: Extract<AuditCommand, { 
   return 0;
 }
 
-/** keyplane audit verify: anyone can run it, with the file and the JWKS alone (no database). */
+/**
+ * keyplane audit verify: anyone can run it, with the file and the JWKS alone (no database). Several
+ * files (a tenant's archives, then its live export) are verified each on its own and as one chain.
+ */
 export async function runAuditVerify(cmd: Extract<AuditCommand, { command: "verify" }>, io: CliIo): Promise<number> {
   const keys = cmd.jwks ? await loadJwks(cmd.jwks) : undefined;
-  const input =
-    cmd.file === "-"
-      ? process.stdin
-      : await open(cmd.file).catch((error: NodeJS.ErrnoException) => {
-          throw new Error(`cannot read ${cmd.file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
-        });
-  const report = await verifyExportFile(input, { keys, threads: cmd.threads });
-  if (cmd.json) io.out(JSON.stringify(report) + "\n");
-  else io.out(describe(report));
+  let ok: boolean;
+  if (cmd.files.length === 1) {
+    const report = await verifyExportFile(await openExport(cmd.files[0]!), { keys, threads: cmd.threads });
+    io.out(cmd.json ? JSON.stringify(report) + "\n" : describe(report));
+    ok = report.ok;
+  } else {
+    const files = cmd.files.map((file) => ({ name: file === "-" ? "stdin" : file, open: () => openExport(file) }));
+    const report = await verifyExportChain(files, { keys, threads: cmd.threads });
+    io.out(cmd.json ? JSON.stringify(report) + "\n" : describeChain(report));
+    ok = report.ok;
+  }
   if (!keys) io.err("warning: signatures not checked: pass --jwks FILE|URL (Keyplane's /.well-known/jwks.json) to check checkpoints and the end line\n");
-  return report.ok ? 0 : 1;
+  return ok ? 0 : 1;
+}
+
+const openExport = async (file: string): Promise<ExportInput> =>
+  file === "-"
+    ? process.stdin
+    : await open(file).catch((error: NodeJS.ErrnoException) => {
+        throw new Error(`cannot read ${file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+      });
+
+/** Each file's own line, each link problem, then the chain as a whole. */
+function describeChain(r: ExportChainReport): string {
+  let out = r.reports.map((file) => `${file.file}: ${describe(file)}`).join("");
+  for (const p of r.problems) {
+    if (p.previousFile !== null) out += `FAILED: ${p.kind}${p.sequence === null ? "" : ` at sequence ${p.sequence}`}: ${p.message}\n`;
+  }
+  if (!r.ok) return out + `FAILED: the ${r.files} files are not one intact chain (${r.problems.length} ${r.problems.length === 1 ? "problem" : "problems"})\n`;
+  const start = r.startsFrom === "checkpoint" ? `the signed checkpoint at ${r.anchor!.sequence}` : "genesis";
+  const counts = `${r.events} events, ${r.omitted} omitted, ${r.checkpoints} checkpoints`;
+  const signatures = r.signatures === "verified" ? "signatures verified" : "signatures NOT checked";
+  return out + `ok: tenant ${r.tenantId}, ${r.files} files, one chain intact from ${start} to sequence ${r.lastSequence} (${counts}; ${signatures})\n`;
 }
 
 function describe(r: VerificationReport): string {

@@ -231,8 +231,8 @@ describe("keyplane audit usage errors", () => {
     [["audit", "export", "--tenant", "acme", "--out", "x", "--from-sequence", "0"], "invalid --from-sequence: must be a sequence number"],
     [["audit", "export", "--tenant", "acme", "--out", "x", "--format", "xml"], "invalid --format: must be ndjson or csv"],
     [["audit", "export", "--tenant", "acme", "--out", "x", "--types", "no.such"], "invalid --types: unknown event type no.such"],
-    [["audit", "verify"], "audit verify needs one FILE"],
-    [["audit", "verify", "a", "b"], "audit verify needs one FILE"],
+    [["audit", "verify"], "audit verify needs a FILE (an export, NDJSON or CSV; several: archives and the live export, oldest first, verified as one chain)"],
+    [["audit", "verify", "-", "a", "-"], "audit verify reads stdin once: - stands for one FILE"],
     [["audit", "verify", "a", "--threads", "all"], "invalid --threads: a number of threads, 0 or 1 for one core"],
     [["audit", "checkpoint", "--all"], "Unknown option '--all'"],
   ])("keyplane %j → exit 2: %s", async (argv, message) => {

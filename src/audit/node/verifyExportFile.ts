@@ -4,6 +4,7 @@ import type { JSONWebKeySet } from "jose";
 import { checkJsonLines, countLines, decodeCheckedLines } from "../checkExportBatch.ts";
 import { ExportLineReader } from "../exportLineReader.ts";
 import type { VerifiableRecord } from "../exportLines.ts";
+import type { EndRecord, HeaderRecord } from "../exportFormat.ts";
 import { verifyRecordBatches, type VerificationReport } from "../verifyAuditRecords.ts";
 import { chunksOf, closeInput, readExportBatches, type ExportInput } from "./readExportFile.ts";
 
@@ -26,6 +27,16 @@ export interface VerifyFileOptions {
   batchBytes?: number;
   /** Filled in as it goes: batches of lines checked, how many of them by worker threads, workers started. */
   stats?: VerifyFileStats;
+  /**
+   * Filled in as it goes: the header and end lines read. Proven only when the report is ok (the
+   * verifier holds the header to what the end line signs); verifyExportChain links files by them.
+   */
+  lines?: ExportFileLines;
+}
+
+export interface ExportFileLines {
+  header?: HeaderRecord;
+  end?: EndRecord;
 }
 
 export interface VerifyFileStats {
@@ -46,11 +57,24 @@ export async function verifyExportFile(input: ExportInput, options: VerifyFileOp
   const threads = Math.floor(options.threads ?? defaultVerifyThreads());
   const stats = options.stats ?? { batches: 0, byWorkers: 0, workersReady: 0 };
   const batches = threads > 1 ? checkedBatches(input, threads - 1, options.batchBytes ?? BATCH_BYTES, stats) : readExportBatches(input, { checked: true });
+  const read = options.lines ? noting(batches, options.lines) : batches;
   try {
-    return await verifyRecordBatches(batches, { source: "export", keys: options.keys });
+    return await verifyRecordBatches(read, { source: "export", keys: options.keys });
   } finally {
+    await read.return(undefined);
     await batches.return(undefined);
     await closeInput(input); // (closed already, unless the batches were never read)
+  }
+}
+
+/** The batches as they come, noting the header line (the file's first) and the end line (its last). */
+async function* noting(batches: AsyncGenerator<VerifiableRecord[]>, lines: ExportFileLines): AsyncGenerator<VerifiableRecord[]> {
+  for await (const batch of batches) {
+    const first = batch[0];
+    if (!lines.header && first?.kind === "header") lines.header = first;
+    const last = batch.at(-1);
+    if (last?.kind === "end") lines.end = last;
+    yield batch;
   }
 }
 

@@ -8,11 +8,13 @@ export const auditGroup: CommandGroup = {
                [--types TYPE[,TYPE...]...] [--format ndjson|csv]
                                           export the tenant's log, read from the database, as a verifiable file
                                           (--out - for stdout); recorded as an audit.exported event; progress on stderr
-  audit verify FILE [--jwks FILE|URL] [--json] [--threads N]
+  audit verify FILE [FILE...] [--jwks FILE|URL] [--json] [--threads N]
                                           verify an export (NDJSON or CSV; - for stdin) with nothing but the file and
                                           Keyplane's JWKS (/.well-known/jwks.json): names the first modified, deleted,
-                                          inserted or reordered sequence; exit 0 intact, 1 not. --threads: threads that
-                                          check lines (default: the cores, at most 8; 0 or 1: one core)
+                                          inserted or reordered sequence; exit 0 intact, 1 not. Several files (retention's
+                                          archives, then the live export, oldest first): each verified, and as one chain,
+                                          each anchored where the one before ends. --threads: threads that check lines
+                                          (default: the cores, at most 8; 0 or 1: one core)
   audit verify-stream FILE... --checkpoint FILE|- [--jwks FILE|URL] [--tenant ID] [--json] [--require-checkpoint]
                [--allow-gaps]
                                           verify events a log stream delivered (webhook bodies, Splunk HEC events,
