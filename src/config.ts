@@ -156,6 +156,9 @@ function configOf(e: Env) {
     audit: {
       checkpointIntervalSeconds: e.AUDIT_CHECKPOINT_INTERVAL_SECONDS,
       retentionDays: tierTable("AUDIT_RETENTION_DAYS", e.AUDIT_RETENTION_DAYS, DEFAULT_RETENTION_DAYS, true),
+      archiveDir: e.AUDIT_ARCHIVE_DIR,
+      pruneIntervalSeconds: e.AUDIT_PRUNE_INTERVAL_SECONDS,
+      pruneBatchEvents: e.AUDIT_PRUNE_BATCH_EVENTS,
     },
     logStreams: {
       allowedHosts: list(e.LOG_STREAM_ALLOWED_HOSTS ?? "", /[,\s]+/).map((h) => h.toLowerCase()),

@@ -14,7 +14,9 @@ export type ErrorCode =
   /** An outside service (GitHub, Slack, Atlassian) refused or failed; extensions name its own code. */
   | "PROVIDER_ERROR"
   /** Keyplane's database is unreachable or restarting: retry after extensions.retryAfter seconds. */
-  | "UNAVAILABLE";
+  | "UNAVAILABLE"
+  /** The sequences asked for were removed by retention: extensions name the first one kept and its signed anchor. */
+  | "PRUNED";
 
 export class DomainError extends Error {
   constructor(
@@ -72,5 +74,23 @@ export class UnavailableError extends DomainError {
   static readonly RETRY_AFTER_SECONDS = 2;
   constructor(message = "Keyplane's database is unavailable; retry shortly") {
     super("UNAVAILABLE", message, { retryAfter: UnavailableError.RETRY_AFTER_SECONDS });
+  }
+}
+
+/**
+ * A cursor or range reaches into the part of a tenant's log that retention removed. The log now
+ * starts at `firstAvailableSequence`, right after the signed checkpoint `anchor`.
+ */
+export class PrunedError extends DomainError {
+  constructor(what: string, prefix: { throughSequence: number; chainHash: string; lastOccurredAt: Date }) {
+    super(
+      "PRUNED",
+      `${what}: the log before sequence ${prefix.throughSequence + 1} was pruned by retention; it starts there, anchored on the signed checkpoint at ${prefix.throughSequence}`,
+      {
+        firstAvailableSequence: prefix.throughSequence + 1,
+        anchor: { sequence: prefix.throughSequence, chainHash: prefix.chainHash },
+        prunedBefore: prefix.lastOccurredAt.toISOString(),
+      },
+    );
   }
 }

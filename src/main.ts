@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { AppDeps } from "./app/deps.ts";
 import { createAgentSweeper, type AgentSweeper } from "./app/agents/agentSweeper.ts";
 import { createCheckpointSigner, type CheckpointSigner } from "./app/audit/checkpointSigner.ts";
+import { createRetentionJob, type RetentionJob } from "./app/retention/retentionJob.ts";
 import { createAuditSigner } from "./audit/auditSignatures.ts";
 import { createCredentialRefresher, type CredentialRefresher } from "./app/installations/credentialRefresher.ts";
 import { timeOutTasks } from "./app/tasks/timeOutTasks.ts";
@@ -42,6 +43,8 @@ export interface Keyplane {
   agentSweeper: AgentSweeper;
   /** Signs a checkpoint of each active tenant's hash chain every AUDIT_CHECKPOINT_INTERVAL_SECONDS. */
   checkpointSigner: CheckpointSigner;
+  /** Prunes tenants' events older than their retention, behind signed checkpoints, every AUDIT_PRUNE_INTERVAL_SECONDS. */
+  retention: RetentionJob;
   /** Delivers the tenants' log streams this process holds the lease of; runs while the server listens. */
   logStreams: LogStreamDeliverer;
   /** Evaluates the tenants' alert rules as their events are appended; runs while the server listens. */
@@ -137,6 +140,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
     const checkpointSigner = createCheckpointSigner({ ...deps, jwks: keys.jwks }, { intervalSeconds: config.audit.checkpointIntervalSeconds });
     const logStreams = createLogStreamDeliverer(deps);
     const alerts = createAlertEvaluator(deps);
+    const retention = createRetentionJob(deps, database);
     const handle = database;
     return {
       deps,
@@ -147,6 +151,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       checkpointSigner,
       logStreams,
       alerts,
+      retention,
       listen: (port = config.port, host = config.host) =>
         new Promise((resolve, reject) => {
           server.once("error", reject);
@@ -157,12 +162,14 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
             checkpointSigner.start();
             logStreams.start();
             alerts.start();
+            retention.start();
             resolve(`http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`);
           });
         }),
       async close() {
         await logStreams.stop();
         await alerts.stop();
+        await retention.stop();
         await refresher.stop();
         await deps.events.stop();
         await deps.standing.stop();

@@ -2,7 +2,7 @@ import type { Decider } from "../domain/decider.ts";
 import type { DomainEvent } from "../domain/eventDefinition.ts";
 import { withTenant, type Db, type Tx } from "../store/db.ts";
 import { appendEvents } from "../store/events/appendEvents.ts";
-import { readStream } from "../store/events/readStream.ts";
+import { readStream, type LoadedStream } from "../store/events/readStream.ts";
 import type { EventMetadata, StoredEvent } from "../store/events/types.ts";
 
 type CommandArgs<S, C, E extends DomainEvent> = {
@@ -37,15 +37,13 @@ export async function decideAndAppend<S, C, E extends DomainEvent>(trx: Tx, args
   return decideThenAppend(trx, args, args.newStream ? NEW_STREAM : await readStream(trx, tenantId, streamType, streamId));
 }
 
-const NEW_STREAM = { version: 0, events: [] };
+const NEW_STREAM: LoadedStream = { version: 0, events: [] };
 
-async function decideThenAppend<S, C, E extends DomainEvent>(
-  target: Db | Tx,
-  args: CommandArgs<S, C, E>,
-  stream: { version: number; events: DomainEvent[] },
-): Promise<CommandResult<S, E>> {
+async function decideThenAppend<S, C, E extends DomainEvent>(target: Db | Tx, args: CommandArgs<S, C, E>, stream: LoadedStream): Promise<CommandResult<S, E>> {
   const { tenantId, streamType, streamId, decider, command, metadata, occurredAt } = args;
-  const state = (stream.events as E[]).reduce(decider.evolve, decider.initialState());
+  // Where retention pruned the stream's first events, its snapshot is the state they left.
+  const initial = stream.snapshot ? (stream.snapshot.state as S) : decider.initialState();
+  const state = (stream.events as E[]).reduce(decider.evolve, initial);
   const decided = decider.decide(command, state);
   const stored = await appendEvents(target, { tenantId, streamType, streamId, expectedVersion: stream.version, events: decided, metadata, occurredAt });
   return { state: decided.reduce(decider.evolve, state), decided, stored };

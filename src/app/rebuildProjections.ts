@@ -2,11 +2,12 @@ import { sql } from "kysely";
 import { withPlatform, type Db } from "../store/db.ts";
 import { rowToStoredEvent } from "../store/events/rowToStoredEvent.ts";
 import { executeStatements, projectionStatements, projections } from "../store/projections/applyProjections.ts";
+import { readProjectionSnapshotPositions, restoreProjectionSnapshots } from "../store/retention/pruneQueries.ts";
 
 const PAGE = 1000;
 
 /**
- * Replays the whole log into empty read tables in one transaction: other processes keep reading the
+ * Replays the whole log (from each tenant's projection snapshot, where retention pruned it) into empty read tables in one transaction: other processes keep reading the
  * old tables until it commits, then see the rebuilt ones. Tenant by tenant, each in its own order
  * (there is no order across tenants); read models spanning tenants are derived afterwards.
  */
@@ -16,6 +17,11 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
     // Lock the read tables so no append projects into them while they are rebuilt.
     await sql.raw(`lock table ${tables.join(", ")} in exclusive mode`).execute(trx);
     for (const table of tables) await trx.deleteFrom(table).execute();
+    // Where retention pruned a tenant's log, its read tables start from the snapshot taken then (at
+    // its head of that moment) and only the events after it are replayed.
+    await restoreProjectionSnapshots(trx);
+    const snapshotAt = await readProjectionSnapshotPositions(trx);
+    const afterSnapshot = (row: { tenant_id: string; tenant_seq: number | string }) => Number(row.tenant_seq) > (snapshotAt.get(row.tenant_id) ?? 0);
     const { count } = await trx
       .selectFrom("events")
       .select((eb) => eb.fn.countAll<number>().as("count"))
@@ -32,7 +38,7 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
     // Each page's writes in one round trip (consecutive inserts merged). While the database runs one
     // page's writes, the next page, read first, is compiled here.
     let rows = await readAfter();
-    let statements = projectionStatements(rows.map(rowToStoredEvent), true);
+    let statements = projectionStatements(rows.filter(afterSnapshot).map(rowToStoredEvent), true);
     while (rows.length > 0) {
       const last = rows[rows.length - 1]!;
       const reading = readAfter({ tenant_id: last.tenant_id, tenant_seq: Number(last.tenant_seq) });
@@ -40,7 +46,7 @@ export async function rebuildProjections(db: Db, onProgress: (done: number, tota
       writing.catch(() => {}); // awaited below; the read's failure may come first
       done += rows.length;
       rows = await reading;
-      statements = projectionStatements(rows.map(rowToStoredEvent), true);
+      statements = projectionStatements(rows.filter(afterSnapshot).map(rowToStoredEvent), true);
       await writing;
       onProgress(done, total);
     }

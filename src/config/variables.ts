@@ -235,6 +235,21 @@ export const variables = {
     "Days each tier keeps a tenant's log at most, and by default (`free:30,pro:365,enterprise:unlimited`); a tenant's admin may choose fewer. Older events are pruned only behind a signed checkpoint.",
     tierText(DEFAULT_RETENTION_DAYS),
   ),
+  AUDIT_ARCHIVE_DIR: about(
+    z.string().min(1).optional(),
+    "Audit",
+    "A directory where each range of a tenant's log is written as a verifiable export file (`<tenant>/<from>-<to>.ndjson`, fsynced) before retention prunes it; unset: pruned events are not archived.",
+  ),
+  AUDIT_PRUNE_INTERVAL_SECONDS: about(
+    seconds.default(3600),
+    "Audit",
+    "How often (±25 %) each process looks for tenants whose log has events older than their retention; one process prunes a tenant at a time (a lease).",
+  ),
+  AUDIT_PRUNE_BATCH_EVENTS: about(
+    count.max(1_000_000).default(20_000),
+    "Audit",
+    "Events one prune step removes at most (one transaction, from one signed checkpoint to the next; a step never splits the range between two checkpoints).",
+  ),
 
   // Live events
   EVENT_FEED_POLL_MS: about(seconds.default(2000), "Live events", "Fallback poll of watched tenants' heads, for notifications that were lost."),

@@ -18,6 +18,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   SLOW_CONSUMER: 429,
   PROVIDER_ERROR: 502,
   UNAVAILABLE: 503,
+  PRUNED: 410,
 };
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -34,6 +34,11 @@ export const TENANT_TABLES = [
   "log_stream_deliveries",
   "alert_rules",
   "alert_evaluations",
+  "audit_prunes",
+  "stream_snapshots",
+  "projection_snapshots",
+  "projection_snapshot_rows",
+  "retention_leases",
 ] as const;
 
 /**
@@ -57,9 +62,13 @@ export const COORDINATOR_TABLES = ["kysely_migration", "kysely_migration_lock"] 
 
 /**
  * Functions that run on the node holding their tenant, in one round trip (their distribution argument:
- * p_tenant): the append, and the live feed's read.
+ * p_tenant): the append, the live feed's read, and the prune of a prefix (migrations/0019).
  */
-const TENANT_FUNCTIONS = ["keyplane_append_tenant(text, text, jsonb)", "keyplane_events_after(text, bigint, integer)"];
+const TENANT_FUNCTIONS = [
+  "keyplane_append_tenant(text, text, jsonb)",
+  "keyplane_events_after(text, bigint, integer)",
+  "keyplane_prune_prefix(text, bigint, text, text)",
+];
 
 export async function isCitus(handle: Pick<DatabaseHandle, "db" | "backend">): Promise<boolean> {
   if (handle.backend !== "pg") return false;

@@ -324,6 +324,48 @@ export interface AlertEvaluationsTable {
   lease_until: Timestamp | null;
 }
 
+/** A recorded prune of a tenant's log (migrations/0019): append-only, checked on insert. */
+export interface AuditPrunesTable {
+  tenant_id: string;
+  upto_seq: ColumnType<number, number, never>;
+  from_seq: ColumnType<number, number, never>;
+  chain_hash: string;
+  events: ColumnType<number, number, never>;
+  upto_occurred_at: Timestamp;
+  archive_file: string | null;
+  archive_sha256: string | null;
+  pruned_at: Generated<Timestamp>;
+}
+
+/** A stream's state where its pruned events left it. */
+export interface StreamSnapshotsTable {
+  tenant_id: string;
+  stream_type: string;
+  stream_id: string;
+  version: number;
+  state: Json<unknown> | null;
+  anchor_seq: ColumnType<number, number, number>;
+}
+
+export interface ProjectionSnapshotsTable {
+  tenant_id: string;
+  snapshot_seq: ColumnType<number, number, number>;
+  anchor_seq: ColumnType<number, number, number>;
+  taken_at: Generated<Timestamp>;
+}
+
+export interface ProjectionSnapshotRowsTable {
+  tenant_id: string;
+  table_name: string;
+  row_data: Json<Record<string, unknown>>;
+}
+
+export interface RetentionLeasesTable {
+  tenant_id: string;
+  lease_owner: string;
+  lease_until: Timestamp;
+}
+
 export interface LogStreamSecretsTable {
   tenant_id: string;
   log_stream_id: string;
@@ -392,6 +434,11 @@ export interface Database {
   log_stream_deliveries: LogStreamDeliveriesTable;
   alert_rules: AlertRulesTable;
   alert_evaluations: AlertEvaluationsTable;
+  audit_prunes: AuditPrunesTable;
+  stream_snapshots: StreamSnapshotsTable;
+  projection_snapshots: ProjectionSnapshotsTable;
+  projection_snapshot_rows: ProjectionSnapshotRowsTable;
+  retention_leases: RetentionLeasesTable;
   github_installation_owners: GitHubInstallationOwnersTable;
   oauth_state_hashes: OAuthStateHashesTable;
   enrollment_key_prefixes: EnrollmentKeyPrefixesTable;

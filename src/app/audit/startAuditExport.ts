@@ -22,6 +22,7 @@ import { copyExportPage, type CopiedPage } from "../../store/audit/copyExportPag
 import { countExportRows, exportPageSql, readExportPage, readLastRow, type ExportRowFilter } from "../../store/audit/readExportPage.ts";
 import { appendEvents } from "../../store/events/appendEvents.ts";
 import { genesisHash } from "../../audit/hashing.ts";
+import { retainedStart } from "../retention/retainedLog.ts";
 import type { AuditExportRequest } from "./parseExportRequest.ts";
 
 /** Rows per page: a few MB of text, so memory stays flat whatever the size of the log. */
@@ -64,7 +65,7 @@ export interface ExportChunk {
 export async function startAuditExport(
   deps: { db: Db; auditSigner: AuditSigner; now: () => Date },
   actor: Actor,
-  request: AuditExportRequest & { via: "http" | "cli" },
+  request: AuditExportRequest & { via: "http" | "cli" | "archive" },
   meta: RequestMeta = {},
   /** On PostgreSQL, pages come through COPY on the pool (copyExportPage.ts). */
   database: Pick<DatabaseHandle, "pool"> = {},
@@ -82,7 +83,15 @@ export async function startAuditExport(
 
   const plan = await withTenant(deps.db, tenantId, async (trx) => {
     const head = (await readTenantHead(trx, tenantId))?.lastSequence ?? 0;
-    const fromSequence = request.fromSequence ?? (request.from ? ((await readFirstSequenceFrom(trx, tenantId, request.from)) ?? head + 1) : 1);
+    // After retention pruned a prefix, an export starts after its anchor; asking for a pruned part is PRUNED.
+    const pruned = await retainedStart(
+      trx,
+      tenantId,
+      { what: request.fromSequence !== undefined ? "fromSequence" : "from", sequence: request.fromSequence, since: request.from },
+      { what: request.toSequence !== undefined ? "toSequence" : "to", sequence: request.toSequence, since: request.to },
+    );
+    const first = pruned ? pruned.throughSequence + 1 : 1;
+    const fromSequence = request.fromSequence ?? (request.from ? ((await readFirstSequenceFrom(trx, tenantId, request.from)) ?? head + 1) : first);
     const toSequence = Math.min(head, request.toSequence ?? (request.to ? ((await readLastSequenceBefore(trx, tenantId, request.to)) ?? 0) : head));
     // Events before the range come as stubs from the anchor on, so the chain verifies from it.
     const checkpoint = fromSequence > 1 ? await readLatestCheckpoint(trx, tenantId, Math.min(fromSequence - 1, toSequence)) : null;

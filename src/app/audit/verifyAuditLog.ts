@@ -6,6 +6,7 @@ import { BadInputError } from "../../errors.ts";
 import { readLatestCheckpoint, readTenantHead } from "../../store/audit/checkpointQueries.ts";
 import { readLogRecords } from "../../store/audit/readLogRecords.ts";
 import { withTenant, type Db } from "../../store/db.ts";
+import { retainedStart } from "../retention/retainedLog.ts";
 
 export interface LogVerification extends VerificationReport {
   /** The sequences asked for; the chain is verified from the anchor (genesis or the checkpoint before them). */
@@ -21,7 +22,8 @@ export const anchorOf = (tenantId: string, checkpoint: CheckpointRecord | null):
 
 /**
  * Verifies the tenant's rows in the database as an auditor verifies an export: content hashes,
- * the chain from genesis or from the latest signed checkpoint before `from`, every checkpoint's
+ * the chain from genesis or from the latest signed checkpoint before `from` (by default the first
+ * sequence retention kept, anchored on its checkpoint), every checkpoint's
  * signature against Keyplane's JWKS, and (up to the end of the log) the tenant's head. Reads in
  * pages: constant memory, no long transaction.
  */
@@ -30,12 +32,15 @@ export async function verifyAuditLog(
   tenantId: string,
   range: { from?: number | null; to?: number | null } = {},
 ): Promise<LogVerification> {
-  const from = range.from ?? 1;
-  if (!Number.isSafeInteger(from) || from < 1) throw new BadInputError("from: must be a sequence of 1 or more", "from");
-  if (range.to != null && (!Number.isSafeInteger(range.to) || range.to < from)) throw new BadInputError("to: must be a sequence not below from", "to");
-  const { head, checkpoint } = await withTenant(deps.db, tenantId, async (trx) => {
+  if (range.from != null && (!Number.isSafeInteger(range.from) || range.from < 1)) throw new BadInputError("from: must be a sequence of 1 or more", "from");
+  if (range.to != null && (!Number.isSafeInteger(range.to) || range.to < (range.from ?? 1)))
+    throw new BadInputError("to: must be a sequence not below from", "to");
+  const { head, checkpoint, from } = await withTenant(deps.db, tenantId, async (trx) => {
+    // After retention pruned a prefix, the log verifies from its anchor (a pruned `from` is PRUNED).
+    const pruned = await retainedStart(trx, tenantId, { what: "from", sequence: range.from });
+    const from = range.from ?? (pruned ? pruned.throughSequence + 1 : 1);
     const head = await readTenantHead(trx, tenantId);
-    return { head, checkpoint: from > 1 ? await readLatestCheckpoint(trx, tenantId, Math.min(from - 1, head?.lastSequence ?? 0)) : null };
+    return { head, from, checkpoint: from > 1 ? await readLatestCheckpoint(trx, tenantId, Math.min(from - 1, head?.lastSequence ?? 0)) : null };
   });
   const last = head?.lastSequence ?? 0;
   const to = Math.min(range.to ?? last, last);

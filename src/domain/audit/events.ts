@@ -13,7 +13,7 @@ export const AuditExported = defineEvent(
   z.object({
     exportId: z.string().uuid(),
     format: z.enum(["ndjson", "csv"]),
-    via: z.enum(["http", "cli"]),
+    via: z.enum(["http", "cli", "archive"]),
     fromSequence: sequence,
     toSequence: sequence,
     from: isoTime.optional(),
@@ -25,5 +25,24 @@ export const AuditExported = defineEvent(
   }),
 );
 
-export const auditEvents = [AuditExported] as const;
-export type AuditEvent = EventOf<typeof AuditExported>;
+/**
+ * Retention removed a prefix of the tenant's log (sequences from..to, all older than its period),
+ * ending at a signed checkpoint: the log now starts right after that anchor. `archive` names the
+ * export file written (and fsynced) before, and its SHA-256, when archives are kept.
+ */
+export const AuditPruned = defineEvent(
+  "audit.pruned",
+  1,
+  z.object({
+    fromSequence: sequence,
+    toSequence: sequence,
+    events: sequence,
+    anchor: z.object({ sequence, chainHash: z.string() }),
+    lastOccurredAt: isoTime,
+    retentionDays: z.number().int().positive(),
+    archive: z.object({ file: z.string(), sha256: z.string() }).nullable(),
+  }),
+);
+
+export const auditEvents = [AuditExported, AuditPruned] as const;
+export type AuditEvent = EventOf<(typeof auditEvents)[number]>;

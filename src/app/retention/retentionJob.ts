@@ -1,0 +1,38 @@
+import { withPlatform, type DatabaseHandle } from "../../store/db.ts";
+import { readRetentionCandidates } from "../../store/retention/pruneQueries.ts";
+import { periodicJob } from "../../runtime/periodicJob.ts";
+import { processOwner } from "../../runtime/leasedWorkers.ts";
+import { pruneTenantLog, type PruneOutcome, type RetentionDeps } from "./pruneTenantLog.ts";
+
+export interface RetentionJob {
+  start(): void;
+  stop(): Promise<void>;
+  /** Looks at every tenant not under legal hold once; what happened to each. */
+  runOnce(): Promise<Record<string, PruneOutcome>>;
+}
+
+/**
+ * Every AUDIT_PRUNE_INTERVAL_SECONDS (±25 %), each process goes through the tenants and prunes those
+ * with events older than their period (pruneTenantLog); a tenant's lease makes one process do it.
+ */
+export function createRetentionJob(deps: RetentionDeps, database: Pick<DatabaseHandle, "pool"> = {}): RetentionJob {
+  const owner = processOwner();
+  async function runOnce() {
+    const outcomes: Record<string, PruneOutcome> = {};
+    for (let after = ""; ; ) {
+      const page = await withPlatform(deps.db, (trx) => readRetentionCandidates(trx, after, 500));
+      for (const { tenantId } of page) {
+        try {
+          outcomes[tenantId] = await pruneTenantLog(deps, tenantId, { owner, database });
+        } catch (error) {
+          // One tenant's failure does not hold back the others; nothing of a failed step was removed.
+          deps.logger.error({ err: error, tenantId }, "audit retention failed");
+        }
+      }
+      if (page.length < 500) return outcomes;
+      after = page[page.length - 1]!.tenantId;
+    }
+  }
+  const job = periodicJob("audit retention", deps.config.audit.pruneIntervalSeconds * 1000, runOnce, deps.logger);
+  return { start: job.start, stop: job.stop, runOnce };
+}
