@@ -1,9 +1,18 @@
 import { eventMetadata, type Actor, type RequestMeta } from "../auth/actor.ts";
-import type { ChangeTenantTierCommand, CreateTenantCommand, SuspendTenantCommand, TenantCommand } from "../domain/tenant/decide.ts";
+import type {
+  ChangeTenantTierCommand,
+  CreateTenantCommand,
+  SetLegalHoldCommand,
+  SetRetentionCommand,
+  SuspendTenantCommand,
+  TenantCommand,
+} from "../domain/tenant/decide.ts";
+import type { Tier } from "../domain/tenant/events.ts";
+import { NotFoundError } from "../errors.ts";
 import { tenantDecider, tenantStream } from "../domain/tenant/decider.ts";
 import { withTenant } from "../store/db.ts";
 import type { StoredEvent } from "../store/events/types.ts";
-import { findTenantRow, type TenantRow } from "../store/queries/tenantQueries.ts";
+import { findTenant, findTenantRow, type TenantRow } from "../store/queries/tenantQueries.ts";
 import type { AppDeps } from "./deps.ts";
 import { decideAndAppend } from "./handleCommand.ts";
 
@@ -96,4 +105,38 @@ export async function suspendTenant(
 /** Lifts a suspension (`tenant.resumed`): the tenant's unexpired tokens work again. Records nothing for an active tenant. */
 export async function resumeTenant(deps: Pick<AppDeps, "db" | "now">, actor: Actor, tenantId: string, request: RequestMeta = {}): Promise<TenantRow> {
   return (await runTenantCommand(deps, actor, tenantId, { type: "ResumeTenant" }, request)).tenant;
+}
+
+/**
+ * How long the tenant's log is kept (`tenant.retention_set`): `days`, at most what its tier allows
+ * (AUDIT_RETENTION_DAYS), or null for as long as the tier allows. Retention prunes behind signed
+ * checkpoints from its next run. Records nothing when unchanged.
+ */
+export async function setRetentionPolicy(
+  deps: Pick<AppDeps, "db" | "now" | "config">,
+  actor: Actor,
+  tenantId: string,
+  input: SetRetentionCommand["input"],
+  request: RequestMeta = {},
+): Promise<TenantRow> {
+  const tenant = await findTenant(deps.db, tenantId);
+  if (!tenant) throw new NotFoundError("tenant");
+  const tierMaxDays = deps.config.audit.retentionDays[tenant.tier as Tier] ?? null;
+  return (await runTenantCommand(deps, actor, tenantId, { type: "SetRetentionPolicy", input, tierMaxDays }, request)).tenant;
+}
+
+/** Stops all pruning of the tenant's log until released (`tenant.legal_hold_set`); a second hold keeps the first reason. */
+export async function setLegalHold(
+  deps: Pick<AppDeps, "db" | "now">,
+  actor: Actor,
+  tenantId: string,
+  input: SetLegalHoldCommand["input"],
+  request: RequestMeta = {},
+): Promise<TenantRow> {
+  return (await runTenantCommand(deps, actor, tenantId, { type: "SetLegalHold", input }, request)).tenant;
+}
+
+/** Lets retention prune the tenant's log again (`tenant.legal_hold_released`); records nothing when there is no hold. */
+export async function releaseLegalHold(deps: Pick<AppDeps, "db" | "now">, actor: Actor, tenantId: string, request: RequestMeta = {}): Promise<TenantRow> {
+  return (await runTenantCommand(deps, actor, tenantId, { type: "ReleaseLegalHold" }, request)).tenant;
 }

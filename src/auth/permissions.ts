@@ -25,6 +25,7 @@ export const PERMISSIONS = {
   "agent:act": "act as the one agent the token was enrolled as (heartbeat, its own tasks)",
   "log-stream:manage": "list, create, change, replay and delete the tenant's log streams (never their secrets)",
   "alert-rule:manage": "list, create and delete the tenant's alert rules, and receive their firings live",
+  "retention:manage": "set how long the tenant's audit log is kept (within its tier) and place or release a legal hold on it (admins of their tenant; platform operators of any)",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
@@ -45,6 +46,7 @@ const ADMIN: Permission[] = [
   "event:subscribe",
   "log-stream:manage",
   "alert-rule:manage",
+  "retention:manage",
 ];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
@@ -53,7 +55,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   admin: ADMIN,
   // Services use credentials; people manage installations but never see their tokens.
   service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue", "agent:act", "event:subscribe"],
-  platform: ["tenant:create", "tenant:list", "tenant:manage"],
+  platform: ["tenant:create", "tenant:list", "tenant:manage", "retention:manage"],
 };
 
 /**

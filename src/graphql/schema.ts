@@ -12,6 +12,7 @@ import "./types/ping.ts";
 import "./types/tenantEvents.ts";
 import "./types/logStreams.ts";
 import "./types/alerts.ts";
+import "./types/retention.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

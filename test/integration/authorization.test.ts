@@ -774,6 +774,51 @@ const MATRIX: Record<string, MatrixRow> = {
       "admin+tenant:read": FORBIDDEN,
     },
   },
+  "Mutation.setRetentionPolicy": {
+    // The matrix tenant, named (platform operators must name it; its admin may).
+    operation: ({ tenantId }) => ({ query: 'mutation ($id: ID) { setRetentionPolicy(tenantId: $id, days: 7) { id } }', variables: { id: tenantId } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.setLegalHold": {
+    // The matrix tenant, named (platform operators must name it; its admin may).
+    operation: ({ tenantId }) => ({ query: 'mutation ($id: ID) { setLegalHold(tenantId: $id, reason: "matrix") { id } }', variables: { id: tenantId } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.releaseLegalHold": {
+    // The matrix tenant, named (platform operators must name it; its admin may).
+    operation: ({ tenantId }) => ({ query: 'mutation ($id: ID) { releaseLegalHold(tenantId: $id) { id } }', variables: { id: tenantId } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: allow,
+      service: FORBIDDEN,
+      platform: allow,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
   "Mutation.issueGitHubToken": {
     operation: (ctx) => ({
       query: "mutation ($input: IssueGitHubTokenInput!) { issueGitHubToken(input: $input) { id token } }",
