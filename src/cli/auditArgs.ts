@@ -19,7 +19,9 @@ export type AuditCommand =
       requireCheckpoint: boolean;
       allowGaps: boolean;
     }
-  | { command: "checkpoint"; tenantId?: string };
+  | { command: "checkpoint"; tenantId?: string }
+  /** Retention now: the tenant named, or every tenant not under legal hold. */
+  | { command: "prune"; tenantId?: string; json: boolean };
 
 const FLAG_OF: Record<string, string> = {
   from: "--from",
@@ -124,7 +126,12 @@ export function parseAuditArgs(sub: string | undefined, args: string[]): AuditCo
       const { values: v } = parseArgs({ args, strict: true, allowPositionals: false, options: { tenant: { type: "string" } } });
       return { command: "checkpoint", tenantId: v.tenant };
     }
+    case "prune": {
+      const { values: v } = parseArgs({ args, strict: true, allowPositionals: false, options: { tenant: { type: "string" }, json: { type: "boolean" } } });
+      if (v.tenant === "") throw new UsageError("invalid --tenant: a tenant's id");
+      return { command: "prune", ...(v.tenant === undefined ? {} : { tenantId: v.tenant }), json: Boolean(v.json) };
+    }
     default:
-      throw new UsageError(sub ? `unknown audit command: ${sub}` : "audit needs a command: export, verify, verify-stream or checkpoint");
+      throw new UsageError(sub ? `unknown audit command: ${sub}` : "audit needs a command: export, verify, verify-stream, checkpoint or prune");
   }
 }

@@ -17,9 +17,13 @@ import {
 import type { ExportInput } from "../audit/node/readExportFile.ts";
 import { verifyExportChain, type ExportChainReport } from "../audit/node/verifyExportChain.ts";
 import { verifyExportFile } from "../audit/node/verifyExportFile.ts";
+import { pruneTenantLog, type PruneOutcome } from "../app/retention/pruneTenantLog.ts";
+import { createRetentionJob } from "../app/retention/retentionJob.ts";
 import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
+import type { Logger } from "../logger.ts";
 import type { Keyplane } from "../main.ts";
-import { listAllTenants } from "../store/queries/tenantQueries.ts";
+import { processOwner } from "../runtime/leasedWorkers.ts";
+import { findTenant, listAllTenants } from "../store/queries/tenantQueries.ts";
 import type { AuditCommand } from "./auditArgs.ts";
 import type { CliIo } from "./command.ts";
 import { progressReporter } from "./progress.ts";
@@ -249,4 +253,106 @@ export async function runAuditCheckpoint(kp: Keyplane, cmd: Extract<AuditCommand
   }
   if (!Object.keys(outcomes).length) io.out("every tenant's checkpoint is current\n");
   return refused ? 1 : 0;
+}
+
+/** What `keyplane audit prune` did to one tenant. */
+type TenantPrune = { tenantId: string } & (
+  | Exclude<PruneOutcome, { outcome: "held" }>
+  | { outcome: "held"; reason: string | null }
+  | { outcome: "failed"; error: string }
+);
+
+/**
+ * keyplane audit prune: retention now, as the periodic job runs it (same lease, so never beside a
+ * server pruning the same tenant), for the tenant named or every tenant not under legal hold. Prints
+ * each tenant's pruned ranges and their archives; exit 1 when a tenant failed (its failed step removed
+ * nothing; the steps before it stay done).
+ */
+export async function runAuditPrune(kp: Keyplane, cmd: Extract<AuditCommand, { command: "prune" }>, io: CliIo): Promise<number> {
+  const results: TenantPrune[] = [];
+  if (cmd.tenantId !== undefined) {
+    const tenantId = cmd.tenantId;
+    const tenant = await findTenant(kp.deps.db, tenantId);
+    if (!tenant) throw new Error(`no tenant ${tenantId} (see: keyplane tenant list)`);
+    try {
+      const outcome = await pruneTenantLog(kp.deps, tenantId, { owner: processOwner(), database: kp.database });
+      results.push(outcome.outcome === "held" ? { tenantId, outcome: "held", reason: tenant.legal_hold_reason } : { tenantId, ...outcome });
+    } catch (error) {
+      results.push({ tenantId, outcome: "failed", error: (error as Error).message });
+    }
+  } else {
+    const tenants = await listAllTenants(kp.deps.db);
+    // The job goes on past a tenant that fails, and only logs it: its log line is how the failure is known.
+    const failures = new Map<string, unknown>();
+    const job = createRetentionJob({ ...kp.deps, logger: recordingFailures(kp.deps.logger, failures) }, kp.database);
+    const outcomes = await job.runOnce();
+    const ids = [...new Set([...tenants.map((t) => t.tenant_id), ...Object.keys(outcomes), ...failures.keys()])].sort();
+    for (const tenantId of ids) {
+      const outcome = outcomes[tenantId];
+      if (failures.has(tenantId)) results.push({ tenantId, outcome: "failed", error: messageOf(failures.get(tenantId)) });
+      else if (outcome && outcome.outcome !== "held") results.push({ tenantId, ...outcome });
+      // Not looked at: under legal hold (when listed, or since).
+      else results.push({ tenantId, outcome: "held", reason: tenants.find((t) => t.tenant_id === tenantId)?.legal_hold_reason ?? null });
+    }
+  }
+  const failed = results.filter((r) => r.outcome === "failed").length;
+  const archiveDir = kp.deps.config.audit.archiveDir;
+  const archivePath = (file: string) => path.resolve(archiveDir!, file);
+  if (cmd.json) {
+    const tenants = results.map((r) =>
+      r.outcome === "pruned"
+        ? {
+            ...r,
+            events: r.steps.reduce((n, s) => n + s.events, 0),
+            steps: r.steps.map((s) => ({ ...s, archive: s.archive && { ...s.archive, path: archivePath(s.archive.file) } })),
+          }
+        : r,
+    );
+    io.out(JSON.stringify({ ok: failed === 0, tenants }) + "\n");
+  } else {
+    for (const r of results) io.out(describePrune(r, archivePath));
+    if (!results.length) io.out("no tenants\n");
+  }
+  return failed ? 1 : 0;
+}
+
+function describePrune(r: TenantPrune, archivePath: (file: string) => string): string {
+  switch (r.outcome) {
+    case "pruned": {
+      const events = r.steps.reduce((n, s) => n + s.events, 0);
+      const steps = r.steps.length === 1 ? "1 step" : `${r.steps.length} steps`;
+      return (
+        `${r.tenantId}: pruned sequences ${r.steps[0]!.fromSequence}-${r.steps.at(-1)!.toSequence} (${events} events) in ${steps}\n` +
+        r.steps
+          .map(
+            (s) =>
+              `  ${s.fromSequence}-${s.toSequence}: ${s.events} events, ` +
+              (s.archive ? `archived as ${archivePath(s.archive.file)} (sha256 ${s.archive.sha256})` : "not archived (AUDIT_ARCHIVE_DIR is not set)") +
+              "\n",
+          )
+          .join("")
+      );
+    }
+    case "nothing":
+      return `${r.tenantId}: nothing to prune\n`;
+    case "held":
+      return `${r.tenantId}: under legal hold${r.reason ? ` (${r.reason})` : ""}: nothing pruned\n`;
+    case "busy":
+      return `${r.tenantId}: busy: another process is pruning it (or died doing so: its lease lapses within minutes); nothing pruned here\n`;
+    case "failed":
+      return `${r.tenantId}: FAILED: ${r.error}\n`;
+  }
+}
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error ?? "failed"));
+
+/** The logger, noting each tenant whose prune the retention job logged as failed ({ err, tenantId }). */
+function recordingFailures(logger: Logger, failures: Map<string, unknown>): Logger {
+  const recording = Object.create(logger) as Logger;
+  recording.error = ((obj: unknown, ...rest: unknown[]) => {
+    const tenantId = (obj as { tenantId?: unknown } | null)?.tenantId;
+    if (typeof tenantId === "string") failures.set(tenantId, (obj as { err?: unknown }).err);
+    return (logger.error as (...args: unknown[]) => void)(obj, ...rest);
+  }) as Logger["error"];
+  return recording;
 }

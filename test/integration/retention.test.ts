@@ -17,9 +17,12 @@ import type { TenantCommand } from "../../src/domain/tenant/decide.ts";
 import { tenantDecider, tenantStream } from "../../src/domain/tenant/decider.ts";
 import { withPlatform, withTenant } from "../../src/store/db.ts";
 import { appendEvents } from "../../src/store/events/appendEvents.ts";
-import { readLatestCheckpoint } from "../../src/store/audit/checkpointQueries.ts";
+import { readCheckpoints, readLatestCheckpoint } from "../../src/store/audit/checkpointQueries.ts";
 import { SNAPSHOT_TABLES } from "../../src/store/retention/pruneQueries.ts";
+import { subscribeEvents } from "../testkit/eventSubscriber.ts";
 import { runKeyplane } from "../testkit/keyplaneCli.ts";
+import { registerSecret } from "../testkit/secrets.ts";
+import { waitFor } from "../testkit/waitFor.ts";
 import { scratchDirectory } from "../testkit/scratch.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { testClock } from "../testkit/testClock.ts";
@@ -38,7 +41,11 @@ let jwksFile: string;
 
 beforeAll(async () => {
   archiveDir = scratch.fresh();
-  app = await createTestApp({ name: "retention", now: clock.now, env: { AUDIT_ARCHIVE_DIR: archiveDir, AUDIT_PRUNE_BATCH_EVENTS: "8" } });
+  app = await createTestApp({
+    name: "retention",
+    now: clock.now,
+    env: { AUDIT_ARCHIVE_DIR: archiveDir, AUDIT_PRUNE_BATCH_EVENTS: "8", LOG_STREAM_ALLOWED_HOSTS: "127.0.0.1" },
+  });
   jwksFile = path.join(scratch.fresh(), "jwks.json");
   writeFileSync(jwksFile, await (await fetch(`${app.url}/.well-known/jwks.json`)).text());
 });
@@ -229,5 +236,154 @@ describe("retention", () => {
     expect(liveTables.agents).not.toEqual(before.tables.agents);
     await rebuildProjections(db());
     expect(await readTables(a.tenantId)).toEqual(liveTables);
+  });
+
+  it("lets nothing but a recorded prefix behind a signed checkpoint be deleted", async () => {
+    const t = await app.seedTenant();
+    const other = await app.seedTenant();
+    await history(t);
+    await appendDenied(other.tenantId, 4);
+    const checkpoints = (await withTenant(db(), t.tenantId, (trx) => readCheckpoints(trx, t.tenantId, { after: 0, upTo: 1_000_000 }))).map((c) => ({
+      seq: c.sequence,
+      chain: c.chainHash,
+    }));
+    const [first, second] = checkpoints as [{ seq: number; chain: string }, { seq: number; chain: string }];
+    let before = { t: await sequences(t.tenantId), other: await sequences(other.tenantId) };
+    const asPlatform = (statement: ReturnType<typeof sql>) => withPlatform(db(), (trx) => statement.execute(trx));
+    const asTenant = (statement: ReturnType<typeof sql>) => withTenant(db(), t.tenantId, (trx) => statement.execute(trx));
+
+    for (const run of [asPlatform, asTenant]) {
+      await expect(run(sql`delete from events where tenant_id = ${t.tenantId} and tenant_seq = 1`)).rejects.toThrow(/append-only: DELETE refused/);
+      await expect(run(sql`update events set data = '{}'::jsonb where tenant_id = ${t.tenantId} and tenant_seq = 1`)).rejects.toThrow(
+        /append-only: UPDATE refused/,
+      );
+      // Not at a checkpoint, not continuing from 1, another chain hash than the checkpoint's.
+      await expect(run(sql`select keyplane_prune_prefix(${t.tenantId}, ${first.seq + 1}, null, null)`)).rejects.toThrow(/signed checkpoint/);
+      await expect(
+        run(sql`insert into audit_prunes (tenant_id, upto_seq, from_seq, chain_hash, events, upto_occurred_at)
+                values (${t.tenantId}, ${second.seq}, 2, ${second.chain}, ${second.seq - 1}, now())`),
+      ).rejects.toThrow(/continues the previous one/);
+      await expect(
+        run(sql`insert into audit_prunes (tenant_id, upto_seq, from_seq, chain_hash, events, upto_occurred_at)
+                values (${t.tenantId}, ${first.seq}, 1, ${"0".repeat(64)}, ${first.seq}, now())`),
+      ).rejects.toThrow(/signed checkpoint/);
+    }
+    await expect(asPlatform(sql`truncate events`)).rejects.toThrow(/append-only: TRUNCATE refused/);
+    // Another tenant's log cannot be pruned at this tenant's checkpoint (it has none there).
+    await expect(asPlatform(sql`select keyplane_prune_prefix(${other.tenantId}, ${first.seq}, null, null)`)).rejects.toThrow(/signed checkpoint|no event/);
+    // A legal hold stops even the function.
+    await decideTenant(t.tenantId, { type: "SetLegalHold", input: { reason: "audit" } });
+    await expect(asTenant(sql`select keyplane_prune_prefix(${t.tenantId}, ${first.seq}, null, null)`)).rejects.toThrow(/legal hold/);
+    await decideTenant(t.tenantId, { type: "ReleaseLegalHold" });
+    // Nothing went; the hold and its release were appended.
+    expect((await sequences(t.tenantId)).slice(0, before.t.length)).toEqual(before.t);
+    before = { ...before, t: await sequences(t.tenantId) };
+
+    // The function removes exactly its prefix; in the same transaction, the next event is still refused.
+    await expect(
+      withTenant(db(), t.tenantId, async (trx) => {
+        await sql`select keyplane_prune_prefix(${t.tenantId}, ${first.seq}, null, null)`.execute(trx);
+        await sql`delete from events where tenant_id = ${t.tenantId} and tenant_seq = ${first.seq + 1}`.execute(trx);
+      }),
+    ).rejects.toThrow(/append-only: DELETE refused/);
+    expect(await sequences(t.tenantId)).toEqual(before.t);
+    await withTenant(db(), t.tenantId, (trx) => sql`select keyplane_prune_prefix(${t.tenantId}, ${first.seq}, null, null)`.execute(trx));
+    expect(await sequences(t.tenantId)).toEqual(before.t.filter((seq) => seq > first.seq));
+    expect(await sequences(other.tenantId)).toEqual(before.other);
+    // The record of it is as append-only as the log.
+    await expect(asPlatform(sql`delete from audit_prunes where tenant_id = ${t.tenantId}`)).rejects.toThrow(/append-only: DELETE refused/);
+    await expect(asPlatform(sql`update audit_prunes set events = 0 where tenant_id = ${t.tenantId}`)).rejects.toThrow(/append-only: UPDATE refused/);
+  });
+
+  it("answers readers behind the cut with where the log starts, and the API sets retention and holds within bounds", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const stranger = await app.seedTenant({ tier: "free" });
+    const set = (token: string, days: number | null, tenantId?: string) =>
+      app.gql(
+        "mutation ($d: Int, $t: ID) { setRetentionPolicy(days: $d, tenantId: $t) { id retention { days tierMaxDays effectiveDays } } }",
+        { d: days, t: tenantId },
+        { token },
+      );
+    // Within the tier (free: 30 days); beyond it, or another tenant's, nothing is recorded.
+    expect((await set(t.tokens.admin, 400)).errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "days" });
+    expect((await set(stranger.tokens.admin, 1, t.tenantId)).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect(
+      (await app.gql('mutation ($t: ID) { setLegalHold(reason: "x", tenantId: $t) { id } }', { t: t.tenantId }, { token: stranger.tokens.admin })).errors?.[0]
+        ?.extensions?.code,
+    ).toBe("NOT_FOUND");
+    expect(await eventsOfType(t.tenantId, "tenant.retention_set")).toEqual([]);
+    expect(await eventsOfType(t.tenantId, "tenant.legal_hold_set")).toEqual([]);
+    const chosen = await set(t.tokens.admin, 7);
+    expect(chosen.errors).toBeUndefined();
+    expect(chosen.data.setRetentionPolicy.retention).toEqual({ days: 7, tierMaxDays: 30, effectiveDays: 7 });
+    // A platform operator names the tenant to hold; a hold stops the job until released.
+    let operator = await app.platformToken();
+    const held = await app.gql(
+      'mutation ($t: ID) { setLegalHold(reason: "case 9", tenantId: $t) { retention { legalHold { reason } } } }',
+      { t: t.tenantId },
+      { token: operator },
+    );
+    expect(held.data.setLegalHold.retention.legalHold).toEqual({ reason: "case 9" });
+
+    // A log stream made before the history, paused: it will be behind the cut.
+    const stream = await app.gql(
+      "mutation ($input: CreateLogStreamInput!) { createLogStream(input: $input) { secret logStream { id } } }",
+      { input: { name: "late", kind: "webhook", url: "https://127.0.0.1:9/hook" } },
+      { token: t.tokens.admin },
+    );
+    expect(stream.errors).toBeUndefined();
+    registerSecret(stream.data.createLogStream.secret);
+    const streamId = stream.data.createLogStream.logStream.id as string;
+    expect((await app.gql("mutation ($id: ID!) { pauseLogStream(id: $id) { id } }", { id: streamId }, { token: t.tokens.admin })).errors).toBeUndefined();
+    const [agent] = await history(t);
+
+    clock.advance(8 * DAY);
+    for (const role of ["admin", "viewer"] as const) t.tokens[role] = await app.mintToken({ tenantId: t.tenantId, roles: [role] });
+    operator = await app.platformToken();
+    expect(await pruneTenantLog(app.kp.deps, t.tenantId, { owner: "test" })).toEqual({ outcome: "held" });
+    const released = await app.gql("mutation ($t: ID) { releaseLegalHold(tenantId: $t) { id } }", { t: t.tenantId }, { token: operator });
+    expect(released.errors).toBeUndefined();
+    const outcome = await pruneTenantLog(app.kp.deps, t.tenantId, { owner: "test" });
+    expect(outcome.outcome).toBe("pruned");
+    const through = (await sequences(t.tenantId))[0]! - 1;
+
+    const retention = await app.gql("{ tenant { retention { firstAvailableSequence prunedBefore archived } } }", {}, { token: t.tokens.viewer });
+    expect(retention.data.tenant.retention).toMatchObject({ firstAvailableSequence: through + 1, archived: true });
+    expect(retention.data.tenant.retention.prunedBefore).not.toBeNull();
+
+    const cursorOf = (seq: number) => Buffer.from(`seq:${seq}`).toString("base64url");
+    const expectPruned = (errors: Array<{ extensions?: Record<string, unknown> }> | undefined) =>
+      expect(errors?.[0]?.extensions).toMatchObject({ code: "PRUNED", firstAvailableSequence: through + 1, anchor: { sequence: through } });
+    expectPruned(
+      (await app.gql("query ($a: String) { auditLog(first: 5, after: $a) { edges { node { sequence } } } }", { a: cursorOf(1) }, { token: t.tokens.admin }))
+        .errors,
+    );
+    // At the anchor itself the log goes on.
+    const resumed = await app.gql(
+      "query ($a: String) { auditLog(first: 1, after: $a) { edges { node { sequence } } } }",
+      { a: cursorOf(through) },
+      { token: t.tokens.admin },
+    );
+    expect(resumed.data.auditLog.edges[0].node.sequence).toBe(through + 1);
+    const subscriber = subscribeEvents(app.url, t.tokens.admin, { after: cursorOf(2) });
+    await subscriber.ended;
+    expectPruned(subscriber.errors);
+    await subscriber.dispose();
+    expectPruned((await app.gql("mutation ($id: ID!) { replayLogStream(id: $id, from: 1) { id } }", { id: streamId }, { token: t.tokens.admin })).errors);
+    // The paused stream, resumed, says in its health what retention took before it delivered.
+    expect((await app.gql("mutation ($id: ID!) { resumeLogStream(id: $id) { id } }", { id: streamId }, { token: t.tokens.admin })).errors).toBeUndefined();
+    await waitFor("the stream to report the pruned events", async () =>
+      (await eventsOfType(t.tenantId, "log_stream.health_changed")).some((e) =>
+        String(e.data.error ?? "").includes("were pruned by retention before this stream delivered them"),
+      ),
+    );
+    // An agent's history shows the events its stream still holds.
+    const agentHistory = await app.gql(
+      "query ($id: ID!) { agent(id: $id) { history(first: 5) { sequence type } } }",
+      { id: agent!.id },
+      { token: t.tokens.viewer },
+    );
+    expect(agentHistory.errors).toBeUndefined();
+    for (const e of agentHistory.data.agent.history) expect(e.sequence).toBeGreaterThan(through);
   });
 });

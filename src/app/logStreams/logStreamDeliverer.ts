@@ -111,6 +111,12 @@ export function createLogStreamDeliverer(deps: Deps, options: { owner?: string; 
             continue;
           }
         }
+        // Retention pruned events this stream had not delivered yet (it was paused, refused or behind
+        // for longer than the tenant keeps its log): said in its health, then delivery goes on.
+        if (events[0]!.sequence > position.deliveredSeq + 1) {
+          const missed = `events ${position.deliveredSeq + 1}-${events[0]!.sequence - 1} were pruned by retention before this stream delivered them`;
+          view.health = await recordHealth(key, "degraded", position.deliveredSeq, missed);
+        }
         const at = { generation, from: position.deliveredSeq, to: events.at(-1)!.sequence, leaseSeconds: settings.leaseSeconds };
         const wanted = events.filter((event) => matches(view!.filter, event));
         const verdict: Verdict = wanted.length === 0 ? { outcome: "delivered" } : await send(key, view, wanted, agent);

@@ -1,3 +1,4 @@
+import { retainedStart } from "../retention/retainedLog.ts";
 import { randomUUID } from "node:crypto";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import type { LogStreamCommand } from "../../domain/logStream/decide.ts";
@@ -166,11 +167,12 @@ export const pauseLogStream = (deps: Deps, actor: Actor, logStreamId: string, re
 export const resumeLogStream = (deps: Deps, actor: Actor, logStreamId: string, request: RequestMeta = {}) =>
   control(deps, actor, logStreamId, { type: "ResumeLogStream" }, request, (trx) => nextGeneration(trx, actor.tenantId, logStreamId, { retryNow: true }));
 
-/** Redelivers from `fromSequence` on (at least once: receivers deduplicate by event id). */
+/** Redelivers from `fromSequence` on (at least once: receivers deduplicate by event id); a pruned `from` is PRUNED. */
 export async function replayLogStream(deps: Deps, actor: Actor, logStreamId: string, fromSequence: number, request: RequestMeta = {}): Promise<LogStreamRow> {
   return control(deps, actor, logStreamId, { type: "ReplayLogStream", fromSequence }, request, async (trx) => {
     const head = (await readTenantHead(trx, actor.tenantId))?.lastSequence ?? 0;
     if (fromSequence > head) throw new BadInputError(`from: the tenant's log ends at sequence ${head}`, "from");
+    await retainedStart(trx, actor.tenantId, { what: "from", sequence: fromSequence });
     await nextGeneration(trx, actor.tenantId, logStreamId, { retryNow: true, cursor: fromSequence - 1 });
   });
 }

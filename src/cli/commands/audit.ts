@@ -24,6 +24,10 @@ export const auditGroup: CommandGroup = {
                                           1 not. --require-checkpoint: the events must reach the checkpoint;
                                           --allow-gaps: a stream filtered by type (gaps counted, not refused)
   audit checkpoint [--tenant ID]          sign a checkpoint of the hash chain now (every tenant with new events)
+  audit prune [--tenant ID] [--json]      run retention now (every tenant not under legal hold): prune events older
+                                          than the tenant's period up to a signed checkpoint, archiving each range
+                                          first when AUDIT_ARCHIVE_DIR is set; prints each tenant's pruned ranges and
+                                          archives (or nothing, held, busy). Exit 0, 1 when a tenant failed
 `,
   parse([sub, ...rest]) {
     const audit = parseAuditArgs(sub, rest);
@@ -31,7 +35,11 @@ export const auditGroup: CommandGroup = {
       const commands = await import("../auditCommands.ts");
       if (audit.command === "verify") return commands.runAuditVerify(audit, io);
       if (audit.command === "verify-stream") return commands.runAuditVerifyStream(audit, io);
-      return withKeyplane(config, (kp) => (audit.command === "export" ? commands.runAuditExport(kp, audit, io) : commands.runAuditCheckpoint(kp, audit, io)));
+      return withKeyplane(config, (kp) => {
+        if (audit.command === "export") return commands.runAuditExport(kp, audit, io);
+        if (audit.command === "prune") return commands.runAuditPrune(kp, audit, io);
+        return commands.runAuditCheckpoint(kp, audit, io);
+      });
     };
   },
 };

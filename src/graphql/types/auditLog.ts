@@ -1,6 +1,7 @@
 import { verifyAuditLog, type LogVerification } from "../../app/audit/verifyAuditLog.ts";
 import type { CheckpointRecord } from "../../audit/exportFormat.ts";
 import type { AuditProblem, ProblemKind } from "../../audit/verifyAuditRecords.ts";
+import { refusePruned } from "../../app/retention/retainedLog.ts";
 import { BadInputError } from "../../errors.ts";
 import { readLatestCheckpoint } from "../../store/audit/checkpointQueries.ts";
 import { readAuditLogPage } from "../../store/audit/readAuditLogPage.ts";
@@ -57,9 +58,9 @@ builder.queryField("auditLog", (t) =>
       after: t.arg.string({ required: false }),
       order: t.arg({ type: AuditOrder, required: false, defaultValue: "OLDEST_FIRST" }),
     },
-    resolve: (_root, args, ctx) => {
+    resolve: async (_root, args, ctx) => {
       const page = pageArgs(logCursor, args);
-      return readAuditLogPage(ctx.deps.db, ctx.actor.tenantId, {
+      const read = await readAuditLogPage(ctx.deps.db, ctx.actor.tenantId, {
         filter: {
           types: args.filter?.types ?? undefined,
           actor: args.filter?.actor ?? undefined,
@@ -71,6 +72,9 @@ builder.queryField("auditLog", (t) =>
         first: page.first,
         newestFirst: args.order === "NEWEST_FIRST",
       });
+      // A cursor behind what retention kept: PRUNED with where the log starts, not a page that skips.
+      if (page.after !== undefined) refusePruned(read.pruned ?? null, { what: "after", sequence: page.after + 1 });
+      return read;
     },
   }),
 );

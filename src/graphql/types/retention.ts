@@ -31,14 +31,18 @@ const TenantRetention = builder.objectRef<RetentionView>("TenantRetention").impl
     effectiveDays: t.int({
       nullable: true,
       description: "What retention applies: the smaller of the two; null: nothing is ever pruned",
-      resolve: (v) => (v.row.retention_days === null ? v.tierMaxDays : v.tierMaxDays === null ? v.row.retention_days : Math.min(v.row.retention_days, v.tierMaxDays)),
+      resolve: (v) =>
+        v.row.retention_days === null ? v.tierMaxDays : v.tierMaxDays === null ? v.row.retention_days : Math.min(v.row.retention_days, v.tierMaxDays),
     }),
     legalHold: t.field({
       type: LegalHold,
       nullable: true,
       resolve: (v) => (v.row.legal_hold_reason === null ? null : { reason: v.row.legal_hold_reason, since: v.row.legal_hold_since! }),
     }),
-    archived: t.boolean({ description: "Whether each pruned range is first written as a verifiable export file (AUDIT_ARCHIVE_DIR)", resolve: (v) => v.archived }),
+    archived: t.boolean({
+      description: "Whether each pruned range is first written as a verifiable export file (AUDIT_ARCHIVE_DIR)",
+      resolve: (v) => v.archived,
+    }),
     firstAvailableSequence: t.int({
       description: "The first sequence the log holds: 1, or the one after the signed checkpoint retention pruned up to",
       resolve: async (v, _args, ctx) => 1 + ((await prunedOf(ctx, v))?.throughSequence ?? 0),
@@ -52,12 +56,17 @@ const TenantRetention = builder.objectRef<RetentionView>("TenantRetention").impl
   }),
 });
 
-const prunedOf = (ctx: { deps: AuthenticatedContext["deps"] }, v: RetentionView) => withTenant(ctx.deps.db, v.row.tenant_id, (trx) => readPrunedPrefix(trx, v.row.tenant_id));
+const prunedOf = (ctx: { deps: AuthenticatedContext["deps"] }, v: RetentionView) =>
+  withTenant(ctx.deps.db, v.row.tenant_id, (trx) => readPrunedPrefix(trx, v.row.tenant_id));
 
 builder.objectField(Tenant, "retention", (t) =>
   t.field({
     type: TenantRetention,
-    resolve: (row, _args, ctx) => ({ row, tierMaxDays: ctx.deps.config.audit.retentionDays[row.tier as Tier] ?? null, archived: !!ctx.deps.config.audit.archiveDir }),
+    resolve: (row, _args, ctx) => ({
+      row,
+      tierMaxDays: ctx.deps.config.audit.retentionDays[row.tier as Tier] ?? null,
+      archived: !!ctx.deps.config.audit.archiveDir,
+    }),
   }),
 );
 

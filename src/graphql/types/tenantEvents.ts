@@ -1,5 +1,7 @@
 import { LIVE_EVENT_PERMISSIONS, liveEventTypes, receivesEveryEvent } from "../../auth/liveEventTypes.ts";
+import { retainedStart } from "../../app/retention/retainedLog.ts";
 import { BadInputError, ForbiddenError } from "../../errors.ts";
+import { withTenant } from "../../store/db.ts";
 import { builder } from "../builder.ts";
 import { decodeCursor } from "../pagination.ts";
 import { AuditEvent } from "./auditLog.ts";
@@ -12,17 +14,21 @@ builder.subscriptionField("tenantEvents", (t) =>
   t.withAuth({ anyPermission: LIVE_EVENT_PERMISSIONS }).field({
     type: AuditEvent,
     description:
-      "The caller's tenant log as it grows (with event:subscribe every event, otherwise the events of the areas the caller may read: `me.liveEventTypes`): first every event after `after` (a cursor from this subscription, `auditLog` or an export), then each new event as it commits, in sequence order, with no gap and no duplicate. Without `after`, only events from now on. Reconnect with the last cursor received to get exactly what was missed. Ends with SLOW_CONSUMER when the client falls too far behind.",
+      "The caller's tenant log as it grows (with event:subscribe every event, otherwise the events of the areas the caller may read: `me.liveEventTypes`): first every event after `after` (a cursor from this subscription, `auditLog` or an export), then each new event as it commits, in sequence order, with no gap and no duplicate. Without `after`, only events from now on. Reconnect with the last cursor received to get exactly what was missed; a cursor behind what retention kept is PRUNED (extensions: firstAvailableSequence, anchor). Ends with SLOW_CONSUMER when the client falls too far behind.",
     args: {
       after: t.arg.string({ required: false }),
       types: t.arg.stringList({ required: false, description: `Only these event types (at most ${MAX_TYPES}), e.g. agent.created` }),
     },
-    subscribe: (_root, args, ctx) => {
+    subscribe: async (_root, args, ctx) => {
       const types = args.types ?? undefined;
       if (types && (types.length > MAX_TYPES || types.some((type) => !EVENT_TYPE.test(type)))) {
         throw new BadInputError(`types: at most ${MAX_TYPES} event types such as agent.created`, "types");
       }
-      return ctx.deps.events.watch(ctx.actor.tenantId, { after: decodeCursor("seq", args.after) ?? "latest", types: narrowed(ctx.actor.permissions, types) });
+      const after = decodeCursor("seq", args.after);
+      const tenantId = ctx.actor.tenantId;
+      // Resuming from a cursor retention has pruned past: PRUNED with where the log starts, not a silent gap.
+      if (after !== undefined) await withTenant(ctx.deps.db, tenantId, (trx) => retainedStart(trx, tenantId, { what: "after", sequence: after + 1 }));
+      return ctx.deps.events.watch(tenantId, { after: after ?? "latest", types: narrowed(ctx.actor.permissions, types) });
     },
     resolve: (event) => event,
   }),

@@ -47,15 +47,24 @@ export function findAgentState(trx: Tx, tenantId: string, agentId: string): Prom
   return trx.selectFrom("agents").select(["status", "connection"]).where("tenant_id", "=", tenantId).where("agent_id", "=", agentId).executeTakeFirst();
 }
 
-/** The first `first` events of each of these agents' streams, oldest first: one query for all of them. */
+/**
+ * The first `first` events each of these agents' streams still holds, oldest first: one query for
+ * all of them (by rank, not by version: retention may have pruned a stream's first versions).
+ */
 export async function agentHistories(trx: Tx, tenantId: string, agentIds: string[], first: number): Promise<Map<string, StoredEvent[]>> {
   const rows = await trx
-    .selectFrom("events")
+    .selectFrom((eb) =>
+      eb
+        .selectFrom("events")
+        .selectAll()
+        .select(sql<number>`row_number() over (partition by stream_id order by stream_version)`.as("rank"))
+        .where("tenant_id", "=", tenantId)
+        .where("stream_type", "=", "agent")
+        .where("stream_id", "in", agentIds)
+        .as("e"),
+    )
     .selectAll()
-    .where("tenant_id", "=", tenantId)
-    .where("stream_type", "=", "agent")
-    .where("stream_id", "in", agentIds)
-    .where("stream_version", "<=", first)
+    .where("rank", "<=", first)
     .orderBy("stream_id")
     .orderBy("stream_version")
     .execute();
