@@ -55,6 +55,9 @@ export interface Metrics {
   /** The largest lag of an active log stream, in events and in seconds; read on scrape. */
   logStreamLagEvents: Gauge;
   logStreamLagSeconds: Gauge;
+  /** Events retention pruned (each behind a signed checkpoint), and the steps that did it, by outcome. */
+  auditPrunedEvents: Counter;
+  auditPruneSteps: Counter<"outcome">;
 }
 
 /**
@@ -244,6 +247,17 @@ export function createMetrics(options: { defaultMetrics?: boolean; scrape?: Scra
         const age = await scrape.auditCheckpointAge?.();
         if (age !== undefined) this.set(age);
       },
+    }),
+    auditPrunedEvents: new Counter({
+      name: "keyplane_audit_pruned_events_total",
+      help: "Events retention removed from tenants' logs, each range behind a signed checkpoint (and archived first where AUDIT_ARCHIVE_DIR is set)",
+      registers,
+    }),
+    auditPruneSteps: new Counter({
+      name: "keyplane_audit_prune_steps_total",
+      help: "Prune steps (one range from checkpoint to checkpoint, one transaction), by outcome: pruned | failed",
+      labelNames: ["outcome"],
+      registers,
     }),
     logStreamDeliveries: new Counter({
       name: "keyplane_log_stream_deliveries_total",

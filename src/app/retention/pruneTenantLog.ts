@@ -20,7 +20,7 @@ import {
 import type { AppDeps } from "../deps.ts";
 import { writeArchive, type WrittenArchive } from "./writeArchive.ts";
 
-export type RetentionDeps = Pick<AppDeps, "db" | "config" | "logger" | "auditSigner" | "now">;
+export type RetentionDeps = Pick<AppDeps, "db" | "config" | "logger" | "auditSigner" | "now" | "metrics">;
 
 export interface PruneStep {
   fromSequence: number;
@@ -92,7 +92,14 @@ export async function pruneTenantLog(
       const archive = deps.config.audit.archiveDir
         ? await writeArchive(deps, options.database ?? {}, deps.config.audit.archiveDir, tenantId, { fromSequence: after + 1, toSequence: end })
         : null;
-      steps.push(await pruneStep(deps, tenantId, { after, upTo: end }, archive, days));
+      const step = await pruneStep(deps, tenantId, { after, upTo: end }, archive, days).catch((error: unknown) => {
+        deps.metrics.auditPruneSteps.inc({ outcome: "failed" });
+        throw error;
+      });
+      deps.metrics.auditPruneSteps.inc({ outcome: "pruned" });
+      deps.metrics.auditPrunedEvents.inc(step.events);
+      deps.logger.info({ tenantId, fromSequence: step.fromSequence, toSequence: step.toSequence, events: step.events, archive: step.archive?.file }, "audit log pruned");
+      steps.push(step);
       after = end;
     }
   } finally {
