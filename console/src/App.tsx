@@ -10,6 +10,7 @@ import { GitHubTokens } from "./pages/GitHubTokens.tsx";
 import { Installations } from "./pages/Installations.tsx";
 import { LogStreamsPage } from "./pages/LogStreams.tsx";
 import { Overview } from "./pages/Overview.tsx";
+import { RetentionPage } from "./pages/Retention.tsx";
 import { SignIn } from "./pages/SignIn.tsx";
 import { TasksPage } from "./pages/Tasks.tsx";
 import { Tenants } from "./pages/Tenants.tsx";
@@ -40,6 +41,7 @@ const PAGES = [
   { path: "/github-tokens", title: "GitHub tokens", needs: "token-policy:read" },
   { path: "/log-streams", title: "Log streams", needs: "log-stream:manage" },
   { path: "/audit", title: "Audit", needs: "audit:read" },
+  { path: "/retention", title: "Retention", needs: "tenant:read" },
   { path: "/tenants", title: "Tenants", needs: "tenant:list" },
 ] as const;
 
@@ -111,6 +113,7 @@ function SignedIn({ sessions }: { sessions: SessionStore }) {
         {viewer && page?.path === "/github-tokens" && <GitHubTokens viewer={viewer} />}
         {viewer && page?.path === "/log-streams" && <LogStreamsPage viewer={viewer} />}
         {viewer && page?.path === "/audit" && <Audit viewer={viewer} sessions={sessions} />}
+        {viewer && page?.path === "/retention" && <RetentionPage viewer={viewer} />}
         {viewer && page?.path === "/tenants" && <Tenants viewer={viewer} />}
       </main>
     </div>
