@@ -17,10 +17,9 @@ import {
 import type { ExportInput } from "../audit/node/readExportFile.ts";
 import { verifyExportChain, type ExportChainReport } from "../audit/node/verifyExportChain.ts";
 import { verifyExportFile } from "../audit/node/verifyExportFile.ts";
-import { pruneTenantLog, type PruneOutcome } from "../app/retention/pruneTenantLog.ts";
+import { pruneTenantLog, type PruneOutcome, type PruneStep } from "../app/retention/pruneTenantLog.ts";
 import { createRetentionJob } from "../app/retention/retentionJob.ts";
 import { PLATFORM_TENANT, systemActor } from "../auth/actor.ts";
-import type { Logger } from "../logger.ts";
 import type { Keyplane } from "../main.ts";
 import { processOwner } from "../runtime/leasedWorkers.ts";
 import { findTenant, listAllTenants } from "../store/queries/tenantQueries.ts";
@@ -256,11 +255,7 @@ export async function runAuditCheckpoint(kp: Keyplane, cmd: Extract<AuditCommand
 }
 
 /** What `keyplane audit prune` did to one tenant. */
-type TenantPrune = { tenantId: string } & (
-  | Exclude<PruneOutcome, { outcome: "held" }>
-  | { outcome: "held"; reason: string | null }
-  | { outcome: "failed"; error: string }
-);
+type TenantPrune = { tenantId: string } & (Exclude<PruneOutcome, { outcome: "held" }> | { outcome: "held"; reason: string | null });
 
 /**
  * keyplane audit prune: retention now, as the periodic job runs it (same lease, so never beside a
@@ -274,23 +269,17 @@ export async function runAuditPrune(kp: Keyplane, cmd: Extract<AuditCommand, { c
     const tenantId = cmd.tenantId;
     const tenant = await findTenant(kp.deps.db, tenantId);
     if (!tenant) throw new Error(`no tenant ${tenantId} (see: keyplane tenant list)`);
-    try {
-      const outcome = await pruneTenantLog(kp.deps, tenantId, { owner: processOwner(), database: kp.database });
-      results.push(outcome.outcome === "held" ? { tenantId, outcome: "held", reason: tenant.legal_hold_reason } : { tenantId, ...outcome });
-    } catch (error) {
-      results.push({ tenantId, outcome: "failed", error: (error as Error).message });
-    }
+    const outcome = await pruneTenantLog(kp.deps, tenantId, { owner: processOwner(), database: kp.database }).catch(
+      (error: unknown): PruneOutcome => ({ outcome: "failed", steps: [], error: error instanceof Error ? error.message : String(error) }),
+    );
+    results.push(outcome.outcome === "held" ? { tenantId, outcome: "held", reason: tenant.legal_hold_reason } : { tenantId, ...outcome });
   } else {
     const tenants = await listAllTenants(kp.deps.db);
-    // The job goes on past a tenant that fails, and only logs it: its log line is how the failure is known.
-    const failures = new Map<string, unknown>();
-    const job = createRetentionJob({ ...kp.deps, logger: recordingFailures(kp.deps.logger, failures) }, kp.database);
-    const outcomes = await job.runOnce();
-    const ids = [...new Set([...tenants.map((t) => t.tenant_id), ...Object.keys(outcomes), ...failures.keys()])].sort();
+    const outcomes = await createRetentionJob(kp.deps, kp.database).runOnce();
+    const ids = [...new Set([...tenants.map((t) => t.tenant_id), ...Object.keys(outcomes)])].sort();
     for (const tenantId of ids) {
       const outcome = outcomes[tenantId];
-      if (failures.has(tenantId)) results.push({ tenantId, outcome: "failed", error: messageOf(failures.get(tenantId)) });
-      else if (outcome && outcome.outcome !== "held") results.push({ tenantId, ...outcome });
+      if (outcome && outcome.outcome !== "held") results.push({ tenantId, ...outcome });
       // Not looked at: under legal hold (when listed, or since).
       else results.push({ tenantId, outcome: "held", reason: tenants.find((t) => t.tenant_id === tenantId)?.legal_hold_reason ?? null });
     }
@@ -300,7 +289,7 @@ export async function runAuditPrune(kp: Keyplane, cmd: Extract<AuditCommand, { c
   const archivePath = (file: string) => path.resolve(archiveDir!, file);
   if (cmd.json) {
     const tenants = results.map((r) =>
-      r.outcome === "pruned"
+      r.outcome === "pruned" || r.outcome === "failed"
         ? {
             ...r,
             events: r.steps.reduce((n, s) => n + s.events, 0),
@@ -317,42 +306,28 @@ export async function runAuditPrune(kp: Keyplane, cmd: Extract<AuditCommand, { c
 }
 
 function describePrune(r: TenantPrune, archivePath: (file: string) => string): string {
+  const stepLines = (steps: PruneStep[]) =>
+    steps
+      .map(
+        (s) =>
+          `  ${s.fromSequence}-${s.toSequence}: ${s.events} events, ` +
+          (s.archive ? `archived as ${archivePath(s.archive.file)} (sha256 ${s.archive.sha256})` : "not archived (AUDIT_ARCHIVE_DIR is not set)") +
+          "\n",
+      )
+      .join("");
   switch (r.outcome) {
     case "pruned": {
       const events = r.steps.reduce((n, s) => n + s.events, 0);
       const steps = r.steps.length === 1 ? "1 step" : `${r.steps.length} steps`;
-      return (
-        `${r.tenantId}: pruned sequences ${r.steps[0]!.fromSequence}-${r.steps.at(-1)!.toSequence} (${events} events) in ${steps}\n` +
-        r.steps
-          .map(
-            (s) =>
-              `  ${s.fromSequence}-${s.toSequence}: ${s.events} events, ` +
-              (s.archive ? `archived as ${archivePath(s.archive.file)} (sha256 ${s.archive.sha256})` : "not archived (AUDIT_ARCHIVE_DIR is not set)") +
-              "\n",
-          )
-          .join("")
-      );
+      return `${r.tenantId}: pruned sequences ${r.steps[0]!.fromSequence}-${r.steps.at(-1)!.toSequence} (${events} events) in ${steps}\n` + stepLines(r.steps);
     }
     case "nothing":
       return `${r.tenantId}: nothing to prune\n`;
     case "held":
       return `${r.tenantId}: under legal hold${r.reason ? ` (${r.reason})` : ""}: nothing pruned\n`;
     case "busy":
-      return `${r.tenantId}: busy: another process is pruning it (or died doing so: its lease lapses within minutes); nothing pruned here\n`;
+      return `${r.tenantId}: busy: another process is pruning it (or died doing so: its lease lapses within a minute); nothing pruned here\n`;
     case "failed":
-      return `${r.tenantId}: FAILED: ${r.error}\n`;
+      return `${r.tenantId}: FAILED: ${r.error}${r.steps.length ? ` (after ${r.steps.length} steps done)` : ""}\n` + stepLines(r.steps);
   }
-}
-
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error ?? "failed"));
-
-/** The logger, noting each tenant whose prune the retention job logged as failed ({ err, tenantId }). */
-function recordingFailures(logger: Logger, failures: Map<string, unknown>): Logger {
-  const recording = Object.create(logger) as Logger;
-  recording.error = ((obj: unknown, ...rest: unknown[]) => {
-    const tenantId = (obj as { tenantId?: unknown } | null)?.tenantId;
-    if (typeof tenantId === "string") failures.set(tenantId, (obj as { err?: unknown }).err);
-    return (logger.error as (...args: unknown[]) => void)(obj, ...rest);
-  }) as Logger["error"];
-  return recording;
 }

@@ -2,6 +2,8 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setLegalHold } from "../../src/app/tenants.ts";
+import { systemActor } from "../../src/auth/actor.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createKeyplane } from "../../src/main.ts";
 import { runKeyplane, runKeyplaneProcess, type CliResult } from "../testkit/keyplaneCli.ts";
@@ -218,12 +220,36 @@ describe.each(backends)("keyplane audit on $name", (backend) => {
     });
     expect((await keyplane(["audit", "verify", path.join(dir, "acme.ndjson"), "--jwks", path.join(dir, "acme.csv")], env)).err).toMatch(/--jwks .*: not JSON/);
   });
+
+  it("prune runs retention now and says what it did to each tenant: nothing to prune, under legal hold", async () => {
+    // Last: the hold is for good in globex's log.
+    const kp = await createKeyplane(loadConfig(env), { logger: testLogger("audit-cli") });
+    try {
+      await setLegalHold(kp.deps, systemActor("cli", "globex"), "globex", { reason: "litigation 42" });
+    } finally {
+      await kp.close();
+    }
+    // The tenants' events are recent: nothing is older than their period (the free tier's 30 days).
+    const all = await keyplane(["audit", "prune"], env);
+    expect(all).toMatchObject({ code: 0, err: "" });
+    expect(all.out).toMatch(/^acme: nothing to prune$/m);
+    expect(all.out).toMatch(/^globex: under legal hold \(litigation 42\): nothing pruned$/m);
+    const one = await keyplane(["audit", "prune", "--tenant", "acme", "--json"], env);
+    expect(one.code, one.err).toBe(0);
+    expect(JSON.parse(one.out)).toEqual({ ok: true, tenants: [{ tenantId: "acme", outcome: "nothing" }] });
+    const held = await keyplane(["audit", "prune", "--tenant", "globex", "--json"], env);
+    expect(JSON.parse(held.out)).toEqual({ ok: true, tenants: [{ tenantId: "globex", outcome: "held", reason: "litigation 42" }] });
+    expect(await keyplane(["audit", "prune", "--tenant", "nope"], env)).toMatchObject({
+      code: 1,
+      err: "keyplane: no tenant nope (see: keyplane tenant list)\n",
+    });
+  });
 });
 
 describe("keyplane audit usage errors", () => {
   const env = { NODE_ENV: "test", LOG_LEVEL: "warn", KEYPLANE_DATA_DIR: "/nonexistent/keyplane-never-created" };
   it.each([
-    [["audit"], "audit needs a command: export, verify, verify-stream or checkpoint"],
+    [["audit"], "audit needs a command: export, verify, verify-stream, checkpoint or prune"],
     [["audit", "burn"], "unknown audit command: burn"],
     [["audit", "export", "--out", "x"], "audit export needs --tenant"],
     [["audit", "export", "--tenant", "acme"], "audit export needs --out"],
@@ -235,6 +261,9 @@ describe("keyplane audit usage errors", () => {
     [["audit", "verify", "-", "a", "-"], "audit verify reads stdin once: - stands for one FILE"],
     [["audit", "verify", "a", "--threads", "all"], "invalid --threads: a number of threads, 0 or 1 for one core"],
     [["audit", "checkpoint", "--all"], "Unknown option '--all'"],
+    [["audit", "prune", "--tenant", ""], "invalid --tenant: a tenant's id"],
+    [["audit", "prune", "acme"], "Unexpected argument 'acme'"],
+    [["audit", "prune", "--all"], "Unknown option '--all'"],
   ])("keyplane %j → exit 2: %s", async (argv, message) => {
     const r = await keyplane(argv, env);
     expect(r.code).toBe(2);

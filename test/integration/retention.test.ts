@@ -230,6 +230,10 @@ describe("retention", () => {
     expect(renamed.data.updateAgent).toMatchObject({ name: "one-c", version: agents[0]!.version + 1 });
     const stale = await renameAgent(a, agents[1]!, "two-b");
     expect(stale.errors).toBeUndefined();
+    // The tenant's own stream (its tenant.created pruned) decides from its snapshot too.
+    await decideTenant(a.tenantId, { type: "SetRetentionPolicy", input: { days: 20 }, tierMaxDays: 365 });
+    const [changed] = (await eventsOfType(a.tenantId, "tenant.retention_set")).slice(-1);
+    expect(changed!.data).toMatchObject({ days: 20, previousDays: 30 });
 
     // A rebuild starts from the snapshot and replays the rest: the same tables as live.
     const liveTables = await readTables(a.tenantId);

@@ -34,11 +34,13 @@ export type PruneOutcome =
   /** Nothing older than the period lies behind a checkpoint not yet pruned (or the tier keeps everything). */
   | { outcome: "nothing" }
   | { outcome: "held" }
-  /** Another process prunes this tenant now. */
-  | { outcome: "busy" };
+  /** Another process prunes this tenant now (or died doing so: its lease lapses within a minute). */
+  | { outcome: "busy" }
+  /** A step failed: it removed nothing; the steps before it stay done. */
+  | { outcome: "failed"; steps: PruneStep[]; error: string };
 
-/** Seconds a process holds a tenant's prune without renewing it (renewed before each step). */
-const LEASE_SECONDS = 300;
+/** Seconds a process holds a tenant's prune without renewing it (renewed before each step and its archive). */
+const LEASE_SECONDS = 60;
 
 /**
  * Prunes the tenant's events older than its retention period, up to the newest signed checkpoint at
@@ -92,16 +94,20 @@ export async function pruneTenantLog(
       const archive = deps.config.audit.archiveDir
         ? await writeArchive(deps, options.database ?? {}, deps.config.audit.archiveDir, tenantId, { fromSequence: after + 1, toSequence: end })
         : null;
-      const step = await pruneStep(deps, tenantId, { after, upTo: end }, archive, days).catch((error: unknown) => {
-        deps.metrics.auditPruneSteps.inc({ outcome: "failed" });
-        throw error;
-      });
+      const step = await pruneStep(deps, tenantId, { after, upTo: end }, archive, days);
       deps.metrics.auditPruneSteps.inc({ outcome: "pruned" });
       deps.metrics.auditPrunedEvents.inc(step.events);
-      deps.logger.info({ tenantId, fromSequence: step.fromSequence, toSequence: step.toSequence, events: step.events, archive: step.archive?.file }, "audit log pruned");
+      deps.logger.info(
+        { tenantId, fromSequence: step.fromSequence, toSequence: step.toSequence, events: step.events, archive: step.archive?.file },
+        "audit log pruned",
+      );
       steps.push(step);
       after = end;
     }
+  } catch (error) {
+    deps.metrics.auditPruneSteps.inc({ outcome: "failed" });
+    deps.logger.error({ err: error, tenantId, stepsDone: steps.length }, "audit retention failed");
+    return { outcome: "failed", steps, error: error instanceof Error ? error.message : String(error) };
   } finally {
     await withTenant(deps.db, tenantId, (trx) => releaseRetentionLease(trx, tenantId, options.owner));
   }

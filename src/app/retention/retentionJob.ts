@@ -25,8 +25,9 @@ export function createRetentionJob(deps: RetentionDeps, database: Pick<DatabaseH
         try {
           outcomes[tenantId] = await pruneTenantLog(deps, tenantId, { owner, database });
         } catch (error) {
-          // One tenant's failure does not hold back the others; nothing of a failed step was removed.
+          // One tenant's failure does not hold back the others (a failed step removed nothing).
           deps.logger.error({ err: error, tenantId }, "audit retention failed");
+          outcomes[tenantId] = { outcome: "failed", steps: [], error: error instanceof Error ? error.message : String(error) };
         }
       }
       if (page.length < 500) return outcomes;
