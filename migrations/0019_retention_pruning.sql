@@ -57,19 +57,29 @@ $$;
 create trigger audit_prunes_valid before insert on audit_prunes
   for each row execute function keyplane_check_prune();
 
--- Events: a DELETE passes only for an event inside a recorded prune of its tenant; UPDATE and
--- TRUNCATE are refused as before.
-create or replace function keyplane_refuse_event_change() returns trigger language plpgsql
+-- Events: UPDATE and TRUNCATE are refused as before; a DELETE passes only when the rows it removed
+-- lie, per tenant, inside one recorded prune of that tenant. Checked once per statement on the rows
+-- it removed (a transition table; on Citus per shard, by an equality on the tenant), not per row.
+drop trigger events_append_only_rows on events;
+create trigger events_append_only_rows before update on events
+  for each row execute function keyplane_refuse_event_change();
+
+create function keyplane_check_event_delete() returns trigger language plpgsql
 set search_path from current
 as $$
+declare
+  r record;
 begin
-  if tg_op = 'DELETE' and exists (select 1 from audit_prunes p
-                                   where p.tenant_id = old.tenant_id and p.upto_seq >= old.tenant_seq and p.from_seq <= old.tenant_seq) then
-    return old;
-  end if;
-  raise exception 'events are append-only: % refused', tg_op using errcode = 'P0001';
+  for r in select o.tenant_id, min(o.tenant_seq) as lo, max(o.tenant_seq) as hi from pruned_rows o group by o.tenant_id loop
+    if not exists (select 1 from audit_prunes p where p.tenant_id = r.tenant_id and p.from_seq <= r.lo and r.hi <= p.upto_seq) then
+      raise exception 'events are append-only: DELETE refused' using errcode = 'P0001';
+    end if;
+  end loop;
+  return null;
 end;
 $$;
+create trigger events_delete_only_pruned after delete on events referencing old table as pruned_rows
+  for each statement execute function keyplane_check_event_delete();
 
 -- The one way to prune: records the prune (checked above) and removes exactly its range, in one
 -- statement of the caller's transaction. Answers what it removed.

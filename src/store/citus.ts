@@ -86,7 +86,8 @@ export async function distributeOnCitus(handle: Pick<DatabaseHandle, "db" | "bac
   const done: string[] = [];
   // Every placement in one transaction: all placed or none, and one commit across the nodes instead of one per table.
   await handle.db.transaction().execute(async (trx) => {
-    // The append-only triggers of events and audit_checkpoints only raise: the same on every shard.
+    // The append-only triggers of events and audit_checkpoints raise; retention's (migrations/0019)
+    // read the same tenant's colocated rows by an equality on tenant_id: the same on every shard.
     await sql`set local citus.enable_unsafe_triggers = on`.execute(trx);
     const place = async (table: string, how: string, call: ReturnType<typeof sql>) => {
       if (placed.has(table)) return;

@@ -17,13 +17,16 @@ export interface RetentionJob {
  */
 export function createRetentionJob(deps: RetentionDeps, database: Pick<DatabaseHandle, "pool"> = {}): RetentionJob {
   const owner = processOwner();
+  // Stopping ends a long prune between two of its steps rather than after the whole range.
+  let stopping = new AbortController();
   async function runOnce() {
     const outcomes: Record<string, PruneOutcome> = {};
     for (let after = ""; ; ) {
       const page = await withPlatform(deps.db, (trx) => readRetentionCandidates(trx, after, 500));
       for (const { tenantId } of page) {
         try {
-          outcomes[tenantId] = await pruneTenantLog(deps, tenantId, { owner, database });
+          if (stopping.signal.aborted) return outcomes;
+          outcomes[tenantId] = await pruneTenantLog(deps, tenantId, { owner, database, signal: stopping.signal });
         } catch (error) {
           // One tenant's failure does not hold back the others (a failed step removed nothing).
           deps.logger.error({ err: error, tenantId }, "audit retention failed");
@@ -35,5 +38,15 @@ export function createRetentionJob(deps: RetentionDeps, database: Pick<DatabaseH
     }
   }
   const job = periodicJob("audit retention", deps.config.audit.pruneIntervalSeconds * 1000, runOnce, deps.logger);
-  return { start: job.start, stop: job.stop, runOnce };
+  return {
+    start() {
+      if (stopping.signal.aborted) stopping = new AbortController();
+      job.start();
+    },
+    async stop() {
+      stopping.abort();
+      await job.stop();
+    },
+    runOnce,
+  };
 }

@@ -59,22 +59,31 @@ export async function releaseRetentionLease(trx: Tx, tenantId: string, owner: st
   await trx.deleteFrom("retention_leases").where("tenant_id", "=", tenantId).where("lease_owner", "=", owner).execute();
 }
 
-/** The events of a range with what a stream snapshot needs of them, in stream order. */
+/**
+ * What a stream snapshot needs of a range, in stream order: every event (type and data) of the
+ * streams with a decider, and only the last version of the others (their state is their version).
+ */
 export async function readStreamEventsInRange(
   trx: Tx,
   tenantId: string,
   range: { after: number; upTo: number },
-): Promise<Array<{ stream_type: string; stream_id: string; stream_version: number; event_type: string; data: Record<string, unknown> }>> {
-  return trx
-    .selectFrom("events")
-    .select(["stream_type", "stream_id", "stream_version", "event_type", "data"])
-    .where("tenant_id", "=", tenantId)
-    .where("tenant_seq", ">", range.after)
-    .where("tenant_seq", "<=", range.upTo)
-    .orderBy("stream_type")
-    .orderBy("stream_id")
-    .orderBy("stream_version")
-    .execute() as never;
+  deciderTypes: readonly string[],
+): Promise<Array<{ stream_type: string; stream_id: string; stream_version: number; event_type: string | null; data: Record<string, unknown> | null }>> {
+  const { rows } = await sql<{
+    stream_type: string;
+    stream_id: string;
+    stream_version: number;
+    event_type: string | null;
+    data: Record<string, unknown> | null;
+  }>`
+    select stream_type, stream_id, stream_version, event_type, data from events
+     where tenant_id = ${tenantId} and tenant_seq > ${range.after} and tenant_seq <= ${range.upTo} and stream_type = any(${deciderTypes}::text[])
+    union all
+    select stream_type, stream_id, max(stream_version), null, null from events
+     where tenant_id = ${tenantId} and tenant_seq > ${range.after} and tenant_seq <= ${range.upTo} and stream_type <> all(${deciderTypes}::text[])
+     group by stream_type, stream_id
+    order by 1, 2, 3`.execute(trx);
+  return rows;
 }
 
 /** The snapshots these streams already have (from earlier prunes), by "type\u001fid". */
