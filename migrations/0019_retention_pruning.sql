@@ -130,11 +130,12 @@ create table projection_snapshots (
   taken_at     timestamptz not null default now()
 );
 create table projection_snapshot_rows (
-  tenant_id  text  not null,
-  table_name text  not null,
-  row_data   jsonb not null
+  tenant_id  text    not null,
+  table_name text    not null,
+  row_no     integer not null,
+  row_data   jsonb   not null,
+  primary key (tenant_id, table_name, row_no)
 );
-create index projection_snapshot_rows_by_table on projection_snapshot_rows (tenant_id, table_name);
 
 -- Which process prunes a tenant now: a lease (DB clock), so one process at a time writes its archive.
 create table retention_leases (

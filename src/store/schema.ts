@@ -357,6 +357,7 @@ export interface ProjectionSnapshotsTable {
 export interface ProjectionSnapshotRowsTable {
   tenant_id: string;
   table_name: string;
+  row_no: number;
   row_data: Json<Record<string, unknown>>;
 }
 

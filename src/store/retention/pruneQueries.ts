@@ -161,8 +161,8 @@ export async function takeProjectionSnapshot(trx: Tx, tenantId: string, anchorSe
   const head = Number(rows[0]?.last_seq ?? 0);
   await trx.deleteFrom("projection_snapshot_rows").where("tenant_id", "=", tenantId).execute();
   for (const table of SNAPSHOT_TABLES) {
-    await sql`insert into projection_snapshot_rows (tenant_id, table_name, row_data)
-      select t.tenant_id, ${table}, to_jsonb(t) from ${sql.table(table)} t where t.tenant_id = ${tenantId}`.execute(trx);
+    await sql`insert into projection_snapshot_rows (tenant_id, table_name, row_no, row_data)
+      select t.tenant_id, ${table}, row_number() over (partition by t.tenant_id), to_jsonb(t) from ${sql.table(table)} t where t.tenant_id = ${tenantId}`.execute(trx);
   }
   // Replaced, not upserted: Citus takes no now() in an ON CONFLICT's SET.
   await trx.deleteFrom("projection_snapshots").where("tenant_id", "=", tenantId).execute();
