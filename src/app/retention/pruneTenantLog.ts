@@ -56,8 +56,8 @@ const PAUSE_PER_STEP_TIME = 4;
  * goes in steps of at most AUDIT_PRUNE_BATCH_EVENTS from one checkpoint to another; each step writes
  * its archive (when AUDIT_ARCHIVE_DIR is set) and fsyncs it, then in one transaction moves the pruned
  * streams' snapshots forward, calls keyplane_prune_prefix and appends `audit.pruned`. A crash between
- * archive and prune leaves the range in the log (the next run archives it again); a step is recorded
- * in audit_prunes, so none is pruned twice.
+ * archive and prune leaves the range in the log (the next run keeps the archive and prunes it); a step
+ * is recorded in audit_prunes, so none is pruned twice. Between steps it pauses (PAUSE_PER_STEP_TIME).
  */
 export async function pruneTenantLog(
   deps: RetentionDeps,
