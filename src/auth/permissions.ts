@@ -25,7 +25,8 @@ export const PERMISSIONS = {
   "agent:act": "act as the one agent the token was enrolled as (heartbeat, its own tasks)",
   "log-stream:manage": "list, create, change, replay and delete the tenant's log streams (never their secrets)",
   "alert-rule:manage": "list, create and delete the tenant's alert rules, and receive their firings live",
-  "retention:manage": "set how long the tenant's audit log is kept (within its tier) and place or release a legal hold on it (admins of their tenant; platform operators of any)",
+  "retention:manage":
+    "set how long the tenant's audit log is kept (within its tier) and place or release a legal hold on it (admins of their tenant; platform operators of any)",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;

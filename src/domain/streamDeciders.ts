@@ -15,7 +15,6 @@ import { tokenPolicyDecider } from "./tokenPolicy/decider.ts";
  * commands are decided on, so retention can keep that state when it prunes the events (a snapshot).
  * Streams of other types (security, audit_export, installation_request) are only appended to.
  */
-// biome-ignore lint/suspicious/noExplicitAny: a registry of deciders of every state and event type
 export const STREAM_DECIDERS: Readonly<Record<string, Decider<any, any, any>>> = {
   tenant: tenantDecider,
   session: sessionDecider,

@@ -776,7 +776,7 @@ const MATRIX: Record<string, MatrixRow> = {
   },
   "Mutation.setRetentionPolicy": {
     // The matrix tenant, named (platform operators must name it; its admin may).
-    operation: ({ tenantId }) => ({ query: 'mutation ($id: ID) { setRetentionPolicy(tenantId: $id, days: 7) { id } }', variables: { id: tenantId } }),
+    operation: ({ tenantId }) => ({ query: "mutation ($id: ID) { setRetentionPolicy(tenantId: $id, days: 7) { id } }", variables: { id: tenantId } }),
     // prettier-ignore
     expect: {
       anonymous: UNAUTHENTICATED,
@@ -806,7 +806,7 @@ const MATRIX: Record<string, MatrixRow> = {
   },
   "Mutation.releaseLegalHold": {
     // The matrix tenant, named (platform operators must name it; its admin may).
-    operation: ({ tenantId }) => ({ query: 'mutation ($id: ID) { releaseLegalHold(tenantId: $id) { id } }', variables: { id: tenantId } }),
+    operation: ({ tenantId }) => ({ query: "mutation ($id: ID) { releaseLegalHold(tenantId: $id) { id } }", variables: { id: tenantId } }),
     // prettier-ignore
     expect: {
       anonymous: UNAUTHENTICATED,

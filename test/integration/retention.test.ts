@@ -10,7 +10,6 @@ import { signCheckpoint } from "../../src/app/audit/signCheckpoint.ts";
 import { startAuditExport } from "../../src/app/audit/startAuditExport.ts";
 import { verifyAuditLog } from "../../src/app/audit/verifyAuditLog.ts";
 import { pruneTenantLog } from "../../src/app/retention/pruneTenantLog.ts";
-import { writeArchive } from "../../src/app/retention/writeArchive.ts";
 import { eventMetadata, systemActor } from "../../src/auth/actor.ts";
 import { AccessDenied } from "../../src/domain/security/events.ts";
 import type { TenantCommand } from "../../src/domain/tenant/decide.ts";

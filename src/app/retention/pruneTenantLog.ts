@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { eventMetadata, systemActor } from "../../auth/actor.ts";
 import type { Tier } from "../../domain/tenant/events.ts";
+import { effectiveRetentionDays } from "../../domain/tenant/retention.ts";
 import { AuditPruned } from "../../domain/audit/events.ts";
 import { STREAM_DECIDERS } from "../../domain/streamDeciders.ts";
 import { withTenant, type DatabaseHandle } from "../../store/db.ts";
@@ -68,9 +69,7 @@ export async function pruneTenantLog(
   const plan = await withTenant(deps.db, tenantId, async (trx) => {
     const tenant = await trx.selectFrom("tenants").select(["tier", "retention_days", "legal_hold_reason"]).where("tenant_id", "=", tenantId).executeTakeFirst();
     if (!tenant) return null;
-    const tierMax = deps.config.audit.retentionDays[tenant.tier as Tier] ?? null;
-    // The tenant's own period, within what its tier allows now (a lower tier since it was set bounds it).
-    const days = tenant.retention_days === null ? tierMax : tierMax === null ? tenant.retention_days : Math.min(tenant.retention_days, tierMax);
+    const days = effectiveRetentionDays(tenant.retention_days, deps.config.audit.retentionDays[tenant.tier as Tier] ?? null);
     const pruned = (await readPrunedPrefix(trx, tenantId))?.throughSequence ?? 0;
     if (tenant.legal_hold_reason !== null || days === null) return { held: tenant.legal_hold_reason !== null, days, pruned, target: null };
     const cut = new Date(deps.now().getTime() - days * 86_400_000);

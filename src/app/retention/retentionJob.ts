@@ -23,7 +23,7 @@ export function createRetentionJob(deps: RetentionDeps, database: Pick<DatabaseH
     const outcomes: Record<string, PruneOutcome> = {};
     for (let after = ""; ; ) {
       const page = await withPlatform(deps.db, (trx) => readRetentionCandidates(trx, after, 500));
-      for (const { tenantId } of page) {
+      for (const tenantId of page) {
         try {
           if (stopping.signal.aborted) return outcomes;
           outcomes[tenantId] = await pruneTenantLog(deps, tenantId, { owner, database, signal: stopping.signal });
@@ -34,7 +34,7 @@ export function createRetentionJob(deps: RetentionDeps, database: Pick<DatabaseH
         }
       }
       if (page.length < 500) return outcomes;
-      after = page[page.length - 1]!.tenantId;
+      after = page[page.length - 1]!;
     }
   }
   const job = periodicJob("audit retention", deps.config.audit.pruneIntervalSeconds * 1000, runOnce, deps.logger);

@@ -1,11 +1,12 @@
 import type { AuthenticatedContext } from "../context.ts";
 import { releaseLegalHold, setLegalHold, setRetentionPolicy } from "../../app/tenants.ts";
 import type { Tier } from "../../domain/tenant/events.ts";
+import { effectiveRetentionDays } from "../../domain/tenant/retention.ts";
 import { truncateWellFormed } from "../../domain/wellFormedInput.ts";
 import { BadInputError, NotFoundError } from "../../errors.ts";
 import { withTenant } from "../../store/db.ts";
 import type { TenantRow } from "../../store/queries/tenantQueries.ts";
-import { readPrunedPrefix } from "../../store/retention/prunedPrefix.ts";
+import { readPrunedPrefix, type PrunedPrefix } from "../../store/retention/prunedPrefix.ts";
 import { builder } from "../builder.ts";
 import { Tenant } from "./tenant.ts";
 
@@ -13,6 +14,8 @@ interface RetentionView {
   row: TenantRow;
   tierMaxDays: number | null;
   archived: boolean;
+  /** Where retention pruned the tenant's log: read once, when a field asks. */
+  pruned?: Promise<PrunedPrefix | null>;
 }
 
 const LegalHold = builder.objectRef<{ reason: string; since: Date | string }>("LegalHold").implement({
@@ -31,8 +34,7 @@ const TenantRetention = builder.objectRef<RetentionView>("TenantRetention").impl
     effectiveDays: t.int({
       nullable: true,
       description: "What retention applies: the smaller of the two; null: nothing is ever pruned",
-      resolve: (v) =>
-        v.row.retention_days === null ? v.tierMaxDays : v.tierMaxDays === null ? v.row.retention_days : Math.min(v.row.retention_days, v.tierMaxDays),
+      resolve: (v) => effectiveRetentionDays(v.row.retention_days, v.tierMaxDays),
     }),
     legalHold: t.field({
       type: LegalHold,
@@ -57,7 +59,7 @@ const TenantRetention = builder.objectRef<RetentionView>("TenantRetention").impl
 });
 
 const prunedOf = (ctx: { deps: AuthenticatedContext["deps"] }, v: RetentionView) =>
-  withTenant(ctx.deps.db, v.row.tenant_id, (trx) => readPrunedPrefix(trx, v.row.tenant_id));
+  (v.pruned ??= withTenant(ctx.deps.db, v.row.tenant_id, (trx) => readPrunedPrefix(trx, v.row.tenant_id)));
 
 builder.objectField(Tenant, "retention", (t) =>
   t.field({

@@ -2,24 +2,17 @@ import { sql } from "kysely";
 import { PROJECTED_TABLES } from "../schema.ts";
 import type { Tx } from "../db.ts";
 
-/** A tenant the retention job looks at: its tier and period; those under legal hold are left out. */
-export interface RetentionCandidate {
-  tenantId: string;
-  tier: string;
-  retentionDays: number | null;
-}
-
-/** Platform-wide: tenants not under legal hold, a page at a time in id order. */
-export async function readRetentionCandidates(trx: Tx, afterTenantId: string, limit: number): Promise<RetentionCandidate[]> {
+/** Platform-wide: the ids of tenants not under legal hold, a page at a time in id order (the retention job's list). */
+export async function readRetentionCandidates(trx: Tx, afterTenantId: string, limit: number): Promise<string[]> {
   const rows = await trx
     .selectFrom("tenants")
-    .select(["tenant_id", "tier", "retention_days"])
+    .select("tenant_id")
     .where("legal_hold_reason", "is", null)
     .where("tenant_id", ">", afterTenantId)
     .orderBy("tenant_id")
     .limit(limit)
     .execute();
-  return rows.map((r) => ({ tenantId: r.tenant_id, tier: r.tier, retentionDays: r.retention_days }));
+  return rows.map((r) => r.tenant_id);
 }
 
 /**
@@ -162,7 +155,9 @@ export async function takeProjectionSnapshot(trx: Tx, tenantId: string, anchorSe
   await trx.deleteFrom("projection_snapshot_rows").where("tenant_id", "=", tenantId).execute();
   for (const table of SNAPSHOT_TABLES) {
     await sql`insert into projection_snapshot_rows (tenant_id, table_name, row_no, row_data)
-      select t.tenant_id, ${table}, row_number() over (partition by t.tenant_id), to_jsonb(t) from ${sql.table(table)} t where t.tenant_id = ${tenantId}`.execute(trx);
+      select t.tenant_id, ${table}, row_number() over (partition by t.tenant_id), to_jsonb(t) from ${sql.table(table)} t where t.tenant_id = ${tenantId}`.execute(
+      trx,
+    );
   }
   // Replaced, not upserted: Citus takes no now() in an ON CONFLICT's SET.
   await trx.deleteFrom("projection_snapshots").where("tenant_id", "=", tenantId).execute();
