@@ -112,7 +112,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       config,
       logger,
       now,
-      minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience, now),
+      minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience),
       verifier: createTokenVerifier({ keys, issuer: config.auth.issuer, audience: config.auth.audience, external: config.auth.external, now }),
       security,
       keyring,

@@ -16,26 +16,43 @@ export interface AccessTokenClaims {
   scopes: string[];
   tokenId?: string;
   sessionId?: string;
+  /** The instant the lifetime was counted from, so exp - iat is exactly the lifetime asked for. */
+  issuedAt: Date;
   expiresAt: Date;
 }
 
 export interface TokenMinter {
   mintAccessToken(claims: AccessTokenClaims): Promise<{ token: string; tokenId: string; expiresAt: Date }>;
-  mintRefreshToken(claims: { tenantId: string; subject: string; kind: TokenKind; familyId: string; tokenId: string; expiresAt: Date }): Promise<string>;
+  mintRefreshToken(claims: {
+    tenantId: string;
+    subject: string;
+    kind: TokenKind;
+    familyId: string;
+    tokenId: string;
+    issuedAt: Date;
+    expiresAt: Date;
+  }): Promise<string>;
   /** The code's jti (codeId) becomes the id of the session it is redeemed for. */
-  mintSignInCode(claims: { tenantId: string; subject: string; kind: TokenKind; roles: Role[]; codeId: string; expiresAt: Date }): Promise<string>;
+  mintSignInCode(claims: {
+    tenantId: string;
+    subject: string;
+    kind: TokenKind;
+    roles: Role[];
+    codeId: string;
+    issuedAt: Date;
+    expiresAt: Date;
+  }): Promise<string>;
 }
 
-/** `now` is the clock a token's iat is read from (deps.now). */
-export function createTokenMinter(keys: SigningKeys, issuer: string, audience: string, now: () => Date = () => new Date()): TokenMinter {
-  const sign = (payload: Record<string, unknown>, typ: string, subject: string, tokenId: string, expiresAt: Date) =>
+export function createTokenMinter(keys: SigningKeys, issuer: string, audience: string): TokenMinter {
+  const sign = (payload: Record<string, unknown>, typ: string, subject: string, tokenId: string, issuedAt: Date, expiresAt: Date) =>
     new SignJWT(payload)
       .setProtectedHeader({ alg: SIGNING_ALG, kid: keys.current.kid, typ })
       .setIssuer(issuer)
       .setAudience(audience)
       .setSubject(subject)
       .setJti(tokenId)
-      .setIssuedAt(Math.floor(now().getTime() / 1000))
+      .setIssuedAt(Math.floor(issuedAt.getTime() / 1000))
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
       .sign(keys.current.privateKey);
 
@@ -45,13 +62,13 @@ export function createTokenMinter(keys: SigningKeys, issuer: string, audience: s
       const payload: Record<string, unknown> = { tenant_id: c.tenantId, roles: c.roles, kind: c.kind };
       if (c.scopes.length) payload.scope = c.scopes.join(" ");
       if (c.sessionId) payload.sid = c.sessionId;
-      return { token: await sign(payload, ACCESS_TOKEN_TYPE, c.subject, tokenId, c.expiresAt), tokenId, expiresAt: c.expiresAt };
+      return { token: await sign(payload, ACCESS_TOKEN_TYPE, c.subject, tokenId, c.issuedAt, c.expiresAt), tokenId, expiresAt: c.expiresAt };
     },
     mintRefreshToken(c) {
-      return sign({ tenant_id: c.tenantId, fam: c.familyId, kind: c.kind }, REFRESH_TOKEN_TYPE, c.subject, c.tokenId, c.expiresAt);
+      return sign({ tenant_id: c.tenantId, fam: c.familyId, kind: c.kind }, REFRESH_TOKEN_TYPE, c.subject, c.tokenId, c.issuedAt, c.expiresAt);
     },
     mintSignInCode(c) {
-      return sign({ tenant_id: c.tenantId, roles: c.roles, kind: c.kind }, SIGN_IN_CODE_TYPE, c.subject, c.codeId, c.expiresAt);
+      return sign({ tenant_id: c.tenantId, roles: c.roles, kind: c.kind }, SIGN_IN_CODE_TYPE, c.subject, c.codeId, c.issuedAt, c.expiresAt);
     },
   };
 }

@@ -542,7 +542,7 @@ describe("redeemSignInCode (keyplane console link)", () => {
     const pem = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     const otherKeys = await loadSigningKeys({ pem, dataDir: mkdtempSync(path.join(tmpdir(), "keyplane-other-key-")), allowGenerate: false });
     const config = app.kp.deps.config;
-    const forged = await link({ tenantId }, createTokenMinter(otherKeys, config.auth.issuer, config.auth.audience, clock.now));
+    const forged = await link({ tenantId }, createTokenMinter(otherKeys, config.auth.issuer, config.auth.audience));
     const pair = await issue(tokens.admin);
     // A signature Keyplane cannot verify names no tenant it could trust: that refusal goes to the platform log.
     for (const [code, reason, log] of [

@@ -354,6 +354,7 @@ describe("sockets follow their token", () => {
       kind: "service",
       roles: ["service"],
       scopes: [],
+      issuedAt: new Date(),
       expiresAt: new Date(Date.now() + 2000),
     });
     registerSecret(shortLived);

@@ -129,6 +129,7 @@ async function tokenExpiringIn(seconds: number): Promise<string> {
     kind: "user",
     roles: ["viewer"],
     scopes: [],
+    issuedAt: new Date(),
     expiresAt: new Date(Date.now() + seconds * 1000),
   });
   registerSecret(token);

@@ -67,7 +67,7 @@ export async function issueAccessToken(
       metadata,
       occurredAt: now,
     });
-    const access = await deps.minter.mintAccessToken({ tenantId: input.tenantId, ...grant, tokenId, expiresAt });
+    const access = await deps.minter.mintAccessToken({ tenantId: input.tenantId, ...grant, tokenId, issuedAt: now, expiresAt });
     return { accessToken: access.token, tokenId, expiresAt };
   }
 
@@ -84,5 +84,5 @@ export async function issueAccessToken(
     metadata,
     occurredAt: now,
   });
-  return mintPair(deps, input.tenantId, familyId, grant, accessTokenId, refreshTokenId, expiresAt, refreshExpiresAt);
+  return mintPair(deps, input.tenantId, familyId, grant, accessTokenId, refreshTokenId, now, expiresAt, refreshExpiresAt);
 }

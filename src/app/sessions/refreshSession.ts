@@ -91,6 +91,7 @@ export async function refreshSession(
     state.grant,
     accessTokenId,
     refreshTokenId,
+    now,
     new Date(now.getTime() + ttl * 1000),
     new Date(state.expiresAt),
   );

@@ -54,8 +54,9 @@ export async function mintSignInCode(deps: Pick<AppDeps, "config" | "minter" | "
   const input = parseInput(SignInCodeInput, rawInput);
   const kind: TokenKind = input.tenantId === PLATFORM_TENANT ? "platform" : "user";
   const codeId = randomUUID();
-  const expiresAt = new Date(deps.now().getTime() + input.ttlSeconds * 1000);
-  const code = await deps.minter.mintSignInCode({ tenantId: input.tenantId, subject: input.subject, kind, roles: input.roles, codeId, expiresAt });
+  const issuedAt = deps.now();
+  const expiresAt = new Date(issuedAt.getTime() + input.ttlSeconds * 1000);
+  const code = await deps.minter.mintSignInCode({ tenantId: input.tenantId, subject: input.subject, kind, roles: input.roles, codeId, issuedAt, expiresAt });
   return { code, codeId, expiresAt, link: `${deps.config.publicUrl}/console/#code=${code}` };
 }
 

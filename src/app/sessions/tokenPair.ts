@@ -20,18 +20,20 @@ export async function mintPair(
   grant: Grant,
   accessTokenId: string,
   refreshTokenId: string,
+  issuedAt: Date,
   expiresAt: Date,
   refreshExpiresAt: Date,
 ): Promise<IssuedTokens> {
   // An access token never outlives the family it came from.
   const accessExpiresAt = expiresAt < refreshExpiresAt ? expiresAt : refreshExpiresAt;
-  const access = await deps.minter.mintAccessToken({ tenantId, ...grant, tokenId: accessTokenId, sessionId: familyId, expiresAt: accessExpiresAt });
+  const access = await deps.minter.mintAccessToken({ tenantId, ...grant, tokenId: accessTokenId, sessionId: familyId, issuedAt, expiresAt: accessExpiresAt });
   const refreshToken = await deps.minter.mintRefreshToken({
     tenantId,
     subject: grant.subject,
     kind: grant.kind,
     familyId,
     tokenId: refreshTokenId,
+    issuedAt,
     expiresAt: refreshExpiresAt,
   });
   return { accessToken: access.token, tokenId: accessTokenId, expiresAt: accessExpiresAt, refreshToken, refreshExpiresAt };

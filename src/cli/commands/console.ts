@@ -58,7 +58,7 @@ function consoleLink(args: string[]): Command {
     );
     const keys = await signingKeysOf(config);
     const now = () => new Date();
-    const issued = await mintSignInCode({ config, now, minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience, now) }, input);
+    const issued = await mintSignInCode({ config, now, minter: createTokenMinter(keys, config.auth.issuer, config.auth.audience) }, input);
     io.out(`${issued.link}\n`);
     io.err(
       `This link signs in once, as ${input.subject} (${input.roles.join(", ")}) in ${platform ? "the platform" : `tenant ${tenantId}`}; ` +
