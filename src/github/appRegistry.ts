@@ -5,12 +5,20 @@ import path from "node:path";
 import { ConfigError } from "../config.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { parsePrivateKey, publicKeyFingerprint } from "./privateKey.ts";
+import { createSigner, type SignerOptions, type SignerSettings } from "./signers/createSigner.ts";
+import { checkSigner, type JwtSigner, SIGNER_KINDS, type SignerKind } from "./signers/jwtSigner.ts";
 import type { GitHubApp, GitHubAppRegistry } from "./types.ts";
 
 // The named GitHub Apps (rex, clippy, qa, …), read from GITHUB_APP_<NAME>_* variables, from the unnamed
 // GITHUB_APP_* variables (one app named GITHUB_APP_NAME, default "default") and/or from a directory of
 // mounted secrets, GITHUB_APPS_DIR/<name>/{appId,privateKey,webhookSecret,slug?,clientId?,clientSecret?}
 // (what External Secrets or a Kubernetes Secret volume produce).
+//
+// Each app has a signer (src/github/signers): `memory` (the default: the private key above), `pkcs11`
+// (a key on a PKCS#11 token: module, token label or slot, PIN or PIN file, key label or id) or
+// `aws-kms` (an AWS KMS key: key id or ARN, region, endpoint), chosen by GITHUB_APP_<NAME>_SIGNER or
+// the file `signer`. With a key kept elsewhere the private key must be absent. Signers open nothing
+// here: githubApps.ts checks them at start, and a rotated app's new signer is checked before use.
 //
 // Private keys become KeyObjects at once (privateKey.ts); the buffers that held the PEM are zeroed.
 // Nothing here ever prints key material: problems are named ("not an RSA key", "truncated PEM"), never
@@ -48,34 +56,85 @@ export interface LoadGitHubAppsOptions {
   logger?: Logger;
   /** Re-read mounted files when they change (poll + fs.watch). Default true. */
   watch?: boolean;
+  /** Settings of the signers' clients (tests: the AWS SDK's credentials). */
+  signers?: SignerOptions;
 }
 
 /** The registry loadGitHubApps returns: a GitHubAppRegistry that can also be asked to look at its files now. */
 export interface WatchedGitHubAppRegistry extends GitHubAppRegistry {
   /** Re-reads the mounted files at once (what each poll does); resolves when every changed app is handled. */
   check(): Promise<void>;
+  /** Stops watching files and closes every signer (PKCS#11 sessions, KMS clients) once its calls under way are done. */
+  close(): Promise<void>;
 }
 
-type Field = "appId" | "privateKey" | "webhookSecret" | "slug" | "clientId" | "clientSecret";
+type SignerField =
+  | "signer"
+  | "pkcs11Module"
+  | "pkcs11TokenLabel"
+  | "pkcs11Slot"
+  | "pkcs11Pin"
+  | "pkcs11PinFile"
+  | "pkcs11KeyLabel"
+  | "pkcs11KeyId"
+  | "kmsKeyId"
+  | "kmsRegion"
+  | "kmsEndpoint";
+type Field = "appId" | "privateKey" | "webhookSecret" | "slug" | "clientId" | "clientSecret" | SignerField;
 
-// Longest suffix first: GITHUB_APP_REX_CLIENT_ID is rex's CLIENT_ID, not an app "rex-client"'s ID.
-const ENV_FIELDS: ReadonlyArray<readonly [string, Field]> = [
-  ["CLIENT_SECRET", "clientSecret"],
-  ["CLIENT_ID", "clientId"],
-  ["PRIVATE_KEY", "privateKey"],
-  ["WEBHOOK_SECRET", "webhookSecret"],
-  ["SLUG", "slug"],
-  ["ID", "appId"],
-];
-const FILES: Record<Field, string> = {
+// Matched longest suffix first: GITHUB_APP_REX_CLIENT_ID is rex's CLIENT_ID, not an app "rex-client"'s
+// ID, and GITHUB_APP_REX_KMS_KEY_ID is rex's KMS key, not an app "rex-kms-key"'s ID. An app named `kms`
+// or `pkcs11` is fine (GITHUB_APP_KMS_ID, GITHUB_APP_KMS_KMS_KEY_ID); only names that end in `client`,
+// `kms-key` or `pkcs11-key` cannot have their id set by a variable (the error says so: use GITHUB_APPS_DIR).
+const ENV_FIELDS: ReadonlyArray<readonly [string, Field]> = (
+  [
+    ["CLIENT_SECRET", "clientSecret"],
+    ["CLIENT_ID", "clientId"],
+    ["PRIVATE_KEY", "privateKey"],
+    ["WEBHOOK_SECRET", "webhookSecret"],
+    ["SLUG", "slug"],
+    ["ID", "appId"],
+    ["SIGNER", "signer"],
+    ["PKCS11_MODULE", "pkcs11Module"],
+    ["PKCS11_TOKEN_LABEL", "pkcs11TokenLabel"],
+    ["PKCS11_SLOT", "pkcs11Slot"],
+    ["PKCS11_PIN", "pkcs11Pin"],
+    ["PKCS11_PIN_FILE", "pkcs11PinFile"],
+    ["PKCS11_KEY_LABEL", "pkcs11KeyLabel"],
+    ["PKCS11_KEY_ID", "pkcs11KeyId"],
+    ["KMS_KEY_ID", "kmsKeyId"],
+    ["KMS_REGION", "kmsRegion"],
+    ["KMS_ENDPOINT", "kmsEndpoint"],
+  ] as const
+)
+  .slice()
+  .sort((a, b) => b[0].length - a[0].length);
+
+/** Every GITHUB_APP_<NAME>_<SUFFIX> an app reads (the token writer keeps only these of the app it serves). */
+export const GITHUB_APP_ENV_SUFFIXES: readonly string[] = ENV_FIELDS.map(([suffix]) => suffix);
+
+// The mounted-directory form: GITHUB_APPS_DIR/<name>/<file>. (A PIN is the file pkcs11Pin itself there.)
+const FILES: Partial<Record<Field, string>> = {
   appId: "appId",
   privateKey: "privateKey",
   webhookSecret: "webhookSecret",
   slug: "slug",
   clientId: "clientId",
   clientSecret: "clientSecret",
+  signer: "signer",
+  pkcs11Module: "pkcs11Module",
+  pkcs11TokenLabel: "pkcs11TokenLabel",
+  pkcs11Slot: "pkcs11Slot",
+  pkcs11Pin: "pkcs11Pin",
+  pkcs11KeyLabel: "pkcs11KeyLabel",
+  pkcs11KeyId: "pkcs11KeyId",
+  kmsKeyId: "kmsKeyId",
+  kmsRegion: "kmsRegion",
+  kmsEndpoint: "kmsEndpoint",
 };
-const REQUIRED_FILES: Field[] = ["appId", "privateKey", "webhookSecret"];
+const FILE_FIELDS = Object.keys(FILES) as Field[];
+// The private key too, unless the signer keeps it elsewhere (buildApp).
+const REQUIRED_FILES: Field[] = ["appId", "webhookSecret"];
 const PREFIX = "GITHUB_APP_";
 
 type Material = Partial<Record<Field, Buffer | string>>;
@@ -87,12 +146,26 @@ type Material = Partial<Record<Field, Buffer | string>>;
 export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsOptions = {}): WatchedGitHubAppRegistry {
   const logger = options.logger ?? createLogger({ level: "silent" });
   const apps = new Map<string, GitHubApp>();
+  // The settings each signer was made from: a rotation that leaves them alone keeps the signer (and its session).
+  const signerSettings = new WeakMap<JwtSigner, string>();
+  // Signers replaced by a rotation, closing once their calls under way are done.
+  const retiring = new Set<Promise<void>>();
+
+  function withSigner(built: BuiltApp, previous?: GitHubApp): GitHubApp {
+    const kept = previous?.signer && signerSettings.get(previous.signer) === built.settingsKey ? previous.signer : undefined;
+    const signer = kept ?? createSigner(built.settings, options.signers);
+    signerSettings.set(signer, built.settingsKey);
+    return { ...built.app, signer };
+  }
+
+  function retire(signer: JwtSigner): void {
+    const closing = signer.close().catch(() => {});
+    retiring.add(closing);
+    void closing.then(() => retiring.delete(closing));
+  }
 
   for (const [name, { material, unnamed }] of envApps(source.env ?? {}, logger)) {
-    apps.set(
-      name,
-      buildApp(name, material, (field) => envName(unnamed ? undefined : name, field)),
-    );
+    apps.set(name, withSigner(buildApp(name, material, (field) => envName(unnamed ? undefined : name, field))));
   }
 
   const watched = new Map<string, WatchedApp>();
@@ -102,10 +175,7 @@ export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsO
       const appDir = path.join(source.dir, name);
       const snapshot = readSnapshotSync(name, appDir);
       try {
-        apps.set(
-          name,
-          buildApp(name, snapshot.material, (field) => path.join(appDir, FILES[field]), REQUIRED_FILES),
-        );
+        apps.set(name, withSigner(buildApp(name, snapshot.material, (field) => fileOf(appDir, field), REQUIRED_FILES)));
       } finally {
         wipe(snapshot.material);
       }
@@ -133,9 +203,24 @@ export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsO
         again = true;
         return;
       }
+      const previous = apps.get(name);
       let app: GitHubApp;
+      let keyFingerprint: string | undefined;
       try {
-        app = buildApp(name, snapshot.material, (field) => path.join(state.dir, FILES[field]), REQUIRED_FILES);
+        app = withSigner(
+          buildApp(name, snapshot.material, (field) => fileOf(state.dir, field), REQUIRED_FILES),
+          previous,
+        );
+        if (app.privateKey) keyFingerprint = publicKeyFingerprint(app.privateKey);
+        else if (app.signer !== previous?.signer) {
+          // A new HSM or KMS key (or PIN, or token) is checked before any JWT depends on it.
+          try {
+            keyFingerprint = (await checkSigner(app.signer!)).keyFingerprint;
+          } catch (error) {
+            void app.signer!.close().catch(() => {});
+            throw new GitHubAppConfigError(name, error instanceof Error ? error.message : "its signer does not work");
+          }
+        }
       } catch (error) {
         state.rejectedHash = snapshot.hash;
         const problem = error instanceof GitHubAppConfigError ? error.problem : "could not be read";
@@ -143,10 +228,11 @@ export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsO
         return;
       }
       apps.set(name, app);
+      if (previous?.signer && previous.signer !== app.signer) retire(previous.signer);
       state.hash = snapshot.hash;
       state.rejectedHash = undefined;
       logger.info(
-        { app: name, appId: app.appId, keyFingerprint: publicKeyFingerprint(app.privateKey) },
+        { app: name, appId: app.appId, signer: app.signer!.kind, ...(keyFingerprint ? { keyFingerprint } : {}) },
         `GitHub App ${name}: files changed; the new values are in use`,
       );
       for (const listener of listeners) {
@@ -215,12 +301,15 @@ export function loadGitHubApps(source: GitHubAppSource, options: LoadGitHubAppsO
       listeners.push(listener);
     },
     check,
-    close() {
+    async close() {
+      const first = !closed;
       closed = true;
       if (timer) clearInterval(timer);
       if (hintTimer) clearTimeout(hintTimer);
       for (const watcher of watchers) watcher.close();
       watchers.length = 0;
+      if (first) for (const app of apps.values()) if (app.signer) retire(app.signer);
+      await Promise.all(retiring);
     },
   };
 }
@@ -242,28 +331,25 @@ function envApps(env: Record<string, string | undefined>, logger: Logger): Map<s
     if (!variable.startsWith(PREFIX) || value === undefined || value === "") continue;
     const rest = variable.slice(PREFIX.length);
     if (rest === "NAME") continue;
-    const exact = ENV_FIELDS.find(([suffix]) => rest === suffix);
-    if (exact) {
-      unnamed[exact[1]] = value;
-      continue;
-    }
-    const field = ENV_FIELDS.find(([suffix]) => rest.endsWith(`_${suffix}`));
-    const upper = field ? rest.slice(0, -(field[0].length + 1)) : "";
-    if (!field || !/^[A-Z0-9]+(_[A-Z0-9]+)*$/.test(upper)) {
+    const parsed = parseVariable(rest);
+    if (!parsed) {
       logger.warn(
         { variable },
-        `${variable} is not a GitHub App setting (GITHUB_APP_<NAME>_ID, _PRIVATE_KEY, _WEBHOOK_SECRET, _SLUG, _CLIENT_ID, _CLIENT_SECRET); ignored`,
+        `${variable} is not a GitHub App setting (GITHUB_APP_<NAME>_ID, _PRIVATE_KEY, _WEBHOOK_SECRET, _SLUG, _CLIENT_ID, _CLIENT_SECRET, _SIGNER, _PKCS11_*, _KMS_*); ignored`,
       );
       continue;
     }
-    const name = upper.toLowerCase().replace(/_/g, "-");
-    const entry = named.get(name) ?? { material: {}, unnamed: false };
-    entry.material[field[1]] = value;
-    named.set(name, entry);
+    if (parsed.name === undefined) {
+      unnamed[parsed.field] = value;
+      continue;
+    }
+    const entry = named.get(parsed.name) ?? { material: {}, unnamed: false };
+    entry.material[parsed.field] = value;
+    named.set(parsed.name, entry);
   }
-  // The unnamed variables make an app when they carry an id or a key: a webhook secret or an OAuth
-  // client alone configured nothing before named apps existed, and still configures nothing.
-  if (unnamed.appId !== undefined || unnamed.privateKey !== undefined) {
+  // The unnamed variables make an app when they carry an id, a key or a signer: a webhook secret or an
+  // OAuth client alone configured nothing before named apps existed, and still configures nothing.
+  if (unnamed.appId !== undefined || unnamed.privateKey !== undefined || unnamed.signer !== undefined) {
     const name = env.GITHUB_APP_NAME?.trim() || "default";
     if (!GITHUB_APP_NAME.test(name)) throw new GitHubAppConfigError(undefined, "GITHUB_APP_NAME must be lower-case letters, digits and dashes");
     if (named.has(name))
@@ -273,9 +359,25 @@ function envApps(env: Record<string, string | undefined>, logger: Logger): Map<s
       );
     named.set(name, { material: unnamed, unnamed: true });
   } else if (Object.keys(unnamed).length) {
-    logger.warn({ variables: Object.keys(unnamed) }, "GITHUB_APP_* variables without GITHUB_APP_ID or GITHUB_APP_PRIVATE_KEY configure no app; ignored");
+    logger.warn(
+      { variables: Object.keys(unnamed) },
+      "GITHUB_APP_* variables without GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY or GITHUB_APP_SIGNER configure no app; ignored",
+    );
   }
   return named;
+}
+
+/**
+ * GITHUB_APP_<rest>: the unnamed app's setting when `rest` is a suffix itself (CLIENT_ID, KMS_KEY_ID),
+ * else <NAME>_<suffix> with the longest suffix that fits; undefined when neither.
+ */
+function parseVariable(rest: string): { name?: string; field: Field } | undefined {
+  const exact = ENV_FIELDS.find(([suffix]) => rest === suffix);
+  if (exact) return { field: exact[1] };
+  const field = ENV_FIELDS.find(([suffix]) => rest.endsWith(`_${suffix}`));
+  const upper = field ? rest.slice(0, -(field[0].length + 1)) : "";
+  if (!field || !/^[A-Z0-9]+(_[A-Z0-9]+)*$/.test(upper)) return undefined;
+  return { name: upper.toLowerCase().replace(/_/g, "-"), field: field[1] };
 }
 
 const envPart = (name: string) => name.toUpperCase().replace(/-/g, "_");
@@ -321,13 +423,13 @@ interface Snapshot {
 
 function readSnapshotSync(name: string, dir: string): Snapshot {
   const material: Material = {};
-  for (const field of Object.keys(FILES) as Field[]) {
+  for (const field of FILE_FIELDS) {
     try {
-      material[field] = readFileSync(path.join(dir, FILES[field]));
+      material[field] = readFileSync(fileOf(dir, field));
     } catch (error) {
       if (errorCode(error) === "ENOENT") continue;
       wipe(material);
-      throw new GitHubAppConfigError(name, `${path.join(dir, FILES[field])} cannot be read (${errorCode(error)})`);
+      throw new GitHubAppConfigError(name, `${fileOf(dir, field)} cannot be read (${errorCode(error)})`);
     }
   }
   return { hash: hashOf(material), material };
@@ -335,9 +437,9 @@ function readSnapshotSync(name: string, dir: string): Snapshot {
 
 async function readSnapshot(dir: string): Promise<Snapshot> {
   const material: Material = {};
-  for (const field of Object.keys(FILES) as Field[]) {
+  for (const field of FILE_FIELDS) {
     try {
-      material[field] = await readFile(path.join(dir, FILES[field]));
+      material[field] = await readFile(fileOf(dir, field));
     } catch (error) {
       // Missing (mid-swap, removed): the parse names it; unreadable: the same.
       if (errorCode(error) !== "ENOENT") material[field] = Buffer.alloc(0);
@@ -348,12 +450,18 @@ async function readSnapshot(dir: string): Promise<Snapshot> {
 
 function hashOf(material: Material): string {
   const hash = createHash("sha256");
-  for (const field of Object.keys(FILES) as Field[]) {
+  for (const field of FILE_FIELDS) {
     const value = material[field];
     hash.update(`${field}:${value === undefined ? "-" : value.length}:`);
     if (value !== undefined) hash.update(value);
   }
   return hash.digest("hex");
+}
+
+/** The mounted file of `field`, or for a field that has none (pkcs11PinFile), what names it. */
+function fileOf(dir: string, field: Field): string {
+  const file = FILES[field];
+  return file ? path.join(dir, file) : `${field} (a variable only: mount the PIN as ${path.join(dir, "pkcs11Pin")})`;
 }
 
 function wipe(material: Material): void {
@@ -368,7 +476,17 @@ const text = (value: Buffer | string | undefined): string | undefined => {
   return s === "" ? undefined : s;
 };
 
-function buildApp(name: string, material: Material, where: (field: Field) => string, required: Field[] = ["privateKey"]): GitHubApp {
+interface BuiltApp {
+  app: Omit<GitHubApp, "signer">;
+  settings: SignerSettings;
+  /** The signer's settings (the PIN as a hash): equal keys share one signer across a rotation. */
+  settingsKey: string;
+}
+
+const PKCS11_FIELDS: SignerField[] = ["pkcs11Module", "pkcs11TokenLabel", "pkcs11Slot", "pkcs11Pin", "pkcs11PinFile", "pkcs11KeyLabel", "pkcs11KeyId"];
+const KMS_FIELDS: SignerField[] = ["kmsKeyId", "kmsRegion", "kmsEndpoint"];
+
+function buildApp(name: string, material: Material, where: (field: Field) => string, required: Field[] = []): BuiltApp {
   for (const field of required) {
     if (material[field] === undefined) throw new GitHubAppConfigError(name, `${where(field)} is missing`);
   }
@@ -376,9 +494,11 @@ function buildApp(name: string, material: Material, where: (field: Field) => str
   const clientId = text(material.clientId);
   const issuer = appId ?? clientId;
   if (!issuer) {
+    // GITHUB_APP_<NAME>_ID reads as another setting for names ending in client, kms-key or pkcs11-key.
+    const parsed = parseVariable(`${envPart(name)}_ID`);
     const hint =
-      name === "client" || name.endsWith("-client")
-        ? ` (an app named "${name}" cannot be configured by variables: GITHUB_APP_${envPart(name)}_ID reads as a client id; use GITHUB_APPS_DIR)`
+      parsed?.name !== name || parsed.field !== "appId"
+        ? ` (an app named "${name}" cannot be configured by variables: GITHUB_APP_${envPart(name)}_ID reads as ${parsed?.name === undefined ? "the unnamed app's" : `app ${parsed.name}'s`} ${ENV_FIELDS.find(([, f]) => f === parsed?.field)?.[0] ?? "setting"}; use GITHUB_APPS_DIR)`
         : "";
     throw new GitHubAppConfigError(name, `${where("appId")} (or ${where("clientId")}) is missing${hint}`);
   }
@@ -394,17 +514,87 @@ function buildApp(name: string, material: Material, where: (field: Field) => str
   const webhookSecret = text(material.webhookSecret);
   if (material.webhookSecret !== undefined && webhookSecret === undefined) throw new GitHubAppConfigError(name, `${where("webhookSecret")} is empty`);
 
+  const kind = (text(material.signer) ?? "memory") as SignerKind;
+  if (!SIGNER_KINDS.includes(kind))
+    throw new GitHubAppConfigError(name, `${where("signer")} is "${kind.slice(0, 40)}": the signer is memory (the default), pkcs11 or aws-kms`);
+  const fail = (problem: string) => new GitHubAppConfigError(name, problem);
+  // Settings of another signer are a mistake to point out, not to ignore.
+  const foreign = [...(kind === "pkcs11" ? [] : PKCS11_FIELDS), ...(kind === "aws-kms" ? [] : KMS_FIELDS)].filter((f) => material[f] !== undefined);
+  if (foreign.length) throw fail(`${where(foreign[0]!)} is set but the signer is ${kind}${kind === "memory" ? ` (set ${where("signer")})` : ""}`);
+
+  const base = { name, appId: issuer, slug, webhookSecret, clientId, clientSecret };
+  if (kind !== "memory") {
+    if (material.privateKey !== undefined)
+      throw fail(`${where("privateKey")} is set but the signer is ${kind}: the key stays in the ${kind === "pkcs11" ? "HSM" : "KMS"}; remove the private key`);
+    const settings = kind === "pkcs11" ? pkcs11Settings(material, where, fail) : kmsSettings(material, where, fail);
+    const { pin, ...shown } = settings as SignerSettings & { pin?: string };
+    const settingsKey = JSON.stringify({ ...shown, pin: pin === undefined ? undefined : createHash("sha256").update(pin).digest("hex") });
+    return { app: base, settings, settingsKey };
+  }
+
   const rawKey = material.privateKey;
-  if (rawKey === undefined) throw new GitHubAppConfigError(name, `${where("privateKey")} is missing`);
+  if (rawKey === undefined) throw fail(`${where("privateKey")} is missing`);
   const keyBuffer = typeof rawKey === "string" ? Buffer.from(rawKey, "utf8") : rawKey;
   let privateKey: KeyObject;
   try {
-    privateKey = parsePrivateKey(keyBuffer, (problem) => new GitHubAppConfigError(name, `${where("privateKey")} ${problem}`));
+    privateKey = parsePrivateKey(keyBuffer, (problem) => fail(`${where("privateKey")} ${problem}`));
   } finally {
     // A Buffer made here from an env string is ours to zero (the string itself cannot be); a file's buffer is zeroed by the caller.
     if (typeof rawKey === "string") keyBuffer.fill(0);
   }
-  return { name, appId: issuer, slug, privateKey, webhookSecret, clientId, clientSecret };
+  return { app: { ...base, privateKey }, settings: { kind: "memory", privateKey }, settingsKey: `memory:${publicKeyFingerprint(privateKey)}` };
+}
+
+function pkcs11Settings(material: Material, where: (field: Field) => string, fail: (problem: string) => Error): SignerSettings {
+  const module = text(material.pkcs11Module);
+  if (!module) throw fail(`${where("pkcs11Module")} is missing (the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so)`);
+  if (!path.isAbsolute(module)) throw fail(`${where("pkcs11Module")} must be an absolute path`);
+  const tokenLabel = text(material.pkcs11TokenLabel);
+  const slotText = text(material.pkcs11Slot);
+  if (tokenLabel === undefined && slotText === undefined) throw fail(`${where("pkcs11TokenLabel")} (or ${where("pkcs11Slot")}) is missing`);
+  if (tokenLabel !== undefined && slotText !== undefined) throw fail(`${where("pkcs11TokenLabel")} and ${where("pkcs11Slot")} are both set; keep one`);
+  if (slotText !== undefined && !/^[0-9]{1,15}$/.test(slotText)) throw fail(`${where("pkcs11Slot")} is not a slot number`);
+  if (material.pkcs11Pin !== undefined && material.pkcs11PinFile !== undefined)
+    throw fail(`${where("pkcs11Pin")} and ${where("pkcs11PinFile")} are both set; keep one`);
+  let pin = text(material.pkcs11Pin);
+  const pinFile = text(material.pkcs11PinFile);
+  if (pinFile !== undefined) {
+    let buffer: Buffer;
+    try {
+      buffer = readFileSync(pinFile);
+    } catch (error) {
+      throw fail(`${where("pkcs11PinFile")} (${pinFile}) cannot be read (${errorCode(error)})`);
+    }
+    pin = text(buffer);
+    buffer.fill(0);
+    if (pin === undefined) throw fail(`${where("pkcs11PinFile")} (${pinFile}) is empty`);
+  }
+  if (pin === undefined) throw fail(`${where("pkcs11Pin")} (or ${where("pkcs11PinFile")}) is missing: the token's user PIN`);
+  const keyLabel = text(material.pkcs11KeyLabel);
+  const keyId = text(material.pkcs11KeyId)?.replace(/^0x/i, "").replace(/:/g, "").toLowerCase();
+  if (keyLabel === undefined && keyId === undefined) throw fail(`${where("pkcs11KeyLabel")} (or ${where("pkcs11KeyId")}) is missing: which key on the token`);
+  if (keyId !== undefined && !/^([0-9a-f]{2})+$/.test(keyId)) throw fail(`${where("pkcs11KeyId")} is not a key id in hex (CKA_ID, e.g. 01 or a1b2)`);
+  return { kind: "pkcs11", module, tokenLabel, slot: slotText === undefined ? undefined : Number(slotText), pin, keyLabel, keyId };
+}
+
+function kmsSettings(material: Material, where: (field: Field) => string, fail: (problem: string) => Error): SignerSettings {
+  const keyId = text(material.kmsKeyId);
+  if (!keyId) throw fail(`${where("kmsKeyId")} is missing (the key's id, ARN or alias)`);
+  if (!/^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)\/[A-Za-z0-9/_-]+|alias\/[A-Za-z0-9/_-]+|(mrk-)?[0-9a-f-]{32,36})$/.test(keyId))
+    throw fail(`${where("kmsKeyId")} is not a KMS key id, key ARN, alias (alias/…) or alias ARN`);
+  const region = text(material.kmsRegion);
+  if (region !== undefined && !/^[a-z]{2}(-[a-z]+)+-[0-9]+$/.test(region)) throw fail(`${where("kmsRegion")} is not an AWS region (e.g. eu-west-1)`);
+  const endpoint = text(material.kmsEndpoint);
+  if (endpoint !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) throw fail(`${where("kmsEndpoint")} is not an http(s) URL`);
+  }
+  return { kind: "aws-kms", keyId, region, endpoint };
 }
 
 function errorCode(error: unknown): string {

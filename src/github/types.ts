@@ -1,4 +1,5 @@
 import type { KeyObject } from "node:crypto";
+import type { JwtSigner } from "./signers/jwtSigner.ts";
 
 // The named GitHub Apps Keyplane mints installation tokens for (rex, clippy, qa, …) and the client
 // each one gets. Implementations: appRegistry.ts (env and mounted secret files) and appClient.ts.
@@ -9,8 +10,13 @@ export interface GitHubApp {
   /** Numeric app id, or the app's client id (both are valid JWT issuers). */
   appId: string;
   slug?: string;
-  /** The RS256 private key; the PEM text is never kept. */
-  privateKey: KeyObject;
+  /**
+   * Signs the app's JWTs (RS256): the key in memory, on a PKCS#11 token or in AWS KMS
+   * (src/github/signers). The registry always sets it; an app built with only `privateKey` signs with that.
+   */
+  signer?: JwtSigner;
+  /** The RS256 private key, for the memory signer only (absent when the key is in an HSM or KMS); the PEM text is never kept. */
+  privateKey?: KeyObject;
   webhookSecret?: string;
   clientId?: string;
   clientSecret?: string;
@@ -79,5 +85,7 @@ export interface GitHubApps {
   provider(name: string): import("../providers/provider.ts").InstallationProvider | undefined;
   /** The app tenants install when they name none: the only app, or "default", or the first by name. */
   defaultApp?: string;
+  /** Resolves once every app's signer was checked at start (its key found, RSA of 2048 bits or more, a signature verified). */
+  ready?: Promise<void>;
   close(): void;
 }

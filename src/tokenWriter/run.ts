@@ -7,6 +7,7 @@ import type { Config } from "../config.ts";
 import { ConfigError } from "../config.ts";
 import { createLogger } from "../logger.ts";
 import { fingerprint } from "../crypto/fingerprint.ts";
+import { GITHUB_APP_ENV_SUFFIXES } from "../github/appRegistry.ts";
 import { startHealthServer, type HealthServer, type WriterState } from "./health.ts";
 import { outputProblem } from "./outputFile.ts";
 import { runOnce, runWatch } from "./refreshLoop.ts";
@@ -241,7 +242,7 @@ export async function runGitHubToken(args: string[], config: Config, io: CliIo, 
   } finally {
     for (const [name, handler] of handlers) process.off(name, handler);
     await healthServer?.close();
-    source.close();
+    await source.close();
   }
 }
 
@@ -259,12 +260,20 @@ async function directSource(config: Config, options: GitHubTokenOptions, io: Cli
   const client = apps.client(name);
   if (!client) {
     const known = apps.registry.names();
-    apps.close();
+    await apps.close();
     throw new TokenSourceError(
       "config",
       `GitHub App ${name} is not configured: set GITHUB_APP_${name.toUpperCase().replace(/-/g, "_")}_ID and GITHUB_APP_${name.toUpperCase().replace(/-/g, "_")}_PRIVATE_KEY, or mount GITHUB_APPS_DIR/${name}/` +
         (known.length ? ` (configured: ${known.join(", ")})` : ""),
     );
+  }
+  // A key in an HSM or KMS is found and tried before the first token is asked for: a wrong key id,
+  // PIN or permission is a configuration error (exit 2), named with the app.
+  try {
+    await apps.ready;
+  } catch (error) {
+    await apps.close();
+    throw error instanceof ConfigError ? error : new TokenSourceError("config", error instanceof Error ? error.message : String(error));
   }
   const { spec } = options;
   // As Keyplane does: --repository owner/name also limits the token to that repository, with any --repositories.
@@ -295,8 +304,6 @@ async function directSource(config: Config, options: GitHubTokenOptions, io: Cli
   };
 }
 
-const APP_FIELDS = ["ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "SLUG", "CLIENT_ID", "CLIENT_SECRET"];
-
 /**
  * Only the variables of the app asked for: GITHUB_APP_<NAME>_<FIELD>, and the unnamed GITHUB_APP_<FIELD>
  * when GITHUB_APP_NAME (default "default") is that app. Another app's broken settings are not this
@@ -307,9 +314,9 @@ export function onlyApp(env: Record<string, string>, name: string): Record<strin
   const unnamedIsIt = (env.GITHUB_APP_NAME?.trim() || "default") === name;
   return Object.fromEntries(
     Object.entries(env).filter(([variable]) => {
-      if (variable.startsWith(prefix) && APP_FIELDS.includes(variable.slice(prefix.length))) return true;
+      if (variable.startsWith(prefix) && GITHUB_APP_ENV_SUFFIXES.includes(variable.slice(prefix.length))) return true;
       const rest = variable.slice("GITHUB_APP_".length);
-      return unnamedIsIt && variable.startsWith("GITHUB_APP_") && (APP_FIELDS.includes(rest) || rest === "NAME");
+      return unnamedIsIt && variable.startsWith("GITHUB_APP_") && (GITHUB_APP_ENV_SUFFIXES.includes(rest) || rest === "NAME");
     }),
   );
 }

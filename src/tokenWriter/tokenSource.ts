@@ -56,7 +56,8 @@ export interface TokenSource {
   readonly mode: "direct" | "brokered";
   /** One request for a token; throws TokenSourceError. `deadline` is epoch ms, `signal` aborts a stop. */
   issue(deadline: number, signal?: AbortSignal): Promise<IssuedToken>;
-  close(): void;
+  /** Direct mode: stops watching files and closes the app's signer (a PKCS#11 session, a KMS client). */
+  close(): void | Promise<void>;
 }
 
 // ---------------------------------------------------------------- brokered

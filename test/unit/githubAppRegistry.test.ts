@@ -131,10 +131,10 @@ describe("GitHub Apps from environment variables", () => {
       clientId: "Iv23rexclientid00001",
       clientSecret: "rex-client-secret",
     });
-    expect(app.privateKey.type).toBe("private");
-    expect(app.privateKey.asymmetricKeyType).toBe("rsa");
-    expect(samePublicKey(app.privateKey, rex)).toBe(true);
-    expect(samePublicKey(registry.get("clippy")!.privateKey, clippy)).toBe(true);
+    expect(app.privateKey!.type).toBe("private");
+    expect(app.privateKey!.asymmetricKeyType).toBe("rsa");
+    expect(samePublicKey(app.privateKey!, rex)).toBe(true);
+    expect(samePublicKey(registry.get("clippy")!.privateKey!, clippy)).toBe(true);
     // Without a numeric id the client id is the JWT issuer.
     expect(registry.get("triage-bot")).toMatchObject({ appId: "Iv23triageclient0001", clientId: "Iv23triageclient0001" });
     expect(registry.byAppId("202")?.name).toBe("clippy");
@@ -286,7 +286,7 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
     expect(registry.names()).toEqual(["clippy", "rex"]);
     expect(registry.get("rex")).toMatchObject({ appId: "101", webhookSecret: "rex-hook", slug: "rex-bot" });
     expect(registry.get("clippy")).toMatchObject({ appId: "202", clientId: "Iv23clippy", clientSecret: "clippy-secret", slug: undefined });
-    expect(samePublicKey(registry.get("rex")!.privateKey, rex)).toBe(true);
+    expect(samePublicKey(registry.get("rex")!.privateKey!, rex)).toBe(true);
     expect(lines.join("")).toContain("Not_An_App is not an app name");
     registry.close();
   });
@@ -331,7 +331,7 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
       let changed = nextChange(registry, "rex");
       secret.update({ appId: "101", privateKey: second, webhookSecret: "hook-2" });
       const rotated = await changed;
-      expect(samePublicKey(rotated.privateKey, second)).toBe(true);
+      expect(samePublicKey(rotated.privateKey!, second)).toBe(true);
       expect(registry.get("rex")).toBe(rotated);
       expect(registry.get("rex")!.webhookSecret).toBe("hook-2");
       expect(registry.get("qa")).toBe(qaBefore); // untouched apps are not rebuilt
@@ -355,7 +355,7 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
       expect(registry.get("rex")).toBe(rotated);
       changed = nextChange(registry, "rex");
       secret.update({ appId: "101", privateKey: third, webhookSecret: "hook-5" });
-      expect(samePublicKey((await changed).privateKey, third)).toBe(true);
+      expect(samePublicKey((await changed).privateKey!, third)).toBe(true);
 
       expectNoKeyMaterial(lines.join("\n"));
     } finally {
@@ -375,7 +375,7 @@ describe("GitHub Apps from a directory of mounted secrets", () => {
     writeFileSync(path.join(dir, "appId"), "8\n");
     await registry.check();
     expect(registry.get("clippy")!.appId).toBe("8");
-    expect(samePublicKey(registry.get("clippy")!.privateKey, next)).toBe(true);
+    expect(samePublicKey(registry.get("clippy")!.privateKey!, next)).toBe(true);
     expect(registry.byAppId("7")).toBeUndefined();
     expect(registry.byAppId("8")?.name).toBe("clippy");
     registry.close();
@@ -412,7 +412,7 @@ describe("a rotated key at the GitHub fake", () => {
       { metrics: createMetrics(), fetch: recordingFetch, sleep: async () => undefined },
     );
     try {
-      const oldKey = apps.registry.get("rex")!.privateKey;
+      const oldKey = apps.registry.get("rex")!.privateKey!;
       const changed = nextChange(apps.registry, "rex");
       secret.update({ appId: String(fakeApp.appId), privateKey: fakeApp.privateKeyPem, webhookSecret: "hook" });
       await changed;
