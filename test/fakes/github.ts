@@ -1,8 +1,9 @@
-import { createHmac, generateKeyPair as generateKeyPairCallback, randomUUID, type KeyObject } from "node:crypto";
+import { createHash, createHmac, generateKeyPair as generateKeyPairCallback, randomUUID, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 import { compactVerify, decodeJwt, decodeProtectedHeader } from "jose";
 import {
   authorization,
+  basicCredentials,
   bodyFields,
   createClock,
   htmlPage,
@@ -26,6 +27,38 @@ import {
  * more than the installation has (422). Error bodies and messages are GitHub's, including the three
  * JWT time messages that @octokit/auth-app matches to retry with the clock difference taken from
  * the `Date` header, which the fake sets from its own (skewable) clock.
+ *
+ * User authorization (user-to-server tokens): GET /login/oauth/authorize signs in whoever the test
+ * chose (`signInAs`, default "octocat") and redirects to the redirect_uri with a 10-minute, single-use
+ * code; with PKCE (only S256) the code remembers its challenge and the exchange needs the matching
+ * `code_verifier` (else bad_verification_code; a failed attempt does not consume the code). ghu_
+ * tokens live 8 h and come with a ghr_ refresh token (about 6 months) that works once. DELETE
+ * /applications/{client_id}/grant (Basic client_id:client_secret; 404 for wrong credentials as
+ * GitHub) kills every token and refresh token of that user for the app; .../token only that token.
+ *
+ * Repositories with content (`createRepository`, forks): branches point at commits, commits hold a
+ * tree (path -> blob, blob shas computed as git does). A token acts as its owner, and is judged as
+ * GitHub judges it:
+ * - installation token (ghs_): only repositories of its installation (narrowed to the token's own
+ *   list, if any) with the token's permissions; `metadata: read` is implicit. A private repository
+ *   outside it is 404; a public one can be read (GitHub lets any token read public resources) but not
+ *   written (403). A permission missing or too low is 403 "Resource not accessible by integration".
+ *   Objects it creates belong to `<app-slug>[bot]`. It can fork only into its own organization
+ *   (`organization` = the installation's account) with `administration: write` and `contents: read`.
+ * - user-to-server token (ghu_): the intersection of the user and the app. The user needs access to
+ *   the repository (owner, a grant by `grantRepositoryAccess`, or read on a public one), else 404; a
+ *   write needs the user's write (else 404, as GitHub hides what one cannot push to). The app needs an
+ *   installation (live, not suspended) on the repository owner's account covering the repository,
+ *   with the permission (403 if missing or too low; a private repository without one is 404). Reads
+ *   of a public repository need no installation. Forking needs the source readable and lands in the
+ *   user's account (or `organization`, which must have an installation the user can see), which needs
+ *   an installation of the app with `administration: write` and `contents: read`; the fork is added
+ *   to that installation's repositories. Opening a pull request on the base repository needs the user
+ *   to read it (any user may open one on a public repository) and the app `pull_requests: write`
+ *   through an installation covering the base repository; the head must be readable.
+ * - no token: reads of public repositories only (401 "Requires authentication" for the rest).
+ * Only repositories made by `createRepository` or forked exist under /repos/{owner}/{repo}; the names
+ * in installations without one stay names (404 there).
  */
 
 const GENERATE_KEY_PAIR = promisify(generateKeyPairCallback);
@@ -40,7 +73,7 @@ export interface GitHubAccount {
   avatar_url: string;
   url: string;
   html_url: string;
-  type: "Organization" | "User";
+  type: "Organization" | "User" | "Bot";
   site_admin: false;
 }
 
@@ -152,6 +185,54 @@ export interface DeliverWebhookOptions {
   signature?: string | null;
 }
 
+export interface CreateRepositoryOptions {
+  owner: string;
+  name: string;
+  /** Used when the account is new to the fake; default "Organization" (an existing account keeps its type). */
+  ownerType?: "Organization" | "User";
+  /** Default false (GitHub's default for a new repository). */
+  private?: boolean;
+  /** Files of the initial commit on the default branch, path -> UTF-8 content. Default { "README.md": "# <name>\n" }. */
+  files?: Record<string, string>;
+  /** Default "main". */
+  defaultBranch?: string;
+  /** Login recorded as the creator; default the owner. */
+  createdBy?: string;
+}
+
+export interface FakePullRequestState {
+  number: number;
+  title: string;
+  body: string | null;
+  state: "open" | "closed";
+  /** Login of the token's owner who opened it (`<app-slug>[bot]` for an installation token). */
+  user: string;
+  /** Full name of the head repository. */
+  headRepo: string;
+  headRef: string;
+  headSha: string;
+  baseRef: string;
+  baseSha: string;
+}
+
+export interface FakeRepositoryState {
+  fullName: string;
+  owner: string;
+  private: boolean;
+  defaultBranch: string;
+  /** Login of who created it (for a fork: the token's owner). */
+  createdBy: string;
+  fork: boolean;
+  /** Full name of the repository it was forked from, and of the root of its network. */
+  parent: string | null;
+  source: string | null;
+  /** Full names of its direct forks. */
+  forks: string[];
+  /** Branch -> head commit: sha, message, author login (token owner) and files (path -> UTF-8 content). */
+  branches: Record<string, { sha: string; message: string; author: string; files: Record<string, string> }>;
+  pulls: FakePullRequestState[];
+}
+
 export interface FakeGitHub {
   url: string;
   requests: RequestLogEntry[];
@@ -182,6 +263,25 @@ export interface FakeGitHub {
   ): Record<string, unknown>;
   /** Builds an `installation_repositories` payload and adds/removes the repositories in the fake's state. */
   installationRepositoriesEvent(installationId: number, change: { added?: string[]; removed?: string[] }): Record<string, unknown>;
+  /** Who is signed in to the fake's browser pages (GET /login/oauth/authorize). Default "octocat". */
+  signInAs(login: string): void;
+  /** The next GET /login/oauth/authorize is refused by the user: redirect with error=access_denied. */
+  denyNextAuthorization(): void;
+  /** Live (unrevoked, unexpired) user-to-server tokens of a user, over all apps. */
+  userTokenCount(login: string): number;
+  isUserTokenValid(token: string): boolean;
+  /** True once a refresh token has been used (exchanged for a new pair). */
+  isRefreshTokenSpent(token: string): boolean;
+  /** Unused, unrevoked and unexpired. */
+  isRefreshTokenValid(token: string): boolean;
+  /** Expires now every user-to-server token (of that user, if given); refresh tokens stay usable. */
+  expireUserTokens(login?: string): void;
+  /** Creates a repository with an initial commit on its default branch. */
+  createRepository(options: CreateRepositoryOptions): GitHubRepository;
+  /** Gives a user access to a repository (as a collaborator), for user-to-server tokens. */
+  grantRepositoryAccess(login: string, fullName: string, level: GitHubPermissionLevel): void;
+  /** State of a repository made by createRepository or a fork, or undefined. */
+  repository(fullName: string): FakeRepositoryState | undefined;
   /** The next request whose path starts with pathPrefix gets this response instead (once). */
   failNext(pathPrefix: string, response: { status: number; body?: unknown; headers?: Record<string, string> }): void;
   close(): Promise<void>;
@@ -248,6 +348,8 @@ interface CodeRecord {
   login: string;
   expiresAtMs: number;
   used: boolean;
+  /** PKCE S256 challenge sent to /login/oauth/authorize. */
+  codeChallenge?: string;
 }
 
 interface RefreshRecord {
@@ -255,7 +357,79 @@ interface RefreshRecord {
   appId: number;
   expiresAtMs: number;
   spent: boolean;
+  revoked: boolean;
 }
+
+interface CommitRecord {
+  sha: string;
+  treeSha: string;
+  parents: string[];
+  /** path -> blob sha */
+  files: Map<string, string>;
+  message: string;
+  author: GitHubAccount;
+  date: string;
+}
+
+interface PullRecord {
+  number: number;
+  id: number;
+  title: string;
+  body: string | null;
+  state: "open" | "closed";
+  draft: boolean;
+  user: GitHubAccount;
+  /** Key (lower-case full name) of the head repository. */
+  headRepo: string;
+  headRef: string;
+  headSha: string;
+  baseRef: string;
+  baseSha: string;
+  createdAt: string;
+}
+
+interface RepoRecord {
+  id: number;
+  owner: GitHubAccount;
+  name: string;
+  private: boolean;
+  defaultBranch: string;
+  /** branch -> commit sha */
+  branches: Map<string, string>;
+  createdBy: GitHubAccount;
+  createdAt: string;
+  /** Keys (lower-case full names) of the parent and of the network's root. */
+  parent: string | null;
+  source: string | null;
+  forks: string[];
+  pulls: PullRecord[];
+  /** lower-case login -> level */
+  collaborators: Map<string, GitHubPermissionLevel>;
+}
+
+type Actor =
+  | { kind: "installation"; app: AppRecord; installation: InstallationRecord; token: TokenRecord; account: GitHubAccount }
+  | { kind: "user"; app: AppRecord; login: string; account: GitHubAccount }
+  | { kind: "anonymous" };
+
+/** What a request needs: the app's permission, and (user-to-server tokens) the user's level on the repository. */
+interface Need {
+  permission: string;
+  level: "read" | "write";
+  user?: GitHubPermissionLevel;
+}
+
+const NOT_ACCESSIBLE = "Resource not accessible by integration";
+const git = (type: string, content: Buffer | string) => {
+  const body = Buffer.isBuffer(content) ? content : Buffer.from(content, "utf8");
+  return createHash("sha1")
+    .update(Buffer.concat([Buffer.from(`${type} ${body.length}\0`), body]))
+    .digest("hex");
+};
+const isBase64 = (value: string) => {
+  const compact = value.replace(/[\r\n]/g, "");
+  return compact.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(compact);
+};
 
 const underCallback = (uri: string, callback: string) => {
   try {
@@ -283,6 +457,12 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
   const userTokens = new Map<string, UserTokenRecord>();
   const refreshTokens = new Map<string, RefreshRecord>();
   const codes = new Map<string, CodeRecord>();
+  const repos = new Map<string, RepoRecord>();
+  const commits = new Map<string, CommitRecord>();
+  const blobs = new Map<string, Buffer>();
+  let signedIn = "octocat";
+  let denyNextAuthorization = false;
+  let nextPullId = 1_800_000_000 + Math.floor(Math.random() * 1_000_000);
   const failures: Array<{ prefix: string; response: { status: number; body?: unknown; headers?: Record<string, string> } }> = [];
   let nextInstall: NextInstallOptions | undefined;
   let nextAppId = 100_000 + Math.floor(Math.random() * 800_000);
@@ -293,7 +473,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
 
   const nowSec = () => Math.floor(clock.now() / 1000);
 
-  const accountFor = (login: string, type: "Organization" | "User"): GitHubAccount => {
+  const accountFor = (login: string, type: GitHubAccount["type"]): GitHubAccount => {
     const key = login.toLowerCase();
     let account = accounts.get(key);
     if (!account) {
@@ -301,7 +481,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       account = {
         login,
         id,
-        node_id: nodeId(type === "Organization" ? "O_" : "U_", id),
+        node_id: nodeId(type === "Organization" ? "O_" : type === "Bot" ? "BOT_" : "U_", id),
         avatar_url: `https://avatars.githubusercontent.com/u/${id}?v=4`,
         url: `${origin}/users/${login}`,
         html_url: `${origin}/${login}`,
@@ -330,16 +510,17 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       id = nextRepoId++;
       repoIds.set(fullName.toLowerCase(), id);
     }
+    const record = repos.get(fullName.toLowerCase());
     return {
       id,
       node_id: nodeId("R_", id),
       name,
       full_name: fullName,
-      private: true,
+      private: record ? record.private : true,
       owner,
       html_url: `${origin}/${fullName}`,
       url: `${origin}/repos/${fullName}`,
-      default_branch: "main",
+      default_branch: record ? record.defaultBranch : "main",
     };
   };
 
@@ -374,7 +555,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       app_slug: app.slug,
       client_id: app.clientId,
       target_id: account.id,
-      target_type: account.type,
+      target_type: account.type === "Organization" ? "Organization" : "User",
       permissions: { ...options.permissions },
       events: options.events ?? [...app.events],
       single_file_name: null,
@@ -550,7 +731,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
     if (app.expiringUserTokens) {
       const refresh = secret(`ghr_${randomString(76)}`);
       userTokens.set(accessToken, { login, appId: app.appId, expiresAtMs: clock.now() + 28_800_000, revoked: false });
-      refreshTokens.set(refresh, { login, appId: app.appId, expiresAtMs: clock.now() + 15_897_600_000, spent: false });
+      refreshTokens.set(refresh, { login, appId: app.appId, expiresAtMs: clock.now() + 15_897_600_000, spent: false, revoked: false });
       Object.assign(fields, { expires_in: 28800, refresh_token: refresh, refresh_token_expires_in: 15897600 });
     } else {
       userTokens.set(accessToken, { login, appId: app.appId, expiresAtMs: null, revoked: false });
@@ -567,7 +748,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
     }
     if (params.grant_type === "refresh_token") {
       const record = params.refresh_token ? refreshTokens.get(params.refresh_token) : undefined;
-      if (!record || record.spent || record.appId !== app.appId || record.expiresAtMs <= clock.now()) {
+      if (!record || record.spent || record.revoked || record.appId !== app.appId || record.expiresAtMs <= clock.now()) {
         return oauthError(req, "bad_refresh_token", "The refresh token passed is incorrect or expired.", "bad-refresh-token");
       }
       record.spent = true;
@@ -577,11 +758,86 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       return oauthError(req, "redirect_uri_mismatch", "The redirect_uri MUST match the registered callback URL for this application.", "redirect-uri-mismatch");
     }
     const code = params.code ? codes.get(params.code) : undefined;
-    if (!code || code.used || code.appId !== app.appId || code.expiresAtMs <= clock.now()) {
-      return oauthError(req, "bad_verification_code", "The code passed is incorrect or expired.", "bad-verification-code");
+    const badCode = () => oauthError(req, "bad_verification_code", "The code passed is incorrect or expired.", "bad-verification-code");
+    if (!code || code.used || code.appId !== app.appId || code.expiresAtMs <= clock.now()) return badCode();
+    // PKCE: a code whose authorization carried a challenge needs the verifier that hashes (S256) to it.
+    if (code.codeChallenge !== undefined) {
+      const verifier = params.code_verifier;
+      if (!verifier || createHash("sha256").update(verifier).digest("base64url") !== code.codeChallenge) return badCode();
     }
     code.used = true;
     return issueUserToken(req, app, code.login);
+  };
+
+  // ---- browser user authorization (web application flow) ----
+  const authorizeErrorUri = (anchor: string) => `https://docs.github.com/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#${anchor}`;
+  const authorizePage = (req: FakeRequest): FakeResponse => {
+    const q = req.query;
+    const app = [...apps.values()].find((a) => a.clientId === q.get("client_id"));
+    if (!app) return htmlPage(404, "Page not found", "This is not the web page you are looking for.");
+    const state = q.get("state") ?? undefined;
+    const registered = app.callbackUrls?.[0];
+    const requested = q.get("redirect_uri") ?? undefined;
+    if (requested !== undefined && app.callbackUrls && !app.callbackUrls.some((cb) => underCallback(requested, cb))) {
+      if (!registered) return htmlPage(400, "Redirect URI mismatch", "The redirect_uri MUST match the registered callback URL for this application.");
+      // GitHub sends the user to the registered callback URL with the error.
+      return {
+        status: 302,
+        redirect: withQuery(registered, {
+          error: "redirect_uri_mismatch",
+          error_description: "The redirect_uri MUST match the registered callback URL for this application.",
+          error_uri: authorizeErrorUri("redirect-uri-mismatch"),
+          state,
+        }),
+      };
+    }
+    const target = requested ?? registered;
+    if (!target) return htmlPage(400, "Missing redirect_uri", "The application has no callback URL.");
+    const challenge = q.get("code_challenge") ?? undefined;
+    if (challenge !== undefined && (q.get("code_challenge_method") !== "S256" || !/^[A-Za-z0-9_-]{43}$/.test(challenge))) {
+      // The fake supports S256 only (RFC 7636 4.4.1: invalid_request for an unsupported transformation).
+      return { status: 302, redirect: withQuery(target, { error: "invalid_request", error_description: "code_challenge_method must be S256.", state }) };
+    }
+    if (denyNextAuthorization) {
+      denyNextAuthorization = false;
+      return {
+        status: 302,
+        redirect: withQuery(target, {
+          error: "access_denied",
+          error_description: "The user has denied your application access.",
+          error_uri: authorizeErrorUri("access-denied"),
+          state,
+        }),
+      };
+    }
+    userFor(signedIn);
+    const code = secret(randomString(20, "0123456789abcdef"));
+    codes.set(code, { appId: app.appId, login: signedIn, expiresAtMs: clock.now() + 600_000, used: false, codeChallenge: challenge });
+    return { status: 302, redirect: withQuery(target, { code, state }) };
+  };
+
+  // ---- /applications/{client_id}/grant and /token (Basic client_id:client_secret) ----
+  const applicationsRoute = (req: FakeRequest, clientId: string, what: "grant" | "token"): FakeResponse => {
+    const docs = `https://docs.github.com/rest/apps/oauth-applications#${what === "grant" ? "delete-an-app-authorization" : "delete-an-app-token"}`;
+    const basic = basicCredentials(req.headers);
+    if (!basic) return gh(401, "Requires authentication", docs);
+    const app = [...apps.values()].find((a) => a.clientId === clientId);
+    // GitHub answers 404 for wrong credentials on these endpoints.
+    if (!app || basic.user !== app.clientId || basic.password !== app.clientSecret) return notFound(docs);
+    if (req.bodyType === "invalid") return gh(400, "Problems parsing JSON", docs);
+    const accessToken = bodyFields(req).access_token;
+    if (!accessToken) return gh(422, 'Invalid request.\n\n"access_token" wasn\'t supplied.', docs);
+    const record = userTokens.get(accessToken);
+    if (!record || record.appId !== app.appId || record.revoked || (record.expiresAtMs !== null && record.expiresAtMs <= clock.now())) return notFound(docs);
+    if (what === "token") {
+      record.revoked = true;
+      return noContent();
+    }
+    const login = record.login.toLowerCase();
+    for (const t of userTokens.values()) if (t.appId === app.appId && t.login.toLowerCase() === login) t.revoked = true;
+    for (const r of refreshTokens.values()) if (r.appId === app.appId && r.login.toLowerCase() === login) r.revoked = true;
+    for (const c of codes.values()) if (c.appId === app.appId && c.login.toLowerCase() === login) c.used = true;
+    return noContent();
   };
 
   const authenticateUser = (req: FakeRequest): { login: string; app: AppRecord } | FakeResponse => {
@@ -639,6 +895,487 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
     return accountFor("octocat", "User");
   };
 
+  // ---- repositories ----
+  const repoKey = (owner: string, name: string) => `${owner}/${name}`.toLowerCase();
+  const keyOf = (repo: RepoRecord) => repoKey(repo.owner.login, repo.name);
+  const fullNameOf = (repo: RepoRecord) => `${repo.owner.login}/${repo.name}`;
+  const rootOf = (repo: RepoRecord) => repo.source ?? keyOf(repo);
+  const sameLogin = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  const botAccount = (app: AppRecord) => accountFor(`${app.slug}[bot]`, "Bot");
+
+  const storeBlob = (content: Buffer) => {
+    const sha = git("blob", content);
+    blobs.set(sha, content);
+    return sha;
+  };
+
+  const makeCommit = (parent: CommitRecord | undefined, changes: Map<string, string>, message: string, author: GitHubAccount): CommitRecord => {
+    const files = new Map(parent?.files ?? []);
+    for (const [path, blob] of changes) files.set(path, blob);
+    const entries = [...files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const treeSha = git("tree", entries.map(([path, blob]) => `100644 ${path}\0${blob}`).join(""));
+    const date = isoSeconds(clock.now());
+    const header = [`tree ${treeSha}`, ...(parent ? [`parent ${parent.sha}`] : []), `author ${author.login} ${date}`, `nonce ${randomUUID()}`];
+    const commit: CommitRecord = {
+      sha: git("commit", `${header.join("\n")}\n\n${message}`),
+      treeSha,
+      parents: parent ? [parent.sha] : [],
+      files,
+      message,
+      author,
+      date,
+    };
+    commits.set(commit.sha, commit);
+    return commit;
+  };
+
+  const ancestors = (sha: string): Set<string> => {
+    const seen = new Set<string>();
+    const stack = [sha];
+    while (stack.length) {
+      const next = stack.pop()!;
+      if (seen.has(next)) continue;
+      seen.add(next);
+      stack.push(...(commits.get(next)?.parents ?? []));
+    }
+    return seen;
+  };
+
+  /** Whether a commit is reachable from a branch of a repository of the same fork network. */
+  const inNetwork = (repo: RepoRecord, sha: string) =>
+    [...repos.values()].some((r) => rootOf(r) === rootOf(repo) && [...r.branches.values()].some((head) => ancestors(head).has(sha)));
+
+  const covers = (installation: InstallationRecord, repo: RepoRecord) =>
+    !installation.deleted &&
+    sameLogin(installation.data.account.login, repo.owner.login) &&
+    (installation.data.repository_selection === "all" || installation.repositories.some((n) => sameLogin(n, repo.name)));
+
+  /** The app's live, unsuspended installation on an account. */
+  const appInstallationOn = (app: AppRecord, login: string) =>
+    [...installations.values()].find((r) => !r.deleted && !r.data.suspended_at && r.data.app_id === app.appId && sameLogin(r.data.account.login, login));
+
+  const userLevel = (login: string, repo: RepoRecord): GitHubPermissionLevel | undefined => {
+    if (sameLogin(repo.owner.login, login)) return "admin";
+    return repo.collaborators.get(login.toLowerCase()) ?? (repo.private ? undefined : "read");
+  };
+
+  const appGrants = (permissions: GitHubPermissions, need: Need) => {
+    const granted = permissions[need.permission] ?? (need.permission === "metadata" ? "read" : undefined);
+    return !!granted && RANK[granted]! >= RANK[need.level]!;
+  };
+
+  /** undefined when the actor may do it, else GitHub's refusal (see the header comment for the rules). */
+  const refuse = (actor: Actor, repo: RepoRecord, need: Need, docs = DOCS): FakeResponse | undefined => {
+    const publicRead = !repo.private && need.level === "read";
+    const outside = () => (publicRead ? undefined : repo.private ? notFound(docs) : gh(403, NOT_ACCESSIBLE, docs));
+    if (actor.kind === "anonymous") return publicRead ? undefined : repo.private ? notFound(docs) : gh(401, "Requires authentication", docs);
+    if (actor.kind === "installation") {
+      const narrowed = actor.token.repositories;
+      const covered = covers(actor.installation, repo) && (!narrowed || narrowed.some((n) => sameLogin(n, repo.name)));
+      if (!covered) return outside();
+      return appGrants(actor.token.permissions, need) ? undefined : gh(403, NOT_ACCESSIBLE, docs);
+    }
+    const level = userLevel(actor.login, repo);
+    if (!level) return notFound(docs);
+    if (publicRead) return undefined;
+    const installation = appInstallationOn(actor.app, repo.owner.login);
+    if (!installation || !covers(installation, repo)) return outside();
+    if (!appGrants(installation.data.permissions, need)) return gh(403, NOT_ACCESSIBLE, docs);
+    if (RANK[level]! < RANK[need.user ?? need.level]!) return notFound(docs);
+    return undefined;
+  };
+
+  const authenticateActor = (req: FakeRequest): Actor | FakeResponse => {
+    const auth = authorization(req.headers);
+    if (!auth) return { kind: "anonymous" };
+    if (auth.scheme !== "bearer" && auth.scheme !== "token") return badCredentials();
+    if (tokens.has(auth.credentials)) {
+      const result = authenticateInstallation(req);
+      if ("status" in result) return result;
+      const app = apps.get(result.installation.data.app_id)!;
+      return { kind: "installation", app, installation: result.installation, token: result.record, account: botAccount(app) };
+    }
+    const result = authenticateUser(req);
+    if ("status" in result) return result;
+    return { kind: "user", app: result.app, login: result.login, account: userFor(result.login).account };
+  };
+
+  const jsonObject = (req: FakeRequest, docs: string): Record<string, unknown> | FakeResponse => {
+    if (req.bodyType === "invalid") return gh(400, "Problems parsing JSON", docs);
+    return req.body && typeof req.body === "object" && !Array.isArray(req.body) ? (req.body as Record<string, unknown>) : {};
+  };
+  const isResponse = (value: unknown): value is FakeResponse =>
+    typeof value === "object" && value !== null && typeof (value as FakeResponse).status === "number";
+  const validationFailed = (errors: unknown[], docs: string): FakeResponse => ({
+    status: 422,
+    json: { message: "Validation Failed", errors, documentation_url: docs, status: "422" },
+  });
+  const notSupplied = (field: string, docs: string) => gh(422, `Invalid request.\n\n"${field}" wasn't supplied.`, docs);
+  const str = (value: unknown) => (typeof value === "string" ? value : undefined);
+
+  const repoJson = (repo: RepoRecord, actor?: Actor, withParents = true): Record<string, unknown> => {
+    const base = repoObject(repo.owner, repo.name);
+    const json: Record<string, unknown> = {
+      ...base,
+      description: null,
+      fork: repo.parent !== null,
+      visibility: repo.private ? "private" : "public",
+      forks_url: `${base.url}/forks`,
+      pulls_url: `${base.url}/pulls{/number}`,
+      contents_url: `${base.url}/contents/{+path}`,
+      git_refs_url: `${base.url}/git/refs{/sha}`,
+      created_at: repo.createdAt,
+      updated_at: repo.createdAt,
+      forks_count: repo.forks.length,
+    };
+    if (actor && actor.kind !== "anonymous") {
+      const can = (need: Need) => refuse(actor, repo, need) === undefined;
+      const admin = can({ permission: "administration", level: "write", user: "admin" });
+      const push = can({ permission: "contents", level: "write" });
+      json.permissions = { admin, maintain: admin, push, triage: push, pull: can({ permission: "metadata", level: "read" }) };
+    }
+    if (withParents && repo.parent && repo.source) {
+      json.parent = repoJson(repos.get(repo.parent)!, undefined, false);
+      json.source = repoJson(repos.get(repo.source)!, undefined, false);
+    }
+    return json;
+  };
+
+  const accountOf = (actor: Actor) => (actor.kind === "anonymous" ? accountFor("ghost", "User") : actor.account);
+
+  const refJson = (repo: RepoRecord, branch: string, sha: string) => ({
+    ref: `refs/heads/${branch}`,
+    node_id: Buffer.from(`REF_${repo.id}:${branch}`).toString("base64").replace(/=+$/, ""),
+    url: `${origin}/repos/${fullNameOf(repo)}/git/refs/heads/${branch}`,
+    object: { sha, type: "commit", url: `${origin}/repos/${fullNameOf(repo)}/git/commits/${sha}` },
+  });
+
+  const contentJson = (repo: RepoRecord, path: string, blobSha: string, ref: string, withContent: boolean) => {
+    const full = fullNameOf(repo);
+    const content = blobs.get(blobSha)!;
+    const url = `${origin}/repos/${full}/contents/${path}?ref=${encodeURIComponent(ref)}`;
+    const json: Record<string, unknown> = {
+      type: "file",
+      name: path.split("/").pop()!,
+      path,
+      sha: blobSha,
+      size: content.length,
+      url,
+      html_url: `${origin}/${full}/blob/${ref}/${path}`,
+      git_url: `${origin}/repos/${full}/git/blobs/${blobSha}`,
+      download_url: `${origin}/${full}/raw/${ref}/${path}`,
+      _links: { self: url, git: `${origin}/repos/${full}/git/blobs/${blobSha}`, html: `${origin}/${full}/blob/${ref}/${path}` },
+    };
+    // GitHub wraps the base64 at 60 characters.
+    if (withContent) Object.assign(json, { encoding: "base64", content: `${(content.toString("base64").match(/.{1,60}/g) ?? []).join("\n")}\n` });
+    return json;
+  };
+
+  const commitJson = (repo: RepoRecord, commit: CommitRecord) => {
+    const full = fullNameOf(repo);
+    const person = { name: commit.author.login, email: `${commit.author.id}+${commit.author.login}@users.noreply.github.com`, date: commit.date };
+    return {
+      sha: commit.sha,
+      node_id: nodeId("C_", Number.parseInt(commit.sha.slice(0, 8), 16)),
+      url: `${origin}/repos/${full}/git/commits/${commit.sha}`,
+      html_url: `${origin}/${full}/commit/${commit.sha}`,
+      author: person,
+      committer: person,
+      message: commit.message,
+      tree: { sha: commit.treeSha, url: `${origin}/repos/${full}/git/trees/${commit.treeSha}` },
+      parents: commit.parents.map((sha) => ({ sha, url: `${origin}/repos/${full}/git/commits/${sha}`, html_url: `${origin}/${full}/commit/${sha}` })),
+    };
+  };
+
+  const resolveRef = (repo: RepoRecord, ref: string): string | undefined => {
+    const branch = ref.replace(/^(refs\/)?heads\//, "");
+    const head = repo.branches.get(branch);
+    if (head) return head;
+    return /^[0-9a-f]{40}$/.test(ref) && commits.has(ref) && inNetwork(repo, ref) ? ref : undefined;
+  };
+
+  const getContents = (req: FakeRequest, actor: Actor, repo: RepoRecord, path: string): FakeResponse => {
+    const docs = "https://docs.github.com/rest/repos/contents#get-repository-content";
+    const denied = refuse(actor, repo, { permission: "contents", level: "read" }, docs);
+    if (denied) return denied;
+    const ref = req.query.get("ref") || repo.defaultBranch;
+    const sha = resolveRef(repo, ref);
+    if (!sha) return gh(404, `No commit found for the ref ${ref}`, docs);
+    const commit = commits.get(sha)!;
+    const blob = commit.files.get(path);
+    if (blob) return ok(contentJson(repo, path, blob, ref, true));
+    // A directory: its direct children.
+    const prefix = path ? `${path}/` : "";
+    const children = new Map<string, Record<string, unknown>>();
+    for (const [file, fileBlob] of commit.files) {
+      if (!file.startsWith(prefix)) continue;
+      const rest = file.slice(prefix.length);
+      const slash = rest.indexOf("/");
+      if (slash < 0) children.set(rest, contentJson(repo, file, fileBlob, ref, false));
+      else {
+        const dir = `${prefix}${rest.slice(0, slash)}`;
+        children.set(rest.slice(0, slash), { type: "dir", name: rest.slice(0, slash), path: dir, sha: git("tree", dir), size: 0 });
+      }
+    }
+    if (children.size === 0) return notFound(docs);
+    return ok([...children.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v));
+  };
+
+  const putContents = (req: FakeRequest, actor: Actor, repo: RepoRecord, path: string): FakeResponse => {
+    const docs = "https://docs.github.com/rest/repos/contents#create-or-update-file-contents";
+    const denied = refuse(actor, repo, { permission: "contents", level: "write" }, docs);
+    if (denied) return denied;
+    const body = jsonObject(req, docs);
+    if (isResponse(body)) return body;
+    const message = str(body.message);
+    const content = str(body.content);
+    if (!message) return notSupplied("message", docs);
+    if (content === undefined) return notSupplied("content", docs);
+    if (!path || path.endsWith("/")) return notFound(docs);
+    if (!isBase64(content)) return gh(422, "content is not valid Base64", docs);
+    const branch = str(body.branch) ?? repo.defaultBranch;
+    const head = repo.branches.get(branch);
+    if (!head) return gh(404, `Branch ${branch} not found`, docs);
+    const parent = commits.get(head)!;
+    const existing = parent.files.get(path);
+    if (existing !== undefined) {
+      const sha = str(body.sha);
+      if (sha === undefined) return notSupplied("sha", docs);
+      if (sha !== existing) return gh(409, `${path} does not match ${sha}`, docs);
+    }
+    const blob = storeBlob(Buffer.from(content.replace(/[\r\n]/g, ""), "base64"));
+    const commit = makeCommit(parent, new Map([[path, blob]]), message, accountOf(actor));
+    repo.branches.set(branch, commit.sha);
+    return ok({ content: contentJson(repo, path, blob, branch, false), commit: commitJson(repo, commit) }, existing === undefined ? 201 : 200);
+  };
+
+  const createRef = (req: FakeRequest, actor: Actor, repo: RepoRecord): FakeResponse => {
+    const docs = "https://docs.github.com/rest/git/refs#create-a-reference";
+    const denied = refuse(actor, repo, { permission: "contents", level: "write" }, docs);
+    if (denied) return denied;
+    const body = jsonObject(req, docs);
+    if (isResponse(body)) return body;
+    const ref = str(body.ref);
+    const sha = str(body.sha);
+    if (!ref) return notSupplied("ref", docs);
+    if (!sha) return notSupplied("sha", docs);
+    if (!/^refs\/[^/]+\/.+/.test(ref) || ref.includes("..") || ref.endsWith("/") || /\s/.test(ref)) return gh(422, "Reference name is invalid", docs);
+    // The fake models branches only.
+    if (!ref.startsWith("refs/heads/")) return gh(422, "fake GitHub: only refs/heads/* references are modelled", docs);
+    if (!commits.has(sha) || !inNetwork(repo, sha)) return gh(422, "Object does not exist", docs);
+    const branch = ref.slice("refs/heads/".length);
+    if (repo.branches.has(branch)) return gh(422, "Reference already exists", docs);
+    repo.branches.set(branch, sha);
+    return ok(refJson(repo, branch, sha), 201, { location: `${origin}/repos/${fullNameOf(repo)}/git/refs/heads/${branch}` });
+  };
+
+  const createFork = (req: FakeRequest, actor: Actor, repo: RepoRecord): FakeResponse => {
+    const docs = "https://docs.github.com/rest/repos/forks#create-a-fork";
+    if (actor.kind === "anonymous") return gh(401, "Requires authentication", docs);
+    const denied = refuse(actor, repo, { permission: "contents", level: "read" }, docs);
+    if (denied) return denied;
+    const body = jsonObject(req, docs);
+    if (isResponse(body)) return body;
+    const organization = str(body.organization);
+    const forkNeeds: Need[] = [
+      { permission: "administration", level: "write" },
+      { permission: "contents", level: "read" },
+    ];
+    let target: GitHubAccount;
+    let targetInstallation: InstallationRecord;
+    if (actor.kind === "installation") {
+      // An installation acts only in its own account, which must be an organization (a bot owns no repositories).
+      const account = actor.installation.data.account;
+      if (!organization || !sameLogin(organization, account.login) || account.type !== "Organization") return gh(403, NOT_ACCESSIBLE, docs);
+      if (!forkNeeds.every((need) => appGrants(actor.token.permissions, need))) return gh(403, NOT_ACCESSIBLE, docs);
+      target = account;
+      targetInstallation = actor.installation;
+    } else {
+      if (organization) {
+        const org = accounts.get(organization.toLowerCase());
+        if (org?.type !== "Organization") return validationFailed([{ resource: "Fork", field: "organization", code: "invalid" }], docs);
+        // Membership stands in as "the user can see an installation on the organization".
+        const member = [...userFor(actor.login).installations].some((id) => {
+          const r = liveInstallation(id);
+          return !!r && sameLogin(r.data.account.login, org.login);
+        });
+        if (!member) return gh(403, NOT_ACCESSIBLE, docs);
+        target = org;
+      } else {
+        target = actor.account;
+      }
+      const installation = appInstallationOn(actor.app, target.login);
+      if (!installation || !forkNeeds.every((need) => appGrants(installation.data.permissions, need))) return gh(403, NOT_ACCESSIBLE, docs);
+      targetInstallation = installation;
+    }
+    const network = [...repos.values()].find((r) => sameLogin(r.owner.login, target.login) && rootOf(r) === rootOf(repo));
+    if (network) {
+      // GitHub hands back the account's existing fork of the network.
+      if (network.parent !== null) return ok(repoJson(network, actor), 202);
+      return validationFailed([{ resource: "Fork", code: "custom", message: "fake GitHub: the account owns the network's root repository" }], docs);
+    }
+    const wanted = str(body.name) ?? repo.name;
+    let name = wanted;
+    for (let i = 1; repos.has(repoKey(target.login, name)); i++) name = `${wanted}-${i}`;
+    const onlyDefault = body.default_branch_only === true;
+    const branches = new Map([...repo.branches].filter(([branch]) => !onlyDefault || branch === repo.defaultBranch));
+    const creator = accountOf(actor);
+    const fork: RepoRecord = {
+      id: repoObject(target, name).id,
+      owner: target,
+      name,
+      private: repo.private,
+      defaultBranch: repo.defaultBranch,
+      branches,
+      createdBy: creator,
+      createdAt: isoSeconds(clock.now()),
+      parent: keyOf(repo),
+      source: rootOf(repo),
+      forks: [],
+      pulls: [],
+      collaborators: new Map(creator.type === "User" && !sameLogin(creator.login, target.login) ? [[creator.login.toLowerCase(), "admin"]] : []),
+    };
+    repos.set(keyOf(fork), fork);
+    repo.forks.push(keyOf(fork));
+    // A repository the app creates joins a "selected" installation, as on GitHub.
+    if (targetInstallation.data.repository_selection === "selected" && !targetInstallation.repositories.some((n) => sameLogin(n, name))) {
+      targetInstallation.repositories.push(name);
+    }
+    return ok(repoJson(fork, actor), 202);
+  };
+
+  const pullJson = (repo: RepoRecord, pull: PullRecord) => {
+    const full = fullNameOf(repo);
+    const headRepo = repos.get(pull.headRepo)!;
+    const url = `${origin}/repos/${full}/pulls/${pull.number}`;
+    const html = `${origin}/${full}/pull/${pull.number}`;
+    return {
+      url,
+      id: pull.id,
+      node_id: nodeId("PR_", pull.id),
+      html_url: html,
+      diff_url: `${html}.diff`,
+      patch_url: `${html}.patch`,
+      issue_url: `${origin}/repos/${full}/issues/${pull.number}`,
+      number: pull.number,
+      state: pull.state,
+      locked: false,
+      title: pull.title,
+      user: pull.user,
+      body: pull.body,
+      created_at: pull.createdAt,
+      updated_at: pull.createdAt,
+      closed_at: null,
+      merged_at: null,
+      draft: pull.draft,
+      merged: false,
+      head: {
+        label: `${headRepo.owner.login}:${pull.headRef}`,
+        ref: pull.headRef,
+        sha: headRepo.branches.get(pull.headRef) ?? pull.headSha,
+        user: headRepo.owner,
+        repo: repoJson(headRepo, undefined, false),
+      },
+      base: { label: `${repo.owner.login}:${pull.baseRef}`, ref: pull.baseRef, sha: pull.baseSha, user: repo.owner, repo: repoJson(repo, undefined, false) },
+    };
+  };
+
+  const createPull = (req: FakeRequest, actor: Actor, repo: RepoRecord): FakeResponse => {
+    const docs = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request";
+    if (actor.kind === "anonymous") return gh(401, "Requires authentication", docs);
+    const denied = refuse(actor, repo, { permission: "pull_requests", level: "write", user: "read" }, docs);
+    if (denied) return denied;
+    const body = jsonObject(req, docs);
+    if (isResponse(body)) return body;
+    const title = str(body.title);
+    const head = str(body.head);
+    const base = str(body.base);
+    const missing = [
+      ...(title ? [] : [{ resource: "Issue", field: "title", code: "missing_field" }]),
+      ...(head ? [] : [{ resource: "PullRequest", field: "head", code: "missing_field" }]),
+      ...(base ? [] : [{ resource: "PullRequest", field: "base", code: "missing_field" }]),
+    ];
+    if (!title || !head || !base) return validationFailed(missing, docs);
+    const colon = head.indexOf(":");
+    const headOwner = colon >= 0 ? head.slice(0, colon) : repo.owner.login;
+    const headRef = colon >= 0 ? head.slice(colon + 1) : head;
+    const headRepoName = str(body.head_repo);
+    const invalidHead = () => validationFailed([{ resource: "PullRequest", field: "head", code: "invalid" }], docs);
+    let headRepo: RepoRecord | undefined;
+    if (headRepoName) headRepo = repos.get(repoKey(headOwner, headRepoName.includes("/") ? headRepoName.split("/")[1]! : headRepoName));
+    else if (sameLogin(headOwner, repo.owner.login)) headRepo = repo;
+    else {
+      const candidates = [...repos.values()].filter((r) => sameLogin(r.owner.login, headOwner) && rootOf(r) === rootOf(repo));
+      headRepo = candidates.find((r) => sameLogin(r.name, repo.name)) ?? candidates[0];
+    }
+    if (!headRepo || rootOf(headRepo) !== rootOf(repo) || refuse(actor, headRepo, { permission: "contents", level: "read" })) return invalidHead();
+    const baseSha = repo.branches.get(base);
+    if (!baseSha) return validationFailed([{ resource: "PullRequest", field: "base", code: "invalid" }], docs);
+    const headSha = headRepo.branches.get(headRef);
+    if (!headSha) return invalidHead();
+    const label = `${headRepo.owner.login}:${headRef}`;
+    if (repo.pulls.some((p) => p.state === "open" && p.headRepo === keyOf(headRepo) && p.headRef === headRef && p.baseRef === base)) {
+      return validationFailed([{ resource: "PullRequest", code: "custom", message: `A pull request already exists for ${label}.` }], docs);
+    }
+    if (ancestors(baseSha).has(headSha)) {
+      return validationFailed([{ resource: "PullRequest", code: "custom", message: `No commits between ${base} and ${head}` }], docs);
+    }
+    const pull: PullRecord = {
+      number: repo.pulls.length + 1,
+      id: nextPullId++,
+      title,
+      body: str(body.body) ?? null,
+      state: "open",
+      draft: body.draft === true,
+      user: accountOf(actor),
+      headRepo: keyOf(headRepo),
+      headRef,
+      headSha,
+      baseRef: base,
+      baseSha,
+      createdAt: isoSeconds(clock.now()),
+    };
+    repo.pulls.push(pull);
+    const json = pullJson(repo, pull);
+    return ok(json, 201, { location: json.url });
+  };
+
+  const repoRoute = (req: FakeRequest, owner: string, name: string, rest: string): FakeResponse => {
+    const actor = authenticateActor(req);
+    if (isResponse(actor)) return actor;
+    const repo = repos.get(repoKey(owner, name));
+    if (!repo) return notFound();
+    const { method } = req;
+    let m: RegExpExecArray | null;
+    if (rest === "" && method === "GET") return refuse(actor, repo, { permission: "metadata", level: "read" }) ?? ok(repoJson(repo, actor));
+    if (rest === "/forks" && method === "POST") return createFork(req, actor, repo);
+    if (method === "GET" && (m = /^\/git\/ref\/(.+)$/.exec(rest))) {
+      const docs = "https://docs.github.com/rest/git/refs#get-a-reference";
+      const denied = refuse(actor, repo, { permission: "contents", level: "read" }, docs);
+      if (denied) return denied;
+      const ref = decodeURIComponent(m[1]!);
+      const branch = ref.startsWith("heads/") ? ref.slice("heads/".length) : undefined;
+      const sha = branch !== undefined ? repo.branches.get(branch) : undefined;
+      return sha ? ok(refJson(repo, branch!, sha)) : notFound(docs);
+    }
+    if (rest === "/git/refs" && method === "POST") return createRef(req, actor, repo);
+    if ((m = /^\/contents(?:\/(.*))?$/.exec(rest))) {
+      const path = decodeURIComponent(m[1] ?? "").replace(/^\/+/, "");
+      if (method === "GET") return getContents(req, actor, repo, path.replace(/\/+$/, ""));
+      if (method === "PUT") return putContents(req, actor, repo, path);
+      return notFound();
+    }
+    if (rest === "/pulls" && method === "POST") return createPull(req, actor, repo);
+    if (method === "GET" && (m = /^\/pulls\/(\d+)$/.exec(rest))) {
+      const docs = "https://docs.github.com/rest/pulls/pulls#get-a-pull-request";
+      const denied = refuse(actor, repo, { permission: "pull_requests", level: "read" }, docs);
+      if (denied) return denied;
+      const pull = repo.pulls.find((p) => p.number === Number(m![1]));
+      return pull ? ok(pullJson(repo, pull)) : notFound(docs);
+    }
+    return notFound();
+  };
+
   // ---- routing ----
   const handle = async (req: FakeRequest): Promise<FakeResponse> => {
     const failure = failures.findIndex((f) => req.path.startsWith(f.prefix));
@@ -655,6 +1392,10 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
 
     if (method === "GET" && (m = /^\/apps\/([^/]+)\/installations\/new$/.exec(path))) return installFlow(req, decodeURIComponent(m[1]!));
     if (method === "POST" && path === "/login/oauth/access_token") return oauthAccessToken(req);
+    if (method === "GET" && path === "/login/oauth/authorize") return authorizePage(req);
+    if (method === "DELETE" && (m = /^\/applications\/([^/]+)\/(grant|token)$/.exec(path))) {
+      return applicationsRoute(req, decodeURIComponent(m[1]!), m[2] as "grant" | "token");
+    }
 
     if ((m = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(path))) {
       if (method !== "POST") return notFound();
@@ -763,6 +1504,9 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
         .map((r) => r.data);
       const { page, headers } = paginate(req, list);
       return ok({ total_count: list.length, installations: page }, 200, headers);
+    }
+    if ((m = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(path))) {
+      return repoRoute(req, decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), m[3] ?? "");
     }
     if (path === "/user" && method === "GET") {
       const auth = authenticateUser(req);
@@ -966,6 +1710,112 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
         repositories_removed: removedObjects,
         requester: null,
         sender: { ...senderFor(record) },
+      };
+    },
+
+    signInAs(login) {
+      signedIn = login;
+      userFor(login);
+    },
+
+    denyNextAuthorization() {
+      denyNextAuthorization = true;
+    },
+
+    userTokenCount(login) {
+      const now = clock.now();
+      return [...userTokens.values()].filter((t) => sameLogin(t.login, login) && !t.revoked && (t.expiresAtMs === null || t.expiresAtMs > now)).length;
+    },
+
+    isUserTokenValid(token) {
+      const t = userTokens.get(token);
+      return !!t && !t.revoked && (t.expiresAtMs === null || t.expiresAtMs > clock.now());
+    },
+
+    isRefreshTokenSpent(token) {
+      return refreshTokens.get(token)?.spent ?? false;
+    },
+
+    isRefreshTokenValid(token) {
+      const r = refreshTokens.get(token);
+      return !!r && !r.spent && !r.revoked && r.expiresAtMs > clock.now();
+    },
+
+    expireUserTokens(login) {
+      const now = clock.now();
+      for (const t of userTokens.values()) {
+        if (login === undefined || sameLogin(t.login, login)) t.expiresAtMs = Math.min(t.expiresAtMs ?? now, now);
+      }
+    },
+
+    createRepository(options) {
+      const owner = accounts.get(options.owner.toLowerCase()) ?? accountFor(options.owner, options.ownerType ?? "Organization");
+      if (owner.type === "User") userFor(owner.login);
+      const key = repoKey(owner.login, options.name);
+      if (repos.has(key)) throw new Error(`fake GitHub: repository ${owner.login}/${options.name} exists`);
+      const creator = options.createdBy ? accountFor(options.createdBy, "User") : owner;
+      const files = options.files ?? { "README.md": `# ${options.name}\n` };
+      const changes = new Map(Object.entries(files).map(([path, content]) => [path, storeBlob(Buffer.from(content, "utf8"))]));
+      const commit = makeCommit(undefined, changes, "Initial commit", creator);
+      const defaultBranch = options.defaultBranch ?? "main";
+      repos.set(key, {
+        id: repoObject(owner, options.name).id,
+        owner,
+        name: options.name,
+        private: options.private ?? false,
+        defaultBranch,
+        branches: new Map([[defaultBranch, commit.sha]]),
+        createdBy: creator,
+        createdAt: isoSeconds(clock.now()),
+        parent: null,
+        source: null,
+        forks: [],
+        pulls: [],
+        collaborators: new Map(),
+      });
+      return repoObject(owner, options.name);
+    },
+
+    grantRepositoryAccess(login, fullName, level) {
+      const repo = repos.get(fullName.toLowerCase());
+      if (!repo) throw new Error(`fake GitHub: no repository ${fullName}`);
+      userFor(login);
+      repo.collaborators.set(login.toLowerCase(), level);
+    },
+
+    repository(fullName) {
+      const repo = repos.get(fullName.toLowerCase());
+      if (!repo) return undefined;
+      const nameOf = (key: string) => fullNameOf(repos.get(key)!);
+      return {
+        fullName: fullNameOf(repo),
+        owner: repo.owner.login,
+        private: repo.private,
+        defaultBranch: repo.defaultBranch,
+        createdBy: repo.createdBy.login,
+        fork: repo.parent !== null,
+        parent: repo.parent ? nameOf(repo.parent) : null,
+        source: repo.source ? nameOf(repo.source) : null,
+        forks: repo.forks.map(nameOf),
+        branches: Object.fromEntries(
+          [...repo.branches].map(([branch, sha]) => {
+            const commit = commits.get(sha)!;
+            const files = Object.fromEntries([...commit.files].map(([path, blob]) => [path, blobs.get(blob)!.toString("utf8")]));
+            return [branch, { sha, message: commit.message, author: commit.author.login, files }];
+          }),
+        ),
+        pulls: repo.pulls.map((p) => ({
+          number: p.number,
+          title: p.title,
+          body: p.body,
+          state: p.state,
+          user: p.user.login,
+          headRepo: nameOf(p.headRepo),
+          headRef: p.headRef,
+          headSha: p.headSha,
+          baseRef: p.baseRef,
+          baseSha: p.baseSha,
+        })),
       };
     },
 

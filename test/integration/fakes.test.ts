@@ -469,3 +469,343 @@ describe("fake Atlassian", () => {
     expect(body.access_token).toEqual(expect.any(String));
   });
 });
+
+describe("fake GitHub: user authorization, repositories and permissions", () => {
+  const callback = "http://127.0.0.1:9/oauth/github/callback";
+  let github: FakeGitHub;
+  let app: FakeGitHubApp;
+  let key: KeyObject;
+  let upstreamInstallationId: number;
+
+  const pkce = () => {
+    const verifier = randomBytes(32).toString("base64url");
+    return { verifier, challenge: createHash("sha256").update(verifier).digest("base64url") };
+  };
+  const authorize = async (params: Record<string, string> = {}) => {
+    const query = new URLSearchParams({ client_id: app.clientId, redirect_uri: callback, state: "st-1", ...params });
+    const res = await fetch(`${github.url}/login/oauth/authorize?${query}`, { redirect: "manual" });
+    expect(res.status).toBe(302);
+    return location(res);
+  };
+  const tokenRequest = (fields: Record<string, string>) =>
+    fetch(
+      `${github.url}/login/oauth/access_token`,
+      json({ client_id: app.clientId, client_secret: app.clientSecret, ...fields }, { accept: "application/json" }),
+    ).then((r) => r.json());
+  const signIn = async (login: string) => {
+    github.signInAs(login);
+    const { verifier, challenge } = pkce();
+    const code = (await authorize({ code_challenge: challenge, code_challenge_method: "S256" })).searchParams.get("code")!;
+    const token = await tokenRequest({ code, code_verifier: verifier, redirect_uri: callback });
+    expect(token.access_token).toMatch(/^ghu_/);
+    return token as { access_token: string; refresh_token: string };
+  };
+  const api = (token: string | undefined, path: string, init: { method?: string; body?: unknown } = {}) =>
+    fetch(`${github.url}${path}`, {
+      method: init.method ?? "GET",
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(init.body !== undefined ? { "content-type": "application/json" } : {}),
+      },
+      body: init.body !== undefined ? JSON.stringify(init.body) : undefined,
+    });
+  const revoke = (what: "grant" | "token", accessToken: string, secret = app.clientSecret) =>
+    fetch(`${github.url}/applications/${app.clientId}/${what}`, {
+      method: "DELETE",
+      headers: { "content-type": "application/json", authorization: `Basic ${Buffer.from(`${app.clientId}:${secret}`).toString("base64")}` },
+      body: JSON.stringify({ access_token: accessToken }),
+    });
+  const installationToken = async (installationId: number, body: unknown = {}) => {
+    const now = Math.floor(github.now() / 1000);
+    const jwt = await new SignJWT({})
+      .setProtectedHeader({ alg: "RS256" })
+      .setIssuer(app.clientId)
+      .setIssuedAt(now - 60)
+      .setExpirationTime(now + 540)
+      .sign(key);
+    const res = await fetch(`${github.url}/app/installations/${installationId}/access_tokens`, json(body, { authorization: `Bearer ${jwt}` }));
+    expect(res.status).toBe(201);
+    return (await res.json()).token as string;
+  };
+  const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
+
+  beforeAll(async () => {
+    github = await startFakeGitHub();
+    app = await github.createApp({ slug: "keyplane-agent", callbackUrls: [callback] });
+    key = createPrivateKey(app.privateKeyPem);
+    github.createRepository({ owner: "upstream-org", name: "widgets", files: { "README.md": "# widgets\n", "src/index.ts": "export {};\n" } });
+    github.createRepository({ owner: "upstream-org", name: "secret", private: true });
+    github.createRepository({ owner: "elsewhere", name: "vault", private: true });
+    upstreamInstallationId = github.addInstallation({
+      appId: app.appId,
+      account: { login: "upstream-org", type: "Organization" },
+      repositories: ["widgets", "secret"],
+      permissions: { metadata: "read", contents: "read", pull_requests: "write" },
+    }).id;
+    // The agent's own account: the app may create forks there and push to them.
+    github.addInstallation({
+      appId: app.appId,
+      account: { login: "kp-agent", type: "User" },
+      repositories: [],
+      permissions: { metadata: "read", contents: "write", administration: "write", pull_requests: "write" },
+    });
+  });
+  afterAll(() => github.close());
+
+  it("authorizes with PKCE S256: the right verifier works once, a wrong or missing one is refused without spending the code", async () => {
+    github.signInAs("kp-agent");
+    const { verifier, challenge } = pkce();
+    const target = await authorize({ code_challenge: challenge, code_challenge_method: "S256" });
+    expect(`${target.origin}${target.pathname}`).toBe(callback);
+    expect(target.searchParams.get("state")).toBe("st-1");
+    const code = target.searchParams.get("code")!;
+    expect((await tokenRequest({ code, code_verifier: pkce().verifier })).error).toBe("bad_verification_code");
+    expect((await tokenRequest({ code })).error).toBe("bad_verification_code");
+    const token = await tokenRequest({ code, code_verifier: verifier });
+    expect(token).toMatchObject({ access_token: expect.stringMatching(/^ghu_/), refresh_token: expect.stringMatching(/^ghr_/), expires_in: 28800 });
+    expect((await tokenRequest({ code, code_verifier: verifier })).error).toBe("bad_verification_code");
+    const user = await (await api(token.access_token, "/user")).json();
+    expect(user.login).toBe("kp-agent");
+
+    expect((await fetch(`${github.url}/login/oauth/authorize?client_id=nope&state=x`, { redirect: "manual" })).status).toBe(404);
+    const mismatch = await authorize({ redirect_uri: "http://127.0.0.1:9/elsewhere" });
+    expect(`${mismatch.origin}${mismatch.pathname}`).toBe(callback);
+    expect(mismatch.searchParams.get("error")).toBe("redirect_uri_mismatch");
+    expect((await authorize({ code_challenge: challenge, code_challenge_method: "plain" })).searchParams.get("error")).toBe("invalid_request");
+  });
+
+  it("redirects with access_denied and the state when the user denies", async () => {
+    github.denyNextAuthorization();
+    const denied = await authorize({ state: "st-deny" });
+    expect(denied.searchParams.get("error")).toBe("access_denied");
+    expect(denied.searchParams.get("error_description")).toEqual(expect.any(String));
+    expect(denied.searchParams.get("state")).toBe("st-deny");
+    expect(denied.searchParams.get("code")).toBeNull();
+    expect((await authorize()).searchParams.get("code")).toEqual(expect.any(String));
+  });
+
+  it("refuses a reused refresh token, and revoking the grant kills every token and refresh token of the user", async () => {
+    const first = await signIn("grant-user");
+    const refreshed = await tokenRequest({ grant_type: "refresh_token", refresh_token: first.refresh_token });
+    expect(refreshed.access_token).toMatch(/^ghu_/);
+    expect(github.isRefreshTokenSpent(first.refresh_token)).toBe(true);
+    expect((await tokenRequest({ grant_type: "refresh_token", refresh_token: first.refresh_token })).error).toBe("bad_refresh_token");
+    const other = await signIn("grant-user");
+    expect(github.userTokenCount("grant-user")).toBe(3);
+
+    expect((await revoke("grant", refreshed.access_token, "wrong-secret")).status).toBe(404);
+    expect((await revoke("grant", "ghu_unknown")).status).toBe(404);
+    expect((await revoke("grant", refreshed.access_token)).status).toBe(204);
+    expect(github.userTokenCount("grant-user")).toBe(0);
+    for (const token of [first.access_token, refreshed.access_token, other.access_token]) {
+      const res = await api(token, "/user");
+      expect(res.status).toBe(401);
+      expect((await res.json()).message).toBe("Bad credentials");
+    }
+    expect(github.isRefreshTokenValid(other.refresh_token)).toBe(false);
+    expect((await tokenRequest({ grant_type: "refresh_token", refresh_token: other.refresh_token })).error).toBe("bad_refresh_token");
+    expect((await revoke("grant", other.access_token)).status).toBe(404);
+
+    // DELETE .../token revokes only that token.
+    const a = await signIn("token-user");
+    const b = await signIn("token-user");
+    expect((await revoke("token", a.access_token)).status).toBe(204);
+    expect(github.isUserTokenValid(a.access_token)).toBe(false);
+    expect(github.isUserTokenValid(b.access_token)).toBe(true);
+    expect(github.isRefreshTokenValid(a.refresh_token)).toBe(true);
+  });
+
+  it("expires user tokens on demand and by its own clock; the refresh token still works", async () => {
+    const token = await signIn("clock-user");
+    github.setClockOffset(8 * 3600 * 1000 + 1000);
+    try {
+      expect((await api(token.access_token, "/user")).status).toBe(401);
+    } finally {
+      github.setClockOffset(0);
+    }
+    expect((await api(token.access_token, "/user")).status).toBe(200);
+    github.expireUserTokens("clock-user");
+    expect((await api(token.access_token, "/user")).status).toBe(401);
+    const fresh = await tokenRequest({ grant_type: "refresh_token", refresh_token: token.refresh_token });
+    expect((await api(fresh.access_token, "/user")).status).toBe(200);
+  });
+
+  it("forks as the user into the user's account, commits on a branch of the fork, and opens a PR upstream (then 422 duplicate and no commits)", async () => {
+    const { access_token: token } = await signIn("kp-agent");
+    const upstream = await (await api(token, "/repos/upstream-org/widgets")).json();
+    expect(upstream).toMatchObject({ full_name: "upstream-org/widgets", fork: false, private: false, permissions: { pull: true, push: false } });
+
+    const forkRes = await api(token, "/repos/upstream-org/widgets/forks", { method: "POST", body: {} });
+    expect(forkRes.status).toBe(202);
+    const fork = await forkRes.json();
+    expect(fork).toMatchObject({
+      full_name: "kp-agent/widgets",
+      owner: { login: "kp-agent" },
+      fork: true,
+      parent: { full_name: "upstream-org/widgets" },
+      source: { full_name: "upstream-org/widgets" },
+      permissions: { push: true },
+    });
+    const again = await api(token, "/repos/upstream-org/widgets/forks", { method: "POST" });
+    expect(again.status).toBe(202);
+    expect((await again.json()).id).toBe(fork.id);
+    expect(github.repository("upstream-org/widgets")?.forks).toEqual(["kp-agent/widgets"]);
+    expect(github.repository("kp-agent/widgets")).toMatchObject({ createdBy: "kp-agent", fork: true, parent: "upstream-org/widgets" });
+
+    // A branch on the fork.
+    const main = await (await api(token, "/repos/kp-agent/widgets/git/ref/heads/main")).json();
+    expect(main).toMatchObject({ ref: "refs/heads/main", object: { type: "commit", sha: expect.stringMatching(/^[0-9a-f]{40}$/) } });
+    expect((await api(token, "/repos/kp-agent/widgets/git/ref/heads/nope")).status).toBe(404);
+    const refBody = { ref: "refs/heads/fix-typo", sha: main.object.sha };
+    expect((await api(token, "/repos/kp-agent/widgets/git/refs", { method: "POST", body: refBody })).status).toBe(201);
+    const dupRef = await api(token, "/repos/kp-agent/widgets/git/refs", { method: "POST", body: refBody });
+    expect(dupRef.status).toBe(422);
+    expect((await dupRef.json()).message).toBe("Reference already exists");
+    await api(token, "/repos/kp-agent/widgets/git/refs", { method: "POST", body: { ref: "refs/heads/empty", sha: main.object.sha } });
+
+    // Contents: read, then update with and without the blob sha.
+    const readme = await (await api(token, "/repos/kp-agent/widgets/contents/README.md?ref=fix-typo")).json();
+    expect(readme).toMatchObject({ type: "file", encoding: "base64", path: "README.md", name: "README.md" });
+    expect(Buffer.from(readme.content, "base64").toString("utf8")).toBe("# widgets\n");
+    const put = (body: Record<string, unknown>) => api(token, "/repos/kp-agent/widgets/contents/README.md", { method: "PUT", body });
+    const noSha = await put({ message: "Fix", content: b64("# Widgets\n"), branch: "fix-typo" });
+    expect(noSha.status).toBe(422);
+    expect((await noSha.json()).message).toContain(`"sha" wasn't supplied`);
+    expect((await put({ message: "Fix", content: b64("# Widgets\n"), branch: "fix-typo", sha: "0".repeat(40) })).status).toBe(409);
+    expect((await put({ message: "Fix", content: "not base64!", branch: "fix-typo", sha: readme.sha })).status).toBe(422);
+    expect((await put({ message: "Fix", content: b64("x"), branch: "missing-branch", sha: readme.sha })).status).toBe(404);
+    const updated = await put({ message: "Fix the title", content: b64("# Widgets\n"), branch: "fix-typo", sha: readme.sha });
+    expect(updated.status).toBe(200);
+    const commit = (await updated.json()).commit;
+    expect(commit).toMatchObject({ message: "Fix the title", parents: [{ sha: main.object.sha }] });
+    const created = await api(token, "/repos/kp-agent/widgets/contents/docs/NOTES.md", {
+      method: "PUT",
+      body: { message: "Notes", content: b64("notes\n"), branch: "fix-typo" },
+    });
+    expect(created.status).toBe(201);
+    const fixTypo = github.repository("kp-agent/widgets")!.branches["fix-typo"]!;
+    expect(fixTypo).toMatchObject({ author: "kp-agent", files: { "README.md": "# Widgets\n", "docs/NOTES.md": "notes\n", "src/index.ts": "export {};\n" } });
+    expect(github.repository("kp-agent/widgets")!.branches.main!.files["README.md"]).toBe("# widgets\n");
+    expect(github.repository("upstream-org/widgets")!.branches["fix-typo"]).toBeUndefined();
+
+    // The pull request on upstream, from the fork's branch.
+    const pr = { title: "Fix the title", head: "kp-agent:fix-typo", base: "main", body: "Small fix." };
+    const opened = await api(token, "/repos/upstream-org/widgets/pulls", { method: "POST", body: pr });
+    expect(opened.status).toBe(201);
+    const pull = await opened.json();
+    expect(pull).toMatchObject({
+      number: 1,
+      state: "open",
+      title: "Fix the title",
+      body: "Small fix.",
+      user: { login: "kp-agent" },
+      html_url: `${github.url}/upstream-org/widgets/pull/1`,
+      head: { ref: "fix-typo", sha: fixTypo.sha, repo: { full_name: "kp-agent/widgets" } },
+      base: { ref: "main", sha: main.object.sha, repo: { full_name: "upstream-org/widgets" } },
+    });
+    expect((await (await api(token, "/repos/upstream-org/widgets/pulls/1")).json()).number).toBe(1);
+    expect(github.repository("upstream-org/widgets")!.pulls).toMatchObject([{ number: 1, user: "kp-agent", headRepo: "kp-agent/widgets" }]);
+
+    const duplicate = await api(token, "/repos/upstream-org/widgets/pulls", { method: "POST", body: pr });
+    expect(duplicate.status).toBe(422);
+    expect(await duplicate.json()).toMatchObject({
+      message: "Validation Failed",
+      errors: [{ resource: "PullRequest", code: "custom", message: "A pull request already exists for kp-agent:fix-typo." }],
+    });
+    const empty = await api(token, "/repos/upstream-org/widgets/pulls", { method: "POST", body: { ...pr, head: "kp-agent:empty" } });
+    expect(empty.status).toBe(422);
+    expect((await empty.json()).errors).toEqual([{ resource: "PullRequest", code: "custom", message: "No commits between main and kp-agent:empty" }]);
+    const noBranch = await api(token, "/repos/upstream-org/widgets/pulls", { method: "POST", body: { ...pr, head: "kp-agent:nope" } });
+    expect(noBranch.status).toBe(422);
+    expect((await noBranch.json()).errors).toEqual([{ resource: "PullRequest", field: "head", code: "invalid" }]);
+
+    // Upstream is not writable: the app has only contents: read there (403, checked before the user's own access).
+    expect((await api(token, "/repos/upstream-org/widgets/contents/README.md", { method: "PUT", body: { message: "x", content: b64("x") } })).status).toBe(403);
+  });
+
+  it("holds installation tokens to their repositories and permissions; objects they create belong to <slug>[bot]", async () => {
+    const token = await installationToken(upstreamInstallationId);
+    const put = await api(token, "/repos/upstream-org/widgets/contents/NEW.md", { method: "PUT", body: { message: "x", content: b64("x") } });
+    expect(put.status).toBe(403);
+    expect(await put.json()).toMatchObject({ message: "Resource not accessible by integration", documentation_url: expect.any(String) });
+    expect((await api(token, "/repos/upstream-org/secret")).status).toBe(200);
+    const outside = await api(token, "/repos/elsewhere/vault");
+    expect(outside.status).toBe(404);
+    expect((await outside.json()).message).toBe("Not Found");
+    // Narrowed to widgets: the private repository of the same installation is gone.
+    const narrowed = await installationToken(upstreamInstallationId, { repositories: ["widgets"] });
+    expect((await api(narrowed, "/repos/upstream-org/secret")).status).toBe(404);
+
+    github.createRepository({ owner: "upstream-org", name: "gadgets", files: { "a.txt": "a\n" } });
+    const writer = github.addInstallation({
+      appId: app.appId,
+      account: { login: "bot-org", type: "Organization" },
+      repositories: ["tools"],
+      permissions: { metadata: "read", contents: "write", pull_requests: "write" },
+    });
+    github.createRepository({ owner: "bot-org", name: "tools", files: { "tool.sh": "echo\n" } });
+    const writerToken = await installationToken(writer.id);
+    expect((await api(writerToken, "/repos/bot-org/tools/git/refs", { method: "POST", body: { ref: "refs/heads/b", sha: "f".repeat(40) } })).status).toBe(422);
+    const head = github.repository("bot-org/tools")!.branches.main!.sha;
+    expect((await api(writerToken, "/repos/bot-org/tools/git/refs", { method: "POST", body: { ref: "refs/heads/b", sha: head } })).status).toBe(201);
+    const put2 = await api(writerToken, "/repos/bot-org/tools/contents/tool.sh", {
+      method: "PUT",
+      body: { message: "Bot edit", content: b64("echo hi\n"), branch: "b" },
+    });
+    expect(put2.status).toBe(422); // an existing file needs its sha
+    const blobSha = (await (await api(writerToken, "/repos/bot-org/tools/contents/tool.sh?ref=b")).json()).sha;
+    expect(
+      (
+        await api(writerToken, "/repos/bot-org/tools/contents/tool.sh", {
+          method: "PUT",
+          body: { message: "Bot edit", content: b64("echo hi\n"), branch: "b", sha: blobSha },
+        })
+      ).status,
+    ).toBe(200);
+    const pr = await api(writerToken, "/repos/bot-org/tools/pulls", { method: "POST", body: { title: "Bot PR", head: "b", base: "main" } });
+    expect(pr.status).toBe(201);
+    expect((await pr.json()).user).toMatchObject({ login: "keyplane-agent[bot]", type: "Bot" });
+    expect(github.repository("bot-org/tools")!.branches.b!.author).toBe("keyplane-agent[bot]");
+    // A public repository outside the installation can be read, not written.
+    expect((await api(writerToken, "/repos/upstream-org/gadgets/contents/a.txt")).status).toBe(200);
+    expect((await api(writerToken, "/repos/upstream-org/gadgets/pulls", { method: "POST", body: { title: "x", head: "main", base: "main" } })).status).toBe(
+      403,
+    );
+    // Forking into a user account is not for installation tokens; into its own organization it needs administration: write.
+    expect((await api(writerToken, "/repos/upstream-org/gadgets/forks", { method: "POST" })).status).toBe(403);
+    expect((await api(writerToken, "/repos/upstream-org/gadgets/forks", { method: "POST", body: { organization: "bot-org" } })).status).toBe(403);
+  });
+
+  it("gives a user-to-server token only what both the user and the app may do", async () => {
+    const { access_token: stranger } = await signIn("stranger");
+    const hidden = await api(stranger, "/repos/upstream-org/secret");
+    expect(hidden.status).toBe(404);
+    expect((await api(stranger, "/repos/upstream-org/secret/contents/README.md")).status).toBe(404);
+    // Public: readable by anyone, even without a token.
+    expect((await api(undefined, "/repos/upstream-org/widgets/contents/README.md")).status).toBe(200);
+    expect((await api(undefined, "/repos/upstream-org/secret")).status).toBe(404);
+
+    github.grantRepositoryAccess("stranger", "upstream-org/secret", "read");
+    const granted = await api(stranger, "/repos/upstream-org/secret");
+    expect(granted.status).toBe(200);
+    expect((await granted.json()).permissions).toMatchObject({ pull: true, push: false, admin: false });
+    // No installation on the stranger's account: no fork there.
+    const fork = await api(stranger, "/repos/upstream-org/widgets/forks", { method: "POST" });
+    expect(fork.status).toBe(403);
+    expect((await fork.json()).message).toBe("Resource not accessible by integration");
+    // A private repository of an account without the app is 404 even with the user's access.
+    github.grantRepositoryAccess("stranger", "elsewhere/vault", "admin");
+    expect((await api(stranger, "/repos/elsewhere/vault")).status).toBe(404);
+    // Reading a granted private repository needs the app's contents: read there (upstream-org has it).
+    expect((await api(stranger, "/repos/upstream-org/secret/contents/README.md")).status).toBe(200);
+    // The app may write to kp-agent's repositories, but the stranger may not (404, as GitHub hides what one cannot push to).
+    github.createRepository({ owner: "kp-agent", name: "notes", files: { "n.md": "n\n" } });
+    const agentInstallation = github.installations.find((i) => i.account.login === "kp-agent")!;
+    github.installationRepositoriesEvent(agentInstallation.id, { added: ["notes"] });
+    const write = { method: "PUT", body: { message: "x", content: b64("x\n") } };
+    expect((await api(stranger, "/repos/kp-agent/notes/contents/new.md", write)).status).toBe(404);
+    github.grantRepositoryAccess("stranger", "kp-agent/notes", "write");
+    expect((await api(stranger, "/repos/kp-agent/notes/contents/new.md", write)).status).toBe(201);
+    expect(github.repository("kp-agent/notes")!.branches.main).toMatchObject({ author: "stranger", files: { "new.md": "x\n" } });
+  });
+});
