@@ -396,15 +396,39 @@ export const variables = {
   GITHUB_APP_PRIVATE_KEY: about(
     z.string().optional(),
     "GitHub",
-    "The unnamed app's RSA private key (PEM, PKCS#1 or PKCS#8; a one-line value with `\\n` works).",
+    "The unnamed app's RSA private key (PEM, PKCS#1 or PKCS#8; a one-line value with `\\n` works). Must be absent with a `pkcs11` or `aws-kms` signer.",
   ),
+  GITHUB_APP_SIGNER: about(
+    z.string().optional(),
+    "GitHub",
+    "What signs the unnamed app's JWTs: `memory` (its `GITHUB_APP_PRIVATE_KEY`), `pkcs11` (a key on a PKCS#11 token, an HSM) or `aws-kms` (a key in AWS KMS). A key kept elsewhere is checked at start (found, RSA of 2048 bits or more, a signature verified); its fingerprint is logged.",
+    "`memory`",
+  ),
+  GITHUB_APP_PKCS11_MODULE: about(
+    z.string().optional(),
+    "GitHub",
+    "`pkcs11` signer: absolute path of the PKCS#11 library (e.g. `/usr/lib/softhsm/libsofthsm2.so`).",
+  ),
+  GITHUB_APP_PKCS11_TOKEN_LABEL: about(z.string().optional(), "GitHub", "`pkcs11` signer: the token's label (or give `GITHUB_APP_PKCS11_SLOT`)."),
+  GITHUB_APP_PKCS11_SLOT: about(z.string().optional(), "GitHub", "`pkcs11` signer: the token's slot id, instead of its label."),
+  GITHUB_APP_PKCS11_PIN: about(z.string().optional(), "GitHub", "`pkcs11` signer: the token's user PIN (never logged). Or `GITHUB_APP_PKCS11_PIN_FILE`."),
+  GITHUB_APP_PKCS11_PIN_FILE: about(z.string().optional(), "GitHub", "`pkcs11` signer: a file holding the user PIN (a mounted secret), read at start."),
+  GITHUB_APP_PKCS11_KEY_LABEL: about(z.string().optional(), "GitHub", "`pkcs11` signer: the private key's label (`CKA_LABEL`)."),
+  GITHUB_APP_PKCS11_KEY_ID: about(z.string().optional(), "GitHub", "`pkcs11` signer: the private key's id (`CKA_ID`, hex), with or instead of its label."),
+  GITHUB_APP_KMS_KEY_ID: about(
+    z.string().optional(),
+    "GitHub",
+    "`aws-kms` signer: the key's id, ARN, alias (`alias/…`) or alias ARN. Credentials come from the AWS SDK's default chain (IRSA on EKS).",
+  ),
+  GITHUB_APP_KMS_REGION: about(z.string().optional(), "GitHub", "`aws-kms` signer: the key's region.", "the key ARN's region, else `AWS_REGION`"),
+  GITHUB_APP_KMS_ENDPOINT: about(z.string().optional(), "GitHub", "`aws-kms` signer: another KMS endpoint (a VPC endpoint's URL)."),
   GITHUB_APP_WEBHOOK_SECRET: about(z.string().optional(), "GitHub", "The unnamed app's webhook secret."),
   GITHUB_APP_CLIENT_ID: about(z.string().optional(), "GitHub", "The unnamed app's OAuth client id."),
   GITHUB_APP_CLIENT_SECRET: about(z.string().optional(), "GitHub", "The unnamed app's OAuth client secret."),
   GITHUB_APPS_DIR: about(
     z.string().min(1).optional(),
     "GitHub",
-    "Directory of mounted secrets, one subdirectory per app: `<dir>/<name>/appId`, `privateKey`, `webhookSecret`, optional `slug`, `clientId`, `clientSecret` (what External Secrets produces). Changed files are picked up while running (a rotated key is used by the next request); a malformed rotation keeps the previous key and logs an error.",
+    "Directory of mounted secrets, one subdirectory per app: `<dir>/<name>/appId`, `privateKey`, `webhookSecret`, optional `slug`, `clientId`, `clientSecret` (what External Secrets produces); with a key kept elsewhere, `signer` and its settings (`pkcs11Module`, `pkcs11TokenLabel` or `pkcs11Slot`, `pkcs11Pin`, `pkcs11KeyLabel` and/or `pkcs11KeyId`; `kmsKeyId`, `kmsRegion`, `kmsEndpoint`) instead of `privateKey`. Changed files are picked up while running (a rotated key is used by the next request; a new HSM or KMS key once it passed the start check); a malformed rotation keeps the previous key and logs an error.",
   ),
   GITHUB_APPS_POLL_SECONDS: about(
     z.coerce.number().positive().max(3600).default(5),
@@ -445,6 +469,12 @@ export const PATTERN_VARIABLES: Array<{ name: string; section: Section; descript
     section: "GitHub",
     description:
       "One named GitHub App per `<NAME>` (e.g. `GITHUB_APP_REX_ID` → app `rex`): app id (or client id), RSA private key (PEM, PKCS#1 or PKCS#8; a one-line value with `\\n` works), slug (needed to install it), webhook secret, and its OAuth client (with it, the install callback checks that the installing user can see the installation — strongly recommended). A missing or malformed key stops Keyplane at start with a message naming the app, never the key. Read by `src/github/appRegistry.ts`.",
+  },
+  {
+    name: "GITHUB_APP_<NAME>_SIGNER, _PKCS11_MODULE, _PKCS11_TOKEN_LABEL, _PKCS11_SLOT, _PKCS11_PIN, _PKCS11_PIN_FILE, _PKCS11_KEY_LABEL, _PKCS11_KEY_ID, _KMS_KEY_ID, _KMS_REGION, _KMS_ENDPOINT",
+    section: "GitHub",
+    description:
+      "Where a named app's key is, when Keyplane must not hold it: `_SIGNER` is `memory` (default: `_PRIVATE_KEY`), `pkcs11` or `aws-kms`, with that signer's settings, as for the unnamed app's `GITHUB_APP_SIGNER`, `GITHUB_APP_PKCS11_*` and `GITHUB_APP_KMS_*` above (e.g. `GITHUB_APP_REX_KMS_KEY_ID`). With `pkcs11` or `aws-kms`, `_PRIVATE_KEY` must be absent. The longest suffix wins: an app may be named `kms` (`GITHUB_APP_KMS_KMS_KEY_ID`); only a name ending in `client`, `kms-key` or `pkcs11-key` cannot take its id from a variable (use `GITHUB_APPS_DIR`).",
   },
 ];
 
