@@ -339,6 +339,55 @@ describe("aws-kms signer (a local KMS that checks SigV4)", () => {
     );
   });
 
+  it("a mounted app's changed key id is used once the new key passed the start check; a key that fails it is refused and the old one stays", async () => {
+    const dir = scratch.fresh();
+    const appDir = path.join(dir, "rex");
+    mkdirSync(appDir);
+    const files = { appId: String(rex.appId), webhookSecret: "hook", signer: "aws-kms", kmsKeyId: key.arn, kmsEndpoint: kms.url };
+    for (const [file, value] of Object.entries(files)) writeFileSync(path.join(appDir, file), `${value}\n`);
+    const { logger, text } = capturedLogger("kms-rotation");
+    const registry = loadGitHubApps({ dir }, { logger, watch: false, signers: { awsKms: { client: { credentials, maxAttempts: 1 } } } });
+    try {
+      const first = registry.get("rex")!.signer!;
+      expect(first.where).toBe(`aws-kms key ${key.arn} in eu-west-1`);
+      const missing = "arn:aws:kms:eu-west-1:111122223333:key/0c0c0c0c-1111-2222-3333-444455556666";
+      writeFileSync(path.join(appDir, "kmsKeyId"), `${missing}\n`);
+      await registry.check();
+      expect(registry.get("rex")!.signer).toBe(first);
+      expect(text()).toContain(`changed files are unusable (aws-kms key ${missing} in eu-west-1: kms:GetPublicKey: KMS found no such key`);
+
+      kms.addKey({ privateKey: rex.privateKeyPem, alias: "github-app-rex-next" });
+      writeFileSync(path.join(appDir, "kmsKeyId"), "alias/github-app-rex-next\n");
+      writeFileSync(path.join(appDir, "kmsRegion"), "eu-west-1\n");
+      await registry.check();
+      // The credentials above cover the first key only: the new one fails its check, the old one stays.
+      expect(registry.get("rex")!.signer).toBe(first);
+      expect(text()).toMatch(/changed files are unusable \(aws-kms key alias\/github-app-rex-next in eu-west-1: kms:GetPublicKey: KMS denied the request/);
+    } finally {
+      await registry.close();
+    }
+    // With a role that may use the new key, it is taken, and the fingerprint logged is the same key's.
+    const allowedBoth = kms.addCredentials();
+    registerSecret(allowedBoth.secretAccessKey);
+    writeFileSync(path.join(appDir, "kmsKeyId"), `${key.arn}\n`);
+    const again = loadGitHubApps({ dir }, { logger, watch: false, signers: { awsKms: { client: { credentials: allowedBoth, maxAttempts: 1 } } } });
+    try {
+      const before = again.get("rex")!.signer;
+      writeFileSync(path.join(appDir, "kmsKeyId"), "alias/github-app-rex-next\n");
+      await again.check();
+      expect(again.get("rex")!.signer).not.toBe(before);
+      expect(again.get("rex")!.signer!.where).toBe("aws-kms key alias/github-app-rex-next in eu-west-1");
+      const changed = text()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === "GitHub App rex: files changed; the new values are in use");
+      expect(changed).toMatchObject({ app: "rex", signer: "aws-kms", keyFingerprint: keyFingerprint(createPrivateKey(rex.privateKeyPem)) });
+    } finally {
+      await again.close();
+    }
+  });
+
   it("when KMS refuses to sign at token time, the request fails with Keyplane's error naming the app, never a secret", async () => {
     // Not waiting for the check at start (as a process that starts anyway would): each JWT asks KMS.
     const wrong = { accessKeyId: credentials.accessKeyId, secretAccessKey: randomBytes(30).toString("base64") };
