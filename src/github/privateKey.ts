@@ -1,4 +1,5 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import { createPrivateKey, type KeyObject } from "node:crypto";
+import { keyFingerprint } from "./signers/jwtSigner.ts";
 
 // A GitHub App's private key, from the PEM an operator gives to the KeyObject every JWT is signed
 // with. Nothing here keeps, logs or quotes key material: problems are named ("not an RSA key",
@@ -61,8 +62,7 @@ function unescapeNewlines(input: Buffer): Buffer {
   return result;
 }
 
-/** sha256 of the public key (SPKI DER), 16 hex characters: tells keys apart in logs without revealing one. */
+/** sha256 of the public key (SPKI DER), 16 hex characters: tells keys apart in logs without revealing one (the same for a key in an HSM or KMS: signers/jwtSigner.ts). */
 export function publicKeyFingerprint(privateKey: KeyObject): string {
-  const der = createPublicKey(privateKey).export({ type: "spki", format: "der" });
-  return createHash("sha256").update(der).digest("hex").slice(0, 16);
+  return keyFingerprint(privateKey);
 }
