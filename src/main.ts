@@ -98,6 +98,8 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       },
     });
     githubApps = createGitHubApps(config.githubApps, { logger, metrics, now });
+    // A key in an HSM or KMS that cannot sign stops Keyplane at start, naming the app (as a bad PEM does).
+    await githubApps.ready;
     const db = database.db;
     // Every refused credential (token, refresh token, enrollment key) counts against its address,
     // counted before the refusal is answered (so limits.refusedCredential sees it at once).
@@ -175,7 +177,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
         await deps.standing.stop();
         await agentSweeper.stop();
         await checkpointSigner.stop();
-        githubApps?.close();
+        await githubApps?.close();
         // Open WebSockets would hold server.close() forever: they are closed (1001) first.
         await graphQLWebSocketOf(server)?.close();
         // Long-lived responses (SSE subscriptions) would hold server.close() forever: after a short
@@ -190,7 +192,7 @@ export async function createKeyplane(config: Config, options: { logger?: Logger;
       },
     };
   } catch (error) {
-    githubApps?.close();
+    await githubApps?.close().catch(() => {});
     if (!options.database) await database?.close().catch(() => {});
     unlock();
     throw error;

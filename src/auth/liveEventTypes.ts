@@ -16,6 +16,7 @@ const AREA_READERS: Readonly<Record<string, Permission>> = {
   log_stream: "log-stream:manage",
   alert_rule: "alert-rule:manage",
   alert: "alert-rule:manage",
+  identity: "identity:manage",
 };
 
 /** Holding any of these, a principal receives some events live (tenantEvents' auth scope). */

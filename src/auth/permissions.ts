@@ -25,13 +25,17 @@ export const PERMISSIONS = {
   "agent:act": "act as the one agent the token was enrolled as (heartbeat, its own tasks)",
   "log-stream:manage": "list, create, change, replay and delete the tenant's log streams (never their secrets)",
   "alert-rule:manage": "list, create and delete the tenant's alert rules, and receive their firings live",
+  "identity:link": "link, list and unlink the caller's own GitHub identity (the GitHub App's user authorization)",
+  "identity:manage": "list every linked identity of the tenant and unlink any (offboarding)",
+  "identity:token": "obtain the user token of the caller's own linked identity (audited on every read)",
+  "github:operate": "fork repositories and open pull requests on GitHub as the caller's linked identity, or with an installation token a token policy allows",
   "retention:manage":
     "set how long the tenant's audit log is kept (within its tier) and place or release a legal hold on it (admins of their tenant; platform operators of any)",
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
 
-const VIEWER: Permission[] = ["tenant:read", "installation:read", "token-policy:read", "agent:read"];
+const VIEWER: Permission[] = ["tenant:read", "installation:read", "token-policy:read", "agent:read", "identity:link"];
 const EDITOR: Permission[] = [...VIEWER, "installation:create", "agent:write"];
 const ADMIN: Permission[] = [
   ...EDITOR,
@@ -48,6 +52,7 @@ const ADMIN: Permission[] = [
   "log-stream:manage",
   "alert-rule:manage",
   "retention:manage",
+  "identity:manage",
 ];
 
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
@@ -55,7 +60,17 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   editor: EDITOR,
   admin: ADMIN,
   // Services use credentials; people manage installations but never see their tokens.
-  service: ["tenant:read", "installation:read", "installation:credentials", "github-token:issue", "agent:act", "event:subscribe"],
+  service: [
+    "tenant:read",
+    "installation:read",
+    "installation:credentials",
+    "github-token:issue",
+    "agent:act",
+    "event:subscribe",
+    "identity:link",
+    "identity:token",
+    "github:operate",
+  ],
   platform: ["tenant:create", "tenant:list", "tenant:manage", "retention:manage"],
 };
 
@@ -63,11 +78,11 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
  * Held by services only, never by people; whoever may issue service tokens may hand them on
  * (an admin provisions a service that reads credentials without ever seeing a token itself).
  */
-export const SERVICE_ONLY_PERMISSIONS: ReadonlySet<Permission> = new Set(["installation:credentials", "agent:act"]);
+export const SERVICE_ONLY_PERMISSIONS: ReadonlySet<Permission> = new Set(["installation:credentials", "agent:act", "identity:token", "github:operate"]);
 
 /** Scopes that stand for several permissions: an enrolled agent's token is `service` narrowed by `agent`. */
 const SCOPE_ALIASES: Readonly<Record<string, readonly Permission[]>> = {
-  agent: ["agent:act", "github-token:issue"],
+  agent: ["agent:act", "github-token:issue", "identity:link", "identity:token", "github:operate"],
 };
 
 /** Scopes that grant their permission on their own: an auditor's token is `viewer` + `audit:read`. */

@@ -5,6 +5,7 @@ import { alertRuleEvents } from "./alertRule/events.ts";
 import { auditEvents } from "./audit/events.ts";
 import { enrollmentKeyEvents } from "./enrollmentKey/events.ts";
 import { githubTokenEvents } from "./githubToken/events.ts";
+import { identityEvents } from "./identity/events.ts";
 import { installationEvents } from "./installation/events.ts";
 import { logStreamEvents } from "./logStream/events.ts";
 import { securityEvents } from "./security/events.ts";
@@ -27,6 +28,7 @@ const definitions: ReadonlyArray<EventDefinition<string, any>> = [
   ...auditEvents,
   ...logStreamEvents,
   ...alertRuleEvents,
+  ...identityEvents,
 ];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));

@@ -3,6 +3,7 @@ import { agentDecider } from "./agent/decider.ts";
 import { alertRuleDecider } from "./alertRule/decider.ts";
 import { enrollmentKeyDecider } from "./enrollmentKey/decider.ts";
 import { githubTokenDecider } from "./githubToken/decider.ts";
+import { identityDecider } from "./identity/decider.ts";
 import { installationDecider } from "./installation/decider.ts";
 import { logStreamDecider } from "./logStream/decider.ts";
 import { accessTokenDecider, sessionDecider } from "./session/decider.ts";
@@ -13,7 +14,7 @@ import { tokenPolicyDecider } from "./tokenPolicy/decider.ts";
 /**
  * The decider of each stream type that has one: what folds a stream's events into the state its
  * commands are decided on, so retention can keep that state when it prunes the events (a snapshot).
- * Streams of other types (security, audit_export, installation_request) are only appended to.
+ * Streams of other types (security, audit_export, installation_request, identity_link_request) are only appended to.
  */
 export const STREAM_DECIDERS: Readonly<Record<string, Decider<any, any, any>>> = {
   tenant: tenantDecider,
@@ -27,4 +28,5 @@ export const STREAM_DECIDERS: Readonly<Record<string, Decider<any, any, any>>> =
   task: taskDecider,
   log_stream: logStreamDecider,
   alert_rule: alertRuleDecider,
+  identity: identityDecider,
 };

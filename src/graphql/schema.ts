@@ -13,6 +13,7 @@ import "./types/tenantEvents.ts";
 import "./types/logStreams.ts";
 import "./types/alerts.ts";
 import "./types/retention.ts";
+import "./types/identities.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

@@ -1,7 +1,7 @@
 // Label values for the HTTP metrics: bounded sets, never a raw path or a client's string.
 
 const ROUTES = new Set(["/", "/graphql", "/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/webhooks/github", "/audit/export"]);
-const PREFIXES = ["/oauth/install/", "/oauth/callback/", "/console"];
+const PREFIXES = ["/oauth/install/", "/oauth/callback/", "/oauth/link/", "/console"];
 const METHODS = new Set(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]);
 
 /** The route a path belongs to: a known path, a known prefix with `*`, else "other". */

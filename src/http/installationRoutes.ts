@@ -4,6 +4,7 @@ import type { AppDeps } from "../app/deps.ts";
 import { completeInstallation } from "../app/installations/completeInstallation.ts";
 import { handleGitHubWebhook } from "../app/installations/githubWebhook.ts";
 import { startInstallation } from "../app/installations/startInstallation.ts";
+import { completeIdentityLink, startIdentityLink } from "../app/identities/linkIdentity.ts";
 import { can } from "../auth/actor.ts";
 import { assertWellFormedInput, assertWellFormedQuery } from "../domain/wellFormedInput.ts";
 import { BadInputError, ForbiddenError, UnauthenticatedError } from "../errors.ts";
@@ -11,8 +12,8 @@ import { logContext } from "../logger.ts";
 import { sendJson } from "./httpErrors.ts";
 import { requestMetaOf } from "./requestMeta.ts";
 
-// The browser-facing side of installations (redirects to and from the provider) and the provider's
-// webhooks. They are plain HTTP, beside /graphql; errors are JSON with the same stable codes
+// The browser-facing side of installations and identity links (redirects to and from the provider)
+// and the provider's webhooks. They are plain HTTP, beside /graphql; errors are JSON with the same stable codes
 // (src/http/httpErrors.ts, answered by the server's guard).
 
 export function installationRoutes(deps: AppDeps) {
@@ -61,6 +62,37 @@ export function installationRoutes(deps: AppDeps) {
     res.end();
   }
 
+  async function link(req: IncomingMessage, res: ServerResponse, query: URLSearchParams) {
+    const meta = metaOf(req);
+    const actor = await authenticate(deps, req.headers.authorization, meta);
+    if (!actor) throw new UnauthenticatedError();
+    Object.assign(logContext.getStore() ?? {}, { tenantId: actor.tenantId, actor: actor.subject });
+    if (!can(actor, "identity:link")) {
+      await deps.security.accessDenied({
+        tenantId: actor.tenantId,
+        actor,
+        reason: "missing-permission",
+        resource: "identity",
+        action: "identity:link",
+        request: meta,
+      });
+      throw new ForbiddenError("linking a GitHub identity needs the identity:link permission");
+    }
+    const started = await startIdentityLink(deps, actor, query.get("app"), meta);
+    res.writeHead(302, { location: started.authorizationUrl, "cache-control": "no-store" });
+    res.end();
+  }
+
+  async function linkCallback(req: IncomingMessage, res: ServerResponse, query: URLSearchParams) {
+    const done = await completeIdentityLink(deps, query, metaOf(req));
+    const view = { id: done.identity.identity_id, app: done.identity.app, login: done.identity.login, subject: done.identity.subject };
+    // A browser (whoever signed in at GitHub for the principal) is told it is done; an API client gets JSON.
+    if (!/\btext\/html\b/.test(req.headers.accept ?? "")) return sendJson(res, 200, { outcome: done.outcome, identity: view });
+    const text = `GitHub account ${view.login} is linked to ${view.subject}. You can close this window.`;
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": "default-src 'none'" });
+    res.end(`<!doctype html><html lang="en"><meta charset="utf-8"><title>Linked</title><p>${escapeHtml(text)}</p></html>`);
+  }
+
   async function githubWebhook(req: IncomingMessage, res: ServerResponse) {
     const limit = deps.config.installations.webhookMaxBodyBytes;
     const rawBody = await readBody(req, limit);
@@ -90,6 +122,11 @@ export function installationRoutes(deps: AppDeps) {
       assertWellFormedQuery(query);
       assertWellFormedInput(platform, "platform");
       return oauth[1] === "install" ? install(req, res, platform, query) : callback(req, res, platform, query);
+    }
+    const linking = /^\/oauth\/link\/github(\/callback)?$/.exec(path);
+    if (linking && req.method === "GET") {
+      assertWellFormedQuery(query);
+      return linking[1] ? linkCallback(req, res, query) : link(req, res, query);
     }
     if (path === "/webhooks/github" && req.method === "POST") return githubWebhook(req, res);
     return undefined;
@@ -127,4 +164,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | "too-la
     req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -21,6 +21,8 @@ export interface WatchOptions {
   after: number | "latest";
   /** Only these event types (the cursor still moves past the others). */
   types?: readonly string[];
+  /** And only events this accepts (identityEvents: the caller's own). */
+  where?: (event: StoredEvent) => boolean;
 }
 
 export interface EventFeed {
@@ -263,8 +265,9 @@ export function createEventFeed(
     poller.unref();
   }
 
-  function watch(tenantId: string, { after, types }: WatchOptions) {
-    const wanted = types?.length ? new Set(types) : undefined;
+  function watch(tenantId: string, { after, types, where }: WatchOptions) {
+    const typed = types?.length ? new Set(types) : undefined;
+    const wanted = (event: StoredEvent) => (!typed || typed.has(event.type)) && (!where || where(event));
     return abortableStream<StoredEvent>(async function* (signal) {
       let cursor = after === "latest" ? await headOf(tenantId) : after;
       // Reads the store from the cursor to its end, yielding what matches.
@@ -274,7 +277,7 @@ export function createEventFeed(
           for (const event of events) {
             if (signal.aborted) return;
             cursor = event.sequence;
-            if (!wanted || wanted.has(event.type)) yield event;
+            if (wanted(event)) yield event;
           }
           if (events.length < pageSize) return;
         }
@@ -306,7 +309,7 @@ export function createEventFeed(
               continue;
             }
             cursor = event.sequence;
-            if (!wanted || wanted.has(event.type)) yield event;
+            if (wanted(event)) yield event;
             continue;
           }
           if (subscriber.failed) throw subscriber.failed;

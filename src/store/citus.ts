@@ -39,6 +39,8 @@ export const TENANT_TABLES = [
   "projection_snapshots",
   "projection_snapshot_rows",
   "retention_leases",
+  "linked_identities",
+  "identity_secrets",
 ] as const;
 
 /**

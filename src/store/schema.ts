@@ -145,6 +145,8 @@ export interface OAuthStatesTable {
   expires_at: Timestamp;
   consumed_at: Timestamp | null;
   app: string | null;
+  /** What the state is for: installing an app, or linking a principal's identity. */
+  purpose: Generated<"install" | "link">;
 }
 
 export interface WebhookDeliveriesTable {
@@ -367,6 +369,39 @@ export interface RetentionLeasesTable {
   lease_until: Timestamp;
 }
 
+export interface LinkedIdentitiesTable {
+  tenant_id: string;
+  identity_id: string;
+  subject: string;
+  subject_kind: string;
+  provider: "github";
+  app: string;
+  account_id: string;
+  login: string;
+  status: "linked" | "needs_relink";
+  access_expires_at: Timestamp | null;
+  refresh_expires_at: Timestamp | null;
+  refresh_failures: Generated<number>;
+  last_refresh_error: string | null;
+  next_refresh_at: Timestamp | null;
+  expiring_notice_at: Timestamp | null;
+  linked_at: Timestamp;
+  refreshed_at: Timestamp | null;
+  version: number;
+  updated_at: Timestamp;
+}
+
+export interface IdentitySecretsTable {
+  tenant_id: string;
+  identity_id: string;
+  key_id: string;
+  access_token: string;
+  refresh_token: string | null;
+  access_expires_at: Timestamp | null;
+  refresh_expires_at: Timestamp | null;
+  updated_at: Timestamp;
+}
+
 export interface LogStreamSecretsTable {
   tenant_id: string;
   log_stream_id: string;
@@ -432,6 +467,8 @@ export interface Database {
   tasks: TasksTable;
   log_streams: LogStreamsTable;
   log_stream_secrets: LogStreamSecretsTable;
+  linked_identities: LinkedIdentitiesTable;
+  identity_secrets: IdentitySecretsTable;
   log_stream_deliveries: LogStreamDeliveriesTable;
   alert_rules: AlertRulesTable;
   alert_evaluations: AlertEvaluationsTable;
@@ -461,6 +498,7 @@ export const PROJECTED_TABLES = [
   "tasks",
   "log_streams",
   "alert_rules",
+  "linked_identities",
 ] as const;
 export type ProjectedTable = (typeof PROJECTED_TABLES)[number];
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintSignInCode } from "../../src/app/sessions/signInCode.ts";
 import { PERMISSIONS } from "../../src/auth/permissions.ts";
 import { schema } from "../../src/graphql/schema.ts";
-import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { browseInstall, browseLink, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type TestApp } from "../testkit/testApp.ts";
 
@@ -128,7 +128,9 @@ type Principal = (typeof PRINCIPALS)[number];
 const allow = "allow";
 const FORBIDDEN = "FORBIDDEN";
 const UNAUTHENTICATED = "UNAUTHENTICATED";
-type Outcome = typeof allow | typeof FORBIDDEN | typeof UNAUTHENTICATED;
+/** Allowed to ask, but what is asked for is not the principal's to see (another's identity). */
+const NOT_FOUND = "NOT_FOUND";
+type Outcome = typeof allow | typeof FORBIDDEN | typeof UNAUTHENTICATED | typeof NOT_FOUND;
 
 interface MatrixContext {
   app: TestApp;
@@ -139,6 +141,8 @@ interface MatrixContext {
   newInstallation(): Promise<string>;
   /** The org the tenant installed the rex GitHub App on; policy "matrix" lets admins and services ask for its tokens. */
   rexOrg: string;
+  /** Links (again) the GitHub identity of the tenant's service principal; returns its id. */
+  linkServiceIdentity(): Promise<string>;
 }
 interface Operation {
   query: string;
@@ -1011,6 +1015,85 @@ const MATRIX: Record<string, MatrixRow> = {
       "admin+tenant:read": FORBIDDEN,
     },
   },
+  "Query.linkedIdentities": {
+    operation: () => ({ query: "query { linkedIdentities { id login } }" }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Query.identityToken": {
+    // Services and agents get their own identity's user token; people never do through Keyplane.
+    operation: async (ctx) => {
+      await ctx.linkServiceIdentity();
+      return { query: "query { identityToken { token login } }" };
+    },
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.startIdentityLink": {
+    operation: () => ({ query: "mutation { startIdentityLink { authorizationUrl requestId } }" }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.unlinkIdentity": {
+    // The service's identity: its own principal and admins (identity:manage) unlink it; other people do not see it.
+    operation: async (ctx) => ({ query: "mutation ($id: ID!) { unlinkIdentity(id: $id) { id } }", variables: { id: await ctx.linkServiceIdentity() } }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: NOT_FOUND,
+      editor: NOT_FOUND,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Subscription.identityEvents": {
+    // From the start of the log: each person and the service linked an identity before the suite.
+    operation: () => ({
+      query: "subscription ($after: String) { identityEvents(after: $after) { type } }",
+      variables: { after: Buffer.from("seq:0").toString("base64url") },
+    }),
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: allow,
+      editor: allow,
+      admin: allow,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
   "Subscription.tenantEvents": {
     // From the start of the log, so the first item comes at once.
     operation: () => ({
@@ -1398,7 +1481,18 @@ describe("authorization matrix", () => {
       { token: seeded.tokens.admin },
     );
     expect(policy.errors).toBeUndefined();
-    ctx = { app, tenantId, adminToken: seeded.tokens.admin, newInstallation, rexOrg };
+    const linkServiceIdentity = async () => {
+      const linked = await browseLink(app, world.github, seeded.tokens.service, `matrix-svc-${unique()}`);
+      expect(linked.status, JSON.stringify(linked.body)).toBe(200);
+      return linked.body.identity.id as string;
+    };
+    // Every principal that may link has an identity, so its identityEvents has something to replay.
+    for (const role of ["viewer", "editor", "admin"] as const) {
+      const linked = await browseLink(app, world.github, seeded.tokens[role], `matrix-${role}-${unique()}`);
+      expect(linked.status, JSON.stringify(linked.body)).toBe(200);
+    }
+    await linkServiceIdentity();
+    ctx = { app, tenantId, adminToken: seeded.tokens.admin, newInstallation, rexOrg, linkServiceIdentity };
     tokens.anonymous = undefined;
     tokens.viewer = seeded.tokens.viewer;
     tokens.editor = seeded.tokens.editor;

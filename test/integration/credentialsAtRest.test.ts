@@ -6,7 +6,7 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/cli/main.ts";
 import { rotateEncryptionKeys } from "../../src/app/installations/rotateEncryptionKeys.ts";
-import { stateAad } from "../../src/app/installations/startInstallation.ts";
+import { stateAad } from "../../src/app/oauthStates.ts";
 import { readCredentials } from "../../src/app/installations/vault.ts";
 import { readStreamSecrets } from "../../src/app/logStreams/streamSecrets.ts";
 import { openDatabase, withPlatform, withTenant, type DatabaseHandle, type Db } from "../../src/store/db.ts";
@@ -372,12 +372,16 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
     const cliEnv = { ...store.cliEnv, KEYPLANE_ENCRYPTION_KEYS: `${k2},${k1}` };
     const run = await keyplaneCli(["keys", "rotate"], cliEnv);
     expect(run, run.err).toMatchObject({ code: 0 });
-    expect(run.out).toContain(`re-encrypted 1 installation(s), ${oldStates.length} pending OAuth state(s), 1 log stream(s) and 0 GitHub token(s) under key k2`);
+    expect(run.out).toContain(
+      `re-encrypted 1 installation(s), ${oldStates.length} pending OAuth state(s), 1 log stream(s), 0 GitHub token(s) and 0 linked identity secret(s) under key k2`,
+    );
     expect(run.out + run.err).not.toContain(k2.slice(3));
     expect(run.out + run.err).not.toContain(k1.slice(3));
     const rerun = await keyplaneCli(["keys", "rotate"], cliEnv);
     expect(rerun, rerun.err).toMatchObject({ code: 0 });
-    expect(rerun.out).toMatch(/re-encrypted 0 installation\(s\), 0 pending OAuth state\(s\), 0 log stream\(s\) and 0 GitHub token\(s\) under key k2/);
+    expect(rerun.out).toMatch(
+      /re-encrypted 0 installation\(s\), 0 pending OAuth state\(s\), 0 log stream\(s\), 0 GitHub token\(s\) and 0 linked identity secret\(s\) under key k2/,
+    );
 
     // Only k2 left: everything still reads, nothing was rotated twice.
     const third = await keyplaneWith(k2, "rotate-k2");
@@ -395,7 +399,7 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
         expect(state.key_id).toBe("k2");
         expect(third.app.kp.deps.keyring.keyIdOf(state.code_verifier!)).toBe("k2");
       }
-      expect(await rotateEncryptionKeys(third.app.kp.deps)).toEqual({ installations: 0, oauthStates: 0, logStreams: 0, githubTokens: 0 });
+      expect(await rotateEncryptionKeys(third.app.kp.deps)).toEqual({ installations: 0, oauthStates: 0, logStreams: 0, githubTokens: 0, identities: 0 });
       // The stream's destination reads under k2 alone.
       const destination = await withTenant(third.app.kp.deps.db, tenant.tenantId, (trx) =>
         readStreamSecrets(trx, third.app.kp.deps.keyring, tenant.tenantId, streamId),

@@ -3,7 +3,7 @@ import { getNamedType, getNullableType, isListType, isObjectType, type GraphQLOb
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { schema } from "../../src/graphql/schema.ts";
 import { createEnrollmentKey, enrollWithKey, seedAgent, seedInstallation } from "../testkit/fixtures.ts";
-import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { browseLink, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 
@@ -271,6 +271,26 @@ const CASES: Record<string, ListCase[]> = {
   ],
   "Query.alertRules": [
     unpaged("alertRules", "{ alertRules { id name condition cooldownMinutes slack { channel } firedCount lastFiredAt } }", (d) => d.alertRules.length),
+  ],
+  "Query.linkedIdentities": [
+    {
+      label: "linkedIdentities (an admin's view of the tenant's, each linked by its own service principal)",
+      paged: false,
+      async measure(size) {
+        const tenant = size === 1 ? small : big;
+        for (let i = 0; i < size; i++) {
+          const principal = await app.mintToken({ tenantId: tenant.tenantId, roles: ["service"], subject: `svc-${size}-${i}` });
+          const linked = await browseLink(app, world.github, principal, `lister-${randomBytes(4).toString("hex")}`);
+          expect(linked.status, JSON.stringify(linked.body)).toBe(200);
+        }
+        return measure(
+          "{ linkedIdentities { id app subject login status accessExpiresAt refreshExpiresAt refresh { failures lastError } } }",
+          {},
+          tenant.tokens.admin,
+          (d) => d.linkedIdentities.length,
+        );
+      },
+    },
   ],
   "Query.tenants": [
     {

@@ -35,8 +35,20 @@ export interface EventSubscriber {
   dispose(): Promise<void>;
 }
 
-/** Subscribes to tenantEvents over graphql-ws, recording everything it receives. */
-export function subscribeEvents(baseUrl: string, token: string, variables: { after?: string; types?: string[] } = {}): EventSubscriber {
+export const IDENTITY_EVENTS = `subscription {
+  identityEvents { sequence cursor type streamType streamId streamVersion occurredAt actor data contentHash chainHash }
+}`;
+
+/**
+ * Subscribes to tenantEvents (or another subscription of the same AuditEvent shape, `field` named
+ * in `query`) over graphql-ws, recording everything it receives.
+ */
+export function subscribeEvents(
+  baseUrl: string,
+  token: string,
+  variables: { after?: string; types?: string[] } = {},
+  { query = TENANT_EVENTS, field = "tenantEvents" }: { query?: string; field?: string } = {},
+): EventSubscriber {
   let connected!: () => void;
   let ended!: () => void;
   const waiters = new Set<() => void>();
@@ -79,12 +91,13 @@ export function subscribeEvents(baseUrl: string, token: string, variables: { aft
   const notify = () => {
     for (const waiter of [...waiters]) waiter();
   };
-  client.subscribe<{ tenantEvents: ReceivedEvent }>(
-    { query: TENANT_EVENTS, variables },
+  client.subscribe<Record<string, ReceivedEvent>>(
+    { query, variables },
     {
       next: (result) => {
         if (result.errors) subscriber.errors = result.errors as EventSubscriber["errors"];
-        if (result.data?.tenantEvents) subscriber.events.push(result.data.tenantEvents);
+        const event = result.data?.[field];
+        if (event) subscriber.events.push(event);
         notify();
       },
       error: (error: unknown) => {

@@ -139,7 +139,26 @@ export async function browseInstall(
   token: string,
   options: { stopAt?: string; maxHops?: number; query?: string } = {},
 ): Promise<BrowserResult> {
-  let url = `${app.url}/oauth/install/${platform}${options.query ? `?${options.query}` : ""}`;
+  return browse(`${app.url}/oauth/install/${platform}${options.query ? `?${options.query}` : ""}`, token, options);
+}
+
+/**
+ * Plays the browser through linking a GitHub identity: GET /oauth/link/github with the principal's
+ * token, GitHub's consent page signed in as `login`, then Keyplane's callback (JSON).
+ */
+export async function browseLink(
+  app: Pick<TestApp, "url">,
+  github: FakeGitHub,
+  token: string,
+  login: string,
+  options: { stopAt?: string; maxHops?: number; query?: string } = {},
+): Promise<BrowserResult> {
+  github.signInAs(login);
+  return browse(`${app.url}/oauth/link/github${options.query ? `?${options.query}` : ""}`, token, options);
+}
+
+async function browse(start: string, token: string, options: { stopAt?: string; maxHops?: number }): Promise<BrowserResult> {
+  let url = start;
   const visited: string[] = [];
   let headers: Record<string, string> = { authorization: `Bearer ${token}` };
   for (let hop = 0; hop < (options.maxHops ?? 6); hop++) {
@@ -162,5 +181,5 @@ export async function browseInstall(
     }
     return { status: res.status, url, location, body, visited };
   }
-  throw new Error(`install flow did not settle: ${visited.join(" -> ")}`);
+  throw new Error(`browser flow did not settle: ${visited.join(" -> ")}`);
 }

@@ -9,7 +9,8 @@ import type { EventMetadata } from "../../store/events/types.ts";
 import { findGitHubOwner, findInstallation, findLiveByExternalId, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { callbackUrl, hashState, providerFor, stateAad } from "./startInstallation.ts";
+import { consumeOAuthState, stateAad } from "../oauthStates.ts";
+import { callbackUrl, providerFor } from "./startInstallation.ts";
 import { storeCredentials } from "./vault.ts";
 
 export interface CompletedCallback {
@@ -41,37 +42,14 @@ export async function completeInstallation(deps: Deps, platform: string, query: 
   };
   const state = query.get("state");
   if (!state) return refuse("oauth-state-missing", null, "state: missing from the callback");
-  // Of two callbacks racing with one state, one marks it consumed; a replay finds it marked.
-  const stateHash = hashState(state);
-  const consumed = await withPlatform(deps.db, async (trx) => {
-    const known = await trx.selectFrom("oauth_state_hashes").select(["tenant_id", "request_id"]).where("state_hash", "=", stateHash).executeTakeFirst();
-    if (!known) return { replayOf: undefined };
-    const row = await trx
-      .selectFrom("oauth_states")
-      .selectAll()
-      .where("tenant_id", "=", known.tenant_id)
-      .where("request_id", "=", known.request_id)
-      .where("consumed_at", "is", null)
-      .forUpdate()
-      .executeTakeFirst();
-    // A consumed state keeps only what tells a replay apart: the verifier goes with the first use.
-    if (!row) return { replayOf: known };
-    await trx
-      .updateTable("oauth_states")
-      .set({ consumed_at: deps.now(), code_verifier: null, key_id: null })
-      .where("tenant_id", "=", row.tenant_id)
-      .where("request_id", "=", row.request_id)
-      .execute();
-    // A tenant suspended since the install started installs nothing. (Its own statement: Citus runs
-    // no FOR UPDATE beside a subquery.)
-    const tenant = await trx.selectFrom("tenants").select("status").where("tenant_id", "=", row.tenant_id).executeTakeFirst();
-    return { ...row, tenant_status: tenant?.status ?? null };
-  });
+  const consumed = await consumeOAuthState(deps, state);
   if ("replayOf" in consumed) {
     if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start the installation again");
     return refuse("oauth-state-unknown", null, "state: unknown; start the installation again");
   }
   if (consumed.platform !== platformProvider.platform) return refuse("oauth-state-platform-mismatch", consumed.tenant_id, "state: issued for another platform");
+  // A state started to link an identity installs nothing (and the other way round).
+  if (consumed.purpose !== "install") return refuse("oauth-state-purpose-mismatch", consumed.tenant_id, "state: issued to link an identity, not to install");
   if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start the installation again");
   if (consumed.tenant_status === "suspended") return refuse("tenant-suspended", consumed.tenant_id, "", new TenantSuspendedError());
   // The app the install was started for (GitHub); its provider finishes it.

@@ -2,20 +2,22 @@ import { withPlatform } from "../../store/db.ts";
 import { installationsDueForRefresh } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { periodicJob } from "../../runtime/periodicJob.ts";
+import { noticeExpiringIdentities } from "../identities/identityExpiryNotices.ts";
 import { pruneInstallationState } from "./pruneInstallationState.ts";
 import { currentCredentials } from "./refreshCredentials.ts";
 
 export interface CredentialRefresher {
   start(): void;
   stop(): Promise<void>;
-  /** One sweep: refreshes every installation due; returns how many were refreshed. */
-  runOnce(): Promise<{ refreshed: number; failed: number }>;
+  /** One sweep: refreshes every installation due and tells principals whose identity is about to end; returns how many. */
+  runOnce(): Promise<{ refreshed: number; failed: number; identitiesNoticed: number }>;
 }
 
 const BATCH = 100;
 
 /**
- * Refreshes rotating credentials (Slack, Jira) ahead of expiry, so services rarely wait on a refresh.
+ * Refreshes rotating credentials (Slack, Jira) ahead of expiry, so services rarely wait on a refresh,
+ * and tells principals a day before their linked identity's refresh token ends.
  * Every process runs one; ticks are jittered and each refresh takes the installation's advisory
  * lock, so several processes cooperate instead of racing.
  */
@@ -40,7 +42,11 @@ export function createCredentialRefresher(
       }
     }
     await pruneInstallationState(deps);
-    return { refreshed, failed };
+    const identitiesNoticed = await noticeExpiringIdentities(deps).catch((error: unknown) => {
+      deps.logger.warn({ err: error }, "telling principals of expiring identities did not complete");
+      return 0;
+    });
+    return { refreshed, failed, identitiesNoticed };
   }
 
   const job = periodicJob("credential refresh sweep", deps.config.installations.refreshIntervalSeconds * 1000, runOnce, deps.logger);

@@ -3,10 +3,11 @@ import { installationDecider, installationStream } from "../../domain/installati
 import { withPlatform, withTenant } from "../../store/db.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { stateAad } from "./startInstallation.ts";
+import { stateAad } from "../oauthStates.ts";
 import { readCredentials, storeCredentials } from "./vault.ts";
 import { readStreamSecrets, storeStreamSecrets } from "../logStreams/streamSecrets.ts";
 import { reencryptTokenSecret } from "../githubTokens/tokenVault.ts";
+import { readIdentityTokens, storeIdentityTokens } from "../identities/identityVault.ts";
 
 const BATCH = 100;
 
@@ -19,7 +20,7 @@ const BATCH = 100;
 export async function rotateEncryptionKeys(
   deps: Pick<AppDeps, "db" | "keyring" | "now">,
   onProgress: (done: number, total: number) => void = () => {},
-): Promise<{ installations: number; oauthStates: number; logStreams: number; githubTokens: number }> {
+): Promise<{ installations: number; oauthStates: number; logStreams: number; githubTokens: number; identities: number }> {
   const current = deps.keyring.currentKeyId;
   const { count } = await withPlatform(deps.db, (trx) =>
     trx
@@ -87,7 +88,13 @@ export async function rotateEncryptionKeys(
     }
     return pending.length;
   });
-  return { installations: done, oauthStates, logStreams: await rotateLogStreamSecrets(deps), githubTokens: await rotateGitHubTokenSecrets(deps) };
+  return {
+    installations: done,
+    oauthStates,
+    logStreams: await rotateLogStreamSecrets(deps),
+    githubTokens: await rotateGitHubTokenSecrets(deps),
+    identities: await rotateIdentitySecrets(deps),
+  };
 }
 
 /** Log streams' destinations (URL and secret), each in its tenant's transaction, the row locked; no event (nothing about the stream changed). */
@@ -113,6 +120,21 @@ async function rotateGitHubTokenSecrets(deps: Pick<AppDeps, "db" | "keyring">): 
   );
   for (const { tenant_id: tenantId, fingerprint } of pending) {
     await withTenant(deps.db, tenantId, (trx) => reencryptTokenSecret(trx, deps.keyring, tenantId, fingerprint));
+  }
+  return pending.length;
+}
+
+/** Linked identities' user tokens, each in its tenant's transaction, the row locked; no event (the tokens did not change). */
+async function rotateIdentitySecrets(deps: Pick<AppDeps, "db" | "keyring" | "now">): Promise<number> {
+  const current = deps.keyring.currentKeyId;
+  const pending = await withPlatform(deps.db, (trx) =>
+    trx.selectFrom("identity_secrets").select(["tenant_id", "identity_id"]).where("key_id", "<>", current).execute(),
+  );
+  for (const { tenant_id: tenantId, identity_id: identityId } of pending) {
+    await withTenant(deps.db, tenantId, async (trx) => {
+      const tokens = await readIdentityTokens(trx, deps.keyring, tenantId, identityId, true);
+      if (tokens) await storeIdentityTokens(trx, deps.keyring, tenantId, identityId, tokens, deps.now());
+    });
   }
   return pending.length;
 }

@@ -1,4 +1,5 @@
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
+import { hashState, stateAad } from "../oauthStates.ts";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { fingerprint } from "../../crypto/fingerprint.ts";
 import { InstallationRequested } from "../../domain/installation/events.ts";
@@ -9,9 +10,7 @@ import { withTenant } from "../../store/db.ts";
 import { appendEvents } from "../../store/events/appendEvents.ts";
 import type { AppDeps } from "../deps.ts";
 
-export const hashState = (state: string) => createHash("sha256").update(state).digest("hex");
 export const callbackUrl = (deps: Pick<AppDeps, "config">, platform: Platform) => `${deps.config.providers.publicUrl}/oauth/callback/${platform}`;
-export const stateAad = (requestId: string) => `oauth_state:${requestId}:code_verifier`;
 
 /**
  * The configured provider for a platform (and, for GitHub, a named app: the default app when none is

@@ -33,7 +33,7 @@ async function keysRotate(config: Config, io: CliIo): Promise<number> {
     const result = await rotateEncryptionKeys(kp.deps, progress.update);
     progress.done();
     io.out(
-      `re-encrypted ${result.installations} installation(s), ${result.oauthStates} pending OAuth state(s), ${result.logStreams} log stream(s) and ${result.githubTokens} GitHub token(s) under key ${kp.deps.keyring.currentKeyId}\n`,
+      `re-encrypted ${result.installations} installation(s), ${result.oauthStates} pending OAuth state(s), ${result.logStreams} log stream(s), ${result.githubTokens} GitHub token(s) and ${result.identities} linked identity secret(s) under key ${kp.deps.keyring.currentKeyId}\n`,
     );
     return 0;
   });

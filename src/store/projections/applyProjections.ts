@@ -5,6 +5,7 @@ import { alertRulesProjection } from "./alertRulesProjection.ts";
 import { credentialsProjection } from "./credentialsProjection.ts";
 import { githubOwnersProjection } from "./githubOwnersProjection.ts";
 import { githubTokensProjection } from "./githubTokensProjection.ts";
+import { identitiesProjection } from "./identitiesProjection.ts";
 import { installationsProjection } from "./installationsProjection.ts";
 import { logStreamsProjection } from "./logStreamsProjection.ts";
 import type { ProjectedEvent, Projection } from "./projection.ts";
@@ -23,6 +24,7 @@ export const projections: readonly Projection[] = [
   tasksProjection,
   logStreamsProjection,
   alertRulesProjection,
+  identitiesProjection,
 ];
 
 /** The writes that project these events, in order; a replay (rebuild) leaves out the read models it derives afterwards. */

@@ -1,0 +1,176 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { sql } from "kysely";
+import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
+import { fingerprint } from "../../crypto/fingerprint.ts";
+import { identityDecider, identityLinkRequestStream, identityStream } from "../../domain/identity/decider.ts";
+import { IdentityLinkRequested } from "../../domain/identity/events.ts";
+import { BadInputError, TenantSuspendedError } from "../../errors.ts";
+import { exchangeUserCode, githubUser, userAuthorizationUrl } from "../../github/userAuthorization.ts";
+import { ProviderError } from "../../providers/provider.ts";
+import { newPkceVerifier, pkceChallenge } from "../../providers/registry.ts";
+import { withTenant, type Tx } from "../../store/db.ts";
+import { appendEvents } from "../../store/events/appendEvents.ts";
+import type { EventMetadata } from "../../store/events/types.ts";
+import { findIdentity, findPrincipalIdentity, type LinkedIdentityRow } from "../../store/queries/identityQueries.ts";
+import type { AppDeps } from "../deps.ts";
+import { decideAndAppend } from "../handleCommand.ts";
+import { consumeOAuthState, hashState, stateAad } from "../oauthStates.ts";
+import { linkCallbackUrl, linkingApp, userEndpoints } from "./githubUserApp.ts";
+import { storeIdentityTokens } from "./identityVault.ts";
+
+export interface StartedIdentityLink {
+  authorizationUrl: string;
+  requestId: string;
+  expiresAt: Date;
+}
+
+/**
+ * Begins linking the caller's own GitHub account: a single-use state (only its hash stored) bound to
+ * the tenant and the caller, with the PKCE verifier encrypted beside it; recorded as
+ * identity.link_requested. Whoever opens the URL signs in at GitHub as the account to link.
+ */
+export async function startIdentityLink(
+  deps: Pick<AppDeps, "db" | "config" | "keyring" | "githubApps" | "now">,
+  actor: Actor,
+  appName?: string | null,
+  request: RequestMeta = {},
+): Promise<StartedIdentityLink> {
+  const app = linkingApp(deps, appName);
+  const state = randomBytes(32).toString("base64url");
+  const requestId = randomUUID();
+  const verifier = newPkceVerifier();
+  const now = deps.now();
+  const expiresAt = new Date(now.getTime() + deps.config.installations.stateTtlSeconds * 1000);
+  await withTenant(deps.db, actor.tenantId, async (trx) => {
+    await trx
+      .insertInto("oauth_states")
+      .values({
+        tenant_id: actor.tenantId,
+        request_id: requestId,
+        state_hash: hashState(state),
+        platform: "github",
+        app: app.name,
+        purpose: "link",
+        actor: JSON.stringify(eventMetadata(actor).actor),
+        key_id: deps.keyring.currentKeyId,
+        code_verifier: deps.keyring.encrypt(verifier, stateAad(requestId)),
+        created_at: now,
+        expires_at: expiresAt,
+      })
+      .execute();
+    await trx
+      .insertInto("oauth_state_hashes")
+      .values({ state_hash: hashState(state), tenant_id: actor.tenantId, request_id: requestId, expires_at: expiresAt })
+      .execute();
+    await appendEvents(trx, {
+      tenantId: actor.tenantId,
+      ...identityLinkRequestStream(requestId),
+      expectedVersion: 0,
+      events: [
+        IdentityLinkRequested({
+          requestId,
+          subject: actor.subject,
+          provider: "github",
+          app: app.name,
+          stateFingerprint: fingerprint(state),
+          expiresAt: expiresAt.toISOString(),
+        }),
+      ],
+      metadata: eventMetadata(actor, request),
+      occurredAt: now,
+    });
+  });
+  const authorizationUrl = userAuthorizationUrl(userEndpoints(deps), app, {
+    state,
+    redirectUri: linkCallbackUrl(deps),
+    codeChallenge: pkceChallenge(verifier),
+  });
+  return { authorizationUrl, requestId, expiresAt };
+}
+
+export interface CompletedIdentityLink {
+  tenantId: string;
+  identity: LinkedIdentityRow;
+  outcome: "linked" | "relinked";
+}
+
+type CompleteDeps = Pick<AppDeps, "db" | "config" | "keyring" | "githubApps" | "security" | "logger" | "now">;
+
+/**
+ * GitHub's redirect back from the consent: consumes the state exactly once, exchanges the code with
+ * the PKCE verifier, asks GitHub who the token acts as, and stores the tokens encrypted beside
+ * identity.linked, as the principal that started the link. A bad state stores nothing but a security event.
+ */
+export async function completeIdentityLink(deps: CompleteDeps, query: URLSearchParams, request: RequestMeta = {}): Promise<CompletedIdentityLink> {
+  const refuse = async (reason: string, tenantId: string | null, message: string, answer: Error = new BadInputError(message, "state")): Promise<never> => {
+    await deps.security.authFailed({
+      tenantId,
+      actor: null,
+      reason,
+      resource: "identity",
+      action: "oauth-link-callback",
+      details: { platform: "github" },
+      request,
+    });
+    throw answer;
+  };
+  const state = query.get("state");
+  if (!state) return refuse("oauth-state-missing", null, "state: missing from the callback");
+  const consumed = await consumeOAuthState(deps, state);
+  if ("replayOf" in consumed) {
+    if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start linking again");
+    return refuse("oauth-state-unknown", null, "state: unknown; start linking again");
+  }
+  if (consumed.purpose !== "link") return refuse("oauth-state-purpose-mismatch", consumed.tenant_id, "state: issued to install, not to link an identity");
+  if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start linking again");
+  if (consumed.tenant_status === "suspended") return refuse("tenant-suspended", consumed.tenant_id, "", new TenantSuspendedError());
+  const error = query.get("error");
+  if (error) throw new ProviderError("github", error === "access_denied" ? "access_denied" : "authorization_failed", "rejected");
+  const code = query.get("code");
+  if (!code) throw new ProviderError("github", "missing_code", "invalid");
+
+  const app = linkingApp(deps, consumed.app);
+  const endpoints = userEndpoints(deps);
+  const codeVerifier = deps.keyring.decrypt(consumed.code_verifier!, stateAad(consumed.request_id));
+  const tokens = await exchangeUserCode(endpoints, app, { code, redirectUri: linkCallbackUrl(deps), codeVerifier }, deps.now);
+  const user = await githubUser(endpoints, tokens.accessToken);
+
+  const tenantId = consumed.tenant_id;
+  const principal = consumed.actor;
+  const metadata: EventMetadata = { actor: principal, ...Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined)) };
+  return withTenant(deps.db, tenantId, async (trx) => {
+    // One identity per principal and app: two links completing at once take turns.
+    await lockPrincipal(trx, tenantId, principal.subject, app.name);
+    const existing = await findPrincipalIdentity(trx, tenantId, principal.subject, app.name);
+    const identityId = existing?.identity_id ?? randomUUID();
+    const now = deps.now();
+    const facts = await storeIdentityTokens(trx, deps.keyring, tenantId, identityId, tokens, now);
+    await decideAndAppend(trx, {
+      tenantId,
+      ...identityStream(identityId),
+      decider: identityDecider,
+      command: {
+        type: "LinkIdentity",
+        data: {
+          identityId,
+          subject: principal.subject,
+          subjectKind: principal.kind,
+          provider: "github",
+          app: app.name,
+          accountId: user.id,
+          login: user.login,
+          requestId: consumed.request_id,
+          ...facts,
+        },
+      },
+      metadata,
+      occurredAt: now,
+    });
+    deps.logger.info({ tenantId, identityId, app: app.name, login: user.login }, existing ? "identity linked again" : "identity linked");
+    return { tenantId, identity: (await findIdentity(trx, tenantId, identityId))!, outcome: existing ? "relinked" : "linked" };
+  });
+}
+
+async function lockPrincipal(trx: Tx, tenantId: string, subject: string, app: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`keyplane:identity-principal:${tenantId}:${subject}:${app}`}, 0))`.execute(trx);
+}
