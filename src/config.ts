@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import type { z } from "zod";
 import {
+  DEFAULT_AGENT_PER_MINUTE,
   DEFAULT_AGENT_QUOTAS,
   DEFAULT_COST_PER_MINUTE,
   DEFAULT_DOCUMENT_LIMITS,
@@ -83,6 +84,7 @@ function configOf(e: Env) {
     burstPer10Seconds: tierTable("RATE_LIMIT_BURST_PER_10_SECONDS", e.RATE_LIMIT_BURST_PER_10_SECONDS, derivedBurst),
     costPerMinute: tierTable("RATE_LIMIT_COST_PER_MINUTE", e.RATE_LIMIT_COST_PER_MINUTE, DEFAULT_COST_PER_MINUTE),
     principalPerMinute: e.RATE_LIMIT_PRINCIPAL_PER_MINUTE,
+    agentPerMinute: tierTable("RATE_LIMIT_AGENT_PER_MINUTE", e.RATE_LIMIT_AGENT_PER_MINUTE, DEFAULT_AGENT_PER_MINUTE),
     anonymousPerMinute: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
     enrollPerMinute: e.ENROLL_ATTEMPTS_PER_MINUTE,
     oauthPerMinute: e.RATE_LIMIT_OAUTH_PER_MINUTE,

@@ -13,6 +13,8 @@ export const DEFAULT_REQUESTS_PER_MINUTE: TierTable = { free: 60, pro: 300, ente
 /** Query cost a tenant may spend per minute. */
 export const DEFAULT_COST_PER_MINUTE: TierTable = { free: 3000, pro: 15000, enterprise: 50000 };
 export const DEFAULT_PRINCIPAL_PER_MINUTE = 100;
+/** API requests per enrolled agent and minute, by its tenant's tier (the seed's figure for every tier). */
+export const DEFAULT_AGENT_PER_MINUTE: TierTable = { free: 100, pro: 100, enterprise: 100 };
 export const DEFAULT_ANONYMOUS_PER_MINUTE = 60;
 export const DEFAULT_OAUTH_PER_MINUTE = 30;
 export const DEFAULT_WEBHOOKS_PER_MINUTE = 600;

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import {
+  DEFAULT_AGENT_PER_MINUTE,
   DEFAULT_AGENT_QUOTAS,
   DEFAULT_RETENTION_DAYS,
   DEFAULT_ANONYMOUS_PER_MINUTE,
@@ -314,6 +315,12 @@ export const variables = {
     count.default(DEFAULT_PRINCIPAL_PER_MINUTE),
     "Rate limits and abuse protection",
     "Requests per principal (user, service or agent) and minute.",
+  ),
+  RATE_LIMIT_AGENT_PER_MINUTE: about(
+    z.string().optional(),
+    "Rate limits and abuse protection",
+    "Requests per enrolled agent and minute, by its tenant's tier; counted on top of the tenant's and the principal's limits. Tiers left out keep their default.",
+    `\`${tierText(DEFAULT_AGENT_PER_MINUTE)}\``,
   ),
   RATE_LIMIT_ANONYMOUS_PER_MINUTE: about(
     count.default(DEFAULT_ANONYMOUS_PER_MINUTE),

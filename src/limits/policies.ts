@@ -14,7 +14,18 @@ void sameTiers;
  * process, Redis or PostgreSQL when several share the work. A request is refused when a counter's
  * count in its window passes the policy's limit; the refusal says when the window ends (Retry-After).
  */
-export type PolicyName = "tenant" | "tenant-burst" | "principal" | "cost" | "anonymous" | "enroll" | "oauth" | "webhooks" | "auth-failures" | "audit-export";
+export type PolicyName =
+  | "tenant"
+  | "tenant-burst"
+  | "principal"
+  | "agent"
+  | "cost"
+  | "anonymous"
+  | "enroll"
+  | "oauth"
+  | "webhooks"
+  | "auth-failures"
+  | "audit-export";
 
 export interface PolicyDefinition {
   /** What one unit is. */
@@ -46,6 +57,14 @@ export const POLICIES: Record<PolicyName, PolicyDefinition> = {
     keyedOn: "tenant id + subject (a user, a service or an agent)",
     windowSeconds: 60,
     limit: "RATE_LIMIT_PRINCIPAL_PER_MINUTE (100)",
+  },
+  // An enrolled agent's requests, counted besides its principal's: the same subject, a limit of the
+  // tenant's tier (the principal limit is one number for users, services and agents alike).
+  agent: {
+    counts: "requests",
+    keyedOn: "tenant id + agent subject (agents only)",
+    windowSeconds: 60,
+    limit: "the tenant's tier: RATE_LIMIT_AGENT_PER_MINUTE (free 100, pro 100, enterprise 100)",
   },
   cost: {
     counts: "query cost",

@@ -35,7 +35,8 @@ export interface RateLimits {
   readonly storeKind: LimitStore["kind"];
   /**
    * Counts one API request: an authenticated principal's against its tenant's burst and tier limit
-   * and its own limit; an anonymous one against its source address. Refusals are recorded.
+   * and its own limit (an agent's also against its tier's agent limit); an anonymous one against its
+   * source address. Refusals are recorded.
    */
   checkRequest(actor: Actor | null, tier: Tier | undefined, meta: RequestMeta): Promise<Decision>;
   /** Charges an operation's cost to its tenant's budget of the minute. */
@@ -132,11 +133,15 @@ export function createRateLimits(deps: { config: LimitsConfig; db: Db; logger: L
       // The burst cap first: a request it refuses does not eat into the minute's quota.
       const burst = await check("tenant-burst", actor.tenantId, config.burstPer10Seconds[t]);
       if (burst.limited) return decide([burst], actor, meta);
-      const [tenant, principal] = await Promise.all([
+      const principalKey = `${actor.tenantId}:${actor.subject}`;
+      // An agent's own limit sits before its principal's: with equal limits (the default) and
+      // windows opened by the same request, a refusal names the agent policy.
+      const [tenant, ...own] = await Promise.all([
         check("tenant", actor.tenantId, config.requestsPerMinute[t]),
-        check("principal", `${actor.tenantId}:${actor.subject}`, config.principalPerMinute),
+        ...(actor.kind === "agent" ? [check("agent", principalKey, config.agentPerMinute[t])] : []),
+        check("principal", principalKey, config.principalPerMinute),
       ]);
-      return decide([tenant, burst, principal], actor, meta);
+      return decide([tenant, burst, ...own], actor, meta);
     },
     async tenantUsage(tenantId, tier) {
       const peek = async (policy: "tenant" | "cost", limit: number): Promise<WindowUsage> => {
@@ -214,6 +219,7 @@ const MESSAGES: Record<PolicyName, string> = {
   tenant: "this tenant's requests per minute are used up",
   "tenant-burst": "too many requests within ten seconds for this tenant",
   principal: "this principal's requests per minute are used up",
+  agent: "this agent's requests per minute are used up",
   cost: "this tenant's query cost budget for the minute is used up",
   anonymous: "too many unauthenticated requests from this address",
   enroll: "too many enrollment attempts from this address",

@@ -1,9 +1,10 @@
-import { createClient } from "graphql-ws";
+import { createClient, type Client } from "graphql-ws";
 import { sql } from "kysely";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLATFORM_TENANT } from "../../src/auth/actor.ts";
 import { withPlatform, withTenant } from "../../src/store/db.ts";
+import { enroll } from "../testkit/fixtures.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type GraphQLResponse, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 
@@ -37,6 +38,33 @@ function item(header: string | null, policy: string): Record<string, string> | u
     return Object.fromEntries(params.map((p) => p.split("=") as [string, string]));
   }
   return undefined;
+}
+
+/** A graphql-ws client of `token`'s (connects on its first operation). */
+function wsClient(app: TestApp, token: string): Client {
+  return createClient({
+    url: `${app.url.replace(/^http/, "ws")}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${token}` },
+    retryAttempts: 0,
+    lazy: true,
+  });
+}
+
+type WsResult = { data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> };
+/** One `ticks(count: 1)` subscription over the socket: its last result, or its errors. */
+function tickOnce(client: Client): Promise<WsResult> {
+  return new Promise<WsResult>((resolve) => {
+    let last: WsResult = {};
+    client.subscribe(
+      { query: "subscription { ticks(count: 1, intervalMs: 10) }" },
+      {
+        next: (v) => (last = v as WsResult),
+        error: (e) => resolve({ errors: Array.isArray(e) ? e : [{ extensions: { message: String(e) } }] }),
+        complete: () => resolve(last),
+      },
+    );
+  });
 }
 
 describe("tier limits", () => {
@@ -342,6 +370,110 @@ describe("per-principal and burst limits", () => {
   });
 });
 
+describe("per-agent limits (RATE_LIMIT_AGENT_PER_MINUTE)", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    // The tenants' minute and the principal limit well above the agents' budgets: only the agent policy refuses.
+    app = await createTestApp({ name: "limits-agents", env: { ...TIER_ONLY, RATE_LIMIT_AGENT_PER_MINUTE: "free:5,pro:7" } });
+  });
+  afterAll(() => app?.close());
+
+  const deniedEvents = (tenantId: string) =>
+    withTenant(app.kp.deps.db, tenantId, (trx) =>
+      trx.selectFrom("events").select("data").where("tenant_id", "=", tenantId).where("event_type", "=", "access.denied").execute(),
+    );
+
+  it("an agent of a free tenant gets exactly 5 requests a minute, then 429 RATE_LIMITED (policy agent) with Retry-After; recorded and counted", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const agent = await enroll(app, t);
+    const responses = await flood(app, agent.accessToken, 8, 1);
+    expect(accepted(responses)).toBe(5);
+    expect(responses.slice(0, 5).map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(item(responses[0]!.headers.get("ratelimit-policy"), "agent")).toEqual({ q: "5", w: "60" });
+    expect(item(responses[0]!.headers.get("ratelimit"), "agent")).toMatchObject({ r: "4" });
+    expect(item(responses[4]!.headers.get("ratelimit"), "agent")).toMatchObject({ r: "0" });
+    // The agent is a principal too: its principal item goes on beside it.
+    expect(item(responses[0]!.headers.get("ratelimit-policy"), "principal")).toEqual({ q: "100000", w: "60" });
+
+    const refused = limited(responses);
+    expect(refused).toHaveLength(3);
+    for (const r of refused) {
+      expect(r.status).toBe(429);
+      const extensions = r.errors![0]!.extensions!;
+      expect(extensions).toMatchObject({ code: "RATE_LIMITED", policy: "agent", limit: 5, retryAfter: expect.any(Number) });
+      expect(extensions.retryAfter).toBeGreaterThan(0);
+      expect(extensions.retryAfter).toBeLessThanOrEqual(60);
+      expect(r.headers.get("retry-after")).toBe(String(extensions.retryAfter));
+      expect(item(r.headers.get("ratelimit"), "agent")).toMatchObject({ r: "0" });
+    }
+    expect(refused[0]!.errors![0]!.message).toContain("this agent's requests per minute are used up");
+
+    // Sampled: at least one access.denied of the tenant names the agent policy.
+    const denied = (await deniedEvents(t.tenantId)).map((e) => e.data as Record<string, any>);
+    expect(denied.filter((d) => d.reason === "rate-limit:agent").length).toBeGreaterThanOrEqual(1);
+    expect(denied.find((d) => d.reason === "rate-limit:agent")).toMatchObject({ details: { policy: "agent", limit: 5, windowSeconds: 60 } });
+    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    const counted = /keyplane_rate_limit_rejections_total\{policy="agent"\} (\d+)/.exec(metrics);
+    expect(Number(counted?.[1])).toBeGreaterThanOrEqual(3);
+  });
+
+  it("each agent has its own budget, and the tenant's users and services are not counted by the agent policy", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const first = await enroll(app, t);
+    const second = await enroll(app, t);
+    expect(accepted(await flood(app, first.accessToken, 6, 1))).toBe(5);
+
+    const other = await app.gql(PING, {}, { token: second.accessToken });
+    expect(other.status).toBe(200);
+    expect(item(other.headers.get("ratelimit"), "agent")).toMatchObject({ r: "4" });
+
+    // More requests than any agent's budget, from the tenant's service token and a user: all answered, with no agent item.
+    const service = await flood(app, t.tokens.service, 8, 1);
+    expect(accepted(service)).toBe(8);
+    const viewer = await app.gql(PING, {}, { token: t.tokens.viewer });
+    expect(viewer.status).toBe(200);
+    for (const r of [...service, viewer]) {
+      expect(item(r.headers.get("ratelimit-policy"), "agent")).toBeUndefined();
+      expect(item(r.headers.get("ratelimit-policy"), "principal")).toBeDefined();
+    }
+    // The first agent is still refused.
+    expect((await app.gql(PING, {}, { token: first.accessToken })).errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "agent" });
+  });
+
+  it("an agent of a pro tenant gets the pro figure (7)", async () => {
+    const t = await app.seedTenant({ tier: "pro" });
+    const agent = await enroll(app, t);
+    const responses = await flood(app, agent.accessToken, 10, 1);
+    expect(accepted(responses)).toBe(7);
+    expect(limited(responses)).toHaveLength(3);
+    expect(limited(responses)[0]!.errors![0]!.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "agent", limit: 7 });
+    expect(item(responses[0]!.headers.get("ratelimit-policy"), "agent")).toEqual({ q: "7", w: "60" });
+  });
+
+  it("an agent's graphql-ws operations count against its budget and are refused alike", async () => {
+    const t = await app.seedTenant({ tier: "free" });
+    const agent = await enroll(app, t);
+    expect(accepted(await flood(app, agent.accessToken, 4, 1))).toBe(4);
+    const client = wsClient(app, agent.accessToken);
+    try {
+      expect(await tickOnce(client)).toEqual({ data: { ticks: 1 } });
+      expect((await tickOnce(client)).errors?.[0]?.extensions).toMatchObject({ code: "RATE_LIMITED", policy: "agent", limit: 5 });
+    } finally {
+      await client.dispose();
+    }
+    // And the socket's operations were the HTTP requests' count: the agent is refused over HTTP too.
+    expect((await app.gql(PING, {}, { token: agent.accessToken })).status).toBe(429);
+  });
+
+  it("RATE_LIMIT_AGENT_PER_MINUTE: 100 for every tier by default, tiers left out keep it, and a malformed value stops start-up", async () => {
+    const { loadConfig } = await import("../../src/config.ts");
+    expect(loadConfig({}).limits.agentPerMinute).toEqual({ free: 100, pro: 100, enterprise: 100 });
+    expect(loadConfig({ RATE_LIMIT_AGENT_PER_MINUTE: "free:5,pro:7" }).limits.agentPerMinute).toEqual({ free: 5, pro: 7, enterprise: 100 });
+    expect(() => loadConfig({ RATE_LIMIT_AGENT_PER_MINUTE: "free:0" })).toThrow(/RATE_LIMIT_AGENT_PER_MINUTE/);
+    expect(() => loadConfig({ RATE_LIMIT_AGENT_PER_MINUTE: "gold:5" })).toThrow(/RATE_LIMIT_AGENT_PER_MINUTE/);
+  });
+});
+
 describe("query cost budget", () => {
   let app: TestApp;
   let t: SeededTenant;
@@ -466,25 +598,8 @@ describe("graphql-ws operations", () => {
   it("count as requests of the tenant and are refused with RATE_LIMITED once its quota is used", async () => {
     const t = await app.seedTenant({ tier: "free" });
     expect(accepted(await flood(app, t.tokens.viewer, 59))).toBe(59);
-    const client = createClient({
-      url: `${app.url.replace(/^http/, "ws")}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${t.tokens.viewer}` },
-      retryAttempts: 0,
-      lazy: true,
-    });
-    const once = () =>
-      new Promise<{ data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> }>((resolve) => {
-        let last: { data?: unknown; errors?: Array<{ extensions?: Record<string, unknown> }> } = {};
-        client.subscribe(
-          { query: "subscription { ticks(count: 1, intervalMs: 10) }" },
-          {
-            next: (v) => (last = v as typeof last),
-            error: (e) => resolve({ errors: Array.isArray(e) ? e : [{ extensions: { message: String(e) } }] }),
-            complete: () => resolve(last),
-          },
-        );
-      });
+    const client = wsClient(app, t.tokens.viewer);
+    const once = () => tickOnce(client);
     try {
       expect(await once()).toEqual({ data: { ticks: 1 } });
       const refused = await once();
