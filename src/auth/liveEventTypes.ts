@@ -17,6 +17,7 @@ const AREA_READERS: Readonly<Record<string, Permission>> = {
   alert_rule: "alert-rule:manage",
   alert: "alert-rule:manage",
   identity: "identity:manage",
+  github: "github-token:read",
 };
 
 /** Holding any of these, a principal receives some events live (tenantEvents' auth scope). */

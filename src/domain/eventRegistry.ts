@@ -4,6 +4,7 @@ import { agentEvents } from "./agent/events.ts";
 import { alertRuleEvents } from "./alertRule/events.ts";
 import { auditEvents } from "./audit/events.ts";
 import { enrollmentKeyEvents } from "./enrollmentKey/events.ts";
+import { githubOperationEvents } from "./githubOperation/events.ts";
 import { githubTokenEvents } from "./githubToken/events.ts";
 import { identityEvents } from "./identity/events.ts";
 import { installationEvents } from "./installation/events.ts";
@@ -29,6 +30,7 @@ const definitions: ReadonlyArray<EventDefinition<string, any>> = [
   ...logStreamEvents,
   ...alertRuleEvents,
   ...identityEvents,
+  ...githubOperationEvents,
 ];
 
 const byType = new Map(definitions.map((d) => [d.type, d]));

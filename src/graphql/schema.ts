@@ -14,6 +14,7 @@ import "./types/logStreams.ts";
 import "./types/alerts.ts";
 import "./types/retention.ts";
 import "./types/identities.ts";
+import "./types/githubOperations.ts";
 
 export const schema: GraphQLSchema = builder.toSchema();
 

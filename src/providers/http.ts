@@ -5,7 +5,7 @@ import { ProviderError, type Platform } from "./provider.ts";
 // logs, and no error built here carries a URL, a header or a body: only a short code.
 
 export interface ProviderRequest {
-  method?: "GET" | "POST" | "DELETE";
+  method?: "GET" | "POST" | "PUT" | "DELETE";
   url: string | URL;
   /** Bearer token for the Authorization header. */
   bearer?: string;

@@ -130,7 +130,9 @@ const FORBIDDEN = "FORBIDDEN";
 const UNAUTHENTICATED = "UNAUTHENTICATED";
 /** Allowed to ask, but what is asked for is not the principal's to see (another's identity). */
 const NOT_FOUND = "NOT_FOUND";
-type Outcome = typeof allow | typeof FORBIDDEN | typeof UNAUTHENTICATED | typeof NOT_FOUND;
+/** Allowed, and GitHub (the fake) then refused what was asked: authorization let it through. */
+const PROVIDER_ERROR = "PROVIDER_ERROR";
+type Outcome = typeof allow | typeof FORBIDDEN | typeof UNAUTHENTICATED | typeof NOT_FOUND | typeof PROVIDER_ERROR;
 
 interface MatrixContext {
   app: TestApp;
@@ -143,6 +145,9 @@ interface MatrixContext {
   rexOrg: string;
   /** Links (again) the GitHub identity of the tenant's service principal; returns its id. */
   linkServiceIdentity(): Promise<string>;
+  /** The GitHub account the service principal links (the app is installed on it: forks go there). */
+  serviceLogin: string;
+  world: ProviderWorld;
 }
 interface Operation {
   query: string;
@@ -1094,6 +1099,71 @@ const MATRIX: Record<string, MatrixRow> = {
       "admin+tenant:read": FORBIDDEN,
     },
   },
+  "Mutation.githubFork": {
+    // Services and agents act on GitHub; the service forks a fresh public repository into its linked account.
+    operation: async (ctx) => {
+      await ctx.linkServiceIdentity();
+      const owner = `matrix-up-${unique()}`;
+      ctx.world.github.createRepository({ owner, name: "project" });
+      return { query: "mutation ($input: GitHubForkInput!) { githubFork(input: $input) { fork } }", variables: { input: { repository: `${owner}/project` } } };
+    },
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.githubCommitFile": {
+    operation: async (ctx) => {
+      await ctx.linkServiceIdentity();
+      const name = `m-${unique()}`;
+      ctx.world.github.createRepository({ owner: ctx.serviceLogin, ownerType: "User", name });
+      return {
+        query: "mutation ($input: GitHubCommitFileInput!) { githubCommitFile(input: $input) { commitSha } }",
+        variables: { input: { repository: `${ctx.serviceLogin}/${name}`, branch: "matrix", path: "m.txt", content: "m", message: "m" } },
+      };
+    },
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: allow,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
+  "Mutation.githubCreatePullRequest": {
+    // From main into main: authorized, then GitHub's 422 (no commits between them).
+    operation: async (ctx) => {
+      await ctx.linkServiceIdentity();
+      const name = `m-${unique()}`;
+      ctx.world.github.createRepository({ owner: ctx.serviceLogin, ownerType: "User", name });
+      return {
+        query: "mutation ($input: GitHubPullRequestInput!) { githubCreatePullRequest(input: $input) { number } }",
+        variables: { input: { repository: `${ctx.serviceLogin}/${name}`, head: "main", base: "main", title: "m" } },
+      };
+    },
+    // prettier-ignore
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      viewer: FORBIDDEN,
+      editor: FORBIDDEN,
+      admin: FORBIDDEN,
+      service: PROVIDER_ERROR,
+      platform: FORBIDDEN,
+      "viewer+audit:read": FORBIDDEN,
+      "admin+tenant:read": FORBIDDEN,
+    },
+  },
   "Subscription.tenantEvents": {
     // From the start of the log, so the first item comes at once.
     operation: () => ({
@@ -1481,8 +1551,16 @@ describe("authorization matrix", () => {
       { token: seeded.tokens.admin },
     );
     expect(policy.errors).toBeUndefined();
+    const serviceLogin = `matrix-svc-${unique()}`;
+    world.github.addInstallation({
+      appId: world.githubApp.appId,
+      account: { login: serviceLogin, type: "User" },
+      repositories: [],
+      repositorySelection: "all",
+      permissions: { administration: "write", contents: "write", metadata: "read" },
+    });
     const linkServiceIdentity = async () => {
-      const linked = await browseLink(app, world.github, seeded.tokens.service, `matrix-svc-${unique()}`);
+      const linked = await browseLink(app, world.github, seeded.tokens.service, serviceLogin);
       expect(linked.status, JSON.stringify(linked.body)).toBe(200);
       return linked.body.identity.id as string;
     };
@@ -1492,7 +1570,7 @@ describe("authorization matrix", () => {
       expect(linked.status, JSON.stringify(linked.body)).toBe(200);
     }
     await linkServiceIdentity();
-    ctx = { app, tenantId, adminToken: seeded.tokens.admin, newInstallation, rexOrg, linkServiceIdentity };
+    ctx = { app, tenantId, adminToken: seeded.tokens.admin, newInstallation, rexOrg, linkServiceIdentity, serviceLogin, world };
     tokens.anonymous = undefined;
     tokens.viewer = seeded.tokens.viewer;
     tokens.editor = seeded.tokens.editor;
