@@ -203,3 +203,28 @@ export function sessionPairOf(value: unknown, what: string): SessionPair {
       typeof v.refreshExpiresAt === "string" && !Number.isNaN(Date.parse(v.refreshExpiresAt)) ? new Date(v.refreshExpiresAt).toISOString() : null,
   };
 }
+
+// GitHub operations: Keyplane acts on GitHub as the agent's linked identity (or an installation token a
+// token policy allows); the agent never holds a GitHub token for them.
+
+export const GITHUB_FORK = `mutation GitHubFork($input: GitHubForkInput!) {
+  githubFork(input: $input) { repository fork url owner defaultBranch via actedAs }
+}`;
+
+export const GITHUB_COMMIT_FILE = `mutation GitHubCommitFile($input: GitHubCommitFileInput!) {
+  githubCommitFile(input: $input) { repository branch createdFrom path commitSha via actedAs }
+}`;
+
+export const GITHUB_CREATE_PULL_REQUEST = `mutation GitHubCreatePullRequest($input: GitHubPullRequestInput!) {
+  githubCreatePullRequest(input: $input) { repository number url head base via actedAs }
+}`;
+
+// Linking the agent's own GitHub account (keyplane agent link-github), and hearing that it must link again.
+
+export const START_IDENTITY_LINK = `mutation StartIdentityLink($app: String) {
+  startIdentityLink(app: $app) { authorizationUrl requestId expiresAt }
+}`;
+
+export const LINKED_IDENTITIES = `query LinkedIdentities { linkedIdentities { id app login status linkedAt accessExpiresAt refreshExpiresAt } }`;
+
+export const IDENTITY_EVENTS = `subscription IdentityEvents { identityEvents { type data occurredAt } }`;

@@ -1,4 +1,4 @@
-import type { AgentTask } from "./keyplaneApi.ts";
+import { ApiError, GITHUB_COMMIT_FILE, GITHUB_CREATE_PULL_REQUEST, GITHUB_FORK, type AgentTask } from "./keyplaneApi.ts";
 
 // The task kinds the reference agent runs. A kind is a function from the task's payload to its result;
 // whatever it throws becomes the task's error (TaskFailure messages verbatim, others prefixed).
@@ -11,7 +11,16 @@ export interface TaskContext {
   /** Best effort: tells Keyplane how far the task got. */
   progress(progress: unknown, message?: string): void;
   fetch: typeof fetch;
+  /** Keyplane's GraphQL API as this agent (its own credential); absent where the agent has no session. */
+  keyplane?: KeyplaneCall;
 }
+
+/** One authenticated GraphQL request to Keyplane; failures are ApiErrors. */
+export type KeyplaneCall = <T = Record<string, unknown>>(
+  query: string,
+  variables: Record<string, unknown>,
+  options?: { idempotencyKey?: string; signal?: AbortSignal },
+) => Promise<T>;
 
 export type TaskKind = (payload: unknown, context: TaskContext) => Promise<unknown>;
 

@@ -176,9 +176,12 @@ describe("linking a GitHub identity", () => {
     expect(html.status).toBe(200);
     expect(html.body).toContain(`GitHub account ${first} is linked`);
 
+    expect(world.github.userTokenCount(first)).toBe(1);
     const second = login();
     const again = await link(app, tenant.tokens.viewer, second);
     expect(again.body.outcome).toBe("relinked");
+    // The replaced account's grant was revoked at GitHub.
+    expect(world.github.userTokenCount(first)).toBe(0);
     const listed = (await app.gql(LIST, {}, { token: tenant.tokens.viewer })).data.linkedIdentities;
     expect(listed.map((i: any) => i.login)).toEqual([second]);
     const [linkedFirst, linkedAgain] = (await audit(app, tenant, ["identity.linked"])).map((e: any) => e.data);

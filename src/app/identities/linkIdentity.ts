@@ -5,7 +5,7 @@ import { fingerprint } from "../../crypto/fingerprint.ts";
 import { identityDecider, identityLinkRequestStream, identityStream } from "../../domain/identity/decider.ts";
 import { IdentityLinkRequested } from "../../domain/identity/events.ts";
 import { BadInputError, TenantSuspendedError } from "../../errors.ts";
-import { exchangeUserCode, githubUser, userAuthorizationUrl } from "../../github/userAuthorization.ts";
+import { exchangeUserCode, githubUser, revokeUserGrant, userAuthorizationUrl } from "../../github/userAuthorization.ts";
 import { ProviderError } from "../../providers/provider.ts";
 import { newPkceVerifier, pkceChallenge } from "../../providers/registry.ts";
 import { withTenant, type Tx } from "../../store/db.ts";
@@ -16,7 +16,7 @@ import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
 import { consumeOAuthState, hashState, stateAad } from "../oauthStates.ts";
 import { linkCallbackUrl, linkingApp, userEndpoints } from "./githubUserApp.ts";
-import { storeIdentityTokens } from "./identityVault.ts";
+import { readIdentityTokens, storeIdentityTokens } from "./identityVault.ts";
 
 export interface StartedIdentityLink {
   authorizationUrl: string;
@@ -138,11 +138,13 @@ export async function completeIdentityLink(deps: CompleteDeps, query: URLSearchP
   const tenantId = consumed.tenant_id;
   const principal = consumed.actor;
   const metadata: EventMetadata = { actor: principal, ...Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined)) };
-  return withTenant(deps.db, tenantId, async (trx) => {
+  const done = await withTenant(deps.db, tenantId, async (trx) => {
     // One identity per principal and app: two links completing at once take turns.
     await lockPrincipal(trx, tenantId, principal.subject, app.name);
     const existing = await findPrincipalIdentity(trx, tenantId, principal.subject, app.name);
     const identityId = existing?.identity_id ?? randomUUID();
+    // Linking another account replaces this one: its grant is revoked once the new one is stored.
+    const replaced = existing && existing.account_id !== user.id ? await readIdentityTokens(trx, deps.keyring, tenantId, identityId) : null;
     const now = deps.now();
     const facts = await storeIdentityTokens(trx, deps.keyring, tenantId, identityId, tokens, now);
     await decideAndAppend(trx, {
@@ -167,8 +169,16 @@ export async function completeIdentityLink(deps: CompleteDeps, query: URLSearchP
       occurredAt: now,
     });
     deps.logger.info({ tenantId, identityId, app: app.name, login: user.login }, existing ? "identity linked again" : "identity linked");
-    return { tenantId, identity: (await findIdentity(trx, tenantId, identityId))!, outcome: existing ? "relinked" : "linked" };
+    const identity = (await findIdentity(trx, tenantId, identityId))!;
+    return { result: { tenantId, identity, outcome: existing ? ("relinked" as const) : ("linked" as const) }, replaced };
   });
+  if (done.replaced) {
+    // Best effort: the previous account's tokens are no longer stored anywhere, and expire in hours.
+    await revokeUserGrant(endpoints, app, done.replaced.accessToken).catch((error: unknown) =>
+      deps.logger.warn({ tenantId, identityId: done.result.identity.identity_id, code: (error as { providerCode?: string }).providerCode }, "revoking the replaced account's grant failed"),
+    );
+  }
+  return done.result;
 }
 
 async function lockPrincipal(trx: Tx, tenantId: string, subject: string, app: string): Promise<void> {
