@@ -108,6 +108,21 @@ async function githubUserOf(token: string): Promise<{ status: number; login?: st
   return { status: res.status, login: body.login };
 }
 
+/** Every row of every table of Keyplane's database, as text: what a dump (or a stolen backup) would show. */
+async function databaseDump(api: TestApp): Promise<string> {
+  return withPlatform(api.kp.deps.db, async (trx) => {
+    const { rows: tables } = await sql<{ name: string }>`
+      select table_name as name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE'`.execute(trx);
+    expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(["identity_secrets", "linked_identities", "events", "oauth_states"]));
+    let text = "";
+    for (const { name } of tables) {
+      const { rows } = await sql<{ row: string }>`select t::text as row from ${sql.table(name)} t`.execute(trx);
+      text += rows.map((r) => r.row).join("\n");
+    }
+    return text;
+  });
+}
+
 async function secretRows(api: TestApp) {
   return withPlatform(api.kp.deps.db, (trx) => trx.selectFrom("identity_secrets").selectAll().execute());
 }
@@ -161,7 +176,8 @@ describe("linking a GitHub identity", () => {
     expect(linked.data).toMatchObject({ identityId: identity.id, login: account, relinked: false, accessFingerprint: expect.any(String), keyId: "k1" });
     expect(events[2].data.fingerprint).toBe(linked.data.accessFingerprint);
     // No token in any event or read table; the vault holds ciphertext.
-    const dump = JSON.stringify(events) + JSON.stringify(await secretRows(app)) + JSON.stringify(listed.data);
+    const dump = JSON.stringify(events) + JSON.stringify(listed.data) + (await databaseDump(app));
+    expect(dump).toContain(linked.data.accessFingerprint);
     expect(dump).not.toContain(handed.data.identityToken.token);
     expect(dump).not.toMatch(/ghu_|ghr_/);
   });
