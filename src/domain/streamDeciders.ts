@@ -14,7 +14,7 @@ import { tokenPolicyDecider } from "./tokenPolicy/decider.ts";
 /**
  * The decider of each stream type that has one: what folds a stream's events into the state its
  * commands are decided on, so retention can keep that state when it prunes the events (a snapshot).
- * Streams of other types (security, audit_export, installation_request, identity_link_request, github_operation) are only appended to.
+ * Streams of other types (security, audit_export, installation_request, identity_link_request, identity_token, github_operation) are only appended to.
  */
 export const STREAM_DECIDERS: Readonly<Record<string, Decider<any, any, any>>> = {
   tenant: tenantDecider,

@@ -359,6 +359,18 @@ describe("refreshing, expiry notices and refusals", () => {
   });
 });
 
+describe("round trips", () => {
+  it("identityToken while the user token lives costs one transaction: the identity, its tokens, the hand-out's record", async () => {
+    const { principal } = await longLived();
+    await link(app, principal, login());
+    await identityToken(app, principal);
+    const { result, roundTrips } = await app.roundTripsOf(() => identityToken(app, principal));
+    expect(result.errors).toBeUndefined();
+    // BEGIN with the tenant scope, the identity, its tokens, the append, COMMIT.
+    expect(roundTrips).toBeLessThanOrEqual(5);
+  });
+});
+
 describe("unlinking", () => {
   it("revokes the grant at GitHub (the token and refresh token die), deletes the tokens and records identity.unlinked", async () => {
     const tenant = await app.seedTenant();

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { eventMetadata, systemActor, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { fingerprint } from "../../crypto/fingerprint.ts";
@@ -5,7 +6,9 @@ import { identityDecider, identityStream } from "../../domain/identity/decider.t
 import { ConflictError, DomainError, NotFoundError } from "../../errors.ts";
 import { refreshUserToken, type GitHubUserTokens } from "../../github/userAuthorization.ts";
 import { ProviderError } from "../../providers/provider.ts";
-import { withTenant, type Tx } from "../../store/db.ts";
+import { IdentityTokenIssued } from "../../domain/identity/events.ts";
+import { withTenant, type Db, type Tx } from "../../store/db.ts";
+import { appendEvents } from "../../store/events/appendEvents.ts";
 import { findIdentity, findPrincipalIdentity, type LinkedIdentityRow } from "../../store/queries/identityQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
@@ -125,28 +128,55 @@ export interface HandedOutIdentityToken {
 /**
  * For services and agents: the user token of the caller's own linked identity, refreshed first when
  * near expiry. Every hand-out is an identity.token_issued event with the token's fingerprint,
- * committed before the token leaves.
+ * committed before the token leaves. Each hand-out has a stream of its own (as token.issued does), so
+ * concurrent readers of one identity neither wait on its lock nor conflict on its version: a token
+ * that lives costs one transaction.
  */
 export async function identityToken(deps: Deps, actor: Actor, appName?: string | null, request: RequestMeta = {}): Promise<HandedOutIdentityToken> {
-  const row = await principalIdentity(deps, actor, appName);
-  const tokens = await currentIdentityTokens(deps, actor.tenantId, row.identity_id);
-  await withTenant(deps.db, actor.tenantId, async (trx) => {
-    await lockIdentity(trx, actor.tenantId, row.identity_id);
-    await decideAndAppend(trx, {
+  const app = appName ?? deps.githubApps.defaultApp;
+  if (!app) throw new NotFoundError(`a linked GitHub identity of ${actor.subject}`);
+  const handOut = (target: Db | Tx, row: LinkedIdentityRow, tokens: GitHubUserTokens) =>
+    appendEvents(target, {
       tenantId: actor.tenantId,
-      ...identityStream(row.identity_id),
-      decider: identityDecider,
-      command: {
-        type: "IssueIdentityToken",
-        identityId: row.identity_id,
-        fingerprint: fingerprint(tokens.accessToken),
-        expiresAt: tokens.accessExpiresAt?.toISOString(),
-      },
+      streamType: "identity_token",
+      streamId: randomUUID(),
+      expectedVersion: 0,
+      events: [
+        IdentityTokenIssued({
+          identityId: row.identity_id,
+          subject: actor.subject,
+          fingerprint: fingerprint(tokens.accessToken),
+          ...(tokens.accessExpiresAt ? { expiresAt: tokens.accessExpiresAt.toISOString() } : {}),
+        }),
+      ],
       metadata: eventMetadata(actor, request),
       occurredAt: deps.now(),
     });
+  const step = await withTenant(deps.db, actor.tenantId, async (trx) => {
+    const row = await findPrincipalIdentity(trx, actor.tenantId, actor.subject, app);
+    if (!row) throw new NotFoundError(`a linked GitHub identity of ${actor.subject} for the app ${app}`);
+    if (row.status === "needs_relink") throw needsRelink(row);
+    const tokens = await readIdentityTokens(trx, deps.keyring, actor.tenantId, row.identity_id);
+    if (!tokens) throw new ConflictError("the linked identity has no stored token");
+    if (dueForRefresh(deps, tokens)) return { row, tokens: undefined };
+    await handOut(trx, row, tokens);
+    return { row, tokens };
   });
+  const { row } = step;
+  let tokens = step.tokens;
+  if (!tokens) {
+    // Refreshed under the identity's lock, then recorded on its own once the refresh committed.
+    tokens = await currentIdentityTokens(deps, actor.tenantId, row.identity_id);
+    await handOut(deps.db, row, tokens);
+  }
   return { identityId: row.identity_id, app: row.app, login: row.login, token: tokens.accessToken, expiresAt: tokens.accessExpiresAt };
+}
+
+/** The user token ends within the refresh window (CREDENTIAL_REFRESH_WINDOW_SECONDS). */
+function dueForRefresh(deps: Pick<AppDeps, "config" | "now">, tokens: GitHubUserTokens): boolean {
+  return (
+    tokens.accessExpiresAt !== undefined && tokens.accessExpiresAt.getTime() - deps.now().getTime() < deps.config.installations.refreshWindowSeconds * 1000
+  );
 }
 
 /** The caller's own identity with the app (the default app when none is named), or NOT_FOUND. */

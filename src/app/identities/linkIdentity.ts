@@ -175,7 +175,10 @@ export async function completeIdentityLink(deps: CompleteDeps, query: URLSearchP
   if (done.replaced) {
     // Best effort: the previous account's tokens are no longer stored anywhere, and expire in hours.
     await revokeUserGrant(endpoints, app, done.replaced.accessToken).catch((error: unknown) =>
-      deps.logger.warn({ tenantId, identityId: done.result.identity.identity_id, code: (error as { providerCode?: string }).providerCode }, "revoking the replaced account's grant failed"),
+      deps.logger.warn(
+        { tenantId, identityId: done.result.identity.identity_id, code: (error as { providerCode?: string }).providerCode },
+        "revoking the replaced account's grant failed",
+      ),
     );
   }
   return done.result;

@@ -1,10 +1,9 @@
-import { ConflictError, NotFoundError } from "../../errors.ts";
+import { NotFoundError } from "../../errors.ts";
 import {
   IdentityExpiring,
   IdentityLinked,
   IdentityRefreshed,
   IdentityRefreshFailed,
-  IdentityTokenIssued,
   IdentityUnlinked,
   type IdentityEvent,
   type IdentityLinkedData,
@@ -18,7 +17,6 @@ export type IdentityCommand =
   | { type: "RecordIdentityRefresh"; identityId: string; tokens: IdentityTokenFacts }
   | { type: "RecordIdentityRefreshFailure"; identityId: string; providerCode: string; rejected: boolean; nextAttemptAt?: string }
   | { type: "NoticeIdentityExpiring"; identityId: string; reason: "refresh_token_expiring" | "refresh_refused" }
-  | { type: "IssueIdentityToken"; identityId: string; fingerprint: string; expiresAt?: string }
   | { type: "UnlinkIdentity"; identityId: string; revokedAtGitHub: boolean };
 
 export function decideIdentity(command: IdentityCommand, state: IdentityState): IdentityEvent[] {
@@ -53,17 +51,6 @@ export function decideIdentity(command: IdentityCommand, state: IdentityState): 
       // Once per refresh token: the sweep may come by again before anyone refreshes.
       if (state.noticeFor !== undefined && state.noticeFor === (state.refreshFingerprint ?? state.accessFingerprint)) return [];
       return [expiring(command.identityId, state, command.reason)];
-    case "IssueIdentityToken":
-      if (state.status === "needs_relink")
-        throw new ConflictError("the linked GitHub identity needs linking again: GitHub refused its refresh token", { status: state.status });
-      return [
-        IdentityTokenIssued({
-          identityId: command.identityId,
-          subject,
-          fingerprint: command.fingerprint,
-          ...(command.expiresAt ? { expiresAt: command.expiresAt } : {}),
-        }),
-      ];
     case "UnlinkIdentity":
       return [IdentityUnlinked({ identityId: command.identityId, subject, app: state.app, login: state.login, revokedAtGitHub: command.revokedAtGitHub })];
   }

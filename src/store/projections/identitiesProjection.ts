@@ -8,7 +8,7 @@ type Data = Record<string, any>;
 export const identitiesProjection: Projection = {
   name: "linked-identities",
   tables: ["linked_identities"],
-  handles: new Set(["identity.linked", "identity.refreshed", "identity.refresh_failed", "identity.expiring", "identity.token_issued", "identity.unlinked"]),
+  handles: new Set(["identity.linked", "identity.refreshed", "identity.refresh_failed", "identity.expiring", "identity.unlinked"]),
   project(event) {
     const d = event.data as Data;
     const row = () => db.updateTable("linked_identities").where("tenant_id", "=", event.tenantId).where("identity_id", "=", d.identityId);
@@ -70,8 +70,6 @@ export const identitiesProjection: Projection = {
         ];
       case "identity.expiring":
         return [row().set({ expiring_notice_at: event.occurredAt, ...touched })];
-      case "identity.token_issued":
-        return [row().set(touched)];
       case "identity.unlinked":
         return [db.deleteFrom("linked_identities").where("tenant_id", "=", event.tenantId).where("identity_id", "=", d.identityId)];
     }
