@@ -9,6 +9,7 @@ import { jsonLog, type Log, type LogLevel } from "../cli/jsonLog.ts";
 import type { Config } from "../config.ts";
 import { ApiError, ENROLL_AGENT, graphqlClient, graphqlEndpoint, sessionPairOf, websocketEndpoint, type GraphQLRequest } from "./keyplaneApi.ts";
 import { AgentSession } from "./session.ts";
+import { TASK_KINDS } from "./taskKinds.ts";
 import { CREDENTIAL_FILE, lockStateDir, prepareStateDir, readCredential, StateDirError, TaskJournal, writeCredential, type Credential } from "./stateDir.ts";
 import { backoffDelay, DEFAULT_WORKER_TIMING, runWorker, type WorkerTiming } from "./worker.ts";
 
@@ -16,7 +17,7 @@ import { backoffDelay, DEFAULT_WORKER_TIMING, runWorker, type WorkerTiming } fro
  * `keyplane agent run`: the reference agent. It enrolls once with an enrollment key (kpe_…) and keeps
  * the credential it gets in --state-dir (credential.json, 0600, replaced atomically on every refresh);
  * later runs reuse it. Then it heartbeats, subscribes to its tasks over graphql-ws (reconnecting with
- * backoff), polls pendingTasks as a safety net, runs the kinds it knows (echo, http-check) and reports
+ * backoff), polls pendingTasks as a safety net, runs the kinds it knows (taskKinds.ts) and reports
  * each result, which waits in tasks.json until Keyplane has it.
  *
  * Exit status: 0 stopped (SIGTERM/SIGINT), 2 usage or configuration, 3 refused (bad enrollment key,
@@ -198,7 +199,7 @@ export async function runAgentRun(args: string[], config: Config, io: CliIo, dep
     const { journal, warning } = await TaskJournal.open(stateDir);
     if (warning) log("warn", warning);
     const session = new AgentSession(credential, { request, stateDir, log, now: () => clock.now(), requestTimeoutMs: options.timing.requestTimeoutMs });
-    log("info", "agent starting", { server: options.server, stateDir, kinds: ["echo", "http-check"], version: facts.agentVersion });
+    log("info", "agent starting", { server: options.server, stateDir, kinds: Object.keys(TASK_KINDS), version: facts.agentVersion });
     return await runWorker({
       websocketUrl: websocketEndpoint(options.server),
       request,

@@ -11,6 +11,7 @@ import {
   COMPLETE_TASK,
   FAIL_TASK,
   failureOfCode,
+  IDENTITY_EVENTS,
   PENDING_TASKS,
   REPORT_TASK_PROGRESS,
   taskOf,
@@ -333,7 +334,45 @@ class Worker {
           complete: () => finish(new Error("the server ended the subscription")),
         },
       );
+      // On the same connection, the agent's own identity events: identity.expiring means a person has to
+      // link its GitHub account again. A Keyplane without them refuses this one subscription only.
+      const unsubscribeTasks = unsubscribe;
+      const unsubscribeIdentity = client.subscribe<{ identityEvents?: unknown }>(
+        { query: IDENTITY_EVENTS },
+        {
+          next: (result) => this.identityEvent(result.data?.identityEvents),
+          error: (error) => {
+            if (!settled) this.o.log("debug", "no identity events on this connection", { reason: classifyDisconnect(error).reason });
+          },
+          complete: () => {},
+        },
+      );
+      unsubscribe = () => {
+        unsubscribeIdentity();
+        unsubscribeTasks();
+      };
     });
+  }
+
+  /** Says in the log what an identity event of the agent's own means for its operator. */
+  private identityEvent(value: unknown): void {
+    if (!value || typeof value !== "object") return;
+    const event = value as { type?: unknown; data?: Record<string, unknown> | null };
+    const data = event.data ?? {};
+    const facts = { login: data.login, app: data.app, identityId: data.identityId };
+    if (event.type === "identity.expiring") {
+      this.o.log("warn", "the agent's GitHub identity must be linked again (keyplane agent link-github); until then GitHub tasks acting as it will fail", {
+        ...facts,
+        reason: data.reason,
+        refreshExpiresAt: data.refreshExpiresAt,
+      });
+    } else if (event.type === "identity.linked") {
+      this.o.log("info", "GitHub identity linked", facts);
+    } else if (event.type === "identity.unlinked") {
+      this.o.log("warn", "GitHub identity unlinked; GitHub tasks acting as it will fail until one is linked", facts);
+    } else {
+      this.o.log("debug", "identity event", { type: event.type, ...facts });
+    }
   }
 
   // ------------------------------------------------------------------ poll, heartbeat, refresh
@@ -456,6 +495,8 @@ class Worker {
     const outcome = await runTask(task, {
       stop: this.abandon.signal,
       fetch: this.o.fetch,
+      // The agent's own credential: GitHub operations are Keyplane's to do, as the agent's linked identity.
+      keyplane: <T>(query: string, variables: Record<string, unknown>, options = {}) => this.call<T>(query, variables, options),
       progress: (progress, text) => {
         this.call(REPORT_TASK_PROGRESS, { id: task.id, progress, message: text ?? null }).catch((error) => {
           this.o.log("debug", "progress not reported", { taskId: task.id, error: message(error) });

@@ -12,6 +12,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { classifyDisconnect, backoffDelay, DEFAULT_WORKER_TIMING } from "../../src/referenceAgent/worker.ts";
 import { parseAgentRunArgs, runAgentRun } from "../../src/referenceAgent/run.ts";
 import { runTask, unknownKindMessage } from "../../src/referenceAgent/taskKinds.ts";
+import { ApiError } from "../../src/referenceAgent/keyplaneApi.ts";
 import { USAGE } from "../../src/cli/main.ts";
 import { loadConfig } from "../../src/config.ts";
 import { killKeyplaneProcesses, logLines, runKeyplane, spawnKeyplane, type CliResult, type KeyplaneProcess } from "../testkit/keyplaneCli.ts";
@@ -58,7 +59,8 @@ const CONTRACT = `
     completeTask(id: ID!, result: JSON!): Task!
     failTask(id: ID!, error: String!): Task!
   }
-  type Subscription { agentTasks: Task! }
+  type IdentityEvent { type: String!, data: JSON, occurredAt: String! }
+  type Subscription { agentTasks: Task!, identityEvents(after: String): IdentityEvent! }
 `;
 
 interface FakeTask {
@@ -162,6 +164,9 @@ class FakeKeyplane {
     const sub = field("Subscription", "agentTasks");
     sub.subscribe = (_root, _args, ctx: Ctx) => this.stream(this.agentOf(ctx));
     sub.resolve = (task: FakeTask) => task;
+    const identity = field("Subscription", "identityEvents");
+    identity.subscribe = (_root, _args, ctx: Ctx) => this.identityStream(this.agentOf(ctx));
+    identity.resolve = (event: unknown) => event;
   }
 
   get url(): string {
@@ -356,6 +361,39 @@ class FakeKeyplane {
     return { accessToken, refreshToken, expiresAt: new Date(expiresAt).toISOString(), refreshExpiresAt: new Date(Date.now() + 86_400_000).toISOString() };
   }
 
+  private readonly identityListeners = new Map<string, Set<(event: unknown) => void>>();
+
+  /** Whether the agent listens to its identity events now. */
+  hearsIdentityEvents(agentId: string): boolean {
+    return (this.identityListeners.get(agentId)?.size ?? 0) > 0;
+  }
+
+  /** An identity.* event of the agent's own, as identityEvents delivers it. */
+  identityEvent(agentId: string, type: string, data: Record<string, unknown>): void {
+    for (const push of this.identityListeners.get(agentId) ?? []) push({ type, data, occurredAt: new Date().toISOString() });
+  }
+
+  private async *identityStream(agentId: string): AsyncGenerator<unknown> {
+    const queue: unknown[] = [];
+    let wake: (() => void) | null = null;
+    const push = (event: unknown) => {
+      queue.push(event);
+      wake?.();
+    };
+    let set = this.identityListeners.get(agentId);
+    if (!set) this.identityListeners.set(agentId, (set = new Set()));
+    set.add(push);
+    try {
+      for (;;) {
+        while (queue.length) yield queue.shift();
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = null;
+      }
+    } finally {
+      set.delete(push);
+    }
+  }
+
   private async *stream(agentId: string): AsyncGenerator<FakeTask> {
     const queue: FakeTask[] = [];
     let wake: (() => void) | null = null;
@@ -473,7 +511,7 @@ async function checkTarget(): Promise<{ url: string; close(): Promise<void>; req
 
 describe("keyplane agent run: usage and configuration (exit 2)", () => {
   it.each([
-    { argv: ["agent"], message: "agent needs a command: run" },
+    { argv: ["agent"], message: "agent needs a command: run or link-github" },
     { argv: ["agent", "walk"], message: "unknown agent command: walk" },
     { argv: ["agent", "run"], message: "agent run needs --server" },
     { argv: ["agent", "run", "--server", "keyplane:4000"], message: "--server is an http(s) URL (got 'keyplane:4000')" },
@@ -488,6 +526,9 @@ describe("keyplane agent run: usage and configuration (exit 2)", () => {
     { argv: ["agent", "run", "--server", "http://k", "--key", "kpe_abcdefgh12_x", "--key-file", "/k"], message: "--key and --key-file are alternatives" },
     { argv: ["agent", "run", "--server", "http://k", "--colour"], message: "Unknown option '--colour'" },
     { argv: ["agent", "run", "--server", "http://k", "extra"], message: "Unexpected argument 'extra'" },
+    { argv: ["agent", "link-github", "--app", "no such app"], message: "--app is the name of a GitHub App configured on Keyplane (got 'no such app')" },
+    { argv: ["agent", "link-github", "--server", "ftp://keyplane"], message: "--server is an http(s) URL" },
+    { argv: ["agent", "link-github", "--wait"], message: "Unknown option '--wait'" },
   ])("$argv.1 $argv.2 $argv.3 $argv.4 $argv.5 → 2: $message", async ({ argv, message }) => {
     const { code, out, err } = await cli(argv);
     expect(code).toBe(2);
@@ -520,6 +561,16 @@ describe("keyplane agent run: usage and configuration (exit 2)", () => {
       level: "error",
       msg: `no credential in ${stateDir}: enroll the agent once with --key (or --key-file) and an enrollment key (kpe_…)`,
     });
+  });
+
+  it("agent link-github without an enrolled agent in --state-dir: 2, naming what to do", async () => {
+    const stateDir = freshDir();
+    const { code, out, err } = await cli(["agent", "link-github", "--state-dir", stateDir]);
+    expect(code).toBe(2);
+    expect(out).toBe("");
+    expect(err).toBe(
+      `keyplane agent link-github: no credential in ${stateDir}: enroll the agent first (keyplane agent run --key kpe_… --state-dir ${stateDir})\n`,
+    );
   });
 
   it("a state dir that is a file, or a credential.json that is not one: 2", async () => {
@@ -605,13 +656,202 @@ describe("keyplane agent run: the pieces", () => {
         outcome: "failed",
         error: expect.stringContaining("invalid http-check payload: expected an object"),
       });
-      expect(await run("shell", { cmd: "rm -rf /" })).toEqual({ outcome: "failed", error: "unknown task kind: shell (this agent runs: echo, http-check)" });
-      expect(unknownKindMessage("x")).toBe("unknown task kind: x (this agent runs: echo, http-check)");
+      expect(await run("shell", { cmd: "rm -rf /" })).toEqual({
+        outcome: "failed",
+        error: "unknown task kind: shell (this agent runs: echo, http-check, github-fork, github-commit, github-pull-request, github-contribute)",
+      });
+      expect(unknownKindMessage("x")).toBe(
+        "unknown task kind: x (this agent runs: echo, http-check, github-fork, github-commit, github-pull-request, github-contribute)",
+      );
       stop.abort();
       expect(await run("echo", {})).toEqual({ outcome: "failed", error: "the agent stopped before the task finished" });
     } finally {
       await target.close();
     }
+  });
+});
+
+describe("keyplane agent run: the GitHub task kinds (Keyplane acts; the agent asks)", () => {
+  /** A stand-in for Keyplane's API: answers per field, records what was asked, in order. */
+  function stubKeyplane(answer: (field: string, input: any, call: number) => unknown) {
+    const calls: Array<{ field: string; input: any; idempotencyKey?: string }> = [];
+    const keyplane = async <T>(query: string, variables: Record<string, unknown>, options: { idempotencyKey?: string } = {}): Promise<T> => {
+      const field = /\{\s*(github\w+)\(/.exec(query)![1]!;
+      calls.push({ field, input: variables.input, idempotencyKey: options.idempotencyKey });
+      const value = answer(field, variables.input, calls.length);
+      if (value instanceof Error) throw value;
+      return { [field]: value } as T;
+    };
+    return { keyplane, calls };
+  }
+  const progress: Array<{ progress: any; message?: string }> = [];
+  const run = (kind: string, payload: unknown, keyplane?: Parameters<typeof runTask>[1]["keyplane"]) =>
+    runTask(
+      { id: "t", kind, payload, status: "pending", timeoutSeconds: 10, dispatchedAt: null },
+      { stop: new AbortController().signal, progress: (p, message) => void progress.push({ progress: p, message }), keyplane },
+    );
+  const FORK = {
+    repository: "up/project",
+    fork: "molty/project",
+    url: "https://github.test/molty/project",
+    owner: "molty",
+    defaultBranch: "main",
+    via: "identity",
+    actedAs: "molty",
+  };
+  const commitOf = (n: number) => ({
+    repository: "molty/project",
+    branch: "b",
+    createdFrom: null,
+    path: "p",
+    commitSha: String(n).repeat(40),
+    via: "identity",
+    actedAs: "molty",
+  });
+  const PULL = {
+    repository: "up/project",
+    number: 7,
+    url: "https://github.test/up/project/pull/7",
+    head: "molty:b",
+    base: "main",
+    via: "identity",
+    actedAs: "molty",
+  };
+
+  it("github-contribute: forks, commits each file to the branch of the fork (the first from base), opens the pull request from owner:branch, reporting each step", async () => {
+    progress.length = 0;
+    const { keyplane, calls } = stubKeyplane((field, _input, n) => (field === "githubFork" ? FORK : field === "githubCommitFile" ? commitOf(n) : PULL));
+    const outcome = await run(
+      "github-contribute",
+      {
+        repository: "up/project",
+        branch: "b",
+        files: [
+          { path: "a.md", content: "A" },
+          { path: "docs/b.md", content: "" },
+        ],
+        message: "m",
+        title: "t",
+        base: "dev",
+        app: "rex",
+      },
+      keyplane,
+    );
+    expect(outcome).toEqual({
+      outcome: "completed",
+      result: { fork: "molty/project", branch: "b", commits: ["2".repeat(40), "3".repeat(40)], pullRequest: { number: 7, url: PULL.url }, actedAs: "molty" },
+    });
+    expect(calls.map((c) => [c.field, c.input])).toEqual([
+      ["githubFork", { repository: "up/project", app: "rex" }],
+      ["githubCommitFile", { repository: "molty/project", branch: "b", fromBranch: "dev", path: "a.md", content: "A", message: "m", app: "rex" }],
+      ["githubCommitFile", { repository: "molty/project", branch: "b", path: "docs/b.md", content: "", message: "m", app: "rex" }],
+      ["githubCreatePullRequest", { repository: "up/project", head: "molty:b", base: "dev", title: "t", app: "rex" }],
+    ]);
+    // Each step has an Idempotency-Key of its own: a retry is answered, not done twice.
+    expect(new Set(calls.map((c) => c.idempotencyKey)).size).toBe(4);
+    expect(progress.map((p) => p.progress.step)).toEqual(["forking", "committing", "committing", "opening"]);
+  });
+
+  it("Keyplane's refusal is the task's error, as Keyplane said it; a fork GitHub is still making is waited for; no answer is tried again", async () => {
+    const forbidden = stubKeyplane(
+      () => new ApiError("refused", "agent:x has no linked GitHub identity for the app default: link one (startIdentityLink) (FORBIDDEN)", "FORBIDDEN"),
+    );
+    expect(await run("github-fork", { repository: "up/project" }, forbidden.keyplane)).toEqual({
+      outcome: "failed",
+      error: "github-fork: githubFork refused: agent:x has no linked GitHub identity for the app default: link one (startIdentityLink) (FORBIDDEN)",
+    });
+    // The second commit is refused by GitHub: the error says what was done before.
+    const exists = stubKeyplane((field, _input, n) =>
+      field === "githubFork"
+        ? FORK
+        : n === 3
+          ? new ApiError("refused", "github answered conflict_sha (HTTP 422) (PROVIDER_ERROR)", "PROVIDER_ERROR")
+          : commitOf(n),
+    );
+    const payload = {
+      repository: "up/project",
+      branch: "b",
+      files: [
+        { path: "a", content: "" },
+        { path: "b", content: "" },
+      ],
+      message: "m",
+      title: "t",
+    };
+    expect(await run("github-contribute", payload, exists.keyplane)).toEqual({
+      outcome: "failed",
+      error: "github-contribute: githubCommitFile refused: github answered conflict_sha (HTTP 422) (PROVIDER_ERROR) (after 1 commit(s) to molty/project:b)",
+    });
+    // Right after the fork, GitHub may not have the fork's content yet (404): the first commit waits for it.
+    const young = stubKeyplane((field, _input, n) =>
+      field === "githubFork"
+        ? FORK
+        : field === "githubCommitFile" && n === 2
+          ? new ApiError("refused", "github answered not_found (HTTP 404) (PROVIDER_ERROR)", "PROVIDER_ERROR")
+          : field === "githubCommitFile"
+            ? commitOf(n)
+            : PULL,
+    );
+    expect(await run("github-contribute", { ...payload, files: [{ path: "a", content: "" }] }, young.keyplane)).toMatchObject({ outcome: "completed" });
+    expect(young.calls.map((c) => c.field)).toEqual(["githubFork", "githubCommitFile", "githubCommitFile", "githubCreatePullRequest"]);
+    expect(young.calls[1]!.idempotencyKey).toBe(young.calls[2]!.idempotencyKey);
+    const unreachable = stubKeyplane((_field, _input, n) => (n === 1 ? new ApiError("unavailable", "Keyplane did not answer (timeout)", "timeout") : PULL));
+    expect(await run("github-pull-request", { repository: "up/project", head: "molty:b", base: "main", title: "t" }, unreachable.keyplane)).toEqual({
+      outcome: "completed",
+      result: PULL,
+    });
+  });
+
+  it("refuses payloads that cannot be right before asking Keyplane, saying what is wrong", async () => {
+    const { keyplane, calls } = stubKeyplane(() => FORK);
+    const files = (n: number) => Array.from({ length: n }, (_, i) => ({ path: `f${i}`, content: "" }));
+    const base = { repository: "up/project", branch: "b", message: "m", title: "t" };
+    const cases: Array<[string, unknown, string]> = [
+      ["github-fork", "up/project", "invalid github-fork payload: expected an object { repository: owner/name, organization?, app?, as? }"],
+      ["github-fork", { repository: "no-slash" }, "invalid github-fork payload: repository must be owner/name"],
+      ["github-fork", { repository: "up/project", as: "root" }, "invalid github-fork payload: as must be identity or installation"],
+      [
+        "github-commit",
+        { repository: "o/r", branch: "b", path: "p", message: "m" },
+        "invalid github-commit payload: content must be a string (the file's new content)",
+      ],
+      [
+        "github-commit",
+        { repository: "o/r", branch: "", path: "p", content: "", message: "m" },
+        "invalid github-commit payload: branch must be a non-empty string",
+      ],
+      [
+        "github-pull-request",
+        { repository: "o/r", base: "main", title: "t" },
+        "invalid github-pull-request payload: head must be a branch, or owner:branch of a fork",
+      ],
+      ["github-contribute", { ...base, files: [] }, "invalid github-contribute payload: files must be a list of 1 to 20 { path, content }"],
+      ["github-contribute", { ...base, files: files(21) }, "invalid github-contribute payload: files must be a list of 1 to 20 { path, content }"],
+      [
+        "github-contribute",
+        { ...base, files: [{ path: "a" }] },
+        "invalid github-contribute payload: files[0] must be { path: non-empty string, content: string }",
+      ],
+      [
+        "github-contribute",
+        {
+          ...base,
+          files: [
+            { path: "a", content: "" },
+            { path: "a", content: "x" },
+          ],
+        },
+        'invalid github-contribute payload: files[1].path "a" is listed twice',
+      ],
+      ["github-contribute", { ...base, title: undefined, files: files(1) }, "invalid github-contribute payload: title must be a non-empty string"],
+    ];
+    for (const [kind, payload, error] of cases) expect(await run(kind, payload, keyplane), JSON.stringify(payload)).toEqual({ outcome: "failed", error });
+    expect(calls).toEqual([]);
+    // Outside keyplane agent run (no session to ask with): said, not crashed.
+    expect(await run("github-fork", { repository: "up/project" })).toEqual({
+      outcome: "failed",
+      error: "github-fork needs Keyplane's API: it runs under keyplane agent run",
+    });
   });
 });
 
@@ -720,7 +960,10 @@ describe("keyplane agent run against a scripted Keyplane", () => {
       await settled(failing, a);
       expect(failing).toMatchObject({ status: "completed", result: { status: 500, ok: false } });
       await settled(unknown, a);
-      expect(unknown).toMatchObject({ status: "failed", error: "unknown task kind: reboot (this agent runs: echo, http-check)" });
+      expect(unknown).toMatchObject({
+        status: "failed",
+        error: "unknown task kind: reboot (this agent runs: echo, http-check, github-fork, github-commit, github-pull-request, github-contribute)",
+      });
     } finally {
       await target.close();
     }
@@ -843,6 +1086,38 @@ describe("keyplane agent run against a scripted Keyplane", () => {
     } finally {
       kp.accessTtlMs = 3_600_000;
     }
+  });
+
+  it("says in its log when its GitHub identity is linked, and warns when Keyplane says it must be linked again (identity.expiring)", async () => {
+    const { a, agentId } = await enrolled();
+    await waitFor("the identity events subscription", () => kp.hearsIdentityEvents(agentId), 10_000, a.err);
+    kp.identityEvent(agentId, "identity.linked", { identityId: "i1", subject: `agent:${agentId}`, app: "default", login: "molty" });
+    kp.identityEvent(agentId, "identity.expiring", {
+      identityId: "i1",
+      subject: `agent:${agentId}`,
+      app: "default",
+      login: "molty",
+      reason: "refresh_token_expiring",
+      refreshExpiresAt: "2030-01-02T00:00:00.000Z",
+    });
+    const warning = await waitFor(
+      "the warning",
+      () => logLines(a.err()).find((l) => l.level === "warn" && l.msg.startsWith("the agent's GitHub identity must be linked again")),
+      10_000,
+      a.err,
+    );
+    expect(warning).toMatchObject({
+      msg: "the agent's GitHub identity must be linked again (keyplane agent link-github); until then GitHub tasks acting as it will fail",
+      login: "molty",
+      app: "default",
+      reason: "refresh_token_expiring",
+      refreshExpiresAt: "2030-01-02T00:00:00.000Z",
+    });
+    expect(logLines(a.err()).find((l) => l.msg === "GitHub identity linked")).toMatchObject({ level: "info", login: "molty", app: "default" });
+    // The task subscription on the same connection goes on.
+    const task = kp.dispatch(agentId, "echo", { still: "working" });
+    expect(await settled(task, a)).toMatchObject({ status: "completed", result: { still: "working" } });
+    expect(await a.stop()).toBe(0);
   });
 
   it("a revoked session: exit 3, telling the operator to enroll again", async () => {
@@ -1010,7 +1285,10 @@ describe("keyplane agent run against keyplane serve (restarted mid-run)", () => 
       const check = await finished(await dispatch(agentId, "http-check", { url: `${target.url}/ok` }), p);
       expect(check).toMatchObject({ status: "completed", result: { status: 200, ok: true, durationMs: expect.any(Number) } });
       const unknown = await finished(await dispatch(agentId, "reboot", {}), p);
-      expect(unknown).toMatchObject({ status: "failed", error: "unknown task kind: reboot (this agent runs: echo, http-check)" });
+      expect(unknown).toMatchObject({
+        status: "failed",
+        error: "unknown task kind: reboot (this agent runs: echo, http-check, github-fork, github-commit, github-pull-request, github-contribute)",
+      });
 
       // Keyplane restarts on the same data dir and port; the agent reconnects by itself.
       expect((await server.stop()).code).toBe(0);
