@@ -105,7 +105,7 @@ describe("credential refresh", () => {
     // New tokens live an hour: refreshed once, they are not due again.
     w.world.atlassian.accessTokenTtlSeconds = 3600;
     const started = Date.now();
-    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 1, failed: 0 });
+    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 1, failed: 0, identitiesNoticed: 0, identitiesUnlinked: 0 });
     expect(w.world.atlassian.refreshCount).toBe(1);
     expect(w.world.atlassian.refreshTokenReuseCount).toBe(0);
 
@@ -135,7 +135,7 @@ describe("credential refresh", () => {
     expect(JSON.stringify(refreshed[0]!.data)).not.toContain(fresh.accessToken);
 
     // Not due any more: another sweep leaves it alone, and a service is handed the refreshed token.
-    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 0 });
+    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 0, identitiesNoticed: 0, identitiesUnlinked: 0 });
     const read = await credentials(w.app, w.tenant.tokens.service, id);
     expect(read.data.installationCredentials.accessToken).toBe(fresh.accessToken);
     expect(w.world.atlassian.refreshCount).toBe(1);
@@ -202,7 +202,7 @@ describe("credential refresh", () => {
     const old = await vault(w.app, w.tenant.tenantId, jira.id);
     w.world.atlassian.revokeGrant(old.accessToken); // the user removed the app at Atlassian
 
-    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 1 });
+    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 1, identitiesNoticed: 0, identitiesUnlinked: 0 });
     const marked = await installation(w, jira.id);
     expect(marked.status).toBe("needs_reauth");
     expect(marked.refresh.lastError).toBe("invalid_grant");
@@ -218,7 +218,7 @@ describe("credential refresh", () => {
 
     // The sweep no longer asks the provider.
     const asked = tokenRequests(w.world);
-    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 0 });
+    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 0, identitiesNoticed: 0, identitiesUnlinked: 0 });
     expect(tokenRequests(w.world)).toBe(asked);
     const filtered = await w.app.gql(`{ installations(first: 10, status: needs_reauth) { nodes { id } } }`, {}, { token: w.tenant.tokens.viewer });
     expect(filtered.data.installations.nodes.map((n: any) => n.id)).toEqual([jira.id]);
@@ -248,7 +248,7 @@ describe("credential refresh", () => {
 
     const asked = tokenRequests(w.world);
     const failedAt = Date.now();
-    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 1 });
+    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 1, identitiesNoticed: 0, identitiesUnlinked: 0 });
     expect(tokenRequests(w.world)).toBe(asked + 1);
     expect(w.world.atlassian.refreshCount).toBe(0);
 
@@ -265,7 +265,7 @@ describe("credential refresh", () => {
     expect(failed[0]!.data).toMatchObject({ installationId: id, providerCode: "server_error", attempt: 1, nextAttemptAt: backingOff.refresh.nextAttemptAt });
 
     // Before nextAttemptAt the sweep does not call the provider.
-    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 0 });
+    expect(await w.app.kp.refresher.runOnce()).toEqual({ refreshed: 0, failed: 0, identitiesNoticed: 0, identitiesUnlinked: 0 });
     expect(tokenRequests(w.world)).toBe(asked + 1);
     // The old pair is intact: nothing was spent by the failed attempt.
     expect(await vault(w.app, w.tenant.tenantId, id)).toMatchObject({ accessToken: old.accessToken, refreshToken: old.refreshToken });

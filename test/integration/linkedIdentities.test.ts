@@ -384,10 +384,27 @@ describe("unlinking", () => {
     expect((await app.gql(LIST, {}, { token: agent.accessToken })).data.linkedIdentities).toEqual([]);
     expect((await secretRows(app)).filter((r) => r.identity_id === token.identityId)).toEqual([]);
     const [event] = await audit(app, tenant, ["identity.unlinked"]);
-    expect(event.data).toMatchObject({ identityId: token.identityId, revokedAtGitHub: true, subject: `agent:${agent.agentId}` });
+    expect(event.data).toMatchObject({ identityId: token.identityId, revokedAtGitHub: true, reason: "unlinked", subject: `agent:${agent.agentId}` });
     expect((await identityToken(app, agent.accessToken)).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
     // Gone: unlinking again is NOT_FOUND.
     expect((await app.gql(UNLINK, { id: token.identityId }, { token: agent.accessToken })).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+  });
+
+  it("a deleted agent's identity is unlinked by the next sweep: its grant revoked at GitHub, its tokens deleted", async () => {
+    const tenant = await app.seedTenant();
+    const agent = await enroll(app, tenant);
+    await link(app, agent.accessToken, login());
+    const token = (await identityToken(app, agent.accessToken)).data.identityToken;
+    const deleted = await app.gql("mutation ($id: ID!) { deleteAgent(id: $id) }", { id: agent.agentId }, { token: tenant.tokens.admin });
+    expect(deleted.errors).toBeUndefined();
+    expect((await githubUserOf(token.token)).status).toBe(200);
+    expect((await app.kp.refresher.runOnce()).identitiesUnlinked).toBeGreaterThanOrEqual(1);
+    expect((await githubUserOf(token.token)).status).toBe(401);
+    expect((await secretRows(app)).filter((r) => r.identity_id === token.identityId)).toEqual([]);
+    const [event] = await audit(app, tenant, ["identity.unlinked"]);
+    expect(event.data).toMatchObject({ identityId: token.identityId, reason: "principal-deleted", revokedAtGitHub: true });
+    expect(event.metadata.actor.subject).toBe("identity-reaper");
+    expect((await app.kp.refresher.runOnce()).identitiesUnlinked).toBe(0);
   });
 
   it("another principal of the tenant cannot see or unlink an identity; its admin can (identity:manage)", async () => {

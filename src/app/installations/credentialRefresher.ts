@@ -3,14 +3,18 @@ import { installationsDueForRefresh } from "../../store/queries/installationQuer
 import type { AppDeps } from "../deps.ts";
 import { periodicJob } from "../../runtime/periodicJob.ts";
 import { noticeExpiringIdentities } from "../identities/identityExpiryNotices.ts";
+import { unlinkDeletedAgentsIdentities } from "../identities/unlinkIdentity.ts";
 import { pruneInstallationState } from "./pruneInstallationState.ts";
 import { currentCredentials } from "./refreshCredentials.ts";
 
 export interface CredentialRefresher {
   start(): void;
   stop(): Promise<void>;
-  /** One sweep: refreshes every installation due and tells principals whose identity is about to end; returns how many. */
-  runOnce(): Promise<{ refreshed: number; failed: number; identitiesNoticed: number }>;
+  /**
+   * One sweep: refreshes every installation due, tells principals whose identity is about to end and
+   * unlinks the identities of deleted agents; returns how many of each.
+   */
+  runOnce(): Promise<{ refreshed: number; failed: number; identitiesNoticed: number; identitiesUnlinked: number }>;
 }
 
 const BATCH = 100;
@@ -46,7 +50,11 @@ export function createCredentialRefresher(
       deps.logger.warn({ err: error }, "telling principals of expiring identities did not complete");
       return 0;
     });
-    return { refreshed, failed, identitiesNoticed };
+    const identitiesUnlinked = await unlinkDeletedAgentsIdentities(deps).catch((error: unknown) => {
+      deps.logger.warn({ err: error }, "unlinking deleted agents' identities did not complete");
+      return 0;
+    });
+    return { refreshed, failed, identitiesNoticed, identitiesUnlinked };
   }
 
   const job = periodicJob("credential refresh sweep", deps.config.installations.refreshIntervalSeconds * 1000, runOnce, deps.logger);

@@ -17,7 +17,7 @@ export type IdentityCommand =
   | { type: "RecordIdentityRefresh"; identityId: string; tokens: IdentityTokenFacts }
   | { type: "RecordIdentityRefreshFailure"; identityId: string; providerCode: string; rejected: boolean; nextAttemptAt?: string }
   | { type: "NoticeIdentityExpiring"; identityId: string; reason: "refresh_token_expiring" | "refresh_refused" }
-  | { type: "UnlinkIdentity"; identityId: string; revokedAtGitHub: boolean };
+  | { type: "UnlinkIdentity"; identityId: string; revokedAtGitHub: boolean; reason: "unlinked" | "principal-deleted" };
 
 export function decideIdentity(command: IdentityCommand, state: IdentityState): IdentityEvent[] {
   if (command.type === "LinkIdentity") {
@@ -52,7 +52,16 @@ export function decideIdentity(command: IdentityCommand, state: IdentityState): 
       if (state.noticeFor !== undefined && state.noticeFor === (state.refreshFingerprint ?? state.accessFingerprint)) return [];
       return [expiring(command.identityId, state, command.reason)];
     case "UnlinkIdentity":
-      return [IdentityUnlinked({ identityId: command.identityId, subject, app: state.app, login: state.login, revokedAtGitHub: command.revokedAtGitHub })];
+      return [
+        IdentityUnlinked({
+          identityId: command.identityId,
+          subject,
+          app: state.app,
+          login: state.login,
+          revokedAtGitHub: command.revokedAtGitHub,
+          reason: command.reason,
+        }),
+      ];
   }
 }
 

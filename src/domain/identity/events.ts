@@ -86,8 +86,10 @@ export const IdentityUnlinked = defineEvent(
     subject: z.string(),
     app: z.string(),
     login: z.string(),
-    /** Whether GitHub confirmed the grant's revocation (false: it was already gone there). */
+    /** Whether GitHub confirmed the grant's revocation (false: it was already gone there, or could not be reached for a deleted principal). */
     revokedAtGitHub: z.boolean(),
+    /** unlinked: asked for; principal-deleted: its agent was deleted. */
+    reason: z.enum(["unlinked", "principal-deleted"]).optional(),
   }),
 );
 

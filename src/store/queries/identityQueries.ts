@@ -1,4 +1,4 @@
-import type { Selectable } from "kysely";
+import { sql, type Selectable } from "kysely";
 import type { Tx } from "../db.ts";
 import type { LinkedIdentitiesTable } from "../schema.ts";
 
@@ -36,6 +36,18 @@ export async function identitiesExpiringBefore(trx: Tx, before: Date, limit: num
     .where("refresh_expires_at", "<", before)
     .where("expiring_notice_at", "is", null)
     .orderBy("refresh_expires_at")
+    .limit(limit)
+    .execute();
+}
+
+/** Identities of agents that were deleted (by deleteAgent or the ephemeral sweep), across tenants. */
+export async function identitiesOfDeletedAgents(trx: Tx, limit: number): Promise<Array<Pick<LinkedIdentityRow, "tenant_id" | "identity_id">>> {
+  return trx
+    .selectFrom("linked_identities as i")
+    .innerJoin("agents as a", (join) => join.onRef("a.tenant_id", "=", "i.tenant_id").on(sql`'agent:' || a.agent_id`, "=", sql.ref("i.subject")))
+    .select(["i.tenant_id", "i.identity_id"])
+    .where("i.subject_kind", "=", "agent")
+    .where("a.status", "=", "deleted")
     .limit(limit)
     .execute();
 }
