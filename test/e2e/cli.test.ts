@@ -281,7 +281,9 @@ describe.each(backends)("keyplane CLI on $name", (backend) => {
   it("keys rotate with nothing stored under an old key re-encrypts nothing and says so", async () => {
     const r = await keyplane(["keys", "rotate"], env);
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toMatch(/^re-encrypted 0 installation\(s\), 0 pending OAuth state\(s\), 0 log stream\(s\) and 0 GitHub token\(s\) under key \S+\n$/);
+    expect(r.out).toMatch(
+      /^re-encrypted 0 installation\(s\), 0 pending OAuth state\(s\), 0 log stream\(s\), 0 GitHub token\(s\) and 0 linked identity secret\(s\) under key \S+\n$/,
+    );
   });
 
   it("bin/keyplane.mjs, run as its own process on the same installation, does the work and exits 0", async () => {

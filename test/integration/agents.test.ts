@@ -154,7 +154,7 @@ describe("enrollment", () => {
 
     const me = await app.gql("{ me { subject kind roles permissions } }", {}, { token: enrolled.accessToken });
     expect(me.data.me).toMatchObject({ subject: `agent:${enrolled.agentId}`, kind: "agent", roles: ["service"] });
-    expect([...me.data.me.permissions].sort()).toEqual(["agent:act", "github-token:issue"]);
+    expect([...me.data.me.permissions].sort()).toEqual(["agent:act", "github-token:issue", "github:operate", "identity:link", "identity:token"]);
     // An agent cannot manage the registry.
     expect((await create(t, { name: "x", type: "x" }, enrolled.accessToken)).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
     // Its credential refreshes.

@@ -432,7 +432,7 @@ describe("an external identity provider (AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIEN
       tenantId: tenant.tenantId,
       kind: "user",
       roles: ["viewer"],
-      permissions: ["agent:read", "installation:read", "tenant:read", "token-policy:read"],
+      permissions: ["agent:read", "identity:link", "installation:read", "tenant:read", "token-policy:read"],
     });
     expect(res.data.tenant).toEqual({ id: tenant.tenantId });
     // Verified against the key it published, not taken on trust.

@@ -45,7 +45,7 @@ const branch = z
   .trim()
   .min(1)
   .max(200)
-  .regex(/^(?!-|\/)(?!.*\.\.)(?!.*\/\/)(?!.*\.lock$)(?!.*[/.]$)[^\s~^:?*[\\\x00-\x1f\x7f]+$/, "a branch name");
+  .regex(/^(?!-|\/)(?!.*\.\.)(?!.*\/\/)(?!.*\.lock$)(?!.*[/.]$)[^\s~^:?*[\\\p{Cc}]+$/u, "a branch name");
 const via = z.enum(["identity", "installation"]).optional();
 const app = z
   .string()
@@ -78,7 +78,7 @@ export const GitHubPullRequestInput = z.object({
     .trim()
     .min(1)
     .max(240)
-    .regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}):)?[^\s~^:?*[\\\x00-\x1f\x7f]+$/, "a branch, or owner:branch of a fork"),
+    .regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}):)?[^\s~^:?*[\\\p{Cc}]+$/u, "a branch, or owner:branch of a fork"),
   base: branch,
   title: z.string().trim().min(1).max(256),
   body: z.string().max(65_536).optional(),
