@@ -4,10 +4,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { killKeyplaneProcesses, logLines, runKeyplane, spawnKeyplane, type KeyplaneProcess } from "../testkit/keyplaneCli.ts";
-import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { browseInstall, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { scratchDirectory } from "../testkit/scratch.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { killServedProcesses, serveProcess, type Served } from "../testkit/servedProcess.ts";
+import { SKIPPED_WITHOUT_SOFTHSM, softHsmAvailable, softHsmToken } from "../testkit/softHsm.ts";
 import { createScratchDatabase, onPostgres, type ScratchDatabase } from "../testkit/testDatabase.ts";
 import { waitFor } from "../testkit/waitFor.ts";
 
@@ -66,7 +67,17 @@ beforeAll(async () => {
   };
   admin = await mint("admin", "admin@acme.example");
   editor = await mint("editor", "dispatcher@acme.example");
-  server = await serveProcess("agent-contribution", { ...world.env, ...storage, NODE_ENV: "test", LOG_LEVEL: "info" }, { port: Number(world.env.PORT) });
+  // The app's key stays on a PKCS#11 token (SoftHSM2) where there is one: every app JWT is signed there.
+  let appEnv: Record<string, string> = world.env;
+  if (softHsmAvailable) {
+    const hsm = softHsmToken(scratch.fresh());
+    hsm.importKey(world.githubApp.privateKeyPem, "contribution-app");
+    const { GITHUB_APP_PRIVATE_KEY: _inMemory, ...rest } = world.env;
+    appEnv = { ...rest, ...hsm.appEnv("contribution-app"), SOFTHSM2_CONF: hsm.conf };
+  } else {
+    console.warn(`agent contribution e2e: the app key stays in memory: ${SKIPPED_WITHOUT_SOFTHSM}`);
+  }
+  server = await serveProcess("agent-contribution", { ...appEnv, ...storage, NODE_ENV: "test", LOG_LEVEL: "info" }, { port: Number(world.env.PORT) });
 }, 120_000);
 
 afterAll(async () => {
@@ -180,6 +191,18 @@ async function log(types?: string[]): Promise<Array<{ type: string; actor: strin
     after = auditLog.pageInfo.endCursor;
   }
 }
+
+describe.skipIf(!softHsmAvailable)("the GitHub App's key on an HSM", () => {
+  it("Keyplane checked the key on the token at start, and installing the app goes through JWTs signed there (the GitHub fake verifies them)", async () => {
+    expect(server.output()).toMatch(/GitHub App default: pkcs11 token .* is ready/);
+    const org = `hsm-${unique()}`;
+    world.github.setNextInstall({ account: { login: org, type: "Organization" }, repositories: ["project"], permissions: { contents: "read" } });
+    const installed = await browseInstall({ url: server.url }, "github", editor);
+    expect(installed.status, JSON.stringify(installed.body)).toBe(200);
+    expect(installed.body).toMatchObject({ outcome: "created", installation: { account: { login: org } } });
+    expect(server.output()).not.toContain("BEGIN RSA PRIVATE KEY");
+  });
+});
 
 describe("keyplane agent run: contributing to GitHub as the agent's own linked identity", () => {
   it("links with keyplane agent link-github, then a github-contribute task forks, commits each file to a branch of the fork and opens the pull request as the agent's account; every step is in the log, no GitHub token anywhere", async () => {

@@ -1,7 +1,5 @@
-import { execFileSync } from "node:child_process";
 import { createPrivateKey, generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GitHubAppsConfig } from "../../src/config.ts";
@@ -14,6 +12,7 @@ import { createMetrics } from "../../src/metrics.ts";
 import { onlyApp } from "../../src/tokenWriter/run.ts";
 import { type FakeKms, startFakeKms } from "../fakes/awsKms.ts";
 import { type FakeGitHub, type FakeGitHubApp, type GitHubInstallation, startFakeGitHub } from "../fakes/github.ts";
+import { SKIPPED_WITHOUT_SOFTHSM, SOFTHSM_MODULE, softHsmAvailable, softHsmToken, type SoftHsmToken } from "../testkit/softHsm.ts";
 import { keepCommandLog, scratchDirectory } from "../testkit/scratch.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 
@@ -23,28 +22,8 @@ import { registerSecret } from "../testkit/secrets.ts";
 // the start-up log, and, when something is wrong, an error at start naming the app and the problem,
 // never a PIN, a key or a secret access key.
 
-const SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so";
-const softhsm = existsSync(SOFTHSM_MODULE) && commandExists("softhsm2-util") && pkcs11jsInstalled();
-if (!softhsm)
-  console.warn("PKCS#11 signer tests skipped: no SoftHSM2 (apt-get install softhsm2) or the optional package pkcs11js is not built (npm install pkcs11js)");
-
-function commandExists(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function pkcs11jsInstalled(): boolean {
-  try {
-    createRequire(import.meta.url).resolve("pkcs11js");
-    return true;
-  } catch {
-    return false;
-  }
-}
+const softhsm = softHsmAvailable;
+if (!softhsm) console.warn(`PKCS#11 signer tests skipped: ${SKIPPED_WITHOUT_SOFTHSM}`);
 
 const scratch = scratchDirectory("keyplane-signers-");
 
@@ -109,38 +88,23 @@ async function startFailure(handle: GitHubAppsHandle): Promise<GitHubAppConfigEr
 // ------------------------------------------------------------------------------------------------
 
 describe.skipIf(!softhsm)("pkcs11 signer (SoftHSM2)", () => {
-  const pin = `pin-${randomBytes(8).toString("hex")}`;
-  const tokenLabel = `keyplane-${randomBytes(3).toString("hex")}`;
-  let pinFile: string;
+  let token: SoftHsmToken;
+  let pin: string;
+  let tokenLabel: string;
   let env: Record<string, string>;
   let previousConf: string | undefined;
 
   beforeAll(() => {
-    registerSecret(pin);
-    // A token of this suite's own, in a directory of its own (SoftHSM reads SOFTHSM2_CONF at C_Initialize).
-    const dir = scratch.fresh();
-    mkdirSync(path.join(dir, "tokens"));
-    writeFileSync(path.join(dir, "softhsm2.conf"), `directories.tokendir = ${path.join(dir, "tokens")}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+    // A token of this suite's own, in a directory of its own (SoftHSM reads SOFTHSM2_CONF at C_Initialize,
+    // in this process: the signer runs here).
+    token = softHsmToken(scratch.fresh());
+    ({ pin, label: tokenLabel } = token);
     previousConf = process.env.SOFTHSM2_CONF;
-    process.env.SOFTHSM2_CONF = path.join(dir, "softhsm2.conf");
-    const util = (...args: string[]) => execFileSync("softhsm2-util", args, { env: process.env, stdio: "pipe" });
-    util("--init-token", "--free", "--label", tokenLabel, "--pin", pin, "--so-pin", `so-${pin}`);
-    // softhsm2-util imports PKCS#8; GitHub's download is PKCS#1. The file is removed at once.
-    const keyFile = path.join(dir, "rex.pem");
-    writeFileSync(keyFile, createPrivateKey(rex.privateKeyPem).export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
-    util("--import", keyFile, "--token", tokenLabel, "--label", "rex", "--id", "01", "--pin", pin);
-    writeFileSync(keyFile, "");
-    pinFile = path.join(dir, "pin");
-    writeFileSync(pinFile, `${pin}\n`, { mode: 0o600 });
-    env = {
-      GITHUB_APP_REX_ID: String(rex.appId),
-      GITHUB_APP_REX_SIGNER: "pkcs11",
-      GITHUB_APP_REX_PKCS11_MODULE: SOFTHSM_MODULE,
-      GITHUB_APP_REX_PKCS11_TOKEN_LABEL: tokenLabel,
-      GITHUB_APP_REX_PKCS11_PIN_FILE: pinFile,
-      GITHUB_APP_REX_PKCS11_KEY_LABEL: "rex",
-    };
+    process.env.SOFTHSM2_CONF = token.conf;
+    token.importKey(rex.privateKeyPem, "rex");
+    env = { GITHUB_APP_REX_ID: String(rex.appId), ...token.appEnv("rex", "rex") };
   });
+
   afterAll(() => {
     if (previousConf === undefined) delete process.env.SOFTHSM2_CONF;
     else process.env.SOFTHSM2_CONF = previousConf;
