@@ -1,10 +1,9 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { fingerprint } from "../../crypto/fingerprint.ts";
 import { identityDecider, identityLinkRequestStream, identityStream } from "../../domain/identity/decider.ts";
 import { IdentityLinkRequested } from "../../domain/identity/events.ts";
-import { BadInputError, TenantSuspendedError } from "../../errors.ts";
 import { exchangeUserCode, githubUser, revokeUserGrant, userAuthorizationUrl } from "../../github/userAuthorization.ts";
 import { ProviderError } from "../../providers/provider.ts";
 import { newPkceVerifier, pkceChallenge } from "../../providers/registry.ts";
@@ -14,7 +13,7 @@ import type { EventMetadata } from "../../store/events/types.ts";
 import { findIdentity, findPrincipalIdentity, type LinkedIdentityRow } from "../../store/queries/identityQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { consumeOAuthState, hashState, stateAad } from "../oauthStates.ts";
+import { acceptOAuthState, createOAuthState, refusalOf, stateAad } from "../oauthStates.ts";
 import { linkCallbackUrl, linkingApp, userEndpoints } from "./githubUserApp.ts";
 import { readIdentityTokens, storeIdentityTokens } from "./identityVault.ts";
 
@@ -36,32 +35,12 @@ export async function startIdentityLink(
   request: RequestMeta = {},
 ): Promise<StartedIdentityLink> {
   const app = linkingApp(deps, appName);
-  const state = randomBytes(32).toString("base64url");
   const requestId = randomUUID();
   const verifier = newPkceVerifier();
   const now = deps.now();
   const expiresAt = new Date(now.getTime() + deps.config.installations.stateTtlSeconds * 1000);
-  await withTenant(deps.db, actor.tenantId, async (trx) => {
-    await trx
-      .insertInto("oauth_states")
-      .values({
-        tenant_id: actor.tenantId,
-        request_id: requestId,
-        state_hash: hashState(state),
-        platform: "github",
-        app: app.name,
-        purpose: "link",
-        actor: JSON.stringify(eventMetadata(actor).actor),
-        key_id: deps.keyring.currentKeyId,
-        code_verifier: deps.keyring.encrypt(verifier, stateAad(requestId)),
-        created_at: now,
-        expires_at: expiresAt,
-      })
-      .execute();
-    await trx
-      .insertInto("oauth_state_hashes")
-      .values({ state_hash: hashState(state), tenant_id: actor.tenantId, request_id: requestId, expires_at: expiresAt })
-      .execute();
+  const state = await withTenant(deps.db, actor.tenantId, async (trx) => {
+    const state = await createOAuthState(trx, deps, { actor, requestId, platform: "github", app: app.name, purpose: "link", verifier, now, expiresAt });
     await appendEvents(trx, {
       tenantId: actor.tenantId,
       ...identityLinkRequestStream(requestId),
@@ -79,6 +58,7 @@ export async function startIdentityLink(
       metadata: eventMetadata(actor, request),
       occurredAt: now,
     });
+    return state;
   });
   const authorizationUrl = userAuthorizationUrl(userEndpoints(deps), app, {
     state,
@@ -102,28 +82,8 @@ type CompleteDeps = Pick<AppDeps, "db" | "config" | "keyring" | "githubApps" | "
  * identity.linked, as the principal that started the link. A bad state stores nothing but a security event.
  */
 export async function completeIdentityLink(deps: CompleteDeps, query: URLSearchParams, request: RequestMeta = {}): Promise<CompletedIdentityLink> {
-  const refuse = async (reason: string, tenantId: string | null, message: string, answer: Error = new BadInputError(message, "state")): Promise<never> => {
-    await deps.security.authFailed({
-      tenantId,
-      actor: null,
-      reason,
-      resource: "identity",
-      action: "oauth-link-callback",
-      details: { platform: "github" },
-      request,
-    });
-    throw answer;
-  };
-  const state = query.get("state");
-  if (!state) return refuse("oauth-state-missing", null, "state: missing from the callback");
-  const consumed = await consumeOAuthState(deps, state);
-  if ("replayOf" in consumed) {
-    if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start linking again");
-    return refuse("oauth-state-unknown", null, "state: unknown; start linking again");
-  }
-  if (consumed.purpose !== "link") return refuse("oauth-state-purpose-mismatch", consumed.tenant_id, "state: issued to install, not to link an identity");
-  if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start linking again");
-  if (consumed.tenant_status === "suspended") return refuse("tenant-suspended", consumed.tenant_id, "", new TenantSuspendedError());
+  const refuse = refusalOf(deps, request, { resource: "identity", action: "oauth-link-callback", platform: "github" });
+  const consumed = await acceptOAuthState(deps, query.get("state"), { purpose: "link", platform: "github", again: "linking" }, refuse);
   const error = query.get("error");
   if (error) throw new ProviderError("github", error === "access_denied" ? "access_denied" : "authorization_failed", "rejected");
   const code = query.get("code");

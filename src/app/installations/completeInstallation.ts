@@ -2,14 +2,14 @@ import { randomUUID } from "node:crypto";
 import type { RequestMeta } from "../../auth/actor.ts";
 import type { InstallationInfoData } from "../../domain/installation/events.ts";
 import { installationDecider, installationStream } from "../../domain/installation/decider.ts";
-import { BadInputError, ConflictError, TenantSuspendedError } from "../../errors.ts";
+import { ConflictError } from "../../errors.ts";
 import type { CompletedInstallation, Platform } from "../../providers/provider.ts";
 import { withPlatform, withTenant, type Tx } from "../../store/db.ts";
 import type { EventMetadata } from "../../store/events/types.ts";
 import { findGitHubOwner, findInstallation, findLiveByExternalId, type InstallationRow } from "../../store/queries/installationQueries.ts";
 import type { AppDeps } from "../deps.ts";
 import { decideAndAppend } from "../handleCommand.ts";
-import { consumeOAuthState, stateAad } from "../oauthStates.ts";
+import { acceptOAuthState, refusalOf, stateAad } from "../oauthStates.ts";
 import { callbackUrl, providerFor } from "./startInstallation.ts";
 import { storeCredentials } from "./vault.ts";
 
@@ -28,30 +28,13 @@ type Deps = Pick<AppDeps, "db" | "config" | "keyring" | "providers" | "githubApp
  */
 export async function completeInstallation(deps: Deps, platform: string, query: URLSearchParams, request: RequestMeta = {}): Promise<CompletedCallback> {
   const { provider: platformProvider } = providerFor(deps, platform);
-  const refuse = async (reason: string, tenantId: string | null, message: string, answer: Error = new BadInputError(message, "state")): Promise<never> => {
-    await deps.security.authFailed({
-      tenantId,
-      actor: null,
-      reason,
-      resource: "installation",
-      action: "oauth-callback",
-      details: { platform: platformProvider.platform },
-      request,
-    });
-    throw answer;
-  };
-  const state = query.get("state");
-  if (!state) return refuse("oauth-state-missing", null, "state: missing from the callback");
-  const consumed = await consumeOAuthState(deps, state);
-  if ("replayOf" in consumed) {
-    if (consumed.replayOf) return refuse("oauth-state-replayed", consumed.replayOf.tenant_id, "state: already used; start the installation again");
-    return refuse("oauth-state-unknown", null, "state: unknown; start the installation again");
-  }
-  if (consumed.platform !== platformProvider.platform) return refuse("oauth-state-platform-mismatch", consumed.tenant_id, "state: issued for another platform");
-  // A state started to link an identity installs nothing (and the other way round).
-  if (consumed.purpose !== "install") return refuse("oauth-state-purpose-mismatch", consumed.tenant_id, "state: issued to link an identity, not to install");
-  if (new Date(consumed.expires_at) <= deps.now()) return refuse("oauth-state-expired", consumed.tenant_id, "state: expired; start the installation again");
-  if (consumed.tenant_status === "suspended") return refuse("tenant-suspended", consumed.tenant_id, "", new TenantSuspendedError());
+  const refuse = refusalOf(deps, request, { resource: "installation", action: "oauth-callback", platform: platformProvider.platform });
+  const consumed = await acceptOAuthState(
+    deps,
+    query.get("state"),
+    { purpose: "install", platform: platformProvider.platform, again: "the installation" },
+    refuse,
+  );
   // The app the install was started for (GitHub); its provider finishes it.
   const { provider, app } = providerFor(deps, platform, consumed.app);
   const codeVerifier = consumed.code_verifier ? deps.keyring.decrypt(consumed.code_verifier, stateAad(consumed.request_id)) : undefined;

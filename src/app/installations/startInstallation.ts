@@ -1,5 +1,5 @@
-import { randomBytes, randomUUID } from "node:crypto";
-import { hashState, stateAad } from "../oauthStates.ts";
+import { randomUUID } from "node:crypto";
+import { createOAuthState } from "../oauthStates.ts";
 import { eventMetadata, type Actor, type RequestMeta } from "../../auth/actor.ts";
 import { fingerprint } from "../../crypto/fingerprint.ts";
 import { InstallationRequested } from "../../domain/installation/events.ts";
@@ -64,32 +64,21 @@ export async function startInstallation(
   app?: string | null,
 ): Promise<StartedInstallation> {
   const { provider, app: appName } = providerFor(deps, platform, app);
-  const state = randomBytes(32).toString("base64url");
   const requestId = randomUUID();
   const verifier = provider.usesPkce ? newPkceVerifier() : undefined;
   const now = deps.now();
   const expiresAt = new Date(now.getTime() + deps.config.installations.stateTtlSeconds * 1000);
-  await withTenant(deps.db, actor.tenantId, async (trx) => {
-    await trx
-      .insertInto("oauth_states")
-      .values({
-        tenant_id: actor.tenantId,
-        request_id: requestId,
-        state_hash: hashState(state),
-        platform: provider.platform,
-        app: appName ?? null,
-        actor: JSON.stringify(eventMetadata(actor).actor),
-        key_id: verifier ? deps.keyring.currentKeyId : null,
-        code_verifier: verifier ? deps.keyring.encrypt(verifier, stateAad(requestId)) : null,
-        created_at: now,
-        expires_at: expiresAt,
-      })
-      .execute();
-    // The callback knows only the state: its hash, unique across tenants, leads to this row.
-    await trx
-      .insertInto("oauth_state_hashes")
-      .values({ state_hash: hashState(state), tenant_id: actor.tenantId, request_id: requestId, expires_at: expiresAt })
-      .execute();
+  const state = await withTenant(deps.db, actor.tenantId, async (trx) => {
+    const state = await createOAuthState(trx, deps, {
+      actor,
+      requestId,
+      platform: provider.platform,
+      app: appName ?? null,
+      purpose: "install",
+      verifier,
+      now,
+      expiresAt,
+    });
     await appendEvents(trx, {
       tenantId: actor.tenantId,
       streamType: "installation_request",
@@ -99,6 +88,7 @@ export async function startInstallation(
       metadata: eventMetadata(actor, request),
       occurredAt: now,
     });
+    return state;
   });
   const authorizationUrl = provider.authorizationUrl({
     state,
