@@ -4,7 +4,8 @@ import { systemClock, type Clock } from "../cli/clock.ts";
 import { UsageError, type CliIo } from "../cli/command.ts";
 import type { Log } from "../cli/jsonLog.ts";
 import type { Config } from "../config.ts";
-import { ApiError, graphqlClient, graphqlEndpoint, LINKED_IDENTITIES, START_IDENTITY_LINK, type GraphQLRequest } from "./keyplaneApi.ts";
+import { ApiError, graphqlClient, LINKED_IDENTITIES, START_IDENTITY_LINK, type GraphQLRequest } from "./keyplaneApi.ts";
+import { serverOption } from "./run.ts";
 import { AgentSession, DeadCredentialError } from "./session.ts";
 import { CREDENTIAL_FILE, lockStateDir, readCredential, StateDirError } from "./stateDir.ts";
 
@@ -56,18 +57,7 @@ const UNREACHABLE_ATTEMPTS = 5;
 export function parseLinkGithubArgs(args: string[]): LinkGithubOptions {
   const v = parseArgs({ args, options: OPTIONS, allowPositionals: false, strict: true }).values;
   if (v["state-dir"] === "") throw new UsageError("--state-dir is a directory");
-  let server: string | undefined;
-  if (v.server !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(v.server);
-    } catch {
-      throw new UsageError(`--server is an http(s) URL (got '${v.server}')`);
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--server is an http(s) URL (got '${v.server}')`);
-    if (url.username || url.password) throw new UsageError("--server must not carry credentials");
-    server = graphqlEndpoint(url.toString());
-  }
+  const server = v.server === undefined ? undefined : serverOption(v.server);
   if (v.app !== undefined && !/^[a-z0-9][a-z0-9-]{0,39}$/i.test(v.app))
     throw new UsageError(`--app is the name of a GitHub App configured on Keyplane (got '${v.app}')`);
   let pollMs = DEFAULT_POLL_MS;

@@ -64,18 +64,24 @@ function positive(flag: string, value: string, { integer = false, max = Number.M
   return n;
 }
 
+/** --server: Keyplane's http(s) URL without credentials, as its GraphQL endpoint. Throws UsageError. */
+export function serverOption(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--server is an http(s) URL (got '${value}')`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--server is an http(s) URL (got '${value}')`);
+  if (url.username || url.password) throw new UsageError("--server must not carry credentials");
+  return graphqlEndpoint(url.toString());
+}
+
 /** The command line of `agent run` (after `agent run`). Throws UsageError. */
 export function parseAgentRunArgs(args: string[]): AgentRunOptions {
   const v = parseArgs({ args, options: OPTIONS, allowPositionals: false, strict: true }).values;
   if (!v.server) throw new UsageError("agent run needs --server (Keyplane's URL, e.g. https://keyplane.example.com)");
-  let url: URL;
-  try {
-    url = new URL(v.server);
-  } catch {
-    throw new UsageError(`--server is an http(s) URL (got '${v.server}')`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--server is an http(s) URL (got '${v.server}')`);
-  if (url.username || url.password) throw new UsageError("--server must not carry credentials");
+  const server = serverOption(v.server);
   if (v.key !== undefined && v["key-file"] !== undefined) throw new UsageError("--key and --key-file are alternatives");
   // Never echo what was given: it may be a real key with a typo.
   if (v.key !== undefined && !KEY.test(v.key)) throw new UsageError("--key is an enrollment key: kpe_ followed by its secret");
@@ -91,7 +97,7 @@ export function parseAgentRunArgs(args: string[]): AgentRunOptions {
   const concurrency = v.concurrency === undefined ? 4 : positive("--concurrency", v.concurrency, { integer: true, max: 64 });
 
   return {
-    server: graphqlEndpoint(url.toString()),
+    server,
     key: v.key,
     keyFile: v["key-file"],
     stateDir: v["state-dir"] ?? ".keyplane-agent",
