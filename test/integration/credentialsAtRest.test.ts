@@ -11,7 +11,7 @@ import { readCredentials } from "../../src/app/installations/vault.ts";
 import { readStreamSecrets } from "../../src/app/logStreams/streamSecrets.ts";
 import { openDatabase, withPlatform, withTenant, type DatabaseHandle, type Db } from "../../src/store/db.ts";
 import { migrateToLatest } from "../../src/store/migrate.ts";
-import { startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
+import { browseLink, startProviderWorld, type ProviderWorld } from "../testkit/providerWorld.ts";
 import { registerSecret } from "../testkit/secrets.ts";
 import { createTestApp, type SeededTenant, type TestApp } from "../testkit/testApp.ts";
 import { createTestDatabase, onPostgres } from "../testkit/testDatabase.ts";
@@ -350,6 +350,11 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
     registerSecret("splunk-token-at-rest");
     const streamId = stream.data.createLogStream.logStream.id as string;
     await first.app.gql(`mutation ($id: ID!) { pauseLogStream(id: $id) { state } }`, { id: streamId }, { token: tenant.tokens.admin });
+    // A service's linked GitHub identity: its user and refresh tokens are under k1 too.
+    const linkerGrant = { tenantId: tenant.tenantId, roles: ["service" as const], subject: "svc-rotate", ttlSeconds: 86_400 };
+    const githubLogin = `rotate-${randomBytes(3).toString("hex")}`;
+    const linked = await browseLink(first.app, world.github, await first.app.mintToken(linkerGrant), githubLogin);
+    expect(linked.status, JSON.stringify(linked.body)).toBe(200);
     await first.stop();
 
     // Restarted with the new key first: old values still read; rotation interrupted after one installation.
@@ -373,7 +378,7 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
     const run = await keyplaneCli(["keys", "rotate"], cliEnv);
     expect(run, run.err).toMatchObject({ code: 0 });
     expect(run.out).toContain(
-      `re-encrypted 1 installation(s), ${oldStates.length} pending OAuth state(s), 1 log stream(s), 0 GitHub token(s) and 0 linked identity secret(s) under key k2`,
+      `re-encrypted 1 installation(s), ${oldStates.length} pending OAuth state(s), 1 log stream(s), 0 GitHub token(s) and 1 linked identity secret(s) under key k2`,
     );
     expect(run.out + run.err).not.toContain(k2.slice(3));
     expect(run.out + run.err).not.toContain(k1.slice(3));
@@ -408,6 +413,18 @@ describe("keys rotate: every stored secret moves to the new key, resumably, and 
 
       const service3 = await third.app.mintToken({ tenantId: tenant.tenantId, roles: ["service"] });
       for (const id of [slack, jira]) expect(await readToken(third.app, service3, id)).toBe(before[id]);
+
+      // The identity's tokens moved to k2 and still act as its GitHub account.
+      const identitySecrets = await withPlatform(third.app.kp.deps.db, (trx) => trx.selectFrom("identity_secrets").selectAll().execute());
+      expect(identitySecrets).toHaveLength(1);
+      for (const envelope of [identitySecrets[0]!.access_token, identitySecrets[0]!.refresh_token!])
+        expect(third.app.kp.deps.keyring.keyIdOf(envelope)).toBe("k2");
+      const handed = await third.app.gql("{ identityToken { token login } }", {}, { token: await third.app.mintToken(linkerGrant) });
+      expect(handed.errors).toBeUndefined();
+      registerSecret(handed.data.identityToken.token);
+      expect(handed.data.identityToken.login).toBe(githubLogin);
+      const who = await fetch(`${world.github.url}/user`, { headers: { authorization: `Bearer ${handed.data.identityToken.token}` } });
+      expect(((await who.json()) as { login: string }).login).toBe(githubLogin);
 
       const admin = await third.app.mintToken({ tenantId: tenant.tenantId, roles: ["admin"] });
       const audit = await third.app.gql(AUDIT, { types: ["installation.credentials_reencrypted"] }, { token: admin });
