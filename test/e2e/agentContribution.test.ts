@@ -227,7 +227,14 @@ describe("keyplane agent run: contributing to GitHub as the agent's own linked i
         () => link.out() + link.err(),
       );
       expect(new URL(authorizationUrl).origin).toBe(world.github.url);
-      expect(link.err()).toContain(`Open this URL in a browser signed in to the GitHub account agent:${agentId} should act as`);
+      // The instructions go to stderr, the URL to stdout: two pipes, read in no fixed order.
+      const instructions = `Open this URL in a browser signed in to the GitHub account agent:${agentId} should act as`;
+      await waitFor(
+        "the instructions on stderr",
+        () => link.err().includes(instructions),
+        20_000,
+        () => link.out() + link.err(),
+      );
       const browser = await consent(authorizationUrl, login);
       expect(browser.status, JSON.stringify(browser.body)).toBe(200);
       expect(browser.body).toMatchObject({ outcome: "linked", identity: { login, subject: `agent:${agentId}` } });
