@@ -101,7 +101,7 @@ export async function updateLogStream(
   const filter = change.filter == null ? current.filter : parseFilter(change.filter);
   const secret = parseSecret(kind, change.secret, false);
   const url = await newUrl(deps, current, change.url, settings);
-  return withTenant(deps.db, tenantId, async (trx) => {
+  return changing(deps, tenantId, async (trx) => {
     const stored = await readStreamSecrets(trx, deps.keyring, tenantId, logStreamId, true);
     if (!stored) throw new NotFoundError("log stream");
     const secrets: DestinationSecrets = {
@@ -141,7 +141,7 @@ export async function rotateLogStreamSecret(
   }
   const tenantId = actor.tenantId;
   const secret = newWebhookSecret();
-  const logStream = await withTenant(deps.db, tenantId, async (trx) => {
+  const logStream = await changing(deps, tenantId, async (trx) => {
     const stored = await readStreamSecrets(trx, deps.keyring, tenantId, logStreamId, true);
     if (!stored) throw new NotFoundError("log stream");
     const now = deps.now();
@@ -179,7 +179,7 @@ export async function replayLogStream(deps: Deps, actor: Actor, logStreamId: str
 
 /** Deletes the stream and forgets its destination and secrets; its events stay in the log. */
 export async function deleteLogStream(deps: Deps, actor: Actor, logStreamId: string, request: RequestMeta = {}): Promise<boolean> {
-  await withTenant(deps.db, actor.tenantId, async (trx) => {
+  await changing(deps, actor.tenantId, async (trx) => {
     await decide(deps, trx, actor, request, logStreamId, { type: "DeleteLogStream" });
     await forgetStreamSecrets(trx, actor.tenantId, logStreamId);
     await trx.deleteFrom("log_stream_deliveries").where("tenant_id", "=", actor.tenantId).where("log_stream_id", "=", logStreamId).execute();
@@ -199,11 +199,28 @@ async function control(
   request: RequestMeta,
   after: (trx: Tx) => Promise<void>,
 ): Promise<LogStreamRow> {
-  return withTenant(deps.db, actor.tenantId, async (trx) => {
+  return changing(deps, actor.tenantId, async (trx) => {
     const { decided } = await decide(deps, trx, actor, request, logStreamId, command);
     if (decided.length > 0) await after(trx);
     return (await readLogStreams(trx, actor.tenantId, logStreamId))[0]!;
   });
+}
+
+/**
+ * A change to an existing stream in one tenant transaction. The deliverer records the stream's health
+ * on the same stream as it delivers, so an admin's change can meet a concurrent append (a version
+ * conflict): the whole transaction is then decided again on what the stream is now, as the deliverer
+ * does on its side.
+ */
+async function changing<T>(deps: Pick<Deps, "db">, tenantId: string, work: (trx: Tx) => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await withTenant(deps.db, tenantId, work);
+    } catch (error) {
+      const concurrent = error instanceof ConflictError && typeof error.extensions.actualVersion === "number";
+      if (!concurrent || attempt >= 3) throw error;
+    }
+  }
 }
 
 function decide(deps: Deps, trx: Tx, actor: Actor, request: RequestMeta, logStreamId: string, command: LogStreamCommand) {
